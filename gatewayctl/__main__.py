@@ -1,0 +1,3 @@
+from gatewayctl.cli import main
+
+main()

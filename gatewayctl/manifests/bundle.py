@@ -1,0 +1,137 @@
+"""Loading a manifest root: files -> documents -> typed manifests -> cross-checked set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gatewayctl.diagnostics import Diagnostic, error, sort_diagnostics
+from gatewayctl.manifests.credentials import scan_document
+from gatewayctl.manifests.documents import Manifest, load_manifest
+from gatewayctl.manifests.kinds import (
+    ConsumerSpec,
+    GatewaySpec,
+    ModelSpec,
+    PolicySpec,
+    PromptSpec,
+    ProviderSpec,
+    RolloutSpec,
+    RouteSpec,
+)
+from gatewayctl.manifests.yamlsource import SourceDocument, discover, read_file
+
+
+@dataclass(frozen=True)
+class ManifestSet:
+    """Every valid manifest of a root, by kind and name (names sorted)."""
+
+    root: str
+    gateway: Manifest[GatewaySpec] | None
+    providers: dict[str, Manifest[ProviderSpec]]
+    models: dict[str, Manifest[ModelSpec]]
+    routes: dict[str, Manifest[RouteSpec]]
+    prompts: dict[str, Manifest[PromptSpec]]
+    policies: dict[str, Manifest[PolicySpec]]
+    consumers: dict[str, Manifest[ConsumerSpec]]
+    rollouts: dict[str, Manifest[RolloutSpec]]
+    documents: tuple[SourceDocument, ...] = field(default=(), compare=False, repr=False)
+    # Names declared by every document, valid or not: a reference to an invalid object is not
+    # reported again as dangling, and "did you mean" can suggest it.
+    declared: dict[str, frozenset[str]] = field(default_factory=dict, compare=False, repr=False)
+
+    def all(self) -> list[Manifest[Any]]:
+        out: list[Manifest[Any]] = [self.gateway] if self.gateway else []
+        for group in (self.providers, self.models, self.routes, self.prompts, self.policies,
+                      self.consumers, self.rollouts):
+            out.extend(group.values())
+        return out
+
+
+_GROUPS = {
+    "Provider": "providers",
+    "Model": "models",
+    "Route": "routes",
+    "Prompt": "prompts",
+    "Policy": "policies",
+    "Consumer": "consumers",
+    "Rollout": "rollouts",
+}
+
+
+def read_documents(root: Path) -> tuple[list[SourceDocument], list[Diagnostic]]:
+    docs: list[SourceDocument] = []
+    diags: list[Diagnostic] = []
+    for path in discover(root):
+        file_docs, file_diags = read_file(root if root.is_dir() else root.parent, path)
+        docs.extend(file_docs)
+        diags.extend(file_diags)
+    return docs, diags
+
+
+def build_set(root: str, docs: list[SourceDocument]) -> tuple[ManifestSet, list[Diagnostic]]:
+    diags: list[Diagnostic] = []
+    groups: dict[str, dict[str, Manifest[Any]]] = {g: {} for g in _GROUPS.values()}
+    gateways: list[Manifest[Any]] = []
+    for doc in docs:
+        diags.extend(scan_document(doc))
+        manifest, problems = load_manifest(doc)
+        diags.extend(problems)
+        if manifest is None:
+            continue
+        if manifest.kind == "Gateway":
+            gateways.append(manifest)
+            continue
+        group = groups[_GROUPS[manifest.kind]]
+        if manifest.name in group:
+            first = group[manifest.name]
+            diags.append(
+                error("GW201", f'duplicate {manifest.kind} name "{manifest.name}"',
+                      location=manifest.location("metadata", "name"), field="metadata.name",
+                      resource=manifest.ref,
+                      hint=f"first defined at {first.location('metadata', 'name')}; "
+                      f"{manifest.kind} names must be unique")
+            )
+            continue
+        group[manifest.name] = manifest
+    gateway = gateways[0] if gateways else None
+    for extra in gateways[1:]:
+        diags.append(
+            error("GW207", "more than one Gateway in this manifest root",
+                  location=extra.location("kind"), field="kind", resource=extra.ref,
+                  hint=f"a root describes exactly one gateway; the first is at "
+                  f"{gateways[0].location('kind')}")
+        )
+    declared: dict[str, set[str]] = {}
+    for doc in docs:
+        if isinstance(doc.data, dict) and isinstance(doc.data.get("kind"), str):
+            meta = doc.data.get("metadata")
+            name = meta.get("name") if isinstance(meta, dict) else None
+            declared.setdefault(doc.data["kind"], set()).add(str(name))
+    if not gateways and "Gateway" not in declared:
+        diags.append(
+            error("GW207", f"no Gateway in {root}",
+                  hint="add one manifest with kind: Gateway (namespace, listener, replicas)")
+        )
+    mset = ManifestSet(
+        root=root,
+        gateway=gateway,
+        documents=tuple(docs),
+        declared={k: frozenset(v) for k, v in declared.items()},
+        **{g: dict(sorted(items.items())) for g, items in groups.items()},
+    )
+    return mset, diags
+
+
+def load_manifest_set(root: Path) -> tuple[ManifestSet, list[Diagnostic]]:
+    """Load and check every manifest under root. Never raises for bad manifests."""
+    from gatewayctl.manifests.checks import check_set
+
+    docs, diags = read_documents(root)
+    if not docs and not diags:
+        diags.append(error("GW008", f"no manifests (*.yaml, *.yml) under {root}",
+                           hint="point gatewayctl at the folder holding your manifests"))
+    mset, set_diags = build_set(str(root), docs)
+    diags.extend(set_diags)
+    diags.extend(check_set(mset))
+    return mset, sort_diagnostics(diags)

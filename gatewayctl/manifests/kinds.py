@@ -1,0 +1,269 @@
+"""The eight manifest kinds of SPEC section 1, as frozen pydantic models.
+
+Field names follow the SPEC exactly. Each model checks only what it can see on its own;
+references between objects are checked in `checks.py`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import Field, HttpUrl, field_validator, model_validator
+
+from gatewayctl.manifests.types import (
+    DurationMs,
+    ModelName,
+    Name,
+    Percent,
+    PublicModelName,
+    SecretRef,
+    Strict,
+)
+
+API_VERSION = "gatewayctl.dev/v1alpha1"
+
+PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+Weight = Annotated[int, Field(ge=0, le=100, strict=True)]
+
+
+class Metadata(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+# --- Gateway ---------------------------------------------------------------------------------
+
+
+class Listener(Strict):
+    port: Annotated[int, Field(ge=1, le=65535, strict=True)] = 8080
+
+
+class Replicas(Strict):
+    min: Annotated[int, Field(ge=1, strict=True)] = 2
+    max: Annotated[int, Field(ge=1, strict=True)] = 10
+    targetCPUUtilization: Annotated[int, Field(ge=1, le=100, strict=True)] = 70
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> Replicas:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class GatewaySpec(Strict):
+    namespace: Name
+    listener: Listener = Field(default_factory=Listener)
+    replicas: Replicas = Field(default_factory=Replicas)
+    image: Annotated[str, Field(min_length=1)] = "envoyproxy/envoy:v1.40.0"
+    defaultPolicies: list[Name] = Field(default_factory=list)
+
+
+# --- Provider --------------------------------------------------------------------------------
+
+ProviderType = Literal["openai", "azure-openai", "anthropic", "openai-compatible"]
+
+
+class ProviderAuth(Strict):
+    secretRef: SecretRef
+
+
+class ProviderSpec(Strict):
+    type: ProviderType
+    endpoint: HttpUrl
+    auth: ProviderAuth | None = None
+    timeout: DurationMs = 60_000
+    maxConnections: PositiveInt = 1024
+
+
+# --- Model -----------------------------------------------------------------------------------
+
+
+class Pricing(Strict):
+    inputPerMillion: Annotated[float, Field(ge=0)] = 0.0
+    outputPerMillion: Annotated[float, Field(ge=0)] = 0.0
+
+
+class ModelSpec(Strict):
+    provider: Name
+    upstreamModel: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    contextWindow: PositiveInt | None = None
+    pricing: Pricing = Field(default_factory=Pricing)
+    deprecated: bool | dt.date = False
+
+
+# --- Route -----------------------------------------------------------------------------------
+
+
+class Backend(Strict):
+    model: ModelName
+    weight: Weight
+
+
+class Retry(Strict):
+    attempts: Annotated[int, Field(ge=0, le=10, strict=True)] = 0
+    perTryTimeout: DurationMs | None = None
+
+
+class PromptBinding(Strict):
+    name: Name
+
+
+class RouteSpec(Strict):
+    model: PublicModelName | None = None
+    backends: Annotated[list[Backend], Field(min_length=1)]
+    fallback: list[ModelName] = Field(default_factory=list)
+    retry: Retry = Field(default_factory=Retry)
+    timeout: DurationMs = 120_000
+    policies: list[Name] = Field(default_factory=list)
+    prompt: PromptBinding | None = None
+
+
+# --- Prompt ----------------------------------------------------------------------------------
+
+VariableName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class Variable(Strict):
+    required: bool = False
+
+
+class PromptVersion(Strict):
+    version: PositiveInt
+    template: Annotated[str, Field(min_length=1, max_length=100_000)]
+    variables: dict[VariableName, Variable] = Field(default_factory=dict)
+
+
+class ActiveVersion(Strict):
+    version: PositiveInt
+    weight: Weight = 100
+
+
+class PromptSpec(Strict):
+    versions: Annotated[list[PromptVersion], Field(min_length=1)]
+    active: Annotated[list[ActiveVersion], Field(min_length=1)]
+
+
+# --- Policy ----------------------------------------------------------------------------------
+
+Per = Literal["second", "minute", "hour", "day"]
+RedactKind = Literal["email", "credit-card", "phone", "ssn"]
+
+
+class PolicyAuth(Strict):
+    apiKeys: bool = False
+
+
+class Allow(Strict):
+    consumers: list[Name] = Field(default_factory=list)
+    teams: list[Name] = Field(default_factory=list)
+
+
+class RateLimit(Strict):
+    requests: PositiveInt
+    per: Per = "minute"
+    by: Literal["consumer", "route"] = "consumer"
+
+
+class TokenLimit(Strict):
+    tokens: PositiveInt
+    per: Per = "minute"
+    by: Literal["consumer", "route"] = "consumer"
+
+
+class Guardrails(Strict):
+    maxRequestBytes: Annotated[int, Field(ge=1, le=64 * 1024 * 1024, strict=True)] | None = None
+    denyPatterns: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    action: Literal["block", "log"] = "block"
+    redact: list[RedactKind] = Field(default_factory=list)
+
+
+class PolicySpec(Strict):
+    auth: PolicyAuth | None = None
+    allow: Allow | None = None
+    rateLimit: RateLimit | None = None
+    tokenLimit: TokenLimit | None = None
+    guardrails: Guardrails | None = None
+
+
+# --- Consumer --------------------------------------------------------------------------------
+
+
+class Budget(Strict):
+    usdPerMonth: Annotated[float, Field(gt=0)]
+
+
+class ConsumerSpec(Strict):
+    team: Name | None = None
+    apiKeySecretRef: SecretRef
+    budget: Budget | None = None
+
+
+# --- Rollout ---------------------------------------------------------------------------------
+
+RolloutState = Literal["progressing", "paused", "aborted", "completed"]
+BUILTIN_METRICS = ("error-rate", "latency-p95", "cost-per-request", "tokens-per-request")
+
+
+class Step(Strict):
+    weight: Weight
+    pause: DurationMs | None = None
+
+
+class Metric(Strict):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+    max: float | str | None = None
+    maxIncrease: Percent | None = None
+    query: str | None = None  # custom PromQL; `{{ backend }}` stands for the backend's cluster
+
+    @field_validator("max")
+    @classmethod
+    def _max_is_number_or_duration(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, str):
+            from gatewayctl.manifests.types import parse_duration_ms
+
+            parse_duration_ms(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> Metric:
+        if (self.max is None) == (self.maxIncrease is None):
+            raise ValueError("give exactly one of max or maxIncrease")
+        if self.name not in BUILTIN_METRICS and self.query is None:
+            raise ValueError(
+                f'"{self.name}" is not a built-in metric ({", ".join(BUILTIN_METRICS)}); '
+                "a custom metric needs a query"
+            )
+        return self
+
+
+class Analysis(Strict):
+    metrics: list[Metric] = Field(default_factory=list)
+    window: DurationMs = 300_000
+    minRequests: PositiveInt = 100
+
+
+class RolloutSpec(Strict):
+    route: Name
+    stable: ModelName
+    canary: ModelName
+    steps: Annotated[list[Step], Field(min_length=1)]
+    step: Annotated[int, Field(ge=0, strict=True)] = 0
+    state: RolloutState = "progressing"
+    canaryHeader: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")] = "x-gateway-canary"
+    analysis: Analysis = Field(default_factory=Analysis)
+
+
+SPEC_MODELS: dict[str, type[Strict]] = {
+    "Gateway": GatewaySpec,
+    "Provider": ProviderSpec,
+    "Model": ModelSpec,
+    "Route": RouteSpec,
+    "Prompt": PromptSpec,
+    "Policy": PolicySpec,
+    "Consumer": ConsumerSpec,
+    "Rollout": RolloutSpec,
+}
+KINDS = tuple(SPEC_MODELS)
+NAME_RULES = {kind: ("model" if kind == "Model" else "dns") for kind in KINDS}

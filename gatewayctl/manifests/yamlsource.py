@@ -1,0 +1,336 @@
+"""Reading YAML manifest files into plain values with the position of every key and value.
+
+Validation reads many files and must be fast, so this uses libyaml's event parser (PyYAML's
+C binding) and builds values directly from the events in one pass: that keeps positions,
+rejects duplicate keys, bounds alias expansion and nesting depth before anything can blow up,
+and costs a fraction of ruamel.yaml's round-trip loader. (ruamel.yaml is used where a file is
+rewritten in place keeping its comments: see gatewayctl/rollout/edit.py.)
+
+Scalars are resolved with the YAML 1.2 core schema: only true/false are booleans, so `on`,
+`yes` and `no` stay strings, and dates stay strings until a model field parses them.
+
+This module must not know about manifest kinds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gatewayctl.diagnostics import Diagnostic, Location, error
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 48
+MAX_ALIAS_NODES = 100_000
+
+FieldPath = tuple[str | int, ...]
+
+_INT_RE = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
+_OCT_RE = re.compile(r"^0o[0-7]+$")
+_HEX_RE = re.compile(r"^0x[0-9a-fA-F]+$")
+_FLOAT_RE = re.compile(r"^[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_TRUE = frozenset({"true", "True", "TRUE"})
+_FALSE = frozenset({"false", "False", "FALSE"})
+_INF = frozenset({".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"})
+_NINF = frozenset({"-.inf", "-.Inf", "-.INF"})
+_NAN = frozenset({".nan", ".NaN", ".NAN"})
+
+
+@dataclass
+class SourceDocument:
+    """One YAML document: its plain value and where each part of it came from."""
+
+    path: str  # relative to the manifest root, POSIX separators
+    index: int  # 0-based document number within the file
+    data: Any
+    line: int  # 1-based line of the document start
+    values: dict[FieldPath, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[FieldPath, tuple[int, int]] = field(default_factory=dict)
+    text_lines: list[str] = field(default_factory=list, repr=False)
+
+    def location(self, fpath: FieldPath, *, key: bool = False) -> Location:
+        """The location of a field, or of its closest existing parent."""
+        table = self.keys if key else self.values
+        probe = fpath
+        while probe:
+            hit = table.get(probe) or self.values.get(probe)
+            if hit:
+                return Location(self.path, hit[0], hit[1])
+            probe = probe[:-1]
+        return Location(self.path, self.line, 1)
+
+
+class _Abort(Exception):
+    def __init__(self, diag: Diagnostic) -> None:
+        self.diag = diag
+
+
+def resolve_scalar(value: str, plain: bool) -> Any:
+    if not plain:
+        return value
+    if value in _NULLS:
+        return None
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    if _INT_RE.match(value):
+        return int(value.replace("_", ""))
+    if _OCT_RE.match(value):
+        return int(value[2:], 8)
+    if _HEX_RE.match(value):
+        return int(value[2:], 16)
+    if _FLOAT_RE.match(value) and any(c.isdigit() for c in value):
+        return float(value.replace("_", ""))
+    if value in _INF:
+        return math.inf
+    if value in _NINF:
+        return -math.inf
+    if value in _NAN:
+        return math.nan
+    return value
+
+
+def _node_count(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + sum(_node_count(v) for v in value.values())
+    if isinstance(value, list):
+        return 1 + sum(_node_count(v) for v in value)
+    return 1
+
+
+class _Builder:
+    """Builds plain values from libyaml events, one document at a time."""
+
+    def __init__(self, relpath: str, text: str) -> None:
+        self.relpath = relpath
+        self.text = text
+        self.docs: list[SourceDocument] = []
+
+    def loc(self, mark: Any) -> Location:
+        return Location(self.relpath, mark.line + 1, mark.column + 1)
+
+    def run(self) -> list[SourceDocument]:
+        events = yaml.parse(self.text, Loader=yaml.CSafeLoader)
+        doc_index = 0
+        lines = self.text.splitlines()
+        for ev in events:
+            if isinstance(ev, yaml.DocumentStartEvent):
+                doc = SourceDocument(
+                    self.relpath, doc_index, None, ev.start_mark.line + 1, text_lines=lines
+                )
+                doc.data = self._document(events, doc)
+                self.docs.append(doc)
+                doc_index += 1
+        return self.docs
+
+    def _document(self, events: Any, doc: SourceDocument) -> Any:
+        anchors: dict[str, Any] = {}
+        anchor_sizes: dict[str, int] = {}
+        alias_budget = [MAX_ALIAS_NODES]
+        # Explicit stack instead of recursion: deep nesting must fail cleanly, not crash.
+        stack: list[tuple[Any, FieldPath, str | None, Any]] = []
+        pending_key: list[tuple[str, Any] | None] = []
+        root: list[Any] = []
+
+        def attach(value: Any, mark: Any, anchor: str | None) -> None:
+            if anchor:
+                anchors[anchor] = value
+                anchor_sizes[anchor] = _node_count(value)
+            if not stack:
+                root.append(value)
+                doc.values[()] = (mark.line + 1, mark.column + 1)
+                return
+            container, cpath, _, _ = stack[-1]
+            if isinstance(container, list):
+                fpath = (*cpath, len(container))
+                container.append(value)
+                doc.values.setdefault(fpath, (mark.line + 1, mark.column + 1))
+                return
+            key_info = pending_key[-1]
+            if key_info is None:
+                if isinstance(value, (dict, list)):
+                    raise _Abort(
+                        error(
+                            "GW001",
+                            "a mapping key must be a plain scalar",
+                            location=self.loc(mark),
+                            field=_dotted(cpath),
+                            hint="write the key as a plain string",
+                        )
+                    )
+                pending_key[-1] = ("" if value is None else str(value), mark)
+                return
+            key, key_mark = key_info
+            pending_key[-1] = None
+            fpath = (*cpath, key)
+            if key == "<<" and isinstance(value, (dict, list)):
+                for src in value if isinstance(value, list) else [value]:
+                    if isinstance(src, dict):
+                        for k, v in src.items():
+                            container.setdefault(k, v)
+                return
+            if key in container:
+                first = doc.keys.get(fpath)
+                raise _Abort(
+                    error(
+                        "GW002",
+                        f'duplicate key "{key}"'
+                        + (f" (first defined on line {first[0]})" if first else ""),
+                        location=self.loc(key_mark),
+                        field=_dotted(fpath),
+                        hint="remove one of the two; YAML would silently keep only the last",
+                    )
+                )
+            container[key] = value
+            doc.keys[fpath] = (key_mark.line + 1, key_mark.column + 1)
+            doc.values[fpath] = (mark.line + 1, mark.column + 1)
+
+        def child_path() -> FieldPath:
+            if not stack:
+                return ()
+            container, cpath, _, _ = stack[-1]
+            if isinstance(container, list):
+                return (*cpath, len(container))
+            key_info = pending_key[-1]
+            return (*cpath, key_info[0]) if key_info else cpath
+
+        for ev in events:
+            if isinstance(ev, yaml.ScalarEvent):
+                plain = bool(ev.implicit[0]) and not ev.style
+                if ev.tag == "tag:yaml.org,2002:str" or ev.tag == "!":
+                    value: Any = ev.value
+                elif ev.tag:
+                    value = resolve_scalar(ev.value, True)
+                else:
+                    value = resolve_scalar(ev.value, plain)
+                attach(value, ev.start_mark, ev.anchor)
+            elif isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if len(stack) >= MAX_DEPTH:
+                    raise _Abort(
+                        error(
+                            "GW005",
+                            f"nesting deeper than {MAX_DEPTH} levels",
+                            location=self.loc(ev.start_mark),
+                            hint="manifests are shallow; this looks like generated or hostile input",
+                        )
+                    )
+                container: Any = {} if isinstance(ev, yaml.MappingStartEvent) else []
+                stack.append((container, child_path(), ev.anchor, ev.start_mark))
+                pending_key.append(None)
+            elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                container, _, anchor, mark = stack.pop()
+                pending_key.pop()
+                attach(container, mark, anchor)
+            elif isinstance(ev, yaml.AliasEvent):
+                if ev.anchor not in anchors:
+                    raise _Abort(
+                        error(
+                            "GW001",
+                            f'unknown alias "*{ev.anchor}"',
+                            location=self.loc(ev.start_mark),
+                            hint="define the anchor with &name before using it",
+                        )
+                    )
+                alias_budget[0] -= anchor_sizes[ev.anchor]
+                if alias_budget[0] < 0:
+                    raise _Abort(
+                        error(
+                            "GW003",
+                            f"aliases expand to more than {MAX_ALIAS_NODES} values",
+                            location=self.loc(ev.start_mark),
+                            hint="this is an alias bomb or a very repetitive file; "
+                            "write the values out or split the file",
+                        )
+                    )
+                attach(anchors[ev.anchor], ev.start_mark, None)
+            elif isinstance(ev, yaml.DocumentEndEvent):
+                break
+        return root[0] if root else None
+
+
+def _dotted(fpath: FieldPath) -> str:
+    out = ""
+    for part in fpath:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+dotted = _dotted
+
+
+def parse_text(relpath: str, text: str) -> tuple[list[SourceDocument], list[Diagnostic]]:
+    """Parse one file's text. On a fatal problem, returns the documents before it and the error."""
+    builder = _Builder(relpath, text)
+    try:
+        return builder.run(), []
+    except _Abort as abort:
+        return builder.docs, [abort.diag]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = Location(relpath, mark.line + 1, mark.column + 1) if mark else Location(relpath, 1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        return builder.docs, [
+            error(
+                "GW001",
+                f"YAML syntax error: {problem}",
+                location=loc,
+                hint="check indentation and quoting around this position",
+            )
+        ]
+    except yaml.YAMLError as exc:
+        return builder.docs, [
+            error("GW001", f"YAML error: {exc}", location=Location(relpath, 1, 1))
+        ]
+
+
+def read_file(root: Path, path: Path) -> tuple[list[SourceDocument], list[Diagnostic]]:
+    relpath = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        return [], [
+            error(
+                "GW004",
+                f"file is {size / 1048576:.1f} MiB; manifests are limited to "
+                f"{MAX_FILE_BYTES // 1048576} MiB per file",
+                location=Location(relpath, 1, 1),
+                hint="split the manifests over several files",
+            )
+        ]
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return [], [
+            error(
+                "GW007",
+                "file is not valid UTF-8",
+                location=Location(relpath, line, 1),
+                hint="save the file as UTF-8",
+            )
+        ]
+    return parse_text(relpath, text)
+
+
+def discover(root: Path) -> list[Path]:
+    """Every *.yaml / *.yml under root, skipping hidden files and folders, in a stable order."""
+    found: list[Path] = []
+    if root.is_file():
+        return [root]
+    for path in root.rglob("*"):
+        rel = path.relative_to(root).parts
+        if any(part.startswith(".") for part in rel):
+            continue
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())

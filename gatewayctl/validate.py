@@ -1,0 +1,90 @@
+"""`gatewayctl validate`: every problem of a manifest root in one pass."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from gatewayctl.diagnostics import Diagnostic, Severity
+from gatewayctl.errors import EXIT_ERROR, EXIT_OK, UsageError
+from gatewayctl.manifests.credentials import redact_text
+from gatewayctl.manifests.bundle import ManifestSet, load_manifest_set
+from gatewayctl.output import paint, use_colour
+from gatewayctl.reports import codequality, junit, parse_report_option
+
+
+def format_text(diags: Sequence[Diagnostic], mset: ManifestSet, colour: bool) -> str:
+    lines: list[str] = []
+    for d in diags:
+        head, _, rest = d.format().partition("\n")
+        sev = d.severity.value
+        head = head.replace(f"{sev}[", paint(sev, "red" if d.is_error else "yellow", colour) + "[",
+                            1)
+        lines.append(head)
+        src = _snippet(d, mset)
+        if src:
+            lines.append(src)
+        if rest:
+            lines.append(rest)
+    n_err = sum(1 for d in diags if d.severity is Severity.ERROR)
+    n_warn = len(diags) - n_err
+    files = len({doc.path for doc in mset.documents})
+    resources = len(mset.all())
+    if diags:
+        lines.append(f"{_plural(n_err, 'error')}, {_plural(n_warn, 'warning')} "
+                     f"in {_plural(files, 'file')}")
+    else:
+        lines.append(paint("ok", "green", colour)
+                     + f": {_plural(resources, 'manifest')} in {_plural(files, 'file')} are valid")
+    return "\n".join(lines) + "\n"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _snippet(d: Diagnostic, mset: ManifestSet) -> str:
+    if d.location is None:
+        return ""
+    for doc in mset.documents:
+        if doc.path == d.location.path and doc.text_lines:
+            idx = d.location.line - 1
+            if 0 <= idx < len(doc.text_lines):
+                text = redact_text(doc.text_lines[idx].rstrip("\r"))
+                if len(text) > 160:
+                    return ""
+                num = str(d.location.line)
+                caret = " " * (len(num) + 4 + d.location.column - 1) + "^"
+                return f"  {num} | {text}\n {caret}"
+            break
+    return ""
+
+
+def run_validate(
+    root: Path, *, output: str, strict: bool, reports: Sequence[str], colour: bool | None = None
+) -> tuple[int, str]:
+    if not root.exists():
+        raise UsageError(f"{root} does not exist", hint="give the folder that holds the manifests")
+    parsed = [parse_report_option(r) for r in reports]
+    mset, diags = load_manifest_set(root)
+    for fmt, path in parsed:
+        body = codequality(diags, str(root)) if fmt == "codequality" else junit(diags, mset)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(body, encoding="utf-8")
+        tmp.replace(path)
+    failed = any(d.is_error for d in diags) or (strict and bool(diags))
+    if output == "json":
+        text = json.dumps(
+            {
+                "valid": not failed,
+                "errors": sum(1 for d in diags if d.is_error),
+                "warnings": sum(1 for d in diags if not d.is_error),
+                "diagnostics": [d.to_json() for d in diags],
+            },
+            indent=2,
+        ) + "\n"
+    else:
+        text = format_text(diags, mset, use_colour() if colour is None else colour)
+    return (EXIT_ERROR if failed else EXIT_OK), text
