@@ -224,8 +224,12 @@ def translate_errors(
             else:
                 msgs = [str(e["msg"]).removeprefix("Value error, ") for e in errs]
                 summary = "; ".join(dict.fromkeys(msgs))
-                if value is not None and not isinstance(value, (dict, list)):
+                if (value is not None and not isinstance(value, (dict, list))
+                        and str(value) not in summary):
                     summary = f"{_describe(value)}: {summary}"
+                if etype == "url_parsing":
+                    summary = f"{_describe(value)} is not a valid URL"
+                    hint = "use a full URL with scheme and host, like https://api.openai.com"
         out.append(
             error(code, summary, location=doc.location(full), field=dotted(full), hint=hint,
                   resource=resource)

@@ -63,6 +63,9 @@ class SourceDocument:
             if hit:
                 return Location(self.path, hit[0], hit[1])
             probe = probe[:-1]
+        if self.keys:  # the document itself: point at its first key, not at the "---"
+            line, col = min(self.keys.values())
+            return Location(self.path, line, col)
         return Location(self.path, self.line, 1)
 
 

@@ -1,0 +1,249 @@
+"""Compiling a checked ManifestSet into a GatewayIR."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from gatewayctl.errors import GatewayctlError
+from gatewayctl.ir import (
+    BackendIR,
+    ConsumerIR,
+    GatewayIR,
+    LimitIR,
+    ModelIR,
+    PolicyIR,
+    PromptIR,
+    PromptPartIR,
+    PromptVersionIR,
+    ProviderIR,
+    RolloutIR,
+    RouteIR,
+    SecretRefIR,
+)
+from gatewayctl.manifests.bundle import ManifestSet
+from gatewayctl.manifests.documents import Manifest
+from gatewayctl.manifests.kinds import (
+    ConsumerSpec,
+    ModelSpec,
+    PolicySpec,
+    PromptSpec,
+    ProviderSpec,
+    RolloutSpec,
+    RouteSpec,
+)
+from gatewayctl.manifests.prompts import TextPart, parse_template
+
+PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+# How each provider type expects its credential.
+AUTH_HEADERS = {
+    "openai": ("authorization", "Bearer "),
+    "openai-compatible": ("authorization", "Bearer "),
+    "azure-openai": ("api-key", ""),
+    "anthropic": ("x-api-key", ""),
+}
+
+
+def compile_provider(m: Manifest[ProviderSpec]) -> ProviderIR:
+    spec = m.spec
+    url = urlsplit(str(spec.endpoint))
+    scheme = "https" if url.scheme == "https" else "http"
+    header, prefix = AUTH_HEADERS[spec.type]
+    cred = spec.auth.secretRef if spec.auth else None
+    return ProviderIR(
+        name=m.name,
+        type=spec.type,
+        scheme=scheme,
+        host=url.hostname or "",
+        port=url.port or (443 if scheme == "https" else 80),
+        base_path=url.path.rstrip("/"),
+        timeout_ms=spec.timeout,
+        max_connections=spec.maxConnections,
+        credential=SecretRefIR(cred.name, cred.key) if cred else None,
+        auth_header=header,
+        auth_prefix=prefix,
+    )
+
+
+def compile_model(m: Manifest[ModelSpec]) -> ModelIR:
+    spec = m.spec
+    deprecated: bool | str = (
+        spec.deprecated if isinstance(spec.deprecated, bool) else spec.deprecated.isoformat()
+    )
+    return ModelIR(
+        name=m.name,
+        provider=spec.provider,
+        upstream_model=spec.upstreamModel or m.name,
+        context_window=spec.contextWindow,
+        input_per_million=spec.pricing.inputPerMillion,
+        output_per_million=spec.pricing.outputPerMillion,
+        deprecated=deprecated,
+    )
+
+
+def rollout_canary_weight(spec: RolloutSpec) -> int:
+    """The canary's share for the rollout's state and step (SPEC: aborted = 0)."""
+    if spec.state == "aborted" or spec.step == 0:
+        return 0
+    if spec.state == "completed":
+        return 100
+    return spec.steps[min(spec.step, len(spec.steps)) - 1].weight
+
+
+def compile_rollout(m: Manifest[RolloutSpec]) -> RolloutIR:
+    spec = m.spec
+    return RolloutIR(
+        name=m.name,
+        stable=spec.stable,
+        canary=spec.canary,
+        step=spec.step,
+        steps=tuple(s.weight for s in spec.steps),
+        state=spec.state,
+        canary_weight=rollout_canary_weight(spec),
+        canary_header=spec.canaryHeader,
+    )
+
+
+def compile_prompt(m: Manifest[PromptSpec]) -> PromptIR:
+    versions = {v.version: v for v in m.spec.versions}
+    active = []
+    for act in sorted(m.spec.active, key=lambda a: a.version):
+        ver = versions[act.version]
+        parts = tuple(
+            PromptPartIR(text=p.text) if isinstance(p, TextPart)
+            else PromptPartIR(variable=p.name, default=p.default)
+            for p in parse_template(ver.template)
+        )
+        active.append(
+            PromptVersionIR(
+                version=ver.version,
+                weight=act.weight,
+                template=ver.template,
+                parts=parts,
+                required=tuple(sorted(n for n, v in ver.variables.items() if v.required)),
+                variables=tuple(sorted(ver.variables)),
+            )
+        )
+    texts = tuple(sorted((v.version, v.template) for v in m.spec.versions))
+    return PromptIR(name=m.name, active=tuple(active), texts=texts)
+
+
+def merge_policies(
+    names: list[str],
+    policies: dict[str, Manifest[PolicySpec]],
+    consumers: dict[str, Manifest[ConsumerSpec]],
+) -> PolicyIR:
+    """Every attached policy applies: allow lists intersect, the stricter limit wins."""
+    sources = tuple(dict.fromkeys(names))
+    specs = [(n, policies[n].spec) for n in sources]
+    allowed: set[str] | None = None
+    rate: list[LimitIR] = []
+    tokens: list[LimitIR] = []
+    max_bytes: int | None = None
+    patterns: list[str] = []
+    redact: set[str] = set()
+    blocks = False
+    for name, spec in specs:
+        if spec.allow and (spec.allow.consumers or spec.allow.teams):
+            members = set(spec.allow.consumers) | {
+                c for c, m in consumers.items() if m.spec.team in spec.allow.teams
+            }
+            allowed = members if allowed is None else allowed & members
+        if spec.rateLimit:
+            rl = spec.rateLimit
+            rate.append(LimitIR(rl.requests, PERIOD_SECONDS[rl.per], rl.by, name))
+        if spec.tokenLimit:
+            tl = spec.tokenLimit
+            tokens.append(LimitIR(tl.tokens, PERIOD_SECONDS[tl.per], tl.by, name))
+        guard = spec.guardrails
+        if guard:
+            if guard.maxRequestBytes is not None:
+                max_bytes = (
+                    guard.maxRequestBytes if max_bytes is None
+                    else min(max_bytes, guard.maxRequestBytes)
+                )
+            patterns.extend(guard.denyPatterns)
+            if guard.denyPatterns and guard.action == "block":
+                blocks = True
+            redact.update(guard.redact)
+    return PolicyIR(
+        sources=sources,
+        api_keys=any(s.auth is not None and s.auth.apiKeys for _, s in specs),
+        allow_consumers=tuple(sorted(allowed)) if allowed is not None else None,
+        rate_limits=tuple(rate),
+        token_limits=tuple(tokens),
+        max_request_bytes=max_bytes,
+        deny_patterns=tuple(dict.fromkeys(patterns)),
+        guard_action="block" if blocks or not patterns else "log",
+        redact=tuple(sorted(redact)),
+    )
+
+
+def compile_route(
+    m: Manifest[RouteSpec],
+    ms: ManifestSet,
+    defaults: list[str],
+    prompts: dict[str, PromptIR],
+    rollouts: dict[str, RolloutIR],
+) -> RouteIR:
+    spec = m.spec
+    rollout = rollouts.get(m.name)
+    if rollout is not None:
+        cw = rollout.canary_weight
+        backends: tuple[BackendIR, ...] = (
+            BackendIR(rollout.stable, 100 - cw, "stable"),
+            BackendIR(rollout.canary, cw, "canary"),
+        )
+    else:
+        backends = tuple(BackendIR(b.model, b.weight, "primary") for b in spec.backends)
+    return RouteIR(
+        name=m.name,
+        public_model=spec.model or m.name,
+        backends=backends,
+        fallback=tuple(spec.fallback),
+        retry_attempts=spec.retry.attempts,
+        per_try_timeout_ms=spec.retry.perTryTimeout,
+        timeout_ms=spec.timeout,
+        policy=merge_policies([*defaults, *spec.policies], ms.policies, ms.consumers),
+        prompt=prompts[spec.prompt.name] if spec.prompt else None,
+        rollout=rollout,
+    )
+
+
+def compile_gateway(ms: ManifestSet) -> GatewayIR:
+    """The IR of a manifest set that validated without errors."""
+    gw = ms.gateway
+    if gw is None:
+        raise GatewayctlError(f"no Gateway in {ms.root}", hint="run gatewayctl validate first")
+    rollouts: dict[str, RolloutIR] = {}
+    for ro in ms.rollouts.values():
+        # Of several rollouts for one route only one may be active (checked); a finished one
+        # keeps describing the route only if no other rollout does.
+        current = rollouts.get(ro.spec.route)
+        if current is None or current.state in ("aborted", "completed"):
+            rollouts[ro.spec.route] = compile_rollout(ro)
+    prompts = {name: compile_prompt(p) for name, p in ms.prompts.items()}
+    defaults = list(gw.spec.defaultPolicies)
+    return GatewayIR(
+        name=gw.name,
+        namespace=gw.spec.namespace,
+        listener_port=gw.spec.listener.port,
+        replicas_min=gw.spec.replicas.min,
+        replicas_max=gw.spec.replicas.max,
+        target_cpu=gw.spec.replicas.targetCPUUtilization,
+        image=gw.spec.image,
+        providers=tuple(compile_provider(p) for p in ms.providers.values()),
+        models=tuple(compile_model(m) for m in ms.models.values()),
+        routes=tuple(
+            compile_route(r, ms, defaults, prompts, rollouts) for r in ms.routes.values()
+        ),
+        consumers=tuple(
+            ConsumerIR(
+                name=c.name,
+                team=c.spec.team,
+                api_key=SecretRefIR(c.spec.apiKeySecretRef.name, c.spec.apiKeySecretRef.key),
+                budget_usd_per_month=c.spec.budget.usdPerMonth if c.spec.budget else None,
+            )
+            for c in ms.consumers.values()
+        ),
+    )

@@ -1,0 +1,250 @@
+"""The intermediate representation: the resolved gateway, ready to render.
+
+Plain frozen data, sorted, serialisable to JSON and back. It knows nothing of YAML, Envoy or
+Kubernetes: `compile/` builds it from manifests, `render/` turns it into configuration, and the
+live objects carry it so that a later plan can compare against what is actually running.
+
+Everything a renderer needs is resolved here: final route weights after rollouts, fallback
+chains, policies merged with the Gateway's defaults, prompts split into literal text and
+variables, consumer keys and provider credentials by reference only (never values).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+IR_VERSION = "gatewayctl.dev/ir/v1"
+
+ProviderType = Literal["openai", "azure-openai", "anthropic", "openai-compatible"]
+BackendRole = Literal["primary", "stable", "canary"]
+
+
+@dataclass(frozen=True)
+class SecretRefIR:
+    """A key of a Kubernetes Secret, mounted as a file at <secrets_dir>/<name>/<key>."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class ProviderIR:
+    name: str
+    type: ProviderType
+    scheme: Literal["http", "https"]
+    host: str
+    port: int
+    base_path: str  # "" or a prefix like "/openai"; request paths are appended
+    timeout_ms: int
+    max_connections: int
+    credential: SecretRefIR | None
+    # How the credential is sent: header name and value prefix ("authorization", "Bearer ").
+    auth_header: str
+    auth_prefix: str
+
+
+@dataclass(frozen=True)
+class ModelIR:
+    name: str
+    provider: str
+    upstream_model: str
+    context_window: int | None
+    input_per_million: float
+    output_per_million: float
+    deprecated: bool | str  # False, True, or an ISO date
+
+
+@dataclass(frozen=True)
+class BackendIR:
+    model: str
+    weight: int  # 0..100; the weights of one route sum to 100
+    role: BackendRole
+
+
+@dataclass(frozen=True)
+class RolloutIR:
+    name: str
+    stable: str
+    canary: str
+    step: int  # 1-based; 0 = not started
+    steps: tuple[int, ...]  # canary weight at each step
+    state: Literal["progressing", "paused", "aborted", "completed"]
+    canary_weight: int
+    canary_header: str
+
+
+@dataclass(frozen=True)
+class PromptPartIR:
+    """Literal text (variable is None) or a request-time variable with an optional default."""
+
+    text: str = ""
+    variable: str | None = None
+    default: str | None = None
+
+
+@dataclass(frozen=True)
+class PromptVersionIR:
+    version: int
+    weight: int
+    template: str
+    parts: tuple[PromptPartIR, ...]
+    required: tuple[str, ...]  # variables that must be in prompt_variables
+    variables: tuple[str, ...]  # every declared variable
+
+
+@dataclass(frozen=True)
+class PromptIR:
+    name: str
+    active: tuple[PromptVersionIR, ...]  # sorted by version; weights sum to 100
+    # Every version's template text, so a plan can flag an edited existing version.
+    texts: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class LimitIR:
+    """A request or token budget: `amount` per `period_s` seconds, keyed by consumer or route."""
+
+    amount: int
+    period_s: int
+    by: Literal["consumer", "route"]
+    policy: str
+
+
+@dataclass(frozen=True)
+class PolicyIR:
+    """The effective policy of one route: its defaults and own policies merged, strictest wins.
+
+    allow_consumers is the resolved set of consumers allowed (listed ones plus members of
+    listed teams); None means every authenticated consumer (or anyone, without api_keys).
+    """
+
+    sources: tuple[str, ...]
+    api_keys: bool = False
+    allow_consumers: tuple[str, ...] | None = None
+    rate_limits: tuple[LimitIR, ...] = ()
+    token_limits: tuple[LimitIR, ...] = ()
+    max_request_bytes: int | None = None
+    deny_patterns: tuple[str, ...] = ()
+    guard_action: Literal["block", "log"] = "block"
+    redact: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RouteIR:
+    name: str
+    public_model: str
+    backends: tuple[BackendIR, ...]  # in manifest order; zero-weight backends kept
+    fallback: tuple[str, ...]  # model names, tried in order after the backend fails
+    retry_attempts: int
+    per_try_timeout_ms: int | None
+    timeout_ms: int
+    policy: PolicyIR
+    prompt: PromptIR | None
+    rollout: RolloutIR | None
+
+
+@dataclass(frozen=True)
+class ConsumerIR:
+    name: str
+    team: str | None
+    api_key: SecretRefIR
+    budget_usd_per_month: float | None
+
+
+@dataclass(frozen=True)
+class GatewayIR:
+    name: str
+    namespace: str
+    listener_port: int
+    replicas_min: int
+    replicas_max: int
+    target_cpu: int
+    image: str
+    providers: tuple[ProviderIR, ...]
+    models: tuple[ModelIR, ...]
+    routes: tuple[RouteIR, ...]
+    consumers: tuple[ConsumerIR, ...]
+    version: str = IR_VERSION
+
+    def provider(self, name: str) -> ProviderIR:
+        return next(p for p in self.providers if p.name == name)
+
+    def model(self, name: str) -> ModelIR:
+        return next(m for m in self.models if m.name == name)
+
+    def route(self, name: str) -> RouteIR:
+        return next(r for r in self.routes if r.name == name)
+
+
+def to_dict(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_dict(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [to_dict(v) for v in value]
+    return value
+
+
+def to_json(ir: GatewayIR, *, indent: int | None = 2) -> str:
+    return json.dumps(to_dict(ir), indent=indent, sort_keys=True, ensure_ascii=False) + (
+        "\n" if indent else ""
+    )
+
+
+T = TypeVar("T")
+
+
+def _build(tp: Any, data: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if data is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _build(arg, data)
+            except (TypeError, ValueError, KeyError):
+                continue
+        raise ValueError(f"cannot read {data!r} as {tp}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_build(args[0], item) for item in data)
+        return tuple(_build(a, item) for a, item in zip(args, data, strict=True))
+    if origin is Literal:
+        if data not in typing.get_args(tp):
+            raise ValueError(f"{data!r} is not one of {typing.get_args(tp)}")
+        return data
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(data, dict):
+            raise TypeError(f"expected an object for {tp.__name__}")
+        hints = typing.get_type_hints(tp)
+        kwargs = {
+            f.name: _build(hints[f.name], data[f.name])
+            for f in dataclasses.fields(tp)
+            if f.name in data
+        }
+        return tp(**kwargs)
+    if tp is float and isinstance(data, int) and not isinstance(data, bool):
+        return float(data)
+    if tp in (int, str, bool, float):
+        if not isinstance(data, tp) or (tp is int and isinstance(data, bool)):
+            raise TypeError(f"expected {tp.__name__}, got {type(data).__name__}")
+        return data
+    return data
+
+
+def from_dict(data: dict[str, Any]) -> GatewayIR:
+    ir = _build(GatewayIR, data)
+    assert isinstance(ir, GatewayIR)
+    return ir
+
+
+def from_json(text: str) -> GatewayIR:
+    return from_dict(json.loads(text))
