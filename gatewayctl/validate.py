@@ -29,7 +29,8 @@ def format_text(diags: Sequence[Diagnostic], mset: ManifestSet, colour: bool) ->
             lines.append(rest)
     n_err = sum(1 for d in diags if d.severity is Severity.ERROR)
     n_warn = len(diags) - n_err
-    files = len({doc.path for doc in mset.documents})
+    files = len({doc.path for doc in mset.documents}
+                | {d.location.path for d in diags if d.location})
     resources = len(mset.all())
     if diags:
         lines.append(f"{_plural(n_err, 'error')}, {_plural(n_warn, 'warning')} "
