@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayctl.diagnostics import Diagnostic, error, sort_diagnostics
-from gatewayctl.manifests.credentials import scan_document
+from gatewayctl.manifests.credentials import find_credential, scan_document
 from gatewayctl.manifests.documents import Manifest, load_manifest
 from gatewayctl.manifests.kinds import (
     ConsumerSpec,
@@ -73,8 +73,13 @@ def build_set(root: str, docs: list[SourceDocument]) -> tuple[ManifestSet, list[
     diags: list[Diagnostic] = []
     groups: dict[str, dict[str, Manifest[Any]]] = {g: {} for g in _GROUPS.values()}
     gateways: list[Manifest[Any]] = []
+    # One search over each file's text first: most files hold no credential at all.
+    suspicious: dict[str, bool] = {}
     for doc in docs:
-        diags.extend(scan_document(doc))
+        if doc.path not in suspicious:
+            suspicious[doc.path] = find_credential("\n".join(doc.text_lines)) is not None
+        if suspicious[doc.path]:
+            diags.extend(scan_document(doc))
         manifest, problems = load_manifest(doc)
         diags.extend(problems)
         if manifest is None:

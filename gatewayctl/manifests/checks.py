@@ -5,7 +5,7 @@ Each check returns diagnostics; none stops the others, so one run reports every 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 
 from gatewayctl.diagnostics import Diagnostic, did_you_mean, error, warning
@@ -23,15 +23,14 @@ def _ref(
     fpath: tuple[str | int, ...],
     target_kind: str,
     name: str,
-    known: Iterable[str],
+    known: Mapping[str, object],
 ) -> bool:
-    names = list(known)
-    if name in names:
+    if name in known:
         return True
     declared = _MS[-1].declared.get(target_kind, frozenset()) if _MS else frozenset()
     if name in declared:
         return False  # the target exists but is invalid: its own diagnostics say why
-    names = sorted(set(names) | declared)
+    names = sorted(set(known) | declared)
     guess = did_you_mean(name, names)
     hint = f'did you mean "{guess}"?' if guess else (
         f"defined {target_kind} names: {', '.join(sorted(names))}" if names

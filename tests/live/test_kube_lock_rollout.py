@@ -91,19 +91,12 @@ def test_release_leaves_a_lease_taken_by_someone_else(
                                "gatewayctl-ai-gateway")
     assert stored is not None
     stored["spec"]["holderIdentity"] = "ci-job-2"
-    server.store.update(server.store.get.__self__ and  # the same store the server serves
-                        _lease_type(), NAMESPACE, "gatewayctl-ai-gateway", stored, "other")
+    server.replace(stored)
 
     assert kube.release_lease(lease) is False
     after = server.get_object("coordination.k8s.io/v1", "Lease", NAMESPACE,
                               "gatewayctl-ai-gateway")
     assert after is not None and after["spec"]["holderIdentity"] == "ci-job-2"
-
-
-def _lease_type():  # type: ignore[no-untyped-def]
-    from tests.fakes.kubeapi.resources import find_type_by_kind
-
-    return find_type_by_kind("coordination.k8s.io/v1", "Lease")
 
 
 def test_wait_for_rollout_succeeds_with_progress(

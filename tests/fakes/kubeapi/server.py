@@ -237,6 +237,13 @@ class KubeAPIServer:
         rt = _type_for(obj["apiVersion"], obj["kind"])
         return self.store.create(rt, obj["metadata"].get("namespace"), obj, field_manager)
 
+    def replace(self, obj: dict[str, Any], field_manager: str = "kubectl-edit"
+                ) -> dict[str, Any]:
+        """Update an object directly (as `kubectl edit` would), keeping its resourceVersion."""
+        rt = _type_for(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        return self.store.update(rt, meta.get("namespace"), meta["name"], obj, field_manager)
+
     # -- request handling (called from handler threads) ---------------------------------
 
     def _record(self, request: RecordedRequest) -> FaultRule | None:
