@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from gatewayctl.gitlab.ci_env import load_ci_env
 from gatewayctl.gitlab.client import RetryPolicy
-from gatewayctl.gitlab.comment import post_plan_comment
+from gatewayctl.gitlab.comment import default_artifact_url, post_plan_comment
 from tests.fakes.gitlab_api import DEVELOPER_TOKEN, GitLabAPIServer
 
 FAST = RetryPolicy(attempts=2, backoff=0.0, max_delay=0.01)
@@ -82,10 +83,18 @@ def test_an_outage_fails_the_job_when_the_comment_is_required(server):
     )
 
 
-def test_a_hanging_server_times_out_and_the_job_still_succeeds(server, monkeypatch):
+def test_a_hanging_server_times_out_and_the_job_still_succeeds(server):
     server.inject_fault(times=100, hang=5.0)
-    monkeypatch.setattr("gatewayctl.gitlab.client.GitLabContext.timeout", 0.3)
-    code, message = comment(server, "# Plan\n")
+    code, message = post_plan_comment(
+        "# Plan\n",
+        gateway="ai-gateway",
+        environment="production",
+        artifact_url=None,
+        require=False,
+        environ=ci_env(server),
+        retry=FAST,
+        timeout=0.3,
+    )
     assert code == 0
     assert message == (
         "warning: the plan was not posted on the merge request: reading merge request !1 "
@@ -118,12 +127,20 @@ def test_a_rejected_token_fails_a_required_comment_without_printing_it(server):
     assert "glpat-secret-value" not in message
 
 
-def test_the_default_artifact_link_points_at_the_jobs_plan_md(server):
-    server.note_max_chars = 300
-    comment(server, "# Plan\n" + "".join(f"~ change {i}\n" for i in range(100)))
-    body = server.notes(1, 1)[0]["body"]
-    assert len(body) <= 300
-    assert body.endswith(
-        f"See [the full plan]({server.url}/platform/gateway-config/-/jobs/77/artifacts/file/"
-        "plan.md).\n"
+def test_a_note_over_the_servers_limit_is_reported_with_gitlabs_message(server):
+    server.note_max_chars = 100  # an instance configured below GitLab's usual limit
+    code, message = comment(server, "# Plan\n" + "~ change\n" * 20)
+    assert code == 0
+    assert message == (
+        "warning: the plan was not posted on the merge request: creating the plan note on "
+        "merge request !1 failed: GitLab answered 400: note is too long (maximum is 100 "
+        "characters)"
     )
+
+
+def test_the_default_artifact_link_is_the_jobs_plan_md():
+    env = load_ci_env({"CI_JOB_URL": "https://gitlab.example.com/p/r/-/jobs/77"})
+    assert default_artifact_url(env) == (
+        "https://gitlab.example.com/p/r/-/jobs/77/artifacts/file/plan.md"
+    )
+    assert default_artifact_url(load_ci_env({})) is None

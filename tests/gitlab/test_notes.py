@@ -58,7 +58,10 @@ def test_first_pipeline_creates_the_note_and_the_second_updates_it(server, proje
     assert (first.action, second.action) == ("created", "updated")
     assert second.note_id == first.note_id
     assert notes[0]["body"] == f"{MARKER}\n# Plan\n\n~ route chat: weights 75/25\n"
-    assert second.url == f"{server.url}/platform/gateway-config/-/merge_requests/1#note_{first.note_id}"
+    assert (
+        second.url
+        == f"{server.url}/platform/gateway-config/-/merge_requests/1#note_{first.note_id}"
+    )
     assert second.truncated is False
 
 
@@ -84,25 +87,19 @@ def test_two_gateways_keep_two_notes(server, project):
     ]
 
 
-def test_the_note_is_found_on_page_three_of_the_notes(server, project):
-    ctx = context(server, project)
-    upsert_plan_note(ctx, "old plan\n", PROD)
-    for i in range(250):  # later discussion pushes the plan note far back
-        server.add_note(project.id, 1, f"review comment {i}", author="reviewer")
-    # a reviewer quoting the marker inside text, and a system note, are not the plan note
+def test_a_quoted_marker_or_a_system_note_is_not_the_plan_note(server, project):
+    # a reviewer quoting the marker inside a line, and a system note carrying it, come first
     server.add_note(project.id, 1, f"quote: {MARKER} end", author="reviewer")
-    server.add_note(project.id, 1, "added 1 commit", system=True)
-    server.projects[project.id].notes[1].insert(0, server.projects[project.id].notes[1].pop())
-    server.requests.clear()
+    server.add_note(project.id, 1, f"{MARKER}\nsystem", author="gatewayctl-bot", system=True)
 
-    result = upsert_plan_note(ctx, "new plan\n", PROD)
+    result = upsert_plan_note(context(server, project), "new plan\n", PROD)
 
-    assert result.action == "updated"
-    assert len(server.notes(project.id, 1)) == 253
-    pages = [r.query["page"] for r in server.requests_to("GET", r"/merge_requests/1/notes$")]
-    assert pages == ["1"]  # the plan note was created first: found on page 1, ascending
-    notes = server.notes(project.id, 1)
-    assert [n["body"] for n in notes if MARKER in n["body"].splitlines()] == [f"{MARKER}\nnew plan\n"]
+    assert (result.action, result.note_id) == ("created", 3)
+    assert [n["body"] for n in server.notes(project.id, 1)] == [
+        f"quote: {MARKER} end",
+        f"{MARKER}\nsystem",
+        f"{MARKER}\nnew plan\n",
+    ]
 
 
 def test_search_follows_pagination_to_page_three(server, project):
@@ -267,3 +264,15 @@ def test_marker_keys():
         "gateway=ai-gateway env=review/feature%20x"
     )
     assert plan_marker_key("gw", "a--b") == "gateway=gw env=a-%2Db"
+
+
+def test_retry_waits_honour_retry_after_up_to_the_cap():
+    from gatewayctl.gitlab.client import parse_retry_after
+
+    policy = RetryPolicy(attempts=4, backoff=1.0, max_delay=10.0)
+    assert [policy.delay(n, None) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 8.0, 10.0]
+    assert policy.delay(1, 3.0) == 3.0
+    assert policy.delay(1, 3600.0) == 10.0
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    assert parse_retry_after("soon") is None
