@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +71,21 @@ def call(
     return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, payload)
 
 
-def connect(handle: MockProviderHandle) -> http.client.HTTPConnection:
-    return http.client.HTTPConnection("127.0.0.1", handle.port, timeout=10)
+Connect = Callable[[MockProviderHandle], http.client.HTTPConnection]
+
+
+@pytest.fixture
+def connect() -> Iterator[Connect]:
+    """Open client connections to a server; all are closed when the test ends."""
+    opened: list[http.client.HTTPConnection] = []
+
+    def open_connection(handle: MockProviderHandle) -> http.client.HTTPConnection:
+        opened.append(http.client.HTTPConnection("127.0.0.1", handle.port, timeout=10))
+        return opened[-1]
+
+    yield open_connection
+    for connection in opened:
+        connection.close()
 
 
 def chat(conn: http.client.HTTPConnection, model: str, text: str = "hi") -> Response:
@@ -92,10 +105,8 @@ def shared() -> Iterator[MockProviderHandle]:
 
 
 @pytest.fixture
-def conn(shared: MockProviderHandle) -> Iterator[http.client.HTTPConnection]:
-    connection = connect(shared)
-    yield connection
-    connection.close()
+def conn(shared: MockProviderHandle, connect: Connect) -> http.client.HTTPConnection:
+    return connect(shared)
 
 
 # -- endpoints --------------------------------------------------------------------------------
@@ -191,7 +202,7 @@ def test_embeddings_are_deterministic_unit_vectors(conn: http.client.HTTPConnect
     assert other_model["data"][0]["embedding"] != first
 
 
-def test_embedding_dimensions_from_request_and_config() -> None:
+def test_embedding_dimensions_from_request_and_config(connect: Connect) -> None:
     config = MockProviderConfig(embedding_dims=3)
     with start_mock_provider(config=config) as handle:
         conn = connect(handle)
@@ -203,7 +214,7 @@ def test_embedding_dimensions_from_request_and_config() -> None:
     assert len(asked["data"][0]["embedding"]) == 5
 
 
-def test_models_lists_configured_fault_and_seen_models() -> None:
+def test_models_lists_configured_fault_and_seen_models(connect: Connect) -> None:
     config = MockProviderConfig(models=("zeta", "alpha"),
                                 faults=build_fault_config(["canary=0.5"]))
     with start_mock_provider(config=config) as handle:
@@ -396,7 +407,7 @@ def test_anthropic_streaming_events(shared: MockProviderHandle) -> None:
 # -- faults -----------------------------------------------------------------------------------
 
 
-def test_error_rate_fails_exactly_every_fifth_request() -> None:
+def test_error_rate_fails_exactly_every_fifth_request(connect: Connect) -> None:
     config = MockProviderConfig(faults=build_fault_config(["canary=0.2:503"]))
     with start_mock_provider(config=config) as handle:
         conn = connect(handle)
@@ -421,7 +432,7 @@ def test_error_rate_fails_exactly_every_fifth_request() -> None:
                                        "code": "service_unavailable"}}
 
 
-def test_default_rule_429_with_retry_after() -> None:
+def test_default_rule_429_with_retry_after(connect: Connect) -> None:
     config = MockProviderConfig(faults=build_fault_config(["50%:429"]))
     with start_mock_provider(config=config) as handle:
         conn = connect(handle)
@@ -435,13 +446,12 @@ def test_default_rule_429_with_retry_after() -> None:
     assert limited.json()["error"]["type"] == "rate_limit_error"
 
 
-def test_reset_closes_the_connection_without_a_response() -> None:
+def test_reset_closes_the_connection_without_a_response(connect: Connect) -> None:
     config = MockProviderConfig(faults=build_fault_config(["broken=1:reset"]))
     with start_mock_provider(config=config) as handle:
         conn = connect(handle)
         with pytest.raises((ConnectionError, http.client.RemoteDisconnected)):
             chat(conn, "broken")
-        conn.close()
         healthy = chat(connect(handle), "fine")
         records = handle.requests()
 
@@ -449,7 +459,7 @@ def test_reset_closes_the_connection_without_a_response() -> None:
     assert [(r["model"], r["status"]) for r in records] == [("broken", "reset"), ("fine", 200)]
 
 
-def test_latency_injection_is_added_per_model() -> None:
+def test_latency_injection_is_added_per_model(connect: Connect) -> None:
     config = MockProviderConfig(faults=build_fault_config(latency_specs=["slow=150ms"]))
     with start_mock_provider(config=config) as handle:
         conn = connect(handle)
@@ -480,7 +490,7 @@ def test_latency_injection_is_added_per_model() -> None:
         ({"api-key": "sk-upstream"}, 200),
     ],
 )
-def test_require_key(headers: dict[str, str], status: int) -> None:
+def test_require_key(headers: dict[str, str], status: int, connect: Connect) -> None:
     with start_mock_provider(config=MockProviderConfig(require_key="sk-upstream")) as handle:
         conn = connect(handle)
         resp = call(conn, "POST", "/v1/chat/completions", CHAT, headers)
@@ -497,7 +507,7 @@ def test_require_key(headers: dict[str, str], status: int) -> None:
 # -- recording and runtime config -------------------------------------------------------------
 
 
-def test_requests_are_recorded_and_cleared() -> None:
+def test_requests_are_recorded_and_cleared(connect: Connect) -> None:
     with start_mock_provider(config=MockProviderConfig(record_limit=3)) as handle:
         conn = connect(handle)
         call(conn, "POST", "/v1/chat/completions?api-version=2024-06-01", CHAT,
@@ -528,7 +538,7 @@ def test_requests_are_recorded_and_cleared() -> None:
     assert after == {"requests": []}
 
 
-def test_runtime_config_update_restarts_counters() -> None:
+def test_runtime_config_update_restarts_counters(connect: Connect) -> None:
     with start_mock_provider() as handle:
         conn = connect(handle)
         before = call(conn, "GET", "/_mock/config").json()
@@ -555,7 +565,7 @@ def test_runtime_config_update_restarts_counters() -> None:
     )
 
 
-def test_python_handle_api_and_isolation() -> None:
+def test_python_handle_api_and_isolation(connect: Connect) -> None:
     with start_mock_provider(config=MockProviderConfig(name="a")) as first, \
             start_mock_provider(config=MockProviderConfig(name="b")) as second:
         first.set_faults(FaultConfig(models={"m": FaultRule(error_rate=1.0)}))
@@ -712,8 +722,8 @@ def test_run_mock_provider_stops_cleanly_on_sigterm() -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                             env=env)
+    assert proc.stdout is not None
     try:
-        assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.startswith("mock-provider fg listening on http://127.0.0.1:")
         port = int(line.rsplit(":", 1)[1])
@@ -723,6 +733,7 @@ def test_run_mock_provider_stops_cleanly_on_sigterm() -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
+        proc.stdout.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()

@@ -1,0 +1,1 @@
+"""The mock provider server, standard library only; start it via gatewayctl.local.mock_provider."""
