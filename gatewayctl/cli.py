@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 
 from gatewayctl import __version__
-from gatewayctl.errors import EXIT_OK, UsageError, run_guarded
+from gatewayctl.commands import DEBUG
+from gatewayctl.errors import UsageError, run_guarded
 
 app = typer.Typer(
     name="gatewayctl",
@@ -26,7 +27,7 @@ app = typer.Typer(
 schema_app = typer.Typer(help="JSON Schemas of the manifest kinds.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
 
-_state = {"debug": False}
+_state = DEBUG
 
 RootArg = Annotated[Path, typer.Argument(help="Manifest root folder.", show_default=True)]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="text, json or markdown.")]
@@ -45,7 +46,7 @@ def _check_output(output: str, allowed: tuple[str, ...]) -> None:
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
-    _state["debug"] = debug
+    _state["enabled"] = debug
 
 
 @app.command()
@@ -74,7 +75,7 @@ def validate(
         sys.stdout.write(text)
         return code
 
-    _finish(run_guarded(body, debug=_state["debug"]))
+    _finish(run_guarded(body, debug=_state["enabled"]))
 
 
 @schema_app.command("export")
@@ -93,7 +94,49 @@ def schema_export(
         typer.echo(message)
         return code
 
-    _finish(run_guarded(body, debug=_state["debug"]))
+    _finish(run_guarded(body, debug=_state["enabled"]))
+
+
+@app.command("mock-provider")
+def mock_provider(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    error_rate: Annotated[
+        list[str] | None,
+        typer.Option("--error-rate", help="[MODEL=]RATE[:STATUS], e.g. gpt-4o=0.2:503 (repeatable)."),
+    ] = None,
+    latency: Annotated[
+        list[str] | None,
+        typer.Option("--latency", help="[MODEL=]DURATION, e.g. gpt-4o=150ms (repeatable)."),
+    ] = None,
+    require_key: Annotated[
+        str | None, typer.Option(help="Answer 401 unless this key is sent.")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Name returned in x-mock-name.")] = "mock",
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Model listed by /v1/models (repeatable).")
+    ] = None,
+) -> None:
+    """Run the built-in OpenAI-compatible mock upstream (deterministic replies, faults)."""
+
+    def body() -> int:
+        from gatewayctl.local.mock_provider import (
+            FaultSpecError,
+            MockProviderConfig,
+            build_fault_config,
+            run_mock_provider,
+        )
+
+        try:
+            faults = build_fault_config(error_rate or [], latency or [])
+        except FaultSpecError as exc:
+            raise UsageError(str(exc)) from None
+        config = MockProviderConfig(
+            name=name, require_key=require_key, faults=faults, models=tuple(model or [])
+        )
+        return run_mock_provider(host, port, config)
+
+    _finish(run_guarded(body, debug=_state["enabled"]))
 
 
 def main() -> None:
@@ -105,5 +148,3 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-
-_ = EXIT_OK
