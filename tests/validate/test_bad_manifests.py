@@ -33,7 +33,7 @@ def test_no_stale_goldens() -> None:
 
 @pytest.mark.parametrize("case", CASE_FILES, ids=lambda p: p.stem)
 def test_case(case: Path, update_golden: bool) -> None:
-    expect = case.read_text().splitlines()[0].removeprefix("# expect: ").strip()
+    expect = case.read_bytes().decode("utf-8", "replace").splitlines()[0].removeprefix("# expect: ").strip()
     strict = case.stem.endswith("-strict")
     code, text = run_validate(case, output="text", strict=strict, reports=[], colour=False)
     assert code == 1
