@@ -78,6 +78,43 @@ def validate(
     _finish(run_guarded(body, debug=_state["enabled"]))
 
 
+@app.command()
+def render(
+    root: RootArg = Path("."),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder to write the bundle to (replaced whole).")
+    ] = None,
+    ir: Annotated[bool, typer.Option("--ir", help="Print the compiled IR as JSON.")] = False,
+    fmt: Annotated[
+        str, typer.Option("--format", help="bundle (Envoy + Kubernetes) or helm-values.")
+    ] = "bundle",
+) -> None:
+    """Compile the manifests into Envoy configuration and Kubernetes manifests."""
+
+    def body() -> int:
+        from gatewayctl.ir import to_json
+        from gatewayctl.pipeline import compile_root
+        from gatewayctl.render.bundle import FORMATS, render_files, write_tree
+        from gatewayctl.render.k8s import SourceInfo
+
+        if fmt not in FORMATS:
+            raise UsageError(f'unknown format "{fmt}"', hint=f"use one of: {', '.join(FORMATS)}")
+        if out is None and not ir:
+            raise UsageError("nothing to do", hint="give --out DIR, or --ir to print the IR")
+        compiled = compile_root(root)
+        for warning in compiled.warnings:
+            typer.echo(warning.format(), err=True)
+        if ir:
+            sys.stdout.write(to_json(compiled.ir))
+        if out is not None:
+            files = render_files(compiled.ir, source=SourceInfo.from_environment(), fmt=fmt)
+            write_tree(files, out)
+            typer.echo(f"rendered {len(files)} files to {out}", err=ir)
+        return 0
+
+    _finish(run_guarded(body, debug=_state["enabled"]))
+
+
 @schema_app.command("export")
 def schema_export(
     out: Annotated[Path, typer.Argument(help="Folder to write the schemas to.")] = Path("schemas"),

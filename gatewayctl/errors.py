@@ -53,8 +53,11 @@ def run_guarded(func: Callable[[], int], *, debug: bool = False) -> int:
     except GatewayctlError as err:
         if debug:
             traceback.print_exc()
-        if not isinstance(err, ValidationFailed) or err.message:
-            print(f"error: {err.message}", file=sys.stderr)
+        if isinstance(err, ValidationFailed):
+            # Already formatted diagnostics, each with its own severity and hint.
+            print(err.message, file=sys.stderr, end="" if err.message.endswith("\n") else "\n")
+            return EXIT_ERROR
+        print(f"error: {err.message}", file=sys.stderr)
         if err.hint:
             print(f"  hint: {err.hint}", file=sys.stderr)
         return EXIT_ERROR

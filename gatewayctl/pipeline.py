@@ -1,0 +1,36 @@
+"""Manifest root -> checked manifests -> IR, the first step of render, plan and apply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gatewayctl.diagnostics import Diagnostic
+from gatewayctl.errors import UsageError, ValidationFailed
+from gatewayctl.ir import GatewayIR
+from gatewayctl.manifests.bundle import ManifestSet, load_manifest_set
+
+
+@dataclass(frozen=True)
+class CompiledRoot:
+    root: Path
+    manifests: ManifestSet
+    ir: GatewayIR
+    warnings: tuple[Diagnostic, ...]
+
+
+def compile_root(root: Path) -> CompiledRoot:
+    """Load, check and compile a root; bad manifests raise ValidationFailed with every error."""
+    from gatewayctl.compile import compile_gateway
+    from gatewayctl.validate import format_text
+
+    if not root.exists():
+        raise UsageError(f"{root} does not exist", hint="give the folder that holds the manifests")
+    mset, diags = load_manifest_set(root)
+    errors = [d for d in diags if d.is_error]
+    if errors:
+        raise ValidationFailed(format_text(diags, mset, colour=False).rstrip("\n")
+                               + f"\nnothing was rendered: fix the errors above "
+                               f"(gatewayctl validate {root})")
+    ir = compile_gateway(mset)
+    return CompiledRoot(root, mset, ir, tuple(d for d in diags if not d.is_error))
