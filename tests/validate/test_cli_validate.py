@@ -1,0 +1,100 @@
+"""`gatewayctl validate` as users run it: exit codes, JSON, reports, colour."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from tests.conftest import REPO
+
+CASES = REPO / "tests" / "validate" / "cases"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gatewayctl", *args], capture_output=True, text=True, cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_valid_root_exits_0() -> None:
+    proc = run("validate", "examples/multi-team")
+    assert proc.returncode == 0
+    assert proc.stdout == "ok: 21 manifests in 8 files are valid\n"
+
+
+def test_warnings_fail_only_with_strict() -> None:
+    case = str(CASES / "fallback-is-backend-strict.yaml")
+    assert run("validate", case).returncode == 0
+    assert run("validate", case, "--strict").returncode == 1
+
+
+def test_json_output() -> None:
+    proc = run("validate", str(CASES / "dangling-model.yaml"), "-o", "json")
+    assert proc.returncode == 1
+    data = json.loads(proc.stdout)
+    assert data["valid"] is False and data["errors"] == 1 and data["warnings"] == 0
+    (diag,) = data["diagnostics"]
+    assert diag == {
+        "severity": "error",
+        "code": "GW203",
+        "message": 'spec.backends[0].model: Model "gpt-4o-2024-08-07" does not exist',
+        "summary": 'Model "gpt-4o-2024-08-07" does not exist',
+        "field": "spec.backends[0].model",
+        "hint": 'did you mean "gpt-4o-2024-08-06"?',
+        "resource": "Route/chat",
+        "path": "dangling-model.yaml",
+        "line": 48,
+        "column": 15,
+    }
+
+
+def test_codequality_and_junit_reports(tmp_path: Path) -> None:
+    cq, ju = tmp_path / "cq.json", tmp_path / "junit.xml"
+    case = CASES / "weights-not-100.yaml"
+    proc = run("validate", str(case), "--report", f"codequality={cq}", "--report", f"junit={ju}")
+    assert proc.returncode == 1
+    (issue,) = json.loads(cq.read_text())
+    assert issue["check_name"] == "GW204"
+    assert issue["severity"] == "major"
+    assert issue["location"] == {"path": str(case.parent / case.name), "lines": {"begin": 48}}
+    assert issue["description"].startswith("GW204: spec.backends: backend weights sum to 95")
+    assert len(issue["fingerprint"]) == 32
+    suite = ET.parse(ju).getroot()
+    assert suite.tag == "testsuites" and suite.get("failures") == "1"
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert "Route/chat" in cases and cases["Route/chat"].find("failure") is not None
+    assert cases["Gateway/ai-gateway"].find("failure") is None
+
+
+def test_bad_report_option_is_a_usage_error() -> None:
+    proc = run("validate", "examples/quickstart", "--report", "sarif=x.json")
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        'error: invalid --report "sarif=x.json"\n'
+        "  hint: use --report codequality=FILE or --report junit=FILE\n"
+    )
+
+
+def test_missing_root() -> None:
+    proc = run("validate", "does/not/exist")
+    assert proc.returncode == 1
+    assert "error: does/not/exist does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_no_colour_when_piped_or_no_color() -> None:
+    proc = run("validate", str(CASES / "dangling-model.yaml"), env={"NO_COLOR": "1"})
+    assert "\033[" not in proc.stdout
+
+
+def test_render_refuses_invalid_manifests_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = run("render", str(CASES / "dangling-model.yaml"), "--out", str(out))
+    assert proc.returncode == 1
+    assert "error[GW203]" in proc.stderr and "nothing was rendered" in proc.stderr
+    assert not out.exists()
