@@ -53,19 +53,24 @@ def main(argv: list[str] | None = None) -> int:
     tiny = Path(__file__).resolve().parent.parent / "examples" / "quickstart"
     help_s, help_mb = median_of(["--help"], 7)
     val_s, val_mb = median_of(["validate", str(tiny)], 7)
-    print(f"start-up: --help {help_s * 1000:.0f} ms ({help_mb:.0f} MiB), "
-          f"validate quickstart {val_s * 1000:.0f} ms ({val_mb:.0f} MiB)")
+    print(
+        f"start-up: --help {help_s * 1000:.0f} ms ({help_mb:.0f} MiB), "
+        f"validate quickstart {val_s * 1000:.0f} ms ({val_mb:.0f} MiB)"
+    )
 
-    print(f"{'routes':>7} {'manifests':>9} {'step':>9} {'median s':>9} {'peak MiB':>9} "
-          f"{'growth':>7}")
+    print(
+        f"{'routes':>7} {'manifests':>9} {'step':>9} {'median s':>9} {'peak MiB':>9} {'growth':>7}"
+    )
     previous: dict[str, float] = {}
     for n in sizes:
         root = generate(n, work / f"root-{n}")
         out = work / f"out-{n}"
         manifests = sum(p.read_text().count("\nkind: ") + 1 for p in root.glob("*.yaml"))
         runs = max(1, opts.runs if n < 10000 else min(opts.runs, 2))
-        steps = [("validate", ["validate", str(root)]),
-                 ("render", ["render", str(root), "--out", str(out)])]
+        steps = [
+            ("validate", ["validate", str(root)]),
+            ("render", ["render", str(root), "--out", str(out)]),
+        ]
         if not opts.no_plan:
             steps.append(("plan", ["plan", str(root), "--live", f"dir:{out}"]))
         for step, args in steps:

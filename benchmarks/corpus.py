@@ -17,15 +17,24 @@ HEAD = "apiVersion: gatewayctl.dev/v1alpha1\n"
 def generate(n: int, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     groups = max(1, n // 50)
-    docs: dict[str, list[str]] = {"gateway": [], "providers": [], "policies": [],
-                                  "consumers": [], "models": [], "routes": [], "prompts": [],
-                                  "rollouts": []}
+    docs: dict[str, list[str]] = {
+        "gateway": [],
+        "providers": [],
+        "policies": [],
+        "consumers": [],
+        "models": [],
+        "routes": [],
+        "prompts": [],
+        "rollouts": [],
+    }
     docs["gateway"].append(
         HEAD + "kind: Gateway\nmetadata: {name: bench}\nspec:\n  namespace: bench\n"
         "  defaultPolicies: [baseline]\n"
     )
-    docs["policies"].append(HEAD + "kind: Policy\nmetadata: {name: baseline}\nspec:\n"
-                            "  auth: {apiKeys: true}\n  guardrails: {maxRequestBytes: 1048576}\n")
+    docs["policies"].append(
+        HEAD + "kind: Policy\nmetadata: {name: baseline}\nspec:\n"
+        "  auth: {apiKeys: true}\n  guardrails: {maxRequestBytes: 1048576}\n"
+    )
     for g in range(groups):
         docs["providers"].append(
             HEAD + f"kind: Provider\nmetadata: {{name: provider-{g}}}\nspec:\n"
@@ -55,8 +64,10 @@ def generate(n: int, out: Path) -> Path:
         rollout = i % 10 == 0
         prompt = i % 5 == 0
         backends = (
-            f"    - {{model: model-{i}.a, weight: 100}}\n" if rollout else
-            f"    - {{model: model-{i}.a, weight: 90}}\n    - {{model: model-{i}.b, weight: 10}}\n"
+            f"    - {{model: model-{i}.a, weight: 100}}\n"
+            if rollout
+            else f"    - {{model: model-{i}.a, weight: 90}}\n"
+            f"    - {{model: model-{i}.b, weight: 10}}\n"
         )
         route = (
             HEAD + f"kind: Route\nmetadata: {{name: route-{i}}}\nspec:\n  model: public-{i}\n"
@@ -67,9 +78,9 @@ def generate(n: int, out: Path) -> Path:
             route += f"  prompt: {{name: prompt-{i}}}\n"
             docs["prompts"].append(
                 HEAD + f"kind: Prompt\nmetadata: {{name: prompt-{i}}}\nspec:\n  versions:\n"
-                "    - version: 1\n      template: \"You help {{ product }} users.\"\n"
+                '    - version: 1\n      template: "You help {{ product }} users."\n'
                 "      variables: {product: {required: true}}\n"
-                "    - version: 2\n      template: \"Help {{ product }} users in "
+                '    - version: 2\n      template: "Help {{ product }} users in '
                 "{{ language | default('English') }}.\"\n"
                 "      variables: {product: {required: true}, language: {}}\n"
                 "  active: [{version: 1, weight: 80}, {version: 2, weight: 20}]\n"

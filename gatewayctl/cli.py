@@ -39,7 +39,9 @@ def _finish(code: int) -> None:
 
 def _check_output(output: str, allowed: tuple[str, ...]) -> None:
     if output not in allowed:
-        raise UsageError(f'unknown output format "{output}"', hint=f"use one of: {', '.join(allowed)}")
+        raise UsageError(
+            f'unknown output format "{output}"', hint=f"use one of: {', '.join(allowed)}"
+        )
 
 
 @app.callback()
@@ -140,7 +142,9 @@ def mock_provider(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     error_rate: Annotated[
         list[str] | None,
-        typer.Option("--error-rate", help="[MODEL=]RATE[:STATUS], e.g. gpt-4o=0.2:503 (repeatable)."),
+        typer.Option(
+            "--error-rate", help="[MODEL=]RATE[:STATUS], e.g. gpt-4o=0.2:503 (repeatable)."
+        ),
     ] = None,
     latency: Annotated[
         list[str] | None,

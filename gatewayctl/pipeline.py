@@ -29,8 +29,10 @@ def compile_root(root: Path) -> CompiledRoot:
     mset, diags = load_manifest_set(root)
     errors = [d for d in diags if d.is_error]
     if errors:
-        raise ValidationFailed(format_text(diags, mset, colour=False).rstrip("\n")
-                               + f"\nnothing was rendered: fix the errors above "
-                               f"(gatewayctl validate {root})")
+        raise ValidationFailed(
+            format_text(diags, mset, colour=False).rstrip("\n")
+            + f"\nnothing was rendered: fix the errors above "
+            f"(gatewayctl validate {root})"
+        )
     ir = compile_gateway(mset)
     return CompiledRoot(root, mset, ir, tuple(d for d in diags if not d.is_error))

@@ -39,7 +39,8 @@ def codequality(diags: Sequence[Diagnostic], root: str) -> str:
     for d in diags:
         items.append(
             {
-                "description": f"{d.code}: {d.message()}" + (f" (hint: {d.hint})" if d.hint else ""),
+                "description": f"{d.code}: {d.message()}"
+                + (f" (hint: {d.hint})" if d.hint else ""),
                 "check_name": d.code,
                 "fingerprint": d.fingerprint(),
                 "severity": "major" if d.severity is Severity.ERROR else "minor",
@@ -77,12 +78,14 @@ def junit(diags: Sequence[Diagnostic], mset: ManifestSet) -> str:
 
 def _case(name: str, problems: list[Diagnostic]) -> str:
     errors = [p for p in problems if p.severity is Severity.ERROR]
-    head = f"    <testcase classname=\"manifests\" name={quoteattr(name)}"
+    head = f'    <testcase classname="manifests" name={quoteattr(name)}'
     if not errors:
         out = [p.format() for p in problems]
         if out:
-            return head + ">\n      <system-out>" + escape("\n".join(out)) + "</system-out>\n" \
+            return (
+                head + ">\n      <system-out>" + escape("\n".join(out)) + "</system-out>\n"
                 "    </testcase>\n"
+            )
         return head + "/>\n"
     text = "\n".join(p.format() for p in problems)
     return (

@@ -56,7 +56,8 @@ def export_schemas(out: Path, *, check: bool) -> tuple[int, str]:
     files = all_schemas()
     if check:
         stale = sorted(
-            name for name, text in files.items()
+            name
+            for name, text in files.items()
             if not (out / name).exists() or (out / name).read_text(encoding="utf-8") != text
         )
         extra = sorted(p.name for p in out.glob("*.json") if p.name not in files)

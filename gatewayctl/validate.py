@@ -8,8 +8,8 @@ from pathlib import Path
 
 from gatewayctl.diagnostics import Diagnostic, Severity
 from gatewayctl.errors import EXIT_ERROR, EXIT_OK, UsageError
-from gatewayctl.manifests.credentials import redact_text
 from gatewayctl.manifests.bundle import ManifestSet, load_manifest_set
+from gatewayctl.manifests.credentials import redact_text
 from gatewayctl.output import paint, use_colour
 from gatewayctl.reports import codequality, junit, parse_report_option
 
@@ -19,8 +19,9 @@ def format_text(diags: Sequence[Diagnostic], mset: ManifestSet, colour: bool) ->
     for d in diags:
         head, _, rest = d.format().partition("\n")
         sev = d.severity.value
-        head = head.replace(f"{sev}[", paint(sev, "red" if d.is_error else "yellow", colour) + "[",
-                            1)
+        head = head.replace(
+            f"{sev}[", paint(sev, "red" if d.is_error else "yellow", colour) + "[", 1
+        )
         lines.append(head)
         src = _snippet(d, mset)
         if src:
@@ -29,15 +30,19 @@ def format_text(diags: Sequence[Diagnostic], mset: ManifestSet, colour: bool) ->
             lines.append(rest)
     n_err = sum(1 for d in diags if d.severity is Severity.ERROR)
     n_warn = len(diags) - n_err
-    files = len({doc.path for doc in mset.documents}
-                | {d.location.path for d in diags if d.location})
+    files = len(
+        {doc.path for doc in mset.documents} | {d.location.path for d in diags if d.location}
+    )
     resources = len(mset.all())
     if diags:
-        lines.append(f"{_plural(n_err, 'error')}, {_plural(n_warn, 'warning')} "
-                     f"in {_plural(files, 'file')}")
+        lines.append(
+            f"{_plural(n_err, 'error')}, {_plural(n_warn, 'warning')} in {_plural(files, 'file')}"
+        )
     else:
-        lines.append(paint("ok", "green", colour)
-                     + f": {_plural(resources, 'manifest')} in {_plural(files, 'file')} are valid")
+        lines.append(
+            paint("ok", "green", colour)
+            + f": {_plural(resources, 'manifest')} in {_plural(files, 'file')} are valid"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -77,15 +82,18 @@ def run_validate(
         tmp.replace(path)
     failed = any(d.is_error for d in diags) or (strict and bool(diags))
     if output == "json":
-        text = json.dumps(
-            {
-                "valid": not failed,
-                "errors": sum(1 for d in diags if d.is_error),
-                "warnings": sum(1 for d in diags if not d.is_error),
-                "diagnostics": [d.to_json() for d in diags],
-            },
-            indent=2,
-        ) + "\n"
+        text = (
+            json.dumps(
+                {
+                    "valid": not failed,
+                    "errors": sum(1 for d in diags if d.is_error),
+                    "warnings": sum(1 for d in diags if not d.is_error),
+                    "diagnostics": [d.to_json() for d in diags],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     else:
         text = format_text(diags, mset, use_colour() if colour is None else colour)
     return (EXIT_ERROR if failed else EXIT_OK), text

@@ -10,9 +10,16 @@ from tests.conftest import REPO
 
 def test_project_pipeline_passes_the_gitlab_ci_schema() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.gitlab-ci",
-         str(REPO / ".gitlab-ci.yml")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.gitlab-ci",
+            str(REPO / ".gitlab-ci.yml"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -20,7 +27,9 @@ def test_project_pipeline_passes_the_gitlab_ci_schema() -> None:
 def test_schemas_folder_is_current() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "gatewayctl", "schema", "export", str(REPO / "schemas"), "--check"],
-        capture_output=True, text=True, cwd=REPO,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "is up to date (9 schemas)" in proc.stdout
@@ -30,6 +39,8 @@ def test_examples_validate_strictly() -> None:
     for example in ("quickstart", "multi-team"):
         proc = subprocess.run(
             [sys.executable, "-m", "gatewayctl", "validate", f"examples/{example}", "--strict"],
-            capture_output=True, text=True, cwd=REPO,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
         )
         assert proc.returncode == 0, proc.stdout

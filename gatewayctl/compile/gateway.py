@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlsplit
 
 from gatewayctl.errors import GatewayctlError
@@ -47,7 +48,7 @@ AUTH_HEADERS = {
 def compile_provider(m: Manifest[ProviderSpec]) -> ProviderIR:
     spec = m.spec
     url = urlsplit(str(spec.endpoint))
-    scheme = "https" if url.scheme == "https" else "http"
+    scheme: Literal["http", "https"] = "https" if url.scheme == "https" else "http"
     header, prefix = AUTH_HEADERS[spec.type]
     cred = spec.auth.secretRef if spec.auth else None
     return ProviderIR(
@@ -110,7 +111,8 @@ def compile_prompt(m: Manifest[PromptSpec]) -> PromptIR:
     for act in sorted(m.spec.active, key=lambda a: a.version):
         ver = versions[act.version]
         parts = tuple(
-            PromptPartIR(text=p.text) if isinstance(p, TextPart)
+            PromptPartIR(text=p.text)
+            if isinstance(p, TextPart)
             else PromptPartIR(variable=p.name, default=p.default)
             for p in parse_template(ver.template)
         )
@@ -159,7 +161,8 @@ def merge_policies(
         if guard:
             if guard.maxRequestBytes is not None:
                 max_bytes = (
-                    guard.maxRequestBytes if max_bytes is None
+                    guard.maxRequestBytes
+                    if max_bytes is None
                     else min(max_bytes, guard.maxRequestBytes)
                 )
             patterns.extend(guard.denyPatterns)
@@ -234,9 +237,7 @@ def compile_gateway(ms: ManifestSet) -> GatewayIR:
         image=gw.spec.image,
         providers=tuple(compile_provider(p) for p in ms.providers.values()),
         models=tuple(compile_model(m) for m in ms.models.values()),
-        routes=tuple(
-            compile_route(r, ms, defaults, prompts, rollouts) for r in ms.routes.values()
-        ),
+        routes=tuple(compile_route(r, ms, defaults, prompts, rollouts) for r in ms.routes.values()),
         consumers=tuple(
             ConsumerIR(
                 name=c.name,

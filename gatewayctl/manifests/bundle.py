@@ -42,8 +42,15 @@ class ManifestSet:
 
     def all(self) -> list[Manifest[Any]]:
         out: list[Manifest[Any]] = [self.gateway] if self.gateway else []
-        for group in (self.providers, self.models, self.routes, self.prompts, self.policies,
-                      self.consumers, self.rollouts):
+        for group in (
+            self.providers,
+            self.models,
+            self.routes,
+            self.prompts,
+            self.policies,
+            self.consumers,
+            self.rollouts,
+        ):
             out.extend(group.values())
         return out
 
@@ -91,21 +98,30 @@ def build_set(root: str, docs: list[SourceDocument]) -> tuple[ManifestSet, list[
         if manifest.name in group:
             first = group[manifest.name]
             diags.append(
-                error("GW201", f'duplicate {manifest.kind} name "{manifest.name}"',
-                      location=manifest.location("metadata", "name"), field="metadata.name",
-                      resource=manifest.ref,
-                      hint=f"first defined at {first.location('metadata', 'name')}; "
-                      f"{manifest.kind} names must be unique")
+                error(
+                    "GW201",
+                    f'duplicate {manifest.kind} name "{manifest.name}"',
+                    location=manifest.location("metadata", "name"),
+                    field="metadata.name",
+                    resource=manifest.ref,
+                    hint=f"first defined at {first.location('metadata', 'name')}; "
+                    f"{manifest.kind} names must be unique",
+                )
             )
             continue
         group[manifest.name] = manifest
     gateway = gateways[0] if gateways else None
     for extra in gateways[1:]:
         diags.append(
-            error("GW207", "more than one Gateway in this manifest root",
-                  location=extra.location("kind"), field="kind", resource=extra.ref,
-                  hint=f"a root describes exactly one gateway; the first is at "
-                  f"{gateways[0].location('kind')}")
+            error(
+                "GW207",
+                "more than one Gateway in this manifest root",
+                location=extra.location("kind"),
+                field="kind",
+                resource=extra.ref,
+                hint=f"a root describes exactly one gateway; the first is at "
+                f"{gateways[0].location('kind')}",
+            )
         )
     declared: dict[str, set[str]] = {}
     for doc in docs:
@@ -115,8 +131,11 @@ def build_set(root: str, docs: list[SourceDocument]) -> tuple[ManifestSet, list[
             declared.setdefault(doc.data["kind"], set()).add(str(name))
     if not gateways and "Gateway" not in declared:
         diags.append(
-            error("GW207", f"no Gateway in {root}",
-                  hint="add one manifest with kind: Gateway (namespace, listener, replicas)")
+            error(
+                "GW207",
+                f"no Gateway in {root}",
+                hint="add one manifest with kind: Gateway (namespace, listener, replicas)",
+            )
         )
     mset = ManifestSet(
         root=root,
@@ -134,8 +153,13 @@ def load_manifest_set(root: Path) -> tuple[ManifestSet, list[Diagnostic]]:
 
     docs, diags = read_documents(root)
     if not docs and not diags:
-        diags.append(error("GW008", f"no manifests (*.yaml, *.yml) under {root}",
-                           hint="point gatewayctl at the folder holding your manifests"))
+        diags.append(
+            error(
+                "GW008",
+                f"no manifests (*.yaml, *.yml) under {root}",
+                hint="point gatewayctl at the folder holding your manifests",
+            )
+        )
     mset, set_diags = build_set(str(root), docs)
     diags.extend(set_diags)
     diags.extend(check_set(mset))

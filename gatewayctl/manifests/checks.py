@@ -13,7 +13,6 @@ from gatewayctl.manifests.bundle import ManifestSet
 from gatewayctl.manifests.documents import Manifest
 from gatewayctl.manifests.prompts import TemplateProblem, parse_template, used_variables
 
-
 _MS: list[ManifestSet] = []
 
 
@@ -32,13 +31,24 @@ def _ref(
         return False  # the target exists but is invalid: its own diagnostics say why
     names = sorted(set(known) | declared)
     guess = did_you_mean(name, names)
-    hint = f'did you mean "{guess}"?' if guess else (
-        f"defined {target_kind} names: {', '.join(sorted(names))}" if names
-        else f"there is no {target_kind} in this root yet; add one"
+    hint = (
+        f'did you mean "{guess}"?'
+        if guess
+        else (
+            f"defined {target_kind} names: {', '.join(sorted(names))}"
+            if names
+            else f"there is no {target_kind} in this root yet; add one"
+        )
     )
     diags.append(
-        error("GW203", f'{target_kind} "{name}" does not exist',
-              location=owner.location(*fpath), field=_dot(fpath), resource=owner.ref, hint=hint)
+        error(
+            "GW203",
+            f'{target_kind} "{name}" does not exist',
+            location=owner.location(*fpath),
+            field=_dot(fpath),
+            resource=owner.ref,
+            hint=hint,
+        )
     )
     return False
 
@@ -66,25 +76,37 @@ def check_references(ms: ManifestSet) -> list[Diagnostic]:
         for i, pol in enumerate(route.spec.policies):
             _ref(diags, route, ("spec", "policies", i), "Policy", pol, ms.policies)
         if route.spec.prompt:
-            _ref(diags, route, ("spec", "prompt", "name"), "Prompt", route.spec.prompt.name,
-                 ms.prompts)
+            _ref(
+                diags,
+                route,
+                ("spec", "prompt", "name"),
+                "Prompt",
+                route.spec.prompt.name,
+                ms.prompts,
+            )
     teams = {c.spec.team for c in ms.consumers.values() if c.spec.team}
     for policy in ms.policies.values():
         allow = policy.spec.allow
         if not allow:
             continue
         for i, consumer in enumerate(allow.consumers):
-            _ref(diags, policy, ("spec", "allow", "consumers", i), "Consumer", consumer,
-                 ms.consumers)
+            _ref(
+                diags, policy, ("spec", "allow", "consumers", i), "Consumer", consumer, ms.consumers
+            )
         for i, team in enumerate(allow.teams):
             if team not in teams:
                 guess = did_you_mean(team, teams)
                 diags.append(
-                    warning("GW211", f'no Consumer belongs to team "{team}"',
-                            location=policy.location("spec", "allow", "teams", i),
-                            field=f"spec.allow.teams[{i}]", resource=policy.ref,
-                            hint=f'did you mean "{guess}"?' if guess
-                            else "set spec.team on the consumers of that team")
+                    warning(
+                        "GW211",
+                        f'no Consumer belongs to team "{team}"',
+                        location=policy.location("spec", "allow", "teams", i),
+                        field=f"spec.allow.teams[{i}]",
+                        resource=policy.ref,
+                        hint=f'did you mean "{guess}"?'
+                        if guess
+                        else "set spec.team on the consumers of that team",
+                    )
                 )
     for ro in ms.rollouts.values():
         _ref(diags, ro, ("spec", "route"), "Route", ro.spec.route, ms.routes)
@@ -102,39 +124,54 @@ def check_routes(ms: ManifestSet) -> list[Diagnostic]:
         fpath = ("spec", "model") if route.spec.model else ("metadata", "name")
         if name in public:
             diags.append(
-                error("GW202", f'public model name "{name}" is already served by '
-                      f"Route/{public[name].name}",
-                      location=route.location(*fpath), field=_dot(fpath), resource=route.ref,
-                      hint="each public model name belongs to exactly one route")
+                error(
+                    "GW202",
+                    f'public model name "{name}" is already served by Route/{public[name].name}',
+                    location=route.location(*fpath),
+                    field=_dot(fpath),
+                    resource=route.ref,
+                    hint="each public model name belongs to exactly one route",
+                )
             )
         else:
             public[name] = route
         total = sum(b.weight for b in route.spec.backends)
         if total != 100:
             diags.append(
-                error("GW204", f"backend weights sum to {total}, not 100",
-                      location=route.location("spec", "backends"), field="spec.backends",
-                      resource=route.ref,
-                      hint="use integer weights that add up to exactly 100")
+                error(
+                    "GW204",
+                    f"backend weights sum to {total}, not 100",
+                    location=route.location("spec", "backends"),
+                    field="spec.backends",
+                    resource=route.ref,
+                    hint="use integer weights that add up to exactly 100",
+                )
             )
         seen: dict[str, int] = {}
         for i, b in enumerate(route.spec.backends):
             if b.model in seen:
                 diags.append(
-                    error("GW212", f'model "{b.model}" is listed twice in backends',
-                          location=route.location("spec", "backends", i, "model"),
-                          field=f"spec.backends[{i}].model", resource=route.ref,
-                          hint=f"merge it with backends[{seen[b.model]}]")
+                    error(
+                        "GW212",
+                        f'model "{b.model}" is listed twice in backends',
+                        location=route.location("spec", "backends", i, "model"),
+                        field=f"spec.backends[{i}].model",
+                        resource=route.ref,
+                        hint=f"merge it with backends[{seen[b.model]}]",
+                    )
                 )
             seen.setdefault(b.model, i)
         for i, fb in enumerate(route.spec.fallback):
             if fb in seen:
                 diags.append(
-                    warning("GW214", f'fallback "{fb}" is also a backend of this route',
-                            location=route.location("spec", "fallback", i),
-                            field=f"spec.fallback[{i}]", resource=route.ref,
-                            hint="a fallback should be a different model, ideally another "
-                            "provider")
+                    warning(
+                        "GW214",
+                        f'fallback "{fb}" is also a backend of this route',
+                        location=route.location("spec", "fallback", i),
+                        field=f"spec.fallback[{i}]",
+                        resource=route.ref,
+                        hint="a fallback should be a different model, ideally another provider",
+                    )
                 )
         effective = [*default_policies, *route.spec.policies]
         pols = [ms.policies[p] for p in effective if p in ms.policies]
@@ -149,13 +186,18 @@ def check_routes(ms: ManifestSet) -> list[Diagnostic]:
                 needs.append("tokenLimit.by: consumer")
             if needs and not has_keys:
                 diags.append(
-                    error("GW213", f"policy {pol.name} uses {', '.join(needs)}, but no policy "
-                          "on this route identifies consumers",
-                          location=route.location("spec", "policies")
-                          if route.spec.policies else route.location("spec"),
-                          field="spec.policies", resource=route.ref,
-                          hint="add a policy with auth: {apiKeys: true} to the route or to the "
-                          "Gateway's defaultPolicies")
+                    error(
+                        "GW213",
+                        f"policy {pol.name} uses {', '.join(needs)}, but no policy "
+                        "on this route identifies consumers",
+                        location=route.location("spec", "policies")
+                        if route.spec.policies
+                        else route.location("spec"),
+                        field="spec.policies",
+                        resource=route.ref,
+                        hint="add a policy with auth: {apiKeys: true} to the route or to the "
+                        "Gateway's defaultPolicies",
+                    )
                 )
         for b in route.spec.backends:
             model = ms.models.get(b.model)
@@ -163,10 +205,14 @@ def check_routes(ms: ManifestSet) -> list[Diagnostic]:
                 since = "" if model.spec.deprecated is True else f" (as of {model.spec.deprecated})"
                 idx = next(i for i, x in enumerate(route.spec.backends) if x.model == b.model)
                 diags.append(
-                    warning("GW501", f'model "{b.model}" is deprecated{since}',
-                            location=route.location("spec", "backends", idx, "model"),
-                            field=f"spec.backends[{idx}].model", resource=route.ref,
-                            hint="move this route to a current model, for example with a Rollout")
+                    warning(
+                        "GW501",
+                        f'model "{b.model}" is deprecated{since}',
+                        location=route.location("spec", "backends", idx, "model"),
+                        field=f"spec.backends[{idx}].model",
+                        resource=route.ref,
+                        hint="move this route to a current model, for example with a Rollout",
+                    )
                 )
     return diags
 
@@ -178,41 +224,64 @@ def check_rollouts(ms: ManifestSet) -> list[Diagnostic]:
         spec = ro.spec
         if spec.step > len(spec.steps):
             diags.append(
-                error("GW205", f"step {spec.step} is out of range: there are {len(spec.steps)} "
-                      "steps", location=ro.location("spec", "step"), field="spec.step",
-                      resource=ro.ref,
-                      hint=f"use 0 (not started) to {len(spec.steps)}")
+                error(
+                    "GW205",
+                    f"step {spec.step} is out of range: there are {len(spec.steps)} steps",
+                    location=ro.location("spec", "step"),
+                    field="spec.step",
+                    resource=ro.ref,
+                    hint=f"use 0 (not started) to {len(spec.steps)}",
+                )
             )
         if spec.stable == spec.canary:
             diags.append(
-                error("GW209", "stable and canary are the same model",
-                      location=ro.location("spec", "canary"), field="spec.canary",
-                      resource=ro.ref, hint="the canary is the new model version")
+                error(
+                    "GW209",
+                    "stable and canary are the same model",
+                    location=ro.location("spec", "canary"),
+                    field="spec.canary",
+                    resource=ro.ref,
+                    hint="the canary is the new model version",
+                )
             )
         weights = [s.weight for s in spec.steps]
         if any(b <= a for a, b in zip(weights, weights[1:], strict=False)):
             diags.append(
-                error("GW215", f"step weights must increase: {weights}",
-                      location=ro.location("spec", "steps"), field="spec.steps",
-                      resource=ro.ref, hint="list the canary weights in increasing order")
+                error(
+                    "GW215",
+                    f"step weights must increase: {weights}",
+                    location=ro.location("spec", "steps"),
+                    field="spec.steps",
+                    resource=ro.ref,
+                    hint="list the canary weights in increasing order",
+                )
             )
         if weights and weights[-1] != 100:
             diags.append(
-                warning("GW216", f"the last step gives the canary {weights[-1]}%, not 100%",
-                        location=ro.location("spec", "steps", len(weights) - 1),
-                        field=f"spec.steps[{len(weights) - 1}].weight", resource=ro.ref,
-                        hint="end with {weight: 100} so that completing the rollout replaces "
-                        "the stable model")
+                warning(
+                    "GW216",
+                    f"the last step gives the canary {weights[-1]}%, not 100%",
+                    location=ro.location("spec", "steps", len(weights) - 1),
+                    field=f"spec.steps[{len(weights) - 1}].weight",
+                    resource=ro.ref,
+                    hint="end with {weight: 100} so that completing the rollout replaces "
+                    "the stable model",
+                )
             )
         route = ms.routes.get(spec.route)
         if route is None:
             continue
         if spec.state in ("progressing", "paused") and spec.route in by_route:
             diags.append(
-                error("GW210", f"route {spec.route} already has an active rollout: "
-                      f"{by_route[spec.route].name}",
-                      location=ro.location("spec", "route"), field="spec.route", resource=ro.ref,
-                      hint="finish or abort the other rollout first")
+                error(
+                    "GW210",
+                    f"route {spec.route} already has an active rollout: "
+                    f"{by_route[spec.route].name}",
+                    location=ro.location("spec", "route"),
+                    field="spec.route",
+                    resource=ro.ref,
+                    hint="finish or abort the other rollout first",
+                )
             )
         if spec.state in ("progressing", "paused"):
             by_route.setdefault(spec.route, ro)
@@ -220,18 +289,26 @@ def check_rollouts(ms: ManifestSet) -> list[Diagnostic]:
         if spec.canary in models:
             i = models.index(spec.canary)
             diags.append(
-                error("GW206", f'route {route.name} lists the canary "{spec.canary}" itself, '
-                      f"but Rollout/{ro.name} sets its weight",
-                      location=route.location("spec", "backends", i, "model"),
-                      field=f"spec.backends[{i}].model", resource=route.ref,
-                      hint="list only the stable model in the route; the rollout adds the canary")
+                error(
+                    "GW206",
+                    f'route {route.name} lists the canary "{spec.canary}" itself, '
+                    f"but Rollout/{ro.name} sets its weight",
+                    location=route.location("spec", "backends", i, "model"),
+                    field=f"spec.backends[{i}].model",
+                    resource=route.ref,
+                    hint="list only the stable model in the route; the rollout adds the canary",
+                )
             )
         if spec.stable not in models:
             diags.append(
-                error("GW209", f'stable model "{spec.stable}" is not a backend of route '
-                      f"{route.name}", location=ro.location("spec", "stable"),
-                      field="spec.stable", resource=ro.ref,
-                      hint=f"backends of {route.name}: {', '.join(models)}")
+                error(
+                    "GW209",
+                    f'stable model "{spec.stable}" is not a backend of route {route.name}',
+                    location=ro.location("spec", "stable"),
+                    field="spec.stable",
+                    resource=ro.ref,
+                    hint=f"backends of {route.name}: {', '.join(models)}",
+                )
             )
     return diags
 
@@ -243,10 +320,14 @@ def check_prompts(ms: ManifestSet) -> list[Diagnostic]:
         for i, ver in enumerate(prompt.spec.versions):
             if ver.version in versions:
                 diags.append(
-                    error("GW208", f"version {ver.version} is defined twice",
-                          location=prompt.location("spec", "versions", i, "version"),
-                          field=f"spec.versions[{i}].version", resource=prompt.ref,
-                          hint="add a new version number instead of reusing one")
+                    error(
+                        "GW208",
+                        f"version {ver.version} is defined twice",
+                        location=prompt.location("spec", "versions", i, "version"),
+                        field=f"spec.versions[{i}].version",
+                        resource=prompt.ref,
+                        hint="add a new version number instead of reusing one",
+                    )
                 )
                 continue
             versions[ver.version] = i
@@ -255,8 +336,14 @@ def check_prompts(ms: ManifestSet) -> list[Diagnostic]:
                 parts = parse_template(ver.template)
             except TemplateProblem as problem:
                 diags.append(
-                    error(problem.code, problem.message, location=prompt.location(*loc_path),
-                          field=_dot(loc_path), resource=prompt.ref, hint=problem.hint)
+                    error(
+                        problem.code,
+                        problem.message,
+                        location=prompt.location(*loc_path),
+                        field=_dot(loc_path),
+                        resource=prompt.ref,
+                        hint=problem.hint,
+                    )
                 )
                 continue
             used = used_variables(parts)
@@ -264,44 +351,66 @@ def check_prompts(ms: ManifestSet) -> list[Diagnostic]:
                 if name not in ver.variables:
                     guess = did_you_mean(name, ver.variables)
                     diags.append(
-                        error("GW302", f'template uses variable "{name}", which is not declared',
-                              location=prompt.location(*loc_path), field=_dot(loc_path),
-                              resource=prompt.ref,
-                              hint=f'did you mean "{guess}"?' if guess else
-                              f"declare it under spec.versions[{i}].variables")
+                        error(
+                            "GW302",
+                            f'template uses variable "{name}", which is not declared',
+                            location=prompt.location(*loc_path),
+                            field=_dot(loc_path),
+                            resource=prompt.ref,
+                            hint=f'did you mean "{guess}"?'
+                            if guess
+                            else f"declare it under spec.versions[{i}].variables",
+                        )
                     )
             for name in ver.variables:
                 if name not in used:
                     diags.append(
-                        warning("GW304", f'variable "{name}" is declared but not used',
-                                location=prompt.location("spec", "versions", i, "variables",
-                                                         name, key=True),
-                                field=f"spec.versions[{i}].variables.{name}",
-                                resource=prompt.ref,
-                                hint="remove it, or use it in the template")
+                        warning(
+                            "GW304",
+                            f'variable "{name}" is declared but not used',
+                            location=prompt.location(
+                                "spec", "versions", i, "variables", name, key=True
+                            ),
+                            field=f"spec.versions[{i}].variables.{name}",
+                            resource=prompt.ref,
+                            hint="remove it, or use it in the template",
+                        )
                     )
         total = sum(a.weight for a in prompt.spec.active)
         if total != 100:
             diags.append(
-                error("GW204", f"active version weights sum to {total}, not 100",
-                      location=prompt.location("spec", "active"), field="spec.active",
-                      resource=prompt.ref, hint="use integer weights that add up to exactly 100")
+                error(
+                    "GW204",
+                    f"active version weights sum to {total}, not 100",
+                    location=prompt.location("spec", "active"),
+                    field="spec.active",
+                    resource=prompt.ref,
+                    hint="use integer weights that add up to exactly 100",
+                )
             )
         seen_active: set[int] = set()
         for i, act in enumerate(prompt.spec.active):
             if act.version not in versions:
                 diags.append(
-                    error("GW208", f"active version {act.version} is not defined",
-                          location=prompt.location("spec", "active", i, "version"),
-                          field=f"spec.active[{i}].version", resource=prompt.ref,
-                          hint=f"defined versions: {', '.join(map(str, sorted(versions)))}")
+                    error(
+                        "GW208",
+                        f"active version {act.version} is not defined",
+                        location=prompt.location("spec", "active", i, "version"),
+                        field=f"spec.active[{i}].version",
+                        resource=prompt.ref,
+                        hint=f"defined versions: {', '.join(map(str, sorted(versions)))}",
+                    )
                 )
             if act.version in seen_active:
                 diags.append(
-                    error("GW208", f"version {act.version} is listed twice in active",
-                          location=prompt.location("spec", "active", i, "version"),
-                          field=f"spec.active[{i}].version", resource=prompt.ref,
-                          hint="list each active version once with its weight")
+                    error(
+                        "GW208",
+                        f"version {act.version} is listed twice in active",
+                        location=prompt.location("spec", "active", i, "version"),
+                        field=f"spec.active[{i}].version",
+                        resource=prompt.ref,
+                        hint="list each active version once with its weight",
+                    )
                 )
             seen_active.add(act.version)
     return diags
@@ -325,11 +434,15 @@ def check_patterns(ms: ManifestSet) -> list[Diagnostic]:
                 if isinstance(reason, bytes):
                     reason = reason.decode("utf-8", "replace")
                 diags.append(
-                    error("GW401", f"deny pattern is not valid RE2: {reason}",
-                          location=policy.location("spec", "guardrails", "denyPatterns", i),
-                          field=f"spec.guardrails.denyPatterns[{i}]", resource=policy.ref,
-                          hint="RE2 has no backreferences or lookaround; see "
-                          "https://github.com/google/re2/wiki/Syntax")
+                    error(
+                        "GW401",
+                        f"deny pattern is not valid RE2: {reason}",
+                        location=policy.location("spec", "guardrails", "denyPatterns", i),
+                        field=f"spec.guardrails.denyPatterns[{i}]",
+                        resource=policy.ref,
+                        hint="RE2 has no backreferences or lookaround; see "
+                        "https://github.com/google/re2/wiki/Syntax",
+                    )
                 )
     return diags
 

@@ -59,10 +59,13 @@ def _doc_path(data: Any, loc: tuple[Any, ...]) -> FieldPath:
     """Drop pydantic's union labels from an error location, keeping the real document path."""
     out: list[str | int] = []
     for part in loc:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-            out.append(part)
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+        if (
+            isinstance(data, dict)
+            and part in data
+            or isinstance(data, list)
+            and isinstance(part, int)
+            and part < len(data)
+        ):
             data = data[part]
             out.append(part)
         elif isinstance(data, dict) and isinstance(part, str) and not out_has_label(part):
@@ -195,8 +198,14 @@ def translate_errors(
                 f"valid fields here: {', '.join(valid)}" if valid else ""
             )
             out.append(
-                error(code, summary, location=doc.location(full, key=True), field=dotted(full),
-                      hint=hint.strip() or None, resource=resource)
+                error(
+                    code,
+                    summary,
+                    location=doc.location(full, key=True),
+                    field=dotted(full),
+                    hint=hint.strip() or None,
+                    resource=resource,
+                )
             )
             continue
         if etype == "missing":
@@ -224,15 +233,24 @@ def translate_errors(
             else:
                 msgs = [str(e["msg"]).removeprefix("Value error, ") for e in errs]
                 summary = "; ".join(dict.fromkeys(msgs))
-                if (value is not None and not isinstance(value, (dict, list))
-                        and str(value) not in summary):
+                if (
+                    value is not None
+                    and not isinstance(value, (dict, list))
+                    and str(value) not in summary
+                ):
                     summary = f"{_describe(value)}: {summary}"
                 if etype == "url_parsing":
                     summary = f"{_describe(value)} is not a valid URL"
                     hint = "use a full URL with scheme and host, like https://api.openai.com"
         out.append(
-            error(code, summary, location=doc.location(full), field=dotted(full), hint=hint,
-                  resource=resource)
+            error(
+                code,
+                summary,
+                location=doc.location(full),
+                field=dotted(full),
+                hint=hint,
+                resource=resource,
+            )
         )
     return out
 
@@ -243,8 +261,12 @@ def load_manifest(doc: SourceDocument) -> tuple[Manifest[Any] | None, list[Diagn
         return None, []  # an empty document (a trailing ---) is not an error
     if not isinstance(data, dict):
         return None, [
-            error("GW006", f"a manifest must be a mapping, got {_describe(data)}",
-                  location=doc.location(()), hint="start the document with apiVersion: and kind:")
+            error(
+                "GW006",
+                f"a manifest must be a mapping, got {_describe(data)}",
+                location=doc.location(()),
+                hint="start the document with apiVersion: and kind:",
+            )
         ]
     diags: list[Diagnostic] = []
     kind = data.get("kind")
@@ -254,34 +276,54 @@ def load_manifest(doc: SourceDocument) -> tuple[Manifest[Any] | None, list[Diagn
         if key not in TOP_LEVEL_FIELDS:
             guess = did_you_mean(key, TOP_LEVEL_FIELDS)
             diags.append(
-                error("GW104", f'unknown field "{key}"', location=doc.location((key,), key=True),
-                      field=key, resource=resource,
-                      hint=(f'did you mean "{guess}"? ' if guess else "")
-                      + "a manifest has apiVersion, kind, metadata and spec")
+                error(
+                    "GW104",
+                    f'unknown field "{key}"',
+                    location=doc.location((key,), key=True),
+                    field=key,
+                    resource=resource,
+                    hint=(f'did you mean "{guess}"? ' if guess else "")
+                    + "a manifest has apiVersion, kind, metadata and spec",
+                )
             )
     api = data.get("apiVersion")
     if api != API_VERSION:
         diags.append(
-            error("GW101",
-                  "missing apiVersion" if api is None else f"unsupported apiVersion {_describe(api)}",
-                  location=doc.location(("apiVersion",)), field="apiVersion", resource=resource,
-                  hint=f"use apiVersion: {API_VERSION}")
+            error(
+                "GW101",
+                "missing apiVersion" if api is None else f"unsupported apiVersion {_describe(api)}",
+                location=doc.location(("apiVersion",)),
+                field="apiVersion",
+                resource=resource,
+                hint=f"use apiVersion: {API_VERSION}",
+            )
         )
     if kind not in SPEC_MODELS:
         guess = did_you_mean(str(kind), KINDS) if isinstance(kind, str) else None
         diags.append(
-            error("GW102",
-                  "missing kind" if kind is None else f"unknown kind {_describe(kind)}",
-                  location=doc.location(("kind",)), field="kind", resource=resource,
-                  hint=(f'did you mean "{guess}"? ' if guess else "")
-                  + f"kinds: {', '.join(KINDS)}")
+            error(
+                "GW102",
+                "missing kind" if kind is None else f"unknown kind {_describe(kind)}",
+                location=doc.location(("kind",)),
+                field="kind",
+                resource=resource,
+                hint=(f'did you mean "{guess}"? ' if guess else "") + f"kinds: {', '.join(KINDS)}",
+            )
         )
         return None, diags
     assert isinstance(kind, str)
     metadata: Metadata | None = None
     if "metadata" not in data:
-        diags.append(error("GW103", 'missing required field "metadata"', location=doc.location(()),
-                           field="metadata", hint="add metadata: {name: ...}", resource=resource))
+        diags.append(
+            error(
+                "GW103",
+                'missing required field "metadata"',
+                location=doc.location(()),
+                field="metadata",
+                hint="add metadata: {name: ...}",
+                resource=resource,
+            )
+        )
     else:
         try:
             metadata = Metadata.model_validate(data["metadata"])
@@ -293,18 +335,30 @@ def load_manifest(doc: SourceDocument) -> tuple[Manifest[Any] | None, list[Diagn
         if not rule.match(metadata.name) or len(metadata.name) > limit:
             words = "lowercase letters, digits, '-'" + (" and '.'" if kind == "Model" else "")
             diags.append(
-                error("GW106", f'"{metadata.name}" is not a valid {kind} name',
-                      location=doc.location(("metadata", "name")), field="metadata.name",
-                      resource=resource,
-                      hint=f"use {words}, at most {limit} characters, "
-                      "starting and ending with a letter or digit")
+                error(
+                    "GW106",
+                    f'"{metadata.name}" is not a valid {kind} name',
+                    location=doc.location(("metadata", "name")),
+                    field="metadata.name",
+                    resource=resource,
+                    hint=f"use {words}, at most {limit} characters, "
+                    "starting and ending with a letter or digit",
+                )
             )
             metadata = None
     spec_model = SPEC_MODELS[kind]
     spec: Strict | None = None
     if "spec" not in data:
-        diags.append(error("GW103", 'missing required field "spec"', location=doc.location(()),
-                           field="spec", hint=f"add the spec of the {kind}", resource=resource))
+        diags.append(
+            error(
+                "GW103",
+                'missing required field "spec"',
+                location=doc.location(()),
+                field="spec",
+                hint=f"add the spec of the {kind}",
+                resource=resource,
+            )
+        )
     else:
         try:
             spec = spec_model.model_validate(data["spec"])

@@ -72,7 +72,9 @@ def parse_template(source: str) -> tuple[Part, ...]:
         tree = _env().parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(
-            "GW301", f"template does not parse: {exc.message}", exc.lineno or 1,
+            "GW301",
+            f"template does not parse: {exc.message}",
+            exc.lineno or 1,
             "check the {{ }} pairs and the Jinja2 syntax",
         ) from None
     parts: list[Part] = []

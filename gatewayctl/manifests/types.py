@@ -24,7 +24,7 @@ class Strict(BaseModel):
 
 
 def parse_duration_ms(value: Any) -> int:
-    """"30s" -> 30000. Plain numbers are refused: a unit is always required."""
+    """ "30s" -> 30000. Plain numbers are refused: a unit is always required."""
     if isinstance(value, bool) or not isinstance(value, str):
         raise ValueError("a duration is a string with a unit, like 500ms, 30s, 10m or 1h")
     match = _DURATION_RE.match(value.strip())
@@ -44,7 +44,7 @@ def format_duration_ms(ms: int) -> str:
 
 
 def parse_percent(value: Any) -> float:
-    """"20%" -> 20.0."""
+    """ "20%" -> 20.0."""
     if isinstance(value, str) and re.match(PERCENT_PATTERN, value.strip()):
         return float(value.strip()[:-1])
     raise ValueError(f'"{value}" is not a percentage; write it like 20%')

@@ -125,9 +125,8 @@ class _Builder:
         lines = self.text.splitlines()
         for ev in events:
             if isinstance(ev, yaml.DocumentStartEvent):
-                doc = SourceDocument(
-                    self.relpath, doc_index, None, ev.start_mark.line + 1, text_lines=lines
-                )
+                start_line = ev.start_mark.line + 1 if ev.start_mark is not None else 1
+                doc = SourceDocument(self.relpath, doc_index, None, start_line, text_lines=lines)
                 doc.data = self._document(events, doc)
                 self.docs.append(doc)
                 doc_index += 1
@@ -221,7 +220,8 @@ class _Builder:
                             "GW005",
                             f"nesting deeper than {MAX_DEPTH} levels",
                             location=self.loc(ev.start_mark),
-                            hint="manifests are shallow; this looks like generated or hostile input",
+                            hint="manifests are shallow; this looks like generated or hostile "
+                            "input",
                         )
                     )
                 container: Any = {} if isinstance(ev, yaml.MappingStartEvent) else []
@@ -280,7 +280,11 @@ def parse_text(relpath: str, text: str) -> tuple[list[SourceDocument], list[Diag
         return builder.docs, [abort.diag]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        loc = Location(relpath, mark.line + 1, mark.column + 1) if mark else Location(relpath, 1, 1)
+        loc = (
+            Location(relpath, mark.line + 1, mark.column + 1)
+            if mark is not None
+            else Location(relpath, 1, 1)
+        )
         problem = exc.problem or exc.context or "invalid YAML"
         return builder.docs, [
             error(

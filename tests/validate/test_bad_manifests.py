@@ -18,8 +18,10 @@ from tests.conftest import check_golden
 ROOT_LINE = re.compile(r"^(?:error|warning)\[(GW\d{3})\] ", re.M)
 CASES = Path(__file__).parent / "cases"
 CASE_FILES = sorted(CASES.glob("*.yaml"))
-DIAG_LINE = re.compile(r"^(?P<path>[^:\s]+):(?P<line>\d+):(?P<col>\d+): (?P<sev>error|warning)"
-                       r"\[(?P<code>GW\d{3})\] (?P<msg>.+)$")
+DIAG_LINE = re.compile(
+    r"^(?P<path>[^:\s]+):(?P<line>\d+):(?P<col>\d+): (?P<sev>error|warning)"
+    r"\[(?P<code>GW\d{3})\] (?P<msg>.+)$"
+)
 
 
 def test_corpus_is_large_enough() -> None:
@@ -34,9 +36,17 @@ def test_no_stale_goldens() -> None:
 @pytest.mark.parametrize("case", CASE_FILES, ids=lambda p: p.stem)
 def test_case(case: Path, update_golden: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(CASES)  # messages that name the root then name it relatively
-    expect = case.read_bytes().decode("utf-8", "replace").splitlines()[0].removeprefix("# expect: ").strip()
+    expect = (
+        case.read_bytes()
+        .decode("utf-8", "replace")
+        .splitlines()[0]
+        .removeprefix("# expect: ")
+        .strip()
+    )
     strict = case.stem.endswith("-strict")
-    code, text = run_validate(Path(case.name), output="text", strict=strict, reports=[], colour=False)
+    code, text = run_validate(
+        Path(case.name), output="text", strict=strict, reports=[], colour=False
+    )
     assert code == 1
     diags = [m.groupdict() for m in map(DIAG_LINE.match, text.splitlines()) if m]
     codes = {d["code"] for d in diags} | set(ROOT_LINE.findall(text))

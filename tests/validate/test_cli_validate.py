@@ -16,7 +16,10 @@ CASES = REPO / "tests" / "validate" / "cases"
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gatewayctl", *args], capture_output=True, text=True, cwd=REPO,
+        [sys.executable, "-m", "gatewayctl", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
         env={**os.environ, **(env or {})},
     )
 

@@ -20,9 +20,42 @@ FILES = sorted(EXAMPLE_TEXT)
 
 # Fragments that are likely to hit interesting paths: YAML structure, types, references.
 FRAGMENTS = [
-    "", " ", "\n", ":", "- ", "{", "}", "[", "]", "'", '"', "&a ", "*a", "!!int ", "\t", "---\n",
-    "100", "-1", "0.5", "true", "null", "1e9", "x" * 70, "Chat", "gpt-4o", "10m", "sk-", "%",
-    "{{ x }}", "{% if %}", "(?<=a)", "weight", "kind", "spec", "\ufeff", "\r\n",
+    "",
+    " ",
+    "\n",
+    ":",
+    "- ",
+    "{",
+    "}",
+    "[",
+    "]",
+    "'",
+    '"',
+    "&a ",
+    "*a",
+    "!!int ",
+    "\t",
+    "---\n",
+    "100",
+    "-1",
+    "0.5",
+    "true",
+    "null",
+    "1e9",
+    "x" * 70,
+    "Chat",
+    "gpt-4o",
+    "10m",
+    "sk-",
+    "%",
+    "{{ x }}",
+    "{% if %}",
+    "(?<=a)",
+    "weight",
+    "kind",
+    "spec",
+    "\ufeff",
+    "\r\n",
 ]
 
 
@@ -38,7 +71,9 @@ def mutation(draw: st.DrawFn) -> tuple[str, str]:
     return name, text
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(mutation())
 def test_mutations_never_crash_and_are_deterministic(tmp_path_factory, change):  # type: ignore[no-untyped-def]
     name, text = change
@@ -67,7 +102,10 @@ def test_alias_bomb_fails_fast(tmp_path: Path) -> None:
     (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n")
     elapsed, code, text = _timed(tmp_path)
     assert code == 1
-    assert "bomb.yaml:6:10:" in text and "error[GW003] aliases expand to more than 100000 values" in text
+    assert (
+        "bomb.yaml:6:10:" in text
+        and "error[GW003] aliases expand to more than 100000 values" in text
+    )
     assert elapsed < 2.0
 
 
@@ -87,8 +125,7 @@ def test_nesting_bomb_fails_fast(tmp_path: Path) -> None:
     # naive recursive loaders. Both must end in one clear error.
     (tmp_path / "deep.yaml").write_text("spec: " + "[" * 100_000 + "]" * 100_000 + "\n")
     nested = "x: &l0 [1,2,3,4,5,6,7,8,9]\n" + "".join(
-        f"l{i}: &l{i} [*l{i-1},*l{i-1},*l{i-1},*l{i-1},*l{i-1},*l{i-1},*l{i-1},*l{i-1},*l{i-1}]\n"
-        for i in range(1, 21)
+        f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]\n" for i in range(1, 21)
     )
     (tmp_path / "nested.yaml").write_text(nested)
     elapsed, code, text = _timed(tmp_path)
@@ -109,7 +146,10 @@ def test_bom_and_crlf_are_accepted(tmp_path: Path) -> None:
 def test_help_imports_no_heavy_clients() -> None:
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "gatewayctl", "--help"],
-        capture_output=True, text=True, check=True, cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
     )
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     for heavy in ("kubernetes", "gitlab", "deepdiff", "pydantic", "jinja2", "re2", "ruamel"):
