@@ -1,0 +1,97 @@
+"""The listener and its HTTP filter chain.
+
+Order matters: Lua (route selection, auth, guardrail text, prompts, token debt) -> RBAC (deny
+patterns of the route Lua selected) -> request limit -> token limit -> router. Filters after
+Lua see the route chosen by the x-gw-route header because Lua clears the route cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gatewayctl.ir import GatewayIR
+from gatewayctl.render.envoy.access_log import render_access_log
+from gatewayctl.render.envoy.auth import consumer_data, route_auth_data
+from gatewayctl.render.envoy.guardrails import buffer_limit_bytes, render_rbac_filter
+from gatewayctl.render.envoy.local_reply import render_local_reply_config
+from gatewayctl.render.envoy.lua import gateway_source, lua_filter
+from gatewayctl.render.envoy.names import (
+    ENDPOINTS,
+    HCM_TYPE,
+    LISTENER_NAME,
+    LUA_FILTER,
+    ROUTER_TYPE,
+    STAT_PREFIX,
+)
+from gatewayctl.render.envoy.options import EnvoyOptions
+from gatewayctl.render.envoy.prompts import prompt_data
+from gatewayctl.render.envoy.ratelimit import (
+    render_ratelimit_filters,
+    token_charge_headers,
+    token_limit_data,
+)
+from gatewayctl.render.envoy.routes import render_route_config
+
+
+def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
+    routes: dict[str, Any] = {}
+    for route in ir.routes:
+        data = route_auth_data(route)
+        data["public"] = route.public_model
+        data["guard"] = bool(route.policy.deny_patterns)
+        data["token_limits"] = token_limit_data(route)
+        if route.policy.max_request_bytes is not None:
+            data["max_bytes"] = route.policy.max_request_bytes
+        if route.policy.redact:
+            data["redact"] = {kind: True for kind in route.policy.redact}
+        if route.prompt is not None:
+            data["prompt"] = prompt_data(route.prompt)
+        routes[route.name] = data
+    return {
+        "endpoints": dict(ENDPOINTS),
+        "models": {r.public_model: r.name for r in ir.routes},
+        "routes": routes,
+        "consumers": consumer_data(ir, options),
+        "prices": {m.name: [m.input_per_million, m.output_per_million] for m in ir.models},
+        "secret_ttl_s": options.secret_ttl_s,
+        "token_headers": token_charge_headers(ir.routes),
+    }
+
+
+def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
+    return [
+        lua_filter(LUA_FILTER, gateway_source(gateway_lua_data(ir, options))),
+        render_rbac_filter(),
+        *render_ratelimit_filters(),
+        {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}},
+    ]
+
+
+def render_listener(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
+    port = options.listener_port if options.listener_port is not None else ir.listener_port
+    hcm = {
+        "@type": HCM_TYPE,
+        "stat_prefix": STAT_PREFIX,
+        "codec_type": "AUTO",
+        "generate_request_id": True,
+        "normalize_path": True,
+        "merge_slashes": True,
+        "route_config": render_route_config(ir),
+        "http_filters": render_http_filters(ir, options),
+        "access_log": render_access_log(options.access_log_path),
+        "local_reply_config": render_local_reply_config(),
+    }
+    return {
+        "name": LISTENER_NAME,
+        "address": {
+            "socket_address": {"address": options.listener_address, "port_value": port}
+        },
+        "per_connection_buffer_limit_bytes": buffer_limit_bytes(ir),
+        "filter_chains": [
+            {
+                "filters": [
+                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                ]
+            }
+        ],
+    }

@@ -1,0 +1,88 @@
+"""OpenAI-style JSON bodies for the replies Envoy itself generates.
+
+Envoy's own local replies (RBAC 403, rate-limit 429, buffer 413, no-route 404, no healthy
+upstream 503, timeouts) are plain text; each mapper here rewrites one status to
+`{"error": {"message", "type", "code"}}`. The Lua filter writes its replies in that form
+already and marks them with the request header x-gw-reply, which the mappers skip (a
+metadata_filter on the Lua filter's dynamic metadata did not match in this Envoy build).
+Upstream responses are never local replies and pass through untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gatewayctl.render.envoy.names import (
+    GUARDRAIL_RESPONSE_HEADER,
+    LIMIT_RESPONSE_HEADER,
+    LUA_REPLY_HEADER,
+)
+
+# status -> (message, type, code)
+REPLIES: dict[int, tuple[str, str, str]] = {
+    400: ("Bad request: %LOCAL_REPLY_BODY%", "invalid_request_error", "bad_request"),
+    403: (
+        "The request was blocked by a guardrail of this route.",
+        "invalid_request_error",
+        "content_blocked",
+    ),
+    404: ("Unknown path %REQ(:PATH)%.", "invalid_request_error", "not_found"),
+    408: ("The request timed out.", "invalid_request_error", "request_timeout"),
+    413: ("The request body is too large.", "invalid_request_error", "request_too_large"),
+    429: (
+        "Rate limit exceeded: too many %RESP(" + LIMIT_RESPONSE_HEADER + ")% for this route.",
+        "rate_limit_error",
+        "rate_limit_exceeded",
+    ),
+    431: ("The request headers are too large.", "invalid_request_error", "headers_too_large"),
+    500: ("Internal gateway error: %LOCAL_REPLY_BODY%", "server_error", "internal_error"),
+    502: ("Bad gateway: %LOCAL_REPLY_BODY%", "server_error", "bad_gateway"),
+    503: ("No upstream available: %LOCAL_REPLY_BODY%", "server_error", "upstream_unavailable"),
+    504: ("The upstream timed out.", "server_error", "upstream_timeout"),
+}
+
+
+def _mapper(status: int, message: str, err_type: str, code: str) -> dict[str, Any]:
+    mapper: dict[str, Any] = {
+        "filter": {
+            "and_filter": {
+                "filters": [
+                    {
+                        "status_code_filter": {
+                            "comparison": {
+                                "op": "EQ",
+                                "value": {
+                                    "default_value": status,
+                                    "runtime_key": f"gatewayctl.local_reply.{status}",
+                                },
+                            }
+                        }
+                    },
+                    {
+                        "header_filter": {
+                            "header": {
+                                "name": LUA_REPLY_HEADER,
+                                "present_match": True,
+                                "invert_match": True,
+                            }
+                        }
+                    },
+                ]
+            }
+        },
+        "body_format_override": {
+            "json_format": {"error": {"message": message, "type": err_type, "code": code}}
+        },
+    }
+    if status == 403:
+        mapper["headers_to_add"] = [
+            {
+                "header": {"key": GUARDRAIL_RESPONSE_HEADER, "value": "blocked"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ]
+    return mapper
+
+
+def render_local_reply_config() -> dict[str, Any]:
+    return {"mappers": [_mapper(s, *REPLIES[s]) for s in sorted(REPLIES)]}

@@ -1,0 +1,90 @@
+"""Generated Lua: the data tables and the filter sources assembled from the shipped files.
+
+Manifest data (names, prompt texts, file paths) reaches Lua only through `to_lua`, which
+writes every string as a double-quoted literal with each byte outside printable ASCII, and
+every quote and backslash, as a decimal escape. Nothing from a manifest can end a literal or
+add code, whatever it contains (quotes, `]]`, newlines, NUL, non-ASCII).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+_PLAIN = frozenset(range(0x20, 0x7F)) - {ord('"'), ord("\\")}
+
+
+def lua_string(text: str) -> str:
+    out = ['"']
+    for b in text.encode("utf-8"):
+        out.append(chr(b) if b in _PLAIN else f"\\{b:03d}")
+    out.append('"')
+    return "".join(out)
+
+
+def to_lua(value: Any) -> str:
+    """A Lua expression for value: dicts (sorted keys), lists, strings, numbers, booleans."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"cannot write {value!r} to Lua")
+        return repr(value)
+    if isinstance(value, str):
+        return lua_string(value)
+    if isinstance(value, Mapping):
+        items = [
+            f"[{lua_string(str(k))}]={to_lua(v)}"
+            for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))
+            if v is not None
+        ]
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "{" + ",".join(to_lua(v) for v in value) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} to Lua")
+
+
+@cache
+def shipped_source(name: str) -> str:
+    """A Lua file shipped in gatewayctl/render/envoy/lua/, without comment lines and indent.
+
+    The upstream filter is repeated in every composite cluster, so its size matters at
+    scale. The shipped files keep no string literal across lines, so this is safe.
+    """
+    text = (resources.files(__package__) / "lua" / name).read_text(encoding="utf-8")
+    lines = (line.strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line and not line.startswith("--")) + "\n"
+
+
+def gateway_source(data: Mapping[str, Any]) -> str:
+    """The downstream filter: JSON library, data table, then gateway.lua."""
+    return (
+        "local json = (function()\n"
+        + shipped_source("json.lua")
+        + "\nend)()\n"
+        + "local DATA = "
+        + to_lua(data)
+        + "\n"
+        + shipped_source("gateway.lua")
+    )
+
+
+def upstream_source(data: Mapping[str, Any]) -> str:
+    """The upstream filter of one composite cluster: data table, then upstream.lua."""
+    return "local DATA = " + to_lua(data) + "\n" + shipped_source("upstream.lua")
+
+
+def lua_filter(name: str, source: str) -> dict[str, Any]:
+    from gatewayctl.render.envoy.names import LUA_TYPE
+
+    return {
+        "name": name,
+        "typed_config": {"@type": LUA_TYPE, "default_source_code": {"inline_string": source}},
+    }

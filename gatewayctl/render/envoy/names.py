@@ -1,0 +1,95 @@
+"""Names shared by the Envoy renderer: resource names, internal headers, type URLs.
+
+Resource names are stable across renders (a listener or cluster keeps its name while its
+content changes), so Envoy updates them in place. Cluster names never contain a dot: Envoy's
+Prometheus tag extraction splits stat names on dots. Model names may contain dots and never
+contain '_', so mapping '.' to '_' keeps the names injective.
+"""
+
+from __future__ import annotations
+
+LISTENER_NAME = "gateway"
+ROUTE_CONFIG_NAME = "gateway"
+VIRTUAL_HOST_NAME = "gateway"
+STAT_PREFIX = "gateway"
+
+# Headers the downstream Lua filter sets for the filters and route table after it; a client
+# can never set them (Lua removes them first) and they never reach a provider.
+ROUTE_HEADER = "x-gw-route"
+CONSUMER_HEADER = "x-gw-consumer"
+TARGET_HEADER = "x-gw-target"
+TOKEN_CHARGE_HEADER = "x-gw-token-charge-{index}"
+LUA_REPLY_HEADER = "x-gw-reply"  # marks a reply the Lua filter wrote (already JSON)
+
+# Response headers the gateway adds.
+ROUTE_RESPONSE_HEADER = "x-gateway-route"
+MODEL_RESPONSE_HEADER = "x-gateway-model"
+PROMPT_VERSION_HEADER = "x-gateway-prompt-version"
+LIMIT_RESPONSE_HEADER = "x-gateway-limit"
+GUARDRAIL_RESPONSE_HEADER = "x-gateway-guardrail"
+
+# Dynamic metadata namespaces.
+METADATA_NS = "gw"  # route, consumer, tokens, cost, prompt version (Lua); endpoint model (EDS)
+GUARD_TEXT_NS = "gw.guard"  # the request's message text, matched by the deny-pattern RBAC
+
+ENDPOINTS = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+}
+API_PATH_REGEX = "/v1/(chat/completions|completions|embeddings)"
+
+REQUEST_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
+TOKEN_LIMIT_FILTER = "gatewayctl.token_limit"
+RBAC_FILTER = "envoy.filters.http.rbac"
+LUA_FILTER = "envoy.filters.http.lua"
+
+TYPE_PREFIX = "type.googleapis.com/"
+LISTENER_TYPE = TYPE_PREFIX + "envoy.config.listener.v3.Listener"
+CLUSTER_TYPE = TYPE_PREFIX + "envoy.config.cluster.v3.Cluster"
+HCM_TYPE = (
+    TYPE_PREFIX
+    + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+)
+LUA_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.lua.v3.Lua"
+RBAC_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.rbac.v3.RBAC"
+RBAC_PER_ROUTE_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
+LOCAL_RATELIMIT_TYPE = (
+    TYPE_PREFIX + "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
+)
+ROUTER_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.router.v3.Router"
+HEADER_MUTATION_TYPE = (
+    TYPE_PREFIX + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation"
+)
+UPSTREAM_CODEC_TYPE = (
+    TYPE_PREFIX + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
+)
+HTTP_PROTOCOL_OPTIONS_TYPE = (
+    TYPE_PREFIX + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+)
+HTTP_PROTOCOL_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+COMPOSITE_CLUSTER_TYPE = TYPE_PREFIX + "envoy.extensions.clusters.composite.v3.ClusterConfig"
+TLS_UPSTREAM_TYPE = (
+    TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+)
+FILE_LOG_TYPE = TYPE_PREFIX + "envoy.extensions.access_loggers.file.v3.FileAccessLog"
+STDOUT_LOG_TYPE = TYPE_PREFIX + "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
+
+
+def _model_part(model: str) -> str:
+    return model.replace(".", "_")
+
+
+def model_cluster_name(model: str) -> str:
+    """The member cluster of one Model: its provider's endpoint, stats per model."""
+    return "m_" + _model_part(model)
+
+
+def backend_cluster_name(route: str, model: str) -> str:
+    """The composite parent of one (route, backend): the backend, its retries, the fallbacks."""
+    return f"r_{route}_{_model_part(model)}"
+
+
+def format_literal(text: str) -> str:
+    """Escape text for an Envoy substitution-format string (header values, log formats)."""
+    return text.replace("%", "%%")

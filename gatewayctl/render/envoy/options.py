@@ -1,0 +1,41 @@
+"""Where the rendered Envoy finds its files and listens: deployment-specific, not manifest data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class EnvoyOptions:
+    # Provider and consumer secrets are mounted as <secrets_dir>/<secret-name>/<key>.
+    secrets_dir: str = "/etc/gatewayctl/secrets"
+    # Where lds.json and cds.json live (watched_directory of the bootstrap).
+    config_dir: str = "/etc/envoy/config"
+    admin_address: str = "0.0.0.0"
+    admin_port: int = 9901
+    listener_address: str = "0.0.0.0"
+    listener_port: int | None = None  # None: the Gateway's listener port
+    access_log_path: str = "/dev/stdout"
+    # Provider name -> "http://HOST:PORT": send that provider's traffic there instead (the
+    # local gateway's mock provider).
+    provider_overrides: Mapping[str, str] = field(default_factory=dict)
+    node_id: str = "gatewayctl"
+    node_cluster: str | None = None  # None: the Gateway's name
+    # CA bundle that verifies https providers (the path in the envoyproxy/envoy image).
+    ca_bundle: str = "/etc/ssl/certs/ca-certificates.crt"
+    # How long a worker caches a secret file before reading it again (key rotation delay).
+    secret_ttl_s: int = 10
+    # How often histograms (latency) are merged into /stats/prometheus.
+    stats_flush_interval_ms: int = 5000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "provider_overrides",
+            MappingProxyType(dict(sorted(self.provider_overrides.items()))),
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.secrets_dir, self.config_dir, tuple(self.provider_overrides.items())))

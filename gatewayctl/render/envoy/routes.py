@@ -1,0 +1,142 @@
+"""The route table: /v1/models, one weighted route per gateway route, a JSON 404 for the rest.
+
+Routes match the x-gw-route header the Lua filter sets from the body's `model` (after
+`clearRouteCache()`), on the three OpenAI endpoints. A Rollout's canary header gets its own
+route to the canary backend first. Weights go to `weighted_clusters` over the per-backend
+composite parents; retries walk the composite chain (attempt N -> member N).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gatewayctl.ir import GatewayIR, RouteIR
+from gatewayctl.render.envoy.clusters import chain
+from gatewayctl.render.envoy.guardrails import render_route_rbac
+from gatewayctl.render.envoy.names import (
+    API_PATH_REGEX,
+    CONSUMER_HEADER,
+    MODEL_RESPONSE_HEADER,
+    ROUTE_CONFIG_NAME,
+    ROUTE_HEADER,
+    ROUTE_RESPONSE_HEADER,
+    VIRTUAL_HOST_NAME,
+    backend_cluster_name,
+    format_literal,
+)
+from gatewayctl.render.envoy.ratelimit import render_route_ratelimits, token_charge_headers
+
+RETRY_ON = "5xx,reset,connect-failure,retriable-status-codes"
+
+
+def _seconds(ms: int) -> str:
+    return f"{ms / 1000:g}s"
+
+
+def _header(key: str, value: str) -> dict[str, Any]:
+    return {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+
+
+def models_list_body(ir: GatewayIR) -> str:
+    data = [
+        {"id": r.public_model, "object": "model", "created": 0, "owned_by": ir.name}
+        for r in sorted(ir.routes, key=lambda r: r.public_model)
+    ]
+    return json.dumps({"object": "list", "data": data}, sort_keys=True, separators=(",", ":"))
+
+
+def _route_action(route: RouteIR, backend_weights: list[tuple[str, int]]) -> dict[str, Any]:
+    backend = backend_weights[0][0]
+    retries = len(chain(route, backend)) - 1
+    retry_policy: dict[str, Any] = {
+        "retry_on": RETRY_ON,
+        "retriable_status_codes": [429],
+        "num_retries": retries,
+        "retry_back_off": {"base_interval": "0.025s", "max_interval": "0.25s"},
+    }
+    if route.per_try_timeout_ms is not None:
+        retry_policy["per_try_timeout"] = _seconds(route.per_try_timeout_ms)
+    action: dict[str, Any] = {"timeout": _seconds(route.timeout_ms), "retry_policy": retry_policy}
+    if len(backend_weights) == 1:
+        action["cluster"] = backend_cluster_name(route.name, backend)
+    else:
+        action["weighted_clusters"] = {
+            "clusters": [
+                {"name": backend_cluster_name(route.name, m), "weight": w}
+                for m, w in backend_weights
+            ]
+        }
+    return action
+
+
+def _route(
+    ir: GatewayIR,
+    route: RouteIR,
+    name: str,
+    extra_headers: list[dict[str, Any]],
+    backend_weights: list[tuple[str, int]],
+) -> dict[str, Any]:
+    per_filter: dict[str, Any] = {}
+    per_filter.update(render_route_rbac(route))
+    per_filter.update(render_route_ratelimits(route))
+    entry: dict[str, Any] = {
+        "name": name,
+        "match": {
+            "safe_regex": {"regex": API_PATH_REGEX},
+            "headers": [{"name": ROUTE_HEADER, "string_match": {"exact": route.name}}]
+            + extra_headers,
+        },
+        "route": _route_action(route, backend_weights),
+        "request_headers_to_remove": [ROUTE_HEADER, CONSUMER_HEADER]
+        + token_charge_headers(ir.routes),
+        "response_headers_to_add": [
+            _header(ROUTE_RESPONSE_HEADER, format_literal(route.public_model)),
+            _header(MODEL_RESPONSE_HEADER, "%UPSTREAM_METADATA(gw:model)%"),
+        ],
+    }
+    if per_filter:
+        entry["typed_per_filter_config"] = per_filter
+    return entry
+
+
+def render_gateway_routes(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    rollout = route.rollout
+    if rollout is not None and any(b.model == rollout.canary for b in route.backends):
+        canary_match = [{"name": rollout.canary_header, "string_match": {"exact": "always"}}]
+        out.append(_route(ir, route, f"{route.name}-canary", canary_match, [(rollout.canary, 1)]))
+    weights = [(b.model, b.weight) for b in route.backends if b.weight > 0]
+    if not weights:  # defensive: the compiler guarantees a positive sum
+        weights = [(route.backends[0].model, 1)]
+    out.append(_route(ir, route, route.name, [], weights))
+    return out
+
+
+def render_route_config(ir: GatewayIR) -> dict[str, Any]:
+    routes: list[dict[str, Any]] = [
+        {
+            "name": "models",
+            "match": {
+                "path": "/v1/models",
+                "headers": [{"name": ":method", "string_match": {"exact": "GET"}}],
+            },
+            "direct_response": {"status": 200, "body": {"inline_string": models_list_body(ir)}},
+            "response_headers_to_add": [_header("content-type", "application/json")],
+        }
+    ]
+    for route in sorted(ir.routes, key=lambda r: r.name):
+        routes.extend(render_gateway_routes(ir, route))
+    routes.append(
+        {
+            "name": "not-found",
+            "match": {"prefix": "/"},
+            "direct_response": {"status": 404, "body": {"inline_string": "not found"}},
+        }
+    )
+    return {
+        "name": ROUTE_CONFIG_NAME,
+        # The /v1/models list grows with the routes; Envoy's default cap is 4 KiB.
+        "max_direct_response_body_size_bytes": max(4096, len(models_list_body(ir).encode())),
+        "virtual_hosts": [{"name": VIRTUAL_HOST_NAME, "domains": ["*"], "routes": routes}],
+    }

