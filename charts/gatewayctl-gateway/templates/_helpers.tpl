@@ -1,0 +1,115 @@
+{{/* The gateway name: the stem of every object name and the gatewayctl.dev/gateway label. */}}
+{{- define "gw.name" -}}
+{{- .Values.gateway.name | default .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The pod selector; the same labels `gatewayctl render` uses, so both select alike. */}}
+{{- define "gw.selectorLabels" -}}
+app.kubernetes.io/component: proxy
+app.kubernetes.io/instance: {{ include "gw.name" . }}
+app.kubernetes.io/name: gatewayctl-gateway
+{{- end -}}
+
+{{/* Object labels; call with (dict "ctx" $ "component" "proxy"). Helm, not gatewayctl, is
+     the manager here, so `gatewayctl apply` never prunes these objects. */}}
+{{- define "gw.labels" -}}
+{{- $ctx := .ctx -}}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/instance: {{ include "gw.name" $ctx }}
+app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
+app.kubernetes.io/name: gatewayctl-gateway
+app.kubernetes.io/version: {{ $ctx.Chart.AppVersion | quote }}
+gatewayctl.dev/gateway: {{ include "gw.name" $ctx }}
+helm.sh/chart: {{ printf "%s-%s" $ctx.Chart.Name $ctx.Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "gw.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- .Values.serviceAccount.name | default (include "gw.name" .) -}}
+{{- else -}}
+{{- .Values.serviceAccount.name | default "default" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "gw.image" -}}
+{{- $image := .Values.image.repository -}}
+{{- if .Values.image.tag }}{{ $image = printf "%s:%s" $image .Values.image.tag }}{{ end -}}
+{{- if .Values.image.digest }}{{ $image = printf "%s@%s" $image .Values.image.digest }}{{ end -}}
+{{- $image -}}
+{{- end -}}
+
+{{- define "gw.containerPort" -}}
+{{- .Values.listener.containerPort | default .Values.listener.port | int -}}
+{{- end -}}
+
+{{/* "true" when the compiled config is given inline, "" when existing ConfigMaps are used. */}}
+{{- define "gw.inlineConfig" -}}
+{{- if or .Values.config.bootstrap .Values.config.lds .Values.config.cds -}}true{{- end -}}
+{{- end -}}
+
+{{- define "gw.bootstrapConfigMap" -}}
+{{- if include "gw.inlineConfig" . -}}
+{{- printf "%s-bootstrap" (include "gw.name" .) -}}
+{{- else -}}
+{{- .Values.config.existingBootstrapConfigMap | default (printf "%s-bootstrap" (include "gw.name" .)) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "gw.configConfigMap" -}}
+{{- if include "gw.inlineConfig" . -}}
+{{- printf "%s-config" (include "gw.name" .) -}}
+{{- else -}}
+{{- .Values.config.existingConfigMap | default (printf "%s-config" (include "gw.name" .)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Fails the render with one clear message for inconsistent values. */}}
+{{- define "gw.validate" -}}
+{{- if include "gw.inlineConfig" . -}}
+{{- if not (and .Values.config.bootstrap .Values.config.lds .Values.config.cds) -}}
+{{- fail "config: give all of config.bootstrap, config.lds and config.cds (gatewayctl render --format helm-values writes them), or none of them to use existing ConfigMaps" -}}
+{{- end -}}
+{{- if or .Values.config.existingConfigMap .Values.config.existingBootstrapConfigMap -}}
+{{- fail "config: set either inline config (config.bootstrap/lds/cds) or config.existingConfigMap/existingBootstrapConfigMap, not both" -}}
+{{- end -}}
+{{- end -}}
+{{- if gt (int .Values.replicas.min) (int .Values.replicas.max) -}}
+{{- fail (printf "replicas: min (%d) is greater than max (%d)" (int .Values.replicas.min) (int .Values.replicas.max)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The same name gatewayctl gives a Secret's volume: secret-<name>, or a shortened, hashed
+     form when that is not a valid volume name. */}}
+{{- define "gw.secretVolumeName" -}}
+{{- $name := printf "secret-%s" . -}}
+{{- if and (le (len $name) 63) (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $name) -}}
+{{- $name -}}
+{{- else -}}
+{{- $digest := sha256sum . | trunc 10 -}}
+{{- $stem := regexReplaceAll "[^-a-z0-9]+" . "-" | trunc 40 | trimAll "-" -}}
+{{- if $stem }}{{ printf "secret-%s-%s" $stem $digest }}{{ else }}{{ printf "secret-%s" $digest }}{{ end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* What only a restart picks up: the bootstrap and the set of mounted secrets and keys.
+     The same text gatewayctl hashes, so both give pods the same checksum. */}}
+{{- define "gw.restartChecksum" -}}
+{{- $lines := list -}}
+{{- if include "gw.inlineConfig" . -}}
+{{- $lines = append $lines (printf "bootstrap.yaml sha256:%s" (sha256sum .Values.config.bootstrap)) -}}
+{{- else -}}
+{{- $lines = append $lines (printf "bootstrap-configmap %s" (include "gw.bootstrapConfigMap" .)) -}}
+{{- end -}}
+{{- range .Values.secrets.mounts -}}
+{{- $lines = append $lines (printf "secret %s %s" .name (join "," .keys)) -}}
+{{- end -}}
+{{- printf "%s\n" (join "\n" $lines) | sha256sum -}}
+{{- end -}}
+
+{{/* preStop: start Envoy's graceful drain through the admin API, then keep serving. */}}
+{{- define "gw.drainScript" -}}
+{{- $host := .Values.admin.address -}}
+{{- if has $host (list "0.0.0.0" "::" "") }}{{ $host = "127.0.0.1" }}{{ end -}}
+{{- $request := "POST /drain_listeners?graceful HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 0\\r\\nConnection: close\\r\\n\\r\\n" -}}
+{{- printf "(exec 3<>/dev/tcp/%s/%d && printf '%s' >&3 && timeout 5 cat <&3 >/dev/null) || true; sleep %d" $host (int .Values.admin.port) $request (int .Values.envoy.drainSeconds) -}}
+{{- end -}}

@@ -1,0 +1,67 @@
+"""IR + Envoy bundle -> values for the `charts/gatewayctl-gateway` Helm chart.
+
+The values carry the compiled Envoy config inline (`config.bootstrap`, `config.lds`,
+`config.cds`) and everything else the chart needs to deploy the same pods `render_kubernetes`
+describes: installing the chart with these values and the gateway's name as release name gives
+a Deployment whose pod spec equals the rendered one. Helm's own labels differ
+(`app.kubernetes.io/managed-by: Helm`), so `gatewayctl apply` never prunes a Helm release.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gatewayctl.ir import GatewayIR
+from gatewayctl.render.k8s.alerts import render_prometheus_groups
+from gatewayctl.render.k8s.layout import EnvoyFiles, read_layout
+from gatewayctl.render.k8s.meta import check_gateway_name
+from gatewayctl.render.k8s.workload import (
+    CONCURRENCY,
+    DRAIN_SECONDS,
+    RESOURCES,
+    TERMINATION_GRACE_SECONDS,
+)
+
+
+def split_image(image: str) -> dict[str, str]:
+    """`registry:5000/repo:tag@sha256:...` -> repository, tag and digest (each may be '')."""
+    name, _, digest = image.partition("@")
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return {"digest": digest, "repository": name[:colon], "tag": name[colon + 1 :]}
+    return {"digest": digest, "repository": name, "tag": ""}
+
+
+def render_helm_values(ir: GatewayIR, envoy: EnvoyFiles) -> dict[str, Any]:
+    check_gateway_name(ir)
+    layout = read_layout(ir, envoy)
+    groups = render_prometheus_groups(ir)
+    return {
+        "admin": {"address": layout.admin_address, "port": layout.admin_port},
+        "config": {
+            "bootstrap": layout.bootstrap,
+            "cds": layout.cds,
+            "dir": layout.config_dir,
+            "lds": layout.lds,
+        },
+        "envoy": {
+            "concurrency": CONCURRENCY,
+            "drainSeconds": DRAIN_SECONDS,
+            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        },
+        "gateway": {"name": ir.name},
+        "image": {**split_image(ir.image), "pullPolicy": "IfNotPresent"},
+        "listener": {"containerPort": layout.listener_port, "port": ir.listener_port},
+        "prometheusRule": {"enabled": bool(groups), "groups": groups},
+        "replicas": {
+            "max": ir.replicas_max,
+            "min": ir.replicas_min,
+            "targetCPUUtilization": ir.target_cpu,
+        },
+        "resources": {k: dict(v) for k, v in RESOURCES.items()},
+        "secrets": {
+            "dir": layout.secrets_dir,
+            "mounts": [{"keys": list(m.keys), "name": m.name} for m in layout.secrets],
+        },
+    }

@@ -1,0 +1,89 @@
+"""Names, labels and annotation keys shared by every Kubernetes object gatewayctl renders.
+
+Owns the naming scheme (`<gateway>`, `<gateway>-bootstrap`, `<gateway>-config`, `<gateway>-ir`)
+and the label sets. The Helm chart in `charts/gatewayctl-gateway` follows the same scheme, so
+a chart release named after the gateway deploys objects with the same names and selectors.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from gatewayctl.errors import GatewayctlError
+from gatewayctl.ir import GatewayIR
+
+KubeObject = dict[str, Any]
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "gatewayctl"
+GATEWAY_LABEL = "gatewayctl.dev/gateway"
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+APP_NAME = "gatewayctl-gateway"
+
+# Components: the Envoy pods and what serves or scales them; the configuration they read;
+# the alerting rules.
+PROXY = "proxy"
+CONFIG = "config"
+MONITORING = "monitoring"
+
+IR_SHA256 = "gatewayctl.dev/ir-sha256"
+IR_VERSION_ANNOTATION = "gatewayctl.dev/ir-version"
+RESTART_CHECKSUM = "gatewayctl.dev/restart-checksum"
+
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+class KubernetesRenderError(GatewayctlError):
+    """The gateway cannot be expressed as valid Kubernetes objects (a name, a size limit)."""
+
+
+def check_gateway_name(ir: GatewayIR) -> None:
+    """The gateway name becomes a Service name and a label value: a DNS-1035 label."""
+    if len(ir.name) > 63 or not _DNS1035_LABEL.match(ir.name):
+        raise KubernetesRenderError(
+            f"gateway name {ir.name!r} cannot name a Kubernetes Service",
+            hint="use at most 63 lowercase letters, digits and '-', starting with a letter",
+        )
+
+
+def bootstrap_configmap_name(ir: GatewayIR) -> str:
+    return f"{ir.name}-bootstrap"
+
+
+def config_configmap_name(ir: GatewayIR) -> str:
+    return f"{ir.name}-config"
+
+
+def ir_configmap_name(ir: GatewayIR) -> str:
+    return f"{ir.name}-ir"
+
+
+def selector_labels(ir: GatewayIR) -> dict[str, str]:
+    """The Deployment's (immutable) pod selector; also the Service's and the PDB's."""
+    return {NAME_LABEL: APP_NAME, INSTANCE_LABEL: ir.name, COMPONENT_LABEL: PROXY}
+
+
+def labels(ir: GatewayIR, component: str) -> dict[str, str]:
+    return {
+        NAME_LABEL: APP_NAME,
+        INSTANCE_LABEL: ir.name,
+        COMPONENT_LABEL: component,
+        MANAGED_BY_LABEL: MANAGED_BY_VALUE,
+        GATEWAY_LABEL: ir.name,
+    }
+
+
+def metadata(
+    ir: GatewayIR, name: str, component: str, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": ir.namespace,
+        "labels": labels(ir, component),
+    }
+    if annotations:
+        meta["annotations"] = dict(sorted(annotations.items()))
+    return meta

@@ -1,0 +1,53 @@
+"""IR + Envoy bundle -> the gateway's Kubernetes objects, as plain dicts in apply order.
+
+Pure: no I/O, no clock, no randomness; the same input gives the same objects. Secrets are only
+referenced (volumes), never copied; nothing of a secret but its name and keys appears here.
+"""
+
+from __future__ import annotations
+
+from gatewayctl.ir import GatewayIR
+from gatewayctl.render.k8s.alerts import render_prometheus_rule
+from gatewayctl.render.k8s.configmaps import (
+    check_size,
+    render_bootstrap_configmap,
+    render_config_configmap,
+    render_ir_configmap,
+)
+from gatewayctl.render.k8s.layout import EnvoyFiles, read_layout
+from gatewayctl.render.k8s.meta import KubeObject, check_gateway_name
+from gatewayctl.render.k8s.scaling import render_hpa, render_pdb
+from gatewayctl.render.k8s.service import render_service, render_service_account
+from gatewayctl.render.k8s.source import SourceInfo
+from gatewayctl.render.k8s.workload import render_deployment
+
+
+def render_kubernetes(
+    ir: GatewayIR, envoy: EnvoyFiles, source: SourceInfo | None = None
+) -> list[KubeObject]:
+    """Every object of the gateway, in dependency order: ServiceAccount, ConfigMaps, Service,
+    Deployment, PodDisruptionBudget, HorizontalPodAutoscaler, then the PrometheusRule when
+    budgets or rollouts ask for one.
+
+    Raises KubernetesRenderError when the gateway's name cannot name the objects, when the
+    Envoy bundle is not laid out for a ConfigMap mount, or when an object would exceed 1 MiB.
+    """
+    check_gateway_name(ir)
+    layout = read_layout(ir, envoy)
+    source = source or SourceInfo()
+    objects = [
+        render_service_account(ir),
+        render_bootstrap_configmap(ir, layout),
+        render_config_configmap(ir, layout, source),
+        render_ir_configmap(ir, source),
+        render_service(ir, layout),
+        render_deployment(ir, layout),
+        render_pdb(ir),
+        render_hpa(ir),
+    ]
+    rule = render_prometheus_rule(ir)
+    if rule is not None:
+        objects.append(rule)
+    for obj in objects:
+        check_size(obj)
+    return objects

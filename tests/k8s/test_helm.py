@@ -1,0 +1,180 @@
+"""The Helm chart, through Helm's Go SDK (helm-python-sdk): lint, render, validate, and the
+same data plane as render_kubernetes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gatewayctl.ir import GatewayIR
+from gatewayctl.render.k8s import render_helm_values, render_kubernetes
+from tests.k8s.bundles import envoy_bundle
+from tests.k8s.validation import validate_object
+
+helm = pytest.importorskip("helm_python")
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "gatewayctl-gateway"
+KUBE_VERSION = "v1.30.0"
+
+# A team that deploys with Helm and lets gatewayctl manage only the config ConfigMaps.
+EXISTING_CONFIG_VALUES: dict[str, Any] = {
+    "gateway": {"name": "team-gateway"},
+    "image": {
+        "repository": "registry.example.com/mirror/envoy",
+        "tag": "v1.40.0",
+        "digest": "sha256:" + "ab" * 32,
+    },
+    "imagePullSecrets": [{"name": "registry-pull"}],
+    "listener": {"port": 80},
+    "autoscaling": {"enabled": False},
+    "replicas": {"min": 3, "max": 3},
+    "config": {"existingConfigMap": "team-gateway-routes"},
+    "secrets": {
+        "mounts": [
+            {"name": "openai-credentials", "keys": ["api-key"]},
+            {"name": "tls.partner.example.com", "keys": ["token", "token-next"]},
+        ]
+    },
+    "serviceAccount": {"create": False, "name": "gateway-runner"},
+    "podDisruptionBudget": {"maxUnavailable": "50%"},
+    "podAnnotations": {"team.example.com/owner": "platform"},
+    "podLabels": {"team.example.com/cost-center": "ml"},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [
+        {"key": "dedicated", "operator": "Equal", "value": "gateway", "effect": "NoSchedule"}
+    ],
+    "priorityClassName": "system-cluster-critical",
+    "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+}
+
+
+def render_chart(
+    values: dict[str, Any], name: str = "gw", namespace: str = "gw"
+) -> list[dict[str, Any]]:
+    with helm.Chart.load(CHART) as chart:
+        chart.validate_schema(values)
+        manifests = chart.render(values=values, name=name, namespace=namespace)
+    return [
+        doc
+        for path, text in sorted(manifests.items())
+        if path.endswith(".yaml")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+
+
+def lint(values: dict[str, Any]) -> None:
+    report = helm.lint(CHART, values, strict=True, kube_version=KUBE_VERSION)
+    problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    assert not problems, problems
+
+
+def by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    kinds = [o["kind"] for o in objects]
+    return {o["kind"]: o for o in objects if kinds.count(o["kind"]) == 1}
+
+
+@pytest.fixture(scope="module")
+def gateway_values(multi_team: GatewayIR) -> dict[str, Any]:
+    values = render_helm_values(multi_team, envoy_bundle(multi_team))
+    return {**values, "serviceMonitor": {"enabled": True}}
+
+
+def value_sets(gateway_values: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    yield "defaults", {}
+    yield "compiled gateway", gateway_values
+    yield "existing config", EXISTING_CONFIG_VALUES
+
+
+def test_chart_lints_and_renders_valid_objects(gateway_values: dict[str, Any]) -> None:
+    for label, values in value_sets(gateway_values):
+        lint(values)
+        objects = render_chart(values)
+        assert objects, label
+        for obj in objects:
+            validate_object(obj)
+            assert obj["metadata"]["namespace"] == "gw"
+            assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+
+
+def test_default_values_reference_the_configmaps_gatewayctl_manages() -> None:
+    objects = render_chart({}, name="ai-gateway")
+    assert sorted(o["kind"] for o in objects) == [
+        "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service",
+        "ServiceAccount",
+    ]  # fmt: skip
+    volumes = by_kind(objects)["Deployment"]["spec"]["template"]["spec"]["volumes"]
+    assert volumes[:2] == [
+        {"configMap": {"name": "ai-gateway-bootstrap"}, "name": "bootstrap"},
+        {"configMap": {"name": "ai-gateway-config"}, "name": "config"},
+    ]
+
+
+def test_existing_config_values_shape_the_pods() -> None:
+    kinds = by_kind(render_chart(EXISTING_CONFIG_VALUES))
+    deploy = kinds["Deployment"]
+    spec = deploy["spec"]["template"]["spec"]
+    assert deploy["spec"]["replicas"] == 3
+    assert "HorizontalPodAutoscaler" not in kinds and "ServiceAccount" not in kinds
+    assert spec["serviceAccountName"] == "gateway-runner"
+    assert spec["containers"][0]["image"] == (
+        "registry.example.com/mirror/envoy:v1.40.0@sha256:" + "ab" * 32
+    )
+    assert spec["securityContext"]["sysctls"] == [
+        {"name": "net.ipv4.ip_unprivileged_port_start", "value": "80"}
+    ]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["config"] == {"configMap": {"name": "team-gateway-routes"}, "name": "config"}
+    assert volumes["bootstrap"]["configMap"]["name"] == "team-gateway-bootstrap"
+    dotted = [
+        v for v in spec["volumes"] if v.get("secret", {}).get("secretName", "").startswith("tls.")
+    ]
+    assert dotted[0]["secret"]["items"] == [
+        {"key": "token", "path": "token"},
+        {"key": "token-next", "path": "token-next"},
+    ]
+    assert kinds["ServiceMonitor"]["spec"]["endpoints"] == [
+        {"interval": "30s", "path": "/stats/prometheus", "port": "admin"}
+    ]
+    assert kinds["PodDisruptionBudget"]["spec"]["maxUnavailable"] == "50%"
+
+
+def test_the_chart_deploys_the_same_data_plane_as_render_kubernetes(
+    multi_team: GatewayIR,
+) -> None:
+    bundle = envoy_bundle(multi_team)
+    rendered = render_kubernetes(multi_team, bundle)
+    charted = render_chart(
+        render_helm_values(multi_team, bundle), name=multi_team.name, namespace=multi_team.namespace
+    )
+    ours = {(o["kind"], o["metadata"]["name"]): o for o in rendered}
+    theirs = {(o["kind"], o["metadata"]["name"]): o for o in charted}
+    # The Envoy configuration, byte for byte.
+    for name in ("ai-gateway-bootstrap", "ai-gateway-config"):
+        assert theirs["ConfigMap", name]["data"] == ours["ConfigMap", name]["data"]
+    # The pods, their restart checksum, and what serves and scales them.
+    key = ("Deployment", "ai-gateway")
+    assert theirs[key]["spec"]["template"]["spec"] == ours[key]["spec"]["template"]["spec"]
+    assert (
+        theirs[key]["spec"]["template"]["metadata"]["annotations"]
+        == (ours[key]["spec"]["template"]["metadata"]["annotations"])
+    )
+    assert theirs[key]["spec"]["selector"] == ours[key]["spec"]["selector"]
+    for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "PrometheusRule"):
+        assert theirs[kind, "ai-gateway"]["spec"] == ours[kind, "ai-gateway"]["spec"], kind
+    assert ("ConfigMap", "ai-gateway-ir") not in theirs
+
+
+def test_inconsistent_config_values_fail_with_a_clear_message() -> None:
+    with pytest.raises(helm.HelmError, match="give all of config.bootstrap, config.lds"):
+        render_chart({"config": {"lds": "{}"}})
+    with pytest.raises(helm.HelmError, match="not both"):
+        render_chart(
+            {"config": {"bootstrap": "a", "lds": "{}", "cds": "{}", "existingConfigMap": "x"}}
+        )
+    with pytest.raises(helm.HelmError):
+        render_chart({"replicas": {"min": 0}})
