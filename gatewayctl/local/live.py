@@ -1,0 +1,186 @@
+"""Changing and reading the running local gateway: `apply_local` and `read_live_local`.
+
+Apply = render, `envoy --mode validate` (a refusal changes nothing), then the ordered swaps
+of `publish.py`, then record the IR. One more rule on top of that order: Envoy updates a
+listener's routes in place, but a connection that was open before keeps the *old* routes until
+it closes. Envoy runs with `--drain-strategy immediate`, so such a connection is told
+`connection: close` with its next response; one that is idle or mid-request keeps the old
+routes for up to the drain time (`up(drain_time_s=...)`, 600 s by default). Clusters the old
+routes could reach are therefore not removed while they drain: they linger, and the first
+apply after the drain (Envoy's `total_filter_chains_draining` back at 0) removes them.
+
+Owns the apply transaction and the live view; process start/stop lives in `gateway.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from gatewayctl.errors import GatewayctlError
+from gatewayctl.ir import GatewayIR
+from gatewayctl.local import process
+from gatewayctl.local.admin import (
+    AdminClient,
+    ServedConfig,
+    cluster_names,
+    compare_served,
+    summarize_bundle,
+)
+from gatewayctl.local.process import ProcessError
+from gatewayctl.local.publish import ConfigDir, Publisher, canonical
+from gatewayctl.local.rendering import (
+    Ports,
+    ProviderChoice,
+    choose_providers,
+    render_local,
+    secret_refs,
+    validate_local,
+)
+from gatewayctl.local.state import LocalState, StateDir
+
+DRAIN_TIME_S = 600  # Envoy's --drain-time-s by default: how long a replaced route config lives
+DRAINING = "listener_manager.total_filter_chains_draining"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    changed: bool
+    version_before: str
+    version_after: str
+    swaps: int
+    seconds: float
+    lingering: tuple[str, ...] = ()  # removed clusters kept until old connections drain
+    restart_needed: bool = False
+
+    def summary(self) -> str:
+        if not self.changed:
+            return "local gateway already serves this configuration; nothing to apply"
+        text = (f"applied to the local gateway: version {self.version_before} -> "
+                f"{self.version_after} ({self.swaps} swap(s), {self.seconds:.2f}s, no restart)")
+        if self.lingering:
+            text += (f"\n  {len(self.lingering)} removed cluster(s) stay while connections "
+                     "opened before this apply drain; an apply after that removes them: "
+                     + ", ".join(self.lingering))
+        if self.restart_needed:
+            text += ("\n  note: the bootstrap changed too; run `gatewayctl down` and "
+                     "`gatewayctl up` for that part to take effect")
+        return text
+
+
+@dataclass(frozen=True)
+class LiveLocal:
+    ir: GatewayIR | None  # what the gateway was last given (recorded after Envoy accepted it)
+    root: str
+    expected: ServedConfig  # what that IR renders to
+    served: ServedConfig  # what Envoy reports in /config_dump (lingering clusters left out)
+    drift: tuple[str, ...]  # differences between the two; empty when in sync
+    lingering: tuple[str, ...] = ()
+
+
+def running_state(state: StateDir) -> LocalState:
+    current = state.read_state()
+    envoy = state.read_pid("envoy")
+    if current is None:
+        raise GatewayctlError("no local gateway is running",
+                              hint="start one with `gatewayctl up ROOT`")
+    if envoy is None or not process.is_alive(envoy):
+        raise GatewayctlError(
+            f"the local gateway's Envoy is no longer running; last lines of {state.envoy_log}:\n"
+            f"{process.log_tail(state.envoy_log, lines=5)}",
+            hint="run `gatewayctl down`, then `gatewayctl up ROOT`")
+    return current
+
+
+def read_live_local(*, state_dir: Path | None = None) -> LiveLocal:
+    """The IR the local gateway runs, and what Envoy really serves, with any drift."""
+    state = StateDir(state_dir)
+    current = running_state(state)
+    served = AdminClient(current.admin_port).served()
+    lingering = tuple(c for c in current.lingering if c in served.clusters)
+    served = replace(served, clusters=tuple(c for c in served.clusters if c not in lingering))
+    ir = state.read_ir()
+    if ir is None:
+        empty = ServedConfig("", "", (), ())
+        return LiveLocal(None, current.root, empty, served, ("no recorded IR",), lingering)
+    choice = ProviderChoice(current.mocked_providers, current.real_providers, ())
+    bundle = render_local(ir, state, Ports.of(current), choice)
+    expected = summarize_bundle(bundle.lds, bundle.cds)
+    if lingering:  # the recorded CDS version names the lingering set; compare the rest
+        served = replace(served, cds_version=expected.cds_version)
+    return LiveLocal(ir, current.root, expected, served, compare_served(expected, served),
+                     lingering)
+
+
+def apply_local(ir: GatewayIR, *, root: Path | None = None, state_dir: Path | None = None,
+                on_progress: Progress = lambda _m: None) -> ApplyResult:
+    """Change what the running local gateway serves, without a restart.
+
+    The new config is checked with `envoy --mode validate` first: if Envoy rejects it, the
+    running gateway is untouched and EnvoyRejected says why. The IR is recorded only after
+    Envoy accepted every swap.
+    """
+    state = StateDir(state_dir)
+    started = time.monotonic()
+    with state.lock():
+        current = running_state(state)
+        src = (root or Path(current.root)).resolve()
+        secrets = state.prepare_secrets(src, secret_refs(ir))
+        choice = choose_providers(ir, secrets, known={p: True for p in current.real_providers})
+        bundle = render_local(ir, state, Ports.of(current), choice)
+        took = validate_local(bundle, state)
+        on_progress(f"envoy --mode validate: OK ({took:.2f}s)")
+        config_dir = ConfigDir(state.config_dir)
+        old = config_dir.read()
+        if old is None:
+            raise ProcessError(f"the published config in {state.config_dir} is missing",
+                               hint="run `gatewayctl down` and `gatewayctl up ROOT`")
+        admin = AdminClient(current.admin_port)
+        retired = _still_draining(current, admin)
+        lds_changed = canonical(old["lds"]) != canonical(bundle.lds)
+        if lds_changed:  # the old routes start draining with this apply
+            retired = (*retired, (time.time(), tuple(sorted(cluster_names(old["cds"])))))
+        target_cds, lingering = _keep_reachable(old["cds"], bundle.cds, retired)
+        target = {"lds": bundle.lds, "cds": target_cds}
+        changed = lds_changed or canonical(old["cds"]) != canonical(target_cds)
+        swaps = 0
+        if changed:
+            swaps = Publisher(config_dir, admin, state.envoy_log).apply(old, target, on_progress)
+        state.write_ir(ir)
+        boot = state.envoy_dir / "bootstrap.yaml"
+        restart = boot.is_file() and boot.read_text(encoding="utf-8") != bundle.bootstrap
+        state.write_state(replace(
+            current, root=str(src), config_version=bundle.version, applied_at=time.time(),
+            applies=current.applies + changed, mocked_providers=choice.mocked,
+            real_providers=choice.real, retired=retired, lingering=lingering))
+    return ApplyResult(changed, str(old["lds"].get("version_info", "")), bundle.version, swaps,
+                       time.monotonic() - started, lingering, restart)
+
+
+def _still_draining(current: LocalState,
+                    admin: AdminClient) -> tuple[tuple[float, tuple[str, ...]], ...]:
+    """The retired route configs that connections may still use."""
+    if not current.retired or admin.counters((DRAINING,)).get(DRAINING, 0) == 0:
+        return ()
+    horizon = time.time() - current.drain_time_s - 5
+    return tuple(r for r in current.retired if r[0] >= horizon)
+
+
+def _keep_reachable(old_cds: dict[str, Any], new_cds: dict[str, Any],
+                    retired: tuple[tuple[float, tuple[str, ...]], ...],
+                    ) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """new_cds plus the old clusters that draining route configs can still reach."""
+    reachable = {name for _, names in retired for name in names}
+    present = cluster_names(new_cds)
+    keep = [c for c in old_cds.get("resources", [])
+            if c.get("name") in reachable and c.get("name") not in present]
+    if not keep:
+        return new_cds, ()
+    lingering = tuple(sorted(str(c["name"]) for c in keep))
+    version = f"{new_cds.get('version_info', '')}+{len(keep)}draining"
+    return {**new_cds, "version_info": version,
+            "resources": [*new_cds.get("resources", []), *keep]}, lingering

@@ -1,0 +1,208 @@
+"""The local gateway's Envoy config: which providers the mock serves, rendering, validation.
+
+The mock rule. A provider is sent to the built-in mock provider unless BOTH hold:
+  * it needs no credential, or its credential exists as `<root>/.secrets/<name>/<key>`
+    (a generated placeholder does not count), and
+  * its endpoint accepts a TCP connection from this machine within 1.5 s.
+So a checkout without `.secrets/` is served entirely by the mock (no account, no traffic
+leaves the machine), a local OpenAI-compatible server on 127.0.0.1 is used as is, and a real
+provider is used only when its key was put in `.secrets/` and it can be reached.
+`mock_all=True` sends every provider to the mock regardless.
+
+Owns the mapping from IR + local ports to a rendered, validated bundle; starts no processes.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gatewayctl.errors import GatewayctlError
+from gatewayctl.ir import GatewayIR, ProviderIR, RouteIR, SecretRefIR
+from gatewayctl.local.process import HOST, validate_config
+from gatewayctl.local.state import (
+    SECRETS_SOURCE,
+    LocalState,
+    SecretsReport,
+    StateDir,
+    write_atomic,
+)
+
+NODE_ID = "gatewayctl-local"
+_REACH_TIMEOUT = 1.5
+
+
+@dataclass(frozen=True)
+class Ports:
+    listener: int
+    admin: int
+    mock: int
+
+    @classmethod
+    def of(cls, state: LocalState) -> Ports:
+        return cls(state.listener_port, state.admin_port, state.mock_port)
+
+
+@dataclass(frozen=True)
+class ProviderChoice:
+    mocked: tuple[str, ...]
+    real: tuple[str, ...]
+    reasons: tuple[tuple[str, str], ...]  # (provider, why it is mocked)
+
+
+@dataclass(frozen=True)
+class LocalBundle:
+    lds: dict[str, Any]
+    cds: dict[str, Any]
+    bootstrap: str
+    validate: str
+
+    @property
+    def version(self) -> str:
+        return str(self.lds.get("version_info", ""))
+
+    @property
+    def docs(self) -> dict[str, dict[str, Any]]:
+        return {"lds": self.lds, "cds": self.cds}
+
+
+def secret_refs(ir: GatewayIR) -> list[SecretRefIR]:
+    refs = [p.credential for p in ir.providers if p.credential is not None]
+    return refs + [c.api_key for c in ir.consumers]
+
+
+def choose_providers(ir: GatewayIR, secrets: SecretsReport, *, mock_all: bool = False,
+                     known: Mapping[str, bool] | None = None) -> ProviderChoice:
+    """Apply the mock rule (module docstring).
+
+    `known` gives reachability already established (by `up`) so only new endpoints are probed.
+    """
+    reasons: dict[str, str] = {}
+    to_probe: list[ProviderIR] = []
+    for p in ir.providers:
+        if mock_all:
+            reasons[p.name] = "every provider is mocked (--mock-all)"
+        elif p.credential is not None and not secrets.is_real(p.credential):
+            reasons[p.name] = (f"no credential in {SECRETS_SOURCE}/{p.credential.name}/"
+                               f"{p.credential.key}")
+        else:
+            to_probe.append(p)
+    known = known or {}
+    probed = {**probe_endpoints([p for p in to_probe if p.name not in known]), **known}
+    for p in to_probe:
+        if not probed.get(p.name, False):
+            reasons[p.name] = f"{p.host}:{p.port} is not reachable"
+    mocked = tuple(sorted(reasons))
+    real = tuple(sorted(p.name for p in ir.providers if p.name not in reasons))
+    return ProviderChoice(mocked, real, tuple(sorted(reasons.items())))
+
+
+def probe_endpoints(providers: list[ProviderIR]) -> dict[str, bool]:
+    """TCP-connect to each endpoint in parallel; all of it bounded by one short timeout."""
+    result: dict[str, bool] = {p.name: False for p in providers}
+
+    def probe(p: ProviderIR) -> None:
+        try:
+            with socket.create_connection((p.host, p.port), timeout=_REACH_TIMEOUT):
+                result[p.name] = True
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=probe, args=(p,), daemon=True) for p in providers]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + _REACH_TIMEOUT + 0.5
+    for t in threads:  # a slow DNS lookup is abandoned (daemon thread), never waited for
+        t.join(max(0.0, deadline - time.monotonic()))
+    return dict(result)
+
+
+def render_local(ir: GatewayIR, state: StateDir, ports: Ports,
+                 choice: ProviderChoice) -> LocalBundle:
+    from gatewayctl.render.envoy import EnvoyOptions, render_envoy
+
+    options = EnvoyOptions(
+        secrets_dir=str(state.secrets_dir),
+        config_dir=str(state.config_dir),
+        admin_address=HOST,
+        admin_port=ports.admin,
+        listener_address=HOST,
+        listener_port=ports.listener,
+        access_log_path=str(state.access_log),
+        provider_overrides={name: f"http://{HOST}:{ports.mock}" for name in choice.mocked},
+        node_id=NODE_ID,
+        node_cluster=ir.name,
+    )
+    bundle = render_envoy(ir, options)
+    files = bundle.files()
+    return LocalBundle(lds=dict(bundle.lds), cds=dict(bundle.cds),
+                       bootstrap=_text(files["bootstrap.yaml"]),
+                       validate=_text(files["validate.yaml"]))
+
+
+def _text(content: str | bytes) -> str:
+    return content.decode("utf-8") if isinstance(content, bytes) else content
+
+
+def validate_local(bundle: LocalBundle, state: StateDir) -> float:
+    """`envoy --mode validate` on the bundle's static twin; returns the seconds it took."""
+    path = state.envoy_dir / "validate.yaml"
+    write_atomic(path, bundle.validate)
+    started = time.monotonic()
+    validate_config(path)
+    return time.monotonic() - started
+
+
+def load_ir(root: Path) -> GatewayIR:
+    """Load and compile a manifest root; manifest errors become one GatewayctlError."""
+    from gatewayctl.compile import compile_gateway
+    from gatewayctl.manifests.bundle import load_manifest_set
+
+    if not root.is_dir():
+        raise GatewayctlError(f"{root} is not a folder",
+                              hint="give the folder that holds the manifests")
+    mset, diags = load_manifest_set(root)
+    errors = [d for d in diags if d.is_error]
+    if errors:
+        shown = "\n".join(d.format() for d in errors[:5])
+        more = f"\n... and {len(errors) - 5} more" if len(errors) > 5 else ""
+        raise GatewayctlError(f"{root} has {len(errors)} manifest error(s):\n{shown}{more}",
+                              hint=f"run `gatewayctl validate {root}` for details")
+    return compile_gateway(mset)
+
+
+def example_curl(ir: GatewayIR, port: int, secrets: SecretsReport) -> str:
+    """A ready-to-paste chat completion to the first route, with a key if it needs one."""
+    url = f"http://{HOST}:{port}/v1/chat/completions"
+    if not ir.routes:
+        return f"curl -sS http://{HOST}:{port}/v1/models"
+    route = ir.routes[0]
+    body: dict[str, object] = {"model": route.public_model,
+                               "messages": [{"role": "user", "content": "Say hello"}]}
+    if route.prompt is not None:
+        required = sorted({v for pv in route.prompt.active for v in pv.required})
+        if required:
+            body["prompt_variables"] = {v: "example" for v in required}
+    parts = ["curl", "-sS", url, "-H", "content-type: application/json"]
+    key = _consumer_key(ir, route, secrets)
+    if key is not None:
+        parts += ["-H", f"authorization: Bearer {key}"]
+    parts += ["-d", json.dumps(body, separators=(",", ":"))]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _consumer_key(ir: GatewayIR, route: RouteIR, secrets: SecretsReport) -> str | None:
+    if not route.policy.api_keys:
+        return None
+    allowed = route.policy.allow_consumers
+    for consumer in ir.consumers:
+        if allowed is None or consumer.name in allowed:
+            return secrets.values.get(f"{consumer.api_key.name}/{consumer.api_key.key}")
+    return None

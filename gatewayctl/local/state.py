@@ -1,0 +1,247 @@
+"""The local gateway's state directory: what `up` started, what it serves, and its secrets.
+
+Layout (under `$GATEWAYCTL_STATE_DIR`, else `$XDG_STATE_HOME/gatewayctl/local`, else
+`~/.local/state/gatewayctl/local`):
+
+    lock                    flock: one up/apply/down at a time
+    state.json              root served, ports, start time, config version, mocked providers
+    envoy.pid, mock.pid     "<pid> <start ticks>" of each child (ticks guard against PID reuse)
+    ir.json                 the IR the gateway runs; written only after Envoy accepted it
+    envoy/bootstrap.yaml    the bootstrap Envoy was started with
+    envoy/validate/         scratch space for `envoy --mode validate`
+    config/                 the published LDS/CDS (`..data` swap, see `publish.py`)
+    secrets/<name>/<key>    copied from `<root>/.secrets/<name>/<key>`, or a generated placeholder
+    logs/                   envoy.log, mock.log, access.log
+
+Owns file layout and file I/O only; it never starts processes or talks to Envoy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from gatewayctl.errors import GatewayctlError
+from gatewayctl.ir import GatewayIR, SecretRefIR, from_json, to_json
+
+STATE_DIR_ENV = "GATEWAYCTL_STATE_DIR"
+SECRETS_SOURCE = ".secrets"  # under the manifest root; hidden, so the manifest loader skips it
+_PLACEHOLDERS = ".placeholders.json"
+
+
+def default_state_dir() -> Path:
+    explicit = os.environ.get(STATE_DIR_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
+    return base / "gatewayctl" / "local"
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """A child process: its PID and kernel start time, so a reused PID is never mistaken."""
+
+    pid: int
+    start_ticks: int | None
+
+
+@dataclass(frozen=True)
+class LocalState:
+    root: str
+    listener_port: int
+    admin_port: int
+    mock_port: int
+    started_at: float
+    config_version: str = ""
+    applied_at: float = 0.0
+    mocked_providers: tuple[str, ...] = ()
+    real_providers: tuple[str, ...] = ()
+    applies: int = 0
+    # Route configs replaced while connections may still use them (Envoy drains them for
+    # DRAIN_TIME_S): (replaced at, every cluster they could reach). Their clusters are kept.
+    retired: tuple[tuple[float, tuple[str, ...]], ...] = ()
+    lingering: tuple[str, ...] = ()  # clusters kept only for those draining connections
+    drain_time_s: int = 600  # Envoy's --drain-time-s
+
+
+@dataclass(frozen=True)
+class SecretsReport:
+    copied: tuple[str, ...] = ()  # "name/key" taken from <root>/.secrets
+    generated: tuple[str, ...] = ()  # "name/key" placeholders (new or kept from an earlier up)
+    values: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def is_real(self, ref: SecretRefIR) -> bool:
+        return f"{ref.name}/{ref.key}" in self.copied
+
+
+class StateDir:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = (path or default_state_dir()).resolve()
+
+    # -- paths ---------------------------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.path / "state.json"
+
+    @property
+    def ir_file(self) -> Path:
+        return self.path / "ir.json"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.path / "config"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.path / "secrets"
+
+    @property
+    def envoy_dir(self) -> Path:
+        return self.path / "envoy"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.path / "logs"
+
+    @property
+    def envoy_log(self) -> Path:
+        return self.logs_dir / "envoy.log"
+
+    @property
+    def mock_log(self) -> Path:
+        return self.logs_dir / "mock.log"
+
+    @property
+    def access_log(self) -> Path:
+        return self.logs_dir / "access.log"
+
+    def pid_file(self, name: str) -> Path:
+        return self.path / f"{name}.pid"
+
+    def ensure(self) -> None:
+        for d in (self.path, self.config_dir, self.secrets_dir, self.envoy_dir, self.logs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        for private in (self.path, self.secrets_dir):
+            private.chmod(0o700)
+
+    # -- locking -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, timeout: float = 60.0) -> Iterator[None]:
+        """Hold the state lock; another up/apply/down waits up to `timeout` seconds, then fails."""
+        self.ensure()
+        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise GatewayctlError(
+                            f"another gatewayctl command is changing the local gateway "
+                            f"(lock {self.path / 'lock'} held for {timeout:.0f}s)",
+                            hint="wait for it to finish, then try again",
+                        ) from None
+                    time.sleep(0.1)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    # -- records -------------------------------------------------------------------------------
+    def read_state(self) -> LocalState | None:
+        try:
+            data = json.loads(self.state_file.read_text(encoding="utf-8"))
+            for key in ("mocked_providers", "real_providers", "lingering"):
+                data[key] = tuple(data.get(key, ()))
+            data["retired"] = tuple((float(t), tuple(names)) for t, names in
+                                    data.get("retired", ()))
+            return LocalState(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def write_state(self, state: LocalState) -> None:
+        write_atomic(self.state_file, json.dumps(asdict(state), indent=2, sort_keys=True) + "\n")
+
+    def read_pid(self, name: str) -> ProcessRecord | None:
+        try:
+            parts = self.pid_file(name).read_text(encoding="ascii").split()
+            return ProcessRecord(int(parts[0]), int(parts[1]) if len(parts) > 1 else None)
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def write_pid(self, name: str, record: ProcessRecord) -> None:
+        ticks = "" if record.start_ticks is None else f" {record.start_ticks}"
+        write_atomic(self.pid_file(name), f"{record.pid}{ticks}\n")
+
+    def read_ir(self) -> GatewayIR | None:
+        try:
+            return from_json(self.ir_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def write_ir(self, ir: GatewayIR) -> None:
+        write_atomic(self.ir_file, to_json(ir))
+
+    def clear_runtime(self) -> None:
+        """Forget the running gateway (after `down`); keeps logs, secrets and the last IR."""
+        for p in (self.state_file, self.pid_file("envoy"), self.pid_file("mock")):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+    # -- secrets -------------------------------------------------------------------------------
+    def prepare_secrets(self, root: Path, refs: Iterable[SecretRefIR]) -> SecretsReport:
+        """Make every referenced secret file exist under `secrets/`.
+
+        A file at `<root>/.secrets/<name>/<key>` is copied (refreshed on every call). Otherwise a
+        placeholder is generated once and kept, so keys printed by an earlier `up` stay valid.
+        """
+        self.ensure()
+        marker = self.secrets_dir / _PLACEHOLDERS
+        try:
+            placeholders = set(json.loads(marker.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            placeholders = set()
+        copied: list[str] = []
+        generated: list[str] = []
+        values: dict[str, str] = {}
+        for ref in sorted(set(refs), key=lambda r: (r.name, r.key)):
+            ident = f"{ref.name}/{ref.key}"
+            src = root / SECRETS_SOURCE / ref.name / ref.key
+            dest = self.secrets_dir / ref.name / ref.key
+            dest.parent.mkdir(mode=0o700, exist_ok=True)
+            if src.is_file():
+                write_atomic(dest, src.read_text(encoding="utf-8"), mode=0o600)
+                placeholders.discard(ident)
+                copied.append(ident)
+            else:
+                if not (dest.is_file() and ident in placeholders):
+                    write_atomic(dest, f"gwlocal-{secrets.token_hex(16)}", mode=0o600)
+                    placeholders.add(ident)
+                generated.append(ident)
+            values[ident] = dest.read_text(encoding="utf-8").strip()
+        write_atomic(marker, json.dumps(sorted(placeholders)) + "\n", mode=0o600)
+        return SecretsReport(tuple(copied), tuple(generated), values)
+
+
+def write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
+    """Write a file so that readers see the old or the new content, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
