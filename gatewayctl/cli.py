@@ -180,6 +180,15 @@ def mock_provider(
     _finish(run_guarded(body, debug=_state["enabled"]))
 
 
+def _register_commands() -> None:
+    from gatewayctl.commands import local
+
+    local.register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     try:
         app()
