@@ -181,9 +181,10 @@ def mock_provider(
 
 
 def _register_commands() -> None:
-    from gatewayctl.commands import local
+    from gatewayctl.commands import local, rollout
 
     local.register(app)
+    rollout.register(app)
 
 
 _register_commands()

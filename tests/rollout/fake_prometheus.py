@@ -1,0 +1,76 @@
+"""A tiny stand-in for Prometheus' query API (`POST /api/v1/query`), for fast CLI tests.
+
+It answers each query with the series stored under the query's leading metric name, as a
+matrix for a range selector (`name{...}[5m]`) and as a vector otherwise, in Prometheus' JSON
+shape; `{"status": "error"}` with HTTP 400 for a query starting with `bad`. The end-to-end
+tests use the real Prometheus; this one only makes exit-code tests fast.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs
+
+Sample = tuple[float, float]
+
+
+class FakePrometheus:
+    def __init__(self) -> None:
+        self.series: dict[str, list[tuple[dict[str, str], list[Sample]]]] = {}
+        self.queries: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                form = parse_qs(self.rfile.read(length).decode())
+                status, body = fake.answer(form["query"][0])
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def add(self, metric: str, labels: dict[str, str], samples: list[Sample]) -> None:
+        self.series.setdefault(metric, []).append((labels, samples))
+
+    def answer(self, query: str) -> tuple[int, dict[str, Any]]:
+        self.queries.append(query)
+        if query.startswith("bad"):
+            return 400, {"status": "error", "errorType": "bad_data",
+                         "error": "1:4: parse error: unexpected end of input"}
+        name = re.match(r"^(?:count\()?([a-zA-Z_:][a-zA-Z0-9_:]*)", query)
+        found = self.series.get(name.group(1) if name else "", [])
+        if query.startswith("count("):
+            result = [{"metric": {}, "value": [0, str(len(found))]}] if found else []
+            return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
+        if query.rstrip(")").endswith("]") and not query.startswith("sum("):
+            result = [{"metric": {"__name__": name.group(1) if name else "", **labels},
+                       "values": [[t, str(v)] for t, v in samples]} for labels, samples in found]
+            return 200, {"status": "success", "data": {"resultType": "matrix", "result": result}}
+        result = [{"metric": labels, "value": [samples[-1][0], str(samples[-1][1])]}
+                  for labels, samples in found]
+        return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+    def __enter__(self) -> FakePrometheus:
+        self.thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
