@@ -181,10 +181,12 @@ def mock_provider(
 
 
 def _register_commands() -> None:
-    from gatewayctl.commands import local, rollout
+    from gatewayctl.commands import gitlab, local, plan, rollout
 
+    plan.register(app)
     local.register(app)
     rollout.register(app)
+    gitlab.register(app)
 
 
 _register_commands()

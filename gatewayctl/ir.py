@@ -12,6 +12,7 @@ variables, consumer keys and provider credentials by reference only (never value
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -198,6 +199,11 @@ def to_json(ir: GatewayIR, *, indent: int | None = 2) -> str:
 T = TypeVar("T")
 
 
+@functools.cache
+def _hints(tp: type) -> dict[str, Any]:
+    return typing.get_type_hints(tp)
+
+
 def _build(tp: Any, data: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -224,7 +230,7 @@ def _build(tp: Any, data: Any) -> Any:
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(data, dict):
             raise TypeError(f"expected an object for {tp.__name__}")
-        hints = typing.get_type_hints(tp)
+        hints = _hints(tp)
         kwargs = {
             f.name: _build(hints[f.name], data[f.name])
             for f in dataclasses.fields(tp)

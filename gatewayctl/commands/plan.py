@@ -1,0 +1,212 @@
+"""`gatewayctl plan` and `gatewayctl apply`: what would change in the live gateway, and doing it.
+
+Thin commands: parse, call `gatewayctl.plan`, print, exit code. Imports only typer and the
+standard library at import time; the plan machinery is imported inside the command bodies.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gatewayctl.commands import check_output, run_command
+from gatewayctl.errors import EXIT_CHANGES, EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from gatewayctl.plan.model import Plan
+    from gatewayctl.plan.sources import KubeOptions, LiveSource
+
+RootArg = Annotated[Path, typer.Argument(help="Manifest root folder.")]
+LiveOpt = Annotated[str, typer.Option(
+    "--live", help="Live state to compare with: kubernetes, local, dir:PATH or git:REF.")]
+ContextOpt = Annotated[str | None, typer.Option(help="Kubeconfig context (default: current).")]
+NamespaceOpt = Annotated[str | None, typer.Option(
+    help="Namespace to deploy to (default: the Gateway's spec.namespace).")]
+KubeconfigOpt = Annotated[str | None, typer.Option(
+    help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster config).")]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90", "300s", "5m", "1h30m"."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise UsageError(f'invalid duration "{text}"', hint="use a number with s, m or h: 5m")
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def _kube_options(kubeconfig: str | None, context: str | None,
+                  namespace: str | None) -> KubeOptions:
+    from gatewayctl.plan.sources import KubeOptions
+
+    return KubeOptions(kubeconfig=kubeconfig, context=context, namespace=namespace)
+
+
+def _close(live: LiveSource) -> None:
+    close = getattr(live, "close", None)
+    if callable(close):
+        close()
+
+
+def write_plan_file(plan: Plan, path: Path) -> None:
+    """The plan with its desired state, written atomically."""
+    from gatewayctl.plan.model import plan_to_json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(plan_to_json(plan, include_desired=True))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _print_plan(plan: Plan, output: str) -> None:
+    from gatewayctl.output import use_colour
+    from gatewayctl.plan.format import format_plan
+
+    sys.stdout.write(format_plan(plan, output, colour=use_colour(sys.stdout)))
+    sys.stdout.flush()
+
+
+def plan_command(
+    root: RootArg = Path("."),
+    live: LiveOpt = "kubernetes",
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Save the plan (with a fingerprint of the live state) for `apply`.")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="text, json or markdown.")] = "text",
+    detailed_exitcode: Annotated[bool, typer.Option(
+        "--detailed-exitcode", help="Exit 0 without changes, 1 on error, 2 with changes.")
+    ] = False,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    gitlab_comment: Annotated[bool, typer.Option(
+        "--gitlab-comment", help="Post the plan on the merge request (GitLab CI).")] = False,
+    require_comment: Annotated[bool, typer.Option(
+        "--require-comment", help="Post the plan, and fail when the note cannot be posted.")
+    ] = False,
+    environment: Annotated[str | None, typer.Option(
+        help="Environment named in the merge-request note (default: CI_ENVIRONMENT_NAME).")
+    ] = None,
+) -> None:
+    """Show what would change in the live gateway: manifest-level and resource-level changes."""
+
+    def body() -> int:
+        from gatewayctl.plan.compute import compute_plan, desired_state, load_desired_ir
+        from gatewayctl.plan.sources import parse_live
+
+        check_output(output, ("text", "json", "markdown"))
+        ir, warnings = load_desired_ir(root, namespace)
+        source = parse_live(live, root, _kube_options(kubeconfig, context, namespace))
+        try:
+            plan = compute_plan(desired_state(ir, source, warnings=warnings), source)
+        finally:
+            _close(source)
+        if out is not None:
+            write_plan_file(plan, out)
+        _print_plan(plan, output)
+        if out is not None:
+            print(f"Saved the plan to {out}; apply it with `gatewayctl apply {out}`.",
+                  file=sys.stderr)
+        if gitlab_comment or require_comment:
+            code = _comment(plan, environment, require_comment)
+            if code != EXIT_OK:
+                return code
+        return EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK
+
+    run_command(body)
+
+
+def _comment(plan: Plan, environment: str | None, require: bool) -> int:
+    from gatewayctl.gitlab.comment import post_plan_comment
+    from gatewayctl.plan.format import format_markdown
+
+    code, line = post_plan_comment(format_markdown(plan), gateway=plan.gateway,
+                                   environment=environment, artifact_url=None, require=require)
+    print(line, file=sys.stderr)
+    return code
+
+
+def _confirm(plan: Plan, auto_approve: bool) -> bool:
+    if auto_approve:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError("apply asks for confirmation, and there is no terminal to ask on",
+                         hint="review the plan, then run again with --auto-approve")
+    print(f"\nApply these changes to gateway {plan.gateway} ({plan.live})? "
+          "Only 'yes' is accepted.")
+    return input("  Enter a value: ").strip() == "yes"
+
+
+def apply_command(
+    target: Annotated[Path, typer.Argument(
+        help="Manifest root folder, or a plan saved with `plan --out`.")] = Path("."),
+    live: Annotated[str | None, typer.Option(
+        "--live", help="kubernetes, local or dir:PATH (default: the saved plan's, or "
+                       "kubernetes).")] = None,
+    auto_approve: Annotated[bool, typer.Option(
+        "--auto-approve", help="Apply without asking for confirmation.")] = False,
+    force_conflicts: Annotated[bool, typer.Option(
+        "--force-conflicts", help="Take ownership of fields another field manager owns.")
+    ] = False,
+    timeout: Annotated[str, typer.Option(
+        help="How long to wait for the Deployment rollout (e.g. 5m).")] = "5m",
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+) -> None:
+    """Apply exactly what the plan shows (plan first, or a saved plan that is still fresh)."""
+
+    def body() -> int:
+        from gatewayctl.plan.apply import apply_from_root, apply_saved, read_saved_plan
+        from gatewayctl.plan.compute import desired_state, load_desired_ir
+        from gatewayctl.plan.sources import parse_live
+
+        seconds = parse_duration(timeout)
+        kube = _kube_options(kubeconfig, context, namespace)
+        if target.is_file():
+            plan = read_saved_plan(target)
+            if live is not None and live != plan.live:
+                raise UsageError(f"the plan was computed against {plan.live}, not {live}",
+                                 hint=f"apply it with --live {plan.live}, or plan again")
+            source = parse_live(plan.live, Path("."), kube)
+            try:
+                print(f"Applying the saved plan {target} to {plan.live}.")
+                report = apply_saved(plan, source, force_conflicts=force_conflicts,
+                                     timeout=seconds, say=print)
+            finally:
+                _close(source)
+        else:
+            ir, warnings = load_desired_ir(target, namespace)
+            source = parse_live(live or "kubernetes", target, kube)
+            try:
+                desired = desired_state(ir, source, warnings=warnings)
+                _, report = apply_from_root(
+                    desired, source, confirm=lambda p: _confirm(p, auto_approve),
+                    show=lambda p: _print_plan(p, "text"), force_conflicts=force_conflicts,
+                    timeout=seconds, say=print)
+            finally:
+                _close(source)
+        print(report.summary if report else "Nothing to apply.")
+        return EXIT_OK
+
+    run_command(body)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan_command)
+    app.command("apply")(apply_command)

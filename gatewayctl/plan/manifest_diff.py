@@ -1,0 +1,338 @@
+"""The manifest layer of a plan: IR before vs IR after, in the words of the people reviewing it.
+
+Route weights (with the rollout step behind them), backends and fallbacks added or removed,
+prompt versions activated (with a template diff), effective policies loosened or tightened,
+consumers added or given access, and each changed route's estimated cost per 1,000 requests.
+Detail values are display strings ("90%", "$5.50", "30s"); the machine-readable state of each
+object is in the change's `before` and `after`. Pure: two IRs in, a list of changes out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gatewayctl.ir import ConsumerIR, GatewayIR, ModelIR, ProviderIR, RouteIR
+from gatewayctl.plan.cost import format_usd, relative_change, route_cost_per_1k
+from gatewayctl.plan.model import Action, Change, Detail, sort_changes
+from gatewayctl.plan.policy_diff import compare_policies, policy_view
+from gatewayctl.plan.prompt_diff import diff_prompts
+
+COST_FIELD = "cost per 1,000 requests"
+
+
+def format_ms(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms >= size and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms / 1000:g}s" if ms >= 1000 else f"{ms}ms"
+
+
+def _join(items: tuple[str, ...] | list[str]) -> str | None:
+    return ", ".join(items) or None
+
+
+# -- routes -----------------------------------------------------------------------------------
+
+def route_view(route: RouteIR, models: Mapping[str, ModelIR]) -> dict[str, Any]:
+    ro = route.rollout
+    return {
+        "model": route.public_model,
+        "backends": [{"model": b.model, "weight": b.weight, "role": b.role}
+                     for b in route.backends],
+        "fallback": list(route.fallback),
+        "retry": {"attempts": route.retry_attempts,
+                  "per_try_timeout_ms": route.per_try_timeout_ms},
+        "timeout_ms": route.timeout_ms,
+        "policies": list(route.policy.sources),
+        "prompt": route.prompt.name if route.prompt else None,
+        "rollout": None if ro is None else {
+            "name": ro.name, "step": ro.step, "steps": len(ro.steps), "state": ro.state},
+        "cost_per_1k_requests": route_cost_per_1k(route, models),
+    }
+
+
+def _rollout_text(route: RouteIR) -> str | None:
+    ro = route.rollout
+    if ro is None:
+        return None
+    return f"step {ro.step} of {len(ro.steps)}, {ro.state}"
+
+
+def _weights_note(before: RouteIR, after: RouteIR) -> str:
+    ro = after.rollout or before.rollout
+    if ro is None:
+        return ""
+    return f"set by rollout {ro.name}, step {ro.step} of {len(ro.steps)}"
+
+
+def _backend_details(before: RouteIR | None, after: RouteIR | None) -> list[Detail]:
+    old = {b.model: b for b in before.backends} if before else {}
+    new = {b.model: b for b in after.backends} if after else {}
+    note = _weights_note(before, after) if before and after else ""
+    out: list[Detail] = []
+    for model in [*old, *(m for m in new if m not in old)]:
+        b, a = old.get(model), new.get(model)
+        if b is not None and a is not None and b.weight == a.weight:
+            continue
+        field = f"backend {model}"
+        if b is None and a is not None:
+            out.append(Detail(field, None, f"{a.weight}%", "added" if before else ""))
+        elif a is None and b is not None:
+            out.append(Detail(field, f"{b.weight}%", None, "removed" if after else ""))
+        elif a is not None and b is not None:
+            out.append(Detail(field, f"{b.weight}%", f"{a.weight}%", note))
+    return out
+
+
+def _fallback_detail(before: tuple[str, ...], after: tuple[str, ...]) -> Detail | None:
+    if before == after:
+        return None
+    added = [m for m in after if m not in before]
+    removed = [m for m in before if m not in after]
+    parts = ([f"added {', '.join(added)}"] if added else []) + (
+        [f"removed {', '.join(removed)}"] if removed else [])
+    return Detail("fallback", _join(before), _join(after), "; ".join(parts) or "reordered")
+
+
+def _route_details(before: RouteIR | None, after: RouteIR | None,
+                   cost_before: float | None, cost_after: float | None) -> list[Detail]:
+    out: list[Detail] = []
+
+    def pair(field: str, get: Callable[[RouteIR], Any], note: str = "") -> None:
+        b = get(before) if before else None
+        a = get(after) if after else None
+        if b != a:
+            out.append(Detail(field, b, a, note))
+
+    pair("public model", lambda r: r.public_model)
+    rollout = (after.rollout if after else None) or (before.rollout if before else None)
+    if rollout is not None:
+        pair(f"rollout {rollout.name}", _rollout_text)
+    out.extend(_backend_details(before, after))
+    if before and after:
+        fallback = _fallback_detail(before.fallback, after.fallback)
+        out += [fallback] if fallback else []
+    else:
+        pair("fallback", lambda r: _join(r.fallback))
+    pair("retry attempts", lambda r: r.retry_attempts)
+    pair("per-try timeout", lambda r: format_ms(r.per_try_timeout_ms))
+    pair("timeout", lambda r: format_ms(r.timeout_ms))
+    pair("policies", lambda r: _join(r.policy.sources))
+    if after is not None and (before is None or before.policy.api_keys != after.policy.api_keys
+                              or before.policy.allow_consumers != after.policy.allow_consumers):
+        pair("access", _access_text)
+    pair("prompt", lambda r: r.prompt.name if r.prompt else None)
+    if out or cost_before != cost_after:
+        out.append(Detail(COST_FIELD, format_usd(cost_before), format_usd(cost_after),
+                          relative_change(cost_before, cost_after)))
+    return out
+
+
+def _access_text(route: RouteIR) -> str:
+    policy = route.policy
+    if not policy.api_keys:
+        return "anyone (no API key required)"
+    if policy.allow_consumers is None:
+        return "any consumer with a key"
+    return _join(policy.allow_consumers) or "no consumer"
+
+
+def diff_routes(before: GatewayIR | None, after: GatewayIR | None) -> list[Change]:
+    old = {r.name: r for r in before.routes} if before else {}
+    new = {r.name: r for r in after.routes} if after else {}
+    old_models = {m.name: m for m in before.models} if before else {}
+    new_models = {m.name: m for m in after.models} if after else {}
+    prices_changed = old_models != new_models
+    changes: list[Change] = []
+    for name in sorted(set(old) | set(new)):
+        b, a = old.get(name), new.get(name)
+        if a == b and not prices_changed:
+            continue
+        cost_b = route_cost_per_1k(b, old_models) if b else None
+        cost_a = route_cost_per_1k(a, new_models) if a else None
+        if a == b and cost_a == cost_b:
+            continue
+        details = _route_details(b, a, cost_b, cost_a)
+        if not details:
+            continue
+        action: Action = "create" if b is None else "delete" if a is None else "update"
+        changes.append(Change(
+            "manifest", "Route", name, action, tuple(details),
+            route_view(b, old_models) if b else None, route_view(a, new_models) if a else None))
+    return changes
+
+
+def diff_policies(before: GatewayIR | None, after: GatewayIR | None) -> list[Change]:
+    """Effective policy changes of routes present on both sides, grouped by identical change."""
+    if before is None or after is None:
+        return []
+    old = {r.name: r for r in before.routes}
+    groups: dict[tuple[str, str], tuple[Change, list[str]]] = {}
+    for route in after.routes:
+        prev = old.get(route.name)
+        if prev is None or prev.policy == route.policy:
+            continue
+        details = compare_policies(prev.policy, route.policy)
+        if not details:
+            continue
+        b, a = policy_view(prev.policy), policy_view(route.policy)
+        key = (json.dumps(b, sort_keys=True), json.dumps(a, sort_keys=True))
+        if key not in groups:
+            name = ", ".join(route.policy.sources) or "(no policies)"
+            groups[key] = (Change("manifest", "Policy", name, "update", details, b, a), [])
+        groups[key][1].append(route.name)
+    return [Change(c.layer, c.kind, c.name, c.action, c.details, c.before, c.after,
+                   tuple(sorted(routes))) for c, routes in groups.values()]
+
+
+# -- consumers, gateway, providers, models ----------------------------------------------------
+
+def _grants(ir: GatewayIR | None) -> dict[str, list[str]]:
+    """Routes each consumer is explicitly allowed on (an allow list naming it or its team)."""
+    out: dict[str, list[str]] = {}
+    for route in ir.routes if ir else ():
+        if route.policy.api_keys and route.policy.allow_consumers is not None:
+            for consumer in route.policy.allow_consumers:
+                out.setdefault(consumer, []).append(route.name)
+    return out
+
+
+def consumer_view(c: ConsumerIR, access: list[str]) -> dict[str, Any]:
+    return {"team": c.team, "api_key": f"{c.api_key.name}/{c.api_key.key}",
+            "budget_usd_per_month": c.budget_usd_per_month, "access": sorted(access)}
+
+
+def gateway_view(ir: GatewayIR) -> dict[str, Any]:
+    return {"namespace": ir.namespace, "listener_port": ir.listener_port,
+            "replicas_min": ir.replicas_min, "replicas_max": ir.replicas_max,
+            "target_cpu_utilization": ir.target_cpu, "image": ir.image}
+
+
+def provider_view(p: ProviderIR) -> dict[str, Any]:
+    port = "" if (p.scheme, p.port) in (("https", 443), ("http", 80)) else f":{p.port}"
+    return {"type": p.type, "endpoint": f"{p.scheme}://{p.host}{port}{p.base_path}",
+            "timeout_ms": p.timeout_ms, "max_connections": p.max_connections,
+            "credential": f"{p.credential.name}/{p.credential.key}" if p.credential else None}
+
+
+def model_view(m: ModelIR) -> dict[str, Any]:
+    return {"provider": m.provider, "upstream_model": m.upstream_model,
+            "context_window": m.context_window,
+            "input_per_million": m.input_per_million,
+            "output_per_million": m.output_per_million,
+            "deprecated": m.deprecated}
+
+
+def _view_change(kind: str, name: str, before: dict[str, Any] | None,
+                 after: dict[str, Any] | None, affects: tuple[str, ...] = (),
+                 notes: Mapping[str, Callable[[Any, Any], str]] | None = None) -> Change | None:
+    if before == after:
+        return None
+    details = []
+    for key in (after or before or {}):
+        b = (before.get(key) if before else None) or _none_if_empty(before, key)
+        a = (after.get(key) if after else None) or _none_if_empty(after, key)
+        if b != a:
+            note = (notes or {}).get(key, lambda _b, _a: "")(b, a) if before and after else ""
+            details.append(Detail(LABELS.get(key, key.replace("_", " ")), _shown(key, b),
+                                  _shown(key, a), note))
+    action: Action = "create" if before is None else "delete" if after is None else "update"
+    return Change("manifest", kind, name, action, tuple(details), before, after, affects)
+
+
+# How view fields are named and shown in details (the views keep raw values).
+LABELS = {
+    "timeout_ms": "timeout",
+    "input_per_million": "input price per 1M tokens",
+    "output_per_million": "output price per 1M tokens",
+    "budget_usd_per_month": "budget per month",
+    "target_cpu_utilization": "target CPU utilization",
+}
+_FORMATS: dict[str, Callable[[Any], Any]] = {
+    "timeout_ms": format_ms,
+    "input_per_million": format_usd,
+    "output_per_million": format_usd,
+    "budget_usd_per_month": format_usd,
+}
+
+
+def _shown(key: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return _join(value)
+    return _FORMATS.get(key, lambda v: v)(value)
+
+
+def _none_if_empty(view: dict[str, Any] | None, key: str) -> Any:
+    """Keep falsy scalars (0, False); an empty list or a missing value is "none"."""
+    value = view.get(key) if view else None
+    return None if value is None or value == [] else value
+
+
+def _access_note(before: list[str] | None, after: list[str] | None) -> str:
+    given = sorted(set(after or ()) - set(before or ()))
+    lost = sorted(set(before or ()) - set(after or ()))
+    return "; ".join(([f"given access to {', '.join(given)}"] if given else [])
+                     + ([f"access removed from {', '.join(lost)}"] if lost else []))
+
+
+def _price_note(before: float, after: float) -> str:
+    return "price up" if after > before else "price down"
+
+
+def _diff_named(kind: str, before: Mapping[str, Any], after: Mapping[str, Any],
+                view: Callable[[Any], dict[str, Any]],
+                affects: Callable[[str], tuple[str, ...]] = lambda _n: (),
+                notes: Mapping[str, Callable[[Any, Any], str]] | None = None) -> list[Change]:
+    out = []
+    for name in sorted(set(before) | set(after)):
+        b, a = before.get(name), after.get(name)
+        if a == b:
+            continue
+        change = _view_change(kind, name, view(b) if b is not None else None,
+                              view(a) if a is not None else None, affects(name), notes)
+        if change:
+            out.append(change)
+    return out
+
+
+def _model_users(ir: GatewayIR | None) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for route in ir.routes if ir else ():
+        for model in [b.model for b in route.backends] + list(route.fallback):
+            out.setdefault(model, set()).add(route.name)
+    return out
+
+
+def diff_gateway_ir(before: GatewayIR | None, after: GatewayIR | None) -> tuple[Change, ...]:
+    """Every manifest-level change from `before` (None: nothing live) to `after`."""
+    changes: list[Change] = []
+    either = after or before
+    if either is not None:
+        gw = _view_change("Gateway", either.name, gateway_view(before) if before else None,
+                          gateway_view(after) if after else None)
+        changes += [gw] if gw else []
+    changes += _diff_named(
+        "Provider", {p.name: p for p in before.providers} if before else {},
+        {p.name: p for p in after.providers} if after else {}, provider_view)
+    users_b, users_a = _model_users(before), _model_users(after)
+    changes += _diff_named(
+        "Model", {m.name: m for m in before.models} if before else {},
+        {m.name: m for m in after.models} if after else {}, model_view,
+        lambda n: tuple(sorted(users_a.get(n, set()) | users_b.get(n, set()))),
+        {"input_per_million": _price_note, "output_per_million": _price_note})
+    changes += diff_routes(before, after)
+    changes += diff_prompts(before, after)
+    changes += diff_policies(before, after)
+    grants_b, grants_a = _grants(before), _grants(after)
+    changes += _diff_named(
+        "Consumer", {c.name: (c, grants_b.get(c.name, [])) for c in before.consumers}
+        if before else {},
+        {c.name: (c, grants_a.get(c.name, [])) for c in after.consumers} if after else {},
+        lambda pair: consumer_view(*pair), notes={"access": _access_note})
+    return sort_changes(changes)

@@ -1,0 +1,232 @@
+"""The resource layer of a plan: live Kubernetes objects vs what applying would leave behind.
+
+The only user of deepdiff. Both sides are normalised first, so that nothing but a real change
+shows: server-populated fields are stripped (`live.objects.strip_server_fields`), bookkeeping
+annotations (source commit, merge request, pipeline, IR hash) are ignored, and the gzipped IR
+record is compared by the hash of its decoded text, never by its compressed bytes. Against a
+cluster, the "after" side is the server's answer to a server-side-apply dry run, so API-server
+defaults are on both sides and never show as drift.
+
+Also computes the fingerprint of a live state, which a saved plan carries. Pure functions.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import gzip
+import hashlib
+import json
+import re
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from gatewayctl.live.objects import identity, is_owned_by, ref, strip_server_fields
+from gatewayctl.plan.model import Action, Change, Detail, sort_changes
+from gatewayctl.plan.prompt_diff import unified_diff
+
+KubeObject = dict[str, Any]
+Identity = tuple[str, str, str, str]
+
+IR_RECORD_KEY = "ir.json.gz"
+IR_RECORD_NOTE = "the compiled IR record; what it means is in the manifest changes"
+BOOKKEEPING_ANNOTATIONS = (
+    "gatewayctl.dev/source-commit",
+    "gatewayctl.dev/source-ref",
+    "gatewayctl.dev/source-merge-request",
+    "gatewayctl.dev/source-pipeline",
+    "gatewayctl.dev/ir-sha256",
+)
+_LONG_TEXT = 120
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _ir_record_hash(value: str) -> str:
+    try:
+        text = gzip.decompress(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError, OSError, EOFError, zlib.error):
+        return "unreadable:" + hashlib.sha256(value.encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(text).hexdigest()
+
+
+def normalize(obj: KubeObject) -> KubeObject:
+    """A copy without server bookkeeping and gatewayctl's own bookkeeping annotations."""
+    out = strip_server_fields(obj)
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict):
+            for key in BOOKKEEPING_ANNOTATIONS:
+                annotations.pop(key, None)
+            if not annotations:
+                meta.pop("annotations", None)
+    binary = out.get("binaryData")
+    if out.get("kind") == "ConfigMap" and isinstance(binary, dict) and IR_RECORD_KEY in binary:
+        binary[IR_RECORD_KEY] = _ir_record_hash(str(binary[IR_RECORD_KEY]))
+    return out
+
+
+def display_path(path: Sequence[Any]) -> str:
+    """`spec.template.spec.containers[0].image`, `data["lds.json"]`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.match(str(part)):
+            out += f".{part}" if out else str(part)
+        else:
+            out += f"[{json.dumps(str(part))}]"
+    return out
+
+
+def _pretty(text: str) -> str:
+    """JSON text re-indented so that a one-line document diffs line by line."""
+    stripped = text.lstrip()
+    if stripped[:1] in ("{", "["):
+        try:
+            return json.dumps(json.loads(text), indent=2, ensure_ascii=False) + "\n"
+        except ValueError:
+            pass
+    return text
+
+
+def _is_long(value: Any) -> bool:
+    return isinstance(value, str) and ("\n" in value or len(value) > _LONG_TEXT)
+
+
+def _short_hash(value: Any) -> Any:
+    return value[:19] + "…" if isinstance(value, str) and len(value) > 20 else value
+
+
+def _value_detail(path: list[Any], before: Any, after: Any) -> Detail:
+    field = display_path(path)
+    if len(path) == 2 and path[0] == "binaryData" and path[1] == IR_RECORD_KEY:
+        return Detail(field, _short_hash(before), _short_hash(after), IR_RECORD_NOTE)
+    if _is_long(before) or _is_long(after):
+        b = _pretty(before) if isinstance(before, str) else ""
+        a = _pretty(after) if isinstance(after, str) else ""
+        diff = unified_diff(b, a, f"{field} (live)", f"{field} (planned)")
+        added = sum(1 for line in diff.splitlines() if line[:1] == "+" and line[:3] != "+++")
+        removed = sum(1 for line in diff.splitlines() if line[:1] == "-" and line[:3] != "---")
+        return Detail(field, None, None, f"text: +{added} -{removed} lines", diff)
+    return Detail(field, before, after)
+
+
+def field_details(before: KubeObject, after: KubeObject) -> tuple[Detail, ...]:
+    """Every changed field of one object (both sides normalised), sorted by path."""
+    from deepdiff import DeepDiff
+
+    details: list[tuple[list[Any], Detail]] = []
+    # ConfigMap entries are compared per key by hand: deepdiff would run difflib on them.
+    b_rest, a_rest = dict(before), dict(after)
+    for section in ("data", "binaryData"):
+        b_map = b_rest.pop(section, None) or {}
+        a_map = a_rest.pop(section, None) or {}
+        for key in sorted(set(b_map) | set(a_map)):
+            if b_map.get(key) != a_map.get(key):
+                path = [section, key]
+                details.append((path, _value_detail(path, b_map.get(key), a_map.get(key))))
+    if b_rest != a_rest:
+        tree: Any = DeepDiff(b_rest, a_rest, view="tree", verbose_level=2)
+        for category, levels in tree.items():
+            for level in levels:
+                path = list(level.path(output_format="list"))
+                added = category.endswith("_added")
+                removed = category.endswith("_removed")
+                details.append((path, _value_detail(
+                    path, None if added else level.t1, None if removed else level.t2)))
+    details.sort(key=lambda pd: [str(p).zfill(8) if isinstance(p, int) else str(p)
+                                 for p in pd[0]])
+    return tuple(d for _, d in details)
+
+
+def resource_name(obj: KubeObject) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta['namespace']}/{meta.get('name')}" if meta.get("namespace") \
+        else str(meta.get("name"))
+
+
+def diff_resources(
+    live: Sequence[KubeObject],
+    planned: Sequence[KubeObject],
+    gateway: str,
+    warnings: dict[str, tuple[str, ...]] | None = None,
+) -> tuple[Change, ...]:
+    """One change per planned object (create, update or no-op) and one delete per live object
+    of this gateway that is no longer planned.
+
+    `planned` is what each desired object would be once applied: a dry run's answer against a
+    cluster, the rendered object itself elsewhere. Live objects without this gateway's
+    ownership labels are never candidates for deletion. `warnings` are keyed by `ref(obj)`."""
+    warnings = warnings or {}
+    live_by_id = {identity(o): o for o in live}
+    changes: list[Change] = []
+    for obj in planned:
+        after = normalize(obj)
+        current = live_by_id.get(identity(obj))
+        extra = warnings.get(ref(obj), ())
+        kind, name = str(obj.get("kind")), resource_name(obj)
+        if current is None:
+            changes.append(Change("resource", kind, name, "create", (), None, after,
+                                  warnings=extra))
+            continue
+        before = normalize(current)
+        details = () if before == after else field_details(before, after)
+        action: Action = "update" if details else "no-op"
+        changes.append(Change("resource", kind, name, action, details,
+                              before if details else None, after if details else None,
+                              warnings=extra))
+    planned_ids = {identity(o) for o in planned}
+    for obj in live:
+        if identity(obj) not in planned_ids and is_owned_by(obj, gateway):
+            changes.append(Change("resource", str(obj.get("kind")), resource_name(obj),
+                                  "delete", (), normalize(obj), None))
+    return sort_changes(changes)
+
+
+# -- fingerprint ------------------------------------------------------------------------------
+
+def _project(live: Any, shape: Any) -> Any:
+    """The part of `live` that `shape` (a desired object) speaks about."""
+    if isinstance(live, dict) and isinstance(shape, dict):
+        return {k: _project(live[k], shape[k]) for k in shape if k in live}
+    if isinstance(live, list) and isinstance(shape, list) and len(live) == len(shape):
+        return [_project(x, y) for x, y in zip(live, shape, strict=True)]
+    return live
+
+
+def fingerprint(
+    live: Sequence[KubeObject], desired: Sequence[KubeObject], ir_json: str | None = None,
+    extra: str = "",
+) -> str:
+    """A hash of the live state as far as a plan depends on it.
+
+    Which objects exist, and for each one gatewayctl would write, the values of the fields it
+    sets: fields owned by others (the replica count the autoscaler sets, status) do not make
+    a saved plan stale; an edit to anything gatewayctl manages does."""
+    shapes = {identity(o): normalize(o) for o in desired}
+    entries = []
+    for obj in sorted(live, key=identity):
+        key = identity(obj)
+        shape = shapes.get(key)
+        entries.append([list(key), None if shape is None else _project(normalize(obj), shape)])
+    h = hashlib.sha256()
+    h.update(json.dumps(entries, sort_keys=True, separators=(",", ":")).encode())
+    h.update(b"\0" + (ir_json or "").encode() + b"\0" + extra.encode())
+    return "sha256:" + h.hexdigest()
+
+
+def with_namespace(objects: Sequence[KubeObject], namespace: str) -> list[KubeObject]:
+    """Copies of namespaced objects, each with its namespace filled in."""
+    out = []
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        if meta.get("namespace") or obj.get("kind") == "Namespace":
+            out.append(obj)
+        else:
+            fixed = copy.deepcopy(obj)
+            fixed.setdefault("metadata", {})["namespace"] = namespace
+            out.append(fixed)
+    return out

@@ -1,0 +1,115 @@
+"""The plan/apply/gitlab commands: exit codes, output formats, the merge-request note."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gatewayctl.commands.plan import parse_duration
+from gatewayctl.errors import UsageError
+from tests.fakes.gitlab_api import DEVELOPER_TOKEN, GitLabAPIServer
+from tests.plan.conftest import Cli, set_rollout_step
+
+
+@pytest.fixture
+def gitlab() -> Iterator[GitLabAPIServer]:
+    with GitLabAPIServer() as server:
+        project = server.add_project("platform/gateway-config")
+        server.add_merge_request(project.id, source_branch="feature")
+        yield server
+
+
+def ci_env(server: GitLabAPIServer) -> dict[str, str]:
+    return {"CI_API_V4_URL": server.api_url, "CI_SERVER_URL": server.url,
+            "CI_PROJECT_ID": "1", "CI_PROJECT_PATH": "platform/gateway-config",
+            "CI_MERGE_REQUEST_IID": "1", "GITLAB_TOKEN": DEVELOPER_TOKEN,
+            "CI_JOB_URL": f"{server.url}/platform/gateway-config/-/jobs/5"}
+
+
+def test_markdown_plan_with_gitlab_comment_keeps_stdout_clean(
+    cli: Cli, root: Path, tmp_path: Path, gitlab: GitLabAPIServer
+) -> None:
+    out = tmp_path / "bundle"
+    assert cli("apply", str(root), "--live", f"dir:{out}", "--auto-approve").exit_code == 0
+    set_rollout_step(root, 2)
+
+    result = cli("plan", str(root), "--live", f"dir:{out}", "-o", "markdown",
+                 "--gitlab-comment", "--detailed-exitcode", env=ci_env(gitlab))
+
+    assert result.exit_code == 2, result.output
+    assert result.stdout.startswith("### gatewayctl plan: `ai-gateway`")
+    assert "Posted the plan on merge request !1" in result.stderr
+    (note,) = gitlab.notes(1, 1)
+    assert "| `~` | Route `chat` |" in note["body"]
+
+
+def test_gitlab_comment_failure_warns_unless_required(
+    cli: Cli, root: Path, tmp_path: Path
+) -> None:
+    saved = tmp_path / "plan.json"
+    assert cli("plan", str(root), "--live", f"dir:{tmp_path / 'b'}", "--out",
+               str(saved)).exit_code == 0
+    no_ci = {"CI_MERGE_REQUEST_IID": "", "CI_API_V4_URL": "", "CI_PROJECT_ID": ""}
+
+    soft = cli("gitlab", "comment", "--plan", str(saved), env=no_ci)
+    hard = cli("gitlab", "comment", "--plan", str(saved), "--require", env=no_ci)
+
+    assert soft.exit_code == 0 and soft.stderr.startswith("warning: the plan was not posted")
+    assert hard.exit_code == 1 and hard.stderr.startswith("error: could not post the plan")
+
+
+def test_gitlab_comment_posts_a_saved_plan(
+    cli: Cli, root: Path, tmp_path: Path, gitlab: GitLabAPIServer
+) -> None:
+    saved = tmp_path / "plan.json"
+    assert cli("plan", str(root), "--live", f"dir:{tmp_path / 'b'}", "--out",
+               str(saved)).exit_code == 0
+
+    result = cli("gitlab", "comment", "--plan", str(saved), env=ci_env(gitlab))
+
+    assert result.exit_code == 0, result.output
+    assert "### gatewayctl plan" in gitlab.notes(1, 1)[0]["body"]
+
+
+def test_json_output_has_a_format_version_and_no_desired_state(
+    cli: Cli, root: Path, tmp_path: Path
+) -> None:
+    result = cli("plan", str(root), "--live", f"dir:{tmp_path / 'empty'}", "-o", "json")
+
+    data = json.loads(result.stdout)
+    assert data["format_version"] == "1.0"
+    assert "desired" not in data
+    assert data["live"]["fingerprint"].startswith("sha256:")
+
+
+def test_bad_options_are_one_clear_message(cli: Cli, root: Path) -> None:
+    unknown_live = cli("plan", str(root), "--live", "s3:bucket")
+    bad_output = cli("plan", str(root), "--live", "local", "-o", "yaml")
+    missing_root = cli("plan", "/nonexistent/root", "--live", "local")
+
+    assert unknown_live.exit_code == 1
+    assert 'unknown live source "s3:bucket"' in unknown_live.stderr
+    assert "kubernetes, dir:PATH, git:REF, local" in unknown_live.stderr
+    assert bad_output.exit_code == 1 and 'unknown output format "yaml"' in bad_output.stderr
+    assert missing_root.exit_code == 1 and "does not exist" in missing_root.stderr
+
+
+def test_manifest_errors_stop_the_plan(cli: Cli, root: Path, tmp_path: Path) -> None:
+    (root / "routes.yaml").write_text((root / "routes.yaml").read_text()
+                                      .replace("model: gpt-4o-mini", "model: gpt-5"))
+
+    result = cli("plan", str(root), "--live", f"dir:{tmp_path / 'x'}")
+
+    assert result.exit_code == 1
+    assert "gpt-5" in result.stderr
+
+
+def test_durations() -> None:
+    assert parse_duration("5m") == 300
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("90") == 90
+    with pytest.raises(UsageError):
+        parse_duration("five minutes")

@@ -1,0 +1,61 @@
+"""Golden text, markdown and JSON plans; colour only when asked; the JSON round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gatewayctl.plan.format import format_markdown, format_text
+from gatewayctl.plan.model import PlanFormatError, plan_from_json, plan_to_json
+from tests.conftest import check_golden
+from tests.plan.scenario import scenario_plan
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.mark.parametrize(
+    ("name", "render"),
+    [("plan.txt", format_text), ("plan.md", format_markdown), ("plan.json", plan_to_json)],
+)
+def test_golden_plans(name: str, render: object, tmp_path: Path, update_golden: bool) -> None:
+    plan = scenario_plan(tmp_path)
+    check_golden(GOLDEN / name, render(plan), update_golden)  # type: ignore[operator]
+
+
+def test_text_is_coloured_only_when_asked(tmp_path: Path) -> None:
+    plan = scenario_plan(tmp_path)
+
+    assert "\033[" not in format_text(plan)
+    coloured = format_text(plan, colour=True)
+    assert "\033[33m~\033[0m Route chat" in coloured
+    assert "\033[31m-\033[0m Service ai-gateway/ai-gateway-old" in coloured
+
+
+def test_json_round_trips_with_the_desired_state(tmp_path: Path) -> None:
+    plan = scenario_plan(tmp_path)
+
+    text = plan_to_json(plan, include_desired=True)
+    again = plan_from_json(text)
+
+    assert again == plan
+    assert again.desired is not None and plan.desired is not None
+    assert again.desired.objects == plan.desired.objects
+    assert plan_to_json(again, include_desired=True) == text
+
+
+def test_plan_of_another_major_format_version_is_refused(tmp_path: Path) -> None:
+    data = json.loads(plan_to_json(scenario_plan(tmp_path)))
+    data["format_version"] = "2.0"
+
+    with pytest.raises(PlanFormatError, match=r"plan format 2.0 is not readable .*reads 1.x"):
+        plan_from_json(json.dumps(data))
+
+
+def test_markdown_collapses_long_diffs_and_escapes_table_cells(tmp_path: Path) -> None:
+    markdown = format_markdown(scenario_plan(tmp_path))
+
+    assert "<details><summary>~ ConfigMap ai-gateway/ai-gateway-config" in markdown  # 16 lines
+    assert "<details open><summary>~ Prompt support-assistant: version 2" in markdown
+    assert "| `-` | Service `ai-gateway/ai-gateway-old` |" in markdown
