@@ -103,8 +103,13 @@ class RunningEnvoy:
             conn.close()
         return out
 
-    def chat(self, model: str, text: str = "hello", headers: Mapping[str, str] | None = None,
-             **extra: Any) -> Response:
+    def chat(
+        self,
+        model: str,
+        text: str = "hello",
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> Response:
         body = {"model": model, "messages": [{"role": "user", "content": text}], **extra}
         return self.request("POST", "/v1/chat/completions", body, headers)
 
@@ -163,8 +168,11 @@ def start_envoy(
     workdir.mkdir(parents=True, exist_ok=True)
     files = bundle.files()
     if dynamic:
-        config_dir = Path(bundle.bootstrap["dynamic_resources"]["lds_config"]
-                          ["path_config_source"]["watched_directory"]["path"])
+        config_dir = Path(
+            bundle.bootstrap["dynamic_resources"]["lds_config"]["path_config_source"][
+                "watched_directory"
+            ]["path"]
+        )
         config_dir.mkdir(parents=True, exist_ok=True)
         publish(config_dir, bundle)
         config = workdir / "bootstrap.yaml"
@@ -175,9 +183,17 @@ def start_envoy(
     log = open(workdir / "envoy.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [
-            "envoy", "-c", str(config), "--concurrency", str(concurrency),
-            "--disable-hot-restart", *ENVOY_ARGS,
-            "--file-flush-interval-msec", "50", "-l", "warning",
+            "envoy",
+            "-c",
+            str(config),
+            "--concurrency",
+            str(concurrency),
+            "--disable-hot-restart",
+            *ENVOY_ARGS,
+            "--file-flush-interval-msec",
+            "50",
+            "-l",
+            "warning",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -194,8 +210,9 @@ def start_envoy(
                 return running
         if time.monotonic() > deadline:
             running.stop()
-            raise RuntimeError(f"envoy did not serve within {START_TIMEOUT_S}s:\n"
-                               f"{running.log_text()}")
+            raise RuntimeError(
+                f"envoy did not serve within {START_TIMEOUT_S}s:\n{running.log_text()}"
+            )
         time.sleep(0.05)
 
 

@@ -26,7 +26,7 @@ CONSUMER_KEYS = {"search-app": "gw-key-search", "helpdesk": "gw-key-helpdesk"}
 
 # Everything that could break out of a Lua literal or a config string.
 HOSTILE_TEXT = (
-    'q"uo\'te ]] ]==] [[x]] %s %d \\ back\\\\slash\nnew\r\tline é漢\U0001f600 nul:\x00 end'
+    "q\"uo'te ]] ]==] [[x]] %s %d \\ back\\\\slash\nnew\r\tline é漢\U0001f600 nul:\x00 end"
 )
 HOSTILE_PATTERN = r'\]\]==\]"%s\\ü'
 HOSTILE_TRIGGER = ']]==]"%s\\ü'
@@ -173,9 +173,7 @@ def build_ir(listener_port: int = 8080) -> GatewayIR:
         ),
         _route("llama", [("llama-3.1-70b", 100)], public="llama-70b"),
         _route("embed", [("text-embedding-3-small", 100)], public="text-embedding-3-small"),
-        _route(
-            "fallback503", [("flaky-503", 100)], fallback=("claude-sonnet",), attempts=1
-        ),
+        _route("fallback503", [("flaky-503", 100)], fallback=("claude-sonnet",), attempts=1),
         _route("fallback429", [("flaky-429", 100)], fallback=("claude-sonnet",)),
         _route("down", [("ghost", 100)], fallback=("gpt-4o-2024-08-06",), attempts=1),
         _route(
@@ -226,8 +224,12 @@ def build_ir(listener_port: int = 8080) -> GatewayIR:
         ),
     )
     consumers = tuple(
-        ConsumerIR(name=n, team="t", api_key=SecretRefIR(name=f"{n}-key", key="key"),
-                   budget_usd_per_month=None)
+        ConsumerIR(
+            name=n,
+            team="t",
+            api_key=SecretRefIR(name=f"{n}-key", key="key"),
+            budget_usd_per_month=None,
+        )
         for n in sorted(CONSUMER_KEYS)
     )
     return GatewayIR(

@@ -80,8 +80,11 @@ def test_models_list(gateway: Gateway) -> None:
 
 
 def test_provider_credential_injected_client_key_never_forwarded(gateway: Gateway) -> None:
-    headers = {"authorization": "Bearer client-secret-1", "x-api-key": "client-secret-2",
-               "api-key": "client-secret-3"}
+    headers = {
+        "authorization": "Bearer client-secret-1",
+        "x-api-key": "client-secret-2",
+        "api-key": "client-secret-3",
+    }
     resp = gateway.envoy.chat("llama-70b", "creds", headers=headers)
     assert resp.status == 200
     seen = _last(gateway.openai)[0]["headers"]
@@ -102,7 +105,8 @@ def test_weights_90_10_and_canary_header(gateway: Gateway) -> None:
     total = 2000
     for _ in range(total):
         resp = gateway.envoy.request(
-            "POST", "/v1/chat/completions",
+            "POST",
+            "/v1/chat/completions",
             {"model": "chat", "messages": [{"role": "user", "content": "w"}]},
             keep_alive=True,
         )
@@ -204,13 +208,17 @@ def test_size_limit_413(gateway: Gateway) -> None:
 
 
 def test_redaction_seen_by_upstream(gateway: Gateway) -> None:
-    text = ("mail jane.doe+x@example.co.uk, card 4111 1111 1111 1111, "
-            "phone +1 (415) 555-0134, ssn 123-45-6789, order 12345")
+    text = (
+        "mail jane.doe+x@example.co.uk, card 4111 1111 1111 1111, "
+        "phone +1 (415) 555-0134, ssn 123-45-6789, order 12345"
+    )
     resp = gateway.envoy.chat("guarded", text)
     assert resp.status == 200
     sent = _last(gateway.openai)[0]["body"]["messages"][0]["content"]
-    assert sent == ("mail [REDACTED_EMAIL], card [REDACTED_CREDIT_CARD], "
-                    "phone [REDACTED_PHONE], ssn [REDACTED_SSN], order 12345")
+    assert sent == (
+        "mail [REDACTED_EMAIL], card [REDACTED_CREDIT_CARD], "
+        "phone [REDACTED_PHONE], ssn [REDACTED_SSN], order 12345"
+    )
 
 
 def test_prompt_injection_variables_and_split(gateway: Gateway) -> None:
@@ -237,7 +245,8 @@ def test_prompt_injection_variables_and_split(gateway: Gateway) -> None:
     versions = {"3": 0, "4": 0}
     for _ in range(400):
         r = gateway.envoy.request(
-            "POST", "/v1/chat/completions",
+            "POST",
+            "/v1/chat/completions",
             {"model": "assistant", "messages": [], "prompt_variables": {"product": "A"}},
             keep_alive=True,
         )
@@ -255,7 +264,8 @@ def test_embeddings_and_completions_endpoints(gateway: Gateway) -> None:
     resp = gateway.envoy.request("POST", "/v1/completions", {"model": "llama-70b", "prompt": "p"})
     assert resp.status == 200
     assert _last(gateway.openai)[0]["body"] == {
-        "model": "meta-llama/Llama-3.1-70B-Instruct", "prompt": "p"
+        "model": "meta-llama/Llama-3.1-70B-Instruct",
+        "prompt": "p",
     }
 
 
@@ -288,8 +298,12 @@ def _tagged(gateway: Gateway, model: str, text: str = "hello", **kw) -> tuple:
 
 
 def test_access_log_has_route_model_consumer_tokens_and_cost(gateway: Gateway) -> None:
-    resp, rid = _tagged(gateway, "keys", "count my tokens please",
-                        headers={"x-api-key": irs.CONSUMER_KEYS["search-app"]})
+    resp, rid = _tagged(
+        gateway,
+        "keys",
+        "count my tokens please",
+        headers={"x-api-key": irs.CONSUMER_KEYS["search-app"]},
+    )
     assert resp.status == 200
     usage = resp.json()["usage"]
     line = _log_for(gateway, rid)
@@ -308,16 +322,24 @@ def test_access_log_has_route_model_consumer_tokens_and_cost(gateway: Gateway) -
 
 
 def test_access_log_counts_streamed_usage(gateway: Gateway) -> None:
-    resp, rid = _tagged(gateway, "llama-70b", "stream and count", stream=True,
-                        stream_options={"include_usage": True})
+    resp, rid = _tagged(
+        gateway,
+        "llama-70b",
+        "stream and count",
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     assert resp.status == 200
     events = [line[6:] for line in resp.body.decode().splitlines() if line.startswith("data: ")]
     usage = json.loads(events[-2])["usage"]
     line = _log_for(gateway, rid)
     assert (line["prompt_tokens"], line["completion_tokens"]) == (
-        usage["prompt_tokens"], usage["completion_tokens"])
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
     assert line["cost_usd"] == pytest.approx(
-        (usage["prompt_tokens"] + usage["completion_tokens"]) * 0.2 / 1e6, abs=1e-9)
+        (usage["prompt_tokens"] + usage["completion_tokens"]) * 0.2 / 1e6, abs=1e-9
+    )
 
 
 def test_guardrail_log_mode_passes_and_marks_access_log(gateway: Gateway) -> None:
@@ -366,8 +388,9 @@ def test_per_backend_metrics_in_prometheus(gateway: Gateway) -> None:
 
     ok = 'envoy_cluster_upstream_rq_xx{envoy_response_code_class="2",envoy_cluster_name="%s"}'
     hist = 'envoy_cluster_upstream_rq_time_count{envoy_cluster_name="%s"}'
-    retried = ('envoy_cluster_retry_upstream_rq_xx{envoy_response_code_class="5",'
-               'envoy_cluster_name="%s"}')
+    retried = (
+        'envoy_cluster_retry_upstream_rq_xx{envoy_response_code_class="5",envoy_cluster_name="%s"}'
+    )
     total = 'envoy_cluster_upstream_rq_total{envoy_cluster_name="%s"}'
     before = metrics()
     for _ in range(5):
@@ -375,9 +398,11 @@ def test_per_backend_metrics_in_prometheus(gateway: Gateway) -> None:
     assert gateway.envoy.chat("fallback503").status == 200
     after = metrics()
     for _ in range(40):  # histograms reach the admin endpoint at the next stats flush
-        if after.get(hist % "r_llama_llama-3_1-70b", 0.0) - before.get(
-            hist % "r_llama_llama-3_1-70b", 0.0
-        ) >= 5:
+        if (
+            after.get(hist % "r_llama_llama-3_1-70b", 0.0)
+            - before.get(hist % "r_llama_llama-3_1-70b", 0.0)
+            >= 5
+        ):
             break
         time.sleep(0.1)
         after = metrics()
@@ -402,7 +427,8 @@ def test_hostile_prompt_and_pattern_survive_generation(gateway: Gateway) -> None
     assert system == {"role": "system", "content": irs.HOSTILE_TEXT + 'd"ef]]ault\\'}
     resp = gateway.envoy.chat("weird/model:v1.0_x", "hi", prompt_variables={"x": "]]%s\\"})
     assert _last(gateway.openai)[0]["body"]["messages"][0]["content"] == (
-        irs.HOSTILE_TEXT + "]]%s\\")
+        irs.HOSTILE_TEXT + "]]%s\\"
+    )
     resp = gateway.envoy.chat("guarded", "before " + irs.HOSTILE_TRIGGER + " after")
     assert resp.status == 403
     assert gateway.envoy.chat("guarded", "before ]]==] after").status == 200
@@ -418,3 +444,21 @@ def test_internal_headers_from_clients_are_ignored(gateway: Gateway) -> None:
     assert _error(resp)["code"] == "model_not_found"
     resp = gateway.envoy.chat("keys", headers={"x-gw-consumer": "search-app"})
     assert resp.status == 401
+
+
+def test_client_cannot_steer_the_upstream_rewrite(gateway: Gateway) -> None:
+    # The x-gw-target* headers carry the attempt's endpoint metadata to the upstream Lua
+    # filter; copies sent by a client are removed before the metadata is written.
+    headers = {
+        "x-gw-target": "claude-sonnet",
+        "x-gw-target-provider": "anthropic",
+        "x-gw-target-upstream-model": "evil",
+        "x-gw-target-authority": "evil.example.com",
+    }
+    resp = gateway.envoy.chat("llama-70b", "steer", headers=headers)
+    assert resp.status == 200
+    seen = _last(gateway.openai)[0]
+    assert seen["body"]["model"] == "meta-llama/Llama-3.1-70B-Instruct"
+    assert seen["headers"]["authorization"] == f"Bearer {irs.OPENAI_KEY}"
+    assert "evil" not in repr(seen["headers"])
+    assert not any(k.startswith("x-gw-") for k in seen["headers"]), seen["headers"]

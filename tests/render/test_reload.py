@@ -19,8 +19,10 @@ def _canary_share(gateway: Gateway, n: int) -> float:
     hits = 0
     for _ in range(n):
         r = gateway.envoy.request(
-            "POST", "/v1/chat/completions",
-            {"model": "chat", "messages": [{"role": "user", "content": "r"}]}, keep_alive=True,
+            "POST",
+            "/v1/chat/completions",
+            {"model": "chat", "messages": [{"role": "user", "content": "r"}]},
+            keep_alive=True,
         )
         assert r.status == 200
         hits += r.headers["x-gateway-model"] == "gpt-4o-2024-11-20"
@@ -37,9 +39,13 @@ def test_weight_change_applies_in_place_without_dropped_requests(gateway: Gatewa
     def load() -> None:
         from tests.render.harness import RunningEnvoy
 
-        client = RunningEnvoy(gateway.envoy.proc, gateway.envoy.workdir,
-                              gateway.envoy.listener_port, gateway.envoy.admin_port,
-                              gateway.envoy.access_log)
+        client = RunningEnvoy(
+            gateway.envoy.proc,
+            gateway.envoy.workdir,
+            gateway.envoy.listener_port,
+            gateway.envoy.admin_port,
+            gateway.envoy.access_log,
+        )
         for _ in range(2000):  # bounded
             if stop.is_set():
                 break
@@ -48,8 +54,9 @@ def test_weight_change_applies_in_place_without_dropped_requests(gateway: Gatewa
     worker = threading.Thread(target=load)
     worker.start()
     try:
-        flipped = irs.with_weights(gateway.ir, "chat", {"gpt-4o-2024-08-06": 0,
-                                                        "gpt-4o-2024-11-20": 100})
+        flipped = irs.with_weights(
+            gateway.ir, "chat", {"gpt-4o-2024-08-06": 0, "gpt-4o-2024-11-20": 100}
+        )
         started = time.monotonic()
         publish(gateway.config_dir, render_envoy(flipped, gateway.options))
         deadline = started + 5

@@ -53,16 +53,21 @@ def test_render_is_byte_deterministic(source: str) -> None:
     assert first == second
     assert sorted(first) == ["bootstrap.yaml", "cds.json", "lds.json", "validate.yaml"]
     # Compact JSON with sorted keys for the watched files.
-    assert first["lds.json"] == json.dumps(
-        json.loads(first["lds.json"]), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ) + "\n"
+    assert (
+        first["lds.json"]
+        == json.dumps(
+            json.loads(first["lds.json"]), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        + "\n"
+    )
 
 
 def test_version_info_follows_content_and_names_stay_stable() -> None:
     ir = irs.build_ir()
     a = render_envoy(ir)
-    b = render_envoy(irs.with_weights(ir, "chat", {"gpt-4o-2024-08-06": 50,
-                                                   "gpt-4o-2024-11-20": 50}))
+    b = render_envoy(
+        irs.with_weights(ir, "chat", {"gpt-4o-2024-08-06": 50, "gpt-4o-2024-11-20": 50})
+    )
     assert a.lds["version_info"] != b.lds["version_info"]
     assert a.cds["version_info"] == b.cds["version_info"]
     assert [r["name"] for r in a.lds["resources"]] == [r["name"] for r in b.lds["resources"]]
@@ -95,7 +100,9 @@ def test_multi_team_resources() -> None:
     chat = [r for r in routes if r["name"] in ("chat", "chat-canary")]
     assert [r["name"] for r in chat] == ["chat-canary", "chat"]
     assert chat[0]["match"]["headers"][1] == {
-        "name": "x-gateway-canary", "string_match": {"exact": "always"}}
+        "name": "x-gateway-canary",
+        "string_match": {"exact": "always"},
+    }
     assert chat[1]["route"]["weighted_clusters"]["clusters"] == [
         {"name": "r_chat_gpt-4o-2024-08-06", "weight": 95},
         {"name": "r_chat_gpt-4o-2024-11-20", "weight": 5},
@@ -164,3 +171,19 @@ def test_deny_pattern_search_regex_keeps_flags_scoped() -> None:
     assert not wrapped.fullmatch("ignore some instructions")
     hostile = re2.compile(search_regex(irs.HOSTILE_PATTERN))
     assert hostile.fullmatch("x " + irs.HOSTILE_TRIGGER + " y")
+
+
+def test_endpoint_metadata_values_survive_a_header() -> None:
+    from gatewayctl.render.envoy.upstream import encode_value
+
+    for text in ("Bearer ", " x ", "a%b", "é\n\x00", "meta-llama/Llama-3.1-70B-Instruct"):
+        encoded = encode_value(text)
+        assert encoded == encoded.strip() and encoded.isascii() and encoded.isprintable()
+        lupa = pytest.importorskip("lupa")
+        runtime = lupa.LuaRuntime(encoding=None)
+        unescape = runtime.eval(
+            'function(s) return (string.gsub(s, "%%(%x%x)", '
+            "function(h) return string.char(tonumber(h, 16)) end)) end"
+        )
+        assert unescape(encoded.encode()) == text.encode("utf-8")
+    assert encode_value("meta-llama/Llama-3.1-70B-Instruct") == "meta-llama/Llama-3.1-70B-Instruct"

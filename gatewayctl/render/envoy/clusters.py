@@ -1,40 +1,43 @@
 """Clusters: one member cluster per Model, one composite parent per (route, backend).
 
-Member `m_<model>`: the provider's endpoint (TLS with SNI and SAN check for https), with the
-model's name as endpoint metadata `gw.model`. Parent `r_<route>_<model>`: an
-`envoy.clusters.composite` over [backend x (retries + 1), fallbacks...], so attempt N of the
-route's retry policy goes to member N. Upstream filters only run on the parent (members'
-filters are skipped behind a composite), so the parent carries them: header_mutation copies
-the chosen endpoint's `gw.model` into a header, and the upstream Lua filter sets the
-provider's authority, path prefix and credential and rewrites `model` for that attempt.
+Member `m_<model>`: the provider's endpoint (TLS with SNI and SAN check for https), with what
+an attempt on that model must change as endpoint metadata `gw.*` (upstream.py). Parent
+`r_<route>_<model>`: an `envoy.clusters.composite` over [backend x (retries + 1), fallbacks...],
+so attempt N of the route's retry policy goes to member N. Parents carry no filters: the
+router's shared upstream filter chain runs on them, once per attempt, and reads the chosen
+member's endpoint metadata. A parent is a few hundred bytes whatever the gateway's size, and
+stays one per (route, backend) because its stats are the route's per-backend metrics.
+Fields equal to Envoy's defaults (connect_timeout 5s, lb_policy ROUND_ROBIN, circuit-breaker
+thresholds of 1024) are left out.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from gatewayctl.ir import GatewayIR, ModelIR, ProviderIR, RouteIR
-from gatewayctl.render.envoy.lua import lua_filter, upstream_source
 from gatewayctl.render.envoy.names import (
     COMPOSITE_CLUSTER_TYPE,
-    HEADER_MUTATION_TYPE,
-    HTTP_PROTOCOL_OPTIONS_KEY,
-    HTTP_PROTOCOL_OPTIONS_TYPE,
     METADATA_NS,
-    TARGET_HEADER,
     TLS_UPSTREAM_TYPE,
-    UPSTREAM_CODEC_TYPE,
     backend_cluster_name,
     model_cluster_name,
 )
 from gatewayctl.render.envoy.options import EnvoyOptions
+from gatewayctl.render.envoy.upstream import endpoint_metadata
 
-CONNECT_TIMEOUT = "5s"
+# Envoy's default for max_connections, max_pending_requests and max_requests (and the
+# manifests' default maxConnections): thresholds equal to it are left out.
+ENVOY_DEFAULT_LIMIT = 1024
 
 
-def _circuit_breakers(limit: int) -> dict[str, Any]:
+def _member_circuit_breakers(limit: int) -> dict[str, Any] | None:
+    # Connections, pending and active requests are counted on the member whose pool is used.
+    if limit == ENVOY_DEFAULT_LIMIT:
+        return None
     return {
         "thresholds": [
             {
@@ -42,10 +45,18 @@ def _circuit_breakers(limit: int) -> dict[str, Any]:
                 "max_connections": limit,
                 "max_pending_requests": limit,
                 "max_requests": limit,
-                "max_retries": limit,
             }
         ]
     }
+
+
+def _parent_circuit_breakers(limit: int) -> dict[str, Any]:
+    # Retries are counted on the routed cluster, the parent; Envoy's default would allow only
+    # 3 concurrent retries (fallbacks) per route backend.
+    threshold: dict[str, Any] = {"priority": "DEFAULT", "max_retries": limit}
+    if limit != ENVOY_DEFAULT_LIMIT:
+        threshold["max_requests"] = limit
+    return {"thresholds": [threshold]}
 
 
 def provider_address(provider: ProviderIR, options: EnvoyOptions) -> tuple[str, str, int]:
@@ -82,8 +93,6 @@ def render_model_cluster(
     cluster: dict[str, Any] = {
         "name": name,
         "type": "STATIC" if _is_ip(host) else "LOGICAL_DNS",
-        "connect_timeout": CONNECT_TIMEOUT,
-        "lb_policy": "ROUND_ROBIN",
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [
@@ -95,7 +104,9 @@ def render_model_cluster(
                             },
                             "metadata": {
                                 "filter_metadata": {
-                                    METADATA_NS: {"model": model.name, "provider": provider.name}
+                                    METADATA_NS: endpoint_metadata(
+                                        model, provider, authority(scheme, host, port)
+                                    )
                                 }
                             },
                         }
@@ -103,8 +114,10 @@ def render_model_cluster(
                 }
             ],
         },
-        "circuit_breakers": _circuit_breakers(provider.max_connections),
     }
+    breakers = _member_circuit_breakers(provider.max_connections)
+    if breakers is not None:
+        cluster["circuit_breakers"] = breakers
     if not _is_ip(host):
         cluster["dns_lookup_family"] = "V4_PREFERRED"
     if scheme == "https":
@@ -131,57 +144,24 @@ def chain(route: RouteIR, backend: str) -> list[str]:
     return [backend] * (route.retry_attempts + 1) + list(route.fallback)
 
 
-def _endpoint_data(ir: GatewayIR, model_name: str, options: EnvoyOptions) -> dict[str, Any]:
-    model = ir.model(model_name)
-    provider = ir.provider(model.provider)
-    scheme, host, port = provider_address(provider, options)
-    data: dict[str, Any] = {
-        "upstream_model": model.upstream_model,
-        "authority": authority(scheme, host, port),
-        "base_path": provider.base_path,
-    }
-    if provider.credential is not None:
-        data["credential"] = {
-            "file": f"{options.secrets_dir}/{provider.credential.name}/{provider.credential.key}",
-            "header": provider.auth_header,
-            "prefix": provider.auth_prefix,
-        }
-    return data
-
-
-def _upstream_filters(lua_source: str) -> list[dict[str, Any]]:
-    target = {
-        "header": {"key": TARGET_HEADER, "value": f"%UPSTREAM_METADATA({METADATA_NS}:model)%"},
-        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-    }
-    return [
-        {
-            "name": "envoy.filters.http.header_mutation",
-            "typed_config": {
-                "@type": HEADER_MUTATION_TYPE,
-                "mutations": {"request_mutations": [{"append": target}]},
-            },
-        },
-        lua_filter("envoy.filters.http.lua", lua_source),
-        {
-            "name": "envoy.filters.http.upstream_codec",
-            "typed_config": {"@type": UPSTREAM_CODEC_TYPE},
-        },
-    ]
+def _connection_limits(ir: GatewayIR) -> dict[str, int]:
+    """Model name -> its provider's maxConnections (IR lookups by name are linear scans)."""
+    providers = {p.name: p for p in ir.providers}
+    return {m.name: providers[m.provider].max_connections for m in ir.models}
 
 
 def render_backend_cluster(
-    ir: GatewayIR, route: RouteIR, backend: str, options: EnvoyOptions
+    ir: GatewayIR,
+    route: RouteIR,
+    backend: str,
+    options: EnvoyOptions,
+    limits: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     models = chain(route, backend)
-    data = {
-        "models": {m: _endpoint_data(ir, m, options) for m in sorted(set(models))},
-        "secret_ttl_s": options.secret_ttl_s,
-    }
-    limit = max(ir.provider(ir.model(m).provider).max_connections for m in models)
+    by_model = limits if limits is not None else _connection_limits(ir)
+    limit = max(by_model[m] for m in models)
     return {
         "name": backend_cluster_name(route.name, backend),
-        "connect_timeout": CONNECT_TIMEOUT,
         "lb_policy": "CLUSTER_PROVIDED",
         "cluster_type": {
             "name": "envoy.clusters.composite",
@@ -190,14 +170,7 @@ def render_backend_cluster(
                 "clusters": [{"name": model_cluster_name(m)} for m in models],
             },
         },
-        "circuit_breakers": _circuit_breakers(limit),
-        "typed_extension_protocol_options": {
-            HTTP_PROTOCOL_OPTIONS_KEY: {
-                "@type": HTTP_PROTOCOL_OPTIONS_TYPE,
-                "explicit_http_config": {"http_protocol_options": {}},
-                "http_filters": _upstream_filters(upstream_source(data)),
-            }
-        },
+        "circuit_breakers": _parent_circuit_breakers(limit),
     }
 
 
@@ -212,10 +185,14 @@ def route_backends(route: RouteIR) -> list[str]:
 
 def render_clusters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
     used = sorted({m for r in ir.routes for b in route_backends(r) for m in chain(r, b)})
-    members = [render_model_cluster(ir.model(m), ir.provider(ir.model(m).provider), options)
-               for m in used]
+    models = {m.name: m for m in ir.models}
+    providers = {p.name: p for p in ir.providers}
+    members = [
+        render_model_cluster(models[m], providers[models[m].provider], options) for m in used
+    ]
+    limits = _connection_limits(ir)
     parents = [
-        render_backend_cluster(ir, r, b, options)
+        render_backend_cluster(ir, r, b, options, limits)
         for r in sorted(ir.routes, key=lambda r: r.name)
         for b in sorted(route_backends(r))
     ]

@@ -1,10 +1,14 @@
 """Guardrails: deny patterns matched by Envoy's RE2 through RBAC, and the body-size budget.
 
-The Lua filter publishes the request's message text as dynamic metadata `gw.guard: text`; a
-per-route RBAC policy per pattern matches it with a `safe_regex` principal (RE2, full match,
-so each pattern is wrapped to search anywhere). action block -> enforced DENY rules (403,
-JSON body from local_reply); action log -> the same policies as shadow rules, which only set
-`envoy.filters.http.rbac: shadow_engine_result` (copied to the access log by Lua).
+Routes with the same deny patterns and action share a guard set `g<k>`. The Lua filter
+publishes the request's message text and its route's set as dynamic metadata
+`gw.guard: {text, set}`; the listener's one RBAC filter has a policy per (set, pattern) whose
+principal requires `set` to match and `text` to match the pattern (`safe_regex`, RE2, full
+match, so each pattern is wrapped to search anywhere). Sets with action block -> enforced DENY
+rules (403, JSON body from local_reply); action log -> shadow rules, which only set
+`envoy.filters.http.rbac: shadow_engine_result` (copied to the access log by Lua). Configured
+once at the listener rather than per route, the policies grow with the distinct guard sets,
+not with the number of routes.
 maxRequestBytes is checked by Lua after route selection; the listener's buffer limit is
 raised so that bodies up to the largest limit are buffered at all.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from gatewayctl.ir import GatewayIR, RouteIR
-from gatewayctl.render.envoy.names import GUARD_TEXT_NS, RBAC_FILTER, RBAC_PER_ROUTE_TYPE, RBAC_TYPE
+from gatewayctl.render.envoy.names import GUARD_TEXT_NS, RBAC_FILTER, RBAC_TYPE
 
 DEFAULT_BUFFER_BYTES = 1024 * 1024
 # Room for what the Lua filter adds to a body (a rendered system prompt) after buffering.
@@ -31,34 +35,63 @@ def buffer_limit_bytes(ir: GatewayIR) -> int:
     return max(DEFAULT_BUFFER_BYTES, largest) + BUFFER_HEADROOM_BYTES
 
 
-def render_rbac_filter() -> dict[str, Any]:
-    """The HCM entry: no rules (allow everything) unless a route brings its own."""
-    return {"name": RBAC_FILTER, "typed_config": {"@type": RBAC_TYPE}}
+GuardKey = tuple[tuple[str, ...], str]  # (deny patterns, action)
 
 
-def render_route_rbac(route: RouteIR) -> dict[str, Any]:
+def _guard_key(route: RouteIR) -> GuardKey | None:
     patterns = route.policy.deny_patterns
-    if not patterns:
-        return {}
-    policies = {
-        f"deny-{i}": {
-            "permissions": [{"any": True}],
-            "principals": [
-                {
-                    "sourced_metadata": {
-                        "metadata_matcher": {
-                            "filter": GUARD_TEXT_NS,
-                            "path": [{"key": "text"}],
-                            "value": {"string_match": {"safe_regex": {"regex": search_regex(p)}}},
-                        },
-                        "metadata_source": "DYNAMIC",
-                    }
-                }
-            ],
+    return (tuple(patterns), route.policy.guard_action) if patterns else None
+
+
+def guard_sets(ir: GatewayIR) -> dict[GuardKey, str]:
+    """Distinct (patterns, action) of the routes -> set id, numbered in sorted order."""
+    keys = sorted({k for r in ir.routes if (k := _guard_key(r)) is not None})
+    return {k: f"g{i}" for i, k in enumerate(keys)}
+
+
+def route_guard_set(route: RouteIR, sets: dict[GuardKey, str]) -> str | None:
+    key = _guard_key(route)
+    return None if key is None else sets[key]
+
+
+def _metadata_id(key: str, match: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "sourced_metadata": {
+            "metadata_matcher": {
+                "filter": GUARD_TEXT_NS,
+                "path": [{"key": key}],
+                "value": {"string_match": match},
+            },
+            "metadata_source": "DYNAMIC",
         }
-        for i, p in enumerate(patterns)
     }
-    rules = {"action": "DENY", "policies": policies}
-    key = "rules" if route.policy.guard_action == "block" else "shadow_rules"
-    rbac: dict[str, Any] = {key: rules}
-    return {RBAC_FILTER: {"@type": RBAC_PER_ROUTE_TYPE, "rbac": rbac}}
+
+
+def render_rbac_filter(ir: GatewayIR) -> dict[str, Any]:
+    """The HCM entry: every guard set's deny patterns (no rules at all: allow everything)."""
+    enforced: dict[str, Any] = {}
+    shadow: dict[str, Any] = {}
+    for (patterns, action), set_id in guard_sets(ir).items():
+        target = enforced if action == "block" else shadow
+        for i, pattern in enumerate(patterns):
+            target[f"{set_id}-deny-{i}"] = {
+                "permissions": [{"any": True}],
+                "principals": [
+                    {
+                        "and_ids": {
+                            "ids": [
+                                _metadata_id("set", {"exact": set_id}),
+                                _metadata_id(
+                                    "text", {"safe_regex": {"regex": search_regex(pattern)}}
+                                ),
+                            ]
+                        }
+                    }
+                ],
+            }
+    config: dict[str, Any] = {"@type": RBAC_TYPE}
+    if enforced:
+        config["rules"] = {"action": "DENY", "policies": enforced}
+    if shadow:
+        config["shadow_rules"] = {"action": "DENY", "policies": shadow}
+    return {"name": RBAC_FILTER, "typed_config": config}

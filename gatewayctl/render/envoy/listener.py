@@ -7,12 +7,19 @@ Lua see the route chosen by the x-gw-route header because Lua clears the route c
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from gatewayctl.ir import GatewayIR
+from gatewayctl.ir import GatewayIR, RouteIR
 from gatewayctl.render.envoy.access_log import render_access_log
 from gatewayctl.render.envoy.auth import consumer_data, route_auth_data
-from gatewayctl.render.envoy.guardrails import buffer_limit_bytes, render_rbac_filter
+from gatewayctl.render.envoy.guardrails import (
+    GuardKey,
+    buffer_limit_bytes,
+    guard_sets,
+    render_rbac_filter,
+    route_guard_set,
+)
 from gatewayctl.render.envoy.local_reply import render_local_reply_config
 from gatewayctl.render.envoy.lua import gateway_source, lua_filter
 from gatewayctl.render.envoy.names import (
@@ -31,19 +38,32 @@ from gatewayctl.render.envoy.ratelimit import (
     token_limit_data,
 )
 from gatewayctl.render.envoy.routes import render_route_config
+from gatewayctl.render.envoy.upstream import render_upstream_filters
+
+
+def _route_policy_data(route: RouteIR, sets: dict[GuardKey, str]) -> dict[str, Any]:
+    data = route_auth_data(route)
+    data["guard"] = route_guard_set(route, sets)
+    data["token_limits"] = token_limit_data(route)
+    if route.policy.max_request_bytes is not None:
+        data["max_bytes"] = route.policy.max_request_bytes
+    if route.policy.redact:
+        data["redact"] = {kind: True for kind in route.policy.redact}
+    return data
 
 
 def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
+    """The downstream filter's data. Routes sharing their policies share one `policies` entry
+    (gateway.lua makes its fields visible on the route), so a route costs its public name,
+    its prompt and a reference."""
+    sets = guard_sets(ir)
+    policy_of = {r.name: _route_policy_data(r, sets) for r in ir.routes}
+    canonical = {name: json.dumps(d, sort_keys=True) for name, d in policy_of.items()}
+    ids = {text: f"p{i}" for i, text in enumerate(sorted(set(canonical.values())))}
+    policies = {ids[canonical[name]]: data for name, data in policy_of.items()}
     routes: dict[str, Any] = {}
     for route in ir.routes:
-        data = route_auth_data(route)
-        data["public"] = route.public_model
-        data["guard"] = bool(route.policy.deny_patterns)
-        data["token_limits"] = token_limit_data(route)
-        if route.policy.max_request_bytes is not None:
-            data["max_bytes"] = route.policy.max_request_bytes
-        if route.policy.redact:
-            data["redact"] = {kind: True for kind in route.policy.redact}
+        data: dict[str, Any] = {"public": route.public_model, "policy": ids[canonical[route.name]]}
         if route.prompt is not None:
             data["prompt"] = prompt_data(route.prompt)
         routes[route.name] = data
@@ -51,6 +71,7 @@ def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
         "endpoints": dict(ENDPOINTS),
         "models": {r.public_model: r.name for r in ir.routes},
         "routes": routes,
+        "policies": policies,
         "consumers": consumer_data(ir, options),
         "prices": {m.name: [m.input_per_million, m.output_per_million] for m in ir.models},
         "secret_ttl_s": options.secret_ttl_s,
@@ -61,9 +82,16 @@ def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
 def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
     return [
         lua_filter(LUA_FILTER, gateway_source(gateway_lua_data(ir, options))),
-        render_rbac_filter(),
-        *render_ratelimit_filters(),
-        {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}},
+        render_rbac_filter(ir),
+        *render_ratelimit_filters(ir.routes),
+        {
+            "name": "envoy.filters.http.router",
+            # One upstream chain for every cluster (none has its own): see upstream.py.
+            "typed_config": {
+                "@type": ROUTER_TYPE,
+                "upstream_http_filters": render_upstream_filters(ir, options),
+            },
+        },
     ]
 
 
@@ -83,9 +111,7 @@ def render_listener(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
     }
     return {
         "name": LISTENER_NAME,
-        "address": {
-            "socket_address": {"address": options.listener_address, "port_value": port}
-        },
+        "address": {"socket_address": {"address": options.listener_address, "port_value": port}},
         "per_connection_buffer_limit_bytes": buffer_limit_bytes(ir),
         "filter_chains": [
             {

@@ -55,8 +55,8 @@ def to_lua(value: Any) -> str:
 def shipped_source(name: str) -> str:
     """A Lua file shipped in gatewayctl/render/envoy/lua/, without comment lines and indent.
 
-    The upstream filter is repeated in every composite cluster, so its size matters at
-    scale. The shipped files keep no string literal across lines, so this is safe.
+    Comments and indentation only cost config bytes; the shipped files keep no string
+    literal across lines, so dropping them is safe.
     """
     text = (resources.files(__package__) / "lua" / name).read_text(encoding="utf-8")
     lines = (line.strip() for line in text.splitlines())
@@ -77,7 +77,7 @@ def gateway_source(data: Mapping[str, Any]) -> str:
 
 
 def upstream_source(data: Mapping[str, Any]) -> str:
-    """The upstream filter of one composite cluster: data table, then upstream.lua."""
+    """The shared upstream filter (router-level): data table, then upstream.lua."""
     return "local DATA = " + to_lua(data) + "\n" + shipped_source("upstream.lua")
 
 

@@ -30,7 +30,7 @@ GUARDRAIL_RESPONSE_HEADER = "x-gateway-guardrail"
 
 # Dynamic metadata namespaces.
 METADATA_NS = "gw"  # route, consumer, tokens, cost, prompt version (Lua); endpoint model (EDS)
-GUARD_TEXT_NS = "gw.guard"  # the request's message text, matched by the deny-pattern RBAC
+GUARD_TEXT_NS = "gw.guard"  # message text + guard set of the request, for the deny-pattern RBAC
 
 ENDPOINTS = {
     "/v1/chat/completions": "chat",
@@ -53,7 +53,6 @@ HCM_TYPE = (
 )
 LUA_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.lua.v3.Lua"
 RBAC_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.rbac.v3.RBAC"
-RBAC_PER_ROUTE_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
 LOCAL_RATELIMIT_TYPE = (
     TYPE_PREFIX + "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
 )
@@ -61,17 +60,9 @@ ROUTER_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.router.v3.Router"
 HEADER_MUTATION_TYPE = (
     TYPE_PREFIX + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation"
 )
-UPSTREAM_CODEC_TYPE = (
-    TYPE_PREFIX + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
-)
-HTTP_PROTOCOL_OPTIONS_TYPE = (
-    TYPE_PREFIX + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-)
-HTTP_PROTOCOL_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+UPSTREAM_CODEC_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
 COMPOSITE_CLUSTER_TYPE = TYPE_PREFIX + "envoy.extensions.clusters.composite.v3.ClusterConfig"
-TLS_UPSTREAM_TYPE = (
-    TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
-)
+TLS_UPSTREAM_TYPE = TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 FILE_LOG_TYPE = TYPE_PREFIX + "envoy.extensions.access_loggers.file.v3.FileAccessLog"
 STDOUT_LOG_TYPE = TYPE_PREFIX + "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
 
@@ -88,8 +79,3 @@ def model_cluster_name(model: str) -> str:
 def backend_cluster_name(route: str, model: str) -> str:
     """The composite parent of one (route, backend): the backend, its retries, the fallbacks."""
     return f"r_{route}_{_model_part(model)}"
-
-
-def format_literal(text: str) -> str:
-    """Escape text for an Envoy substitution-format string (header values, log formats)."""
-    return text.replace("%", "%%")

@@ -1,13 +1,18 @@
-"""Request and token limits: two local_ratelimit filters, configured per route.
+"""Request and token limits: two local_ratelimit filters in the listener, one bucket set per route.
 
-Requests: `envoy.filters.http.local_ratelimit`; each LimitIR is one descriptor (by consumer:
-one bucket per value of the x-gw-consumer header the Lua filter sets; by route: one bucket).
-Token limits: a second local_ratelimit instance (`gatewayctl.token_limit`) whose descriptors
-charge `hits_addend` from a header the Lua filter sets per request: 1 for the request itself
-plus the tokens that earlier responses used beyond their own 1 (see docs/data-plane.md).
-Buckets live in the Envoy process (shared by its workers), one set per route and replica.
-Descriptors are embedded in the filter config's own `rate_limits` (the route-level form is
-announced for removal).
+Requests: `envoy.filters.http.local_ratelimit`; token limits: a second instance
+(`gatewayctl.token_limit`) whose descriptors charge `hits_addend` from a header the Lua filter
+sets per request: 1 for the request itself plus the tokens that earlier responses used beyond
+their own 1 (see docs/data-plane.md).
+
+Both are configured once, at the listener, not per route: the i-th limit of a route is the
+descriptor [(l<i>, <route>)] (by: route) or [(l<i>, <route>), (consumer, *)] (by: consumer;
+the empty value is a wildcard: one bucket per consumer), built from the x-gw-route and
+x-gw-consumer headers the Lua filter sets. Each route still has its own buckets and a limit
+applies separately on each route its policy is attached to, but a route costs one descriptor
+per limit (about 130 bytes) instead of a whole filter config. Buckets live in the Envoy
+process (shared by its workers), per replica. Descriptors are embedded in the filter config's
+own `rate_limits` (the route-level form is announced for removal).
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ from gatewayctl.render.envoy.names import (
     LIMIT_RESPONSE_HEADER,
     LOCAL_RATELIMIT_TYPE,
     REQUEST_LIMIT_FILTER,
+    ROUTE_HEADER,
     TOKEN_CHARGE_HEADER,
     TOKEN_LIMIT_FILTER,
 )
 
+# Consumers tracked per consumer-keyed limit (LRU beyond); the filter-wide cap is this times
+# the number of such limits.
 MAX_DYNAMIC_DESCRIPTORS = 10000
 # The default bucket only applies to a request that matches no descriptor, which the Lua
 # filter prevents (it always sets x-gw-consumer); it is effectively unlimited.
@@ -43,66 +51,77 @@ def _bucket(limit: LimitIR) -> dict[str, Any]:
     }
 
 
+def _route_entry(slot: int) -> dict[str, Any]:
+    return {"request_headers": {"header_name": ROUTE_HEADER, "descriptor_key": f"l{slot}"}}
+
+
+_CONSUMER_ENTRY = {
+    "request_headers": {"header_name": CONSUMER_HEADER, "descriptor_key": "consumer"}
+}
+
+
 def _limiter(
-    stat_prefix: str, kind: str, limits: tuple[LimitIR, ...], charge_tokens: bool
+    stat_prefix: str,
+    kind: str,
+    limits: list[tuple[str, tuple[LimitIR, ...]]],
+    charge_tokens: bool,
 ) -> dict[str, Any]:
-    rate_limits: list[dict[str, Any]] = []
+    """One filter config for every route's limits of one kind (requests or tokens)."""
     descriptors: list[dict[str, Any]] = []
-    for i, limit in enumerate(limits):
-        key = f"{kind[0]}{i}"
-        if limit.by == "consumer":
-            actions = [{"request_headers": {"header_name": CONSUMER_HEADER, "descriptor_key": key}}]
-            entries = [{"key": key}]  # no value: one bucket per consumer
-        else:
-            actions = [{"generic_key": {"descriptor_key": key, "descriptor_value": "route"}}]
-            entries = [{"key": key, "value": "route"}]
+    used: set[tuple[int, str]] = set()
+    for route, route_limits in limits:
+        for slot, limit in enumerate(route_limits):
+            entries: list[dict[str, str]] = [{"key": f"l{slot}", "value": route}]
+            if limit.by == "consumer":
+                entries.append({"key": "consumer"})  # no value: one bucket per consumer
+            descriptors.append({"entries": entries, "token_bucket": _bucket(limit)})
+            used.add((slot, limit.by))
+    rate_limits: list[dict[str, Any]] = []
+    for slot, by in sorted(used):
+        actions = [_route_entry(slot)] + ([_CONSUMER_ENTRY] if by == "consumer" else [])
         entry: dict[str, Any] = {"actions": actions}
         if charge_tokens:
-            entry["hits_addend"] = {"format": f"%REQ({token_charge_header(i)})%"}
+            entry["hits_addend"] = {"format": f"%REQ({token_charge_header(slot)})%"}
         rate_limits.append(entry)
-        descriptors.append({"entries": entries, "token_bucket": _bucket(limit)})
-    return {
-        "@type": LOCAL_RATELIMIT_TYPE,
-        "stat_prefix": stat_prefix,
-        "token_bucket": dict(_UNLIMITED),
-        "filter_enabled": _ALWAYS,
-        "filter_enforced": _ALWAYS,
-        "always_consume_default_token_bucket": False,
-        "max_dynamic_descriptors": MAX_DYNAMIC_DESCRIPTORS,
-        "rate_limits": rate_limits,
-        "descriptors": descriptors,
-        "response_headers_to_add": [
-            {
-                "header": {"key": LIMIT_RESPONSE_HEADER, "value": kind},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-            }
-        ],
-    }
+    config: dict[str, Any] = {"@type": LOCAL_RATELIMIT_TYPE, "stat_prefix": stat_prefix}
+    if not descriptors:
+        return config  # pass-through: no route has a limit of this kind
+    per_consumer = sum(1 for d in descriptors if len(d["entries"]) > 1)
+    config.update(
+        {
+            "token_bucket": dict(_UNLIMITED),
+            "filter_enabled": _ALWAYS,
+            "filter_enforced": _ALWAYS,
+            "always_consume_default_token_bucket": False,
+            "max_dynamic_descriptors": MAX_DYNAMIC_DESCRIPTORS * max(1, per_consumer),
+            "rate_limits": rate_limits,
+            "descriptors": descriptors,
+            "response_headers_to_add": [
+                {
+                    "header": {"key": LIMIT_RESPONSE_HEADER, "value": kind},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }
+            ],
+        }
+    )
+    return config
 
 
-def render_ratelimit_filters() -> list[dict[str, Any]]:
-    """The HCM entries: pass-through until a route configures a bucket."""
+def render_ratelimit_filters(routes: tuple[RouteIR, ...]) -> list[dict[str, Any]]:
+    """The HCM entries: every route's request limits, then every route's token limits."""
+    ordered = sorted(routes, key=lambda r: r.name)
+    requests = [(r.name, r.policy.rate_limits) for r in ordered if r.policy.rate_limits]
+    tokens = [(r.name, r.policy.token_limits) for r in ordered if r.policy.token_limits]
     return [
         {
-            "name": name,
-            "typed_config": {"@type": LOCAL_RATELIMIT_TYPE, "stat_prefix": prefix},
-        }
-        for name, prefix in ((REQUEST_LIMIT_FILTER, "requests"), (TOKEN_LIMIT_FILTER, "tokens"))
+            "name": REQUEST_LIMIT_FILTER,
+            "typed_config": _limiter("requests", "requests", requests, charge_tokens=False),
+        },
+        {
+            "name": TOKEN_LIMIT_FILTER,
+            "typed_config": _limiter("tokens", "tokens", tokens, charge_tokens=True),
+        },
     ]
-
-
-def render_route_ratelimits(route: RouteIR) -> dict[str, Any]:
-    """typed_per_filter_config entries for one route."""
-    out: dict[str, Any] = {}
-    if route.policy.rate_limits:
-        out[REQUEST_LIMIT_FILTER] = _limiter(
-            f"requests_{route.name}", "requests", route.policy.rate_limits, charge_tokens=False
-        )
-    if route.policy.token_limits:
-        out[TOKEN_LIMIT_FILTER] = _limiter(
-            f"tokens_{route.name}", "tokens", route.policy.token_limits, charge_tokens=True
-        )
-    return out
 
 
 def token_limit_data(route: RouteIR) -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import copy
+import json
+from typing import Any
 
 from gatewayctl.ir import GatewayIR
 from gatewayctl.render.envoy.bootstrap import render_bootstrap, render_static
@@ -21,5 +22,11 @@ def render_envoy(ir: GatewayIR, options: EnvoyOptions | None = None) -> EnvoyBun
         bootstrap=render_bootstrap(ir, opts),
         lds=discovery_response(listeners, LISTENER_TYPE),
         cds=discovery_response(clusters, CLUSTER_TYPE),
-        static=render_static(ir, opts, copy.deepcopy(listeners), copy.deepcopy(clusters)),
+        static=render_static(ir, opts, _copy(listeners), _copy(clusters)),
     )
+
+
+def _copy(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An independent copy of JSON data (several times faster than copy.deepcopy)."""
+    copied: list[dict[str, Any]] = json.loads(json.dumps(tree))
+    return copied

@@ -4,6 +4,12 @@ Routes match the x-gw-route header the Lua filter sets from the body's `model` (
 `clearRouteCache()`), on the three OpenAI endpoints. A Rollout's canary header gets its own
 route to the canary backend first. Weights go to `weighted_clusters` over the per-backend
 composite parents; retries walk the composite chain (attempt N -> member N).
+
+A route carries only what differs between routes (match, clusters, timeouts, retries): the
+internal headers to strip and the x-gateway-route / x-gateway-model response headers are the
+same for every route and set once on the virtual host (x-gateway-route from the Lua filter's
+`gw.requested_model`, which is the public name of the route it selected), and limits and
+guardrails are configured in the listener's filters (ratelimit.py, guardrails.py).
 """
 
 from __future__ import annotations
@@ -13,19 +19,18 @@ from typing import Any
 
 from gatewayctl.ir import GatewayIR, RouteIR
 from gatewayctl.render.envoy.clusters import chain
-from gatewayctl.render.envoy.guardrails import render_route_rbac
 from gatewayctl.render.envoy.names import (
     API_PATH_REGEX,
     CONSUMER_HEADER,
+    METADATA_NS,
     MODEL_RESPONSE_HEADER,
     ROUTE_CONFIG_NAME,
     ROUTE_HEADER,
     ROUTE_RESPONSE_HEADER,
     VIRTUAL_HOST_NAME,
     backend_cluster_name,
-    format_literal,
 )
-from gatewayctl.render.envoy.ratelimit import render_route_ratelimits, token_charge_headers
+from gatewayctl.render.envoy.ratelimit import token_charge_headers
 
 RETRY_ON = "5xx,reset,connect-failure,retriable-status-codes"
 
@@ -53,7 +58,7 @@ def _route_action(route: RouteIR, backend_weights: list[tuple[str, int]]) -> dic
         "retry_on": RETRY_ON,
         "retriable_status_codes": [429],
         "num_retries": retries,
-        "retry_back_off": {"base_interval": "0.025s", "max_interval": "0.25s"},
+        # Back-off: Envoy's default, 25 ms doubling up to 250 ms.
     }
     if route.per_try_timeout_ms is not None:
         retry_policy["per_try_timeout"] = _seconds(route.per_try_timeout_ms)
@@ -71,16 +76,12 @@ def _route_action(route: RouteIR, backend_weights: list[tuple[str, int]]) -> dic
 
 
 def _route(
-    ir: GatewayIR,
     route: RouteIR,
     name: str,
     extra_headers: list[dict[str, Any]],
     backend_weights: list[tuple[str, int]],
 ) -> dict[str, Any]:
-    per_filter: dict[str, Any] = {}
-    per_filter.update(render_route_rbac(route))
-    per_filter.update(render_route_ratelimits(route))
-    entry: dict[str, Any] = {
+    return {
         "name": name,
         "match": {
             "safe_regex": {"regex": API_PATH_REGEX},
@@ -88,16 +89,7 @@ def _route(
             + extra_headers,
         },
         "route": _route_action(route, backend_weights),
-        "request_headers_to_remove": [ROUTE_HEADER, CONSUMER_HEADER]
-        + token_charge_headers(ir.routes),
-        "response_headers_to_add": [
-            _header(ROUTE_RESPONSE_HEADER, format_literal(route.public_model)),
-            _header(MODEL_RESPONSE_HEADER, "%UPSTREAM_METADATA(gw:model)%"),
-        ],
     }
-    if per_filter:
-        entry["typed_per_filter_config"] = per_filter
-    return entry
 
 
 def render_gateway_routes(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]]:
@@ -105,11 +97,11 @@ def render_gateway_routes(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]]
     rollout = route.rollout
     if rollout is not None and any(b.model == rollout.canary for b in route.backends):
         canary_match = [{"name": rollout.canary_header, "string_match": {"exact": "always"}}]
-        out.append(_route(ir, route, f"{route.name}-canary", canary_match, [(rollout.canary, 1)]))
+        out.append(_route(route, f"{route.name}-canary", canary_match, [(rollout.canary, 1)]))
     weights = [(b.model, b.weight) for b in route.backends if b.weight > 0]
     if not weights:  # defensive: the compiler guarantees a positive sum
         weights = [(route.backends[0].model, 1)]
-    out.append(_route(ir, route, route.name, [], weights))
+    out.append(_route(route, route.name, [], weights))
     return out
 
 
@@ -138,5 +130,20 @@ def render_route_config(ir: GatewayIR) -> dict[str, Any]:
         "name": ROUTE_CONFIG_NAME,
         # The /v1/models list grows with the routes; Envoy's default cap is 4 KiB.
         "max_direct_response_body_size_bytes": max(4096, len(models_list_body(ir).encode())),
-        "virtual_hosts": [{"name": VIRTUAL_HOST_NAME, "domains": ["*"], "routes": routes}],
+        "virtual_hosts": [
+            {
+                "name": VIRTUAL_HOST_NAME,
+                "domains": ["*"],
+                "routes": routes,
+                "request_headers_to_remove": [ROUTE_HEADER, CONSUMER_HEADER]
+                + token_charge_headers(ir.routes),
+                # Unset values (direct responses, Lua replies) add no header.
+                "response_headers_to_add": [
+                    _header(
+                        ROUTE_RESPONSE_HEADER, f"%DYNAMIC_METADATA({METADATA_NS}:requested_model)%"
+                    ),
+                    _header(MODEL_RESPONSE_HEADER, f"%UPSTREAM_METADATA({METADATA_NS}:model)%"),
+                ],
+            }
+        ],
     }

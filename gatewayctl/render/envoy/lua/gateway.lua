@@ -20,6 +20,12 @@ local token_debt = {}
 
 math.randomseed(os.time() + math.floor(os.clock() * 1000000))
 
+-- A route's policy fields (api_keys, allow, guard, token_limits, max_bytes, redact) live in
+-- DATA.policies, shared by the routes with the same policies; make them read as the route's.
+for _, route in pairs(DATA.routes) do
+  setmetatable(route, { __index = DATA.policies[route.policy] })
+end
+
 local function trim(s)
   return (string.gsub((string.gsub(s, "^%s+", "")), "%s+$", ""))
 end
@@ -270,8 +276,10 @@ function envoy_on_request(h)
   set_md(h, "consumer", consumer)
   for _, name in ipairs(CLIENT_KEY_HEADERS) do hdrs:remove(name) end
 
-  if route.guard then
-    -- RBAC matches the deny patterns (RE2) against this value; see guardrails.py.
+  if route.guard ~= nil then
+    -- The listener's RBAC matches the deny patterns (RE2) of guard set `set` against `text`;
+    -- see guardrails.py.
+    set_md(h, "set", route.guard, "gw.guard")
     set_md(h, "text", collect_text(req), "gw.guard")
   end
   if route.redact ~= nil then redact_request(req, route.redact) end

@@ -1,10 +1,11 @@
--- Upstream Lua filter of a route backend's composite cluster; runs once per attempt.
--- Prepended at render time by `local DATA = ...` (this chain's models only).
--- header_mutation, which runs first, puts the attempt's endpoint metadata
--- (%UPSTREAM_METADATA(gw:model)%) into x-gw-target; from it this filter sets the provider's
--- authority, base path and credential (read from the mounted secret file, cached per worker
--- for DATA.secret_ttl_s so a rotated secret applies without a reload) and rewrites `model`
--- to the provider's upstream model name.
+-- The upstream Lua filter, shared by every route (the router's upstream_http_filters); it runs
+-- once per attempt. Prepended at render time by `local DATA = ...` (header names, per provider
+-- base path and credential, secret TTL); this file holds no manifest data itself.
+-- header_mutation, which runs first, copies the chosen endpoint's metadata (gw.model,
+-- gw.provider, gw.upstream_model, gw.authority; see upstream.py) into the x-gw-target*
+-- headers; from them this filter sets the authority, the provider's base path and credential
+-- (read from the mounted secret file, cached per worker for DATA.secret_ttl_s so a rotated
+-- secret applies without a reload) and rewrites `model` to the upstream model name.
 
 local secret_cache = {}
 
@@ -14,6 +15,10 @@ local function encode_string(s)
   return '"' .. string.gsub(s, '[%c"\\]', function(c)
     return STRING_ESCAPES[c] or string.format("\\u%04x", string.byte(c))
   end) .. '"'
+end
+
+local function unescape(s)
+  return (string.gsub(s, "%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end))
 end
 
 local function read_secret(path)
@@ -52,26 +57,31 @@ end
 
 function envoy_on_request(h)
   local hdrs = h:headers()
-  local target = hdrs:get("x-gw-target")
-  hdrs:remove("x-gw-target")
+  local ep = {}
+  for key, name in pairs(DATA.headers) do
+    local value = hdrs:get(name)
+    hdrs:remove(name)
+    if value ~= nil and value ~= "" then ep[key] = unescape(value) end
+  end
   hdrs:remove("authorization")
   hdrs:remove("x-api-key")
   hdrs:remove("api-key")
-  local ep = target and DATA.models[target]
-  if ep == nil then
-    h:logErr("gatewayctl: no endpoint data for upstream model " .. tostring(target))
+  local provider = ep.provider and DATA.providers[ep.provider]
+  if provider == nil or ep.upstream_model == nil or ep.authority == nil then
+    h:logErr("gatewayctl: no endpoint data for upstream model " .. tostring(ep.model))
     return
   end
   hdrs:replace(":authority", ep.authority)
-  if ep.base_path ~= "" then
-    hdrs:replace(":path", ep.base_path .. (hdrs:get(":path") or ""))
+  if provider.base_path ~= "" then
+    hdrs:replace(":path", provider.base_path .. (hdrs:get(":path") or ""))
   end
-  if ep.credential ~= nil then
-    local value = read_secret(ep.credential.file)
+  local cred = provider.credential
+  if cred ~= nil then
+    local value = read_secret(cred.file)
     if value == nil or value == "" then
-      h:logErr("gatewayctl: cannot read provider credential " .. ep.credential.file)
+      h:logErr("gatewayctl: cannot read provider credential " .. cred.file)
     else
-      hdrs:replace(ep.credential.header, ep.credential.prefix .. value)
+      hdrs:replace(cred.header, cred.prefix .. value)
     end
   end
   local body = h:body()
