@@ -268,7 +268,8 @@ class GitSource:
         self.commit = _git(["rev-parse", "--verify", f"{self.ref}^{{commit}}"], top,
                            f'resolve "{self.ref}"').decode().strip()
         rel = root.relative_to(top.resolve()).as_posix()
-        listing = _git(["ls-tree", "-d", "--name-only", self.commit, "--", rel or "."], top,
+        rel = "" if rel == "." else rel
+        listing = _git(["ls-tree", "--name-only", self.commit, "--", rel or "."], top,
                        "list the manifests")
         if rel and not listing.strip():
             return None

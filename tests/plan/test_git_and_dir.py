@@ -127,3 +127,20 @@ def test_saved_plan_is_applied_only_to_its_own_live_source(
 
     assert result.exit_code == 1
     assert f"the plan was computed against dir:{tmp_path / 'a'}" in result.stderr
+
+
+def test_plan_when_the_root_is_the_top_of_the_checkout(cli: Cli, tmp_path: Path) -> None:
+    top = tmp_path / "manifests"
+    shutil.copytree(FIXTURE_ROOT, top)
+    git(top, "init", "-q", "-b", "main")
+    git(top, "add", ".")
+    git(top, "commit", "-q", "-m", "gateway at step 1")
+    set_rollout_step(top, 2)
+
+    result = cli("plan", str(top), "--live", "git:HEAD", "-o", "json", env=NO_CLUSTER)
+
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    manifest = [(c["action"], c["kind"], c["name"]) for c in plan["changes"]
+                if c["layer"] == "manifest"]
+    assert manifest == [("update", "Route", "chat")]
