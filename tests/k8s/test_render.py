@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
+import random
 import shutil
 from pathlib import Path
 from typing import Any
@@ -133,11 +135,32 @@ def test_pods_mount_what_the_envoy_config_reads(multi_team: GatewayIR) -> None:
     assert container["args"][:2] == ["-c", "/etc/envoy/bootstrap/bootstrap.yaml"]
     assert "--reject-unknown-dynamic-fields" in container["args"]
     mounts = {m["name"]: m for m in container["volumeMounts"]}
-    assert mounts["config"]["mountPath"] == "/etc/envoy/config"
+    # Envoy watches the emptyDir the unpacker fills, never the ConfigMap volume itself.
+    assert mounts["envoy-config"] == {
+        "mountPath": "/etc/envoy/config", "name": "envoy-config", "readOnly": True,
+    }  # fmt: skip
+    assert "config" not in mounts
     assert mounts["bootstrap"]["mountPath"] == "/etc/envoy/bootstrap"
     assert mounts["tmp"]["mountPath"] == "/tmp"
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["config"]["configMap"]["name"] == "ai-gateway-config"
+    assert volumes["envoy-config"] == {"emptyDir": {"sizeLimit": "256Mi"}, "name": "envoy-config"}
+    [init] = spec["initContainers"]
+    sidecar = spec["containers"][1]
+    assert (init["name"], sidecar["name"]) == ("config-unpack", "config-sync")
+    for unpacker, args in ((init, ["once"]), (sidecar, ["watch"])):
+        assert unpacker["image"] == container["image"]
+        assert unpacker["command"][:2] == ["sh", "-c"]
+        assert unpacker["command"][3:7] == [
+            "config-unpack", *args, "/etc/gatewayctl/configmap", "/etc/envoy/config",
+        ]  # fmt: skip
+        assert unpacker["volumeMounts"] == [
+            {"mountPath": "/etc/gatewayctl/configmap", "name": "config", "readOnly": True},
+            {"mountPath": "/etc/envoy/config", "name": "envoy-config"},
+        ]
+        assert unpacker["securityContext"] == container["securityContext"]
+        assert unpacker["resources"]["requests"] == {"cpu": "10m", "memory": "16Mi"}
+    assert sidecar["command"][7:] == ["2"]  # seconds between looks at the ConfigMap volume
     assert volumes["bootstrap"]["configMap"]["name"] == "ai-gateway-bootstrap"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": 8080, "admin": 9901}
@@ -155,7 +178,10 @@ def test_the_layout_follows_the_envoy_options(multi_team: GatewayIR) -> None:
     )
     container = pod_spec(objects)["containers"][0]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts["config"] == "/srv/envoy"
+    assert mounts["envoy-config"] == "/srv/envoy"
+    for unpacker in (pod_spec(objects)["initContainers"][0], pod_spec(objects)["containers"][1]):
+        assert unpacker["command"][6] == "/srv/envoy"
+        assert unpacker["volumeMounts"][1]["mountPath"] == "/srv/envoy"
     assert mounts["secret-openai-credentials"] == "/run/gw-secrets/openai-credentials"
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
         "http": 10080,
@@ -326,14 +352,15 @@ def test_a_damaged_ir_configmap_is_a_clear_error(multi_team: GatewayIR) -> None:
         decode_ir(broken)
 
 
-def test_an_object_over_one_mebibyte_is_refused(multi_team: GatewayIR) -> None:
+def test_an_object_over_one_mebibyte_even_packed_is_refused(multi_team: GatewayIR) -> None:
     bundle = envoy_bundle(multi_team)
     lds = json.loads(bundle.files()["lds.json"])
-    lds["padding"] = "x" * (1024 * 1024)
+    # Incompressible: gzip cannot bring it under the limit.
+    lds["padding"] = base64.b64encode(random.Random(0).randbytes(1100 * 1024)).decode()
     with pytest.raises(KubernetesRenderError) as err:
         render_kubernetes(multi_team, bundle.replace("lds.json", json.dumps(lds)))
     assert err.value.message.startswith("ConfigMap ai-gateway/ai-gateway-config would hold 1")
-    assert "KiB of data, over Kubernetes' 1024 KiB ConfigMap limit (lds.json 10" in (
+    assert "KiB of data, over Kubernetes' 1024 KiB ConfigMap limit (lds.json.gz 1" in (
         err.value.message
     )
     assert err.value.hint

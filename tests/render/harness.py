@@ -164,7 +164,10 @@ def start_envoy(
     access_log: Path,
     dynamic: bool = True,
     concurrency: int = 2,
+    publish_config: bool = True,
 ) -> RunningEnvoy:
+    """`publish_config=False`: the watched directory is already filled (by the Kubernetes
+    config unpacker in tests/k8s)."""
     workdir.mkdir(parents=True, exist_ok=True)
     files = bundle.files()
     if dynamic:
@@ -174,7 +177,8 @@ def start_envoy(
             ]["path"]
         )
         config_dir.mkdir(parents=True, exist_ok=True)
-        publish(config_dir, bundle)
+        if publish_config:
+            publish(config_dir, bundle)
         config = workdir / "bootstrap.yaml"
         config.write_text(files["bootstrap.yaml"])
     else:

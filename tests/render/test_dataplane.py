@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from gatewayctl.local.mock_provider import FaultConfig, FaultRule
 from tests.render import irs
 from tests.render.conftest import Gateway, needs_envoy
 
@@ -417,6 +418,83 @@ def test_per_backend_metrics_in_prometheus(gateway: Gateway) -> None:
     assert delta(ok % "r_fallback503_flaky-503") == 1
     assert delta(total % "m_flaky-503") == 2
     assert delta(total % "m_claude-sonnet") == 1
+
+
+def _prometheus(gateway: Gateway) -> dict[str, float]:
+    out = {}
+    for line in gateway.envoy.admin("/stats/prometheus").splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+LLAMA = "meta-llama/Llama-3.1-70B-Instruct"  # the mock keys faults by the model it is sent
+
+
+def test_per_backend_token_counters_in_prometheus(gateway: Gateway) -> None:
+    """The series rollout analysis reads (gatewayctl.rollout.measure.GatewayMetrics), counted
+    from the upstream usage of successful responses only."""
+    prompt = 'envoy_gatewayctl_backend_prompt_tokens{backend="%s"}'
+    completion = 'envoy_gatewayctl_backend_completion_tokens{backend="%s"}'
+    llama, down = "r_llama_llama-3_1-70b", "r_down_ghost"
+    before = _prometheus(gateway)
+    # The mock's usage: ceil(chars / 4). Prompt "count these tokens" (18 chars) = 5 tokens;
+    # reply "[mock:meta-llama/Llama-3.1-70B-Instruct] count these tokens" (59 chars) = 15.
+    for _ in range(3):
+        resp = gateway.envoy.chat("llama-70b", "count these tokens")
+        assert resp.status == 200
+        assert resp.json()["usage"] == {
+            "prompt_tokens": 5, "completion_tokens": 15, "total_tokens": 20,
+        }  # fmt: skip
+    # A streamed reply with usage counts like a buffered one.
+    stream = gateway.envoy.chat(
+        "llama-70b", "count these tokens", stream=True, stream_options={"include_usage": True}
+    )
+    assert stream.status == 200
+    # The backend the split chose carries the tokens of its fallback ("[mock:gpt-4o-2024-08-06]
+    # count these tokens": 43 chars = 11 tokens).
+    assert gateway.envoy.chat("down", "count these tokens").status == 200
+    # Failed requests have no usage and are not counted: a 503 from the backend, a 404.
+    gateway.openai.set_faults(
+        FaultConfig(
+            models={
+                **gateway.openai.faults.models,
+                LLAMA: FaultRule(error_rate=1.0, error_status=503),
+            }
+        )
+    )
+    try:
+        assert gateway.envoy.chat("llama-70b", "count these tokens").status == 503
+    finally:
+        models = dict(gateway.openai.faults.models)
+        models.pop(LLAMA)
+        gateway.openai.set_faults(FaultConfig(models=models))
+    assert gateway.envoy.chat("no-such-model", "count these tokens").status == 404
+    after = _prometheus(gateway)
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    assert (delta(prompt % llama), delta(completion % llama)) == (4 * 5, 4 * 15)
+    assert (delta(prompt % down), delta(completion % down)) == (5, 11)
+    failed = 'envoy_cluster_upstream_rq_xx{envoy_response_code_class="5",envoy_cluster_name="%s"}'
+    assert delta(failed % llama) == 1
+    # Every token series is tagged with a backend cluster, nothing else.
+    backends = {
+        f"r_{r.name}_{b.model.replace('.', '_')}" for r in gateway.ir.routes for b in r.backends
+    }
+    tagged = {
+        n.partition('{backend="')[2].rstrip('"}')
+        for n in after
+        if n.startswith("envoy_gatewayctl_backend_")
+    }
+    assert tagged and tagged <= backends, tagged
+    text = gateway.envoy.admin("/stats/prometheus")
+    assert "# TYPE envoy_gatewayctl_backend_prompt_tokens counter" in text
+    assert "# TYPE envoy_gatewayctl_backend_completion_tokens counter" in text
+    # Requests without usage are filtered out, not logged as a stats error.
+    assert "non-number value" not in gateway.envoy.log_text()
 
 
 def test_hostile_prompt_and_pattern_survive_generation(gateway: Gateway) -> None:

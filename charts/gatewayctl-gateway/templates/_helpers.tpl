@@ -44,7 +44,8 @@ helm.sh/chart: {{ printf "%s-%s" $ctx.Chart.Name $ctx.Chart.Version | replace "+
 
 {{/* "true" when the compiled config is given inline, "" when existing ConfigMaps are used. */}}
 {{- define "gw.inlineConfig" -}}
-{{- if or .Values.config.bootstrap .Values.config.lds .Values.config.cds -}}true{{- end -}}
+{{- $c := .Values.config -}}
+{{- if or $c.bootstrap $c.lds $c.cds $c.ldsGz $c.cdsGz -}}true{{- end -}}
 {{- end -}}
 
 {{- define "gw.bootstrapConfigMap" -}}
@@ -66,8 +67,11 @@ helm.sh/chart: {{ printf "%s-%s" $ctx.Chart.Name $ctx.Chart.Version | replace "+
 {{/* Fails the render with one clear message for inconsistent values. */}}
 {{- define "gw.validate" -}}
 {{- if include "gw.inlineConfig" . -}}
-{{- if not (and .Values.config.bootstrap .Values.config.lds .Values.config.cds) -}}
-{{- fail "config: give all of config.bootstrap, config.lds and config.cds (gatewayctl render --format helm-values writes them), or none of them to use existing ConfigMaps" -}}
+{{- $c := .Values.config -}}
+{{- $plain := and $c.bootstrap $c.lds $c.cds (not $c.ldsGz) (not $c.cdsGz) -}}
+{{- $packed := and $c.bootstrap $c.ldsGz $c.cdsGz (not $c.lds) (not $c.cds) -}}
+{{- if not (or $plain $packed) -}}
+{{- fail "config: give all of config.bootstrap, config.lds and config.cds, or config.bootstrap, config.ldsGz and config.cdsGz (gatewayctl render --format helm-values writes them), or none of them to use existing ConfigMaps" -}}
 {{- end -}}
 {{- if or .Values.config.existingConfigMap .Values.config.existingBootstrapConfigMap -}}
 {{- fail "config: set either inline config (config.bootstrap/lds/cds) or config.existingConfigMap/existingBootstrapConfigMap, not both" -}}
@@ -112,4 +116,35 @@ helm.sh/chart: {{ printf "%s-%s" $ctx.Chart.Name $ctx.Chart.Version | replace "+
 {{- if has $host (list "0.0.0.0" "::" "") }}{{ $host = "127.0.0.1" }}{{ end -}}
 {{- $request := "POST /drain_listeners?graceful HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 0\\r\\nConnection: close\\r\\n\\r\\n" -}}
 {{- printf "(exec 3<>/dev/tcp/%s/%d && printf '%s' >&3 && timeout 5 cat <&3 >/dev/null) || true; sleep %d" $host (int .Values.admin.port) $request (int .Values.envoy.drainSeconds) -}}
+{{- end -}}
+
+{{/* The init container (args: once) and the sidecar (args: watch SECONDS) that publish the
+     <name>-config ConfigMap, plain or gzipped, into the emptyDir Envoy watches, with kubelet's
+     atomic ..data swap. Call with a dict: name, args, image, pullPolicy, dir, script,
+     resources. The same containers as gatewayctl's render (gatewayctl/render/k8s/unpack.py). */}}
+{{- define "gw.unpackContainer" -}}
+- name: {{ .name }}
+  image: {{ .image }}
+  imagePullPolicy: {{ .pullPolicy }}
+  command:
+    {{- concat (list "sh" "-c" .script "config-unpack" (first .args) "/etc/gatewayctl/configmap" .dir) (rest .args) | toYaml | nindent 4 }}
+  resources:
+    {{- toYaml .resources | nindent 4 }}
+  securityContext:
+    allowPrivilegeEscalation: false
+    capabilities:
+      drop: [ALL]
+    privileged: false
+    readOnlyRootFilesystem: true
+    runAsGroup: 101
+    runAsNonRoot: true
+    runAsUser: 101
+    seccompProfile:
+      type: RuntimeDefault
+  volumeMounts:
+    - name: config
+      mountPath: /etc/gatewayctl/configmap
+      readOnly: true
+    - name: envoy-config
+      mountPath: {{ .dir }}
 {{- end -}}

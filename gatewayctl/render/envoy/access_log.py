@@ -1,14 +1,31 @@
-"""The access log: one JSON line per request, from Envoy's formatter and the Lua metadata.
+"""The listener's access loggers: one JSON line per request, and per-backend token counters.
 
-Keys come out sorted (Envoy's json_format sorts them). Values the Lua filter did not set, for
-example tokens of a failed request, are null.
+JSON line: Envoy's formatter and the Lua metadata. Keys come out sorted (Envoy's json_format
+sorts them). Values the Lua filter did not set, for example tokens of a failed request, are
+null.
+
+Token counters: the stats access logger turns the same metadata into the counters
+`<stats scope>.backend.prompt_tokens` / `.completion_tokens`, tagged `backend` with the routed
+(composite parent) cluster `r_<route>_<model>`; at /stats/prometheus they are
+`envoy_gatewayctl_backend_prompt_tokens{backend="..."}`, the names rollout analysis queries
+(`gatewayctl.rollout.measure.GatewayMetrics`). The Lua filter sets the token metadata only for
+2xx responses with a `usage`, so the filter on its presence counts successful responses only.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from gatewayctl.render.envoy.names import FILE_LOG_TYPE, METADATA_NS, STDOUT_LOG_TYPE
+from gatewayctl.render.envoy.names import (
+    FILE_LOG_TYPE,
+    METADATA_NS,
+    STATS_LOG_TYPE,
+    STDOUT_LOG_TYPE,
+)
+
+# The stats scope of the token counters: Prometheus names start `envoy_gatewayctl_`.
+TOKEN_STATS_SCOPE = "gatewayctl"
+TOKEN_BACKEND_TAG = "backend"
 
 
 def _md(key: str) -> str:
@@ -43,12 +60,44 @@ LOG_FORMAT: dict[str, str] = {
 }
 
 
-def render_access_log(path: str) -> list[dict[str, Any]]:
+def _json_log(path: str) -> dict[str, Any]:
     log_format = {"json_format": dict(LOG_FORMAT)}
     if path == "/dev/stdout":
         config: dict[str, Any] = {"@type": STDOUT_LOG_TYPE, "log_format": log_format}
-        name = "envoy.access_loggers.stdout"
-    else:
-        config = {"@type": FILE_LOG_TYPE, "path": path, "log_format": log_format}
-        name = "envoy.access_loggers.file"
-    return [{"name": name, "typed_config": config}]
+        return {"name": "envoy.access_loggers.stdout", "typed_config": config}
+    config = {"@type": FILE_LOG_TYPE, "path": path, "log_format": log_format}
+    return {"name": "envoy.access_loggers.file", "typed_config": config}
+
+
+def _token_counter(kind: str) -> dict[str, Any]:
+    return {
+        "stat": {
+            "name": f"backend.{kind}",
+            "tags": [{"name": TOKEN_BACKEND_TAG, "value_format": "%UPSTREAM_CLUSTER%"}],
+        },
+        "value_format": _md(kind),
+    }
+
+
+def render_token_stats_log() -> dict[str, Any]:
+    """Per-backend token counters (stats_scope, not the deprecated stat_prefix)."""
+    present = {
+        "filter": METADATA_NS,
+        "path": [{"key": "prompt_tokens"}],
+        "value": {"present_match": True},
+    }
+    return {
+        "name": "envoy.access_loggers.stats",
+        # A missing key matches by default (the logger then logs "computed non-number value"
+        # at error level for every request without usage); false skips those requests.
+        "filter": {"metadata_filter": {"matcher": present, "match_if_key_not_found": False}},
+        "typed_config": {
+            "@type": STATS_LOG_TYPE,
+            "stats_scope": {"prefix": TOKEN_STATS_SCOPE},
+            "counters": [_token_counter("prompt_tokens"), _token_counter("completion_tokens")],
+        },
+    }
+
+
+def render_access_log(path: str) -> list[dict[str, Any]]:
+    return [_json_log(path), render_token_stats_log()]

@@ -65,6 +65,7 @@ COMPOSITE_CLUSTER_TYPE = TYPE_PREFIX + "envoy.extensions.clusters.composite.v3.C
 TLS_UPSTREAM_TYPE = TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 FILE_LOG_TYPE = TYPE_PREFIX + "envoy.extensions.access_loggers.file.v3.FileAccessLog"
 STDOUT_LOG_TYPE = TYPE_PREFIX + "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
+STATS_LOG_TYPE = TYPE_PREFIX + "envoy.extensions.access_loggers.stats.v3.Config"
 
 
 def _model_part(model: str) -> str:

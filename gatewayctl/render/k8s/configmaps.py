@@ -2,8 +2,12 @@
 
 - `<gateway>-bootstrap` (`bootstrap.yaml`): read once at start; a change rolls the pods
   through the Deployment's restart checksum.
-- `<gateway>-config` (`lds.json`, `cds.json`): mounted as the directory Envoy watches; kubelet's
-  atomic `..data` swap makes routing, weights, prompts and policies hot-reloadable.
+- `<gateway>-config` (`lds.json`, `cds.json` in `data`; or, when they would not fit in one
+  ConfigMap, packed: `lds.json.gz`, `cds.json.gz` in `binaryData`): published into the directory
+  Envoy watches by the pod's unpacker (`unpack.py`) after each of kubelet's atomic `..data`
+  swaps, which makes routing, weights, prompts and policies hot-reloadable. Plain whenever it
+  fits: the text stays readable in plans and `kubectl get -o yaml`, and its bytes do not depend
+  on the zlib build.
 - `<gateway>-ir` (`ir.json.gz`, gzip then base64 in binaryData): the compiled IR, not mounted,
   so that a later plan can compare against what is running. Kept apart from the mounted config
   so that a large IR cannot push the hot-reloaded ConfigMap over the limit, and so that an
@@ -37,10 +41,12 @@ from gatewayctl.render.k8s.meta import (
 from gatewayctl.render.k8s.source import SourceInfo
 
 IR_KEY = "ir.json.gz"
+PACKED_SUFFIX = ".gz"  # lds.json.gz: gzip of lds.json, in binaryData
 # The API server rejects a ConfigMap whose data and binaryData values (binaryData decoded)
 # add up to more than 1 MiB, and etcd any object over 1.5 MiB (its default request limit).
 MAX_CONFIGMAP_DATA_BYTES = 1024 * 1024
 MAX_OBJECT_BYTES = 1536 * 1024
+METADATA_ROOM = 16 * 1024  # labels and annotations of a ConfigMap, with a wide margin
 
 
 def ir_json(ir: GatewayIR) -> str:
@@ -70,11 +76,29 @@ def _tracking_annotations(ir: GatewayIR, source: SourceInfo) -> dict[str, str]:
     }
 
 
+def _gzip_b64(text: str) -> str:
+    return base64.b64encode(gzip.compress(text.encode(), compresslevel=9, mtime=0)).decode("ascii")
+
+
+def config_entries(layout: EnvoyLayout) -> dict[str, dict[str, str]]:
+    """`{"data": {lds.json, cds.json}}`, or `{"binaryData": {lds.json.gz, cds.json.gz}}` when
+    the plain files would take the ConfigMap over a size limit. Decided on the files alone (with
+    room for metadata), so that gatewayctl's and the Helm chart's ConfigMaps agree."""
+    plain = {"data": {CDS_FILE: layout.cds, LDS_FILE: layout.lds}}
+    probe = {"kind": "ConfigMap", "metadata": {"name": "config"}, **plain}
+    if size_problem(probe, METADATA_ROOM) is None:
+        return plain
+    return {
+        "binaryData": {
+            CDS_FILE + PACKED_SUFFIX: _gzip_b64(layout.cds),
+            LDS_FILE + PACKED_SUFFIX: _gzip_b64(layout.lds),
+        }
+    }
+
+
 def render_config_configmap(ir: GatewayIR, layout: EnvoyLayout, source: SourceInfo) -> KubeObject:
     meta = metadata(ir, config_configmap_name(ir), CONFIG, _tracking_annotations(ir, source))
-    obj = _configmap(meta)
-    obj["data"] = {CDS_FILE: layout.cds, LDS_FILE: layout.lds}
-    return obj
+    return {**_configmap(meta), **config_entries(layout)}
 
 
 def render_ir_configmap(ir: GatewayIR, source: SourceInfo) -> KubeObject:
@@ -100,8 +124,15 @@ def decode_ir(configmap: KubeObject) -> GatewayIR:
 
 def check_size(obj: KubeObject) -> None:
     """Fail, naming the biggest entries, when an object is over a Kubernetes size limit."""
+    problem = size_problem(obj)
+    if problem is not None:
+        raise KubernetesRenderError(problem, hint=_SPLIT_HINT)
+
+
+def size_problem(obj: KubeObject, room: int = 0) -> str | None:
+    """What is over a limit (keeping `room` bytes of the object limit free), or None."""
     meta = obj["metadata"]
-    what = f"{obj['kind']} {meta['namespace']}/{meta['name']}"
+    what = f"{obj['kind']} {meta.get('namespace', '')}/{meta['name']}"
     entries = {key: len(value.encode()) for key, value in (obj.get("data") or {}).items()}
     entries |= {
         key: len(base64.b64decode(value)) for key, value in (obj.get("binaryData") or {}).items()
@@ -111,17 +142,14 @@ def check_size(obj: KubeObject) -> None:
         parts = ", ".join(
             f"{key} {_kib(size)}" for key, size in sorted(entries.items(), key=lambda kv: -kv[1])
         )
-        raise KubernetesRenderError(
+        return (
             f"{what} would hold {_kib(data_size)} of data, over Kubernetes' 1024 KiB "
-            f"ConfigMap limit ({parts})",
-            hint=_SPLIT_HINT,
+            f"ConfigMap limit ({parts})"
         )
     size = len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode())
-    if size > MAX_OBJECT_BYTES:
-        raise KubernetesRenderError(
-            f"{what} would be {_kib(size)}, over the 1536 KiB that etcd stores per object",
-            hint=_SPLIT_HINT,
-        )
+    if size + room > MAX_OBJECT_BYTES:
+        return f"{what} would be {_kib(size)}, over the 1536 KiB that etcd stores per object"
+    return None
 
 
 _SPLIT_HINT = (

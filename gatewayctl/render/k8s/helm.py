@@ -1,7 +1,9 @@
 """IR + Envoy bundle -> values for the `charts/gatewayctl-gateway` Helm chart.
 
-The values carry the compiled Envoy config inline (`config.bootstrap`, `config.lds`,
-`config.cds`) and everything else the chart needs to deploy the same pods `render_kubernetes`
+The values carry the compiled Envoy config inline (`config.bootstrap`, and `config.lds` /
+`config.cds`, or `config.ldsGz` / `config.cdsGz`, base64 of gzip, when the plain files would
+not fit in one ConfigMap: the same choice `render_kubernetes` makes, done here because Helm
+cannot gzip) and everything else the chart needs to deploy the same pods `render_kubernetes`
 describes: installing the chart with these values and the gateway's name as release name gives
 a Deployment whose pod spec equals the rendered one. Helm's own labels differ
 (`app.kubernetes.io/managed-by: Helm`), so `gatewayctl apply` never prunes a Helm release.
@@ -13,8 +15,10 @@ from typing import Any
 
 from gatewayctl.ir import GatewayIR
 from gatewayctl.render.k8s.alerts import render_prometheus_groups
+from gatewayctl.render.k8s.configmaps import PACKED_SUFFIX, config_entries
 from gatewayctl.render.k8s.layout import EnvoyFiles, read_layout
 from gatewayctl.render.k8s.meta import check_gateway_name
+from gatewayctl.render.k8s.unpack import POLL_SECONDS, UNPACK_RESOURCES
 from gatewayctl.render.k8s.workload import (
     CONCURRENCY,
     DRAIN_SECONDS,
@@ -37,13 +41,18 @@ def render_helm_values(ir: GatewayIR, envoy: EnvoyFiles) -> dict[str, Any]:
     check_gateway_name(ir)
     layout = read_layout(ir, envoy)
     groups = render_prometheus_groups(ir)
+    config = {"bootstrap": layout.bootstrap, "dir": layout.config_dir}
+    entries = config_entries(layout)
+    for name, text in entries.get("data", {}).items():
+        config[name.removesuffix(".json")] = text
+    for name, packed in entries.get("binaryData", {}).items():
+        config[name.removesuffix(".json" + PACKED_SUFFIX) + "Gz"] = packed
     return {
         "admin": {"address": layout.admin_address, "port": layout.admin_port},
-        "config": {
-            "bootstrap": layout.bootstrap,
-            "cds": layout.cds,
-            "dir": layout.config_dir,
-            "lds": layout.lds,
+        "config": dict(sorted(config.items())),
+        "configUnpack": {
+            "pollSeconds": POLL_SECONDS,
+            "resources": {k: dict(v) for k, v in UNPACK_RESOURCES.items()},
         },
         "envoy": {
             "concurrency": CONCURRENCY,

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from gatewayctl.ir import GatewayIR, SecretRefIR
 from gatewayctl.render.k8s.meta import KubernetesRenderError
+from gatewayctl.render.k8s.unpack import CONFIGMAP_DIR
 
 BOOTSTRAP_FILE = "bootstrap.yaml"
 LDS_FILE = "lds.json"
@@ -135,8 +136,8 @@ def _config_dir(bootstrap: dict[str, Any]) -> str:
             "one ConfigMap directory needs one"
         )
     config_dir = dirs.pop()
-    if config_dir == BOOTSTRAP_DIR:
-        raise KubernetesRenderError(f"the Envoy config directory may not be {BOOTSTRAP_DIR}")
+    if config_dir in (BOOTSTRAP_DIR, CONFIGMAP_DIR):
+        raise KubernetesRenderError(f"the Envoy config directory may not be {config_dir}")
     return config_dir
 
 

@@ -8,6 +8,10 @@ in the Deployment may depend on them (not even the drain time, which is why it i
 rather than derived from route timeouts). Secret *values* rotate in place through kubelet's
 volume updates and never appear here.
 
+Envoy watches an emptyDir, not the ConfigMap: an init container and a sidecar (`unpack.py`)
+publish the ConfigMap's files into it, unpacking them when they are gzipped. The pod spec is the
+same whether the ConfigMap is plain or packed.
+
 Nothing here knows the Helm chart; the chart mirrors these choices, and a test holds the two pod
 specs equal.
 """
@@ -34,6 +38,12 @@ from gatewayctl.render.k8s.meta import (
     labels,
     metadata,
     selector_labels,
+)
+from gatewayctl.render.k8s.unpack import (
+    CONFIG_DIR_SIZE,
+    INIT_CONTAINER,
+    SIDECAR_CONTAINER,
+    unpack_container,
 )
 
 ENVOY_UID = 101  # the `envoy` user of the envoyproxy/envoy images
@@ -115,6 +125,7 @@ def _volumes(ir: GatewayIR, layout: EnvoyLayout) -> list[dict[str, Any]]:
     return [
         {"configMap": {"name": bootstrap_configmap_name(ir)}, "name": "bootstrap"},
         {"configMap": {"name": config_configmap_name(ir)}, "name": "config"},
+        {"emptyDir": {"sizeLimit": CONFIG_DIR_SIZE}, "name": "envoy-config"},
         {"emptyDir": {"sizeLimit": TMP_SIZE}, "name": "tmp"},
         *(_secret_volume(m) for m in layout.secrets),
     ]
@@ -123,7 +134,7 @@ def _volumes(ir: GatewayIR, layout: EnvoyLayout) -> list[dict[str, Any]]:
 def _volume_mounts(layout: EnvoyLayout) -> list[dict[str, Any]]:
     return [
         {"mountPath": BOOTSTRAP_DIR, "name": "bootstrap", "readOnly": True},
-        {"mountPath": layout.config_dir, "name": "config", "readOnly": True},
+        {"mountPath": layout.config_dir, "name": "envoy-config", "readOnly": True},
         {"mountPath": "/tmp", "name": "tmp"},
         *(
             {
@@ -147,6 +158,19 @@ def envoy_args() -> list[str]:
     ]  # fmt: skip
 
 
+def container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsGroup": ENVOY_UID,
+        "runAsNonRoot": True,
+        "runAsUser": ENVOY_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def _container(ir: GatewayIR, layout: EnvoyLayout) -> dict[str, Any]:
     return {
         "args": envoy_args(),
@@ -162,16 +186,7 @@ def _container(ir: GatewayIR, layout: EnvoyLayout) -> dict[str, Any]:
         ],
         "readinessProbe": _probe(period=5, failures=3),
         "resources": {k: dict(v) for k, v in RESOURCES.items()},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "privileged": False,
-            "readOnlyRootFilesystem": True,
-            "runAsGroup": ENVOY_UID,
-            "runAsNonRoot": True,
-            "runAsUser": ENVOY_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": container_security(),
         "startupProbe": _probe(period=2, failures=60),
         "volumeMounts": _volume_mounts(layout),
     }
@@ -209,8 +224,18 @@ def _spread(ir: GatewayIR) -> list[dict[str, Any]]:
 def render_pod_spec(ir: GatewayIR, layout: EnvoyLayout) -> dict[str, Any]:
     return {
         "automountServiceAccountToken": False,
-        "containers": [_container(ir, layout)],
+        "containers": [
+            _container(ir, layout),
+            unpack_container(
+                SIDECAR_CONTAINER, "watch", ir.image, layout.config_dir, container_security()
+            ),
+        ],
         "enableServiceLinks": False,
+        "initContainers": [
+            unpack_container(
+                INIT_CONTAINER, "once", ir.image, layout.config_dir, container_security()
+            ),
+        ],
         "securityContext": _pod_security(layout),
         "serviceAccountName": ir.name,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
