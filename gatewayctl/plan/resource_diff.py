@@ -63,9 +63,22 @@ def normalize(obj: KubeObject) -> KubeObject:
             if not annotations:
                 meta.pop("annotations", None)
     binary = out.get("binaryData")
-    if out.get("kind") == "ConfigMap" and isinstance(binary, dict) and IR_RECORD_KEY in binary:
-        binary[IR_RECORD_KEY] = _ir_record_hash(str(binary[IR_RECORD_KEY]))
+    if out.get("kind") == "ConfigMap" and isinstance(binary, dict):
+        if IR_RECORD_KEY in binary:
+            binary[IR_RECORD_KEY] = _ir_record_hash(str(binary[IR_RECORD_KEY]))
+        for key, value in binary.items():
+            if key.endswith(".json.gz") and isinstance(value, str):
+                # A packed Envoy config: compare the JSON inside, not base64 of gzip bytes
+                # (which also differ between zlib builds for the same content).
+                binary[key] = _unpacked(value)
     return out
+
+
+def _unpacked(value: str) -> str:
+    try:
+        return gzip.decompress(base64.b64decode(value, validate=True)).decode("utf-8")
+    except (ValueError, OSError, EOFError):
+        return value
 
 
 def display_path(path: Sequence[Any]) -> str:
