@@ -48,6 +48,8 @@ spec:
     metrics:
       - {name: error-rate, max: 0.05}
       - {name: latency-p95, max: 2s}
+      - {name: cost-per-request, maxIncrease: 20%}
+      - {name: tokens-per-request, max: 100}
       - name: retried-attempts          # a custom PromQL metric
         query: >-
           sum(increase(envoy_cluster_upstream_rq_retry
@@ -180,6 +182,8 @@ def test_a_healthy_canary_is_promoted_to_the_next_step(
     assert "PASS          error-rate" in run.stdout
     assert "PASS          latency-p95" in run.stdout
     assert "PASS          retried-attempts" in run.stdout
+    assert "PASS          cost-per-request" in run.stdout
+    assert "PASS          tokens-per-request" in run.stdout
     assert "decision: promote" in run.stdout
     after = (root / "rollout.yaml").read_text()
     removed, added = changed(before, after)
