@@ -11,9 +11,12 @@ Layout of `render --out DIR`:
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -31,16 +34,32 @@ def render_files(
     ir: GatewayIR, *, source: SourceInfo | None = None, fmt: str = "bundle"
 ) -> dict[str, str]:
     """Relative path -> text of every file of the bundle. Pure and deterministic."""
-    envoy = render_envoy(ir, EnvoyOptions())
-    if fmt == "helm-values":
-        values = render_helm_values(ir, envoy)
-        return {"values.yaml": yaml.safe_dump(values, sort_keys=True, width=100)}
-    files = {"ir.json": to_json(ir)}
-    for name, text in envoy.files().items():
-        files[f"envoy/{name}"] = text
-    for obj in render_kubernetes(ir, envoy, source):
-        files[f"kubernetes/{manifest_filename(obj)}"] = dump_object(obj)
-    return dict(sorted(files.items()))
+    with _without_cycle_collection():
+        envoy = render_envoy(ir, EnvoyOptions())
+        if fmt == "helm-values":
+            values = render_helm_values(ir, envoy)
+            return {"values.yaml": yaml.safe_dump(values, sort_keys=True, width=100)}
+        files = {"ir.json": to_json(ir)}
+        for name, text in envoy.files().items():
+            files[f"envoy/{name}"] = text
+        for obj in render_kubernetes(ir, envoy, source):
+            files[f"kubernetes/{manifest_filename(obj)}"] = dump_object(obj)
+        return dict(sorted(files.items()))
+
+
+@contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """Rendering allocates millions of dicts and lists for a large gateway and makes no cycles
+    (its garbage goes by reference counting), but each allocation burst triggers the cyclic
+    collector, which walks every live object, the IR and the config trees included: a third of
+    the render time at 10,000 routes. Paused while rendering; the caller's setting is kept."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def write_tree(files: dict[str, str], out: Path) -> None:

@@ -110,7 +110,15 @@ def test_default_values_reference_the_configmaps_gatewayctl_manages() -> None:
     volumes = by_kind(objects)["Deployment"]["spec"]["template"]["spec"]["volumes"]
     assert volumes[:2] == [
         {"configMap": {"name": "ai-gateway-bootstrap"}, "name": "bootstrap"},
-        {"configMap": {"name": "ai-gateway-config"}, "name": "config"},
+        {
+            "name": "config",
+            "projected": {
+                "sources": [
+                    {"configMap": {"name": "ai-gateway-config"}},
+                    {"configMap": {"name": "ai-gateway-config-clusters", "optional": True}},
+                ]
+            },
+        },
     ]
 
 
@@ -128,7 +136,10 @@ def test_existing_config_values_shape_the_pods() -> None:
         {"name": "net.ipv4.ip_unprivileged_port_start", "value": "80"}
     ]
     volumes = {v["name"]: v for v in spec["volumes"]}
-    assert volumes["config"] == {"configMap": {"name": "team-gateway-routes"}, "name": "config"}
+    assert volumes["config"]["projected"]["sources"] == [
+        {"configMap": {"name": "team-gateway-routes"}},
+        {"configMap": {"name": "team-gateway-routes-clusters", "optional": True}},
+    ]
     assert volumes["bootstrap"]["configMap"]["name"] == "team-gateway-bootstrap"
     dotted = [
         v for v in spec["volumes"] if v.get("secret", {}).get("secretName", "").startswith("tls.")
@@ -172,6 +183,8 @@ def test_the_chart_deploys_the_same_data_plane_as_render_kubernetes(
 def test_inconsistent_config_values_fail_with_a_clear_message() -> None:
     with pytest.raises(helm.HelmError, match="give all of config.bootstrap, config.lds"):
         render_chart({"config": {"lds": "{}"}})
+    with pytest.raises(helm.HelmError, match="config.cdsGz and config.cdsSha256"):
+        render_chart({"config": {"bootstrap": "a", "ldsGz": "AA==", "cdsGz": "AA=="}})
     with pytest.raises(helm.HelmError, match="not both"):
         render_chart(
             {"config": {"bootstrap": "a", "lds": "{}", "cds": "{}", "existingConfigMap": "x"}}

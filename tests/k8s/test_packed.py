@@ -1,9 +1,10 @@
 """A gateway whose Envoy config is over one ConfigMap: packed, unpacked in the pod, hot-reloaded.
 
 The 1,000-route generated root renders (LDS+CDS ~3.7 MB plain, ~120 KB gzipped) into objects
-that pass strict validation; the exact unpack script of the rendered Deployment runs under `sh`
-against a simulated kubelet ConfigMap volume, and a weight change published through the packed
-ConfigMap reaches a running Envoy without a restart.
+that pass strict validation, with `lds.json.gz` in `<gateway>-config` and `cds.json.gz` in
+`<gateway>-config-clusters`; the exact unpack script of the rendered Deployment runs under `sh`
+against a simulated kubelet projected volume of the two, and a weight change published through
+the packed ConfigMaps reaches a running Envoy without a restart.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import gzip
+import hashlib
 import json
 import os
 import signal
@@ -31,12 +33,13 @@ from gatewayctl.manifests.bundle import load_manifest_set
 from gatewayctl.render.envoy import EnvoyOptions, render_envoy
 from gatewayctl.render.k8s import render_helm_values, render_kubernetes
 from gatewayctl.render.k8s.writer import dump_object
-from tests.k8s.bundles import envoy_bundle
+from tests.k8s.bundles import FilesBundle, envoy_bundle
 from tests.k8s.validation import validate_object
 from tests.render.harness import envoy_binary, free_port, running_envoy, write_secrets
 
 MIB = 1024 * 1024
 CONFIG = ("ConfigMap", "bench-config")
+CLUSTERS = ("ConfigMap", "bench-config-clusters")
 DEPLOYMENT = ("Deployment", "bench")
 
 
@@ -82,21 +85,27 @@ def test_the_thousand_route_root_renders_packed_and_validates(thousand: GatewayI
     objects = index(render_kubernetes(thousand, bundle))
     for obj in objects.values():
         validate_object(obj)
-    config = objects[CONFIG]
-    assert "data" not in config
-    assert sorted(config["binaryData"]) == ["cds.json.gz", "lds.json.gz"]
-    for name in ("lds.json", "cds.json"):
-        packed = base64.b64decode(config["binaryData"][name + ".gz"])
+    config, clusters = objects[CONFIG], objects[CLUSTERS]
+    assert sorted(config["binaryData"]) == ["lds.json.gz"]
+    assert config["data"] == {
+        "cds.json.sha256": hashlib.sha256(files["cds.json"].encode()).hexdigest()
+    }
+    assert sorted(clusters) == ["apiVersion", "binaryData", "kind", "metadata"]
+    assert sorted(clusters["binaryData"]) == ["cds.json.gz"]
+    assert clusters["metadata"]["labels"] == config["metadata"]["labels"]
+    for name, obj in (("lds.json", config), ("cds.json", clusters)):
+        packed = base64.b64decode(obj["binaryData"][name + ".gz"])
         assert gzip.decompress(packed).decode() == files[name]
     plain = sum(len(files[n].encode()) for n in ("lds.json", "cds.json"))
-    data = sum(len(base64.b64decode(v)) for v in config["binaryData"].values())
-    whole = len(json.dumps(config, separators=(",", ":")).encode())
-    print(
-        f"\n1,000 routes: lds.json + cds.json {plain / 1e6:.2f} MB plain; ConfigMap data "
-        f"{data / 1024:.0f} KiB, object {whole / 1024:.0f} KiB"
-    )
+    print(f"\n1,000 routes: lds.json + cds.json {plain / 1e6:.2f} MB plain")
     assert plain > MIB  # would not fit plain
-    assert data < MIB / 4 and whole < MIB / 4  # room to grow about 8x
+    for obj in (config, clusters):
+        data = sum(len(base64.b64decode(v)) for v in obj["binaryData"].values())
+        whole = len(json.dumps(obj, separators=(",", ":")).encode())
+        print(
+            f"{obj['metadata']['name']}: data {data / 1024:.0f} KiB, object {whole / 1024:.0f} KiB"
+        )
+        assert data < MIB / 8 and whole < MIB / 8  # room to grow more than 8x
 
 
 def test_a_weight_change_of_the_packed_gateway_leaves_the_deployment_alone(
@@ -107,8 +116,9 @@ def test_a_weight_change_of_the_packed_gateway_leaves_the_deployment_alone(
     changed = with_weights(thousand, route.name, (50, 50))
     after = index(render_kubernetes(changed, render_envoy(changed)))
     assert before[CONFIG]["binaryData"] != after[CONFIG]["binaryData"]
+    assert before[CLUSTERS]["binaryData"] == after[CLUSTERS]["binaryData"]  # weights are LDS
     for key in before:
-        if key not in (CONFIG, ("ConfigMap", "bench-ir")):
+        if key not in (CONFIG, CLUSTERS, ("ConfigMap", "bench-ir")):
             assert dump_object(before[key]) == dump_object(after[key]), key
 
 
@@ -122,11 +132,21 @@ def test_plain_when_it_fits_packed_when_not_and_the_same_pods(multi_team: Gatewa
     lds = files["lds.json"].rstrip("\n")
     padded = lds[:-1] + ',"padding":"' + "x" * (room - 11) + '"}'
     assert len(padded.encode()) + len(files["cds.json"].encode()) == MIB + 1
-    packed = index(render_kubernetes(multi_team, bundle.replace("lds.json", padded)))
+    assert ("ConfigMap", "ai-gateway-config-clusters") not in plain
+    packed_objects = render_kubernetes(multi_team, bundle.replace("lds.json", padded))
+    packed = index(packed_objects)
     config = packed["ConfigMap", "ai-gateway-config"]
-    assert "data" not in config
+    assert sorted(config["data"]) == ["cds.json.sha256"]
     lds_gz = base64.b64decode(config["binaryData"]["lds.json.gz"])
     assert gzip.decompress(lds_gz).decode() == padded
+    clusters = packed["ConfigMap", "ai-gateway-config-clusters"]
+    cds_gz = base64.b64decode(clusters["binaryData"]["cds.json.gz"])
+    assert gzip.decompress(cds_gz).decode() == files["cds.json"]
+    # The clusters are applied before the listener that routes to them.
+    names = [o["metadata"]["name"] for o in packed_objects if o["kind"] == "ConfigMap"]
+    assert names == [
+        "ai-gateway-bootstrap", "ai-gateway-config-clusters", "ai-gateway-config", "ai-gateway-ir",
+    ]  # fmt: skip
     # The pods do not depend on the layout: crossing the limit restarts nothing.
     key = ("Deployment", "ai-gateway")
     assert dump_object(plain[key]) == dump_object(packed[key])
@@ -139,16 +159,18 @@ def test_helm_values_carry_the_packed_files(thousand: GatewayIR) -> None:
     bundle = render_envoy(thousand)
     values = render_helm_values(thousand, bundle)
     assert not values["config"].get("lds") and not values["config"].get("cds")
+    assert values["config"]["cdsSha256"]
     lint(values)
     charted = index(render_chart(values, name="bench", namespace="bench"))
     ours = index(render_kubernetes(thousand, bundle))
-    assert charted[CONFIG]["binaryData"] == ours[CONFIG]["binaryData"]
-    assert "data" not in charted[CONFIG]
+    for key in (CONFIG, CLUSTERS):
+        assert charted[key]["binaryData"] == ours[key]["binaryData"], key
+        assert charted[key].get("data") == ours[key].get("data"), key
     for obj in charted.values():
         validate_object(obj)
     pod = ("spec", "template", "spec")
     assert dig(charted[DEPLOYMENT], *pod) == dig(ours[DEPLOYMENT], *pod)
-    with pytest.raises(helm.HelmError, match="config.ldsGz and config.cdsGz"):
+    with pytest.raises(helm.HelmError, match="config.ldsGz, config.cdsGz and config.cdsSha256"):
         render_chart({"config": {**values["config"], "cds": "{}"}})
 
 
@@ -165,19 +187,24 @@ def script_of(deployment: dict[str, Any], container: str) -> tuple[str, list[str
 
 
 class Kubelet:
-    """A ConfigMap volume written the way kubelet's AtomicWriter does: files in `..<ts>/`, the
-    `..data` link replaced by a rename, one top-level link per key, the old version removed."""
+    """A ConfigMap (or projected) volume written the way kubelet's AtomicWriter does: files in
+    `..<ts>/`, the `..data` link replaced by a rename, one top-level link per key, the old
+    version removed. A projected volume merges its ConfigMaps' keys into the one directory."""
 
     def __init__(self, volume: Path) -> None:
         self.volume = volume
         self.generation = 0
         volume.mkdir(parents=True)
 
-    def update(self, configmap: dict[str, Any]) -> None:
+    def update(self, *configmaps: dict[str, Any]) -> None:
         self.generation += 1
         version = f"..2030_01_01_00_00_{self.generation:02d}.000000001"
-        files = {k: v.encode() for k, v in (configmap.get("data") or {}).items()}
-        files |= {k: base64.b64decode(v) for k, v in (configmap.get("binaryData") or {}).items()}
+        files: dict[str, bytes] = {}
+        for configmap in configmaps:
+            files |= {k: v.encode() for k, v in (configmap.get("data") or {}).items()}
+            files |= {
+                k: base64.b64decode(v) for k, v in (configmap.get("binaryData") or {}).items()
+            }
         (self.volume / version).mkdir()
         for name, content in files.items():
             (self.volume / version / name).write_bytes(content)
@@ -229,24 +256,19 @@ def test_the_script_publishes_plain_and_packed_versions_atomically(
 
     # The same version again: nothing to do.
     assert run_once(script, src, dst).stdout == ""
-    # A packed version replaces it; the old one is removed.
-    config = dict(objects["ConfigMap", "ai-gateway-config"])
+    # A packed version (two ConfigMaps, projected) replaces it; the old one is removed.
     lds = files["lds.json"] + " "
-    config.pop("data")
-    config["binaryData"] = {
-        n + ".gz": base64.b64encode(gzip.compress(t.encode())).decode()
-        for n, t in (("lds.json", lds), ("cds.json", files["cds.json"]))
-    }
-    kubelet.update(config)
+    config, clusters = packed_configmaps(multi_team, bundle.replace("lds.json", lds))
+    kubelet.update(config, clusters)
     assert run_once(script, src, dst).returncode == 0
-    assert published(dst)["lds.json"] == lds
+    assert published(dst) == {"lds.json": lds, "cds.json": files["cds.json"]}
     assert sorted(p.name for p in dst.iterdir()) == [
         "..2030_01_01_00_00_02.000000001", "..data", "cds.json", "lds.json",
     ]  # fmt: skip
 
     # A damaged version is refused and the published one stays.
-    config["binaryData"] = {**config["binaryData"], "cds.json.gz": "bm90IGd6aXA="}
-    kubelet.update(config)
+    damaged = {**clusters, "binaryData": {"cds.json.gz": "bm90IGd6aXA="}}
+    kubelet.update(config, damaged)
     failed = run_once(script, src, dst)
     assert failed.returncode != 0
     assert "gzip" in failed.stderr
@@ -254,6 +276,59 @@ def test_the_script_publishes_plain_and_packed_versions_atomically(
     assert os.readlink(dst / "..data") == "..2030_01_01_00_00_02.000000001"
     assert not [p for p in dst.iterdir() if p.name.startswith(".tmp")]
     assert run_once(script, tmp_path / "nothing", dst).returncode != 0
+
+
+def packed_configmaps(ir: GatewayIR, bundle: FilesBundle) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`<gateway>-config` and `<gateway>-config-clusters` of `bundle`, packed by padding its
+    lds.json over the limit (gzip shrinks the padding to nothing)."""
+    lds = bundle.files()["lds.json"].rstrip()
+    padding = ',"padding":"' + "x" * MIB + '"}'
+    objects = index(render_kubernetes(ir, bundle.replace("lds.json", lds[:-1] + padding)))
+    config = objects["ConfigMap", f"{ir.name}-config"]
+    clusters = objects["ConfigMap", f"{ir.name}-config-clusters"]
+    # The real lds.json, as if it had been rendered packed.
+    real = base64.b64encode(gzip.compress(bundle.files()["lds.json"].encode())).decode()
+    return {**config, "binaryData": {"lds.json.gz": real}}, clusters
+
+
+def test_two_configmaps_of_different_renders_are_not_published(
+    multi_team: GatewayIR, tmp_path: Path
+) -> None:
+    """Between the two updates of an apply, kubelet may project the new `-config` with the old
+    `-config-clusters` (or the reverse): that version waits for the next one."""
+    old_bundle = envoy_bundle(multi_team)
+    files = old_bundle.files()
+    cds = json.loads(files["cds.json"])
+    cds["version_info"] = "changed"
+    new_bundle = old_bundle.replace("cds.json", json.dumps(cds, separators=(",", ":")) + "\n")
+    old_config, old_clusters = packed_configmaps(multi_team, old_bundle)
+    new_config, new_clusters = packed_configmaps(multi_team, new_bundle)
+    objects = index(render_kubernetes(multi_team, old_bundle))
+    script, _ = script_of(objects["Deployment", "ai-gateway"], "config-unpack")
+    src, dst = tmp_path / "configmap", tmp_path / "envoy-config"
+    dst.mkdir()
+    kubelet = Kubelet(src)
+    kubelet.update(old_config, old_clusters)
+    assert run_once(script, src, dst).returncode == 0
+    for mixed in ((old_config, new_clusters), (new_config, old_clusters)):
+        kubelet.update(*mixed)
+        failed = run_once(script, src, dst)
+        assert failed.returncode == 1
+        assert "has lds.json and cds.json of different renders" in failed.stderr
+        assert published(dst)["cds.json"] == files["cds.json"]
+        assert os.readlink(dst / "..data") == "..2030_01_01_00_00_01.000000001"
+    kubelet.update(new_config, new_clusters)
+    assert run_once(script, src, dst).returncode == 0
+    assert published(dst)["cds.json"] == new_bundle.files()["cds.json"]
+
+    # Back under the limit: the plain `-config` wins over a `-config-clusters` not pruned yet.
+    kubelet.update(objects["ConfigMap", "ai-gateway-config"], new_clusters)
+    assert run_once(script, src, dst).returncode == 0
+    assert published(dst) == {n: files[n] for n in ("lds.json", "cds.json")}
+    # No `-config-clusters` yet for a packed `-config`: nothing to publish.
+    kubelet.update(new_config)
+    failed = run_once(script, src, dst)
+    assert "has neither cds.json nor cds.json.gz" in failed.stderr
 
 
 def test_the_sidecar_stops_at_once_on_sigterm(multi_team: GatewayIR, tmp_path: Path) -> None:
@@ -337,7 +412,7 @@ def test_a_weight_change_through_the_packed_configmap_reaches_envoy_without_rest
         first = render((100, 0))
         assert "binaryData" in first[CONFIG]
         kubelet = Kubelet(src)
-        kubelet.update(first[CONFIG])
+        kubelet.update(first[CONFIG], first[CLUSTERS])
         script, _ = script_of(first[DEPLOYMENT], "config-unpack")
         done = run_once(script, src, dst)  # the init container
         assert done.returncode == 0, done.stderr
@@ -368,7 +443,7 @@ def test_a_weight_change_through_the_packed_configmap_reaches_envoy_without_rest
             second = render((0, 100))
             assert dump_object(second[DEPLOYMENT]) == dump_object(first[DEPLOYMENT])
             published_at = time.monotonic()
-            kubelet.update(second[CONFIG])
+            kubelet.update(second[CONFIG], second[CLUSTERS])
             deadline = published_at + 30
             while envoy.stat("listener_manager.lds.update_success") == updates:
                 assert time.monotonic() < deadline, envoy.log_text()[-2000:]

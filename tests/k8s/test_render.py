@@ -143,7 +143,16 @@ def test_pods_mount_what_the_envoy_config_reads(multi_team: GatewayIR) -> None:
     assert mounts["bootstrap"]["mountPath"] == "/etc/envoy/bootstrap"
     assert mounts["tmp"]["mountPath"] == "/tmp"
     volumes = {v["name"]: v for v in spec["volumes"]}
-    assert volumes["config"]["configMap"]["name"] == "ai-gateway-config"
+    # <gateway>-config-clusters exists only while packed; the volume is the same either way.
+    assert volumes["config"] == {
+        "name": "config",
+        "projected": {
+            "sources": [
+                {"configMap": {"name": "ai-gateway-config"}},
+                {"configMap": {"name": "ai-gateway-config-clusters", "optional": True}},
+            ]
+        },
+    }
     assert volumes["envoy-config"] == {"emptyDir": {"sizeLimit": "256Mi"}, "name": "envoy-config"}
     [init] = spec["initContainers"]
     sidecar = spec["containers"][1]

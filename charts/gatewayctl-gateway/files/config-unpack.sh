@@ -5,15 +5,21 @@ if [ "$every" -lt 1 ] || [ "$every" -gt 60 ]; then every=2; fi
 
 unpack() {
   for f in lds.json cds.json; do
-    if [ -f "$1/$f.gz" ]; then
-      gzip -dc "$1/$f.gz" >"$2/$f" || return 1
-    elif [ -f "$1/$f" ]; then
+    if [ -f "$1/$f" ]; then
       cp "$1/$f" "$2/$f" || return 1
+    elif [ -f "$1/$f.gz" ]; then
+      gzip -dc "$1/$f.gz" >"$2/$f" || return 1
     else
       echo "config-unpack: $1 has neither $f nor $f.gz" >&2
       return 1
     fi
   done
+  [ -f "$1/cds.json.sha256" ] || return 0
+  want=$(cat "$1/cds.json.sha256") && got=$(sha256sum <"$2/cds.json") || return 1
+  if [ "${got%% *}" != "$want" ]; then
+    echo "config-unpack: $1 has lds.json and cds.json of different renders" >&2
+    return 1
+  fi
 }
 
 publish() {

@@ -45,7 +45,7 @@ helm.sh/chart: {{ printf "%s-%s" $ctx.Chart.Name $ctx.Chart.Version | replace "+
 {{/* "true" when the compiled config is given inline, "" when existing ConfigMaps are used. */}}
 {{- define "gw.inlineConfig" -}}
 {{- $c := .Values.config -}}
-{{- if or $c.bootstrap $c.lds $c.cds $c.ldsGz $c.cdsGz -}}true{{- end -}}
+{{- if or $c.bootstrap $c.lds $c.cds $c.ldsGz $c.cdsGz $c.cdsSha256 -}}true{{- end -}}
 {{- end -}}
 
 {{- define "gw.bootstrapConfigMap" -}}
@@ -64,14 +64,19 @@ helm.sh/chart: {{ printf "%s-%s" $ctx.Chart.Name $ctx.Chart.Version | replace "+
 {{- end -}}
 {{- end -}}
 
+{{/* Only while the config is packed: cds.json.gz, projected beside <name>-config. */}}
+{{- define "gw.configClustersConfigMap" -}}
+{{- printf "%s-clusters" (include "gw.configConfigMap" .) -}}
+{{- end -}}
+
 {{/* Fails the render with one clear message for inconsistent values. */}}
 {{- define "gw.validate" -}}
 {{- if include "gw.inlineConfig" . -}}
 {{- $c := .Values.config -}}
 {{- $plain := and $c.bootstrap $c.lds $c.cds (not $c.ldsGz) (not $c.cdsGz) -}}
-{{- $packed := and $c.bootstrap $c.ldsGz $c.cdsGz (not $c.lds) (not $c.cds) -}}
+{{- $packed := and $c.bootstrap $c.ldsGz $c.cdsGz $c.cdsSha256 (not $c.lds) (not $c.cds) -}}
 {{- if not (or $plain $packed) -}}
-{{- fail "config: give all of config.bootstrap, config.lds and config.cds, or config.bootstrap, config.ldsGz and config.cdsGz (gatewayctl render --format helm-values writes them), or none of them to use existing ConfigMaps" -}}
+{{- fail "config: give all of config.bootstrap, config.lds and config.cds, or config.bootstrap, config.ldsGz, config.cdsGz and config.cdsSha256 (gatewayctl render --format helm-values writes them), or none of them to use existing ConfigMaps" -}}
 {{- end -}}
 {{- if or .Values.config.existingConfigMap .Values.config.existingBootstrapConfigMap -}}
 {{- fail "config: set either inline config (config.bootstrap/lds/cds) or config.existingConfigMap/existingBootstrapConfigMap, not both" -}}
@@ -119,8 +124,8 @@ helm.sh/chart: {{ printf "%s-%s" $ctx.Chart.Name $ctx.Chart.Version | replace "+
 {{- end -}}
 
 {{/* The init container (args: once) and the sidecar (args: watch SECONDS) that publish the
-     <name>-config ConfigMap, plain or gzipped, into the emptyDir Envoy watches, with kubelet's
-     atomic ..data swap. Call with a dict: name, args, image, pullPolicy, dir, script,
+     config volume (<name>-config, and <name>-config-clusters when packed), plain or gzipped,
+     into the emptyDir Envoy watches, with kubelet's atomic ..data swap. Call with a dict: name, args, image, pullPolicy, dir, script,
      resources. The same containers as gatewayctl's render (gatewayctl/render/k8s/unpack.py). */}}
 {{- define "gw.unpackContainer" -}}
 - name: {{ .name }}

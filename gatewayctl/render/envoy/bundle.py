@@ -1,10 +1,15 @@
-"""The rendered Envoy configuration and its byte-deterministic file form."""
+"""The rendered Envoy configuration and its byte-deterministic file form.
+
+Serialising a large gateway's config is most of the cost of rendering it, so each file is
+serialised once per bundle (`files()` is cached) and every JSON file uses the C encoder
+(compact; an indented `json.dumps` runs the pure-Python encoder, several times slower).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -27,20 +32,32 @@ def discovery_response(resources: list[dict[str, Any]], type_url: str) -> dict[s
 
 @dataclass(frozen=True)
 class EnvoyBundle:
+    """The four files' content. The trees are shared, not copied (the static twin holds the
+    same listener and cluster dicts as lds/cds): treat them as read-only."""
+
     bootstrap: dict[str, Any]  # admin, node, LDS+CDS from files in config_dir
     lds: dict[str, Any]  # DiscoveryResponse with the listener (route config inline)
     cds: dict[str, Any]  # DiscoveryResponse with the clusters
     static: dict[str, Any]  # the same listeners and clusters as static_resources
+    _files: dict[str, str] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def files(self) -> dict[str, str]:
         """File name -> text; identical IR and options give identical bytes."""
-        return {
-            "bootstrap.yaml": yaml.safe_dump(
-                self.bootstrap, sort_keys=True, default_flow_style=False, allow_unicode=True
-            ),
-            "lds.json": dump_compact(self.lds),
-            "cds.json": dump_compact(self.cds),
-            # JSON is YAML; json.dumps is far faster than a YAML dumper on a large config.
-            "validate.yaml": json.dumps(self.static, sort_keys=True, indent=1, ensure_ascii=False)
-            + "\n",
-        }
+        if not self._files:
+            self._files.update(
+                {
+                    "bootstrap.yaml": yaml.safe_dump(
+                        self.bootstrap,
+                        sort_keys=True,
+                        default_flow_style=False,
+                        allow_unicode=True,
+                    ),
+                    "lds.json": dump_compact(self.lds),
+                    "cds.json": dump_compact(self.cds),
+                    # JSON is YAML; compact, as the watched files are, for the C encoder.
+                    "validate.yaml": dump_compact(self.static),
+                }
+            )
+        return dict(self._files)

@@ -13,6 +13,7 @@ thresholds of 1024) are left out.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from typing import Any
@@ -77,6 +78,7 @@ def authority(scheme: str, host: str, port: int) -> str:
     return shown if port == default else f"{shown}:{port}"
 
 
+@functools.lru_cache(maxsize=1024)  # a few hosts, thousands of models: parse each host once
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)

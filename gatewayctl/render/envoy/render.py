@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from gatewayctl.ir import GatewayIR
 from gatewayctl.render.envoy.bootstrap import render_bootstrap, render_static
 from gatewayctl.render.envoy.bundle import EnvoyBundle, discovery_response
@@ -22,11 +19,6 @@ def render_envoy(ir: GatewayIR, options: EnvoyOptions | None = None) -> EnvoyBun
         bootstrap=render_bootstrap(ir, opts),
         lds=discovery_response(listeners, LISTENER_TYPE),
         cds=discovery_response(clusters, CLUSTER_TYPE),
-        static=render_static(ir, opts, _copy(listeners), _copy(clusters)),
+        # The same dicts as lds/cds, not copies: nothing mutates a rendered bundle.
+        static=render_static(ir, opts, listeners, clusters),
     )
-
-
-def _copy(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """An independent copy of JSON data (several times faster than copy.deepcopy)."""
-    copied: list[dict[str, Any]] = json.loads(json.dumps(tree))
-    return copied

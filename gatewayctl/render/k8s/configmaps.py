@@ -1,13 +1,15 @@
-"""The three ConfigMaps of a gateway, and the size limit they must respect.
+"""The ConfigMaps of a gateway, and the size limit they must respect.
 
 - `<gateway>-bootstrap` (`bootstrap.yaml`): read once at start; a change rolls the pods
   through the Deployment's restart checksum.
 - `<gateway>-config` (`lds.json`, `cds.json` in `data`; or, when they would not fit in one
-  ConfigMap, packed: `lds.json.gz`, `cds.json.gz` in `binaryData`): published into the directory
-  Envoy watches by the pod's unpacker (`unpack.py`) after each of kubelet's atomic `..data`
-  swaps, which makes routing, weights, prompts and policies hot-reloadable. Plain whenever it
-  fits: the text stays readable in plans and `kubectl get -o yaml`, and its bytes do not depend
-  on the zlib build.
+  ConfigMap, packed: `lds.json.gz` in `binaryData` and `cds.json.sha256` in `data`, with
+  `cds.json.gz` in its own `<gateway>-config-clusters`): both are projected into one volume,
+  whose files the pod's unpacker (`unpack.py`) publishes into the directory Envoy watches after
+  each of kubelet's atomic `..data` swaps, which makes routing, weights, prompts and policies
+  hot-reloadable. Plain whenever it fits: the text stays readable in plans and
+  `kubectl get -o yaml`, its bytes do not depend on the zlib build, and one ConfigMap updates
+  atomically. `<gateway>-config-clusters` exists only while packed; `apply` prunes it after.
 - `<gateway>-ir` (`ir.json.gz`, gzip then base64 in binaryData): the compiled IR, not mounted,
   so that a later plan can compare against what is running. Kept apart from the mounted config
   so that a large IR cannot push the hot-reloaded ConfigMap over the limit, and so that an
@@ -24,6 +26,7 @@ import base64
 import gzip
 import hashlib
 import json
+from dataclasses import dataclass
 
 from gatewayctl.ir import GatewayIR, from_json, to_json
 from gatewayctl.render.k8s.layout import BOOTSTRAP_FILE, CDS_FILE, LDS_FILE, EnvoyLayout
@@ -34,6 +37,7 @@ from gatewayctl.render.k8s.meta import (
     KubeObject,
     KubernetesRenderError,
     bootstrap_configmap_name,
+    config_clusters_configmap_name,
     config_configmap_name,
     ir_configmap_name,
     metadata,
@@ -42,6 +46,7 @@ from gatewayctl.render.k8s.source import SourceInfo
 
 IR_KEY = "ir.json.gz"
 PACKED_SUFFIX = ".gz"  # lds.json.gz: gzip of lds.json, in binaryData
+CDS_SHA256_KEY = "cds.json.sha256"  # in a packed <gateway>-config: the cds.json it goes with
 # The API server rejects a ConfigMap whose data and binaryData values (binaryData decoded)
 # add up to more than 1 MiB, and etcd any object over 1.5 MiB (its default request limit).
 MAX_CONFIGMAP_DATA_BYTES = 1024 * 1024
@@ -50,12 +55,14 @@ METADATA_ROOM = 16 * 1024  # labels and annotations of a ConfigMap, with a wide 
 
 
 def ir_json(ir: GatewayIR) -> str:
-    """The canonical text of the IR: compact, keys sorted."""
+    """The canonical text of the IR: compact, keys sorted. A large IR takes a while to
+    serialise: a render does it once and passes the text to what needs it."""
     return to_json(ir, indent=None)
 
 
-def ir_sha256(ir: GatewayIR) -> str:
-    return hashlib.sha256(ir_json(ir).encode()).hexdigest()
+def ir_sha256(ir_text: str) -> str:
+    """`gatewayctl.dev/ir-sha256` of the IR whose `ir_json` is `ir_text`."""
+    return hashlib.sha256(ir_text.encode()).hexdigest()
 
 
 def _configmap(meta: dict[str, object]) -> KubeObject:
@@ -68,9 +75,9 @@ def render_bootstrap_configmap(ir: GatewayIR, layout: EnvoyLayout) -> KubeObject
     return obj
 
 
-def _tracking_annotations(ir: GatewayIR, source: SourceInfo) -> dict[str, str]:
+def _tracking_annotations(ir: GatewayIR, ir_text: str, source: SourceInfo) -> dict[str, str]:
     return {
-        IR_SHA256: ir_sha256(ir),
+        IR_SHA256: ir_sha256(ir_text),
         IR_VERSION_ANNOTATION: ir.version,
         **source.annotations(),
     }
@@ -80,30 +87,62 @@ def _gzip_b64(text: str) -> str:
     return base64.b64encode(gzip.compress(text.encode(), compresslevel=9, mtime=0)).decode("ascii")
 
 
-def config_entries(layout: EnvoyLayout) -> dict[str, dict[str, str]]:
-    """`{"data": {lds.json, cds.json}}`, or `{"binaryData": {lds.json.gz, cds.json.gz}}` when
-    the plain files would take the ConfigMap over a size limit. Decided on the files alone (with
-    room for metadata), so that gatewayctl's and the Helm chart's ConfigMaps agree."""
+@dataclass(frozen=True)
+class ConfigEntries:
+    """The entries (`data` / `binaryData`) of `<gateway>-config` and, when packed, of
+    `<gateway>-config-clusters`."""
+
+    config: dict[str, dict[str, str]]
+    clusters: dict[str, dict[str, str]] | None = None
+
+
+def config_entries(layout: EnvoyLayout) -> ConfigEntries:
+    """Plain, `lds.json` and `cds.json` in `<gateway>-config`'s `data`, when that fits in one
+    ConfigMap; else packed: gzipped, each file in its own ConfigMap (`lds.json.gz` in
+    `<gateway>-config`, `cds.json.gz` in `<gateway>-config-clusters`), so that each file has a
+    whole ConfigMap's limit to grow into. A packed `<gateway>-config` also carries
+    `cds.json.sha256`, the hash of the `cds.json` its `lds.json` was rendered with: the unpacker
+    publishes nothing until the two ConfigMaps it sees belong together, as they may not for a
+    moment while an apply updates one and then the other.
+
+    Decided on the files alone (with room for metadata), so that gatewayctl's and the Helm
+    chart's ConfigMaps agree."""
     plain = {"data": {CDS_FILE: layout.cds, LDS_FILE: layout.lds}}
     probe = {"kind": "ConfigMap", "metadata": {"name": "config"}, **plain}
     if size_problem(probe, METADATA_ROOM) is None:
-        return plain
-    return {
-        "binaryData": {
-            CDS_FILE + PACKED_SUFFIX: _gzip_b64(layout.cds),
-            LDS_FILE + PACKED_SUFFIX: _gzip_b64(layout.lds),
+        return ConfigEntries(config=plain)
+    return ConfigEntries(
+        config={
+            "binaryData": {LDS_FILE + PACKED_SUFFIX: _gzip_b64(layout.lds)},
+            "data": {CDS_SHA256_KEY: hashlib.sha256(layout.cds.encode()).hexdigest()},
+        },
+        clusters={"binaryData": {CDS_FILE + PACKED_SUFFIX: _gzip_b64(layout.cds)}},
+    )
+
+
+def render_config_configmaps(
+    ir: GatewayIR, layout: EnvoyLayout, source: SourceInfo, ir_text: str
+) -> list[KubeObject]:
+    """`<gateway>-config`, preceded, when packed, by `<gateway>-config-clusters` (applied first:
+    the clusters a new listener routes to should be there before it). `ir_text`: `ir_json(ir)`."""
+    annotations = _tracking_annotations(ir, ir_text, source)
+    entries = config_entries(layout)
+    objects = [
+        {
+            **_configmap(metadata(ir, config_configmap_name(ir), CONFIG, annotations)),
+            **entries.config,
         }
-    }
+    ]
+    if entries.clusters is not None:
+        meta = metadata(ir, config_clusters_configmap_name(ir), CONFIG, annotations)
+        objects.insert(0, {**_configmap(meta), **entries.clusters})
+    return objects
 
 
-def render_config_configmap(ir: GatewayIR, layout: EnvoyLayout, source: SourceInfo) -> KubeObject:
-    meta = metadata(ir, config_configmap_name(ir), CONFIG, _tracking_annotations(ir, source))
-    return {**_configmap(meta), **config_entries(layout)}
-
-
-def render_ir_configmap(ir: GatewayIR, source: SourceInfo) -> KubeObject:
-    meta = metadata(ir, ir_configmap_name(ir), CONFIG, _tracking_annotations(ir, source))
-    packed = gzip.compress(ir_json(ir).encode(), compresslevel=9, mtime=0)
+def render_ir_configmap(ir: GatewayIR, source: SourceInfo, ir_text: str) -> KubeObject:
+    """`<gateway>-ir`; `ir_text`: `ir_json(ir)`."""
+    meta = metadata(ir, ir_configmap_name(ir), CONFIG, _tracking_annotations(ir, ir_text, source))
+    packed = gzip.compress(ir_text.encode(), compresslevel=9, mtime=0)
     obj = _configmap(meta)
     obj["binaryData"] = {IR_KEY: base64.b64encode(packed).decode("ascii")}
     return obj

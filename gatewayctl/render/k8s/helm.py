@@ -1,10 +1,11 @@
 """IR + Envoy bundle -> values for the `charts/gatewayctl-gateway` Helm chart.
 
 The values carry the compiled Envoy config inline (`config.bootstrap`, and `config.lds` /
-`config.cds`, or `config.ldsGz` / `config.cdsGz`, base64 of gzip, when the plain files would
-not fit in one ConfigMap: the same choice `render_kubernetes` makes, done here because Helm
-cannot gzip) and everything else the chart needs to deploy the same pods `render_kubernetes`
-describes: installing the chart with these values and the gateway's name as release name gives
+`config.cds`, or, when the plain files would not fit in one ConfigMap, `config.ldsGz` /
+`config.cdsGz` (base64 of gzip) and `config.cdsSha256`: the same choice `render_kubernetes`
+makes, done here because Helm cannot gzip; the chart then creates `<name>-config-clusters` too)
+and everything else the chart needs to deploy the same pods `render_kubernetes` describes:
+installing the chart with these values and the gateway's name as release name gives
 a Deployment whose pod spec equals the rendered one. Helm's own labels differ
 (`app.kubernetes.io/managed-by: Helm`), so `gatewayctl apply` never prunes a Helm release.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 from gatewayctl.ir import GatewayIR
 from gatewayctl.render.k8s.alerts import render_prometheus_groups
-from gatewayctl.render.k8s.configmaps import PACKED_SUFFIX, config_entries
+from gatewayctl.render.k8s.configmaps import CDS_SHA256_KEY, PACKED_SUFFIX, config_entries
 from gatewayctl.render.k8s.layout import EnvoyFiles, read_layout
 from gatewayctl.render.k8s.meta import check_gateway_name
 from gatewayctl.render.k8s.unpack import POLL_SECONDS, UNPACK_RESOURCES
@@ -25,6 +26,8 @@ from gatewayctl.render.k8s.workload import (
     RESOURCES,
     TERMINATION_GRACE_SECONDS,
 )
+
+_VALUE_NAMES = {CDS_SHA256_KEY: "cdsSha256"}
 
 
 def split_image(image: str) -> dict[str, str]:
@@ -43,10 +46,11 @@ def render_helm_values(ir: GatewayIR, envoy: EnvoyFiles) -> dict[str, Any]:
     groups = render_prometheus_groups(ir)
     config = {"bootstrap": layout.bootstrap, "dir": layout.config_dir}
     entries = config_entries(layout)
-    for name, text in entries.get("data", {}).items():
-        config[name.removesuffix(".json")] = text
-    for name, packed in entries.get("binaryData", {}).items():
-        config[name.removesuffix(".json" + PACKED_SUFFIX) + "Gz"] = packed
+    for part in (entries.config, entries.clusters or {}):
+        for name, text in part.get("data", {}).items():
+            config[_VALUE_NAMES.get(name) or name.removesuffix(".json")] = text
+        for name, packed in part.get("binaryData", {}).items():
+            config[name.removesuffix(".json" + PACKED_SUFFIX) + "Gz"] = packed
     return {
         "admin": {"address": layout.admin_address, "port": layout.admin_port},
         "config": dict(sorted(config.items())),

@@ -82,7 +82,7 @@ def read_layout(ir: GatewayIR, bundle: EnvoyFiles) -> EnvoyLayout:
     config_dir = _config_dir(bootstrap)
     admin = _dig(bootstrap, "admin", "address", "socket_address") or {}
     secrets = referenced_secrets(ir)
-    dynamic = [_load_json(files[LDS_FILE], LDS_FILE), _load_json(files[CDS_FILE], CDS_FILE)]
+    lds = _load_json(files[LDS_FILE], LDS_FILE)
     return EnvoyLayout(
         bootstrap=files[BOOTSTRAP_FILE],
         lds=files[LDS_FILE],
@@ -90,8 +90,8 @@ def read_layout(ir: GatewayIR, bundle: EnvoyFiles) -> EnvoyLayout:
         config_dir=config_dir,
         admin_address=str(admin.get("address", "0.0.0.0")),
         admin_port=int(admin.get("port_value", 9901)),
-        listener_port=_listener_port(dynamic[0], ir.listener_port),
-        secrets_dir=_secrets_dir(secrets, [bootstrap, *dynamic]),
+        listener_port=_listener_port(lds, ir.listener_port),
+        secrets_dir=_secrets_dir(secrets, [files[n] for n in (BOOTSTRAP_FILE, LDS_FILE, CDS_FILE)]),
         secrets=secrets,
     )
 
@@ -156,32 +156,47 @@ def _listener_port(lds: Any, default: int) -> int:
     return ports[0] if ports else default
 
 
-def _strings(tree: Any) -> Iterator[str]:
-    if isinstance(tree, str):
-        yield tree
-    elif isinstance(tree, dict):
-        for value in tree.values():
-            yield from _strings(value)
-    elif isinstance(tree, list):
-        for value in tree:
-            yield from _strings(value)
+_PATH_CHAR = re.compile(r"[-\w./]")
 
 
-def _secrets_dir(secrets: tuple[SecretMount, ...], trees: list[Any]) -> str:
-    """The directory under which Envoy opens <name>/<key> for every referenced secret.
+def _secrets_dir(secrets: tuple[SecretMount, ...], texts: list[str]) -> str:
+    r"""The directory under which Envoy opens <name>/<key> for every referenced secret.
 
-    The paths may sit inside generated code (a Lua table), so they are searched for inside
-    every string of the config rather than matched as whole values.
+    The paths may sit inside generated code (a Lua table), so they are searched for in the
+    files' text rather than matched as whole values: each `/<key>` that ends a run of path
+    characters (`[-\w./]`; a JSON escape such as `\n` ends a run, as the character it stands
+    for would) and follows `/<name>` of a secret with that key names, in the run's part from its
+    first `/`, a directory. One pass over the text per distinct key, however many secrets.
     """
-    strings = {s for tree in trees for s in _strings(tree)}
-    found: set[str] = set()
+    names_by_key: dict[str, set[str]] = {}
     for mount in secrets:
         for key in mount.keys:
-            path = re.compile(r"(/[-\w./]*)?/" + re.escape(f"{mount.name}/{key}") + r"(?![-\w./])")
-            found |= {m.group(1) or "" for s in strings for m in path.finditer(s)}
+            names_by_key.setdefault(key, set()).add(mount.name)
+    found: set[str] = set()
+    for key, names in names_by_key.items():
+        for text in texts:
+            for run in _runs_ending_in(text, "/" + key):
+                for name in names:
+                    if run.endswith("/" + name):
+                        head = run[: -len(name) - 1]
+                        found.add(head[head.find("/") :] if "/" in head else "")
     found.discard("")
     if len(found) > 1:
         raise KubernetesRenderError(
             f"the Envoy config reads secrets from several directories: {sorted(found)}"
         )
     return found.pop() if found else DEFAULT_SECRETS_DIR
+
+
+def _runs_ending_in(text: str, tail: str) -> Iterator[str]:
+    """For each `tail` in `text` not followed by a path character: the run of path characters
+    before it."""
+    at = text.find(tail)
+    while at >= 0:
+        end = at + len(tail)
+        if not _PATH_CHAR.match(text, end):
+            start = at
+            while start > 0 and _PATH_CHAR.match(text, start - 1):
+                start -= 1
+            yield text[start:at]
+        at = text.find(tail, at + 1)

@@ -1,6 +1,7 @@
 """Names, labels and annotation keys shared by every Kubernetes object gatewayctl renders.
 
-Owns the naming scheme (`<gateway>`, `<gateway>-bootstrap`, `<gateway>-config`, `<gateway>-ir`)
+Owns the naming scheme (`<gateway>`, `<gateway>-bootstrap`, `<gateway>-config`,
+`<gateway>-config-clusters`, `<gateway>-ir`)
 and the label sets. The Helm chart in `charts/gatewayctl-gateway` follows the same scheme, so
 a chart release named after the gateway deploys objects with the same names and selectors.
 """
@@ -55,6 +56,11 @@ def bootstrap_configmap_name(ir: GatewayIR) -> str:
 
 def config_configmap_name(ir: GatewayIR) -> str:
     return f"{ir.name}-config"
+
+
+def config_clusters_configmap_name(ir: GatewayIR) -> str:
+    """Only when the config is packed: `cds.json.gz`, beside `<gateway>-config`'s LDS."""
+    return f"{ir.name}-config-clusters"
 
 
 def ir_configmap_name(ir: GatewayIR) -> str:

@@ -10,8 +10,9 @@ from gatewayctl.ir import GatewayIR
 from gatewayctl.render.k8s.alerts import render_prometheus_rule
 from gatewayctl.render.k8s.configmaps import (
     check_size,
+    ir_json,
     render_bootstrap_configmap,
-    render_config_configmap,
+    render_config_configmaps,
     render_ir_configmap,
 )
 from gatewayctl.render.k8s.layout import EnvoyFiles, read_layout
@@ -25,21 +26,22 @@ from gatewayctl.render.k8s.workload import render_deployment
 def render_kubernetes(
     ir: GatewayIR, envoy: EnvoyFiles, source: SourceInfo | None = None
 ) -> list[KubeObject]:
-    """Every object of the gateway, in dependency order: ServiceAccount, ConfigMaps, Service,
-    Deployment, PodDisruptionBudget, HorizontalPodAutoscaler, then the PrometheusRule when
-    budgets or rollouts ask for one.
+    """Every object of the gateway, in dependency order: ServiceAccount, ConfigMaps (bootstrap,
+    config-clusters when packed, config, ir), Service, Deployment, PodDisruptionBudget,
+    HorizontalPodAutoscaler, then the PrometheusRule when budgets or rollouts ask for one.
 
     Raises KubernetesRenderError when the gateway's name cannot name the objects, when the
-    Envoy bundle is not laid out for a ConfigMap mount, or when an object would exceed 1 MiB.
+    Envoy bundle is not laid out for a ConfigMap mount, or when an object would exceed a size limit.
     """
     check_gateway_name(ir)
     layout = read_layout(ir, envoy)
     source = source or SourceInfo()
+    ir_text = ir_json(ir)
     objects = [
         render_service_account(ir),
         render_bootstrap_configmap(ir, layout),
-        render_config_configmap(ir, layout, source),
-        render_ir_configmap(ir, source),
+        *render_config_configmaps(ir, layout, source, ir_text),
+        render_ir_configmap(ir, source, ir_text),
         render_service(ir, layout),
         render_deployment(ir, layout),
         render_pdb(ir),

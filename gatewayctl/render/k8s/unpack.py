@@ -1,9 +1,13 @@
-"""The config unpacker: how Envoy's watched directory is fed from the `<gateway>-config` ConfigMap.
+"""The config unpacker: how Envoy's watched directory is fed from the `<gateway>-config` ConfigMaps.
 
-Envoy never reads the ConfigMap volume itself. An init container publishes its `lds.json` and
-`cds.json` (plain in `data`, or gzipped as `lds.json.gz` / `cds.json.gz` in `binaryData` when
-plain would not fit in one ConfigMap) into an emptyDir before Envoy starts, and a sidecar
-republishes them whenever kubelet swaps the ConfigMap volume's `..data` link. Both run the same
+Envoy never reads the ConfigMap volume itself. That volume projects `<gateway>-config` and,
+when the config is packed, `<gateway>-config-clusters` into one directory. An init container
+publishes its `lds.json` and `cds.json` (plain, or gzipped as `lds.json.gz` / `cds.json.gz`
+when plain would not fit in one ConfigMap) into an emptyDir before Envoy starts, and a sidecar
+republishes them whenever kubelet swaps the volume's `..data` link. A plain file wins over a
+gzipped one (a packed ConfigMap left over after the config went back to plain is stale), and a
+version whose `cds.json` does not hash to `cds.json.sha256` (two ConfigMaps of different
+renders, seen between the two updates of an apply) is not published. Both run the same
 small POSIX sh script (`UNPACK_SCRIPT`, rendered into the container command, so a new script
 rolls the pods like any pod-template change) in the gateway's own Envoy image, which has `sh`,
 `gzip` and GNU coreutils (`mv -T` makes the `..data` swap a single rename).
@@ -36,10 +40,11 @@ SIDECAR_CONTAINER = "config-sync"
 # sh -c SCRIPT config-unpack MODE SRC DST [SECONDS]
 #   MODE once: publish SRC's current version into DST and exit (non-zero if it cannot).
 #   MODE watch: publish whenever SRC's `..data` points elsewhere, every SECONDS (1-60).
-# SRC is a ConfigMap volume (kubelet's layout: `..data -> ..<timestamp>/`). DST gets the same
-# layout: each version unpacked into a temporary directory, renamed to `..<timestamp>`, then
-# `..data` replaced by one rename, so Envoy never sees half a version; older versions and
-# leftovers of an interrupted run are removed.
+# SRC is a ConfigMap or projected volume (kubelet's layout: `..data -> ..<timestamp>/`); each
+# file F is taken plain, or else gunzipped from F.gz; when SRC has cds.json.sha256, cds.json
+# must hash to it. DST gets the same layout: each version unpacked into a temporary directory,
+# renamed to `..<timestamp>`, then `..data` replaced by one rename, so Envoy never sees half a
+# version; older versions and leftovers of an interrupted run are removed.
 UNPACK_SCRIPT = """\
 set -eu
 mode=$1 src=$2 dst=$3 every=${4:-2}
@@ -48,15 +53,21 @@ if [ "$every" -lt 1 ] || [ "$every" -gt 60 ]; then every=2; fi
 
 unpack() {
   for f in lds.json cds.json; do
-    if [ -f "$1/$f.gz" ]; then
-      gzip -dc "$1/$f.gz" >"$2/$f" || return 1
-    elif [ -f "$1/$f" ]; then
+    if [ -f "$1/$f" ]; then
       cp "$1/$f" "$2/$f" || return 1
+    elif [ -f "$1/$f.gz" ]; then
+      gzip -dc "$1/$f.gz" >"$2/$f" || return 1
     else
       echo "config-unpack: $1 has neither $f nor $f.gz" >&2
       return 1
     fi
   done
+  [ -f "$1/cds.json.sha256" ] || return 0
+  want=$(cat "$1/cds.json.sha256") && got=$(sha256sum <"$2/cds.json") || return 1
+  if [ "${got%% *}" != "$want" ]; then
+    echo "config-unpack: $1 has lds.json and cds.json of different renders" >&2
+    return 1
+  fi
 }
 
 publish() {

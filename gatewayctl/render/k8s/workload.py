@@ -8,9 +8,10 @@ in the Deployment may depend on them (not even the drain time, which is why it i
 rather than derived from route timeouts). Secret *values* rotate in place through kubelet's
 volume updates and never appear here.
 
-Envoy watches an emptyDir, not the ConfigMap: an init container and a sidecar (`unpack.py`)
-publish the ConfigMap's files into it, unpacking them when they are gzipped. The pod spec is the
-same whether the ConfigMap is plain or packed.
+Envoy watches an emptyDir, not the ConfigMaps: an init container and a sidecar (`unpack.py`)
+publish the files of the `config` volume (`<gateway>-config` and, when packed,
+`<gateway>-config-clusters`, projected into one directory) into it, unpacking them when they are
+gzipped. The pod spec is the same whether the config is plain or packed.
 
 Nothing here knows the Helm chart; the chart mirrors these choices, and a test holds the two pod
 specs equal.
@@ -34,6 +35,7 @@ from gatewayctl.render.k8s.meta import (
     RESTART_CHECKSUM,
     KubeObject,
     bootstrap_configmap_name,
+    config_clusters_configmap_name,
     config_configmap_name,
     labels,
     metadata,
@@ -124,10 +126,21 @@ def _secret_volume(mount: SecretMount) -> dict[str, Any]:
 def _volumes(ir: GatewayIR, layout: EnvoyLayout) -> list[dict[str, Any]]:
     return [
         {"configMap": {"name": bootstrap_configmap_name(ir)}, "name": "bootstrap"},
-        {"configMap": {"name": config_configmap_name(ir)}, "name": "config"},
+        {"name": "config", "projected": {"sources": config_sources(ir)}},
         {"emptyDir": {"sizeLimit": CONFIG_DIR_SIZE}, "name": "envoy-config"},
         {"emptyDir": {"sizeLimit": TMP_SIZE}, "name": "tmp"},
         *(_secret_volume(m) for m in layout.secrets),
+    ]
+
+
+def config_sources(ir: GatewayIR) -> list[dict[str, Any]]:
+    """The `config` volume: `<gateway>-config`, and `<gateway>-config-clusters`, which exists
+    only while the config is packed (hence optional). The same volume whatever the size, so a
+    config crossing the size limit in either direction changes no pod; kubelet updates a
+    projected volume with one atomic `..data` swap, like a ConfigMap volume."""
+    return [
+        {"configMap": {"name": config_configmap_name(ir)}},
+        {"configMap": {"name": config_clusters_configmap_name(ir), "optional": True}},
     ]
 
 
