@@ -7,6 +7,7 @@ from pathlib import Path
 
 from gatewayctl.diagnostics import Diagnostic
 from gatewayctl.errors import UsageError, ValidationFailed
+from gatewayctl.gcpause import cycle_collection_paused
 from gatewayctl.ir import GatewayIR
 from gatewayctl.manifests.bundle import ManifestSet, load_manifest_set
 
@@ -34,5 +35,6 @@ def compile_root(root: Path) -> CompiledRoot:
             + f"\nnothing was rendered: fix the errors above "
             f"(gatewayctl validate {root})"
         )
-    ir = compile_gateway(mset)
+    with cycle_collection_paused():
+        ir = compile_gateway(mset)
     return CompiledRoot(root, mset, ir, tuple(d for d in diags if not d.is_error))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayctl.diagnostics import Diagnostic, error, sort_diagnostics
+from gatewayctl.gcpause import cycle_collection_paused
 from gatewayctl.manifests.credentials import find_credential, scan_document
 from gatewayctl.manifests.documents import Manifest, load_manifest
 from gatewayctl.manifests.kinds import (
@@ -149,7 +150,12 @@ def build_set(root: str, docs: list[SourceDocument]) -> tuple[ManifestSet, list[
 
 def load_manifest_set(root: Path) -> tuple[ManifestSet, list[Diagnostic]]:
     """Load and check every manifest under root. Never raises for bad manifests."""
-    from gatewayctl.manifests.checks import check_set
+    with cycle_collection_paused():
+        return _load(root)
+
+
+def _load(root: Path) -> tuple[ManifestSet, list[Diagnostic]]:
+    from gatewayctl.manifests.checks import check_set  # checks imports this module
 
     docs, diags = read_documents(root)
     if not docs and not diags:
