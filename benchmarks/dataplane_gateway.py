@@ -1,0 +1,161 @@
+"""The gateway under test: a manifest root with one route per policy feature, compiled and rendered.
+
+Every route sends to the same model on one `openai-compatible` provider (the mock). Routes:
+
+    bench-none        no policy
+    bench-auth        API keys (one consumer, key file in the secrets dir) + allow list
+    bench-ratelimit   request limit by route, set far above what the benchmark can send
+    bench-tokenlimit  token limit by route, likewise
+    bench-guardrails  deny pattern + redaction (email, credit-card) + size limit
+    bench-prompt      a prompt with two variables injected as the system message
+    bench-full        all of the above, with both limits by consumer (as teams use them)
+
+The access log cannot be switched off per route (the listener always logs), so its cost is
+measured with a second Envoy whose rendered listener has the `access_log` entry removed
+(`strip_access_log`); everything else in that config is byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gatewayctl.pipeline import compile_root
+from gatewayctl.render.envoy import EnvoyOptions, render_envoy
+from gatewayctl.render.envoy.bundle import dump_compact
+
+PROVIDER = "bench"
+UPSTREAM_MODEL = "gpt-4o"
+CONSUMER_KEY = "sk-bench-0123456789abcdef0123456789abcdef"
+FEATURES = ("none", "auth", "ratelimit", "tokenlimit", "guardrails", "prompt", "full")
+PROMPT_VARIABLES = {"product": "Acme Cloud", "language": "English"}
+
+_HEAD = "apiVersion: gatewayctl.dev/v1alpha1\n"
+
+_POLICIES = {
+    "auth": "  auth: {apiKeys: true}\n  allow: {consumers: [bench-app]}\n",
+    # A limit by consumer needs auth on the route; the single-feature routes limit by route.
+    "ratelimit": "  rateLimit: {requests: 100000000, per: minute, by: route}\n",
+    "tokenlimit": "  tokenLimit: {tokens: 1000000000, per: minute, by: route}\n",
+    "ratelimit-consumer": "  rateLimit: {requests: 100000000, per: minute, by: consumer}\n",
+    "tokenlimit-consumer": "  tokenLimit: {tokens: 1000000000, per: minute, by: consumer}\n",
+    "guardrails": (
+        "  guardrails:\n"
+        "    maxRequestBytes: 65536\n"
+        "    denyPatterns: ['(?i)ignore (all|previous) instructions']\n"
+        "    action: block\n"
+        "    redact: [email, credit-card]\n"
+    ),
+}
+
+
+FULL_POLICIES = ["auth", "ratelimit-consumer", "tokenlimit-consumer", "guardrails"]
+
+
+def route_model(feature: str) -> str:
+    """The public model name a client sends to reach a feature's route."""
+    return f"bench-{feature}"
+
+
+def write_root(root: Path, listener_port: int) -> Path:
+    """Write the manifest root; the consumer key itself goes to the secrets dir, not here."""
+    root.mkdir(parents=True, exist_ok=True)
+    docs = [
+        _HEAD + "kind: Gateway\nmetadata: {name: bench}\nspec:\n  namespace: bench\n"
+        f"  listener: {{port: {listener_port}}}\n",
+        _HEAD + f"kind: Provider\nmetadata: {{name: {PROVIDER}}}\nspec:\n"
+        "  type: openai-compatible\n  endpoint: http://127.0.0.1:9\n"
+        "  auth: {secretRef: {name: bench-upstream, key: api-key}}\n"
+        "  timeout: 30s\n  maxConnections: 1024\n",
+        _HEAD + f"kind: Model\nmetadata: {{name: bench-model}}\nspec:\n  provider: {PROVIDER}\n"
+        f"  upstreamModel: {UPSTREAM_MODEL}\n"
+        "  pricing: {inputPerMillion: 2.5, outputPerMillion: 10}\n",
+        _HEAD + "kind: Consumer\nmetadata: {name: bench-app}\nspec:\n  team: bench\n"
+        "  apiKeySecretRef: {name: bench-app-key, key: key}\n",
+        _HEAD + "kind: Prompt\nmetadata: {name: bench-prompt}\nspec:\n  versions:\n"
+        "    - version: 1\n"
+        '      template: "You are a support assistant for {{ product }}. '
+        "Answer in {{ language | default('English') }}.\"\n"
+        "      variables: {product: {required: true}, language: {required: false}}\n"
+        "  active: [{version: 1, weight: 100}]\n",
+    ]
+    for name, body in _POLICIES.items():
+        docs.append(_HEAD + f"kind: Policy\nmetadata: {{name: p-{name}}}\nspec:\n{body}")
+    for feature in FEATURES:
+        policies = {"none": [], "prompt": [], "full": FULL_POLICIES}.get(feature, [feature])
+        route = (
+            _HEAD + f"kind: Route\nmetadata: {{name: {route_model(feature)}}}\nspec:\n"
+            "  backends: [{model: bench-model, weight: 100}]\n  timeout: 30s\n"
+            f"  policies: [{', '.join('p-' + p for p in policies)}]\n"
+        )
+        if feature in ("prompt", "full"):
+            route += "  prompt: {name: bench-prompt}\n"
+        docs.append(route)
+    (root / "gateway.yaml").write_text("---\n".join(docs))
+    return root
+
+
+def write_secrets(secrets_dir: Path) -> None:
+    for name, key, value in (
+        ("bench-app-key", "key", CONSUMER_KEY),
+        ("bench-upstream", "api-key", "sk-upstream-not-checked"),
+    ):
+        (secrets_dir / name).mkdir(parents=True, exist_ok=True)
+        (secrets_dir / name / key).write_text(value + "\n")
+
+
+def render_gateway(
+    work: Path, upstream_url: str, listener_port: int, admin_port: int, access_log: Path | None
+) -> Path:
+    """Compile a fresh manifest root in work, render it, write bootstrap + LDS/CDS files.
+
+    Returns the bootstrap path. `access_log=None`: the same config without the access log.
+    """
+    root = write_root(work / "root", listener_port)
+    secrets_dir = work / "secrets"
+    write_secrets(secrets_dir)
+    config_dir = work / "config"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    ir = compile_root(root).ir
+    options = EnvoyOptions(
+        secrets_dir=str(secrets_dir),
+        config_dir=str(config_dir),
+        admin_address="127.0.0.1",
+        admin_port=admin_port,
+        listener_address="127.0.0.1",
+        listener_port=listener_port,
+        access_log_path=str(access_log or work / "unused.log"),
+        provider_overrides={PROVIDER: upstream_url},
+    )
+    bundle = render_envoy(ir, options)
+    lds = bundle.lds if access_log is not None else strip_access_log(bundle.lds)
+    (config_dir / "cds.json").write_text(dump_compact(bundle.cds))
+    (config_dir / "lds.json").write_text(dump_compact(lds))
+    bootstrap = work / "bootstrap.json"
+    bootstrap.write_text(dump_compact(bundle.bootstrap))  # JSON is YAML to Envoy
+    return bootstrap
+
+
+def strip_access_log(lds: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the rendered LDS response whose listener writes no access log."""
+    out: dict[str, Any] = json.loads(json.dumps(lds))
+    for resource in out["resources"]:
+        for chain in resource["filter_chains"]:
+            for flt in chain["filters"]:
+                flt["typed_config"].pop("access_log", None)
+    return out
+
+
+def request_body(model: str, *, prompt_variables: bool) -> bytes:
+    """The benchmark request: a short chat turn with an email address to redact."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [
+            {"role": "user", "content": "Reply to jane.doe@example.com: say hello in one word."}
+        ],
+        "max_tokens": 16,
+    }
+    if prompt_variables:
+        body["prompt_variables"] = PROMPT_VARIABLES
+    return json.dumps(body, separators=(",", ":")).encode()

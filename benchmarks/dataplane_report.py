@@ -1,0 +1,196 @@
+"""Summaries, ratios and the printed tables of the data-plane benchmark. Pure: no I/O.
+
+Each cell is the median over the repeats (requests per second, p50, p99, CPU per request);
+errors are summed over the repeats, since a single error makes a run invalid.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from benchmarks.dataplane_load import Measurement
+
+TARGETS_TEXT = {
+    "direct": "direct to the mock upstream",
+    "gateway": "gatewayctl gateway, every policy",
+    "minimal": "minimal Envoy route",
+    "litellm": "LiteLLM proxy, 2 workers",
+}
+
+# Issue 9's targets.
+MIN_VS_LITELLM = 50.0
+MIN_VS_MINIMAL = 0.60
+MAX_ADDED_P50_MS = 0.5
+
+
+@dataclass(frozen=True)
+class Cell:
+    target: str
+    concurrency: int
+    runs: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    proxy_us: float  # proxy CPU microseconds per request
+    other_cpu_s: float  # largest CPU used by unrelated processes in one run
+
+    @property
+    def capacity_rps(self) -> float:
+        """Requests per second one core would serve at this CPU cost (0: not a proxy)."""
+        return 1e6 / self.proxy_us if self.proxy_us else 0.0
+
+
+def summarise(measurements: Iterable[Measurement]) -> list[Cell]:
+    groups: dict[tuple[str, int], list[Measurement]] = {}
+    for m in measurements:
+        groups.setdefault((m.target, m.concurrency), []).append(m)
+    return [
+        Cell(
+            target=target,
+            concurrency=conc,
+            runs=len(ms),
+            rps=statistics.median(m.rps for m in ms),
+            p50_ms=statistics.median(m.p50_ms for m in ms),
+            p99_ms=statistics.median(m.p99_ms for m in ms),
+            errors=sum(m.non2xx + m.socket_errors for m in ms),
+            proxy_us=statistics.median(m.proxy_us_per_request for m in ms),
+            other_cpu_s=max(m.other_cpu_s for m in ms),
+        )
+        for (target, conc), ms in groups.items()
+    ]
+
+
+def _find(cells: Sequence[Cell], target: str, conc: int) -> Cell | None:
+    return next((c for c in cells if c.target == target and c.concurrency == conc), None)
+
+
+def _peak(cells: Sequence[Cell], target: str) -> Cell | None:
+    mine = [c for c in cells if c.target == target]
+    return max(mine, key=lambda c: c.rps) if mine else None
+
+
+def compute_ratios(cells: Sequence[Cell], features: Sequence[Cell]) -> dict[str, object]:
+    """The figures issue 9 asks for, each with the inputs it came from."""
+    out: dict[str, object] = {}
+    concs = sorted({c.concurrency for c in cells})
+    per_conc: dict[str, dict[str, float | None]] = {}
+    for conc in concs:
+        gw, lite = _find(cells, "gateway", conc), _find(cells, "litellm", conc)
+        mini, direct = _find(cells, "minimal", conc), _find(cells, "direct", conc)
+        row: dict[str, float | None] = {}
+        if gw and lite and lite.rps:
+            row["gateway_vs_litellm_rps"] = round(gw.rps / lite.rps, 1)
+        if gw and mini and mini.rps:
+            row["gateway_vs_minimal_rps"] = round(gw.rps / mini.rps, 3)
+        if gw and mini and gw.proxy_us:
+            row["gateway_vs_minimal_cpu_capacity"] = round(mini.proxy_us / gw.proxy_us, 3)
+        if gw and lite and gw.proxy_us:
+            row["gateway_vs_litellm_cpu_capacity"] = round(lite.proxy_us / gw.proxy_us, 1)
+        for name in ("gateway", "minimal", "litellm"):
+            cell = _find(cells, name, conc)
+            if cell and direct:
+                row[f"{name}_added_p50_ms"] = round(cell.p50_ms - direct.p50_ms, 3)
+                row[f"{name}_added_p99_ms"] = round(cell.p99_ms - direct.p99_ms, 3)
+        per_conc[str(conc)] = row
+    out["per_concurrency"] = per_conc
+    peaks = {t: _peak(cells, t) for t in TARGETS_TEXT}
+    gw, lite, mini = peaks["gateway"], peaks["litellm"], peaks["minimal"]
+    if gw and lite and lite.rps:
+        out["peak_gateway_vs_litellm_rps"] = round(gw.rps / lite.rps, 1)
+    if gw and mini and mini.rps:
+        out["peak_gateway_vs_minimal_rps"] = round(gw.rps / mini.rps, 3)
+    base = _find(features, "gateway:none", features[0].concurrency) if features else None
+    costs: dict[str, dict[str, float]] = {}
+    for cell in features:
+        if base is None:
+            break
+        costs[cell.target] = {
+            "p50_ms": cell.p50_ms,
+            "added_p50_us_vs_none": round((cell.p50_ms - base.p50_ms) * 1000, 1),
+            "proxy_cpu_us_per_request": round(cell.proxy_us, 1),
+            "added_cpu_us_vs_none": round(cell.proxy_us - base.proxy_us, 1),
+            "rps": cell.rps,
+        }
+    out["features"] = costs
+    return out
+
+
+def check_targets(cells: Sequence[Cell], ratios: dict[str, object]) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for each of the issue's targets that this run can judge."""
+    checks: list[tuple[str, str, bool]] = []
+    value = ratios.get("peak_gateway_vs_litellm_rps")
+    if isinstance(value, float):
+        checks.append(
+            (
+                f"gateway >= {MIN_VS_LITELLM:g}x LiteLLM throughput (peak)",
+                f"{value:g}x",
+                value >= MIN_VS_LITELLM,
+            )
+        )
+    value = ratios.get("peak_gateway_vs_minimal_rps")
+    if isinstance(value, float):
+        checks.append(
+            (
+                f"gateway >= {MIN_VS_MINIMAL:.0%} of minimal Envoy throughput (peak)",
+                f"{value:.0%}",
+                value >= MIN_VS_MINIMAL,
+            )
+        )
+    per = ratios.get("per_concurrency", {})
+    if isinstance(per, dict) and "1" in per:
+        added = per["1"].get("gateway_added_p50_ms")
+        if added is not None:
+            checks.append(
+                (
+                    f"gateway adds < {MAX_ADDED_P50_MS} ms p50 at concurrency 1",
+                    f"{added:.3f} ms",
+                    added < MAX_ADDED_P50_MS,
+                )
+            )
+    errors = sum(c.errors for c in cells)
+    checks.append(("no errors in any run", str(errors), errors == 0))
+    return checks
+
+
+def format_main(cells: Sequence[Cell]) -> str:
+    lines = [
+        f"| {'target':<34} | {'conc':>4} | {'req/s':>9} | {'p50 ms':>8} | {'p99 ms':>8} "
+        f"| {'errors':>6} | {'proxy CPU µs/req':>16} |",
+        f"|{'-' * 36}|{'-' * 5}:|{'-' * 10}:|{'-' * 9}:|{'-' * 9}:|{'-' * 7}:|{'-' * 17}:|",
+    ]
+    order = list(TARGETS_TEXT)
+    for cell in sorted(cells, key=lambda c: (c.concurrency, order.index(c.target))):
+        cpu = f"{cell.proxy_us:.0f}" if cell.proxy_us else "–"
+        lines.append(
+            f"| {TARGETS_TEXT[cell.target]:<34} | {cell.concurrency:>4} | {cell.rps:>9,.0f} "
+            f"| {cell.p50_ms:>8.3f} | {cell.p99_ms:>8.3f} | {cell.errors:>6} | {cpu:>16} |"
+        )
+    return "\n".join(lines)
+
+
+def format_features(features: Sequence[Cell], ratios: dict[str, object]) -> str:
+    costs = ratios.get("features", {})
+    assert isinstance(costs, dict)
+    lines = [
+        f"| {'variant':<22} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} "
+        f"| {'Δp50 µs':>8} | {'CPU µs/req':>10} | {'ΔCPU µs':>8} |",
+        f"|{'-' * 24}|{'-' * 9}:|{'-' * 8}:|{'-' * 8}:|{'-' * 7}:|{'-' * 9}:|{'-' * 11}:|"
+        f"{'-' * 9}:|",
+    ]
+    for cell in features:
+        cost = costs.get(cell.target, {})
+        lines.append(
+            f"| {cell.target:<22} | {cell.rps:>8,.0f} | {cell.p50_ms:>7.3f} | {cell.p99_ms:>7.3f} "
+            f"| {cell.errors:>6} | {cost.get('added_p50_us_vs_none', 0):>8.0f} "
+            f"| {cell.proxy_us:>10.0f} | {cost.get('added_cpu_us_vs_none', 0):>8.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def format_checks(checks: Sequence[tuple[str, str, bool]]) -> str:
+    return "\n".join(
+        f"  [{'met' if ok else 'MISSED'}] {name}: {value}" for name, value, ok in checks
+    )
