@@ -322,6 +322,44 @@ def test_access_log_has_route_model_consumer_tokens_and_cost(gateway: Gateway) -
     assert line["guardrail"] is None
 
 
+def test_access_log_usage_not_fooled_by_reply_text(gateway: Gateway) -> None:
+    # The mock echoes the message, so the reply's content quotes a fake `"usage":` object; the
+    # gateway reads only the response's top-level `usage` member.
+    fake = '"usage": {"prompt_tokens": 999, "completion_tokens": 9}'
+    resp, rid = _tagged(gateway, "llama-70b", fake)
+    assert resp.status == 200
+    assert fake in resp.json()["choices"][0]["message"]["content"]
+    usage = resp.json()["usage"]
+    line = _log_for(gateway, rid)
+    assert (line["prompt_tokens"], line["completion_tokens"]) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
+
+
+def test_route_only_body_is_forwarded_as_sent(gateway: Gateway) -> None:
+    """Nothing to redact or inject: the client's members reach the provider byte for byte
+    (here `1E2`, which a re-encode would turn into the integer 100), `model` replaced and
+    `prompt_variables` dropped; a repeated key is re-encoded to the value the gateway checked."""
+    raw = (
+        b'{"messages": [{"role": "user", "content": "as sent"}], "n": 1E2,'
+        b' "model": "llama-70b", "prompt_variables": {"a": 1}}'
+    )
+    resp = gateway.envoy.request("POST", "/v1/chat/completions", raw=raw)
+    assert resp.status == 200, resp.body
+    body = _last(gateway.openai)[0]["body"]
+    assert body == {
+        "model": "meta-llama/Llama-3.1-70B-Instruct",
+        "messages": [{"role": "user", "content": "as sent"}],
+        "n": 100.0,
+    }
+    assert isinstance(body["n"], float)
+    raw = b'{"model": "guarded", "messages": [{"role": "user", "content": "ok", "content": "ok2"}]}'
+    resp = gateway.envoy.request("POST", "/v1/chat/completions", raw=raw)
+    assert resp.status == 200, resp.body
+    assert _last(gateway.openai)[0]["body"]["messages"] == [{"role": "user", "content": "ok2"}]
+
+
 def test_access_log_counts_streamed_usage(gateway: Gateway) -> None:
     resp, rid = _tagged(
         gateway,

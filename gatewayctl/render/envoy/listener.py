@@ -55,17 +55,23 @@ def _route_policy_data(route: RouteIR, sets: dict[GuardKey, str]) -> dict[str, A
 def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
     """The downstream filter's data. Routes sharing their policies share one `policies` entry
     (gateway.lua makes its fields visible on the route), so a route costs its public name,
-    its prompt and a reference."""
+    its prompt, a reference and, with one backend, that model's name and upstream name."""
     sets = guard_sets(ir)
     policy_of = {r.name: _route_policy_data(r, sets) for r in ir.routes}
     canonical = {name: json.dumps(d, sort_keys=True) for name, d in policy_of.items()}
     ids = {text: f"p{i}" for i, text in enumerate(sorted(set(canonical.values())))}
     policies = {ids[canonical[name]]: data for name, data in policy_of.items()}
     routes: dict[str, Any] = {}
+    models = {m.name: m for m in ir.models}
     for route in ir.routes:
         data: dict[str, Any] = {"public": route.public_model, "policy": ids[canonical[route.name]]}
         if route.prompt is not None:
             data["prompt"] = prompt_data(route.prompt)
+        if len(route.backends) == 1:
+            # Every attempt but the fallbacks goes to this model: the downstream filter writes
+            # its upstream name, and the upstream filter skips the body on those attempts.
+            model = models[route.backends[0].model]
+            data["direct"] = {"model": model.name, "upstream": model.upstream_model}
         routes[route.name] = data
     return {
         "endpoints": dict(ENDPOINTS),

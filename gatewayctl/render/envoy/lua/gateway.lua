@@ -5,12 +5,22 @@
 -- Request: buffer the body, decode it, pick the route from `model`, then authenticate,
 -- check size, publish the message text for the RBAC deny-pattern match, redact, inject the
 -- prompt, charge token debt, rewrite the body (`model` first, for the upstream splice) and
--- set x-gw-route for the route table. Response: usage -> metadata for the access log, token
--- debt, x-gateway-prompt-version.
+-- set x-gw-route for the route table. The body is re-encoded only when its content changes
+-- (redaction, prompt); otherwise the original member bytes are forwarded with `model` moved
+-- first and `prompt_variables` left out. A route with one backend gets that model's upstream
+-- name written here, and x-gw-body-model tells the upstream filter it need not touch the body.
+-- Response: usage -> metadata for the access log, token debt, x-gateway-prompt-version; only
+-- the top-level `usage` member is decoded.
 
 local NS = "gw"
-local INTERNAL_HEADERS = { "x-gw-route", "x-gw-consumer", "x-gw-target", "x-gw-reply" }
+local GUARD_NS = "gw.guard"
+local BODY_MODEL_HEADER = "x-gw-body-model"
+local INTERNAL_HEADERS = { "x-gw-route", "x-gw-consumer", "x-gw-target", "x-gw-reply", BODY_MODEL_HEADER }
 local CLIENT_KEY_HEADERS = { "authorization", "x-api-key", "api-key" }
+local OTHER_KEY_HEADERS = { "x-api-key", "api-key" }
+local find, sub, gsub, match, byte = string.find, string.sub, string.gsub, string.match, string.byte
+local concat = table.concat
+local is_object, is_array = json.is_object, json.is_array
 
 -- Per worker: consumer keys read from the mounted secret files, refreshed after a TTL.
 local key_cache = { expires = -1, by_key = {} }
@@ -25,9 +35,23 @@ math.randomseed(os.time() + math.floor(os.clock() * 1000000))
 for _, route in pairs(DATA.routes) do
   setmetatable(route, { __index = DATA.policies[route.policy] })
 end
+-- The metadata key of each token limit's carried debt, made once rather than per request.
+for _, policy in pairs(DATA.policies) do
+  for i, limit in ipairs(policy.token_limits) do limit.carried_key = "token_carried_" .. i end
+end
 
+-- Without whitespace (isspace) at either end.
 local function trim(s)
-  return (string.gsub((string.gsub(s, "^%s+", "")), "%s+$", ""))
+  local first = find(s, "%S")
+  if first == nil then return "" end
+  local last = #s
+  while true do
+    local c = byte(s, last)
+    if c ~= 32 and (c < 9 or c > 13) then break end
+    last = last - 1
+  end
+  if first == 1 and last == #s then return s end
+  return sub(s, first, last)
 end
 
 local function read_file(path)
@@ -57,52 +81,57 @@ end
 local function presented_key(hdrs)
   local auth = hdrs:get("authorization")
   if auth ~= nil then
-    local bearer = string.match(auth, "^[Bb][Ee][Aa][Rr][Ee][Rr]%s+(.-)%s*$")
-    if bearer ~= nil and bearer ~= "" then return bearer end
+    -- "Bearer" (any case), whitespace, the key
+    local scheme = sub(auth, 1, 6)
+    if (scheme == "Bearer" or string.lower(scheme) == "bearer") and find(auth, "^%s", 7) then
+      local bearer = trim(sub(auth, 8))
+      if bearer ~= "" then return bearer end
+    end
   end
-  for _, name in ipairs({ "x-api-key", "api-key" }) do
+  for _, name in ipairs(OTHER_KEY_HEADERS) do
     local v = hdrs:get(name)
-    if v ~= nil and trim(v) ~= "" then return trim(v) end
+    if v ~= nil then
+      v = trim(v)
+      if v ~= "" then return v end
+    end
   end
   return nil
 end
 
--- Fetched per use: handles taken before h:body() are invalid after it.
-local function set_md(h, key, value, ns)
-  h:streamInfo():dynamicMetadata():set(ns or NS, key, value)
-end
-
+-- Handles taken before h:body() are invalid after it: fetch the metadata map after it.
 local function reply(h, status, message, err_type, code)
-  set_md(h, "lua_reply", true)
+  h:streamInfo():dynamicMetadata():set(NS, "lua_reply", true)
   h:headers():replace("x-gw-reply", "lua")  -- local_reply mappers leave this reply alone
   local body = json.encode({ error = { message = message, type = err_type, code = code } })
   h:respond({ [":status"] = tostring(status), ["content-type"] = "application/json" }, body)
 end
 
 -- Text of a request that guardrails look at: message contents, prompt, input.
-local function collect_text(req)
-  local out = {}
-  local function add(v)
-    if type(v) == "string" then
-      out[#out + 1] = v
-    elseif json.is_array(v) then
-      for _, item in ipairs(v) do
-        if type(item) == "string" then
-          out[#out + 1] = item
-        elseif json.is_object(item) and type(item.text) == "string" then
-          out[#out + 1] = item.text
-        end
+local function add_text(out, n, v)
+  if type(v) == "string" then
+    n = n + 1; out[n] = v
+  elseif is_array(v) then
+    for _, item in ipairs(v) do
+      if type(item) == "string" then
+        n = n + 1; out[n] = item
+      elseif is_object(item) and type(item.text) == "string" then
+        n = n + 1; out[n] = item.text
       end
     end
   end
-  if json.is_array(req.messages) then
+  return n
+end
+
+local function collect_text(req)
+  local out, n = {}, 0
+  if is_array(req.messages) then
     for _, m in ipairs(req.messages) do
-      if json.is_object(m) then add(m.content) end
+      if is_object(m) then n = add_text(out, n, m.content) end
     end
   end
-  add(req.prompt)
-  add(req.input)
-  return table.concat(out, "\n")
+  n = add_text(out, n, req.prompt)
+  n = add_text(out, n, req.input)
+  return concat(out, "\n")
 end
 
 -- Redaction ---------------------------------------------------------------------------------
@@ -110,7 +139,7 @@ end
 local function luhn_ok(digits)
   local sum, alt = 0, false
   for i = #digits, 1, -1 do
-    local d = tonumber(string.sub(digits, i, i))
+    local d = byte(digits, i) - 48
     if alt then d = d * 2; if d > 9 then d = d - 9 end end
     sum = sum + d
     alt = not alt
@@ -119,8 +148,9 @@ local function luhn_ok(digits)
 end
 
 local function redact_digit_runs(s, min_digits, max_digits, mark, check)
-  return (string.gsub(s, "%f[%w%+]%+?%d[%d%-%.%s%(%)]*%d%f[%W]", function(run)
-    local digits = string.gsub(run, "%D", "")
+  if not find(s, "%d") then return s end
+  return (gsub(s, "%f[%w%+]%+?%d[%d%-%.%s%(%)]*%d%f[%W]", function(run)
+    local digits = gsub(run, "%D", "")
     if #digits >= min_digits and #digits <= max_digits and (check == nil or check(digits)) then
       return mark
     end
@@ -128,12 +158,44 @@ local function redact_digit_runs(s, min_digits, max_digits, mark, check)
   end))
 end
 
+-- Bytes of an address's local part: [%w%.%%%+%-_] (ASCII letters and digits, . % + - _).
+local LOCAL_PART = {}
+for c = 48, 57 do LOCAL_PART[c] = true end
+for c = 65, 90 do LOCAL_PART[c] = true end
+for c = 97, 122 do LOCAL_PART[c] = true end
+for _, c in ipairs({ 46, 37, 43, 45, 95 }) do LOCAL_PART[c] = true end
+
+-- The same result as gsub(s, "[%w%.%%%+%-_]+@[%w%-]+%.[%w%.%-]*%w", "[REDACTED_EMAIL]"),
+-- without trying the pattern at every byte: a match needs an `@`, so start from each `@`, take
+-- the local-part run before it (not reaching into the previous match) and match the domain
+-- after it.
+local function redact_email(s)
+  local at = find(s, "@", 1, true)
+  if at == nil then return s end
+  local out, n, from = {}, 0, 1
+  while at ~= nil do
+    local ls = at
+    while ls > from and LOCAL_PART[byte(s, ls - 1)] do ls = ls - 1 end
+    if ls < at then
+      local _, de = find(s, "^[%w%-]+%.[%w%.%-]*%w", at + 1)
+      if de ~= nil then
+        out[n + 1] = sub(s, from, ls - 1)
+        out[n + 2] = "[REDACTED_EMAIL]"
+        n = n + 2
+        from = de + 1
+      end
+    end
+    at = find(s, "@", at + 1, true)
+  end
+  if n == 0 then return s end
+  out[n + 1] = sub(s, from)
+  return concat(out)
+end
+
 local REDACTORS = {
-  email = function(s)
-    return (string.gsub(s, "[%w%.%%%+%-_]+@[%w%-]+%.[%w%.%-]*%w", "[REDACTED_EMAIL]"))
-  end,
+  email = redact_email,
   ssn = function(s)
-    return (string.gsub(s, "%f[%d]%d%d%d%-%d%d%-%d%d%d%d%f[%D]", "[REDACTED_SSN]"))
+    return (gsub(s, "%f[%d]%d%d%d%-%d%d%-%d%d%d%d%f[%D]", "[REDACTED_SSN]"))
   end,
   ["credit-card"] = function(s)
     return redact_digit_runs(s, 13, 19, "[REDACTED_CREDIT_CARD]", luhn_ok)
@@ -152,28 +214,40 @@ local function redact_string(s, kinds)
   return s
 end
 
-local function redact_value(v, kinds)
-  if type(v) == "string" then return redact_string(v, kinds) end
-  if json.is_array(v) then
+-- Redacts in place; returns true if any text changed.
+local function redact_value(holder, key, kinds)
+  local v = holder[key]
+  if type(v) == "string" then
+    local r = redact_string(v, kinds)
+    if r == v then return false end
+    holder[key] = r
+    return true
+  end
+  local changed = false
+  if is_array(v) then
     for i, item in ipairs(v) do
       if type(item) == "string" then
-        v[i] = redact_string(item, kinds)
-      elseif json.is_object(item) and type(item.text) == "string" then
-        item.text = redact_string(item.text, kinds)
+        local r = redact_string(item, kinds)
+        if r ~= item then v[i] = r; changed = true end
+      elseif is_object(item) and type(item.text) == "string" then
+        local r = redact_string(item.text, kinds)
+        if r ~= item.text then item.text = r; changed = true end
       end
     end
   end
-  return v
+  return changed
 end
 
 local function redact_request(req, kinds)
-  if json.is_array(req.messages) then
+  local changed = false
+  if is_array(req.messages) then
     for _, m in ipairs(req.messages) do
-      if json.is_object(m) then m.content = redact_value(m.content, kinds) end
+      if is_object(m) and redact_value(m, "content", kinds) then changed = true end
     end
   end
-  if req.prompt ~= nil then req.prompt = redact_value(req.prompt, kinds) end
-  if req.input ~= nil then req.input = redact_value(req.input, kinds) end
+  if redact_value(req, "prompt", kinds) then changed = true end
+  if redact_value(req, "input", kinds) then changed = true end
+  return changed
 end
 
 -- Prompts -----------------------------------------------------------------------------------
@@ -220,12 +294,28 @@ end
 
 -- Request ------------------------------------------------------------------------------------
 
+-- The forwarded body when nothing but `model` and `prompt_variables` change: `model` first
+-- (the upstream splice expects it there), then the client's other members byte for byte.
+local function rebuild(raw, members, model)
+  local out, n = { '{"model":', json.encode_string(model) }, 2
+  for i = 1, #members, 3 do
+    local k = members[i]
+    if k ~= "model" and k ~= "prompt_variables" then
+      out[n + 1] = ","
+      out[n + 2] = sub(raw, members[i + 1], members[i + 2])
+      n = n + 2
+    end
+  end
+  out[n + 1] = "}"
+  return concat(out)
+end
+
 function envoy_on_request(h)
   local hdrs = h:headers()
   for _, name in ipairs(INTERNAL_HEADERS) do hdrs:remove(name) end
   for _, name in ipairs(DATA.token_headers) do hdrs:remove(name) end
   local method = hdrs:get(":method")
-  local path = string.match(hdrs:get(":path") or "", "^[^?]*")
+  local path = match(hdrs:get(":path") or "", "^[^?]*")
   local endpoint = DATA.endpoints[path]
   if endpoint == nil or method ~= "POST" then return end
 
@@ -235,21 +325,22 @@ function envoy_on_request(h)
     return reply(h, 400, "The request body must be a JSON object.", "invalid_request_error", "invalid_body")
   end
   local raw = body:getBytes(0, body:length())
-  local ok, req = pcall(json.decode, raw)
-  if not ok or not json.is_object(req) then
+  local ok, req, members, unique = pcall(json.decode_members, raw)
+  if not ok then
     return reply(h, 400, "The request body is not a valid JSON object.", "invalid_request_error", "invalid_json")
   end
   local model = req.model
   if type(model) ~= "string" then
     return reply(h, 400, "The request must name a `model`.", "invalid_request_error", "missing_model")
   end
-  set_md(h, "requested_model", model)
+  local md = h:streamInfo():dynamicMetadata()
+  md:set(NS, "requested_model", model)
   local route_name = DATA.models[model]
   if route_name == nil then
     return reply(h, 404, "The model `" .. model .. "` does not exist.", "invalid_request_error", "model_not_found")
   end
   local route = DATA.routes[route_name]
-  set_md(h, "route", route_name)
+  md:set(NS, "route", route_name)
 
   if route.max_bytes ~= nil and #raw > route.max_bytes then
     return reply(h, 413, "The request body is larger than " .. route.max_bytes .. " bytes.",
@@ -273,21 +364,25 @@ function envoy_on_request(h)
       "permission_error", "consumer_not_allowed")
   end
   consumer = consumer or "anonymous"
-  set_md(h, "consumer", consumer)
+  md:set(NS, "consumer", consumer)
   for _, name in ipairs(CLIENT_KEY_HEADERS) do hdrs:remove(name) end
 
   if route.guard ~= nil then
     -- The listener's RBAC matches the deny patterns (RE2) of guard set `set` against `text`;
     -- see guardrails.py.
-    set_md(h, "set", route.guard, "gw.guard")
-    set_md(h, "text", collect_text(req), "gw.guard")
+    md:set(GUARD_NS, "set", route.guard)
+    md:set(GUARD_NS, "text", collect_text(req))
   end
-  if route.redact ~= nil then redact_request(req, route.redact) end
+  -- Whether the body's content changes (then it is re-encoded) beyond `model` and
+  -- `prompt_variables`; a repeated key anywhere also re-encodes, so what the provider reads is
+  -- what the gateway checked (the decoder keeps a repeated key's last value).
+  local reencode = not unique
+  if route.redact ~= nil and redact_request(req, route.redact) then reencode = true end
 
   local variables = req.prompt_variables
   req.prompt_variables = nil
   if route.prompt ~= nil then
-    if variables ~= nil and not json.is_object(variables) then
+    if variables ~= nil and not is_object(variables) then
       return reply(h, 400, "`prompt_variables` must be an object.", "invalid_request_error", "invalid_prompt_variables")
     end
     local version = pick_version(route.prompt)
@@ -297,39 +392,60 @@ function envoy_on_request(h)
         "invalid_request_error", "missing_prompt_variable")
     end
     if endpoint == "chat" then
-      if not json.is_array(req.messages) then req.messages = setmetatable({}, json.array) end
+      if not is_array(req.messages) then req.messages = setmetatable({}, json.array) end
       table.insert(req.messages, 1, setmetatable({ role = "system", content = text }, json.object))
+      reencode = true
     elseif endpoint == "completions" and type(req.prompt) == "string" then
       req.prompt = text .. "\n\n" .. req.prompt
+      reencode = true
     end
-    set_md(h, "prompt", route.prompt.name)
-    set_md(h, "prompt_version", version.version)
+    md:set(NS, "prompt", route.prompt.name)
+    md:set(NS, "prompt_version", version.version)
   end
 
-  for i, limit in ipairs(route.token_limits) do
+  for _, limit in ipairs(route.token_limits) do
     local dk = debt_key(limit, route_name, consumer)
     local pending = token_debt[dk] or 0
     local carried = math.min(pending, limit.max - 1)
     token_debt[dk] = nil
-    set_md(h, "token_carried_" .. i, carried)
+    md:set(NS, limit.carried_key, carried)
     hdrs:replace(limit.header, tostring(1 + carried))
   end
 
-  body:setBytes(json.encode(req, "model"))
+  -- One backend: its upstream model now, so the upstream filter leaves the body alone on the
+  -- attempts that go to it (retries; a fallback model still gets its name spliced in).
+  local direct = route.direct
+  local forward_model = direct and direct.upstream or model
+  local out
+  if reencode then
+    req.model = forward_model
+    out = json.encode(req, "model")
+  else
+    out = rebuild(raw, members, forward_model)
+  end
+  if out ~= raw then body:setBytes(out) end
   hdrs = h:headers()
   hdrs:replace("x-gw-route", route_name)
   hdrs:replace("x-gw-consumer", consumer)
+  if direct ~= nil then hdrs:replace(BODY_MODEL_HEADER, direct.model) end
   h:clearRouteCache()
 end
 
 -- Response -----------------------------------------------------------------------------------
 
 local function usage_numbers(usage)
-  if not json.is_object(usage) then return nil end
+  if not is_object(usage) then return nil end
   local p = usage.prompt_tokens or usage.input_tokens
   local c = usage.completion_tokens or usage.output_tokens or 0
   if type(p) ~= "number" or type(c) ~= "number" then return nil end
   return p, c
+end
+
+-- The numbers of the top-level `usage` member of a JSON document (the last one, if repeated):
+-- a structural scan finds it and only that member is decoded, so neither a large reply nor
+-- text in it that reads `"usage":` (inside a string, or a nested object's member) matters.
+local function usage_of(text)
+  return usage_numbers(json.top_level_member(text, "usage"))
 end
 
 -- Finds the last `usage` object in an SSE stream without holding the stream back: chunks are
@@ -338,25 +454,23 @@ local function scan_stream_usage(h)
   local pending = ""
   local p, c
   for chunk in h:bodyChunks() do
-    local data = pending .. chunk:getBytes(0, chunk:length())
+    local data = chunk:getBytes(0, chunk:length())
+    if pending ~= "" then data = pending .. data end
     local start = 1
     while true do
-      local nl = string.find(data, "\n", start, true)
+      local nl = find(data, "\n", start, true)
       if nl == nil then break end
-      local line = string.sub(data, start, nl - 1)
+      local line = sub(data, start, nl - 1)
       start = nl + 1
-      if string.find(line, '"usage"', 1, true) then
-        local payload = string.match(line, "^data:%s*(.-)%s*$")
+      if find(line, '"usage"', 1, true) then
+        local payload = match(line, "^data:%s*(.-)%s*$")
         if payload ~= nil then
-          local ok, event = pcall(json.decode, payload)
-          if ok and json.is_object(event) then
-            local ep, ec = usage_numbers(event.usage)
-            if ep ~= nil then p, c = ep, ec end
-          end
+          local ep, ec = usage_of(payload)
+          if ep ~= nil then p, c = ep, ec end
         end
       end
     end
-    pending = string.sub(data, start)
+    pending = sub(data, start)
     if #pending > 1048576 then pending = "" end  -- not SSE as expected; stop holding it
   end
   return p, c
@@ -370,7 +484,8 @@ local function charge_tokens(info, route, used)
 end
 
 function envoy_on_response(h)
-  local info = h:streamInfo():dynamicMetadata():get(NS)
+  local md = h:streamInfo():dynamicMetadata()
+  local info = md:get(NS)
   if info == nil or info.route == nil or info.lua_reply then return end
   local route = DATA.routes[info.route]
   local hdrs = h:headers()
@@ -379,18 +494,20 @@ function envoy_on_response(h)
     hdrs:replace("x-gateway-prompt-version", string.format("%d", info.prompt_version))
   end
 
-  local rbac = h:streamInfo():dynamicMetadata():get("envoy.filters.http.rbac")
-  if rbac ~= nil and rbac.shadow_engine_result == "denied" then
-    set_md(h, "guardrail", "logged")
-  elseif status == 403 and hdrs:get("x-gateway-guardrail") ~= nil then
-    set_md(h, "guardrail", "blocked")
+  if route.guard ~= nil then
+    local rbac = md:get("envoy.filters.http.rbac")
+    if rbac ~= nil and rbac.shadow_engine_result == "denied" then
+      md:set(NS, "guardrail", "logged")
+    elseif status == 403 and hdrs:get("x-gateway-guardrail") ~= nil then
+      md:set(NS, "guardrail", "blocked")
+    end
   end
 
   if status == 429 and hdrs:get("x-gateway-limit") ~= nil then
     -- Rejected by a limiter before (or at) the token charge: nothing was consumed, so the
     -- carried debt goes back to wait for the next request.
-    for i, limit in ipairs(route.token_limits) do
-      local carried = info["token_carried_" .. i] or 0
+    for _, limit in ipairs(route.token_limits) do
+      local carried = info[limit.carried_key] or 0
       if carried > 0 then
         local dk = debt_key(limit, info.route, info.consumer)
         token_debt[dk] = (token_debt[dk] or 0) + carried
@@ -403,21 +520,21 @@ function envoy_on_response(h)
   local model = hdrs:get("x-gateway-model")
   local ctype = hdrs:get("content-type") or ""
   local p, c
-  if string.find(ctype, "text/event-stream", 1, true) then
+  if find(ctype, "text/event-stream", 1, true) then
     p, c = scan_stream_usage(h)
   else
     local body = h:body()
     if body == nil then return end
-    local ok, resp = pcall(json.decode, body:getBytes(0, body:length()))
-    if ok and json.is_object(resp) then p, c = usage_numbers(resp.usage) end
+    p, c = usage_of(body:getBytes(0, body:length()))
   end
   if p == nil then return end
-  set_md(h, "prompt_tokens", p)
-  set_md(h, "completion_tokens", c)
+  md = h:streamInfo():dynamicMetadata()  -- handles taken before body() are invalid after it
+  md:set(NS, "prompt_tokens", p)
+  md:set(NS, "completion_tokens", c)
   local price = model and DATA.prices[model]
   if price ~= nil then
     local cost = (p * price[1] + c * price[2]) / 1000000
-    set_md(h, "cost_usd", tonumber(string.format("%.8f", cost)))
+    md:set(NS, "cost_usd", tonumber(string.format("%.8f", cost)))
   end
   if #route.token_limits > 0 then charge_tokens(info, route, p + c) end
 end

@@ -5,20 +5,39 @@
 -- gw.provider, gw.upstream_model, gw.authority; see upstream.py) into the x-gw-target*
 -- headers; from them this filter sets the authority, the provider's base path and credential
 -- (read from the mounted secret file, cached per worker for DATA.secret_ttl_s so a rotated
--- secret applies without a reload) and rewrites `model` to the upstream model name.
+-- secret applies without a reload) and rewrites `model` to the upstream model name, unless
+-- x-gw-body-model (set by the downstream filter for a route with one backend) says the body
+-- already carries this attempt's model: then the body is neither buffered nor touched.
 
 local secret_cache = {}
 
-local STRING_ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
-
-local function encode_string(s)
-  return '"' .. string.gsub(s, '[%c"\\]', function(c)
-    return STRING_ESCAPES[c] or string.format("\\u%04x", string.byte(c))
-  end) .. '"'
+local find, sub, byte, gsub = string.find, string.sub, string.byte, string.gsub
+-- Set by the downstream filter when the body already carries this model's upstream name.
+local BODY_MODEL_HEADER = "x-gw-body-model"
+local CLIENT_KEY_HEADERS = { "authorization", "x-api-key", "api-key" }
+-- DATA.headers as two lists, so the per-attempt loop does not walk a hash table.
+local HEADER_KEYS, HEADER_NAMES = {}, {}
+for key, name in pairs(DATA.headers) do
+  HEADER_KEYS[#HEADER_KEYS + 1] = key
+  HEADER_NAMES[#HEADER_NAMES + 1] = name
 end
 
+local STRING_ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+
+local function escape_char(c)
+  return STRING_ESCAPES[c] or string.format("\\u%04x", byte(c))
+end
+
+local function encode_string(s)
+  if not find(s, '[%c"\\]') then return '"' .. s .. '"' end
+  return '"' .. gsub(s, '[%c"\\]', escape_char) .. '"'
+end
+
+local function hex_char(hex) return string.char(tonumber(hex, 16)) end
+
 local function unescape(s)
-  return (string.gsub(s, "%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end))
+  if not find(s, "%", 1, true) then return s end
+  return (gsub(s, "%%(%x%x)", hex_char))
 end
 
 local function read_secret(path)
@@ -30,7 +49,7 @@ local function read_secret(path)
   if f ~= nil then
     value = f:read("*a")
     f:close()
-    value = string.gsub(string.gsub(value, "^%s+", ""), "%s+$", "")
+    value = gsub(gsub(value, "^%s+", ""), "%s+$", "")
   end
   secret_cache[path] = { value = value, expires = now + DATA.secret_ttl_s }
   return value
@@ -39,10 +58,10 @@ end
 -- The downstream filter wrote the body with `model` as its first member, so the rewrite is a
 -- splice of that one string; anything else is left alone.
 local function splice_model(raw, upstream_model)
-  if string.sub(raw, 1, 10) ~= '{"model":"' then return nil end
+  if sub(raw, 1, 10) ~= '{"model":"' then return nil end
   local i = 11
   while true do
-    local c = string.byte(raw, i)
+    local c = byte(raw, i)
     if c == nil then return nil end
     if c == 92 then
       i = i + 2
@@ -52,20 +71,23 @@ local function splice_model(raw, upstream_model)
       i = i + 1
     end
   end
-  return '{"model":' .. encode_string(upstream_model) .. string.sub(raw, i + 1)
+  return '{"model":' .. encode_string(upstream_model) .. sub(raw, i + 1)
 end
 
 function envoy_on_request(h)
   local hdrs = h:headers()
   local ep = {}
-  for key, name in pairs(DATA.headers) do
+  for i = 1, #HEADER_NAMES do
+    local name = HEADER_NAMES[i]
     local value = hdrs:get(name)
-    hdrs:remove(name)
-    if value ~= nil and value ~= "" then ep[key] = unescape(value) end
+    if value ~= nil then
+      hdrs:remove(name)
+      if value ~= "" then ep[HEADER_KEYS[i]] = unescape(value) end
+    end
   end
-  hdrs:remove("authorization")
-  hdrs:remove("x-api-key")
-  hdrs:remove("api-key")
+  local body_model = hdrs:get(BODY_MODEL_HEADER)
+  if body_model ~= nil then hdrs:remove(BODY_MODEL_HEADER) end
+  for i = 1, #CLIENT_KEY_HEADERS do hdrs:remove(CLIENT_KEY_HEADERS[i]) end
   local provider = ep.provider and DATA.providers[ep.provider]
   if provider == nil or ep.upstream_model == nil or ep.authority == nil then
     h:logErr("gatewayctl: no endpoint data for upstream model " .. tostring(ep.model))
@@ -84,6 +106,8 @@ function envoy_on_request(h)
       hdrs:replace(cred.header, cred.prefix .. value)
     end
   end
+  -- The body already names this attempt's upstream model: leave it (and its buffering) alone.
+  if body_model ~= nil and body_model == ep.model then return end
   local body = h:body()
   if body == nil or body:length() == 0 then return end
   local rewritten = splice_model(body:getBytes(0, body:length()), ep.upstream_model)

@@ -1,0 +1,435 @@
+"""The shipped Lua without Envoy: json.lua and gateway.lua in LuaJIT (lupa), with a fake handle.
+
+These pin the fast paths of the filter: the response's `usage` is read from the top-level
+member only (never from text inside a string or a nested object), the request body is
+re-encoded only when its content changes, and one-backend routes get their upstream model
+written downstream. tests/render/test_dataplane.py runs the same code in a real Envoy.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+
+from gatewayctl.render.envoy import EnvoyOptions
+from gatewayctl.render.envoy.listener import gateway_lua_data
+from gatewayctl.render.envoy.lua import gateway_source, shipped_source, upstream_source
+from gatewayctl.render.envoy.upstream import (
+    ENCODED_KEYS,
+    PLAIN_KEYS,
+    encode_value,
+    provider_data,
+    target_header,
+)
+from tests.render import irs
+
+luajit = pytest.importorskip("lupa.luajit21", reason="lupa with LuaJIT 2.1 (Envoy's Lua)")
+
+
+def _runtime() -> Any:
+    return luajit.LuaRuntime(encoding=None)
+
+
+@pytest.fixture(scope="module")
+def jsonlib() -> Any:
+    rt = _runtime()
+    return rt, rt.execute("return (function()\n" + shipped_source("json.lua") + "\nend)()")
+
+
+def _usage(jsonlib: Any, doc: str) -> Any:
+    rt, lib = jsonlib
+    get = rt.eval(
+        "function(J, s) local u = J.top_level_member(s, 'usage')"
+        " if u == nil then return nil end return J.encode(u) end"
+    )
+    out = get(lib, doc.encode())
+    return None if out is None else json.loads(out)
+
+
+USAGE = {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
+FAKE = '\\"usage\\": {\\"prompt_tokens\\": 999, \\"completion_tokens\\": 999}'
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        # the usual place: last member
+        ('{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":%s}', USAGE),
+        # before choices (the structural scan)
+        ('{"usage" : %s , "choices":[{"message":{"content":"hi"}}]}', USAGE),
+        # absent
+        ('{"id":"x","choices":[]}', None),
+        ('{"id":"x","choices":[],"usage":null}', None),
+        # a reply quoting `"usage": {...}` in its content, before and after the real one
+        ('{"choices":[{"message":{"content":"' + FAKE + '"}}],"usage":%s}', USAGE),
+        ('{"usage":%s,"choices":[{"message":{"content":"' + FAKE + '"}}]}', USAGE),
+        ('{"choices":[{"message":{"content":"' + FAKE + '"}}]}', None),
+        # content ending in `"usage` (its closing quote then reads as `"usage"`)
+        ('{"choices":[{"message":{"content":"say \\"usage"}}],"n":1}', None),
+        ('{"a":"say \\"usage", "usage":%s}', USAGE),
+        # a nested object's `usage` member is not the response's
+        ('{"choices":[{"usage":{"prompt_tokens":1,"completion_tokens":1}}]}', None),
+        ('{"usage":%s,"choices":[{"usage":{"prompt_tokens":1,"completion_tokens":1}}]}', USAGE),
+        ('{"x":{"usage":{"prompt_tokens":1}},"usage":%s}', USAGE),
+        # repeated top-level member: the last one, as a full decode would keep
+        ('{"usage":{"prompt_tokens":1,"completion_tokens":1},"usage":%s}', USAGE),
+        # not an object at the top, or broken
+        ('[{"usage":%s}]', None),
+        ('"usage"', None),
+        ('{"usage":{"prompt_tokens":5,', None),
+        ("", None),
+    ],
+)
+def test_usage_is_the_top_level_member_only(jsonlib: Any, doc: str, expected: Any) -> None:
+    text = doc % json.dumps(USAGE) if "%s" in doc else doc
+    assert _usage(jsonlib, text) == expected
+
+
+def test_usage_of_large_reply_with_escapes_and_unicode(jsonlib: Any) -> None:
+    content = 'line "usage": {} \\ \n' * 2000 + "é漢\U0001f600"
+    doc: dict[str, Any] = {
+        "choices": [{"message": {"content": content}}],
+        "usage": USAGE,
+        "z": [1, {"a": "}"}],
+    }
+    assert _usage(jsonlib, json.dumps(doc)) == USAGE
+    assert _usage(jsonlib, json.dumps(doc, ensure_ascii=False)) == USAGE
+
+
+def test_decode_members_spans_and_repeated_keys(jsonlib: Any) -> None:
+    rt, lib = jsonlib
+    members = rt.eval(
+        "function(J, s) local o, m, unique = J.decode_members(s) local t = {}"
+        " for i = 1, #m, 3 do t[#t + 1] = m[i] .. '=' .. string.sub(s, m[i + 1], m[i + 2]) end"
+        " return table.concat(t, '|'), unique end"
+    )
+    assert members(lib, b' { "model" : "m" ,\n"a":[1, {"b":2}] , "c":"\\u0041"} ') == (
+        b'model="model" : "m"|a="a":[1, {"b":2}]|c="c":"\\u0041"',
+        True,
+    )
+    assert members(lib, b"{}") == (b"", True)
+    assert members(lib, b'{"model":"m","model":"n"}')[1] is False
+    assert members(lib, b'{"m":[{"content":"a","content":"b"}]}')[1] is False
+    assert members(lib, b'{"m":[{"content":"a"},{"content":"b"}]}')[1] is True
+    for bad in (b"[1]", b'{"a":1', b'{"a":1} x', b'"s"'):
+        ok = rt.eval("function(J, s) return (pcall(J.decode_members, s)) end")(lib, bad)
+        assert ok is False, bad
+
+
+def test_decode_encode_round_trip(jsonlib: Any) -> None:
+    rt, lib = jsonlib
+    roundtrip = rt.eval("function(J, s) return J.encode(J.decode(s)) end")
+    doc: dict[str, Any] = {
+        "s": 'q"uo\\te\n\t\x01\x7f é漢\U0001f600',
+        "n": [0, -1, 1.5, -0.25, 1e21, 12345678901234],
+        "o": {},
+        "a": [],
+        "z": None,
+        "b": [True, False],
+    }
+    assert json.loads(roundtrip(lib, json.dumps(doc).encode())) == doc
+    for bad in ("01", "1.", "1e", "-", ".5", "+1", '"\\x"', '"a\nb"', "[1,]", "{} {}"):
+        ok = rt.eval("function(J, s) return (pcall(J.decode, s)) end")(lib, bad.encode())
+        assert ok is False, bad
+
+
+# The gateway filter in a fake Envoy ---------------------------------------------------------
+
+_FAKE_ENVOY = r"""
+local reqbody, req_headers, status, resp_headers, respbody, chunks = ...
+local function headers_of(t)
+  return {
+    get = function(_, k) return t[k] end,
+    remove = function(_, k) t[k] = nil end,
+    replace = function(_, k, v) t[k] = v end,
+  }
+end
+local md = {}
+local mdw = {
+  set = function(_, ns, k, v) md[ns] = md[ns] or {}; md[ns][k] = v end,
+  get = function(_, ns) return md[ns] end,
+}
+local si = { dynamicMetadata = function() return mdw end }
+local function handle(hdrs, text, chunk_list)
+  local body = text
+  local bw = {
+    length = function() return #body end,
+    getBytes = function(_, i, n) return string.sub(body, i + 1, i + n) end,
+    setBytes = function(_, s) body = s end,
+  }
+  local function chunk(s)
+    return {
+      length = function() return #s end,
+      getBytes = function(_, i, n) return string.sub(s, i + 1, i + n) end,
+    }
+  end
+  local h = {
+    headers = function() return headers_of(hdrs) end,
+    body = function() return bw end,
+    bodyChunks = function()
+      local i = 0
+      return function() i = i + 1; if chunk_list[i] then return chunk(chunk_list[i]) end end
+    end,
+    streamInfo = function() return si end,
+    clearRouteCache = function() end,
+    respond = function(_, rh, b) body = b; hdrs[":status"] = rh[":status"] end,
+    logErr = function() end,
+  }
+  return h, function() return body end
+end
+local rh = {}
+for k, v in pairs(req_headers) do rh[k] = v end
+local h, forwarded = handle(rh, reqbody, {})
+envoy_on_request(h)
+local out_md = {}
+for k, v in pairs(md.gw or {}) do out_md[k] = v end
+if status ~= nil then
+  local hh = {}
+  for k, v in pairs(resp_headers) do hh[k] = v end
+  local cl = {}
+  for i, c in pairs(chunks) do cl[i] = c end
+  local r = handle(hh, respbody, cl)
+  envoy_on_response(r)
+end
+local result = {}
+for k, v in pairs(md.gw or {}) do result[k] = v end
+return forwarded(), rh, result
+"""
+
+
+@pytest.fixture(scope="module")
+def gateway_lua() -> Any:
+    ir = irs.build_ir()
+    options = EnvoyOptions(secrets_dir="/nonexistent")
+    return gateway_source(gateway_lua_data(ir, options))
+
+
+def _run(
+    source: str,
+    body: bytes,
+    *,
+    path: str = "/v1/chat/completions",
+    response: bytes | None = None,
+    content_type: str = "application/json",
+    chunks: list[bytes] | None = None,
+) -> tuple[bytes, dict[bytes, bytes], dict[bytes, Any]]:
+    rt = _runtime()
+    rt.execute(source)
+    run = rt.execute("return function(...) " + _FAKE_ENVOY + " end")
+    table = rt.table_from
+    req_headers = table({b":method": b"POST", b":path": path.encode()})
+    resp_headers = table(
+        {b":status": b"200", b"content-type": content_type.encode(), b"x-gateway-model": b"m"}
+    )
+    forwarded, headers, md = run(
+        body,
+        req_headers,
+        200 if response is not None or chunks is not None else None,
+        resp_headers,
+        response or b"",
+        table(chunks or []),
+    )
+    return forwarded, dict(headers.items()), dict(md.items())
+
+
+def test_route_only_request_forwards_the_client_bytes(gateway_lua: str) -> None:
+    # One backend: its upstream model is written here, and the upstream filter is told so.
+    body = b'{ "messages" : [ {"role":"user","content":"hi \\u00e9"} ],\n"n": 1E2,'
+    body += b' "model":"llama-70b", "prompt_variables": {"x": 1} }'
+    forwarded, headers, md = _run(gateway_lua, body)
+    assert forwarded == (
+        b'{"model":"meta-llama/Llama-3.1-70B-Instruct",'
+        b'"messages" : [ {"role":"user","content":"hi \\u00e9"} ],"n": 1E2}'
+    )
+    assert headers[b"x-gw-body-model"] == b"llama-3.1-70b"
+    assert headers[b"x-gw-route"] == b"llama"
+    assert md[b"route"] == b"llama" and md[b"requested_model"] == b"llama-70b"
+
+
+def test_two_backends_leave_the_model_to_the_upstream_filter(gateway_lua: str) -> None:
+    forwarded, headers, _ = _run(gateway_lua, b'{"messages":[],"model":"chat"}')
+    assert forwarded == b'{"model":"chat","messages":[]}'
+    assert b"x-gw-body-model" not in headers
+
+
+def test_client_cannot_send_the_body_model_header(gateway_lua: str) -> None:
+    rt = _runtime()
+    rt.execute(gateway_lua)
+    run = rt.execute("return function(...) " + _FAKE_ENVOY + " end")
+    headers = rt.table_from(
+        {b":method": b"POST", b":path": b"/v1/chat/completions", b"x-gw-body-model": b"gpt-4o"}
+    )
+    _, out, _ = run(b'{"model":"chat"}', headers, None, rt.table(), b"", rt.table())
+    assert b"x-gw-body-model" not in dict(out.items())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a repeated key anywhere: what the provider reads must be what was checked
+        b'{"model":"chat","messages":[{"role":"user","content":"a","content":"b"}]}',
+        b'{"model":"chat","model":"chat","messages":[]}',
+    ],
+)
+def test_repeated_keys_are_re_encoded(gateway_lua: str, body: bytes) -> None:
+    forwarded, _, _ = _run(gateway_lua, body)
+    assert json.loads(forwarded)["model"] == "chat"
+    assert forwarded.startswith(b'{"model":"chat",')
+    assert forwarded.count(b'"content"') <= 1 and forwarded.count(b'"model"') == 1
+
+
+def test_redaction_and_prompt_re_encode(gateway_lua: str) -> None:
+    forwarded, _, _ = _run(
+        gateway_lua, b'{"model":"guarded","messages":[{"role":"user","content":"mail a@b.co"}]}'
+    )
+    assert json.loads(forwarded)["messages"][0]["content"] == "mail [REDACTED_EMAIL]"
+    # Nothing to redact: the client's bytes go on.
+    body = b'{"messages":[{"role":"user","content":"nothing here"}], "model":"guarded"}'
+    forwarded, _, _ = _run(gateway_lua, body)
+    assert forwarded == (
+        b'{"model":"gpt-4o-2024-08-06","messages":[{"role":"user","content":"nothing here"}]}'
+    )
+    forwarded, _, md = _run(
+        gateway_lua, b'{"model":"assistant","messages":[],"prompt_variables":{"product":"A"}}'
+    )
+    sent = json.loads(forwarded)
+    assert sent["messages"][0]["role"] == "system" and "prompt_variables" not in sent
+    assert md[b"prompt"] == b"support-assistant"
+
+
+def _reply(usage_first: bool = False, content: str = "hello") -> bytes:
+    doc: dict[str, Any] = {"id": "c1", "object": "chat.completion", "model": "m"}
+    choices = [{"index": 0, "message": {"role": "assistant", "content": content}}]
+    if usage_first:
+        doc = {"usage": USAGE, **doc, "choices": choices}
+    else:
+        doc = {**doc, "choices": choices, "usage": USAGE}
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        _reply(),
+        _reply(usage_first=True),
+        _reply(content='"usage": {"prompt_tokens": 999, "completion_tokens": 999}'),
+        _reply(usage_first=True, content='x", "usage": {"prompt_tokens": 999}}'),
+    ],
+)
+def test_response_usage_reaches_the_metadata(gateway_lua: str, reply: bytes) -> None:
+    _, _, md = _run(gateway_lua, b'{"model":"llama-70b"}', response=reply)
+    assert (md[b"prompt_tokens"], md[b"completion_tokens"]) == (5, 7)
+
+
+def test_response_without_usage_sets_no_tokens(gateway_lua: str) -> None:
+    reply = json.dumps({"choices": [{"message": {"content": '"usage": {"prompt_tokens": 9}'}}]})
+    _, _, md = _run(gateway_lua, b'{"model":"llama-70b"}', response=reply.encode())
+    assert b"prompt_tokens" not in md and b"cost_usd" not in md
+
+
+def test_streamed_usage_from_the_final_chunk(gateway_lua: str) -> None:
+    events = [
+        {"choices": [{"delta": {"content": '"usage": {"prompt_tokens": 999}'}}], "usage": None},
+        {"choices": [{"delta": {"content": "more"}}], "usage": None},
+        {"choices": [], "usage": USAGE},
+    ]
+    stream = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    raw = stream.encode()
+    # Split anywhere, including inside the usage event.
+    cut = raw.index(b'"usage": {"prompt_tokens": 5') + 7
+    chunks = [raw[:13], raw[13:cut], raw[cut:]]
+    _, _, md = _run(
+        gateway_lua, b'{"model":"llama-70b"}', content_type="text/event-stream", chunks=chunks
+    )
+    assert (md[b"prompt_tokens"], md[b"completion_tokens"]) == (5, 7)
+
+
+def test_email_redaction_matches_the_lua_pattern() -> None:
+    """redact_email (scan from each `@`) gives gsub's result for the documented pattern."""
+    rt = _runtime()
+    source = shipped_source("gateway.lua")
+    start = source.index("local LOCAL_PART = {}")
+    end = source.index("local REDACTORS = {")
+    redact = rt.execute(
+        "local find, sub, byte, concat = string.find, string.sub, string.byte, table.concat\n"
+        + source[start:end]
+        + "\nreturn redact_email"
+    )
+    pattern = rt.eval(
+        'function(s) return (string.gsub(s, "[%w%.%%%+%-_]+@[%w%-]+%.[%w%.%-]*%w",'
+        ' "[REDACTED_EMAIL]")) end'
+    )
+    rng = random.Random(7)
+    alphabet = b"ab1.@-_+% \nX@\xc3\xa9"
+    cases = [b"mail jane.doe+x@example.co.uk, ok", b"a@b.c@d.e", b"x@@y.z", b"@a.b", b"q a@b. c"]
+    cases += [bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 16))) for _ in range(20000)]
+    for text in cases:
+        assert redact(text) == pattern(text), text
+
+
+_FAKE_UPSTREAM = r"""
+local hdrs, raw = ...
+local body, buffered = raw, false
+local h = {
+  headers = function()
+    return {
+      get = function(_, k) return hdrs[k] end,
+      remove = function(_, k) hdrs[k] = nil end,
+      replace = function(_, k, v) hdrs[k] = v end,
+    }
+  end,
+  body = function()
+    buffered = true
+    return {
+      length = function() return #body end,
+      getBytes = function(_, i, n) return string.sub(body, i + 1, i + n) end,
+      setBytes = function(_, s) body = s end,
+    }
+  end,
+  logErr = function() end,
+}
+envoy_on_request(h)
+return body, buffered, hdrs
+"""
+
+
+@pytest.mark.parametrize(
+    ("body_model", "buffered", "sent"),
+    [
+        # the downstream filter already wrote this attempt's upstream model: body untouched
+        ("llama-3.1-70b", False, b'{"model":"already-written","x":1}'),
+        # a fallback attempt (another model), or a route with several backends: spliced
+        ("gpt-4o-2024-08-06", True, b'{"model":"meta-llama/Llama-3.1-70B-Instruct","x":1}'),
+        (None, True, b'{"model":"meta-llama/Llama-3.1-70B-Instruct","x":1}'),
+    ],
+)
+def test_upstream_filter_skips_the_body_only_for_its_model(
+    body_model: str | None, buffered: bool, sent: bytes
+) -> None:
+    ir = irs.build_ir()
+    options = EnvoyOptions(secrets_dir="/nonexistent")
+    data = {
+        "headers": {k: target_header(k) for k in PLAIN_KEYS + ENCODED_KEYS},
+        "providers": provider_data(ir, options),
+        "secret_ttl_s": 10,
+    }
+    rt = _runtime()
+    rt.execute(upstream_source(data))
+    run = rt.execute("return function(...) " + _FAKE_UPSTREAM + " end")
+    headers = {
+        b":path": b"/v1/chat/completions",
+        b"x-gw-target": b"llama-3.1-70b",
+        b"x-gw-target-provider": b"openai",
+        b"x-gw-target-upstream-model": encode_value("meta-llama/Llama-3.1-70B-Instruct").encode(),
+        b"x-gw-target-authority": b"api.openai.example.com",
+    }
+    if body_model is not None:
+        headers[b"x-gw-body-model"] = body_model.encode()
+    out, was_buffered, after = run(rt.table_from(headers), b'{"model":"already-written","x":1}')
+    assert (out, was_buffered) == (sent, buffered)
+    left = dict(after.items())
+    assert not any(k.startswith(b"x-gw-") for k in left), left
+    assert left[b":authority"] == b"api.openai.example.com"
