@@ -154,7 +154,8 @@ def histogram_quantile(q: float, buckets: tuple[tuple[float, float], ...]) -> fl
     return lower
 
 
-def _fmt(value: float | None, unit: str) -> str:
+def format_metric_value(value: float | None, unit: str) -> str:
+    """A metric value in its unit: 1.25%, 420ms, $0.000550."""
     if value is None:
         return "n/a"
     if unit == "ratio":
@@ -206,7 +207,7 @@ def threshold_text(metric: Metric, unit: str) -> str:
     if metric.maxIncrease is not None:
         return f"max +{metric.maxIncrease:g}% of stable"
     bound = absolute_bound(metric)
-    return f"max {_fmt(bound, unit)}"
+    return f"max {format_metric_value(bound, unit)}"
 
 
 def _compare(metric: Metric, unit: str, canary: float | None, stable: float | None,
@@ -225,13 +226,15 @@ def _compare(metric: Metric, unit: str, canary: float | None, stable: float | No
         ok = canary <= bound
         change = f"{(canary / stable - 1):+.1%}" if stable > 0 else "from zero"
         return ("pass" if ok else "fail"), (
-            f"canary {_fmt(canary, unit)} vs stable {_fmt(stable, unit)} ({change}; "
-            f"bound {_fmt(bound, unit)})")
+            f"canary {format_metric_value(canary, unit)} vs stable "
+            f"{format_metric_value(stable, unit)} ({change}; "
+            f"bound {format_metric_value(bound, unit)})")
     bound_abs = absolute_bound(metric)
     assert bound_abs is not None
     ok = canary <= bound_abs
     return ("pass" if ok else "fail"), (
-        f"canary {_fmt(canary, unit)} {'<=' if ok else '>'} {_fmt(bound_abs, unit)}")
+        f"canary {format_metric_value(canary, unit)} {'<=' if ok else '>'} "
+        f"{format_metric_value(bound_abs, unit)}")
 
 
 # --- evaluation --------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 
 from gatewayctl.manifests.kinds import RolloutSpec
 from gatewayctl.manifests.types import format_duration_ms
-from gatewayctl.rollout.analysis import AnalysisResult, MetricResult
+from gatewayctl.rollout.analysis import AnalysisResult, MetricResult, format_metric_value
 from gatewayctl.rollout.steps import PauseStatus, Position
 
 _MARK = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
@@ -30,18 +30,6 @@ class StatusView:
     pause: PauseStatus
     live: LiveWeights | None
     analysis: AnalysisResult | None
-
-
-def _pct(value: float | None, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    if unit == "ratio":
-        return f"{value:.2%}"
-    if unit == "ms":
-        return f"{value:.0f}ms" if value >= 10 else f"{value:.2f}ms"
-    if unit == "usd":
-        return f"${value:.6f}"
-    return f"{value:.4g}"
 
 
 def steps_text(spec: RolloutSpec) -> str:
@@ -143,6 +131,8 @@ def format_analysis_markdown(a: AnalysisResult) -> str:
            "|---|---|---|---|---|---|"]
     for m in a.metrics:
         detail = m.detail.replace("|", "\\|")
-        out.append(f"| {m.name} | {_ICON[m.verdict]} {m.verdict} | {_pct(m.canary, m.unit)} | "
-                   f"{_pct(m.stable, m.unit)} | {m.threshold} | {detail} |")
+        canary = format_metric_value(m.canary, m.unit)
+        stable = format_metric_value(m.stable, m.unit)
+        out.append(f"| {m.name} | {_ICON[m.verdict]} {m.verdict} | {canary} | "
+                   f"{stable} | {m.threshold} | {detail} |")
     return "\n".join(out) + "\n"
