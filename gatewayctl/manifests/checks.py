@@ -13,11 +13,10 @@ from gatewayctl.manifests.bundle import ManifestSet
 from gatewayctl.manifests.documents import Manifest
 from gatewayctl.manifests.prompts import TemplateProblem, parse_template, used_variables
 
-_MS: list[ManifestSet] = []
-
 
 def _ref(
     diags: list[Diagnostic],
+    ms: ManifestSet,
     owner: Manifest[Any],
     fpath: tuple[str | int, ...],
     target_kind: str,
@@ -26,7 +25,7 @@ def _ref(
 ) -> bool:
     if name in known:
         return True
-    declared = _MS[-1].declared.get(target_kind, frozenset()) if _MS else frozenset()
+    declared = ms.declared.get(target_kind, frozenset())
     if name in declared:
         return False  # the target exists but is invalid: its own diagnostics say why
     names = sorted(set(known) | declared)
@@ -65,19 +64,28 @@ def check_references(ms: ManifestSet) -> list[Diagnostic]:
     gw = ms.gateway
     if gw:
         for i, pol in enumerate(gw.spec.defaultPolicies):
-            _ref(diags, gw, ("spec", "defaultPolicies", i), "Policy", pol, ms.policies)
+            _ref(diags, ms, gw, ("spec", "defaultPolicies", i), "Policy", pol, ms.policies)
     for model in ms.models.values():
-        _ref(diags, model, ("spec", "provider"), "Provider", model.spec.provider, ms.providers)
+        _ref(diags, ms, model, ("spec", "provider"), "Provider", model.spec.provider, ms.providers)
     for route in ms.routes.values():
         for i, backend in enumerate(route.spec.backends):
-            _ref(diags, route, ("spec", "backends", i, "model"), "Model", backend.model, ms.models)
+            _ref(
+                diags,
+                ms,
+                route,
+                ("spec", "backends", i, "model"),
+                "Model",
+                backend.model,
+                ms.models,
+            )
         for i, fb in enumerate(route.spec.fallback):
-            _ref(diags, route, ("spec", "fallback", i), "Model", fb, ms.models)
+            _ref(diags, ms, route, ("spec", "fallback", i), "Model", fb, ms.models)
         for i, pol in enumerate(route.spec.policies):
-            _ref(diags, route, ("spec", "policies", i), "Policy", pol, ms.policies)
+            _ref(diags, ms, route, ("spec", "policies", i), "Policy", pol, ms.policies)
         if route.spec.prompt:
             _ref(
                 diags,
+                ms,
                 route,
                 ("spec", "prompt", "name"),
                 "Prompt",
@@ -91,7 +99,13 @@ def check_references(ms: ManifestSet) -> list[Diagnostic]:
             continue
         for i, consumer in enumerate(allow.consumers):
             _ref(
-                diags, policy, ("spec", "allow", "consumers", i), "Consumer", consumer, ms.consumers
+                diags,
+                ms,
+                policy,
+                ("spec", "allow", "consumers", i),
+                "Consumer",
+                consumer,
+                ms.consumers,
             )
         for i, team in enumerate(allow.teams):
             if team not in teams:
@@ -109,9 +123,9 @@ def check_references(ms: ManifestSet) -> list[Diagnostic]:
                     )
                 )
     for ro in ms.rollouts.values():
-        _ref(diags, ro, ("spec", "route"), "Route", ro.spec.route, ms.routes)
-        _ref(diags, ro, ("spec", "stable"), "Model", ro.spec.stable, ms.models)
-        _ref(diags, ro, ("spec", "canary"), "Model", ro.spec.canary, ms.models)
+        _ref(diags, ms, ro, ("spec", "route"), "Route", ro.spec.route, ms.routes)
+        _ref(diags, ms, ro, ("spec", "stable"), "Model", ro.spec.stable, ms.models)
+        _ref(diags, ms, ro, ("spec", "canary"), "Model", ro.spec.canary, ms.models)
     return diags
 
 
@@ -448,14 +462,6 @@ def check_patterns(ms: ManifestSet) -> list[Diagnostic]:
 
 
 def check_set(ms: ManifestSet) -> list[Diagnostic]:
-    _MS.append(ms)
-    try:
-        return _check_all(ms)
-    finally:
-        _MS.pop()
-
-
-def _check_all(ms: ManifestSet) -> list[Diagnostic]:
     return [
         *check_references(ms),
         *check_routes(ms),
