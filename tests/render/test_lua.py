@@ -17,13 +17,7 @@ import pytest
 from gatewayctl.render.envoy import EnvoyOptions
 from gatewayctl.render.envoy.listener import gateway_lua_data
 from gatewayctl.render.envoy.lua import gateway_source, shipped_source, upstream_source
-from gatewayctl.render.envoy.upstream import (
-    ENCODED_KEYS,
-    PLAIN_KEYS,
-    encode_value,
-    provider_data,
-    target_header,
-)
+from gatewayctl.render.envoy.upstream import provider_data, target_value
 from tests.render import irs
 
 luajit = pytest.importorskip("lupa.luajit21", reason="lupa with LuaJIT 2.1 (Envoy's Lua)")
@@ -236,7 +230,8 @@ def _run(
 
 
 def test_route_only_request_forwards_the_client_bytes(gateway_lua: str) -> None:
-    # One backend: its upstream model is written here, and the upstream filter is told so.
+    # One backend and no fallback (pinned): the upstream model is written here, and so are
+    # the authority and credential the per-attempt filters (off on this route) would set.
     body = b'{ "messages" : [ {"role":"user","content":"hi \\u00e9"} ],\n"n": 1E2,'
     body += b' "model":"llama-70b", "prompt_variables": {"x": 1} }'
     forwarded, headers, md = _run(gateway_lua, body)
@@ -244,9 +239,19 @@ def test_route_only_request_forwards_the_client_bytes(gateway_lua: str) -> None:
         b'{"model":"meta-llama/Llama-3.1-70B-Instruct",'
         b'"messages" : [ {"role":"user","content":"hi \\u00e9"} ],"n": 1E2}'
     )
-    assert headers[b"x-gw-body-model"] == b"llama-3.1-70b"
+    assert b"x-gw-body-model" not in headers
+    assert headers[b":authority"] == b"api.openai.example.com"
     assert headers[b"x-gw-route"] == b"llama"
     assert md[b"route"] == b"llama" and md[b"requested_model"] == b"llama-70b"
+
+
+def test_one_backend_with_a_fallback_tells_the_upstream_filter(gateway_lua: str) -> None:
+    # One backend, a fallback to another model: the backend's upstream name is written here
+    # and x-gw-body-model tells the per-attempt filter which attempts need no splice.
+    forwarded, headers, _ = _run(gateway_lua, b'{"messages":[],"model":"fallback503"}')
+    assert forwarded == b'{"model":"flaky-503","messages":[]}'
+    assert headers[b"x-gw-body-model"] == b"flaky-503"
+    assert b":authority" not in headers
 
 
 def test_two_backends_leave_the_model_to_the_upstream_filter(gateway_lua: str) -> None:
@@ -412,19 +417,21 @@ def test_upstream_filter_skips_the_body_only_for_its_model(
     ir = irs.build_ir()
     options = EnvoyOptions(secrets_dir="/nonexistent")
     data = {
-        "headers": {k: target_header(k) for k in PLAIN_KEYS + ENCODED_KEYS},
+        "target_header": "x-gw-target",
         "providers": provider_data(ir, options),
         "secret_ttl_s": 10,
     }
+    models = {m.name: m for m in ir.models}
+    providers = {p.name: p for p in ir.providers}
+    assert models["llama-3.1-70b"].upstream_model == "meta-llama/Llama-3.1-70B-Instruct"
     rt = _runtime()
     rt.execute(upstream_source(data))
     run = rt.execute("return function(...) " + _FAKE_UPSTREAM + " end")
     headers = {
         b":path": b"/v1/chat/completions",
-        b"x-gw-target": b"llama-3.1-70b",
-        b"x-gw-target-provider": b"openai",
-        b"x-gw-target-upstream-model": encode_value("meta-llama/Llama-3.1-70B-Instruct").encode(),
-        b"x-gw-target-authority": b"api.openai.example.com",
+        b"x-gw-target": target_value(
+            models["llama-3.1-70b"], providers["openai"], "api.openai.example.com"
+        ).encode(),
     }
     if body_model is not None:
         headers[b"x-gw-body-model"] = body_model.encode()

@@ -2,7 +2,7 @@
 
 Routes with the same deny patterns and action share a guard set `g<k>`. The Lua filter
 publishes the request's message text and its route's set as dynamic metadata
-`gw.guard: {text, set}`; the listener's one RBAC filter has a policy per (set, pattern) whose
+`gw.internal: {text, set}`; the listener's one RBAC filter has a policy per (set, pattern) whose
 principal requires `set` to match and `text` to match the pattern (`safe_regex`, RE2, full
 match, so each pattern is wrapped to search anywhere). Sets with action block -> enforced DENY
 rules (403, JSON body from local_reply); action log -> shadow rules, which only set
@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from gatewayctl.ir import GatewayIR, RouteIR
-from gatewayctl.render.envoy.names import GUARD_TEXT_NS, RBAC_FILTER, RBAC_TYPE
+from gatewayctl.render.envoy.names import INTERNAL_NS, RBAC_FILTER, RBAC_TYPE
 
 DEFAULT_BUFFER_BYTES = 1024 * 1024
 # Room for what the Lua filter adds to a body (a rendered system prompt) after buffering.
@@ -58,7 +58,7 @@ def _metadata_id(key: str, match: dict[str, Any]) -> dict[str, Any]:
     return {
         "sourced_metadata": {
             "metadata_matcher": {
-                "filter": GUARD_TEXT_NS,
+                "filter": INTERNAL_NS,
                 "path": [{"key": key}],
                 "value": {"string_match": match},
             },

@@ -13,6 +13,7 @@ from typing import Any
 from gatewayctl.ir import GatewayIR, RouteIR
 from gatewayctl.render.envoy.access_log import render_access_log
 from gatewayctl.render.envoy.auth import consumer_data, route_auth_data
+from gatewayctl.render.envoy.clusters import authority, provider_address
 from gatewayctl.render.envoy.guardrails import (
     GuardKey,
     buffer_limit_bytes,
@@ -38,12 +39,14 @@ from gatewayctl.render.envoy.ratelimit import (
     token_limit_data,
 )
 from gatewayctl.render.envoy.routes import render_route_config
-from gatewayctl.render.envoy.upstream import render_upstream_filters
+from gatewayctl.render.envoy.upstream import pinned_model, provider_data, render_upstream_filters
 
 
 def _route_policy_data(route: RouteIR, sets: dict[GuardKey, str]) -> dict[str, Any]:
     data = route_auth_data(route)
     data["guard"] = route_guard_set(route, sets)
+    if data["guard"] is not None and route.policy.guard_action == "log":
+        data["guard_logs"] = True  # only then does the response read the RBAC shadow result
     data["token_limits"] = token_limit_data(route)
     if route.policy.max_request_bytes is not None:
         data["max_bytes"] = route.policy.max_request_bytes
@@ -63,6 +66,8 @@ def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
     policies = {ids[canonical[name]]: data for name, data in policy_of.items()}
     routes: dict[str, Any] = {}
     models = {m.name: m for m in ir.models}
+    providers = {p.name: p for p in ir.providers}
+    authorities = {p.name: authority(*provider_address(p, options)) for p in ir.providers}
     for route in ir.routes:
         data: dict[str, Any] = {"public": route.public_model, "policy": ids[canonical[route.name]]}
         if route.prompt is not None:
@@ -72,6 +77,13 @@ def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
             # its upstream name, and the upstream filter skips the body on those attempts.
             model = models[route.backends[0].model]
             data["direct"] = {"model": model.name, "upstream": model.upstream_model}
+            if pinned_model(route, models, providers) is not None:
+                # ...and, as no attempt goes elsewhere, the provider's authority and
+                # credential too; the route switches the per-attempt filters off.
+                data["direct"]["pinned"] = {
+                    "authority": authorities[model.provider],
+                    "provider": model.provider,
+                }
         routes[route.name] = data
     return {
         "endpoints": dict(ENDPOINTS),
@@ -80,6 +92,7 @@ def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
         "policies": policies,
         "consumers": consumer_data(ir, options),
         "prices": {m.name: [m.input_per_million, m.output_per_million] for m in ir.models},
+        "providers": provider_data(ir, options),
         "secret_ttl_s": options.secret_ttl_s,
         "token_headers": token_charge_headers(ir.routes),
     }

@@ -29,8 +29,12 @@ LIMIT_RESPONSE_HEADER = "x-gateway-limit"
 GUARDRAIL_RESPONSE_HEADER = "x-gateway-guardrail"
 
 # Dynamic metadata namespaces.
-METADATA_NS = "gw"  # route, consumer, tokens, cost, prompt version (Lua); endpoint model (EDS)
-GUARD_TEXT_NS = "gw.guard"  # message text + guard set of the request, for the deny-pattern RBAC
+# gw: what the access log shows of a request (route, consumer, tokens, cost, prompt version;
+# set by Lua, logged whole as one object) and, on endpoints, the model's data (EDS).
+METADATA_NS = "gw"
+# gw.internal: per-request state no log needs: message text and guard set for the
+# deny-pattern RBAC, token debt carried into the token limiter.
+INTERNAL_NS = "gw.internal"
 
 ENDPOINTS = {
     "/v1/chat/completions": "chat",
@@ -43,6 +47,10 @@ REQUEST_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 TOKEN_LIMIT_FILTER = "gatewayctl.token_limit"
 RBAC_FILTER = "envoy.filters.http.rbac"
 LUA_FILTER = "envoy.filters.http.lua"
+# The router's upstream filters have names of their own, so that a route can switch them off
+# (typed_per_filter_config) without touching the listener's Lua filter.
+UPSTREAM_TARGET_FILTER = "gatewayctl.upstream_target"
+UPSTREAM_REWRITE_FILTER = "gatewayctl.upstream_rewrite"
 
 TYPE_PREFIX = "type.googleapis.com/"
 LISTENER_TYPE = TYPE_PREFIX + "envoy.config.listener.v3.Listener"
@@ -57,6 +65,7 @@ LOCAL_RATELIMIT_TYPE = (
     TYPE_PREFIX + "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
 )
 ROUTER_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.router.v3.Router"
+FILTER_CONFIG_TYPE = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
 HEADER_MUTATION_TYPE = (
     TYPE_PREFIX + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation"
 )

@@ -6,10 +6,10 @@ route to the canary backend first. Weights go to `weighted_clusters` over the pe
 composite parents; retries walk the composite chain (attempt N -> member N).
 
 A route carries only what differs between routes (match, clusters, timeouts, retries): the
-internal headers to strip and the x-gateway-route / x-gateway-model response headers are the
-same for every route and set once on the virtual host (x-gateway-route from the Lua filter's
-`gw.requested_model`, which is the public name of the route it selected), and limits and
-guardrails are configured in the listener's filters (ratelimit.py, guardrails.py).
+internal headers to strip and the x-gateway-model response header (the attempt's endpoint
+model) are the same for every route and set once on the virtual host; x-gateway-route is the
+route's public name, a literal on each route. Limits and guardrails are configured in the
+listener's filters (ratelimit.py, guardrails.py).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from gatewayctl.render.envoy.names import (
     backend_cluster_name,
 )
 from gatewayctl.render.envoy.ratelimit import token_charge_headers
+from gatewayctl.render.envoy.upstream import pinned_model, skip_upstream_filters
 
 RETRY_ON = "5xx,reset,connect-failure,retriable-status-codes"
 
@@ -80,8 +81,9 @@ def _route(
     name: str,
     extra_headers: list[dict[str, Any]],
     backend_weights: list[tuple[str, int]],
+    pinned: bool = False,
 ) -> dict[str, Any]:
-    return {
+    out = {
         "name": name,
         "match": {
             "safe_regex": {"regex": API_PATH_REGEX},
@@ -89,10 +91,16 @@ def _route(
             + extra_headers,
         },
         "route": _route_action(route, backend_weights),
+        # A literal per route: a %DYNAMIC_METADATA% header would be formatted on every request.
+        "response_headers_to_add": [_header(ROUTE_RESPONSE_HEADER, route.public_model)],
     }
+    if pinned:
+        out["typed_per_filter_config"] = skip_upstream_filters()
+    return out
 
 
-def render_gateway_routes(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]]:
+def render_gateway_routes(ir: GatewayIR, route: RouteIR, pinned: bool) -> list[dict[str, Any]]:
+    """The route's entries; pinned: see upstream.pinned_model."""
     out: list[dict[str, Any]] = []
     rollout = route.rollout
     if rollout is not None and any(b.model == rollout.canary for b in route.backends):
@@ -101,11 +109,13 @@ def render_gateway_routes(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]]
     weights = [(b.model, b.weight) for b in route.backends if b.weight > 0]
     if not weights:  # defensive: the compiler guarantees a positive sum
         weights = [(route.backends[0].model, 1)]
-    out.append(_route(route, route.name, [], weights))
+    out.append(_route(route, route.name, [], weights, pinned))
     return out
 
 
 def render_route_config(ir: GatewayIR) -> dict[str, Any]:
+    models = {m.name: m for m in ir.models}
+    providers = {p.name: p for p in ir.providers}
     routes: list[dict[str, Any]] = [
         {
             "name": "models",
@@ -118,7 +128,8 @@ def render_route_config(ir: GatewayIR) -> dict[str, Any]:
         }
     ]
     for route in sorted(ir.routes, key=lambda r: r.name):
-        routes.extend(render_gateway_routes(ir, route))
+        pinned = pinned_model(route, models, providers) is not None
+        routes.extend(render_gateway_routes(ir, route, pinned))
     routes.append(
         {
             "name": "not-found",
@@ -139,9 +150,6 @@ def render_route_config(ir: GatewayIR) -> dict[str, Any]:
                 + token_charge_headers(ir.routes),
                 # Unset values (direct responses, Lua replies) add no header.
                 "response_headers_to_add": [
-                    _header(
-                        ROUTE_RESPONSE_HEADER, f"%DYNAMIC_METADATA({METADATA_NS}:requested_model)%"
-                    ),
                     _header(MODEL_RESPONSE_HEADER, f"%UPSTREAM_METADATA({METADATA_NS}:model)%"),
                 ],
             }

@@ -6,12 +6,14 @@ chain lives once, in the router's `upstream_http_filters` (used by every cluster
 filters of its own). What is specific to the attempt's model is endpoint metadata `gw.*` of
 the member cluster `m_<model>` that the attempt picked:
 
-    model, provider            plain names (also the access log and x-gateway-model)
-    upstream_model, authority  percent-encoded (see `encode_value`)
+    model    the Model's name (the access log and x-gateway-model read it)
+    target   model, provider, upstream model and authority, each percent-encoded (see
+             `encode_value`), joined by `|`, which encoding never leaves in a part
 
-header_mutation removes any client copy of the x-gw-target* headers, then copies those values
-into them (`%UPSTREAM_METADATA(gw:<key>)%`). The upstream Lua filter (lua/upstream.lua) reads
-and removes them and finds the provider's base path and credential (secret file, header,
+header_mutation removes any client copy of the x-gw-target header, then copies `target` into
+it (`%UPSTREAM_METADATA(gw:target)%`): one formatted value per attempt, where four separate
+headers cost four (each ~8k instructions). The upstream Lua filter (lua/upstream.lua) reads
+and removes it, and finds the provider's base path and credential (secret file, header,
 prefix) in its data table, keyed by provider (one entry per provider, not per model); it sets
 the authority, path prefix and credential and rewrites `model`. The authority stays with the
 endpoint because it follows the address (both change together, in one cluster update).
@@ -20,26 +22,28 @@ Per-route clusters carry no filter config and stay the same size whatever the ga
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from gatewayctl.ir import GatewayIR, ModelIR, ProviderIR
+from gatewayctl.ir import GatewayIR, ModelIR, ProviderIR, RouteIR
 from gatewayctl.render.envoy.lua import lua_filter, upstream_source
 from gatewayctl.render.envoy.names import (
+    FILTER_CONFIG_TYPE,
     HEADER_MUTATION_TYPE,
-    LUA_FILTER,
     METADATA_NS,
     TARGET_HEADER,
     UPSTREAM_CODEC_TYPE,
+    UPSTREAM_REWRITE_FILTER,
+    UPSTREAM_TARGET_FILTER,
 )
 from gatewayctl.render.envoy.options import EnvoyOptions
 
-# Endpoint metadata keys the upstream filter needs; `model` is also read by the access log.
-PLAIN_KEYS = ("model", "provider")
-ENCODED_KEYS = ("upstream_model", "authority")
 # Kept literal by encode_value: RFC 3986 unreserved characters, `/` and `:` (model names such
-# as `meta-llama/Llama-3.1-70B-Instruct` and authorities stay readable).
+# as `meta-llama/Llama-3.1-70B-Instruct` and authorities stay readable). Not `|`, which
+# separates the parts of `target`.
 _SAFE = "/:-._~"
+TARGET_SEPARATOR = "|"
 
 
 def encode_value(text: str) -> str:
@@ -51,18 +55,41 @@ def encode_value(text: str) -> str:
     return quote(text, safe=_SAFE)
 
 
-def target_header(key: str) -> str:
-    return TARGET_HEADER if key == "model" else f"{TARGET_HEADER}-{key.replace('_', '-')}"
+def target_value(model: ModelIR, provider: ProviderIR, authority: str) -> str:
+    parts = (model.name, provider.name, model.upstream_model, authority)
+    return TARGET_SEPARATOR.join(encode_value(p) for p in parts)
 
 
 def endpoint_metadata(model: ModelIR, provider: ProviderIR, authority: str) -> dict[str, str]:
     """filter_metadata.gw of the model's endpoint: what an attempt on it must change."""
-    return {
-        "model": model.name,
-        "provider": provider.name,
-        "upstream_model": encode_value(model.upstream_model),
-        "authority": encode_value(authority),
-    }
+    return {"model": model.name, "target": target_value(model, provider, authority)}
+
+
+def pinned_model(
+    route: RouteIR, models: Mapping[str, ModelIR], providers: Mapping[str, ProviderIR]
+) -> ModelIR | None:
+    """The one model every attempt of the route goes to, when the downstream filter can set
+    the attempt's target itself (else None).
+
+    That is a route with one backend and no fallback to another model, whose provider has
+    no base path (a path prefix would have to be added after route matching). Its requests
+    carry the provider's authority and credential and the upstream model name from the
+    downstream Lua filter, and the route switches off the per-attempt chain (header_mutation
+    and the upstream Lua): about a tenth of the gateway's work per request.
+    """
+    if len(route.backends) != 1:
+        return None
+    name = route.backends[0].model
+    if any(f != name for f in route.fallback):
+        return None
+    model = models[name]
+    return model if providers[model.provider].base_path == "" else None
+
+
+def skip_upstream_filters() -> dict[str, Any]:
+    """typed_per_filter_config of a pinned route: its attempts need no per-attempt rewrite."""
+    off = {"@type": FILTER_CONFIG_TYPE, "disabled": True}
+    return {UPSTREAM_TARGET_FILTER: dict(off), UPSTREAM_REWRITE_FILTER: dict(off)}
 
 
 def provider_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
@@ -82,27 +109,17 @@ def provider_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
 
 
 def _header_mutation() -> dict[str, Any]:
-    keys = PLAIN_KEYS + ENCODED_KEYS
-    # Removals first: a key the endpoint lacks (no credential) yields an empty value, which
-    # header_mutation skips, and a client-sent copy must not survive in its place.
-    mutations: list[dict[str, Any]] = [{"remove": target_header(k)} for k in keys]
-    mutations += [
-        {
-            "append": {
-                "header": {
-                    "key": target_header(k),
-                    "value": f"%UPSTREAM_METADATA({METADATA_NS}:{k})%",
-                },
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-            }
-        }
-        for k in keys
-    ]
+    # The removal first: a client-sent copy must not survive when the value is written.
+    value = f"%UPSTREAM_METADATA({METADATA_NS}:target)%"
+    append = {
+        "header": {"key": TARGET_HEADER, "value": value},
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+    }
     return {
-        "name": "envoy.filters.http.header_mutation",
+        "name": UPSTREAM_TARGET_FILTER,
         "typed_config": {
             "@type": HEADER_MUTATION_TYPE,
-            "mutations": {"request_mutations": mutations},
+            "mutations": {"request_mutations": [{"remove": TARGET_HEADER}, {"append": append}]},
         },
     }
 
@@ -110,13 +127,13 @@ def _header_mutation() -> dict[str, Any]:
 def render_upstream_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
     """The router's upstream_http_filters: header_mutation -> Lua -> codec."""
     data = {
-        "headers": {k: target_header(k) for k in PLAIN_KEYS + ENCODED_KEYS},
+        "target_header": TARGET_HEADER,
         "providers": provider_data(ir, options),
         "secret_ttl_s": options.secret_ttl_s,
     }
     return [
         _header_mutation(),
-        lua_filter(LUA_FILTER, upstream_source(data)),
+        lua_filter(UPSTREAM_REWRITE_FILTER, upstream_source(data)),
         {
             "name": "envoy.filters.http.upstream_codec",
             "typed_config": {"@type": UPSTREAM_CODEC_TYPE},

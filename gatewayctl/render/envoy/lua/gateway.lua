@@ -8,12 +8,16 @@
 -- set x-gw-route for the route table. The body is re-encoded only when its content changes
 -- (redaction, prompt); otherwise the original member bytes are forwarded with `model` moved
 -- first and `prompt_variables` left out. A route with one backend gets that model's upstream
--- name written here, and x-gw-body-model tells the upstream filter it need not touch the body.
+-- name written here, and x-gw-body-model tells the upstream filter it need not touch the body;
+-- if no attempt can go to another model either (a pinned route), the authority and the
+-- provider credential are set here too, and the route skips the per-attempt filters.
 -- Response: usage -> metadata for the access log, token debt, x-gateway-prompt-version; only
 -- the top-level `usage` member is decoded.
 
+-- gw: what the access log shows (logged whole, as one object); gw.internal: state no log
+-- needs (the guard set and message text for RBAC, token debt carried into the limiter).
 local NS = "gw"
-local GUARD_NS = "gw.guard"
+local INTERNAL_NS = "gw.internal"
 local BODY_MODEL_HEADER = "x-gw-body-model"
 local INTERNAL_HEADERS = { "x-gw-route", "x-gw-consumer", "x-gw-target", "x-gw-reply", BODY_MODEL_HEADER }
 local CLIENT_KEY_HEADERS = { "authorization", "x-api-key", "api-key" }
@@ -78,6 +82,34 @@ local function consumer_for_key(key)
   return key_cache.by_key[key]
 end
 
+-- Provider credentials by file, for pinned routes (below), refreshed after the same TTL.
+local secret_cache = {}
+
+local function read_secret(path)
+  local now = os.time()
+  local hit = secret_cache[path]
+  if hit ~= nil and now < hit.expires then return hit.value end
+  local value = read_file(path)
+  if value ~= nil then value = trim(value) end
+  secret_cache[path] = { value = value, expires = now + DATA.secret_ttl_s }
+  return value
+end
+
+-- A pinned route (one model for every attempt; see upstream.py pinned_model) has the router's
+-- per-attempt filters switched off: what they would set, the authority and the provider's
+-- credential, is set here, once per request.
+local function set_target(h, hdrs, pinned)
+  hdrs:replace(":authority", pinned.authority)
+  local cred = DATA.providers[pinned.provider].credential
+  if cred == nil then return end
+  local value = read_secret(cred.file)
+  if value == nil or value == "" then
+    h:logErr("gatewayctl: cannot read provider credential " .. cred.file)
+  else
+    hdrs:replace(cred.header, cred.prefix .. value)
+  end
+end
+
 local function presented_key(hdrs)
   local auth = hdrs:get("authorization")
   if auth ~= nil then
@@ -100,7 +132,7 @@ end
 
 -- Handles taken before h:body() are invalid after it: fetch the metadata map after it.
 local function reply(h, status, message, err_type, code)
-  h:streamInfo():dynamicMetadata():set(NS, "lua_reply", true)
+  h:streamInfo():dynamicMetadata():set(NS, "local_reply", true)
   h:headers():replace("x-gw-reply", "lua")  -- local_reply mappers leave this reply alone
   local body = json.encode({ error = { message = message, type = err_type, code = code } })
   h:respond({ [":status"] = tostring(status), ["content-type"] = "application/json" }, body)
@@ -370,8 +402,8 @@ function envoy_on_request(h)
   if route.guard ~= nil then
     -- The listener's RBAC matches the deny patterns (RE2) of guard set `set` against `text`;
     -- see guardrails.py.
-    md:set(GUARD_NS, "set", route.guard)
-    md:set(GUARD_NS, "text", collect_text(req))
+    md:set(INTERNAL_NS, "set", route.guard)
+    md:set(INTERNAL_NS, "text", collect_text(req))
   end
   -- Whether the body's content changes (then it is re-encoded) beyond `model` and
   -- `prompt_variables`; a repeated key anywhere also re-encodes, so what the provider reads is
@@ -408,7 +440,7 @@ function envoy_on_request(h)
     local pending = token_debt[dk] or 0
     local carried = math.min(pending, limit.max - 1)
     token_debt[dk] = nil
-    md:set(NS, limit.carried_key, carried)
+    md:set(INTERNAL_NS, limit.carried_key, carried)
     hdrs:replace(limit.header, tostring(1 + carried))
   end
 
@@ -427,7 +459,13 @@ function envoy_on_request(h)
   hdrs = h:headers()
   hdrs:replace("x-gw-route", route_name)
   hdrs:replace("x-gw-consumer", consumer)
-  if direct ~= nil then hdrs:replace(BODY_MODEL_HEADER, direct.model) end
+  if direct ~= nil then
+    if direct.pinned ~= nil then
+      set_target(h, hdrs, direct.pinned)
+    else
+      hdrs:replace(BODY_MODEL_HEADER, direct.model)
+    end
+  end
   h:clearRouteCache()
 end
 
@@ -486,7 +524,7 @@ end
 function envoy_on_response(h)
   local md = h:streamInfo():dynamicMetadata()
   local info = md:get(NS)
-  if info == nil or info.route == nil or info.lua_reply then return end
+  if info == nil or info.route == nil or info.local_reply then return end
   local route = DATA.routes[info.route]
   local hdrs = h:headers()
   local status = tonumber(hdrs:get(":status")) or 0
@@ -494,20 +532,20 @@ function envoy_on_response(h)
     hdrs:replace("x-gateway-prompt-version", string.format("%d", info.prompt_version))
   end
 
-  if route.guard ~= nil then
+  if route.guard_logs then
+    -- action log: the RBAC shadow rules record a match without denying
     local rbac = md:get("envoy.filters.http.rbac")
-    if rbac ~= nil and rbac.shadow_engine_result == "denied" then
-      md:set(NS, "guardrail", "logged")
-    elseif status == 403 and hdrs:get("x-gateway-guardrail") ~= nil then
-      md:set(NS, "guardrail", "blocked")
-    end
+    if rbac ~= nil and rbac.shadow_engine_result == "denied" then md:set(NS, "guardrail", "logged") end
+  elseif route.guard ~= nil and status == 403 and hdrs:get("x-gateway-guardrail") ~= nil then
+    md:set(NS, "guardrail", "blocked")
   end
 
   if status == 429 and hdrs:get("x-gateway-limit") ~= nil then
     -- Rejected by a limiter before (or at) the token charge: nothing was consumed, so the
     -- carried debt goes back to wait for the next request.
+    local internal = md:get(INTERNAL_NS) or {}
     for _, limit in ipairs(route.token_limits) do
-      local carried = info[limit.carried_key] or 0
+      local carried = internal[limit.carried_key] or 0
       if carried > 0 then
         local dk = debt_key(limit, info.route, info.consumer)
         token_debt[dk] = (token_debt[dk] or 0) + carried

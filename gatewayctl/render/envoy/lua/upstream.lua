@@ -1,9 +1,10 @@
 -- The upstream Lua filter, shared by every route (the router's upstream_http_filters); it runs
 -- once per attempt. Prepended at render time by `local DATA = ...` (header names, per provider
 -- base path and credential, secret TTL); this file holds no manifest data itself.
--- header_mutation, which runs first, copies the chosen endpoint's metadata (gw.model,
--- gw.provider, gw.upstream_model, gw.authority; see upstream.py) into the x-gw-target*
--- headers; from them this filter sets the authority, the provider's base path and credential
+-- header_mutation, which runs first, copies the chosen endpoint's metadata gw.target (model,
+-- provider, upstream model and authority, percent-encoded and joined by `|`; see upstream.py)
+-- into the x-gw-target header; from it this filter sets the authority, the provider's base
+-- path and credential
 -- (read from the mounted secret file, cached per worker for DATA.secret_ttl_s so a rotated
 -- secret applies without a reload) and rewrites `model` to the upstream model name, unless
 -- x-gw-body-model (set by the downstream filter for a route with one backend) says the body
@@ -11,16 +12,11 @@
 
 local secret_cache = {}
 
-local find, sub, byte, gsub = string.find, string.sub, string.byte, string.gsub
+local find, sub, byte, gsub, match = string.find, string.sub, string.byte, string.gsub, string.match
+local TARGET_HEADER = DATA.target_header
 -- Set by the downstream filter when the body already carries this model's upstream name.
 local BODY_MODEL_HEADER = "x-gw-body-model"
 local CLIENT_KEY_HEADERS = { "authorization", "x-api-key", "api-key" }
--- DATA.headers as two lists, so the per-attempt loop does not walk a hash table.
-local HEADER_KEYS, HEADER_NAMES = {}, {}
-for key, name in pairs(DATA.headers) do
-  HEADER_KEYS[#HEADER_KEYS + 1] = key
-  HEADER_NAMES[#HEADER_NAMES + 1] = name
-end
 
 local STRING_ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 
@@ -76,24 +72,24 @@ end
 
 function envoy_on_request(h)
   local hdrs = h:headers()
-  local ep = {}
-  for i = 1, #HEADER_NAMES do
-    local name = HEADER_NAMES[i]
-    local value = hdrs:get(name)
-    if value ~= nil then
-      hdrs:remove(name)
-      if value ~= "" then ep[HEADER_KEYS[i]] = unescape(value) end
-    end
-  end
+  local target = hdrs:get(TARGET_HEADER)
+  if target ~= nil then hdrs:remove(TARGET_HEADER) end
+  local model, provider_name, upstream_model, authority =
+    match(target or "", "^([^|]+)|([^|]+)|([^|]+)|([^|]+)$")
   local body_model = hdrs:get(BODY_MODEL_HEADER)
   if body_model ~= nil then hdrs:remove(BODY_MODEL_HEADER) end
   for i = 1, #CLIENT_KEY_HEADERS do hdrs:remove(CLIENT_KEY_HEADERS[i]) end
-  local provider = ep.provider and DATA.providers[ep.provider]
-  if provider == nil or ep.upstream_model == nil or ep.authority == nil then
-    h:logErr("gatewayctl: no endpoint data for upstream model " .. tostring(ep.model))
+  if model == nil then
+    h:logErr("gatewayctl: no endpoint data for this attempt")
     return
   end
-  hdrs:replace(":authority", ep.authority)
+  model = unescape(model)
+  local provider = DATA.providers[unescape(provider_name)]
+  if provider == nil then
+    h:logErr("gatewayctl: no provider data for upstream model " .. model)
+    return
+  end
+  hdrs:replace(":authority", unescape(authority))
   if provider.base_path ~= "" then
     hdrs:replace(":path", provider.base_path .. (hdrs:get(":path") or ""))
   end
@@ -107,9 +103,9 @@ function envoy_on_request(h)
     end
   end
   -- The body already names this attempt's upstream model: leave it (and its buffering) alone.
-  if body_model ~= nil and body_model == ep.model then return end
+  if body_model ~= nil and body_model == model then return end
   local body = h:body()
   if body == nil or body:length() == 0 then return end
-  local rewritten = splice_model(body:getBytes(0, body:length()), ep.upstream_model)
+  local rewritten = splice_model(body:getBytes(0, body:length()), unescape(upstream_model))
   if rewritten ~= nil then body:setBytes(rewritten) end
 end
