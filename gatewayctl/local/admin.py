@@ -15,6 +15,7 @@ from typing import Any
 
 from gatewayctl.errors import GatewayctlError
 from gatewayctl.local.process import HOST, http_get
+from gatewayctl.render.envoy.routes import route_entries
 
 LDS = "listener_manager.lds"
 CDS = "cluster_manager.cds"
@@ -144,7 +145,7 @@ def _routes(listeners: list[Any]) -> tuple[ServedRoute, ...]:
                 if hcm.get("@type") != HCM_TYPE:
                     continue
                 for vhost in hcm.get("route_config", {}).get("virtual_hosts", []):
-                    for route in vhost.get("routes", []):
+                    for route in route_entries(vhost):
                         served = _route(route)
                         if served is not None:
                             out.append(served)

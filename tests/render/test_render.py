@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -15,6 +16,7 @@ from gatewayctl.render.envoy import EnvoyOptions, render_envoy
 from gatewayctl.render.envoy.guardrails import search_regex
 from gatewayctl.render.envoy.lua import lua_string, to_lua
 from gatewayctl.render.envoy.names import backend_cluster_name, model_cluster_name
+from gatewayctl.render.envoy.routes import route_entries
 from tests.render import irs
 from tests.render.conftest import needs_envoy
 from tests.render.harness import validate
@@ -30,9 +32,12 @@ def _example_ir(name: str):
 
 @needs_envoy
 @pytest.mark.envoy
-@pytest.mark.parametrize("source", ["quickstart", "multi-team", "hand-built"])
+@pytest.mark.parametrize("source", ["quickstart", "multi-team", "hand-built", "no-routes"])
 def test_envoy_validates_rendered_config(source: str, tmp_path: Path) -> None:
-    ir = irs.build_ir() if source == "hand-built" else _example_ir(source)
+    if source == "no-routes":  # no matcher tree then (it needs a key): a plain route list
+        ir = dataclasses.replace(irs.build_ir(), routes=())
+    else:
+        ir = irs.build_ir() if source == "hand-built" else _example_ir(source)
     files = render_envoy(ir, EnvoyOptions(config_dir=str(tmp_path))).files()
     for name, text in files.items():
         (tmp_path / name).write_text(text)
@@ -96,13 +101,17 @@ def test_multi_team_resources() -> None:
     assert "transport_socket" not in clusters["m_llama-3_1-70b"]
     listener = bundle.lds["resources"][0]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    routes = list(route_entries(hcm["route_config"]["virtual_hosts"][0]))
     chat = [r for r in routes if r["name"] in ("chat", "chat-canary")]
     assert [r["name"] for r in chat] == ["chat-canary", "chat"]
-    assert chat[0]["match"]["headers"][1] == {
-        "name": "x-gateway-canary",
-        "string_match": {"exact": "always"},
-    }
+    assert chat[0]["match"]["headers"] == [
+        {"name": "x-gateway-canary", "string_match": {"exact": "always"}}
+    ]
+    # Gateway routes are keyed by x-gw-route in the virtual host's matcher tree.
+    tree = hcm["route_config"]["virtual_hosts"][0]["matcher"]["matcher_tree"]
+    assert tree["input"]["typed_config"]["header_name"] == "x-gw-route"
+    keyed = tree["exact_match_map"]["map"]["chat"]["action"]["typed_config"]["routes"]
+    assert [r["name"] for r in keyed] == ["chat-canary", "chat"]
     assert chat[1]["route"]["weighted_clusters"]["clusters"] == [
         {"name": "r_chat_gpt-4o-2024-08-06", "weight": 95},
         {"name": "r_chat_gpt-4o-2024-11-20", "weight": 5},

@@ -20,6 +20,7 @@ from gatewayctl.compile import compile_gateway
 from gatewayctl.ir import GatewayIR
 from gatewayctl.manifests.bundle import load_manifest_set
 from gatewayctl.render.envoy import EnvoyBundle, EnvoyOptions, render_envoy
+from gatewayctl.render.envoy.routes import route_entries
 from tests.render.conftest import needs_envoy
 from tests.render.harness import validate
 
@@ -40,7 +41,7 @@ def _clusters(bundle: EnvoyBundle) -> dict[str, dict[str, Any]]:
 
 def _routes(bundle: EnvoyBundle) -> dict[str, dict[str, Any]]:
     hcm = bundle.lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    return {r["name"]: r for r in hcm["route_config"]["virtual_hosts"][0]["routes"]}
+    return {r["name"]: r for r in route_entries(hcm["route_config"]["virtual_hosts"][0])}
 
 
 def test_per_route_config_does_not_grow_with_the_number_of_routes(tmp_path: Path) -> None:

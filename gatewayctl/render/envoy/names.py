@@ -65,6 +65,8 @@ LOCAL_RATELIMIT_TYPE = (
     TYPE_PREFIX + "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
 )
 ROUTER_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.router.v3.Router"
+ROUTE_LIST_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteList"
+HEADER_INPUT_TYPE = "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput"
 FILTER_CONFIG_TYPE = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
 HEADER_MUTATION_TYPE = (
     TYPE_PREFIX + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation"

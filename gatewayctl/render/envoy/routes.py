@@ -1,9 +1,10 @@
 """The route table: /v1/models, one weighted route per gateway route, a JSON 404 for the rest.
 
-Routes match the x-gw-route header the Lua filter sets from the body's `model` (after
-`clearRouteCache()`), on the three OpenAI endpoints. A Rollout's canary header gets its own
-route to the canary backend first. Weights go to `weighted_clusters` over the per-backend
-composite parents; retries walk the composite chain (attempt N -> member N).
+Gateway routes are found by the x-gw-route header the Lua filter sets from the body's `model`
+(after `clearRouteCache()`), in a matcher tree keyed by that header, on the three OpenAI
+endpoints. A Rollout's canary header gets its own entry to the canary backend first. Weights
+go to `weighted_clusters` over the per-backend composite parents; retries walk the composite
+chain (attempt N -> member N).
 
 A route carries only what differs between routes (match, clusters, timeouts, retries): the
 internal headers to strip and the x-gateway-model response header (the attempt's endpoint
@@ -15,6 +16,7 @@ listener's filters (ratelimit.py, guardrails.py).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from gatewayctl.ir import GatewayIR, RouteIR
@@ -22,10 +24,12 @@ from gatewayctl.render.envoy.clusters import chain
 from gatewayctl.render.envoy.names import (
     API_PATH_REGEX,
     CONSUMER_HEADER,
+    HEADER_INPUT_TYPE,
     METADATA_NS,
     MODEL_RESPONSE_HEADER,
     ROUTE_CONFIG_NAME,
     ROUTE_HEADER,
+    ROUTE_LIST_TYPE,
     ROUTE_RESPONSE_HEADER,
     VIRTUAL_HOST_NAME,
     backend_cluster_name,
@@ -83,13 +87,13 @@ def _route(
     backend_weights: list[tuple[str, int]],
     pinned: bool = False,
 ) -> dict[str, Any]:
+    match: dict[str, Any] = {"safe_regex": {"regex": API_PATH_REGEX}}
+    if extra_headers:
+        match["headers"] = extra_headers
     out = {
         "name": name,
-        "match": {
-            "safe_regex": {"regex": API_PATH_REGEX},
-            "headers": [{"name": ROUTE_HEADER, "string_match": {"exact": route.name}}]
-            + extra_headers,
-        },
+        # The route's own x-gw-route key selects this entry (render_route_config).
+        "match": match,
         "route": _route_action(route, backend_weights),
         # A literal per route: a %DYNAMIC_METADATA% header would be formatted on every request.
         "response_headers_to_add": [_header(ROUTE_RESPONSE_HEADER, route.public_model)],
@@ -113,10 +117,34 @@ def render_gateway_routes(ir: GatewayIR, route: RouteIR, pinned: bool) -> list[d
     return out
 
 
+def _route_list(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A matcher action: the entries are tried in order, as in a virtual host's `routes`."""
+    return {
+        "action": {"name": "routes", "typed_config": {"@type": ROUTE_LIST_TYPE, "routes": entries}}
+    }
+
+
+def route_entries(vhost: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """Every route entry of a rendered (or config-dumped) virtual host: its `routes`, or the
+    RouteList actions of its matcher tree (keyed entries in key order, then on_no_match)."""
+    yield from vhost.get("routes", [])
+    matcher = vhost.get("matcher") or {}
+    keyed = matcher.get("matcher_tree", {}).get("exact_match_map", {}).get("map", {})
+    actions = [entry.get("action", {}) for _, entry in sorted(keyed.items())]
+    actions.append(matcher.get("on_no_match", {}).get("action", {}))
+    for action in actions:
+        yield from action.get("typed_config", {}).get("routes", [])
+
+
 def render_route_config(ir: GatewayIR) -> dict[str, Any]:
+    """The route table. Gateway routes sit in a matcher tree keyed by x-gw-route: an exact-match
+    map, so finding a route costs the same with 10 or 10,000 of them (a `routes` list is
+    scanned in order, ~1k instructions per entry, twice per request: before the Lua filter
+    picks the route and after). Requests without the header (GET /v1/models, other paths, and
+    the first match, before Lua runs) fall to on_no_match: the model list, then the JSON 404."""
     models = {m.name: m for m in ir.models}
     providers = {p.name: p for p in ir.providers}
-    routes: list[dict[str, Any]] = [
+    fallback: list[dict[str, Any]] = [
         {
             "name": "models",
             "match": {
@@ -125,33 +153,39 @@ def render_route_config(ir: GatewayIR) -> dict[str, Any]:
             },
             "direct_response": {"status": 200, "body": {"inline_string": models_list_body(ir)}},
             "response_headers_to_add": [_header("content-type", "application/json")],
-        }
-    ]
-    for route in sorted(ir.routes, key=lambda r: r.name):
-        pinned = pinned_model(route, models, providers) is not None
-        routes.extend(render_gateway_routes(ir, route, pinned))
-    routes.append(
+        },
         {
             "name": "not-found",
             "match": {"prefix": "/"},
             "direct_response": {"status": 404, "body": {"inline_string": "not found"}},
+        },
+    ]
+    keyed: dict[str, Any] = {}
+    for route in sorted(ir.routes, key=lambda r: r.name):
+        pinned = pinned_model(route, models, providers) is not None
+        keyed[route.name] = _route_list(render_gateway_routes(ir, route, pinned))
+    vhost: dict[str, Any] = {"name": VIRTUAL_HOST_NAME, "domains": ["*"]}
+    if keyed:
+        tree = {
+            "input": {
+                "name": "gateway-route",
+                "typed_config": {"@type": HEADER_INPUT_TYPE, "header_name": ROUTE_HEADER},
+            },
+            "exact_match_map": {"map": keyed},
         }
+        vhost["matcher"] = {"matcher_tree": tree, "on_no_match": _route_list(fallback)}
+    else:  # a matcher tree needs at least one key
+        vhost["routes"] = fallback
+    vhost["request_headers_to_remove"] = [ROUTE_HEADER, CONSUMER_HEADER] + token_charge_headers(
+        ir.routes
     )
+    # Unset values (direct responses, Lua replies) add no header.
+    vhost["response_headers_to_add"] = [
+        _header(MODEL_RESPONSE_HEADER, f"%UPSTREAM_METADATA({METADATA_NS}:model)%"),
+    ]
     return {
         "name": ROUTE_CONFIG_NAME,
         # The /v1/models list grows with the routes; Envoy's default cap is 4 KiB.
         "max_direct_response_body_size_bytes": max(4096, len(models_list_body(ir).encode())),
-        "virtual_hosts": [
-            {
-                "name": VIRTUAL_HOST_NAME,
-                "domains": ["*"],
-                "routes": routes,
-                "request_headers_to_remove": [ROUTE_HEADER, CONSUMER_HEADER]
-                + token_charge_headers(ir.routes),
-                # Unset values (direct responses, Lua replies) add no header.
-                "response_headers_to_add": [
-                    _header(MODEL_RESPONSE_HEADER, f"%UPSTREAM_METADATA({METADATA_NS}:model)%"),
-                ],
-            }
-        ],
+        "virtual_hosts": [vhost],
     }
