@@ -423,38 +423,41 @@ class _Handler(BaseHTTPRequestHandler):
             (h for h in ("PRIVATE-TOKEN", "JOB-TOKEN", "Authorization") if self.headers.get(h)),
             None,
         )
-        status, payload, headers = 500, None, {}
+        headers: dict[str, str] = {}
         with api.lock:
             fault = next((f for f in api.faults if f.matches(method, split.path)), None)
             if fault is not None:
                 fault.times -= 1
-        try:
-            if fault is not None and fault.hang is not None:
-                api._stopping.wait(fault.hang)
-                self.close_connection = True
-                status = 0
-                return
-            if fault is not None:
-                status = fault.status
-                payload = fault.body or _fault_body(fault.status)
-                if fault.retry_after is not None:
-                    headers["Retry-After"] = fault.retry_after
-                return self._send(status, payload, headers)
-            try:
-                token = self._authenticate()
-                params = {**query, **(body if isinstance(body, dict) else {})}
-                with api.lock:
-                    status, payload, headers = _route(api, token, method, split.path, params)
-            except APIError as err:
-                status, payload, headers = err.status, err.body, {}
-            self._send(status, payload, headers, base=split.path, query=query)
-        finally:
+
+        def record(status: int) -> None:
+            # Before the response goes out: a client that has its answer finds it recorded.
             with api.lock:
                 api.requests.append(
                     RecordedRequest(
                         method, unquote(split.path), query, body, auth_header, status, arrived
                     )
                 )
+
+        if fault is not None and fault.hang is not None:
+            record(0)
+            api._stopping.wait(fault.hang)
+            self.close_connection = True
+            return
+        if fault is not None:
+            payload = fault.body or _fault_body(fault.status)
+            if fault.retry_after is not None:
+                headers["Retry-After"] = fault.retry_after
+            record(fault.status)
+            return self._send(fault.status, payload, headers)
+        try:
+            token = self._authenticate()
+            params = {**query, **(body if isinstance(body, dict) else {})}
+            with api.lock:
+                status, payload, headers = _route(api, token, method, split.path, params)
+        except APIError as err:
+            status, payload, headers = err.status, err.body, {}
+        record(status)
+        self._send(status, payload, headers, base=split.path, query=query)
 
     @staticmethod
     def _parse_body(raw: bytes) -> Any:
