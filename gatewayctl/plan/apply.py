@@ -36,6 +36,7 @@ from gatewayctl.plan.sources import (
     LiveSource,
     LiveState,
     LocalSource,
+    live_target,
 )
 
 KubeObject = dict[str, Any]
@@ -54,6 +55,17 @@ class StalePlanError(GatewayctlError):
             f"changed since the plan was made (fingerprint {plan.live_fingerprint[:19]} then, "
             f"{now[:19]} now); nothing was applied",
             hint="run `gatewayctl plan` again, review it, and apply the new plan")
+
+
+class WrongTargetError(GatewayctlError):
+    """A saved plan applied to another cluster than the one it was computed against."""
+
+    def __init__(self, plan: Plan, now: str) -> None:
+        super().__init__(
+            f"the saved plan was computed against the cluster at {plan.live_target}, but this "
+            f"apply would go to {now}; nothing was applied",
+            hint="point --kubeconfig/--context at the cluster the plan was made for, or plan "
+                 "again against this one")
 
 
 class ApplyIncomplete(GatewayctlError):
@@ -134,6 +146,15 @@ def locked(live: LiveSource, gateway: str, namespace: str, timeout: float,
         yield  # the local gateway locks its own state directory
 
 
+def check_target(plan: Plan, live: LiveSource) -> None:
+    """Refuse, before taking any lock there, to apply a plan to another cluster."""
+    if plan.live_target is None:
+        return  # a plan saved before targets were recorded, or a source without one
+    now = live_target(live)
+    if now is not None and now != plan.live_target:
+        raise WrongTargetError(plan, now)
+
+
 def check_fresh(plan: Plan, live: LiveState) -> None:
     if live.fingerprint != plan.live_fingerprint:
         raise StalePlanError(plan, live.fingerprint)
@@ -186,6 +207,7 @@ def apply_saved(plan: Plan, live: LiveSource, *, force_conflicts: bool = False,
     if plan.desired is None:
         raise UsageError("the plan holds no desired state (it was printed with -o json, not "
                          "saved with --out)", hint="save plans with `plan ROOT --out FILE`")
+    check_target(plan, live)
     with locked(live, plan.gateway, plan.namespace, timeout):
         check_fresh(plan, live.read(plan.gateway, plan.namespace, plan.desired.objects))
         if not plan.has_changes:

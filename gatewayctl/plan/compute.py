@@ -16,7 +16,7 @@ from gatewayctl.ir import GatewayIR
 from gatewayctl.plan.manifest_diff import diff_gateway_ir
 from gatewayctl.plan.model import Desired, Plan, sort_changes
 from gatewayctl.plan.resource_diff import diff_resources
-from gatewayctl.plan.sources import LiveSource, LiveState, LocalSource
+from gatewayctl.plan.sources import LiveSource, LiveState, LocalSource, live_target
 
 KubeObject = dict[str, Any]
 
@@ -65,7 +65,8 @@ def source_pairs(source: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, str(v)) for k, v in dataclasses.asdict(source).items() if v))
 
 
-def build_plan(desired: DesiredState, live: LiveState, live_spec: str) -> Plan:
+def build_plan(desired: DesiredState, live: LiveState, live_spec: str,
+               target: str | None = None) -> Plan:
     manifest = diff_gateway_ir(live.ir, desired.ir)
     notes: tuple[str, ...] = ()
     if live.ir is None and live.objects:
@@ -78,6 +79,7 @@ def build_plan(desired: DesiredState, live: LiveState, live_spec: str) -> Plan:
         namespace=desired.ir.namespace,
         live=live_spec,
         live_fingerprint=live.fingerprint,
+        live_target=target,
         changes=sort_changes(list(manifest) + list(resource)),
         warnings=tuple(desired.warnings) + tuple(live.warnings) + notes,
         source=source_pairs(desired.source),
@@ -87,7 +89,7 @@ def build_plan(desired: DesiredState, live: LiveState, live_spec: str) -> Plan:
 
 def compute_plan(desired: DesiredState, live: LiveSource) -> Plan:
     state = live.read(desired.ir.name, desired.ir.namespace, desired.objects, desired.ir)
-    return build_plan(desired, state, live.spec)
+    return build_plan(desired, state, live.spec, live_target(live))
 
 
 def objects_to_apply(plan: Plan, objects: Sequence[KubeObject]) -> list[KubeObject]:

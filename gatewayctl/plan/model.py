@@ -79,6 +79,9 @@ class Plan:
     source: tuple[tuple[str, str], ...] = ()  # commit, ref, merge request, pipeline
     desired: Desired | None = field(default=None, compare=False)
     format_version: str = FORMAT_VERSION
+    # Where the live source was (the Kubernetes API server), so that a saved plan is not
+    # applied to another cluster that happens to be in the same state.
+    live_target: str | None = None
 
     def layer(self, layer: Layer) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.layer == layer)
@@ -147,7 +150,8 @@ def plan_to_dict(plan: Plan, *, include_desired: bool = False) -> dict[str, Any]
         "format_version": plan.format_version,
         "gateway": plan.gateway,
         "namespace": plan.namespace,
-        "live": {"source": plan.live, "fingerprint": plan.live_fingerprint},
+        "live": {"source": plan.live, "fingerprint": plan.live_fingerprint}
+        | ({"target": plan.live_target} if plan.live_target is not None else {}),
         "source": dict(plan.source),
         "has_changes": plan.has_changes,
         "summary": summary,
@@ -191,6 +195,7 @@ def plan_from_json(text: str) -> Plan:
             namespace=data["namespace"],
             live=data["live"]["source"],
             live_fingerprint=data["live"]["fingerprint"],
+            live_target=data["live"].get("target"),
             changes=tuple(_change_from(c) for c in data["changes"]),
             warnings=tuple(data.get("warnings", ())),
             source=tuple(sorted(data.get("source", {}).items())),

@@ -66,6 +66,13 @@ class KubeOptions:
     backoff: float = 0.5
 
 
+def live_target(source: LiveSource) -> str | None:
+    """Where the source is, when the same --live could name another place: the API server
+    of a Kubernetes source (the context decides it). None for the other sources."""
+    target = getattr(source, "target", None)
+    return str(target()) if callable(target) else None
+
+
 def parse_live(spec: str, root: Path, kube: KubeOptions | None = None) -> LiveSource:
     """The live source named by `--live`."""
     spec = spec.strip()
@@ -132,6 +139,10 @@ class KubernetesSource:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def target(self) -> str:
+        """The API server the kubeconfig and context point at."""
+        return str(self.client().server)
 
     def read(self, gateway: str, namespace: str, desired: Sequence[KubeObject],
              known: GatewayIR | None = None) -> LiveState:

@@ -236,3 +236,40 @@ def test_apply_without_a_terminal_needs_auto_approve(
     assert result.exit_code == 1
     assert "--auto-approve" in result.stderr
     assert kube_server.requests_matching("PATCH", dry_run=False) == []
+
+
+def test_saved_plan_is_not_applied_to_another_cluster(
+    cli: Cli, root: Path, kubeconfig: Path, kube_server: KubeAPIServer, tmp_path: Path
+) -> None:
+    # Two clusters in the same state (here: both empty) have the same fingerprint, so only the
+    # recorded API server tells a plan for one from a plan for the other.
+    saved = tmp_path / "plan.json"
+    result = cli("plan", str(root), "--kubeconfig", str(kubeconfig), "--out", str(saved))
+    assert result.exit_code == 0, result.output
+    assert json.loads(saved.read_text())["live"]["target"] == kube_server.url
+    with KubeAPIServer(namespaces=(NAMESPACE,)) as other:
+        other_config = other.write_kubeconfig(tmp_path / "other-kubeconfig")
+
+        result = cli("apply", str(saved), "--kubeconfig", str(other_config))
+
+        assert result.exit_code == 1
+        assert f"computed against the cluster at {kube_server.url}" in result.stderr
+        assert f"would go to {other.url}; nothing was applied" in result.stderr
+        assert "--kubeconfig/--context" in result.stderr
+        # Refused before the apply lock: nothing at all was written to the other cluster.
+        assert [r for r in other.requests if r.method != "GET"] == []
+    assert cli("apply", str(saved), "--kubeconfig", str(kubeconfig)).exit_code == 0
+
+
+def test_saved_plan_without_a_recorded_target_still_applies(
+    cli: Cli, root: Path, kubeconfig: Path, tmp_path: Path
+) -> None:
+    # Plans saved before the target was recorded carry only the source and fingerprint.
+    saved = tmp_path / "plan.json"
+    assert cli("plan", str(root), "--kubeconfig", str(kubeconfig), "--out",
+               str(saved)).exit_code == 0
+    data = json.loads(saved.read_text())
+    del data["live"]["target"]
+    saved.write_text(json.dumps(data))
+    result = cli("apply", str(saved), "--kubeconfig", str(kubeconfig))
+    assert result.exit_code == 0, result.output
