@@ -36,7 +36,6 @@ from gatewayctl.plan.sources import (
     LiveSource,
     LiveState,
     LocalSource,
-    live_target,
 )
 
 KubeObject = dict[str, Any]
@@ -150,7 +149,7 @@ def check_target(plan: Plan, live: LiveSource) -> None:
     """Refuse, before taking any lock there, to apply a plan to another cluster."""
     if plan.live_target is None:
         return  # a plan saved before targets were recorded, or a source without one
-    now = live_target(live)
+    now = live.target()
     if now is not None and now != plan.live_target:
         raise WrongTargetError(plan, now)
 

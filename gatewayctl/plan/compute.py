@@ -16,7 +16,7 @@ from gatewayctl.ir import GatewayIR
 from gatewayctl.plan.manifest_diff import diff_gateway_ir
 from gatewayctl.plan.model import Desired, Plan, sort_changes
 from gatewayctl.plan.resource_diff import diff_resources
-from gatewayctl.plan.sources import LiveSource, LiveState, LocalSource, live_target
+from gatewayctl.plan.sources import LiveSource, LiveState, LocalSource
 
 KubeObject = dict[str, Any]
 
@@ -89,7 +89,7 @@ def build_plan(desired: DesiredState, live: LiveState, live_spec: str,
 
 def compute_plan(desired: DesiredState, live: LiveSource) -> Plan:
     state = live.read(desired.ir.name, desired.ir.namespace, desired.objects, desired.ir)
-    return build_plan(desired, state, live.spec, live_target(live))
+    return build_plan(desired, state, live.spec, live.target())
 
 
 def objects_to_apply(plan: Plan, objects: Sequence[KubeObject]) -> list[KubeObject]:

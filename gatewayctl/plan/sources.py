@@ -55,6 +55,11 @@ class LiveSource(Protocol):
         equal to it, which spares parsing a large IR again."""
         ...
 
+    def target(self) -> str | None:
+        """Where the source is, when the same --live could name another place: the API
+        server of a Kubernetes source (the kubeconfig and context decide it), else None."""
+        ...
+
 
 @dataclass(frozen=True)
 class KubeOptions:
@@ -64,13 +69,6 @@ class KubeOptions:
     request_timeout: float = 30.0
     retries: int = 3
     backoff: float = 0.5
-
-
-def live_target(source: LiveSource) -> str | None:
-    """Where the source is, when the same --live could name another place: the API server
-    of a Kubernetes source (the context decides it). None for the other sources."""
-    target = getattr(source, "target", None)
-    return str(target()) if callable(target) else None
 
 
 def parse_live(spec: str, root: Path, kube: KubeOptions | None = None) -> LiveSource:
@@ -213,6 +211,9 @@ class DirSource:
         self.spec = spec
         self.path = path
 
+    def target(self) -> None:
+        return None  # a --live of this kind names exactly one place
+
     def read(self, gateway: str, namespace: str, desired: Sequence[KubeObject],
              known: GatewayIR | None = None) -> LiveState:
         if self.path.exists() and not self.path.is_dir():
@@ -267,6 +268,9 @@ class GitSource:
         self.root = root
         self.namespace_override = namespace_override
         self.commit: str | None = None
+
+    def target(self) -> None:
+        return None  # a --live of this kind names exactly one place
 
     def load_ir(self) -> GatewayIR | None:
         """The IR compiled from the root's manifests at the ref; None if the root was absent."""
@@ -326,6 +330,9 @@ class LocalSource:
     def __init__(self, spec: str, state_dir: Path | None = None) -> None:
         self.spec = spec
         self.state_dir = state_dir
+
+    def target(self) -> None:
+        return None  # a --live of this kind names exactly one place
 
     def read(self, gateway: str, namespace: str, desired: Sequence[KubeObject],
              known: GatewayIR | None = None) -> LiveState:
