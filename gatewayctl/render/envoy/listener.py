@@ -39,7 +39,7 @@ from gatewayctl.render.envoy.ratelimit import (
     token_limit_data,
 )
 from gatewayctl.render.envoy.routes import render_route_config
-from gatewayctl.render.envoy.upstream import pinned_model, provider_data, render_upstream_filters
+from gatewayctl.render.envoy.upstream import pinned_models, provider_data, render_upstream_filters
 
 
 def _route_policy_data(route: RouteIR, sets: dict[GuardKey, str]) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
     policies = {ids[canonical[name]]: data for name, data in policy_of.items()}
     routes: dict[str, Any] = {}
     models = {m.name: m for m in ir.models}
-    providers = {p.name: p for p in ir.providers}
+    pinned = pinned_models(ir)
     authorities = {p.name: authority(*provider_address(p, options)) for p in ir.providers}
     for route in ir.routes:
         data: dict[str, Any] = {"public": route.public_model, "policy": ids[canonical[route.name]]}
@@ -77,7 +77,7 @@ def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
             # its upstream name, and the upstream filter skips the body on those attempts.
             model = models[route.backends[0].model]
             data["direct"] = {"model": model.name, "upstream": model.upstream_model}
-            if pinned_model(route, models, providers) is not None:
+            if route.name in pinned:
                 # ...and, as no attempt goes elsewhere, the provider's authority and
                 # credential too; the route switches the per-attempt filters off.
                 data["direct"]["pinned"] = {

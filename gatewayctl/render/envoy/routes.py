@@ -35,7 +35,7 @@ from gatewayctl.render.envoy.names import (
     backend_cluster_name,
 )
 from gatewayctl.render.envoy.ratelimit import token_charge_headers
-from gatewayctl.render.envoy.upstream import pinned_model, skip_upstream_filters
+from gatewayctl.render.envoy.upstream import pinned_models, skip_upstream_filters
 
 RETRY_ON = "5xx,reset,connect-failure,retriable-status-codes"
 
@@ -104,7 +104,7 @@ def _route(
 
 
 def render_gateway_routes(ir: GatewayIR, route: RouteIR, pinned: bool) -> list[dict[str, Any]]:
-    """The route's entries; pinned: see upstream.pinned_model."""
+    """The route's entries; pinned: see upstream.pinned_models."""
     out: list[dict[str, Any]] = []
     rollout = route.rollout
     if rollout is not None and any(b.model == rollout.canary for b in route.backends):
@@ -142,8 +142,7 @@ def render_route_config(ir: GatewayIR) -> dict[str, Any]:
     scanned in order, ~1k instructions per entry, twice per request: before the Lua filter
     picks the route and after). Requests without the header (GET /v1/models, other paths, and
     the first match, before Lua runs) fall to on_no_match: the model list, then the JSON 404."""
-    models = {m.name: m for m in ir.models}
-    providers = {p.name: p for p in ir.providers}
+    pinned = pinned_models(ir)
     fallback: list[dict[str, Any]] = [
         {
             "name": "models",
@@ -162,8 +161,8 @@ def render_route_config(ir: GatewayIR) -> dict[str, Any]:
     ]
     keyed: dict[str, Any] = {}
     for route in sorted(ir.routes, key=lambda r: r.name):
-        pinned = pinned_model(route, models, providers) is not None
-        keyed[route.name] = _route_list(render_gateway_routes(ir, route, pinned))
+        entries = render_gateway_routes(ir, route, route.name in pinned)
+        keyed[route.name] = _route_list(entries)
     vhost: dict[str, Any] = {"name": VIRTUAL_HOST_NAME, "domains": ["*"]}
     if keyed:
         tree = {

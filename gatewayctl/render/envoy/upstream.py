@@ -22,11 +22,10 @@ Per-route clusters carry no filter config and stay the same size whatever the ga
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from gatewayctl.ir import GatewayIR, ModelIR, ProviderIR, RouteIR
+from gatewayctl.ir import GatewayIR, ModelIR, ProviderIR
 from gatewayctl.render.envoy.lua import lua_filter, upstream_source
 from gatewayctl.render.envoy.names import (
     FILTER_CONFIG_TYPE,
@@ -65,11 +64,9 @@ def endpoint_metadata(model: ModelIR, provider: ProviderIR, authority: str) -> d
     return {"model": model.name, "target": target_value(model, provider, authority)}
 
 
-def pinned_model(
-    route: RouteIR, models: Mapping[str, ModelIR], providers: Mapping[str, ProviderIR]
-) -> ModelIR | None:
-    """The one model every attempt of the route goes to, when the downstream filter can set
-    the attempt's target itself (else None).
+def pinned_models(ir: GatewayIR) -> dict[str, ModelIR]:
+    """Route name -> the one model every attempt of the route goes to, for the routes whose
+    downstream filter can set the attempt's target itself (pinned routes).
 
     That is a route with one backend and no fallback to another model, whose provider has
     no base path (a path prefix would have to be added after route matching). Its requests
@@ -77,13 +74,16 @@ def pinned_model(
     downstream Lua filter, and the route switches off the per-attempt chain (header_mutation
     and the upstream Lua): about a tenth of the gateway's work per request.
     """
-    if len(route.backends) != 1:
-        return None
-    name = route.backends[0].model
-    if any(f != name for f in route.fallback):
-        return None
-    model = models[name]
-    return model if providers[model.provider].base_path == "" else None
+    models = {m.name: m for m in ir.models}
+    providers = {p.name: p for p in ir.providers}
+    out: dict[str, ModelIR] = {}
+    for route in ir.routes:
+        if len(route.backends) != 1:
+            continue
+        model = models[route.backends[0].model]
+        if all(f == model.name for f in route.fallback) and not providers[model.provider].base_path:
+            out[route.name] = model
+    return out
 
 
 def skip_upstream_filters() -> dict[str, Any]:

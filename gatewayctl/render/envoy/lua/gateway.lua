@@ -95,7 +95,7 @@ local function read_secret(path)
   return value
 end
 
--- A pinned route (one model for every attempt; see upstream.py pinned_model) has the router's
+-- A pinned route (one model for every attempt; see upstream.py pinned_models) has the router's
 -- per-attempt filters switched off: what they would set, the authority and the provider's
 -- credential, is set here, once per request.
 local function set_target(h, hdrs, pinned)
