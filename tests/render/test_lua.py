@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -440,3 +441,20 @@ def test_upstream_filter_skips_the_body_only_for_its_model(
     left = dict(after.items())
     assert not any(k.startswith(b"x-gw-") for k in left), left
     assert left[b":authority"] == b"api.openai.example.com"
+
+
+@pytest.mark.parametrize(("ttl", "second"), [(0, b"rotated"), (3600, b"first")])
+def test_secret_reader_trims_caches_and_rereads_after_the_ttl(
+    tmp_path: Path, ttl: int, second: bytes
+) -> None:
+    # Both filters read provider credentials through secrets.lua: a rotated Secret is picked
+    # up once the cached value is older than secret_ttl_s, without a reload.
+    secret = tmp_path / "api-key"
+    secret.write_text(" first\n")
+    rt = _runtime()
+    rt.execute(f"DATA = {{secret_ttl_s = {ttl}}}")
+    read = rt.execute("return (function()\n" + shipped_source("secrets.lua") + "\nend)()")
+    assert read(str(secret).encode()) == b"first"
+    secret.write_text("rotated\n")
+    assert read(str(secret).encode()) == second
+    assert read(str(tmp_path / "missing").encode()) is None

@@ -63,22 +63,32 @@ def shipped_source(name: str) -> str:
     return "\n".join(line for line in lines if line and not line.startswith("--")) + "\n"
 
 
+def _module(variable: str, name: str) -> str:
+    """A shipped file that returns a value, bound to a local of the filter's chunk."""
+    return f"local {variable} = (function()\n" + shipped_source(name) + "\nend)()\n"
+
+
 def gateway_source(data: Mapping[str, Any]) -> str:
-    """The downstream filter: JSON library, data table, then gateway.lua."""
+    """The downstream filter: JSON library, data table, secret reader, then gateway.lua."""
     return (
-        "local json = (function()\n"
-        + shipped_source("json.lua")
-        + "\nend)()\n"
+        _module("json", "json.lua")
         + "local DATA = "
         + to_lua(data)
         + "\n"
+        + _module("read_secret", "secrets.lua")
         + shipped_source("gateway.lua")
     )
 
 
 def upstream_source(data: Mapping[str, Any]) -> str:
-    """The shared upstream filter (router-level): data table, then upstream.lua."""
-    return "local DATA = " + to_lua(data) + "\n" + shipped_source("upstream.lua")
+    """The shared upstream filter (router-level): data table, secret reader, upstream.lua."""
+    return (
+        "local DATA = "
+        + to_lua(data)
+        + "\n"
+        + _module("read_secret", "secrets.lua")
+        + shipped_source("upstream.lua")
+    )
 
 
 def lua_filter(name: str, source: str) -> dict[str, Any]:

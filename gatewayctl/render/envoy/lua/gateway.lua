@@ -1,6 +1,7 @@
 -- The gateway's downstream Lua filter: route selection, API keys, guardrails, prompts,
--- token accounting. Prepended at render time by `local json = ...` and `local DATA = ...`
--- (the generated, escaped data table); this file holds no manifest data itself.
+-- token accounting. Prepended at render time by `local json = ...`, `local DATA = ...` (the
+-- generated, escaped data table) and `read_secret` (secrets.lua); this file holds no manifest
+-- data itself.
 --
 -- Request: buffer the body, decode it, pick the route from `model`, then authenticate,
 -- check size, publish the message text for the RBAC deny-pattern match, redact, inject the
@@ -80,19 +81,6 @@ local function consumer_for_key(key)
     key_cache = { expires = now + DATA.secret_ttl_s, by_key = by_key }
   end
   return key_cache.by_key[key]
-end
-
--- Provider credentials by file, for pinned routes (below), refreshed after the same TTL.
-local secret_cache = {}
-
-local function read_secret(path)
-  local now = os.time()
-  local hit = secret_cache[path]
-  if hit ~= nil and now < hit.expires then return hit.value end
-  local value = read_file(path)
-  if value ~= nil then value = trim(value) end
-  secret_cache[path] = { value = value, expires = now + DATA.secret_ttl_s }
-  return value
 end
 
 -- A pinned route (one model for every attempt; see upstream.py pinned_models) has the router's

@@ -1,16 +1,13 @@
 -- The upstream Lua filter, shared by every route (the router's upstream_http_filters); it runs
 -- once per attempt. Prepended at render time by `local DATA = ...` (header names, per provider
--- base path and credential, secret TTL); this file holds no manifest data itself.
+-- base path and credential, secret TTL) and `read_secret` (secrets.lua); this file holds no
+-- manifest data itself.
 -- header_mutation, which runs first, copies the chosen endpoint's metadata gw.target (model,
 -- provider, upstream model and authority, percent-encoded and joined by `|`; see upstream.py)
 -- into the x-gw-target header; from it this filter sets the authority, the provider's base
--- path and credential
--- (read from the mounted secret file, cached per worker for DATA.secret_ttl_s so a rotated
--- secret applies without a reload) and rewrites `model` to the upstream model name, unless
+-- path and credential (read_secret) and rewrites `model` to the upstream model name, unless
 -- x-gw-body-model (set by the downstream filter for a route with one backend) says the body
 -- already carries this attempt's model: then the body is neither buffered nor touched.
-
-local secret_cache = {}
 
 local find, sub, byte, gsub, match = string.find, string.sub, string.byte, string.gsub, string.match
 local TARGET_HEADER = DATA.target_header
@@ -34,21 +31,6 @@ local function hex_char(hex) return string.char(tonumber(hex, 16)) end
 local function unescape(s)
   if not find(s, "%", 1, true) then return s end
   return (gsub(s, "%%(%x%x)", hex_char))
-end
-
-local function read_secret(path)
-  local now = os.time()
-  local hit = secret_cache[path]
-  if hit ~= nil and now < hit.expires then return hit.value end
-  local value = nil
-  local f = io.open(path, "rb")
-  if f ~= nil then
-    value = f:read("*a")
-    f:close()
-    value = gsub(gsub(value, "^%s+", ""), "%s+$", "")
-  end
-  secret_cache[path] = { value = value, expires = now + DATA.secret_ttl_s }
-  return value
 end
 
 -- The downstream filter wrote the body with `model` as its first member, so the rewrite is a
