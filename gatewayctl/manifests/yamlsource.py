@@ -3,7 +3,10 @@
 Validation reads many files and must be fast, so this uses libyaml's event parser (PyYAML's
 C binding) and builds values directly from the events in one pass: that keeps positions,
 rejects duplicate keys, bounds alias expansion and nesting depth before anything can blow up,
-and costs a fraction of ruamel.yaml's round-trip loader. (ruamel.yaml is used where a file is
+and costs a fraction of ruamel.yaml's round-trip loader. The limits are gatewayctl's own and
+apply to the events, so they hold, with the same message and position, whatever the PyYAML or
+libyaml version (where libyaml stops first at a limit of its own, the document is read again
+with PyYAML's pure-Python parser, which has none). (ruamel.yaml is used where a file is
 rewritten in place keeping its comments: see gatewayctl/rollout/edit.py.)
 
 Scalars are resolved with the YAML 1.2 core schema: only true/false are booleans, so `on`,
@@ -27,6 +30,11 @@ from gatewayctl.diagnostics import Diagnostic, Location, error
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 48
 MAX_ALIAS_NODES = 100_000
+
+# libyaml's event parser when PyYAML has it, else PyYAML's pure-Python one: the same events.
+# The limits above are gatewayctl's own, applied to those events, whatever the parser.
+FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+PURE_LOADER: Any = yaml.SafeLoader
 
 FieldPath = tuple[str | int, ...]
 
@@ -109,24 +117,52 @@ def _node_count(value: Any) -> int:
 
 
 class _Builder:
-    """Builds plain values from libyaml events, one document at a time."""
+    """Builds plain values from parser events, one document at a time.
 
-    def __init__(self, relpath: str, text: str) -> None:
+    It may parse a tail of the file: `first_line` (0-based) is where that tail starts in the
+    file, and every position it records is a position in the whole file.
+    """
+
+    def __init__(
+        self,
+        relpath: str,
+        text: str,
+        lines: list[str],
+        *,
+        first_line: int = 0,
+        first_index: int = 0,
+        loader: Any = FAST_LOADER,
+    ) -> None:
         self.relpath = relpath
         self.text = text
+        self.lines = lines
+        self.first_line = first_line
+        self.first_index = first_index
+        self.loader = loader
         self.docs: list[SourceDocument] = []
+        # Where the document being built starts: 0-based line in the file, and the index in
+        # `text` of that line's first character.
+        self.doc_line = first_line
+        self.doc_offset = 0
+
+    def pos(self, mark: Any) -> tuple[int, int]:
+        return mark.line + 1 + self.first_line, mark.column + 1
 
     def loc(self, mark: Any) -> Location:
-        return Location(self.relpath, mark.line + 1, mark.column + 1)
+        return Location(self.relpath, *self.pos(mark))
 
     def run(self) -> list[SourceDocument]:
-        events = yaml.parse(self.text, Loader=yaml.CSafeLoader)
-        doc_index = 0
-        lines = self.text.splitlines()
+        events = yaml.parse(self.text, Loader=self.loader)
+        doc_index = self.first_index
         for ev in events:
             if isinstance(ev, yaml.DocumentStartEvent):
-                start_line = ev.start_mark.line + 1 if ev.start_mark is not None else 1
-                doc = SourceDocument(self.relpath, doc_index, None, start_line, text_lines=lines)
+                mark: Any = ev.start_mark  # parser events always carry their marks
+                self.doc_line = mark.line + self.first_line
+                self.doc_offset = mark.index - mark.column
+                start_line = self.doc_line + 1
+                doc = SourceDocument(
+                    self.relpath, doc_index, None, start_line, text_lines=self.lines
+                )
                 doc.data = self._document(events, doc)
                 self.docs.append(doc)
                 doc_index += 1
@@ -147,13 +183,13 @@ class _Builder:
                 anchor_sizes[anchor] = _node_count(value)
             if not stack:
                 root.append(value)
-                doc.values[()] = (mark.line + 1, mark.column + 1)
+                doc.values[()] = self.pos(mark)
                 return
             container, cpath, _, _ = stack[-1]
             if isinstance(container, list):
                 fpath = (*cpath, len(container))
                 container.append(value)
-                doc.values.setdefault(fpath, (mark.line + 1, mark.column + 1))
+                doc.values.setdefault(fpath, self.pos(mark))
                 return
             key_info = pending_key[-1]
             if key_info is None:
@@ -191,8 +227,8 @@ class _Builder:
                     )
                 )
             container[key] = value
-            doc.keys[fpath] = (key_mark.line + 1, key_mark.column + 1)
-            doc.values[fpath] = (mark.line + 1, mark.column + 1)
+            doc.keys[fpath] = self.pos(key_mark)
+            doc.values[fpath] = self.pos(mark)
 
         def child_path() -> FieldPath:
             if not stack:
@@ -271,33 +307,60 @@ def _dotted(fpath: FieldPath) -> str:
 dotted = _dotted
 
 
-def parse_text(relpath: str, text: str) -> tuple[list[SourceDocument], list[Diagnostic]]:
+def _parser_depth_limit(exc: yaml.MarkedYAMLError) -> bool:
+    """Whether the parser stopped at a nesting limit of its own. libyaml 0.2.6 (in PyYAML
+    6.0.3+ wheels) stops at 1,000 levels, and its scanner reads up to 1,024 characters ahead
+    on a line, so on a line of brackets it stops before gatewayctl's limit is reached."""
+    problem = (exc.problem or "").lower()
+    return "nesting" in problem or "depth" in problem
+
+
+def parse_text(
+    relpath: str, text: str, *, loader: Any = FAST_LOADER
+) -> tuple[list[SourceDocument], list[Diagnostic]]:
     """Parse one file's text. On a fatal problem, returns the documents before it and the error."""
-    builder = _Builder(relpath, text)
+    lines = text.splitlines()
+    builder = _Builder(relpath, text, lines, loader=loader)
     try:
         return builder.run(), []
     except _Abort as abort:
         return builder.docs, [abort.diag]
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        loc = (
-            Location(relpath, mark.line + 1, mark.column + 1)
-            if mark is not None
-            else Location(relpath, 1, 1)
-        )
-        problem = exc.problem or exc.context or "invalid YAML"
-        return builder.docs, [
-            error(
-                "GW001",
-                f"YAML syntax error: {problem}",
-                location=loc,
-                hint="check indentation and quoting around this position",
+        if loader is not PURE_LOADER and _parser_depth_limit(exc):
+            # Again from the start of that document, with the parser that has no limit of
+            # its own: gatewayctl's limit then decides, at the same place. Hostile input only.
+            tail = _Builder(
+                relpath,
+                text[builder.doc_offset :],
+                lines,
+                first_line=builder.doc_line,
+                first_index=len(builder.docs),
+                loader=PURE_LOADER,
             )
-        ]
+            try:
+                tail_docs, diags = tail.run(), []
+            except _Abort as abort:
+                tail_docs, diags = tail.docs, [abort.diag]
+            except yaml.MarkedYAMLError as again:
+                tail_docs, diags = tail.docs, [_syntax_error(tail, again)]
+            return builder.docs + tail_docs, diags
+        return builder.docs, [_syntax_error(builder, exc)]
     except yaml.YAMLError as exc:
         return builder.docs, [
             error("GW001", f"YAML error: {exc}", location=Location(relpath, 1, 1))
         ]
+
+
+def _syntax_error(builder: _Builder, exc: yaml.MarkedYAMLError) -> Diagnostic:
+    mark = exc.problem_mark or exc.context_mark
+    loc = builder.loc(mark) if mark is not None else Location(builder.relpath, 1, 1)
+    problem = exc.problem or exc.context or "invalid YAML"
+    return error(
+        "GW001",
+        f"YAML syntax error: {problem}",
+        location=loc,
+        hint="check indentation and quoting around this position",
+    )
 
 
 def read_file(root: Path, path: Path) -> tuple[list[SourceDocument], list[Diagnostic]]:

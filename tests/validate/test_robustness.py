@@ -8,9 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gatewayctl.manifests.yamlsource import FAST_LOADER, PURE_LOADER, parse_text
 from gatewayctl.validate import run_validate
 from tests.conftest import REPO
 
@@ -155,3 +157,23 @@ def test_help_imports_no_heavy_clients() -> None:
     for heavy in ("kubernetes", "gitlab", "deepdiff", "pydantic", "jinja2", "re2", "ruamel"):
         assert heavy not in imported, f"--help imported {heavy}"
     assert "Usage:" in proc.stdout
+
+
+@pytest.mark.parametrize("loader", [FAST_LOADER, PURE_LOADER], ids=["libyaml", "pure-python"])
+def test_nesting_limit_is_gatewayctls_own_whatever_the_parser(loader: object) -> None:
+    # libyaml >= 0.2.6 has a depth limit of its own and reads ahead on a line, so it would stop
+    # first, at its own place and with its own message; the limit and its place are ours.
+    first = "apiVersion: gatewayctl.dev/v1alpha1\nkind: Gateway\n"
+    for depth in (47, 2_000, 100_000):
+        text = f"{first}---\nspec:\n  x: " + "[" * depth + "]" * depth + "\n"
+        docs, diags = parse_text("deep.yaml", text, loader=loader)
+        assert [d.format() for d in diags] == [
+            "deep.yaml:5:52: error[GW005] nesting deeper than 48 levels\n"
+            "  hint: manifests are shallow; this looks like generated or hostile input"
+        ]
+        assert [d.data for d in docs] == [
+            {"apiVersion": "gatewayctl.dev/v1alpha1", "kind": "Gateway"}
+        ]
+    text = "spec:\n  x: " + "[" * 46 + "]" * 46 + "\n"
+    docs, diags = parse_text("ok.yaml", text, loader=loader)
+    assert diags == [] and docs[0].values[("spec", "x")] == (2, 6)
