@@ -84,7 +84,9 @@ def validate(
 def render(
     root: RootArg = Path("."),
     out: Annotated[
-        Path | None, typer.Option("--out", help="Folder to write the bundle to (replaced whole).")
+        Path | None,
+        typer.Option("--out", help="Folder to write the bundle to: new, empty, or an earlier "
+                     "bundle (only files gatewayctl wrote are replaced or removed)."),
     ] = None,
     ir: Annotated[bool, typer.Option("--ir", help="Print the compiled IR as JSON.")] = False,
     fmt: Annotated[
@@ -96,13 +98,16 @@ def render(
     def body() -> int:
         from gatewayctl.ir import to_json
         from gatewayctl.pipeline import compile_root
-        from gatewayctl.render.bundle import FORMATS, render_files, write_tree
+        from gatewayctl.render.bundle import FORMATS, render_files
         from gatewayctl.render.k8s import SourceInfo
+        from gatewayctl.render.output_folder import check_folder, write_folder
 
         if fmt not in FORMATS:
             raise UsageError(f'unknown format "{fmt}"', hint=f"use one of: {', '.join(FORMATS)}")
         if out is None and not ir:
             raise UsageError("nothing to do", hint="give --out DIR, or --ir to print the IR")
+        if out is not None:
+            check_folder(out, root=root)  # before compiling: a refusal costs nothing
         compiled = compile_root(root)
         for warning in compiled.warnings:
             typer.echo(warning.format(), err=True)
@@ -110,8 +115,10 @@ def render(
             sys.stdout.write(to_json(compiled.ir))
         if out is not None:
             files = render_files(compiled.ir, source=SourceInfo.from_environment(), fmt=fmt)
-            write_tree(files, out)
-            typer.echo(f"rendered {len(files)} files to {out}", err=ir)
+            done = write_folder(out, files, root=root)
+            removed = f", removed {len(done.delete)}" if done.delete else ""
+            typer.echo(f"rendered {len(files)} files to {out} ({len(done.create)} new, "
+                       f"{len(done.update)} changed{removed})", err=ir)
         return 0
 
     _finish(run_guarded(body, debug=_state["enabled"]))

@@ -183,7 +183,7 @@ def apply_command(
             if live is not None and live != plan.live:
                 raise UsageError(f"the plan was computed against {plan.live}, not {live}",
                                  hint=f"apply it with --live {plan.live}, or plan again")
-            source = parse_live(plan.live, Path("."), kube)
+            source = parse_live(plan.live, None, kube)
             try:
                 print(f"Applying the saved plan {target} to {plan.live}.")
                 report = apply_saved(plan, source, force_conflicts=force_conflicts,

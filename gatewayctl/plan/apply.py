@@ -127,7 +127,9 @@ def locked(live: LiveSource, gateway: str, namespace: str, timeout: float,
             with contextlib.suppress(GatewayctlError):
                 client.release_lease(lease)
     elif isinstance(live, DirSource):
-        target = live.path.resolve()
+        from gatewayctl.render.output_folder import check_folder
+
+        target = check_folder(live.path, root=live.root)  # a refused folder gets no lock file
         target.parent.mkdir(parents=True, exist_ok=True)
         lock_path = target.parent / f".gatewayctl-apply-{target.name}.lock"
         with open(lock_path, "a+") as handle:
@@ -299,9 +301,10 @@ def _apply_kubernetes(plan: Plan, live: KubernetesSource, objects: Sequence[Kube
 
 
 def _apply_dir(plan: Plan, live: DirSource, say: Say) -> ApplyReport:
-    from gatewayctl.render.bundle import render_files, write_tree
+    from gatewayctl.render.bundle import render_files
     from gatewayctl.render.k8s import SourceInfo
     from gatewayctl.render.k8s.writer import dump_object, manifest_filename
+    from gatewayctl.render.output_folder import plan_folder, write_folder
 
     assert plan.desired is not None
     source = SourceInfo(**dict(plan.source))
@@ -313,11 +316,19 @@ def _apply_dir(plan: Plan, live: DirSource, say: Say) -> ApplyReport:
         raise GatewayctlError(
             "this gatewayctl renders the plan's IR differently from the gatewayctl that made "
             "the plan; nothing was written", hint="plan again with this version")
-    write_tree(files, live.path)
-    line = f"wrote {len(files)} files to {live.path}"
-    say(line)
+    shown = sorted(c.name for c in plan.pending("resource") if c.kind == "File")
+    if list(plan_folder(live.path, files, root=live.root).delete) != shown:
+        raise GatewayctlError(f"the files in {live.path} changed since the plan; nothing was "
+                              "written", hint="run `gatewayctl plan` again")
+    done = write_folder(live.path, files, root=live.root)
+    line = (f"wrote {len(done.create) + len(done.update)} files to {live.path} "
+            f"({len(done.create)} new, {len(done.update)} changed, {len(done.unchanged)} "
+            f"unchanged), removed {len(done.delete)}")
+    lines = (line, *(f"removed {live.path}/{rel}" for rel in done.delete))
+    for each in lines:
+        say(each)
     counts = plan.counts("resource")
-    return ApplyReport(live.spec, (line,), f"Apply complete: {counts['create']} created, "
+    return ApplyReport(live.spec, lines, f"Apply complete: {counts['create']} created, "
                        f"{counts['update']} changed, {counts['delete']} deleted.")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from gatewayctl.ir import GatewayIR
 from gatewayctl.plan.manifest_diff import diff_gateway_ir
-from gatewayctl.plan.model import Desired, Plan, sort_changes
+from gatewayctl.plan.model import Change, Desired, Plan, sort_changes
 from gatewayctl.plan.resource_diff import diff_resources
 from gatewayctl.plan.sources import LiveSource, LiveState, LocalSource
 
@@ -74,13 +74,14 @@ def build_plan(desired: DesiredState, live: LiveState, live_spec: str,
                  "by an older gatewayctl): manifest-level changes are shown as if nothing "
                  "were deployed",)
     resource = diff_resources(live.objects, live.planned, desired.ir.name, live.object_warnings)
+    files = [Change("resource", "File", path, "delete") for path in live.files_to_delete]
     return Plan(
         gateway=desired.ir.name,
         namespace=desired.ir.namespace,
         live=live_spec,
         live_fingerprint=live.fingerprint,
         live_target=target,
-        changes=sort_changes(list(manifest) + list(resource)),
+        changes=sort_changes(list(manifest) + list(resource) + files),
         warnings=tuple(desired.warnings) + tuple(live.warnings) + notes,
         source=source_pairs(desired.source),
         desired=Desired(ir=desired.ir, objects=tuple(desired.objects)),

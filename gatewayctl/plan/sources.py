@@ -43,6 +43,8 @@ class LiveState:
     planned: list[KubeObject] = field(default_factory=list)
     warnings: tuple[str, ...] = ()
     object_warnings: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # dir: the files gatewayctl wrote there earlier that the desired bundle no longer has
+    files_to_delete: tuple[str, ...] = ()
 
 
 class LiveSource(Protocol):
@@ -71,17 +73,18 @@ class KubeOptions:
     backoff: float = 0.5
 
 
-def parse_live(spec: str, root: Path, kube: KubeOptions | None = None) -> LiveSource:
-    """The live source named by `--live`."""
+def parse_live(spec: str, root: Path | None, kube: KubeOptions | None = None) -> LiveSource:
+    """The live source named by `--live`; `root` is the manifest root (None for a saved
+    plan): a dir: bundle may not be written inside it, and git: reads it at another ref."""
     spec = spec.strip()
     if spec == "kubernetes":
         return KubernetesSource(spec, kube or KubeOptions())
     if spec == "local":
         return LocalSource(spec)
     if spec.startswith("dir:") and spec[4:]:
-        return DirSource(spec, Path(spec[4:]))
+        return DirSource(spec, Path(spec[4:]), root)
     if spec.startswith("git:") and spec[4:]:
-        return GitSource(spec, spec[4:], root, (kube or KubeOptions()).namespace)
+        return GitSource(spec, spec[4:], root or Path("."), (kube or KubeOptions()).namespace)
     raise UsageError(f'unknown live source "{spec}"', hint=f"use one of: {', '.join(LIVE_KINDS)}")
 
 
@@ -207,9 +210,10 @@ def read_bundle_objects(path: Path) -> list[KubeObject]:
 
 
 class DirSource:
-    def __init__(self, spec: str, path: Path) -> None:
+    def __init__(self, spec: str, path: Path, root: Path | None = None) -> None:
         self.spec = spec
         self.path = path
+        self.root = root
 
     def target(self) -> None:
         return None  # a --live of this kind names exactly one place
@@ -219,9 +223,16 @@ class DirSource:
         if self.path.exists() and not self.path.is_dir():
             raise UsageError(f"{self.path} is not a folder",
                              hint="dir:PATH names a folder written by `gatewayctl render`")
+        from gatewayctl.render.bundle import bundle_paths
+        from gatewayctl.render.output_folder import plan_folder
+
+        # The folder rules of `apply` hold for its plan too: a refused folder is refused here.
+        doomed = plan_folder(self.path, dict.fromkeys(bundle_paths(desired)),
+                             root=self.root).delete
         objects = [o for o in read_bundle_objects(self.path) if is_owned_by(o, gateway)]
         ir = self._ir(objects, gateway, known)
-        return LiveState(ir, objects, fingerprint(objects, desired), list(desired))
+        return LiveState(ir, objects, fingerprint(objects, desired, None, "\n".join(doomed)),
+                         list(desired), files_to_delete=doomed)
 
     def _ir(self, objects: list[KubeObject], gateway: str,
             known: GatewayIR | None) -> GatewayIR | None:

@@ -1,6 +1,7 @@
-"""The rendered bundle on disk: IR, Envoy config and Kubernetes manifests, written atomically.
+"""The rendered bundle: IR, Envoy config and Kubernetes manifests, as files.
 
-Layout of `render --out DIR`:
+Layout of `render --out DIR` (written by `render.output_folder`, which also records them in
+DIR/gatewayctl-bundle.json):
 
     DIR/ir.json                     the compiled intermediate representation
     DIR/envoy/bootstrap.yaml        Envoy bootstrap (LDS/CDS from files in the config dir)
@@ -11,14 +12,11 @@ Layout of `render --out DIR`:
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from pathlib import Path
+from collections.abc import Iterable
+from typing import Any
 
 import yaml
 
-from gatewayctl.errors import UsageError
 from gatewayctl.gcpause import cycle_collection_paused
 from gatewayctl.ir import GatewayIR, to_json
 from gatewayctl.render.envoy import EnvoyOptions, render_envoy
@@ -26,6 +24,7 @@ from gatewayctl.render.k8s import SourceInfo, render_helm_values, render_kuberne
 from gatewayctl.render.k8s.writer import dump_object, manifest_filename
 
 FORMATS = ("bundle", "helm-values")
+ENVOY_FILES = ("bootstrap.yaml", "cds.json", "lds.json", "validate.yaml")
 
 
 def render_files(
@@ -45,27 +44,8 @@ def render_files(
         return dict(sorted(files.items()))
 
 
-def write_tree(files: dict[str, str], out: Path) -> None:
-    """Replace `out` with exactly these files, all or nothing."""
-    out = out.resolve()
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} exists and is not a folder", hint="choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        for rel, text in files.items():
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            old.rmdir()
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+def bundle_paths(objects: Iterable[dict[str, Any]]) -> frozenset[str]:
+    """The paths `render_files` gives for a bundle with these Kubernetes objects, without
+    rendering it."""
+    return frozenset({"ir.json", *(f"envoy/{name}" for name in ENVOY_FILES),
+                      *(f"kubernetes/{manifest_filename(o)}" for o in objects)})

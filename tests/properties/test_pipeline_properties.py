@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from gatewayctl.plan.compute import compute_plan, desired_state, load_desired_ir
 from gatewayctl.plan.sources import parse_live
-from gatewayctl.render.bundle import render_files, write_tree
+from gatewayctl.render.bundle import render_files
+from gatewayctl.render.output_folder import write_folder
 from gatewayctl.validate import run_validate
 
 HEAD = "apiVersion: gatewayctl.dev/v1alpha1\n"
@@ -98,7 +99,7 @@ def test_render_is_deterministic_and_plans_clean_against_itself(files: dict[str,
         assert render_files(again) == first
 
         out = work / "out"
-        write_tree(first, out)
+        write_folder(out, first, root=root)
         live = parse_live(f"dir:{out}", root)
         plan = compute_plan(desired_state(ir, live), live)
         pending = [(c.layer, c.kind, c.name, c.action) for c in plan.changes if c.action != "no-op"]

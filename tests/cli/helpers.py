@@ -1,0 +1,52 @@
+"""Running the real `gatewayctl` entry point, and snapshots of folders to prove nothing moved."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+QUICKSTART = REPO / "examples" / "quickstart"
+
+
+def gatewayctl(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`gatewayctl ARGS` as a user runs it: a new process, no stdin."""
+    return subprocess.run(
+        [sys.executable, "-m", "gatewayctl", *args], capture_output=True, text=True, cwd=cwd,
+        env={**os.environ, **(env or {})}, timeout=timeout, stdin=subprocess.DEVNULL,
+        check=False)
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every entry under `folder` (hidden ones and .git included) with a hash of its bytes."""
+    out: dict[str, str] = {}
+    for top, dirs, files in os.walk(folder):
+        for name in dirs:
+            out[os.path.relpath(os.path.join(top, name), folder) + "/"] = "dir"
+        for name in files:
+            path = Path(top) / name
+            rel = os.path.relpath(path, folder)
+            out[rel] = ("link:" + os.readlink(path) if path.is_symlink()
+                        else hashlib.sha256(path.read_bytes()).hexdigest())
+    return out
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", *args],
+                   cwd=cwd, check=True, capture_output=True)
+
+
+def git_checkout(path: Path, source: Path = QUICKSTART) -> Path:
+    """A Git checkout holding a copy of the `source` manifests, all committed."""
+    import shutil
+
+    shutil.copytree(source, path)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", ".")
+    git(path, "commit", "-q", "-m", "manifests")
+    return path
