@@ -2,6 +2,10 @@
 
 A `Diagnostic` is data. Every stage collects them in one pass and hands them back; only the CLI
 prints them. Codes are stable and documented in docs/diagnostics.md.
+
+A diagnostic never carries a secret: whatever text it is given (a value quoted in the summary,
+a key in the field path, a name in the resource) is masked on creation, so no output built from
+it (text, JSON, Code Quality, JUnit) can show a credential-looking string from the input.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import enum
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+from gatewayctl.redaction import redact
 
 
 class Severity(enum.StrEnum):
@@ -37,6 +43,12 @@ class Diagnostic:
     field: str = ""
     hint: str | None = None
     resource: str = ""  # "Kind/name" when the problem belongs to one resource
+
+    def __post_init__(self) -> None:
+        for name in ("summary", "field", "resource"):
+            object.__setattr__(self, name, redact(getattr(self, name)))
+        if self.hint is not None:
+            object.__setattr__(self, "hint", redact(self.hint))
 
     @property
     def is_error(self) -> bool:

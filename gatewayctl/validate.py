@@ -9,8 +9,8 @@ from pathlib import Path
 from gatewayctl.diagnostics import Diagnostic, Severity
 from gatewayctl.errors import EXIT_ERROR, EXIT_OK, UsageError
 from gatewayctl.manifests.bundle import ManifestSet, load_manifest_set
-from gatewayctl.manifests.credentials import redact_text
 from gatewayctl.output import paint, use_colour
+from gatewayctl.redaction import redact
 from gatewayctl.reports import codequality, junit, parse_report_option
 
 
@@ -57,7 +57,7 @@ def _snippet(d: Diagnostic, mset: ManifestSet) -> str:
         if doc.path == d.location.path and doc.text_lines:
             idx = d.location.line - 1
             if 0 <= idx < len(doc.text_lines):
-                text = redact_text(doc.text_lines[idx].rstrip("\r"))
+                text = redact(doc.text_lines[idx].rstrip("\r"))
                 if len(text) > 160:
                     return ""
                 num = str(d.location.line)

@@ -10,6 +10,7 @@ from gatewayctl.diagnostics import Diagnostic, error, sort_diagnostics
 from gatewayctl.gcpause import cycle_collection_paused
 from gatewayctl.manifests.credentials import find_credential, scan_document
 from gatewayctl.manifests.documents import Manifest, load_manifest
+from gatewayctl.manifests.files import discover, read_file
 from gatewayctl.manifests.kinds import (
     ConsumerSpec,
     GatewaySpec,
@@ -20,7 +21,7 @@ from gatewayctl.manifests.kinds import (
     RolloutSpec,
     RouteSpec,
 )
-from gatewayctl.manifests.yamlsource import SourceDocument, discover, read_file
+from gatewayctl.manifests.yamlsource import SourceDocument
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ _GROUPS = {
 
 def read_documents(root: Path) -> tuple[list[SourceDocument], list[Diagnostic]]:
     docs: list[SourceDocument] = []
-    diags: list[Diagnostic] = []
-    for path in discover(root):
+    paths, diags = discover(root)
+    for path in paths:
         file_docs, file_diags = read_file(root if root.is_dir() else root.parent, path)
         docs.extend(file_docs)
         diags.extend(file_diags)

@@ -18,6 +18,7 @@ from gatewayctl.diagnostics import Diagnostic, did_you_mean, error
 from gatewayctl.manifests.kinds import API_VERSION, KINDS, SPEC_MODELS, Metadata
 from gatewayctl.manifests.types import MODEL_NAME_PATTERN, NAME_PATTERN, Strict
 from gatewayctl.manifests.yamlsource import FieldPath, SourceDocument, dotted
+from gatewayctl.redaction import looks_secret
 
 S = TypeVar("S", bound=Strict)
 
@@ -156,6 +157,8 @@ def _describe(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     text = str(value)
+    if looks_secret(text):
+        return "a value that looks like a credential (not shown)"
     if len(text) > 40:
         text = text[:37] + "..."
     return f'"{text}"' if isinstance(value, str) else text
@@ -337,7 +340,7 @@ def load_manifest(doc: SourceDocument) -> tuple[Manifest[Any] | None, list[Diagn
             diags.append(
                 error(
                     "GW106",
-                    f'"{metadata.name}" is not a valid {kind} name',
+                    f"{_describe(metadata.name)} is not a valid {kind} name",
                     location=doc.location(("metadata", "name")),
                     field="metadata.name",
                     resource=resource,

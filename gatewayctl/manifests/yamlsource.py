@@ -20,14 +20,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from gatewayctl.diagnostics import Diagnostic, Location, error
 
-MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 48
 MAX_ALIAS_NODES = 100_000
 
@@ -361,46 +359,3 @@ def _syntax_error(builder: _Builder, exc: yaml.MarkedYAMLError) -> Diagnostic:
         location=loc,
         hint="check indentation and quoting around this position",
     )
-
-
-def read_file(root: Path, path: Path) -> tuple[list[SourceDocument], list[Diagnostic]]:
-    relpath = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        return [], [
-            error(
-                "GW004",
-                f"file is {size / 1048576:.1f} MiB; manifests are limited to "
-                f"{MAX_FILE_BYTES // 1048576} MiB per file",
-                location=Location(relpath, 1, 1),
-                hint="split the manifests over several files",
-            )
-        ]
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        return [], [
-            error(
-                "GW007",
-                "file is not valid UTF-8",
-                location=Location(relpath, line, 1),
-                hint="save the file as UTF-8",
-            )
-        ]
-    return parse_text(relpath, text)
-
-
-def discover(root: Path) -> list[Path]:
-    """Every *.yaml / *.yml under root, skipping hidden files and folders, in a stable order."""
-    found: list[Path] = []
-    if root.is_file():
-        return [root]
-    for path in root.rglob("*"):
-        rel = path.relative_to(root).parts
-        if any(part.startswith(".") for part in rel):
-            continue
-        if path.suffix in (".yaml", ".yml") and path.is_file():
-            found.append(path)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
