@@ -1,3 +1,5 @@
+import sys
+
 from gatewayctl.cli import main
 
-main()
+sys.exit(main())

@@ -1,5 +1,9 @@
 """The command line: thin typer commands that parse, call one core function, print, exit.
 
+`main(argv) -> int` is the one entry point: it runs the typer app without letting click exit
+the process, and maps what click raises (usage errors: exit 1, not click's 2) with the same
+table as the command bodies use (`gatewayctl.errors`).
+
 Heavy modules (kubernetes, gitlab, deepdiff, the compiler) are imported inside the commands so
 that `gatewayctl --help` stays fast.
 """
@@ -7,6 +11,7 @@ that `gatewayctl --help` stays fast.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +19,19 @@ import typer
 
 from gatewayctl import __version__
 from gatewayctl.commands import DEBUG
-from gatewayctl.errors import UsageError, run_guarded
+from gatewayctl.errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    UsageError,
+    handle_error,
+    run_guarded,
+)
+
+try:  # typer vendors click since 0.2x; earlier versions use click itself
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors  # type: ignore[no-redef]
 
 app = typer.Typer(
     name="gatewayctl",
@@ -44,9 +61,18 @@ def _check_output(output: str, allowed: tuple[str, ...]) -> None:
         )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gatewayctl {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", help="Print the gatewayctl version and exit.", is_eager=True,
+        callback=_print_version)] = False,
 ) -> None:
     _state["enabled"] = debug
 
@@ -199,12 +225,29 @@ def _register_commands() -> None:
 _register_commands()
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run gatewayctl with `argv` (default: the process's arguments); the exit code."""
     try:
-        app()
-    except KeyboardInterrupt:
-        sys.exit(130)
+        code = app(args=None if argv is None else list(argv), prog_name="gatewayctl",
+                   standalone_mode=False)
+    except click_errors.UsageError as err:
+        if type(err).__name__ == "NoArgsIsHelpError":  # a bare command group: its help
+            typer.echo(err.ctx.get_help() if err.ctx else "", err=True)
+            return EXIT_ERROR
+        command = err.ctx.command_path if err.ctx else "gatewayctl"
+        print(f"error: {err.format_message()}", file=sys.stderr)
+        print(f"  hint: see `{command} --help`", file=sys.stderr)
+        return EXIT_ERROR
+    except click_errors.ClickException as err:
+        print(f"error: {err.format_message()}", file=sys.stderr)
+        return EXIT_ERROR
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - errors outside a command body
+        return handle_error(exc, debug=_state["enabled"])
+    return code if isinstance(code, int) else EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    sys.exit(main())

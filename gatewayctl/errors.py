@@ -1,7 +1,18 @@
-"""The error family and the one handler that maps errors to exit codes.
+"""The error family, the exit-code table, and the one handler that maps errors to codes.
 
 Every failure a user can cause or fix is a `GatewayctlError`: it carries one clear message and,
-where there is one, a hint saying what to do. Anything else reaching the handler is a bug.
+where there is one, a hint saying what to do. Anything else reaching the handler is a bug: the
+traceback goes to a crash log and the exit code is EXIT_BUG.
+
+One table for every command (SPEC §7, docs/plan-and-apply.md "Exit codes"):
+
+    0    success
+    1    error, usage errors included (a bad option, a missing argument)
+    2    a result to act on: there are changes (`plan --detailed-exitcode`); the canary failed
+         or was aborted (`rollout analyze|advance`)
+    3    analysis inconclusive (`rollout analyze`)
+    70   internal error: a bug in gatewayctl (EX_SOFTWARE); a crash log is written
+    130  interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -11,12 +22,13 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable
-from typing import TypeVar
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
-EXIT_BUG = 3
+EXIT_CANARY_FAILED = 2
+EXIT_INCONCLUSIVE = 3
+EXIT_BUG = 70
 EXIT_INTERRUPTED = 130
 
 
@@ -40,37 +52,37 @@ class ValidationFailed(GatewayctlError):
     """The manifests have errors; the diagnostics were already printed."""
 
 
-T = TypeVar("T")
-
-
 def run_guarded(func: Callable[[], int], *, debug: bool = False) -> int:
     """Run a command body, turning every error into a message and an exit code."""
     try:
         return func()
-    except KeyboardInterrupt:
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the one handler
+        return handle_error(exc, debug=debug)
+
+
+def handle_error(exc: Exception | KeyboardInterrupt, *, debug: bool = False) -> int:
+    """Print `exc` as users should see it and return its exit code."""
+    if isinstance(exc, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except GatewayctlError as err:
+    if isinstance(exc, GatewayctlError):
         if debug:
-            traceback.print_exc()
-        if isinstance(err, ValidationFailed):
+            traceback.print_exception(exc)
+        if isinstance(exc, ValidationFailed):
             # Already formatted diagnostics, each with its own severity and hint.
-            print(err.message, file=sys.stderr, end="" if err.message.endswith("\n") else "\n")
+            print(exc.message, file=sys.stderr, end="" if exc.message.endswith("\n") else "\n")
             return EXIT_ERROR
-        print(f"error: {err.message}", file=sys.stderr)
-        if err.hint:
-            print(f"  hint: {err.hint}", file=sys.stderr)
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
         return EXIT_ERROR
-    except Exception:  # noqa: BLE001 - the last line of defence
-        if debug:
-            traceback.print_exc()
-            return EXIT_BUG
-        fd, path = tempfile.mkstemp(prefix="gatewayctl-crash-", suffix=".log")
-        with os.fdopen(fd, "w") as log:
-            traceback.print_exc(file=log)
-        print(
-            f"error: gatewayctl hit an internal error; the traceback is in {path}",
-            file=sys.stderr,
-        )
-        print("  hint: run again with --debug, and report it with that log", file=sys.stderr)
+    if debug:
+        traceback.print_exception(exc)
         return EXIT_BUG
+    fd, path = tempfile.mkstemp(prefix="gatewayctl-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as log:
+        traceback.print_exception(exc, file=log)
+    print(f"error: gatewayctl hit an internal error; the traceback is in {path}",
+          file=sys.stderr)
+    print("  hint: run again with --debug, and report it with that log", file=sys.stderr)
+    return EXIT_BUG

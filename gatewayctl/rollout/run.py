@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gatewayctl.errors import EXIT_ERROR, EXIT_OK, GatewayctlError, UsageError
+from gatewayctl.errors import (
+    EXIT_CANARY_FAILED,
+    EXIT_ERROR,
+    EXIT_INCONCLUSIVE,
+    EXIT_OK,
+    GatewayctlError,
+    UsageError,
+)
 from gatewayctl.ir import GatewayIR, to_json
 from gatewayctl.rollout.analysis import AnalysisResult
 from gatewayctl.rollout.deliver import MergeRequestOptions
@@ -27,8 +34,7 @@ from gatewayctl.rollout.report import LiveWeights, StatusView
 from gatewayctl.rollout.source import RolloutSource
 from gatewayctl.rollout.steps import Transition
 
-EXIT_FAILED = 2
-EXIT_INCONCLUSIVE = 3
+EXIT_FAILED = EXIT_CANARY_FAILED  # the codes are gatewayctl.errors' one table
 ANALYZE_EXIT = {"pass": EXIT_OK, "fail": EXIT_FAILED, "inconclusive": EXIT_INCONCLUSIVE}
 
 Clock = Callable[[], datetime]
