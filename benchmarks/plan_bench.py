@@ -27,17 +27,17 @@ def _timed(phases: dict[str, float], name: str, start: float) -> float:
 
 
 def run_once(root: Path, live_dir: Path) -> tuple[float, dict[str, float], bool]:
-    from gatewayctl.plan.compute import compute_plan, desired_state, load_desired_ir
+    from gatewayctl.orchestrate import compute_plan, desired_state, load_desired_ir
     from gatewayctl.plan.format import format_text
-    from gatewayctl.plan.sources import parse_live
-    from gatewayctl.render.k8s import SourceInfo
+    from gatewayctl.render.k8s import Provenance
+    from gatewayctl.targets import parse_target
 
     phases: dict[str, float] = {}
     start = t = time.perf_counter()
     ir, warnings = load_desired_ir(root)
     t = _timed(phases, "compile", t)
-    live = parse_live(f"dir:{live_dir}", root)
-    desired = desired_state(ir, live, SourceInfo(), warnings)
+    live = parse_target(f"dir:{live_dir}", root)
+    desired = desired_state(ir, live, Provenance(), warnings)
     t = _timed(phases, "render", t)
     plan = compute_plan(desired, live)
     t = _timed(phases, "read live + diff", t)
@@ -63,18 +63,16 @@ def main(argv: list[str]) -> int:
 
 
 def bench(n: int) -> int:
-    from gatewayctl.plan.apply import execute, locked
-    from gatewayctl.plan.compute import compute_plan, desired_state, load_desired_ir
-    from gatewayctl.plan.sources import parse_live
-    from gatewayctl.render.k8s import SourceInfo
+    from gatewayctl.orchestrate import apply_root, desired_state, load_desired_ir
+    from gatewayctl.render.k8s import Provenance
+    from gatewayctl.targets import parse_target
 
     with tempfile.TemporaryDirectory(prefix="plan-bench-") as tmp:
         root = generate(n, Path(tmp) / "root")
         live_dir = Path(tmp) / "live"
         ir, _ = load_desired_ir(root)
-        live = parse_live(f"dir:{live_dir}", root)
-        with locked(live, ir.name, ir.namespace, 60):
-            execute(compute_plan(desired_state(ir, live, SourceInfo()), live), live)
+        live = parse_target(f"dir:{live_dir}", root)
+        apply_root(desired_state(ir, live, Provenance()), live, confirm=lambda _p: True)
         runs = [run_once(root, live_dir) for _ in range(3)]
     total, phases, changed = min(runs, key=lambda r: r[0])
     detail = ", ".join(f"{k} {v:.2f}s" for k, v in phases.items())

@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmarks.corpus import generate
 from gatewayctl.compile import compile_gateway
-from gatewayctl.manifests.bundle import load_manifest_set
+from gatewayctl.manifests.manifest_set import load_manifest_set
 from gatewayctl.render.envoy import EnvoyOptions, render_envoy
 
 

@@ -125,7 +125,7 @@ def render(
         from gatewayctl.ir import to_json
         from gatewayctl.pipeline import compile_root
         from gatewayctl.render.bundle import FORMATS, render_files
-        from gatewayctl.render.k8s import SourceInfo
+        from gatewayctl.render.k8s import Provenance
         from gatewayctl.render.output_folder import check_folder, write_folder
 
         if fmt not in FORMATS:
@@ -140,7 +140,7 @@ def render(
         if ir:
             sys.stdout.write(to_json(compiled.ir))
         if out is not None:
-            files = render_files(compiled.ir, source=SourceInfo.from_environment(), fmt=fmt)
+            files = render_files(compiled.ir, provenance=Provenance.from_environment(), fmt=fmt)
             done = write_folder(out, files, root=root)
             removed = f", removed {len(done.delete)}" if done.delete else ""
             typer.echo(f"rendered {len(files)} files to {out} ({len(done.create)} new, "

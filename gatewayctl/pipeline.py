@@ -9,7 +9,16 @@ from gatewayctl.diagnostics import Diagnostic
 from gatewayctl.errors import UsageError, ValidationFailed
 from gatewayctl.gcpause import cycle_collection_paused
 from gatewayctl.ir import GatewayIR
-from gatewayctl.manifests.bundle import ManifestSet, load_manifest_set
+from gatewayctl.manifests.manifest_set import ManifestSet, load_manifest_set
+
+
+class ManifestErrors(ValidationFailed):
+    """The manifests have errors: the message is their text form, and the diagnostics stay
+    data (`diagnostics`) for an edge that prints another form (`-o json`)."""
+
+    def __init__(self, message: str, diagnostics: tuple[Diagnostic, ...]) -> None:
+        super().__init__(message)
+        self.diagnostics = diagnostics
 
 
 @dataclass(frozen=True)
@@ -30,10 +39,11 @@ def compile_root(root: Path) -> CompiledRoot:
     mset, diags = load_manifest_set(root)
     errors = [d for d in diags if d.is_error]
     if errors:
-        raise ValidationFailed(
+        raise ManifestErrors(
             format_text(diags, mset, colour=False).rstrip("\n")
             + f"\nnothing was rendered: fix the errors above "
-            f"(gatewayctl validate {root})"
+            f"(gatewayctl validate {root})",
+            tuple(diags),
         )
     with cycle_collection_paused():
         ir = compile_gateway(mset)

@@ -9,7 +9,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from gatewayctl.diagnostics import Diagnostic, Severity
 from gatewayctl.errors import UsageError
-from gatewayctl.manifests.bundle import ManifestSet
+from gatewayctl.manifests.manifest_set import ManifestSet
 
 REPORT_FORMATS = ("codequality", "junit")
 

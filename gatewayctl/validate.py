@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gatewayctl.diagnostics import Diagnostic, Severity
 from gatewayctl.errors import EXIT_ERROR, EXIT_OK, UsageError
-from gatewayctl.manifests.bundle import ManifestSet, load_manifest_set
+from gatewayctl.manifests.manifest_set import ManifestSet, load_manifest_set
 from gatewayctl.output import paint, use_colour
 from gatewayctl.redaction import redact
 from gatewayctl.reports import codequality, junit, parse_report_option
@@ -44,6 +44,17 @@ def format_text(diags: Sequence[Diagnostic], mset: ManifestSet, colour: bool) ->
             + f": {_plural(resources, 'manifest')} in {_plural(files, 'file')} are valid"
         )
     return "\n".join(lines) + "\n"
+
+
+def format_json(diags: Sequence[Diagnostic], failed: bool) -> str:
+    """The diagnostics as `validate -o json` prints them (also `plan -o json` on bad input)."""
+    body = {
+        "valid": not failed,
+        "errors": sum(1 for d in diags if d.is_error),
+        "warnings": sum(1 for d in diags if not d.is_error),
+        "diagnostics": [d.to_json() for d in diags],
+    }
+    return json.dumps(body, indent=2) + "\n"
 
 
 def _plural(n: int, word: str) -> str:
@@ -82,18 +93,7 @@ def run_validate(
         tmp.replace(path)
     failed = any(d.is_error for d in diags) or (strict and bool(diags))
     if output == "json":
-        text = (
-            json.dumps(
-                {
-                    "valid": not failed,
-                    "errors": sum(1 for d in diags if d.is_error),
-                    "warnings": sum(1 for d in diags if not d.is_error),
-                    "diagnostics": [d.to_json() for d in diags],
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        text = format_json(diags, failed)
     else:
         text = format_text(diags, mset, use_colour() if colour is None else colour)
     return (EXIT_ERROR if failed else EXIT_OK), text

@@ -30,7 +30,7 @@ def comment_command(
 
     def body() -> int:
         from gatewayctl.gitlab.comment import post_plan_comment
-        from gatewayctl.plan.apply import read_saved_plan
+        from gatewayctl.orchestrate import read_saved_plan
         from gatewayctl.plan.format import format_markdown
 
         plan = read_saved_plan(plan_file)

@@ -1,7 +1,8 @@
 """`gatewayctl plan` and `gatewayctl apply`: what would change in the live gateway, and doing it.
 
-Thin commands: parse, call `gatewayctl.plan`, print, exit code. Imports only typer and the
-standard library at import time; the plan machinery is imported inside the command bodies.
+Thin commands: parse, call `gatewayctl.orchestrate` with the target `--live` names, print, exit
+code. Imports only typer and the standard library at import time; the plan machinery is
+imported inside the command bodies.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gatewayctl.commands import check_output, run_command
-from gatewayctl.errors import EXIT_CHANGES, EXIT_OK, UsageError
+from gatewayctl.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
     from gatewayctl.plan.model import Plan
-    from gatewayctl.plan.sources import KubeOptions, LiveSource
+    from gatewayctl.targets.kubernetes.options import KubeOptions
 
 RootArg = Annotated[Path, typer.Argument(help="Manifest root folder.")]
 LiveOpt = Annotated[str, typer.Option(
@@ -48,15 +49,9 @@ def parse_duration(text: str) -> float:
 
 def _kube_options(kubeconfig: str | None, context: str | None,
                   namespace: str | None) -> KubeOptions:
-    from gatewayctl.plan.sources import KubeOptions
+    from gatewayctl.targets.kubernetes.options import KubeOptions
 
     return KubeOptions(kubeconfig=kubeconfig, context=context, namespace=namespace)
-
-
-def _close(live: LiveSource) -> None:
-    close = getattr(live, "close", None)
-    if callable(close):
-        close()
 
 
 def write_plan_file(plan: Plan, path: Path) -> None:
@@ -106,16 +101,24 @@ def plan_command(
     """Show what would change in the live gateway: manifest-level and resource-level changes."""
 
     def body() -> int:
-        from gatewayctl.plan.compute import compute_plan, desired_state, load_desired_ir
-        from gatewayctl.plan.sources import parse_live
+        from gatewayctl.orchestrate import compute_plan, desired_state, load_desired_ir
+        from gatewayctl.pipeline import ManifestErrors
+        from gatewayctl.targets import parse_target
+        from gatewayctl.validate import format_json
 
         check_output(output, ("text", "json", "markdown"))
-        ir, warnings = load_desired_ir(root, namespace)
-        source = parse_live(live, root, _kube_options(kubeconfig, context, namespace))
         try:
-            plan = compute_plan(desired_state(ir, source, warnings=warnings), source)
+            ir, warnings = load_desired_ir(root, namespace)
+        except ManifestErrors as err:
+            if output != "json":
+                raise
+            sys.stdout.write(format_json(err.diagnostics, failed=True))
+            return EXIT_ERROR
+        target = parse_target(live, root, _kube_options(kubeconfig, context, namespace))
+        try:
+            plan = compute_plan(desired_state(ir, target, warnings=warnings), target)
         finally:
-            _close(source)
+            target.close()
         if out is not None:
             write_plan_file(plan, out)
         _print_plan(plan, output)
@@ -147,7 +150,7 @@ def _confirm(plan: Plan, auto_approve: bool) -> bool:
     if not sys.stdin.isatty():
         raise UsageError("apply asks for confirmation, and there is no terminal to ask on",
                          hint="review the plan, then run again with --auto-approve")
-    print(f"\nApply these changes to gateway {plan.gateway} ({plan.live})? "
+    print(f"\nApply these changes to gateway {plan.gateway} ({plan.target})? "
           "Only 'yes' is accepted.")
     return input("  Enter a value: ").strip() == "yes"
 
@@ -172,35 +175,39 @@ def apply_command(
     """Apply exactly what the plan shows (plan first, or a saved plan that is still fresh)."""
 
     def body() -> int:
-        from gatewayctl.plan.apply import apply_from_root, apply_saved, read_saved_plan
-        from gatewayctl.plan.compute import desired_state, load_desired_ir
-        from gatewayctl.plan.sources import parse_live
+        from gatewayctl.orchestrate import (
+            apply_root,
+            apply_saved,
+            desired_state,
+            load_desired_ir,
+            read_saved_plan,
+        )
+        from gatewayctl.targets import parse_target
+        from gatewayctl.targets.base import ApplyOptions
 
-        seconds = parse_duration(timeout)
+        options = ApplyOptions(force_conflicts=force_conflicts, timeout=parse_duration(timeout))
         kube = _kube_options(kubeconfig, context, namespace)
         if target.is_file():
             plan = read_saved_plan(target)
-            if live is not None and live != plan.live:
-                raise UsageError(f"the plan was computed against {plan.live}, not {live}",
-                                 hint=f"apply it with --live {plan.live}, or plan again")
-            source = parse_live(plan.live, None, kube)
+            if live is not None and live != plan.target:
+                raise UsageError(f"the plan was computed against {plan.target}, not {live}",
+                                 hint=f"apply it with --live {plan.target}, or plan again")
+            destination = parse_target(plan.target, None, kube)
             try:
-                print(f"Applying the saved plan {target} to {plan.live}.")
-                report = apply_saved(plan, source, force_conflicts=force_conflicts,
-                                     timeout=seconds, say=print)
+                print(f"Applying the saved plan {target} to {plan.target}.")
+                report = apply_saved(plan, destination, options=options, say=print)
             finally:
-                _close(source)
+                destination.close()
         else:
             ir, warnings = load_desired_ir(target, namespace)
-            source = parse_live(live or "kubernetes", target, kube)
+            destination = parse_target(live or "kubernetes", target, kube)
             try:
-                desired = desired_state(ir, source, warnings=warnings)
-                _, report = apply_from_root(
-                    desired, source, confirm=lambda p: _confirm(p, auto_approve),
-                    show=lambda p: _print_plan(p, "text"), force_conflicts=force_conflicts,
-                    timeout=seconds, say=print)
+                desired = desired_state(ir, destination, warnings=warnings)
+                _, report = apply_root(
+                    desired, destination, confirm=lambda p: _confirm(p, auto_approve),
+                    show=lambda p: _print_plan(p, "text"), options=options, say=print)
             finally:
-                _close(source)
+                destination.close()
         print(report.summary if report else "Nothing to apply.")
         return EXIT_OK
 

@@ -21,7 +21,6 @@ from gatewayctl.ir import (
     RouteIR,
     SecretRefIR,
 )
-from gatewayctl.manifests.bundle import ManifestSet
 from gatewayctl.manifests.documents import Manifest
 from gatewayctl.manifests.kinds import (
     ConsumerSpec,
@@ -32,6 +31,7 @@ from gatewayctl.manifests.kinds import (
     RolloutSpec,
     RouteSpec,
 )
+from gatewayctl.manifests.manifest_set import ManifestSet
 from gatewayctl.manifests.prompts import TextPart, parse_template
 
 PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}

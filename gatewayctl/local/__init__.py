@@ -1,7 +1,7 @@
 """The embedded default: a local Envoy gateway serving a manifest root (`gatewayctl up`).
 
-gateway    up / down / status (the entry points; re-exports apply_local, read_live_local)
-live       apply_local (validate, ordered swaps, record) and read_live_local (served + drift)
+gateway    up / down / status (the entry points; re-exports apply_local, read_local)
+reload     apply_local (validate, ordered swaps, record) and read_local (served + drift)
 rendering  the mock rule, rendering with local ports, `envoy --mode validate`, example curl
 publish    the `..data` swap and the LDS/CDS order that never routes to a missing cluster
 admin      Envoy's admin API: stats, config_dump summaries, drift comparison

@@ -3,7 +3,7 @@
 `up` compiles the root, starts the mock provider and Envoy as supervised children, and
 returns once Envoy serves; `apply_local` changes the running gateway without a restart
 (validate first, then the ordered `..data` swaps of `publish.py`); `down` stops it;
-`status` and `read_live_local` report what runs. The state lives in `state.py`'s directory;
+`status` and `read_local` report what runs. The state lives in `state.py`'s directory;
 which providers the mock serves is decided in `rendering.py`.
 """
 
@@ -21,15 +21,15 @@ from gatewayctl.errors import GatewayctlError
 from gatewayctl.ir import GatewayIR
 from gatewayctl.local import process
 from gatewayctl.local.admin import AdminClient, ServedConfig
-from gatewayctl.local.live import (
-    DRAIN_TIME_S,
-    ApplyResult,
-    LiveLocal,
-    apply_local,
-    read_live_local,
-)
 from gatewayctl.local.process import HOST
 from gatewayctl.local.publish import ConfigDir
+from gatewayctl.local.reload import (
+    DRAIN_TIME_S,
+    ApplyResult,
+    LocalView,
+    apply_local,
+    read_local,
+)
 from gatewayctl.local.rendering import (
     LocalBundle,
     Ports,
@@ -42,12 +42,12 @@ from gatewayctl.local.rendering import (
 )
 from gatewayctl.local.state import LocalState, ProcessRecord, SecretsReport, StateDir
 
-__all__ = ["ApplyResult", "DownResult", "LiveLocal", "StatusResult", "UpResult", "apply_local",
-           "down", "read_live_local", "status", "up"]
+__all__ = ["ApplyResult", "DownResult", "LocalView", "StatusResult", "UpResult", "apply_local",
+           "down", "read_local", "status", "up"]
 
 Progress = Callable[[str], None]
 # immediate drain: a connection opened before an apply is told `connection: close` with its
-# next response, so keep-alive clients move to the new routes at once (see live.py).
+# next response, so keep-alive clients move to the new routes at once (see reload.py).
 ENVOY_FLAGS = ("--reject-unknown-dynamic-fields", "--file-flush-interval-msec", "200",
                "--disable-hot-restart", "--concurrency", "2", "--log-level", "info",
                "--drain-strategy", "immediate")

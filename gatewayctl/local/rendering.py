@@ -163,7 +163,7 @@ def validate_local(bundle: LocalBundle, state: StateDir) -> float:
 def load_ir(root: Path) -> GatewayIR:
     """Load and compile a manifest root; manifest errors become one GatewayctlError."""
     from gatewayctl.compile import compile_gateway
-    from gatewayctl.manifests.bundle import load_manifest_set
+    from gatewayctl.manifests.manifest_set import load_manifest_set
 
     if not root.is_dir():
         raise GatewayctlError(f"{root} is not a folder",

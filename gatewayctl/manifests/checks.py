@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from gatewayctl.diagnostics import Diagnostic, did_you_mean, error, warning
-from gatewayctl.manifests.bundle import ManifestSet
 from gatewayctl.manifests.documents import Manifest
+from gatewayctl.manifests.manifest_set import ManifestSet
 from gatewayctl.manifests.prompts import TemplateProblem, parse_template, used_variables
 
 

@@ -79,7 +79,7 @@ def format_text(plan: Plan, *, colour: bool = False) -> str:
         return paint(symbol, _COLOUR.get(symbol, ""))
 
     out = [paint(f'gatewayctl plan for gateway "{plan.gateway}" (namespace {plan.namespace}), '
-                 f"against {plan.live}", "1"), ""]
+                 f"against {plan.target}", "1"), ""]
     if not plan.has_changes:
         out.append(paint("No changes.", "1") + " The live gateway matches the manifests.")
     for layer in ("manifest", "resource"):
@@ -166,7 +166,7 @@ def _table(changes: tuple[Change, ...]) -> list[str]:
 
 def format_markdown(plan: Plan) -> str:
     out = [f"### gatewayctl plan: `{plan.gateway}` (namespace `{plan.namespace}`) "
-           f"against `{plan.live}`", ""]
+           f"against `{plan.target}`", ""]
     if not plan.has_changes:
         out += ["**No changes.** The live gateway matches the manifests.", ""]
     else:
@@ -189,12 +189,12 @@ def format_markdown(plan: Plan) -> str:
     if any(d.field == "cost per 1,000 requests" for c in plan.changes for d in c.details):
         notes.append(f"Cost estimates assume {TOKEN_ASSUMPTION}.")
     notes += [f"⚠ {_cell(w)}" for w in plan.warnings]
-    source = dict(plan.source)
-    footer = f"Live state fingerprint `{plan.live_fingerprint[:19]}`"
-    if source.get("commit"):
-        footer += f" · commit `{source['commit'][:12]}`"
-    if source.get("pipeline_url"):
-        footer += f" · [pipeline]({source['pipeline_url']})"
+    provenance = dict(plan.provenance)
+    footer = f"Live state fingerprint `{plan.fingerprint[:19]}`"
+    if provenance.get("commit"):
+        footer += f" · commit `{provenance['commit'][:12]}`"
+    if provenance.get("pipeline_url"):
+        footer += f" · [pipeline]({provenance['pipeline_url']})"
     out += [*notes, "" if notes else "", f"<sub>{footer}</sub>"]
     return "\n".join(line for i, line in enumerate(out)
                      if line or (i and out[i - 1])).rstrip("\n") + "\n"

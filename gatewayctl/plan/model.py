@@ -2,8 +2,10 @@
 
 Two layers share one `Change` type: `manifest` changes speak the reviewers' language (routes,
 prompts, policies, consumers, cost), `resource` changes name Kubernetes objects and their
-fields. A `Plan` also records the live source it was computed against and a fingerprint of that
-live state, so that `apply plan.json` can refuse a plan the world has moved on from.
+fields. A `Plan` also records the target it was computed against (`--live`) and a fingerprint of
+the state observed there, so that `apply plan.json` can refuse a plan the world has moved on
+from. `DesiredState` (what the manifests render to) and `ObservedState` (what a target holds)
+are the two inputs of a plan.
 
 Pure data and its JSON form (`format_version`); no I/O, no diffing, no formatting.
 """
@@ -15,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gatewayctl.ir import GatewayIR, from_dict, to_dict
+from gatewayctl.render.k8s.objects import KubeObject
+from gatewayctl.render.k8s.provenance import Provenance
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "2.0"
 
 Action = Literal["create", "update", "delete", "no-op"]
 Layer = Literal["manifest", "resource"]
@@ -60,6 +64,34 @@ class Change:
 
 
 @dataclass(frozen=True)
+class DesiredState:
+    """What the manifests ask for: the IR and the resources a target should hold, rendered for
+    that target (Kubernetes objects, or the local gateway's Envoy resources)."""
+
+    ir: GatewayIR
+    objects: tuple[KubeObject, ...]
+    provenance: Provenance = field(default_factory=Provenance)
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ObservedState:
+    """What a target holds: the IR recorded there (None: nothing, or not readable as one), its
+    resources, what each desired resource would become once applied there (`planned`: a
+    server's dry-run answer, or the rendered resource itself), and a fingerprint of everything
+    a plan depends on."""
+
+    ir: GatewayIR | None
+    objects: tuple[KubeObject, ...]
+    fingerprint: str
+    planned: tuple[KubeObject, ...] = ()
+    warnings: tuple[str, ...] = ()
+    object_warnings: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (ref, warnings)
+    # dir: the files gatewayctl wrote there earlier that the desired bundle no longer has
+    files_to_delete: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Desired:
     """What apply writes: the compiled IR and the rendered Kubernetes objects (a dir target
     renders its Envoy files from the same IR, deterministically)."""
@@ -72,16 +104,16 @@ class Desired:
 class Plan:
     gateway: str
     namespace: str
-    live: str  # the live source as given: "kubernetes", "dir:out", "git:HEAD~1", "local"
-    live_fingerprint: str
+    target: str  # --live as given: "kubernetes", "dir:out", "git:HEAD~1", "local"
+    fingerprint: str  # of the state observed on the target
     changes: tuple[Change, ...]
     warnings: tuple[str, ...] = ()
-    source: tuple[tuple[str, str], ...] = ()  # commit, ref, merge request, pipeline
+    provenance: tuple[tuple[str, str], ...] = ()  # commit, ref, merge request, pipeline
     desired: Desired | None = field(default=None, compare=False)
     format_version: str = FORMAT_VERSION
-    # Where the live source was (the Kubernetes API server), so that a saved plan is not
-    # applied to another cluster that happens to be in the same state.
-    live_target: str | None = None
+    # Where the target was (the Kubernetes API server), so that a saved plan is not applied
+    # to another cluster that happens to be in the same state.
+    where: str | None = None
 
     def layer(self, layer: Layer) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.layer == layer)
@@ -150,9 +182,9 @@ def plan_to_dict(plan: Plan, *, include_desired: bool = False) -> dict[str, Any]
         "format_version": plan.format_version,
         "gateway": plan.gateway,
         "namespace": plan.namespace,
-        "live": {"source": plan.live, "fingerprint": plan.live_fingerprint}
-        | ({"target": plan.live_target} if plan.live_target is not None else {}),
-        "source": dict(plan.source),
+        "target": {"spec": plan.target, "fingerprint": plan.fingerprint}
+        | ({"where": plan.where} if plan.where is not None else {}),
+        "provenance": dict(plan.provenance),
         "has_changes": plan.has_changes,
         "summary": summary,
         "changes": [_change_json(c) for c in plan.changes],
@@ -193,12 +225,12 @@ def plan_from_json(text: str) -> Plan:
         return Plan(
             gateway=data["gateway"],
             namespace=data["namespace"],
-            live=data["live"]["source"],
-            live_fingerprint=data["live"]["fingerprint"],
-            live_target=data["live"].get("target"),
+            target=data["target"]["spec"],
+            fingerprint=data["target"]["fingerprint"],
+            where=data["target"].get("where"),
             changes=tuple(_change_from(c) for c in data["changes"]),
             warnings=tuple(data.get("warnings", ())),
-            source=tuple(sorted(data.get("source", {}).items())),
+            provenance=tuple(sorted(data.get("provenance", {}).items())),
             desired=desired,
             format_version=version,
         )

@@ -23,9 +23,9 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from gatewayctl.live.objects import identity, is_owned_by, ref, strip_server_fields
 from gatewayctl.plan.model import Action, Change, Detail, sort_changes
 from gatewayctl.plan.prompt_diff import unified_diff
+from gatewayctl.render.k8s.objects import identity, is_owned_by, ref, strip_server_fields
 
 KubeObject = dict[str, Any]
 Identity = tuple[str, str, str, str]

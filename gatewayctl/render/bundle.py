@@ -20,7 +20,8 @@ import yaml
 from gatewayctl.gcpause import cycle_collection_paused
 from gatewayctl.ir import GatewayIR, to_json
 from gatewayctl.render.envoy import EnvoyOptions, render_envoy
-from gatewayctl.render.k8s import SourceInfo, render_helm_values, render_kubernetes
+from gatewayctl.render.k8s import Provenance, render_helm_values, render_kubernetes
+from gatewayctl.render.k8s.objects import KubeObject
 from gatewayctl.render.k8s.writer import dump_object, manifest_filename
 
 FORMATS = ("bundle", "helm-values")
@@ -28,7 +29,7 @@ ENVOY_FILES = ("bootstrap.yaml", "cds.json", "lds.json", "validate.yaml")
 
 
 def render_files(
-    ir: GatewayIR, *, source: SourceInfo | None = None, fmt: str = "bundle"
+    ir: GatewayIR, *, provenance: Provenance | None = None, fmt: str = "bundle"
 ) -> dict[str, str]:
     """Relative path -> text of every file of the bundle. Pure and deterministic."""
     with cycle_collection_paused():
@@ -39,7 +40,7 @@ def render_files(
         files = {"ir.json": to_json(ir)}
         for name, text in envoy.files().items():
             files[f"envoy/{name}"] = text
-        for obj in render_kubernetes(ir, envoy, source):
+        for obj in render_kubernetes(ir, envoy, provenance):
             files[f"kubernetes/{manifest_filename(obj)}"] = dump_object(obj)
         return dict(sorted(files.items()))
 
@@ -49,3 +50,9 @@ def bundle_paths(objects: Iterable[dict[str, Any]]) -> frozenset[str]:
     rendering it."""
     return frozenset({"ir.json", *(f"envoy/{name}" for name in ENVOY_FILES),
                       *(f"kubernetes/{manifest_filename(o)}" for o in objects)})
+
+
+def render_objects(ir: GatewayIR, provenance: Provenance | None = None) -> list[KubeObject]:
+    """The gateway's Kubernetes objects, exactly as `render_files` writes them."""
+    with cycle_collection_paused():
+        return render_kubernetes(ir, render_envoy(ir, EnvoyOptions()), provenance)

@@ -22,6 +22,7 @@ from typing import Literal
 
 from gatewayctl.compile import rollout_canary_weight
 from gatewayctl.rollout.analysis import AnalysisResult, Inputs, Pricing, evaluate
+from gatewayctl.rollout.document import RolloutDocument
 from gatewayctl.rollout.measure import (
     check_selector,
     fetch_backend_stats,
@@ -29,7 +30,6 @@ from gatewayctl.rollout.measure import (
     render_custom_query,
 )
 from gatewayctl.rollout.prometheus import PrometheusClient
-from gatewayctl.rollout.source import RolloutSource
 from gatewayctl.rollout.steps import PauseStatus, format_time
 
 Decision = Literal["start", "promote", "complete", "abort", "wait", "hold"]
@@ -41,7 +41,7 @@ def backend_cluster(route: str, model: str) -> str:
     return backend_cluster_name(route, model)
 
 
-def _pricing(source: RolloutSource, model: str) -> Pricing:
+def _pricing(source: RolloutDocument, model: str) -> Pricing:
     found = source.manifests.models.get(model)
     if found is None:
         return Pricing(0.0, 0.0)
@@ -49,7 +49,7 @@ def _pricing(source: RolloutSource, model: str) -> Pricing:
     return Pricing(p.inputPerMillion, p.outputPerMillion)
 
 
-def analyze_rollout(source: RolloutSource, prometheus: str, now: datetime, *,
+def analyze_rollout(source: RolloutDocument, prometheus: str, now: datetime, *,
                     selector: str = "", timeout: float = 10.0) -> AnalysisResult:
     spec = source.spec
     client = PrometheusClient(prometheus, timeout=timeout)
@@ -89,11 +89,11 @@ class Advice:
     reason: str
 
 
-def needs_analysis(source: RolloutSource) -> bool:
+def needs_analysis(source: RolloutDocument) -> bool:
     return source.spec.state in ("progressing", "paused") and source.spec.step > 0
 
 
-def decide(source: RolloutSource, pause: PauseStatus,
+def decide(source: RolloutDocument, pause: PauseStatus,
            analysis: AnalysisResult | None) -> Advice:
     spec = source.spec
     if spec.state in ("aborted", "completed"):

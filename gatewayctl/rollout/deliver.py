@@ -107,19 +107,15 @@ def open_rollout_merge_request(name: str, path: Path, text: str, title: str,
 def apply_live(root: Path, ir: GatewayIR, live: str, say: Callable[[str], None]) -> str:
     """Break-glass: apply the edited root to `live` now, through the same plan/apply path as
     `gatewayctl apply ROOT --live SOURCE --auto-approve` (its lock, its plan, its checks)."""
-    from gatewayctl.plan.apply import apply_from_root
-    from gatewayctl.plan.compute import desired_state
+    from gatewayctl.orchestrate import apply_root, desired_state
     from gatewayctl.plan.format import format_text
-    from gatewayctl.plan.sources import parse_live
+    from gatewayctl.targets import parse_target
 
-    source = parse_live(live, root)
+    target = parse_target(live, root)
     try:
-        desired = desired_state(ir, source)
-        _, report = apply_from_root(desired, source, confirm=lambda _plan: True,
-                                    show=lambda plan: say(format_text(plan).rstrip("\n")),
-                                    say=say)
+        desired = desired_state(ir, target)
+        _, report = apply_root(desired, target, confirm=lambda _plan: True,
+                               show=lambda plan: say(format_text(plan).rstrip("\n")), say=say)
     finally:
-        close = getattr(source, "close", None)
-        if callable(close):
-            close()
+        target.close()
     return report.summary if report else f"{live} already serves this; nothing to apply"

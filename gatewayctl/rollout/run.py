@@ -29,9 +29,9 @@ from gatewayctl.errors import (
 from gatewayctl.ir import GatewayIR, to_json
 from gatewayctl.rollout.analysis import AnalysisResult
 from gatewayctl.rollout.deliver import MergeRequestOptions
+from gatewayctl.rollout.document import RolloutDocument
 from gatewayctl.rollout.edit import FileEdit
 from gatewayctl.rollout.report import LiveWeights, StatusView
-from gatewayctl.rollout.source import RolloutSource
 from gatewayctl.rollout.steps import Transition
 
 EXIT_FAILED = EXIT_CANARY_FAILED  # the codes are gatewayctl.errors' one table
@@ -71,21 +71,21 @@ class Delivery:
 # --- status ------------------------------------------------------------------------------------
 
 
-def _started(source: RolloutSource) -> datetime | None:
-    from gatewayctl.rollout.source import last_commit_time, started_annotation
+def _started(source: RolloutDocument) -> datetime | None:
+    from gatewayctl.rollout.document import last_commit_time, started_annotation
     from gatewayctl.rollout.steps import step_started_at
 
     return step_started_at(started_annotation(source), last_commit_time(source.path))
 
 
-def live_weights(source: RolloutSource, live: str) -> LiveWeights:
+def live_weights(source: RolloutDocument, live: str) -> LiveWeights:
     from gatewayctl.rollout.advance import backend_cluster
 
     spec = source.spec
     if live == "local":
-        from gatewayctl.local.live import read_live_local
+        from gatewayctl.local.reload import read_local
 
-        state = read_live_local()
+        state = read_local()
         served = state.served.route(spec.route)
         if served is None:
             return LiveWeights("local", (), f"the local gateway serves no route {spec.route}")
@@ -94,12 +94,14 @@ def live_weights(source: RolloutSource, live: str) -> LiveWeights:
         weights = tuple((names.get(c, c), w) for c, w in served.clusters)
         note = "; ".join(state.drift)
         return LiveWeights("local gateway (Envoy /config_dump)", weights, note)
-    from gatewayctl.plan.sources import parse_live
+    from gatewayctl.orchestrate import observe
+    from gatewayctl.targets import parse_target
 
-    gw = source.manifests.gateway
-    if gw is None:
-        raise GatewayctlError(f"no Gateway in {source.root}")
-    state_ir = parse_live(live, source.root).read(gw.name, gw.spec.namespace, []).ir
+    target = parse_target(live, source.root)
+    try:
+        state_ir = observe(target, _compile(source)).ir
+    finally:
+        target.close()
     if state_ir is None:
         return LiveWeights(live, (), "nothing is deployed there")
     return LiveWeights(live, _ir_weights(state_ir, spec.route),
@@ -115,8 +117,8 @@ def _ir_weights(ir: GatewayIR, route: str) -> tuple[tuple[str, int], ...]:
 
 def run_status(root: Path, name: str, *, live: str | None, output: str,
                clock: Clock = utcnow) -> tuple[int, str]:
+    from gatewayctl.rollout.document import load_analysis, load_rollout
     from gatewayctl.rollout.report import format_status, status_json
-    from gatewayctl.rollout.source import load_analysis, load_rollout
     from gatewayctl.rollout.steps import pause_status, position
 
     source = load_rollout(root, name)
@@ -140,7 +142,7 @@ def _diff(edit: FileEdit, label: str) -> str:
         f"a/{label}", f"b/{label}"))
 
 
-def _compile(source: RolloutSource) -> GatewayIR:
+def _compile(source: RolloutDocument) -> GatewayIR:
     from gatewayctl.compile import compile_gateway
 
     if source.errors:
@@ -150,7 +152,7 @@ def _compile(source: RolloutSource) -> GatewayIR:
     return compile_gateway(source.manifests)
 
 
-def plan_description(source: RolloutSource, before: GatewayIR, after: GatewayIR, title: str,
+def plan_description(source: RolloutDocument, before: GatewayIR, after: GatewayIR, title: str,
                      diff: str, target: str) -> str:
     """The merge request's description: the plan of the change, then the file's diff."""
     from gatewayctl.plan.format import format_markdown
@@ -158,8 +160,8 @@ def plan_description(source: RolloutSource, before: GatewayIR, after: GatewayIR,
     from gatewayctl.plan.model import Plan, sort_changes
 
     fingerprint = hashlib.sha256(to_json(before).encode()).hexdigest()
-    plan = Plan(gateway=after.name, namespace=after.namespace, live=f"git:{target}",
-                live_fingerprint=f"sha256:{fingerprint}",
+    plan = Plan(gateway=after.name, namespace=after.namespace, target=f"git:{target}",
+                fingerprint=f"sha256:{fingerprint}",
                 changes=sort_changes(diff_gateway_ir(before, after)))
     return "\n".join([
         f"## {title}", "",
@@ -169,11 +171,11 @@ def plan_description(source: RolloutSource, before: GatewayIR, after: GatewayIR,
         "", "</details>", ""])
 
 
-def deliver_transition(source: RolloutSource, transition: Transition, delivery: Delivery,
+def deliver_transition(source: RolloutDocument, transition: Transition, delivery: Delivery,
                        now: datetime) -> list[str]:
     """Edit the manifest for `transition` and send it where `delivery` says."""
     from gatewayctl.rollout import deliver
-    from gatewayctl.rollout.source import plan_file_edit, write_checked
+    from gatewayctl.rollout.document import plan_file_edit, write_checked
 
     delivery.check()
     total = len(source.spec.steps)
@@ -211,7 +213,7 @@ def run_transition(root: Path, name: str, action: str, delivery: Delivery, *,
                    to: int | None = None, full: bool = False,
                    clock: Clock = utcnow) -> tuple[int, str]:
     from gatewayctl.rollout import steps
-    from gatewayctl.rollout.source import load_rollout
+    from gatewayctl.rollout.document import load_rollout
 
     source = load_rollout(root, name)
     spec = source.spec
@@ -246,7 +248,7 @@ def run_analyze(root: Path, name: str, prometheus: str, *, selector: str = "",
                 output: str = "text", save: bool = True,
                 clock: Clock = utcnow) -> tuple[int, str]:
     from gatewayctl.rollout.advance import analyze_rollout
-    from gatewayctl.rollout.source import load_rollout, save_analysis
+    from gatewayctl.rollout.document import load_rollout, save_analysis
 
     source = load_rollout(root, name)
     result = analyze_rollout(source, prometheus, clock(), selector=selector)
@@ -260,7 +262,7 @@ def run_advance(root: Path, name: str, prometheus: str, delivery: Delivery, *,
                 clock: Clock = utcnow) -> tuple[int, str]:
     from gatewayctl.rollout import steps
     from gatewayctl.rollout.advance import analyze_rollout, decide, needs_analysis
-    from gatewayctl.rollout.source import load_rollout, save_analysis
+    from gatewayctl.rollout.document import load_rollout, save_analysis
 
     delivery.check()
     source = load_rollout(root, name)

@@ -6,7 +6,7 @@ import pytest
 
 from gatewayctl.compile import compile_gateway
 from gatewayctl.ir import GatewayIR
-from gatewayctl.manifests.bundle import load_manifest_set
+from gatewayctl.manifests.manifest_set import load_manifest_set
 from gatewayctl.render.k8s.layout import EnvoyFiles
 from tests.k8s.bundles import envoy_bundle
 

@@ -29,7 +29,7 @@ from benchmarks.corpus import generate
 from gatewayctl.compile import compile_gateway
 from gatewayctl.ir import GatewayIR
 from gatewayctl.local.mock_provider import MockProviderConfig, start_mock_provider
-from gatewayctl.manifests.bundle import load_manifest_set
+from gatewayctl.manifests.manifest_set import load_manifest_set
 from gatewayctl.render.envoy import EnvoyOptions, render_envoy
 from gatewayctl.render.k8s import render_helm_values, render_kubernetes
 from gatewayctl.render.k8s.writer import dump_object

@@ -15,11 +15,11 @@ import pytest
 
 from gatewayctl.compile import compile_gateway
 from gatewayctl.ir import ConsumerIR, GatewayIR, SecretRefIR, from_json, to_json
-from gatewayctl.manifests.bundle import load_manifest_set
 from gatewayctl.manifests.credentials import find_credential
+from gatewayctl.manifests.manifest_set import load_manifest_set
 from gatewayctl.render.k8s import (
     KubernetesRenderError,
-    SourceInfo,
+    Provenance,
     decode_ir,
     dump_all,
     render_kubernetes,
@@ -33,7 +33,7 @@ from tests.k8s.validation import validate_object
 Objects = dict[tuple[str, str], dict[str, Any]]
 
 
-def render(ir: GatewayIR, source: SourceInfo | None = None, **options: Any) -> list[dict[str, Any]]:
+def render(ir: GatewayIR, source: Provenance | None = None, **options: Any) -> list[dict[str, Any]]:
     return render_kubernetes(ir, envoy_bundle(ir, **options), source)
 
 
@@ -85,7 +85,7 @@ def test_objects_come_in_dependency_order(multi_team: GatewayIR) -> None:
 @pytest.mark.parametrize("example", ["multi-team", "quickstart"])
 def test_every_object_passes_strict_validation(example: str, request: Any) -> None:
     ir = request.getfixturevalue(example.replace("-", "_"))
-    for obj in render(ir, SourceInfo(commit="0" * 40, ref="main")):
+    for obj in render(ir, Provenance(commit="0" * 40, ref="main")):
         validate_object(obj)
 
 
@@ -275,7 +275,7 @@ def test_weight_change_changes_only_the_hot_reloaded_config(multi_team: GatewayI
 
 def test_source_annotations_change_only_the_config_and_ir(multi_team: GatewayIR) -> None:
     plain = index(render(multi_team))
-    sourced = index(render(multi_team, SourceInfo(commit="abc123", pipeline_url="https://p/1")))
+    sourced = index(render(multi_team, Provenance(commit="abc123", pipeline_url="https://p/1")))
     for key in plain:
         if key in (("ConfigMap", "ai-gateway-config"), ("ConfigMap", "ai-gateway-ir")):
             annotations = sourced[key]["metadata"]["annotations"]
@@ -318,7 +318,7 @@ def test_a_new_secret_or_key_changes_the_checksum(multi_team: GatewayIR) -> None
 
 
 def test_rendering_is_deterministic(multi_team: GatewayIR) -> None:
-    source = SourceInfo(commit="c0ffee", ref="main")
+    source = Provenance(commit="c0ffee", ref="main")
     first = dump_all(render(multi_team, source))
     second = dump_all(render(from_json(to_json(multi_team)), source))
     assert first == second

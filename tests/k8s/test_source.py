@@ -1,12 +1,12 @@
-"""SourceInfo: GitLab CI's variables -> annotations."""
+"""Provenance: GitLab CI's variables -> annotations."""
 
 from __future__ import annotations
 
-from gatewayctl.render.k8s import SourceInfo
+from gatewayctl.render.k8s import Provenance
 
 
 def test_reads_gitlab_ci_variables() -> None:
-    source = SourceInfo.from_environment(
+    source = Provenance.from_environment(
         {
             "CI_COMMIT_SHA": "4f2a9c0e",
             "CI_COMMIT_REF_NAME": "feature/canary",
@@ -15,7 +15,7 @@ def test_reads_gitlab_ci_variables() -> None:
             "CI_PIPELINE_URL": "https://gitlab.example.com/platform/gateway/-/pipelines/7",
         }
     )
-    assert source == SourceInfo(
+    assert source == Provenance(
         commit="4f2a9c0e",
         ref="feature/canary",
         merge_request_url="https://gitlab.example.com/platform/gateway/-/merge_requests/42",
@@ -34,10 +34,10 @@ def test_reads_gitlab_ci_variables() -> None:
 
 
 def test_unset_or_empty_variables_are_none() -> None:
-    source = SourceInfo.from_environment(
+    source = Provenance.from_environment(
         {"CI_COMMIT_SHA": "", "CI_MERGE_REQUEST_IID": "3", "CI_PIPELINE_URL": "  "}
     )
-    assert source == SourceInfo()
+    assert source == Provenance()
     assert source.annotations() == {}
 
 
@@ -47,4 +47,4 @@ def test_defaults_to_the_process_environment(monkeypatch: object) -> None:
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
     monkeypatch.setenv("CI_COMMIT_SHA", "feedface")
     monkeypatch.delenv("CI_COMMIT_REF_NAME", raising=False)
-    assert SourceInfo.from_environment().commit == "feedface"
+    assert Provenance.from_environment().commit == "feedface"

@@ -1,4 +1,4 @@
-"""`apply_local` and `read_live_local` against a running local gateway (examples/quickstart).
+"""`apply_local` and `read_local` against a running local gateway (examples/quickstart).
 
 The headline check: 20 consecutive weight changes under client load, with no Envoy restart
 and not one failed request.
@@ -20,7 +20,7 @@ import pytest
 
 from gatewayctl.ir import BackendIR, GatewayIR, PolicyIR
 from gatewayctl.local.admin import AdminClient
-from gatewayctl.local.gateway import UpResult, apply_local, down, read_live_local, status, up
+from gatewayctl.local.gateway import UpResult, apply_local, down, read_local, status, up
 from gatewayctl.local.process import EnvoyRejected, free_port
 from gatewayctl.local.publish import ConfigDir
 from gatewayctl.local.rendering import load_ir
@@ -184,7 +184,7 @@ def test_backend_swaps_under_load_keep_old_clusters_while_connections_drain(
     # The first one adds MINI's cluster before the routes use it: two swaps.
     assert results[0].swaps == 2 and all(r.swaps == 1 for r in results[1:])
     # Connections opened before each apply may still route to the cluster it dropped.
-    live = read_live_local()
+    live = read_local()
     assert live.drift == ()
     assert results[-1].lingering == live.lingering
     assert live.lingering and all(c.endswith(MINI) for c in live.lingering), live.lingering
@@ -212,7 +212,7 @@ def test_lingering_clusters_go_once_old_connections_drained(
             again = apply_local(with_new_model(ir))  # same IR: only the cleanup is left
         assert again.changed and again.swaps == 1 and again.lingering == ()
         assert not set(first.lingering) & set(admin.served().clusters)
-        assert read_live_local().drift == ()
+        assert read_local().drift == ()
         assert load.errors == [] and dict(load.statuses) == {"200": load.total}, load.statuses
     finally:
         down()
@@ -244,7 +244,7 @@ def test_rejected_config_is_refused_and_the_old_one_keeps_serving(gateway: Gatew
     assert err.value.hint is not None and err.value.hint.startswith("nothing was changed")
     assert ConfigDir(gateway.state.config_dir).read() == before
     assert served_weights(gateway.result.ports.admin)  # still served
-    live = read_live_local()
+    live = read_local()
     assert live.drift == ()
     assert live.ir is not None and live.ir.routes[0].backends[0].weight == 90
     conn = http.client.HTTPConnection("127.0.0.1", gateway.result.ports.listener, timeout=10)
@@ -254,7 +254,7 @@ def test_rejected_config_is_refused_and_the_old_one_keeps_serving(gateway: Gatew
 
 def test_read_live_local_reflects_weights_and_shows_drift(gateway: Gateway) -> None:
     apply_local(with_weights(gateway.ir, 30))
-    live = read_live_local()
+    live = read_local()
     assert live.drift == ()
     assert live.served == live.expected
     assert sorted(live.served.routes[0].clusters, key=lambda c: c[1]) == sorted(
@@ -264,11 +264,11 @@ def test_read_live_local_reflects_weights_and_shows_drift(gateway: Gateway) -> N
 
     # Someone changes the recorded IR behind the gateway's back: drift shows.
     gateway.state.write_ir(with_weights(gateway.ir, 60))
-    drift = read_live_local().drift
+    drift = read_local().drift
     assert len(drift) == 1 and drift[0].startswith("route "), drift
     assert "recorded" in drift[0] and "=60" in drift[0] and "=30" in drift[0]
     gateway.state.write_ir(with_weights(gateway.ir, 30))
-    assert read_live_local().drift == ()
+    assert read_local().drift == ()
 
 
 def test_apply_without_a_change_is_a_no_op(gateway: Gateway) -> None:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner, Result
 
 from gatewayctl.commands import gitlab as gitlab_commands
 from gatewayctl.commands import plan as plan_commands
-from gatewayctl.plan.sources import KubeOptions
+from gatewayctl.targets.kubernetes.options import KubeOptions
 from tests.fakes.kubeapi import KubeAPIServer
 
 FIXTURE_ROOT = Path(__file__).parent / "fixtures" / "root"

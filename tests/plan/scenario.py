@@ -9,11 +9,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from gatewayctl.plan.compute import DesiredState, build_plan, load_desired_ir
-from gatewayctl.plan.model import Plan
+from gatewayctl.orchestrate import load_desired_ir
+from gatewayctl.plan.compute import build_plan
+from gatewayctl.plan.model import DesiredState, ObservedState, Plan
 from gatewayctl.plan.resource_diff import fingerprint
-from gatewayctl.plan.sources import LiveState
-from gatewayctl.render.k8s import SourceInfo
+from gatewayctl.render.k8s import Provenance
 from tests.plan.conftest import FIXTURE_ROOT, edit, set_rollout_step
 
 LABELS = {"app.kubernetes.io/managed-by": "gatewayctl", "gatewayctl.dev/gateway": "ai-gateway"}
@@ -86,7 +86,8 @@ def scenario_plan(tmp: Path) -> Plan:
     before, _ = load_desired_ir(FIXTURE_ROOT)
     after, warnings = load_desired_ir(edited_root(tmp))
     live, planned = live_objects(), planned_objects()
-    source = SourceInfo(commit="2" * 40, pipeline_url="https://gitlab.example.com/p/-/pipelines/9")
-    return build_plan(DesiredState(after, planned, source, warnings),
-                      LiveState(before, live, fingerprint(live, planned), planned),
+    source = Provenance(commit="2" * 40, pipeline_url="https://gitlab.example.com/p/-/pipelines/9")
+    return build_plan(DesiredState(after, tuple(planned), source, warnings),
+                      ObservedState(before, tuple(live), fingerprint(live, planned),
+                                    tuple(planned)),
                       "kubernetes")

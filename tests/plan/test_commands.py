@@ -80,9 +80,9 @@ def test_json_output_has_a_format_version_and_no_desired_state(
     result = cli("plan", str(root), "--live", f"dir:{tmp_path / 'empty'}", "-o", "json")
 
     data = json.loads(result.stdout)
-    assert data["format_version"] == "1.0"
+    assert data["format_version"] == "2.0"
     assert "desired" not in data
-    assert data["live"]["fingerprint"].startswith("sha256:")
+    assert data["target"]["fingerprint"].startswith("sha256:")
 
 
 def test_bad_options_are_one_clear_message(cli: Cli, root: Path) -> None:
@@ -91,7 +91,7 @@ def test_bad_options_are_one_clear_message(cli: Cli, root: Path) -> None:
     missing_root = cli("plan", "/nonexistent/root", "--live", "local")
 
     assert unknown_live.exit_code == 1
-    assert 'unknown live source "s3:bucket"' in unknown_live.stderr
+    assert 'unknown live target "s3:bucket"' in unknown_live.stderr
     assert "kubernetes, dir:PATH, git:REF, local" in unknown_live.stderr
     assert bad_output.exit_code == 1 and 'unknown output format "yaml"' in bad_output.stderr
     assert missing_root.exit_code == 1 and "does not exist" in missing_root.stderr
@@ -113,3 +113,19 @@ def test_durations() -> None:
     assert parse_duration("90") == 90
     with pytest.raises(UsageError):
         parse_duration("five minutes")
+
+
+def test_json_plan_of_bad_manifests_prints_json_diagnostics(
+    cli: Cli, root: Path, tmp_path: Path
+) -> None:
+    (root / "routes.yaml").write_text((root / "routes.yaml").read_text()
+                                      .replace("model: gpt-4o-mini", "model: gpt-5"))
+
+    result = cli("plan", str(root), "--live", f"dir:{tmp_path / 'x'}", "-o", "json")
+
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["valid"] is False and data["errors"] >= 1
+    (found,) = [d for d in data["diagnostics"] if "gpt-5" in d["message"]]
+    assert found["severity"] == "error" and found["line"] > 0
+    assert found["path"].endswith("routes.yaml")

@@ -47,9 +47,9 @@ def test_json_round_trips_with_the_desired_state(tmp_path: Path) -> None:
 
 def test_plan_of_another_major_format_version_is_refused(tmp_path: Path) -> None:
     data = json.loads(plan_to_json(scenario_plan(tmp_path)))
-    data["format_version"] = "2.0"
+    data["format_version"] = "1.0"
 
-    with pytest.raises(PlanFormatError, match=r"plan format 2.0 is not readable .*reads 1.x"):
+    with pytest.raises(PlanFormatError, match=r"plan format 1.0 is not readable .*reads 2.x"):
         plan_from_json(json.dumps(data))
 
 

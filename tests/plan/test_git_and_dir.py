@@ -49,7 +49,7 @@ def test_plan_against_the_previous_commit_needs_no_cluster(cli: Cli, repo: Path)
     assert pending == [("manifest", "Route", "chat"),
                        ("resource", "ConfigMap", "ai-gateway/ai-gateway-config"),
                        ("resource", "ConfigMap", "ai-gateway/ai-gateway-ir")]
-    assert plan["live"]["source"] == "git:HEAD~1"
+    assert plan["target"]["spec"] == "git:HEAD~1"
 
 
 def test_plan_against_head_of_an_unchanged_checkout_has_no_changes(

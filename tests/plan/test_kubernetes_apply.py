@@ -11,14 +11,20 @@ from typing import Any
 import pytest
 
 from gatewayctl.errors import GatewayctlError
-from gatewayctl.live.errors import KubeApplyError, KubeConflict, KubeServerError, KubeTimeout
-from gatewayctl.plan.apply import apply_from_root
-from gatewayctl.plan.compute import desired_state, load_desired_ir
-from gatewayctl.plan.sources import KubeOptions, parse_live
-from gatewayctl.render.k8s import SourceInfo
+from gatewayctl.orchestrate import apply_root, desired_state, load_desired_ir
+from gatewayctl.render.k8s import Provenance
+from gatewayctl.targets import parse_target
+from gatewayctl.targets.base import ApplyOptions
+from gatewayctl.targets.kubernetes.errors import (
+    KubeApplyError,
+    KubeConflict,
+    KubeServerError,
+    KubeTimeout,
+)
+from gatewayctl.targets.kubernetes.options import KubeOptions
 from tests.fakes.kubeapi import FaultRule, KubeAPIServer
 from tests.plan.conftest import GATEWAY, NAMESPACE, Cli, set_rollout_step
-from tests.plan.test_kubernetes_plan import apply_root, plan_kube
+from tests.plan.test_kubernetes_plan import cli_apply, plan_kube
 
 LABELS = {"app.kubernetes.io/managed-by": "gatewayctl", "gatewayctl.dev/gateway": GATEWAY}
 
@@ -36,12 +42,12 @@ def names(server: KubeAPIServer, plural: str = "configmaps") -> list[str]:
 
 def apply_lib(root: Path, options: KubeOptions, timeout: float = 5.0) -> None:
     ir, warnings = load_desired_ir(root)
-    live = parse_live("kubernetes", root, options)
+    live = parse_target("kubernetes", root, options)
     try:
-        apply_from_root(desired_state(ir, live, SourceInfo(), warnings), live,
-                        confirm=lambda _p: True, timeout=timeout)
+        apply_root(desired_state(ir, live, Provenance(), warnings), live,
+                   confirm=lambda _p: True, options=ApplyOptions(timeout=timeout))
     finally:
-        live.close()  # type: ignore[attr-defined]
+        live.close()
 
 
 def test_prune_deletes_only_this_gateways_objects(
@@ -57,7 +63,7 @@ def test_prune_deletes_only_this_gateways_objects(
     deletes = [c.address for c in plan.pending("resource") if c.action == "delete"]
     assert deletes == ["ConfigMap ai-gateway/ai-gateway-leftover"]
 
-    apply_root(cli, root, kubeconfig)
+    cli_apply(cli, root, kubeconfig)
 
     assert names(kube_server) == ["ai-gateway-bootstrap", "ai-gateway-config", "ai-gateway-ir",
                                   "only-managed-by", "other-gateway", "someone-elses"]
@@ -68,7 +74,7 @@ def test_prune_deletes_only_this_gateways_objects(
 def test_stale_saved_plan_is_refused(
     cli: Cli, root: Path, kubeconfig: Path, kube_server: KubeAPIServer, tmp_path: Path
 ) -> None:
-    apply_root(cli, root, kubeconfig)
+    cli_apply(cli, root, kubeconfig)
     set_rollout_step(root, 2)
     saved = tmp_path / "plan.json"
     result = cli("plan", str(root), "--kubeconfig", str(kubeconfig), "--out", str(saved))
@@ -92,12 +98,12 @@ def test_stale_saved_plan_is_refused(
 def test_fresh_saved_plan_applies_and_ignores_fields_owned_by_others(
     cli: Cli, root: Path, kubeconfig: Path, kube_server: KubeAPIServer, tmp_path: Path
 ) -> None:
-    apply_root(cli, root, kubeconfig)
+    cli_apply(cli, root, kubeconfig)
     set_rollout_step(root, 2)
     saved = tmp_path / "plan.json"
     assert cli("plan", str(root), "--kubeconfig", str(kubeconfig), "--out",
                str(saved)).exit_code == 0
-    assert json.loads(saved.read_text())["format_version"] == "1.0"
+    assert json.loads(saved.read_text())["format_version"] == "2.0"
     # The autoscaler scaling the Deployment touches no field gatewayctl sets.
     deployment = kube_server.get_object("apps/v1", "Deployment", NAMESPACE, GATEWAY)
     assert deployment is not None
@@ -246,7 +252,7 @@ def test_saved_plan_is_not_applied_to_another_cluster(
     saved = tmp_path / "plan.json"
     result = cli("plan", str(root), "--kubeconfig", str(kubeconfig), "--out", str(saved))
     assert result.exit_code == 0, result.output
-    assert json.loads(saved.read_text())["live"]["target"] == kube_server.url
+    assert json.loads(saved.read_text())["target"]["where"] == kube_server.url
     with KubeAPIServer(namespaces=(NAMESPACE,)) as other:
         other_config = other.write_kubeconfig(tmp_path / "other-kubeconfig")
 
@@ -269,7 +275,7 @@ def test_saved_plan_without_a_recorded_target_still_applies(
     assert cli("plan", str(root), "--kubeconfig", str(kubeconfig), "--out",
                str(saved)).exit_code == 0
     data = json.loads(saved.read_text())
-    del data["live"]["target"]
+    del data["target"]["where"]
     saved.write_text(json.dumps(data))
     result = cli("apply", str(saved), "--kubeconfig", str(kubeconfig))
     assert result.exit_code == 0, result.output

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from gatewayctl.plan.compute import compute_plan, desired_state, load_desired_ir
+from gatewayctl.orchestrate import compute_plan, desired_state, load_desired_ir
 from gatewayctl.plan.model import Plan
-from gatewayctl.plan.sources import KubeOptions, parse_live
-from gatewayctl.render.k8s import SourceInfo
+from gatewayctl.render.k8s import Provenance
+from gatewayctl.targets import parse_target
+from gatewayctl.targets.kubernetes.options import KubeOptions
 from tests.fakes.kubeapi import KubeAPIServer
 from tests.plan.conftest import NAMESPACE, Cli, edit, set_rollout_step
 
@@ -28,16 +29,16 @@ RESOURCES = [
 ]
 
 
-def plan_kube(root: Path, options: KubeOptions, source: SourceInfo | None = None) -> Plan:
+def plan_kube(root: Path, options: KubeOptions, source: Provenance | None = None) -> Plan:
     ir, warnings = load_desired_ir(root)
-    live = parse_live("kubernetes", root, options)
+    live = parse_target("kubernetes", root, options)
     try:
-        return compute_plan(desired_state(ir, live, source or SourceInfo(), warnings), live)
+        return compute_plan(desired_state(ir, live, source or Provenance(), warnings), live)
     finally:
-        live.close()  # type: ignore[attr-defined]
+        live.close()
 
 
-def apply_root(cli: Cli, root: Path, kubeconfig: Path, *extra: str) -> None:
+def cli_apply(cli: Cli, root: Path, kubeconfig: Path, *extra: str) -> None:
     result = cli("apply", str(root), "--live", "kubernetes", "--kubeconfig", str(kubeconfig),
                  "--auto-approve", "--timeout", "10s", *extra)
     assert result.exit_code == 0, result.output
@@ -64,7 +65,7 @@ def test_plan_against_an_empty_cluster_creates_everything(
 def test_apply_then_plan_shows_no_changes(
     cli: Cli, root: Path, kubeconfig: Path, kube_server: KubeAPIServer
 ) -> None:
-    apply_root(cli, root, kubeconfig)
+    cli_apply(cli, root, kubeconfig)
 
     # Another commit (different source annotations) with the same manifests: still no drift.
     env = {"CI_COMMIT_SHA": "f" * 40, "CI_PIPELINE_URL": "https://gitlab.example/p/-/1"}
@@ -96,7 +97,7 @@ def test_apply_records_the_source_commit_merge_request_and_pipeline(
 def test_weight_change_is_one_manifest_change_and_one_configmap_field_change(
     cli: Cli, root: Path, kubeconfig: Path, kube_options: KubeOptions
 ) -> None:
-    apply_root(cli, root, kubeconfig)
+    cli_apply(cli, root, kubeconfig)
     set_rollout_step(root, 2)
 
     plan = plan_kube(root, kube_options)
@@ -126,7 +127,7 @@ def test_field_owned_by_another_manager_is_a_warning_and_needs_force_conflicts(
     cli: Cli, root: Path, kubeconfig: Path, kube_server: KubeAPIServer,
     kube_options: KubeOptions,
 ) -> None:
-    apply_root(cli, root, kubeconfig)
+    cli_apply(cli, root, kubeconfig)
     hpa = kube_server.get_object("autoscaling/v2", "HorizontalPodAutoscaler", NAMESPACE,
                                  "ai-gateway")
     assert hpa is not None
@@ -143,7 +144,7 @@ def test_field_owned_by_another_manager_is_a_warning_and_needs_force_conflicts(
     assert refused.exit_code == 1
     assert "field ownership conflict" in refused.stderr
     assert "--force-conflicts" in refused.stderr
-    apply_root(cli, root, kubeconfig, "--force-conflicts")
+    cli_apply(cli, root, kubeconfig, "--force-conflicts")
     assert plan_kube(root, kube_options).has_changes is False
 
 
@@ -162,7 +163,7 @@ def test_missing_rbac_verb_is_named(
 def test_policy_edit_reads_as_loosened(
     cli: Cli, root: Path, kubeconfig: Path, kube_options: KubeOptions
 ) -> None:
-    apply_root(cli, root, kubeconfig)
+    cli_apply(cli, root, kubeconfig)
     edit(root, "policies.yaml", "requests: 600", "requests: 1200")
 
     plan = plan_kube(root, kube_options)
@@ -211,7 +212,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 def test_every_example_applies_then_plans_clean(
     example: str, cli: Cli, kubeconfig: Path, kube_options: KubeOptions
 ) -> None:
-    apply_root(cli, EXAMPLES / example, kubeconfig)
+    cli_apply(cli, EXAMPLES / example, kubeconfig)
 
     plan = plan_kube(EXAMPLES / example, kube_options)
 

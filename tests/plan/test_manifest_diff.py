@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gatewayctl.ir import GatewayIR, LimitIR, ModelIR, PolicyIR, RouteIR
-from gatewayctl.plan.compute import load_desired_ir
+from gatewayctl.orchestrate import load_desired_ir
 from gatewayctl.plan.cost import request_cost, route_cost_per_1k
 from gatewayctl.plan.manifest_diff import diff_gateway_ir
 from gatewayctl.plan.policy_diff import compare_policies

@@ -13,10 +13,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gatewayctl.plan.compute import compute_plan, desired_state, load_desired_ir
-from gatewayctl.plan.sources import parse_live
+from gatewayctl.orchestrate import compute_plan, desired_state, load_desired_ir
 from gatewayctl.render.bundle import render_files
 from gatewayctl.render.output_folder import write_folder
+from gatewayctl.targets import parse_target
 from gatewayctl.validate import run_validate
 
 HEAD = "apiVersion: gatewayctl.dev/v1alpha1\n"
@@ -100,7 +100,7 @@ def test_render_is_deterministic_and_plans_clean_against_itself(files: dict[str,
 
         out = work / "out"
         write_folder(out, first, root=root)
-        live = parse_live(f"dir:{out}", root)
+        live = parse_target(f"dir:{out}", root)
         plan = compute_plan(desired_state(ir, live), live)
         pending = [(c.layer, c.kind, c.name, c.action) for c in plan.changes if c.action != "no-op"]
         assert pending == []

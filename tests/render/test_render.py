@@ -11,7 +11,7 @@ import pytest
 
 from gatewayctl.compile import compile_gateway
 from gatewayctl.ir import from_json, to_json
-from gatewayctl.manifests.bundle import load_manifest_set
+from gatewayctl.manifests.manifest_set import load_manifest_set
 from gatewayctl.render.envoy import EnvoyOptions, render_envoy
 from gatewayctl.render.envoy.guardrails import search_regex
 from gatewayctl.render.envoy.lua import lua_string, to_lua

@@ -18,7 +18,7 @@ import pytest
 from benchmarks.corpus import generate
 from gatewayctl.compile import compile_gateway
 from gatewayctl.ir import GatewayIR
-from gatewayctl.manifests.bundle import load_manifest_set
+from gatewayctl.manifests.manifest_set import load_manifest_set
 from gatewayctl.render.envoy import EnvoyBundle, EnvoyOptions, render_envoy
 from gatewayctl.render.envoy.routes import route_entries
 from tests.render.conftest import needs_envoy

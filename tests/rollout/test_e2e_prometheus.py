@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from gatewayctl.local.gateway import UpResult, down, up
-from gatewayctl.local.live import read_live_local
 from gatewayctl.local.process import free_port
+from gatewayctl.local.reload import read_local
 from tests.rollout.helpers import BASE, changed, cli, git, init_git
 from tests.rollout.prom import Prometheus
 
@@ -120,7 +120,7 @@ def observe(prom: Prometheus, result: UpResult, count: int, earlier: int = 0) ->
 
 
 def served_weights() -> dict[str, int]:
-    route = read_live_local().served.route("chat")
+    route = read_local().served.route("chat")
     assert route is not None
     return dict(route.clusters)
 

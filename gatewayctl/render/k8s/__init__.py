@@ -7,14 +7,14 @@ from gatewayctl.render.k8s.configmaps import decode_ir
 from gatewayctl.render.k8s.helm import render_helm_values
 from gatewayctl.render.k8s.layout import EnvoyFiles
 from gatewayctl.render.k8s.meta import KubernetesRenderError
+from gatewayctl.render.k8s.provenance import Provenance
 from gatewayctl.render.k8s.render import render_kubernetes
-from gatewayctl.render.k8s.source import SourceInfo
 from gatewayctl.render.k8s.writer import dump_all, write_manifests
 
 __all__ = [
     "EnvoyFiles",
     "KubernetesRenderError",
-    "SourceInfo",
+    "Provenance",
     "decode_ir",
     "dump_all",
     "render_helm_values",

@@ -42,7 +42,7 @@ from gatewayctl.render.k8s.meta import (
     ir_configmap_name,
     metadata,
 )
-from gatewayctl.render.k8s.source import SourceInfo
+from gatewayctl.render.k8s.provenance import Provenance
 
 IR_KEY = "ir.json.gz"
 PACKED_SUFFIX = ".gz"  # lds.json.gz: gzip of lds.json, in binaryData
@@ -75,11 +75,11 @@ def render_bootstrap_configmap(ir: GatewayIR, layout: EnvoyLayout) -> KubeObject
     return obj
 
 
-def _tracking_annotations(ir: GatewayIR, ir_text: str, source: SourceInfo) -> dict[str, str]:
+def _tracking_annotations(ir: GatewayIR, ir_text: str, provenance: Provenance) -> dict[str, str]:
     return {
         IR_SHA256: ir_sha256(ir_text),
         IR_VERSION_ANNOTATION: ir.version,
-        **source.annotations(),
+        **provenance.annotations(),
     }
 
 
@@ -121,11 +121,11 @@ def config_entries(layout: EnvoyLayout) -> ConfigEntries:
 
 
 def render_config_configmaps(
-    ir: GatewayIR, layout: EnvoyLayout, source: SourceInfo, ir_text: str
+    ir: GatewayIR, layout: EnvoyLayout, provenance: Provenance, ir_text: str
 ) -> list[KubeObject]:
     """`<gateway>-config`, preceded, when packed, by `<gateway>-config-clusters` (applied first:
     the clusters a new listener routes to should be there before it). `ir_text`: `ir_json(ir)`."""
-    annotations = _tracking_annotations(ir, ir_text, source)
+    annotations = _tracking_annotations(ir, ir_text, provenance)
     entries = config_entries(layout)
     objects = [
         {
@@ -139,9 +139,10 @@ def render_config_configmaps(
     return objects
 
 
-def render_ir_configmap(ir: GatewayIR, source: SourceInfo, ir_text: str) -> KubeObject:
+def render_ir_configmap(ir: GatewayIR, provenance: Provenance, ir_text: str) -> KubeObject:
     """`<gateway>-ir`; `ir_text`: `ir_json(ir)`."""
-    meta = metadata(ir, ir_configmap_name(ir), CONFIG, _tracking_annotations(ir, ir_text, source))
+    annotations = _tracking_annotations(ir, ir_text, provenance)
+    meta = metadata(ir, ir_configmap_name(ir), CONFIG, annotations)
     packed = gzip.compress(ir_text.encode(), compresslevel=9, mtime=0)
     obj = _configmap(meta)
     obj["binaryData"] = {IR_KEY: base64.b64encode(packed).decode("ascii")}

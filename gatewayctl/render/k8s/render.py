@@ -17,14 +17,14 @@ from gatewayctl.render.k8s.configmaps import (
 )
 from gatewayctl.render.k8s.layout import EnvoyFiles, read_layout
 from gatewayctl.render.k8s.meta import KubeObject, check_gateway_name
+from gatewayctl.render.k8s.provenance import Provenance
 from gatewayctl.render.k8s.scaling import render_hpa, render_pdb
 from gatewayctl.render.k8s.service import render_service, render_service_account
-from gatewayctl.render.k8s.source import SourceInfo
 from gatewayctl.render.k8s.workload import render_deployment
 
 
 def render_kubernetes(
-    ir: GatewayIR, envoy: EnvoyFiles, source: SourceInfo | None = None
+    ir: GatewayIR, envoy: EnvoyFiles, provenance: Provenance | None = None
 ) -> list[KubeObject]:
     """Every object of the gateway, in dependency order: ServiceAccount, ConfigMaps (bootstrap,
     config-clusters when packed, config, ir), Service, Deployment, PodDisruptionBudget,
@@ -35,13 +35,13 @@ def render_kubernetes(
     """
     check_gateway_name(ir)
     layout = read_layout(ir, envoy)
-    source = source or SourceInfo()
+    provenance = provenance or Provenance()
     ir_text = ir_json(ir)
     objects = [
         render_service_account(ir),
         render_bootstrap_configmap(ir, layout),
-        *render_config_configmaps(ir, layout, source, ir_text),
-        render_ir_configmap(ir, source, ir_text),
+        *render_config_configmaps(ir, layout, provenance, ir_text),
+        render_ir_configmap(ir, provenance, ir_text),
         render_service(ir, layout),
         render_deployment(ir, layout),
         render_pdb(ir),

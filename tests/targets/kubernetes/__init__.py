@@ -1,4 +1,4 @@
-"""Tests for gatewayctl.live, run with the real kubernetes client against tests.fakes.kubeapi."""
+"""The Kubernetes target's client, run for real against tests.fakes.kubeapi over HTTP."""
 
 from __future__ import annotations
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gatewayctl.live.kube import KubeClient, KubeTarget
+from gatewayctl.targets.kubernetes.api import KubeClient
+from gatewayctl.targets.kubernetes.options import KubeOptions
 from tests.fakes.kubeapi import KubeAPIServer
-from tests.live import APPLY_ORDER, LABELS, NAMESPACE, gateway_objects
+from tests.targets.kubernetes import APPLY_ORDER, LABELS, NAMESPACE, gateway_objects
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def server() -> Iterator[KubeAPIServer]:
 @pytest.fixture
 def kube(server: KubeAPIServer, tmp_path: Path) -> Iterator[KubeClient]:
     path = server.write_kubeconfig(tmp_path / "kubeconfig")
-    target = KubeTarget(kubeconfig=str(path), request_timeout=1, retries=1, backoff=0.01)
+    target = KubeOptions(kubeconfig=str(path), request_timeout=1, retries=1, backoff=0.01)
     with KubeClient(target) as client:
         yield client
 

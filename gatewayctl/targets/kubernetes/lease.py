@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from .errors import KubeConflict, KubeNotFound, LockHeldError
-from .objects import LEASE
+from .kinds import LEASE
 
 _ATTEMPTS = 3
 

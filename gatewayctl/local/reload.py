@@ -1,4 +1,4 @@
-"""Changing and reading the running local gateway: `apply_local` and `read_live_local`.
+"""Changing and reading the running local gateway: `apply_local` and `read_local`.
 
 Apply = render, `envoy --mode validate` (a refusal changes nothing), then the ordered swaps
 of `publish.py`, then record the IR. One more rule on top of that order: Envoy updates a
@@ -14,6 +14,7 @@ Owns the apply transaction and the live view; process start/stop lives in `gatew
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ from gatewayctl.local.admin import (
 from gatewayctl.local.process import ProcessError
 from gatewayctl.local.publish import ConfigDir, Publisher, canonical
 from gatewayctl.local.rendering import (
+    LocalBundle,
     Ports,
     ProviderChoice,
     choose_providers,
@@ -73,7 +75,7 @@ class ApplyResult:
 
 
 @dataclass(frozen=True)
-class LiveLocal:
+class LocalView:
     ir: GatewayIR | None  # what the gateway was last given (recorded after Envoy accepted it)
     root: str
     expected: ServedConfig  # what that IR renders to
@@ -96,7 +98,7 @@ def running_state(state: StateDir) -> LocalState:
     return current
 
 
-def read_live_local(*, state_dir: Path | None = None) -> LiveLocal:
+def read_local(*, state_dir: Path | None = None) -> LocalView:
     """The IR the local gateway runs, and what Envoy really serves, with any drift."""
     state = StateDir(state_dir)
     current = running_state(state)
@@ -106,57 +108,77 @@ def read_live_local(*, state_dir: Path | None = None) -> LiveLocal:
     ir = state.read_ir()
     if ir is None:
         empty = ServedConfig("", "", (), ())
-        return LiveLocal(None, current.root, empty, served, ("no recorded IR",), lingering)
+        return LocalView(None, current.root, empty, served, ("no recorded IR",), lingering)
     choice = ProviderChoice(current.mocked_providers, current.real_providers, ())
     bundle = render_local(ir, state, Ports.of(current), choice)
     expected = summarize_bundle(bundle.lds, bundle.cds)
     if lingering:  # the recorded CDS version names the lingering set; compare the rest
         served = replace(served, cds_version=expected.cds_version)
-    return LiveLocal(ir, current.root, expected, served, compare_served(expected, served),
+    return LocalView(ir, current.root, expected, served, compare_served(expected, served),
                      lingering)
 
 
+def render_for_running(ir: GatewayIR, *, state_dir: Path | None = None,
+                       root: Path | None = None) -> LocalBundle:
+    """What the running gateway would be given for `ir` (its ports, its mock choice)."""
+    state = StateDir(state_dir)
+    current = running_state(state)
+    src = (root or Path(current.root)).resolve()
+    secrets = state.prepare_secrets(src, secret_refs(ir))
+    choice = choose_providers(ir, secrets, known={p: True for p in current.real_providers})
+    return render_local(ir, state, Ports.of(current), choice)
+
+
 def apply_local(ir: GatewayIR, *, root: Path | None = None, state_dir: Path | None = None,
-                on_progress: Progress = lambda _m: None) -> ApplyResult:
+                on_progress: Progress = lambda _m: None, lock_held: bool = False,
+                validated: bool = False) -> ApplyResult:
     """Change what the running local gateway serves, without a restart.
 
-    The new config is checked with `envoy --mode validate` first: if Envoy rejects it, the
-    running gateway is untouched and EnvoyRejected says why. The IR is recorded only after
-    Envoy accepted every swap.
+    The new config is checked with `envoy --mode validate` first (unless the caller did:
+    `validated`): if Envoy rejects it, the running gateway is untouched and EnvoyRejected says
+    why. The IR is recorded only after Envoy accepted every swap. `lock_held`: the caller
+    already holds the state lock (`StateDir.lock`), from its read of the gateway on.
     """
     state = StateDir(state_dir)
+    lock = contextlib.nullcontext() if lock_held else state.lock()
+    with lock:
+        return _apply_locked(state, ir, root, on_progress, validated)
+
+
+def _apply_locked(state: StateDir, ir: GatewayIR, root: Path | None, on_progress: Progress,
+                  validated: bool) -> ApplyResult:
     started = time.monotonic()
-    with state.lock():
-        current = running_state(state)
-        src = (root or Path(current.root)).resolve()
-        secrets = state.prepare_secrets(src, secret_refs(ir))
-        choice = choose_providers(ir, secrets, known={p: True for p in current.real_providers})
-        bundle = render_local(ir, state, Ports.of(current), choice)
+    current = running_state(state)
+    src = (root or Path(current.root)).resolve()
+    secrets = state.prepare_secrets(src, secret_refs(ir))
+    choice = choose_providers(ir, secrets, known={p: True for p in current.real_providers})
+    bundle = render_local(ir, state, Ports.of(current), choice)
+    if not validated:
         took = validate_local(bundle, state)
         on_progress(f"envoy --mode validate: OK ({took:.2f}s)")
-        config_dir = ConfigDir(state.config_dir)
-        old = config_dir.read()
-        if old is None:
-            raise ProcessError(f"the published config in {state.config_dir} is missing",
-                               hint="run `gatewayctl down` and `gatewayctl up ROOT`")
-        admin = AdminClient(current.admin_port)
-        retired = _still_draining(current, admin)
-        lds_changed = canonical(old["lds"]) != canonical(bundle.lds)
-        if lds_changed:  # the old routes start draining with this apply
-            retired = (*retired, (time.time(), tuple(sorted(cluster_names(old["cds"])))))
-        target_cds, lingering = _keep_reachable(old["cds"], bundle.cds, retired)
-        target = {"lds": bundle.lds, "cds": target_cds}
-        changed = lds_changed or canonical(old["cds"]) != canonical(target_cds)
-        swaps = 0
-        if changed:
-            swaps = Publisher(config_dir, admin, state.envoy_log).apply(old, target, on_progress)
-        state.write_ir(ir)
-        boot = state.envoy_dir / "bootstrap.yaml"
-        restart = boot.is_file() and boot.read_text(encoding="utf-8") != bundle.bootstrap
-        state.write_state(replace(
-            current, root=str(src), config_version=bundle.version, applied_at=time.time(),
-            applies=current.applies + changed, mocked_providers=choice.mocked,
-            real_providers=choice.real, retired=retired, lingering=lingering))
+    config_dir = ConfigDir(state.config_dir)
+    old = config_dir.read()
+    if old is None:
+        raise ProcessError(f"the published config in {state.config_dir} is missing",
+                           hint="run `gatewayctl down` and `gatewayctl up ROOT`")
+    admin = AdminClient(current.admin_port)
+    retired = _still_draining(current, admin)
+    lds_changed = canonical(old["lds"]) != canonical(bundle.lds)
+    if lds_changed:  # the old routes start draining with this apply
+        retired = (*retired, (time.time(), tuple(sorted(cluster_names(old["cds"])))))
+    target_cds, lingering = _keep_reachable(old["cds"], bundle.cds, retired)
+    target = {"lds": bundle.lds, "cds": target_cds}
+    changed = lds_changed or canonical(old["cds"]) != canonical(target_cds)
+    swaps = 0
+    if changed:
+        swaps = Publisher(config_dir, admin, state.envoy_log).apply(old, target, on_progress)
+    state.write_ir(ir)
+    boot = state.envoy_dir / "bootstrap.yaml"
+    restart = boot.is_file() and boot.read_text(encoding="utf-8") != bundle.bootstrap
+    state.write_state(replace(
+        current, root=str(src), config_version=bundle.version, applied_at=time.time(),
+        applies=current.applies + changed, mocked_providers=choice.mocked,
+        real_providers=choice.real, retired=retired, lingering=lingering))
     return ApplyResult(changed, str(old["lds"].get("version_info", "")), bundle.version, swaps,
                        time.monotonic() - started, lingering, restart)
 

@@ -8,10 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from gatewayctl.live.errors import LockHeldError, RolloutFailedError, RolloutTimeoutError
-from gatewayctl.live.kube import KubeClient, KubeTarget, Progress
+from gatewayctl.targets.kubernetes.api import KubeClient, Progress
+from gatewayctl.targets.kubernetes.errors import (
+    LockHeldError,
+    RolloutFailedError,
+    RolloutTimeoutError,
+)
+from gatewayctl.targets.kubernetes.options import KubeOptions
 from tests.fakes.kubeapi import KubeAPIServer
-from tests.live import NAMESPACE, gateway_objects
+from tests.targets.kubernetes import NAMESPACE, gateway_objects
 
 
 @pytest.fixture
@@ -23,7 +28,7 @@ def server() -> Iterator[KubeAPIServer]:
 @pytest.fixture
 def kube(server: KubeAPIServer, tmp_path: Path) -> Iterator[KubeClient]:
     path = server.write_kubeconfig(tmp_path / "kubeconfig")
-    target = KubeTarget(kubeconfig=str(path), request_timeout=1, retries=1, backoff=0.01)
+    target = KubeOptions(kubeconfig=str(path), request_timeout=1, retries=1, backoff=0.01)
     with KubeClient(target) as client:
         yield client
 

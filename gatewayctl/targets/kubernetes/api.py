@@ -1,73 +1,39 @@
-"""All Kubernetes API I/O: the only module that imports the `kubernetes` client.
+"""The cluster operations gatewayctl needs, over one `Transport`: read, apply, prune, lock, wait.
 
-Callers import it lazily (it pulls in the client). It works on plain object dicts, talks to
-the API server with server-side apply, and turns every client or transport failure, once,
-into the typed errors of `gatewayctl.live.errors`. Deciding *what* to apply is not its job.
+Works on plain object dicts with server-side apply (field manager `gatewayctl`). Every failure
+reaches it already typed (`errors.py`); deciding *what* to apply is the target's job
+(`target.py`), and HTTP is the transport's (`transport.py`, the only `kubernetes` importer).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-import urllib3
-from kubernetes import client as _k8s_client
-from kubernetes import config as _k8s_config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
+from gatewayctl.render.k8s.objects import (
+    KubeObject,
+    identity,
+    is_owned_by,
+    ownership_selector,
+    ref,
+)
 
 from . import lease as lease_mod
 from .errors import (
     KubeApplyError,
-    KubeConfigError,
     KubeError,
     KubeNotFound,
-    KubeServerError,
-    KubeTimeout,
-    KubeUnreachable,
     RolloutFailedError,
     RolloutTimeoutError,
-    error_from_status,
 )
+from .kinds import KINDS, PRUNABLE_KINDS, kind_info, sort_for_apply
 from .lease import Lease
-from .objects import (
-    KINDS,
-    PRUNABLE_KINDS,
-    KubeObject,
-    identity,
-    is_owned_by,
-    kind_info,
-    ownership_selector,
-    ref,
-    sort_for_apply,
-)
-
-# The client is untyped; keep that at this edge.
-k8s_client: Any = _k8s_client
-k8s_config: Any = _k8s_config
-
-APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
-IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+from .options import KubeOptions
+from .transport import APPLY_CONTENT_TYPE, Transport
 
 Action = Literal["created", "configured", "unchanged", "pruned"]
-
-
-@dataclass(frozen=True)
-class KubeTarget:
-    """Which cluster, and how patiently to talk to it."""
-
-    kubeconfig: str | None = None  # default: $KUBECONFIG, then ~/.kube/config
-    context: str | None = None
-    namespace: str | None = None  # default: the context's namespace, then "default"
-    request_timeout: float = 30.0
-    retries: int = 3  # extra attempts for idempotent calls on 5xx, 429, timeouts, resets
-    backoff: float = 0.5  # first retry delay in seconds; doubles each attempt, capped at 8s
 
 
 @dataclass(frozen=True)
@@ -100,56 +66,17 @@ class ApplyResult:
         return any(a.action != "unchanged" for a in self.applied)
 
 
-def _kubeconfig_path(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    env = os.environ.get("KUBECONFIG")
-    if env:
-        return env.split(os.pathsep)[0]
-    return str(Path.home() / ".kube" / "config")
-
-
 class KubeClient:
-    """A connection to one cluster, with the operations gatewayctl needs."""
+    """gatewayctl's operations on one cluster; `transport` does the HTTP."""
 
-    def __init__(self, target: KubeTarget | None = None) -> None:
-        self.target = target or KubeTarget()
-        configuration = k8s_client.Configuration()
-        path = _kubeconfig_path(self.target.kubeconfig)
-        context_namespace: str | None = None
-        try:
-            if os.path.exists(path) or self.target.kubeconfig:
-                k8s_config.load_kube_config(
-                    config_file=path, context=self.target.context,
-                    client_configuration=configuration)
-                context_namespace = self._context_namespace(path)
-            elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-                k8s_config.load_incluster_config(client_configuration=configuration)
-                if IN_CLUSTER_NAMESPACE_FILE.exists():
-                    context_namespace = IN_CLUSTER_NAMESPACE_FILE.read_text().strip()
-            else:
-                raise KubeConfigError(
-                    f"no kubeconfig at {path} and not running inside a cluster",
-                    hint="set KUBECONFIG or pass --kubeconfig/--context")
-        except (ConfigException, OSError, ValueError, TypeError) as e:
-            raise KubeConfigError(f"cannot load Kubernetes configuration from {path}: {e}",
-                                  hint="check --context and the kubeconfig file") from None
-        # Retries are ours (bounded, idempotent calls only), not urllib3's silent ones.
-        configuration.retries = False
-        self.namespace = self.target.namespace or context_namespace or "default"
-        self.server = str(configuration.host)
-        self._api: Any = k8s_client.ApiClient(configuration)
-
-    def _context_namespace(self, path: str) -> str | None:
-        contexts, active = k8s_config.list_kube_config_contexts(config_file=path)
-        chosen = active
-        if self.target.context:
-            chosen = next((c for c in contexts if c["name"] == self.target.context), active)
-        ns = ((chosen or {}).get("context") or {}).get("namespace")
-        return str(ns) if ns else None
+    def __init__(self, options: KubeOptions | None = None,
+                 transport: Transport | None = None) -> None:
+        self.transport = transport or Transport(options)
+        self.namespace = self.transport.namespace
+        self.server = self.transport.server
 
     def close(self) -> None:
-        self._api.close()
+        self.transport.close()
 
     def __enter__(self) -> KubeClient:
         return self
@@ -157,100 +84,12 @@ class KubeClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- transport -----------------------------------------------------------------------
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        what: str,
-        query: list[tuple[str, str]] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-        idempotent: bool | None = None,
-    ) -> dict[str, Any]:
-        return self._request_with_status(
-            method, path, what=what, query=query, body=body, content_type=content_type,
-            idempotent=idempotent)[1]
-
-    def _request_with_status(
-        self,
-        method: str,
-        path: str,
-        *,
-        what: str,
-        query: list[tuple[str, str]] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-        idempotent: bool | None = None,
-    ) -> tuple[int, dict[str, Any]]:
-        if idempotent is None:
-            idempotent = method in ("GET", "DELETE") or content_type == APPLY_CONTENT_TYPE
-        attempts = 1 + (self.target.retries if idempotent else 0)
-        last: KubeError | None = None
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(self._delay(attempt, last))
-            try:
-                return self._send(method, path, query or [], body, content_type, what)
-            except (KubeServerError, KubeTimeout, KubeUnreachable) as e:
-                last = e
-        assert last is not None
-        if attempts > 1:
-            last.message = f"{last.message} (after {attempts} attempts)"
-        raise last
-
-    def _delay(self, attempt: int, last: KubeError | None) -> float:
-        retry_after = getattr(last, "retry_after", None)
-        if isinstance(retry_after, float):
-            return min(retry_after, 8.0)
-        base = self.target.backoff * (2 ** (attempt - 1))
-        return float(min(base, 8.0) * (1 + random.random() * 0.1))
-
-    def _send(
-        self, method: str, path: str, query: list[tuple[str, str]], body: Any,
-        content_type: str, what: str,
-    ) -> tuple[int, dict[str, Any]]:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        try:
-            serialized = self._api.param_serialize(
-                method, path, query_params=list(query), header_params=headers, body=body,
-                auth_settings=["BearerToken"])
-            response: Any = self._api.call_api(
-                *serialized, _request_timeout=self.target.request_timeout)
-            data = response.read() or b""
-            status = int(response.status)
-            retry_after_header = response.getheader("Retry-After")
-        except ApiException as e:
-            status, data, retry_after_header = int(e.status or 0), (e.body or "").encode(), None
-        except urllib3.exceptions.NewConnectionError as e:
-            # Checked first: urllib3 makes it a subclass of ConnectTimeoutError.
-            raise KubeUnreachable(
-                f"{what}: cannot reach the Kubernetes API server at {self.server}: {e}",
-                hint="check the network, the kubeconfig server address and the context"
-            ) from None
-        except urllib3.exceptions.TimeoutError as e:
-            raise KubeTimeout(
-                f"{what}: the Kubernetes API server at {self.server} did not answer within "
-                f"{self.target.request_timeout:g}s ({e})",
-                hint="the server may be overloaded; try again or raise the timeout") from None
-        except urllib3.exceptions.HTTPError as e:
-            raise KubeUnreachable(
-                f"{what}: cannot reach the Kubernetes API server at {self.server}: {e}",
-                hint="check the network, the kubeconfig server address and the context"
-            ) from None
-        text = data.decode("utf-8", errors="replace")
-        try:
-            payload = json.loads(text) if text else {}
-        except ValueError:
-            payload = None
-        if 200 <= status < 300:
-            return status, payload if isinstance(payload, dict) else {}
-        error = error_from_status(status, payload, text, what)
-        if retry_after_header and retry_after_header.isdigit():
-            error.retry_after = float(retry_after_header)  # type: ignore[attr-defined]
-        raise error
+    def request(self, method: str, path: str, *, what: str,
+                query: list[tuple[str, str]] | None = None, body: Any = None,
+                content_type: str = "application/json",
+                idempotent: bool | None = None) -> dict[str, Any]:
+        return self.transport.request(method, path, what=what, query=query, body=body,
+                                      content_type=content_type, idempotent=idempotent)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -291,7 +130,7 @@ class KubeClient:
         if dry_run:
             query.append(("dryRun", "All"))
         verb = "dry-run apply" if dry_run else "apply"
-        return self._request_with_status(
+        return self.transport.request_with_status(
             "PATCH", info.object_path(namespace, meta["name"]), query=query, body=body,
             content_type=APPLY_CONTENT_TYPE, what=f"{verb} {ref(body)}")
 

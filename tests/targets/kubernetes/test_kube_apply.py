@@ -1,4 +1,4 @@
-"""Server-side apply through gatewayctl.live.kube against the fake API server over HTTP."""
+"""Server-side apply through the Kubernetes target's client against the API fake."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from gatewayctl.live.errors import (
+from gatewayctl.render.k8s.objects import strip_server_fields
+from gatewayctl.targets.kubernetes.api import KubeClient, Progress
+from gatewayctl.targets.kubernetes.errors import (
     KubeApplyError,
     KubeConflict,
     KubeInvalid,
     KubeServerError,
     KubeTimeout,
 )
-from gatewayctl.live.kube import KubeClient, KubeTarget, Progress
-from gatewayctl.live.objects import strip_server_fields
+from gatewayctl.targets.kubernetes.options import KubeOptions
 from tests.fakes.kubeapi import FaultRule, KubeAPIServer
-from tests.live import APPLY_ORDER, NAMESPACE, gateway_objects
+from tests.targets.kubernetes import APPLY_ORDER, NAMESPACE, gateway_objects
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def server() -> Iterator[KubeAPIServer]:
 @pytest.fixture
 def kube(server: KubeAPIServer, tmp_path: Path) -> Iterator[KubeClient]:
     path = server.write_kubeconfig(tmp_path / "kubeconfig")
-    target = KubeTarget(kubeconfig=str(path), request_timeout=0.5, retries=2, backoff=0.01)
+    target = KubeOptions(kubeconfig=str(path), request_timeout=0.5, retries=2, backoff=0.01)
     with KubeClient(target) as client:
         yield client
 

@@ -18,7 +18,7 @@ SOURCE_PIPELINE = "gatewayctl.dev/source-pipeline"
 
 
 @dataclass(frozen=True)
-class SourceInfo:
+class Provenance:
     """The origin of a render; every field is optional (a laptop render has none)."""
 
     commit: str | None = None
@@ -27,7 +27,7 @@ class SourceInfo:
     pipeline_url: str | None = None
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> SourceInfo:
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Provenance:
         """Read GitLab CI's predefined variables; unset or empty ones become None."""
         env = os.environ if environ is None else environ
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from gatewayctl.diagnostics import Diagnostic, did_you_mean
 from gatewayctl.errors import GatewayctlError
-from gatewayctl.manifests.bundle import ManifestSet, load_manifest_set
 from gatewayctl.manifests.documents import Manifest
 from gatewayctl.manifests.kinds import RolloutSpec
+from gatewayctl.manifests.manifest_set import ManifestSet, load_manifest_set
 from gatewayctl.rollout.analysis import AnalysisResult
 from gatewayctl.rollout.edit import FieldEdit, FileEdit, prepare_file_edit, write_file_edit
 from gatewayctl.rollout.steps import STARTED_ANNOTATION, Transition, format_time
@@ -30,7 +30,7 @@ GIT_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True)
-class RolloutSource:
+class RolloutDocument:
     root: Path
     manifests: ManifestSet
     manifest: Manifest[RolloutSpec]
@@ -50,7 +50,7 @@ class RolloutSource:
         return tuple(d for d in self.diagnostics if d.is_error)
 
 
-def load_rollout(root: Path, name: str) -> RolloutSource:
+def load_rollout(root: Path, name: str) -> RolloutDocument:
     if not root.is_dir():
         raise GatewayctlError(f"{root} is not a folder",
                               hint="give the manifest root with --root")
@@ -68,7 +68,7 @@ def load_rollout(root: Path, name: str) -> RolloutSource:
         raise GatewayctlError(f"no Rollout named {name} under {root}",
                               hint=f"did you mean {close}?" if close
                               else f"rollouts here: {known}")
-    return RolloutSource(root, mset, found, root / found.doc.path, tuple(diags))
+    return RolloutDocument(root, mset, found, root / found.doc.path, tuple(diags))
 
 
 # --- when the step started ---------------------------------------------------------------------
@@ -95,7 +95,7 @@ def last_commit_time(path: Path) -> datetime | None:
         return None
 
 
-def started_annotation(source: RolloutSource) -> str | None:
+def started_annotation(source: RolloutDocument) -> str | None:
     return source.manifest.metadata.annotations.get(STARTED_ANNOTATION)
 
 
@@ -114,12 +114,12 @@ def transition_edits(transition: Transition, now: datetime) -> list[FieldEdit]:
     return edits
 
 
-def plan_file_edit(source: RolloutSource, transition: Transition, now: datetime) -> FileEdit:
+def plan_file_edit(source: RolloutDocument, transition: Transition, now: datetime) -> FileEdit:
     """The file's new text for a transition (nothing written yet)."""
     return prepare_file_edit(source.path, source.name, transition_edits(transition, now))
 
 
-def write_checked(source: RolloutSource, edit: FileEdit) -> RolloutSource:
+def write_checked(source: RolloutDocument, edit: FileEdit) -> RolloutDocument:
     """Write the edit, then load the root again; put the file back if it added an error."""
     if not edit.changed:
         return source

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from gatewayctl.errors import GatewayctlError
-from gatewayctl.live.errors import (
+from gatewayctl.render.k8s.objects import strip_server_fields
+from gatewayctl.targets.kubernetes.api import KubeClient
+from gatewayctl.targets.kubernetes.errors import (
     KubeConfigError,
     KubeForbidden,
     KubeInvalid,
@@ -17,10 +19,9 @@ from gatewayctl.live.errors import (
     KubeUnreachable,
     error_from_status,
 )
-from gatewayctl.live.kube import KubeClient, KubeTarget
-from gatewayctl.live.objects import strip_server_fields
+from gatewayctl.targets.kubernetes.options import KubeOptions
 from tests.fakes.kubeapi import KubeAPIServer
-from tests.live import NAMESPACE, gateway_objects
+from tests.targets.kubernetes import NAMESPACE, gateway_objects
 
 DEPLOYER = "system:serviceaccount:ci:deployer"
 
@@ -33,7 +34,7 @@ def server() -> Iterator[KubeAPIServer]:
 
 def _client(server: KubeAPIServer, tmp_path: Path, token: str | None = "s3cret") -> KubeClient:
     path = server.write_kubeconfig(tmp_path / "kubeconfig", token=token)
-    return KubeClient(KubeTarget(kubeconfig=str(path), request_timeout=1, retries=1,
+    return KubeClient(KubeOptions(kubeconfig=str(path), request_timeout=1, retries=1,
                                  backoff=0.01))
 
 
@@ -83,7 +84,7 @@ def test_unreachable_server(tmp_path: Path) -> None:
     url = stopped.url
     path = stopped.write_kubeconfig(tmp_path / "kubeconfig")
     stopped.stop()  # nothing listens on that port any more
-    kube = KubeClient(KubeTarget(kubeconfig=str(path), request_timeout=0.5, retries=1,
+    kube = KubeClient(KubeOptions(kubeconfig=str(path), request_timeout=0.5, retries=1,
                                  backoff=0.01))
 
     with pytest.raises(KubeUnreachable) as caught:
@@ -97,7 +98,7 @@ def test_unreachable_server(tmp_path: Path) -> None:
 
 def test_missing_kubeconfig_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(KubeConfigError) as caught:
-        KubeClient(KubeTarget(kubeconfig=str(tmp_path / "absent")))
+        KubeClient(KubeOptions(kubeconfig=str(tmp_path / "absent")))
 
     assert str(tmp_path / "absent") in caught.value.message
 

@@ -1,0 +1,59 @@
+"""The `--live` targets: one edge adapter per destination, behind `base.Target`.
+
+`parse_target` maps a spec to its adapter through one table; each adapter module is imported
+only when its target is used (the Kubernetes one pulls in the client). A new target is a new
+module and a new row, never a new `isinstance` elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from gatewayctl.errors import UsageError
+from gatewayctl.targets.base import Target
+from gatewayctl.targets.kubernetes.options import KubeOptions
+
+TARGET_KINDS = ("kubernetes", "dir:PATH", "git:REF", "local")
+
+
+def _kubernetes(spec: str, root: Path | None, kube: KubeOptions) -> Target:
+    from gatewayctl.targets.kubernetes.target import KubernetesTarget
+
+    return KubernetesTarget(spec, kube)
+
+
+def _local(spec: str, root: Path | None, kube: KubeOptions) -> Target:
+    from gatewayctl.targets.local import LocalTarget
+
+    return LocalTarget(spec)
+
+
+def _dir(spec: str, root: Path | None, kube: KubeOptions) -> Target:
+    from gatewayctl.targets.directory import DirTarget
+
+    return DirTarget(spec, Path(spec[4:]), root)
+
+
+def _git(spec: str, root: Path | None, kube: KubeOptions) -> Target:
+    from gatewayctl.targets.git import GitTarget
+
+    return GitTarget(spec, spec[4:], root or Path("."), kube.namespace)
+
+
+Factory = Callable[[str, Path | None, KubeOptions], Target]
+# (exact spec, or prefix ending in ":") -> adapter
+_TABLE: tuple[tuple[str, Factory], ...] = (
+    ("kubernetes", _kubernetes), ("local", _local), ("dir:", _dir), ("git:", _git),
+)
+
+
+def parse_target(spec: str, root: Path | None, kube: KubeOptions | None = None) -> Target:
+    """The target named by `--live`; `root` is the manifest root (None for a saved plan): a
+    dir: bundle may not be written inside it, and git: reads it at another ref."""
+    spec = spec.strip()
+    for key, factory in _TABLE:
+        if spec == key or (key.endswith(":") and spec.startswith(key) and spec[len(key):]):
+            return factory(spec, root, kube or KubeOptions())
+    raise UsageError(f'unknown live target "{spec}"',
+                     hint=f"use one of: {', '.join(TARGET_KINDS)}")
