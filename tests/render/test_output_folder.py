@@ -266,8 +266,7 @@ def test_a_write_cut_short_while_renaming_is_finished_by_the_next(
 
 def test_the_dir_plan_knows_the_bundle_paths_without_rendering() -> None:
     from gatewayctl.pipeline import compile_root
-    from gatewayctl.plan.compute import render_objects
-    from gatewayctl.render.bundle import bundle_paths, render_files
+    from gatewayctl.render.bundle import bundle_paths, render_files, render_objects
     from tests.cli.helpers import QUICKSTART
 
     ir = compile_root(QUICKSTART).ir
