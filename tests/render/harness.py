@@ -9,9 +9,11 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +229,52 @@ def running_envoy(*args: Any, **kwargs: Any) -> Iterator[RunningEnvoy]:
         yield env
     finally:
         env.stop()
+
+
+@dataclass
+class RejectingUpstream:
+    """A provider that rejects every request with 401 and, as some providers do, echoes the
+    credential it was sent in the error body and a header."""
+
+    server: ThreadingHTTPServer
+    thread: threading.Thread
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+class _RejectingHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        presented = self.headers.get("authorization", "")
+        body = json.dumps(
+            {
+                "error": {
+                    "message": f"Incorrect API key provided: {presented}",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            }
+        ).encode()
+        self.send_response(401)
+        self.send_header("content-type", "application/json")
+        self.send_header("www-authenticate", f'Bearer realm="{presented}"')
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        pass
+
+
+def start_rejecting_upstream() -> RejectingUpstream:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RejectingHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return RejectingUpstream(server, thread)

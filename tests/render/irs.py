@@ -22,6 +22,8 @@ from gatewayctl.ir import (
 
 OPENAI_KEY = "sk-openai-test-0001"
 ANTHROPIC_KEY = "sk-ant-test-0002"
+REJECTED_KEY = "sk-rejected-test-0003"
+BULK_BYTES = 8 * 1024 * 1024
 CONSUMER_KEYS = {"search-app": "gw-key-search", "helpdesk": "gw-key-helpdesk"}
 
 # Everything that could break out of a Lua literal or a config string.
@@ -144,6 +146,8 @@ def build_ir(listener_port: int = 8080) -> GatewayIR:
         _provider("anthropic", ANTHROPIC_KEY, "x-api-key", ""),
         _provider("down", None, "authorization", "Bearer "),
         _provider("openai", OPENAI_KEY, "authorization", "Bearer "),
+        # Its endpoint (tests/render/conftest.py) rejects every credential and echoes it.
+        _provider("rejecting", REJECTED_KEY, "authorization", "Bearer "),
     )
     models = (
         _model("claude-sonnet", "anthropic", "claude-sonnet-4-5", (3.0, 15.0)),
@@ -154,6 +158,7 @@ def build_ir(listener_port: int = 8080) -> GatewayIR:
         _model("gpt-4o-2024-11-20", "openai"),
         _model("llama-3.1-70b", "openai", "meta-llama/Llama-3.1-70B-Instruct", (0.2, 0.2)),
         _model("text-embedding-3-small", "openai", prices=(0.02, 0.0)),
+        _model("rejected-model", "rejecting"),
     )
     rollout = RolloutIR(
         name="chat-canary",
@@ -216,6 +221,30 @@ def build_ir(listener_port: int = 8080) -> GatewayIR:
             policy=PolicyIR(sources=("g",), deny_patterns=(GUARD_PATTERN,), guard_action="log"),
         ),
         _route("assistant", [("gpt-4o-2024-08-06", 100)], prompt=SUPPORT_PROMPT),
+        _route(
+            "guarded-assistant",
+            [("gpt-4o-2024-08-06", 100)],
+            prompt=SUPPORT_PROMPT,
+            policy=PolicyIR(
+                sources=("g",),
+                max_request_bytes=4096,
+                deny_patterns=(GUARD_PATTERN,),
+                guard_action="block",
+                redact=("credit-card", "email"),
+            ),
+        ),
+        # The one route with a large body limit, for one consumer only.
+        _route(
+            "bulk",
+            [("gpt-4o-2024-08-06", 100)],
+            policy=PolicyIR(
+                sources=("b",),
+                api_keys=True,
+                allow_consumers=("search-app",),
+                max_request_bytes=BULK_BYTES,
+            ),
+        ),
+        _route("rejected", [("rejected-model", 100)]),
         _route(
             "hostile",
             [("gpt-4o-2024-08-06", 100)],

@@ -15,6 +15,11 @@ from gatewayctl.local.mock_provider import FaultConfig, FaultRule
 from tests.render import irs
 from tests.render.conftest import Gateway, needs_envoy
 
+NOT_FOUND_MESSAGE = (
+    "No such path: the gateway serves POST /v1/chat/completions, /v1/completions, "
+    "/v1/embeddings and GET /v1/models."
+)
+
 pytestmark = [needs_envoy, pytest.mark.envoy]
 
 
@@ -61,7 +66,7 @@ def test_unknown_path_and_bad_json_are_openai_errors(gateway: Gateway) -> None:
     resp = gateway.envoy.request("GET", "/v2/nothing")
     assert resp.status == 404
     assert _error(resp) == {
-        "message": "Unknown path /v2/nothing.",
+        "message": NOT_FOUND_MESSAGE,
         "type": "invalid_request_error",
         "code": "not_found",
     }

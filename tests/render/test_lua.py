@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gatewayctl.render.envoy import EnvoyOptions
-from gatewayctl.render.envoy.listener import gateway_lua_data
-from gatewayctl.render.envoy.lua import gateway_source, shipped_source, upstream_source
+from gatewayctl.render.envoy.listener import auth_filter_data, gateway_lua_data
+from gatewayctl.render.envoy.lua import auth_source, gateway_source, shipped_source, upstream_source
 from gatewayctl.render.envoy.upstream import provider_data, target_value
 from tests.render import irs
 
@@ -195,42 +196,92 @@ return forwarded(), rh, result
 """
 
 
+# The auth filter (headers only) in a fake Envoy: the headers it leaves, and its reply if any.
+_FAKE_AUTH = r"""
+local req_headers = ...
+local hdrs = {}
+for k, v in pairs(req_headers) do hdrs[k] = v end
+local replied = nil
+local md = { set = function() end }
+local h = {
+  headers = function()
+    return {
+      get = function(_, k) return hdrs[k] end,
+      remove = function(_, k) hdrs[k] = nil end,
+      replace = function(_, k, v) hdrs[k] = v end,
+    }
+  end,
+  streamInfo = function() return { dynamicMetadata = function() return md end } end,
+  clearRouteCache = function() end,
+  respond = function(_, rh, b) replied = b end,
+}
+envoy_on_request(h)
+return hdrs, replied
+"""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The two downstream Lua filters, each run in a Lua state of its own as in Envoy."""
+
+    auth: str
+    gateway: str
+
+
 @pytest.fixture(scope="module")
-def gateway_lua() -> Any:
+def gateway_lua() -> Filters:
     ir = irs.build_ir()
     options = EnvoyOptions(secrets_dir="/nonexistent")
-    return gateway_source(gateway_lua_data(ir, options))
+    return Filters(
+        auth_source(auth_filter_data(ir, options)),
+        gateway_source(gateway_lua_data(ir, options)),
+    )
+
+
+def _authenticate(filters: Filters, headers: dict[bytes, bytes]) -> dict[bytes, bytes]:
+    rt = _runtime()
+    rt.execute(filters.auth)
+    out, replied = rt.execute("return function(...) " + _FAKE_AUTH + " end")(rt.table_from(headers))
+    assert replied is None, replied
+    return dict(out.items())
 
 
 def _run(
-    source: str,
+    filters: Filters,
     body: bytes,
     *,
     path: str = "/v1/chat/completions",
     response: bytes | None = None,
     content_type: str = "application/json",
     chunks: list[bytes] | None = None,
+    headers: dict[bytes, bytes] | None = None,
+    status: int = 200,
 ) -> tuple[bytes, dict[bytes, bytes], dict[bytes, Any]]:
+    sent = _authenticate(filters, {b":method": b"POST", b":path": path.encode(), **(headers or {})})
     rt = _runtime()
-    rt.execute(source)
+    rt.execute(filters.gateway)
     run = rt.execute("return function(...) " + _FAKE_ENVOY + " end")
     table = rt.table_from
-    req_headers = table({b":method": b"POST", b":path": path.encode()})
+    req_headers = table(sent)
     resp_headers = table(
-        {b":status": b"200", b"content-type": content_type.encode(), b"x-gateway-model": b"m"}
+        {
+            b":status": str(status).encode(),
+            b"content-type": content_type.encode(),
+            b"x-gateway-model": b"m",
+        }
     )
-    forwarded, headers, md = run(
+    forwarded, out_headers, md = run(
         body,
         req_headers,
-        200 if response is not None or chunks is not None else None,
+        status if response is not None or chunks is not None else None,
         resp_headers,
         response or b"",
         table(chunks or []),
     )
-    return forwarded, dict(headers.items()), dict(md.items())
+    return forwarded, dict(out_headers.items()), dict(md.items())
 
 
-def test_route_only_request_forwards_the_client_bytes(gateway_lua: str) -> None:
+def test_route_only_request_forwards_the_client_bytes(gateway_lua: Filters) -> None:
     # One backend and no fallback (pinned): the upstream model is written here, and so are
     # the authority and credential the per-attempt filters (off on this route) would set.
     body = b'{ "messages" : [ {"role":"user","content":"hi \\u00e9"} ],\n"n": 1E2,'
@@ -246,7 +297,7 @@ def test_route_only_request_forwards_the_client_bytes(gateway_lua: str) -> None:
     assert md[b"route"] == b"llama" and md[b"requested_model"] == b"llama-70b"
 
 
-def test_one_backend_with_a_fallback_tells_the_upstream_filter(gateway_lua: str) -> None:
+def test_one_backend_with_a_fallback_tells_the_upstream_filter(gateway_lua: Filters) -> None:
     # One backend, a fallback to another model: the backend's upstream name is written here
     # and x-gw-body-model tells the per-attempt filter which attempts need no splice.
     forwarded, headers, _ = _run(gateway_lua, b'{"messages":[],"model":"fallback503"}')
@@ -255,21 +306,15 @@ def test_one_backend_with_a_fallback_tells_the_upstream_filter(gateway_lua: str)
     assert b":authority" not in headers
 
 
-def test_two_backends_leave_the_model_to_the_upstream_filter(gateway_lua: str) -> None:
+def test_two_backends_leave_the_model_to_the_upstream_filter(gateway_lua: Filters) -> None:
     forwarded, headers, _ = _run(gateway_lua, b'{"messages":[],"model":"chat"}')
     assert forwarded == b'{"model":"chat","messages":[]}'
     assert b"x-gw-body-model" not in headers
 
 
-def test_client_cannot_send_the_body_model_header(gateway_lua: str) -> None:
-    rt = _runtime()
-    rt.execute(gateway_lua)
-    run = rt.execute("return function(...) " + _FAKE_ENVOY + " end")
-    headers = rt.table_from(
-        {b":method": b"POST", b":path": b"/v1/chat/completions", b"x-gw-body-model": b"gpt-4o"}
-    )
-    _, out, _ = run(b'{"model":"chat"}', headers, None, rt.table(), b"", rt.table())
-    assert b"x-gw-body-model" not in dict(out.items())
+def test_client_cannot_send_the_body_model_header(gateway_lua: Filters) -> None:
+    _, out, _ = _run(gateway_lua, b'{"model":"chat"}', headers={b"x-gw-body-model": b"gpt-4o"})
+    assert b"x-gw-body-model" not in out
 
 
 @pytest.mark.parametrize(
@@ -280,14 +325,14 @@ def test_client_cannot_send_the_body_model_header(gateway_lua: str) -> None:
         b'{"model":"chat","model":"chat","messages":[]}',
     ],
 )
-def test_repeated_keys_are_re_encoded(gateway_lua: str, body: bytes) -> None:
+def test_repeated_keys_are_re_encoded(gateway_lua: Filters, body: bytes) -> None:
     forwarded, _, _ = _run(gateway_lua, body)
     assert json.loads(forwarded)["model"] == "chat"
     assert forwarded.startswith(b'{"model":"chat",')
     assert forwarded.count(b'"content"') <= 1 and forwarded.count(b'"model"') == 1
 
 
-def test_redaction_and_prompt_re_encode(gateway_lua: str) -> None:
+def test_redaction_and_prompt_re_encode(gateway_lua: Filters) -> None:
     forwarded, _, _ = _run(
         gateway_lua, b'{"model":"guarded","messages":[{"role":"user","content":"mail a@b.co"}]}'
     )
@@ -325,18 +370,18 @@ def _reply(usage_first: bool = False, content: str = "hello") -> bytes:
         _reply(usage_first=True, content='x", "usage": {"prompt_tokens": 999}}'),
     ],
 )
-def test_response_usage_reaches_the_metadata(gateway_lua: str, reply: bytes) -> None:
+def test_response_usage_reaches_the_metadata(gateway_lua: Filters, reply: bytes) -> None:
     _, _, md = _run(gateway_lua, b'{"model":"llama-70b"}', response=reply)
     assert (md[b"prompt_tokens"], md[b"completion_tokens"]) == (5, 7)
 
 
-def test_response_without_usage_sets_no_tokens(gateway_lua: str) -> None:
+def test_response_without_usage_sets_no_tokens(gateway_lua: Filters) -> None:
     reply = json.dumps({"choices": [{"message": {"content": '"usage": {"prompt_tokens": 9}'}}]})
     _, _, md = _run(gateway_lua, b'{"model":"llama-70b"}', response=reply.encode())
     assert b"prompt_tokens" not in md and b"cost_usd" not in md
 
 
-def test_streamed_usage_from_the_final_chunk(gateway_lua: str) -> None:
+def test_streamed_usage_from_the_final_chunk(gateway_lua: Filters) -> None:
     events = [
         {"choices": [{"delta": {"content": '"usage": {"prompt_tokens": 999}'}}], "usage": None},
         {"choices": [{"delta": {"content": "more"}}], "usage": None},

@@ -118,14 +118,16 @@ def test_multi_team_resources() -> None:
     ]
     assert chat[1]["route"]["retry_policy"]["num_retries"] == 3
     assert [f["name"] for f in hcm["http_filters"]] == [
+        "gatewayctl.auth",
+        "envoy.filters.http.buffer",
         "envoy.filters.http.lua",
         "envoy.filters.http.rbac",
         "envoy.filters.http.local_ratelimit",
         "gatewayctl.token_limit",
         "envoy.filters.http.router",
     ]
-    # Buffer big enough for the largest maxRequestBytes (1 MiB baseline) plus headroom.
-    assert listener["per_connection_buffer_limit_bytes"] == 1024 * 1024 + 256 * 1024
+    # The connection's buffer stays at Envoy's default; bodies are bounded per principal.
+    assert listener["per_connection_buffer_limit_bytes"] == 1024 * 1024
 
 
 def test_secrets_never_in_output_only_paths(tmp_path: Path) -> None:

@@ -9,8 +9,7 @@ rules (403, JSON body from local_reply); action log -> shadow rules, which only 
 `envoy.filters.http.rbac: shadow_engine_result` (copied to the access log by Lua). Configured
 once at the listener rather than per route, the policies grow with the distinct guard sets,
 not with the number of routes.
-maxRequestBytes is checked by Lua after route selection; the listener's buffer limit is
-raised so that bodies up to the largest limit are buffered at all.
+Body limits (maxRequestBytes) are body.py's.
 """
 
 from __future__ import annotations
@@ -20,19 +19,10 @@ from typing import Any
 from gatewayctl.ir import GatewayIR, RouteIR
 from gatewayctl.render.envoy.names import INTERNAL_NS, RBAC_FILTER, RBAC_TYPE
 
-DEFAULT_BUFFER_BYTES = 1024 * 1024
-# Room for what the Lua filter adds to a body (a rendered system prompt) after buffering.
-BUFFER_HEADROOM_BYTES = 256 * 1024
-
 
 def search_regex(pattern: str) -> str:
     """RE2 that fully matches any text containing a match of pattern (flags stay scoped)."""
     return f"(?s:.*)(?:{pattern})(?s:.*)"
-
-
-def buffer_limit_bytes(ir: GatewayIR) -> int:
-    largest = max((r.policy.max_request_bytes or 0 for r in ir.routes), default=0)
-    return max(DEFAULT_BUFFER_BYTES, largest) + BUFFER_HEADROOM_BYTES
 
 
 GuardKey = tuple[tuple[str, ...], str]  # (deny patterns, action)

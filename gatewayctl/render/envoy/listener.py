@@ -1,8 +1,10 @@
 """The listener and its HTTP filter chain.
 
-Order matters: Lua (route selection, auth, guardrail text, prompts, token debt) -> RBAC (deny
-patterns of the route Lua selected) -> request limit -> token limit -> router. Filters after
-Lua see the route chosen by the x-gw-route header because Lua clears the route cache.
+Order matters: auth Lua (the principal from the headers, its body class) -> buffer (the
+principal's body bound) -> body Lua (route selection, per-route access, guardrail text, prompts,
+token debt) -> RBAC (deny patterns of the route Lua selected) -> request limit -> token limit ->
+router. Filters after a Lua filter see the route chosen by the x-gw-route header because Lua
+clears the route cache.
 """
 
 from __future__ import annotations
@@ -13,17 +15,23 @@ from typing import Any
 from gatewayctl.ir import GatewayIR, RouteIR
 from gatewayctl.render.envoy.access_log import render_access_log
 from gatewayctl.render.envoy.auth import consumer_data, route_auth_data
+from gatewayctl.render.envoy.body import (
+    LISTENER_BUFFER_BYTES,
+    auth_lua_data,
+    render_buffer_filter,
+    route_body_limit,
+)
 from gatewayctl.render.envoy.clusters import authority, provider_address
 from gatewayctl.render.envoy.guardrails import (
     GuardKey,
-    buffer_limit_bytes,
     guard_sets,
     render_rbac_filter,
     route_guard_set,
 )
 from gatewayctl.render.envoy.local_reply import render_local_reply_config
-from gatewayctl.render.envoy.lua import gateway_source, lua_filter
+from gatewayctl.render.envoy.lua import auth_source, gateway_source, lua_filter
 from gatewayctl.render.envoy.names import (
+    AUTH_FILTER,
     ENDPOINTS,
     HCM_TYPE,
     LISTENER_NAME,
@@ -48,8 +56,7 @@ def _route_policy_data(route: RouteIR, sets: dict[GuardKey, str]) -> dict[str, A
     if data["guard"] is not None and route.policy.guard_action == "log":
         data["guard_logs"] = True  # only then does the response read the RBAC shadow result
     data["token_limits"] = token_limit_data(route)
-    if route.policy.max_request_bytes is not None:
-        data["max_bytes"] = route.policy.max_request_bytes
+    data["max_bytes"] = route_body_limit(route)
     if route.policy.redact:
         data["redact"] = {kind: True for kind in route.policy.redact}
     return data
@@ -90,16 +97,27 @@ def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
         "models": {r.public_model: r.name for r in ir.routes},
         "routes": routes,
         "policies": policies,
-        "consumers": consumer_data(ir, options),
         "prices": {m.name: [m.input_per_million, m.output_per_million] for m in ir.models},
         "providers": provider_data(ir, options),
         "secret_ttl_s": options.secret_ttl_s,
+    }
+
+
+def auth_filter_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
+    """The auth filter's data: consumer key files, principal bounds and body classes."""
+    return {
+        "endpoints": dict(ENDPOINTS),
+        "consumers": consumer_data(ir, options),
+        "secret_ttl_s": options.secret_ttl_s,
         "token_headers": token_charge_headers(ir.routes),
+        **auth_lua_data(ir),
     }
 
 
 def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
     return [
+        lua_filter(AUTH_FILTER, auth_source(auth_filter_data(ir, options))),
+        render_buffer_filter(),
         lua_filter(LUA_FILTER, gateway_source(gateway_lua_data(ir, options))),
         render_rbac_filter(ir),
         *render_ratelimit_filters(ir.routes),
@@ -131,7 +149,7 @@ def render_listener(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
     return {
         "name": LISTENER_NAME,
         "address": {"socket_address": {"address": options.listener_address, "port_value": port}},
-        "per_connection_buffer_limit_bytes": buffer_limit_bytes(ir),
+        "per_connection_buffer_limit_bytes": LISTENER_BUFFER_BYTES,
         "filter_chains": [
             {
                 "filters": [

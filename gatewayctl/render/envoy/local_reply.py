@@ -5,7 +5,9 @@ upstream 503, timeouts) are plain text; each mapper here rewrites one status to
 `{"error": {"message", "type", "code"}}`. The Lua filter writes its replies in that form
 already and marks them with the request header x-gw-reply, which the mappers skip (a
 metadata_filter on the Lua filter's dynamic metadata did not match in this Envoy build).
-Upstream responses are never local replies and pass through untouched.
+Upstream responses are never local replies and pass through untouched. Statuses without a
+mapper of their own (HTTP/1.0's 426, say) get a generic one per class, so no local reply is
+ever plain text. No mapper echoes client input: Envoy cannot mark a value it cuts.
 """
 
 from __future__ import annotations
@@ -26,13 +28,23 @@ REPLIES: dict[int, tuple[str, str, str]] = {
         "invalid_request_error",
         "content_blocked",
     ),
-    404: ("Unknown path %REQ(:PATH)%.", "invalid_request_error", "not_found"),
+    404: (
+        "No such path: the gateway serves POST /v1/chat/completions, /v1/completions, "
+        "/v1/embeddings and GET /v1/models.",
+        "invalid_request_error",
+        "not_found",
+    ),
     408: ("The request timed out.", "invalid_request_error", "request_timeout"),
     413: ("The request body is too large.", "invalid_request_error", "request_too_large"),
     429: (
         "Rate limit exceeded: too many %RESP(" + LIMIT_RESPONSE_HEADER + ")% for this route.",
         "rate_limit_error",
         "rate_limit_exceeded",
+    ),
+    426: (
+        "HTTP/1.0 is not supported: use HTTP/1.1 or HTTP/2.",
+        "invalid_request_error",
+        "http_version_not_supported",
     ),
     431: ("The request headers are too large.", "invalid_request_error", "headers_too_large"),
     500: ("Internal gateway error: %LOCAL_REPLY_BODY%", "server_error", "internal_error"),
@@ -42,37 +54,68 @@ REPLIES: dict[int, tuple[str, str, str]] = {
 }
 
 
+# Statuses without a mapper of their own, by class: (lowest, highest, message, type, code).
+GENERIC_REPLIES: tuple[tuple[int, int, str, str, str], ...] = (
+    (
+        400,
+        499,
+        "The request was rejected: %LOCAL_REPLY_BODY%",
+        "invalid_request_error",
+        "bad_request",
+    ),
+    (500, 599, "Gateway error: %LOCAL_REPLY_BODY%", "server_error", "gateway_error"),
+)
+
+
+def _status_is(op: str, status: int, key: str) -> dict[str, Any]:
+    return {
+        "status_code_filter": {
+            "comparison": {
+                "op": op,
+                "value": {"default_value": status, "runtime_key": f"gatewayctl.local_reply.{key}"},
+            }
+        }
+    }
+
+
+def _not_from_lua() -> dict[str, Any]:
+    return {
+        "header_filter": {
+            "header": {"name": LUA_REPLY_HEADER, "present_match": True, "invert_match": True}
+        }
+    }
+
+
+def _body(message: str, err_type: str, code: str) -> dict[str, Any]:
+    return {"json_format": {"error": {"message": message, "type": err_type, "code": code}}}
+
+
+def _generic_mapper(low: int, high: int, message: str, err_type: str, code: str) -> dict[str, Any]:
+    return {
+        "filter": {
+            "and_filter": {
+                "filters": [
+                    _status_is("GE", low, f"{low // 100}xx.low"),
+                    _status_is("LE", high, f"{low // 100}xx.high"),
+                    _not_from_lua(),
+                ]
+            }
+        },
+        "body_format_override": _body(message, err_type, code),
+    }
+
+
 def _mapper(status: int, message: str, err_type: str, code: str) -> dict[str, Any]:
     mapper: dict[str, Any] = {
         "filter": {
             "and_filter": {
                 "filters": [
-                    {
-                        "status_code_filter": {
-                            "comparison": {
-                                "op": "EQ",
-                                "value": {
-                                    "default_value": status,
-                                    "runtime_key": f"gatewayctl.local_reply.{status}",
-                                },
-                            }
-                        }
-                    },
-                    {
-                        "header_filter": {
-                            "header": {
-                                "name": LUA_REPLY_HEADER,
-                                "present_match": True,
-                                "invert_match": True,
-                            }
-                        }
-                    },
+                    _status_is("EQ", status, str(status)),
+                    _not_from_lua(),
                 ]
             }
         },
-        "body_format_override": {
-            "json_format": {"error": {"message": message, "type": err_type, "code": code}}
-        },
+        "body_format_override": _body(message, err_type, code),
     }
     if status == 403:
         mapper["headers_to_add"] = [
@@ -85,4 +128,7 @@ def _mapper(status: int, message: str, err_type: str, code: str) -> dict[str, An
 
 
 def render_local_reply_config() -> dict[str, Any]:
-    return {"mappers": [_mapper(s, *REPLIES[s]) for s in sorted(REPLIES)]}
+    return {
+        "mappers": [_mapper(s, *REPLIES[s]) for s in sorted(REPLIES)]
+        + [_generic_mapper(*generic) for generic in GENERIC_REPLIES]
+    }

@@ -80,6 +80,11 @@ def gateway_source(data: Mapping[str, Any]) -> str:
     )
 
 
+def auth_source(data: Mapping[str, Any]) -> str:
+    """The auth filter (headers only): data table, then auth.lua."""
+    return "local DATA = " + to_lua(data) + "\n" + shipped_source("auth.lua")
+
+
 def upstream_source(data: Mapping[str, Any]) -> str:
     """The shared upstream filter (router-level): data table, secret reader, upstream.lua."""
     return (

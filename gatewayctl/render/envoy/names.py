@@ -20,6 +20,8 @@ CONSUMER_HEADER = "x-gw-consumer"
 TARGET_HEADER = "x-gw-target"
 TOKEN_CHARGE_HEADER = "x-gw-token-charge-{index}"
 LUA_REPLY_HEADER = "x-gw-reply"  # marks a reply the Lua filter wrote (already JSON)
+# Set by the auth filter for the body filter: `c:<consumer>`, `invalid` or `none`.
+PRINCIPAL_HEADER = "x-gw-principal"
 
 # Response headers the gateway adds.
 ROUTE_RESPONSE_HEADER = "x-gateway-route"
@@ -47,6 +49,7 @@ REQUEST_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 TOKEN_LIMIT_FILTER = "gatewayctl.token_limit"
 RBAC_FILTER = "envoy.filters.http.rbac"
 LUA_FILTER = "envoy.filters.http.lua"
+AUTH_FILTER = "gatewayctl.auth"
 # The router's upstream filters have names of their own, so that a route can switch them off
 # (typed_per_filter_config) without touching the listener's Lua filter.
 UPSTREAM_TARGET_FILTER = "gatewayctl.upstream_target"

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from gatewayctl.ir import GatewayIR, RouteIR
+from gatewayctl.render.envoy.body import body_classes, buffer_disabled, buffer_per_route
 from gatewayctl.render.envoy.clusters import chain
 from gatewayctl.render.envoy.names import (
     API_PATH_REGEX,
@@ -27,6 +28,7 @@ from gatewayctl.render.envoy.names import (
     HEADER_INPUT_TYPE,
     METADATA_NS,
     MODEL_RESPONSE_HEADER,
+    PRINCIPAL_HEADER,
     ROUTE_CONFIG_NAME,
     ROUTE_HEADER,
     ROUTE_LIST_TYPE,
@@ -136,6 +138,18 @@ def route_entries(vhost: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
         yield from action.get("typed_config", {}).get("routes", [])
 
 
+def _body_class_route(key: str, cap: int) -> dict[str, Any]:
+    """Where the auth filter sends a request until the body filter has picked its route: the
+    buffer filter's bound for the principal (body.py). Reaching the action means the body
+    filter did not pick a route (it failed): the request goes nowhere."""
+    return {
+        "name": key,
+        "match": {"prefix": "/"},
+        "direct_response": {"status": 500, "body": {"inline_string": "no route was selected"}},
+        "typed_per_filter_config": buffer_per_route(cap),
+    }
+
+
 def render_route_config(ir: GatewayIR) -> dict[str, Any]:
     """The route table. Gateway routes sit in a matcher tree keyed by x-gw-route: an exact-match
     map, so finding a route costs the same with 10 or 10,000 of them (a `routes` list is
@@ -152,17 +166,21 @@ def render_route_config(ir: GatewayIR) -> dict[str, Any]:
             },
             "direct_response": {"status": 200, "body": {"inline_string": models_list_body(ir)}},
             "response_headers_to_add": [_header("content-type", "application/json")],
+            "typed_per_filter_config": buffer_disabled(),
         },
         {
             "name": "not-found",
             "match": {"prefix": "/"},
             "direct_response": {"status": 404, "body": {"inline_string": "not found"}},
+            "typed_per_filter_config": buffer_disabled(),
         },
     ]
     keyed: dict[str, Any] = {}
     for route in sorted(ir.routes, key=lambda r: r.name):
         entries = render_gateway_routes(ir, route, route.name in pinned)
         keyed[route.name] = _route_list(entries)
+    for cap, key in body_classes(ir).items():
+        keyed[key] = _route_list([_body_class_route(key, cap)])
     vhost: dict[str, Any] = {"name": VIRTUAL_HOST_NAME, "domains": ["*"]}
     if keyed:
         tree = {
@@ -175,9 +193,11 @@ def render_route_config(ir: GatewayIR) -> dict[str, Any]:
         vhost["matcher"] = {"matcher_tree": tree, "on_no_match": _route_list(fallback)}
     else:  # a matcher tree needs at least one key
         vhost["routes"] = fallback
-    vhost["request_headers_to_remove"] = [ROUTE_HEADER, CONSUMER_HEADER] + token_charge_headers(
-        ir.routes
-    )
+    vhost["request_headers_to_remove"] = [
+        ROUTE_HEADER,
+        CONSUMER_HEADER,
+        PRINCIPAL_HEADER,
+    ] + token_charge_headers(ir.routes)
     # Unset values (direct responses, Lua replies) add no header.
     vhost["response_headers_to_add"] = [
         _header(MODEL_RESPONSE_HEADER, f"%UPSTREAM_METADATA({METADATA_NS}:model)%"),

@@ -1,34 +1,35 @@
--- The gateway's downstream Lua filter: route selection, API keys, guardrails, prompts,
--- token accounting. Prepended at render time by `local json = ...`, `local DATA = ...` (the
--- generated, escaped data table) and `read_secret` (secrets.lua); this file holds no manifest
--- data itself.
+-- The gateway's downstream body filter: route selection, per-route access, guardrails,
+-- prompts, token accounting. Prepended at render time by `local json = ...`, `local DATA = ...`
+-- (the generated, escaped data table) and `read_secret` (secrets.lua); this file holds no
+-- manifest data itself. The auth filter (auth.lua) runs before it, from the headers alone,
+-- and the buffer filter between them has bounded the body by the client's largest route.
 --
--- Request: buffer the body, decode it, pick the route from `model`, then authenticate,
--- check size, publish the message text for the RBAC deny-pattern match, redact, inject the
--- prompt, charge token debt, rewrite the body (`model` first, for the upstream splice) and
--- set x-gw-route for the route table. The body is re-encoded only when its content changes
--- (redaction, prompt); otherwise the original member bytes are forwarded with `model` moved
--- first and `prompt_variables` left out. A route with one backend gets that model's upstream
--- name written here, and x-gw-body-model tells the upstream filter it need not touch the body;
--- if no attempt can go to another model either (a pinned route), the authority and the
--- provider credential are set here too, and the route skips the per-attempt filters.
+-- Request: decode the body, pick the route from `model`, then check the route's body limit
+-- and access (the principal auth.lua found), inject the prompt, publish every text of the
+-- body the provider will read for the RBAC deny-pattern match, redact the same text, charge
+-- token debt, rewrite the body (`model` first, for the upstream splice) and set x-gw-route for
+-- the route table. The body is re-encoded only when its content changes (redaction, prompt);
+-- otherwise the original member bytes are forwarded with `model` moved first and
+-- `prompt_variables` left out. A route with one backend gets that model's upstream name
+-- written here, and x-gw-body-model tells the upstream filter it need not touch the body; if
+-- no attempt can go to another model either (a pinned route), the authority and the provider
+-- credential are set here too, and the route skips the per-attempt filters.
 -- Response: usage -> metadata for the access log, token debt, x-gateway-prompt-version; only
--- the top-level `usage` member is decoded.
+-- the top-level `usage` member is decoded. A provider's 401/403 (a rejected gateway
+-- credential) becomes the gateway's own 502, so nothing of the provider's reply, which may
+-- echo the credential, reaches the client.
 
 -- gw: what the access log shows (logged whole, as one object); gw.internal: state no log
 -- needs (the guard set and message text for RBAC, token debt carried into the limiter).
 local NS = "gw"
 local INTERNAL_NS = "gw.internal"
 local BODY_MODEL_HEADER = "x-gw-body-model"
-local INTERNAL_HEADERS = { "x-gw-route", "x-gw-consumer", "x-gw-target", "x-gw-reply", BODY_MODEL_HEADER }
+local PRINCIPAL_HEADER = "x-gw-principal"
 local CLIENT_KEY_HEADERS = { "authorization", "x-api-key", "api-key" }
-local OTHER_KEY_HEADERS = { "x-api-key", "api-key" }
 local find, sub, gsub, match, byte = string.find, string.sub, string.gsub, string.match, string.byte
 local concat = table.concat
 local is_object, is_array = json.is_object, json.is_array
 
--- Per worker: consumer keys read from the mounted secret files, refreshed after a TTL.
-local key_cache = { expires = -1, by_key = {} }
 -- Per worker: tokens used by finished responses and not yet charged to the shared bucket,
 -- by "<limit key>|<route>|<consumer>".
 local token_debt = {}
@@ -43,44 +44,6 @@ end
 -- The metadata key of each token limit's carried debt, made once rather than per request.
 for _, policy in pairs(DATA.policies) do
   for i, limit in ipairs(policy.token_limits) do limit.carried_key = "token_carried_" .. i end
-end
-
--- Without whitespace (isspace) at either end.
-local function trim(s)
-  local first = find(s, "%S")
-  if first == nil then return "" end
-  local last = #s
-  while true do
-    local c = byte(s, last)
-    if c ~= 32 and (c < 9 or c > 13) then break end
-    last = last - 1
-  end
-  if first == 1 and last == #s then return s end
-  return sub(s, first, last)
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if f == nil then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function consumer_for_key(key)
-  local now = os.time()
-  if now >= key_cache.expires then
-    local by_key = {}
-    for _, c in ipairs(DATA.consumers) do
-      local value = read_file(c.file)
-      if value ~= nil then
-        value = trim(value)
-        if value ~= "" then by_key[value] = c.name end
-      end
-    end
-    key_cache = { expires = now + DATA.secret_ttl_s, by_key = by_key }
-  end
-  return key_cache.by_key[key]
 end
 
 -- A pinned route (one model for every attempt; see upstream.py pinned_models) has the router's
@@ -98,26 +61,6 @@ local function set_target(h, hdrs, pinned)
   end
 end
 
-local function presented_key(hdrs)
-  local auth = hdrs:get("authorization")
-  if auth ~= nil then
-    -- "Bearer" (any case), whitespace, the key
-    local scheme = sub(auth, 1, 6)
-    if (scheme == "Bearer" or string.lower(scheme) == "bearer") and find(auth, "^%s", 7) then
-      local bearer = trim(sub(auth, 8))
-      if bearer ~= "" then return bearer end
-    end
-  end
-  for _, name in ipairs(OTHER_KEY_HEADERS) do
-    local v = hdrs:get(name)
-    if v ~= nil then
-      v = trim(v)
-      if v ~= "" then return v end
-    end
-  end
-  return nil
-end
-
 -- Handles taken before h:body() are invalid after it: fetch the metadata map after it.
 local function reply(h, status, message, err_type, code)
   h:streamInfo():dynamicMetadata():set(NS, "local_reply", true)
@@ -126,32 +69,112 @@ local function reply(h, status, message, err_type, code)
   h:respond({ [":status"] = tostring(status), ["content-type"] = "application/json" }, body)
 end
 
--- Text of a request that guardrails look at: message contents, prompt, input.
-local function add_text(out, n, v)
-  if type(v) == "string" then
-    n = n + 1; out[n] = v
-  elseif is_array(v) then
-    for _, item in ipairs(v) do
-      if type(item) == "string" then
+-- Text the provider reads -------------------------------------------------------------------
+-- A provider reads every string of the body: message text of every role and part (a string,
+-- an array of parts or one part object), tool calls (names and arguments), tool and function
+-- definitions (descriptions, parameter schemas), `prompt`, `input`, the injected prompt. The
+-- deny patterns see all of it, object keys below the top level included (a schema's property
+-- names reach the model too). Left out, as not text: the top-level member names (the API's
+-- parameters), `model`, and the values of `role` and `type` (enumerations the provider checks).
+local NOT_TEXT = { role = true, type = true }
+-- Redaction rewrites the same strings except these identifiers, whose rewriting would break
+-- the tool round trip (a call's id, a function's name); the deny patterns still see them.
+local NOT_REDACTED = { model = true, role = true, type = true, name = true, id = true,
+                       tool_call_id = true, call_id = true }
+
+local function add_strings(v, out, n)
+  if is_array(v) then
+    for i = 1, #v do
+      local item = v[i]
+      local t = type(item)
+      if t == "string" then
         n = n + 1; out[n] = item
-      elseif is_object(item) and type(item.text) == "string" then
-        n = n + 1; out[n] = item.text
+      elseif t == "table" then
+        n = add_strings(item, out, n)
+      end
+    end
+    return n
+  end
+  for k, item in pairs(v) do
+    n = n + 1; out[n] = k
+    if not NOT_TEXT[k] then
+      local t = type(item)
+      if t == "string" then
+        n = n + 1; out[n] = item
+      elseif t == "table" then
+        n = add_strings(item, out, n)
       end
     end
   end
   return n
 end
 
-local function collect_text(req)
+local function guard_text(req)
   local out, n = {}, 0
-  if is_array(req.messages) then
-    for _, m in ipairs(req.messages) do
-      if is_object(m) then n = add_text(out, n, m.content) end
+  for k, v in pairs(req) do
+    if k ~= "model" then
+      local t = type(v)
+      if t == "string" then
+        n = n + 1; out[n] = v
+      elseif t == "table" then
+        n = add_strings(v, out, n)
+      end
     end
   end
-  n = add_text(out, n, req.prompt)
-  n = add_text(out, n, req.input)
   return concat(out, "\n")
+end
+
+-- Text that Envoy's dynamic metadata carries whole and RE2 reads as UTF-8. A metadata string
+-- ends at its first NUL, so NUL becomes a space; RE2's `.` matches no byte that is outside a
+-- valid UTF-8 sequence, so one such byte anywhere would keep `(?s:.*)P(?s:.*)` from matching
+-- the whole text: each becomes U+FFFD. Nothing else changes.
+local REPLACEMENT = "\239\191\189"
+local function carried_text(s)
+  local i = find(s, "[%z\128-\255]")
+  if i == nil then return s end
+  local out, n, from, len = {}, 0, 1, #s
+  while i ~= nil do
+    local c = byte(s, i)
+    local size = 0
+    if c >= 0xC2 and c <= 0xDF then size = 2
+    elseif c >= 0xE0 and c <= 0xEF then size = 3
+    elseif c >= 0xF0 and c <= 0xF4 then size = 4 end
+    local ok = size > 0 and i + size - 1 <= len
+    if ok then
+      for j = i + 1, i + size - 1 do
+        local cc = byte(s, j)
+        if cc < 0x80 or cc > 0xBF then ok = false; break end
+      end
+      if ok then
+        local c2 = byte(s, i + 1)
+        if (c == 0xE0 and c2 < 0xA0) or (c == 0xED and c2 > 0x9F)
+            or (c == 0xF0 and c2 < 0x90) or (c == 0xF4 and c2 > 0x8F) then
+          ok = false
+        end
+      end
+    end
+    if ok then
+      i = i + size
+    else
+      out[n + 1] = sub(s, from, i - 1)
+      out[n + 2] = c == 0 and " " or REPLACEMENT
+      n = n + 2
+      i = i + 1
+      from = i
+    end
+    i = find(s, "[%z\128-\255]", i)
+  end
+  if n == 0 then return s end
+  out[n + 1] = sub(s, from)
+  return concat(out)
+end
+
+-- Client text shown in an error message or the access log: valid UTF-8 without NUL, at most
+-- SHOWN_MAX bytes, and a cut one says so.
+local SHOWN_MAX = 256
+local function shown(s)
+  if #s <= SHOWN_MAX then return carried_text(s) end
+  return carried_text(sub(s, 1, SHOWN_MAX)) .. "...(truncated, " .. #s .. " bytes)"
 end
 
 -- Redaction ---------------------------------------------------------------------------------
@@ -234,39 +257,33 @@ local function redact_string(s, kinds)
   return s
 end
 
--- Redacts in place; returns true if any text changed.
-local function redact_value(holder, key, kinds)
-  local v = holder[key]
-  if type(v) == "string" then
-    local r = redact_string(v, kinds)
-    if r == v then return false end
-    holder[key] = r
-    return true
-  end
+-- Redacts every string of v in place but those under NOT_REDACTED keys; true if any changed.
+local function redact_table(v, kinds)
   local changed = false
   if is_array(v) then
-    for i, item in ipairs(v) do
-      if type(item) == "string" then
+    for i = 1, #v do
+      local item = v[i]
+      local t = type(item)
+      if t == "string" then
         local r = redact_string(item, kinds)
         if r ~= item then v[i] = r; changed = true end
-      elseif is_object(item) and type(item.text) == "string" then
-        local r = redact_string(item.text, kinds)
-        if r ~= item.text then item.text = r; changed = true end
+      elseif t == "table" and redact_table(item, kinds) then
+        changed = true
+      end
+    end
+    return changed
+  end
+  for k, item in pairs(v) do
+    if not NOT_REDACTED[k] then
+      local t = type(item)
+      if t == "string" then
+        local r = redact_string(item, kinds)
+        if r ~= item then v[k] = r; changed = true end
+      elseif t == "table" and redact_table(item, kinds) then
+        changed = true
       end
     end
   end
-  return changed
-end
-
-local function redact_request(req, kinds)
-  local changed = false
-  if is_array(req.messages) then
-    for _, m in ipairs(req.messages) do
-      if is_object(m) and redact_value(m, "content", kinds) then changed = true end
-    end
-  end
-  if redact_value(req, "prompt", kinds) then changed = true end
-  if redact_value(req, "input", kinds) then changed = true end
   return changed
 end
 
@@ -282,27 +299,32 @@ local function pick_version(prompt)
   return prompt.versions[#prompt.versions]
 end
 
--- Returns the rendered text, or nil and the name of a missing required variable.
-local function render_prompt(version, vars)
+-- Returns the rendered text; or nil and the name of a missing required variable; or nil,
+-- nil and true when the text would be longer than `limit` bytes (checked before it is built,
+-- so a variable used many times cannot make a worker allocate more than that).
+local function render_prompt(version, vars, limit)
   for _, name in ipairs(version.required) do
     local v = vars[name]
     if v == nil or v == json.null then return nil, name end
   end
-  local out = {}
+  local out, size = {}, 0
   for i, part in ipairs(version.parts) do
+    local v
     if part.var == nil then
-      out[i] = part.text
+      v = part.text
     else
-      local v = vars[part.var]
+      v = vars[part.var]
       if v == nil or v == json.null then
         v = part.default or ""
       elseif type(v) ~= "string" then
         v = json.encode(v)
       end
-      out[i] = v
     end
+    size = size + #v
+    if size > limit then return nil, nil, true end
+    out[i] = v
   end
-  return table.concat(out)
+  return concat(out)
 end
 
 -- Token limits ------------------------------------------------------------------------------
@@ -332,15 +354,15 @@ end
 
 function envoy_on_request(h)
   local hdrs = h:headers()
-  for _, name in ipairs(INTERNAL_HEADERS) do hdrs:remove(name) end
-  for _, name in ipairs(DATA.token_headers) do hdrs:remove(name) end
-  local method = hdrs:get(":method")
-  local path = match(hdrs:get(":path") or "", "^[^?]*")
-  local endpoint = DATA.endpoints[path]
-  if endpoint == nil or method ~= "POST" then return end
+  -- auth.lua removed every client copy of the internal headers and, for these requests, set
+  -- x-gw-principal; requests it let pass without one are not the gateway's.
+  local endpoint = DATA.endpoints[match(hdrs:get(":path") or "", "^[^?]*")]
+  if endpoint == nil or hdrs:get(":method") ~= "POST" then return end
 
   local body = h:body()
   hdrs = h:headers()  -- handles taken before body() are invalid after it
+  local principal = hdrs:get(PRINCIPAL_HEADER) or "none"
+  hdrs:remove(PRINCIPAL_HEADER)
   if body == nil or body:length() == 0 then
     return reply(h, 400, "The request body must be a JSON object.", "invalid_request_error", "invalid_body")
   end
@@ -354,30 +376,30 @@ function envoy_on_request(h)
     return reply(h, 400, "The request must name a `model`.", "invalid_request_error", "missing_model")
   end
   local md = h:streamInfo():dynamicMetadata()
-  md:set(NS, "requested_model", model)
   local route_name = DATA.models[model]
   if route_name == nil then
-    return reply(h, 404, "The model `" .. model .. "` does not exist.", "invalid_request_error", "model_not_found")
+    local text = shown(model)
+    md:set(NS, "requested_model", text)
+    return reply(h, 404, "The model `" .. text .. "` does not exist.", "invalid_request_error", "model_not_found")
   end
+  -- A route's public name: known, short, valid UTF-8.
+  md:set(NS, "requested_model", model)
   local route = DATA.routes[route_name]
   md:set(NS, "route", route_name)
 
-  if route.max_bytes ~= nil and #raw > route.max_bytes then
+  if #raw > route.max_bytes then
     return reply(h, 413, "The request body is larger than " .. route.max_bytes .. " bytes.",
       "invalid_request_error", "request_too_large")
   end
 
-  local key = presented_key(hdrs)
   local consumer = nil
-  if key ~= nil then consumer = consumer_for_key(key) end
-  if route.api_keys then
-    if key == nil then
-      return reply(h, 401, "Missing API key: send `Authorization: Bearer <key>` or `x-api-key`.",
-        "authentication_error", "missing_api_key")
-    end
-    if consumer == nil then
+  if sub(principal, 1, 2) == "c:" then consumer = sub(principal, 3) end
+  if route.api_keys and consumer == nil then
+    if principal == "invalid" then
       return reply(h, 401, "Invalid API key.", "authentication_error", "invalid_api_key")
     end
+    return reply(h, 401, "Missing API key: send `Authorization: Bearer <key>` or `x-api-key`.",
+      "authentication_error", "missing_api_key")
   end
   if route.allow ~= nil and (consumer == nil or not route.allow[consumer]) then
     return reply(h, 403, "This consumer may not use the model `" .. model .. "`.",
@@ -387,17 +409,10 @@ function envoy_on_request(h)
   md:set(NS, "consumer", consumer)
   for _, name in ipairs(CLIENT_KEY_HEADERS) do hdrs:remove(name) end
 
-  if route.guard ~= nil then
-    -- The listener's RBAC matches the deny patterns (RE2) of guard set `set` against `text`;
-    -- see guardrails.py.
-    md:set(INTERNAL_NS, "set", route.guard)
-    md:set(INTERNAL_NS, "text", collect_text(req))
-  end
   -- Whether the body's content changes (then it is re-encoded) beyond `model` and
   -- `prompt_variables`; a repeated key anywhere also re-encodes, so what the provider reads is
   -- what the gateway checked (the decoder keeps a repeated key's last value).
   local reencode = not unique
-  if route.redact ~= nil and redact_request(req, route.redact) then reencode = true end
 
   local variables = req.prompt_variables
   req.prompt_variables = nil
@@ -406,7 +421,11 @@ function envoy_on_request(h)
       return reply(h, 400, "`prompt_variables` must be an object.", "invalid_request_error", "invalid_prompt_variables")
     end
     local version = pick_version(route.prompt)
-    local text, missing = render_prompt(version, variables or {})
+    local text, missing, too_large = render_prompt(version, variables or {}, route.max_bytes)
+    if too_large then
+      return reply(h, 413, "The rendered prompt would be larger than " .. route.max_bytes .. " bytes.",
+        "invalid_request_error", "prompt_too_large")
+    end
     if text == nil then
       return reply(h, 400, "Missing required prompt variable `" .. missing .. "` in `prompt_variables`.",
         "invalid_request_error", "missing_prompt_variable")
@@ -422,6 +441,14 @@ function envoy_on_request(h)
     md:set(NS, "prompt", route.prompt.name)
     md:set(NS, "prompt_version", version.version)
   end
+
+  if route.guard ~= nil then
+    -- The listener's RBAC matches the deny patterns (RE2) of guard set `set` against `text`,
+    -- which is what the provider would read, before redaction; see guardrails.py.
+    md:set(INTERNAL_NS, "set", route.guard)
+    md:set(INTERNAL_NS, "text", carried_text(guard_text(req)))
+  end
+  if route.redact ~= nil and redact_table(req, route.redact) then reencode = true end
 
   for _, limit in ipairs(route.token_limits) do
     local dk = debt_key(limit, route_name, consumer)
@@ -509,6 +536,29 @@ local function charge_tokens(info, route, used)
   end
 end
 
+-- A 401/403 from a provider (x-gateway-model names the model whose endpoint answered; the
+-- gateway's own 401/403 never come from an upstream) means it rejected the gateway's
+-- credential: the client's own authentication passed. The provider's reply may echo the
+-- credential, so none of it is passed on: the client gets the gateway's 502, and the log the
+-- provider's status.
+local UPSTREAM_AUTH_ERROR = json.encode({ error = {
+  message = "The provider rejected the gateway's credentials for this model; the gateway's operators have to fix them.",
+  type = "server_error",
+  code = "upstream_authentication_failed",
+} })
+local UPSTREAM_HEADERS_DROPPED = { "content-encoding", "www-authenticate", "set-cookie", "etag", "last-modified" }
+
+local function replace_upstream_auth_error(h, hdrs, md, status)
+  md:set(NS, "upstream_status", status)
+  hdrs:replace(":status", "502")
+  hdrs:replace("content-type", "application/json")
+  for _, name in ipairs(UPSTREAM_HEADERS_DROPPED) do hdrs:remove(name) end
+  local body = h:body()
+  if body ~= nil then
+    body:setBytes(UPSTREAM_AUTH_ERROR)
+  end
+end
+
 function envoy_on_response(h)
   local md = h:streamInfo():dynamicMetadata()
   local info = md:get(NS)
@@ -516,6 +566,10 @@ function envoy_on_response(h)
   local route = DATA.routes[info.route]
   local hdrs = h:headers()
   local status = tonumber(hdrs:get(":status")) or 0
+  if (status == 401 or status == 403) and hdrs:get("x-gateway-model") ~= nil
+      and hdrs:get("x-gateway-guardrail") == nil then
+    return replace_upstream_auth_error(h, hdrs, md, status)
+  end
   if info.prompt_version ~= nil then
     hdrs:replace("x-gateway-prompt-version", string.format("%d", info.prompt_version))
   end

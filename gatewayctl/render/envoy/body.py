@@ -1,0 +1,102 @@
+"""Request body limits: decided from the headers, enforced while the body arrives.
+
+Each route accepts bodies up to its `maxRequestBytes` (DEFAULT_MAX_REQUEST_BYTES without one).
+The route is only known once the body is read (it is the body's `model`), so the bound that
+applies while reading is the principal's: the largest limit among the routes the presented
+key's consumer (or, without a valid key, an anonymous client) may use at all. The auth filter
+(lua/auth.lua) finds the principal from the headers, answers 401/403 when no route is open to
+it and 413 when Content-Length is over its bound, and otherwise names the bound's *body class*
+in x-gw-route. Each class is a route table entry (`_body_<bytes>`; gateway route names have no
+`_`) whose per-route config makes the buffer filter that follows buffer at most that many bytes
+(plus room for what the body filter adds), answering 413 beyond: a chunked body is cut off
+there too. The body filter then selects the real route and checks its exact limit.
+
+So one route's large limit raises the bound only for the clients that may use that route, an
+unauthenticated client on a gateway whose routes all need keys is answered before any body
+byte is buffered, and the listener's own buffer stays at Envoy's default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gatewayctl.ir import GatewayIR, RouteIR
+from gatewayctl.render.envoy.names import TYPE_PREFIX
+
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+# Envoy's default per-connection buffer, written out: the stream's bound until the buffer
+# filter sets the principal's.
+LISTENER_BUFFER_BYTES = 1024 * 1024
+# Room above a class's request bound: the stream's buffer limit also bounds the buffered
+# reply the body filter reads `usage` from.
+BUFFER_HEADROOM_BYTES = 256 * 1024
+
+BUFFER_FILTER = "envoy.filters.http.buffer"
+BUFFER_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.buffer.v3.Buffer"
+BUFFER_PER_ROUTE_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.buffer.v3.BufferPerRoute"
+BODY_CLASS_PREFIX = "_body_"
+
+
+def route_body_limit(route: RouteIR) -> int:
+    return route.policy.max_request_bytes or DEFAULT_MAX_REQUEST_BYTES
+
+
+def _open_to(route: RouteIR, consumer: str | None) -> bool:
+    """Whether `consumer` (None: no valid key) may use the route at all."""
+    allow = route.policy.allow_consumers
+    if consumer is None:
+        return not route.policy.api_keys and allow is None
+    return allow is None or consumer in allow
+
+
+def _cap(ir: GatewayIR, consumer: str | None) -> int | None:
+    limits = [route_body_limit(r) for r in ir.routes if _open_to(r, consumer)]
+    return max(limits) if limits else None
+
+
+def principal_caps(ir: GatewayIR) -> tuple[int | None, dict[str, int]]:
+    """(anonymous clients' bound or None, each consumer's bound; consumers no route allows are
+    left out)."""
+    consumers = {c.name: _cap(ir, c.name) for c in ir.consumers}
+    return _cap(ir, None), {name: cap for name, cap in consumers.items() if cap is not None}
+
+
+def body_classes(ir: GatewayIR) -> dict[int, str]:
+    """Every principal bound -> the x-gw-route key of its class."""
+    anonymous, consumers = principal_caps(ir)
+    caps = set(consumers.values()) | ({anonymous} if anonymous is not None else set())
+    return {cap: f"{BODY_CLASS_PREFIX}{cap}" for cap in sorted(caps)}
+
+
+def auth_lua_data(ir: GatewayIR) -> dict[str, Any]:
+    anonymous, consumers = principal_caps(ir)
+    return {
+        "anonymous_cap": anonymous,
+        "consumer_caps": consumers,
+        "body_classes": {str(cap): key for cap, key in body_classes(ir).items()},
+    }
+
+
+def buffer_per_route(max_bytes: int) -> dict[str, Any]:
+    return {
+        BUFFER_FILTER: {
+            "@type": BUFFER_PER_ROUTE_TYPE,
+            "buffer": {"max_request_bytes": max_bytes + BUFFER_HEADROOM_BYTES},
+        }
+    }
+
+
+def buffer_disabled() -> dict[str, Any]:
+    """On the routes that answer without a body (model list, 404): nothing is buffered."""
+    return {BUFFER_FILTER: {"@type": BUFFER_PER_ROUTE_TYPE, "disabled": True}}
+
+
+def render_buffer_filter() -> dict[str, Any]:
+    """The listener's entry; every route that reaches it carries its own bound."""
+    return {
+        "name": BUFFER_FILTER,
+        "typed_config": {
+            "@type": BUFFER_TYPE,
+            "max_request_bytes": DEFAULT_MAX_REQUEST_BYTES + BUFFER_HEADROOM_BYTES,
+        },
+    }

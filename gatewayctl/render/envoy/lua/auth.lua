@@ -1,0 +1,115 @@
+-- The gateway's first filter: authentication from the request headers alone, before any body
+-- is read. Prepended at render time by `local DATA = ...` (consumer key files, the body cap of
+-- each consumer and of anonymous clients, the body class route key of each cap); this file
+-- holds no manifest data itself.
+--
+-- For a POST to an OpenAI endpoint: remove every client copy of the internal headers, find the
+-- consumer from the presented key (`Authorization: Bearer`, `x-api-key`, `api-key`), and
+-- answer at once, without reading the body, when no route could accept the request:
+-- 401 (no or an unknown key, and no route is open to anonymous clients), 403 (a consumer that
+-- no route allows), 413 (a Content-Length over the largest body any route open to this client
+-- accepts). Otherwise the principal goes into x-gw-principal (`c:<consumer>`, `invalid` or
+-- `none`) for the body filter, and x-gw-route names the body class of that cap: the route
+-- table's entry for it configures the buffer filter that comes next to buffer at most that
+-- many bytes (413 beyond). The body filter then picks the real route from `model`.
+
+local INTERNAL_HEADERS = {
+  "x-gw-route", "x-gw-consumer", "x-gw-target", "x-gw-reply", "x-gw-body-model", "x-gw-principal",
+}
+local OTHER_KEY_HEADERS = { "x-api-key", "api-key" }
+local find, sub, byte, match = string.find, string.sub, string.byte, string.match
+
+-- Per worker: consumer keys read from the mounted secret files, refreshed after a TTL.
+local key_cache = { expires = -1, by_key = {} }
+
+local function trim(s)
+  local first = find(s, "%S")
+  if first == nil then return "" end
+  local last = #s
+  while true do
+    local c = byte(s, last)
+    if c ~= 32 and (c < 9 or c > 13) then break end
+    last = last - 1
+  end
+  if first == 1 and last == #s then return s end
+  return sub(s, first, last)
+end
+
+local function consumer_for_key(key)
+  local now = os.time()
+  if now >= key_cache.expires then
+    local by_key = {}
+    for _, c in ipairs(DATA.consumers) do
+      local f = io.open(c.file, "rb")
+      if f ~= nil then
+        local value = trim(f:read("*a") or "")
+        f:close()
+        if value ~= "" then by_key[value] = c.name end
+      end
+    end
+    key_cache = { expires = now + DATA.secret_ttl_s, by_key = by_key }
+  end
+  return key_cache.by_key[key]
+end
+
+local function presented_key(hdrs)
+  local auth = hdrs:get("authorization")
+  if auth ~= nil then
+    -- "Bearer" (any case), whitespace, the key
+    local scheme = sub(auth, 1, 6)
+    if (scheme == "Bearer" or string.lower(scheme) == "bearer") and find(auth, "^%s", 7) then
+      local bearer = trim(sub(auth, 8))
+      if bearer ~= "" then return bearer end
+    end
+  end
+  for _, name in ipairs(OTHER_KEY_HEADERS) do
+    local v = hdrs:get(name)
+    if v ~= nil then
+      v = trim(v)
+      if v ~= "" then return v end
+    end
+  end
+  return nil
+end
+
+local function reply(h, status, message, err_type, code)
+  h:streamInfo():dynamicMetadata():set("gw", "local_reply", true)
+  h:headers():replace("x-gw-reply", "lua")  -- local_reply mappers leave this reply alone
+  local body = '{"error":{"code":"' .. code .. '","message":"' .. message .. '","type":"' .. err_type .. '"}}'
+  h:respond({ [":status"] = tostring(status), ["content-type"] = "application/json" }, body)
+end
+
+function envoy_on_request(h)
+  local hdrs = h:headers()
+  for _, name in ipairs(INTERNAL_HEADERS) do hdrs:remove(name) end
+  for _, name in ipairs(DATA.token_headers) do hdrs:remove(name) end
+  if hdrs:get(":method") ~= "POST" then return end
+  if DATA.endpoints[match(hdrs:get(":path") or "", "^[^?]*")] == nil then return end
+
+  local key = presented_key(hdrs)
+  local consumer = key ~= nil and consumer_for_key(key) or nil
+  local cap
+  if consumer ~= nil then cap = DATA.consumer_caps[consumer] else cap = DATA.anonymous_cap end
+  if cap == nil then
+    if consumer ~= nil then
+      return reply(h, 403, "This consumer may not use any model of this gateway.",
+        "permission_error", "consumer_not_allowed")
+    elseif key == nil then
+      return reply(h, 401, "Missing API key: send `Authorization: Bearer <key>` or `x-api-key`.",
+        "authentication_error", "missing_api_key")
+    end
+    return reply(h, 401, "Invalid API key.", "authentication_error", "invalid_api_key")
+  end
+  local length = tonumber(hdrs:get("content-length") or "")
+  if length ~= nil and length > cap then
+    return reply(h, 413, "The request body is larger than " .. cap .. " bytes.",
+      "invalid_request_error", "request_too_large")
+  end
+  if consumer ~= nil then
+    hdrs:replace("x-gw-principal", "c:" .. consumer)
+  else
+    hdrs:replace("x-gw-principal", key == nil and "none" or "invalid")
+  end
+  hdrs:replace("x-gw-route", DATA.body_classes[tostring(cap)])
+  h:clearRouteCache()
+end
