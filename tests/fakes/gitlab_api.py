@@ -627,6 +627,9 @@ def _route_project(
     rest: list[str],
     params: dict[str, Any],
 ) -> tuple[int, Any, dict[str, str]]:
+    if token.kind == "job" and not _job_token_allowed(method, rest):
+        # GitLab ignores a job token on endpoints that do not take one: unauthenticated
+        raise APIError(401, {"message": "401 Unauthorized"})
     if not rest:
         if method == "GET":
             return 200, project.to_json(), {}
@@ -644,6 +647,15 @@ def _route_project(
     elif rest[:2] == ["repository", "files"] and len(rest) in (3, 4) and method == "GET":
         return _get_file(project, rest[2], raw=len(rest) == 4 and rest[3] == "raw", params=params)
     raise APIError(404, {"error": "404 Not Found"})
+
+
+def _job_token_allowed(method: str, rest: list[str]) -> bool:
+    """The endpoints GitLab documents for CI_JOB_TOKEN (of those this fake serves): the
+    project, reading branches, commits and files, and the package registry. Notes, merge
+    requests and commits are not among them."""
+    if rest[:1] == ["packages"]:
+        return True
+    return method == "GET" and (not rest or rest[0] == "repository")
 
 
 def _route_merge_requests(

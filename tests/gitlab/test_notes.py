@@ -251,10 +251,15 @@ def test_a_project_the_token_cannot_see_is_not_found(server, project):
     )
 
 
-def test_the_job_token_is_sent_in_the_job_token_header(server, project):
+def test_the_job_token_is_sent_in_the_job_token_header_and_may_not_comment(server, project):
+    """GitLab does not accept CI_JOB_TOKEN on the notes API: it is no way to post the plan."""
     from tests.fakes.gitlab_api import JOB_TOKEN
 
-    upsert_plan_note(context(server, project, token=JOB_TOKEN, token_kind="job"), "p\n", PROD)
+    with pytest.raises(GitLabAuthError) as caught:
+        upsert_plan_note(context(server, project, token=JOB_TOKEN, token_kind="job"), "p\n",
+                         PROD)
+    assert caught.value.status == 401
+    assert "CI_JOB_TOKEN may not call this API" in (caught.value.hint or "")
     assert {r.auth_header for r in server.requests} == {"JOB-TOKEN"}
 
 

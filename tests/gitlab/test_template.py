@@ -75,36 +75,47 @@ def test_the_rendered_jobs_pass_the_schema(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_jobs_run_the_documented_commands():
-    config = render({"job-prefix": "gw", "rollout": "chat-gpt4o-nov"})
-    scripts = {name: " ".join(job.get("script", [])) for name, job in config.items()}
+def test_jobs_and_their_rules():
+    config = render({"job-prefix": "gw", "rollouts": "chat-gpt4o-nov"})
     assert sorted(n for n in config if not n.startswith(".")) == [
         "gw-apply",
+        "gw-apply-skipped",
         "gw-plan",
         "gw-rollout-abort",
         "gw-rollout-advance",
         "gw-rollout-promote",
         "gw-validate",
     ]
-    assert scripts["gw-validate"] == (
-        'gatewayctl validate "$GATEWAYCTL_ROOT" --report codequality=gl-code-quality-report.json '
-        "--report junit=gatewayctl-junit.xml"
-    )
-    assert scripts["gw-plan"].startswith(
-        'gatewayctl plan "$GATEWAYCTL_ROOT" --live "$GATEWAYCTL_LIVE"'
-    )
-    assert "--out plan.json" in scripts["gw-plan"]
-    assert "${CI_MERGE_REQUEST_IID:+--gitlab-comment}" in scripts["gw-plan"]
-    assert scripts["gw-apply"].startswith('gatewayctl apply plan.json --live "$GATEWAYCTL_LIVE"')
-    assert scripts["gw-rollout-advance"] == (
-        'gatewayctl rollout advance "$GATEWAYCTL_ROLLOUT" --root "$GATEWAYCTL_ROOT" --merge-request'
-    )
-    assert config[".gw-base"]["variables"]["GATEWAYCTL_ROLLOUT"] == "chat-gpt4o-nov"
+    assert config[".gw-base"]["variables"]["GATEWAYCTL_ROLLOUTS"] == "chat-gpt4o-nov"
+    mr = '$CI_PIPELINE_SOURCE == "merge_request_event"'
+    assert config["gw-plan"]["rules"][0] == {"if": mr}
+    assert "$GATEWAYCTL_PLAN_KUBECONFIG" in config["gw-plan"]["rules"][1]["if"]
+    assert config["gw-apply-skipped"]["rules"][0] == {
+        "if": "$GATEWAYCTL_PLAN_KUBECONFIG", "when": "never"}
 
 
-def test_reports_environment_resource_group_and_rules():
+def test_merge_request_jobs_declare_no_environment():
+    """An environment on a merge-request job would hand it environment-scoped variables."""
+    config = render({"rollouts": "r"})
+    for name in ("gatewayctl-validate", "gatewayctl-plan"):
+        assert "environment" not in config[name], name
+        assert "GATEWAYCTL_APPLY_KUBECONFIG" not in " ".join(config[name]["script"])
+        assert "GATEWAYCTL_ROLLOUT_TOKEN" not in " ".join(config[name]["script"])
+
+
+def test_apply_and_rollout_jobs_are_not_interruptible():
+    config = render({"rollouts": "r"})
+    for name in ("apply", "rollout-advance"):
+        assert config[f"gatewayctl-{name}"]["interruptible"] is False
+    assert config[".gatewayctl-rollout"]["interruptible"] is False
+    for name in ("validate", "plan"):
+        assert config[f"gatewayctl-{name}"]["interruptible"] is True
+
+
+def test_reports_environment_resource_group_and_artifacts():
     config = render(
-        {"gateway": "ai-gateway", "environment": "staging", "deployment-tier": "staging"}
+        {"gateway": "ai-gateway", "environment": "staging", "deployment-tier": "staging",
+         "root": "gateway"}
     )
     validate, plan, apply = (config[f"gatewayctl-{j}"] for j in ("validate", "plan", "apply"))
     assert validate["artifacts"]["reports"] == {
@@ -113,8 +124,9 @@ def test_reports_environment_resource_group_and_rules():
     }
     assert validate["artifacts"]["when"] == "always"
     assert plan["artifacts"]["paths"] == ["plan.json", "plan.md"]
-    assert plan["environment"] == {"name": "staging", "action": "prepare"}
+    assert plan["artifacts"]["when"] == "on_success"
     assert apply["resource_group"] == "gatewayctl-ai-gateway-staging"
+    assert config["gatewayctl-rollout-advance"]["resource_group"] == apply["resource_group"]
     assert apply["environment"] == {
         "name": "staging",
         "url": "$GATEWAYCTL_ENVIRONMENT_URL",
@@ -123,16 +135,29 @@ def test_reports_environment_resource_group_and_rules():
     assert apply["extends"] == [".gatewayctl-base", ".gatewayctl-tier-staging"]
     assert config[".gatewayctl-tier-staging"]["environment"] == {"deployment_tier": "staging"}
     assert apply["needs"] == [{"job": "gatewayctl-plan", "artifacts": True}]
-    assert apply["rules"] == [
-        {"if": '$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH && $CI_PIPELINE_SOURCE != "schedule"'}
-    ]
-    assert config["gatewayctl-rollout-promote"]["rules"][0]["when"] == "manual"
-    assert config["gatewayctl-rollout-advance"]["rules"] == [
-        {
-            "if": '$GATEWAYCTL_ROLLOUT && $CI_PIPELINE_SOURCE == "schedule" && '
-            "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"
-        }
-    ]
+    advance = config["gatewayctl-rollout-advance"]
+    assert advance["artifacts"]["paths"] == ["gateway/.gatewayctl/rollouts/"]
+    assert advance["environment"] == {"name": "staging", "action": "prepare"}
+
+
+def test_the_template_pins_the_gatewayctl_version_it_belongs_to():
+    """The default version and image are this release's: bump them with pyproject's version."""
+    import tomllib
+
+    from tests.conftest import REPO
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    header, _ = documents()
+    inputs = yaml.safe_load(header)["spec"]["inputs"]
+    assert inputs["version"]["default"] == version
+    assert inputs["image"]["default"] == f"$CI_REGISTRY/platform/gatewayctl:{version}"
+    assert re.fullmatch(inputs["image"]["regex"], "registry.example.com/gatewayctl@sha256:" +
+                        "0" * 64)
+    assert not re.fullmatch(inputs["image"]["regex"], "registry.example.com/gatewayctl")
+    config = render({})
+    install = " ".join(config[".gatewayctl-base"]["before_script"])
+    assert '"gatewayctl==$GATEWAYCTL_VERSION"' in install
+    assert "--index-url \"$CI_API_V4_URL/projects/$project_id/packages/pypi/simple\"" in install
 
 
 def test_every_deployment_tier_option_has_its_hidden_job():

@@ -1,0 +1,137 @@
+"""The reusable pipeline, run by gitlab-ci-local in a manifest repository, on merge requests.
+
+Every job runs as a runner runs it (shell executor, artifacts isolated between jobs) against
+the local GitLab API fake and the Kubernetes API fake.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.gitlab_api import DEVELOPER_TOKEN, JOB_TOKEN, REPORTER_TOKEN, GitLabAPIServer
+from tests.gitlab.runner import (
+    ManifestRepo,
+    example_files,
+    make_repo,
+    merge_request_variables,
+    run_pipeline,
+)
+
+pytestmark = pytest.mark.slow
+
+CI_YAML = """\
+stages: [test, deploy]
+include:
+  - local: ci/gatewayctl.gitlab-ci.yml
+    inputs:
+      root: gateway/
+      gateway: ai-gateway
+      rollouts: chat-gpt4o-nov
+      prometheus-url: http://127.0.0.1:9/
+"""
+
+
+@pytest.fixture
+def gitlab() -> Iterator[GitLabAPIServer]:
+    with GitLabAPIServer() as server:
+        yield server
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> ManifestRepo:
+    return make_repo(tmp_path / "gateway-config", CI_YAML, example_files("multi-team", "gateway"))
+
+
+def open_merge_request(repo: ManifestRepo, gitlab: GitLabAPIServer) -> tuple[int, int, str]:
+    """A feature branch that moves the canary to step 2, and its merge request."""
+    base = repo.head()
+    project = gitlab.add_project("platform/gateway-config", files=repo.files())
+    repo.git("checkout", "-q", "-b", "canary-25")
+    repo.replace("gateway/rollouts.yaml", "step: 1 ", "step: 2 ")
+    repo.commit("Move the chat canary to 25%")
+    mr = gitlab.add_merge_request(project.id, source_branch="canary-25")
+    return project.id, int(mr["iid"]), base
+
+
+def test_merge_request_without_a_cluster_plans_against_the_diff_base(repo, gitlab):
+    project_id, iid, base = open_merge_request(repo, gitlab)
+    variables = {"GATEWAYCTL_NOTE_TOKEN": REPORTER_TOKEN}
+    pipeline = merge_request_variables(iid=iid, diff_base=base, source_branch="canary-25")
+
+    first = run_pipeline(repo, gitlab=gitlab, project_id=project_id, pipeline=pipeline,
+                         cicd_variables=variables, job_token=JOB_TOKEN)
+
+    assert first.returncode == 0, first.explain()
+    assert first.results == {"gatewayctl-validate": "PASS", "gatewayctl-plan": "PASS"}
+    # validate: both reports are there and well-formed
+    quality = json.loads(first.artifact("gatewayctl-validate",
+                                        "gl-code-quality-report.json").read_text())
+    assert quality == []
+    junit = ET.parse(first.artifact("gatewayctl-validate", "gatewayctl-junit.xml")).getroot()
+    cases = junit.findall(".//testcase")
+    assert len(cases) >= 20 and not junit.findall(".//failure")
+    # plan: against the merge request's diff base, no cluster
+    plan_log = first.job_log("gatewayctl-plan")
+    assert f"planning against the merge request's diff base {base}" in plan_log
+    plan = json.loads(first.artifact("gatewayctl-plan", "plan.json").read_text())
+    assert plan["live"]["source"] == f"git:{base}"
+    assert "(the full plan: plan.md and plan.json in the job artifacts)" in plan_log
+    # the note: created once, by the notes token, with the weights of step 2
+    notes = gitlab.notes(project_id, iid)
+    assert len(notes) == 1
+    assert notes[0]["author"]["username"] == "reporter"
+    assert "95% → 75%" in notes[0]["body"]
+    assert notes[0]["body"].startswith("<!-- gatewayctl:plan gateway=ai-gateway env=production -->")
+
+    # a second push to the branch: the same note is updated in place
+    repo.replace("gateway/rollouts.yaml", "step: 2 ", "step: 3 ")
+    repo.commit("Go to 50% directly")
+    second = run_pipeline(repo, gitlab=gitlab, project_id=project_id, pipeline=pipeline,
+                          cicd_variables=variables, job_token=JOB_TOKEN)
+
+    assert second.returncode == 0, second.explain()
+    notes = gitlab.notes(project_id, iid)
+    assert len(notes) == 1
+    assert "95% → 50%" in notes[0]["body"] and "95% → 75%" not in notes[0]["body"]
+    assert "Updated the plan note on merge request !1" in second.job_log("gatewayctl-plan")
+    # no other job ran: no apply, no rollout job, in a merge request pipeline
+    assert set(second.results) == {"gatewayctl-validate", "gatewayctl-plan"}
+
+
+def test_a_failed_plan_leaves_no_plan_artifact(repo, gitlab):
+    project_id, iid, base = open_merge_request(repo, gitlab)
+    # a Rollout step the route cannot take: validate passes the syntax, the plan fails
+    repo.replace("gateway/rollouts.yaml", "step: 2 ", "step: 9 ")
+    repo.commit("A step that does not exist")
+    pipeline = merge_request_variables(iid=iid, diff_base=base, source_branch="canary-25")
+
+    run = run_pipeline(repo, gitlab=gitlab, project_id=project_id, pipeline=pipeline,
+                       job_token=JOB_TOKEN)
+
+    assert run.results.get("gatewayctl-validate") == "FAIL" or \
+        run.results.get("gatewayctl-plan") == "FAIL", run.explain()
+    assert not run.artifact("gatewayctl-plan", "plan.md").exists()
+    assert not run.artifact("gatewayctl-plan", "plan.json").exists()
+    assert gitlab.notes(project_id, iid) == []
+
+
+def test_the_note_token_is_not_the_developer_token(repo, gitlab):
+    """Without GATEWAYCTL_NOTE_TOKEN the plan still passes and says the note was not posted,
+    even though a broader token exists in the project (it is for rollouts, not for MRs)."""
+    project_id, iid, base = open_merge_request(repo, gitlab)
+    pipeline = merge_request_variables(iid=iid, diff_base=base, source_branch="canary-25")
+
+    run = run_pipeline(repo, gitlab=gitlab, project_id=project_id, pipeline=pipeline,
+                       cicd_variables={"GATEWAYCTL_ROLLOUT_TOKEN": DEVELOPER_TOKEN},
+                       job_token=JOB_TOKEN)
+
+    assert run.returncode == 0, run.explain()
+    assert "warning: the plan was not posted on the merge request" in run.job_log(
+        "gatewayctl-plan")
+    assert gitlab.notes(project_id, iid) == []
+    assert not [r for r in gitlab.requests if r.method != "GET"]
