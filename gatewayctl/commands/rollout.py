@@ -36,6 +36,11 @@ ApplyOpt = Annotated[bool, typer.Option(
 LiveOpt = Annotated[str | None, typer.Option(
     "--live", help="Live gateway for --apply: local, kubernetes or dir:PATH.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the edit; write nothing.")]
+ContextOpt = Annotated[str | None, typer.Option(
+    "--context", help="Kubeconfig context for --live kubernetes (default: current).")]
+ApplyAbortOpt = Annotated[bool, typer.Option(
+    "--apply-abort", help="Apply an abort to --live at once (break-glass for a failing "
+    "canary); promotions still wait for review.")]
 PrometheusOpt = Annotated[str, typer.Option(
     "--prometheus", envvar="GATEWAYCTL_PROMETHEUS_URL",
     help="Prometheus base URL, e.g. http://prometheus:9090 [env GATEWAYCTL_PROMETHEUS_URL].")]
@@ -50,13 +55,15 @@ def _emit(code_text: tuple[int, str]) -> int:
 
 
 def _delivery(commit: bool, merge_request: bool, branch: str | None, target: str | None,
-              apply: bool, live: str | None, dry_run: bool) -> object:
+              apply: bool, live: str | None, dry_run: bool, *, apply_abort: bool = False,
+              context: str | None = None) -> object:
     from gatewayctl.rollout.deliver import MergeRequestOptions
     from gatewayctl.rollout.run import Delivery
 
     return Delivery(commit=commit, merge_request=merge_request,
                     mr=MergeRequestOptions(branch=branch, target=target), apply=apply,
-                    live=live, dry_run=dry_run)
+                    live=live, dry_run=dry_run, apply_abort=apply_abort,
+                    kube_context=context)
 
 
 @rollout_app.command("status")
@@ -102,11 +109,13 @@ def promote(
     target_branch: TargetOpt = None,
     apply: ApplyOpt = False,
     live: LiveOpt = None,
+    context: ContextOpt = None,
     dry_run: DryRunOpt = False,
 ) -> None:
     """Move to the next step (or --to N, or --full) by editing the Rollout in place."""
     _transition("promote", name, root, _delivery(commit, merge_request, branch, target_branch,
-                                                 apply, live, dry_run), to=to, full=full)
+                                                 apply, live, dry_run, context=context),
+                to=to, full=full)
 
 
 @rollout_app.command("abort")
@@ -119,11 +128,12 @@ def abort(
     target_branch: TargetOpt = None,
     apply: ApplyOpt = False,
     live: LiveOpt = None,
+    context: ContextOpt = None,
     dry_run: DryRunOpt = False,
 ) -> None:
     """Send all traffic back to the stable model (state: aborted)."""
     _transition("abort", name, root, _delivery(commit, merge_request, branch, target_branch,
-                                               apply, live, dry_run))
+                                               apply, live, dry_run, context=context))
 
 
 @rollout_app.command("pause")
@@ -190,7 +200,9 @@ def advance(
     branch: BranchOpt = None,
     target_branch: TargetOpt = None,
     apply: ApplyOpt = False,
+    apply_abort: ApplyAbortOpt = False,
     live: LiveOpt = None,
+    context: ContextOpt = None,
     dry_run: DryRunOpt = False,
     output: OutputOpt = "text",
 ) -> None:
@@ -204,7 +216,7 @@ def advance(
 
         check_output(output, ("text", "json"))
         delivery = _delivery(commit, merge_request, branch, target_branch, apply, live,
-                             dry_run)
+                             dry_run, apply_abort=apply_abort, context=context)
         assert isinstance(delivery, Delivery)
         return _emit(run_advance(root, name, prometheus, delivery, selector=selector,
                                  output=output))

@@ -37,8 +37,15 @@ def open_merge_request(
     description: str,
     files: Mapping[str, str],
     commit_message: str,
+    *,
+    start_sha: str | None = None,
 ) -> MRResult:
-    """Commit `files` (path -> new text) to `branch` off `base` and open or update its MR."""
+    """Commit `files` (path -> new text) to `branch` off `base` and open or update its MR.
+
+    With `start_sha` (the commit the files were edited on), the branch is exactly one commit
+    on top of it: an existing branch that is not is reset there (the commits API's `force`),
+    so the merge request never carries an edit of an older version of the files.
+    """
     if branch == base:
         raise GatewayctlError(
             f"the merge request branch and its target are both {branch!r}",
@@ -47,22 +54,50 @@ def open_merge_request(
 
     def once(session: GitLabSession) -> MRResult:
         project = session.gl.projects.get(ctx.project, lazy=True)
-        branch_created = _ensure_branch(session, project, branch, base)
-        actions = _file_actions(session, project, branch, files)
-        sha: str | None = None
-        if actions:
-            commit: Any = session.call(
-                f"committing {len(actions)} file(s) to branch {branch}",
-                lambda: project.commits.create(
-                    {"branch": branch, "commit_message": commit_message, "actions": actions},
-                    **NO_CLIENT_RETRY,
-                ),
-            )
-            sha = str(commit.id)
+        if start_sha is not None:
+            branch_created, sha = _commit_on(session, project, branch, start_sha, files,
+                                             commit_message)
+        else:
+            branch_created = _ensure_branch(session, project, branch, base)
+            sha = _commit(session, project, branch, commit_message,
+                          _file_actions(session, project, branch, files), {})
         action, mr = _upsert_merge_request(session, project, branch, base, title, description)
         return MRResult(action, int(mr["iid"]), str(mr["web_url"]), branch, branch_created, sha)
 
     return run_with_retries(ctx, once)
+
+
+def _commit(session: GitLabSession, project: Any, branch: str, message: str,
+            actions: list[dict[str, str]], extra: dict[str, Any]) -> str | None:
+    if not actions:
+        return None
+    commit: Any = session.call(
+        f"committing {len(actions)} file(s) to branch {branch}",
+        lambda: project.commits.create(
+            {"branch": branch, "commit_message": message, "actions": actions, **extra},
+            **NO_CLIENT_RETRY,
+        ),
+    )
+    return str(commit.id)
+
+
+def _commit_on(session: GitLabSession, project: Any, branch: str, start_sha: str,
+               files: Mapping[str, str], message: str) -> tuple[bool, str | None]:
+    """(branch created, new commit or None): `branch` = one commit of `files` on start_sha."""
+    try:
+        current: Any = session.call(
+            f"reading branch {branch}", lambda: project.branches.get(branch, **NO_CLIENT_RETRY))
+    except GitLabNotFound:
+        current = None
+    if current is not None and list(current.commit.get("parent_ids") or []) == [start_sha] \
+            and not _file_actions(session, project, branch, files):
+        return False, None  # already exactly this change on this head
+    actions = _file_actions(session, project, start_sha, files)
+    if not actions:
+        raise GatewayctlError(f"the files already read so at {start_sha[:12]}: nothing to propose")
+    sha = _commit(session, project, branch, message, actions,
+                  {"start_sha": start_sha, "force": current is not None})
+    return current is None, sha
 
 
 def _ensure_branch(session: GitLabSession, project: Any, branch: str, base: str) -> bool:
@@ -81,15 +116,16 @@ def _ensure_branch(session: GitLabSession, project: Any, branch: str, base: str)
 
 
 def _file_actions(
-    session: GitLabSession, project: Any, branch: str, files: Mapping[str, str]
+    session: GitLabSession, project: Any, ref: str, files: Mapping[str, str]
 ) -> list[dict[str, str]]:
+    """The commit actions that make `files` read so, compared with `ref` (branch or sha)."""
     actions: list[dict[str, str]] = []
     for path in sorted(files):
         text = files[path]
         try:
             current: Any = session.call(
-                f"reading {path} on branch {branch}",
-                functools.partial(project.files.raw, file_path=path, ref=branch, **NO_CLIENT_RETRY),
+                f"reading {path} at {ref}",
+                functools.partial(project.files.raw, file_path=path, ref=ref, **NO_CLIENT_RETRY),
             )
         except GitLabNotFound:
             actions.append({"action": "create", "file_path": path, "content": text})

@@ -644,6 +644,8 @@ def _route_project(
         if commit is None:
             raise not_found("Commit Not Found")
         return 200, commit, {}
+    elif rest[:2] == ["repository", "tree"] and len(rest) == 2 and method == "GET":
+        return _list_tree(project, params)
     elif rest[:2] == ["repository", "files"] and len(rest) in (3, 4) and method == "GET":
         return _get_file(project, rest[2], raw=len(rest) == 4 and rest[3] == "raw", params=params)
     raise APIError(404, {"error": "404 Not Found"})
@@ -827,10 +829,20 @@ def _create_commit(
     _required(params, "branch", "commit_message", "actions")
     branch = str(params["branch"])
     start = params.get("start_branch")
-    if branch in project.branches:
+    start_sha = params.get("start_sha")
+    force = str(params.get("force")).lower() == "true"
+    if start and start_sha:
+        raise APIError(400, {"error": "start_branch, start_sha are mutually exclusive"})
+    if start_sha is not None and start_sha not in project.commits:
+        raise APIError(400, {"message": f"Invalid start_sha: {start_sha}"})
+    start_commit = project.branches.get(start) if start else start_sha
+    if branch in project.branches and not (force and start_commit):
+        if start_commit and start_commit != project.branches[branch]:
+            raise APIError(400, {"message": f"A branch called '{branch}' already exists. "
+                                            "Switch to that branch in order to make changes"})
         parent = project.branches[branch]
-    elif start and start in project.branches:
-        parent = project.branches[start]
+    elif start_commit:
+        parent = start_commit  # a new branch, or `force`: the branch restarts from there
     else:
         raise APIError(
             400, {"message": "You can only create or edit files when you are on a branch"}
@@ -872,6 +884,39 @@ def _create_commit(
         },
         {},
     )
+
+
+def _list_tree(project: Project, params: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+    ref = str(params.get("ref") or project.default_branch)
+    sha = project.branches.get(ref, ref if ref in project.commits else None)
+    if sha is None:
+        raise not_found("Tree Not Found")
+    base = str(params.get("path") or "").strip("/")
+    recursive = str(params.get("recursive")).lower() == "true"
+    entries: dict[str, str] = {}  # path -> "blob" | "tree"
+    for path in project.trees[sha]:
+        if base and not path.startswith(base + "/"):
+            continue
+        inside = path[len(base) + 1 :] if base else path
+        parts = inside.split("/")
+        for depth in range(1, len(parts) + 1):
+            if not recursive and depth > 1:
+                break
+            kind = "blob" if depth == len(parts) else "tree"
+            entries["/".join(filter(None, [base, *parts[:depth]]))] = kind
+    if base and not entries:
+        raise not_found("Tree Not Found")
+    items = [
+        {
+            "id": hashlib.sha1(f"{sha}:{path}".encode()).hexdigest(),
+            "name": path.rsplit("/", 1)[-1],
+            "type": kind,
+            "path": path,
+            "mode": "100644" if kind == "blob" else "040000",
+        }
+        for path, kind in sorted(entries.items(), key=lambda e: (e[1] != "tree", e[0]))
+    ]
+    return 200, _paginate(items, params), {}
 
 
 def _get_file(
