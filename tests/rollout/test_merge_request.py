@@ -81,12 +81,14 @@ def test_promote_is_made_on_the_current_head_of_main(repo: Path, gitlab: GitLabA
         f"({PROMOTE_BRANCH} -> main at {head[:12]}, "
         f"commit {gitlab.projects[1].branches[PROMOTE_BRANCH][:12]})")
 
-    # the same promotion again: same branch, same merge request, no new commit
+    # the same promotion again: same branch, same merge request, still one commit on the head
     again = runner.invoke(app, ["rollout", "promote", "chat-nov", "--root",
                                 str(repo / "gateway"), "--merge-request"], env=env(gitlab))
     assert again.exit_code == 0, again.stderr
     assert list(gitlab.projects[1].merge_requests) == [1]
-    assert "merge request !1 updated" in again.stdout and "no new commit" in again.stdout
+    assert "merge request !1 updated" in again.stdout
+    branch_commit = gitlab.projects[1].commits[gitlab.projects[1].branches[PROMOTE_BRANCH]]
+    assert branch_commit["parent_ids"] == [head]
 
 
 def test_each_action_has_its_own_branch(repo: Path, gitlab: GitLabAPIServer) -> None:
