@@ -68,7 +68,7 @@ def test_plan_then_apply_that_plan_and_refuse_a_stale_one(repo, gitlab, kube, tm
                              "gatewayctl-apply": "PASS"}
     assert "as the read-only identity" in first.job_log("gatewayctl-plan")
     plan = json.loads(first.artifact("gatewayctl-plan", "plan.json").read_text())
-    assert plan["live"]["source"] == "kubernetes"
+    assert plan["target"]["spec"] == "kubernetes"
     assert "Applying the saved plan plan.json" in first.job_log("gatewayctl-apply")
     config = kube.get_object("v1", "ConfigMap", "ai-gateway", "ai-gateway-config")
     assert config is not None

@@ -79,7 +79,7 @@ def test_merge_request_without_a_cluster_plans_against_the_diff_base(repo, gitla
     plan_log = first.job_log("gatewayctl-plan")
     assert f"planning against the merge request's diff base {base}" in plan_log
     plan = json.loads(first.artifact("gatewayctl-plan", "plan.json").read_text())
-    assert plan["live"]["source"] == f"git:{base}"
+    assert plan["target"]["spec"] == f"git:{base}"
     assert "(the full plan: plan.md and plan.json in the job artifacts)" in plan_log
     # the note: created once, by the notes token, with the weights of step 2
     notes = gitlab.notes(project_id, iid)
