@@ -431,33 +431,29 @@ def check_prompts(ms: ManifestSet) -> list[Diagnostic]:
 
 
 def check_patterns(ms: ManifestSet) -> list[Diagnostic]:
-    import re2
+    """Each deny pattern compiled as Envoy will (deny_patterns.py): one Envoy rejects would
+    make it reject the whole listener."""
+    from gatewayctl.manifests.deny_patterns import envoy_problem
 
-    options = re2.Options()
-    options.log_errors = False  # the diagnostic says it; RE2 must not also log to stderr
     diags: list[Diagnostic] = []
     for policy in ms.policies.values():
         guard = policy.spec.guardrails
         if not guard:
             continue
         for i, pattern in enumerate(guard.denyPatterns):
-            try:
-                re2.compile(pattern, options=options)
-            except re2.error as exc:
-                reason = exc.args[0] if exc.args else "invalid pattern"
-                if isinstance(reason, bytes):
-                    reason = reason.decode("utf-8", "replace")
-                diags.append(
-                    error(
-                        "GW401",
-                        f"deny pattern is not valid RE2: {reason}",
-                        location=policy.location("spec", "guardrails", "denyPatterns", i),
-                        field=f"spec.guardrails.denyPatterns[{i}]",
-                        resource=policy.ref,
-                        hint="RE2 has no backreferences or lookaround; see "
-                        "https://github.com/google/re2/wiki/Syntax",
-                    )
+            problem = envoy_problem(pattern)
+            if problem is None:
+                continue
+            diags.append(
+                error(
+                    "GW401" if problem.program_size is None else "GW403",
+                    problem.message,
+                    location=policy.location("spec", "guardrails", "denyPatterns", i),
+                    field=f"spec.guardrails.denyPatterns[{i}]",
+                    resource=policy.ref,
+                    hint=problem.hint,
                 )
+            )
     return diags
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from gatewayctl.ir import GatewayIR
+from gatewayctl.manifests.deny_patterns import MAX_PROGRAM_SIZE
 from gatewayctl.render.envoy.options import EnvoyOptions
 
 
@@ -32,7 +33,8 @@ def _base(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
                 {
                     "name": "static",
                     # Deny patterns are user RE2; allow larger programs than the default 100.
-                    "static_layer": {"re2.max_program_size.error_level": 10000},
+                    # validate rejects a pattern over this (manifests/deny_patterns.py).
+                    "static_layer": {"re2.max_program_size.error_level": MAX_PROGRAM_SIZE},
                 },
             ]
         },

@@ -17,13 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from gatewayctl.ir import GatewayIR, RouteIR
+from gatewayctl.manifests.deny_patterns import search_regex
 from gatewayctl.render.envoy.names import INTERNAL_NS, RBAC_FILTER, RBAC_TYPE
-
-
-def search_regex(pattern: str) -> str:
-    """RE2 that fully matches any text containing a match of pattern (flags stay scoped)."""
-    return f"(?s:.*)(?:{pattern})(?s:.*)"
-
 
 GuardKey = tuple[tuple[str, ...], str]  # (deny patterns, action)
 
