@@ -98,7 +98,7 @@ def warning(code: str, summary: str, **kw: object) -> Diagnostic:
 
 
 def sort_diagnostics(diags: Iterable[Diagnostic]) -> list[Diagnostic]:
-    unique = {(d.sort_key(), d.field, d.severity): d for d in diags}
+    unique = {_key(d): d for d in diags}
     return [unique[k] for k in sorted(unique)]
 
 
@@ -112,14 +112,106 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
+MAX_DIAGNOSTICS = 1000
+
+_Key = tuple[tuple[str, int, int, str, str], str, str]
+
+
+def _key(d: Diagnostic) -> _Key:
+    """Output order, and identity: the same problem reported twice is shown once."""
+    return d.sort_key(), d.field, d.severity.value
+
+
+def _rank(severity: Severity, location: Location | None) -> tuple[int, str, int, int]:
+    """Which problems are kept when there are too many: errors first, then by position."""
+    loc = location or Location("", 0, 0)
+    return (0 if severity is Severity.ERROR else 1, loc.path, loc.line, loc.column)
+
+
+class Diagnostics(list[Diagnostic]):
+    """The diagnostics of one pass, in output order: at most `MAX_DIAGNOSTICS` problems, then,
+    when there were more, one GW010 that counts the rest. `errors` and `warnings` count every
+    problem found, shown or not."""
+
+    def __init__(self, shown: Iterable[Diagnostic] = (), *, errors: int, warnings: int) -> None:
+        super().__init__(shown)
+        self.errors = errors
+        self.warnings = warnings
+        omitted_errors = errors - sum(1 for d in self if d.is_error)
+        omitted_warnings = warnings - sum(1 for d in self if not d.is_error)
+        self.omitted = omitted_errors + omitted_warnings
+        if self.omitted > 0:
+            self.append(
+                (error if omitted_errors else warning)(
+                    "GW010",
+                    f"{self.omitted} more problems not shown ({omitted_errors} errors, "
+                    f"{omitted_warnings} warnings): only the first {len(self)} are listed",
+                    hint="fix the problems above and validate again; so many usually means "
+                    "generated input or one mistake repeated",
+                )
+            )
+
+
+def count(diags: Sequence[Diagnostic]) -> tuple[int, int]:
+    """(errors, warnings) found, including those a capped list does not show."""
+    if isinstance(diags, Diagnostics):
+        return diags.errors, diags.warnings
+    errors = sum(1 for d in diags if d.is_error)
+    return errors, len(diags) - errors
+
+
 @dataclass
 class DiagnosticSink:
-    """Collects diagnostics during one pass."""
+    """Collects the diagnostics of one pass, keeping at most `limit` of them.
 
+    Memory and time stay bounded however many problems the input holds: once `limit` are
+    kept, a problem that would not make the cut is only counted, and a producer can ask
+    `wants()` before it spends time on a message (a "did you mean" hint, say).
+    """
+
+    limit: int = MAX_DIAGNOSTICS
     items: list[Diagnostic] = field(default_factory=list)
+    errors: int = 0
+    warnings: int = 0
+    _seen: set[_Key] = field(default_factory=set, repr=False)
+    _cutoff: tuple[int, str, int, int] | None = field(default=None, repr=False)
+
+    def wants(self, severity: Severity, location: Location | None) -> bool:
+        return self._cutoff is None or _rank(severity, location) <= self._cutoff
+
+    def skip(self, severity: Severity) -> None:
+        """Count a problem that `wants()` said would not be shown."""
+        if severity is Severity.ERROR:
+            self.errors += 1
+        else:
+            self.warnings += 1
 
     def add(self, diag: Diagnostic) -> None:
+        key = _key(diag)
+        if key in self._seen:
+            return
+        self.skip(diag.severity)
+        if not self.wants(diag.severity, diag.location):
+            return
+        self._seen.add(key)
         self.items.append(diag)
+        if len(self.items) >= 2 * self.limit:
+            self._trim()
 
     def extend(self, diags: Iterable[Diagnostic]) -> None:
-        self.items.extend(diags)
+        for diag in diags:
+            self.add(diag)
+
+    def _trim(self) -> None:
+        self.items.sort(key=lambda d: (_rank(d.severity, d.location), _key(d)))
+        for dropped in self.items[self.limit :]:
+            self._seen.discard(_key(dropped))
+        del self.items[self.limit :]
+        last = self.items[-1]
+        self._cutoff = _rank(last.severity, last.location)
+
+    def result(self) -> Diagnostics:
+        if len(self.items) > self.limit:
+            self._trim()
+        shown = sorted(self.items, key=_key)
+        return Diagnostics(shown, errors=self.errors, warnings=self.warnings)

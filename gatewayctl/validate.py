@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from gatewayctl.diagnostics import Diagnostic, Severity
+from gatewayctl.diagnostics import Diagnostic, Diagnostics, count
 from gatewayctl.errors import EXIT_ERROR, EXIT_OK, UsageError
 from gatewayctl.manifests.manifest_set import ManifestSet, load_manifest_set
 from gatewayctl.output import paint, use_colour
@@ -28,8 +28,7 @@ def format_text(diags: Sequence[Diagnostic], mset: ManifestSet, colour: bool) ->
             lines.append(src)
         if rest:
             lines.append(rest)
-    n_err = sum(1 for d in diags if d.severity is Severity.ERROR)
-    n_warn = len(diags) - n_err
+    n_err, n_warn = count(diags)
     files = len(
         {doc.path for doc in mset.documents} | {d.location.path for d in diags if d.location}
     )
@@ -48,10 +47,12 @@ def format_text(diags: Sequence[Diagnostic], mset: ManifestSet, colour: bool) ->
 
 def format_json(diags: Sequence[Diagnostic], failed: bool) -> str:
     """The diagnostics as `validate -o json` prints them (also `plan -o json` on bad input)."""
+    n_err, n_warn = count(diags)
     body = {
         "valid": not failed,
-        "errors": sum(1 for d in diags if d.is_error),
-        "warnings": sum(1 for d in diags if not d.is_error),
+        "errors": n_err,
+        "warnings": n_warn,
+        "omitted": diags.omitted if isinstance(diags, Diagnostics) else 0,
         "diagnostics": [d.to_json() for d in diags],
     }
     return json.dumps(body, indent=2) + "\n"
@@ -91,7 +92,8 @@ def run_validate(
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(body, encoding="utf-8")
         tmp.replace(path)
-    failed = any(d.is_error for d in diags) or (strict and bool(diags))
+    n_err, n_warn = count(diags)
+    failed = n_err > 0 or (strict and n_warn > 0)
     if output == "json":
         text = format_json(diags, failed)
     else:

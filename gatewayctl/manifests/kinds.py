@@ -19,6 +19,7 @@ from gatewayctl.manifests.types import (
     PublicModelName,
     SecretRef,
     Strict,
+    invalid,
 )
 
 API_VERSION = "gatewayctl.dev/v1alpha1"
@@ -75,6 +76,30 @@ class ProviderSpec(Strict):
     auth: ProviderAuth | None = None
     timeout: DurationMs = 60_000
     maxConnections: PositiveInt = 1024
+
+    @field_validator("endpoint")
+    @classmethod
+    def _only_where_requests_go(cls, url: HttpUrl) -> HttpUrl:
+        # The gateway appends the client's path (/v1/chat/completions, ...) to the endpoint's
+        # path and sends nothing else of it: a query string or fragment would be dropped.
+        if url.query is not None:
+            raise invalid(
+                "the endpoint has a query string, which the gateway would not send",
+                "give scheme, host, port and path only; requests go to the endpoint's path "
+                "followed by the OpenAI path (/v1/chat/completions). Azure OpenAI: use the v1 "
+                "API, https://RESOURCE.openai.azure.com/openai, which needs no api-version",
+            )
+        if url.fragment is not None:
+            raise invalid(
+                "the endpoint has a fragment (#...), which is never sent",
+                "remove the fragment: give scheme, host, port and path only",
+            )
+        if url.username is not None or url.password is not None:
+            raise invalid(
+                "the endpoint holds a user name or password",
+                "credentials go in auth.secretRef, never in the endpoint",
+            )
+        return url
 
 
 # --- Model -----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gatewayctl.diagnostics import Diagnostic, error, sort_diagnostics
+from gatewayctl.diagnostics import Diagnostic, Diagnostics, DiagnosticSink, error
 from gatewayctl.gcpause import cycle_collection_paused
 from gatewayctl.manifests.credentials import find_credential, scan_document
 from gatewayctl.manifests.documents import Manifest, load_manifest
@@ -78,8 +78,7 @@ def read_documents(root: Path) -> tuple[list[SourceDocument], list[Diagnostic]]:
     return docs, diags
 
 
-def build_set(root: str, docs: list[SourceDocument]) -> tuple[ManifestSet, list[Diagnostic]]:
-    diags: list[Diagnostic] = []
+def build_set(root: str, docs: list[SourceDocument], diags: DiagnosticSink) -> ManifestSet:
     groups: dict[str, dict[str, Manifest[Any]]] = {g: {} for g in _GROUPS.values()}
     gateways: list[Manifest[Any]] = []
     # One search over each file's text first: most files hold no credential at all.
@@ -89,8 +88,7 @@ def build_set(root: str, docs: list[SourceDocument]) -> tuple[ManifestSet, list[
             suspicious[doc.path] = find_credential("\n".join(doc.text_lines)) is not None
         if suspicious[doc.path]:
             diags.extend(scan_document(doc))
-        manifest, problems = load_manifest(doc)
-        diags.extend(problems)
+        manifest, _ = load_manifest(doc, diags)
         if manifest is None:
             continue
         if manifest.kind == "Gateway":
@@ -99,7 +97,7 @@ def build_set(root: str, docs: list[SourceDocument]) -> tuple[ManifestSet, list[
         group = groups[_GROUPS[manifest.kind]]
         if manifest.name in group:
             first = group[manifest.name]
-            diags.append(
+            diags.add(
                 error(
                     "GW201",
                     f'duplicate {manifest.kind} name "{manifest.name}"',
@@ -114,7 +112,7 @@ def build_set(root: str, docs: list[SourceDocument]) -> tuple[ManifestSet, list[
         group[manifest.name] = manifest
     gateway = gateways[0] if gateways else None
     for extra in gateways[1:]:
-        diags.append(
+        diags.add(
             error(
                 "GW207",
                 "more than one Gateway in this manifest root",
@@ -132,7 +130,7 @@ def build_set(root: str, docs: list[SourceDocument]) -> tuple[ManifestSet, list[
             name = meta.get("name") if isinstance(meta, dict) else None
             declared.setdefault(doc.data["kind"], set()).add(str(name))
     if not gateways and "Gateway" not in declared:
-        diags.append(
+        diags.add(
             error(
                 "GW207",
                 f"no Gateway in {root}",
@@ -146,28 +144,29 @@ def build_set(root: str, docs: list[SourceDocument]) -> tuple[ManifestSet, list[
         declared={k: frozenset(v) for k, v in declared.items()},
         **{g: dict(sorted(items.items())) for g, items in groups.items()},
     )
-    return mset, diags
+    return mset
 
 
-def load_manifest_set(root: Path) -> tuple[ManifestSet, list[Diagnostic]]:
+def load_manifest_set(root: Path) -> tuple[ManifestSet, Diagnostics]:
     """Load and check every manifest under root. Never raises for bad manifests."""
     with cycle_collection_paused():
         return _load(root)
 
 
-def _load(root: Path) -> tuple[ManifestSet, list[Diagnostic]]:
+def _load(root: Path) -> tuple[ManifestSet, Diagnostics]:
     from gatewayctl.manifests.checks import check_set  # checks imports this module
 
-    docs, diags = read_documents(root)
-    if not docs and not diags:
-        diags.append(
+    docs, file_diags = read_documents(root)
+    diags = DiagnosticSink()
+    diags.extend(file_diags)
+    if not docs and not file_diags:
+        diags.add(
             error(
                 "GW008",
                 f"no manifests (*.yaml, *.yml) under {root}",
                 hint="point gatewayctl at the folder holding your manifests",
             )
         )
-    mset, set_diags = build_set(str(root), docs)
-    diags.extend(set_diags)
+    mset = build_set(str(root), docs, diags)
     diags.extend(check_set(mset))
-    return mset, sort_diagnostics(diags)
+    return mset, diags.result()

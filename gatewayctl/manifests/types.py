@@ -6,8 +6,16 @@ import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# A Gateway's name is its Kubernetes Service's name (an RFC 1035 label: it starts with a
+# letter), and the prefix of its other objects' names (`<name>-config-clusters` is the longest,
+# 79 characters at most, within the 253 a ConfigMap name may have) and a label value (63).
+GATEWAY_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+# A Kubernetes Secret key (IsConfigMapKey): letters, digits, '-', '_' and '.', but not '.' or
+# '..' and not starting with '..' (the kubelet's `..data` swap uses those names).
+SECRET_KEY_PATTERN = r"^(?:[-_a-zA-Z0-9]|\.[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$"
 MODEL_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 PUBLIC_MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)$"
@@ -15,6 +23,15 @@ PERCENT_PATTERN = r"^[0-9]+(\.[0-9]+)?%$"
 
 _DURATION_RE = re.compile(DURATION_PATTERN)
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+
+
+INVALID = "gatewayctl_invalid"
+
+
+def invalid(summary: str, hint: str) -> PydanticCustomError:
+    """A validator's error with its own hint: the diagnostic shows both as written (the
+    summary quotes no input value; give no braces, pydantic formats the text)."""
+    return PydanticCustomError(INVALID, summary, {"hint": hint})
 
 
 class Strict(BaseModel):
@@ -85,4 +102,4 @@ class SecretRef(Strict):
     """A key in a Kubernetes Secret (or a file in the local secrets directory)."""
 
     name: Name
-    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$", min_length=1, max_length=253)]
+    key: Annotated[str, Field(pattern=SECRET_KEY_PATTERN, min_length=1, max_length=253)]
