@@ -68,6 +68,17 @@ class BackendIR:
 
 
 @dataclass(frozen=True)
+class ThresholdIR:
+    """One analysis metric of a rollout: the canary fails when it exceeds a bound."""
+
+    metric: str
+    max: float | None = None  # absolute bound (a ratio, a count)
+    max_ms: int | None = None  # absolute bound written as a duration ("4s")
+    max_increase_pct: float | None = None  # bound relative to the stable backend
+    query: str | None = None  # custom PromQL
+
+
+@dataclass(frozen=True)
 class RolloutIR:
     name: str
     stable: str
@@ -77,6 +88,10 @@ class RolloutIR:
     state: Literal["progressing", "paused", "aborted", "completed"]
     canary_weight: int
     canary_header: str
+    pauses_ms: tuple[int | None, ...] = ()  # each step's pause (None: wait for a promote)
+    thresholds: tuple[ThresholdIR, ...] = ()
+    analysis_window_ms: int = 300_000
+    analysis_min_requests: int = 100
 
 
 @dataclass(frozen=True)
@@ -117,11 +132,22 @@ class LimitIR:
 
 
 @dataclass(frozen=True)
+class AllowRuleIR:
+    """One attached policy's allow list as written: who it names, directly or by team."""
+
+    policy: str
+    consumers: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class PolicyIR:
     """The effective policy of one route: its defaults and own policies merged, strictest wins.
 
     allow_consumers is the resolved set of consumers allowed (listed ones plus members of
     listed teams); None means every authenticated consumer (or anyone, without api_keys).
+    allow_rules keeps each policy's list as written, so that a plan can say who gains or loses
+    access by a change of intent (a team replaced by its one member today).
     """
 
     sources: tuple[str, ...]
@@ -133,6 +159,7 @@ class PolicyIR:
     deny_patterns: tuple[str, ...] = ()
     guard_action: Literal["block", "log"] = "block"
     redact: tuple[str, ...] = ()
+    allow_rules: tuple[AllowRuleIR, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from gatewayctl.errors import GatewayctlError
 from gatewayctl.ir import (
+    AllowRuleIR,
     BackendIR,
     ConsumerIR,
     GatewayIR,
@@ -20,10 +21,12 @@ from gatewayctl.ir import (
     RolloutIR,
     RouteIR,
     SecretRefIR,
+    ThresholdIR,
 )
 from gatewayctl.manifests.documents import Manifest
 from gatewayctl.manifests.kinds import (
     ConsumerSpec,
+    Metric,
     ModelSpec,
     PolicySpec,
     PromptSpec,
@@ -33,6 +36,7 @@ from gatewayctl.manifests.kinds import (
 )
 from gatewayctl.manifests.manifest_set import ManifestSet
 from gatewayctl.manifests.prompts import TextPart, parse_template
+from gatewayctl.manifests.types import parse_duration_ms
 
 PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
@@ -102,6 +106,21 @@ def compile_rollout(m: Manifest[RolloutSpec]) -> RolloutIR:
         state=spec.state,
         canary_weight=rollout_canary_weight(spec),
         canary_header=spec.canaryHeader,
+        pauses_ms=tuple(s.pause for s in spec.steps),
+        thresholds=tuple(compile_threshold(m) for m in spec.analysis.metrics),
+        analysis_window_ms=spec.analysis.window,
+        analysis_min_requests=spec.analysis.minRequests,
+    )
+
+
+def compile_threshold(metric: Metric) -> ThresholdIR:
+    bound = metric.max
+    return ThresholdIR(
+        metric=metric.name,
+        max=float(bound) if isinstance(bound, (int, float)) else None,
+        max_ms=parse_duration_ms(bound) if isinstance(bound, str) else None,
+        max_increase_pct=metric.maxIncrease,
+        query=metric.query,
     )
 
 
@@ -139,6 +158,7 @@ def merge_policies(
     sources = tuple(dict.fromkeys(names))
     specs = [(n, policies[n].spec) for n in sources]
     allowed: set[str] | None = None
+    rules: list[AllowRuleIR] = []
     rate: list[LimitIR] = []
     tokens: list[LimitIR] = []
     max_bytes: int | None = None
@@ -147,6 +167,7 @@ def merge_policies(
     blocks = False
     for name, spec in specs:
         if spec.allow and (spec.allow.consumers or spec.allow.teams):
+            rules.append(AllowRuleIR(name, tuple(spec.allow.consumers), tuple(spec.allow.teams)))
             members = set(spec.allow.consumers) | {
                 c for c, m in consumers.items() if m.spec.team in spec.allow.teams
             }
@@ -179,6 +200,7 @@ def merge_policies(
         deny_patterns=tuple(dict.fromkeys(patterns)),
         guard_action="block" if blocks or not patterns else "log",
         redact=tuple(sorted(redact)),
+        allow_rules=tuple(rules),
     )
 
 

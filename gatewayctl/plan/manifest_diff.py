@@ -9,26 +9,27 @@ object is in the change's `before` and `after`. Pure: two IRs in, a list of chan
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from gatewayctl.ir import ConsumerIR, GatewayIR, ModelIR, ProviderIR, RouteIR
 from gatewayctl.plan.cost import format_usd, relative_change, route_cost_per_1k
+from gatewayctl.plan.ir_diff import (
+    IRDifference,
+    exists_on_both_sides,
+    ir_differences,
+    is_covered,
+    owner,
+)
 from gatewayctl.plan.model import Action, Change, Detail, sort_changes
 from gatewayctl.plan.policy_diff import compare_policies, policy_view
 from gatewayctl.plan.prompt_diff import diff_prompts
+from gatewayctl.plan.rollout_diff import diff_rollouts
+from gatewayctl.plan.units import format_ms
 
 COST_FIELD = "cost per 1,000 requests"
-
-
-def format_ms(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms >= size and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms / 1000:g}s" if ms >= 1000 else f"{ms}ms"
 
 
 def _join(items: tuple[str, ...] | list[str]) -> str | None:
@@ -171,12 +172,16 @@ def diff_policies(before: GatewayIR | None, after: GatewayIR | None) -> list[Cha
     if before is None or after is None:
         return []
     old = {r.name: r for r in before.routes}
+    members: dict[str, tuple[str, ...]] = {}
+    for consumer in after.consumers:
+        if consumer.team:
+            members[consumer.team] = (*members.get(consumer.team, ()), consumer.name)
     groups: dict[tuple[str, str], tuple[Change, list[str]]] = {}
     for route in after.routes:
         prev = old.get(route.name)
         if prev is None or prev.policy == route.policy:
             continue
-        details = compare_policies(prev.policy, route.policy)
+        details = compare_policies(prev.policy, route.policy, members)
         if not details:
             continue
         b, a = policy_view(prev.policy), policy_view(route.policy)
@@ -327,6 +332,7 @@ def diff_gateway_ir(before: GatewayIR | None, after: GatewayIR | None) -> tuple[
         lambda n: tuple(sorted(users_a.get(n, set()) | users_b.get(n, set()))),
         {"input_per_million": _price_note, "output_per_million": _price_note})
     changes += diff_routes(before, after)
+    changes += diff_rollouts(before, after)
     changes += diff_prompts(before, after)
     changes += diff_policies(before, after)
     grants_b, grants_a = _grants(before), _grants(after)
@@ -335,4 +341,43 @@ def diff_gateway_ir(before: GatewayIR | None, after: GatewayIR | None) -> tuple[
         if before else {},
         {c.name: (c, grants_a.get(c.name, [])) for c in after.consumers} if after else {},
         lambda pair: consumer_view(*pair), notes={"access": _access_note})
+    if before is not None and after is not None:
+        changes = add_other_changes(changes, ir_differences(before, after), after.name)
     return sort_changes(changes)
+
+
+def _explained(difference: IRDifference, changes: list[Change]) -> bool:
+    """A covered difference is explained when a worded change of its object was made."""
+    if not is_covered(difference):
+        return False
+    found = owner(difference)
+    if found is None:
+        return any(c.kind == "Gateway" and c.details for c in changes)
+    kind, name = found
+    return any(c.details and ((c.kind, c.name) == (kind, name)
+                              or (kind == "Route" and name in c.affects)) for c in changes)
+
+
+def add_other_changes(changes: list[Change], differences: tuple[IRDifference, ...],
+                      gateway: str) -> list[Change]:
+    """Every IR difference no worded change explains, as "other change: <IR path>: old ->
+    new" on its object's change (made an update when there was none)."""
+    out = list(changes)
+    for difference in differences:
+        if not exists_on_both_sides(difference) or _explained(difference, changes):
+            continue
+        kind, name = owner(difference) or ("Gateway", gateway)
+        detail = Detail(f"other change: {difference.text}", _other(difference.before),
+                        _other(difference.after))
+        at = next((i for i, c in enumerate(out) if (c.kind, c.name) == (kind, name)
+                   or (kind == "Gateway" and c.kind == "Gateway")), None)
+        if at is None:
+            out.append(Change("manifest", kind, name, "update", (detail,)))
+        else:
+            c = out[at]
+            out[at] = dataclasses.replace(c, details=(*c.details, detail))
+    return out
+
+
+def _other(value: Any) -> Any:
+    return "(none)" if value is None else value

@@ -136,7 +136,8 @@ class Plan:
 
 # -- ordering ---------------------------------------------------------------------------------
 
-MANIFEST_KIND_ORDER = ("Gateway", "Provider", "Model", "Route", "Prompt", "Policy", "Consumer")
+MANIFEST_KIND_ORDER = ("Gateway", "Provider", "Model", "Route", "Rollout", "Prompt", "Policy",
+                       "Consumer")
 RESOURCE_KIND_ORDER = ("Namespace", "ServiceAccount", "ConfigMap", "Deployment", "Service",
                        "PodDisruptionBudget", "HorizontalPodAutoscaler", "PrometheusRule")
 

@@ -2,8 +2,11 @@
 
 Rules (documented in docs/plan-and-apply.md): requiring a key, narrowing the allowed consumers,
 adding or lowering a rate or token limit, lowering the body limit, adding deny patterns or
-redactions, and `log` -> `block` tighten; the opposite loosens. A limit's strictness is its
-rate (amount / period), so 600/minute -> 20/second is a loosening. Pure functions over the IR.
+redactions, and `log` -> `block` tighten; the opposite loosens. A limit is a token bucket: its
+rate (amount / period) and its burst (amount: what a client may spend at once) are compared
+apart, so 600/minute -> 20/second loosens the rate (10/s -> 20/s) and tightens the burst
+(600 -> 20): "changed". An allow list is compared as written too (teams and consumers per
+policy), so a change of intent shows even when today's allowed set is the same. Pure.
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ def format_limit(limit: LimitIR, unit: str) -> str:
     return f"{limit.amount:,} {unit}/{_period(limit.period_s)} per {limit.by}"
 
 
+def limit_view(limit: LimitIR) -> dict[str, Any]:
+    """A limit as structured data: amount per period, keyed by, and its bucket."""
+    return {"amount": limit.amount, "period_s": limit.period_s, "per": _period(limit.period_s),
+            "by": limit.by, "policy": limit.policy,
+            "rate_per_second": round(limit.amount / limit.period_s, 6), "burst": limit.amount}
+
+
 def policy_view(policy: PolicyIR) -> dict[str, Any]:
     """The effective policy as plain JSON, for a change's before and after."""
     return {
@@ -34,8 +44,10 @@ def policy_view(policy: PolicyIR) -> dict[str, Any]:
         "api_keys": policy.api_keys,
         "allow_consumers": None if policy.allow_consumers is None
         else list(policy.allow_consumers),
-        "rate_limits": [format_limit(x, "requests") for x in policy.rate_limits],
-        "token_limits": [format_limit(x, "tokens") for x in policy.token_limits],
+        "allow_rules": [{"policy": r.policy, "consumers": list(r.consumers),
+                         "teams": list(r.teams)} for r in policy.allow_rules],
+        "rate_limits": [limit_view(x) for x in policy.rate_limits],
+        "token_limits": [limit_view(x) for x in policy.token_limits],
         "max_request_bytes": policy.max_request_bytes,
         "deny_patterns": list(policy.deny_patterns),
         "guardrail_action": policy.guard_action,
@@ -75,20 +87,83 @@ def _limit_details(kind: str, unit: str, before: tuple[LimitIR, ...],
         elif b is None and a is not None:
             out.append(Detail(field, None, format_limit(a, unit), f"{TIGHTENED}: limit added"))
         elif a is not None and b is not None and a != b:
-            rate_b, rate_a = b.amount / b.period_s, a.amount / a.period_s
-            verdict = LOOSENED if rate_a > rate_b else TIGHTENED if rate_a < rate_b \
-                else "unchanged rate"
-            out.append(Detail(field, format_limit(b, unit), format_limit(a, unit), verdict))
+            out.append(Detail(field, format_limit(b, unit), format_limit(a, unit),
+                              limit_verdict(b, a, unit)))
     return out
 
 
-def compare_policies(before: PolicyIR, after: PolicyIR) -> tuple[Detail, ...]:
-    """Each effective difference, with whether it loosens or tightens the route."""
+def _rate(limit: LimitIR, unit: str) -> str:
+    per_second = limit.amount / limit.period_s
+    return f"{per_second:.4g} {unit}/second"
+
+
+def limit_verdict(before: LimitIR, after: LimitIR, unit: str) -> str:
+    """Rate and burst compared apart: loosened, tightened, or changed (one of each)."""
+    rate_b, rate_a = before.amount / before.period_s, after.amount / after.period_s
+    rate = (rate_a > rate_b) - (rate_a < rate_b)
+    burst = (after.amount > before.amount) - (after.amount < before.amount)
+    parts = []
+    if rate:
+        parts.append(f"rate {LOOSENED if rate > 0 else TIGHTENED} ({_rate(before, unit)} -> "
+                     f"{_rate(after, unit)})")
+    if burst:
+        parts.append(f"burst {LOOSENED if burst > 0 else TIGHTENED} ({before.amount:,} -> "
+                     f"{after.amount:,} at once)")
+    if not parts:
+        return "unchanged rate and burst"
+    if rate * burst < 0:
+        return "changed: " + "; ".join(parts)
+    verdict = LOOSENED if (rate or burst) > 0 else TIGHTENED
+    return f"{verdict}: " + "; ".join(parts)
+
+
+def _rule_text(consumers: tuple[str, ...], teams: tuple[str, ...]) -> str | None:
+    parts = ([f"teams {', '.join(teams)}"] if teams else []) + (
+        [f"consumers {', '.join(consumers)}"] if consumers else [])
+    return "; ".join(parts) or None
+
+
+def _rule_details(before: PolicyIR, after: PolicyIR,
+                  members: dict[str, tuple[str, ...]]) -> list[Detail]:
+    """Allow lists as written: who gains or loses access by name or by team."""
+    old = {r.policy: r for r in before.allow_rules}
+    new = {r.policy: r for r in after.allow_rules}
+    out: list[Detail] = []
+    for policy in sorted(set(old) | set(new)):
+        b, a = old.get(policy), new.get(policy)
+        if b == a:
+            continue
+        b_teams, a_teams = set(b.teams if b else ()), set(a.teams if a else ())
+        b_names, a_names = set(b.consumers if b else ()), set(a.consumers if a else ())
+        notes = []
+        for team in sorted(b_teams - a_teams):
+            today = ", ".join(members.get(team, ())) or "no consumer today"
+            notes.append(f"team {team} no longer grants access (its members: {today}; "
+                         "members added later get no access through it)")
+        for team in sorted(a_teams - b_teams):
+            today = ", ".join(members.get(team, ())) or "no consumer today"
+            notes.append(f"team {team} now grants access (its members: {today}, and any "
+                         "added later)")
+        for name in sorted(a_names - b_names):
+            notes.append(f"{name} allowed by name")
+        for name in sorted(b_names - a_names):
+            notes.append(f"{name} no longer allowed by name")
+        out.append(Detail(f"allow list (policy {policy})",
+                          _rule_text(b.consumers, b.teams) if b else None,
+                          _rule_text(a.consumers, a.teams) if a else None, "; ".join(notes)))
+    return out
+
+
+def compare_policies(before: PolicyIR, after: PolicyIR,
+                     members: dict[str, tuple[str, ...]] | None = None) -> tuple[Detail, ...]:
+    """Each effective difference, with whether it loosens or tightens the route; `members`
+    (team -> consumers) words changes of the allow lists as written."""
     out: list[Detail] = []
     if before.api_keys != after.api_keys:
         out.append(Detail("API key required", before.api_keys, after.api_keys,
                           TIGHTENED if after.api_keys else LOOSENED))
     out.extend(_allow_details(before.allow_consumers, after.allow_consumers))
+    out.extend(_rule_details(before, after, members or {}))
     out.extend(_limit_details("rate limit", "requests", before.rate_limits, after.rate_limits))
     out.extend(_limit_details("token limit", "tokens", before.token_limits, after.token_limits))
     if before.max_request_bytes != after.max_request_bytes:

@@ -34,7 +34,8 @@ def prompts_of(ir: GatewayIR | None) -> dict[str, tuple[PromptIR, list[str]]]:
 
 
 def prompt_view(prompt: PromptIR) -> dict[str, Any]:
-    return {"active": [{"version": v.version, "weight": v.weight, "template": v.template}
+    return {"active": [{"version": v.version, "weight": v.weight, "template": v.template,
+                        "required": list(v.required), "variables": list(v.variables)}
                        for v in prompt.active]}
 
 
@@ -53,6 +54,26 @@ def _texts(prompt: PromptIR) -> dict[int, str]:
 
 def _share(version: PromptVersionIR | None) -> str | None:
     return None if version is None else f"{version.weight}%"
+
+
+def _variable_details(before: PromptVersionIR, after: PromptVersionIR) -> list[Detail]:
+    """Variables declared and required, per active version: a newly required one makes
+    requests without it fail with 400."""
+    out: list[Detail] = []
+    field = f"version {after.version} required variables"
+    if before.required != after.required:
+        now = sorted(set(after.required) - set(before.required))
+        no_longer = sorted(set(before.required) - set(after.required))
+        notes = ([f"requests without prompt_variables.{', '.join(now)} now get 400"]
+                 if now else []) + ([f"{', '.join(no_longer)} no longer required"]
+                                    if no_longer else [])
+        out.append(Detail(field, ", ".join(before.required) or None,
+                          ", ".join(after.required) or None, "; ".join(notes)))
+    if before.variables != after.variables:
+        out.append(Detail(f"version {after.version} variables",
+                          ", ".join(before.variables) or None,
+                          ", ".join(after.variables) or None))
+    return out
 
 
 def compare_prompt(before: PromptIR, after: PromptIR) -> tuple[Detail, ...]:
@@ -75,6 +96,8 @@ def compare_prompt(before: PromptIR, after: PromptIR) -> tuple[Detail, ...]:
             out.append(Detail(f"version {number}", _share(b), None, "deactivated"))
         else:
             out.append(Detail(f"version {number}", _share(b), _share(a), "weight changed"))
+    for number in sorted(set(old) & set(new)):
+        out.extend(_variable_details(old[number], new[number]))
     for number in sorted(set(old_texts) & set(new_texts)):
         if old_texts[number] != new_texts[number]:
             out.append(Detail(

@@ -91,3 +91,30 @@ def scenario_plan(tmp: Path) -> Plan:
                       ObservedState(before, tuple(live), fingerprint(live, planned),
                                     tuple(planned)),
                       "kubernetes")
+
+
+def intent_root(tmp: Path) -> Path:
+    """The fixture root with changes the round-1 plan could not see: a rollout's header,
+    pauses and thresholds; a prompt variable made required; a limit whose rate rises while
+    its burst drops; an allow list by team replaced by the team's one member today."""
+    root = tmp / "intent"
+    shutil.copytree(FIXTURE_ROOT, root)
+    edit(root, "routes.yaml", "{weight: 25, pause: 30m}", "{weight: 25, pause: 1h}")
+    edit(root, "routes.yaml", "  state: progressing\n",
+         "  state: progressing\n  canaryHeader: x-canary\n  analysis:\n    metrics:\n"
+         "      - {name: error-rate, max: 0.02}\n      - {name: latency-p95, max: 4s}\n")
+    edit(root, "routes.yaml", "{{ product }}.\\nAnswer politely.\"\n"
+         "      variables: {product: {required: true}}",
+         "{{ product }}.\\nAnswer in {{ language }}.\"\n"
+         "      variables: {product: {required: true}, language: {required: true}}")
+    edit(root, "policies.yaml", "requests: 600, per: minute", "requests: 20, per: second")
+    edit(root, "policies.yaml", "allow: {teams: [search]}", "allow: {consumers: [search-app]}")
+    return root
+
+
+def intent_plan(tmp: Path) -> Plan:
+    """A manifest-only plan (IR against IR) of `intent_root`."""
+    before, _ = load_desired_ir(FIXTURE_ROOT)
+    after, warnings = load_desired_ir(intent_root(tmp))
+    return build_plan(DesiredState(after, (), Provenance(), warnings),
+                      ObservedState(before, (), "sha256:" + "0" * 64), "git:HEAD")

@@ -10,7 +10,7 @@ import pytest
 from gatewayctl.plan.format import format_markdown, format_text
 from gatewayctl.plan.model import PlanFormatError, plan_from_json, plan_to_json
 from tests.conftest import check_golden
-from tests.plan.scenario import scenario_plan
+from tests.plan.scenario import intent_plan, scenario_plan
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -22,6 +22,36 @@ GOLDEN = Path(__file__).parent / "golden"
 def test_golden_plans(name: str, render: object, tmp_path: Path, update_golden: bool) -> None:
     plan = scenario_plan(tmp_path)
     check_golden(GOLDEN / name, render(plan), update_golden)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("name", "render"),
+    [("intent.txt", format_text), ("intent.md", format_markdown),
+     ("intent.json", plan_to_json)],
+)
+def test_golden_plans_of_the_new_change_kinds(name: str, render: object, tmp_path: Path,
+                                              update_golden: bool) -> None:
+    plan = intent_plan(tmp_path)
+    check_golden(GOLDEN / name, render(plan), update_golden)  # type: ignore[operator]
+
+
+def test_changes_of_intent_are_plan_changes(tmp_path: Path) -> None:
+    plan = intent_plan(tmp_path)
+    text = format_text(plan)
+
+    assert plan.has_changes
+    assert "~ Rollout chat-nov" in text
+    assert "canary header: x-gateway-canary (`x-gateway-canary: always` reaches the canary)" \
+        " -> x-canary (`x-canary: always` reaches the canary)" in text
+    assert "thresholds: none -> error-rate at most 0.02; latency-p95 at most 4s" in text
+    assert "steps: 5% for 10m, 25% for 30m, 100% -> 5% for 10m, 25% for 1h, 100%" in text
+    assert ("version 1 required variables: product -> language, product (requests without "
+            "prompt_variables.language now get 400)") in text
+    assert "burst tightened (600 -> 20 at once)" in text
+    assert "allow list (policy team-limits): teams search -> consumers search-app" in text
+    limits = [c.after["rate_limits"] for c in plan.changes if c.kind == "Policy"]
+    assert limits == [[{"amount": 20, "period_s": 1, "per": "second", "by": "consumer",
+                        "policy": "team-limits", "rate_per_second": 20.0, "burst": 20}]]
 
 
 def test_text_is_coloured_only_when_asked(tmp_path: Path) -> None:

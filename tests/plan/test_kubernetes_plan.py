@@ -173,7 +173,9 @@ def test_policy_edit_reads_as_loosened(
     assert policy.affects == ("chat",)
     assert [(d.field, d.before, d.after, d.note) for d in policy.details] == [
         ("rate limit (policy team-limits, per consumer)", "600 requests/minute per consumer",
-         "1,200 requests/minute per consumer", "loosened")]
+         "1,200 requests/minute per consumer",
+         "loosened: rate loosened (10 requests/second -> 20 requests/second); "
+         "burst loosened (600 -> 1,200 at once)")]
 
 
 def test_rejected_credentials_are_one_clear_message(

@@ -101,13 +101,47 @@ def test_policy_changes_say_loosened_or_tightened() -> None:
     assert verdicts == [
         ("API key required", "loosened"),
         ("allowed consumers", "loosened"),
-        ("rate limit (policy p, per consumer)", "loosened"),  # 10/s -> 20/s
+        # 600/minute -> 20/second: the rate rises (10/s -> 20/s), the burst drops (600 -> 20)
+        ("rate limit (policy p, per consumer)", "changed"),
         ("token limit (policy p, per route)", "tightened"),
         ("max request bytes", "tightened"),
         ("deny patterns", "tightened"),
         ("guardrail action", "loosened"),
         ("redact", "tightened"),
     ]
+
+
+def test_rate_and_burst_are_compared_apart() -> None:
+    def note(b: LimitIR, a: LimitIR) -> str:
+        before = PolicyIR(("p",), rate_limits=(b,))
+        (detail,) = compare_policies(before, PolicyIR(("p",), rate_limits=(a,)))
+        return detail.note
+
+    assert note(LimitIR(600, 60, "consumer", "p"), LimitIR(20, 1, "consumer", "p")) == (
+        "changed: rate loosened (10 requests/second -> 20 requests/second); "
+        "burst tightened (600 -> 20 at once)")
+    assert note(LimitIR(600, 60, "consumer", "p"), LimitIR(300, 60, "consumer", "p")) == (
+        "tightened: rate tightened (10 requests/second -> 5 requests/second); "
+        "burst tightened (600 -> 300 at once)")
+    assert note(LimitIR(60, 60, "consumer", "p"), LimitIR(3600, 3600, "consumer", "p")) == (
+        "loosened: burst loosened (60 -> 3,600 at once)")
+
+
+def test_an_allow_list_change_of_intent_says_who_gains_and_loses() -> None:
+    from gatewayctl.ir import AllowRuleIR
+
+    before = PolicyIR(("p",), api_keys=True, allow_consumers=("helpdesk",),
+                      allow_rules=(AllowRuleIR("p", teams=("support",)),))
+    after = PolicyIR(("p",), api_keys=True, allow_consumers=("helpdesk",),
+                     allow_rules=(AllowRuleIR("p", consumers=("helpdesk",)),))
+
+    (detail,) = compare_policies(before, after, {"support": ("helpdesk",)})
+
+    assert (detail.field, detail.before, detail.after) == (
+        "allow list (policy p)", "teams support", "consumers helpdesk")
+    assert detail.note == (
+        "team support no longer grants access (its members: helpdesk; members added later "
+        "get no access through it); helpdesk allowed by name")
 
 
 def test_consumer_given_access_through_a_team(base: GatewayIR, tmp_path: Path) -> None:
@@ -131,7 +165,20 @@ def test_a_first_plan_creates_every_object(base: GatewayIR) -> None:
     assert [c.address for c in changes] == [
         "Gateway ai-gateway", "Provider openai", "Model gpt-4o-2024-08-06",
         "Model gpt-4o-2024-11-20", "Model gpt-4o-mini", "Route chat", "Route support",
-        "Prompt support-assistant", "Consumer helpdesk", "Consumer search-app"]
+        "Rollout chat-nov", "Prompt support-assistant", "Consumer helpdesk",
+        "Consumer search-app"]
+
+
+def test_a_new_rollout_shows_its_steps_thresholds_and_header(base: GatewayIR) -> None:
+    rollout = next(c for c in diff_gateway_ir(None, base) if c.kind == "Rollout")
+
+    shown = {d.field: d.after for d in rollout.details}
+    assert shown["steps"] == "5% for 10m, 25% for 30m, 100%"
+    assert shown["canary header"] == (
+        "x-gateway-canary (`x-gateway-canary: always` reaches the canary)")
+    assert shown["thresholds"] == "none"
+    assert shown["step"] == "1 of 3" and shown["state"] == "progressing"
+    assert rollout.after["steps"][0] == {"weight": 5, "pause_ms": 600_000}
 
 
 def test_diff_is_deterministic_and_mirrors_when_reversed(base: GatewayIR) -> None:
