@@ -1,4 +1,4 @@
-"""`up`, `down` and `status`: the local gateway on a real Envoy (gatewayctl/local)."""
+"""`up`, `down`, `status` and `logs`: the local gateway on a real Envoy (gatewayctl/local)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from gatewayctl.commands import run_command
+from gatewayctl.errors import EXIT_ERROR, EXIT_OK
 
 
 def _progress(message: str) -> None:
@@ -18,7 +19,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def up(
         root: Annotated[Path, typer.Argument(help="Manifest root folder.")] = Path("."),
-        port: Annotated[int, typer.Option("--port", help="Listener port.")] = 8080,
+        port: Annotated[int | None, typer.Option(
+            "--port", help="Listener port (default: the Gateway's listener.port).")] = None,
         admin_port: Annotated[int, typer.Option(help="Envoy admin port.")] = 9901,
         mock_port: Annotated[
             int | None, typer.Option(help="Mock provider port (default: a free one).")
@@ -73,6 +75,36 @@ def register(app: typer.Typer) -> None:
 
             result = current()
             typer.echo(result.summary())
-            return 0
+            # Scripts branch on it: 0 only for a gateway that runs and is healthy.
+            return EXIT_OK if result.running and not result.problems else EXIT_ERROR
+
+        run_command(body)
+
+    @app.command()
+    def logs(
+        sources: Annotated[list[str] | None, typer.Argument(
+            help="Which logs: envoy, mock, access [default: envoy and mock].",
+            show_default=False)] = None,
+        follow: Annotated[bool, typer.Option(
+            "--follow", "-f", help="Keep printing new lines until the gateway stops or Ctrl-C.")
+        ] = False,
+        tail: Annotated[str, typer.Option(
+            "--tail", "-n", help="Lines to show from the end of each log, or all.")] = "100",
+    ) -> None:
+        """Show the local gateway's logs (Envoy, the mock provider, the access log)."""
+
+        def body() -> int:
+            import sys
+
+            from gatewayctl.local.gateway import is_running
+            from gatewayctl.local.logs import parse_tail, show_logs
+            from gatewayctl.local.state import StateDir
+
+            def write(text: str) -> None:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+
+            return show_logs(StateDir(), sources or [], tail=parse_tail(tail), follow=follow,
+                             running=is_running, write=write)
 
         run_command(body)

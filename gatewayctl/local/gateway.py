@@ -40,10 +40,10 @@ from gatewayctl.local.rendering import (
     secret_refs,
     validate_local,
 )
-from gatewayctl.local.state import LocalState, ProcessRecord, SecretsReport, StateDir
+from gatewayctl.local.state import LocalState, ProcessRecord, StateDir
 
 __all__ = ["ApplyResult", "DownResult", "LocalView", "StatusResult", "UpResult", "apply_local",
-           "down", "read_local", "status", "up"]
+           "down", "is_running", "read_local", "status", "up"]
 
 Progress = Callable[[str], None]
 # immediate drain: a connection opened before an apply is told `connection: close` with its
@@ -128,11 +128,12 @@ class StatusResult:
 
 
 # -- up / down ---------------------------------------------------------------------------------
-def up(root: Path, *, listener_port: int = 8080, admin_port: int = 9901,
+def up(root: Path, *, listener_port: int | None = None, admin_port: int = 9901,
        mock_port: int | None = None, detach: bool = True, mock_all: bool = False,
        drain_time_s: int = DRAIN_TIME_S, state_dir: Path | None = None,
        on_progress: Progress = _quiet) -> UpResult:
-    """Start the local gateway serving `root`; with detach=False, serve until Ctrl-C."""
+    """Start the local gateway serving `root` on `listener_port` (default: the Gateway's
+    `listener.port`); with detach=False, serve until Ctrl-C."""
     state = StateDir(state_dir)
     root = root.resolve()
     with state.lock():
@@ -148,21 +149,14 @@ def up(root: Path, *, listener_port: int = 8080, admin_port: int = 9901,
         ir = load_ir(root)
         on_progress(f"compiled {root}: {len(ir.routes)} route(s), "
                     f"{len(ir.providers)} provider(s)")
-        if listener_port == admin_port:
-            raise GatewayctlError(f"the listener and admin ports are both {admin_port}",
-                                  hint="choose two different ports")
-        taken = frozenset({listener_port, admin_port})
-        ports = Ports(listener_port, admin_port, mock_port or process.free_port(taken))
-        for port, what in ((ports.listener, "listener"), (ports.admin, "admin"),
-                           (ports.mock, "mock provider")):
-            process.check_port_free(port, what)
+        ports = _choose_ports(ir, listener_port, admin_port, mock_port)
         secrets = state.prepare_secrets(root, secret_refs(ir))
         choice = choose_providers(ir, secrets, mock_all=mock_all)
         bundle = render_local(ir, state, ports, choice)
         took = validate_local(bundle, state)
         on_progress(f"envoy --mode validate: OK ({took:.2f}s)")
         try:
-            result = _start(state, root, ir, ports, bundle, secrets, choice.reasons, choice.real,
+            result = _start(state, root, ir, ports, bundle, choice.reasons, choice.real,
                             drain_time_s, on_progress)
         except BaseException:
             _stop_children(state)
@@ -175,8 +169,25 @@ def up(root: Path, *, listener_port: int = 8080, admin_port: int = 9901,
     return result
 
 
+def _choose_ports(ir: GatewayIR, listener: int | None, admin: int,
+                  mock: int | None) -> Ports:
+    """The ports `up` listens on; one error names every port that is taken or repeated."""
+    listener = ir.listener_port if listener is None else listener
+    wanted = [(listener, "listener"), (admin, "admin")] + ([] if mock is None
+                                                          else [(mock, "mock provider")])
+    seen: dict[int, str] = {}
+    for port, what in wanted:
+        if port in seen:
+            raise GatewayctlError(f"the {seen[port]} and {what} ports are both {port}",
+                                  hint="choose different ports (--port, --admin-port, "
+                                  "--mock-port)")
+        seen[port] = what
+    process.check_ports_free(wanted)
+    return Ports(listener, admin, mock or process.free_port(frozenset(seen)))
+
+
 def _start(state: StateDir, root: Path, ir: GatewayIR, ports: Ports, bundle: LocalBundle,
-           secrets: SecretsReport, mocked: tuple[tuple[str, str], ...], real: tuple[str, ...],
+           mocked: tuple[tuple[str, str], ...], real: tuple[str, ...],
            drain_time_s: int, on_progress: Progress) -> UpResult:
     since = process.log_size(state.mock_log)
     mock = process.spawn([sys.executable, "-m", "gatewayctl", "mock-provider", "--host", HOST,
@@ -206,7 +217,7 @@ def _start(state: StateDir, root: Path, ir: GatewayIR, ports: Ports, bundle: Loc
         drain_time_s=drain_time_s))
     return UpResult(str(root), str(state.path), ports, envoy.pid, mock.pid, ready_s,
                     bundle.version, tuple(r.public_model for r in ir.routes), mocked, real,
-                    example_curl(ir, ports.listener, secrets))
+                    example_curl(ir, ports.listener, state.secrets_dir))
 
 
 def _serve_foreground(state: StateDir, envoy: ProcessRecord, on_progress: Progress) -> None:
@@ -236,6 +247,12 @@ def down(*, state_dir: Path | None = None) -> DownResult:
         stopped = _stop_children(state)
         state.clear_runtime()
     return DownResult(was_running, stopped)
+
+
+def is_running(*, state_dir: Path | None = None) -> bool:
+    """Whether the local gateway's Envoy runs."""
+    state = StateDir(state_dir)
+    return state.read_state() is not None and _alive(state, "envoy")
 
 
 def _alive(state: StateDir, name: str) -> bool:

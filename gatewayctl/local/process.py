@@ -60,21 +60,42 @@ def find_envoy() -> str:
 # -- ports -------------------------------------------------------------------------------------
 def check_port_free(port: int, what: str) -> None:
     """Fail clearly if 127.0.0.1:port cannot be bound (checked before anything is started)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
-        sock.bind((HOST, port))
-    except OSError as exc:
-        raise port_taken_error(port, what, exc.strerror or str(exc)) from None
-    finally:
-        sock.close()
+    check_ports_free([(port, what)])
+
+
+def check_ports_free(wanted: Sequence[tuple[int, str]]) -> None:
+    """Fail with one error naming every port of `wanted` ((port, what) pairs) that cannot be
+    bound on 127.0.0.1, so that a user frees them all in one go."""
+    taken: list[tuple[int, str, str]] = []
+    for port, what in wanted:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT
+            sock.bind((HOST, port))
+        except OSError as exc:
+            taken.append((port, what, exc.strerror or str(exc)))
+        finally:
+            sock.close()
+    if len(taken) == 1:
+        raise port_taken_error(*taken[0])
+    if taken:
+        listed = "; ".join(f"{port} ({what}): {reason}" for port, what, reason in taken)
+        sports = " or ".join(f"sport = :{port}" for port, _, _ in taken)
+        raise ProcessError(
+            f"{len(taken)} ports on {HOST} are not available: {listed}",
+            hint=f"stop whatever listens there (e.g. `ss -ltnp '( {sports} )'`) or choose "
+            f"other ports ({', '.join(_PORT_OPTIONS.get(w, w) for _, w, _ in taken)})")
+
+
+_PORT_OPTIONS = {"listener": "--port", "admin": "--admin-port", "mock provider": "--mock-port"}
 
 
 def port_taken_error(port: int, what: str, reason: str = "Address already in use") -> ProcessError:
+    option = f" ({_PORT_OPTIONS[what]})" if what in _PORT_OPTIONS else ""
     return ProcessError(
         f"port {port} ({what}) on {HOST} is not available: {reason}",
         hint=f"stop whatever listens there (e.g. `ss -ltnp 'sport = :{port}'`) "
-        f"or choose another {what} port",
+        f"or choose another {what} port{option}",
     )
 
 

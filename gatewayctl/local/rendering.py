@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from gatewayctl.errors import GatewayctlError
 from gatewayctl.ir import GatewayIR, ProviderIR, RouteIR, SecretRefIR
 from gatewayctl.local.process import HOST, validate_config
 from gatewayctl.local.state import (
+    MOCK_CREDENTIAL,
     SECRETS_SOURCE,
     LocalState,
     SecretsReport,
@@ -124,6 +125,15 @@ def probe_endpoints(providers: list[ProviderIR]) -> dict[str, bool]:
     return dict(result)
 
 
+def without_credentials(ir: GatewayIR, mocked: tuple[str, ...]) -> GatewayIR:
+    """The IR with the credential of every mocked provider swapped for the mock's placeholder,
+    so that a real key in `.secrets/` never reaches the mock (which records what it gets)."""
+    providers = tuple(
+        replace(p, credential=MOCK_CREDENTIAL)
+        if p.name in mocked and p.credential is not None else p for p in ir.providers)
+    return replace(ir, providers=providers) if providers != ir.providers else ir
+
+
 def render_local(ir: GatewayIR, state: StateDir, ports: Ports,
                  choice: ProviderChoice) -> LocalBundle:
     from gatewayctl.render.envoy import EnvoyOptions, render_envoy
@@ -140,7 +150,7 @@ def render_local(ir: GatewayIR, state: StateDir, ports: Ports,
         node_id=NODE_ID,
         node_cluster=ir.name,
     )
-    bundle = render_envoy(ir, options)
+    bundle = render_envoy(without_credentials(ir, choice.mocked), options)
     files = bundle.files()
     return LocalBundle(lds=dict(bundle.lds), cds=dict(bundle.cds),
                        bootstrap=_text(files["bootstrap.yaml"]),
@@ -178,8 +188,9 @@ def load_ir(root: Path) -> GatewayIR:
     return compile_gateway(mset)
 
 
-def example_curl(ir: GatewayIR, port: int, secrets: SecretsReport) -> str:
-    """A ready-to-paste chat completion to the first route, with a key if it needs one."""
+def example_curl(ir: GatewayIR, port: int, secrets_dir: Path) -> str:
+    """A ready-to-paste chat completion to the first route. When the route needs a consumer
+    key, the command reads it from its file (`$(cat ...)`): the key itself is never printed."""
     url = f"http://{HOST}:{port}/v1/chat/completions"
     if not ir.routes:
         return f"curl -sS http://{HOST}:{port}/v1/models"
@@ -190,19 +201,20 @@ def example_curl(ir: GatewayIR, port: int, secrets: SecretsReport) -> str:
         required = sorted({v for pv in route.prompt.active for v in pv.required})
         if required:
             body["prompt_variables"] = {v: "example" for v in required}
-    parts = ["curl", "-sS", url, "-H", "content-type: application/json"]
-    key = _consumer_key(ir, route, secrets)
+    parts = [shlex.quote(p) for p in ("curl", "-sS", url, "-H", "content-type: application/json")]
+    key = _consumer_key_file(ir, route, secrets_dir)
     if key is not None:
-        parts += ["-H", f"authorization: Bearer {key}"]
-    parts += ["-d", json.dumps(body, separators=(",", ":"))]
-    return " ".join(shlex.quote(p) for p in parts)
+        # Double quotes keep the command substitution live; the path is quoted inside it.
+        parts += ["-H", f'"authorization: Bearer $(cat {shlex.quote(str(key))})"']
+    parts += ["-d", shlex.quote(json.dumps(body, separators=(",", ":")))]
+    return " ".join(parts)
 
 
-def _consumer_key(ir: GatewayIR, route: RouteIR, secrets: SecretsReport) -> str | None:
+def _consumer_key_file(ir: GatewayIR, route: RouteIR, secrets_dir: Path) -> Path | None:
     if not route.policy.api_keys:
         return None
     allowed = route.policy.allow_consumers
     for consumer in ir.consumers:
         if allowed is None or consumer.name in allowed:
-            return secrets.values.get(f"{consumer.api_key.name}/{consumer.api_key.key}")
+            return secrets_dir / consumer.api_key.name / consumer.api_key.key
     return None

@@ -11,6 +11,7 @@ Layout (under `$GATEWAYCTL_STATE_DIR`, else `$XDG_STATE_HOME/gatewayctl/local`, 
     envoy/validate/         scratch space for `envoy --mode validate`
     config/                 the published LDS/CDS (`..data` swap, see `publish.py`)
     secrets/<name>/<key>    copied from `<root>/.secrets/<name>/<key>`, or a generated placeholder
+    secrets/_mock/credential  what mocked providers are sent instead of their credential
     logs/                   envoy.log, mock.log, access.log
 
 Owns file layout and file I/O only; it never starts processes or talks to Envoy.
@@ -26,7 +27,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gatewayctl.errors import GatewayctlError
@@ -34,6 +35,10 @@ from gatewayctl.ir import GatewayIR, SecretRefIR, from_json, to_json
 
 STATE_DIR_ENV = "GATEWAYCTL_STATE_DIR"
 SECRETS_SOURCE = ".secrets"  # under the manifest root; hidden, so the manifest loader skips it
+# What a provider served by the mock is sent instead of its credential. The name cannot be a
+# Kubernetes Secret's (no capitals or underscores there), so it never shadows a user's secret.
+MOCK_CREDENTIAL = SecretRefIR("_mock", "credential")
+MOCK_CREDENTIAL_VALUE = "gwlocal-mock-credential"
 _PLACEHOLDERS = ".placeholders.json"
 
 
@@ -77,7 +82,6 @@ class LocalState:
 class SecretsReport:
     copied: tuple[str, ...] = ()  # "name/key" taken from <root>/.secrets
     generated: tuple[str, ...] = ()  # "name/key" placeholders (new or kept from an earlier up)
-    values: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def is_real(self, ref: SecretRefIR) -> bool:
         return f"{ref.name}/{ref.key}" in self.copied
@@ -215,7 +219,6 @@ class StateDir:
             placeholders = set()
         copied: list[str] = []
         generated: list[str] = []
-        values: dict[str, str] = {}
         for ref in sorted(set(refs), key=lambda r: (r.name, r.key)):
             ident = f"{ref.name}/{ref.key}"
             src = root / SECRETS_SOURCE / ref.name / ref.key
@@ -230,9 +233,15 @@ class StateDir:
                     write_atomic(dest, f"gwlocal-{secrets.token_hex(16)}", mode=0o600)
                     placeholders.add(ident)
                 generated.append(ident)
-            values[ident] = dest.read_text(encoding="utf-8").strip()
         write_atomic(marker, json.dumps(sorted(placeholders)) + "\n", mode=0o600)
-        return SecretsReport(tuple(copied), tuple(generated), values)
+        self._write_mock_credential()
+        return SecretsReport(tuple(copied), tuple(generated))
+
+    def _write_mock_credential(self) -> None:
+        path = self.secrets_dir / MOCK_CREDENTIAL.name / MOCK_CREDENTIAL.key
+        if not path.is_file():
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            write_atomic(path, MOCK_CREDENTIAL_VALUE, mode=0o600)
 
 
 def write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:

@@ -1,6 +1,8 @@
 """Which files of a manifest root are read, and reading one safely.
 
 The loader reads what lies in the root and nothing else: hidden files and folders are skipped,
+and so are folders of installed software (a virtualenv: any folder with `pyvenv.cfg`;
+`node_modules`), so that the default root `.` of a checkout reads the manifests only;
 folders reached through a link are never descended, and a file reached through a link is read
 only when the link resolves to a visible file inside the root. A link that leads out of the
 root, into a hidden folder (`.secrets/`), or to nothing is refused with GW009 and never opened,
@@ -34,6 +36,11 @@ _DANGLING_HINT = "remove the link, or restore what it pointed to"
 
 def _hidden(parts: tuple[str, ...]) -> bool:
     return any(part.startswith(".") for part in parts)
+
+
+def _installed_software(folder: Path) -> bool:
+    """A virtualenv (it holds pyvenv.cfg) or a node_modules folder: never manifests."""
+    return folder.name == "node_modules" or (folder / "pyvenv.cfg").is_file()
 
 
 def _not_read(relpath: str, why: str, hint: str) -> Diagnostic:
@@ -70,9 +77,9 @@ def discover(root: Path) -> tuple[list[Path], list[Diagnostic]]:
         here = Path(dirpath)
         keep: list[str] = []
         for name in sorted(dirnames):
-            if name.startswith("."):
-                continue
             folder = here / name
+            if name.startswith(".") or _installed_software(folder):
+                continue
             if folder.is_symlink():
                 # Never descended: what it points to inside the root is read where it lies.
                 problem = _link_problem(folder, folder.relative_to(root).as_posix(), real_root)

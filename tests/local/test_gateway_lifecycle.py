@@ -21,6 +21,7 @@ from gatewayctl.errors import GatewayctlError
 from gatewayctl.local.gateway import down, status, up
 from gatewayctl.local.process import free_port, is_alive
 from gatewayctl.local.state import ProcessRecord, StateDir
+from tests.local.shell import shell_argv
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 
@@ -48,8 +49,9 @@ def port_free(port: int) -> bool:
 
 
 def run_curl(curl: str) -> tuple[int, dict[str, object], dict[str, str]]:
-    """Send the request the printed curl command describes (no curl binary needed)."""
-    args = shlex.split(curl)
+    """Send the request the printed curl command describes, as a shell expands it (no curl
+    binary needed)."""
+    args = shell_argv(curl)
     url = next(a for a in args if a.startswith("http://"))
     headers = dict(args[i + 1].split(": ", 1) for i, a in enumerate(args) if a == "-H")
     body = args[args.index("-d") + 1].encode()

@@ -35,10 +35,14 @@ def test_secrets_are_copied_or_generated_once(tmp_path: Path) -> None:
     (root / ".secrets" / "real" / "key").write_text("from-the-repo\n")
     state = StateDir(tmp_path / "state")
     refs = [SecretRefIR("real", "key"), SecretRefIR("app", "key")]
+    def value(ident: str) -> str:
+        return (state.secrets_dir / ident).read_text().strip()
+
     first = state.prepare_secrets(root, refs)
     assert first.copied == ("real/key",) and first.generated == ("app/key",)
-    assert first.values["real/key"] == "from-the-repo"
-    assert first.values["app/key"].startswith("gwlocal-")
+    assert value("real/key") == "from-the-repo"
+    generated = value("app/key")
+    assert generated.startswith("gwlocal-")
     assert first.is_real(SecretRefIR("real", "key"))
     assert not first.is_real(SecretRefIR("app", "key"))
     placeholder = state.secrets_dir / "app" / "key"
@@ -46,14 +50,14 @@ def test_secrets_are_copied_or_generated_once(tmp_path: Path) -> None:
     # A second up keeps the generated key (printed curl commands stay valid) and refreshes
     # the copied one.
     (root / ".secrets" / "real" / "key").write_text("rotated")
-    second = state.prepare_secrets(root, refs)
-    assert second.values["app/key"] == first.values["app/key"]
-    assert second.values["real/key"] == "rotated"
+    state.prepare_secrets(root, refs)
+    assert value("app/key") == generated
+    assert value("real/key") == "rotated"
     # A placeholder is replaced once a real file appears.
     (root / ".secrets" / "app").mkdir()
     (root / ".secrets" / "app" / "key").write_text("real-app-key")
     third = state.prepare_secrets(root, refs)
-    assert third.copied == ("app/key", "real/key") and third.values["app/key"] == "real-app-key"
+    assert third.copied == ("app/key", "real/key") and value("app/key") == "real-app-key"
 
 
 def multi_team() -> GatewayIR:
@@ -91,21 +95,27 @@ def test_unknown_endpoints_are_probed_within_a_bound() -> None:
     assert dict(choice.reasons)["openai"] == "127.0.0.1:1 is not reachable"
 
 
-def test_example_curl_carries_a_consumer_key_when_the_route_needs_one(tmp_path: Path) -> None:
+def test_example_curl_reads_the_consumer_key_from_its_file_never_prints_it(
+    tmp_path: Path
+) -> None:
     ir = multi_team()
-    secrets = StateDir(tmp_path).prepare_secrets(tmp_path, secret_refs(ir))
-    route = ir.routes[0]
-    curl = example_curl(ir, 8080, secrets)
-    args = shlex.split(curl)
+    state = StateDir(tmp_path / "state")
+    for secret in ("search-app-key", "helpdesk-key"):
+        (tmp_path / ".secrets" / secret).mkdir(parents=True)
+        (tmp_path / ".secrets" / secret / "key").write_text(f"sk-real-{secret}-1234\n")
+    state.prepare_secrets(tmp_path, secret_refs(ir))
+    route = next(r for r in ir.routes if r.policy.api_keys)
+    ir = dataclasses.replace(ir, routes=(route,))
+
+    curl = example_curl(ir, 8080, state.secrets_dir)
+
+    assert "sk-real-" not in curl
+    key_file = state.secrets_dir / "helpdesk-key" / "key"  # the first consumer allowed
+    assert f'-H "authorization: Bearer $(cat {key_file})"' in curl
+    args = shlex.split(curl)  # what a shell makes of it, before running the substitution
     assert args[:3] == ["curl", "-sS", "http://127.0.0.1:8080/v1/chat/completions"]
     assert f'"model":"{route.public_model}"' in args[-1]
-    auth = [args[i + 1] for i, a in enumerate(args) if a == "-H" and "authorization" in args[i + 1]]
-    if route.policy.api_keys:
-        assert len(auth) == 1 and auth[0].startswith("authorization: Bearer ")
-        assert auth[0].split()[-1] in secrets.values.values()
-    else:
-        assert auth == []
-    plain = example_curl(load_ir(EXAMPLES / "quickstart"), 9000, secrets)
+    plain = example_curl(load_ir(EXAMPLES / "quickstart"), 9000, state.secrets_dir)
     assert "authorization" not in plain and "-d" in plain
 
 
