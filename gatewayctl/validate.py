@@ -65,18 +65,16 @@ def _plural(n: int, word: str) -> str:
 def _snippet(d: Diagnostic, mset: ManifestSet) -> str:
     if d.location is None:
         return ""
-    for doc in mset.documents:
-        if doc.path == d.location.path and doc.text_lines:
-            idx = d.location.line - 1
-            if 0 <= idx < len(doc.text_lines):
-                text = redact(doc.text_lines[idx].rstrip("\r"))
-                if len(text) > 160:
-                    return ""
-                num = str(d.location.line)
-                caret = " " * (len(num) + 4 + d.location.column - 1) + "^"
-                return f"  {num} | {text}\n {caret}"
-            break
-    return ""
+    lines = mset.sources.get(d.location.path, [])
+    idx = d.location.line - 1
+    if not 0 <= idx < len(lines):
+        return ""
+    text = redact(lines[idx].rstrip("\r"))
+    if len(text) > 160:
+        return ""
+    num = str(d.location.line)
+    caret = " " * (len(num) + 4 + d.location.column - 1) + "^"
+    return f"  {num} | {text}\n {caret}"
 
 
 def run_validate(

@@ -5,29 +5,45 @@ Each check returns diagnostics; none stops the others, so one run reports every 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from gatewayctl.diagnostics import Diagnostic, did_you_mean, error, warning
 from gatewayctl.manifests.documents import Manifest
 from gatewayctl.manifests.manifest_set import ManifestSet
 from gatewayctl.manifests.prompts import TemplateProblem, parse_template, used_variables
+from gatewayctl.manifests.yamlsource import SourceDocument
+
+# Where each kind names another object: (owner kind, field path, target kind); "*" stands for
+# every item of a list. Checked on the documents' own values, so that a document that failed
+# validation still has its references checked.
+REFERENCES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("Gateway", ("spec", "defaultPolicies", "*"), "Policy"),
+    ("Model", ("spec", "provider"), "Provider"),
+    ("Route", ("spec", "backends", "*", "model"), "Model"),
+    ("Route", ("spec", "fallback", "*"), "Model"),
+    ("Route", ("spec", "policies", "*"), "Policy"),
+    ("Route", ("spec", "prompt", "name"), "Prompt"),
+    ("Policy", ("spec", "allow", "consumers", "*"), "Consumer"),
+    ("Rollout", ("spec", "route"), "Route"),
+    ("Rollout", ("spec", "stable"), "Model"),
+    ("Rollout", ("spec", "canary"), "Model"),
+)
 
 
 def _ref(
     diags: list[Diagnostic],
     ms: ManifestSet,
-    owner: Manifest[Any],
-    fpath: tuple[str | int, ...],
+    where: tuple[SourceDocument, tuple[str | int, ...], str],
     target_kind: str,
     name: str,
     known: Mapping[str, object],
-) -> bool:
+) -> None:
     if name in known:
-        return True
+        return
     declared = ms.declared.get(target_kind, frozenset())
     if name in declared:
-        return False  # the target exists but is invalid: its own diagnostics say why
+        return  # the target exists but is invalid: its own diagnostics say why
     names = sorted(set(known) | declared)
     guess = did_you_mean(name, names)
     hint = (
@@ -39,17 +55,17 @@ def _ref(
             else f"there is no {target_kind} in this root yet; add one"
         )
     )
+    doc, fpath, resource = where
     diags.append(
         error(
             "GW203",
             f'{target_kind} "{name}" does not exist',
-            location=owner.location(*fpath),
+            location=doc.location(fpath),
             field=_dot(fpath),
-            resource=owner.ref,
+            resource=resource,
             hint=hint,
         )
     )
-    return False
 
 
 def _dot(fpath: tuple[str | int, ...]) -> str:
@@ -59,54 +75,49 @@ def _dot(fpath: tuple[str | int, ...]) -> str:
     return out
 
 
+def _values_at(
+    data: Any, pattern: tuple[str, ...], at: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    if not pattern:
+        yield at, data
+    elif pattern[0] == "*":
+        if isinstance(data, list):
+            for i, item in enumerate(data):
+                yield from _values_at(item, pattern[1:], (*at, i))
+    elif isinstance(data, dict) and pattern[0] in data:
+        yield from _values_at(data[pattern[0]], pattern[1:], (*at, pattern[0]))
+
+
+def _has_error(field: str, bad: frozenset[str]) -> bool:
+    return any(
+        not b or field == b or field.startswith((b + ".", b + "[")) for b in bad
+    )
+
+
 def check_references(ms: ManifestSet) -> list[Diagnostic]:
     diags: list[Diagnostic] = []
-    gw = ms.gateway
-    if gw:
-        for i, pol in enumerate(gw.spec.defaultPolicies):
-            _ref(diags, ms, gw, ("spec", "defaultPolicies", i), "Policy", pol, ms.policies)
-    for model in ms.models.values():
-        _ref(diags, ms, model, ("spec", "provider"), "Provider", model.spec.provider, ms.providers)
-    for route in ms.routes.values():
-        for i, backend in enumerate(route.spec.backends):
-            _ref(
-                diags,
-                ms,
-                route,
-                ("spec", "backends", i, "model"),
-                "Model",
-                backend.model,
-                ms.models,
-            )
-        for i, fb in enumerate(route.spec.fallback):
-            _ref(diags, ms, route, ("spec", "fallback", i), "Model", fb, ms.models)
-        for i, pol in enumerate(route.spec.policies):
-            _ref(diags, ms, route, ("spec", "policies", i), "Policy", pol, ms.policies)
-        if route.spec.prompt:
-            _ref(
-                diags,
-                ms,
-                route,
-                ("spec", "prompt", "name"),
-                "Prompt",
-                route.spec.prompt.name,
-                ms.prompts,
-            )
+    known: dict[str, Mapping[str, object]] = {
+        "Policy": ms.policies,
+        "Provider": ms.providers,
+        "Model": ms.models,
+        "Prompt": ms.prompts,
+        "Consumer": ms.consumers,
+        "Route": ms.routes,
+    }
+    owners = [(m.doc, m.kind, m.ref, frozenset[str]()) for m in ms.all()]
+    owners += [(r.doc, r.kind, r.resource, r.bad_fields) for r in ms.rejected]
+    for doc, kind, resource, bad in owners:
+        for owner_kind, pattern, target in REFERENCES:
+            if owner_kind != kind:
+                continue
+            for fpath, value in _values_at(doc.data, pattern):
+                if isinstance(value, str) and not _has_error(_dot(fpath), bad):
+                    _ref(diags, ms, (doc, fpath, resource), target, value, known[target])
     teams = {c.spec.team for c in ms.consumers.values() if c.spec.team}
     for policy in ms.policies.values():
         allow = policy.spec.allow
         if not allow:
             continue
-        for i, consumer in enumerate(allow.consumers):
-            _ref(
-                diags,
-                ms,
-                policy,
-                ("spec", "allow", "consumers", i),
-                "Consumer",
-                consumer,
-                ms.consumers,
-            )
         for i, team in enumerate(allow.teams):
             if team not in teams:
                 guess = did_you_mean(team, teams)
@@ -122,10 +133,6 @@ def check_references(ms: ManifestSet) -> list[Diagnostic]:
                         else "set spec.team on the consumers of that team",
                     )
                 )
-    for ro in ms.rollouts.values():
-        _ref(diags, ms, ro, ("spec", "route"), "Route", ro.spec.route, ms.routes)
-        _ref(diags, ms, ro, ("spec", "stable"), "Model", ro.spec.stable, ms.models)
-        _ref(diags, ms, ro, ("spec", "canary"), "Model", ro.spec.canary, ms.models)
     return diags
 
 

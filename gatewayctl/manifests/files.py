@@ -102,36 +102,45 @@ def discover(root: Path) -> tuple[list[Path], list[Diagnostic]]:
     return found, refused
 
 
-def read_file(root: Path, path: Path) -> tuple[list[SourceDocument], list[Diagnostic]]:
+def read_file(
+    root: Path, path: Path
+) -> tuple[list[SourceDocument], list[Diagnostic], list[str]]:
+    """The file's documents, its problems, and its lines (empty when it was not read)."""
     relpath = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
     real = path.resolve() if path.is_symlink() else path  # discover checked where it leads
     try:
         fd = os.open(real, _OPEN_FLAGS)
     except OSError as exc:
         why = f"a file that cannot be opened ({exc.strerror})"
-        return [], [_not_read(relpath, why, "check the file's permissions")]
+        return [], [_not_read(relpath, why, "check the file's permissions")], []
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            return [], []  # a named pipe, a device: not a manifest, and reading could block
+            return [], [], []  # a named pipe, a device: not a manifest; reading could block
         if info.st_size > MAX_FILE_BYTES:
-            return [], [_too_large(relpath, info.st_size)]
+            return [], [_too_large(relpath, info.st_size)], []
         raw = handle.read(MAX_FILE_BYTES + 1)
     if len(raw) > MAX_FILE_BYTES:  # it grew while being read
-        return [], [_too_large(relpath, len(raw))]
+        return [], [_too_large(relpath, len(raw))], []
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        return [], [
-            error(
-                "GW007",
-                "file is not valid UTF-8",
-                location=Location(relpath, line, 1),
-                hint="save the file as UTF-8",
-            )
-        ]
-    return parse_text(relpath, text)
+        return (
+            [],
+            [
+                error(
+                    "GW007",
+                    "file is not valid UTF-8",
+                    location=Location(relpath, line, 1),
+                    hint="save the file as UTF-8",
+                )
+            ],
+            [],
+        )
+    lines = text.splitlines()
+    docs, diags = parse_text(relpath, text, lines=lines)
+    return docs, diags, lines
 
 
 def _too_large(relpath: str, size: int) -> Diagnostic:

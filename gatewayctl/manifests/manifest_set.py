@@ -12,6 +12,7 @@ from gatewayctl.manifests.credentials import find_credential, scan_document
 from gatewayctl.manifests.documents import Manifest, load_manifest
 from gatewayctl.manifests.files import discover, read_file
 from gatewayctl.manifests.kinds import (
+    SPEC_MODELS,
     ConsumerSpec,
     GatewaySpec,
     ModelSpec,
@@ -22,6 +23,18 @@ from gatewayctl.manifests.kinds import (
     RouteSpec,
 )
 from gatewayctl.manifests.yamlsource import SourceDocument
+
+
+@dataclass(frozen=True)
+class RejectedDocument:
+    """A document of a known kind that did not validate: its references are still checked
+    (one run reports a dangling reference beside a schema error of the same resource), except
+    in the fields that already have an error."""
+
+    doc: SourceDocument
+    kind: str
+    resource: str  # "Kind/name", or "" when the name is missing
+    bad_fields: frozenset[str]  # dotted paths with an error; "" for the whole document
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,9 @@ class ManifestSet:
     # Names declared by every document, valid or not: a reference to an invalid object is not
     # reported again as dangling, and "did you mean" can suggest it.
     declared: dict[str, frozenset[str]] = field(default_factory=dict, compare=False, repr=False)
+    rejected: tuple[RejectedDocument, ...] = field(default=(), compare=False, repr=False)
+    # Every file's lines, for source snippets (also of files where no document could be read).
+    sources: dict[str, list[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def all(self) -> list[Manifest[Any]]:
         out: list[Manifest[Any]] = [self.gateway] if self.gateway else []
@@ -68,18 +84,37 @@ _GROUPS = {
 }
 
 
-def read_documents(root: Path) -> tuple[list[SourceDocument], list[Diagnostic]]:
+def _resource(data: dict[str, Any]) -> str:
+    meta = data.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return f"{data['kind']}/{name}" if isinstance(name, str) else ""
+
+
+def read_documents(
+    root: Path,
+) -> tuple[list[SourceDocument], list[Diagnostic], dict[str, list[str]]]:
+    """Every document under root, the problems of reading them, and each file's lines."""
     docs: list[SourceDocument] = []
+    sources: dict[str, list[str]] = {}
     paths, diags = discover(root)
+    base = root if root.is_dir() else root.parent
     for path in paths:
-        file_docs, file_diags = read_file(root if root.is_dir() else root.parent, path)
+        file_docs, file_diags, lines = read_file(base, path)
         docs.extend(file_docs)
         diags.extend(file_diags)
-    return docs, diags
+        if lines:
+            sources[path.relative_to(base).as_posix()] = lines
+    return docs, diags, sources
 
 
-def build_set(root: str, docs: list[SourceDocument], diags: DiagnosticSink) -> ManifestSet:
+def build_set(
+    root: str,
+    docs: list[SourceDocument],
+    diags: DiagnosticSink,
+    sources: dict[str, list[str]] | None = None,
+) -> ManifestSet:
     groups: dict[str, dict[str, Manifest[Any]]] = {g: {} for g in _GROUPS.values()}
+    rejected: list[RejectedDocument] = []
     gateways: list[Manifest[Any]] = []
     # One search over each file's text first: most files hold no credential at all.
     suspicious: dict[str, bool] = {}
@@ -88,8 +123,11 @@ def build_set(root: str, docs: list[SourceDocument], diags: DiagnosticSink) -> M
             suspicious[doc.path] = find_credential("\n".join(doc.text_lines)) is not None
         if suspicious[doc.path]:
             diags.extend(scan_document(doc))
-        manifest, _ = load_manifest(doc, diags)
+        manifest, bad = load_manifest(doc, diags)
         if manifest is None:
+            kind = doc.data.get("kind") if isinstance(doc.data, dict) else None
+            if isinstance(kind, str) and kind in SPEC_MODELS:
+                rejected.append(RejectedDocument(doc, kind, _resource(doc.data), bad))
             continue
         if manifest.kind == "Gateway":
             gateways.append(manifest)
@@ -142,6 +180,8 @@ def build_set(root: str, docs: list[SourceDocument], diags: DiagnosticSink) -> M
         gateway=gateway,
         documents=tuple(docs),
         declared={k: frozenset(v) for k, v in declared.items()},
+        rejected=tuple(rejected),
+        sources=sources or {},
         **{g: dict(sorted(items.items())) for g, items in groups.items()},
     )
     return mset
@@ -156,7 +196,7 @@ def load_manifest_set(root: Path) -> tuple[ManifestSet, Diagnostics]:
 def _load(root: Path) -> tuple[ManifestSet, Diagnostics]:
     from gatewayctl.manifests.checks import check_set  # checks imports this module
 
-    docs, file_diags = read_documents(root)
+    docs, file_diags, sources = read_documents(root)
     diags = DiagnosticSink()
     diags.extend(file_diags)
     if not docs and not file_diags:
@@ -167,6 +207,6 @@ def _load(root: Path) -> tuple[ManifestSet, Diagnostics]:
                 hint="point gatewayctl at the folder holding your manifests",
             )
         )
-    mset = build_set(str(root), docs, diags)
+    mset = build_set(str(root), docs, diags, sources)
     diags.extend(check_set(mset))
     return mset, diags.result()

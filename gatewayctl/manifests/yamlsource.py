@@ -17,7 +17,6 @@ This module must not know about manifest kinds.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import yaml
 
 from gatewayctl.diagnostics import Diagnostic, Location, error
+from gatewayctl.manifests.yamlscalars import resolve_scalar
 
 MAX_DEPTH = 48
 MAX_ALIAS_NODES = 100_000
@@ -35,18 +35,6 @@ FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 PURE_LOADER: Any = yaml.SafeLoader
 
 FieldPath = tuple[str | int, ...]
-
-_INT_RE = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
-_OCT_RE = re.compile(r"^0o[0-7]+$")
-_HEX_RE = re.compile(r"^0x[0-9a-fA-F]+$")
-_FLOAT_RE = re.compile(r"^[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
-_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
-_TRUE = frozenset({"true", "True", "TRUE"})
-_FALSE = frozenset({"false", "False", "FALSE"})
-_INF = frozenset({".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"})
-_NINF = frozenset({"-.inf", "-.Inf", "-.INF"})
-_NAN = frozenset({".nan", ".NaN", ".NAN"})
-
 
 @dataclass
 class SourceDocument:
@@ -76,34 +64,11 @@ class SourceDocument:
 
 
 class _Abort(Exception):
-    def __init__(self, diag: Diagnostic) -> None:
+    """A problem after which the rest of the document cannot be read."""
+
+    def __init__(self, diag: Diagnostic, mark: Any) -> None:
         self.diag = diag
-
-
-def resolve_scalar(value: str, plain: bool) -> Any:
-    if not plain:
-        return value
-    if value in _NULLS:
-        return None
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    if _INT_RE.match(value):
-        return int(value.replace("_", ""))
-    if _OCT_RE.match(value):
-        return int(value[2:], 8)
-    if _HEX_RE.match(value):
-        return int(value[2:], 16)
-    if _FLOAT_RE.match(value) and any(c.isdigit() for c in value):
-        return float(value.replace("_", ""))
-    if value in _INF:
-        return math.inf
-    if value in _NINF:
-        return -math.inf
-    if value in _NAN:
-        return math.nan
-    return value
+        self.mark = mark
 
 
 def _node_count(value: Any) -> int:
@@ -114,11 +79,37 @@ def _node_count(value: Any) -> int:
     return 1
 
 
+def _words(value: Any) -> str:
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return "a boolean"
+    for kind, words in ((dict, "a mapping"), (list, "a list"), (str, "a string")):
+        if isinstance(value, kind):
+            return words
+    return "a number"
+
+
+@dataclass
+class _Open:
+    """A mapping or sequence being built."""
+
+    container: Any
+    path: FieldPath
+    anchor: str | None
+    mark: Any
+    merged: set[str] = field(default_factory=set)  # keys that came from `<<`, not written here
+    has_merge: bool = False  # a `<<` was seen
+    pending: tuple[str, Any] | None = None  # a mapping's key waiting for its value
+
+
 class _Builder:
     """Builds plain values from parser events, one document at a time.
 
     It may parse a tail of the file: `first_line` (0-based) is where that tail starts in the
-    file, and every position it records is a position in the whole file.
+    file, and every position it records is a position in the whole file. Problems that leave
+    the document readable (a duplicate key) are collected in `problems`; the others end the
+    document with _Abort.
     """
 
     def __init__(
@@ -138,6 +129,7 @@ class _Builder:
         self.first_index = first_index
         self.loader = loader
         self.docs: list[SourceDocument] = []
+        self.problems: list[Diagnostic] = []
         # Where the document being built starts: 0-based line in the file, and the index in
         # `text` of that line's first character.
         self.doc_line = first_line
@@ -161,82 +153,28 @@ class _Builder:
                 doc = SourceDocument(
                     self.relpath, doc_index, None, start_line, text_lines=self.lines
                 )
-                doc.data = self._document(events, doc)
+                doc.data = _DocumentBuilder(self, doc).build(events)
                 self.docs.append(doc)
                 doc_index += 1
         return self.docs
 
-    def _document(self, events: Any, doc: SourceDocument) -> Any:
-        anchors: dict[str, Any] = {}
-        anchor_sizes: dict[str, int] = {}
-        alias_budget = [MAX_ALIAS_NODES]
+
+class _DocumentBuilder:
+    """One document's values and positions, from its events."""
+
+    def __init__(self, owner: _Builder, doc: SourceDocument) -> None:
+        self.owner = owner
+        self.doc = doc
+        self.anchors: dict[str, Any] = {}
+        self.anchor_sizes: dict[str, int] = {}
+        self.anchor_paths: dict[int, FieldPath] = {}  # id(anchored mapping) -> where written
+        self.alias_budget = MAX_ALIAS_NODES
         # Explicit stack instead of recursion: deep nesting must fail cleanly, not crash.
-        stack: list[tuple[Any, FieldPath, str | None, Any]] = []
-        pending_key: list[tuple[str, Any] | None] = []
-        root: list[Any] = []
+        self.stack: list[_Open] = []
+        self.root: list[Any] = []
 
-        def attach(value: Any, mark: Any, anchor: str | None) -> None:
-            if anchor:
-                anchors[anchor] = value
-                anchor_sizes[anchor] = _node_count(value)
-            if not stack:
-                root.append(value)
-                doc.values[()] = self.pos(mark)
-                return
-            container, cpath, _, _ = stack[-1]
-            if isinstance(container, list):
-                fpath = (*cpath, len(container))
-                container.append(value)
-                doc.values.setdefault(fpath, self.pos(mark))
-                return
-            key_info = pending_key[-1]
-            if key_info is None:
-                if isinstance(value, (dict, list)):
-                    raise _Abort(
-                        error(
-                            "GW001",
-                            "a mapping key must be a plain scalar",
-                            location=self.loc(mark),
-                            field=_dotted(cpath),
-                            hint="write the key as a plain string",
-                        )
-                    )
-                pending_key[-1] = ("" if value is None else str(value), mark)
-                return
-            key, key_mark = key_info
-            pending_key[-1] = None
-            fpath = (*cpath, key)
-            if key == "<<" and isinstance(value, (dict, list)):
-                for src in value if isinstance(value, list) else [value]:
-                    if isinstance(src, dict):
-                        for k, v in src.items():
-                            container.setdefault(k, v)
-                return
-            if key in container:
-                first = doc.keys.get(fpath)
-                raise _Abort(
-                    error(
-                        "GW002",
-                        f'duplicate key "{key}"'
-                        + (f" (first defined on line {first[0]})" if first else ""),
-                        location=self.loc(key_mark),
-                        field=_dotted(fpath),
-                        hint="remove one of the two; YAML would silently keep only the last",
-                    )
-                )
-            container[key] = value
-            doc.keys[fpath] = self.pos(key_mark)
-            doc.values[fpath] = self.pos(mark)
-
-        def child_path() -> FieldPath:
-            if not stack:
-                return ()
-            container, cpath, _, _ = stack[-1]
-            if isinstance(container, list):
-                return (*cpath, len(container))
-            key_info = pending_key[-1]
-            return (*cpath, key_info[0]) if key_info else cpath
-
+    def build(self, events: Any) -> Any:
+        loc = self.owner.loc
         for ev in events:
             if isinstance(ev, yaml.ScalarEvent):
                 plain = bool(ev.implicit[0]) and not ev.style
@@ -246,50 +184,156 @@ class _Builder:
                     value = resolve_scalar(ev.value, True)
                 else:
                     value = resolve_scalar(ev.value, plain)
-                attach(value, ev.start_mark, ev.anchor)
+                self.attach(value, ev.start_mark, ev.anchor)
             elif isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                if len(stack) >= MAX_DEPTH:
+                if len(self.stack) >= MAX_DEPTH:
                     raise _Abort(
                         error(
                             "GW005",
                             f"nesting deeper than {MAX_DEPTH} levels",
-                            location=self.loc(ev.start_mark),
+                            location=loc(ev.start_mark),
                             hint="manifests are shallow; this looks like generated or hostile "
                             "input",
-                        )
+                        ),
+                        ev.start_mark,
                     )
                 container: Any = {} if isinstance(ev, yaml.MappingStartEvent) else []
-                stack.append((container, child_path(), ev.anchor, ev.start_mark))
-                pending_key.append(None)
+                self.stack.append(_Open(container, self.child_path(), ev.anchor, ev.start_mark))
             elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                container, _, anchor, mark = stack.pop()
-                pending_key.pop()
-                attach(container, mark, anchor)
+                done = self.stack.pop()
+                if done.anchor and isinstance(done.container, dict):
+                    self.anchor_paths[id(done.container)] = done.path
+                self.attach(done.container, done.mark, done.anchor)
             elif isinstance(ev, yaml.AliasEvent):
-                if ev.anchor not in anchors:
-                    raise _Abort(
-                        error(
-                            "GW001",
-                            f'unknown alias "*{ev.anchor}"',
-                            location=self.loc(ev.start_mark),
-                            hint="define the anchor with &name before using it",
-                        )
-                    )
-                alias_budget[0] -= anchor_sizes[ev.anchor]
-                if alias_budget[0] < 0:
-                    raise _Abort(
-                        error(
-                            "GW003",
-                            f"aliases expand to more than {MAX_ALIAS_NODES} values",
-                            location=self.loc(ev.start_mark),
-                            hint="this is an alias bomb or a very repetitive file; "
-                            "write the values out or split the file",
-                        )
-                    )
-                attach(anchors[ev.anchor], ev.start_mark, None)
+                self.attach(self.alias(ev), ev.start_mark, None)
             elif isinstance(ev, yaml.DocumentEndEvent):
                 break
-        return root[0] if root else None
+        return self.root[0] if self.root else None
+
+    def alias(self, ev: Any) -> Any:
+        if ev.anchor not in self.anchors:
+            raise _Abort(
+                error(
+                    "GW001",
+                    f'unknown alias "*{ev.anchor}"',
+                    location=self.owner.loc(ev.start_mark),
+                    hint="define the anchor with &name before using it",
+                ),
+                ev.start_mark,
+            )
+        self.alias_budget -= self.anchor_sizes[ev.anchor]
+        if self.alias_budget < 0:
+            raise _Abort(
+                error(
+                    "GW003",
+                    f"aliases expand to more than {MAX_ALIAS_NODES} values",
+                    location=self.owner.loc(ev.start_mark),
+                    hint="this is an alias bomb or a very repetitive file; "
+                    "write the values out or split the file",
+                ),
+                ev.start_mark,
+            )
+        return self.anchors[ev.anchor]
+
+    def child_path(self) -> FieldPath:
+        if not self.stack:
+            return ()
+        top = self.stack[-1]
+        if isinstance(top.container, list):
+            return (*top.path, len(top.container))
+        return (*top.path, top.pending[0]) if top.pending else top.path
+
+    def attach(self, value: Any, mark: Any, anchor: str | None) -> None:
+        pos = self.owner.pos(mark)
+        if anchor:
+            self.anchors[anchor] = value
+            self.anchor_sizes[anchor] = _node_count(value)
+        if not self.stack:
+            self.root.append(value)
+            self.doc.values[()] = pos
+            return
+        top = self.stack[-1]
+        if isinstance(top.container, list):
+            fpath = (*top.path, len(top.container))
+            top.container.append(value)
+            self.doc.values.setdefault(fpath, pos)
+            return
+        if top.pending is None:
+            if isinstance(value, (dict, list)):
+                raise _Abort(
+                    error(
+                        "GW001",
+                        "a mapping key must be a plain scalar",
+                        location=self.owner.loc(mark),
+                        field=_dotted(top.path),
+                        hint="write the key as a plain string",
+                    ),
+                    mark,
+                )
+            top.pending = ("" if value is None else str(value), mark)
+            return
+        key, key_mark = top.pending
+        top.pending = None
+        fpath = (*top.path, key)
+        if (key in top.container and key not in top.merged) or (key == "<<" and top.has_merge):
+            self.duplicate(key, key_mark, fpath)
+            return
+        if key == "<<":
+            top.has_merge = True
+            self.doc.keys[fpath] = self.owner.pos(key_mark)
+            self.merge(top, value, mark, fpath)
+            return
+        top.merged.discard(key)  # written here: it overrides a merged value
+        top.container[key] = value
+        self.doc.keys[fpath] = self.owner.pos(key_mark)
+        self.doc.values[fpath] = pos
+
+    def duplicate(self, key: str, key_mark: Any, fpath: FieldPath) -> None:
+        first = self.doc.keys.get(fpath)
+        self.owner.problems.append(
+            error(
+                "GW002",
+                f'duplicate key "{key}"'
+                + (f" (first defined on line {first[0]})" if first else ""),
+                location=self.owner.loc(key_mark),
+                field=_dotted(fpath),
+                hint="remove one of the two; YAML would silently keep only the last",
+            )
+        )
+
+    def merge(self, top: _Open, value: Any, mark: Any, fpath: FieldPath) -> None:
+        """YAML's merge key: the keys of the merged mappings that this mapping does not write
+        itself; of several mappings, the first that has a key gives it."""
+        sources = value if isinstance(value, list) else [value]
+        wrong = next((src for src in sources if not isinstance(src, dict)), None)
+        if wrong is not None or not sources:
+            got = _words(value)
+            if isinstance(value, list) and sources:
+                got = f"a list holding {_words(wrong)}"
+            self.owner.problems.append(
+                error(
+                    "GW001",
+                    f"a merge key (<<) takes a mapping or a list of mappings, got {got}",
+                    location=self.owner.loc(mark),
+                    field=_dotted(fpath),
+                    hint="merge an anchored mapping: <<: *name, or several: <<: [*a, *b]",
+                )
+            )
+            return
+        for i, src in enumerate(sources):
+            written = self.anchor_paths.get(id(src))
+            if written is None:  # an inline mapping, written under this `<<`
+                written = (*fpath, i) if isinstance(value, list) else fpath
+            for k, v in src.items():
+                if k in top.container:
+                    continue
+                top.container[k] = v
+                top.merged.add(k)
+                # Positions of a merged key: where the merged mapping writes it.
+                for table in (self.doc.keys, self.doc.values):
+                    hit = table.get((*written, k))
+                    if hit is not None:
+                        table[(*top.path, k)] = hit
 
 
 def _dotted(fpath: FieldPath) -> str:
@@ -304,6 +348,9 @@ def _dotted(fpath: FieldPath) -> str:
 
 dotted = _dotted
 
+# The start of a document: where reading resumes after a problem that ends a document.
+_DOCUMENT_START = re.compile(r"^---(?=[ \t\r\n]|$)", re.M)
+
 
 def _parser_depth_limit(exc: yaml.MarkedYAMLError) -> bool:
     """Whether the parser stopped at a nesting limit of its own. libyaml 0.2.6 (in PyYAML
@@ -314,45 +361,76 @@ def _parser_depth_limit(exc: yaml.MarkedYAMLError) -> bool:
 
 
 def parse_text(
-    relpath: str, text: str, *, loader: Any = FAST_LOADER
+    relpath: str, text: str, *, loader: Any = FAST_LOADER, lines: list[str] | None = None
 ) -> tuple[list[SourceDocument], list[Diagnostic]]:
-    """Parse one file's text. On a fatal problem, returns the documents before it and the error."""
-    lines = text.splitlines()
-    builder = _Builder(relpath, text, lines, loader=loader)
-    try:
-        return builder.run(), []
-    except _Abort as abort:
-        return builder.docs, [abort.diag]
-    except yaml.MarkedYAMLError as exc:
-        if loader is not PURE_LOADER and _parser_depth_limit(exc):
-            # Again from the start of that document, with the parser that has no limit of
-            # its own: gatewayctl's limit then decides, at the same place. Hostile input only.
-            tail = _Builder(
-                relpath,
-                text[builder.doc_offset :],
-                lines,
-                first_line=builder.doc_line,
-                first_index=len(builder.docs),
-                loader=PURE_LOADER,
-            )
-            try:
-                tail_docs, diags = tail.run(), []
-            except _Abort as abort:
-                tail_docs, diags = tail.docs, [abort.diag]
-            except yaml.MarkedYAMLError as again:
-                tail_docs, diags = tail.docs, [_syntax_error(tail, again)]
-            return builder.docs + tail_docs, diags
-        return builder.docs, [_syntax_error(builder, exc)]
-    except yaml.YAMLError as exc:
-        return builder.docs, [
-            error("GW001", f"YAML error: {exc}", location=Location(relpath, 1, 1))
-        ]
+    """Parse one file's text into its documents and the problems found.
+
+    A problem that ends a document (a syntax error, a limit) does not end the file: reading
+    resumes at the next `---` after it, so the documents after a broken one are still read
+    (and references to them are not reported as dangling).
+    """
+    lines = text.splitlines() if lines is None else lines
+    docs: list[SourceDocument] = []
+    diags: list[Diagnostic] = []
+    offset, first_line, use = 0, 0, loader
+    while True:
+        builder = _Builder(
+            relpath,
+            text[offset:],
+            lines,
+            first_line=first_line,
+            first_index=len(docs),
+            loader=use,
+        )
+        failure: Diagnostic | None = None
+        stop: Any = None
+        try:
+            builder.run()
+        except _Abort as abort:
+            failure, stop = abort.diag, abort.mark
+        except yaml.MarkedYAMLError as exc:
+            if use is not PURE_LOADER and _parser_depth_limit(exc):
+                # Again from the start of that document, with the parser that has no limit
+                # of its own: gatewayctl's limit then decides, at the same place.
+                docs += builder.docs
+                diags += builder.problems
+                offset += builder.doc_offset
+                first_line = builder.doc_line
+                use = PURE_LOADER
+                continue
+            failure, stop = _syntax_error(builder, exc), exc.problem_mark or exc.context_mark
+        except yaml.YAMLError as exc:
+            failure = error("GW001", f"YAML error: {exc}", location=Location(relpath, 1, 1))
+        docs += builder.docs
+        diags += builder.problems
+        if failure is None:
+            return docs, diags
+        diags.append(failure)
+        # From where the problem was noticed (that may be the next document's `---`), but past
+        # the start of the broken document, so that reading always moves on.
+        after = offset + (stop.index if stop is not None else builder.doc_offset)
+        found = _DOCUMENT_START.search(text, max(after, offset + builder.doc_offset + 1))
+        if found is None:
+            return docs, diags
+        first_line += text.count("\n", offset, found.start())
+        offset, use = found.start(), loader
 
 
 def _syntax_error(builder: _Builder, exc: yaml.MarkedYAMLError) -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     loc = builder.loc(mark) if mark is not None else Location(builder.relpath, 1, 1)
     problem = exc.problem or exc.context or "invalid YAML"
+    # Where the structure that broke began ("while parsing a flow mapping"): the line the
+    # mistake usually is on, when the problem is only noticed lines later.
+    start = exc.context_mark
+    if (
+        exc.problem
+        and exc.context
+        and start is not None
+        and (mark is None or (start.line, start.column) != (mark.line, mark.column))
+    ):
+        line, column = builder.pos(start)
+        problem += f" ({exc.context} that started at line {line}, column {column})"
     return error(
         "GW001",
         f"YAML syntax error: {problem}",
