@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,7 +43,10 @@ def codequality(diags: Sequence[Diagnostic], root: str) -> str:
                 "description": f"{d.code}: {d.message()}"
                 + (f" (hint: {d.hint})" if d.hint else ""),
                 "check_name": d.code,
-                "fingerprint": d.fingerprint(),
+                # the path (root included) makes it unique when one pipeline validates
+                # several roots: GitLab merges findings with equal fingerprints
+                "fingerprint": hashlib.sha256(
+                    f"{_cq_path(d, root)}|{d.fingerprint()}".encode()).hexdigest()[:32],
                 "severity": "major" if d.severity is Severity.ERROR else "minor",
                 "location": {
                     "path": _cq_path(d, root),

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-NOTE_MAX_CHARS = 1_000_000  # GitLab's limit on a note body, in characters
+NOTE_MAX_CHARS = 50_000  # a readable note; GitLab's own limit is 1,000,000 characters
 NO_CLIENT_RETRY: dict[str, Any] = {"obey_rate_limit": False, "retry_transient_errors": False}
 TokenKind = Literal["private", "job", "oauth"]
 

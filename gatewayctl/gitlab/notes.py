@@ -2,8 +2,8 @@
 
 Each note starts with a hidden marker (`<!-- gatewayctl:plan gateway=ai-gateway env=production
 -->`); later pipelines search every page of the merge request's notes for it and edit that note
-instead of adding another. A plan longer than GitLab's note limit is cut at a line boundary and
-ends with a link to the full plan artifact.
+instead of adding another. A plan too long to read in a note is summarised (long lines cut, then
+the folded diffs left out, then cut at a line) and ends with a link to the full plan artifact.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from gatewayctl.gitlab.client import NO_CLIENT_RETRY, GitLabContext, GitLabSessi
 from gatewayctl.gitlab.errors import CiEnvError
 
 MARKER_PREFIX = "<!-- gatewayctl:plan "
+NOTE_BUDGET_CHARS = 50_000  # what a note may hold before it is summarised (GitLab: 1,000,000)
+MAX_LINE_CHARS = 1_000
 NOTES_PER_PAGE = 100
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 
@@ -55,15 +57,28 @@ def compose_note_body(
     artifact_url: str | None = None,
     job_url: str | None = None,
 ) -> tuple[str, bool]:
-    """The note body (marker first) and whether the plan had to be shortened to fit."""
+    """The note body (marker first) and whether the plan had to be shortened.
+
+    A note is for reading: no line longer than MAX_LINE_CHARS (a minified config on one line
+    says nothing in a review) and at most `max_chars` in all (NOTE_BUDGET_CHARS from the
+    CLI, well under GitLab's own limit). Over that, the diffs folded in `<details>` go first,
+    keeping the summary and the change tables; then the text is cut at a line boundary. The
+    footer links the full plan (the job's `plan.md` artifact) whenever anything was left out.
+    """
     head = marker_line(marker_key) + "\n"
-    text = markdown.rstrip("\n") + "\n"
-    if len(head) + len(text) <= max_chars:
+    text, long_lines = _cap_lines(markdown.rstrip("\n") + "\n")
+    if len(head) + len(text) <= max_chars and not long_lines:
         return head + text, False
+    omitted = 0
+    if len(head) + len(text) > max_chars:
+        text, omitted = _drop_details(text)
+    footer_room = len(_footer(0, 0, omitted, long_lines, artifact_url, job_url)) + 40
+    if len(head) + len(text) + footer_room <= max_chars:
+        body = head + text + _footer(None, None, omitted, long_lines, artifact_url, job_url)
+        return body, True
     lines = text.splitlines(keepends=True)
     total = len(lines)
-    # reserve room for the widest footer (kept has at most as many digits as total)
-    budget = max_chars - len(head) - len(_footer(total, total, artifact_url, job_url)) - 4
+    budget = max_chars - len(head) - footer_room - len(str(total)) * 2 - 4
     kept: list[str] = []
     used = 0
     for line in lines:
@@ -74,20 +89,58 @@ def compose_note_body(
     shown = len(kept)
     if sum(1 for line in kept if _FENCE.match(line)) % 2:
         kept.append("```\n")  # the cut fell inside a code block: close it
-    body = head + "".join(kept) + _footer(shown, total, artifact_url, job_url)
-    return body[:max_chars], True
+    footer = _footer(shown, total, omitted, long_lines, artifact_url, job_url)
+    return (head + "".join(kept) + footer)[:max_chars], True
 
 
-def _footer(kept: int, total: int, artifact_url: str | None, job_url: str | None) -> str:
+def _cap_lines(text: str) -> tuple[str, int]:
+    """Lines longer than MAX_LINE_CHARS cut, saying by how much; and how many were cut."""
+    out: list[str] = []
+    cut = 0
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\n")
+        if len(body) > MAX_LINE_CHARS:
+            cut += 1
+            line = (f"{body[:MAX_LINE_CHARS]} … ({len(body) - MAX_LINE_CHARS:,} more "
+                    "characters on this line)\n")
+        out.append(line)
+    return "".join(out), cut
+
+
+def _drop_details(text: str) -> tuple[str, int]:
+    """The text without its `<details>` blocks, and how many there were."""
+    out: list[str] = []
+    dropped = 0
+    inside = False
+    for line in text.splitlines(keepends=True):
+        if not inside and line.startswith("<details"):
+            inside, dropped = True, dropped + 1
+            continue
+        if inside:
+            inside = not line.startswith("</details>")
+            continue
+        out.append(line)
+    return "".join(out), dropped
+
+
+def _footer(kept: int | None, total: int | None, omitted: int, long_lines: int,
+            artifact_url: str | None, job_url: str | None) -> str:
     if artifact_url:
         where = f"[the full plan]({artifact_url})"
     elif job_url:
         where = f"the full plan in the [job artifacts]({job_url})"
     else:
         where = "the full plan in the job artifacts"
+    left_out: list[str] = []
+    if kept is not None and total is not None:
+        left_out.append(f"{kept} of {total} lines shown")
+    if omitted:
+        left_out.append(f"{omitted} diff{'s' if omitted > 1 else ''} left out")
+    if long_lines:
+        left_out.append(f"{long_lines} long line{'s' if long_lines > 1 else ''} cut")
     return (
-        f"\n---\n**This plan is too long for a GitLab comment** ({kept} of {total} lines "
-        f"shown). See {where}.\n"
+        f"\n---\n**This plan is too long for a GitLab comment** ({', '.join(left_out)}). "
+        f"See {where}.\n"
     )
 
 

@@ -281,3 +281,31 @@ def test_retry_waits_honour_retry_after_up_to_the_cap():
     assert parse_retry_after("120") == 120.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
     assert parse_retry_after("soon") is None
+
+
+def test_a_long_plan_keeps_its_tables_and_leaves_the_diffs_out():
+    """Summarised, not just cut: the change tables stay, the folded diffs go first."""
+    table = "| `~` | ConfigMap `gw/gw-config` | data changed |\n"
+    diff = ("<details><summary>diff</summary>\n\n```diff\n" + "-a\n+b\n" * 4_000
+            + "```\n\n</details>\n")
+    plan = "### gatewayctl plan\n\n" + table + diff + "\n<sub>Live state fingerprint</sub>\n"
+
+    body, truncated = compose_note_body(plan, PROD, max_chars=10_000, artifact_url="U")
+
+    assert truncated and len(body) <= 10_000
+    assert table in body and "<sub>Live state fingerprint</sub>" in body
+    assert "<details" not in body and "-a\n+b" not in body
+    assert body.endswith("(1 diff left out). See [the full plan](U).\n")
+
+
+def test_no_line_of_a_note_is_longer_than_the_cap():
+    from gatewayctl.gitlab.notes import MAX_LINE_CHARS
+
+    plan = "### plan\n\n```diff\n-" + "x" * 30_417 + "\n+y\n```\n"
+
+    body, truncated = compose_note_body(plan, PROD, max_chars=50_000)
+
+    assert truncated
+    assert max(len(line) for line in body.splitlines()) < MAX_LINE_CHARS + 60
+    assert f"… ({30_418 - MAX_LINE_CHARS:,} more characters on this line)" in body
+    assert "(1 long line cut)" in body

@@ -167,3 +167,28 @@ def test_every_deployment_tier_option_has_its_hidden_job():
     assert sorted(options) == sorted(
         n.removeprefix(".gatewayctl-tier-") for n in config if n.startswith(".gatewayctl-tier-")
     )
+
+
+def test_code_quality_fingerprints_differ_between_two_roots(tmp_path):
+    """Two roots with the same problem are two findings: GitLab merges equal fingerprints."""
+    import json
+    import shutil
+
+    from tests.conftest import REPO
+
+    case = REPO / "tests" / "validate" / "cases" / "weights-not-100.yaml"
+    reports = []
+    for name in ("eu", "us"):
+        root = tmp_path / name
+        root.mkdir()
+        shutil.copy(case, root / "routes.yaml")
+        report = tmp_path / f"{name}.json"
+        subprocess.run([sys.executable, "-m", "gatewayctl", "validate", name, "--report",
+                        f"codequality={report}"], cwd=tmp_path, capture_output=True,
+                       timeout=120)
+        reports.append(json.loads(report.read_text()))
+    (eu,), (us,) = reports
+    assert (eu["check_name"], us["check_name"]) == ("GW204", "GW204")
+    assert (eu["location"]["path"], us["location"]["path"]) == ("eu/routes.yaml",
+                                                                "us/routes.yaml")
+    assert eu["fingerprint"] != us["fingerprint"]
