@@ -32,6 +32,21 @@ class StatusView:
     analysis: AnalysisResult | None
 
 
+def git_weights(view: StatusView) -> dict[str, int]:
+    cw = view.position.canary_weight
+    return {view.spec.stable: 100 - cw, view.spec.canary: cw}
+
+
+def live_matches_git(view: StatusView) -> bool | None:
+    """Whether the live gateway serves the weights Git has (None: live not read or empty).
+
+    A backend the live gateway does not list serves 0%."""
+    if view.live is None or not view.live.weights:
+        return None
+    served = {m: w for m, w in view.live.weights if w}
+    return served == {m: w for m, w in git_weights(view).items() if w}
+
+
 def steps_text(spec: RolloutSpec) -> str:
     parts = []
     for i, s in enumerate(spec.steps, start=1):
@@ -52,12 +67,11 @@ def status_json(view: StatusView) -> dict[str, Any]:
         "step": spec.step,
         "steps": [{"weight": s.weight, "pause": format_duration_ms(s.pause) if s.pause else None}
                   for s in spec.steps],
-        "git": {"weights": {spec.stable: 100 - view.position.canary_weight,
-                            spec.canary: view.position.canary_weight}},
+        "git": {"weights": git_weights(view)},
         "pause": {"elapsed": view.pause.elapsed, "text": view.pause.describe()},
         "live": None if view.live is None else {
             "source": view.live.source, "weights": dict(view.live.weights),
-            "note": view.live.note},
+            "note": view.live.note, "matchesGit": live_matches_git(view)},
         "lastAnalysis": None if view.analysis is None else analysis_json(view.analysis),
     }
 
@@ -76,6 +90,10 @@ def format_status(view: StatusView) -> str:
         lines.append(f"  live:   {served} ({view.live.source})")
         if view.live.note:
             lines.append(f"          {view.live.note}")
+        if live_matches_git(view) is False:
+            lines.append("  ⚠ live differs from Git: the live gateway does not serve what Git "
+                         "says (a change not applied yet, a break-glass apply, or a hand edit); "
+                         "`gatewayctl apply` from the default branch converges it")
     lines.append(f"  pause:  {view.pause.describe()}")
     if view.analysis is None:
         lines.append("  last analysis: none (run `gatewayctl rollout analyze`)")

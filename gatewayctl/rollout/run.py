@@ -216,6 +216,12 @@ def _edit_working_tree(source: RolloutDocument, transition: Transition, delivery
     total = len(source.spec.steps)
     out = [transition.summary(source.name, total)]
     if not transition.changed:
+        if _applies(delivery, transition) and transition.action == "abort":
+            # Git already says aborted, but live may not: the break-glass abort sets live to
+            # the stable model whatever Git says (the root as it stands is aborted)
+            assert delivery.live is not None
+            out.append(deliver.apply_live(source.root, _compile(source), delivery.live,
+                                          out.append, delivery.kube_context))
         return out
     edit = plan_file_edit(source, transition, now)
     diff = _diff(edit, source.manifest.doc.path)
@@ -231,7 +237,15 @@ def _edit_working_tree(source: RolloutDocument, transition: Transition, delivery
         assert delivery.live is not None
         out.append(deliver.apply_live(source.root, _compile(updated), delivery.live,
                                       out.append, delivery.kube_context))
+    elif transition.action == "abort":
+        out.append(_UNCHANGED_LIVE.format(name=source.name))
     return out
+
+
+_UNCHANGED_LIVE = (
+    "the live gateway is unchanged: the canary keeps its traffic until this change is applied "
+    "(merge it and let the default branch's apply job run, or `gatewayctl apply`); to stop it "
+    "now, run `gatewayctl rollout abort {name} --apply --live kubernetes` (break-glass)")
 
 
 def _counts(diff: str) -> str:
@@ -302,6 +316,8 @@ def propose_on_head(source: RolloutDocument, plan_for: TransitionFor, delivery: 
                                    deliver.branch_for(source.name, transition),
                                    files={file_path: text}, title=title,
                                    description=description, message=message))
+        if transition.action == "abort" and not _applies(delivery, transition):
+            out.append(_UNCHANGED_LIVE.format(name=source.name))
         if failure is not None:
             raise failure
         return out

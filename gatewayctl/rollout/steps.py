@@ -92,9 +92,9 @@ def plan_promote(spec: RolloutSpec, *, to: int | None = None, full: bool = False
     if to is not None and not 1 <= to <= total:
         raise GatewayctlError(f"step {to} does not exist: the rollout has steps 1 to {total}")
     if spec.state == "completed" and not (to is not None and to < total):
-        raise RolloutStateError(
-            "the rollout is already completed: the canary serves 100%",
-            "to move traffic back, use `rollout abort` or promote --to an earlier step")
+        # already done: like an abort of an aborted rollout, a success that changes nothing
+        return Transition("promote", before, before, False,
+                          "already completed: the canary serves 100%")
     if spec.state == "aborted" and to is None and not full:
         raise RolloutStateError(
             f"the rollout was aborted at step {spec.step}; it restarts only explicitly",

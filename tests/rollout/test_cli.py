@@ -227,3 +227,49 @@ def test_analyze_cost_per_request_from_token_counters(tmp_path: Path) -> None:
     assert code == 0, out
     assert "canary $0.004750 vs stable $0.004250 (+11.8%; bound $0.005100)" in out
     assert "canary 850 <= 1000" in out
+
+
+def test_break_glass_abort_sets_live_to_stable_even_when_git_already_says_aborted(
+        root: Path, tmp_path: Path) -> None:
+    """`advance` committed an abort that was never applied: live still gives the canary 25%."""
+    out = tmp_path / "live"
+    assert invoke("promote", "chat-nov", "--root", str(root), "--apply", "--live",
+                  f"dir:{out}")[0] == 0
+    assert invoke("abort", "chat-nov", "--root", str(root), "--commit")[0] == 0
+    status = invoke("status", "chat-nov", "--root", str(root), "--live", f"dir:{out}")[1]
+    assert f"  live:   gpt-4o-2024-08-06 75%, gpt-4o-2024-11-20 25% (dir:{out})" in status
+    assert "  ⚠ live differs from Git:" in status
+
+    code, text, err = invoke("abort", "chat-nov", "--root", str(root), "--apply", "--live",
+                             f"dir:{out}")
+
+    assert (code, err) == (0, "")
+    assert "already aborted" in text
+    status = invoke("status", "chat-nov", "--root", str(root), "--live", f"dir:{out}")[1]
+    assert "gpt-4o-2024-11-20 25%" not in status
+    assert "⚠ live differs from Git" not in status
+    doc = json.loads(invoke("status", "chat-nov", "--root", str(root), "--live", f"dir:{out}",
+                            "-o", "json")[1])
+    assert doc["live"]["matchesGit"] is True
+
+
+def test_abort_without_apply_says_the_live_gateway_is_unchanged(root: Path) -> None:
+    code, text, _ = invoke("abort", "chat-nov", "--root", str(root))
+    assert code == 0
+    assert text.splitlines()[-1] == (
+        "the live gateway is unchanged: the canary keeps its traffic until this change is "
+        "applied (merge it and let the default branch's apply job run, or `gatewayctl apply`); "
+        "to stop it now, run `gatewayctl rollout abort chat-nov --apply --live kubernetes` "
+        "(break-glass)")
+
+
+def test_already_done_is_exit_0_for_promote_and_abort_alike(tmp_path: Path) -> None:
+    done = make_root(tmp_path / "done", ROLLOUT.replace("state: progressing",
+                                                         "state: completed"))
+    stopped = make_root(tmp_path / "stopped", ROLLOUT.replace("state: progressing",
+                                                               "state: aborted"))
+    promote = invoke("promote", "chat-nov", "--root", str(done))
+    abort = invoke("abort", "chat-nov", "--root", str(stopped))
+    assert (promote[0], abort[0]) == (0, 0)
+    assert "already completed" in promote[1] and "already aborted" in abort[1]
+    assert (done / "rollout.yaml").read_text().count("state: completed") == 1

@@ -46,10 +46,13 @@ def test_promote(step: int, state: str, kwargs: dict[str, object], after: Positi
     assert tr.restarts_clock == (after.step != step or state == "aborted")
 
 
-def test_promote_refuses_a_completed_or_aborted_rollout() -> None:
-    with pytest.raises(RolloutStateError) as done:
-        plan_promote(spec(3, "completed"))
-    assert done.value.message == "the rollout is already completed: the canary serves 100%"
+def test_promote_of_a_completed_rollout_is_already_done_and_an_aborted_one_is_refused() -> None:
+    """"Already done" is a success that changes nothing, for promote as for abort."""
+    done = plan_promote(spec(3, "completed"))
+    assert not done.changed
+    assert done.summary("r", 3) == ("rollout r: already completed: the canary serves 100% "
+                                    "(step 3/3 (completed), canary 100%)")
+    assert not plan_abort(spec(2, "aborted")).changed
     with pytest.raises(RolloutStateError) as aborted:
         plan_promote(spec(2, "aborted"))
     assert aborted.value.hint == "run `rollout promote NAME --to 1` to start again from the " \
