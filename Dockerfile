@@ -1,5 +1,6 @@
 # The gatewayctl CLI image: for merge-request pipelines and for running gatewayctl without a
 # local Python. Build: docker build -t gatewayctl:0.1.0 .
+# No Envoy (the `envoy` extra): CI jobs never run it; `gatewayctl up` is for laptops.
 #
 # The base is pinned to a patch release; pin it by digest as well in your own builds:
 #   docker build --build-arg PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:<digest> .
@@ -23,6 +24,8 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid gatewayctl --create-home --home-dir /home/gatewayctl \
       --shell /usr/sbin/nologin gatewayctl
 COPY --from=build /opt/gatewayctl /opt/gatewayctl
+# the checkout belongs to the runner's user, not to 10001: let git read it
+COPY docker/gitconfig /etc/gitconfig
 ENV PATH=/opt/gatewayctl/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

@@ -8,7 +8,7 @@ import sys
 from tests.conftest import REPO
 
 
-def test_project_pipeline_passes_the_gitlab_ci_schema() -> None:
+def test_project_pipeline_and_the_example_pass_the_gitlab_ci_schema() -> None:
     proc = subprocess.run(
         [
             sys.executable,
@@ -17,6 +17,7 @@ def test_project_pipeline_passes_the_gitlab_ci_schema() -> None:
             "--builtin-schema",
             "vendor.gitlab-ci",
             str(REPO / ".gitlab-ci.yml"),
+            str(REPO / "examples" / ".gitlab-ci.yml"),
         ],
         capture_output=True,
         text=True,

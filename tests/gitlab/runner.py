@@ -104,6 +104,46 @@ def make_repo(path: Path, ci_yaml: str, files: dict[str, str]) -> ManifestRepo:
     return repo
 
 
+def copy_project(path: Path) -> ManifestRepo:
+    """This project's files (tracked and new, as in the work tree) in a new repository."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], cwd=REPO, capture_output=True, check=True,
+                            timeout=60).stdout.decode().split("\0")
+    for relative in filter(None, listed):
+        source = REPO / relative
+        if source.is_file():
+            (path / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, path / relative)
+    repo = ManifestRepo(path)
+    repo.git("init", "-q", "-b", "main")
+    repo.git("remote", "add", "origin", "https://gitlab.example.com/platform/gatewayctl.git")
+    repo.commit("Release")
+    return repo
+
+
+def job_venv(path: Path, *, with_test_dependencies: bool) -> Path:
+    """A virtualenv for jobs that install packages; returns its bin folder.
+
+    With `with_test_dependencies`, gatewayctl's dependencies are importable from the test's
+    own environment (linked, without gatewayctl itself), so that a job can install gatewayctl
+    with PIP_NO_DEPS=1 from a package registry and run it, without a resolver going online.
+    """
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=120)
+    if with_test_dependencies:
+        linked = path / "test-dependencies"
+        linked.mkdir()
+        skip = ("gatewayctl", "__editable__", "_gatewayctl", "pip", "setuptools",
+                "_distutils_hack", "distutils-precedence", "__pycache__")
+        for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+            if not entry.name.lower().startswith(skip):
+                (linked / entry.name).symlink_to(entry)
+        site = next(path.glob("lib/python3*/site-packages"))
+        (site / "test-dependencies.pth").write_text(f"{linked}\n", encoding="utf-8")
+    return path / "bin"
+
+
 def example_files(example: str, under: str) -> dict[str, str]:
     base = REPO / "examples" / example
     return {f"{under}/{p.name}": p.read_text(encoding="utf-8")
@@ -154,6 +194,7 @@ def run_pipeline(
     manual: tuple[str, ...] = (),
     job_token: str,
     env: dict[str, str] | None = None,
+    python_bin: Path | None = None,
 ) -> PipelineRun:
     """Run the pipeline in `repo` with gitlab-ci-local; `pipeline` sets predefined variables.
 
@@ -180,13 +221,14 @@ def run_pipeline(
             "--ignore-predefined-vars", ",".join(sorted(predefined))]
     for name, value in predefined.items():
         argv += ["--variable", f"{name}={value}"]
-    if pipeline.get("CI_PIPELINE_SOURCE") == "merge_request_event":
+    if pipeline.get("CI_PIPELINE_SOURCE") == "merge_request_event" or "CI_COMMIT_TAG" in pipeline:
         argv += ["--unset-variable", "CI_COMMIT_BRANCH"]
     for job in manual:
         argv += ["--manual", job]
     argv += list(jobs)
-    environ = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}"
-               f"{os.environ.get('PATH', '')}", "NO_COLOR": "1", **(env or {})}
+    bin_dir = python_bin or Path(sys.executable).parent
+    environ = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+               "NO_COLOR": "1", **(env or {})}
     for name in ("GITLAB_TOKEN", "KUBECONFIG", "CI", "GITLAB_CI"):
         environ.pop(name, None)
     done = subprocess.run(argv, cwd=repo.path, capture_output=True, text=True,

@@ -7,12 +7,14 @@ the local GitLab API fake and the Kubernetes API fake.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO
 from tests.fakes.gitlab_api import DEVELOPER_TOKEN, JOB_TOKEN, REPORTER_TOKEN, GitLabAPIServer
 from tests.gitlab.runner import (
     ManifestRepo,
@@ -24,16 +26,10 @@ from tests.gitlab.runner import (
 
 pytestmark = pytest.mark.slow
 
-CI_YAML = """\
-stages: [test, deploy]
-include:
-  - local: ci/gatewayctl.gitlab-ci.yml
-    inputs:
-      root: gateway/
-      gateway: ai-gateway
-      rollouts: chat-gpt4o-nov
-      prometheus-url: http://127.0.0.1:9/
-"""
+EXAMPLE = REPO / "examples" / ".gitlab-ci.yml"
+# the example's include, with the template taken from this checkout instead of the release
+CI_YAML = re.sub(r"  - project: platform/gatewayctl\n    ref: \S+\n    file: templates/",
+                 "  - local: ci/", EXAMPLE.read_text())
 
 
 @pytest.fixture
@@ -56,6 +52,10 @@ def open_merge_request(repo: ManifestRepo, gitlab: GitLabAPIServer) -> tuple[int
     repo.commit("Move the chat canary to 25%")
     mr = gitlab.add_merge_request(project.id, source_branch="canary-25")
     return project.id, int(mr["iid"]), base
+
+
+def test_the_example_includes_the_template():
+    assert "  - local: ci/gatewayctl.gitlab-ci.yml\n" in CI_YAML
 
 
 def test_merge_request_without_a_cluster_plans_against_the_diff_base(repo, gitlab):
