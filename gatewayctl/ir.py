@@ -16,7 +16,7 @@ import functools
 import json
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 IR_VERSION = "gatewayctl.dev/ir/v1"
@@ -185,6 +185,26 @@ class ConsumerIR:
 
 
 @dataclass(frozen=True)
+class KubernetesIR:
+    """Gateway.spec.kubernetes: Kubernetes' own structures (resources, tolerations, affinity)
+    as plain JSON values; None or empty means gatewayctl's default."""
+
+    resources: dict[str, dict[str, str]] | None = None
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    affinity: dict[str, Any] = field(default_factory=dict)
+    priority_class_name: str | None = None
+    service_type: str = "ClusterIP"
+    service_annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    pod_monitor: bool = False
+    pod_monitor_interval: str = "30s"
+    pod_monitor_labels: dict[str, str] = field(default_factory=dict)
+    network_policy: bool = True
+
+
+@dataclass(frozen=True)
 class GatewayIR:
     name: str
     namespace: str
@@ -197,6 +217,7 @@ class GatewayIR:
     models: tuple[ModelIR, ...]
     routes: tuple[RouteIR, ...]
     consumers: tuple[ConsumerIR, ...]
+    kubernetes: KubernetesIR = field(default_factory=KubernetesIR)
     version: str = IR_VERSION
 
     def provider(self, name: str) -> ProviderIR:

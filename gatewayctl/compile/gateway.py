@@ -11,6 +11,7 @@ from gatewayctl.ir import (
     BackendIR,
     ConsumerIR,
     GatewayIR,
+    KubernetesIR,
     LimitIR,
     ModelIR,
     PolicyIR,
@@ -24,6 +25,7 @@ from gatewayctl.ir import (
     ThresholdIR,
 )
 from gatewayctl.manifests.documents import Manifest
+from gatewayctl.manifests.gateway_kubernetes import KubernetesSettings
 from gatewayctl.manifests.kinds import (
     ConsumerSpec,
     Metric,
@@ -235,6 +237,30 @@ def compile_route(
     )
 
 
+def compile_kubernetes(spec: KubernetesSettings) -> KubernetesIR:
+    resources = None
+    if spec.resources is not None:
+        resources = {
+            kind: {k: str(v) for k, v in getattr(spec.resources, kind).model_dump().items() if v}
+            for kind in ("requests", "limits")
+        }
+    return KubernetesIR(
+        resources=resources,
+        node_selector=dict(sorted(spec.nodeSelector.items())),
+        tolerations=tuple(t.model_dump(exclude_none=True) for t in spec.tolerations),
+        affinity=spec.affinity.model_dump(exclude_none=True) if spec.affinity else {},
+        priority_class_name=spec.priorityClassName,
+        service_type=spec.service.type,
+        service_annotations=dict(sorted(spec.service.annotations.items())),
+        labels=dict(sorted(spec.labels.items())),
+        annotations=dict(sorted(spec.annotations.items())),
+        pod_monitor=spec.podMonitor.enabled,
+        pod_monitor_interval=spec.podMonitor.interval,
+        pod_monitor_labels=dict(sorted(spec.podMonitor.labels.items())),
+        network_policy=spec.networkPolicy.enabled,
+    )
+
+
 def compile_gateway(ms: ManifestSet) -> GatewayIR:
     """The IR of a manifest set that validated without errors."""
     gw = ms.gateway
@@ -260,6 +286,7 @@ def compile_gateway(ms: ManifestSet) -> GatewayIR:
         providers=tuple(compile_provider(p) for p in ms.providers.values()),
         models=tuple(compile_model(m) for m in ms.models.values()),
         routes=tuple(compile_route(r, ms, defaults, prompts, rollouts) for r in ms.routes.values()),
+        kubernetes=compile_kubernetes(gw.spec.kubernetes),
         consumers=tuple(
             ConsumerIR(
                 name=c.name,

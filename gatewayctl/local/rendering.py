@@ -143,6 +143,7 @@ def render_local(ir: GatewayIR, state: StateDir, ports: Ports,
         config_dir=str(state.config_dir),
         admin_address=HOST,
         admin_port=ports.admin,
+        stats_port=None,  # the local gateway reads admin directly; no extra port
         listener_address=HOST,
         listener_port=ports.listener,
         access_log_path=str(state.access_log),

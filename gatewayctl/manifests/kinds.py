@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, HttpUrl, field_validator, model_validator
 
+from gatewayctl.manifests.gateway_kubernetes import KubernetesSettings
 from gatewayctl.manifests.types import (
     DurationMs,
     ModelName,
@@ -59,6 +60,7 @@ class GatewaySpec(Strict):
     replicas: Replicas = Field(default_factory=Replicas)
     image: Annotated[str, Field(min_length=1)] = "envoyproxy/envoy:v1.40.0"
     defaultPolicies: list[Name] = Field(default_factory=list)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
 
 
 # --- Provider --------------------------------------------------------------------------------

@@ -139,7 +139,8 @@ class Plan:
 MANIFEST_KIND_ORDER = ("Gateway", "Provider", "Model", "Route", "Rollout", "Prompt", "Policy",
                        "Consumer")
 RESOURCE_KIND_ORDER = ("Namespace", "ServiceAccount", "ConfigMap", "Deployment", "Service",
-                       "PodDisruptionBudget", "HorizontalPodAutoscaler", "PrometheusRule")
+                       "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy",
+                       "PodMonitor", "PrometheusRule")
 
 
 def change_sort_key(change: Change) -> tuple[int, int, str, str, str]:

@@ -55,6 +55,8 @@ def envoy(multi_team: GatewayIR, tmp_path: Path) -> Iterator[tuple[dict[str, Any
         admin_port=admin,
         listener_address="127.0.0.1",
         listener_port=listener,
+        stats_address="127.0.0.1",
+        stats_port=free_port(),
     )
     files = bundle.files()
     for name in ("lds.json", "cds.json"):
@@ -89,8 +91,11 @@ def test_prestop_hook_starts_a_graceful_drain(envoy: tuple[dict[str, Any], int, 
     assert get(listener, "/v1/models").getheader("connection") is None
     command = container["lifecycle"]["preStop"]["exec"]["command"]
     assert f"/dev/tcp/127.0.0.1/{admin}" in command[2]
+    assert get(listener, "/healthz/ready").status == 200
     quick = [*command[:2], command[2].replace(f"sleep {DRAIN_SECONDS}", "sleep 0")]
     subprocess.run(quick, check=True, timeout=20)
+    # The readiness probe fails from now on: the endpoints drop the pod.
+    assert get(listener, "/healthz/ready").status == 503
     # Draining: every response now asks the client to reconnect (to another pod).
     response = get(listener, "/v1/models")
     assert response.status == 200

@@ -48,7 +48,10 @@ EXISTING_CONFIG_VALUES: dict[str, Any] = {
         {"key": "dedicated", "operator": "Equal", "value": "gateway", "effect": "NoSchedule"}
     ],
     "priorityClassName": "system-cluster-critical",
-    "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+    "podMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+    "networkPolicy": {"enabled": True, "providerPorts": [443, 8443]},
+    "commonLabels": {"team.example.com/cost-center": "ml"},
+    "commonAnnotations": {"team.example.com/contact": "platform@example.com"},
 }
 
 
@@ -81,7 +84,7 @@ def by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def gateway_values(multi_team: GatewayIR) -> dict[str, Any]:
     values = render_helm_values(multi_team, envoy_bundle(multi_team))
-    return {**values, "serviceMonitor": {"enabled": True}}
+    return {**values, "podMonitor": {"enabled": True}}
 
 
 def value_sets(gateway_values: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -104,8 +107,8 @@ def test_chart_lints_and_renders_valid_objects(gateway_values: dict[str, Any]) -
 def test_default_values_reference_the_configmaps_gatewayctl_manages() -> None:
     objects = render_chart({}, name="ai-gateway")
     assert sorted(o["kind"] for o in objects) == [
-        "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service",
-        "ServiceAccount",
+        "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget",
+        "Service", "ServiceAccount",
     ]  # fmt: skip
     volumes = by_kind(objects)["Deployment"]["spec"]["template"]["spec"]["volumes"]
     assert volumes[:2] == [
@@ -148,9 +151,21 @@ def test_existing_config_values_shape_the_pods() -> None:
         {"key": "token", "path": "token"},
         {"key": "token-next", "path": "token-next"},
     ]
-    assert kinds["ServiceMonitor"]["spec"]["endpoints"] == [
-        {"interval": "30s", "path": "/stats/prometheus", "port": "admin"}
+    assert kinds["PodMonitor"]["spec"]["podMetricsEndpoints"] == [
+        {"interval": "30s", "path": "/stats/prometheus", "port": "metrics"}
     ]
+    assert kinds["Service"]["spec"]["ports"] == [
+        {"appProtocol": "http", "name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}
+    ]
+    assert kinds["NetworkPolicy"]["spec"]["egress"][1]["ports"] == [
+        {"port": 443, "protocol": "TCP"},
+        {"port": 8443, "protocol": "TCP"},
+    ]
+    for obj in kinds.values():
+        assert obj["metadata"]["labels"]["team.example.com/cost-center"] == "ml"
+        assert obj["metadata"]["annotations"]["team.example.com/contact"] == (
+            "platform@example.com"
+        )
     assert kinds["PodDisruptionBudget"]["spec"]["maxUnavailable"] == "50%"
 
 
@@ -175,8 +190,24 @@ def test_the_chart_deploys_the_same_data_plane_as_render_kubernetes(
         == (ours[key]["spec"]["template"]["metadata"]["annotations"])
     )
     assert theirs[key]["spec"]["selector"] == ours[key]["spec"]["selector"]
-    for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "PrometheusRule"):
+    for kind in (
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "PrometheusRule",
+        "NetworkPolicy",
+        "PodMonitor",
+    ):
         assert theirs[kind, "ai-gateway"]["spec"] == ours[kind, "ai-gateway"]["spec"], kind
+    for kind in ("Service", "PodMonitor"):
+        ours_meta, theirs_meta = (
+            ours[kind, "ai-gateway"]["metadata"],
+            theirs[kind, "ai-gateway"]["metadata"],
+        )
+        assert theirs_meta.get("annotations") == ours_meta.get("annotations"), kind
+        for key, value in ours_meta["labels"].items():
+            if key != "app.kubernetes.io/managed-by":
+                assert theirs_meta["labels"][key] == value, (kind, key)
     assert ("ConfigMap", "ai-gateway-ir") not in theirs
 
 

@@ -399,6 +399,7 @@ def test_a_weight_change_through_the_packed_configmap_reaches_envoy_without_rest
             secrets_dir=str(secrets),
             admin_address="127.0.0.1",
             admin_port=admin_port,
+            stats_port=None,
             listener_address="127.0.0.1",
             listener_port=listener_port,
             access_log_path=str(tmp_path / "access.log"),

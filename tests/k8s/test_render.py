@@ -78,6 +78,8 @@ def test_objects_come_in_dependency_order(multi_team: GatewayIR) -> None:
         ("Deployment", "ai-gateway"),
         ("PodDisruptionBudget", "ai-gateway"),
         ("HorizontalPodAutoscaler", "ai-gateway"),
+        ("NetworkPolicy", "ai-gateway"),
+        ("PodMonitor", "ai-gateway"),
         ("PrometheusRule", "ai-gateway"),
     ]
 
@@ -171,10 +173,13 @@ def test_pods_mount_what_the_envoy_config_reads(multi_team: GatewayIR) -> None:
         assert unpacker["resources"]["requests"] == {"cpu": "10m", "memory": "16Mi"}
     assert sidecar["command"][7:] == ["2"]  # seconds between looks at the ConfigMap volume
     assert volumes["bootstrap"]["configMap"]["name"] == "ai-gateway-bootstrap"
+    # Admin listens on the pod's loopback: no port; Prometheus and liveness use the stats
+    # listener, readiness the gateway listener itself.
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": 8080, "admin": 9901}
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-        assert container[probe]["httpGet"] == {"path": "/ready", "port": "admin"}
+    assert ports == {"http": 8080, "metrics": 9902}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz/ready", "port": "http"}
+    for probe in ("livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz/live", "port": "metrics"}
 
 
 def test_the_layout_follows_the_envoy_options(multi_team: GatewayIR) -> None:
@@ -183,6 +188,7 @@ def test_the_layout_follows_the_envoy_options(multi_team: GatewayIR) -> None:
         config_dir="/srv/envoy",
         secrets_dir="/run/gw-secrets",
         admin_port=9000,
+        stats_port=9100,
         listener_port=10080,
     )
     container = pod_spec(objects)["containers"][0]
@@ -194,13 +200,14 @@ def test_the_layout_follows_the_envoy_options(multi_team: GatewayIR) -> None:
     assert mounts["secret-openai-credentials"] == "/run/gw-secrets/openai-credentials"
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
         "http": 10080,
-        "admin": 9000,
+        "metrics": 9100,
     }
     assert "/dev/tcp/127.0.0.1/9000" in container["lifecycle"]["preStop"]["exec"]["command"][2]
     service = index(objects)["Service", "ai-gateway"]["spec"]["ports"]
-    assert [(p["name"], p["port"], p["targetPort"]) for p in service] == [
-        ("http", 8080, "http"),
-        ("admin", 9000, "admin"),
+    assert [(p["name"], p["port"], p["targetPort"]) for p in service] == [("http", 8080, "http")]
+    policy = index(objects)["NetworkPolicy", "ai-gateway"]["spec"]
+    assert policy["ingress"] == [
+        {"ports": [{"port": 10080, "protocol": "TCP"}, {"port": 9100, "protocol": "TCP"}]}
     ]
 
 

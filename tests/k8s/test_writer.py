@@ -26,6 +26,8 @@ def test_writes_one_file_per_object_that_reads_back_equal(
         "deployment-ai-gateway.yaml",
         "poddisruptionbudget-ai-gateway.yaml",
         "horizontalpodautoscaler-ai-gateway.yaml",
+        "networkpolicy-ai-gateway.yaml",
+        "podmonitor-ai-gateway.yaml",
         "prometheusrule-ai-gateway.yaml",
     ]
     for obj, path in zip(objects, paths, strict=True):

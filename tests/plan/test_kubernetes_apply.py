@@ -185,7 +185,7 @@ def test_failure_in_the_middle_reports_applied_and_not_applied(
     assert err.not_applied[0] == "Deployment ai-gateway/ai-gateway"
     assert err.not_applied[-1] == "ConfigMap ai-gateway/ai-gateway-ir"  # the record comes last
     assert says in err.message
-    assert "not applied 6:" in err.message
+    assert "not applied 7:" in err.message
     # The IR record was not written, so the next plan still shows the whole change.
     assert "ai-gateway-ir" not in names(kube_server)
     lease = kube_server.get_object("coordination.k8s.io/v1", "Lease", NAMESPACE,
@@ -229,7 +229,7 @@ def test_rollout_timeout_says_everything_was_applied(
     with pytest.raises(GatewayctlError) as caught:
         apply_lib(root, kube_options, timeout=0.3)
 
-    assert caught.value.message.startswith("every object was applied (9 applied, 0 pruned), "
+    assert caught.value.message.startswith("every object was applied (10 applied, 0 pruned), "
                                            "but deployment ai-gateway/ai-gateway did not "
                                            "finish rolling out within 0.3s")
 

@@ -25,6 +25,7 @@ RESOURCES = [
     ("Service", "ai-gateway/ai-gateway"),
     ("PodDisruptionBudget", "ai-gateway/ai-gateway"),
     ("HorizontalPodAutoscaler", "ai-gateway/ai-gateway"),
+    ("NetworkPolicy", "ai-gateway/ai-gateway"),
     ("PrometheusRule", "ai-gateway/ai-gateway"),
 ]
 

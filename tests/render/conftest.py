@@ -77,6 +77,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         config_dir=str(config_dir),
         admin_address="127.0.0.1",
         admin_port=admin_port,
+        stats_port=None,
         listener_address="127.0.0.1",
         listener_port=listener_port,
         access_log_path=str(root / "access.log"),

@@ -76,6 +76,7 @@ def _gateway(tmp_path: Path, open_route: bool) -> Iterator[tuple[RunningEnvoy, o
         config_dir=str(tmp_path / "config"),
         admin_address="127.0.0.1",
         admin_port=admin_port,
+        stats_port=None,
         listener_address="127.0.0.1",
         listener_port=listener_port,
         access_log_path=str(tmp_path / "access.log"),

@@ -118,6 +118,7 @@ def test_multi_team_resources() -> None:
     ]
     assert chat[1]["route"]["retry_policy"]["num_retries"] == 3
     assert [f["name"] for f in hcm["http_filters"]] == [
+        "envoy.filters.http.health_check",
         "gatewayctl.auth",
         "envoy.filters.http.buffer",
         "envoy.filters.http.lua",

@@ -191,7 +191,7 @@ def test_break_glass_apply_to_a_bundle_dir_and_status_reads_it_back(root: Path,
                              f"dir:{out}")
     assert (code, err) == (0, "")
     assert "+ backend gpt-4o-2024-11-20: 25%" in text  # the plan it applied
-    assert text.rstrip().endswith("Apply complete: 9 created, 0 changed, 0 deleted.")
+    assert text.rstrip().endswith("Apply complete: 10 created, 0 changed, 0 deleted.")
     code, text, _ = invoke("status", "chat-nov", "--root", str(root), "--live", f"dir:{out}")
     assert code == 0
     assert f"  live:   gpt-4o-2024-08-06 75%, gpt-4o-2024-11-20 25% (dir:{out})" in text

@@ -21,6 +21,9 @@ app.kubernetes.io/name: gatewayctl-gateway
 app.kubernetes.io/version: {{ $ctx.Chart.AppVersion | quote }}
 gatewayctl.dev/gateway: {{ include "gw.name" $ctx }}
 helm.sh/chart: {{ printf "%s-%s" $ctx.Chart.Name $ctx.Chart.Version | replace "+" "_" }}
+{{- with $ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "gw.serviceAccountName" -}}
@@ -115,12 +118,17 @@ helm.sh/chart: {{ printf "%s-%s" $ctx.Chart.Name $ctx.Chart.Version | replace "+
 {{- printf "%s\n" (join "\n" $lines) | sha256sum -}}
 {{- end -}}
 
-{{/* preStop: start Envoy's graceful drain through the admin API, then keep serving. */}}
+{{/* preStop: through the admin API on loopback, fail the readiness check and start Envoy's
+     graceful drain, then keep serving. */}}
 {{- define "gw.drainScript" -}}
 {{- $host := .Values.admin.address -}}
 {{- if has $host (list "0.0.0.0" "::" "") }}{{ $host = "127.0.0.1" }}{{ end -}}
-{{- $request := "POST /drain_listeners?graceful HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 0\\r\\nConnection: close\\r\\n\\r\\n" -}}
-{{- printf "(exec 3<>/dev/tcp/%s/%d && printf '%s' >&3 && timeout 5 cat <&3 >/dev/null) || true; sleep %d" $host (int .Values.admin.port) $request (int .Values.envoy.drainSeconds) -}}
+{{- $posts := list -}}
+{{- range list "/healthcheck/fail" "/drain_listeners?graceful" -}}
+{{- $request := printf "POST %s HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 0\\r\\nConnection: close\\r\\n\\r\\n" . -}}
+{{- $posts = append $posts (printf "(exec 3<>/dev/tcp/%s/%d && printf '%s' >&3 && timeout 5 cat <&3 >/dev/null) || true" $host (int $.Values.admin.port) $request) -}}
+{{- end -}}
+{{- printf "%s; sleep %d" (join "; " $posts) (int .Values.envoy.drainSeconds) -}}
 {{- end -}}
 
 {{/* The init container (args: once) and the sidecar (args: watch SECONDS) that publish the

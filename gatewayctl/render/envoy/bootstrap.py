@@ -14,6 +14,7 @@ from typing import Any
 from gatewayctl.ir import GatewayIR
 from gatewayctl.manifests.deny_patterns import MAX_PROGRAM_SIZE
 from gatewayctl.render.envoy.options import EnvoyOptions
+from gatewayctl.render.envoy.probes import render_admin_cluster, render_stats_listener
 
 
 def _base(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
@@ -51,12 +52,25 @@ def _file_source(options: EnvoyOptions, name: str) -> dict[str, Any]:
     }
 
 
+def _static_probes(options: EnvoyOptions) -> dict[str, Any]:
+    """The stats listener and its admin cluster (probes.py): static, so they serve whatever
+    happens to the dynamic configuration."""
+    listener = render_stats_listener(options)
+    cluster = render_admin_cluster(options)
+    if listener is None or cluster is None:
+        return {}
+    return {"listeners": [listener], "clusters": [cluster]}
+
+
 def render_bootstrap(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
     boot = _base(ir, options)
     boot["dynamic_resources"] = {
         "lds_config": _file_source(options, "lds.json"),
         "cds_config": _file_source(options, "cds.json"),
     }
+    probes = _static_probes(options)
+    if probes:
+        boot["static_resources"] = probes
     return boot
 
 
@@ -67,7 +81,11 @@ def render_static(
     clusters: list[dict[str, Any]],
 ) -> dict[str, Any]:
     boot = _base(ir, options)
-    boot["static_resources"] = {"listeners": listeners, "clusters": clusters}
+    probes = _static_probes(options)
+    boot["static_resources"] = {
+        "listeners": [*listeners, *probes.get("listeners", [])],
+        "clusters": [*clusters, *probes.get("clusters", [])],
+    }
     return boot
 
 

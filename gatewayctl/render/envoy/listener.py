@@ -1,10 +1,10 @@
 """The listener and its HTTP filter chain.
 
-Order matters: auth Lua (the principal from the headers, its body class) -> buffer (the
-principal's body bound) -> body Lua (route selection, per-route access, guardrail text, prompts,
-token debt) -> RBAC (deny patterns of the route Lua selected) -> request limit -> token limit ->
-router. Filters after a Lua filter see the route chosen by the x-gw-route header because Lua
-clears the route cache.
+Order matters: health check (GET /healthz/ready, probes.py) -> auth Lua (the principal from
+the headers, its body class) -> buffer (the principal's body bound) -> body Lua (route
+selection, per-route access, guardrail text, prompts, token debt) -> RBAC (deny patterns of the
+route Lua selected) -> request limit -> token limit -> router. Filters after a Lua filter see
+the route chosen by the x-gw-route header because Lua clears the route cache.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from gatewayctl.render.envoy.names import (
     STAT_PREFIX,
 )
 from gatewayctl.render.envoy.options import EnvoyOptions
+from gatewayctl.render.envoy.probes import render_health_check_filter
 from gatewayctl.render.envoy.prompts import prompt_data
 from gatewayctl.render.envoy.ratelimit import (
     render_ratelimit_filters,
@@ -116,6 +117,7 @@ def auth_filter_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
 
 def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
     return [
+        render_health_check_filter(),
         lua_filter(AUTH_FILTER, auth_source(auth_filter_data(ir, options))),
         render_buffer_filter(),
         lua_filter(LUA_FILTER, gateway_source(gateway_lua_data(ir, options))),

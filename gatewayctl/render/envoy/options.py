@@ -13,8 +13,14 @@ class EnvoyOptions:
     secrets_dir: str = "/etc/gatewayctl/secrets"
     # Where lds.json and cds.json live (watched_directory of the bootstrap).
     config_dir: str = "/etc/envoy/config"
-    admin_address: str = "0.0.0.0"
+    # Envoy's admin API: loopback only (it can change log levels, dump the config, stop
+    # Envoy); nothing outside the pod reaches it. Prometheus scrapes the stats listener.
+    admin_address: str = "127.0.0.1"
     admin_port: int = 9901
+    # The stats listener: /stats/prometheus (proxied to admin, GET only) and the liveness
+    # probe path; None renders none (the local gateway and tests read admin directly).
+    stats_address: str = "0.0.0.0"
+    stats_port: int | None = 9902
     listener_address: str = "0.0.0.0"
     listener_port: int | None = None  # None: the Gateway's listener port
     access_log_path: str = "/dev/stdout"

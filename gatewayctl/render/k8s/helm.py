@@ -23,8 +23,8 @@ from gatewayctl.render.k8s.unpack import POLL_SECONDS, UNPACK_RESOURCES
 from gatewayctl.render.k8s.workload import (
     CONCURRENCY,
     DRAIN_SECONDS,
-    RESOURCES,
     TERMINATION_GRACE_SECONDS,
+    container_resources,
 )
 
 _VALUE_NAMES = {CDS_SHA256_KEY: "cdsSha256"}
@@ -51,7 +51,8 @@ def render_helm_values(ir: GatewayIR, envoy: EnvoyFiles) -> dict[str, Any]:
             config[_VALUE_NAMES.get(name) or name.removesuffix(".json")] = text
         for name, packed in part.get("binaryData", {}).items():
             config[name.removesuffix(".json" + PACKED_SUFFIX) + "Gz"] = packed
-    return {
+    k8s = ir.kubernetes
+    values: dict[str, Any] = {
         "admin": {"address": layout.admin_address, "port": layout.admin_port},
         "config": dict(sorted(config.items())),
         "configUnpack": {
@@ -72,9 +73,29 @@ def render_helm_values(ir: GatewayIR, envoy: EnvoyFiles) -> dict[str, Any]:
             "min": ir.replicas_min,
             "targetCPUUtilization": ir.target_cpu,
         },
-        "resources": {k: dict(v) for k, v in RESOURCES.items()},
+        "resources": container_resources(ir),
         "secrets": {
             "dir": layout.secrets_dir,
             "mounts": [{"keys": list(m.keys), "name": m.name} for m in layout.secrets],
         },
+        # Gateway.spec.kubernetes, as the chart's own values
+        "affinity": dict(k8s.affinity),
+        "commonAnnotations": dict(k8s.annotations),
+        "commonLabels": dict(k8s.labels),
+        "networkPolicy": {
+            "enabled": k8s.network_policy,
+            "providerPorts": sorted({p.port for p in ir.providers}),
+        },
+        "nodeSelector": dict(k8s.node_selector),
+        "podMonitor": {
+            "enabled": k8s.pod_monitor,
+            "interval": k8s.pod_monitor_interval,
+            "labels": dict(k8s.pod_monitor_labels),
+        },
+        "priorityClassName": k8s.priority_class_name or "",
+        "service": {"annotations": dict(k8s.service_annotations), "type": k8s.service_type},
+        "tolerations": [dict(t) for t in k8s.tolerations],
     }
+    if layout.stats_port is not None:
+        values["stats"] = {"port": layout.stats_port}
+    return dict(sorted(values.items()))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gatewayctl.ir import GatewayIR, SecretRefIR
+from gatewayctl.render.envoy.probes import STATS_LISTENER
 from gatewayctl.render.k8s.meta import KubernetesRenderError
 from gatewayctl.render.k8s.unpack import CONFIGMAP_DIR
 
@@ -51,6 +52,7 @@ class EnvoyLayout:
     admin_address: str
     admin_port: int
     listener_port: int  # the port Envoy binds; the Service's target
+    stats_port: int | None  # the stats listener (metrics, liveness), if the bootstrap has one
     secrets_dir: str
     secrets: tuple[SecretMount, ...]
 
@@ -91,6 +93,7 @@ def read_layout(ir: GatewayIR, bundle: EnvoyFiles) -> EnvoyLayout:
         admin_address=str(admin.get("address", "0.0.0.0")),
         admin_port=int(admin.get("port_value", 9901)),
         listener_port=_listener_port(lds, ir.listener_port),
+        stats_port=_stats_port(bootstrap),
         secrets_dir=_secrets_dir(secrets, [files[n] for n in (BOOTSTRAP_FILE, LDS_FILE, CDS_FILE)]),
         secrets=secrets,
     )
@@ -102,6 +105,15 @@ def _dig(tree: Any, *path: str) -> Any:
             return None
         tree = tree.get(key)
     return tree
+
+
+def _stats_port(bootstrap: dict[str, Any]) -> int | None:
+    """The port of the bootstrap's static `stats` listener (render/envoy/probes.py)."""
+    for listener in _dig(bootstrap, "static_resources", "listeners") or []:
+        if isinstance(listener, dict) and listener.get("name") == STATS_LISTENER:
+            port = _dig(listener, "address", "socket_address", "port_value")
+            return int(port) if port is not None else None
+    return None
 
 
 def _load_json(text: str, name: str) -> Any:

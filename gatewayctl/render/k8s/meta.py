@@ -73,7 +73,9 @@ def selector_labels(ir: GatewayIR) -> dict[str, str]:
 
 
 def labels(ir: GatewayIR, component: str) -> dict[str, str]:
+    """gatewayctl's labels, after the Gateway's extra ones (which may not name these)."""
     return {
+        **ir.kubernetes.labels,
         NAME_LABEL: APP_NAME,
         INSTANCE_LABEL: ir.name,
         COMPONENT_LABEL: component,
@@ -88,8 +90,9 @@ def metadata(
     meta: dict[str, Any] = {
         "name": name,
         "namespace": ir.namespace,
-        "labels": labels(ir, component),
+        "labels": dict(sorted(labels(ir, component).items())),
     }
-    if annotations:
-        meta["annotations"] = dict(sorted(annotations.items()))
+    merged = {**ir.kubernetes.annotations, **(annotations or {})}
+    if merged:
+        meta["annotations"] = dict(sorted(merged.items()))
     return meta

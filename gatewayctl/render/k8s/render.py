@@ -17,6 +17,7 @@ from gatewayctl.render.k8s.configmaps import (
 )
 from gatewayctl.render.k8s.layout import EnvoyFiles, read_layout
 from gatewayctl.render.k8s.meta import KubeObject, check_gateway_name
+from gatewayctl.render.k8s.network import render_network_policy, render_pod_monitor
 from gatewayctl.render.k8s.provenance import Provenance
 from gatewayctl.render.k8s.scaling import render_hpa, render_pdb
 from gatewayctl.render.k8s.service import render_service, render_service_account
@@ -28,7 +29,8 @@ def render_kubernetes(
 ) -> list[KubeObject]:
     """Every object of the gateway, in dependency order: ServiceAccount, ConfigMaps (bootstrap,
     config-clusters when packed, config, ir), Service, Deployment, PodDisruptionBudget,
-    HorizontalPodAutoscaler, then the PrometheusRule when budgets or rollouts ask for one.
+    HorizontalPodAutoscaler, the NetworkPolicy (unless switched off), the PodMonitor (when asked
+    for), then the PrometheusRule when budgets or rollouts ask for one.
 
     Raises KubernetesRenderError when the gateway's name cannot name the objects, when the
     Envoy bundle is not laid out for a ConfigMap mount, or when an object would exceed a size limit.
@@ -47,9 +49,13 @@ def render_kubernetes(
         render_pdb(ir),
         render_hpa(ir),
     ]
-    rule = render_prometheus_rule(ir)
-    if rule is not None:
-        objects.append(rule)
+    for extra in (
+        render_network_policy(ir, layout),
+        render_pod_monitor(ir, layout),
+        render_prometheus_rule(ir),
+    ):
+        if extra is not None:
+            objects.append(extra)
     for obj in objects:
         check_size(obj)
     return objects

@@ -18,11 +18,18 @@ def render_service_account(ir: GatewayIR) -> KubeObject:
 
 
 def render_service(ir: GatewayIR, layout: EnvoyLayout) -> KubeObject:
-    """Clients use the gateway's listener port; `admin` serves /stats/prometheus and /ready."""
+    """Clients use the gateway's listener port, and nothing else is published: Envoy's admin
+    API stays on the pod's loopback, and Prometheus scrapes the pods' stats listener (a
+    PodMonitor, not through this Service). Type and annotations: Gateway.spec.kubernetes."""
+    meta = metadata(ir, ir.name, PROXY)
+    if ir.kubernetes.service_annotations:
+        meta["annotations"] = dict(
+            sorted({**meta.get("annotations", {}), **ir.kubernetes.service_annotations}.items())
+        )
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(ir, ir.name, PROXY),
+        "metadata": meta,
         "spec": {
             "ports": [
                 {
@@ -32,15 +39,8 @@ def render_service(ir: GatewayIR, layout: EnvoyLayout) -> KubeObject:
                     "protocol": "TCP",
                     "targetPort": "http",
                 },
-                {
-                    "appProtocol": "http",
-                    "name": "admin",
-                    "port": layout.admin_port,
-                    "protocol": "TCP",
-                    "targetPort": "admin",
-                },
             ],
             "selector": selector_labels(ir),
-            "type": "ClusterIP",
+            "type": ir.kubernetes.service_type,
         },
     }

@@ -24,6 +24,7 @@ import re
 from typing import Any
 
 from gatewayctl.ir import GatewayIR
+from gatewayctl.render.envoy.probes import LIVE_PATH, METRICS_PATH, READY_PATH
 from gatewayctl.render.k8s.layout import (
     BOOTSTRAP_DIR,
     BOOTSTRAP_PATH,
@@ -87,28 +88,62 @@ def secret_volume_name(secret: str) -> str:
 
 
 def drain_command(layout: EnvoyLayout) -> list[str]:
-    """preStop: start Envoy's graceful listener drain through the admin API, then keep serving
-    in-flight requests. bash's /dev/tcp needs no HTTP client in the image."""
+    """preStop: through the admin API on loopback, fail the readiness check (the listener's
+    /healthz/ready answers 503 from then on) and start Envoy's graceful listener drain, then
+    keep serving in-flight requests. bash's /dev/tcp needs no HTTP client in the image."""
     host = "127.0.0.1" if layout.admin_address in ("0.0.0.0", "::", "") else layout.admin_address
-    request = (
-        "POST /drain_listeners?graceful HTTP/1.1\\r\\nHost: localhost\\r\\n"
-        "Content-Length: 0\\r\\nConnection: close\\r\\n\\r\\n"
-    )
-    # The subshell keeps a refused connection from skipping the sleep.
+
+    def post(path: str) -> str:
+        request = (
+            f"POST {path} HTTP/1.1\\r\\nHost: localhost\\r\\n"
+            "Content-Length: 0\\r\\nConnection: close\\r\\n\\r\\n"
+        )
+        # The subshell keeps a refused connection from skipping what follows.
+        return (
+            f"(exec 3<>/dev/tcp/{host}/{layout.admin_port} && printf '{request}' >&3"
+            f" && timeout 5 cat <&3 >/dev/null) || true"
+        )
+
     script = (
-        f"(exec 3<>/dev/tcp/{host}/{layout.admin_port} && printf '{request}' >&3"
-        f" && timeout 5 cat <&3 >/dev/null) || true; sleep {DRAIN_SECONDS}"
+        f"{post('/healthcheck/fail')}; {post('/drain_listeners?graceful')}; sleep {DRAIN_SECONDS}"
     )
     return ["bash", "-c", script]
 
 
-def _probe(period: int, failures: int) -> dict[str, Any]:
+def _probe(period: int, failures: int, path: str, port: str) -> dict[str, Any]:
     return {
         "failureThreshold": failures,
-        "httpGet": {"path": "/ready", "port": "admin"},
+        "httpGet": {"path": path, "port": port},
         "periodSeconds": period,
         "timeoutSeconds": 2,
     }
+
+
+def probes(layout: EnvoyLayout) -> dict[str, dict[str, Any]]:
+    """Readiness: the gateway listener itself answers (a rejected listener never does).
+    Liveness and start-up: the stats listener, which is static (render/envoy/probes.py); a
+    bundle without one falls back to the listener for those too."""
+    live_port = "metrics" if layout.stats_port is not None else "http"
+    live_path = LIVE_PATH if layout.stats_port is not None else READY_PATH
+    return {
+        "livenessProbe": _probe(10, 6, live_path, live_port),
+        "readinessProbe": _probe(5, 3, READY_PATH, "http"),
+        "startupProbe": _probe(2, 60, live_path, live_port),
+    }
+
+
+def container_ports(layout: EnvoyLayout) -> list[dict[str, Any]]:
+    ports = [{"containerPort": layout.listener_port, "name": "http", "protocol": "TCP"}]
+    if layout.stats_port is not None:
+        ports.append({"containerPort": layout.stats_port, "name": "metrics", "protocol": "TCP"})
+    return ports
+
+
+def container_resources(ir: GatewayIR) -> dict[str, dict[str, str]]:
+    chosen = ir.kubernetes.resources
+    if chosen is None:
+        return {k: dict(v) for k, v in RESOURCES.items()}
+    return {k: dict(v) for k, v in chosen.items() if v}
 
 
 def _secret_volume(mount: SecretMount) -> dict[str, Any]:
@@ -191,16 +226,11 @@ def _container(ir: GatewayIR, layout: EnvoyLayout) -> dict[str, Any]:
         "image": ir.image,
         "imagePullPolicy": "IfNotPresent",
         "lifecycle": {"preStop": {"exec": {"command": drain_command(layout)}}},
-        "livenessProbe": _probe(period=10, failures=6),
+        **probes(layout),
         "name": "envoy",
-        "ports": [
-            {"containerPort": layout.listener_port, "name": "http", "protocol": "TCP"},
-            {"containerPort": layout.admin_port, "name": "admin", "protocol": "TCP"},
-        ],
-        "readinessProbe": _probe(period=5, failures=3),
-        "resources": {k: dict(v) for k, v in RESOURCES.items()},
+        "ports": container_ports(layout),
+        "resources": container_resources(ir),
         "securityContext": container_security(),
-        "startupProbe": _probe(period=2, failures=60),
         "volumeMounts": _volume_mounts(layout),
     }
 
@@ -213,10 +243,13 @@ def _pod_security(layout: EnvoyLayout) -> dict[str, Any]:
         "runAsUser": ENVOY_UID,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
-    if layout.listener_port < 1024 or layout.admin_port < 1024:
+    bound = [layout.listener_port, layout.admin_port]
+    if layout.stats_port is not None:
+        bound.append(layout.stats_port)
+    if min(bound) < 1024:
         # A non-root Envoy may bind a low port only when the pod lowers this (namespaced,
         # "safe") sysctl; no capability is needed.
-        low = min(layout.listener_port, layout.admin_port)
+        low = min(bound)
         security["sysctls"] = [{"name": "net.ipv4.ip_unprivileged_port_start", "value": str(low)}]
     return security
 
@@ -234,8 +267,24 @@ def _spread(ir: GatewayIR) -> list[dict[str, Any]]:
     ]
 
 
+def placement(ir: GatewayIR) -> dict[str, Any]:
+    """Gateway.spec.kubernetes: nodeSelector, tolerations, affinity, priorityClassName."""
+    k8s = ir.kubernetes
+    out: dict[str, Any] = {}
+    if k8s.affinity:
+        out["affinity"] = k8s.affinity
+    if k8s.node_selector:
+        out["nodeSelector"] = dict(k8s.node_selector)
+    if k8s.priority_class_name:
+        out["priorityClassName"] = k8s.priority_class_name
+    if k8s.tolerations:
+        out["tolerations"] = [dict(t) for t in k8s.tolerations]
+    return out
+
+
 def render_pod_spec(ir: GatewayIR, layout: EnvoyLayout) -> dict[str, Any]:
     return {
+        **placement(ir),
         "automountServiceAccountToken": False,
         "containers": [
             _container(ir, layout),
@@ -257,13 +306,15 @@ def render_pod_spec(ir: GatewayIR, layout: EnvoyLayout) -> dict[str, Any]:
     }
 
 
-def pod_annotations(layout: EnvoyLayout) -> dict[str, str]:
-    return {
-        RESTART_CHECKSUM: restart_checksum(layout),
-        "prometheus.io/path": "/stats/prometheus",
-        "prometheus.io/port": str(layout.admin_port),
-        "prometheus.io/scrape": "true",
-    }
+def pod_annotations(ir: GatewayIR, layout: EnvoyLayout) -> dict[str, str]:
+    out = {**ir.kubernetes.annotations, RESTART_CHECKSUM: restart_checksum(layout)}
+    if layout.stats_port is not None:
+        out |= {
+            "prometheus.io/path": METRICS_PATH,
+            "prometheus.io/port": str(layout.stats_port),
+            "prometheus.io/scrape": "true",
+        }
+    return dict(sorted(out.items()))
 
 
 def render_deployment(ir: GatewayIR, layout: EnvoyLayout) -> KubeObject:
@@ -283,7 +334,7 @@ def render_deployment(ir: GatewayIR, layout: EnvoyLayout) -> KubeObject:
             },
             "template": {
                 "metadata": {
-                    "annotations": pod_annotations(layout),
+                    "annotations": pod_annotations(ir, layout),
                     "labels": labels(ir, PROXY),
                 },
                 "spec": render_pod_spec(ir, layout),

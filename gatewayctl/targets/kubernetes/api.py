@@ -105,8 +105,8 @@ class KubeClient:
                     query=[("labelSelector", selector)],
                     what=f"list {info.plural} in {namespace}")
             except KubeNotFound:
-                if info.kind == "PrometheusRule":
-                    continue  # the Prometheus Operator's CRD is not installed
+                if info.api_version.startswith("monitoring.coreos.com/"):
+                    continue  # the Prometheus Operator's CRDs are not installed
                 raise
             for item in listed.get("items") or []:
                 # List items come without apiVersion/kind.

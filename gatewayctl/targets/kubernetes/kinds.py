@@ -43,7 +43,10 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", True, 6, prunable=True),
     KindInfo("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, 7,
              prunable=True),
-    KindInfo("monitoring.coreos.com/v1", "PrometheusRule", "prometheusrules", True, 8,
+    KindInfo("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", True, 8,
+             prunable=True),
+    KindInfo("monitoring.coreos.com/v1", "PodMonitor", "podmonitors", True, 9, prunable=True),
+    KindInfo("monitoring.coreos.com/v1", "PrometheusRule", "prometheusrules", True, 9,
              prunable=True),
 )
 LEASE = KindInfo("coordination.k8s.io/v1", "Lease", "leases", True, 99, prunable=False)
