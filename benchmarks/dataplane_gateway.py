@@ -123,6 +123,7 @@ def render_gateway(
         config_dir=str(config_dir),
         admin_address="127.0.0.1",
         admin_port=admin_port,
+        stats_port=None,
         listener_address="127.0.0.1",
         listener_port=listener_port,
         access_log_path=str(access_log or work / "unused.log"),
