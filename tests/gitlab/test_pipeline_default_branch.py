@@ -5,13 +5,12 @@ skipped by a job that says why."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fakes.gitlab_api import JOB_TOKEN, GitLabAPIServer
+from tests.fakes.gitlab_api import JOB_TOKEN
 from tests.fakes.kubeapi.server import KubeAPIServer
 from tests.gitlab.runner import ManifestRepo, example_files, make_repo, run_pipeline
 
@@ -26,18 +25,6 @@ include:
       environment: production
 """
 PUSH = {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main", "CI_COMMIT_REF_NAME": "main"}
-
-
-@pytest.fixture
-def gitlab() -> Iterator[GitLabAPIServer]:
-    with GitLabAPIServer() as server:
-        yield server
-
-
-@pytest.fixture
-def kube() -> Iterator[KubeAPIServer]:
-    with KubeAPIServer(namespaces=("ai-gateway",)) as server:
-        yield server
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,12 +29,6 @@ EXAMPLE = REPO / "examples" / ".gitlab-ci.yml"
 # the example's include, with the template taken from this checkout instead of the release
 CI_YAML = re.sub(r"  - project: platform/gatewayctl\n    ref: \S+\n    file: templates/",
                  "  - local: ci/", EXAMPLE.read_text())
-
-
-@pytest.fixture
-def gitlab() -> Iterator[GitLabAPIServer]:
-    with GitLabAPIServer() as server:
-        yield server
 
 
 @pytest.fixture

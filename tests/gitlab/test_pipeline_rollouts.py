@@ -41,18 +41,6 @@ include:
 
 
 @pytest.fixture
-def gitlab() -> Iterator[GitLabAPIServer]:
-    with GitLabAPIServer() as server:
-        yield server
-
-
-@pytest.fixture
-def kube() -> Iterator[KubeAPIServer]:
-    with KubeAPIServer(namespaces=("ai-gateway",)) as server:
-        yield server
-
-
-@pytest.fixture
 def prometheus() -> Iterator[FakePrometheus]:
     with FakePrometheus() as fake:
         yield fake
@@ -86,19 +74,7 @@ def make(tmp_path: Path, prometheus: str, *, second: bool = False) -> ManifestRe
 
 
 def traffic(fake: FakePrometheus, model: str, requests: int, errors: int) -> None:
-    cluster = backend_cluster_name("chat", model)
-    fake.add("envoy_cluster_upstream_rq_completed", {"envoy_cluster_name": cluster},
-             [(1, 0), (2, requests)])
-    fake.add("envoy_cluster_upstream_rq_xx", {"envoy_cluster_name": cluster,
-                                              "envoy_response_code_class": "2"},
-             [(1, 0), (2, requests - errors)])
-    if errors:
-        fake.add("envoy_cluster_upstream_rq_xx", {"envoy_cluster_name": cluster,
-                                                  "envoy_response_code_class": "5"},
-                 [(2, errors)])
-    for le in ("250", "+Inf"):
-        fake.add("envoy_cluster_upstream_rq_time_bucket",
-                 {"envoy_cluster_name": cluster, "le": le}, [(1, 0), (2, requests)])
+    fake.add_traffic(backend_cluster_name("chat", model), requests, errors)
 
 
 def deploy(repo: ManifestRepo, kubeconfig: Path) -> None:

@@ -5,7 +5,6 @@ repository's pipeline with `install: registry` then installs exactly that versio
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,12 +22,6 @@ pytestmark = pytest.mark.slow
 
 TAG = {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_TAG": "v0.1.0", "CI_COMMIT_REF_NAME": "v0.1.0"}
 PUSH = {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main", "CI_COMMIT_REF_NAME": "main"}
-
-
-@pytest.fixture
-def gitlab() -> Iterator[GitLabAPIServer]:
-    with GitLabAPIServer() as server:
-        yield server
 
 
 def test_a_release_tag_publishes_the_wheel_and_the_template_installs_that_version(

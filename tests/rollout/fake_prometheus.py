@@ -47,6 +47,22 @@ class FakePrometheus:
     def add(self, metric: str, labels: dict[str, str], samples: list[Sample]) -> None:
         self.series.setdefault(metric, []).append((labels, samples))
 
+    def add_traffic(self, cluster: str, requests: int, errors: int) -> None:
+        """What Envoy's counters show after `requests` to `cluster`, `errors` of them 5xx,
+        all answered within 250 ms."""
+        self.add("envoy_cluster_upstream_rq_completed", {"envoy_cluster_name": cluster},
+                 [(1, 0), (2, requests)])
+        self.add("envoy_cluster_upstream_rq_xx", {"envoy_cluster_name": cluster,
+                                                  "envoy_response_code_class": "2"},
+                 [(1, 0), (2, requests - errors)])
+        if errors:
+            self.add("envoy_cluster_upstream_rq_xx", {"envoy_cluster_name": cluster,
+                                                      "envoy_response_code_class": "5"},
+                     [(2, errors)])
+        for le, count in (("250", requests), ("+Inf", requests)):
+            self.add("envoy_cluster_upstream_rq_time_bucket",
+                     {"envoy_cluster_name": cluster, "le": le}, [(1, 0), (2, count)])
+
     def answer(self, query: str) -> tuple[int, dict[str, Any]]:
         self.queries.append(query)
         if query.startswith("bad"):

@@ -86,18 +86,7 @@ def test_status_json(root: Path) -> None:
 
 
 def traffic(fake: FakePrometheus, cluster: str, requests: int, errors: int) -> None:
-    fake.add("envoy_cluster_upstream_rq_completed", {"envoy_cluster_name": cluster},
-             [(1, 0), (2, requests)])
-    fake.add("envoy_cluster_upstream_rq_xx", {"envoy_cluster_name": cluster,
-                                              "envoy_response_code_class": "2"},
-             [(1, 0), (2, requests - errors)])
-    if errors:
-        fake.add("envoy_cluster_upstream_rq_xx", {"envoy_cluster_name": cluster,
-                                                  "envoy_response_code_class": "5"},
-                 [(2, errors)])
-    for le, count in (("250", requests), ("+Inf", requests)):
-        fake.add("envoy_cluster_upstream_rq_time_bucket", {"envoy_cluster_name": cluster,
-                                                           "le": le}, [(1, 0), (2, count)])
+    fake.add_traffic(cluster, requests, errors)
 
 
 @pytest.mark.parametrize(("canary", "code", "verdict"), [
