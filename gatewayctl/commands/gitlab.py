@@ -43,5 +43,36 @@ def comment_command(
     run_command(body)
 
 
+@gitlab_app.command("source-merge-request")
+def source_merge_request_command() -> None:
+    """Print the URL of the merge request that CI_COMMIT_SHA came from (nothing if none).
+
+    The pipeline's plan job exports it as GATEWAYCTL_SOURCE_MERGE_REQUEST, so that the
+    applied objects record it. Needs a token that may read merge requests (GITLAB_TOKEN).
+    A failed look-up is a warning, never an error: the apply does not depend on it.
+    """
+
+    def body() -> int:
+        from gatewayctl.errors import GatewayctlError
+        from gatewayctl.gitlab.ci_env import load_ci_env
+        from gatewayctl.gitlab.client import GitLabContext
+        from gatewayctl.gitlab.merge_requests import merge_request_of_commit
+
+        env = load_ci_env()
+        try:
+            env.require("commit_sha")
+            url = merge_request_of_commit(GitLabContext.from_ci_env(env),
+                                          env.commit_sha or "")
+        except GatewayctlError as err:
+            print(f"warning: the merge request of this commit is not known: {err.message}",
+                  file=sys.stderr)
+            return 0
+        if url:
+            print(url)
+        return 0
+
+    run_command(body)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(gitlab_app, name="gitlab")

@@ -179,3 +179,21 @@ def _open_merge_request_for(
     )
     mrs = [mr.asdict() for mr in found]
     return min(mrs, key=lambda mr: int(mr["iid"])) if mrs else None
+
+
+def merge_request_of_commit(ctx: GitLabContext, sha: str) -> str | None:
+    """The web URL of the merged merge request that produced commit `sha` (its merge or
+    squash commit, else the one merged request that contains it); None when there is none."""
+
+    def once(session: GitLabSession) -> str | None:
+        project = session.gl.projects.get(ctx.project, lazy=True)
+        commit = project.commits.get(sha, lazy=True)
+        found: Any = session.call(f"looking up the merge request of commit {sha[:12]}",
+                                  lambda: commit.merge_requests(**NO_CLIENT_RETRY))
+        merged = [dict(mr) for mr in found if dict(mr).get("state") == "merged"]
+        exact = [mr for mr in merged
+                 if sha in (mr.get("merge_commit_sha"), mr.get("squash_commit_sha"))]
+        chosen = exact or (merged if len(merged) == 1 else [])
+        return str(chosen[0]["web_url"]) if chosen else None
+
+    return run_with_retries(ctx, once)

@@ -278,6 +278,27 @@ class GitLabAPIServer:
             project = self.projects[project_id]
             return self._create_note(project, project.merge_requests[mr_iid], body, author, system)
 
+    def merge(self, project_id: int, mr_iid: int, *, sha: str | None = None) -> str:
+        """Merge the request into its target with a merge commit (as a person would); `sha`
+        names that commit as a test's own Git repository has it."""
+        with self.lock:
+            project = self.projects[project_id]
+            mr = project.merge_requests[mr_iid]
+            target, source = mr["target_branch"], mr["source_branch"]
+            tree = {**project.trees[project.branches[target]],
+                    **project.trees[project.branches[source]]}
+            made = self._commit(project, project.branches[target], tree,
+                                f"Merge branch '{source}' into '{target}'\n\nSee merge request "
+                                f"{mr['references']['full']}", "maintainer")
+            if sha is not None:
+                project.commits[sha] = {**project.commits.pop(made), "id": sha}
+                project.trees[sha] = project.trees.pop(made)
+            sha = sha or made
+            project.commits[sha]["parent_ids"].append(project.branches[source])
+            project.branches[target] = sha
+            mr.update(state="merged", merge_commit_sha=sha, merged_at=self._now())
+            return sha
+
     def notes(self, project_id: int, mr_iid: int) -> list[dict[str, Any]]:
         with self.lock:
             return [dict(n) for n in self.projects[project_id].notes.get(mr_iid, [])]
@@ -376,6 +397,8 @@ class GitLabAPIServer:
             "author": self._user(author),
             "draft": False,
             "sha": project.branches.get(params["source_branch"]),
+            "merge_commit_sha": None,
+            "squash_commit_sha": None,
             "created_at": now,
             "updated_at": now,
             "references": {"short": f"!{iid}", "full": f"{project.path_with_namespace}!{iid}"},
@@ -672,6 +695,14 @@ def _route_project(
         return _route_branches(api, token, project, method, rest[2:], params)
     elif rest[:2] == ["repository", "commits"] and len(rest) == 2 and method == "POST":
         return _create_commit(api, token, project, params)
+    elif rest[:2] == ["repository", "commits"] and rest[3:] == ["merge_requests"] and \
+            method == "GET":
+        sha = project.branches.get(rest[2], rest[2])
+        if sha not in project.commits:
+            raise not_found("Commit Not Found")
+        related = [mr for mr in project.merge_requests.values()
+                   if sha in (mr.get("merge_commit_sha"), mr.get("sha"))]
+        return 200, _paginate(related, params), {}
     elif rest[:2] == ["repository", "commits"] and len(rest) == 3 and method == "GET":
         commit = project.commits.get(project.branches.get(rest[2], rest[2]))
         if commit is None:

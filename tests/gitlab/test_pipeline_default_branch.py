@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.gitlab_api import JOB_TOKEN
+from tests.fakes.gitlab_api import JOB_TOKEN, REPORTER_TOKEN
 from tests.fakes.kubeapi.server import KubeAPIServer
 from tests.gitlab.runner import ManifestRepo, example_files, make_repo, run_pipeline
 
@@ -45,7 +45,10 @@ def cluster_variables(kube: KubeAPIServer, tmp_path: Path) -> dict[str, Any]:
 
 def test_plan_then_apply_that_plan_and_refuse_a_stale_one(repo, gitlab, kube, tmp_path):
     project = gitlab.add_project("platform/gateway-config", files=repo.files())
-    variables = cluster_variables(kube, tmp_path)
+    # main's commit is the merge of a merge request: the apply records which
+    mr = gitlab.add_merge_request(project.id, source_branch="first-gateway")
+    gitlab.merge(project.id, int(mr["iid"]), sha=repo.head())
+    variables = {**cluster_variables(kube, tmp_path), "GATEWAYCTL_NOTE_TOKEN": REPORTER_TOKEN}
 
     first = run_pipeline(repo, gitlab=gitlab, project_id=project.id, pipeline=PUSH,
                          cicd_variables=variables, job_token=JOB_TOKEN)
@@ -60,6 +63,9 @@ def test_plan_then_apply_that_plan_and_refuse_a_stale_one(repo, gitlab, kube, tm
     config = kube.get_object("v1", "ConfigMap", "ai-gateway", "ai-gateway-config")
     assert config is not None
     assert '"weight":95' in config["data"]["lds.json"]
+    annotations = config["metadata"]["annotations"]
+    assert annotations["gatewayctl.dev/source-merge-request"] == mr["web_url"]
+    assert annotations["gatewayctl.dev/source-commit"] == repo.head()
 
     # the next merge lands: plan, then someone changes the gateway before the apply job runs
     repo.replace("gateway/rollouts.yaml", "step: 1 ", "step: 2 ")

@@ -17,6 +17,9 @@ SOURCE_MERGE_REQUEST = "gatewayctl.dev/source-merge-request"
 SOURCE_PIPELINE = "gatewayctl.dev/source-pipeline"
 
 
+SOURCE_MERGE_REQUEST_VARIABLE = "GATEWAYCTL_SOURCE_MERGE_REQUEST"
+
+
 @dataclass(frozen=True)
 class Provenance:
     """The origin of a render; every field is optional (a laptop render has none)."""
@@ -40,6 +43,9 @@ class Provenance:
         merge_request = (
             f"{project_url.rstrip('/')}/-/merge_requests/{iid}" if project_url and iid else None
         )
+        # on the default branch, the merge request the commit came from (looked up by
+        # `gatewayctl gitlab source-merge-request` in the pipeline's plan job)
+        merge_request = merge_request or get(SOURCE_MERGE_REQUEST_VARIABLE)
         return cls(
             commit=get("CI_COMMIT_SHA"),
             ref=get("CI_COMMIT_REF_NAME"),
