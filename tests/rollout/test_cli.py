@@ -262,3 +262,20 @@ def test_already_done_is_exit_0_for_promote_and_abort_alike(tmp_path: Path) -> N
     assert (promote[0], abort[0]) == (0, 0)
     assert "already completed" in promote[1] and "already aborted" in abort[1]
     assert (done / "rollout.yaml").read_text().count("state: completed") == 1
+
+
+def test_a_root_with_errors_is_not_edited(tmp_path: Path) -> None:
+    """A repository's top that holds two roots (here, a fixture beside the real one) is no
+    root: the rollout found there is not necessarily the one meant, so nothing is edited."""
+    top = tmp_path / "repo"
+    make_root(top / "gateway")
+    make_root(top / "tests" / "fixtures" / "root")
+    before = (top / "tests" / "fixtures" / "root" / "rollout.yaml").read_text()
+
+    code, out, err = invoke("promote", "chat-nov", "--root", str(top))
+
+    assert code == 1 and out == ""
+    assert err.startswith(f"error: the manifests under {top} have errors, so nothing was edited: ")
+    assert "hint: run `gatewayctl validate" in err
+    for root in (top / "gateway", top / "tests" / "fixtures" / "root"):
+        assert (root / "rollout.yaml").read_text() == before
