@@ -82,6 +82,7 @@ class LocalView:
     served: ServedConfig  # what Envoy reports in /config_dump (lingering clusters left out)
     drift: tuple[str, ...]  # differences between the two; empty when in sync
     lingering: tuple[str, ...] = ()
+    published: dict[str, dict[str, Any]] | None = None  # the LDS/CDS files Envoy was given
 
 
 def running_state(state: StateDir) -> LocalState:
@@ -105,17 +106,19 @@ def read_local(*, state_dir: Path | None = None) -> LocalView:
     served = AdminClient(current.admin_port).served()
     lingering = tuple(c for c in current.lingering if c in served.clusters)
     served = replace(served, clusters=tuple(c for c in served.clusters if c not in lingering))
+    published = ConfigDir(state.config_dir).read()
     ir = state.read_ir()
     if ir is None:
         empty = ServedConfig("", "", (), ())
-        return LocalView(None, current.root, empty, served, ("no recorded IR",), lingering)
+        return LocalView(None, current.root, empty, served, ("no recorded IR",), lingering,
+                         published)
     choice = ProviderChoice(current.mocked_providers, current.real_providers, ())
     bundle = render_local(ir, state, Ports.of(current), choice)
     expected = summarize_bundle(bundle.lds, bundle.cds)
     if lingering:  # the recorded CDS version names the lingering set; compare the rest
         served = replace(served, cds_version=expected.cds_version)
     return LocalView(ir, current.root, expected, served, compare_served(expected, served),
-                     lingering)
+                     lingering, published)
 
 
 def render_for_running(ir: GatewayIR, *, state_dir: Path | None = None,

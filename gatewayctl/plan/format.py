@@ -24,6 +24,12 @@ _HEADINGS: dict[Layer, str] = {
 COLLAPSE_AFTER_LINES = 15
 
 
+def heading(plan: Plan, layer: Layer) -> str:
+    if layer == "resource" and plan.target == "local":
+        return "Resource changes (the local gateway's Envoy configuration)"
+    return _HEADINGS[layer]
+
+
 def show(value: Any) -> str:
     if value is None:
         return "(none)"
@@ -86,7 +92,7 @@ def format_text(plan: Plan, *, colour: bool = False) -> str:
         pending = plan.pending(layer)
         if not pending:
             continue
-        out += [paint(_HEADINGS[layer], "1") + ":", ""]
+        out += [paint(heading(plan, layer), "1") + ":", ""]
         for change in pending:
             out.append(f"  {mark(SYMBOL[change.action])} {change.address}")
             if change.affects:
@@ -178,7 +184,7 @@ def format_markdown(plan: Plan) -> str:
         pending = plan.pending(layer)
         if not pending:
             continue
-        out += [f"#### {_HEADINGS[layer]}", ""]
+        out += [f"#### {heading(plan, layer)}", ""]
         out += _table(pending)
         out.append("")
         for c in pending:

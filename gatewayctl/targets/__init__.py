@@ -26,7 +26,7 @@ def _kubernetes(spec: str, root: Path | None, kube: KubeOptions) -> Target:
 def _local(spec: str, root: Path | None, kube: KubeOptions) -> Target:
     from gatewayctl.targets.local import LocalTarget
 
-    return LocalTarget(spec)
+    return LocalTarget(spec, root=root)
 
 
 def _dir(spec: str, root: Path | None, kube: KubeOptions) -> Target:

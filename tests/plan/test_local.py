@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def test_plan_and_apply_against_the_local_gateway(
     assert planned.exit_code == 2, planned.output
     assert "~ Route chat" in planned.stdout
     assert "backend gpt-4o-2024-11-20: 5% -> 25%" in planned.stdout
-    assert "Resource changes" not in planned.stdout  # the local gateway has no objects
+    assert "Resource changes (the local gateway's Envoy configuration)" in planned.stdout
 
     applied = cli("apply", str(saved))
     assert applied.exit_code == 0, applied.output
@@ -48,3 +49,138 @@ def test_plan_and_apply_against_the_local_gateway(
                "--detailed-exitcode").exit_code == 0
     stale = cli("apply", str(saved))
     assert stale.exit_code == 1 and "stale" in stale.stderr
+
+
+def _swap_served_weights(state: Path) -> None:
+    """A hand edit of what the local gateway serves: the weights of the first weighted route
+    reversed, published through Envoy's watched directory as an apply would."""
+    from gatewayctl.local.admin import LDS, AdminClient
+    from gatewayctl.local.publish import ConfigDir
+    from gatewayctl.local.state import StateDir
+
+    config = ConfigDir(StateDir(state).config_dir)
+    docs = config.read()
+    assert docs is not None
+
+    def walk(node: object) -> bool:
+        if isinstance(node, dict):
+            clusters = (node.get("weighted_clusters") or {}).get("clusters")
+            if clusters and len(clusters) == 2:
+                first, second = clusters[0]["weight"], clusters[1]["weight"]
+                clusters[0]["weight"], clusters[1]["weight"] = second, first
+                return True
+            return any(walk(v) for v in node.values())
+        return isinstance(node, list) and any(walk(v) for v in node)
+
+    assert walk(docs["lds"])
+    admin = AdminClient(StateDir(state).read_state().admin_port)  # type: ignore[union-attr]
+    before = admin.counters().get(f"{LDS}.update_success", 0)
+    config.publish(docs)
+    deadline = time.monotonic() + 10
+    while admin.counters().get(f"{LDS}.update_success", 0) <= before:
+        assert time.monotonic() < deadline, "Envoy did not take the hand edit"
+        time.sleep(0.05)
+
+
+def test_served_drift_is_a_change_and_apply_corrects_it(
+    cli: Cli, local_root: Path, tmp_path: Path
+) -> None:
+    assert cli("plan", str(local_root), "--live", "local",
+               "--detailed-exitcode").exit_code == 0
+    _swap_served_weights(tmp_path / "state")
+
+    drifted = cli("plan", str(local_root), "--live", "local", "--detailed-exitcode")
+
+    assert drifted.exit_code == 2, drifted.output
+    assert "No changes" not in drifted.stdout
+    assert "~ Served envoy" in drifted.stdout
+    assert "~ Listener " in drifted.stdout
+    applied = cli("apply", str(local_root), "--live", "local", "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    assert cli("plan", str(local_root), "--live", "local",
+               "--detailed-exitcode").exit_code == 0
+
+
+def test_a_rollout_header_change_reaches_the_local_gateway(
+    cli: Cli, local_root: Path
+) -> None:
+    routes = local_root / "routes.yaml"
+    routes.write_text(routes.read_text().replace(
+        "  state: progressing\n", "  state: progressing\n  canaryHeader: x-canary\n"))
+
+    planned = cli("plan", str(local_root), "--live", "local", "--detailed-exitcode")
+
+    assert planned.exit_code == 2, planned.output
+    assert "~ Rollout chat-nov" in planned.stdout
+    assert "~ Listener " in planned.stdout  # the header is in the served routes too
+    assert cli("apply", str(local_root), "--live", "local",
+               "--auto-approve").exit_code == 0
+    assert cli("plan", str(local_root), "--live", "local",
+               "--detailed-exitcode").exit_code == 0
+
+
+def test_a_saved_plan_raced_by_another_apply_is_refused(
+    cli: Cli, local_root: Path, tmp_path: Path
+) -> None:
+    set_rollout_step(local_root, 2)
+    saved = tmp_path / "plan.json"
+    assert cli("plan", str(local_root), "--live", "local", "--out", str(saved)).exit_code == 0
+    set_rollout_step(local_root, 3)
+    assert cli("apply", str(local_root), "--live", "local", "--auto-approve").exit_code == 0
+
+    raced = cli("apply", str(saved))
+
+    assert raced.exit_code == 1 and "stale" in raced.stderr
+    # The gateway still serves step 3, the later apply:
+    assert cli("plan", str(local_root), "--live", "local",
+               "--detailed-exitcode").exit_code == 0
+
+
+def test_an_interactive_apply_never_overwrites_a_change_made_while_it_waited(
+    local_root: Path, tmp_path: Path
+) -> None:
+    import threading
+
+    from gatewayctl.errors import GatewayctlError
+    from gatewayctl.orchestrate import (
+        ChangedWhileWaiting,
+        apply_root,
+        desired_state,
+        load_desired_ir,
+    )
+    from gatewayctl.targets import parse_target
+    from gatewayctl.targets.base import ApplyOptions
+
+    set_rollout_step(local_root, 2)
+    ir, _ = load_desired_ir(local_root)
+    asking, answered = threading.Event(), threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def confirm(_plan: object) -> bool:
+        asking.set()
+        assert answered.wait(30)
+        return True
+
+    def first_apply() -> None:
+        target = parse_target("local", local_root)
+        try:
+            apply_root(desired_state(ir, target), target, confirm=confirm)
+            outcome.append(None)
+        except BaseException as err:  # noqa: BLE001 - handed to the test thread
+            outcome.append(err)
+
+    worker = threading.Thread(target=first_apply)
+    worker.start()
+    try:
+        assert asking.wait(60), "the first apply never asked"
+        # While it waits for "yes", a second apply cannot start: the lock is held...
+        other = parse_target("local", local_root)
+        with pytest.raises(GatewayctlError, match="another gatewayctl command"):
+            apply_root(desired_state(ir, other), other, confirm=lambda _p: True,
+                       options=ApplyOptions(timeout=1))
+        # ...and a change made around the lock (a hand edit) is not overwritten unseen.
+        _swap_served_weights(tmp_path / "state")
+    finally:
+        answered.set()
+        worker.join(60)
+    assert len(outcome) == 1 and isinstance(outcome[0], ChangedWhileWaiting), outcome
