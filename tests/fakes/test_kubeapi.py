@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.kubeapi import FaultRule, KubeAPIServer
+from tests.fakes.kubeapi import FaultRule, KubeAPIServer, Rule
 
 NS = "ai-gateway"
 CMS = f"/api/v1/namespaces/{NS}/configmaps"
@@ -181,6 +181,33 @@ def test_token_required_when_configured() -> None:
     with KubeAPIServer(token="t") as srv:
         assert call(srv, "GET", "/api/v1/namespaces")[0] == 401
         assert call(srv, "GET", "/api/v1/namespaces", token="t")[0] == 200
+
+
+def test_rbac_identity_may_only_do_what_its_rules_grant(server: KubeAPIServer) -> None:
+    server.add_identity("ro", "system:serviceaccount:ci:planner",
+                        [Rule(("get", "list"), ("configmaps",))])
+    assert apply(server, CMS + "/a", cm("a", {"k": "v"}), "admin")[0] == 201
+
+    listed = call(server, "GET", CMS, token="ro")
+    got = call(server, "GET", f"{CMS}/a", token="ro")
+    dry = call(server, "PATCH", f"{CMS}/a?fieldManager=gatewayctl&dryRun=All",
+               cm("a", {"k": "w"}), "application/apply-patch+yaml", token="ro")
+    other = call(server, "GET", f"/api/v1/namespaces/{NS}/secrets", token="ro")
+
+    assert (listed[0], got[0]) == (200, 200)
+    # A dry run is authorised as the write it previews (documented): 403 with a Status.
+    assert dry[0] == 403
+    assert dry[1] == {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": 'configmaps "a" is forbidden: User "system:serviceaccount:ci:planner" '
+                   'cannot patch resource "configmaps" in API group "" in the namespace '
+                   f'"{NS}"',
+        "reason": "Forbidden", "details": {"name": "a", "kind": "configmaps"}, "code": 403}
+    assert other[0] == 403 and 'cannot list resource "secrets"' in other[1]["message"]
+    assert server.writes("system:serviceaccount:ci:planner") == []
+    assert [r.status for r in server.requests if r.user.endswith("planner")] == [
+        200, 200, 403, 403]
+    assert len(server.writes()) == 1  # the admin's apply
 
 
 def test_fault_rules_and_request_log(server: KubeAPIServer) -> None:

@@ -279,3 +279,28 @@ def test_saved_plan_without_a_recorded_target_still_applies(
     saved.write_text(json.dumps(data))
     result = cli("apply", str(saved), "--kubeconfig", str(kubeconfig))
     assert result.exit_code == 0, result.output
+
+
+def test_a_config_envoy_rejects_never_reaches_the_cluster_or_a_bundle(
+    root: Path, kube_server: KubeAPIServer, kube_options: KubeOptions, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from gatewayctl.local.process import EnvoyRejected
+
+    ir, _ = load_desired_ir(root)
+    chat = ir.routes[0]
+    broken = dataclasses.replace(ir, routes=(dataclasses.replace(
+        chat, policy=dataclasses.replace(chat.policy, deny_patterns=("(unclosed",))),
+        *ir.routes[1:]))
+    for spec, options in (("kubernetes", kube_options), (f"dir:{tmp_path / 'out'}", None)):
+        target = parse_target(spec, root, options)
+        try:
+            with pytest.raises(EnvoyRejected):
+                apply_root(desired_state(broken, target, Provenance()), target,
+                           confirm=lambda _p: True)
+        finally:
+            target.close()
+    assert kube_server.writes() == []
+    assert kube_server.requests_matching("PATCH") == []
+    assert not (tmp_path / "out").exists()

@@ -16,3 +16,6 @@ class KubeOptions:
     request_timeout: float = 30.0
     retries: int = 3  # extra attempts for idempotent calls on 5xx, 429, timeouts, resets
     backoff: float = 0.5  # first retry delay in seconds; doubles each attempt, capped at 8s
+    # Plan without server-side-apply dry runs (they need patch rights); also chosen on the
+    # first 403 to a dry run.
+    read_only: bool = False

@@ -42,6 +42,7 @@ class KubernetesTarget:
     def __init__(self, spec: str, options: KubeOptions) -> None:
         self.spec = spec
         self.options = options
+        self.read_only = options.read_only  # preview client-side, never ask for a dry run
         self._client: Any = None
 
     def client(self) -> Any:
@@ -75,27 +76,41 @@ class KubernetesTarget:
     def read(self, desired: DesiredState) -> ObservedState:
         gateway, namespace = desired.ir.name, desired.ir.namespace
         objects: list[KubeObject] = self.client().read_managed(gateway, namespace)
-        planned, warnings, per_object = self.preview(list(desired.objects))
+        planned, warnings, per_object = self.preview(list(desired.objects), objects)
         return ObservedState(ir_of_objects(objects, gateway, desired.ir), tuple(objects),
                              fingerprint(objects, desired.objects), tuple(planned), warnings,
                              tuple(sorted(per_object.items())))
 
-    def preview(self, desired: list[KubeObject]) -> Previews:
-        """Server-side-apply dry runs: what the server would store for each desired object.
+    def preview(self, desired: list[KubeObject], live: list[KubeObject]) -> Previews:
+        """What the server would store for each desired object: its answer to a
+        server-side-apply dry run, or, for an identity that may not patch (403: a dry run is
+        authorised as the write it previews), the same computed client-side from the live
+        object (`normalise.preview_apply`); a plan needs only get and list.
 
         A field-ownership conflict does not stop the plan: the object is previewed as
         `--force-conflicts` would leave it, and the conflict becomes a warning on it."""
-        from gatewayctl.targets.kubernetes.errors import KubeConflict, KubeNotFound
+        from gatewayctl.render.k8s.objects import identity
+        from gatewayctl.targets.kubernetes.errors import (
+            KubeConflict,
+            KubeForbidden,
+            KubeNotFound,
+        )
+        from gatewayctl.targets.kubernetes.normalise import preview_apply
 
         client = self.client()
         planned: list[KubeObject] = []
         warnings: list[str] = []
         per_object: dict[str, tuple[str, ...]] = {}
         missing_namespaces: set[str] = set()
+        live_by_id = {identity(o): o for o in live}
         for obj in desired:
             namespace = (obj.get("metadata") or {}).get("namespace", "")
             if namespace in missing_namespaces:
                 planned.append(obj)
+                continue
+            if self.read_only:
+                planned.append(preview_apply(live_by_id.get(identity(obj)), obj,
+                                             FIELD_MANAGER))
                 continue
             try:
                 planned.append(client.dry_run_apply([obj])[0])
@@ -105,6 +120,14 @@ class KubernetesTarget:
                     f"conflict: {fields or err.server_message}; apply needs --force-conflicts "
                     "to take these fields over",)
                 planned.append(client.dry_run_apply([obj], force=True)[0])
+            except KubeForbidden as err:
+                self.read_only = True
+                warnings.append(
+                    f"read-only plan: {err.user or 'this identity'} may not {err.verb or 'patch'} "
+                    f"{err.resource or 'these objects'}, so server-side apply was previewed "
+                    "client-side, without a dry run (apply needs write access)")
+                planned.append(preview_apply(live_by_id.get(identity(obj)), obj,
+                                             FIELD_MANAGER))
             except KubeNotFound as err:
                 if err.kind != "namespaces":
                     raise

@@ -82,10 +82,43 @@ class RecordedRequest:
     content_type: str | None
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    user: str = ""  # who sent it (the authenticated identity)
+    answer: list[int] = field(default_factory=list)  # the status code, once answered
 
     @property
     def dry_run(self) -> bool:
         return self.query.get("dryRun") == ["All"]
+
+    @property
+    def status(self) -> int | None:
+        return self.answer[0] if self.answer else None
+
+    @property
+    def is_write(self) -> bool:
+        """A request that asks to change state (dry runs included: RBAC authorises them as
+        the write they preview)."""
+        return self.method in ("POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One RBAC PolicyRule: verbs on resources (plural names; "*" for all)."""
+
+    verbs: tuple[str, ...]
+    resources: tuple[str, ...]
+
+    def allows(self, verb: str, resource: str) -> bool:
+        return (verb in self.verbs or "*" in self.verbs) and (
+            resource in self.resources or "*" in self.resources)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A bearer token, the user it authenticates as, and the rules bound to that user."""
+
+    token: str
+    user: str
+    rules: tuple[Rule, ...]
 
 
 class KubeAPIServer:
@@ -106,6 +139,7 @@ class KubeAPIServer:
         self.store.rollout = RolloutSimulation(rollout_delay, rollout_mode)  # type: ignore[arg-type]
         self.permissions: dict[tuple[str, str], bool] = {}
         self.default_allow = True
+        self.identities: dict[str, Identity] = {}
         self._faults: list[FaultRule] = []
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
@@ -184,7 +218,23 @@ class KubeAPIServer:
     def deny(self, verb: str, resource: str) -> None:
         self.set_permission(verb, resource, False)
 
-    def allowed(self, verb: str, resource: str) -> bool:
+    def add_identity(self, token: str, user: str, rules: list[Rule]) -> Identity:
+        """Another user, authenticated by `token` and allowed exactly what `rules` say (RBAC
+        is additive: anything not granted is forbidden with the documented 403 Status)."""
+        identity = Identity(token, user, tuple(rules))
+        with self._lock:
+            self.identities[token] = identity
+        return identity
+
+    def writes(self, user: str | None = None) -> list[RecordedRequest]:
+        """Write requests the server carried out (answered 2xx, dry runs excluded)."""
+        return [r for r in self.requests
+                if r.is_write and not r.dry_run and r.status is not None
+                and 200 <= r.status < 300 and (user is None or r.user == user)]
+
+    def allowed(self, verb: str, resource: str, identity: Identity | None = None) -> bool:
+        if identity is not None:
+            return any(rule.allows(verb, resource) for rule in identity.rules)
         with self._lock:
             for key in ((verb, resource), (verb, "*"), ("*", resource), ("*", "*")):
                 if key in self.permissions:
@@ -256,15 +306,21 @@ class KubeAPIServer:
                     chosen = rule
             return chosen
 
-    def _authenticate(self, headers: dict[str, str]) -> None:
-        if self.token is None:
-            return
-        if headers.get("authorization") != f"Bearer {self.token}":
+    def _authenticate(self, headers: dict[str, str]) -> Identity | None:
+        """The identity a request authenticates as; None: the default user."""
+        auth = headers.get("authorization", "")
+        token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+        with self._lock:
+            identity = self.identities.get(token or "")
+        if identity is not None:
+            return identity
+        if self.token is not None and token != self.token:
             raise APIError(401, "Unauthorized", "Unauthorized")
+        return None
 
     def _dispatch(
         self, method: str, path: str, query: dict[str, list[str]], content_type: str,
-        raw: bytes, headers: dict[str, str],
+        raw: bytes, headers: dict[str, str], identity: Identity | None = None,
     ) -> tuple[int, dict[str, Any]]:
         parts = [p for p in path.split("/") if p]
         discovery = _discovery(parts, self.url)
@@ -277,8 +333,9 @@ class KubeAPIServer:
         if subresource:
             raise APIError(404, "the server could not find the requested resource", "NotFound")
         verb = _verb(method, name)
-        if not self.allowed(verb, rt.plural):
-            raise forbidden(rt, name or "", self.user, verb, namespace)
+        if not self.allowed(verb, rt.plural, identity):
+            user = identity.user if identity else self.user
+            raise forbidden(rt, name or "", user, verb, namespace)
         dry_run = _dry_run(query)
         one = (lambda k: query.get(k, [None])[0])  # noqa: E731
         manager = one("fieldManager") or headers.get("user-agent", "unknown").split("/")[0]
@@ -443,8 +500,13 @@ class _Handler(BaseHTTPRequestHandler):
                 else None
         except APIError:
             body = raw.decode(errors="replace")
-        rule = self.api._record(RecordedRequest(
-            self.command, split.path, query, content_type or None, body, headers))
+        with self.api._lock:
+            known = self.api.identities.get(
+                headers.get("authorization", "").removeprefix("Bearer "))
+        recorded = RecordedRequest(self.command, split.path, query, content_type or None, body,
+                                   headers, known.user if known else self.api.user)
+        self._recorded = recorded
+        rule = self.api._record(recorded)
         if rule is not None:
             if rule.sleep and self.api._stopping.wait(rule.sleep):
                 return self._drop()
@@ -454,14 +516,17 @@ class _Handler(BaseHTTPRequestHandler):
                 message = rule.message or f"injected failure ({rule.status})"
                 return self._send(rule.status, status_body(rule.status, message, rule.reason))
         try:
-            self.api._authenticate(headers)
+            identity = self.api._authenticate(headers)
             code, payload = self.api._dispatch(
-                self.command, split.path, query, content_type, raw, headers)
+                self.command, split.path, query, content_type, raw, headers, identity)
         except APIError as e:
             code, payload = e.code, e.body()
         self._send(code, payload)
 
     def _send(self, code: int, payload: dict[str, Any]) -> None:
+        recorded = getattr(self, "_recorded", None)
+        if recorded is not None and not recorded.answer:
+            recorded.answer.append(code)
         data = json.dumps(payload).encode()
         try:
             self.send_response(code)
