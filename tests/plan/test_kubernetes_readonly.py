@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 
 from gatewayctl.plan.model import Change, Plan
+from gatewayctl.targets.kubernetes.kinds import PRUNABLE_KINDS
 from gatewayctl.targets.kubernetes.options import KubeOptions
 from tests.fakes.kubeapi import KubeAPIServer, Rule
 from tests.plan.conftest import FAST_KUBE, NAMESPACE, Cli, edit
 from tests.plan.test_kubernetes_plan import cli_apply, plan_kube
 
 PLANNER = "system:serviceaccount:ci:gatewayctl-plan"
-READ_ONLY = Rule(("get", "list"), ("serviceaccounts", "configmaps", "deployments", "services",
-                                   "poddisruptionbudgets", "horizontalpodautoscalers",
-                                   "prometheusrules"))
+# get and list on the kinds gatewayctl owns, and nothing else
+READ_ONLY = Rule(("get", "list"), tuple(k.plural for k in PRUNABLE_KINDS))
 
 
 @pytest.fixture
