@@ -87,27 +87,13 @@ def test_2_there_are_changes(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert run(capsys, "plan", str(QUICKSTART), "--live", live, "--detailed-exitcode")[0] == 0
 
 
-def _traffic(fake: FakePrometheus, cluster: str, requests: int, errors: int) -> None:
-    fake.add("envoy_cluster_upstream_rq_completed", {"envoy_cluster_name": cluster},
-             [(1, 0), (2, requests)])
-    fake.add("envoy_cluster_upstream_rq_xx", {"envoy_cluster_name": cluster,
-                                              "envoy_response_code_class": "2"},
-             [(1, 0), (2, requests - errors)])
-    fake.add("envoy_cluster_upstream_rq_xx", {"envoy_cluster_name": cluster,
-                                              "envoy_response_code_class": "5"},
-             [(1, 0), (2, errors)])
-    for le in ("250", "+Inf"):
-        fake.add("envoy_cluster_upstream_rq_time_bucket", {"envoy_cluster_name": cluster,
-                                                           "le": le}, [(1, 0), (2, requests)])
-
-
 @pytest.mark.parametrize(("canary", "code"), [((200, 2), 0), ((200, 20), 2), ((40, 0), 3)])
 def test_2_and_3_rollout_analyze(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                  canary: tuple[int, int], code: int) -> None:
     root = make_root(tmp_path / "root")
     with FakePrometheus() as fake:
-        _traffic(fake, CANARY, *canary)
-        _traffic(fake, STABLE, 800, 0)
+        fake.add_traffic(CANARY, *canary)
+        fake.add_traffic(STABLE, 800, 0)
         got = run(capsys, "rollout", "analyze", "chat-nov", "--root", str(root),
                   "--prometheus", fake.url)
     assert got[0] == code, got
@@ -117,8 +103,8 @@ def test_2_rollout_advance_aborts_a_failing_canary(capsys: pytest.CaptureFixture
                                                     tmp_path: Path) -> None:
     root = make_root(tmp_path / "root")
     with FakePrometheus() as fake:
-        _traffic(fake, CANARY, 200, 30)
-        _traffic(fake, STABLE, 800, 0)
+        fake.add_traffic(CANARY, 200, 30)
+        fake.add_traffic(STABLE, 800, 0)
         code, out, _ = run(capsys, "rollout", "advance", "chat-nov", "--root", str(root),
                            "--prometheus", fake.url)
     assert code == 2 and "decision: abort" in out
