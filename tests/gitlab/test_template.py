@@ -192,3 +192,33 @@ def test_code_quality_fingerprints_differ_between_two_roots(tmp_path):
     assert (eu["location"]["path"], us["location"]["path"]) == ("eu/routes.yaml",
                                                                 "us/routes.yaml")
     assert eu["fingerprint"] != us["fingerprint"]
+
+
+def documented_roles() -> dict[str, dict[str, set[str]]]:
+    """docs/gitlab-workflow.md's Roles: name -> resource -> verbs."""
+    from tests.conftest import REPO
+
+    doc = (REPO / "docs" / "gitlab-workflow.md").read_text()
+    blocks = re.findall(r"```yaml\n(apiVersion: rbac.authorization.k8s.io/v1\n.*?)```", doc,
+                        re.S)
+    roles: dict[str, dict[str, set[str]]] = {}
+    for role in (r for block in blocks for r in yaml.safe_load_all(block)):
+        grants = roles.setdefault(role["metadata"]["name"], {})
+        for rule in role["rules"]:
+            for resource in rule["resources"]:
+                grants.setdefault(resource, set()).update(rule["verbs"])
+    return roles
+
+
+def test_the_documented_roles_cover_every_kind_gatewayctl_owns():
+    """Plan: get and list only; apply: the writes of server-side apply and prune, and the
+    Lease that serialises applies. A kind added to gatewayctl must be added to the Roles."""
+    from gatewayctl.targets.kubernetes.kinds import LEASE, PRUNABLE_KINDS
+
+    roles = documented_roles()
+    owned = {k.plural for k in PRUNABLE_KINDS}
+    assert roles["gatewayctl-plan"] == {plural: {"get", "list"} for plural in owned}
+    apply = roles["gatewayctl-apply"]
+    assert {p: v for p, v in apply.items() if p != LEASE.plural} == {
+        plural: {"get", "list", "create", "patch", "delete"} for plural in owned}
+    assert apply[LEASE.plural] == {"get", "create", "update", "delete"}
