@@ -48,10 +48,11 @@ def parse_duration(text: str) -> float:
 
 
 def _kube_options(kubeconfig: str | None, context: str | None,
-                  namespace: str | None) -> KubeOptions:
+                  namespace: str | None, read_only: bool = False) -> KubeOptions:
     from gatewayctl.targets.kubernetes.options import KubeOptions
 
-    return KubeOptions(kubeconfig=kubeconfig, context=context, namespace=namespace)
+    return KubeOptions(kubeconfig=kubeconfig, context=context, namespace=namespace,
+                       read_only=read_only)
 
 
 def write_plan_file(plan: Plan, path: Path) -> None:
@@ -97,6 +98,9 @@ def plan_command(
     environment: Annotated[str | None, typer.Option(
         help="Environment named in the merge-request note (default: CI_ENVIRONMENT_NAME).")
     ] = None,
+    read_only: Annotated[bool, typer.Option(
+        "--read-only", help="kubernetes: only get and list, never a server-side-apply dry "
+        "run (an identity without write access; CI merge-request jobs).")] = False,
 ) -> None:
     """Show what would change in the live gateway: manifest-level and resource-level changes."""
 
@@ -114,7 +118,8 @@ def plan_command(
                 raise
             sys.stdout.write(format_json(err.diagnostics, failed=True))
             return EXIT_ERROR
-        target = parse_target(live, root, _kube_options(kubeconfig, context, namespace))
+        target = parse_target(live, root, _kube_options(kubeconfig, context, namespace,
+                                                        read_only))
         try:
             plan = compute_plan(desired_state(ir, target, warnings=warnings), target)
         finally:

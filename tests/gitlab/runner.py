@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.fakes.kubeapi.server import Rule
 
 GITLAB_CI_LOCAL_VERSION = "4.73.0"
 GCL_PREFIX = REPO / ".cache" / "gitlab-ci-local"
@@ -142,6 +143,16 @@ def job_venv(path: Path, *, with_test_dependencies: bool) -> Path:
         site = next(path.glob("lib/python3*/site-packages"))
         (site / "test-dependencies.pth").write_text(f"{linked}\n", encoding="utf-8")
     return path / "bin"
+
+
+def documented_role(name: str) -> list[Rule]:
+    """A Role of docs/gitlab-workflow.md as the Kubernetes API fake's RBAC rules."""
+    doc = (REPO / "docs" / "gitlab-workflow.md").read_text()
+    blocks = re.findall(r"```yaml\n(apiVersion: rbac.authorization.k8s.io/v1\n.*?)```", doc,
+                        re.S)
+    roles = [r for block in blocks for r in yaml.safe_load_all(block)]
+    role = next(r for r in roles if r["metadata"]["name"] == name)
+    return [Rule(tuple(rule["verbs"]), tuple(rule["resources"])) for rule in role["rules"]]
 
 
 def example_files(example: str, under: str) -> dict[str, str]:

@@ -12,7 +12,13 @@ import pytest
 
 from tests.fakes.gitlab_api import JOB_TOKEN, REPORTER_TOKEN
 from tests.fakes.kubeapi.server import KubeAPIServer
-from tests.gitlab.runner import ManifestRepo, example_files, make_repo, run_pipeline
+from tests.gitlab.runner import (
+    ManifestRepo,
+    documented_role,
+    example_files,
+    make_repo,
+    run_pipeline,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +39,12 @@ def repo(tmp_path: Path) -> ManifestRepo:
 
 
 def cluster_variables(kube: KubeAPIServer, tmp_path: Path) -> dict[str, Any]:
-    """The read identity as a plain file variable; the apply identity scoped to production."""
-    reader = kube.write_kubeconfig(tmp_path / "plan-kubeconfig")
-    writer = kube.write_kubeconfig(tmp_path / "apply-kubeconfig")
+    """The read identity as a plain file variable; the apply identity scoped to production;
+    each allowed exactly what its Role in docs/gitlab-workflow.md grants."""
+    kube.add_identity("plan-token", "gatewayctl-plan", documented_role("gatewayctl-plan"))
+    kube.add_identity("apply-token", "gatewayctl-apply", documented_role("gatewayctl-apply"))
+    reader = kube.write_kubeconfig(tmp_path / "plan-kubeconfig", token="plan-token")
+    writer = kube.write_kubeconfig(tmp_path / "apply-kubeconfig", token="apply-token")
     return {
         "GATEWAYCTL_PLAN_KUBECONFIG": str(reader),
         "GATEWAYCTL_APPLY_KUBECONFIG": {"type": "file",
@@ -60,6 +69,9 @@ def test_plan_then_apply_that_plan_and_refuse_a_stale_one(repo, gitlab, kube, tm
     plan = json.loads(first.artifact("gatewayctl-plan", "plan.json").read_text())
     assert plan["target"]["spec"] == "kubernetes"
     assert "Applying the saved plan plan.json" in first.job_log("gatewayctl-apply")
+    # the plan identity wrote nothing, not even a dry run; the apply identity did the writes
+    assert not [r for r in kube.requests if r.user == "gatewayctl-plan" and r.is_write]
+    assert kube.writes("gatewayctl-apply")
     config = kube.get_object("v1", "ConfigMap", "ai-gateway", "ai-gateway-config")
     assert config is not None
     assert '"weight":95' in config["data"]["lds.json"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -15,8 +17,10 @@ import pytest
 
 from tests.conftest import REPO
 from tests.fakes.gitlab_api import DEVELOPER_TOKEN, JOB_TOKEN, REPORTER_TOKEN, GitLabAPIServer
+from tests.fakes.kubeapi.server import Rule
 from tests.gitlab.runner import (
     ManifestRepo,
+    documented_role,
     example_files,
     make_repo,
     merge_request_variables,
@@ -128,3 +132,40 @@ def test_the_note_token_is_not_the_developer_token(repo, gitlab):
         "gatewayctl-plan")
     assert gitlab.notes(project_id, iid) == []
     assert not [r for r in gitlab.requests if r.method != "GET"]
+
+
+def test_merge_request_with_the_read_only_identity_plans_and_writes_nothing(
+        repo, gitlab, kube, tmp_path):
+    deployed = subprocess.run(  # what the default branch's apply did: main, step 1
+        [sys.executable, "-m", "gatewayctl", "apply", "gateway", "--live", "kubernetes",
+         "--auto-approve", "--kubeconfig", str(kube.write_kubeconfig(tmp_path / "admin"))],
+        cwd=repo.path, capture_output=True, text=True, timeout=120)
+    assert deployed.returncode == 0, deployed.stderr
+    project_id, iid, base = open_merge_request(repo, gitlab)
+    rules = documented_role("gatewayctl-plan")
+    assert {verb for rule in rules for verb in rule.verbs} == {"get", "list"}
+    kube.add_identity("plan-token", "gatewayctl-plan", rules)
+    kube.add_identity("apply-token", "gatewayctl-apply", [Rule(("*",), ("*",))])
+    kube.clear_requests()
+    variables = {
+        "GATEWAYCTL_PLAN_KUBECONFIG": str(kube.write_kubeconfig(tmp_path / "plan",
+                                                                token="plan-token")),
+        # a protected, environment-scoped write identity exists: MR jobs must not get it
+        "GATEWAYCTL_APPLY_KUBECONFIG": {"type": "file", "values": {
+            "production": kube.write_kubeconfig(tmp_path / "apply",
+                                                token="apply-token").read_text()}},
+        "GATEWAYCTL_NOTE_TOKEN": REPORTER_TOKEN,
+    }
+    pipeline = merge_request_variables(iid=iid, diff_base=base, source_branch="canary-25")
+
+    run = run_pipeline(repo, gitlab=gitlab, project_id=project_id, pipeline=pipeline,
+                       cicd_variables=variables, job_token=JOB_TOKEN)
+
+    assert run.results == {"gatewayctl-validate": "PASS", "gatewayctl-plan": "PASS"}, \
+        run.explain()
+    plan = json.loads(run.artifact("gatewayctl-plan", "plan.json").read_text())
+    assert plan["target"]["spec"] == "kubernetes"
+    assert "95% → 75%" in gitlab.notes(project_id, iid)[0]["body"]
+    users = {r.user for r in kube.requests}
+    assert users == {"gatewayctl-plan"}  # the write identity was never used
+    assert [r for r in kube.requests if r.is_write] == []  # not even a dry run

@@ -16,7 +16,13 @@ import pytest
 from gatewayctl.render.envoy.names import backend_cluster_name
 from tests.fakes.gitlab_api import DEVELOPER_TOKEN, JOB_TOKEN, GitLabAPIServer, Project
 from tests.fakes.kubeapi.server import KubeAPIServer
-from tests.gitlab.runner import ManifestRepo, example_files, make_repo, run_pipeline
+from tests.gitlab.runner import (
+    ManifestRepo,
+    documented_role,
+    example_files,
+    make_repo,
+    run_pipeline,
+)
 from tests.rollout.fake_prometheus import FakePrometheus
 
 pytestmark = pytest.mark.slow
@@ -121,8 +127,9 @@ def test_scheduled_advance_aborts_a_failing_canary_at_once_and_opens_the_mr(
         tmp_path, gitlab, kube, prometheus):
     repo = make(tmp_path, prometheus.url, second=True)
     project = gitlab.add_project("platform/gateway-config", files=repo.files())
-    kubeconfig = kube.write_kubeconfig(tmp_path / "apply-kubeconfig")
-    deploy(repo, kubeconfig)
+    deploy(repo, kube.write_kubeconfig(tmp_path / "admin-kubeconfig"))
+    kube.add_identity("apply-token", "gatewayctl-apply", documented_role("gatewayctl-apply"))
+    kubeconfig = kube.write_kubeconfig(tmp_path / "apply-kubeconfig", token="apply-token")
     assert canary_weight(kube) == 5
     traffic(prometheus, "gpt-4o-2024-11-20", 200, 40)
     traffic(prometheus, "gpt-4o-2024-08-06", 800, 0)
@@ -140,8 +147,9 @@ def test_scheduled_advance_aborts_a_failing_canary_at_once_and_opens_the_mr(
     log = run.job_log("gatewayctl-rollout-advance")
     assert "decision: abort: analysis failed: error-rate" in log
     assert "rollout embeddings-v3" in log  # the second rollout was advanced too (held)
-    # the cluster: the canary gets nothing, now
+    # the cluster: the canary gets nothing, now, applied by the apply identity
     assert canary_weight(kube) in (0, None)
+    assert kube.writes("gatewayctl-apply")
     # Git: a merge request records the abort, on its own branch; main is unchanged
     branch = f"gatewayctl/rollout-{ROLLOUT}-abort"
     proposed = gitlab.file_text(project.id, branch, ROLLOUTS_FILE) or ""
