@@ -159,8 +159,7 @@ def test_scheduled_advance_aborts_a_failing_canary_at_once_and_opens_the_mr(
     assert [(m["source_branch"], m["target_branch"]) for m in mrs] == [(branch, "main")]
     assert mrs[0]["author"]["username"] == "gatewayctl-bot"
     # the analysis is an artifact
-    saved = run.artifact("gatewayctl-rollout-advance",
-                         f"gateway/.gatewayctl/rollouts/{ROLLOUT}.json")
+    saved = run.artifact("gatewayctl-rollout-advance", f"gatewayctl-analysis/{ROLLOUT}.json")
     assert json.loads(saved.read_text())["verdict"] == "fail"
 
 

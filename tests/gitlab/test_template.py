@@ -136,7 +136,7 @@ def test_reports_environment_resource_group_and_artifacts():
     assert config[".gatewayctl-tier-staging"]["environment"] == {"deployment_tier": "staging"}
     assert apply["needs"] == [{"job": "gatewayctl-plan", "artifacts": True}]
     advance = config["gatewayctl-rollout-advance"]
-    assert advance["artifacts"]["paths"] == ["gateway/.gatewayctl/rollouts/"]
+    assert advance["artifacts"]["paths"] == ["gatewayctl-analysis/"]
     assert advance["environment"] == {"name": "staging", "action": "prepare"}
 
 
