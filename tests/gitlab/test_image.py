@@ -58,7 +58,12 @@ def test_git_refuses_the_checkout_without_the_image_configuration(checkout: Path
 
 
 def test_git_reads_the_checkout_with_the_image_configuration(checkout: Path) -> None:
-    done = git_as_image_user(checkout, str(GITCONFIG))
+    # A copy the image's user can read: the checkout under test may sit in a private folder
+    # (a clone in `mktemp -d`, mode 0700), as /etc/gitconfig in the image never does.
+    config = checkout.parent / "gitconfig"
+    shutil.copyfile(GITCONFIG, config)
+    config.chmod(0o644)
+    done = git_as_image_user(checkout, str(config))
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.strip()) == 40
 
