@@ -6,21 +6,11 @@ routes; a prompt no route uses is not live. Pure functions over the IR.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from gatewayctl.ir import GatewayIR, PromptIR, PromptVersionIR
 from gatewayctl.plan.model import Change, Detail
-
-
-def unified_diff(before: str, after: str, before_label: str, after_label: str) -> str:
-    lines = difflib.unified_diff(
-        before.splitlines(keepends=True), after.splitlines(keepends=True),
-        fromfile=before_label, tofile=after_label, n=3)
-    out = []
-    for line in lines:
-        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
-    return "".join(out)
+from gatewayctl.plan.text_diff import unified_diff
 
 
 def prompts_of(ir: GatewayIR | None) -> dict[str, tuple[PromptIR, list[str]]]:

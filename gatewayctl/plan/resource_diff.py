@@ -1,11 +1,13 @@
 """The resource layer of a plan: live Kubernetes objects vs what applying would leave behind.
 
 The only user of deepdiff. Both sides are normalised first, so that nothing but a real change
-shows: server-populated fields are stripped (`live.objects.strip_server_fields`), bookkeeping
-annotations (source commit, merge request, pipeline, IR hash) are ignored, and the gzipped IR
-record is compared by the hash of its decoded text, never by its compressed bytes. Against a
-cluster, the "after" side is the server's answer to a server-side-apply dry run, so API-server
-defaults are on both sides and never show as drift.
+shows: server-populated fields are stripped (`render.k8s.objects.strip_server_fields`),
+bookkeeping annotations (source commit, merge request, pipeline, IR hash) are ignored, and the
+gzipped IR record is compared by the hash of its decoded text, never by its compressed bytes.
+Against a cluster, the "after" side is what server-side apply would store (a dry run's answer
+or its client-side preview), so API-server defaults are on both sides and never show as drift.
+Lists are compared item by item by their key (containers, volumes, env and ports by name,
+mounts by path), and long text through `text_diff` (JSON and Lua data as data).
 
 Also computes the fingerprint of a live state, which a saved plan carries. Pure functions.
 """
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gatewayctl.plan.model import Action, Change, Detail, sort_changes
-from gatewayctl.plan.prompt_diff import unified_diff
+from gatewayctl.plan.text_diff import text_details
 from gatewayctl.render.k8s.objects import identity, is_owned_by, ref, strip_server_fields
 
 KubeObject = dict[str, Any]
@@ -85,7 +87,7 @@ def display_path(path: Sequence[Any]) -> str:
     """`spec.template.spec.containers[0].image`, `data["lds.json"]`."""
     out = ""
     for part in path:
-        if isinstance(part, int):
+        if isinstance(part, (int, ItemKey)):
             out += f"[{part}]"
         elif _PLAIN_KEY.match(str(part)):
             out += f".{part}" if out else str(part)
@@ -94,44 +96,69 @@ def display_path(path: Sequence[Any]) -> str:
     return out
 
 
-def _pretty(text: str) -> str:
-    """JSON text re-indented so that a one-line document diffs line by line."""
-    stripped = text.lstrip()
-    if stripped[:1] in ("{", "["):
-        try:
-            return json.dumps(json.loads(text), indent=2, ensure_ascii=False) + "\n"
-        except ValueError:
-            pass
-    return text
-
-
-def _is_long(value: Any) -> bool:
-    return isinstance(value, str) and ("\n" in value or len(value) > _LONG_TEXT)
-
-
 def _short_hash(value: Any) -> Any:
     return value[:19] + "…" if isinstance(value, str) and len(value) > 20 else value
 
 
-def _value_detail(path: list[Any], before: Any, after: Any) -> Detail:
+def _value_details(path: list[Any], before: Any, after: Any) -> list[Detail]:
     field = display_path(path)
     if len(path) == 2 and path[0] == "binaryData" and path[1] == IR_RECORD_KEY:
-        return Detail(field, _short_hash(before), _short_hash(after), IR_RECORD_NOTE)
-    if _is_long(before) or _is_long(after):
-        b = _pretty(before) if isinstance(before, str) else ""
-        a = _pretty(after) if isinstance(after, str) else ""
-        diff = unified_diff(b, a, f"{field} (live)", f"{field} (planned)")
-        added = sum(1 for line in diff.splitlines() if line[:1] == "+" and line[:3] != "+++")
-        removed = sum(1 for line in diff.splitlines() if line[:1] == "-" and line[:3] != "---")
-        return Detail(field, None, None, f"text: +{added} -{removed} lines", diff)
-    return Detail(field, before, after)
+        return [Detail(field, _short_hash(before), _short_hash(after), IR_RECORD_NOTE)]
+    long = (isinstance(before, str) and ("\n" in before or len(before) > _LONG_TEXT)) or (
+        isinstance(after, str) and ("\n" in after or len(after) > _LONG_TEXT))
+    if long and isinstance(before, str) and isinstance(after, str):
+        return text_details(field, before, after)
+    return [Detail(field, _keyed_back(before), _keyed_back(after))]
+
+
+class ItemKey(str):
+    """A list item's key (its `name`, a mount's path, a port) standing for its index."""
+
+    __slots__ = ()
+
+
+# Lists diffed item by item by a key, as server-side apply merges them: a new mount or
+# volume reads as added, not as every later one shifting.
+_ITEM_KEYS = {"volumeMounts": ("mountPath",), "ports": ("name", "containerPort", "port")}
+
+
+def _by_key(field: str, items: list[Any]) -> str | None:
+    if not items or not all(isinstance(i, dict) for i in items):
+        return None
+    for key in _ITEM_KEYS.get(field, ("name",)):
+        values = [i.get(key) for i in items]
+        if all(v is not None for v in values) and len(set(map(str, values))) == len(values):
+            return key
+    return None
+
+
+def keyed(value: Any, field: str = "") -> Any:
+    """`value` with its keyed lists turned into maps from ItemKey to item."""
+    if isinstance(value, dict):
+        return {k: keyed(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        key = _by_key(field, value)
+        if key is not None:
+            return {ItemKey(str(i[key])): keyed(i) for i in value}
+        return [keyed(v) for v in value]
+    return value
+
+
+def _keyed_back(value: Any) -> Any:
+    if isinstance(value, dict) and value and all(isinstance(k, ItemKey) for k in value):
+        return [_keyed_back(v) for v in value.values()]
+    if isinstance(value, dict):
+        return {k: _keyed_back(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_keyed_back(v) for v in value]
+    return value
 
 
 def field_details(before: KubeObject, after: KubeObject) -> tuple[Detail, ...]:
     """Every changed field of one object (both sides normalised), sorted by path."""
     from deepdiff import DeepDiff
 
-    details: list[tuple[list[Any], Detail]] = []
+    details: list[tuple[list[Any], list[Detail]]] = []
     # ConfigMap entries are compared per key by hand: deepdiff would run difflib on them.
     b_rest, a_rest = dict(before), dict(after)
     for section in ("data", "binaryData"):
@@ -140,19 +167,39 @@ def field_details(before: KubeObject, after: KubeObject) -> tuple[Detail, ...]:
         for key in sorted(set(b_map) | set(a_map)):
             if b_map.get(key) != a_map.get(key):
                 path = [section, key]
-                details.append((path, _value_detail(path, b_map.get(key), a_map.get(key))))
+                details.append((path, _value_details(path, b_map.get(key), a_map.get(key))))
     if b_rest != a_rest:
-        tree: Any = DeepDiff(b_rest, a_rest, view="tree", verbose_level=2)
+        tree: Any = DeepDiff(keyed(b_rest), keyed(a_rest), view="tree", verbose_level=2)
         for category, levels in tree.items():
             for level in levels:
                 path = list(level.path(output_format="list"))
                 added = category.endswith("_added")
                 removed = category.endswith("_removed")
-                details.append((path, _value_detail(
+                details.append((path, _value_details(
                     path, None if added else level.t1, None if removed else level.t2)))
     details.sort(key=lambda pd: [str(p).zfill(8) if isinstance(p, int) else str(p)
                                  for p in pd[0]])
-    return tuple(d for _, d in details)
+    return tuple(d for _, ds in details for d in ds)
+
+
+def restart_warnings(kind: str, details: tuple[Detail, ...]) -> tuple[str, ...]:
+    """A Deployment whose pod template changes rolls its pods: say so, and why."""
+    if kind != "Deployment":
+        return ()
+    why = []
+    for d in details:
+        if not d.field.startswith("spec.template."):
+            continue
+        field = d.field.removeprefix("spec.template.").removeprefix("spec.")
+        if "restart-checksum" in field:
+            why.append("the bootstrap or the set of mounted Secrets changed")
+        else:
+            verb = "added" if d.before is None else "removed" if d.after is None else "changed"
+            why.append(f"{field} {verb}")
+    if not why:
+        return ()
+    shown = "; ".join(dict.fromkeys(why[:6])) + ("; ..." if len(why) > 6 else "")
+    return (f"pods will restart (a rolling update) because the pod template changes: {shown}",)
 
 
 def resource_name(obj: KubeObject) -> str:
@@ -187,6 +234,7 @@ def diff_resources(
             continue
         before = normalize(current)
         details = () if before == after else field_details(before, after)
+        extra = (*extra, *restart_warnings(kind, details))
         action: Action = "update" if details else "no-op"
         changes.append(Change("resource", kind, name, action, details,
                               before if details else None, after if details else None,

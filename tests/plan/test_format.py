@@ -86,6 +86,9 @@ def test_plan_of_another_major_format_version_is_refused(tmp_path: Path) -> None
 def test_markdown_collapses_long_diffs_and_escapes_table_cells(tmp_path: Path) -> None:
     markdown = format_markdown(scenario_plan(tmp_path))
 
-    assert "<details><summary>~ ConfigMap ai-gateway/ai-gateway-config" in markdown  # 16 lines
+    # JSON in a ConfigMap is compared as data: no diff block for it, one line per field.
+    assert "<details><summary>~ ConfigMap" not in markdown
+    assert ('data["lds.json"].resources[gateway].routes[0].clusters[canary].weight: 5 → 25'
+            in markdown)
     assert "<details open><summary>~ Prompt support-assistant: version 2" in markdown
     assert "| `-` | Service `ai-gateway/ai-gateway-old` |" in markdown

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gatewayctl.orchestrate import compute_plan, desired_state, load_desired_ir
+from gatewayctl.plan.format import format_text
 from gatewayctl.plan.model import Plan
 from gatewayctl.render.k8s import Provenance
 from gatewayctl.targets import parse_target
@@ -117,8 +118,14 @@ def test_weight_change_is_one_manifest_change_and_one_configmap_field_change(
     assert [c.address for c in resources] == ["ConfigMap ai-gateway/ai-gateway-config",
                                               "ConfigMap ai-gateway/ai-gateway-ir"]
     config, record = resources
-    assert [d.field for d in config.details] == ['data["lds.json"]']
-    assert '"weight": 75' in config.details[0].diff
+    # The weights are fields of the listener, compared as data, each item by its name.
+    weights_changed = {d.field.rsplit("[", 1)[1]: (d.before, d.after) for d in config.details
+                       if d.field.endswith("].weight")}
+    assert weights_changed == {"r_chat_gpt-4o-2024-08-06].weight": (95, 75),
+                               "r_chat_gpt-4o-2024-11-20].weight": (5, 25)}
+    assert all(not d.diff for d in config.details)
+    assert sum(len(d.field) + len(str(d.before)) + len(str(d.after))
+               for d in config.details) < 2_000
     # The IR record changes with every manifest change; it is labelled as such.
     assert [d.note for d in record.details] == [
         "the compiled IR record; what it means is in the manifest changes"]
@@ -220,3 +227,25 @@ def test_every_example_applies_then_plans_clean(
     plan = plan_kube(EXAMPLES / example, kube_options)
 
     assert plan.pending() == (), [c.address for c in plan.pending()]
+
+
+def test_missing_referenced_secrets_are_warnings(
+    cli: Cli, root: Path, kubeconfig: Path, kube_server: KubeAPIServer,
+    kube_options: KubeOptions
+) -> None:
+    plan = plan_kube(root, kube_options)
+
+    missing = [w for w in plan.warnings if w.startswith("Secret ")]
+    assert missing[1] == (
+        "Secret ai-gateway/openai-credentials does not exist: the pods of Deployment "
+        "ai-gateway/ai-gateway will not start until it does (kubectl -n ai-gateway create "
+        "secret generic openai-credentials ...)")
+    assert [w.split()[1] for w in missing] == [
+        "ai-gateway/helpdesk-key", "ai-gateway/openai-credentials", "ai-gateway/search-app-key"]
+    kube_server.seed({"apiVersion": "v1", "kind": "Secret",
+                      "metadata": {"name": "openai-credentials", "namespace": NAMESPACE},
+                      "data": {"api-key": "c2stdGVzdA=="}})
+    again = plan_kube(root, kube_options)
+    assert [w.split()[1] for w in again.warnings if w.startswith("Secret ")] == [
+        "ai-gateway/helpdesk-key", "ai-gateway/search-app-key"]
+    assert "c2stdGVzdA" not in format_text(again) and "sk-test" not in format_text(again)

@@ -81,6 +81,8 @@ def test_a_read_only_identity_plans_what_the_dry_run_plans(
         assert with_dry_run.has_changes, label
         assert comparable(without) == comparable(with_dry_run), label
         assert any(w.startswith("read-only plan:") for w in without.warnings), label
+        assert f"the referenced Secrets were not checked: {PLANNER} may not get secrets" \
+            in without.warnings
         assert not any(w.startswith("read-only plan:") for w in with_dry_run.warnings)
         assert kube_server.writes(PLANNER) == []
         planner = [r for r in kube_server.requests if r.user == PLANNER]

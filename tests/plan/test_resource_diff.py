@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import gzip
+import json
 from typing import Any
 
 from gatewayctl.plan.resource_diff import (
@@ -96,13 +97,57 @@ def test_fingerprint_covers_managed_fields_and_the_set_of_objects_only() -> None
     assert fingerprint(list(reversed(live)), planned) == base  # order does not matter
 
 
-def test_long_text_fields_get_a_unified_diff_of_pretty_json() -> None:
+def test_json_text_fields_are_compared_as_data_with_items_by_name() -> None:
     live, planned = live_objects(), planned_objects()
 
     config = next(c for c in diff_resources(live, planned, "ai-gateway")
                   if c.address == "ConfigMap ai-gateway/ai-gateway-config")
 
-    (detail,) = config.details
-    assert (detail.field, detail.before, detail.after) == ('data["lds.json"]', None, None)
-    assert detail.note == "text: +2 -2 lines"
-    assert '-              "weight": 95\n+              "weight": 75\n' in detail.diff
+    assert [(d.field, d.before, d.after) for d in config.details] == [
+        ('data["lds.json"].resources[gateway].routes[0].clusters[stable].weight', 95, 75),
+        ('data["lds.json"].resources[gateway].routes[0].clusters[canary].weight', 5, 25)]
+
+
+def test_lua_data_changes_show_as_data_and_code_changes_as_lines() -> None:
+    from gatewayctl.plan.text_diff import text_details
+    from gatewayctl.render.envoy.lua import lua_string, to_lua
+
+    code = "local x = 1\nfunction envoy_on_request(h)\n  h:log(DATA.name)\nend\n"
+
+    def source(data: dict[str, object], body: str = code) -> str:
+        return "local DATA = " + to_lua(data) + "\n" + body
+
+    big = {"name": "a\"b", "routes": {f"r{i}": {"weight": 50} for i in range(200)}}
+    after = {**big, "routes": {**big["routes"], "r7": {"weight": 60}}}
+    filters = lambda data, body=code: json.dumps(  # noqa: E731
+        {"http_filters": [{"name": "lua", "typed_config": {"default_source_code": {
+            "inline_string": source(data, body)}}}]})
+
+    (detail,) = text_details("data", filters(big), filters(after))
+    assert (detail.field, detail.before, detail.after) == (
+        "data.http_filters[lua] (Lua) DATA.routes.r7.weight", 50, 60)
+    assert lua_string('a"b') == '"a\\034b"'
+
+    data_and_code = text_details("data", filters(big), filters(after, code.replace("1", "2")))
+    assert [d.field for d in data_and_code] == [
+        "data.http_filters[lua] (Lua) DATA.routes.r7.weight",
+        "data.http_filters[lua] (Lua code)"]
+    assert "-local x = 1\n+local x = 2\n" in data_and_code[1].diff
+    assert "DATA = {" not in data_and_code[1].diff  # never the data line itself
+
+
+def test_keyed_lists_read_as_items_added_not_shifted() -> None:
+    def deployment(volumes: list[str]) -> dict[str, object]:
+        return {"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "gw", "namespace": "ns"},
+                "spec": {"template": {"spec": {"volumes": [
+                    {"name": v, "secret": {"secretName": v}} for v in volumes]}}}}
+
+    (change,) = diff_resources([deployment(["a-key", "c-key"])],
+                               [deployment(["a-key", "b-key", "c-key"])], "gw")
+
+    assert [(d.field, d.before, d.after) for d in change.details] == [
+        ("spec.template.spec.volumes[b-key]", None,
+         {"name": "b-key", "secret": {"secretName": "b-key"}})]
+    assert change.warnings == ("pods will restart (a rolling update) because the pod template "
+                               "changes: volumes[b-key] added",)

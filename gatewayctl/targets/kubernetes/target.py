@@ -77,6 +77,7 @@ class KubernetesTarget:
         gateway, namespace = desired.ir.name, desired.ir.namespace
         objects: list[KubeObject] = self.client().read_managed(gateway, namespace)
         planned, warnings, per_object = self.preview(list(desired.objects), objects)
+        warnings = (*warnings, *self.missing_secrets(desired.objects, namespace))
         return ObservedState(ir_of_objects(objects, gateway, desired.ir), tuple(objects),
                              fingerprint(objects, desired.objects), tuple(planned), warnings,
                              tuple(sorted(per_object.items())))
@@ -136,6 +137,35 @@ class KubernetesTarget:
                                 "applying (gatewayctl does not create namespaces)")
                 planned.append(obj)
         return planned, tuple(warnings), per_object
+
+    def missing_secrets(self, desired: tuple[KubeObject, ...], namespace: str
+                        ) -> tuple[str, ...]:
+        """Warnings for the Secrets the desired pods mount that the cluster does not have
+        (pods that mount a missing Secret never start). Values are never read into a plan."""
+        from gatewayctl.targets.kubernetes.errors import KubeForbidden, KubeNotFound
+
+        wanted: dict[str, list[str]] = {}
+        for obj in desired:
+            pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+            for volume in pod.get("volumes") or []:
+                secret = (volume.get("secret") or {}).get("secretName")
+                if secret and not (volume.get("secret") or {}).get("optional"):
+                    wanted.setdefault(secret, []).append(ref(obj))
+        out = []
+        for name, users in sorted(wanted.items()):
+            try:
+                self.client().request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}",
+                                      what=f"check Secret {namespace}/{name}")
+            except KubeNotFound:
+                out.append(f"Secret {namespace}/{name} does not exist: the pods of "
+                           f"{', '.join(sorted(set(users)))} will not start until it does "
+                           f"(kubectl -n {namespace} create secret generic {name} ...)")
+            except KubeForbidden as err:
+                who = err.user or "this identity"
+                out.append(f"the referenced Secrets were not checked: {who} may not get "
+                           "secrets")
+                break
+        return tuple(out)
 
     @contextlib.contextmanager
     def lock(self, gateway: str, namespace: str, timeout: float) -> Iterator[None]:
