@@ -97,6 +97,22 @@ def holder_identity(environ: dict[str, str] | None = None) -> str:
     return f"{user}@{socket.gethostname()} pid {os.getpid()}"
 
 
+def kubernetes_objects(ir: GatewayIR, provenance: Provenance) -> tuple[KubeObject, ...]:
+    """The Kubernetes objects of `ir`, exactly as `gatewayctl render` writes them: the desired
+    resources of every target that holds Kubernetes objects (kubernetes, dir:, git:)."""
+    from gatewayctl.render.bundle import render_objects
+
+    return tuple(render_objects(ir, provenance))
+
+
+def default_envoy_config(ir: GatewayIR) -> str:
+    """The static twin (`validate.yaml`) of the config `gatewayctl render` writes for `ir`."""
+    from gatewayctl.render.envoy import EnvoyOptions, render_envoy
+
+    text = render_envoy(ir, EnvoyOptions()).files()["validate.yaml"]
+    return text.decode() if isinstance(text, bytes) else text
+
+
 def resource_counts_summary(plan: Plan, deleted: int | None = None) -> str:
     counts = plan.counts("resource")
     gone = counts["delete"] if deleted is None else deleted

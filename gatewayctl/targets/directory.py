@@ -19,7 +19,14 @@ from gatewayctl.plan.model import DesiredState, ObservedState, Plan
 from gatewayctl.plan.resource_diff import fingerprint
 from gatewayctl.render.k8s.objects import KubeObject, is_owned_by
 from gatewayctl.render.k8s.provenance import Provenance
-from gatewayctl.targets.base import ApplyOptions, ApplyReport, Say, resource_counts_summary
+from gatewayctl.targets.base import (
+    ApplyOptions,
+    ApplyReport,
+    Say,
+    default_envoy_config,
+    kubernetes_objects,
+    resource_counts_summary,
+)
 from gatewayctl.targets.records import ir_of_objects, parse_ir
 
 
@@ -55,15 +62,10 @@ class DirTarget:
         return None
 
     def render(self, ir: GatewayIR, provenance: Provenance) -> tuple[KubeObject, ...]:
-        from gatewayctl.render.bundle import render_objects
-
-        return tuple(render_objects(ir, provenance))
+        return kubernetes_objects(ir, provenance)
 
     def envoy_config(self, ir: GatewayIR) -> str:
-        from gatewayctl.render.envoy import EnvoyOptions, render_envoy
-
-        text = render_envoy(ir, EnvoyOptions()).files()["validate.yaml"]
-        return text.decode() if isinstance(text, bytes) else text
+        return default_envoy_config(ir)
 
     def read(self, desired: DesiredState) -> ObservedState:
         if self.path.exists() and not self.path.is_dir():

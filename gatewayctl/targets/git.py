@@ -20,7 +20,13 @@ from gatewayctl.plan.model import DesiredState, ObservedState, Plan
 from gatewayctl.plan.resource_diff import fingerprint
 from gatewayctl.render.k8s.objects import KubeObject
 from gatewayctl.render.k8s.provenance import Provenance
-from gatewayctl.targets.base import ApplyOptions, ApplyReport, ReadOnlyTarget, Say
+from gatewayctl.targets.base import (
+    ApplyOptions,
+    ApplyReport,
+    ReadOnlyTarget,
+    Say,
+    kubernetes_objects,
+)
 
 _FETCH_HINT = ("check the ref; in CI, fetch enough history (GIT_DEPTH: 0, or "
                "git fetch origin REF)")
@@ -60,9 +66,7 @@ class GitTarget:
         return None
 
     def render(self, ir: GatewayIR, provenance: Provenance) -> tuple[KubeObject, ...]:
-        from gatewayctl.render.bundle import render_objects
-
-        return tuple(render_objects(ir, provenance))
+        return kubernetes_objects(ir, provenance)
 
     def envoy_config(self, ir: GatewayIR) -> str:
         raise ReadOnlyTarget(self.spec)

@@ -24,7 +24,9 @@ from gatewayctl.targets.base import (
     ApplyOptions,
     ApplyReport,
     Say,
+    default_envoy_config,
     holder_identity,
+    kubernetes_objects,
     resource_counts_summary,
 )
 from gatewayctl.targets.kubernetes.options import KubeOptions
@@ -63,15 +65,10 @@ class KubernetesTarget:
         return str(self.client().server)
 
     def render(self, ir: GatewayIR, provenance: Provenance) -> tuple[KubeObject, ...]:
-        from gatewayctl.render.bundle import render_objects
-
-        return tuple(render_objects(ir, provenance))
+        return kubernetes_objects(ir, provenance)
 
     def envoy_config(self, ir: GatewayIR) -> str:
-        from gatewayctl.render.envoy import EnvoyOptions, render_envoy
-
-        text = render_envoy(ir, EnvoyOptions()).files()["validate.yaml"]
-        return text.decode() if isinstance(text, bytes) else text
+        return default_envoy_config(ir)
 
     def read(self, desired: DesiredState) -> ObservedState:
         gateway, namespace = desired.ir.name, desired.ir.namespace
