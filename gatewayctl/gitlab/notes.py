@@ -17,7 +17,6 @@ from gatewayctl.gitlab.client import NO_CLIENT_RETRY, GitLabContext, GitLabSessi
 from gatewayctl.gitlab.errors import CiEnvError
 
 MARKER_PREFIX = "<!-- gatewayctl:plan "
-NOTE_BUDGET_CHARS = 50_000  # what a note may hold before it is summarised (GitLab: 1,000,000)
 MAX_LINE_CHARS = 1_000
 NOTES_PER_PAGE = 100
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
@@ -60,7 +59,7 @@ def compose_note_body(
     """The note body (marker first) and whether the plan had to be shortened.
 
     A note is for reading: no line longer than MAX_LINE_CHARS (a minified config on one line
-    says nothing in a review) and at most `max_chars` in all (NOTE_BUDGET_CHARS from the
+    says nothing in a review) and at most `max_chars` in all (`client.NOTE_MAX_CHARS` from the
     CLI, well under GitLab's own limit). Over that, the diffs folded in `<details>` go first,
     keeping the summary and the change tables; then the text is cut at a line boundary. The
     footer links the full plan (the job's `plan.md` artifact) whenever anything was left out.

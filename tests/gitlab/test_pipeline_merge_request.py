@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from gatewayctl.gitlab.client import NOTE_MAX_CHARS
+from gatewayctl.gitlab.notes import MAX_LINE_CHARS
 from tests.conftest import REPO
 from tests.fakes.gitlab_api import DEVELOPER_TOKEN, JOB_TOKEN, REPORTER_TOKEN, GitLabAPIServer
 from tests.fakes.kubeapi.server import Rule
@@ -84,6 +86,8 @@ def test_merge_request_without_a_cluster_plans_against_the_diff_base(repo, gitla
     assert notes[0]["author"]["username"] == "reporter"
     assert "95% → 75%" in notes[0]["body"]
     assert notes[0]["body"].startswith("<!-- gatewayctl:plan gateway=ai-gateway env=production -->")
+    assert len(notes[0]["body"]) <= NOTE_MAX_CHARS
+    assert max(len(line) for line in notes[0]["body"].splitlines()) <= MAX_LINE_CHARS + 60
 
     # a second push to the branch: the same note is updated in place
     repo.replace("gateway/rollouts.yaml", "step: 2 ", "step: 3 ")
