@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ class ManifestErrors(ValidationFailed):
     """The manifests have errors: the message is their text form, and the diagnostics stay
     data (`diagnostics`) for an edge that prints another form (`-o json`)."""
 
-    def __init__(self, message: str, diagnostics: tuple[Diagnostic, ...]) -> None:
+    def __init__(self, message: str, diagnostics: Sequence[Diagnostic]) -> None:
         super().__init__(message)
         self.diagnostics = diagnostics
 
@@ -43,7 +44,7 @@ def compile_root(root: Path) -> CompiledRoot:
             format_text(diags, mset, colour=False).rstrip("\n")
             + f"\nnothing was rendered: fix the errors above "
             f"(gatewayctl validate {root})",
-            tuple(diags),
+            diags,  # as loaded: a capped list keeps the count of what it does not show
         )
     with cycle_collection_paused():
         ir = compile_gateway(mset)

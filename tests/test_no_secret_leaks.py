@@ -70,20 +70,25 @@ def _pieces(secret: str) -> set[str]:
     return windows | {encoded[:16]}
 
 
-_ALL_PIECES = [piece for secret in CANARIES for piece in _pieces(secret)]
-# Pieces two canaries share ("sk-proj-Cana") would blame the wrong one; each canary has a
-# random part of its own, whose pieces are enough.
-PIECES = {
-    piece: secret
-    for secret in CANARIES
-    for piece in _pieces(secret)
-    if _ALL_PIECES.count(piece) == 1
-}
+def pieces_of(canaries: tuple[str, ...]) -> dict[str, str]:
+    """What to look for: piece -> the canary it belongs to. Pieces two canaries share
+    ("sk-proj-Cana") would blame the wrong one; each canary has a random part of its own, whose
+    pieces are enough."""
+    every = [piece for secret in canaries for piece in _pieces(secret)]
+    return {
+        piece: secret
+        for secret in canaries
+        for piece in _pieces(secret)
+        if every.count(piece) == 1
+    }
 
 
-def leaks(text: str) -> list[str]:
+PIECES = pieces_of(CANARIES)
+
+
+def leaks(text: str, pieces: dict[str, str] = PIECES) -> list[str]:
     """Which canaries the text shows."""
-    return sorted({secret for piece, secret in PIECES.items() if piece in text})
+    return sorted({secret for piece, secret in pieces.items() if piece in text})
 
 
 class World:

@@ -180,11 +180,12 @@ def load_ir(root: Path) -> GatewayIR:
         raise GatewayctlError(f"{root} is not a folder",
                               hint="give the folder that holds the manifests")
     mset, diags = load_manifest_set(root)
-    errors = [d for d in diags if d.is_error]
+    errors = [d for d in diags if d.is_error and d.code != "GW010"]
     if errors:
+        total = diags.errors  # every error, also those a long list does not show
         shown = "\n".join(d.format() for d in errors[:5])
-        more = f"\n... and {len(errors) - 5} more" if len(errors) > 5 else ""
-        raise GatewayctlError(f"{root} has {len(errors)} manifest error(s):\n{shown}{more}",
+        more = f"\n... and {total - 5} more" if total > 5 else ""
+        raise GatewayctlError(f"{root} has {total} manifest error(s):\n{shown}{more}",
                               hint=f"run `gatewayctl validate {root}` for details")
     return compile_gateway(mset)
 

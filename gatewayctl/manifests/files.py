@@ -66,6 +66,14 @@ def _link_problem(link: Path, relpath: str, real_root: Path) -> Diagnostic | Non
     return None
 
 
+def _may_follow(link: Path, root: Path, real_root: Path, refused: list[Diagnostic]) -> bool:
+    """Whether a link may be followed; when not, the refusal is added to `refused`."""
+    problem = _link_problem(link, link.relative_to(root).as_posix(), real_root)
+    if problem is not None:
+        refused.append(problem)
+    return problem is None
+
+
 def discover(root: Path) -> tuple[list[Path], list[Diagnostic]]:
     """Every *.yaml / *.yml to read under root, in a stable order, and the links refused."""
     if not root.is_dir():
@@ -82,9 +90,7 @@ def discover(root: Path) -> tuple[list[Path], list[Diagnostic]]:
                 continue
             if folder.is_symlink():
                 # Never descended: what it points to inside the root is read where it lies.
-                problem = _link_problem(folder, folder.relative_to(root).as_posix(), real_root)
-                if problem is not None:
-                    refused.append(problem)
+                _may_follow(folder, root, real_root, refused)
                 continue
             keep.append(name)
         dirnames[:] = keep
@@ -92,11 +98,8 @@ def discover(root: Path) -> tuple[list[Path], list[Diagnostic]]:
             path = here / name
             if name.startswith(".") or path.suffix not in SUFFIXES:
                 continue
-            if path.is_symlink():
-                problem = _link_problem(path, path.relative_to(root).as_posix(), real_root)
-                if problem is not None:
-                    refused.append(problem)
-                    continue
+            if path.is_symlink() and not _may_follow(path, root, real_root, refused):
+                continue
             found.append(path)
     found.sort(key=lambda p: p.relative_to(root).as_posix())
     return found, refused

@@ -192,18 +192,8 @@ def translate_errors(
             hint = (f'did you mean "{guess}"? ' if guess else "") + (
                 f"valid fields here: {', '.join(valid)}" if valid else ""
             )
-            sink.add(
-                error(
-                    code,
-                    summary,
-                    location=where,
-                    field=dotted(full),
-                    hint=hint.strip() or None,
-                    resource=resource,
-                )
-            )
-            continue
-        if etype == "missing":
+            hint = hint.strip() or None
+        elif etype == "missing":
             code, summary = "GW103", f'missing required field "{leaf}"'
             hint = f'add "{leaf}" to {dotted(full[:-1]) or "the document"}'
         else:

@@ -15,6 +15,7 @@ from gatewayctl.diagnostics import (
     warning,
 )
 from gatewayctl.validate import run_validate
+from tests.cli.helpers import gatewayctl
 
 GATEWAY = "apiVersion: gatewayctl.dev/v1alpha1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n"
 
@@ -89,3 +90,21 @@ def test_below_the_cap_nothing_is_omitted(tmp_path: Path) -> None:
     code, out = run_validate(tmp_path, output="json", strict=False, reports=[], colour=False)
     data = json.loads(out)
     assert (data["errors"], data["omitted"], len(data["diagnostics"])) == (3, 0, 3)
+
+
+def test_plan_json_on_bad_manifests_counts_every_problem(tmp_path: Path) -> None:
+    _unknown_fields(tmp_path, 1_500)
+    proc = gatewayctl("plan", str(tmp_path), "--live", f"dir:{tmp_path / 'out'}", "-o", "json")
+    data = json.loads(proc.stdout)
+    assert proc.returncode == 1
+    assert (data["errors"], data["omitted"], len(data["diagnostics"])) == (1500, 500, 1001)
+
+
+def test_up_on_bad_manifests_counts_every_error(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    _unknown_fields(root, 1_500)
+    proc = gatewayctl("up", str(root), env={"GATEWAYCTL_STATE_DIR": str(tmp_path / "state")})
+    assert proc.returncode == 1
+    assert f"{root} has 1500 manifest error(s):" in proc.stderr
+    assert "... and 1495 more" in proc.stderr
