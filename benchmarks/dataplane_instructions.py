@@ -12,6 +12,9 @@ what removing it saves:
     -response-lua  without envoy_on_response (usage, cost, token debt, prompt-version header)
     -rbac          without the RBAC filter (deny patterns)
     -limits        without the two local_ratelimit filters
+    -health-check  without the health_check filter (the readiness path on the listener)
+    -buffer        without the buffer filter (the principal's body bound; the body filter then
+                   buffers within the connection's 1 MiB)
     route-none     the same gateway, route bench-none (no policy)
     +1000-routes   the gateway with 1,000 more routes in its table (route lookup cost)
 
@@ -129,6 +132,8 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("-response-lua", "full", [no_response]),
     ("-rbac", "full", [without_filter("rbac")]),
     ("-limits", "full", [without_filter("local_ratelimit")]),
+    ("-health-check", "full", [without_filter("health_check")]),
+    ("-buffer", "full", [without_filter("buffer.v3")]),
     ("route-none", "none", []),
     ("+1000-routes", "full", [more_routes(1000)]),
 ]

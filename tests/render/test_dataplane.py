@@ -572,6 +572,18 @@ def test_internal_headers_from_clients_are_ignored(gateway: Gateway) -> None:
     assert _error(resp)["code"] == "model_not_found"
     resp = gateway.envoy.chat("keys", headers={"x-gw-consumer": "search-app"})
     assert resp.status == 401
+    # ... nor claim to be a consumer, nor skip the body filter with a body class
+    resp = gateway.envoy.chat("keys", headers={"x-gw-principal": "c:search-app"})
+    assert resp.status == 401
+    resp = gateway.envoy.request("GET", "/v1/chat/completions", headers={"x-gw-route": "chat"})
+    assert resp.status == 404
+    resp = gateway.envoy.request(
+        "POST", "/v1/chat/completions", raw=b"x" * 64, headers={"x-gw-route": "_body_1048576"}
+    )
+    assert resp.status == 400
+    # ... nor tell the upstream filter the body is already rewritten
+    gateway.envoy.chat("fallback503", headers={"x-gw-body-model": "claude-sonnet"})
+    assert gateway.anthropic.requests()[-1]["body"]["model"] == "claude-sonnet-4-5"
 
 
 def test_client_cannot_steer_the_upstream_rewrite(gateway: Gateway) -> None:

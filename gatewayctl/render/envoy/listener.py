@@ -32,8 +32,10 @@ from gatewayctl.render.envoy.local_reply import render_local_reply_config
 from gatewayctl.render.envoy.lua import auth_source, gateway_source, lua_filter
 from gatewayctl.render.envoy.names import (
     AUTH_FILTER,
+    EARLY_HEADER_MUTATION_TYPE,
     ENDPOINTS,
     HCM_TYPE,
+    INTERNAL_HEADERS,
     LISTENER_NAME,
     LUA_FILTER,
     ROUTER_TYPE,
@@ -110,7 +112,6 @@ def auth_filter_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
         "endpoints": dict(ENDPOINTS),
         "consumers": consumer_data(ir, options),
         "secret_ttl_s": options.secret_ttl_s,
-        "token_headers": token_charge_headers(ir.routes),
         **auth_lua_data(ir),
     }
 
@@ -134,6 +135,20 @@ def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, 
     ]
 
 
+def render_internal_header_removal(ir: GatewayIR) -> dict[str, Any]:
+    """Client copies of the internal headers, removed before the first route match and before
+    any filter (cheaper than Lua calls): a client can pick no route, body class, consumer,
+    target, charge or reply format."""
+    names = [*INTERNAL_HEADERS, *token_charge_headers(ir.routes)]
+    return {
+        "name": "envoy.http.early_header_mutation.header_mutation",
+        "typed_config": {
+            "@type": EARLY_HEADER_MUTATION_TYPE,
+            "mutations": [{"remove": name} for name in names],
+        },
+    }
+
+
 def render_listener(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
     port = options.listener_port if options.listener_port is not None else ir.listener_port
     hcm = {
@@ -147,6 +162,7 @@ def render_listener(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
         "http_filters": render_http_filters(ir, options),
         "access_log": render_access_log(options.access_log_path),
         "local_reply_config": render_local_reply_config(),
+        "early_header_mutation_extensions": [render_internal_header_removal(ir)],
     }
     return {
         "name": LISTENER_NAME,

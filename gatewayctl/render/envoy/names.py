@@ -22,6 +22,17 @@ TOKEN_CHARGE_HEADER = "x-gw-token-charge-{index}"
 LUA_REPLY_HEADER = "x-gw-reply"  # marks a reply the Lua filter wrote (already JSON)
 # Set by the auth filter for the body filter: `c:<consumer>`, `invalid` or `none`.
 PRINCIPAL_HEADER = "x-gw-principal"
+# Set by the body filter for the upstream filter: the body already names this model.
+BODY_MODEL_HEADER = "x-gw-body-model"
+# Every internal request header: a client's copy is removed before anything reads it.
+INTERNAL_HEADERS = (
+    ROUTE_HEADER,
+    CONSUMER_HEADER,
+    TARGET_HEADER,
+    LUA_REPLY_HEADER,
+    PRINCIPAL_HEADER,
+    BODY_MODEL_HEADER,
+)
 
 # Response headers the gateway adds.
 ROUTE_RESPONSE_HEADER = "x-gateway-route"
@@ -71,6 +82,9 @@ ROUTER_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.router.v3.Router"
 ROUTE_LIST_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteList"
 HEADER_INPUT_TYPE = "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput"
 FILTER_CONFIG_TYPE = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
+EARLY_HEADER_MUTATION_TYPE = (
+    TYPE_PREFIX + "envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation"
+)
 HEADER_MUTATION_TYPE = (
     TYPE_PREFIX + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation"
 )

@@ -3,8 +3,9 @@
 -- each consumer and of anonymous clients, the body class route key of each cap); this file
 -- holds no manifest data itself.
 --
--- For a POST to an OpenAI endpoint: remove every client copy of the internal headers, find the
--- consumer from the presented key (`Authorization: Bearer`, `x-api-key`, `api-key`), and
+-- Every client copy of the internal headers is gone already (the connection manager's early
+-- header mutation removes them before any route match or filter). For a POST to an OpenAI
+-- endpoint: find the consumer from the presented key (`Authorization: Bearer`, `x-api-key`, `api-key`), and
 -- answer at once, without reading the body, when no route could accept the request:
 -- 401 (no or an unknown key, and no route is open to anonymous clients), 403 (a consumer that
 -- no route allows), 413 (a Content-Length over the largest body any route open to this client
@@ -13,9 +14,6 @@
 -- table's entry for it configures the buffer filter that comes next to buffer at most that
 -- many bytes (413 beyond). The body filter then picks the real route from `model`.
 
-local INTERNAL_HEADERS = {
-  "x-gw-route", "x-gw-consumer", "x-gw-target", "x-gw-reply", "x-gw-body-model", "x-gw-principal",
-}
 local OTHER_KEY_HEADERS = { "x-api-key", "api-key" }
 local find, sub, byte, match = string.find, string.sub, string.byte, string.match
 
@@ -81,8 +79,6 @@ end
 
 function envoy_on_request(h)
   local hdrs = h:headers()
-  for _, name in ipairs(INTERNAL_HEADERS) do hdrs:remove(name) end
-  for _, name in ipairs(DATA.token_headers) do hdrs:remove(name) end
   if hdrs:get(":method") ~= "POST" then return end
   if DATA.endpoints[match(hdrs:get(":path") or "", "^[^?]*")] == nil then return end
 
