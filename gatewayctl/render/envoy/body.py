@@ -62,9 +62,12 @@ def principal_caps(ir: GatewayIR) -> tuple[int | None, dict[str, int]]:
 
 
 def body_classes(ir: GatewayIR) -> dict[int, str]:
-    """Every principal bound -> the x-gw-route key of its class."""
+    """Every principal bound but the default one -> the x-gw-route key of its class. The
+    default bound is the class of the route an endpoint POST matches first (routes.py), so the
+    auth filter names no class, and clears no route cache, for a principal with that bound."""
     anonymous, consumers = principal_caps(ir)
     caps = set(consumers.values()) | ({anonymous} if anonymous is not None else set())
+    caps.discard(DEFAULT_MAX_REQUEST_BYTES)
     return {cap: f"{BODY_CLASS_PREFIX}{cap}" for cap in sorted(caps)}
 
 
@@ -73,6 +76,7 @@ def auth_lua_data(ir: GatewayIR) -> dict[str, Any]:
     return {
         "anonymous_cap": anonymous,
         "consumer_caps": consumers,
+        "first_cap": DEFAULT_MAX_REQUEST_BYTES,
         "body_classes": {str(cap): key for cap, key in body_classes(ir).items()},
     }
 

@@ -20,7 +20,13 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from gatewayctl.ir import GatewayIR, RouteIR
-from gatewayctl.render.envoy.body import body_classes, buffer_disabled, buffer_per_route
+from gatewayctl.render.envoy.body import (
+    BODY_CLASS_PREFIX,
+    DEFAULT_MAX_REQUEST_BYTES,
+    body_classes,
+    buffer_disabled,
+    buffer_per_route,
+)
 from gatewayctl.render.envoy.clusters import chain
 from gatewayctl.render.envoy.names import (
     API_PATH_REGEX,
@@ -183,6 +189,13 @@ def render_route_config(ir: GatewayIR) -> dict[str, Any]:
         keyed[key] = _route_list([_body_class_route(key, cap)])
     vhost: dict[str, Any] = {"name": VIRTUAL_HOST_NAME, "domains": ["*"]}
     if keyed:
+        # What an endpoint POST matches first, before the auth filter: the default body class.
+        first = _body_class_route(f"{BODY_CLASS_PREFIX}default", DEFAULT_MAX_REQUEST_BYTES)
+        first["match"] = {
+            "safe_regex": {"regex": API_PATH_REGEX},
+            "headers": [{"name": ":method", "string_match": {"exact": "POST"}}],
+        }
+        fallback.insert(0, first)
         tree = {
             "input": {
                 "name": "gateway-route",

@@ -106,6 +106,9 @@ function envoy_on_request(h)
   else
     hdrs:replace("x-gw-principal", key == nil and "none" or "invalid")
   end
-  hdrs:replace("x-gw-route", DATA.body_classes[tostring(cap)])
-  h:clearRouteCache()
+  if cap ~= DATA.first_cap then
+    -- the route matched first (an endpoint POST) already has the default bound
+    hdrs:replace("x-gw-route", DATA.body_classes[tostring(cap)])
+    h:clearRouteCache()
+  end
 end
