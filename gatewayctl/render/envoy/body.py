@@ -5,11 +5,13 @@ The route is only known once the body is read (it is the body's `model`), so the
 applies while reading is the principal's: the largest limit among the routes the presented
 key's consumer (or, without a valid key, an anonymous client) may use at all. The auth filter
 (lua/auth.lua) finds the principal from the headers, answers 401/403 when no route is open to
-it and 413 when Content-Length is over its bound, and otherwise names the bound's *body class*
-in x-gw-route. Each class is a route table entry (`_body_<bytes>`; gateway route names have no
-`_`) whose per-route config makes the buffer filter that follows buffer at most that many bytes
-(plus room for what the body filter adds), answering 413 beyond: a chunked body is cut off
-there too. The body filter then selects the real route and checks its exact limit.
+it and 413 when Content-Length is over its bound. Each bound is a *body class*: a route table
+entry whose per-route config makes the buffer filter that follows buffer at most that many
+bytes (plus room for the buffered reply), answering 413 beyond, so a chunked body is cut off
+there too. An endpoint POST matches the default class first (routes.py); for another bound the
+auth filter names its class in x-gw-route (`_body_<bytes>`; gateway route names have no `_`)
+and clears the route cache. The body filter then selects the real route and checks its exact
+limit.
 
 So one route's large limit raises the bound only for the clients that may use that route, an
 unauthenticated client on a gateway whose routes all need keys is answered before any body
