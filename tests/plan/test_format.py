@@ -9,30 +9,34 @@ import pytest
 
 from gatewayctl.plan.format import format_markdown, format_text
 from gatewayctl.plan.model import PlanFormatError, plan_from_json, plan_to_json
-from tests.conftest import check_golden
+from tests.goldens import check_golden, check_no_stale
 from tests.plan.scenario import intent_plan, scenario_plan
 
 GOLDEN = Path(__file__).parent / "golden"
 
 
-@pytest.mark.parametrize(
-    ("name", "render"),
-    [("plan.txt", format_text), ("plan.md", format_markdown), ("plan.json", plan_to_json)],
-)
+PLAN_GOLDENS = [("plan.txt", format_text), ("plan.md", format_markdown),
+                ("plan.json", plan_to_json)]
+INTENT_GOLDENS = [("intent.txt", format_text), ("intent.md", format_markdown),
+                  ("intent.json", plan_to_json)]
+
+
+@pytest.mark.parametrize(("name", "render"), PLAN_GOLDENS)
 def test_golden_plans(name: str, render: object, tmp_path: Path, update_golden: bool) -> None:
     plan = scenario_plan(tmp_path)
     check_golden(GOLDEN / name, render(plan), update_golden)  # type: ignore[operator]
 
 
-@pytest.mark.parametrize(
-    ("name", "render"),
-    [("intent.txt", format_text), ("intent.md", format_markdown),
-     ("intent.json", plan_to_json)],
-)
+@pytest.mark.parametrize(("name", "render"), INTENT_GOLDENS)
 def test_golden_plans_of_the_new_change_kinds(name: str, render: object, tmp_path: Path,
                                               update_golden: bool) -> None:
     plan = intent_plan(tmp_path)
     check_golden(GOLDEN / name, render(plan), update_golden)  # type: ignore[operator]
+
+
+def test_no_stale_plan_goldens(update_golden: bool) -> None:
+    names = {name for name, _ in PLAN_GOLDENS + INTENT_GOLDENS}
+    check_no_stale(GOLDEN, [p for p in GOLDEN.iterdir() if p.name not in names], update_golden)
 
 
 def test_changes_of_intent_are_plan_changes(tmp_path: Path) -> None:

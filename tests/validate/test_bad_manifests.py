@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gatewayctl.validate import run_validate
-from tests.conftest import check_golden
+from tests.goldens import check_golden, check_no_stale
 
 ROOT_LINE = re.compile(r"^(?:error|warning)\[(GW\d{3})\] ", re.M)
 CASES = Path(__file__).parent / "cases"
@@ -28,9 +28,10 @@ def test_corpus_is_large_enough() -> None:
     assert len(CASE_FILES) >= 40
 
 
-def test_no_stale_goldens() -> None:
-    stale = {p.stem for p in CASES.glob("*.expected")} - {p.stem for p in CASE_FILES}
-    assert not stale
+def test_no_stale_goldens(update_golden: bool) -> None:
+    cases = {p.stem for p in CASE_FILES}
+    check_no_stale(CASES, [p for p in CASES.glob("*.expected") if p.stem not in cases],
+                   update_golden)
 
 
 @pytest.mark.parametrize("case", CASE_FILES, ids=lambda p: p.stem)
