@@ -20,8 +20,13 @@ from gatewayctl.ir import from_json, to_json
 from gatewayctl.pipeline import compile_root
 from gatewayctl.render.envoy import EnvoyOptions, render_envoy
 from gatewayctl.render.k8s.alerts import render_prometheus_rule
-from tests.goldens import check_golden, check_golden_folder, check_no_stale, envoy_goldens, \
-    golden_yaml
+from tests.goldens import (
+    check_golden,
+    check_golden_folder,
+    check_no_stale,
+    envoy_goldens,
+    golden_yaml,
+)
 
 CASES = Path(__file__).parent / "cases"
 CASE_FILES = sorted(CASES.glob("*.yaml"))
