@@ -171,6 +171,21 @@ class Publisher:
             raise
         return swaps
 
+    def republish(self, docs: Mapping[str, Resources],
+                  progress: Progress = lambda _m: None) -> int:
+        """Make Envoy read `docs` again although the files already hold them (it serves
+        something else: the files were changed without a `..data` swap). Returns 1."""
+        before = self.admin.counters()
+        since = log_size(self.envoy_log)
+        started = time.monotonic()
+        self.config_dir.publish(docs)
+        for kind in ("cds", "lds"):
+            self._wait_accepted(kind, before, since, "re-read")
+        self._wait_warm()
+        progress(f"  re-read of the published config: accepted in "
+                 f"{time.monotonic() - started:.2f}s")
+        return 1
+
     def _swap(self, step: PublishStep, served: dict[str, Resources],
               on_disk: dict[str, Resources], progress: Progress) -> int:
         """Publish one step and wait until Envoy accepted each file that changed."""

@@ -172,9 +172,15 @@ def _apply_locked(state: StateDir, ir: GatewayIR, root: Path | None, on_progress
     target_cds, lingering = _keep_reachable(old["cds"], bundle.cds, retired)
     target = {"lds": bundle.lds, "cds": target_cds}
     changed = lds_changed or canonical(old["cds"]) != canonical(target_cds)
+    publisher = Publisher(config_dir, admin, state.envoy_log)
     swaps = 0
     if changed:
-        swaps = Publisher(config_dir, admin, state.envoy_log).apply(old, target, on_progress)
+        swaps = publisher.apply(old, target, on_progress)
+    elif compare_served(summarize_bundle(target["lds"], target["cds"]), admin.served()):
+        # The files already hold the target, yet Envoy serves something else (they were
+        # changed without a `..data` swap): have Envoy read them again.
+        swaps = publisher.republish(target, on_progress)
+        changed = True
     state.write_ir(ir)
     boot = state.envoy_dir / "bootstrap.yaml"
     restart = boot.is_file() and boot.read_text(encoding="utf-8") != bundle.bootstrap

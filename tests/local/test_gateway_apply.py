@@ -276,3 +276,28 @@ def test_apply_without_a_change_is_a_no_op(gateway: Gateway) -> None:
     again = apply_local(with_weights(gateway.ir, 50))
     assert not again.changed and again.swaps == 0
     assert again.summary() == "local gateway already serves this configuration; nothing to apply"
+
+
+def test_apply_corrects_envoy_serving_other_than_its_files(gateway: Gateway) -> None:
+    """The files already say what the manifests want, but Envoy never read them (edited in
+    place, no `..data` swap): apply must make Envoy serve them, not call it a no-op."""
+    apply_local(with_weights(gateway.ir, 20))
+    wanted = with_weights(gateway.ir, 80)
+    config = ConfigDir(gateway.state.config_dir)
+    from gatewayctl.local.reload import render_for_running
+
+    bundle = render_for_running(wanted)
+    for kind, doc in (("lds", bundle.lds), ("cds", bundle.cds)):
+        real = (gateway.state.config_dir / f"{kind}.json").resolve()
+        real.write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n")
+    assert config.read() == {"lds": bundle.lds, "cds": bundle.cds}
+    served = AdminClient(gateway.result.ports.admin).served()
+    assert sorted(w for _, w in served.routes[0].clusters) == [20, 80]
+    assert served.route(served.routes[0].name) is not None
+    before = dict(served.routes[0].clusters)
+
+    result = apply_local(wanted)
+
+    assert result.changed, result.summary()
+    after = dict(AdminClient(gateway.result.ports.admin).served().routes[0].clusters)
+    assert after != before and read_local().drift == ()
