@@ -102,10 +102,6 @@ def sort_diagnostics(diags: Iterable[Diagnostic]) -> list[Diagnostic]:
     return [unique[k] for k in sorted(unique)]
 
 
-def has_errors(diags: Sequence[Diagnostic]) -> bool:
-    return any(d.is_error for d in diags)
-
-
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """The closest candidate, for "did you mean" hints, or None."""
     matches = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)

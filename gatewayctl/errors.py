@@ -49,7 +49,8 @@ class UsageError(GatewayctlError):
 
 
 class ValidationFailed(GatewayctlError):
-    """The manifests have errors; the diagnostics were already printed."""
+    """The manifests have errors: the message is their formatted diagnostics, each line with
+    its own severity and hint, printed as it is (no `error:` prefix, no extra hint)."""
 
 
 def run_guarded(func: Callable[[], int], *, debug: bool = False) -> int:

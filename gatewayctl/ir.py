@@ -17,7 +17,7 @@ import json
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 IR_VERSION = "gatewayctl.dev/ir/v1"
 
@@ -242,9 +242,6 @@ def to_json(ir: GatewayIR, *, indent: int | None = 2) -> str:
     return json.dumps(to_dict(ir), indent=indent, sort_keys=True, ensure_ascii=False) + (
         "\n" if indent else ""
     )
-
-
-T = TypeVar("T")
 
 
 @functools.cache

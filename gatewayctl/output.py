@@ -6,8 +6,6 @@ import os
 import sys
 from typing import TextIO
 
-OUTPUT_FORMATS = ("text", "json", "markdown")
-
 _CODES = {"red": "31", "green": "32", "yellow": "33", "cyan": "36", "bold": "1", "dim": "2"}
 
 

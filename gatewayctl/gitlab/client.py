@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from gatewayctl.gitlab.ci_env import CiEnv, load_ci_env
+from gatewayctl.gitlab.ci_env import CiEnv
 from gatewayctl.gitlab.errors import (
     TOKEN_HINT,
     GitLabAuthError,
@@ -91,13 +91,6 @@ class GitLabContext:
     @property
     def token_name(self) -> str:
         return "CI_JOB_TOKEN" if self.token_kind == "job" else "GITLAB_TOKEN"
-
-
-def context_from_env(
-    environ: Mapping[str, str] | None = None, *, need_merge_request: bool = False
-) -> GitLabContext:
-    """The context for the current CI job (or for `environ`)."""
-    return GitLabContext.from_ci_env(load_ci_env(environ), need_merge_request=need_merge_request)
 
 
 class GitLabSession:

@@ -293,4 +293,3 @@ SPEC_MODELS: dict[str, type[Strict]] = {
     "Rollout": RolloutSpec,
 }
 KINDS = tuple(SPEC_MODELS)
-NAME_RULES = {kind: ("model" if kind == "Model" else "dns") for kind in KINDS}

@@ -103,15 +103,3 @@ def parse_template(source: str) -> tuple[Part, ...]:
 
 def used_variables(parts: tuple[Part, ...]) -> list[str]:
     return list(dict.fromkeys(p.name for p in parts if isinstance(p, VarPart)))
-
-
-def render_parts(parts: tuple[Part, ...], variables: dict[str, str]) -> str:
-    """Reference rendering, identical to what the data plane does (used by tests and plan)."""
-    out = []
-    for part in parts:
-        if isinstance(part, TextPart):
-            out.append(part.text)
-        else:
-            value = variables.get(part.name)
-            out.append(value if value is not None else (part.default or ""))
-    return "".join(out)

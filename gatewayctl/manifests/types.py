@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -65,15 +65,6 @@ def parse_percent(value: Any) -> float:
     if isinstance(value, str) and re.match(PERCENT_PATTERN, value.strip()):
         return float(value.strip()[:-1])
     raise ValueError(f'"{value}" is not a percentage; write it like 20%')
-
-
-def _dns_name(max_len: int) -> Any:
-    def check(value: str) -> str:
-        if len(value) > max_len:
-            raise ValueError(f"name is {len(value)} characters; at most {max_len} are allowed")
-        return value
-
-    return AfterValidator(check)
 
 
 Name = Annotated[

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import gzip
 import hashlib
 import json
@@ -277,17 +276,3 @@ def fingerprint(
     h.update(json.dumps(entries, sort_keys=True, separators=(",", ":")).encode())
     h.update(b"\0" + (ir_json or "").encode() + b"\0" + extra.encode())
     return "sha256:" + h.hexdigest()
-
-
-def with_namespace(objects: Sequence[KubeObject], namespace: str) -> list[KubeObject]:
-    """Copies of namespaced objects, each with its namespace filled in."""
-    out = []
-    for obj in objects:
-        meta = obj.get("metadata") or {}
-        if meta.get("namespace") or obj.get("kind") == "Namespace":
-            out.append(obj)
-        else:
-            fixed = copy.deepcopy(obj)
-            fixed.setdefault("metadata", {})["namespace"] = namespace
-            out.append(fixed)
-    return out
