@@ -26,10 +26,13 @@ from typing import Any
 
 from gatewayctl.plan.model import Action, Change, Detail, sort_changes
 from gatewayctl.plan.text_diff import text_details
-from gatewayctl.render.k8s.objects import identity, is_owned_by, ref, strip_server_fields
-
-KubeObject = dict[str, Any]
-Identity = tuple[str, str, str, str]
+from gatewayctl.render.k8s.objects import (
+    KubeObject,
+    identity,
+    is_owned_by,
+    ref,
+    strip_server_fields,
+)
 
 IR_RECORD_KEY = "ir.json.gz"
 IR_RECORD_NOTE = "the compiled IR record; what it means is in the manifest changes"

@@ -14,6 +14,7 @@ from typing import Any
 from gatewayctl.errors import GatewayctlError
 from gatewayctl.ir import GatewayIR
 
+# A Kubernetes object as plain JSON data: what gatewayctl renders, diffs, sends and reads back.
 KubeObject = dict[str, Any]
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"

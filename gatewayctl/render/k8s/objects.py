@@ -8,13 +8,12 @@ belongs to the Kubernetes target (`gatewayctl.targets.kubernetes.kinds`).
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from gatewayctl.render.k8s.meta import GATEWAY_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from gatewayctl.render.k8s.meta import KubeObject as KubeObject  # defined once, there
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
-KubeObject = dict[str, Any]
 Identity = tuple[str, str, str, str]
 
 
