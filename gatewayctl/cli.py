@@ -214,9 +214,10 @@ def mock_provider(
 
 
 def _register_commands() -> None:
-    from gatewayctl.commands import gitlab, local, plan, rollout
+    from gatewayctl.commands import explain, gitlab, local, plan, rollout
 
     plan.register(app)
+    explain.register(app)
     local.register(app)
     rollout.register(app)
     gitlab.register(app)

@@ -33,7 +33,7 @@ def test_schemas_folder_is_current() -> None:
         cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "is up to date (9 schemas)" in proc.stdout
+    assert "is up to date (10 schemas)" in proc.stdout
 
 
 def test_examples_validate_strictly() -> None:

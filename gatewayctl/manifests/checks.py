@@ -28,6 +28,9 @@ REFERENCES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("Rollout", ("spec", "route"), "Route"),
     ("Rollout", ("spec", "stable"), "Model"),
     ("Rollout", ("spec", "canary"), "Model"),
+    ("RequestTest", ("spec", "cases", "*", "consumer"), "Consumer"),
+    ("RequestTest", ("spec", "cases", "*", "expect", "route"), "Route"),
+    ("RequestTest", ("spec", "cases", "*", "expect", "models", "*"), "Model"),
 )
 
 
@@ -464,8 +467,31 @@ def check_patterns(ms: ManifestSet) -> list[Diagnostic]:
     return diags
 
 
+def check_request_tests(ms: ManifestSet) -> list[Diagnostic]:
+    """Case names are what a failure report names: unique within a RequestTest."""
+    diags: list[Diagnostic] = []
+    for test in ms.request_tests.values():
+        seen: dict[str, int] = {}
+        for i, case in enumerate(test.spec.cases):
+            if case.name in seen:
+                diags.append(
+                    error(
+                        "GW217",
+                        f'case name "{case.name}" is used twice in this RequestTest',
+                        location=test.location("spec", "cases", i, "name"),
+                        field=f"spec.cases[{i}].name",
+                        resource=test.ref,
+                        hint=f"first used by spec.cases[{seen[case.name]}]; give each case "
+                        "its own name, so that a failure names one case",
+                    )
+                )
+            seen.setdefault(case.name, i)
+    return diags
+
+
 def check_set(ms: ManifestSet) -> list[Diagnostic]:
     return [
+        *check_request_tests(ms),
         *check_references(ms),
         *check_routes(ms),
         *check_rollouts(ms),

@@ -7,7 +7,7 @@ references between objects are checked in `checks.py`.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, HttpUrl, field_validator, model_validator
 
@@ -282,6 +282,42 @@ class RolloutSpec(Strict):
     analysis: Analysis = Field(default_factory=Analysis)
 
 
+# --- RequestTest -----------------------------------------------------------------------------
+
+Endpoint = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", max_length=256)]
+
+
+class Expect(Strict):
+    status: Annotated[int, Field(ge=100, le=599, strict=True)] | None = None
+    route: Name | None = None
+    models: Annotated[list[ModelName], Field(min_length=1)] | None = None
+    promptVersion: PositiveInt | None = None
+    redacted: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _expects_something(self) -> Expect:
+        if (self.status, self.route, self.models, self.promptVersion) == (None,) * 4 \
+                and not self.redacted:
+            raise invalid("the case expects nothing, so it could never fail",
+                          "give at least one of status, route, models, promptVersion, "
+                          "redacted")
+        return self
+
+
+class RequestTestCase(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    consumer: Name | None = None  # the request carries this consumer's API key
+    headers: dict[HeaderName, str] = Field(default_factory=dict)
+    path: Endpoint = "/v1/chat/completions"
+    request: dict[str, Any]  # the JSON body the client sends
+    expect: Expect
+
+
+class RequestTestSpec(Strict):
+    cases: Annotated[list[RequestTestCase], Field(min_length=1)]
+
+
 SPEC_MODELS: dict[str, type[Strict]] = {
     "Gateway": GatewaySpec,
     "Provider": ProviderSpec,
@@ -291,5 +327,6 @@ SPEC_MODELS: dict[str, type[Strict]] = {
     "Policy": PolicySpec,
     "Consumer": ConsumerSpec,
     "Rollout": RolloutSpec,
+    "RequestTest": RequestTestSpec,
 }
 KINDS = tuple(SPEC_MODELS)

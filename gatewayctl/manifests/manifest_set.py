@@ -19,6 +19,7 @@ from gatewayctl.manifests.kinds import (
     PolicySpec,
     PromptSpec,
     ProviderSpec,
+    RequestTestSpec,
     RolloutSpec,
     RouteSpec,
 )
@@ -50,6 +51,8 @@ class ManifestSet:
     policies: dict[str, Manifest[PolicySpec]]
     consumers: dict[str, Manifest[ConsumerSpec]]
     rollouts: dict[str, Manifest[RolloutSpec]]
+    # Request tests (`gatewayctl test`): checked like every kind, never compiled into the IR.
+    request_tests: dict[str, Manifest[RequestTestSpec]] = field(default_factory=dict)
     documents: tuple[SourceDocument, ...] = field(default=(), compare=False, repr=False)
     # Names declared by every document, valid or not: a reference to an invalid object is not
     # reported again as dangling, and "did you mean" can suggest it.
@@ -68,6 +71,7 @@ class ManifestSet:
             self.policies,
             self.consumers,
             self.rollouts,
+            self.request_tests,
         ):
             out.extend(group.values())
         return out
@@ -81,6 +85,7 @@ _GROUPS = {
     "Policy": "policies",
     "Consumer": "consumers",
     "Rollout": "rollouts",
+    "RequestTest": "request_tests",
 }
 
 

@@ -27,7 +27,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def test_valid_root_exits_0() -> None:
     proc = run("validate", "examples/multi-team")
     assert proc.returncode == 0
-    assert proc.stdout == "ok: 21 manifests in 8 files are valid\n"
+    assert proc.stdout == "ok: 23 manifests in 9 files are valid\n"
 
 
 def test_warnings_fail_only_with_strict() -> None:

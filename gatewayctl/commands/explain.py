@@ -1,0 +1,149 @@
+"""`gatewayctl explain` and `gatewayctl test`: one request explained from the IR, and the
+RequestTest cases of a root run offline (through explain) or through the local gateway.
+
+Thin commands: parse, call the core, print, exit code. Imports only typer and the standard
+library at import time.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gatewayctl.commands import check_output, run_command
+from gatewayctl.errors import EXIT_ERROR, EXIT_OK, UsageError
+
+RootArg = Annotated[Path, typer.Argument(help="Manifest root folder.")]
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    name = name.strip()
+    if not sep or not name or any(c in name for c in " \t"):
+        raise UsageError(f'invalid header "{text[:60]}"', hint="give headers as -H 'Name: value'")
+    return name.lower(), value.strip()
+
+
+def _read_request(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    path = Path(source)
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise UsageError(f"cannot read the request {source}: {err.strerror or err}",
+                         hint="give a file with the JSON body the client sends, or - for "
+                              "standard input") from None
+
+
+def explain_command(
+    root: RootArg = Path("."),
+    request: Annotated[str, typer.Option(
+        "--request", "-r", help="The request body (JSON, as the client sends it): FILE or -.")
+    ] = "-",
+    consumer: Annotated[str | None, typer.Option(
+        "--consumer", help="The request carries this consumer's API key.")] = None,
+    header: Annotated[list[str] | None, typer.Option(
+        "--header", "-H", help="A request header, 'Name: value' (repeatable).")] = None,
+    path: Annotated[str, typer.Option(
+        "--path", help="The endpoint: /v1/chat/completions, /v1/completions, /v1/embeddings.")
+    ] = "/v1/chat/completions",
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json.")] = "text",
+) -> None:
+    """Explain what the gateway does with one request: route, status and why, backends,
+    fallback, prompt, limits, guardrails, cost. Computed from the manifests; nothing runs."""
+
+    def body() -> int:
+        from gatewayctl.diagnostics import did_you_mean
+        from gatewayctl.explain import ExplainRequest, UnknownConsumer, explain_request
+        from gatewayctl.explain.format import format_json, format_text
+        from gatewayctl.output import use_colour
+        from gatewayctl.pipeline import compile_root
+
+        check_output(output, ("text", "json"))
+        headers = tuple(parse_header(h) for h in header or [])
+        data = _read_request(request)
+        compiled = compile_root(root)
+        for warning in compiled.warnings:
+            typer.echo(warning.format(), err=True)
+        try:
+            exp = explain_request(compiled.ir, ExplainRequest(data, path, headers, consumer))
+        except UnknownConsumer:
+            names = [c.name for c in compiled.ir.consumers]
+            guess = did_you_mean(consumer or "", names)
+            raise UsageError(
+                f'there is no Consumer "{consumer}" in {root}',
+                hint=f'did you mean "{guess}"?' if guess else
+                f"consumers: {', '.join(names) or 'none'}") from None
+        if output == "json":
+            sys.stdout.write(format_json(exp))
+        else:
+            sys.stdout.write(format_text(exp, colour=use_colour(sys.stdout)))
+        return EXIT_OK
+
+    run_command(body)
+
+
+def _parse_junit(values: list[str]) -> list[Path]:
+    paths = []
+    for value in values:
+        fmt, sep, path = value.partition("=")
+        if fmt != "junit" or not sep or not path:
+            raise UsageError(f'invalid --report "{value}"', hint="use --report junit=FILE")
+        paths.append(Path(path))
+    return paths
+
+
+def test_command(
+    root: RootArg = Path("."),
+    live: Annotated[str | None, typer.Option(
+        "--live", help="Send the cases through a running gateway: local (`gatewayctl up`). "
+        "Default: offline, through explain.")] = None,
+    report: Annotated[list[str] | None, typer.Option(
+        "--report", help="Write a report: junit=FILE (repeatable).")] = None,
+) -> None:
+    """Run the RequestTest cases of a root: offline through explain, or through the local
+    gateway with --live local. Exits 1 when a case fails, naming each."""
+
+    def body() -> int:
+        from gatewayctl.output import use_colour
+        from gatewayctl.pipeline import compile_root
+        from gatewayctl.request_tests.cases import collect_cases
+        from gatewayctl.request_tests.report import format_junit, format_text
+
+        if live not in (None, "local"):
+            raise UsageError(f'unknown --live "{live}" for test',
+                             hint="use --live local (a gateway started with `gatewayctl up`), "
+                                  "or leave it out to test offline")
+        junit = _parse_junit(report or [])
+        compiled = compile_root(root)
+        for warning in compiled.warnings:
+            typer.echo(warning.format(), err=True)
+        cases = collect_cases(compiled.manifests)
+        mode = "live: local gateway" if live else "offline: explain"
+        if live:
+            from gatewayctl.request_tests.live import run_live
+
+            results = run_live(compiled.ir, cases)
+        else:
+            from gatewayctl.request_tests.offline import run_offline
+
+            results = run_offline(compiled.ir, cases)
+        for path in junit:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(format_junit(results, mode=mode, root=str(root)), encoding="utf-8")
+        if not results:
+            typer.echo(f"no RequestTest cases in {root}: nothing to test")
+            return EXIT_OK
+        sys.stdout.write(format_text(results, mode=mode, colour=use_colour(sys.stdout)))
+        return EXIT_OK if all(r.passed for r in results) else EXIT_ERROR
+
+    run_command(body)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("explain")(explain_command)
+    app.command("test")(test_command)

@@ -1,0 +1,6 @@
+"""explain: what the compiled gateway does with one request, from the IR alone (core.py)."""
+
+from gatewayctl.explain.core import ExplainRequest, UnknownConsumer, explain_request
+from gatewayctl.explain.model import Explanation
+
+__all__ = ["ExplainRequest", "Explanation", "UnknownConsumer", "explain_request"]
