@@ -74,6 +74,9 @@ def test_merge_request_without_a_cluster_plans_against_the_diff_base(repo, gitla
     junit = ET.parse(first.artifact("gatewayctl-validate", "gatewayctl-junit.xml")).getroot()
     cases = junit.findall(".//testcase")
     assert len(cases) >= 20 and not junit.findall(".//failure")
+    # the root's request tests ran offline in the same job
+    tests = ET.parse(first.artifact("gatewayctl-validate", "gatewayctl-test-junit.xml")).getroot()
+    assert len(tests.findall(".//testcase")) == 11 and not tests.findall(".//failure")
     # plan: against the merge request's diff base, no cluster
     plan_log = first.job_log("gatewayctl-plan")
     assert f"planning against the merge request's diff base {base}" in plan_log

@@ -120,8 +120,9 @@ def test_reports_environment_resource_group_and_artifacts():
     validate, plan, apply = (config[f"gatewayctl-{j}"] for j in ("validate", "plan", "apply"))
     assert validate["artifacts"]["reports"] == {
         "codequality": "gl-code-quality-report.json",
-        "junit": "gatewayctl-junit.xml",
+        "junit": ["gatewayctl-junit.xml", "gatewayctl-test-junit.xml"],
     }
+    assert any(line.startswith("gatewayctl test ") for line in validate["script"])
     assert validate["artifacts"]["when"] == "always"
     assert plan["artifacts"]["paths"] == ["plan.json", "plan.md"]
     assert plan["artifacts"]["when"] == "on_success"
