@@ -433,3 +433,74 @@ def test_the_scan_finds_what_it_looks_for(world: World) -> None:
         found.value
     )
     world.found.clear()
+
+
+# --- explain, test, import litellm, render --target litellm ------------------------------------
+
+REQUEST_TESTS = f"""\
+apiVersion: gatewayctl.dev/v1alpha1
+kind: RequestTest
+metadata: {{name: keys}}
+spec:
+  cases:
+    - name: search reaches chat
+      consumer: search-app
+      request: {{model: chat, messages: [{{role: user, content: hi}}]}}
+      expect: {{status: 200, route: chat}}
+    - name: a helpdesk request fails on purpose
+      consumer: helpdesk
+      request: {{model: chat, messages: [{{role: user, content: hi}}]}}
+      expect: {{status: 418}}
+"""
+
+LITELLM_CONFIG = f"""\
+model_list:
+  - model_name: gpt-4o
+    litellm_params: {{model: openai/gpt-4o, api_key: {LITERAL_OPENAI}, rpm: 10}}
+  - model_name: claude
+    litellm_params:
+      model: anthropic/claude-sonnet-4-5
+      api_key: {LITERAL_ANTHROPIC}
+      aws_secret_access_key: {LITERAL_RANDOM}
+  - model_name: local
+    litellm_params: {{model: openai/x, api_base: "https://u:{LITERAL_AWS}@llm.example.com/v1"}}
+general_settings: {{master_key: {CONSUMER_KEY}, database_url: "postgresql://u:{HELPDESK_KEY}@db/x"}}
+"""
+
+
+def test_explain_test_and_litellm_show_no_secret(world: World) -> None:
+    root = valid_root(world.tmp / "root")
+    (root / "tests.yaml").write_text(REQUEST_TESTS)
+    request = world.tmp / "request.json"
+    request.write_text(json.dumps({
+        "model": "support", "messages": [{"role": "user", "content": PROVIDER_KEY}],
+        "prompt_variables": {"product": LITERAL_OPENAI, "language": ENV_PROVIDER_KEY}}))
+    for args in ([], ["-o", "json"], ["--consumer", "helpdesk"],
+                 ["-H", f"authorization: Bearer {CONSUMER_KEY}", "-o", "json"],
+                 ["-H", f"x-api-key: {HELPDESK_KEY}"]):
+        assert world.run("explain", str(root), "--request", str(request), *args)[0] == 0
+    code, text = world.run("test", str(root), "--report", f"junit={world.tmp / 'reports.xml'}")
+    assert code == 1 and "a helpdesk request fails on purpose" in text
+    world.scan("test --report junit", world.tmp / "reports.xml")
+
+    # live: the keys come from the local gateway's state, and must not be shown either
+    listener = free_port()
+    assert world.run("up", str(root), "--port", str(listener), "--admin-port",
+                     str(free_port()))[0] == 0
+    code, text = world.run("test", str(root), "--live", "local")
+    assert code == 1 and "1 passed, 1 failed (live: local gateway)" in text, text
+    assert world.run("down")[0] == 0
+
+    out = world.tmp / "litellm"
+    assert world.run("render", str(root), "--target", "litellm", "--out", str(out))[0] == 0
+    assert world.run("render", str(root), "--target", "litellm")[0] == 0
+    world.scan("render --target litellm", out)
+
+    config = world.tmp / "litellm-config.yaml"
+    config.write_text(LITELLM_CONFIG)
+    imported = world.tmp / "imported"
+    code, text = world.run("import", "litellm", str(config), "--out", str(imported))
+    assert code == 0 and "a literal API key" in text, text
+    world.scan("import litellm --out", imported)
+    assert world.run("validate", str(imported))[0] == 0
+    world.assert_clean()

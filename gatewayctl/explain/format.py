@@ -1,4 +1,9 @@
-"""explain's output: text for people, JSON (model.to_json_value) for tools."""
+"""explain's output: text for people, JSON (model.to_json_value) for tools.
+
+Both show text taken from the request (the model asked for, prompt variables in the rendered
+system message): anything shaped like a credential is masked (gatewayctl.redaction), as in
+every output of gatewayctl.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,12 @@ import json
 
 from gatewayctl.explain.model import Explanation, to_json_value
 from gatewayctl.output import paint
+from gatewayctl.redaction import redact
 
 
 def format_json(exp: Explanation) -> str:
-    return json.dumps(to_json_value(exp), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    return redact(json.dumps(to_json_value(exp), indent=2, sort_keys=False,
+                             ensure_ascii=False)) + "\n"
 
 
 def _money(value: float) -> str:
@@ -29,7 +36,7 @@ def format_text(exp: Explanation, *, colour: bool = False) -> str:
     lines.append(f"request:  POST {exp.path} model={model} from {who}")
     if exp.route is None:
         lines.append("route:    none")
-        return "\n".join(lines) + "\n"
+        return redact("\n".join(lines)) + "\n"
     lines.append(f"route:    {exp.route} (public model {exp.public_model})")
     if exp.backends:
         lines.append("backends:")
@@ -73,4 +80,4 @@ def format_text(exp: Explanation, *, colour: bool = False) -> str:
                      "text sent; completion: max_tokens, or 300)")
     else:
         lines.append("cost:     none (not forwarded)")
-    return "\n".join(lines) + "\n"
+    return redact("\n".join(lines)) + "\n"

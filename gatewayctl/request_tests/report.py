@@ -1,4 +1,8 @@
-"""`gatewayctl test` results as text (each failing case named, with its file:line) and JUnit."""
+"""`gatewayctl test` results as text (each failing case named, with its file:line) and JUnit.
+
+Failure messages quote the request's text (what reached the provider, the gateway's reason):
+anything shaped like a credential is masked (gatewayctl.redaction).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import Sequence
 from xml.sax.saxutils import escape, quoteattr
 
 from gatewayctl.output import paint
+from gatewayctl.redaction import redact
 from gatewayctl.request_tests.cases import Result
 
 
@@ -24,7 +29,7 @@ def format_text(results: Sequence[Result], *, mode: str, colour: bool = False) -
     failed = sum(1 for r in results if not r.passed)
     passed = len(results) - failed
     lines.append(f"{passed} passed, {failed} failed ({mode})")
-    return "\n".join(lines) + "\n"
+    return redact("\n".join(lines)) + "\n"
 
 
 def format_junit(results: Sequence[Result], *, mode: str, root: str) -> str:
@@ -47,4 +52,4 @@ def format_junit(results: Sequence[Result], *, mode: str, root: str) -> str:
                    f"{escape(chr(10).join(problems))}</failure>\n")
         out.append("    </testcase>\n")
     out.append("  </testsuite>\n</testsuites>\n")
-    return "".join(out)
+    return redact("".join(out))
