@@ -118,6 +118,10 @@ def render(
     fmt: Annotated[
         str, typer.Option("--format", help="bundle (Envoy + Kubernetes) or helm-values.")
     ] = "bundle",
+    target: Annotated[
+        str, typer.Option("--target", help="envoy (the gateway) or litellm (a LiteLLM proxy "
+                          "config: config.yaml, printed without --out).")
+    ] = "envoy",
 ) -> None:
     """Compile the manifests into Envoy configuration and Kubernetes manifests."""
 
@@ -128,15 +132,34 @@ def render(
         from gatewayctl.render.k8s import Provenance
         from gatewayctl.render.output_folder import check_folder, write_folder
 
+        if target not in ("envoy", "litellm"):
+            raise UsageError(f'unknown target "{target}"', hint="use envoy or litellm")
         if fmt not in FORMATS:
             raise UsageError(f'unknown format "{fmt}"', hint=f"use one of: {', '.join(FORMATS)}")
-        if out is None and not ir:
+        if target == "litellm" and (fmt != "bundle" or ir):
+            raise UsageError("--target litellm writes a LiteLLM config only",
+                             hint="leave out --format and --ir")
+        if out is None and not ir and target != "litellm":
             raise UsageError("nothing to do", hint="give --out DIR, or --ir to print the IR")
         if out is not None:
             check_folder(out, root=root)  # before compiling: a refusal costs nothing
         compiled = compile_root(root)
         for warning in compiled.warnings:
             typer.echo(warning.format(), err=True)
+        if target == "litellm":
+            from gatewayctl.render.litellm import render_litellm
+
+            export = render_litellm(compiled.ir)
+            for line in export.not_expressed:
+                typer.echo(f"not expressed: {line}", err=True)
+            if out is None:
+                sys.stdout.write(export.text())
+                return 0
+            write_folder(out, {"config.yaml": export.text()}, root=root)
+            typer.echo(f"rendered the LiteLLM config to {out}/config.yaml "
+                       f"({len(export.not_expressed)} features not expressed, listed in it)",
+                       err=True)
+            return 0
         if ir:
             sys.stdout.write(to_json(compiled.ir))
         if out is not None:
@@ -214,10 +237,11 @@ def mock_provider(
 
 
 def _register_commands() -> None:
-    from gatewayctl.commands import explain, gitlab, local, plan, rollout
+    from gatewayctl.commands import explain, gitlab, litellm, local, plan, rollout
 
     plan.register(app)
     explain.register(app)
+    litellm.register(app)
     local.register(app)
     rollout.register(app)
     gitlab.register(app)

@@ -1,0 +1,1 @@
+"""Other tools' configurations as gatewayctl manifests (`gatewayctl import`)."""
