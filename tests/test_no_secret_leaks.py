@@ -437,20 +437,20 @@ def test_the_scan_finds_what_it_looks_for(world: World) -> None:
 
 # --- explain, test, import litellm, render --target litellm ------------------------------------
 
-REQUEST_TESTS = f"""\
+REQUEST_TESTS = """\
 apiVersion: gatewayctl.dev/v1alpha1
 kind: RequestTest
-metadata: {{name: keys}}
+metadata: {name: keys}
 spec:
   cases:
     - name: search reaches chat
       consumer: search-app
-      request: {{model: chat, messages: [{{role: user, content: hi}}]}}
-      expect: {{status: 200, route: chat}}
+      request: {model: chat, messages: [{role: user, content: hi}]}
+      expect: {status: 200, route: chat}
     - name: a helpdesk request fails on purpose
       consumer: helpdesk
-      request: {{model: chat, messages: [{{role: user, content: hi}}]}}
-      expect: {{status: 418}}
+      request: {model: chat, messages: [{role: user, content: hi}]}
+      expect: {status: 418}
 """
 
 LITELLM_CONFIG = f"""\
