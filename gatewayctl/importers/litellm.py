@@ -173,7 +173,7 @@ class _Importer:
                 f"{where}: api_base holds a user name and password; they are not written: "
                 "give the provider its credential as a Secret")
         if parts.query or parts.fragment:
-            self.note(f"{where}: the query or fragment of api_base (gatewayctl sends requests "
+            self.note(f"{where}: the query or fragment of api_base (the gateway sends requests "
                       "to scheme, host, port and path only)")
         return f"{parts.scheme}://{host}{parts.path}"
 
@@ -185,7 +185,7 @@ class _Importer:
         base = params.get("api_base")
         if ptype is None:
             if not isinstance(base, str):
-                self.note(f"{where}: provider `{prefix}` (not supported by gatewayctl; this "
+                self.note(f"{where}: provider `{prefix}` (no provider type of gatewayctl; this "
                           "deployment was not imported)")
                 return None
             ptype = "openai-compatible"
@@ -201,7 +201,7 @@ class _Importer:
             self.note(f"{where}: no api_base for {prefix} (this deployment was not imported)")
             return None
         if ptype == "azure-openai" and params.get("api_version") is not None:
-            self.note(f"{where}: api_version (gatewayctl calls Azure OpenAI's v1 API, which "
+            self.note(f"{where}: api_version (the gateway calls Azure OpenAI's v1 API, which "
                       "takes none)")
         key_value = params.get("api_key")
         if isinstance(key_value, str) and key_value.startswith("os.environ/"):
@@ -387,11 +387,11 @@ class _Importer:
                 for key in sorted(set(block) - known):
                     self.note(f"{section}.{key}")
         if self.setting("drop_params", "litellm_settings") is True:
-            self.note("litellm_settings.drop_params (gatewayctl forwards every parameter; a "
+            self.note("litellm_settings.drop_params (the gateway forwards every parameter; a "
                       "provider refuses those it does not know)")
         strategy = self.setting("routing_strategy", "router_settings")
         if strategy not in (None, "simple-shuffle"):
-            self.note(f"router_settings.routing_strategy {strategy} (gatewayctl splits by "
+            self.note(f"router_settings.routing_strategy {strategy} (the gateway splits by "
                       "weight, as simple-shuffle)")
         for key in sorted(set(self.config) - {"model_list", "router_settings",
                                               "litellm_settings", "general_settings"}):
