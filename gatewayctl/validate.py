@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from gatewayctl.atomic import write_atomic
 from gatewayctl.diagnostics import Diagnostic, Diagnostics, count
 from gatewayctl.errors import EXIT_ERROR, EXIT_OK, UsageError
 from gatewayctl.manifests.manifest_set import ManifestSet, load_manifest_set
@@ -86,10 +87,7 @@ def run_validate(
     mset, diags = load_manifest_set(root)
     for fmt, path in parsed:
         body = codequality(diags, str(root)) if fmt == "codequality" else junit(diags, mset)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(body, encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, body)
     n_err, n_warn = count(diags)
     failed = n_err > 0 or (strict and n_warn > 0)
     if output == "json":

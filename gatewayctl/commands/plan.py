@@ -7,10 +7,8 @@ imported inside the command bodies.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -57,17 +55,10 @@ def _kube_options(kubeconfig: str | None, context: str | None,
 
 def write_plan_file(plan: Plan, path: Path) -> None:
     """The plan with its desired state, written atomically."""
+    from gatewayctl.atomic import write_atomic
     from gatewayctl.plan.model import plan_to_json
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(plan_to_json(plan, include_desired=True))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, plan_to_json(plan, include_desired=True))
 
 
 def _print_plan(plan: Plan, output: str) -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gatewayctl.atomic import fsync_dir
 from gatewayctl.errors import GatewayctlError
 from gatewayctl.local.admin import CDS, LDS, AdminClient, cluster_names
 from gatewayctl.local.process import log_size, log_tail
@@ -73,7 +74,7 @@ class ConfigDir:
                 if link.exists():
                     link.unlink()
                 os.symlink(f"..data/{filename}", link)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         for entry in self.path.iterdir():  # older timestamp dirs are no longer referenced
             if entry.name.startswith("..") and entry.name not in ("..data", target.name) \
                     and entry.is_dir() and not entry.is_symlink() and entry.name != old:
@@ -87,14 +88,6 @@ class ConfigDir:
                     for kind, name in FILES.items()}
         except (OSError, ValueError):
             return None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from gatewayctl.atomic import write_atomic
 from gatewayctl.errors import GatewayctlError
 from gatewayctl.ir import GatewayIR, ProviderIR, RouteIR, SecretRefIR
 from gatewayctl.local.process import HOST, validate_config
@@ -33,7 +34,6 @@ from gatewayctl.local.state import (
     LocalState,
     SecretsReport,
     StateDir,
-    write_atomic,
 )
 
 NODE_ID = "gatewayctl-local"

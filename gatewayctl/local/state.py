@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gatewayctl.atomic import write_atomic
 from gatewayctl.errors import GatewayctlError
 from gatewayctl.ir import GatewayIR, SecretRefIR, from_json, to_json
 
@@ -243,14 +244,3 @@ class StateDir:
             path.parent.mkdir(mode=0o700, exist_ok=True)
             write_atomic(path, MOCK_CREDENTIAL_VALUE, mode=0o600)
 
-
-def write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
-    """Write a file so that readers see the old or the new content, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

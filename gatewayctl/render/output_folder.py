@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from gatewayctl import __version__
+from gatewayctl.atomic import write_atomic
 from gatewayctl.errors import GatewayctlError
 
 RECORD_NAME = "gatewayctl-bundle.json"
@@ -238,10 +239,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _replace_record(folder: Path, files: Iterable[str]) -> None:
-    tmp = folder / f".{RECORD_NAME}.tmp"
-    _write_text(tmp, _record_text(files))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, folder / RECORD_NAME)
+    write_atomic(folder / RECORD_NAME, _record_text(files), mode=0o644)
 
 
 def _write_new_folder(folder: Path, files: Mapping[str, str]) -> None:

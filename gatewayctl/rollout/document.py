@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gatewayctl.atomic import write_atomic
 from gatewayctl.diagnostics import Diagnostic, did_you_mean
 from gatewayctl.errors import GatewayctlError
 from gatewayctl.manifests.documents import Manifest
@@ -152,9 +153,7 @@ def save_analysis(root: Path, result: AnalysisResult) -> Path:
     ignore = root / STORE_DIR.parts[0] / ".gitignore"
     if not ignore.exists():  # local state: never show up in `git status` or a commit
         ignore.write_text("# written by gatewayctl: local rollout state\n*\n", encoding="utf-8")
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(result.to_json(), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, result.to_json())
     return path
 
 

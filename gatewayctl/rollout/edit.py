@@ -26,15 +26,13 @@ Owns text edits only: no manifest semantics (see `steps.py`), no file discovery.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import stat
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from gatewayctl.atomic import write_atomic
 from gatewayctl.errors import GatewayctlError
 
 Value = int | str
@@ -387,19 +385,5 @@ def prepare_file_edit(path: Path, name: str, edits: Sequence[FieldEdit]) -> File
 
 def write_file_edit(edit: FileEdit) -> None:
     """Replace the file atomically (a temporary file renamed over it), keeping its mode."""
-    if not edit.changed:
-        return
-    target = edit.path.resolve()
-    mode = stat.S_IMODE(target.stat().st_mode)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(edit.encoded())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    if edit.changed:
+        write_atomic(edit.path.resolve(), edit.encoded())
