@@ -141,6 +141,32 @@ class AllowRuleIR:
 
 
 @dataclass(frozen=True)
+class JwtProviderIR:
+    """An issuer whose tokens Envoy's jwt_authn verifies; `consumer_claim` names the Consumer.
+    Exactly one of jwks_uri, jwks_inline (public keys) and jwks_secret is set."""
+
+    issuer: str
+    audiences: tuple[str, ...]
+    consumer_claim: str
+    clock_skew_s: int
+    jwks_uri: str | None = None
+    jwks_inline: str | None = None
+    jwks_secret: SecretRefIR | None = None
+    jwks_cache_s: int = 300
+
+
+@dataclass(frozen=True)
+class CacheIR:
+    """The effective response cache of a route (the strictest of its policies')."""
+
+    ttl_s: int
+    by: Literal["consumer", "route"] = "consumer"
+    mode: Literal["always", "on-request"] = "always"
+    max_bytes: int = 64 * 1024 * 1024
+    max_entry_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
 class PolicyIR:
     """The effective policy of one route: its defaults and own policies merged, strictest wins.
 
@@ -160,6 +186,13 @@ class PolicyIR:
     guard_action: Literal["block", "log"] = "block"
     redact: tuple[str, ...] = ()
     allow_rules: tuple[AllowRuleIR, ...] = ()
+    # Issuers whose tokens the route accepts (the union of its policies'); API keys are
+    # accepted beside them only with api_keys.
+    jwt: tuple[JwtProviderIR, ...] = ()
+    cache: CacheIR | None = None
+    output_deny_patterns: tuple[str, ...] = ()
+    output_action: Literal["block", "log"] = "block"
+    output_redact: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -180,7 +213,7 @@ class RouteIR:
 class ConsumerIR:
     name: str
     team: str | None
-    api_key: SecretRefIR
+    api_key: SecretRefIR | None  # None: the consumer authenticates with JWTs only
     budget_usd_per_month: float | None
 
 
@@ -219,6 +252,17 @@ class GatewayIR:
     consumers: tuple[ConsumerIR, ...]
     kubernetes: KubernetesIR = field(default_factory=KubernetesIR)
     version: str = IR_VERSION
+
+    def jwt_providers(self) -> tuple[JwtProviderIR, ...]:
+        """Every distinct issuer configuration of the routes, in a stable order."""
+        found = {p for r in self.routes for p in r.policy.jwt}
+        return tuple(sorted(found, key=lambda p: json.dumps(to_dict(p), sort_keys=True)))
+
+    def consumer_and_jwks_secrets(self) -> list[SecretRefIR]:
+        """Secret keys the gateway reads besides provider credentials: consumer API keys and
+        JWKS files."""
+        refs = [c.api_key for c in self.consumers if c.api_key is not None]
+        return refs + [p.jwks_secret for p in self.jwt_providers() if p.jwks_secret is not None]
 
     def provider(self, name: str) -> ProviderIR:
         return next(p for p in self.providers if p.name == name)

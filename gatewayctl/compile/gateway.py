@@ -9,8 +9,10 @@ from gatewayctl.errors import GatewayctlError
 from gatewayctl.ir import (
     AllowRuleIR,
     BackendIR,
+    CacheIR,
     ConsumerIR,
     GatewayIR,
+    JwtProviderIR,
     KubernetesIR,
     LimitIR,
     ModelIR,
@@ -27,7 +29,9 @@ from gatewayctl.ir import (
 from gatewayctl.manifests.documents import Manifest
 from gatewayctl.manifests.gateway_kubernetes import KubernetesSettings
 from gatewayctl.manifests.kinds import (
+    Cache,
     ConsumerSpec,
+    JwtIssuer,
     Metric,
     ModelSpec,
     PolicySpec,
@@ -151,6 +155,35 @@ def compile_prompt(m: Manifest[PromptSpec]) -> PromptIR:
     return PromptIR(name=m.name, active=tuple(active), texts=texts)
 
 
+def compile_jwt(issuer: JwtIssuer) -> JwtProviderIR:
+    jwks = issuer.jwks
+    secret = jwks.secretRef
+    return JwtProviderIR(
+        issuer=issuer.issuer,
+        audiences=tuple(issuer.audiences),
+        consumer_claim=issuer.consumerClaim,
+        clock_skew_s=issuer.clockSkew // 1000,
+        jwks_uri=str(jwks.uri) if jwks.uri is not None else None,
+        jwks_inline=jwks.inline,
+        jwks_secret=SecretRefIR(secret.name, secret.key) if secret else None,
+        jwks_cache_s=max(1, jwks.cacheDuration // 1000),
+    )
+
+
+def merge_caches(caches: list[Cache]) -> CacheIR | None:
+    """Several policies with a cache: the shortest TTL and smallest bounds; entries shared
+    across consumers, or stored for every request, only when each policy says so."""
+    if not caches:
+        return None
+    return CacheIR(
+        ttl_s=max(1, min(c.ttl for c in caches) // 1000),
+        by="route" if all(c.by == "route" for c in caches) else "consumer",
+        mode="always" if all(c.mode == "always" for c in caches) else "on-request",
+        max_bytes=min(c.maxBytes for c in caches),
+        max_entry_bytes=min(c.maxEntryBytes for c in caches),
+    )
+
+
 def merge_policies(
     names: list[str],
     policies: dict[str, Manifest[PolicySpec]],
@@ -167,6 +200,10 @@ def merge_policies(
     patterns: list[str] = []
     redact: set[str] = set()
     blocks = False
+    jwt: list[JwtProviderIR] = []
+    out_patterns: list[str] = []
+    out_redact: set[str] = set()
+    out_blocks = False
     for name, spec in specs:
         if spec.allow and (spec.allow.consumers or spec.allow.teams):
             rules.append(AllowRuleIR(name, tuple(spec.allow.consumers), tuple(spec.allow.teams)))
@@ -192,6 +229,13 @@ def merge_policies(
             if guard.denyPatterns and guard.action == "block":
                 blocks = True
             redact.update(guard.redact)
+        if spec.auth is not None:
+            jwt.extend(compile_jwt(issuer) for issuer in spec.auth.jwt)
+        out = spec.outputGuardrails
+        if out:
+            out_patterns.extend(out.denyPatterns)
+            out_blocks = out_blocks or (bool(out.denyPatterns) and out.action == "block")
+            out_redact.update(out.redact)
     return PolicyIR(
         sources=sources,
         api_keys=any(s.auth is not None and s.auth.apiKeys for _, s in specs),
@@ -203,6 +247,11 @@ def merge_policies(
         guard_action="block" if blocks or not patterns else "log",
         redact=tuple(sorted(redact)),
         allow_rules=tuple(rules),
+        jwt=tuple(dict.fromkeys(jwt)),
+        cache=merge_caches([s.cache for _, s in specs if s.cache is not None]),
+        output_deny_patterns=tuple(dict.fromkeys(out_patterns)),
+        output_action="block" if out_blocks or not out_patterns else "log",
+        output_redact=tuple(sorted(out_redact)),
     )
 
 
@@ -291,7 +340,11 @@ def compile_gateway(ms: ManifestSet) -> GatewayIR:
             ConsumerIR(
                 name=c.name,
                 team=c.spec.team,
-                api_key=SecretRefIR(c.spec.apiKeySecretRef.name, c.spec.apiKeySecretRef.key),
+                api_key=(
+                    SecretRefIR(c.spec.apiKeySecretRef.name, c.spec.apiKeySecretRef.key)
+                    if c.spec.apiKeySecretRef is not None
+                    else None
+                ),
                 budget_usd_per_month=c.spec.budget.usdPerMonth if c.spec.budget else None,
             )
             for c in ms.consumers.values()

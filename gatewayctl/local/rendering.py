@@ -76,7 +76,7 @@ class LocalBundle:
 
 def secret_refs(ir: GatewayIR) -> list[SecretRefIR]:
     refs = [p.credential for p in ir.providers if p.credential is not None]
-    return refs + [c.api_key for c in ir.consumers]
+    return refs + ir.consumer_and_jwks_secrets()
 
 
 def choose_providers(ir: GatewayIR, secrets: SecretsReport, *, mock_all: bool = False,
@@ -217,6 +217,6 @@ def _consumer_key_file(ir: GatewayIR, route: RouteIR, secrets_dir: Path) -> Path
         return None
     allowed = route.policy.allow_consumers
     for consumer in ir.consumers:
-        if allowed is None or consumer.name in allowed:
+        if consumer.api_key is not None and (allowed is None or consumer.name in allowed):
             return secrets_dir / consumer.api_key.name / consumer.api_key.key
     return None

@@ -199,7 +199,7 @@ def check_routes(ms: ManifestSet) -> list[Diagnostic]:
                 )
         effective = [*default_policies, *route.spec.policies]
         pols = [ms.policies[p] for p in effective if p in ms.policies]
-        has_keys = any(p.spec.auth and p.spec.auth.apiKeys for p in pols)
+        has_keys = any(p.spec.auth and (p.spec.auth.apiKeys or p.spec.auth.jwt) for p in pols)
         for pol in pols:
             needs = []
             if pol.spec.allow and (pol.spec.allow.consumers or pol.spec.allow.teams):
@@ -219,8 +219,8 @@ def check_routes(ms: ManifestSet) -> list[Diagnostic]:
                         else route.location("spec"),
                         field="spec.policies",
                         resource=route.ref,
-                        hint="add a policy with auth: {apiKeys: true} to the route or to the "
-                        "Gateway's defaultPolicies",
+                        hint="add a policy with auth: {apiKeys: true} or auth.jwt to the route "
+                        "or to the Gateway's defaultPolicies",
                     )
                 )
         for b in route.spec.backends:
@@ -447,23 +447,25 @@ def check_patterns(ms: ManifestSet) -> list[Diagnostic]:
 
     diags: list[Diagnostic] = []
     for policy in ms.policies.values():
-        guard = policy.spec.guardrails
-        if not guard:
-            continue
-        for i, pattern in enumerate(guard.denyPatterns):
-            problem = envoy_problem(pattern)
-            if problem is None:
+        # Output patterns are matched by the same RBAC engine (render/envoy/output_guard.py)
+        for section, guard in (("guardrails", policy.spec.guardrails),
+                               ("outputGuardrails", policy.spec.outputGuardrails)):
+            if not guard:
                 continue
-            diags.append(
-                error(
-                    "GW401" if problem.program_size is None else "GW403",
-                    problem.message,
-                    location=policy.location("spec", "guardrails", "denyPatterns", i),
-                    field=f"spec.guardrails.denyPatterns[{i}]",
-                    resource=policy.ref,
-                    hint=problem.hint,
+            for i, pattern in enumerate(guard.denyPatterns):
+                problem = envoy_problem(pattern)
+                if problem is None:
+                    continue
+                diags.append(
+                    error(
+                        "GW401" if problem.program_size is None else "GW403",
+                        problem.message,
+                        location=policy.location("spec", section, "denyPatterns", i),
+                        field=f"spec.{section}.denyPatterns[{i}]",
+                        resource=policy.ref,
+                        hint=problem.hint,
+                    )
                 )
-            )
     return diags
 
 

@@ -178,8 +178,76 @@ Per = Literal["second", "minute", "hour", "day"]
 RedactKind = Literal["email", "credit-card", "phone", "ssn"]
 
 
+ClaimName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.:/-]*$", max_length=128)]
+# Public keys only: a JWKS whose keys hold a private or symmetric part is a credential
+# (checks.py, GW410) and belongs in a Secret.
+_JWKS_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k", "oth")
+
+
+class Jwks(Strict):
+    """Where an issuer's signing keys come from: exactly one of uri, inline, secretRef."""
+
+    uri: HttpUrl | None = None
+    inline: Annotated[str, Field(min_length=2, max_length=65536)] | None = None
+    secretRef: SecretRef | None = None
+    # How long Envoy keeps keys fetched from uri before fetching them again.
+    cacheDuration: DurationMs = 300_000
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Jwks:
+        given = [n for n in ("uri", "inline", "secretRef") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise invalid(
+                f"jwks needs exactly one source, got {len(given)}"
+                + (f" ({', '.join(given)})" if given else ""),
+                "give uri (fetched through its own cluster), inline (a JWKS document with "
+                "public keys) or secretRef (a mounted JWKS file, for air-gapped setups)",
+            )
+        if self.inline is not None:
+            _check_public_jwks(self.inline)
+        return self
+
+
+def _check_public_jwks(text: str) -> None:
+    import json
+
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise invalid(f"jwks.inline is not JSON: {exc}", 'give a JWKS: {"keys": [...]}') from exc
+    keys = doc.get("keys") if isinstance(doc, dict) else None
+    if not isinstance(keys, list) or not keys:
+        raise invalid("jwks.inline has no keys", 'a JWKS is {"keys": [{"kty": ...}, ...]}')
+    for key in keys:
+        if not isinstance(key, dict) or key.get("kty") not in ("RSA", "EC", "OKP"):
+            raise invalid(
+                "jwks.inline holds a key that is not an RSA, EC or OKP public key",
+                "symmetric (oct) keys are secrets: put such a JWKS in a Secret and use "
+                "jwks.secretRef",
+            )
+        private = [m for m in _JWKS_PRIVATE_MEMBERS if m in key]
+        if private:
+            raise invalid(
+                f"jwks.inline holds private key material ({', '.join(private)})",
+                "publish only the public keys in the manifest; a private key never belongs "
+                "in Git",
+            )
+
+
+class JwtIssuer(Strict):
+    """One identity provider whose tokens name a Consumer."""
+
+    issuer: Annotated[str, Field(min_length=1, max_length=1024)]
+    audiences: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    jwks: Jwks
+    # The claim whose value is a Consumer's name (a top-level claim of the token).
+    consumerClaim: ClaimName = "sub"
+    clockSkew: DurationMs = 60_000
+
+
 class PolicyAuth(Strict):
     apiKeys: bool = False
+    jwt: list[JwtIssuer] = Field(default_factory=list)
 
 
 class Allow(Strict):
@@ -206,12 +274,37 @@ class Guardrails(Strict):
     redact: list[RedactKind] = Field(default_factory=list)
 
 
+class OutputGuardrails(Strict):
+    """Deny patterns and redaction on what the model returns (message text, tool-call
+    arguments), for whole and streamed responses."""
+
+    denyPatterns: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    action: Literal["block", "log"] = "block"
+    redact: list[RedactKind] = Field(default_factory=list)
+
+
+class Cache(Strict):
+    """Exact-match response cache of the routes this policy is on."""
+
+    ttl: DurationMs
+    # Entries of one consumer are never served to another unless by: route.
+    by: Literal["consumer", "route"] = "consumer"
+    # always: every request is looked up and stored; on-request: only requests that send
+    # `x-gateway-cache: use`. Either way `cache-control: no-cache` / `no-store` are honoured.
+    mode: Literal["always", "on-request"] = "always"
+    # Bound of the bytes kept for these routes by each Envoy worker, and of one entry.
+    maxBytes: Annotated[int, Field(ge=1024, le=1024 * 1024 * 1024, strict=True)] = 64 * 1024 * 1024
+    maxEntryBytes: Annotated[int, Field(ge=256, le=64 * 1024 * 1024, strict=True)] = 1024 * 1024
+
+
 class PolicySpec(Strict):
     auth: PolicyAuth | None = None
     allow: Allow | None = None
     rateLimit: RateLimit | None = None
     tokenLimit: TokenLimit | None = None
     guardrails: Guardrails | None = None
+    outputGuardrails: OutputGuardrails | None = None
+    cache: Cache | None = None
 
 
 # --- Consumer --------------------------------------------------------------------------------
@@ -223,7 +316,8 @@ class Budget(Strict):
 
 class ConsumerSpec(Strict):
     team: Name | None = None
-    apiKeySecretRef: SecretRef
+    # Omitted: the consumer authenticates only with JWTs (Policy.spec.auth.jwt).
+    apiKeySecretRef: SecretRef | None = None
     budget: Budget | None = None
 
 

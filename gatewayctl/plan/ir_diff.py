@@ -77,7 +77,8 @@ COVERED = tuple(re.compile(p) for p in (
     r"^routes\[[^]]+\]\.(public_model|backends|fallback|retry_attempts|per_try_timeout_ms"
     r"|timeout_ms)(\.|\[|$)",
     r"^routes\[[^]]+\]\.policy\.(sources|api_keys|allow_consumers|allow_rules|rate_limits"
-    r"|token_limits|max_request_bytes|deny_patterns|guard_action|redact)(\.|\[|$)",
+    r"|token_limits|max_request_bytes|deny_patterns|guard_action|redact|jwt|cache"
+    r"|output_deny_patterns|output_action|output_redact)(\.|\[|$)",
     r"^routes\[[^]]+\]\.prompt(\.name|\.texts|\.active\[[^]]+\]\.(weight|template|parts"
     r"|required|variables))?(\.|\[|$)",
     r"^routes\[[^]]+\]\.rollout(\.(name|stable|canary|step|steps|state|canary_weight"

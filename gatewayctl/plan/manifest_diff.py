@@ -207,7 +207,8 @@ def _grants(ir: GatewayIR | None) -> dict[str, list[str]]:
 
 
 def consumer_view(c: ConsumerIR, access: list[str]) -> dict[str, Any]:
-    return {"team": c.team, "api_key": f"{c.api_key.name}/{c.api_key.key}",
+    key = f"{c.api_key.name}/{c.api_key.key}" if c.api_key is not None else None
+    return {"team": c.team, "api_key": key,
             "budget_usd_per_month": c.budget_usd_per_month, "access": sorted(access)}
 
 

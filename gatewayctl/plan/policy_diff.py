@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gatewayctl.ir import LimitIR, PolicyIR
+from gatewayctl.ir import CacheIR, JwtProviderIR, LimitIR, PolicyIR
 from gatewayctl.plan.model import Detail
 
 TIGHTENED = "tightened"
@@ -52,7 +52,88 @@ def policy_view(policy: PolicyIR) -> dict[str, Any]:
         "deny_patterns": list(policy.deny_patterns),
         "guardrail_action": policy.guard_action,
         "redact": list(policy.redact),
+        "jwt_issuers": [jwt_text(p) for p in policy.jwt],
+        "cache": cache_text(policy.cache),
+        "output_deny_patterns": list(policy.output_deny_patterns),
+        "output_guardrail_action": policy.output_action,
+        "output_redact": list(policy.output_redact),
     }
+
+
+def jwt_text(p: JwtProviderIR) -> str:
+    """An accepted issuer in reviewers' words: who, for whom, keys from where, which claim."""
+    if p.jwks_uri is not None:
+        keys = f"keys from {p.jwks_uri}"
+    elif p.jwks_secret is not None:
+        keys = f"keys from Secret {p.jwks_secret.name}/{p.jwks_secret.key}"
+    else:
+        keys = f"inline keys {_key_ids(p.jwks_inline or '')}"
+    audiences = ", ".join(p.audiences) or "any audience"
+    return (f"{p.issuer} (audiences {audiences}; {keys}; consumer from claim "
+            f"{p.consumer_claim}; clock skew {p.clock_skew_s}s)")
+
+
+def _key_ids(jwks: str) -> str:
+    import hashlib
+    import json
+
+    try:
+        keys = json.loads(jwks).get("keys", [])
+        kids = [str(k.get("kid")) for k in keys if isinstance(k, dict) and k.get("kid")]
+    except (ValueError, AttributeError):
+        kids = []
+    digest = hashlib.sha256(jwks.encode()).hexdigest()[:12]
+    return f"[{', '.join(kids)}] sha256:{digest}" if kids else f"sha256:{digest}"
+
+
+def cache_text(cache: CacheIR | None) -> str | None:
+    if cache is None:
+        return None
+    shared = "shared by all consumers" if cache.by == "route" else "per consumer"
+    mode = "every request" if cache.mode == "always" else "requests sending x-gateway-cache: use"
+    return (f"TTL {cache.ttl_s}s, {shared}, {mode}, up to {cache.max_bytes:,} bytes "
+            f"({cache.max_entry_bytes:,} per entry)")
+
+
+def _jwt_details(before: PolicyIR, after: PolicyIR) -> list[Detail]:
+    old = {jwt_text(p) for p in before.jwt}
+    new = {jwt_text(p) for p in after.jwt}
+    out = []
+    for text in sorted(new - old):
+        out.append(Detail("JWT issuer", None, text, f"{LOOSENED}: issuer added"))
+    for text in sorted(old - new):
+        out.append(Detail("JWT issuer", text, None, f"{TIGHTENED}: issuer removed"))
+    return out
+
+
+def _cache_details(before: CacheIR | None, after: CacheIR | None) -> list[Detail]:
+    if before == after:
+        return []
+    if before is None:
+        verdict = "cache on: repeated requests are answered from the cache"
+    elif after is None:
+        verdict = "cache off"
+    elif after.by == "route" and before.by != "route":
+        verdict = f"{LOOSENED}: cached answers now shared across consumers"
+    else:
+        verdict = f"cache TTL {before.ttl_s}s -> {after.ttl_s}s" if before.ttl_s != after.ttl_s \
+            else "cache settings changed"
+    return [Detail("response cache", cache_text(before), cache_text(after), verdict)]
+
+
+def _output_details(before: PolicyIR, after: PolicyIR) -> list[Detail]:
+    out = []
+    deny = _set_detail("output deny patterns", before.output_deny_patterns,
+                       after.output_deny_patterns, True)
+    if deny:
+        out.append(deny)
+    if before.output_action != after.output_action:
+        out.append(Detail("output guardrail action", before.output_action, after.output_action,
+                          TIGHTENED if after.output_action == "block" else LOOSENED))
+    redact = _set_detail("output redact", before.output_redact, after.output_redact, True)
+    if redact:
+        out.append(redact)
+    return out
 
 
 def _set_detail(field: str, before: tuple[str, ...], after: tuple[str, ...],
@@ -179,6 +260,9 @@ def compare_policies(before: PolicyIR, after: PolicyIR,
     redact = _set_detail("redact", before.redact, after.redact, True)
     if redact:
         out.append(redact)
+    out.extend(_jwt_details(before, after))
+    out.extend(_cache_details(before.cache, after.cache))
+    out.extend(_output_details(before, after))
     return tuple(out)
 
 

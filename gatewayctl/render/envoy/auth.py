@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gatewayctl.ir import GatewayIR, RouteIR
+from gatewayctl.ir import GatewayIR, JwtProviderIR, RouteIR
+from gatewayctl.render.envoy.jwt import route_providers
 from gatewayctl.render.envoy.options import EnvoyOptions
 
 
@@ -21,11 +22,19 @@ def consumer_data(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, str]]:
     return [
         {"name": c.name, "file": f"{options.secrets_dir}/{c.api_key.name}/{c.api_key.key}"}
         for c in sorted(ir.consumers, key=lambda c: c.name)
+        if c.api_key is not None
     ]
 
 
-def route_auth_data(route: RouteIR) -> dict[str, Any]:
-    data: dict[str, Any] = {"api_keys": route.policy.api_keys}
-    if route.policy.allow_consumers is not None:
-        data["allow"] = {name: True for name in route.policy.allow_consumers}
+def route_auth_data(route: RouteIR, jwt_names: dict[JwtProviderIR, str]) -> dict[str, Any]:
+    """What access.lua decides a route's 401/403 by (see render/envoy/jwt.py for tokens)."""
+    policy = route.policy
+    data: dict[str, Any] = {
+        "needs_auth": policy.api_keys or bool(policy.jwt),
+        "keys_ok": policy.api_keys or not policy.jwt,
+    }
+    if policy.jwt:
+        data["jwt"] = {name: True for name in route_providers(route, jwt_names)}
+    if policy.allow_consumers is not None:
+        data["allow"] = {name: True for name in policy.allow_consumers}
     return data

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from gatewayctl.ir import GatewayIR, RouteIR
+from gatewayctl.render.envoy.jwt import provider_names, route_providers
 from gatewayctl.render.envoy.names import TYPE_PREFIX
 
 DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
@@ -43,24 +44,44 @@ def route_body_limit(route: RouteIR) -> int:
     return route.policy.max_request_bytes or DEFAULT_MAX_REQUEST_BYTES
 
 
-def _open_to(route: RouteIR, consumer: str | None) -> bool:
-    """Whether `consumer` (None: no valid key) may use the route at all."""
-    allow = route.policy.allow_consumers
+KEY = "key"  # a principal authenticated by an API key; else by a JWT provider's name
+
+
+def open_to(route: RouteIR, consumer: str | None, via: str, providers: list[str]) -> bool:
+    """Whether `consumer` (None: no valid credential), authenticated `via` KEY or a JWT
+    provider, may use the route at all. `providers`: the JWT providers the route accepts.
+    API keys identify a client on any route that takes no JWTs, or that also takes keys."""
+    policy = route.policy
     if consumer is None:
-        return not route.policy.api_keys and allow is None
-    return allow is None or consumer in allow
+        return not policy.api_keys and not policy.jwt and policy.allow_consumers is None
+    accepted = (policy.api_keys or not policy.jwt) if via == KEY else via in providers
+    return accepted and (policy.allow_consumers is None or consumer in policy.allow_consumers)
 
 
-def _cap(ir: GatewayIR, consumer: str | None) -> int | None:
-    limits = [route_body_limit(r) for r in ir.routes if _open_to(r, consumer)]
+def _cap(ir: GatewayIR, consumer: str | None, via: str = KEY) -> int | None:
+    names = provider_names(ir)
+    limits = [
+        route_body_limit(r)
+        for r in ir.routes
+        if open_to(r, consumer, via, route_providers(r, names))
+    ]
     return max(limits) if limits else None
 
 
 def principal_caps(ir: GatewayIR) -> tuple[int | None, dict[str, int]]:
-    """(anonymous clients' bound or None, each consumer's bound; consumers no route allows are
-    left out)."""
-    consumers = {c.name: _cap(ir, c.name) for c in ir.consumers}
+    """(anonymous clients' bound or None, each key consumer's bound; consumers no route
+    allows are left out)."""
+    consumers = {c.name: _cap(ir, c.name) for c in ir.consumers if c.api_key is not None}
     return _cap(ir, None), {name: cap for name, cap in consumers.items() if cap is not None}
+
+
+def jwt_caps(ir: GatewayIR) -> dict[str, dict[str, int]]:
+    """JWT provider -> each consumer's bound when its token comes from that provider."""
+    out: dict[str, dict[str, int]] = {}
+    for name in provider_names(ir).values():
+        caps = {c.name: _cap(ir, c.name, name) for c in ir.consumers}
+        out[name] = {c: cap for c, cap in caps.items() if cap is not None}
+    return out
 
 
 def body_classes(ir: GatewayIR) -> dict[int, str]:
@@ -69,6 +90,7 @@ def body_classes(ir: GatewayIR) -> dict[int, str]:
     auth filter names no class, and clears no route cache, for a principal with that bound."""
     anonymous, consumers = principal_caps(ir)
     caps = set(consumers.values()) | ({anonymous} if anonymous is not None else set())
+    caps |= {cap for by_consumer in jwt_caps(ir).values() for cap in by_consumer.values()}
     caps.discard(DEFAULT_MAX_REQUEST_BYTES)
     return {cap: f"{BODY_CLASS_PREFIX}{cap}" for cap in sorted(caps)}
 
@@ -78,6 +100,7 @@ def auth_lua_data(ir: GatewayIR) -> dict[str, Any]:
     return {
         "anonymous_cap": anonymous,
         "consumer_caps": consumers,
+        "jwt_caps": jwt_caps(ir),
         "first_cap": DEFAULT_MAX_REQUEST_BYTES,
         "body_classes": {str(cap): key for cap, key in body_classes(ir).items()},
     }

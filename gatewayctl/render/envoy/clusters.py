@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gatewayctl.ir import GatewayIR, ModelIR, ProviderIR, RouteIR
+from gatewayctl.render.envoy.jwt import jwks_cluster_name, provider_names
 from gatewayctl.render.envoy.names import (
     COMPOSITE_CLUSTER_TYPE,
     METADATA_NS,
@@ -123,22 +124,54 @@ def render_model_cluster(
     if not _is_ip(host):
         cluster["dns_lookup_family"] = "V4_PREFERRED"
     if scheme == "https":
-        cluster["transport_socket"] = {
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": {
-                "@type": TLS_UPSTREAM_TYPE,
-                "sni": host,
-                "common_tls_context": {
-                    "validation_context": {
-                        "trusted_ca": {"filename": options.ca_bundle},
-                        "match_typed_subject_alt_names": [
-                            {"san_type": "DNS", "matcher": {"exact": host}}
-                        ],
-                    }
-                },
+        cluster["transport_socket"] = _tls(host, options)
+    return cluster
+
+
+def _tls(host: str, options: EnvoyOptions) -> dict[str, Any]:
+    """TLS to an https host: SNI, the CA bundle, the host's name in the certificate."""
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": TLS_UPSTREAM_TYPE,
+            "sni": host,
+            "common_tls_context": {
+                "validation_context": {
+                    "trusted_ca": {"filename": options.ca_bundle},
+                    "match_typed_subject_alt_names": [
+                        {"san_type": "DNS", "matcher": {"exact": host}}
+                    ],
+                }
+            },
+        },
+    }
+
+
+def render_jwks_clusters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
+    """One cluster per JWT provider whose keys come from a URL (render/envoy/jwt.py)."""
+    out = []
+    for p, provider in provider_names(ir).items():
+        if p.jwks_uri is None:
+            continue
+        url = urlsplit(p.jwks_uri)
+        host, scheme = url.hostname or "", url.scheme
+        port = url.port or (443 if scheme == "https" else 80)
+        name = jwks_cluster_name(provider)
+        address = {"socket_address": {"address": host, "port_value": port}}
+        cluster: dict[str, Any] = {
+            "name": name,
+            "type": "STATIC" if _is_ip(host) else "LOGICAL_DNS",
+            "load_assignment": {
+                "cluster_name": name,
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
             },
         }
-    return cluster
+        if not _is_ip(host):
+            cluster["dns_lookup_family"] = "V4_PREFERRED"
+        if scheme == "https":
+            cluster["transport_socket"] = _tls(host, options)
+        out.append(cluster)
+    return out
 
 
 def chain(route: RouteIR, backend: str) -> list[str]:
@@ -198,4 +231,5 @@ def render_clusters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]
         for r in sorted(ir.routes, key=lambda r: r.name)
         for b in sorted(route_backends(r))
     ]
-    return sorted(members + parents, key=lambda c: str(c["name"]))
+    jwks = render_jwks_clusters(ir, options)
+    return sorted(members + parents + jwks, key=lambda c: str(c["name"]))

@@ -1,7 +1,8 @@
 """The listener and its HTTP filter chain.
 
-Order matters: health check (GET /healthz/ready, probes.py) -> auth Lua (the principal from
-the headers, its body class) -> buffer (the principal's body bound) -> body Lua (route
+Order matters: health check (GET /healthz/ready, probes.py) -> jwt_authn (only with JWT
+policies: verifies bearer tokens, never answers itself; jwt.py) -> auth Lua (the principal
+from the headers, its body class) -> buffer (the principal's body bound) -> body Lua (route
 selection, per-route access, guardrail text, prompts, token debt) -> RBAC (deny patterns of the
 route Lua selected) -> request limit -> token limit -> router. Filters after a Lua filter see
 the route chosen by the x-gw-route header because Lua clears the route cache.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gatewayctl.ir import GatewayIR, RouteIR
+from gatewayctl.ir import GatewayIR, JwtProviderIR, RouteIR
 from gatewayctl.render.envoy.access_log import render_access_log
 from gatewayctl.render.envoy.auth import consumer_data, route_auth_data
 from gatewayctl.render.envoy.body import (
@@ -28,6 +29,7 @@ from gatewayctl.render.envoy.guardrails import (
     render_rbac_filter,
     route_guard_set,
 )
+from gatewayctl.render.envoy.jwt import jwt_lua_data, provider_names, render_jwt_filter
 from gatewayctl.render.envoy.local_reply import render_local_reply_config
 from gatewayctl.render.envoy.lua import auth_source, gateway_source, lua_filter
 from gatewayctl.render.envoy.names import (
@@ -53,8 +55,10 @@ from gatewayctl.render.envoy.routes import render_route_config
 from gatewayctl.render.envoy.upstream import pinned_models, provider_data, render_upstream_filters
 
 
-def _route_policy_data(route: RouteIR, sets: dict[GuardKey, str]) -> dict[str, Any]:
-    data = route_auth_data(route)
+def _route_policy_data(
+    route: RouteIR, sets: dict[GuardKey, str], jwt_names: dict[JwtProviderIR, str]
+) -> dict[str, Any]:
+    data = route_auth_data(route, jwt_names)
     data["guard"] = route_guard_set(route, sets)
     if data["guard"] is not None and route.policy.guard_action == "log":
         data["guard_logs"] = True  # only then does the response read the RBAC shadow result
@@ -70,7 +74,8 @@ def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
     (gateway.lua makes its fields visible on the route), so a route costs its public name,
     its prompt, a reference and, with one backend, that model's name and upstream name."""
     sets = guard_sets(ir)
-    policy_of = {r.name: _route_policy_data(r, sets) for r in ir.routes}
+    jwt_names = provider_names(ir)
+    policy_of = {r.name: _route_policy_data(r, sets, jwt_names) for r in ir.routes}
     canonical = {name: json.dumps(d, sort_keys=True) for name, d in policy_of.items()}
     ids = {text: f"p{i}" for i, text in enumerate(sorted(set(canonical.values())))}
     policies = {ids[canonical[name]]: data for name, data in policy_of.items()}
@@ -112,13 +117,17 @@ def auth_filter_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
         "endpoints": dict(ENDPOINTS),
         "consumers": consumer_data(ir, options),
         "secret_ttl_s": options.secret_ttl_s,
+        "jwt": jwt_lua_data(ir),
+        "jwt_consumers": {c.name: True for c in ir.consumers} if ir.jwt_providers() else None,
         **auth_lua_data(ir),
     }
 
 
 def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
+    jwt = render_jwt_filter(ir, options)
     return [
         render_health_check_filter(),
+        *([jwt] if jwt is not None else []),
         lua_filter(AUTH_FILTER, auth_source(auth_filter_data(ir, options))),
         render_buffer_filter(),
         lua_filter(LUA_FILTER, gateway_source(gateway_lua_data(ir, options))),

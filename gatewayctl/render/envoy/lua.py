@@ -76,13 +76,16 @@ def gateway_source(data: Mapping[str, Any]) -> str:
         + to_lua(data)
         + "\n"
         + _module("read_secret", "secrets.lua")
+        + _module("decide_access", "access.lua")
         + shipped_source("gateway.lua")
     )
 
 
 def auth_source(data: Mapping[str, Any]) -> str:
-    """The auth filter (headers only): data table, then auth.lua."""
-    return "local DATA = " + to_lua(data) + "\n" + shipped_source("auth.lua")
+    """The auth filter (headers only): data table, the JWT principal reader on a gateway with
+    JWT policies, then auth.lua."""
+    jwt = _module("jwt_principal", "jwt.lua") if data.get("jwt") is not None else ""
+    return "local DATA = " + to_lua(data) + "\n" + jwt + shipped_source("auth.lua")
 
 
 def upstream_source(data: Mapping[str, Any]) -> str:

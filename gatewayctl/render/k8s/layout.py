@@ -61,7 +61,7 @@ def referenced_secrets(ir: GatewayIR) -> tuple[SecretMount, ...]:
     """Every Secret the gateway reads (provider credentials, consumer keys), deduplicated by
     name with only the referenced keys, sorted."""
     refs: list[SecretRefIR] = [p.credential for p in ir.providers if p.credential]
-    refs += [c.api_key for c in ir.consumers]
+    refs += ir.consumer_and_jwks_secrets()
     keys: dict[str, set[str]] = {}
     for ref in refs:
         keys.setdefault(ref.name, set()).add(ref.key)

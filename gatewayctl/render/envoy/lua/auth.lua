@@ -1,7 +1,8 @@
 -- The gateway's first filter: authentication from the request headers alone, before any body
 -- is read. Prepended at render time by `local DATA = ...` (consumer key files, the body cap of
--- each consumer and of anonymous clients, the body class route key of each cap); this file
--- holds no manifest data itself.
+-- each consumer and of anonymous clients, the body class route key of each cap) and, on a
+-- gateway with JWT policies, `jwt_principal` (jwt.lua: the consumer a verified token names);
+-- this file holds no manifest data itself.
 --
 -- Every client copy of the internal headers is gone already (the connection manager's early
 -- header mutation removes them before any route match or filter). For a POST to an OpenAI
@@ -10,7 +11,7 @@
 -- 401 (no or an unknown key, and no route is open to anonymous clients), 403 (a consumer that
 -- no route allows), 413 (a Content-Length over the largest body any route open to this client
 -- accepts). Otherwise the principal goes into x-gw-principal (`c:<consumer>`, `invalid` or
--- `none`) for the body filter, and x-gw-route names the body class of that cap: the route
+-- `none`; `<provider>:<consumer>` or `token:<why>` for a JWT) for the body filter, and x-gw-route names the body class of that cap: the route
 -- table's entry for it configures the buffer filter that comes next to buffer at most that
 -- many bytes (413 beyond). The body filter then picks the real route from `model`.
 
@@ -84,14 +85,40 @@ function envoy_on_request(h)
 
   local key = presented_key(hdrs)
   local consumer = key ~= nil and consumer_for_key(key) or nil
-  local cap
-  if consumer ~= nil then cap = DATA.consumer_caps[consumer] else cap = DATA.anonymous_cap end
+  local principal, cap
+  if consumer ~= nil then
+    principal, cap = "c:" .. consumer, DATA.consumer_caps[consumer]
+  elseif DATA.jwt ~= nil then
+    -- jwt_authn ran first; a verified token was removed from the request
+    local via, failure
+    consumer, via = jwt_principal(h, DATA.jwt, DATA.jwt_consumers)
+    if consumer ~= nil then
+      principal, cap = via .. ":" .. consumer, DATA.jwt_caps[via][consumer]
+    elseif via ~= nil then
+      failure = via
+      principal, cap = "token:" .. failure, DATA.anonymous_cap
+      if cap == nil then
+        if failure == "unknown" then
+          return reply(h, 403, "The bearer token names no consumer of this gateway.",
+            "permission_error", "consumer_not_allowed")
+        elseif failure == "expired" then
+          return reply(h, 401, "The bearer token has expired.", "authentication_error", "token_expired")
+        end
+        return reply(h, 401, "The bearer token is not valid for this gateway (signature, issuer or audience).",
+          "authentication_error", "invalid_token")
+      end
+    end
+  end
+  if principal == nil then
+    principal = key == nil and "none" or "invalid"
+    cap = DATA.anonymous_cap
+  end
   if cap == nil then
     if consumer ~= nil then
       return reply(h, 403, "This consumer may not use any model of this gateway.",
         "permission_error", "consumer_not_allowed")
     elseif key == nil then
-      return reply(h, 401, "Missing API key: send `Authorization: Bearer <key>` or `x-api-key`.",
+      return reply(h, 401, "Missing API key or bearer token: send `Authorization: Bearer <key>`.",
         "authentication_error", "missing_api_key")
     end
     return reply(h, 401, "Invalid API key.", "authentication_error", "invalid_api_key")
@@ -101,11 +128,7 @@ function envoy_on_request(h)
     return reply(h, 413, "The request body is larger than " .. cap .. " bytes.",
       "invalid_request_error", "request_too_large")
   end
-  if consumer ~= nil then
-    hdrs:replace("x-gw-principal", "c:" .. consumer)
-  else
-    hdrs:replace("x-gw-principal", key == nil and "none" or "invalid")
-  end
+  hdrs:replace("x-gw-principal", principal)
   if cap ~= DATA.first_cap then
     -- the route matched first (an endpoint POST) already has the default bound
     hdrs:replace("x-gw-route", DATA.body_classes[tostring(cap)])

@@ -1,6 +1,7 @@
 -- The gateway's downstream body filter: route selection, per-route access, guardrails,
 -- prompts, token accounting. Prepended at render time by `local json = ...`, `local DATA = ...`
--- (the generated, escaped data table) and `read_secret` (secrets.lua); this file holds no
+-- (the generated, escaped data table), `read_secret` (secrets.lua) and `decide_access`
+-- (access.lua: the route's 401/403 from the principal); this file holds no
 -- manifest data itself. The auth filter (auth.lua) runs before it, from the headers alone,
 -- and the buffer filter between them has bounded the body by the client's largest route.
 --
@@ -392,20 +393,8 @@ function envoy_on_request(h)
       "invalid_request_error", "request_too_large")
   end
 
-  local consumer = nil
-  if sub(principal, 1, 2) == "c:" then consumer = sub(principal, 3) end
-  if route.api_keys and consumer == nil then
-    if principal == "invalid" then
-      return reply(h, 401, "Invalid API key.", "authentication_error", "invalid_api_key")
-    end
-    return reply(h, 401, "Missing API key: send `Authorization: Bearer <key>` or `x-api-key`.",
-      "authentication_error", "missing_api_key")
-  end
-  if route.allow ~= nil and (consumer == nil or not route.allow[consumer]) then
-    return reply(h, 403, "This consumer may not use the model `" .. model .. "`.",
-      "permission_error", "consumer_not_allowed")
-  end
-  consumer = consumer or "anonymous"
+  local consumer, status, message, err_type, code = decide_access(route, principal, model)
+  if consumer == nil then return reply(h, status, message, err_type, code) end
   md:set(NS, "consumer", consumer)
   for _, name in ipairs(CLIENT_KEY_HEADERS) do hdrs:remove(name) end
 

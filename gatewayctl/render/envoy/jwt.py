@@ -1,0 +1,120 @@
+"""JWT consumers: Envoy's jwt_authn verifies, the auth filter maps the token to a Consumer.
+
+Every distinct issuer configuration of the gateway is one jwt_authn provider `j<i>` (numbered
+in a stable order). One rule covers the OpenAI endpoints with `requires_any` of every provider
+and `allow_missing_or_failed`: jwt_authn never answers itself. It records what it found in
+dynamic metadata (namespace `envoy.filters.http.jwt_authn`): a verified token's payload under
+`j<i>`, a failed one's status under `j<i>_failed`. The auth filter (lua/auth.lua with
+lua/principal.lua) reads that, from the headers' stage, before any body byte is buffered: a
+key that names a consumer wins; else the first provider that verified the token names the
+consumer by its `consumer_claim`; a token that failed gets 401 with the OpenAI-style body
+(`token_expired` or `invalid_token`), a verified token whose claim names no consumer 403. What
+a route accepts (keys, which providers) and allows is then decided per route exactly as for
+API keys (lua/access.lua).
+
+Keys come from the issuer's JWKS URL through a cluster of its own (`jwks_<i>`, fetched at
+start and again after `jwks_cache_s`), from the manifest (public keys only) or from a mounted
+Secret file (air-gapped setups). A verified token is removed from the request (`forward:
+false`): providers never see it. Gateways without any JWT policy render none of this.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gatewayctl.ir import GatewayIR, JwtProviderIR, RouteIR
+from gatewayctl.render.envoy.names import API_PATH_REGEX, TYPE_PREFIX
+from gatewayctl.render.envoy.options import EnvoyOptions
+
+JWT_FILTER = "envoy.filters.http.jwt_authn"
+JWT_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"
+# Where jwt_authn writes payloads and failure statuses; auth.lua reads it.
+JWT_METADATA_NS = JWT_FILTER
+FAILED_SUFFIX = "_failed"
+JWKS_FETCH_TIMEOUT = "5s"
+
+
+def provider_names(ir: GatewayIR) -> dict[JwtProviderIR, str]:
+    return {p: f"j{i}" for i, p in enumerate(ir.jwt_providers())}
+
+
+def route_providers(route: RouteIR, names: dict[JwtProviderIR, str]) -> list[str]:
+    return sorted({names[p] for p in route.policy.jwt})
+
+
+def jwks_cluster_name(provider: str) -> str:
+    return f"jwks_{provider}"
+
+
+def _jwks_source(p: JwtProviderIR, name: str, options: EnvoyOptions) -> dict[str, Any]:
+    if p.jwks_uri is not None:
+        return {
+            "remote_jwks": {
+                "http_uri": {
+                    "uri": p.jwks_uri,
+                    "cluster": jwks_cluster_name(name),
+                    "timeout": JWKS_FETCH_TIMEOUT,
+                },
+                "cache_duration": f"{p.jwks_cache_s}s",
+                # Fetched when the listener loads, so the first token does not wait for it.
+                "async_fetch": {},
+                "retry_policy": {"num_retries": 3},
+            }
+        }
+    if p.jwks_inline is not None:
+        return {"local_jwks": {"inline_string": p.jwks_inline}}
+    assert p.jwks_secret is not None
+    path = f"{options.secrets_dir}/{p.jwks_secret.name}/{p.jwks_secret.key}"
+    return {"local_jwks": {"filename": path}}
+
+
+def _provider_config(p: JwtProviderIR, name: str, options: EnvoyOptions) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "issuer": p.issuer,
+        **_jwks_source(p, name, options),
+        "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+        "forward": False,
+        "payload_in_metadata": name,
+        "failed_status_in_metadata": name + FAILED_SUFFIX,
+        "clock_skew_seconds": p.clock_skew_s,
+    }
+    if p.audiences:
+        config["audiences"] = list(p.audiences)
+    return config
+
+
+def render_jwt_filter(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any] | None:
+    names = provider_names(ir)
+    if not names:
+        return None
+    requirements: list[dict[str, Any]] = [{"provider_name": n} for n in names.values()]
+    requirements.append({"allow_missing_or_failed": {}})
+    return {
+        "name": JWT_FILTER,
+        "typed_config": {
+            "@type": JWT_TYPE,
+            "providers": {n: _provider_config(p, n, options) for p, n in names.items()},
+            "rules": [
+                {
+                    "match": {"safe_regex": {"regex": API_PATH_REGEX}},
+                    "requires": {"requires_any": {"requirements": requirements}},
+                }
+            ],
+        },
+    }
+
+
+def jwt_lua_data(ir: GatewayIR) -> dict[str, Any] | None:
+    """What the auth filter needs: each provider's metadata keys and consumer claim, in the
+    order tried, and the consumers a token may name."""
+    names = provider_names(ir)
+    if not names:
+        return None
+    return {
+        "namespace": JWT_METADATA_NS,
+        "providers": [
+            {"name": n, "failed": n + FAILED_SUFFIX, "claim": p.consumer_claim}
+            for p, n in names.items()
+        ],
+    }
+
