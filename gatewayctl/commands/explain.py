@@ -46,6 +46,9 @@ def explain_command(
     ] = "-",
     consumer: Annotated[str | None, typer.Option(
         "--consumer", help="The request carries this consumer's API key.")] = None,
+    jwt_issuer: Annotated[str | None, typer.Option(
+        "--jwt-issuer", help="With --consumer: the consumer comes with a valid JWT of this "
+        "issuer instead of its API key.")] = None,
     header: Annotated[list[str] | None, typer.Option(
         "--header", "-H", help="A request header, 'Name: value' (repeatable).")] = None,
     path: Annotated[str, typer.Option(
@@ -58,7 +61,12 @@ def explain_command(
 
     def body() -> int:
         from gatewayctl.diagnostics import did_you_mean
-        from gatewayctl.explain import ExplainRequest, UnknownConsumer, explain_request
+        from gatewayctl.explain import (
+            ExplainRequest,
+            UnknownConsumer,
+            UnknownIssuer,
+            explain_request,
+        )
         from gatewayctl.explain.format import format_json, format_text
         from gatewayctl.output import use_colour
         from gatewayctl.pipeline import compile_root
@@ -70,7 +78,14 @@ def explain_command(
         for warning in compiled.warnings:
             typer.echo(warning.format(), err=True)
         try:
-            exp = explain_request(compiled.ir, ExplainRequest(data, path, headers, consumer))
+            exp = explain_request(compiled.ir, ExplainRequest(data, path, headers, consumer,
+                                                              jwt_issuer))
+        except UnknownIssuer:
+            issuers = sorted({p.issuer for p in compiled.ir.jwt_providers()})
+            raise UsageError(
+                f"--jwt-issuer {jwt_issuer}: " + ("needs --consumer" if consumer is None
+                                                  else "no policy of this root accepts it"),
+                hint=f"issuers: {', '.join(issuers) or 'none'}") from None
         except UnknownConsumer:
             names = [c.name for c in compiled.ir.consumers]
             guess = did_you_mean(consumer or "", names)

@@ -44,7 +44,14 @@ from gatewayctl.explain.text import (
     redact,
 )
 from gatewayctl.ir import GatewayIR, PromptVersionIR, RouteIR
-from gatewayctl.render.envoy.body import principal_caps, route_body_limit
+from gatewayctl.render.envoy.body import (
+    KEY,
+    jwt_caps,
+    open_to,
+    principal_caps,
+    route_body_limit,
+)
+from gatewayctl.render.envoy.jwt import provider_names, route_providers
 from gatewayctl.render.envoy.names import ENDPOINTS
 
 # Assumed when the request does not bound its completion (the plan's cost assumption).
@@ -62,6 +69,12 @@ class ExplainRequest:
     path: str = "/v1/chat/completions"
     headers: tuple[tuple[str, str], ...] = ()
     consumer: str | None = None
+    # The consumer comes with a valid JWT of this issuer instead of its API key.
+    jwt_issuer: str | None = None
+
+
+class UnknownIssuer(ValueError):
+    pass
 
 
 class UnknownConsumer(ValueError):
@@ -240,8 +253,17 @@ def explain_request(ir: GatewayIR, request: ExplainRequest) -> Explanation:
     headers = request.headers
     key = presented_key(headers)
     consumer = request.consumer
+    names = provider_names(ir)
+    via = KEY
+    if request.jwt_issuer is not None:
+        # the first provider of that issuer, as jwt_authn tries them (lua/jwt.lua)
+        via = next((n for p, n in names.items() if p.issuer == request.jwt_issuer), "")
+        if not via or consumer is None:
+            raise UnknownIssuer(request.jwt_issuer)
+        key = None
     if consumer is not None:
-        principal = f"consumer {consumer}"
+        principal = f"consumer {consumer}" + (
+            f" (JWT of {request.jwt_issuer})" if request.jwt_issuer else "")
     elif key is not None:
         principal = "an unknown key"
     else:
@@ -260,7 +282,12 @@ def explain_request(ir: GatewayIR, request: ExplainRequest) -> Explanation:
 
     # -- the auth filter: headers only ----------------------------------------------------------
     anonymous_cap, consumer_caps = principal_caps(ir)
-    cap = consumer_caps.get(consumer) if consumer is not None else anonymous_cap
+    if consumer is None:
+        cap = anonymous_cap
+    elif via == KEY:
+        cap = consumer_caps.get(consumer)
+    else:
+        cap = jwt_caps(ir)[via].get(consumer)
     peek_model = _peek_model(request.body)
     if cap is None:
         not_read = f" (the body is not read; {peek_model})" if peek_model else ""
@@ -314,7 +341,20 @@ def explain_request(ir: GatewayIR, request: ExplainRequest) -> Explanation:
             413, "request_too_large", "route",
             f"the body is {size} bytes; route {route.name} accepts at most {limit}"))
     policy = route.policy
-    if policy.api_keys and consumer is None:
+    if consumer is not None and not open_to(route, consumer, via, route_providers(route, names)):
+        accepted = (policy.api_keys or not policy.jwt) if via == KEY else via in route_providers(
+            route, names)
+        if not accepted and (policy.api_keys or policy.jwt):
+            if via == KEY:
+                return replace(base, outcome=_reject(
+                    401, "invalid_api_key", "access",
+                    f"route {route.name} takes JWTs only, not API keys"))
+            return replace(base, outcome=_reject(
+                401, "invalid_token", "access",
+                f"route {route.name} does not take tokens of {request.jwt_issuer}"))
+        if not accepted:
+            consumer = None  # a credential the route does not take: anonymous there
+    if (policy.api_keys or policy.jwt) and consumer is None:
         if key is not None:
             return replace(base, outcome=_reject(
                 401, "invalid_api_key", "access",

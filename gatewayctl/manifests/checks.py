@@ -491,8 +491,31 @@ def check_request_tests(ms: ManifestSet) -> list[Diagnostic]:
     return diags
 
 
+def check_unrendered(ms: ManifestSet) -> list[Diagnostic]:
+    """Fields this version validates and plans but whose data-plane part is not built yet:
+    an error, so that nobody relies on a cache or an output guardrail that does nothing."""
+    diags: list[Diagnostic] = []
+    for policy in ms.policies.values():
+        for section in ("cache", "outputGuardrails"):
+            if getattr(policy.spec, section) is None:
+                continue
+            diags.append(
+                error(
+                    "GW404",
+                    f"{section} is not enforced by this version of the gateway yet",
+                    location=policy.location("spec", section),
+                    field=f"spec.{section}",
+                    resource=policy.ref,
+                    hint="remove the field for now; it is validated and planned, but the "
+                    "rendered Envoy would not act on it (docs/diagnostics.md#gw404)",
+                )
+            )
+    return diags
+
+
 def check_set(ms: ManifestSet) -> list[Diagnostic]:
     return [
+        *check_unrendered(ms),
         *check_request_tests(ms),
         *check_references(ms),
         *check_routes(ms),

@@ -402,10 +402,20 @@ class Expect(Strict):
 class RequestTestCase(Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     consumer: Name | None = None  # the request carries this consumer's API key
+    # ...or, with consumer, a valid JWT of this issuer naming it (offline runs only: gatewayctl
+    # holds no issuer's signing key; a live case sends its token in headers)
+    jwtIssuer: Annotated[str, Field(min_length=1)] | None = None
     headers: dict[HeaderName, str] = Field(default_factory=dict)
     path: Endpoint = "/v1/chat/completions"
     request: dict[str, Any]  # the JSON body the client sends
     expect: Expect
+
+    @model_validator(mode="after")
+    def _issuer_names_a_consumer(self) -> RequestTestCase:
+        if self.jwtIssuer is not None and self.consumer is None:
+            raise invalid("jwtIssuer needs consumer: the token names that consumer",
+                          "add consumer: NAME beside jwtIssuer")
+        return self
 
 
 class RequestTestSpec(Strict):

@@ -35,6 +35,7 @@ class Case:
     headers: tuple[tuple[str, str], ...]
     body: bytes
     expect: Expect
+    jwt_issuer: str | None = None  # the consumer comes with a JWT of this issuer
 
     @property
     def title(self) -> str:
@@ -82,6 +83,7 @@ def collect_cases(mset: ManifestSet) -> list[Case]:
                 where=f"{loc.path}:{loc.line}",
                 path=case.path,
                 consumer=case.consumer,
+                jwt_issuer=case.jwtIssuer,
                 headers=tuple((k.lower(), v) for k, v in case.headers.items()),
                 body=request_body(case.request),
                 expect=case.expect,

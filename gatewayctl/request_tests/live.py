@@ -52,6 +52,10 @@ def _state(state_dir: StateDir, ir: GatewayIR) -> LocalState:
 
 def _consumer_key(state_dir: StateDir, ir: GatewayIR, name: str) -> str:
     consumer = next(c for c in ir.consumers if c.name == name)
+    if consumer.api_key is None:
+        raise GatewayctlError(f"consumer {name} has no API key: it authenticates with JWTs",
+                              hint="give the case the token in headers: "
+                              "{authorization: Bearer <token>} instead of consumer")
     path = state_dir.secrets_dir / consumer.api_key.name / consumer.api_key.key
     try:
         return path.read_text(encoding="utf-8").strip()
@@ -149,6 +153,13 @@ def run_live(ir: GatewayIR, cases: list[Case], state_dir: StateDir | None = None
              ) -> list[Result]:
     state_dir = state_dir or StateDir()
     current = _state(state_dir, ir)
+    for case in cases:
+        if case.jwt_issuer is not None:
+            raise GatewayctlError(
+                f"{case.where}: case {case.title!r} names a JWT issuer, which only an offline "
+                "run can stand in for (gatewayctl holds no issuer's signing key)",
+                hint="for --live local, send the token itself: "
+                "headers: {authorization: Bearer <token>}")
     keys = {c: _consumer_key(state_dir, ir, c) for c in {x.consumer for x in cases} if c}
     sent = [_send(current.listener_port, case, keys.get(case.consumer or ""))
             for case in cases]

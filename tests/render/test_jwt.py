@@ -249,3 +249,23 @@ def test_inline_keys_rotated_by_apply(gw: JwtGateway) -> None:
     while gw.chat("sso", old_token).status != 200:
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    ("route", "sub", "issuer"),
+    [("sso", "search-app", ISSUER), ("sso-search", "search-app", ISSUER),
+     ("sso-search", "billing-app", ISSUER), ("sso", "billing-app", ISSUER),
+     ("mixed", "search-app", URL_ISSUER), ("mixed", "search-app", ISSUER),
+     ("sso", "search-app", URL_ISSUER)],
+)
+def test_explain_agrees_with_envoy_on_token_consumers(gw: JwtGateway, route: str, sub: str,
+                                                      issuer: str) -> None:
+    from gatewayctl.explain import ExplainRequest, explain_request
+
+    key, kid = (gw.key, "k1") if issuer == ISSUER else (gw.url_key, "url-1")
+    served = gw.chat(route, _token(key, kid, issuer=issuer, sub=sub))
+    body = json.dumps({"model": route, "messages": [{"role": "user", "content": "hello"}]})
+    ir = compile_root(gw.work / "root").ir
+    explained = explain_request(ir, ExplainRequest(body.encode(), consumer=sub,
+                                                   jwt_issuer=issuer))
+    assert explained.status == served.status, (explained.outcome, served.body)
