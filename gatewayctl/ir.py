@@ -215,6 +215,8 @@ class ConsumerIR:
     team: str | None
     api_key: SecretRefIR | None  # None: the consumer authenticates with JWTs only
     budget_usd_per_month: float | None
+    # Over budget -> 429 (needs LimitsIR.scope "global"); otherwise the budget only alerts.
+    budget_enforce: bool = False
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,23 @@ class KubernetesIR:
 
 
 @dataclass(frozen=True)
+class LimitsIR:
+    """Gateway.spec.limits: where the counts of request limits, token limits and enforced
+    budgets live.
+
+    replica: each Envoy counts alone (local_ratelimit), so N replicas admit up to N x a limit.
+    global: Envoy's rate limit filter asks a rate limit service (envoyproxy/ratelimit on
+    Kubernetes) that counts in the Redis at redis_address, so a limit holds across replicas.
+    failure_mode says what a request that needs the service gets when it cannot answer.
+    """
+
+    scope: Literal["replica", "global"] = "replica"
+    redis_address: str | None = None
+    failure_mode: Literal["open", "closed"] = "open"
+    timeout_ms: int = 100
+
+
+@dataclass(frozen=True)
 class GatewayIR:
     name: str
     namespace: str
@@ -251,6 +270,7 @@ class GatewayIR:
     routes: tuple[RouteIR, ...]
     consumers: tuple[ConsumerIR, ...]
     kubernetes: KubernetesIR = field(default_factory=KubernetesIR)
+    limits: LimitsIR = field(default_factory=LimitsIR)
     version: str = IR_VERSION
 
     def jwt_providers(self) -> tuple[JwtProviderIR, ...]:

@@ -15,6 +15,7 @@ from gatewayctl.ir import (
     JwtProviderIR,
     KubernetesIR,
     LimitIR,
+    LimitsIR,
     ModelIR,
     PolicyIR,
     PromptIR,
@@ -336,6 +337,12 @@ def compile_gateway(ms: ManifestSet) -> GatewayIR:
         models=tuple(compile_model(m) for m in ms.models.values()),
         routes=tuple(compile_route(r, ms, defaults, prompts, rollouts) for r in ms.routes.values()),
         kubernetes=compile_kubernetes(gw.spec.kubernetes),
+        limits=LimitsIR(
+            scope=gw.spec.limits.scope,
+            redis_address=gw.spec.limits.redis.address if gw.spec.limits.redis else None,
+            failure_mode=gw.spec.limits.failureMode,
+            timeout_ms=gw.spec.limits.timeout,
+        ),
         consumers=tuple(
             ConsumerIR(
                 name=c.name,
@@ -346,6 +353,7 @@ def compile_gateway(ms: ManifestSet) -> GatewayIR:
                     else None
                 ),
                 budget_usd_per_month=c.spec.budget.usdPerMonth if c.spec.budget else None,
+                budget_enforce=bool(c.spec.budget and c.spec.budget.enforce),
             )
             for c in ms.consumers.values()
         ),

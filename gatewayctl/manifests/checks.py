@@ -513,10 +513,37 @@ def check_unrendered(ms: ManifestSet) -> list[Diagnostic]:
     return diags
 
 
+def check_budgets(ms: ManifestSet) -> list[Diagnostic]:
+    """An enforced budget is counted in the shared Redis of global limits: per replica, each
+    Envoy would only see its own share of a consumer's spending."""
+    gateway = ms.gateway
+    if gateway is None or gateway.spec.limits.scope == "global":
+        return []
+    diags: list[Diagnostic] = []
+    for consumer in ms.consumers.values():
+        budget = consumer.spec.budget
+        if budget is None or not budget.enforce:
+            continue
+        diags.append(
+            error(
+                "GW218",
+                "an enforced budget needs global limits, but Gateway/"
+                f"{gateway.name} has limits.scope {gateway.spec.limits.scope}",
+                location=consumer.location("spec", "budget", "enforce"),
+                field="spec.budget.enforce",
+                resource=consumer.ref,
+                hint="set the Gateway's spec.limits to {scope: global, redis: {address: "
+                "host:port}}, or remove enforce (the budget then only alerts)",
+            )
+        )
+    return diags
+
+
 def check_set(ms: ManifestSet) -> list[Diagnostic]:
     return [
         *check_unrendered(ms),
         *check_request_tests(ms),
+        *check_budgets(ms),
         *check_references(ms),
         *check_routes(ms),
         *check_rollouts(ms),

@@ -54,6 +54,31 @@ class Replicas(Strict):
         return self
 
 
+class Redis(Strict):
+    # host:port of the Redis that holds the shared counts (no scheme; TLS and auth are not
+    # configured by gatewayctl: docs/data-plane.md, "Limits")
+    address: Annotated[str, Field(min_length=3, pattern=r"^[A-Za-z0-9._-]+:[0-9]{1,5}$")]
+
+
+class Limits(Strict):
+    """Where limit counts live: per Envoy (replica) or shared through Redis (global)."""
+
+    scope: Literal["replica", "global"] = "replica"
+    redis: Redis | None = None
+    # When the rate limit service (or its Redis) fails: open admits the request, closed
+    # answers 429; either way routes without limits never ask the service.
+    failureMode: Literal["open", "closed"] = "open"
+    timeout: DurationMs = 100
+
+    @model_validator(mode="after")
+    def _redis_for_global(self) -> Limits:
+        if self.scope == "global" and self.redis is None:
+            raise ValueError(
+                "scope global needs redis: {address: host:port} (the counts live in Redis)"
+            )
+        return self
+
+
 class GatewaySpec(Strict):
     namespace: Name
     listener: Listener = Field(default_factory=Listener)
@@ -61,6 +86,7 @@ class GatewaySpec(Strict):
     image: Annotated[str, Field(min_length=1)] = "envoyproxy/envoy:v1.40.0"
     defaultPolicies: list[Name] = Field(default_factory=list)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    limits: Limits = Field(default_factory=Limits)
 
 
 # --- Provider --------------------------------------------------------------------------------
@@ -312,6 +338,8 @@ class PolicySpec(Strict):
 
 class Budget(Strict):
     usdPerMonth: Annotated[float, Field(gt=0)]
+    # true: over budget, requests get 429 (x-gateway-limit: budget); needs limits.scope global
+    enforce: bool = False
 
 
 class ConsumerSpec(Strict):
