@@ -236,6 +236,25 @@ def mock_provider(
     _finish(run_guarded(body, debug=_state["enabled"]))
 
 
+@app.command("ratelimit-service")
+def ratelimit_service(
+    config: Annotated[
+        Path, typer.Option(help="envoyproxy/ratelimit configuration: a file or a folder.")
+    ],
+    redis: Annotated[str, typer.Option(help="HOST:PORT of the Redis that holds the counts.")],
+    port: Annotated[int, typer.Option(help="gRPC port to listen on.")] = 8081,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Run the local stand-in for Envoy's rate limit service (global limits of `up`)."""
+
+    def body() -> int:
+        from gatewayctl.local.ratelimit.server import run_service
+
+        return run_service(config, redis, host, port)
+
+    _finish(run_guarded(body, debug=_state["enabled"]))
+
+
 def _register_commands() -> None:
     from gatewayctl.commands import explain, gitlab, litellm, local, plan, rollout
 

@@ -23,6 +23,11 @@ from gatewayctl.render.envoy.body import (
     route_body_limit,
 )
 from gatewayctl.render.envoy.clusters import authority, provider_address
+from gatewayctl.render.envoy.global_limits import (
+    lua_global_data,
+    lua_token_limits,
+    render_global_filters,
+)
 from gatewayctl.render.envoy.guardrails import (
     GuardKey,
     guard_sets,
@@ -56,13 +61,15 @@ from gatewayctl.render.envoy.upstream import pinned_models, provider_data, rende
 
 
 def _route_policy_data(
-    route: RouteIR, sets: dict[GuardKey, str], jwt_names: dict[JwtProviderIR, str]
+    ir: GatewayIR, route: RouteIR, sets: dict[GuardKey, str],
+    jwt_names: dict[JwtProviderIR, str],
 ) -> dict[str, Any]:
     data = route_auth_data(route, jwt_names)
     data["guard"] = route_guard_set(route, sets)
     if data["guard"] is not None and route.policy.guard_action == "log":
         data["guard_logs"] = True  # only then does the response read the RBAC shadow result
-    data["token_limits"] = token_limit_data(route)
+    data["token_limits"] = token_limit_data(ir, route)
+    data["global_tokens"] = lua_token_limits(ir, route)
     data["max_bytes"] = route_body_limit(route)
     if route.policy.redact:
         data["redact"] = {kind: True for kind in route.policy.redact}
@@ -75,7 +82,7 @@ def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
     its prompt, a reference and, with one backend, that model's name and upstream name."""
     sets = guard_sets(ir)
     jwt_names = provider_names(ir)
-    policy_of = {r.name: _route_policy_data(r, sets, jwt_names) for r in ir.routes}
+    policy_of = {r.name: _route_policy_data(ir, r, sets, jwt_names) for r in ir.routes}
     canonical = {name: json.dumps(d, sort_keys=True) for name, d in policy_of.items()}
     ids = {text: f"p{i}" for i, text in enumerate(sorted(set(canonical.values())))}
     policies = {ids[canonical[name]]: data for name, data in policy_of.items()}
@@ -108,6 +115,7 @@ def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
         "prices": {m.name: [m.input_per_million, m.output_per_million] for m in ir.models},
         "providers": provider_data(ir, options),
         "secret_ttl_s": options.secret_ttl_s,
+        **lua_global_data(ir),
     }
 
 
@@ -132,7 +140,8 @@ def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, 
         render_buffer_filter(),
         lua_filter(LUA_FILTER, gateway_source(gateway_lua_data(ir, options))),
         render_rbac_filter(ir),
-        *render_ratelimit_filters(ir.routes),
+        *render_ratelimit_filters(ir),
+        *render_global_filters(ir),
         {
             "name": "envoy.filters.http.router",
             # One upstream chain for every cluster (none has its own): see upstream.py.
@@ -148,7 +157,7 @@ def render_internal_header_removal(ir: GatewayIR) -> dict[str, Any]:
     """Client copies of the internal headers, removed before the first route match and before
     any filter (cheaper than Lua calls): a client can pick no route, body class, consumer,
     target, charge or reply format."""
-    names = [*INTERNAL_HEADERS, *token_charge_headers(ir.routes)]
+    names = [*INTERNAL_HEADERS, *token_charge_headers(ir)]
     return {
         "name": "envoy.http.early_header_mutation.header_mutation",
         "typed_config": {

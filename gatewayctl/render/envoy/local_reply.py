@@ -127,8 +127,23 @@ def _mapper(status: int, message: str, err_type: str, code: str) -> dict[str, An
     return mapper
 
 
+def _limit_service_mapper() -> dict[str, Any]:
+    """Global limits with failureMode closed: the rate limit filter's own 500 when the service
+    cannot answer (response flag RLSE) becomes 503, which clients retry."""
+    return {
+        "filter": {"response_flag_filter": {"flags": ["RLSE"]}},
+        "status_code": 503,
+        "body_format_override": _body(
+            "The gateway could not check this request's limits; try again shortly.",
+            "server_error",
+            "limit_service_unavailable",
+        ),
+    }
+
+
 def render_local_reply_config() -> dict[str, Any]:
     return {
-        "mappers": [_mapper(s, *REPLIES[s]) for s in sorted(REPLIES)]
+        "mappers": [_limit_service_mapper()]
+        + [_mapper(s, *REPLIES[s]) for s in sorted(REPLIES)]
         + [_generic_mapper(*generic) for generic in GENERIC_REPLIES]
     }

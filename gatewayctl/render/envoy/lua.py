@@ -77,6 +77,7 @@ def gateway_source(data: Mapping[str, Any]) -> str:
         + "\n"
         + _module("read_secret", "secrets.lua")
         + _module("decide_access", "access.lua")
+        + _module("charge_limits", "ratelimit.lua")
         + shipped_source("gateway.lua")
     )
 

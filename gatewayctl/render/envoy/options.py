@@ -35,6 +35,9 @@ class EnvoyOptions:
     secret_ttl_s: int = 10
     # How often histograms (latency) are merged into /stats/prometheus.
     stats_flush_interval_ms: int = 5000
+    # Global limits: "HOST:PORT" of the rate limit service's gRPC API; None: the Service
+    # gatewayctl renders beside the gateway (render/envoy/global_limits.py).
+    ratelimit_address: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(

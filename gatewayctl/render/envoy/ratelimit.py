@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gatewayctl.ir import LimitIR, RouteIR
+from gatewayctl.ir import GatewayIR, LimitIR, RouteIR
 from gatewayctl.render.envoy.names import (
     CONSUMER_HEADER,
     LIMIT_RESPONSE_HEADER,
@@ -107,9 +107,15 @@ def _limiter(
     return config
 
 
-def render_ratelimit_filters(routes: tuple[RouteIR, ...]) -> list[dict[str, Any]]:
+def _local_routes(ir: GatewayIR) -> tuple[RouteIR, ...]:
+    """The routes whose limits this Envoy counts itself: all in replica scope, none in global
+    scope (global_limits.py then sends them to the rate limit service)."""
+    return ir.routes if ir.limits.scope == "replica" else ()
+
+
+def render_ratelimit_filters(ir: GatewayIR) -> list[dict[str, Any]]:
     """The HCM entries: every route's request limits, then every route's token limits."""
-    ordered = sorted(routes, key=lambda r: r.name)
+    ordered = sorted(_local_routes(ir), key=lambda r: r.name)
     requests = [(r.name, r.policy.rate_limits) for r in ordered if r.policy.rate_limits]
     tokens = [(r.name, r.policy.token_limits) for r in ordered if r.policy.token_limits]
     return [
@@ -124,14 +130,16 @@ def render_ratelimit_filters(routes: tuple[RouteIR, ...]) -> list[dict[str, Any]
     ]
 
 
-def token_limit_data(route: RouteIR) -> list[dict[str, Any]]:
+def token_limit_data(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]]:
     """What the Lua filter needs to carry token debt for this route's limits."""
+    if ir.limits.scope != "replica":
+        return []
     return [
         {"key": f"t{i}", "by": limit.by, "max": limit.amount, "header": token_charge_header(i)}
         for i, limit in enumerate(route.policy.token_limits)
     ]
 
 
-def token_charge_headers(routes: tuple[RouteIR, ...]) -> list[str]:
-    count = max((len(r.policy.token_limits) for r in routes), default=0)
+def token_charge_headers(ir: GatewayIR) -> list[str]:
+    count = max((len(r.policy.token_limits) for r in _local_routes(ir)), default=0)
     return [token_charge_header(i) for i in range(count)]

@@ -6,6 +6,7 @@ from gatewayctl.ir import GatewayIR
 from gatewayctl.render.envoy.bootstrap import render_bootstrap, render_static
 from gatewayctl.render.envoy.bundle import EnvoyBundle, discovery_response
 from gatewayctl.render.envoy.clusters import render_clusters
+from gatewayctl.render.envoy.global_limits import render_ratelimit_cluster
 from gatewayctl.render.envoy.listener import render_listener
 from gatewayctl.render.envoy.names import CLUSTER_TYPE, LISTENER_TYPE
 from gatewayctl.render.envoy.options import EnvoyOptions
@@ -14,7 +15,9 @@ from gatewayctl.render.envoy.options import EnvoyOptions
 def render_envoy(ir: GatewayIR, options: EnvoyOptions | None = None) -> EnvoyBundle:
     opts = options if options is not None else EnvoyOptions()
     listeners = [render_listener(ir, opts)]
-    clusters = render_clusters(ir, opts)
+    clusters = sorted(
+        render_clusters(ir, opts) + render_ratelimit_cluster(ir, opts), key=lambda c: str(c["name"])
+    )
     return EnvoyBundle(
         bootstrap=render_bootstrap(ir, opts),
         lds=discovery_response(listeners, LISTENER_TYPE),

@@ -28,6 +28,7 @@ from gatewayctl.render.envoy.body import (
     buffer_per_route,
 )
 from gatewayctl.render.envoy.clusters import chain
+from gatewayctl.render.envoy.global_limits import route_rate_limits
 from gatewayctl.render.envoy.names import (
     API_PATH_REGEX,
     CONSUMER_HEADER,
@@ -94,15 +95,19 @@ def _route(
     extra_headers: list[dict[str, Any]],
     backend_weights: list[tuple[str, int]],
     pinned: bool = False,
+    rate_limits: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     match: dict[str, Any] = {"safe_regex": {"regex": API_PATH_REGEX}}
     if extra_headers:
         match["headers"] = extra_headers
-    out = {
+    action = _route_action(route, backend_weights)
+    if rate_limits:
+        action["rate_limits"] = rate_limits  # global limits only: global_limits.py
+    out: dict[str, Any] = {
         "name": name,
         # The route's own x-gw-route key selects this entry (render_route_config).
         "match": match,
-        "route": _route_action(route, backend_weights),
+        "route": action,
         # A literal per route: a %DYNAMIC_METADATA% header would be formatted on every request.
         "response_headers_to_add": [_header(ROUTE_RESPONSE_HEADER, route.public_model)],
     }
@@ -114,14 +119,23 @@ def _route(
 def render_gateway_routes(ir: GatewayIR, route: RouteIR, pinned: bool) -> list[dict[str, Any]]:
     """The route's entries; pinned: see upstream.pinned_models."""
     out: list[dict[str, Any]] = []
+    limits = route_rate_limits(ir, route)
     rollout = route.rollout
     if rollout is not None and any(b.model == rollout.canary for b in route.backends):
         canary_match = [{"name": rollout.canary_header, "string_match": {"exact": "always"}}]
-        out.append(_route(route, f"{route.name}-canary", canary_match, [(rollout.canary, 1)]))
+        out.append(
+            _route(
+                route,
+                f"{route.name}-canary",
+                canary_match,
+                [(rollout.canary, 1)],
+                rate_limits=limits,
+            )
+        )
     weights = [(b.model, b.weight) for b in route.backends if b.weight > 0]
     if not weights:  # defensive: the compiler guarantees a positive sum
         weights = [(route.backends[0].model, 1)]
-    out.append(_route(route, route.name, [], weights, pinned))
+    out.append(_route(route, route.name, [], weights, pinned, rate_limits=limits))
     return out
 
 
@@ -210,7 +224,7 @@ def render_route_config(ir: GatewayIR) -> dict[str, Any]:
         ROUTE_HEADER,
         CONSUMER_HEADER,
         PRINCIPAL_HEADER,
-    ] + token_charge_headers(ir.routes)
+    ] + token_charge_headers(ir)
     # Unset values (direct responses, Lua replies) add no header.
     vhost["response_headers_to_add"] = [
         _header(MODEL_RESPONSE_HEADER, f"%UPSTREAM_METADATA({METADATA_NS}:model)%"),

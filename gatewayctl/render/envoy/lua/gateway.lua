@@ -396,6 +396,8 @@ function envoy_on_request(h)
   local consumer, status, message, err_type, code = decide_access(route, principal, model)
   if consumer == nil then return reply(h, status, message, err_type, code) end
   md:set(NS, "consumer", consumer)
+  -- Global limits: an enforced budget's descriptor (global_limits.py).
+  if DATA.budgets ~= nil and DATA.budgets[consumer] then md:set(INTERNAL_NS, "budget", consumer) end
   for _, name in ipairs(CLIENT_KEY_HEADERS) do hdrs:remove(name) end
 
   -- Whether the body's content changes (then it is re-encoded) beyond `model` and
@@ -535,6 +537,11 @@ local UPSTREAM_AUTH_ERROR = json.encode({ error = {
   type = "server_error",
   code = "upstream_authentication_failed",
 } })
+local BUDGET_ERROR = json.encode({ error = {
+  message = "This consumer's monthly budget is spent; requests are refused until it renews.",
+  type = "rate_limit_error",
+  code = "budget_exceeded",
+} })
 local UPSTREAM_HEADERS_DROPPED = { "content-encoding", "www-authenticate", "set-cookie", "etag", "last-modified" }
 
 local function replace_upstream_auth_error(h, hdrs, md, status)
@@ -571,7 +578,14 @@ function envoy_on_response(h)
     md:set(NS, "guardrail", "blocked")
   end
 
-  if status == 429 and hdrs:get("x-gateway-limit") ~= nil then
+  local limit_hit = status == 429 and hdrs:get("x-gateway-limit")
+  if limit_hit == "budget" then
+    -- The rate limit filter's 429 for an enforced budget (global limits) says so.
+    local body = h:body()
+    if body ~= nil then body:setBytes(BUDGET_ERROR) end
+    return
+  end
+  if limit_hit then
     -- Rejected by a limiter before (or at) the token charge: nothing was consumed, so the
     -- carried debt goes back to wait for the next request.
     local internal = md:get(INTERNAL_NS) or {}
@@ -601,9 +615,27 @@ function envoy_on_response(h)
   md:set(NS, "prompt_tokens", p)
   md:set(NS, "completion_tokens", c)
   local price = model and DATA.prices[model]
+  local cost = 0
   if price ~= nil then
-    local cost = (p * price[1] + c * price[2]) / 1000000
+    cost = (p * price[1] + c * price[2]) / 1000000
     md:set(NS, "cost_usd", tonumber(string.format("%.8f", cost)))
+    -- The cost counter (access_log.py): integer nano-USD, as Envoy's counters are integers.
+    md:set(INTERNAL_NS, "cost_nano_usd", math.floor(cost * 1e9 + 0.5))
   end
   if #route.token_limits > 0 then charge_tokens(info, route, p + c) end
+  -- Global limits: the rate limit service is charged what the response used, beyond the 1
+  -- each request was charged when it arrived (global_limits.py).
+  if route.global_tokens ~= nil then
+    local descriptors = {}
+    for i, limit in ipairs(route.global_tokens) do
+      local d = { { limit.key, info.route } }
+      if limit.by == "consumer" then d[2] = { "consumer", info.consumer } end
+      descriptors[i] = d
+    end
+    charge_limits(h, DATA.ratelimit, descriptors, p + c - 1)
+  end
+  if DATA.budgets ~= nil and DATA.budgets[info.consumer] and cost > 0 then
+    local units = math.ceil(cost / DATA.budget_unit_usd - 1e-9) - 1
+    charge_limits(h, DATA.ratelimit, { { { "budget", info.consumer } } }, units)
+  end
 end

