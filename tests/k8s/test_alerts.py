@@ -42,9 +42,9 @@ def test_budgets_and_rollouts_each_get_a_group(multi_team: GatewayIR) -> None:
     ]
     alerts = {r["alert"]: r for r in budgets if "alert" in r}
     assert alerts["GatewayConsumerBudgetExceeded"]["expr"] == (
-        'sum by (consumer) (increase(gatewayctl_request_cost_usd_total{gateway="ai-gateway"}'
-        '[30d])) / on (consumer) gatewayctl:consumer_budget_usd_per_month{gateway="ai-gateway"}'
-        " > 1"
+        '(sum by (consumer) (increase(envoy_gatewayctl_consumer_cost_nano_usd'
+        '{namespace="ai-gateway"}[30d])) / 1e9) / on (consumer) '
+        'gatewayctl:consumer_budget_usd_per_month{gateway="ai-gateway"} > 1'
     )
     assert alerts["GatewayConsumerBudgetNearlySpent"]["expr"].endswith(" > 0.8 <= 1")
     [canary] = groups["gatewayctl.ai-gateway.rollouts"]

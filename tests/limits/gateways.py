@@ -33,6 +33,7 @@ def limits_ir(
     per_s: int = 3600,
     scope: LimitsIR | None = None,
     budgets: dict[str, float] | None = None,
+    enforce: bool = True,
 ) -> GatewayIR:
     """Routes: `limited` (requests per consumer), `tokens` (a token limit per consumer, when
     given), `open` (no limit, no key) and `chat` (two backends, no limit)."""
@@ -67,7 +68,7 @@ def limits_ir(
             team="t",
             api_key=SecretRefIR(name=f"{n}-key", key="key"),
             budget_usd_per_month=(budgets or {}).get(n),
-            budget_enforce=n in (budgets or {}),
+            budget_enforce=enforce and n in (budgets or {}),
         )
         for n in sorted(KEYS)
     )

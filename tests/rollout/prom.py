@@ -34,20 +34,36 @@ def find_prometheus() -> str:
 
 
 class Prometheus:
-    def __init__(self, workdir: Path, targets: list[str], *, interval: str = "1s") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        targets: list[str],
+        *,
+        interval: str = "1s",
+        labels: dict[str, str] | None = None,
+        rules: dict[str, object] | None = None,
+    ) -> None:
+        """labels: added to every scraped series (as Kubernetes service discovery adds
+        `namespace`); rules: a rule file's content (groups), evaluated every interval."""
         self.binary = find_prometheus()
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "prometheus.yml"
+        rule_line = ""
+        if rules is not None:
+            (workdir / "rules.yml").write_text(json.dumps(rules), encoding="utf-8")
+            rule_line = f"rule_files: [{json.dumps(str(workdir / 'rules.yml'))}]\n"
         self.config.write_text(
             f"global: {{scrape_interval: {interval}, scrape_timeout: {interval}, "
             f"evaluation_interval: {interval}}}\n"
-            "scrape_configs:\n"
+            + rule_line
+            + "scrape_configs:\n"
             "  - job_name: envoy\n"
             "    metrics_path: /stats/prometheus\n"
-            f"    static_configs: [{{targets: {json.dumps(targets)}}}]\n",
+            f"    static_configs: [{{targets: {json.dumps(targets)}, "
+            f"labels: {json.dumps(labels or {})}}}]\n",
             encoding="utf-8")
         self.log = workdir / "prometheus.log"
         self.proc: subprocess.Popen[bytes] | None = None

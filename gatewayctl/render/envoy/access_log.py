@@ -19,6 +19,7 @@ from typing import Any
 
 from gatewayctl.render.envoy.names import (
     FILE_LOG_TYPE,
+    INTERNAL_NS,
     METADATA_NS,
     STATS_LOG_TYPE,
     STDOUT_LOG_TYPE,
@@ -78,6 +79,24 @@ def _token_counter(kind: str) -> dict[str, Any]:
     }
 
 
+# Spend per consumer, the counter the budget alerts read (render/k8s/alerts.py): integer
+# nano-USD (Envoy's counters are integers) that the Lua filter computes from usage and prices.
+COST_STAT = "consumer.cost_nano_usd"
+
+
+def _cost_counter() -> dict[str, Any]:
+    return {
+        "stat": {
+            "name": COST_STAT,
+            "tags": [
+                {"name": "consumer", "value_format": _md("consumer")},
+                {"name": "route", "value_format": _md("route")},
+            ],
+        },
+        "value_format": f"%DYNAMIC_METADATA({INTERNAL_NS}:cost_nano_usd)%",
+    }
+
+
 def render_token_stats_log() -> dict[str, Any]:
     """Per-backend token counters (stats_scope, not the deprecated stat_prefix)."""
     present = {
@@ -93,7 +112,11 @@ def render_token_stats_log() -> dict[str, Any]:
         "typed_config": {
             "@type": STATS_LOG_TYPE,
             "stats_scope": {"prefix": TOKEN_STATS_SCOPE},
-            "counters": [_token_counter("prompt_tokens"), _token_counter("completion_tokens")],
+            "counters": [
+                _token_counter("prompt_tokens"),
+                _token_counter("completion_tokens"),
+                _cost_counter(),
+            ],
         },
     }
 

@@ -6,12 +6,14 @@ to compare).
 
 Metric names this module assumes:
 
-- Budgets use `gatewayctl_request_cost_usd_total{gateway, consumer, route, model}`, a counter
-  of estimated USD derived from the gateway's JSON access log (its `cost_usd` and `consumer`
-  fields) by the log pipeline; Envoy's own stats carry no consumer or cost. Spend is taken over
-  a rolling 30 days, so Prometheus must retain at least that. The budgets themselves are
+- Budgets use `envoy_gatewayctl_consumer_cost_nano_usd{consumer, route}`, the spend counter
+  Envoy itself keeps (render/envoy/access_log.py: the Lua filter's cost of each response with
+  a usage, in nano-USD), scraped from the pods like every Envoy stat. Spend is taken over a
+  rolling 30 days, so Prometheus must retain at least that. The budgets themselves are
   recording rules (`gatewayctl:consumer_budget_usd_per_month`), so one pair of alerts covers
   every consumer and a budget change is a data change.
+- Global limits alert when the rate limit service fails: Envoy's rate limit filter counts
+  `ratelimit.error` on the routed cluster (`envoy_cluster_ratelimit_error`).
 - Canaries use Envoy's per-cluster stats as scraped from the pods' admin port:
   `envoy_cluster_upstream_rq_xx{envoy_response_code_class="5"}` over
   `envoy_cluster_upstream_rq_total`, on the route's per-backend clusters
@@ -27,7 +29,8 @@ from gatewayctl.ir import GatewayIR, RouteIR
 from gatewayctl.render.envoy.names import backend_cluster_name
 from gatewayctl.render.k8s.meta import MONITORING, KubeObject, metadata
 
-COST_METRIC = "gatewayctl_request_cost_usd_total"
+COST_METRIC = "envoy_gatewayctl_consumer_cost_nano_usd"
+LIMIT_ERRORS = "envoy_cluster_ratelimit_error"
 BUDGET_RECORD = "gatewayctl:consumer_budget_usd_per_month"
 BUDGET_WARNING_RATIO = 0.8
 # A canary alerts when its 5xx ratio exceeds the stable's by this much for CANARY_FOR.
@@ -37,7 +40,7 @@ CANARY_FOR = "10m"
 
 
 def wants_alerts(ir: GatewayIR) -> bool:
-    return bool(_budgeted(ir) or _active_rollouts(ir))
+    return bool(_budgeted(ir) or _active_rollouts(ir) or ir.limits.scope == "global")
 
 
 def _budgeted(ir: GatewayIR) -> list[tuple[str, float]]:
@@ -74,7 +77,7 @@ def _budget_alert(gw: str, name: str, level: str, ratio: str, severity: str) -> 
 
 def _budget_group(ir: GatewayIR) -> dict[str, Any]:
     gw = ir.name
-    spend = f'sum by (consumer) (increase({COST_METRIC}{{gateway="{gw}"}}[30d]))'
+    spend = budget_spend_expr(ir)
     ratio = f'{spend} / on (consumer) {BUDGET_RECORD}{{gateway="{gw}"}}'
     rules: list[dict[str, Any]] = [
         {
@@ -137,11 +140,45 @@ def _canary_rule(ir: GatewayIR, route: RouteIR) -> dict[str, Any]:
     }
 
 
+def budget_spend_expr(ir: GatewayIR) -> str:
+    """Each consumer's spend over 30 days in USD (the budget alerts' numerator)."""
+    return f'(sum by (consumer) (increase({COST_METRIC}{{namespace="{ir.namespace}"}}[30d])) / 1e9)'
+
+
+def _limits_group(ir: GatewayIR) -> dict[str, Any]:
+    errors = f'sum(rate({LIMIT_ERRORS}{{namespace="{ir.namespace}"}}[5m]))'
+    mode = (
+        "admitted without a check (failureMode open)"
+        if ir.limits.failure_mode == "open"
+        else "refused with 503 (failureMode closed)"
+    )
+    return {
+        "name": f"gatewayctl.{ir.name}.limits",
+        "rules": [
+            {
+                "alert": "GatewayRateLimitServiceFailing",
+                "annotations": {
+                    "description": (
+                        f"Gateway {ir.name}'s Envoys cannot ask the rate limit service (or its "
+                        f"Redis): {{{{ $value | humanize }}}} requests/s with limits are {mode}."
+                    ),
+                    "summary": "Global limits are not being checked",
+                },
+                "expr": f"{errors} > 0",
+                "for": "5m",
+                "labels": {"gateway": ir.name, "severity": "critical"},
+            }
+        ],
+    }
+
+
 def render_prometheus_groups(ir: GatewayIR) -> list[dict[str, Any]]:
     """The rule groups; shared with the Helm values so the chart alerts the same way."""
     groups: list[dict[str, Any]] = []
     if _budgeted(ir):
         groups.append(_budget_group(ir))
+    if ir.limits.scope == "global":
+        groups.append(_limits_group(ir))
     rollouts = _active_rollouts(ir)
     if rollouts:
         groups.append(

@@ -619,9 +619,9 @@ function envoy_on_response(h)
   if price ~= nil then
     cost = (p * price[1] + c * price[2]) / 1000000
     md:set(NS, "cost_usd", tonumber(string.format("%.8f", cost)))
-    -- The cost counter (access_log.py): integer nano-USD, as Envoy's counters are integers.
-    md:set(INTERNAL_NS, "cost_nano_usd", math.floor(cost * 1e9 + 0.5))
   end
+  -- The spend counter (access_log.py): integer nano-USD, as Envoy's counters are integers.
+  md:set(INTERNAL_NS, "cost_nano_usd", math.floor(cost * 1e9 + 0.5))
   if #route.token_limits > 0 then charge_tokens(info, route, p + c) end
   -- Global limits: the rate limit service is charged what the response used, beyond the 1
   -- each request was charged when it arrived (global_limits.py).
