@@ -2,7 +2,9 @@
 
 NetworkPolicy (Gateway.spec.kubernetes.networkPolicy, on by default): ingress only to the
 listener (clients, from anywhere the cluster lets reach the pods) and to the stats listener
-(metrics and liveness); egress only to the providers' ports and to DNS. Envoy's admin port is
+(metrics and liveness); egress only to the providers' ports, to DNS and, with global limits,
+to the rate limit service's pods (which get a policy of their own: gRPC in from the gateway's
+pods, out to DNS and Redis). Envoy's admin port is
 never opened: it listens on the pod's loopback anyway. Providers are outside the cluster and
 named by DNS, which a NetworkPolicy cannot match, so their ports are open to any address.
 kubelet's probes are not subject to NetworkPolicy.
@@ -17,9 +19,11 @@ from __future__ import annotations
 from typing import Any
 
 from gatewayctl.ir import GatewayIR
+from gatewayctl.render.envoy.global_limits import RATELIMIT_GRPC_PORT
 from gatewayctl.render.envoy.probes import METRICS_PATH
 from gatewayctl.render.k8s.layout import EnvoyLayout
 from gatewayctl.render.k8s.meta import MONITORING, PROXY, KubeObject, metadata, selector_labels
+from gatewayctl.render.k8s.ratelimit import RATELIMIT, ratelimit_name, ratelimit_selector
 
 DNS_PORT = 53
 
@@ -40,6 +44,14 @@ def render_network_policy(ir: GatewayIR, layout: EnvoyLayout) -> KubeObject | No
     ]
     if provider_ports:
         egress.append({"ports": [_tcp(port) for port in provider_ports]})
+    if ir.limits.scope == "global":
+        # global limits: the rate limit service beside the gateway (ratelimit.py)
+        egress.append(
+            {
+                "ports": [_tcp(RATELIMIT_GRPC_PORT)],
+                "to": [{"podSelector": {"matchLabels": ratelimit_selector(ir)}}],
+            }
+        )
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -48,6 +60,33 @@ def render_network_policy(ir: GatewayIR, layout: EnvoyLayout) -> KubeObject | No
             "egress": egress,
             "ingress": [{"ports": inbound}],
             "podSelector": {"matchLabels": selector_labels(ir)},
+            "policyTypes": ["Ingress", "Egress"],
+        },
+    }
+
+
+def render_ratelimit_network_policy(ir: GatewayIR) -> KubeObject | None:
+    """The rate limit service's pods: gRPC from the gateway's pods only; out to DNS and to
+    the Redis port (Redis may be outside the cluster, so any address)."""
+    if not ir.kubernetes.network_policy or ir.limits.scope != "global":
+        return None
+    redis_port = int((ir.limits.redis_address or ":6379").rpartition(":")[2])
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(ir, ratelimit_name(ir), RATELIMIT),
+        "spec": {
+            "egress": [
+                {"ports": [{"port": DNS_PORT, "protocol": "UDP"}, _tcp(DNS_PORT)]},
+                {"ports": [_tcp(redis_port)]},
+            ],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": selector_labels(ir)}}],
+                    "ports": [_tcp(RATELIMIT_GRPC_PORT)],
+                }
+            ],
+            "podSelector": {"matchLabels": ratelimit_selector(ir)},
             "policyTypes": ["Ingress", "Egress"],
         },
     }

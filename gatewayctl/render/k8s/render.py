@@ -17,8 +17,13 @@ from gatewayctl.render.k8s.configmaps import (
 )
 from gatewayctl.render.k8s.layout import EnvoyFiles, read_layout
 from gatewayctl.render.k8s.meta import KubeObject, check_gateway_name
-from gatewayctl.render.k8s.network import render_network_policy, render_pod_monitor
+from gatewayctl.render.k8s.network import (
+    render_network_policy,
+    render_pod_monitor,
+    render_ratelimit_network_policy,
+)
 from gatewayctl.render.k8s.provenance import Provenance
+from gatewayctl.render.k8s.ratelimit import render_ratelimit_objects
 from gatewayctl.render.k8s.scaling import render_hpa, render_pdb
 from gatewayctl.render.k8s.service import render_service, render_service_account
 from gatewayctl.render.k8s.workload import render_deployment
@@ -29,8 +34,9 @@ def render_kubernetes(
 ) -> list[KubeObject]:
     """Every object of the gateway, in dependency order: ServiceAccount, ConfigMaps (bootstrap,
     config-clusters when packed, config, ir), Service, Deployment, PodDisruptionBudget,
-    HorizontalPodAutoscaler, the NetworkPolicy (unless switched off), the PodMonitor (when asked
-    for), then the PrometheusRule when budgets or rollouts ask for one.
+    HorizontalPodAutoscaler, with global limits the rate limit service (ConfigMap, Deployment,
+    Service), the NetworkPolicies (unless switched off), the PodMonitor (when asked for), then
+    the PrometheusRule when budgets, rollouts or global limits ask for one.
 
     Raises KubernetesRenderError when the gateway's name cannot name the objects, when the
     Envoy bundle is not laid out for a ConfigMap mount, or when an object would exceed a size limit.
@@ -48,9 +54,11 @@ def render_kubernetes(
         render_deployment(ir, layout),
         render_pdb(ir),
         render_hpa(ir),
+        *render_ratelimit_objects(ir),
     ]
     for extra in (
         render_network_policy(ir, layout),
+        render_ratelimit_network_policy(ir),
         render_pod_monitor(ir, layout),
         render_prometheus_rule(ir),
     ):

@@ -1,0 +1,174 @@
+"""Global limits on Kubernetes: Envoy's own rate limit service beside the gateway.
+
+Three objects when LimitsIR.scope is "global" (none otherwise):
+
+- ConfigMap `<gateway>-ratelimit`: `config.yaml`, the service's configuration in its own
+  format (render/ratelimit_config.py), mounted where the service reads it
+  (RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/config). RUNTIME_WATCH_ROOT=false makes the service
+  notice kubelet's `..data` swap, so a changed limit reaches it without a restart.
+- Deployment `<gateway>-ratelimit`: `envoyproxy/ratelimit` (RATELIMIT_IMAGE, pinned by
+  tag and digest), two replicas (it keeps no state of its own: the counts are in the user's
+  Redis at LimitsIR.redis_address), gRPC on 8081, health on 8080 (`/healthcheck`).
+- Service `<gateway>-ratelimit`: the gRPC port, which the gateway's Envoys reach
+  (render/envoy/global_limits.py).
+
+The NetworkPolicies (network.py) let the gateway's pods reach this service and this service
+reach DNS and Redis.
+"""
+
+from __future__ import annotations
+
+from gatewayctl.ir import GatewayIR
+from gatewayctl.render.envoy.global_limits import RATELIMIT_GRPC_PORT
+from gatewayctl.render.k8s.meta import (
+    APP_NAME,
+    COMPONENT_LABEL,
+    INSTANCE_LABEL,
+    NAME_LABEL,
+    KubeObject,
+    metadata,
+)
+from gatewayctl.render.ratelimit_config import (
+    CONFIG_FILE,
+    dump_ratelimit_config,
+    render_ratelimit_config,
+)
+
+# envoyproxy/ratelimit publishes commit-named tags only; the digest pins the exact image.
+RATELIMIT_IMAGE = (
+    "docker.io/envoyproxy/ratelimit:837de552"
+    "@sha256:a8661ef320aaffbf4f10c15b40a5bd47906a7256d5c67bbf20de7fd33e562d7c"
+)
+RATELIMIT = "ratelimit"
+HEALTH_PORT = 8080
+RUNTIME_ROOT = "/data"
+RUNTIME_SUBDIRECTORY = "ratelimit"
+REPLICAS = 2
+UID = 65532  # any non-root user: the service writes nothing
+
+
+def ratelimit_name(ir: GatewayIR) -> str:
+    return f"{ir.name}-ratelimit"
+
+
+def ratelimit_selector(ir: GatewayIR) -> dict[str, str]:
+    """The service's pods: the gateway's labels with component `ratelimit`, so the gateway's
+    own selector (component `proxy`) never matches them."""
+    return {NAME_LABEL: APP_NAME, INSTANCE_LABEL: ir.name, COMPONENT_LABEL: RATELIMIT}
+
+
+def _env(ir: GatewayIR) -> list[dict[str, str]]:
+    values = {
+        "GRPC_PORT": str(RATELIMIT_GRPC_PORT),
+        "PORT": str(HEALTH_PORT),
+        "LOG_LEVEL": "warn",
+        "REDIS_SOCKET_TYPE": "tcp",
+        "REDIS_URL": ir.limits.redis_address or "",
+        "RUNTIME_ROOT": RUNTIME_ROOT,
+        "RUNTIME_SUBDIRECTORY": RUNTIME_SUBDIRECTORY,
+        "RUNTIME_IGNOREDOTFILES": "true",
+        "RUNTIME_WATCH_ROOT": "false",
+        "USE_STATSD": "false",
+    }
+    return [{"name": k, "value": v} for k, v in sorted(values.items())]
+
+
+def _deployment(ir: GatewayIR) -> KubeObject:
+    security = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": UID,
+        "runAsGroup": UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    probe = {
+        "httpGet": {"path": "/healthcheck", "port": "health"},
+        "periodSeconds": 5,
+        "timeoutSeconds": 2,
+        "failureThreshold": 3,
+    }
+    container = {
+        "name": RATELIMIT,
+        "image": RATELIMIT_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["/bin/ratelimit"],
+        "env": _env(ir),
+        "ports": [
+            {"containerPort": RATELIMIT_GRPC_PORT, "name": "grpc", "protocol": "TCP"},
+            {"containerPort": HEALTH_PORT, "name": "health", "protocol": "TCP"},
+        ],
+        "readinessProbe": probe,
+        "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 6},
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"memory": "256Mi"},
+        },
+        "securityContext": security,
+        "volumeMounts": [
+            {
+                "name": "config",
+                "mountPath": f"{RUNTIME_ROOT}/{RUNTIME_SUBDIRECTORY}/config",
+                "readOnly": True,
+            }
+        ],
+    }
+    meta = metadata(ir, ratelimit_name(ir), RATELIMIT)
+    pod_labels = {**meta["labels"], **ratelimit_selector(ir)}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": REPLICAS,
+            "selector": {"matchLabels": ratelimit_selector(ir)},
+            "template": {
+                "metadata": {"labels": dict(sorted(pod_labels.items()))},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "containers": [container],
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": ratelimit_name(ir)}}
+                    ],
+                },
+            },
+        },
+    }
+
+
+def render_ratelimit_objects(ir: GatewayIR) -> list[KubeObject]:
+    """ConfigMap, Deployment, Service (apply order); none in replica scope."""
+    config = render_ratelimit_config(ir)
+    if config is None:
+        return []
+    configmap: KubeObject = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(ir, ratelimit_name(ir), RATELIMIT),
+        "data": {CONFIG_FILE: dump_ratelimit_config(config)},
+    }
+    service: KubeObject = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(ir, ratelimit_name(ir), RATELIMIT),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": ratelimit_selector(ir),
+            "ports": [
+                {
+                    "name": "grpc",
+                    "port": RATELIMIT_GRPC_PORT,
+                    "targetPort": "grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "grpc",
+                }
+            ],
+        },
+    }
+    return [configmap, _deployment(ir), service]
