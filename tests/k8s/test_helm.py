@@ -222,3 +222,35 @@ def test_inconsistent_config_values_fail_with_a_clear_message() -> None:
         )
     with pytest.raises(helm.HelmError):
         render_chart({"replicas": {"min": 0}})
+
+
+def test_the_chart_deploys_the_same_rate_limit_service_for_global_limits(
+    multi_team: GatewayIR,
+) -> None:
+    import dataclasses
+
+    from gatewayctl.ir import LimitsIR
+
+    ir = dataclasses.replace(
+        multi_team, limits=LimitsIR(scope="global", redis_address="redis.cache.svc:6380")
+    )
+    bundle = envoy_bundle(ir)
+    values = render_helm_values(ir, bundle)
+    lint(values)
+    charted = render_chart(values, name=ir.name, namespace=ir.namespace)
+    for obj in charted:
+        validate_object(obj)
+    ours = {(o["kind"], o["metadata"]["name"]): o for o in render_kubernetes(ir, bundle)}
+    theirs = {(o["kind"], o["metadata"]["name"]): o for o in charted}
+    name = "ai-gateway-ratelimit"
+    assert theirs["ConfigMap", name]["data"] == ours["ConfigMap", name]["data"]
+    deployment = ("Deployment", name)
+    assert theirs[deployment]["spec"]["template"]["spec"] == (
+        ours[deployment]["spec"]["template"]["spec"])
+    assert theirs[deployment]["spec"]["selector"] == ours[deployment]["spec"]["selector"]
+    for kind, obj_name in (("Service", name), ("NetworkPolicy", name),
+                           ("NetworkPolicy", "ai-gateway")):
+        assert theirs[kind, obj_name]["spec"] == ours[kind, obj_name]["spec"], (kind, obj_name)
+    # without global limits the chart deploys none of it
+    plain = render_chart(render_helm_values(multi_team, envoy_bundle(multi_team)))
+    assert not [o for o in plain if o["metadata"]["name"].endswith("-ratelimit")]

@@ -10,6 +10,13 @@ app.kubernetes.io/instance: {{ include "gw.name" . }}
 app.kubernetes.io/name: gatewayctl-gateway
 {{- end -}}
 
+{{/* The rate limit service's pods (global limits): the gateway's labels, component ratelimit. */}}
+{{- define "gw.rateLimitSelectorLabels" -}}
+app.kubernetes.io/component: ratelimit
+app.kubernetes.io/instance: {{ include "gw.name" . }}
+app.kubernetes.io/name: gatewayctl-gateway
+{{- end -}}
+
 {{/* Object labels; call with (dict "ctx" $ "component" "proxy"). Helm, not gatewayctl, is
      the manager here, so `gatewayctl apply` never prunes these objects. */}}
 {{- define "gw.labels" -}}

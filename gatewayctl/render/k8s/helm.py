@@ -15,10 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from gatewayctl.ir import GatewayIR
+from gatewayctl.render.envoy.global_limits import RATELIMIT_GRPC_PORT
 from gatewayctl.render.k8s.alerts import render_prometheus_groups
 from gatewayctl.render.k8s.configmaps import CDS_SHA256_KEY, PACKED_SUFFIX, config_entries
 from gatewayctl.render.k8s.layout import EnvoyFiles, read_layout
 from gatewayctl.render.k8s.meta import check_gateway_name
+from gatewayctl.render.k8s.ratelimit import RATELIMIT_IMAGE, REPLICAS
 from gatewayctl.render.k8s.unpack import POLL_SECONDS, UNPACK_RESOURCES
 from gatewayctl.render.k8s.workload import (
     CONCURRENCY,
@@ -26,6 +28,7 @@ from gatewayctl.render.k8s.workload import (
     TERMINATION_GRACE_SECONDS,
     container_resources,
 )
+from gatewayctl.render.ratelimit_config import dump_ratelimit_config, render_ratelimit_config
 
 _VALUE_NAMES = {CDS_SHA256_KEY: "cdsSha256"}
 
@@ -98,4 +101,21 @@ def render_helm_values(ir: GatewayIR, envoy: EnvoyFiles) -> dict[str, Any]:
     }
     if layout.stats_port is not None:
         values["stats"] = {"port": layout.stats_port}
+    values["rateLimit"] = _rate_limit_values(ir)
     return dict(sorted(values.items()))
+
+
+def _rate_limit_values(ir: GatewayIR) -> dict[str, Any]:
+    config = render_ratelimit_config(ir)
+    if config is None:
+        return {"enabled": False}
+    redis = ir.limits.redis_address or ""
+    return {
+        "config": dump_ratelimit_config(config),
+        "enabled": True,
+        "grpcPort": RATELIMIT_GRPC_PORT,
+        "image": {**split_image(RATELIMIT_IMAGE), "pullPolicy": "IfNotPresent"},
+        "redisPort": int(redis.rpartition(":")[2]),
+        "redisUrl": redis,
+        "replicas": REPLICAS,
+    }
