@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
@@ -21,6 +21,8 @@ from gatewayctl.errors import GatewayctlError
 from gatewayctl.ir import GatewayIR
 from gatewayctl.local import process
 from gatewayctl.local.admin import AdminClient, ServedConfig
+from gatewayctl.local.limits import CHILDREN as LIMIT_CHILDREN
+from gatewayctl.local.limits import needs_limit_services, start_limit_services
 from gatewayctl.local.process import HOST
 from gatewayctl.local.publish import ConfigDir
 from gatewayctl.local.reload import (
@@ -150,6 +152,11 @@ def up(root: Path, *, listener_port: int | None = None, admin_port: int = 9901,
         on_progress(f"compiled {root}: {len(ir.routes)} route(s), "
                     f"{len(ir.providers)} provider(s)")
         ports = _choose_ports(ir, listener_port, admin_port, mock_port)
+        if needs_limit_services(ir):
+            taken = frozenset((ports.listener, ports.admin, ports.mock))
+            redis = process.free_port(taken)
+            ports = replace(ports, redis=redis,
+                            ratelimit=process.free_port(taken | {redis}))
         secrets = state.prepare_secrets(root, secret_refs(ir))
         choice = choose_providers(ir, secrets, mock_all=mock_all)
         bundle = render_local(ir, state, ports, choice)
@@ -197,6 +204,11 @@ def _start(state: StateDir, root: Path, ir: GatewayIR, ports: Ports, bundle: Loc
     process.wait_mock_ready(mock, ports.mock, state.mock_log, since)
     on_progress(f"mock provider listening on http://{HOST}:{ports.mock} (pid {mock.pid})")
 
+    if ports.ratelimit:
+        redis_pid, ratelimit_pid = start_limit_services(state, ir, ports.redis, ports.ratelimit)
+        on_progress(f"global limits: redis-server on {HOST}:{ports.redis} (pid {redis_pid}), "
+                    f"rate limit service on {HOST}:{ports.ratelimit} (pid {ratelimit_pid})")
+
     ConfigDir(state.config_dir).publish(bundle.docs)
     bootstrap = state.envoy_dir / "bootstrap.yaml"
     bootstrap.write_text(bundle.bootstrap, encoding="utf-8")
@@ -214,7 +226,7 @@ def _start(state: StateDir, root: Path, ir: GatewayIR, ports: Ports, bundle: Loc
         root=str(root), listener_port=ports.listener, admin_port=ports.admin,
         mock_port=ports.mock, started_at=started, config_version=bundle.version,
         applied_at=started, mocked_providers=tuple(p for p, _ in mocked), real_providers=real,
-        drain_time_s=drain_time_s))
+        drain_time_s=drain_time_s, redis_port=ports.redis, ratelimit_port=ports.ratelimit))
     return UpResult(str(root), str(state.path), ports, envoy.pid, mock.pid, ready_s,
                     bundle.version, tuple(r.public_model for r in ir.routes), mocked, real,
                     example_curl(ir, ports.listener, state.secrets_dir))
@@ -262,7 +274,7 @@ def _alive(state: StateDir, name: str) -> bool:
 
 def _stop_children(state: StateDir) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
-    for name in ("envoy", "mock"):
+    for name in ("envoy", "mock", *LIMIT_CHILDREN):
         record = state.read_pid(name)
         if record is not None:
             out.append((name, process.stop(record)))

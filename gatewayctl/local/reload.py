@@ -31,6 +31,7 @@ from gatewayctl.local.admin import (
     compare_served,
     summarize_bundle,
 )
+from gatewayctl.local.limits import needs_limit_services, write_limit_config
 from gatewayctl.local.process import ProcessError
 from gatewayctl.local.publish import ConfigDir, Publisher, canonical
 from gatewayctl.local.rendering import (
@@ -155,7 +156,14 @@ def _apply_locked(state: StateDir, ir: GatewayIR, root: Path | None, on_progress
     src = (root or Path(current.root)).resolve()
     secrets = state.prepare_secrets(src, secret_refs(ir))
     choice = choose_providers(ir, secrets, known={p: True for p in current.real_providers})
-    bundle = render_local(ir, state, Ports.of(current), choice)
+    ports = Ports.of(current)
+    if needs_limit_services(ir) and not ports.ratelimit:
+        raise GatewayctlError(
+            "this root now has global limits, which need Redis and the rate limit service "
+            "that `up` starts",
+            hint="run `gatewayctl down`, then `gatewayctl up ROOT`",
+        )
+    bundle = render_local(ir, state, ports, choice)
     if not validated:
         took = validate_local(bundle, state)
         on_progress(f"envoy --mode validate: OK ({took:.2f}s)")
@@ -174,6 +182,8 @@ def _apply_locked(state: StateDir, ir: GatewayIR, root: Path | None, on_progress
     changed = lds_changed or canonical(old["cds"]) != canonical(target_cds)
     publisher = Publisher(config_dir, admin, state.envoy_log)
     swaps = 0
+    # The rate limit service learns new limits before Envoy sends their descriptors.
+    write_limit_config(state, ir)
     if changed:
         swaps = publisher.apply(old, target, on_progress)
     elif compare_served(summarize_bundle(target["lds"], target["cds"]), admin.served()):

@@ -45,10 +45,13 @@ class Ports:
     listener: int
     admin: int
     mock: int
+    redis: int = 0  # global limits only (local/limits.py)
+    ratelimit: int = 0
 
     @classmethod
     def of(cls, state: LocalState) -> Ports:
-        return cls(state.listener_port, state.admin_port, state.mock_port)
+        return cls(state.listener_port, state.admin_port, state.mock_port, state.redis_port,
+                   state.ratelimit_port)
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ def render_local(ir: GatewayIR, state: StateDir, ports: Ports,
         provider_overrides={name: f"http://{HOST}:{ports.mock}" for name in choice.mocked},
         node_id=NODE_ID,
         node_cluster=ir.name,
+        ratelimit_address=f"{HOST}:{ports.ratelimit}" if ports.ratelimit else None,
     )
     bundle = render_envoy(without_credentials(ir, choice.mocked), options)
     files = bundle.files()

@@ -77,6 +77,8 @@ class LocalState:
     retired: tuple[tuple[float, tuple[str, ...]], ...] = ()
     lingering: tuple[str, ...] = ()  # clusters kept only for those draining connections
     drain_time_s: int = 600  # Envoy's --drain-time-s
+    redis_port: int = 0  # global limits: Redis and the rate limit service (local/limits.py)
+    ratelimit_port: int = 0
 
 
 @dataclass(frozen=True)

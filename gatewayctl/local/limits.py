@@ -1,0 +1,101 @@
+"""Global limits for the local gateway: Redis and the rate limit service, as children of `up`.
+
+For a root whose Gateway has `limits.scope: global`, `up` starts Debian's `redis-server` on a
+free loopback port (no persistence: the counts live as long as the local gateway) and the
+local stand-in for envoyproxy/ratelimit (`gatewayctl ratelimit-service`, local/ratelimit/)
+reading `<state>/ratelimit/config.yaml`, which every apply rewrites before Envoy's config
+changes (the service re-reads it when it changes). The manifests' `limits.redis.address` names
+the production Redis; locally the gateway always uses its own. Kubernetes runs the official
+service instead (render/k8s/ratelimit.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+
+from gatewayctl.errors import GatewayctlError
+from gatewayctl.ir import GatewayIR
+from gatewayctl.local import process
+from gatewayctl.local.process import HOST
+from gatewayctl.local.state import ProcessRecord, StateDir
+from gatewayctl.render.ratelimit_config import (
+    CONFIG_FILE,
+    dump_ratelimit_config,
+    render_ratelimit_config,
+)
+
+# Stopped in this order (the service before the Redis it counts in).
+CHILDREN = ("ratelimit", "redis")
+
+
+def needs_limit_services(ir: GatewayIR) -> bool:
+    return ir.limits.scope == "global"
+
+
+def config_path(state: StateDir) -> Path:
+    return state.path / "ratelimit" / CONFIG_FILE
+
+
+def write_limit_config(state: StateDir, ir: GatewayIR) -> None:
+    """The service's configuration for `ir`, replaced atomically (the service polls it)."""
+    config = render_ratelimit_config(ir)
+    if config is None:
+        return
+    path = config_path(state)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(dump_ratelimit_config(config), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _wait_port(record: ProcessRecord, port: int, what: str, log: Path, since: int) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if not process.is_alive(record):
+            raise GatewayctlError(
+                f"{what} exited: {process.log_tail(log, since=since)}",
+                hint=f"see {log}",
+            )
+        try:
+            with socket.create_connection((HOST, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise GatewayctlError(f"{what} did not listen on port {port} within 15s", hint=f"see {log}")
+
+
+def start_limit_services(state: StateDir, ir: GatewayIR, redis_port: int,
+                         ratelimit_port: int) -> tuple[int, int]:
+    """Start Redis and the rate limit service; their pids."""
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        raise GatewayctlError(
+            "global limits need Redis, and redis-server is not installed",
+            hint="install Debian's package: apt-get install -y redis-server "
+            "(or use limits.scope: replica locally)",
+        )
+    log = state.logs_dir / "redis.log"
+    data = state.path / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    since = process.log_size(log)
+    redis = process.spawn(
+        [redis_server, "--bind", HOST, "--port", str(redis_port), "--save", "",
+         "--appendonly", "no", "--dir", str(data)], log)
+    state.write_pid("redis", redis)
+    _wait_port(redis, redis_port, "redis-server", log, since)
+
+    write_limit_config(state, ir)
+    log = state.logs_dir / "ratelimit.log"
+    since = process.log_size(log)
+    service = process.spawn(
+        [sys.executable, "-m", "gatewayctl", "ratelimit-service", "--config",
+         str(config_path(state)), "--redis", f"{HOST}:{redis_port}", "--host", HOST,
+         "--port", str(ratelimit_port)], log)
+    state.write_pid("ratelimit", service)
+    _wait_port(service, ratelimit_port, "the rate limit service", log, since)
+    return redis.pid, service.pid

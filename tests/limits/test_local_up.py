@@ -1,0 +1,98 @@
+"""`gatewayctl up` on a root with global limits: Redis (Debian's redis-server) and the local
+rate limit service run beside Envoy, limits hold, an apply keeps the counts, `down` stops all."""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gatewayctl.ir import BackendIR
+from gatewayctl.local import process
+from gatewayctl.local.gateway import apply_local, down, up
+from gatewayctl.local.rendering import load_ir
+from gatewayctl.local.state import StateDir
+from tests.conftest import REPO
+from tests.limits.services import redis_binary
+from tests.limits.test_global import wait_for_fresh_window
+
+pytestmark = [
+    pytest.mark.envoy,
+    pytest.mark.slow,
+    pytest.mark.skipif(redis_binary() is None, reason="redis-server (Debian) not on PATH"),
+]
+
+LIMITS = """
+---
+apiVersion: gatewayctl.dev/v1alpha1
+kind: Policy
+metadata: {name: shared-limit}
+spec:
+  rateLimit: {requests: 3, per: minute, by: route}
+"""
+
+
+@pytest.fixture
+def global_root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    shutil.copytree(REPO / "examples" / "quickstart", root)
+    gateway = root / "gateway.yaml"
+    text = gateway.read_text().replace(
+        "  image: envoyproxy/envoy:v1.40.0\n",
+        "  image: envoyproxy/envoy:v1.40.0\n"
+        "  defaultPolicies: [shared-limit]\n"
+        "  limits: {scope: global, redis: {address: redis.ai-gateway.svc:6379}}\n",
+    )
+    gateway.write_text(text + LIMITS)
+    return root
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[StateDir]:
+    state = StateDir(tmp_path / "state")
+    old = os.environ.get("GATEWAYCTL_STATE_DIR")
+    os.environ["GATEWAYCTL_STATE_DIR"] = str(state.path)
+    try:
+        yield state
+    finally:
+        down(state_dir=state.path)
+        if old is None:
+            del os.environ["GATEWAYCTL_STATE_DIR"]
+        else:
+            os.environ["GATEWAYCTL_STATE_DIR"] = old
+
+
+def chat(port: int) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    body = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+    conn.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def test_up_runs_redis_and_the_rate_limit_service(global_root: Path, state: StateDir) -> None:
+    result = up(global_root, listener_port=process.free_port(), admin_port=process.free_port(),
+                state_dir=state.path)
+    children = {name: state.read_pid(name) for name in ("redis", "ratelimit")}
+    assert all(r is not None and process.is_alive(r) for r in children.values())
+    assert (state.path / "ratelimit" / "config.yaml").is_file()
+    port = result.ports.listener
+    wait_for_fresh_window()
+    assert [chat(port) for _ in range(5)] == [200, 200, 200, 429, 429]
+    # an unrelated apply (the route's weights) keeps the count
+    ir = load_ir(global_root)
+    route = ir.routes[0]
+    moved = tuple(BackendIR(b.model, 100 - b.weight, b.role) for b in route.backends)
+    apply_local(dataclasses.replace(ir, routes=(dataclasses.replace(route, backends=moved),)),
+                state_dir=state.path)
+    assert [chat(port) for _ in range(3)] == [429] * 3
+    stopped = down(state_dir=state.path)
+    assert dict(stopped.stopped).keys() >= {"envoy", "mock", "ratelimit", "redis"}
+    assert not any(process.is_alive(r) for r in children.values() if r is not None)
