@@ -70,6 +70,7 @@ def ir_differences(before: GatewayIR, after: GatewayIR) -> tuple[IRDifference, .
 # listed here must really be worded: tests mutate every IR field and check the plan.
 COVERED = tuple(re.compile(p) for p in (
     r"^(namespace|listener_port|replicas_min|replicas_max|target_cpu|image)$",
+    r"^limits\.(scope|redis_address|failure_mode)$",
     r"^providers\[[^]]+\]\.(type|scheme|host|port|base_path|timeout_ms|max_connections"
     r"|credential)(\.|$)",
     r"^models\[[^]]+\]\.(provider|upstream_model|context_window|input_per_million"
@@ -84,7 +85,7 @@ COVERED = tuple(re.compile(p) for p in (
     r"^routes\[[^]]+\]\.rollout(\.(name|stable|canary|step|steps|state|canary_weight"
     r"|canary_header|pauses_ms|thresholds|analysis_window_ms|analysis_min_requests))?"
     r"(\.|\[|$)",
-    r"^consumers\[[^]]+\]\.(team|api_key|budget_usd_per_month)(\.|$)",
+    r"^consumers\[[^]]+\]\.(team|api_key|budget_usd_per_month|budget_enforce)(\.|$)",
 ))
 
 

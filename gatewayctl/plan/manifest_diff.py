@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from gatewayctl.ir import ConsumerIR, GatewayIR, ModelIR, ProviderIR, RouteIR
@@ -22,6 +23,13 @@ from gatewayctl.plan.ir_diff import (
     ir_differences,
     is_covered,
     owner,
+)
+from gatewayctl.plan.limits_diff import (
+    diff_scope_effects,
+    effective_limit,
+    limits_scope_text,
+    replicas_note,
+    scope_note,
 )
 from gatewayctl.plan.model import Action, Change, Detail, sort_changes
 from gatewayctl.plan.policy_diff import compare_policies, policy_view
@@ -181,7 +189,8 @@ def diff_policies(before: GatewayIR | None, after: GatewayIR | None) -> list[Cha
         prev = old.get(route.name)
         if prev is None or prev.policy == route.policy:
             continue
-        details = compare_policies(prev.policy, route.policy, members)
+        shown = (partial(effective_limit, before), partial(effective_limit, after))
+        details = compare_policies(prev.policy, route.policy, members, shown)
         if not details:
             continue
         b, a = policy_view(prev.policy), policy_view(route.policy)
@@ -208,14 +217,24 @@ def _grants(ir: GatewayIR | None) -> dict[str, list[str]]:
 
 def consumer_view(c: ConsumerIR, access: list[str]) -> dict[str, Any]:
     key = f"{c.api_key.name}/{c.api_key.key}" if c.api_key is not None else None
-    return {"team": c.team, "api_key": key,
+    view = {"team": c.team, "api_key": key,
             "budget_usd_per_month": c.budget_usd_per_month, "access": sorted(access)}
+    if c.budget_enforce:  # over budget: 429 (global limits)
+        view["budget_enforced"] = True
+    return view
 
 
 def gateway_view(ir: GatewayIR) -> dict[str, Any]:
-    return {"namespace": ir.namespace, "listener_port": ir.listener_port,
-            "replicas_min": ir.replicas_min, "replicas_max": ir.replicas_max,
-            "target_cpu_utilization": ir.target_cpu, "image": ir.image}
+    view: dict[str, Any] = {
+        "namespace": ir.namespace, "listener_port": ir.listener_port,
+        "replicas_min": ir.replicas_min, "replicas_max": ir.replicas_max,
+        "target_cpu_utilization": ir.target_cpu, "image": ir.image,
+        "limits_scope": limits_scope_text(ir),
+    }
+    if ir.limits.scope == "global":
+        view["limits_redis"] = ir.limits.redis_address
+        view["limits_failure_mode"] = ir.limits.failure_mode
+    return view
 
 
 def provider_view(p: ProviderIR) -> dict[str, Any]:
@@ -252,6 +271,9 @@ def _view_change(kind: str, name: str, before: dict[str, Any] | None,
 
 # How view fields are named and shown in details (the views keep raw values).
 LABELS = {
+    "limits_scope": "limits",
+    "limits_redis": "limits: Redis",
+    "limits_failure_mode": "limits: when the rate limit service fails",
     "timeout_ms": "timeout",
     "input_per_million": "input price per 1M tokens",
     "output_per_million": "output price per 1M tokens",
@@ -321,7 +343,9 @@ def diff_gateway_ir(before: GatewayIR | None, after: GatewayIR | None) -> tuple[
     either = after or before
     if either is not None:
         gw = _view_change("Gateway", either.name, gateway_view(before) if before else None,
-                          gateway_view(after) if after else None)
+                          gateway_view(after) if after else None,
+                          notes={"limits_scope": scope_note,
+                                 "replicas_max": lambda _b, _a: replicas_note(after)})
         changes += [gw] if gw else []
     changes += _diff_named(
         "Provider", {p.name: p for p in before.providers} if before else {},
@@ -336,6 +360,7 @@ def diff_gateway_ir(before: GatewayIR | None, after: GatewayIR | None) -> tuple[
     changes += diff_rollouts(before, after)
     changes += diff_prompts(before, after)
     changes += diff_policies(before, after)
+    changes += diff_scope_effects(before, after)
     grants_b, grants_a = _grants(before), _grants(after)
     changes += _diff_named(
         "Consumer", {c.name: (c, grants_b.get(c.name, [])) for c in before.consumers}

@@ -11,6 +11,7 @@ policy), so a change of intent shows even when today's allowed set is the same. 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gatewayctl.ir import CacheIR, JwtProviderIR, LimitIR, PolicyIR
@@ -152,8 +153,14 @@ def _set_detail(field: str, before: tuple[str, ...], after: tuple[str, ...],
                   f"{verdict}: {'; '.join(parts)}")
 
 
+Describe = Callable[[LimitIR, str], str]
+
+
 def _limit_details(kind: str, unit: str, before: tuple[LimitIR, ...],
-                   after: tuple[LimitIR, ...]) -> list[Detail]:
+                   after: tuple[LimitIR, ...], shown: tuple[Describe, Describe] | None = None,
+                   ) -> list[Detail]:
+    """shown: how a limit reads before and after (its effective amount, limits_diff.py)."""
+    was, now = shown or (format_limit, format_limit)
     def key(x: LimitIR) -> tuple[str, str]:
         return (x.policy, x.by)
 
@@ -164,12 +171,11 @@ def _limit_details(kind: str, unit: str, before: tuple[LimitIR, ...],
         field = f"{kind} (policy {k[0]}, per {k[1]})"
         b, a = old.get(k), new.get(k)
         if a is None and b is not None:
-            out.append(Detail(field, format_limit(b, unit), None, f"{LOOSENED}: limit removed"))
+            out.append(Detail(field, was(b, unit), None, f"{LOOSENED}: limit removed"))
         elif b is None and a is not None:
-            out.append(Detail(field, None, format_limit(a, unit), f"{TIGHTENED}: limit added"))
+            out.append(Detail(field, None, now(a, unit), f"{TIGHTENED}: limit added"))
         elif a is not None and b is not None and a != b:
-            out.append(Detail(field, format_limit(b, unit), format_limit(a, unit),
-                              limit_verdict(b, a, unit)))
+            out.append(Detail(field, was(b, unit), now(a, unit), limit_verdict(b, a, unit)))
     return out
 
 
@@ -236,7 +242,8 @@ def _rule_details(before: PolicyIR, after: PolicyIR,
 
 
 def compare_policies(before: PolicyIR, after: PolicyIR,
-                     members: dict[str, tuple[str, ...]] | None = None) -> tuple[Detail, ...]:
+                     members: dict[str, tuple[str, ...]] | None = None,
+                     shown: tuple[Describe, Describe] | None = None) -> tuple[Detail, ...]:
     """Each effective difference, with whether it loosens or tightens the route; `members`
     (team -> consumers) words changes of the allow lists as written."""
     out: list[Detail] = []
@@ -245,8 +252,10 @@ def compare_policies(before: PolicyIR, after: PolicyIR,
                           TIGHTENED if after.api_keys else LOOSENED))
     out.extend(_allow_details(before.allow_consumers, after.allow_consumers))
     out.extend(_rule_details(before, after, members or {}))
-    out.extend(_limit_details("rate limit", "requests", before.rate_limits, after.rate_limits))
-    out.extend(_limit_details("token limit", "tokens", before.token_limits, after.token_limits))
+    out.extend(_limit_details("rate limit", "requests", before.rate_limits, after.rate_limits,
+                              shown))
+    out.extend(_limit_details("token limit", "tokens", before.token_limits, after.token_limits,
+                              shown))
     if before.max_request_bytes != after.max_request_bytes:
         b, a = before.max_request_bytes, after.max_request_bytes
         looser = a is None or (b is not None and a > b)

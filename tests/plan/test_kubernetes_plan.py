@@ -180,8 +180,9 @@ def test_policy_edit_reads_as_loosened(
     assert policy.name == "baseline, team-limits"
     assert policy.affects == ("chat",)
     assert [(d.field, d.before, d.after, d.note) for d in policy.details] == [
-        ("rate limit (policy team-limits, per consumer)", "600 requests/minute per consumer",
-         "1,200 requests/minute per consumer",
+        ("rate limit (policy team-limits, per consumer)",
+         "600 requests/minute per consumer (per replica: up to 10 x 600 at max replicas)",
+         "1,200 requests/minute per consumer (per replica: up to 10 x 1,200 at max replicas)",
          "loosened: rate loosened (10 requests/second -> 20 requests/second); "
          "burst loosened (600 -> 1,200 at once)")]
 

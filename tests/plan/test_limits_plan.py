@@ -1,0 +1,61 @@
+"""The plan states effective limits: per replica, "up to N x the limit at max replicas"; in
+global scope, the limit for all replicas together; a scope change is a visible change."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gatewayctl.ir import GatewayIR, LimitsIR
+from gatewayctl.plan.manifest_diff import diff_gateway_ir
+from tests.limits.gateways import limits_ir
+
+GLOBAL = LimitsIR(scope="global", redis_address="redis.ai:6379")
+
+
+def changes_of(before: GatewayIR, after: GatewayIR) -> dict[tuple[str, str], object]:
+    return {(c.kind, c.name): c for c in diff_gateway_ir(before, after)}
+
+
+def test_scope_change_is_visible_with_each_limits_effect() -> None:
+    before = dataclasses.replace(limits_ir(requests=600, per_s=60), replicas_max=10)
+    after = dataclasses.replace(before, limits=GLOBAL)
+    changes = diff_gateway_ir(before, after)
+    gateway = next(c for c in changes if c.kind == "Gateway")
+    scope = next(d for d in gateway.details if d.field == "limits")
+    assert scope.before == "replica (each Envoy counts alone: up to 10 x each limit)"
+    assert scope.after == "global (counts shared by all replicas through Redis)"
+    assert scope.note == "tightened: every limit now holds across replicas"
+    assert any(d.field == "limits: Redis" and d.after == "redis.ai:6379" for d in gateway.details)
+    [policy] = [c for c in changes if c.kind == "Policy"]
+    assert policy.affects == ("limited",)
+    [detail] = policy.details
+    assert detail.before == ("600 requests/minute per consumer "
+                             "(per replica: up to 10 x 600 at max replicas)")
+    assert detail.after == "600 requests/minute per consumer (all replicas together)"
+    assert detail.note.startswith("tightened: admits 1 x the limit where it admitted 10 x")
+    # and back: loosened
+    back = next(c for c in diff_gateway_ir(after, before) if c.kind == "Policy")
+    assert back.details[0].note.startswith("loosened")
+
+
+def test_more_replicas_loosen_replica_scope_limits() -> None:
+    before = dataclasses.replace(limits_ir(requests=600, per_s=60), replicas_max=10)
+    after = dataclasses.replace(before, replicas_max=20)
+    changes = diff_gateway_ir(before, after)
+    gateway = next(c for c in changes if c.kind == "Gateway")
+    replicas = next(d for d in gateway.details if d.field == "replicas max")
+    assert replicas.note == "replica-scope limits now admit up to 20 x each limit"
+    policy = next(c for c in changes if c.kind == "Policy")
+    assert policy.details[0].after.endswith("(per replica: up to 20 x 600 at max replicas)")
+    # in global scope the replica count does not change what a limit admits
+    g_before = dataclasses.replace(before, limits=GLOBAL)
+    g_after = dataclasses.replace(after, limits=GLOBAL)
+    assert not [c for c in diff_gateway_ir(g_before, g_after) if c.kind == "Policy"]
+
+
+def test_enforcing_a_budget_is_a_consumer_change() -> None:
+    before = limits_ir(scope=GLOBAL, budgets={"search-app": 500.0}, enforce=False)
+    after = limits_ir(scope=GLOBAL, budgets={"search-app": 500.0})
+    [consumer] = [c for c in diff_gateway_ir(before, after) if c.kind == "Consumer"]
+    assert [(d.field, d.before, d.after) for d in consumer.details] == [
+        ("budget enforced", None, True)]
