@@ -3,8 +3,9 @@ rollout state, in the manner of Envoy Gateway's translator testdata.
 
 `cases/<name>.yaml` is the input (its first line says what it shows). Two stages are pinned:
 manifests -> IR (`cases/<name>/ir.json`), and IR -> Envoy, rendered from that `ir.json` read
-back (`listeners.yaml`, `routes.yaml`, `clusters.yaml`, and `prometheusrule.yaml` where the
-gateway has alerts). The Lua filters' code is the same in every case and shown by its digest;
+back (`listeners.yaml`, `routes.yaml`, `clusters.yaml`, `prometheusrule.yaml` where the
+gateway has alerts, and `ratelimit.yaml`, the rate limit service's configuration, with global
+limits). The Lua filters' code is the same in every case and shown by its digest;
 `tests/golden/examples/` shows it in full. `pytest --update-golden` rewrites the outputs and
 deletes those of removed cases.
 """
@@ -20,6 +21,7 @@ from gatewayctl.ir import from_json, to_json
 from gatewayctl.pipeline import compile_root
 from gatewayctl.render.envoy import EnvoyOptions, render_envoy
 from gatewayctl.render.k8s.alerts import render_prometheus_rule
+from gatewayctl.render.ratelimit_config import dump_ratelimit_config, render_ratelimit_config
 from tests.goldens import (
     check_golden,
     check_golden_folder,
@@ -66,4 +68,7 @@ def test_case(case: Path, tmp_path: Path, update_golden: bool) -> None:
     rule = render_prometheus_rule(ir)
     if rule is not None:
         golden["prometheusrule.yaml"] = golden_yaml(rule)
+    service = render_ratelimit_config(ir)
+    if service is not None:
+        golden["ratelimit.yaml"] = dump_ratelimit_config(service)
     check_golden_folder(out, {"ir.json": to_json(ir), **golden}, update_golden)
