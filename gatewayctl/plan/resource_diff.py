@@ -14,13 +14,9 @@ Also computes the fingerprint of a live state, which a saved plan carries. Pure 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import gzip
 import hashlib
 import json
 import re
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,8 +29,8 @@ from gatewayctl.render.k8s.objects import (
     ref,
     strip_server_fields,
 )
+from gatewayctl.render.k8s.packing import IR_RECORD_KEY, unpack
 
-IR_RECORD_KEY = "ir.json.gz"
 IR_RECORD_NOTE = "the compiled IR record; what it means is in the manifest changes"
 BOOKKEEPING_ANNOTATIONS = (
     "gatewayctl.dev/source-commit",
@@ -49,8 +45,8 @@ _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def _ir_record_hash(value: str) -> str:
     try:
-        text = gzip.decompress(base64.b64decode(value, validate=True))
-    except (binascii.Error, ValueError, OSError, EOFError, zlib.error):
+        text = unpack(value)
+    except ValueError:
         return "unreadable:" + hashlib.sha256(value.encode()).hexdigest()
     return "sha256:" + hashlib.sha256(text).hexdigest()
 
@@ -80,8 +76,8 @@ def normalize(obj: KubeObject) -> KubeObject:
 
 def _unpacked(value: str) -> str:
     try:
-        return gzip.decompress(base64.b64decode(value, validate=True)).decode("utf-8")
-    except (ValueError, OSError, EOFError):
+        return unpack(value).decode("utf-8")
+    except ValueError:  # UnicodeDecodeError too
         return value
 
 

@@ -5,17 +5,13 @@ Pure decoding shared by the targets that hold Kubernetes objects (kubernetes, di
 
 from __future__ import annotations
 
-import base64
-import binascii
-import gzip
 import json
-import zlib
 from collections.abc import Sequence
 
 from gatewayctl.errors import GatewayctlError
 from gatewayctl.ir import GatewayIR, from_dict, to_dict
-from gatewayctl.plan.resource_diff import IR_RECORD_KEY
 from gatewayctl.render.k8s.objects import KubeObject, is_owned_by, ref
+from gatewayctl.render.k8s.packing import IR_RECORD_KEY, unpack
 
 
 def parse_ir(text: str | bytes, known: GatewayIR | None, where: str) -> GatewayIR:
@@ -39,8 +35,8 @@ def ir_of_objects(objects: Sequence[KubeObject], gateway: str,
         if obj.get("kind") == "ConfigMap" and record and is_owned_by(obj, gateway):
             where = f"ConfigMap {ref(obj)}"
             try:
-                text = gzip.decompress(base64.b64decode(record, validate=True))
-            except (binascii.Error, ValueError, OSError, EOFError, zlib.error) as err:
+                text = unpack(record)
+            except ValueError as err:
                 raise GatewayctlError(f"{where} does not hold a readable gatewayctl IR ({err})",
                                       hint="apply the gateway again") from None
             return parse_ir(text, known, where)

@@ -3,7 +3,6 @@
 Imports no Kubernetes client and performs no I/O except in `writer`.
 """
 
-from gatewayctl.render.k8s.configmaps import decode_ir
 from gatewayctl.render.k8s.helm import render_helm_values
 from gatewayctl.render.k8s.layout import EnvoyFiles
 from gatewayctl.render.k8s.meta import KubernetesRenderError
@@ -15,7 +14,6 @@ __all__ = [
     "EnvoyFiles",
     "KubernetesRenderError",
     "Provenance",
-    "decode_ir",
     "dump_all",
     "render_helm_values",
     "render_kubernetes",

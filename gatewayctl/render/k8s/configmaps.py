@@ -23,12 +23,11 @@ readers compare the decoded IR or the hash, never the compressed bytes.
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import json
 from dataclasses import dataclass
 
-from gatewayctl.ir import GatewayIR, from_json, to_json
+from gatewayctl.ir import GatewayIR, to_json
 from gatewayctl.render.k8s.layout import BOOTSTRAP_FILE, CDS_FILE, LDS_FILE, EnvoyLayout
 from gatewayctl.render.k8s.meta import (
     CONFIG,
@@ -42,10 +41,10 @@ from gatewayctl.render.k8s.meta import (
     ir_configmap_name,
     metadata,
 )
+from gatewayctl.render.k8s.packing import IR_RECORD_KEY, pack
+from gatewayctl.render.k8s.packing import PACKED_SUFFIX as PACKED_SUFFIX  # helm.py reads it here
 from gatewayctl.render.k8s.provenance import Provenance
 
-IR_KEY = "ir.json.gz"
-PACKED_SUFFIX = ".gz"  # lds.json.gz: gzip of lds.json, in binaryData
 CDS_SHA256_KEY = "cds.json.sha256"  # in a packed <gateway>-config: the cds.json it goes with
 # The API server rejects a ConfigMap whose data and binaryData values (binaryData decoded)
 # add up to more than 1 MiB, and etcd any object over 1.5 MiB (its default request limit).
@@ -83,10 +82,6 @@ def _tracking_annotations(ir: GatewayIR, ir_text: str, provenance: Provenance) -
     }
 
 
-def _gzip_b64(text: str) -> str:
-    return base64.b64encode(gzip.compress(text.encode(), compresslevel=9, mtime=0)).decode("ascii")
-
-
 @dataclass(frozen=True)
 class ConfigEntries:
     """The entries (`data` / `binaryData`) of `<gateway>-config` and, when packed, of
@@ -113,10 +108,10 @@ def config_entries(layout: EnvoyLayout) -> ConfigEntries:
         return ConfigEntries(config=plain)
     return ConfigEntries(
         config={
-            "binaryData": {LDS_FILE + PACKED_SUFFIX: _gzip_b64(layout.lds)},
+            "binaryData": {LDS_FILE + PACKED_SUFFIX: pack(layout.lds)},
             "data": {CDS_SHA256_KEY: hashlib.sha256(layout.cds.encode()).hexdigest()},
         },
-        clusters={"binaryData": {CDS_FILE + PACKED_SUFFIX: _gzip_b64(layout.cds)}},
+        clusters={"binaryData": {CDS_FILE + PACKED_SUFFIX: pack(layout.cds)}},
     )
 
 
@@ -143,23 +138,9 @@ def render_ir_configmap(ir: GatewayIR, provenance: Provenance, ir_text: str) -> 
     """`<gateway>-ir`; `ir_text`: `ir_json(ir)`."""
     annotations = _tracking_annotations(ir, ir_text, provenance)
     meta = metadata(ir, ir_configmap_name(ir), CONFIG, annotations)
-    packed = gzip.compress(ir_text.encode(), compresslevel=9, mtime=0)
     obj = _configmap(meta)
-    obj["binaryData"] = {IR_KEY: base64.b64encode(packed).decode("ascii")}
+    obj["binaryData"] = {IR_RECORD_KEY: pack(ir_text)}
     return obj
-
-
-def decode_ir(configmap: KubeObject) -> GatewayIR:
-    """The IR a live `<gateway>-ir` ConfigMap carries."""
-    name = (configmap.get("metadata") or {}).get("name")
-    try:
-        packed = base64.b64decode((configmap.get("binaryData") or {})[IR_KEY], validate=True)
-        return from_json(gzip.decompress(packed).decode())
-    except (KeyError, ValueError, TypeError, OSError, EOFError) as err:
-        raise KubernetesRenderError(
-            f"ConfigMap {name} does not hold a readable gatewayctl IR ({err})",
-            hint="render and apply the gateway again with this gatewayctl version",
-        ) from err
 
 
 def check_size(obj: KubeObject) -> None:

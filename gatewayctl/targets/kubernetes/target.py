@@ -16,8 +16,9 @@ from gatewayctl.errors import GatewayctlError
 from gatewayctl.ir import GatewayIR
 from gatewayctl.plan.compute import objects_to_apply
 from gatewayctl.plan.model import DesiredState, ObservedState, Plan
-from gatewayctl.plan.resource_diff import IR_RECORD_KEY, fingerprint
+from gatewayctl.plan.resource_diff import fingerprint
 from gatewayctl.render.k8s.objects import KubeObject, ref
+from gatewayctl.render.k8s.packing import IR_RECORD_KEY
 from gatewayctl.render.k8s.provenance import Provenance
 from gatewayctl.targets.base import (
     ApplyIncomplete,
