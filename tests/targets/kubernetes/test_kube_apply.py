@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from gatewayctl.render.k8s.objects import strip_server_fields
@@ -16,23 +13,14 @@ from gatewayctl.targets.kubernetes.errors import (
     KubeServerError,
     KubeTimeout,
 )
-from gatewayctl.targets.kubernetes.options import KubeOptions
 from tests.fakes.kubeapi import FaultRule, KubeAPIServer
 from tests.targets.kubernetes import APPLY_ORDER, NAMESPACE, gateway_objects
 
 
 @pytest.fixture
-def server() -> Iterator[KubeAPIServer]:
-    with KubeAPIServer(namespaces=(NAMESPACE,)) as srv:
-        yield srv
-
-
-@pytest.fixture
-def kube(server: KubeAPIServer, tmp_path: Path) -> Iterator[KubeClient]:
-    path = server.write_kubeconfig(tmp_path / "kubeconfig")
-    target = KubeOptions(kubeconfig=str(path), request_timeout=0.5, retries=2, backoff=0.01)
-    with KubeClient(target) as client:
-        yield client
+def kube_options() -> dict[str, float]:
+    """Shorter requests and one more retry: the timeout and retry tests below count on it."""
+    return {"request_timeout": 0.5, "retries": 2, "backoff": 0.01}
 
 
 def test_apply_to_empty_namespace_creates_everything_in_dependency_order(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -14,23 +12,8 @@ from gatewayctl.targets.kubernetes.errors import (
     RolloutFailedError,
     RolloutTimeoutError,
 )
-from gatewayctl.targets.kubernetes.options import KubeOptions
 from tests.fakes.kubeapi import KubeAPIServer
 from tests.targets.kubernetes import NAMESPACE, gateway_objects
-
-
-@pytest.fixture
-def server() -> Iterator[KubeAPIServer]:
-    with KubeAPIServer(namespaces=(NAMESPACE,)) as srv:
-        yield srv
-
-
-@pytest.fixture
-def kube(server: KubeAPIServer, tmp_path: Path) -> Iterator[KubeClient]:
-    path = server.write_kubeconfig(tmp_path / "kubeconfig")
-    target = KubeOptions(kubeconfig=str(path), request_timeout=1, retries=1, backoff=0.01)
-    with KubeClient(target) as client:
-        yield client
 
 
 def _micro(t: datetime) -> str:

@@ -2,29 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from gatewayctl.targets.kubernetes.api import KubeClient
-from gatewayctl.targets.kubernetes.options import KubeOptions
 from tests.fakes.kubeapi import KubeAPIServer
 from tests.targets.kubernetes import APPLY_ORDER, LABELS, NAMESPACE, gateway_objects
-
-
-@pytest.fixture
-def server() -> Iterator[KubeAPIServer]:
-    with KubeAPIServer(namespaces=(NAMESPACE,)) as srv:
-        yield srv
-
-
-@pytest.fixture
-def kube(server: KubeAPIServer, tmp_path: Path) -> Iterator[KubeClient]:
-    path = server.write_kubeconfig(tmp_path / "kubeconfig")
-    target = KubeOptions(kubeconfig=str(path), request_timeout=1, retries=1, backoff=0.01)
-    with KubeClient(target) as client:
-        yield client
 
 
 def _configmap(name: str, labels: dict[str, str]) -> dict[str, object]:
