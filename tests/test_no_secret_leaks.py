@@ -18,11 +18,10 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -31,6 +30,7 @@ from gatewayctl.local.process import free_port
 from tests.cli.helpers import gatewayctl, git, git_checkout
 from tests.conftest import REPO
 from tests.fakes.gitlab_api import GitLabAPIServer
+from tests.fakes.http import ServedHTTP
 from tests.fakes.kubeapi import KubeAPIServer
 
 FIXTURE_ROOT = REPO / "tests" / "plan" / "fixtures" / "root"
@@ -327,12 +327,8 @@ class _EchoingProvider(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def echoing_provider() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoingProvider)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield int(server.server_address[1])
-    server.shutdown()
-    server.server_close()
+    with ServedHTTP(_EchoingProvider) as served:
+        yield served.port
 
 
 def local_root(path: Path, listener: int, endpoint: str) -> Path:

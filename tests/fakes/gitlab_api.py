@@ -19,9 +19,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
+
+from tests.fakes.http import HTTPFake
 
 NOTE_MAX_CHARS = 1_000_000
 DEVELOPER_TOKEN = "glpat-developer-token"
@@ -133,7 +135,7 @@ class Project:
         }
 
 
-class GitLabAPIServer:
+class GitLabAPIServer(HTTPFake):
     """`with GitLabAPIServer() as gl:` serves the API at `gl.url` until the block ends."""
 
     def __init__(self, *, note_max_chars: int = NOTE_MAX_CHARS, version: str = "17.5.0") -> None:
@@ -147,9 +149,6 @@ class GitLabAPIServer:
         self.lock = threading.RLock()
         self._ids: dict[str, int] = {}
         self._clock = 0
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
         self.add_token(DEVELOPER_TOKEN, "gatewayctl-bot", role="developer")
         self.add_token(REPORTER_TOKEN, "reporter", role="reporter")
         self.add_token(READ_API_TOKEN, "reader", role="developer", scopes={"read_api"})
@@ -157,33 +156,8 @@ class GitLabAPIServer:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> GitLabAPIServer:
-        handler = type("Handler", (_Handler,), {"api": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> GitLabAPIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     @property
     def api_url(self) -> str:
@@ -223,7 +197,7 @@ class GitLabAPIServer:
     ) -> Project:
         with self.lock:
             pid = self._next("project")
-            base = self.url if self._httpd is not None else "http://gitlab.invalid"
+            base = self.url if self._served is not None else "http://gitlab.invalid"
             web_url = f"{base}/{path_with_namespace}"
             project = Project(pid, path_with_namespace, default_branch, web_url)
             self.projects[pid] = project
@@ -482,7 +456,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         if fault is not None and fault.hang is not None:
             record(0)
-            api._stopping.wait(fault.hang)
+            api.stopping.wait(fault.hang)
             self.close_connection = True
             return
         if fault is not None:

@@ -9,15 +9,15 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from gatewayctl.render.envoy import ENVOY_ARGS, EnvoyBundle
+from tests.fakes.http import ServedHTTP
 
 START_TIMEOUT_S = 20.0
 
@@ -231,25 +231,10 @@ def running_envoy(*args: Any, **kwargs: Any) -> Iterator[RunningEnvoy]:
         env.stop()
 
 
-@dataclass
-class RejectingUpstream:
+class _RejectingHandler(BaseHTTPRequestHandler):
     """A provider that rejects every request with 401 and, as some providers do, echoes the
     credential it was sent in the error body and a header."""
 
-    server: ThreadingHTTPServer
-    thread: threading.Thread
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-
-class _RejectingHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         self.rfile.read(int(self.headers.get("content-length") or 0))
         presented = self.headers.get("authorization", "")
@@ -273,8 +258,5 @@ class _RejectingHandler(BaseHTTPRequestHandler):
         pass
 
 
-def start_rejecting_upstream() -> RejectingUpstream:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RejectingHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return RejectingUpstream(server, thread)
+def start_rejecting_upstream() -> ServedHTTP:
+    return ServedHTTP(_RejectingHandler)

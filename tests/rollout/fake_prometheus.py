@@ -10,39 +10,40 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
+
+from tests.fakes.http import HTTPFake
 
 Sample = tuple[float, float]
 
 
-class FakePrometheus:
+class _Handler(BaseHTTPRequestHandler):
+    api: FakePrometheus
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", "0"))
+        form = parse_qs(self.rfile.read(length).decode())
+        status, body = self.api.answer(form["query"][0])
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class FakePrometheus(HTTPFake):
     def __init__(self) -> None:
         self.series: dict[str, list[tuple[dict[str, str], list[Sample]]]] = {}
         self.queries: list[str] = []
-        fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length", "0"))
-                form = parse_qs(self.rfile.read(length).decode())
-                status, body = fake.answer(form["query"][0])
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     def add(self, metric: str, labels: dict[str, str], samples: list[Sample]) -> None:
         self.series.setdefault(metric, []).append((labels, samples))
@@ -80,13 +81,3 @@ class FakePrometheus:
         result = [{"metric": labels, "value": [samples[-1][0], str(samples[-1][1])]}
                   for labels, samples in found]
         return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
-
-    def __enter__(self) -> FakePrometheus:
-        self.thread.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)

@@ -12,12 +12,14 @@ import re
 import socket
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
+
+from tests.fakes.http import HTTPFake
 
 from .resources import (
     VERSION_DOC,
@@ -121,7 +123,7 @@ class Identity:
     rules: tuple[Rule, ...]
 
 
-class KubeAPIServer:
+class KubeAPIServer(HTTPFake):
     """A local, stateful Kubernetes API server for tests."""
 
     def __init__(
@@ -143,43 +145,11 @@ class KubeAPIServer:
         self._faults: list[FaultRule] = []
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> KubeAPIServer:
-        handler = type("_BoundHandler", (_Handler,), {"api": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> KubeAPIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("server is not running")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     def write_kubeconfig(
         self,
@@ -508,7 +478,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._recorded = recorded
         rule = self.api._record(recorded)
         if rule is not None:
-            if rule.sleep and self.api._stopping.wait(rule.sleep):
+            if rule.sleep and self.api.stopping.wait(rule.sleep):
                 return self._drop()
             if rule.close:
                 return self._drop()
