@@ -21,8 +21,23 @@ from typing import Any, Literal
 
 IR_VERSION = "gatewayctl.dev/ir/v1"
 
-ProviderType = Literal["openai", "azure-openai", "anthropic", "openai-compatible"]
+ProviderType = Literal[
+    "openai", "azure-openai", "anthropic", "openai-compatible", "bedrock", "gemini"
+]
+# The API a provider speaks: clients always speak OpenAI's; the gateway translates for others.
+ProviderApi = Literal["openai", "anthropic", "bedrock", "gemini"]
 BackendRole = Literal["primary", "stable", "canary"]
+
+_NATIVE_APIS: dict[str, ProviderApi] = {
+    "anthropic": "anthropic",
+    "bedrock": "bedrock",
+    "gemini": "gemini",
+}
+
+
+def provider_api(provider_type: ProviderType) -> ProviderApi:
+    """The API of a provider type: `openai` for the OpenAI-speaking ones."""
+    return _NATIVE_APIS.get(provider_type, "openai")
 
 
 @dataclass(frozen=True)
@@ -45,8 +60,14 @@ class ProviderIR:
     max_connections: int
     credential: SecretRefIR | None
     # How the credential is sent: header name and value prefix ("authorization", "Bearer ").
+    # bedrock: the credential is an AWS credentials file that Envoy's SigV4 signer reads.
     auth_header: str
     auth_prefix: str
+    region: str | None = None  # bedrock: the AWS region requests are signed for
+
+    @property
+    def api(self) -> ProviderApi:
+        return provider_api(self.type)
 
 
 @dataclass(frozen=True)
@@ -58,6 +79,7 @@ class ModelIR:
     input_per_million: float
     output_per_million: float
     deprecated: bool | str  # False, True, or an ISO date
+    max_output_tokens: int | None = None  # default max_tokens where the provider needs one
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from gatewayctl.manifests.kinds import (
     ProviderSpec,
     RolloutSpec,
     RouteSpec,
+    bedrock_region,
 )
 from gatewayctl.manifests.manifest_set import ManifestSet
 from gatewayctl.manifests.prompts import TextPart, parse_template
@@ -47,12 +48,15 @@ from gatewayctl.manifests.types import parse_duration_ms
 
 PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
-# How each provider type expects its credential.
+# How each provider type expects its credential. bedrock's is no header: its secret holds an
+# AWS credentials file, read by Envoy's request-signing filter (SigV4).
 AUTH_HEADERS = {
     "openai": ("authorization", "Bearer "),
     "openai-compatible": ("authorization", "Bearer "),
     "azure-openai": ("api-key", ""),
     "anthropic": ("x-api-key", ""),
+    "gemini": ("x-goog-api-key", ""),
+    "bedrock": ("", ""),
 }
 
 
@@ -74,7 +78,15 @@ def compile_provider(m: Manifest[ProviderSpec]) -> ProviderIR:
         credential=SecretRefIR(cred.name, cred.key) if cred else None,
         auth_header=header,
         auth_prefix=prefix,
+        region=_region(spec, url.hostname or ""),
     )
+
+
+def _region(spec: ProviderSpec, host: str) -> str | None:
+    """bedrock: the region given, else the one the endpoint names (the schema needs one)."""
+    if spec.type != "bedrock":
+        return None
+    return spec.region or bedrock_region(host)
 
 
 def compile_model(m: Manifest[ModelSpec]) -> ModelIR:
@@ -90,6 +102,7 @@ def compile_model(m: Manifest[ModelSpec]) -> ModelIR:
         input_per_million=spec.pricing.inputPerMillion,
         output_per_million=spec.pricing.outputPerMillion,
         deprecated=deprecated,
+        max_output_tokens=spec.maxOutputTokens,
     )
 
 

@@ -7,9 +7,10 @@ references between objects are checked in `checks.py`.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, HttpUrl, field_validator, model_validator
+from pydantic import Field, HttpUrl, ValidationInfo, field_validator, model_validator
 
 from gatewayctl.manifests.gateway_kubernetes import KubernetesSettings
 from gatewayctl.manifests.types import (
@@ -91,7 +92,20 @@ class GatewaySpec(Strict):
 
 # --- Provider --------------------------------------------------------------------------------
 
-ProviderType = Literal["openai", "azure-openai", "anthropic", "openai-compatible"]
+ProviderType = Literal[
+    "openai", "azure-openai", "anthropic", "openai-compatible", "bedrock", "gemini"
+]
+# An AWS region name, and where a Bedrock runtime endpoint's host names one
+# (bedrock-runtime.us-east-1.amazonaws.com, bedrock-runtime-fips.us-west-2.amazonaws.com,
+# vpce-...bedrock-runtime.eu-west-1.vpce.amazonaws.com).
+AWS_REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"
+_BEDROCK_HOST_REGION = re.compile(r"bedrock-runtime(?:-fips)?\.([a-z]{2}(?:-[a-z]+)+-[0-9]+)\.")
+
+
+def bedrock_region(host: str) -> str | None:
+    """The AWS region a Bedrock runtime endpoint's host names, if it names one."""
+    found = _BEDROCK_HOST_REGION.search(host)
+    return found.group(1) if found else None
 
 
 class ProviderAuth(Strict):
@@ -104,6 +118,38 @@ class ProviderSpec(Strict):
     auth: ProviderAuth | None = None
     timeout: DurationMs = 60_000
     maxConnections: PositiveInt = 1024
+    # bedrock only: the region requests are signed for (default: the one the endpoint names)
+    region: Annotated[
+        str | None, Field(pattern=AWS_REGION_PATTERN, validate_default=True)
+    ] = None
+
+    @field_validator("region")
+    @classmethod
+    def _region_for_bedrock(cls, region: str | None, info: ValidationInfo) -> str | None:
+        kind, endpoint = info.data.get("type"), info.data.get("endpoint")
+        if kind is None or endpoint is None:
+            return region  # reported on those fields
+        if kind != "bedrock":
+            if region is not None:
+                raise invalid(
+                    "region is set on a provider that is not of type bedrock",
+                    "only AWS SigV4 signing (type: bedrock) uses a region; remove it",
+                )
+            return region
+        if region is None and bedrock_region(endpoint.host or "") is None:
+            raise invalid(
+                "the bedrock provider's region is not set and its endpoint does not name one",
+                "set region (e.g. us-east-1), or use the regional endpoint "
+                "https://bedrock-runtime.REGION.amazonaws.com",
+            )
+        return region
+        if self.region is None and bedrock_region(self.endpoint.host or "") is None:
+            raise invalid(
+                "the bedrock provider's region is not set and its endpoint does not name one",
+                "set region (e.g. us-east-1), or use the regional endpoint "
+                "https://bedrock-runtime.REGION.amazonaws.com",
+            )
+        return self
 
     @field_validator("endpoint")
     @classmethod
@@ -142,8 +188,22 @@ class ModelSpec(Strict):
     provider: Name
     upstreamModel: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     contextWindow: PositiveInt | None = None
+    # The default `max_tokens` of a request that sets none, where the provider's API needs
+    # one (anthropic; also sent to bedrock and gemini when set).
+    maxOutputTokens: PositiveInt | None = None
     pricing: Pricing = Field(default_factory=Pricing)
     deprecated: bool | dt.date = False
+
+    @field_validator("maxOutputTokens")
+    @classmethod
+    def _output_fits_context(cls, output: int | None, info: ValidationInfo) -> int | None:
+        window = info.data.get("contextWindow")
+        if window is not None and output is not None and output > window:
+            raise invalid(
+                "maxOutputTokens is larger than contextWindow",
+                "a reply cannot be longer than the model's whole context window",
+            )
+        return output
 
 
 # --- Route -----------------------------------------------------------------------------------
