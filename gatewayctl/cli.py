@@ -213,23 +213,41 @@ def mock_provider(
     model: Annotated[
         list[str] | None, typer.Option("--model", help="Model listed by /v1/models (repeatable).")
     ] = None,
+    aws_credentials: Annotated[
+        Path | None,
+        typer.Option(
+            "--aws-credentials",
+            help="AWS credentials file whose keys Bedrock requests may be signed with.",
+        ),
+    ] = None,
 ) -> None:
-    """Run the built-in OpenAI-compatible mock upstream (deterministic replies, faults)."""
+    """Run the built-in mock upstream: OpenAI, Anthropic, Bedrock and Gemini APIs
+    (deterministic replies, faults)."""
 
     def body() -> int:
         from gatewayctl.local.mock_provider import (
             FaultSpecError,
             MockProviderConfig,
             build_fault_config,
+            read_aws_credentials,
             run_mock_provider,
         )
 
         try:
             faults = build_fault_config(error_rate or [], latency or [])
+            aws = {}
+            if aws_credentials is not None:
+                aws = read_aws_credentials(aws_credentials.read_text(encoding="utf-8"))
         except FaultSpecError as exc:
             raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise UsageError(f"cannot read {aws_credentials}: {exc.strerror}") from None
         config = MockProviderConfig(
-            name=name, require_key=require_key, faults=faults, models=tuple(model or [])
+            name=name,
+            require_key=require_key,
+            faults=faults,
+            models=tuple(model or []),
+            aws_credentials=aws,
         )
         return run_mock_provider(host, port, config)
 

@@ -77,6 +77,7 @@ from gatewayctl.local.mock.config import (
     parse_duration_ms,
     parse_fault_spec,
     parse_latency_spec,
+    read_aws_credentials,
 )
 from gatewayctl.local.mock.server import MockProviderServer
 
@@ -93,6 +94,7 @@ __all__ = [
     "parse_duration_ms",
     "parse_fault_spec",
     "parse_latency_spec",
+    "read_aws_credentials",
     "run_mock_provider",
     "start_mock_provider",
 ]

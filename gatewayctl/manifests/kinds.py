@@ -143,13 +143,6 @@ class ProviderSpec(Strict):
                 "https://bedrock-runtime.REGION.amazonaws.com",
             )
         return region
-        if self.region is None and bedrock_region(self.endpoint.host or "") is None:
-            raise invalid(
-                "the bedrock provider's region is not set and its endpoint does not name one",
-                "set region (e.g. us-east-1), or use the regional endpoint "
-                "https://bedrock-runtime.REGION.amazonaws.com",
-            )
-        return self
 
     @field_validator("endpoint")
     @classmethod

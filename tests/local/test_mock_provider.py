@@ -237,24 +237,6 @@ def test_healthz(conn: http.client.HTTPConnection) -> None:
     assert resp.json() == {"status": "ok", "name": "shared"}
 
 
-def test_anthropic_messages(conn: http.client.HTTPConnection) -> None:
-    body = {"model": "claude-x", "max_tokens": 100, "system": "Be nice.",
-            "messages": [{"role": "user", "content": "Hey"}]}
-    resp = call(conn, "POST", "/v1/messages", body)
-
-    assert resp.status == 200
-    assert resp.json() == {
-        "id": body_id("msg_mock_", body),
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-x",
-        "content": [{"type": "text", "text": "[mock:claude-x] Hey"}],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": {"input_tokens": 3, "output_tokens": 5},
-    }
-
-
 def test_unknown_path_and_wrong_method(conn: http.client.HTTPConnection) -> None:
     missing = call(conn, "POST", "/v1/nope", {"model": "m"})
     wrong = call(conn, "GET", "/v1/chat/completions")
@@ -388,20 +370,6 @@ def test_completions_streaming(shared: MockProviderHandle) -> None:
     assert events[-2]["choices"][0]["finish_reason"] == "stop"
     assert events[-1]["usage"] == {"prompt_tokens": 2, "completion_tokens": 4,
                                    "total_tokens": 6}
-
-
-def test_anthropic_streaming_events(shared: MockProviderHandle) -> None:
-    body = {"model": "claude-x", "max_tokens": 10, "stream": True,
-            "messages": [{"role": "user", "content": "Hey"}]}
-    _, chunks = stream(shared, "/v1/messages", body)
-    names = [chunk.split(b"\n", 1)[0] for chunk in chunks]
-
-    assert names == [b"event: message_start", b"event: content_block_start",
-                     b"event: content_block_delta", b"event: content_block_delta",
-                     b"event: content_block_stop", b"event: message_delta",
-                     b"event: message_stop"]
-    delta = json.loads(chunks[-2].split(b"\ndata: ", 1)[1])
-    assert delta["usage"] == {"output_tokens": 5}
 
 
 # -- faults -----------------------------------------------------------------------------------

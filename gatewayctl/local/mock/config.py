@@ -91,7 +91,11 @@ class FaultConfig:
 
 @dataclass(frozen=True)
 class MockProviderConfig:
-    """Everything a mock provider server needs; `faults` can be replaced at runtime."""
+    """Everything a mock provider server needs; `faults` can be replaced at runtime.
+
+    `aws_credentials` (access key id -> secret access key) are the ones Bedrock requests may
+    be signed with; without any, every Bedrock request is refused as AWS refuses an unknown key.
+    """
 
     name: str = "mock"
     require_key: str | None = None
@@ -100,6 +104,7 @@ class MockProviderConfig:
     embedding_dims: int = DEFAULT_EMBEDDING_DIMS
     record_limit: int = DEFAULT_RECORD_LIMIT
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    aws_credentials: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= self.embedding_dims <= 65536:
@@ -258,3 +263,24 @@ def fault_config_from_json(data: object) -> FaultConfig:
         str(name): _rule_from_json(rule, f"models.{name}") for name, rule in models_data.items()
     }
     return FaultConfig(default=default, models=models)
+
+
+def read_aws_credentials(text: str) -> dict[str, str]:
+    """Access key id -> secret access key of every profile of an AWS shared credentials file."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text)
+    except configparser.Error as exc:
+        raise FaultSpecError(f"not an AWS credentials file: {exc}") from None
+    out = {}
+    for section in parser.sections():
+        key = parser.get(section, "aws_access_key_id", fallback=None)
+        secret = parser.get(section, "aws_secret_access_key", fallback=None)
+        if key and secret:
+            out[key.strip()] = secret.strip()
+    if not out:
+        raise FaultSpecError("the AWS credentials file holds no aws_access_key_id with its "
+                             "aws_secret_access_key")
+    return out

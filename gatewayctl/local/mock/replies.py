@@ -1,5 +1,5 @@
 """Deterministic reply bodies of the mock provider: OpenAI chat, completions, embeddings, models,
-Anthropic messages, SSE events and error bodies.
+SSE events and error bodies (the native APIs are in anthropic_api, bedrock_api, gemini_api).
 
 Pure functions of (model, request body): no clock, no randomness, no I/O. Token counts are
 `max(1, ceil(characters / 4))` of the prompt text and of the reply text.
@@ -40,17 +40,6 @@ _ERROR_KINDS: dict[int, tuple[str, str]] = {
     504: ("server_error", "timeout"),
 }
 
-_ANTHROPIC_ERROR_TYPES: dict[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-}
-
-
 class RequestError(Exception):
     """A request the mock refuses; becomes an OpenAI-style error body with `status`."""
 
@@ -77,12 +66,21 @@ class Reply:
         """The text split into the word-sized pieces that streaming sends one per event."""
         return _PIECE.findall(self.text) or [""]
 
-    def usage(self) -> dict[str, int]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-        }
+    def usage(self) -> dict[str, Any]:
+        return usage(self.prompt_tokens, self.completion_tokens)
+
+
+# Like OpenAI's, a long prompt is served partly from an implicit prompt cache: cached tokens
+# are the prompt's rounded down to 128 when it has 1024 or more.
+CACHE_MIN_TOKENS = 1024
+
+
+def usage(prompt: int, completion: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                           "total_tokens": prompt + completion}
+    if prompt >= CACHE_MIN_TOKENS:
+        out["prompt_tokens_details"] = {"cached_tokens": prompt // 128 * 128}
+    return out
 
 
 def count_tokens(chars: int) -> int:
@@ -103,11 +101,6 @@ def error_body(status: int, message: str, code: str | None = None) -> dict[str, 
     kind, default_code = _ERROR_KINDS.get(status, ("server_error", f"http_{status}"))
     return {"error": {"message": message, "type": kind, "param": None,
                       "code": code or default_code}}
-
-
-def anthropic_error_body(status: int, message: str) -> dict[str, Any]:
-    kind = _ANTHROPIC_ERROR_TYPES.get(status, "api_error")
-    return {"type": "error", "error": {"type": kind, "message": message}}
 
 
 def content_text(content: object) -> str:
@@ -323,47 +316,3 @@ def model_list(names: list[str]) -> dict[str, Any]:
 
 def model_object(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": CREATED, "owned_by": "gatewayctl-mock"}
-
-
-def message_reply(model: str, body: dict[str, Any]) -> Reply:
-    """Anthropic `POST /v1/messages`: the system prompt counts towards the input tokens."""
-    messages = _messages(body)
-    chars = len(content_text(body.get("system")))
-    chars += sum(len(content_text(message.get("content"))) for message in messages)
-    return _make_reply("msg_mock_", model, body, chars, _last_user_text(messages),
-                       _limit(body, "max_tokens"), "end_turn", "max_tokens")
-
-
-def message(reply: Reply) -> dict[str, Any]:
-    return {
-        "id": reply.id,
-        "type": "message",
-        "role": "assistant",
-        "model": reply.model,
-        "content": [{"type": "text", "text": reply.text}],
-        "stop_reason": reply.finish_reason,
-        "stop_sequence": None,
-        "usage": {"input_tokens": reply.prompt_tokens, "output_tokens": reply.completion_tokens},
-    }
-
-
-def message_stream(reply: Reply) -> list[bytes]:
-    """Anthropic's named SSE events: message_start ... message_stop."""
-    def event(name: str, data: dict[str, Any]) -> bytes:
-        return b"event: " + name.encode() + b"\n" + _sse({"type": name, **data})
-
-    start = message(reply) | {"content": [], "stop_reason": None,
-                              "usage": {"input_tokens": reply.prompt_tokens, "output_tokens": 1}}
-    events = [
-        event("message_start", {"message": start}),
-        event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
-    ]
-    events.extend(event("content_block_delta",
-                        {"index": 0, "delta": {"type": "text_delta", "text": piece}})
-                  for piece in reply.pieces)
-    events.append(event("content_block_stop", {"index": 0}))
-    events.append(event("message_delta", {
-        "delta": {"stop_reason": reply.finish_reason, "stop_sequence": None},
-        "usage": {"output_tokens": reply.completion_tokens}}))
-    events.append(event("message_stop", {}))
-    return events

@@ -15,8 +15,16 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
-from gatewayctl.local.mock import replies
+from gatewayctl.local.mock import (
+    anthropic_api,
+    bedrock_api,
+    gemini_api,
+    openai_api,
+    replies,
+    sigv4,
+)
 from gatewayctl.local.mock.config import (
     FaultConfig,
     FaultRule,
@@ -24,6 +32,7 @@ from gatewayctl.local.mock.config import (
     MockProviderConfig,
     fault_config_from_json,
 )
+from gatewayctl.local.mock.conversation import answer
 from gatewayctl.local.mock.replies import RequestError
 from gatewayctl.local.mock.wire import (
     HEAD_LIMIT,
@@ -59,6 +68,12 @@ def _wants_usage(body: dict[str, Any]) -> bool:
 
 
 def _chat(model: str, body: dict[str, Any]) -> Outcome:
+    if openai_api.uses_tools(body):
+        ans = answer(model, openai_api.read(body))
+        reply_id = f"chatcmpl-mock-{replies.digest(body)}"
+        if body.get("stream") is True:
+            return Outcome(events=openai_api.stream(reply_id, model, ans, _wants_usage(body)))
+        return Outcome(openai_api.completion(reply_id, model, ans))
     reply = replies.chat_reply(model, body)
     if body.get("stream") is True:
         return Outcome(events=replies.chat_stream(reply, _wants_usage(body)))
@@ -72,11 +87,28 @@ def _completions(model: str, body: dict[str, Any]) -> Outcome:
     return Outcome(replies.completion(reply))
 
 
-def _messages(model: str, body: dict[str, Any]) -> Outcome:
-    reply = replies.message_reply(model, body)
-    if body.get("stream") is True:
-        return Outcome(events=replies.message_stream(reply))
-    return Outcome(replies.message(reply))
+_EVENTSTREAM = ("content-type", "application/vnd.amazon.eventstream")
+NativeError = (anthropic_api.AnthropicError, bedrock_api.BedrockError, gemini_api.GeminiError,
+               sigv4.SignatureError)
+
+
+@dataclass(frozen=True, slots=True)
+class NativeCall:
+    """A request to one of the native APIs: which, the model its path names, the operation."""
+
+    api: str  # "anthropic" | "bedrock" | "gemini"
+    model: str | None
+    op: str
+
+
+def native_call(path: str) -> NativeCall | None:
+    if path == "/v1/messages":
+        return NativeCall("anthropic", None, "messages")
+    for api, pattern in (("bedrock", bedrock_api.PATH), ("gemini", gemini_api.PATH)):
+        found = pattern.match(path)
+        if found is not None:
+            return NativeCall(api, unquote(found["model"]), found["op"])
+    return None
 
 
 class MockProviderServer:
@@ -96,7 +128,6 @@ class MockProviderServer:
             "/v1/chat/completions": _chat,
             "/v1/completions": _completions,
             "/v1/embeddings": self._embeddings,
-            "/v1/messages": _messages,
         }
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -217,14 +248,15 @@ class MockProviderServer:
         valid_json: bool,
         writer: asyncio.StreamWriter,
     ) -> tuple[int | str, bool]:
-        anthropic = request.path == "/v1/messages"
+        native = native_call(request.path)
+        if native is not None:
+            return await self._respond_native(native, request, record, valid_json, writer)
         keep = request.keep_alive
 
         def fail(status: int, message: str, code: str | None = None,
                  extra: list[tuple[str, str]] | None = None) -> tuple[int, bool]:
-            body = (replies.anthropic_error_body(status, message) if anthropic
-                    else replies.error_body(status, message, code))
-            self._write_json(writer, status, body, extra or [], keep)
+            self._write_json(writer, status, replies.error_body(status, message, code),
+                             extra or [], keep)
             return status, keep
 
         if not self._authorized(request.headers):
@@ -245,20 +277,13 @@ class MockProviderServer:
         if not isinstance(model, str) or not model:
             return fail(400, "'model' is required and must be a non-empty string", "invalid_model")
         record["model"] = model
-        rule = self._faults.rule_for(model)
-        failing = self._count(model, rule)
-        if rule.latency_ms:
-            await asyncio.sleep(rule.latency_ms / 1000.0)
         model_header = [("x-mock-model", model)]
-        if failing:
-            if rule.error_status == "reset":
-                self._reset(writer)
-                return "reset", False
-            extra = [*model_header, ("x-mock-fault", "error")]
-            if rule.error_status == 429:
-                extra.append(("retry-after", "1"))
-            return fail(int(rule.error_status), f"injected fault for model {model}",
-                        None, extra)
+        fault = await self._fault(model, writer)
+        if fault == "reset":
+            return "reset", False
+        if isinstance(fault, int):
+            return fail(fault, f"injected fault for model {model}", None,
+                        self._fault_headers(model, fault))
         try:
             outcome = handler(model, body)
         except RequestError as exc:
@@ -269,11 +294,122 @@ class MockProviderServer:
         self._write_stream(writer, outcome.events, model_header)
         return 200, keep
 
+    async def _fault(self, model: str, writer: asyncio.StreamWriter) -> int | str | None:
+        """Count the request; its injected failure (a status, or "reset" after resetting the
+        connection), or None. Latency is added either way."""
+        rule = self._faults.rule_for(model)
+        failing = self._count(model, rule)
+        if rule.latency_ms:
+            await asyncio.sleep(rule.latency_ms / 1000.0)
+        if not failing:
+            return None
+        if rule.error_status == "reset":
+            self._reset(writer)
+            return "reset"
+        return int(rule.error_status)
+
+    @staticmethod
+    def _fault_headers(model: str, status: int) -> list[tuple[str, str]]:
+        extra = [("x-mock-model", model), ("x-mock-fault", "error")]
+        if status == 429:
+            extra.append(("retry-after", "1"))
+        return extra
+
+    async def _respond_native(
+        self,
+        call: NativeCall,
+        request: Request,
+        record: dict[str, Any],
+        valid_json: bool,
+        writer: asyncio.StreamWriter,
+    ) -> tuple[int | str, bool]:
+        """Anthropic, Bedrock and Gemini, each strictly as the real API (their modules)."""
+        keep = request.keep_alive
+
+        def fail(status: int, message: str, extra: list[tuple[str, str]] | None = None,
+                 reason: str | None = None, name: str | None = None) -> tuple[int, bool]:
+            headers = list(extra or [])
+            if call.api == "anthropic":
+                body: dict[str, Any] = anthropic_api.error_body(status, message)
+            elif call.api == "bedrock":
+                body = bedrock_api.error_body(status, message)
+                headers += bedrock_api.error_headers(status, name)
+            else:
+                body = gemini_api.error_body(status, message, reason)
+            self._write_json(writer, status, body, headers, keep)
+            return status, keep
+
+        if request.method != "POST":
+            return fail(405, f"{request.path} only accepts POST", [("allow", "POST")])
+        query = request.target.split("?", 1)[1] if "?" in request.target else ""
+        try:
+            self._authorize_native(call, request, query)
+        except NativeError as exc:
+            status = 403 if isinstance(exc, sigv4.SignatureError) else int(exc.status)
+            return fail(status, exc.message, reason=getattr(exc, "reason", None),
+                        name=getattr(exc, "kind", None))
+        body = record["body"]
+        if not valid_json or not isinstance(body, dict):
+            return fail(400, "the request body is not a JSON object")
+        model = call.model or body.get("model")
+        if not isinstance(model, str) or not model:
+            return fail(400, "model: Field required")
+        record["model"] = model
+        fault = await self._fault(model, writer)
+        if fault == "reset":
+            return "reset", False
+        if isinstance(fault, int):
+            return fail(fault, f"injected fault for model {model}",
+                        self._fault_headers(model, fault))
+        headers = [("x-mock-model", model)]
+        try:
+            if call.api == "anthropic":
+                msg_id = f"msg_mock_{replies.digest(body)}"
+                json_body, events = anthropic_api.reply(model, body, msg_id)
+                kind = _SSE
+            elif call.api == "bedrock":
+                rid = bedrock_api.request_id(request.body)
+                headers.append(("x-amzn-requestid", rid))
+                ans = answer(model, bedrock_api.read(body))
+                stream = call.op == "converse-stream"
+                json_body = None if stream else bedrock_api.converse(rid, ans)
+                events = bedrock_api.converse_stream(rid, ans) if stream else None
+                kind = _EVENTSTREAM
+            else:
+                ans, count = gemini_api.generate_reply(model, body)
+                response_id = replies.digest(body)
+                json_body, events, kind = None, None, _SSE
+                if call.op == "generateContent":
+                    json_body = gemini_api.generate(response_id, model, ans, count)
+                else:
+                    chunks = gemini_api.stream_chunks(response_id, model, ans, count)
+                    sse = "alt=sse" in query.split("&")
+                    events = gemini_api.sse(chunks) if sse else gemini_api.json_array(chunks)
+                    kind = _SSE if sse else _JSON
+        except NativeError as exc:
+            return fail(getattr(exc, "status", 400), exc.message, headers)
+        if events is None:
+            self._write_json(writer, 200, json_body, headers, keep)
+        else:
+            self._write_stream(writer, events, headers, kind)
+        return 200, keep
+
+    def _authorize_native(self, call: NativeCall, request: Request, query: str) -> None:
+        if call.api == "anthropic":
+            anthropic_api.check_headers(request.headers, self.config.require_key)
+        elif call.api == "gemini":
+            gemini_api.check_key(request.headers, query, self.config.require_key)
+        else:
+            host = request.headers.get("host", "localhost")
+            sigv4.verify(request.method, f"http://{host}{request.target}", request.headers,
+                         request.body, self.config.aws_credentials, "bedrock")
+
     def _write_stream(
-        self, writer: asyncio.StreamWriter, events: list[bytes], headers: list[tuple[str, str]]
+        self, writer: asyncio.StreamWriter, events: list[bytes], headers: list[tuple[str, str]],
+        kind: tuple[str, str] = _SSE,
     ) -> None:
         writer.write(format_head(200, [
-            _SSE, ("cache-control", "no-cache"), ("transfer-encoding", "chunked"),
+            kind, ("cache-control", "no-cache"), ("transfer-encoding", "chunked"),
             *self._base_headers, *headers]))
         # One HTTP chunk per event, handed to the socket in one write: the client still parses
         # the stream event by event, and the mock stays cheap under load.

@@ -57,6 +57,7 @@ from gatewayctl.render.envoy.ratelimit import (
     token_limit_data,
 )
 from gatewayctl.render.envoy.routes import render_route_config
+from gatewayctl.render.envoy.translate import has_native, native_apis, native_upstream_filters
 from gatewayctl.render.envoy.upstream import pinned_models, provider_data, render_upstream_filters
 
 
@@ -94,6 +95,10 @@ def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
         data: dict[str, Any] = {"public": route.public_model, "policy": ids[canonical[route.name]]}
         if route.prompt is not None:
             data["prompt"] = prompt_data(route.prompt)
+        native = native_apis(ir, route)
+        if native:
+            # requests must translate for each (gateway.lua check_native)
+            data["native"] = list(native)
         if len(route.backends) == 1:
             # Every attempt but the fallbacks goes to this model: the downstream filter writes
             # its upstream name, and the upstream filter skips the body on those attempts.
@@ -138,7 +143,7 @@ def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, 
         *([jwt] if jwt is not None else []),
         lua_filter(AUTH_FILTER, auth_source(auth_filter_data(ir, options))),
         render_buffer_filter(),
-        lua_filter(LUA_FILTER, gateway_source(gateway_lua_data(ir, options))),
+        lua_filter(LUA_FILTER, gateway_source(gateway_lua_data(ir, options), has_native(ir))),
         render_rbac_filter(ir),
         *render_ratelimit_filters(ir),
         *render_global_filters(ir),
@@ -147,7 +152,9 @@ def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, 
             # One upstream chain for every cluster (none has its own): see upstream.py.
             "typed_config": {
                 "@type": ROUTER_TYPE,
-                "upstream_http_filters": render_upstream_filters(ir, options),
+                "upstream_http_filters": render_upstream_filters(
+                    ir, options, native_upstream_filters(ir, options)
+                ),
             },
         },
     ]
@@ -176,7 +183,7 @@ def render_listener(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
         "generate_request_id": True,
         "normalize_path": True,
         "merge_slashes": True,
-        "route_config": render_route_config(ir),
+        "route_config": render_route_config(ir, options),
         "http_filters": render_http_filters(ir, options),
         "access_log": render_access_log(options.access_log_path),
         "local_reply_config": render_local_reply_config(),

@@ -68,8 +68,26 @@ def _module(variable: str, name: str) -> str:
     return f"local {variable} = (function()\n" + shipped_source(name) + "\nend)()\n"
 
 
-def gateway_source(data: Mapping[str, Any]) -> str:
-    """The downstream filter: JSON library, data table, secret reader, then gateway.lua."""
+# The OpenAI request reader, the reply builder, the stream readers and one module per native
+# API (translate.py): bound, in this order, into the filters that translate or check requests.
+NATIVE_MODULES = (
+    ("chat", "openai_chat.lua"),
+    ("reply", "openai_reply.lua"),
+    ("sse", "sse.lua"),
+    ("eventstream", "eventstream.lua"),
+    ("anthropic", "anthropic.lua"),
+    ("bedrock", "bedrock.lua"),
+    ("gemini", "gemini.lua"),
+)
+
+
+def _native_modules() -> str:
+    return "".join(_module(variable, name) for variable, name in NATIVE_MODULES)
+
+
+def gateway_source(data: Mapping[str, Any], native: bool = False) -> str:
+    """The downstream filter: JSON library, data table, secret reader, (with native providers:
+    the translation modules, to check requests), then gateway.lua."""
     return (
         _module("json", "json.lua")
         + "local DATA = "
@@ -78,6 +96,7 @@ def gateway_source(data: Mapping[str, Any]) -> str:
         + _module("read_secret", "secrets.lua")
         + _module("decide_access", "access.lua")
         + _module("charge_limits", "ratelimit.lua")
+        + (_native_modules() if native else "")
         + shipped_source("gateway.lua")
     )
 
@@ -90,13 +109,30 @@ def auth_source(data: Mapping[str, Any]) -> str:
 
 
 def upstream_source(data: Mapping[str, Any]) -> str:
-    """The shared upstream filter (router-level): data table, secret reader, upstream.lua."""
+    """The shared upstream filter (router-level): data table, secret reader, the attempt's
+    target, upstream.lua."""
     return (
         "local DATA = "
         + to_lua(data)
         + "\n"
         + _module("read_secret", "secrets.lua")
+        + _module("target", "target.lua")
         + shipped_source("upstream.lua")
+    )
+
+
+def translate_source(data: Mapping[str, Any]) -> str:
+    """The translating upstream filter (routes with a native provider): JSON library, data
+    table, secret reader, the attempt's target, the translation modules, translate.lua."""
+    return (
+        _module("json", "json.lua")
+        + "local DATA = "
+        + to_lua(data)
+        + "\n"
+        + _module("read_secret", "secrets.lua")
+        + _module("target", "target.lua")
+        + _native_modules()
+        + shipped_source("translate.lua")
     )
 
 

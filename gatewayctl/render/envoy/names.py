@@ -24,6 +24,9 @@ LUA_REPLY_HEADER = "x-gw-reply"  # marks a reply the Lua filter wrote (already J
 PRINCIPAL_HEADER = "x-gw-principal"
 # Set by the body filter for the upstream filter: the body already names this model.
 BODY_MODEL_HEADER = "x-gw-body-model"
+# Set by the translating upstream filter on a Bedrock attempt: the provider whose SigV4 signer
+# signs it (translate.py); removed after signing.
+SIGN_HEADER = "x-gw-sign"
 # Every internal request header: a client's copy is removed before anything reads it.
 INTERNAL_HEADERS = (
     ROUTE_HEADER,
@@ -32,6 +35,7 @@ INTERNAL_HEADERS = (
     LUA_REPLY_HEADER,
     PRINCIPAL_HEADER,
     BODY_MODEL_HEADER,
+    SIGN_HEADER,
 )
 
 # Response headers the gateway adds.
@@ -65,6 +69,10 @@ AUTH_FILTER = "gatewayctl.auth"
 # (typed_per_filter_config) without touching the listener's Lua filter.
 UPSTREAM_TARGET_FILTER = "gatewayctl.upstream_target"
 UPSTREAM_REWRITE_FILTER = "gatewayctl.upstream_rewrite"
+# Switched on only by routes with a provider that does not speak OpenAI (translate.py).
+UPSTREAM_TRANSLATE_FILTER = "gatewayctl.upstream_translate"
+UPSTREAM_SIGN_FILTER = "gatewayctl.upstream_sign"
+UPSTREAM_SIGN_CLEANUP_FILTER = "gatewayctl.upstream_sign_cleanup"
 
 TYPE_PREFIX = "type.googleapis.com/"
 LISTENER_TYPE = TYPE_PREFIX + "envoy.config.listener.v3.Listener"
@@ -74,6 +82,20 @@ HCM_TYPE = (
     + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 )
 LUA_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.lua.v3.Lua"
+LUA_PER_ROUTE_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.lua.v3.LuaPerRoute"
+AWS_SIGNING_TYPE = (
+    TYPE_PREFIX + "envoy.extensions.filters.http.aws_request_signing.v3.AwsRequestSigning"
+)
+EXTENSION_WITH_MATCHER_TYPE = (
+    TYPE_PREFIX + "envoy.extensions.common.matching.v3.ExtensionWithMatcher"
+)
+EXTENSION_WITH_MATCHER_PER_ROUTE_TYPE = (
+    TYPE_PREFIX + "envoy.extensions.common.matching.v3.ExtensionWithMatcherPerRoute"
+)
+COMPOSITE_FILTER_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.composite.v3.Composite"
+EXECUTE_FILTER_ACTION_TYPE = (
+    TYPE_PREFIX + "envoy.extensions.filters.http.composite.v3.ExecuteFilterAction"
+)
 RBAC_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.rbac.v3.RBAC"
 LOCAL_RATELIMIT_TYPE = (
     TYPE_PREFIX + "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
@@ -87,6 +109,9 @@ EARLY_HEADER_MUTATION_TYPE = (
 )
 HEADER_MUTATION_TYPE = (
     TYPE_PREFIX + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation"
+)
+HEADER_MUTATION_PER_ROUTE_TYPE = (
+    TYPE_PREFIX + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute"
 )
 UPSTREAM_CODEC_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
 COMPOSITE_CLUSTER_TYPE = TYPE_PREFIX + "envoy.extensions.clusters.composite.v3.ClusterConfig"

@@ -43,7 +43,9 @@ from gatewayctl.render.envoy.names import (
     VIRTUAL_HOST_NAME,
     backend_cluster_name,
 )
+from gatewayctl.render.envoy.options import EnvoyOptions
 from gatewayctl.render.envoy.ratelimit import token_charge_headers
+from gatewayctl.render.envoy.translate import route_filter_configs
 from gatewayctl.render.envoy.upstream import pinned_models, skip_upstream_filters
 
 RETRY_ON = "5xx,reset,connect-failure,retriable-status-codes"
@@ -96,6 +98,7 @@ def _route(
     backend_weights: list[tuple[str, int]],
     pinned: bool = False,
     rate_limits: list[dict[str, Any]] | None = None,
+    filter_configs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     match: dict[str, Any] = {"safe_regex": {"regex": API_PATH_REGEX}}
     if extra_headers:
@@ -113,11 +116,17 @@ def _route(
     }
     if pinned:
         out["typed_per_filter_config"] = skip_upstream_filters()
+    elif filter_configs:
+        out["typed_per_filter_config"] = dict(filter_configs)
     return out
 
 
-def render_gateway_routes(ir: GatewayIR, route: RouteIR, pinned: bool) -> list[dict[str, Any]]:
-    """The route's entries; pinned: see upstream.pinned_models."""
+def render_gateway_routes(
+    ir: GatewayIR, route: RouteIR, pinned: bool, options: EnvoyOptions | None = None
+) -> list[dict[str, Any]]:
+    """The route's entries; pinned: see upstream.pinned_models; a route with a provider of
+    another API switches the translating filters on (translate.py)."""
+    configs = route_filter_configs(ir, route, options or EnvoyOptions())
     out: list[dict[str, Any]] = []
     limits = route_rate_limits(ir, route)
     rollout = route.rollout
@@ -130,12 +139,15 @@ def render_gateway_routes(ir: GatewayIR, route: RouteIR, pinned: bool) -> list[d
                 canary_match,
                 [(rollout.canary, 1)],
                 rate_limits=limits,
+                filter_configs=configs,
             )
         )
     weights = [(b.model, b.weight) for b in route.backends if b.weight > 0]
     if not weights:  # defensive: the compiler guarantees a positive sum
         weights = [(route.backends[0].model, 1)]
-    out.append(_route(route, route.name, [], weights, pinned, rate_limits=limits))
+    out.append(
+        _route(route, route.name, [], weights, pinned, rate_limits=limits, filter_configs=configs)
+    )
     return out
 
 
@@ -170,7 +182,7 @@ def _body_class_route(key: str, cap: int) -> dict[str, Any]:
     }
 
 
-def render_route_config(ir: GatewayIR) -> dict[str, Any]:
+def render_route_config(ir: GatewayIR, options: EnvoyOptions | None = None) -> dict[str, Any]:
     """The route table. Gateway routes sit in a matcher tree keyed by x-gw-route: an exact-match
     map, so finding a route costs the same with 10 or 10,000 of them (a `routes` list is
     scanned in order, ~1k instructions per entry, twice per request: before the Lua filter
@@ -197,7 +209,7 @@ def render_route_config(ir: GatewayIR) -> dict[str, Any]:
     ]
     keyed: dict[str, Any] = {}
     for route in sorted(ir.routes, key=lambda r: r.name):
-        entries = render_gateway_routes(ir, route, route.name in pinned)
+        entries = render_gateway_routes(ir, route, route.name in pinned, options)
         keyed[route.name] = _route_list(entries)
     for cap, key in body_classes(ir).items():
         keyed[key] = _route_list([_body_class_route(key, cap)])

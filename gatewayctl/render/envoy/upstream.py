@@ -68,9 +68,9 @@ def pinned_models(ir: GatewayIR) -> dict[str, ModelIR]:
     """Route name -> the one model every attempt of the route goes to, for the routes whose
     downstream filter can set the attempt's target itself (pinned routes).
 
-    That is a route with one backend and no fallback to another model, whose provider has
-    no base path (a path prefix would have to be added after route matching). Its requests
-    carry the provider's authority and credential and the upstream model name from the
+    That is a route with one backend and no fallback to another model, whose provider speaks
+    OpenAI and has no base path (a path prefix would have to be added after route matching).
+    Its requests carry the provider's authority and credential and the upstream model name from the
     downstream Lua filter, and the route switches off the per-attempt chain (header_mutation
     and the upstream Lua): about a tenth of the gateway's work per request.
     """
@@ -81,7 +81,13 @@ def pinned_models(ir: GatewayIR) -> dict[str, ModelIR]:
         if len(route.backends) != 1:
             continue
         model = models[route.backends[0].model]
-        if all(f == model.name for f in route.fallback) and not providers[model.provider].base_path:
+        provider = providers[model.provider]
+        # A provider of another API is translated per attempt (translate.py), never pinned.
+        if (
+            all(f == model.name for f in route.fallback)
+            and not provider.base_path
+            and provider.api == "openai"
+        ):
             out[route.name] = model
     return out
 
@@ -93,11 +99,17 @@ def skip_upstream_filters() -> dict[str, Any]:
 
 
 def provider_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
-    """Per provider: base path and credential, for the upstream Lua filter's data table."""
+    """Per provider: base path, credential and API, for the upstream Lua filters' data tables.
+    A Bedrock provider's credential is no header: Envoy's SigV4 signer reads it (translate.py)."""
     out: dict[str, Any] = {}
     for provider in ir.providers:
         data: dict[str, Any] = {"base_path": provider.base_path}
-        if provider.credential is not None:
+        if provider.api != "openai":
+            data["api"] = provider.api
+            data["name"] = provider.name
+        if provider.api == "bedrock":
+            data["sign"] = True
+        elif provider.credential is not None:
             ref = provider.credential
             data["credential"] = {
                 "file": f"{options.secrets_dir}/{ref.name}/{ref.key}",
@@ -124,8 +136,11 @@ def _header_mutation() -> dict[str, Any]:
     }
 
 
-def render_upstream_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
-    """The router's upstream_http_filters: header_mutation -> Lua -> codec."""
+def render_upstream_filters(
+    ir: GatewayIR, options: EnvoyOptions, extra: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """The router's upstream_http_filters: header_mutation -> Lua -> `extra` (the translating
+    filter and Bedrock's signer, translate.py, off unless a route switches them on) -> codec."""
     data = {
         "target_header": TARGET_HEADER,
         "providers": provider_data(ir, options),
@@ -134,6 +149,7 @@ def render_upstream_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[s
     return [
         _header_mutation(),
         lua_filter(UPSTREAM_REWRITE_FILTER, upstream_source(data)),
+        *(extra or []),
         {
             "name": "envoy.filters.http.upstream_codec",
             "typed_config": {"@type": UPSTREAM_CODEC_TYPE},

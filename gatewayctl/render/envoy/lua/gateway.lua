@@ -15,6 +15,11 @@
 -- written here, and x-gw-body-model tells the upstream filter it need not touch the body; if
 -- no attempt can go to another model either (a pinned route), the authority and the provider
 -- credential are set here too, and the route skips the per-attempt filters.
+-- A route with a provider that does not speak OpenAI (DATA route.native: its APIs) takes chat
+-- completions only, and a request it could not translate for every one of those providers is
+-- answered 400 here, so retries and fallback never meet a request one of them cannot take and
+-- the client's view does not depend on which provider answered. `chat` and the provider
+-- modules are bound before this file for such gateways (translate.lua translates per attempt).
 -- Response: usage -> metadata for the access log, token debt, x-gateway-prompt-version; only
 -- the top-level `usage` member is decoded. A provider's 401/403 (a rejected gateway
 -- credential) becomes the gateway's own 502, so nothing of the provider's reply, which may
@@ -110,7 +115,7 @@ local function add_strings(v, out, n)
   return n
 end
 
-local function guard_text(req)
+local function guard_text(req, native)
   local out, n = {}, 0
   for k, v in pairs(req) do
     if k ~= "model" then
@@ -120,6 +125,13 @@ local function guard_text(req)
       elseif t == "table" then
         n = add_strings(v, out, n)
       end
+    end
+  end
+  -- A tool call's `arguments` is a JSON text that the native APIs get decoded: what its escapes
+  -- spell is text the provider reads too.
+  if native ~= nil then
+    for _, a in ipairs(native) do
+      if type(a.value) == "table" then n = add_strings(a.value, out, n) end
     end
   end
   return concat(out, "\n")
@@ -328,6 +340,23 @@ local function render_prompt(version, vars, limit)
   return concat(out)
 end
 
+-- Native APIs -------------------------------------------------------------------------------
+
+-- The provider modules, bound before this file only in gateways with a native provider.
+local NATIVE = chat ~= nil and { anthropic = anthropic, bedrock = bedrock, gemini = gemini } or nil
+
+-- nil if the request translates for every API in `apis`; else the error (a table from
+-- chat.fail, or a message).
+local function check_native(req, apis)
+  local ok, err = pcall(function()
+    local c = chat.read(req)
+    for _, api in ipairs(apis) do NATIVE[api].request(c, "model", nil) end
+  end)
+  if ok then return nil end
+  if type(err) ~= "table" then return { status = 400, message = tostring(err), code = "untranslatable" } end
+  return err
+end
+
 -- Token limits ------------------------------------------------------------------------------
 
 local function debt_key(limit, route_name, consumer)
@@ -388,6 +417,10 @@ function envoy_on_request(h)
   local route = DATA.routes[route_name]
   md:set(NS, "route", route_name)
 
+  if route.native ~= nil and endpoint ~= "chat" then
+    return reply(h, 400, "The model `" .. model .. "` serves only /v1/chat/completions.",
+      "invalid_request_error", "unsupported_endpoint")
+  end
   if #raw > route.max_bytes then
     return reply(h, 413, "The request body is larger than " .. route.max_bytes .. " bytes.",
       "invalid_request_error", "request_too_large")
@@ -433,13 +466,30 @@ function envoy_on_request(h)
     md:set(NS, "prompt_version", version.version)
   end
 
+  local args = route.native ~= nil and chat.escaped_arguments(req) or nil
   if route.guard ~= nil then
     -- The listener's RBAC matches the deny patterns (RE2) of guard set `set` against `text`,
     -- which is what the provider would read, before redaction; see guardrails.py.
     md:set(INTERNAL_NS, "set", route.guard)
-    md:set(INTERNAL_NS, "text", carried_text(guard_text(req)))
+    md:set(INTERNAL_NS, "text", carried_text(guard_text(req, args)))
   end
-  if route.redact ~= nil and redact_table(req, route.redact) then reencode = true end
+  if route.redact ~= nil then
+    if redact_table(req, route.redact) then reencode = true end
+    if args ~= nil then
+      for _, a in ipairs(args) do
+        if redact_table(a.value, route.redact) then
+          a.fn.arguments = json.encode(a.value)
+          reencode = true
+        end
+      end
+    end
+  end
+  if route.native ~= nil then
+    local err = check_native(req, route.native)
+    if err ~= nil then
+      return reply(h, err.status or 400, err.message or tostring(err), "invalid_request_error", err.code)
+    end
+  end
 
   for _, limit in ipairs(route.token_limits) do
     local dk = debt_key(limit, route_name, consumer)
@@ -477,12 +527,17 @@ end
 
 -- Response -----------------------------------------------------------------------------------
 
+-- The one reading of usage, in OpenAI's terms: a reply's `usage` (translated replies carry
+-- OpenAI's), the last SSE event's, or what translate.lua left for a translated stream. Returns
+-- prompt tokens (cached ones included), completion tokens and cached tokens (or nil).
 local function usage_numbers(usage)
-  if not is_object(usage) then return nil end
+  if type(usage) ~= "table" then return nil end
   local p = usage.prompt_tokens or usage.input_tokens
   local c = usage.completion_tokens or usage.output_tokens or 0
   if type(p) ~= "number" or type(c) ~= "number" then return nil end
-  return p, c
+  local details = usage.prompt_tokens_details
+  local cached = type(details) == "table" and details.cached_tokens or nil
+  return p, c, type(cached) == "number" and cached or nil
 end
 
 -- The numbers of the top-level `usage` member of a JSON document (the last one, if repeated):
@@ -496,7 +551,7 @@ end
 -- read as they pass, and only the current incomplete line is kept.
 local function scan_stream_usage(h)
   local pending = ""
-  local p, c
+  local p, c, cached
   for chunk in h:bodyChunks() do
     local data = chunk:getBytes(0, chunk:length())
     if pending ~= "" then data = pending .. data end
@@ -509,15 +564,15 @@ local function scan_stream_usage(h)
       if find(line, '"usage"', 1, true) then
         local payload = match(line, "^data:%s*(.-)%s*$")
         if payload ~= nil then
-          local ep, ec = usage_of(payload)
-          if ep ~= nil then p, c = ep, ec end
+          local ep, ec, ecached = usage_of(payload)
+          if ep ~= nil then p, c, cached = ep, ec, ecached end
         end
       end
     end
     pending = sub(data, start)
     if #pending > 1048576 then pending = "" end  -- not SSE as expected; stop holding it
   end
-  return p, c
+  return p, c, cached
 end
 
 local function charge_tokens(info, route, used)
@@ -602,18 +657,24 @@ function envoy_on_response(h)
 
   local model = hdrs:get("x-gateway-model")
   local ctype = hdrs:get("content-type") or ""
-  local p, c
+  local p, c, cached
   if find(ctype, "text/event-stream", 1, true) then
-    p, c = scan_stream_usage(h)
+    p, c, cached = scan_stream_usage(h)
+    if p == nil and route.native ~= nil then
+      -- a translated stream whose client did not ask for usage: translate.lua kept it
+      local attempt = h:streamInfo():dynamicMetadata():get("gw.attempt")
+      if attempt ~= nil then p, c, cached = usage_numbers(attempt.usage) end
+    end
   else
     local body = h:body()
     if body == nil then return end
-    p, c = usage_of(body:getBytes(0, body:length()))
+    p, c, cached = usage_of(body:getBytes(0, body:length()))
   end
   if p == nil then return end
   md = h:streamInfo():dynamicMetadata()  -- handles taken before body() are invalid after it
   md:set(NS, "prompt_tokens", p)
   md:set(NS, "completion_tokens", c)
+  if cached ~= nil and cached > 0 then md:set(NS, "cached_tokens", cached) end
   local price = model and DATA.prices[model]
   local cost = 0
   if price ~= nil then

@@ -1,0 +1,103 @@
+-- The attempt's target, shared by the two per-attempt upstream filters: upstream.lua (OpenAI
+-- providers) and translate.lua (routes with a provider of another API). Bound at render time
+-- as `local target = (function() ... end)()` after the data table and read_secret.
+--
+-- header_mutation, which runs first, copies the chosen endpoint's metadata gw.target (model,
+-- provider, upstream model and authority, percent-encoded and joined by `|`; see upstream.py)
+-- into the x-gw-target header. take() reads and removes it (and the client's key headers, and
+-- x-gw-body-model), sets the authority and the provider's credential header, and returns the
+-- attempt's model, provider data, upstream model and the body-model mark. send_openai() then
+-- prefixes the provider's base path and rewrites `model` to the upstream model name, unless
+-- x-gw-body-model (set by the downstream filter for a route with one backend) says the body
+-- already carries this attempt's model: then the body is neither buffered nor touched.
+local M = {}
+local find, sub, byte, gsub, match = string.find, string.sub, string.byte, string.gsub, string.match
+local TARGET_HEADER = DATA.target_header
+-- Set by the downstream filter when the body already carries this model's upstream name.
+local BODY_MODEL_HEADER = "x-gw-body-model"
+local CLIENT_KEY_HEADERS = { "authorization", "x-api-key", "api-key" }
+
+local STRING_ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+
+local function escape_char(c)
+  return STRING_ESCAPES[c] or string.format("\\u%04x", byte(c))
+end
+
+local function encode_string(s)
+  if not find(s, '[%c"\\]') then return '"' .. s .. '"' end
+  return '"' .. gsub(s, '[%c"\\]', escape_char) .. '"'
+end
+
+local function hex_char(hex) return string.char(tonumber(hex, 16)) end
+
+local function unescape(s)
+  if not find(s, "%", 1, true) then return s end
+  return (gsub(s, "%%(%x%x)", hex_char))
+end
+
+-- The downstream filter wrote the body with `model` as its first member, so the rewrite is a
+-- splice of that one string; anything else is left alone.
+local function splice_model(raw, upstream_model)
+  if sub(raw, 1, 10) ~= '{"model":"' then return nil end
+  local i = 11
+  while true do
+    local c = byte(raw, i)
+    if c == nil then return nil end
+    if c == 92 then
+      i = i + 2
+    elseif c == 34 then
+      break
+    else
+      i = i + 1
+    end
+  end
+  return '{"model":' .. encode_string(upstream_model) .. sub(raw, i + 1)
+end
+
+-- take(h, hdrs) -> model, provider, upstream model, body model (or nil when the attempt has no
+-- endpoint data: logged, and the request goes on unchanged).
+function M.take(h, hdrs)
+  local target = hdrs:get(TARGET_HEADER)
+  if target ~= nil then hdrs:remove(TARGET_HEADER) end
+  local model, provider_name, upstream_model, authority =
+    match(target or "", "^([^|]+)|([^|]+)|([^|]+)|([^|]+)$")
+  local body_model = hdrs:get(BODY_MODEL_HEADER)
+  if body_model ~= nil then hdrs:remove(BODY_MODEL_HEADER) end
+  for i = 1, #CLIENT_KEY_HEADERS do hdrs:remove(CLIENT_KEY_HEADERS[i]) end
+  if model == nil then
+    h:logErr("gatewayctl: no endpoint data for this attempt")
+    return nil
+  end
+  model = unescape(model)
+  local provider = DATA.providers[unescape(provider_name)]
+  if provider == nil then
+    h:logErr("gatewayctl: no provider data for upstream model " .. model)
+    return nil
+  end
+  hdrs:replace(":authority", unescape(authority))
+  local cred = provider.credential
+  if cred ~= nil then
+    local value = read_secret(cred.file)
+    if value == nil or value == "" then
+      h:logErr("gatewayctl: cannot read provider credential " .. cred.file)
+    else
+      hdrs:replace(cred.header, cred.prefix .. value)
+    end
+  end
+  return model, provider, unescape(upstream_model), body_model
+end
+
+-- An attempt on a provider that speaks OpenAI: its base path, and its model name in the body.
+function M.send_openai(h, hdrs, provider, model, upstream_model, body_model)
+  if provider.base_path ~= "" then
+    hdrs:replace(":path", provider.base_path .. (hdrs:get(":path") or ""))
+  end
+  -- The body already names this attempt's upstream model: leave it (and its buffering) alone.
+  if body_model ~= nil and body_model == model then return end
+  local body = h:body()
+  if body == nil or body:length() == 0 then return end
+  local rewritten = splice_model(body:getBytes(0, body:length()), upstream_model)
+  if rewritten ~= nil then body:setBytes(rewritten) end
+end
+
+return M

@@ -1,0 +1,137 @@
+"""The translating upstream filter (lua/translate.lua, as rendered) in LuaJIT with a fake handle.
+
+Runs the shipped source the renderer builds (`translate_source`), so the golden cases and the
+fuzz test exercise exactly what Envoy runs, without Envoy: one attempt's request
+(`envoy_on_request`) and its response (`envoy_on_response`, a buffered body or a stream fed
+chunk by chunk, as Envoy's bodyChunks() does, with the last chunk rewritten after the loop).
+tests/providers/test_sdk_envoy.py runs the same source in a real Envoy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from gatewayctl.render.envoy.lua import translate_source
+from gatewayctl.render.envoy.upstream import target_value
+
+_FAKE = r"""
+local mode, req_headers, body_text, chunk_list, md_in = ...
+local md = md_in or {}
+local mdw = {
+  set = function(_, ns, k, v) md[ns] = md[ns] or {}; md[ns][k] = v end,
+  get = function(_, ns) return md[ns] end,
+}
+local si = { dynamicMetadata = function() return mdw end }
+local hdrs = {}
+for k, v in pairs(req_headers) do hdrs[k] = v end
+local body = body_text
+local replied = nil
+local function buffer(get, set)
+  return {
+    length = function() return #get() end,
+    getBytes = function(_, i, n) return string.sub(get(), i + 1, i + n) end,
+    setBytes = function(_, s) set(s) end,
+  }
+end
+local out_chunks = {}
+local h = {
+  headers = function()
+    return {
+      get = function(_, k) return hdrs[k] end,
+      remove = function(_, k) hdrs[k] = nil end,
+      replace = function(_, k, v) hdrs[k] = v end,
+    }
+  end,
+  body = function() return buffer(function() return body end, function(s) body = s end) end,
+  bodyChunks = function()
+    local i = 0
+    return function()
+      i = i + 1
+      local c = chunk_list[i]
+      if c == nil then return nil end
+      out_chunks[i] = c
+      local idx = i
+      return buffer(function() return out_chunks[idx] end, function(s) out_chunks[idx] = s end)
+    end
+  end,
+  streamInfo = function() return si end,
+  respond = function(_, rh, b) replied = { status = rh[":status"], body = b } end,
+  logErr = function() end,
+}
+if mode == "request" then envoy_on_request(h) else envoy_on_response(h) end
+return hdrs, body, table.concat(out_chunks), replied, md
+"""
+
+
+def lua_runtime() -> Any:
+    from lupa import luajit21  # type: ignore[import-untyped]
+
+    return luajit21.LuaRuntime(encoding=None, unpack_returned_tuples=True)
+
+
+def to_py(value: Any) -> Any:
+    """A Lua table (lupa) as Python dicts and lists of str."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if hasattr(value, "items"):
+        items = {to_py(k): to_py(v) for k, v in value.items()}
+        if items and all(isinstance(k, int) for k in items):
+            return [items[i] for i in sorted(items)]
+        return items
+    return value
+
+
+@dataclass
+class Attempt:
+    """The outcome of one attempt through the filter."""
+
+    headers: dict[str, str]
+    body: str
+    replied: dict[str, Any] | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class TranslateFilter:
+    """One Lua state holding the rendered translate source, as one Envoy worker has it."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.rt = lua_runtime()
+        self.rt.execute(translate_source(data))
+        self._run = self.rt.execute("return function(...) " + _FAKE + " end")
+        self._md: Any = None
+
+    def _table(self, mapping: dict[str, Any]) -> Any:
+        return self.rt.table_from({k.encode(): v.encode() for k, v in mapping.items()})
+
+    def request(self, target: str, body: bytes, headers: dict[str, str] | None = None) -> Attempt:
+        hdrs = {":path": "/v1/chat/completions", ":method": "POST",
+                "content-type": "application/json", "x-gw-target": target, **(headers or {})}
+        out_headers, out_body, _, replied, md = self._run(
+            b"request", self._table(hdrs), body, self.rt.table_from({}), None)
+        self._md = md
+        return Attempt({k.decode(): v.decode() for k, v in out_headers.items()},
+                       out_body.decode("utf-8", "replace"), to_py(replied), to_py(md))
+
+    def response(self, status: int, headers: dict[str, str], body: bytes = b"",
+                 chunks: list[bytes] | None = None) -> Attempt:
+        hdrs = {":status": str(status), **headers}
+        out_headers, out_body, streamed, replied, md = self._run(
+            b"response", self._table(hdrs), body,
+            self.rt.table_from(list(chunks or [])), self._md)
+        text = streamed if chunks is not None else out_body
+        return Attempt({k.decode(): v.decode() for k, v in out_headers.items()},
+                       text.decode("utf-8", "replace"), to_py(replied), to_py(md))
+
+
+def target(model: str, provider: str, upstream: str, authority: str = "upstream.test") -> str:
+    """The x-gw-target value header_mutation writes for an attempt (upstream.target_value)."""
+    from gatewayctl.ir import ModelIR, ProviderIR
+
+    m = ModelIR(model, provider, upstream, None, 0.0, 0.0, False)
+    p = ProviderIR(provider, "openai", "https", authority, 443, "", 1000, 1, None, "", "")
+    return target_value(m, p, authority)
