@@ -131,6 +131,13 @@ def _show_lua(value: Any, full_code: bool) -> Any:
         if isinstance(source, dict) and isinstance(source.get("inline_string"), str):
             out["default_source_code"] = {
                 **source, "inline_string": _lua_view(source["inline_string"], full_code)}
+        named = out.get("source_codes")
+        if isinstance(named, dict):
+            out["source_codes"] = {
+                name: {**src, "inline_string": _lua_view(src["inline_string"], full_code)}
+                if isinstance(src, dict) and isinstance(src.get("inline_string"), str) else src
+                for name, src in named.items()
+            }
         return out
     if isinstance(value, list):
         return [_show_lua(v, full_code) for v in value]

@@ -36,7 +36,8 @@ CASE_FILES = sorted(CASES.glob("*.yaml"))
 
 def test_every_feature_has_a_case() -> None:
     names = {p.stem for p in CASE_FILES}
-    for provider in ("openai", "azure-openai", "anthropic", "openai-compatible"):
+    for provider in ("openai", "azure-openai", "anthropic", "openai-compatible", "bedrock",
+                     "gemini"):
         assert f"provider-{provider}" in names
     for state in ("not-started", "progressing", "paused", "aborted", "completed"):
         assert f"rollout-{state}" in names

@@ -46,6 +46,7 @@ from gatewayctl.render.envoy.names import (
     LISTENER_NAME,
     LUA_FILTER,
     ROUTER_TYPE,
+    SIGN_HEADER,
     STAT_PREFIX,
 )
 from gatewayctl.render.envoy.options import EnvoyOptions
@@ -165,6 +166,8 @@ def render_internal_header_removal(ir: GatewayIR) -> dict[str, Any]:
     any filter (cheaper than Lua calls): a client can pick no route, body class, consumer,
     target, charge or reply format."""
     names = [*INTERNAL_HEADERS, *token_charge_headers(ir)]
+    if any(p.api == "bedrock" for p in ir.providers):
+        names.append(SIGN_HEADER)
     return {
         "name": "envoy.http.early_header_mutation.header_mutation",
         "typed_config": {

@@ -25,7 +25,8 @@ PRINCIPAL_HEADER = "x-gw-principal"
 # Set by the body filter for the upstream filter: the body already names this model.
 BODY_MODEL_HEADER = "x-gw-body-model"
 # Set by the translating upstream filter on a Bedrock attempt: the provider whose SigV4 signer
-# signs it (translate.py); removed after signing.
+# signs it (translate.py); removed after signing. Gateways with a Bedrock provider also remove
+# a client's copy first, with the headers below.
 SIGN_HEADER = "x-gw-sign"
 # Every internal request header: a client's copy is removed before anything reads it.
 INTERNAL_HEADERS = (
@@ -35,7 +36,6 @@ INTERNAL_HEADERS = (
     LUA_REPLY_HEADER,
     PRINCIPAL_HEADER,
     BODY_MODEL_HEADER,
-    SIGN_HEADER,
 )
 
 # Response headers the gateway adds.
