@@ -72,7 +72,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             listener_address="127.0.0.1",
             listener_port=listener_port,
             access_log_path=str(root / "access.log"),
-            provider_overrides={kind: mock.url for kind, mock in mocks.items()},
+            provider_overrides={
+                **{kind: mock.url for kind, mock in mocks.items()},
+                **{f"{kind}-badkey": mock.url for kind, mock in mocks.items()},
+            },
         )
         ir = irs.build_ir()
         envoy = start_envoy(root / "envoy", render_envoy(ir, options),

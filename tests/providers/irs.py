@@ -2,7 +2,8 @@
 
 Routes: `chat-<type>` for each provider type (one backend), `bedrock-to-openai` (a Bedrock
 backend falling back to OpenAI), `openai-to-anthropic` and `anthropic-to-gemini` (fallback
-across provider types), and `openai-only` (two OpenAI backends: no translation at all).
+across provider types), and `badkey-<type>`: the same provider endpoint with a credential the
+provider refuses (a wrong key; for Bedrock, a wrong secret access key, so the signature fails).
 """
 
 from __future__ import annotations
@@ -41,13 +42,18 @@ UPSTREAM = {
 MAX_OUTPUT = {"anthropic": 1024}
 
 
+WRONG_AWS_CREDENTIALS_FILE = AWS_CREDENTIALS_FILE.replace("gwtest/secret", "gwtest/wrong!")
+
+
 def secrets() -> dict[tuple[str, str], str]:
     out = {(f"{t}-credentials", "api-key"): key for t, key in KEYS.items()}
+    out.update({(f"{t}-badkey-credentials", "api-key"): "wrong-" + key for t, key in KEYS.items()})
     out[("bedrock-credentials", "credentials")] = AWS_CREDENTIALS_FILE
+    out[("bedrock-badkey-credentials", "credentials")] = WRONG_AWS_CREDENTIALS_FILE
     return out
 
 
-def _provider(kind: ProviderType) -> ProviderIR:
+def _provider(kind: ProviderType, name: str | None = None) -> ProviderIR:
     headers = {
         "openai": ("authorization", "Bearer "),
         "anthropic": ("x-api-key", ""),
@@ -56,8 +62,9 @@ def _provider(kind: ProviderType) -> ProviderIR:
     }
     key = "credentials" if kind == "bedrock" else "api-key"
     header, prefix = headers[kind]
+    name = name or kind
     return ProviderIR(
-        name=kind,
+        name=name,
         type=kind,
         scheme="https",
         host=f"{kind}.provider.test",
@@ -65,7 +72,7 @@ def _provider(kind: ProviderType) -> ProviderIR:
         base_path="",
         timeout_ms=30_000,
         max_connections=100,
-        credential=SecretRefIR(f"{kind}-credentials", key),
+        credential=SecretRefIR(f"{name}-credentials", key),
         auth_header=header,
         auth_prefix=prefix,
         region=AWS_REGION if kind == "bedrock" else None,
@@ -76,10 +83,10 @@ def model_name(kind: str) -> str:
     return f"{kind}-model"
 
 
-def _model(kind: str) -> ModelIR:
+def _model(kind: str, provider: str | None = None) -> ModelIR:
     return ModelIR(
-        name=model_name(kind),
-        provider=kind,
+        name=model_name(provider or kind),
+        provider=provider or kind,
         upstream_model=UPSTREAM[kind],
         context_window=200_000,
         input_per_million=3.0,
@@ -120,6 +127,7 @@ def build_ir() -> GatewayIR:
         _route("openai-to-anthropic", ["openai"], ("anthropic",)),
         _route("anthropic-to-gemini", ["anthropic"], ("gemini",)),
     ]
+    routes += [_route(f"badkey-{t}", [f"{t}-badkey"]) for t in PROVIDER_TYPES]
     return GatewayIR(
         name="translate",
         namespace="translate",
@@ -128,8 +136,10 @@ def build_ir() -> GatewayIR:
         replicas_max=1,
         target_cpu=70,
         image="envoyproxy/envoy:v1.40.0",
-        providers=tuple(_provider(t) for t in PROVIDER_TYPES),
-        models=tuple(_model(t) for t in PROVIDER_TYPES),
+        providers=tuple(_provider(t) for t in PROVIDER_TYPES)
+        + tuple(_provider(t, f"{t}-badkey") for t in PROVIDER_TYPES),
+        models=tuple(_model(t) for t in PROVIDER_TYPES)
+        + tuple(_model(t, f"{t}-badkey") for t in PROVIDER_TYPES),
         routes=tuple(routes),
         consumers=(),
     )

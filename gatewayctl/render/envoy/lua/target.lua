@@ -10,6 +10,10 @@
 -- prefixes the provider's base path and rewrites `model` to the upstream model name, unless
 -- x-gw-body-model (set by the downstream filter for a route with one backend) says the body
 -- already carries this attempt's model: then the body is neither buffered nor touched.
+--
+-- Envoy sends a retry with the header map the previous attempt left, so an attempt that sets
+-- the path (a base path, another API's) takes it from the client's, which the first such
+-- attempt keeps in dynamic metadata (gw.attempt, path).
 local M = {}
 local find, sub, byte, gsub, match = string.find, string.sub, string.byte, string.gsub, string.match
 local TARGET_HEADER = DATA.target_header
@@ -87,10 +91,25 @@ function M.take(h, hdrs)
   return model, provider, unescape(upstream_model), body_model
 end
 
+local ATTEMPT_NS = "gw.attempt"
+M.ATTEMPT_NS = ATTEMPT_NS
+
+-- The path the client sent (see above).
+function M.client_path(h, hdrs)
+  local md = h:streamInfo():dynamicMetadata()
+  local ns = md:get(ATTEMPT_NS)
+  local path = ns and ns.path
+  if path == nil then
+    path = hdrs:get(":path") or ""
+    md:set(ATTEMPT_NS, "path", path)
+  end
+  return path
+end
+
 -- An attempt on a provider that speaks OpenAI: its base path, and its model name in the body.
 function M.send_openai(h, hdrs, provider, model, upstream_model, body_model)
   if provider.base_path ~= "" then
-    hdrs:replace(":path", provider.base_path .. (hdrs:get(":path") or ""))
+    hdrs:replace(":path", provider.base_path .. M.client_path(h, hdrs))
   end
   -- The body already names this attempt's upstream model: leave it (and its buffering) alone.
   if body_model ~= nil and body_model == model then return end

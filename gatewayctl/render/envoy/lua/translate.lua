@@ -21,9 +21,14 @@
 -- also left in gw.attempt.usage for the body filter.
 
 local APIS = { anthropic = anthropic, bedrock = bedrock, gemini = gemini }
-local ATTEMPT_NS = "gw.attempt"
+local ATTEMPT_NS = target.ATTEMPT_NS
 local SIGN_HEADER = DATA.sign_header
 local find = string.find
+-- What an earlier attempt of the request may have left in the header map Envoy re-sends (the
+-- other APIs' credential and version headers, the SigV4 signer's, a session token among them),
+-- removed before each attempt so no provider gets another's.
+local LEFT_BY_OTHER_APIS = { "x-goog-api-key", "anthropic-version", "x-amz-date",
+  "x-amz-content-sha256", "x-amz-security-token", SIGN_HEADER }
 
 local function refuse(h, err)
   local status = type(err) == "table" and err.status or 500
@@ -34,12 +39,18 @@ end
 
 function envoy_on_request(h)
   local hdrs = h:headers()
+  for i = 1, #LEFT_BY_OTHER_APIS do hdrs:remove(LEFT_BY_OTHER_APIS[i]) end
   local model, provider, upstream_model, body_model = target.take(h, hdrs)
   if model == nil then return end
+  local client_path = target.client_path(h, hdrs)
   local md = h:streamInfo():dynamicMetadata()
+  local earlier = md:get(ATTEMPT_NS).attempt
   local api = APIS[provider.api]
   if api == nil then
     md:set(ATTEMPT_NS, "attempt", { api = "openai" })
+    hdrs:replace(":path", client_path)
+    -- after another API's attempt the content-length is that body's: write the body again
+    if earlier ~= nil then body_model = nil end
     return target.send_openai(h, hdrs, provider, model, upstream_model, body_model)
   end
   local body = h:body()
