@@ -155,7 +155,8 @@ def test_anthropic_gets_max_tokens_from_the_model(gw: Gateway, kind: str) -> Non
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_multipart_content_and_images(gw: Gateway, kind: str) -> None:
-    png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAfbLI3wAAAABJRU5ErkJggg=="
+    png = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNg"
+           "YGD4DwABBAEAfbLI3wAAAABJRU5ErkJggg==")
     reply = client(gw).chat.completions.create(
         model=irs.route_name(kind),
         messages=[
