@@ -26,6 +26,7 @@ _MEMBERS = frozenset({
 })
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 _FINISH = {"stop": "end_turn", "length": "max_tokens", "stop_sequence": "stop_sequence",
            "tool_calls": "tool_use"}
 ERROR_TYPES: dict[int, str] = {
@@ -101,9 +102,13 @@ def _blocks(content: Any, where: str, role: str) -> list[Mapping[str, Any]]:
             if not (isinstance(block.get("id"), str) and isinstance(block.get("name"), str)
                     and isinstance(block.get("input"), Mapping)):
                 raise _bad(f"{at}: tool_use needs id, name and an object input")
+            if not _TOOL_ID.match(block["id"]):
+                raise _bad(f"{at}.id: String should match pattern '^[a-zA-Z0-9_-]+$'")
         elif kind == "tool_result" and role == "user":
             if not isinstance(block.get("tool_use_id"), str):
                 raise _bad(f"{at}.tool_use_id: Field required")
+            if not _TOOL_ID.match(block["tool_use_id"]):
+                raise _bad(f"{at}.tool_use_id: String should match pattern '^[a-zA-Z0-9_-]+$'")
             inner = block.get("content")
             if inner is not None and not isinstance(inner, str):
                 if not isinstance(inner, list):

@@ -88,6 +88,7 @@ def _block(block: Any, where: str, role: str) -> Mapping[str, Any]:
     elif kind == "toolUse":
         if role != "assistant" or not isinstance(value, Mapping) or \
                 not isinstance(value.get("toolUseId"), str) or \
+                not _TOOL_NAME.match(value["toolUseId"]) or \
                 not isinstance(value.get("name"), str) or \
                 not isinstance(value.get("input"), Mapping):
             raise _bad(f"{where}.toolUse: only an assistant turn holds toolUse "
@@ -95,6 +96,7 @@ def _block(block: Any, where: str, role: str) -> Mapping[str, Any]:
     elif kind == "toolResult":
         if role != "user" or not isinstance(value, Mapping) or \
                 not isinstance(value.get("toolUseId"), str) or \
+                not _TOOL_NAME.match(value["toolUseId"]) or \
                 not isinstance(value.get("content"), list) or not value["content"]:
             raise _bad(f"{where}.toolResult: only a user turn holds toolResult "
                        "{toolUseId, content}")

@@ -18,6 +18,14 @@ M.stream_type = "text/event-stream"
 local SUPPORTED = { stop = true }
 local IMAGE_TYPES = { ["image/jpeg"] = true, ["image/png"] = true, ["image/gif"] = true, ["image/webp"] = true }
 local TOOL_NAME = "^[a-zA-Z0-9_-]+$"
+local TOOL_ID = "^[a-zA-Z0-9_-]+$"
+
+local function tool_id(id, where)
+  if not find(id, TOOL_ID) then
+    fail("invalid_tool_calls", where .. ": tool call ids must be letters, digits, _ or - for Anthropic models.", where)
+  end
+  return id
+end
 
 -- Text blocks of a list of strings, the blank ones left out (the API refuses blank text).
 local function texts(list)
@@ -40,9 +48,9 @@ local function block_of(b, where)
     end
     return { type = "image", source = { type = "base64", media_type = b.media_type, data = b.data } }
   elseif kind == "tool_call" then
-    return { type = "tool_use", id = b.id, name = b.name, input = b.arguments }
+    return { type = "tool_use", id = tool_id(b.id, where), name = b.name, input = b.arguments }
   end
-  local out = { type = "tool_result", tool_use_id = b.id }
+  local out = { type = "tool_result", tool_use_id = tool_id(b.id, where) }
   local content = texts(b.texts)
   if #content > 0 then out.content = content end
   return out

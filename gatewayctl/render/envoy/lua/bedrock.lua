@@ -17,6 +17,13 @@ local SUPPORTED = { stop = true }
 local IMAGE_FORMATS = { ["image/jpeg"] = "jpeg", ["image/png"] = "png", ["image/gif"] = "gif", ["image/webp"] = "webp" }
 local TOOL_NAME = "^[a-zA-Z0-9_-]+$"
 
+local function tool_id(id, where)
+  if #id > 64 or not find(id, TOOL_NAME) then
+    fail("invalid_tool_calls", where .. ": tool call ids must be 1-64 letters, digits, _ or - for Bedrock models.", where)
+  end
+  return id
+end
+
 -- A path segment: every byte but the unreserved ones percent-encoded (a model id has `:`, an
 -- inference profile ARN `/`), as the AWS SDKs send it.
 local function escape_byte(c) return format("%%%02X", byte(c)) end
@@ -44,13 +51,13 @@ local function block_of(b, where)
     end
     return { image = { format = fmt, source = { bytes = b.data } } }
   elseif kind == "tool_call" then
-    return { toolUse = { toolUseId = b.id, name = b.name, input = b.arguments } }
+    return { toolUse = { toolUseId = tool_id(b.id, where), name = b.name, input = b.arguments } }
   end
   local content = texts(b.texts)
   if #content == 0 then
     fail("empty_content", where .. ": a tool result needs text for Bedrock models.", where)
   end
-  return { toolResult = { toolUseId = b.id, content = content } }
+  return { toolResult = { toolUseId = tool_id(b.id, where), content = content } }
 end
 
 local function range(value, name)

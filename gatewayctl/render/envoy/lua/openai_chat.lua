@@ -363,8 +363,11 @@ function M.read(req)
   read_response_format(req, c)
   if c.n ~= 1 then c.set.n = true end
   if c.seed ~= nil then c.set.seed = true end
-  if c.presence_penalty ~= nil and c.presence_penalty ~= 0 then c.set.presence_penalty = true end
-  if c.frequency_penalty ~= nil and c.frequency_penalty ~= 0 then c.set.frequency_penalty = true end
+  -- a zero penalty is no penalty: not sent
+  if c.presence_penalty == 0 then c.presence_penalty = nil end
+  if c.frequency_penalty == 0 then c.frequency_penalty = nil end
+  if c.presence_penalty ~= nil then c.set.presence_penalty = true end
+  if c.frequency_penalty ~= nil then c.set.frequency_penalty = true end
   if present(req.logit_bias) then
     if not is_object(req.logit_bias) then fail("invalid_type", "`logit_bias` must be an object.", "logit_bias") end
     if next(req.logit_bias) ~= nil then c.set.logit_bias = true end
@@ -394,11 +397,15 @@ end
 
 -- For provider modules: refuse the sampling parameters their API has no equivalent for.
 function M.refuse_unsupported(c, supported, provider)
+  local refused = {}
   for name in pairs(c.set) do
-    if not supported[name] then
-      fail("unsupported_parameter", format("`%s` is not supported by %s models.", name, provider), name)
-    end
+    if not supported[name] then refused[#refused + 1] = name end
   end
+  if #refused == 0 then return end
+  table.sort(refused)
+  local names = "`" .. table.concat(refused, "`, `") .. "`"
+  fail("unsupported_parameter", format("%s %s not supported by %s models.", names,
+    #refused == 1 and "is" or "are", provider), refused[1])
 end
 
 -- The decoded `arguments` of every tool call that holds an escape (a `\`): only there can the

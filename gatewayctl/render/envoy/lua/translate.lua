@@ -56,10 +56,12 @@ function envoy_on_request(h)
   local body = h:body()
   hdrs = h:headers()  -- handles taken before body() are invalid after it
   if body == nil or body:length() == 0 then return refuse(h, { status = 400, message = "The request has no body." }) end
-  local ok, c = pcall(function() return chat.read(json.decode(body:getBytes(0, body:length()))) end)
-  local native, path
-  if ok then ok, native, path = pcall(api.request, c, upstream_model, DATA.max_tokens[model]) end
-  if not ok then return refuse(h, c or native) end
+  local c, native, path
+  local ok, err = pcall(function()
+    c = chat.read(json.decode(body:getBytes(0, body:length())))
+    native, path = api.request(c, upstream_model, DATA.max_tokens[model])
+  end)
+  if not ok then return refuse(h, err) end
   body:setBytes(json.encode(native))
   hdrs:replace(":path", provider.base_path .. path)
   hdrs:replace("content-type", "application/json")
