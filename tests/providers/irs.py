@@ -2,11 +2,14 @@
 
 Routes: `chat-<type>` for each provider type (one backend), `bedrock-to-openai` (a Bedrock
 backend falling back to OpenAI), `openai-to-anthropic` and `anthropic-to-gemini` (fallback
-across provider types), and `badkey-<type>`: the same provider endpoint with a credential the
-provider refuses (a wrong key; for Bedrock, a wrong secret access key, so the signature fails).
+across provider types), `badkey-<type>`: the same provider endpoint with a credential the
+provider refuses (a wrong key; for Bedrock, a wrong secret access key, so the signature fails),
+and `guarded-<type>`: a deny pattern and email redaction.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from gatewayctl.ir import (
     BackendIR,
@@ -40,6 +43,9 @@ UPSTREAM = {
     "gemini": "gemini-2.5-flash",
 }
 MAX_OUTPUT = {"anthropic": 1024}
+DENIED = "(?i)ignore (all|previous) instructions"
+# `guarded-<type>` routes: a deny pattern and email redaction.
+GUARD = PolicyIR(sources=("guard",), deny_patterns=(DENIED,), redact=("email",))
 
 
 WRONG_AWS_CREDENTIALS_FILE = AWS_CREDENTIALS_FILE.replace("gwtest/secret", "gwtest/wrong!")
@@ -128,6 +134,8 @@ def build_ir() -> GatewayIR:
         _route("anthropic-to-gemini", ["anthropic"], ("gemini",)),
     ]
     routes += [_route(f"badkey-{t}", [f"{t}-badkey"]) for t in PROVIDER_TYPES]
+    routes += [dataclasses.replace(_route(f"guarded-{t}", [t]), policy=GUARD)
+               for t in PROVIDER_TYPES]
     return GatewayIR(
         name="translate",
         namespace="translate",

@@ -96,23 +96,29 @@ class Attempt:
         return json.loads(self.body)
 
 
-class TranslateFilter:
-    """One Lua state holding the rendered translate source, as one Envoy worker has it."""
+class LuaFilter:
+    """One Lua state holding a rendered filter source, as one Envoy worker has it."""
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, source: str) -> None:
         self.rt = lua_runtime()
-        self.rt.execute(translate_source(data))
+        self.rt.execute(source)
         self._run = self.rt.execute("return function(...) " + _FAKE + " end")
         self._md: Any = None
 
     def _table(self, mapping: dict[str, Any]) -> Any:
         return self.rt.table_from({k.encode(): v.encode() for k, v in mapping.items()})
 
-    def request(self, target: str, body: bytes, headers: dict[str, str] | None = None) -> Attempt:
-        hdrs = {":path": "/v1/chat/completions", ":method": "POST",
-                "content-type": "application/json", "x-gw-target": target, **(headers or {})}
+    def request(self, target: str, body: bytes, headers: dict[str, str] | None = None,
+                retry_of: Attempt | None = None) -> Attempt:
+        """One attempt. `retry_of`: a retry after that attempt, which starts, as in Envoy, from
+        the header map and the dynamic metadata the earlier attempt left."""
+        base = retry_of.headers if retry_of is not None else {
+            ":path": "/v1/chat/completions", ":method": "POST",
+            "content-type": "application/json"}
+        hdrs = {**base, "x-gw-target": target, **(headers or {})}
         out_headers, out_body, _, replied, md = self._run(
-            b"request", self._table(hdrs), body, self.rt.table_from({}), None)
+            b"request", self._table(hdrs), body, self.rt.table_from({}),
+            self._md if retry_of is not None else None)
         self._md = md
         return Attempt({k.decode(): v.decode() for k, v in out_headers.items()},
                        out_body.decode("utf-8", "replace"), to_py(replied), to_py(md))
@@ -126,6 +132,13 @@ class TranslateFilter:
         text = streamed if chunks is not None else out_body
         return Attempt({k.decode(): v.decode() for k, v in out_headers.items()},
                        text.decode("utf-8", "replace"), to_py(replied), to_py(md))
+
+
+class TranslateFilter(LuaFilter):
+    """The translating upstream filter (translate.lua) with its data."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        super().__init__(translate_source(data))
 
 
 def target(model: str, provider: str, upstream: str, authority: str = "upstream.test") -> str:
