@@ -43,7 +43,9 @@ def test_a_retry_to_a_provider_with_a_base_path_keeps_one_prefix(tmp_path: Path)
     assert retry.headers[":path"] == "/openai/v1/chat/completions"
 
 
-def test_an_openai_fallback_after_bedrock_gets_nothing_of_the_bedrock_attempt(tmp_path: Path) -> None:
+def test_an_openai_fallback_after_bedrock_gets_nothing_of_the_bedrock_attempt(
+    tmp_path: Path,
+) -> None:
     write_secrets(tmp_path, irs.secrets())
     lua = TranslateFilter(translate_data(irs.build_ir(), EnvoyOptions(secrets_dir=str(tmp_path))))
     bedrock = lua.request(target(irs.model_name("bedrock"), "bedrock", irs.UPSTREAM["bedrock"]),
