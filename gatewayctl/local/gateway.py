@@ -198,7 +198,8 @@ def _start(state: StateDir, root: Path, ir: GatewayIR, ports: Ports, bundle: Loc
            drain_time_s: int, on_progress: Progress) -> UpResult:
     since = process.log_size(state.mock_log)
     mock = process.spawn([sys.executable, "-m", "gatewayctl", "mock-provider", "--host", HOST,
-                          "--port", str(ports.mock), "--name", "gatewayctl-local"],
+                          "--port", str(ports.mock), "--name", "gatewayctl-local",
+                          "--aws-credentials", str(state.mock_aws_credentials)],
                          state.mock_log)
     state.write_pid("mock", mock)
     process.wait_mock_ready(mock, ports.mock, state.mock_log, since)

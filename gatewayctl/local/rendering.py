@@ -29,6 +29,7 @@ from gatewayctl.errors import GatewayctlError
 from gatewayctl.ir import GatewayIR, ProviderIR, RouteIR, SecretRefIR
 from gatewayctl.local.process import HOST, validate_config
 from gatewayctl.local.state import (
+    MOCK_AWS_CREDENTIAL,
     MOCK_CREDENTIAL,
     SECRETS_SOURCE,
     LocalState,
@@ -128,12 +129,23 @@ def probe_endpoints(providers: list[ProviderIR]) -> dict[str, bool]:
     return dict(result)
 
 
+def _mock_credential(p: ProviderIR) -> SecretRefIR | None:
+    """What a mocked provider is sent: the mock's placeholder for a provider with a credential,
+    and also for the native APIs, whose mocks require one as the real APIs do (Bedrock: the
+    mock's AWS credentials file, which its signer uses and the mock checks)."""
+    if p.api == "bedrock":
+        return MOCK_AWS_CREDENTIAL
+    if p.credential is not None or p.api != "openai":
+        return MOCK_CREDENTIAL
+    return None
+
+
 def without_credentials(ir: GatewayIR, mocked: tuple[str, ...]) -> GatewayIR:
     """The IR with the credential of every mocked provider swapped for the mock's placeholder,
     so that a real key in `.secrets/` never reaches the mock (which records what it gets)."""
     providers = tuple(
-        replace(p, credential=MOCK_CREDENTIAL)
-        if p.name in mocked and p.credential is not None else p for p in ir.providers)
+        replace(p, credential=_mock_credential(p)) if p.name in mocked else p
+        for p in ir.providers)
     return replace(ir, providers=providers) if providers != ir.providers else ir
 
 

@@ -12,6 +12,7 @@ Layout (under `$GATEWAYCTL_STATE_DIR`, else `$XDG_STATE_HOME/gatewayctl/local`, 
     config/                 the published LDS/CDS (`..data` swap, see `publish.py`)
     secrets/<name>/<key>    copied from `<root>/.secrets/<name>/<key>`, or a generated placeholder
     secrets/_mock/credential  what mocked providers are sent instead of their credential
+    secrets/_mock/aws-credentials  what mocked Bedrock providers sign with (the mock checks it)
     logs/                   envoy.log, mock.log, access.log
 
 Owns file layout and file I/O only; it never starts processes or talks to Envoy.
@@ -40,6 +41,13 @@ SECRETS_SOURCE = ".secrets"  # under the manifest root; hidden, so the manifest 
 # Kubernetes Secret's (no capitals or underscores there), so it never shadows a user's secret.
 MOCK_CREDENTIAL = SecretRefIR("_mock", "credential")
 MOCK_CREDENTIAL_VALUE = "gwlocal-mock-credential"
+# What mocked Bedrock providers sign with: an AWS credentials file that the mock is started with
+# too (`--aws-credentials`), so it checks their SigV4 signatures as AWS would.
+MOCK_AWS_CREDENTIAL = SecretRefIR("_mock", "aws-credentials")
+MOCK_AWS_CREDENTIAL_VALUE = (
+    "[default]\naws_access_key_id = GWLOCALMOCKKEYID\n"
+    "aws_secret_access_key = gwlocal-mock-aws-secret\n"
+)
 _PLACEHOLDERS = ".placeholders.json"
 
 
@@ -241,8 +249,14 @@ class StateDir:
         return SecretsReport(tuple(copied), tuple(generated))
 
     def _write_mock_credential(self) -> None:
-        path = self.secrets_dir / MOCK_CREDENTIAL.name / MOCK_CREDENTIAL.key
-        if not path.is_file():
-            path.parent.mkdir(mode=0o700, exist_ok=True)
-            write_atomic(path, MOCK_CREDENTIAL_VALUE, mode=0o600)
+        for ref, value in ((MOCK_CREDENTIAL, MOCK_CREDENTIAL_VALUE),
+                           (MOCK_AWS_CREDENTIAL, MOCK_AWS_CREDENTIAL_VALUE)):
+            path = self.secrets_dir / ref.name / ref.key
+            if not path.is_file():
+                path.parent.mkdir(mode=0o700, exist_ok=True)
+                write_atomic(path, value, mode=0o600)
+
+    @property
+    def mock_aws_credentials(self) -> Path:
+        return self.secrets_dir / MOCK_AWS_CREDENTIAL.name / MOCK_AWS_CREDENTIAL.key
 
