@@ -315,6 +315,15 @@ class GatewayIR:
     def route(self, name: str) -> RouteIR:
         return next(r for r in self.routes if r.name == name)
 
+    def native_apis(self, route: RouteIR) -> tuple[ProviderApi, ...]:
+        """The APIs other than OpenAI's of the providers any attempt of the route can reach
+        (its backends and fallbacks), sorted: what its requests are translated to."""
+        models = {m.name: m for m in self.models}
+        providers = {p.name: p for p in self.providers}
+        reached = {b.model for b in route.backends} | set(route.fallback)
+        apis = {providers[models[m].provider].api for m in reached}
+        return tuple(sorted(api for api in apis if api != "openai"))
+
 
 def to_dict(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

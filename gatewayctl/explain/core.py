@@ -335,6 +335,12 @@ def explain_request(ir: GatewayIR, request: ExplainRequest) -> Explanation:
         prompt_name=route.prompt.name if route.prompt else None,
         limits=_limits(ir, route, consumer),
     )
+    native = ir.native_apis(route)
+    if native and endpoint != "chat":
+        return replace(base, outcome=_reject(
+            400, "unsupported_endpoint", "route",
+            f"route {route.name} reaches providers of other APIs ({', '.join(native)}), whose "
+            "requests the gateway translates: it serves /v1/chat/completions only"))
     limit = route_body_limit(route)
     if size > limit:
         return replace(base, outcome=_reject(

@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import Any
 
 from gatewayctl.ir import GatewayIR, ProviderApi, RouteIR
-from gatewayctl.render.envoy.clusters import chain
 from gatewayctl.render.envoy.lua import translate_source
 from gatewayctl.render.envoy.names import (
     AWS_SIGNING_TYPE,
@@ -56,17 +55,9 @@ BEDROCK_SERVICE = "bedrock"
 AWS_PROFILE = "default"
 
 
-def route_apis(ir: GatewayIR, route: RouteIR) -> tuple[ProviderApi, ...]:
-    """The APIs of every model any attempt of the route can reach, sorted."""
-    models = {m.name: m for m in ir.models}
-    providers = {p.name: p for p in ir.providers}
-    reached = {m for b in route.backends for m in chain(route, b.model)}
-    return tuple(sorted({providers[models[m].provider].api for m in reached}))
-
-
 def native_apis(ir: GatewayIR, route: RouteIR) -> tuple[ProviderApi, ...]:
     """The route's APIs other than OpenAI's: what its requests are translated to."""
-    return tuple(api for api in route_apis(ir, route) if api != "openai")
+    return ir.native_apis(route)
 
 
 def has_native(ir: GatewayIR) -> bool:
