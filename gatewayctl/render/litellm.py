@@ -30,7 +30,7 @@ import yaml
 from gatewayctl.ir import GatewayIR, LimitIR, ProviderIR, RouteIR, SecretRefIR
 
 PREFIX = {"openai": "openai", "openai-compatible": "openai", "azure-openai": "azure",
-          "anthropic": "anthropic"}
+          "anthropic": "anthropic", "gemini": "gemini", "bedrock": "bedrock"}
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 FALLBACK_GROUP = "fallback/"
 NO_KEY = "none"
@@ -103,14 +103,18 @@ def _deployment(ir: GatewayIR, group: str, model_name: str, weight: int,
                 route: RouteIR | None, rpm: int | None, tpm: int | None) -> dict[str, Any]:
     model = ir.model(model_name)
     provider = ir.provider(model.provider)
-    params: dict[str, Any] = {
-        "model": f"{PREFIX[provider.type]}/{model.upstream_model}",
-        "api_base": api_base(provider),
-    }
-    # LiteLLM's clients refuse to send without a key: a provider that needs none gets the
-    # conventional placeholder, which `import litellm` reads back as no credential.
-    params["api_key"] = (f"os.environ/{env_name(provider.credential)}"
-                         if provider.credential is not None else NO_KEY)
+    params: dict[str, Any] = {"model": f"{PREFIX[provider.type]}/{model.upstream_model}"}
+    if provider.type == "bedrock":
+        # LiteLLM signs with boto3's credential chain (the AWS_* variables, a profile, the
+        # pod's role): the region and the endpoint, no key (render_litellm notes the file).
+        params["aws_region_name"] = provider.region
+        params["aws_bedrock_runtime_endpoint"] = api_base(provider)
+    else:
+        params["api_base"] = api_base(provider)
+        # LiteLLM's clients refuse to send without a key: a provider that needs none gets the
+        # conventional placeholder, which `import litellm` reads back as no credential.
+        params["api_key"] = (f"os.environ/{env_name(provider.credential)}"
+                             if provider.credential is not None else NO_KEY)
     params["weight"] = weight
     if route is not None:
         params["num_retries"] = route.retry_attempts
@@ -181,6 +185,9 @@ def render_litellm(ir: GatewayIR) -> LiteLLMExport:
     for provider in ir.providers:
         if provider.timeout_ms != 60_000 or provider.max_connections != 1024:
             notes.append(f"provider {provider.name}: timeout and maxConnections")
+        if provider.type == "bedrock" and provider.credential is not None:
+            notes.append(f"provider {provider.name}: its AWS credentials file (give the proxy "
+                         "AWS_SHARED_CREDENTIALS_FILE, or a role: LiteLLM uses boto3's chain)")
     if ir.consumers:
         notes.append("consumers' own API keys, teams and budgets (LiteLLM's virtual keys live "
                      "in its database); routes that need a key use the master key")

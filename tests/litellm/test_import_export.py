@@ -205,3 +205,26 @@ def test_the_migration_guide_shows_what_the_import_does(tmp_path: Path) -> None:
     shown = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
     without_comments = "\n".join(line.split("  #", 1)[0].rstrip() for line in shown.splitlines())
     assert without_comments.strip() in (out / "routes.yaml").read_text()
+
+
+def test_render_target_litellm_with_bedrock_and_gemini(tmp_path: Path) -> None:
+    """LiteLLM's bedrock/ and gemini/ providers: Bedrock signs with boto3's chain (region and
+    endpoint given, no key; the credentials file is listed as not expressed), Gemini takes
+    its key from the environment."""
+    root = tmp_path / "root"
+    root.mkdir()
+    cases = REPO / "tests" / "golden" / "cases"
+    (root / "gateway.yaml").write_text((cases / "route-fallback-across-apis.yaml").read_text())
+    (root / "gemini.yaml").write_text(
+        (cases / "provider-gemini.yaml").read_text().split("---\n", 1)[1]
+        .replace("name: chat}", "name: gem}"))
+    export = render_litellm(compile_root(root).ir)
+
+    params = {d["model_info"]["gatewayctl_model"]: d["litellm_params"]
+              for d in export.config["model_list"]}
+    assert params["claude"]["model"] == "bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0"
+    assert params["claude"]["aws_region_name"] == "us-west-2"
+    assert "api_key" not in params["claude"]
+    assert params["flash"] == {**params["flash"], "model": "gemini/gemini-2.5-flash",
+                               "api_key": "os.environ/GEMINI_API_KEY"}
+    assert any("AWS credentials file" in note for note in export.not_expressed)
