@@ -70,11 +70,31 @@ class AdminClient:
                 out[name.strip()] = int(value)
         return out
 
+    def get_json(self, path: str) -> dict[str, Any]:
+        """A JSON object from the admin API. An empty answer is an empty object (Envoy sends
+        nothing for a `resource=` with no entries); anything else that is not a JSON object is
+        an error, never "nothing there"."""
+        body = self.get(path)
+        if not body.strip():
+            return {}
+        try:
+            value = json.loads(body)
+        except ValueError as err:
+            value, problem = None, f"{err}"
+        else:
+            problem = "not a JSON object"
+        if not isinstance(value, dict):
+            raise GatewayctlError(
+                f"Envoy admin {path} on port {self.port} answered with something that is not "
+                f"a JSON object ({problem}): {body[:80]!r}",
+                hint="is something other than the local gateway's Envoy listening on that "
+                "port? see `gatewayctl status`")
+        return value
+
     def config_dump(self) -> dict[str, Any]:
-        data = json.loads(self.get("/config_dump?resource=dynamic_listeners").decode() or "{}")
-        clusters = json.loads(self.get("/config_dump?resource=dynamic_active_clusters").decode()
-                              or "{}")
-        return {"listeners": data, "clusters": clusters, "versions": self.versions()}
+        return {"listeners": self.get_json("/config_dump?resource=dynamic_listeners"),
+                "clusters": self.get_json("/config_dump?resource=dynamic_active_clusters"),
+                "versions": self.versions()}
 
     def versions(self) -> dict[str, str]:
         """The version_info of the LDS and CDS responses Envoy last accepted."""
@@ -87,13 +107,6 @@ class AdminClient:
 
     def served(self) -> ServedConfig:
         return summarize_config_dump(self.config_dump())
-
-    def uptime_s(self) -> int | None:
-        try:
-            info = json.loads(self.get("/server_info").decode())
-            return int(str(info.get("uptime_current_epoch", "0s")).rstrip("s").split(".")[0])
-        except (GatewayctlError, ValueError, TypeError):
-            return None
 
 
 # -- summaries ---------------------------------------------------------------------------------

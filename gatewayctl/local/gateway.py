@@ -42,7 +42,7 @@ from gatewayctl.local.rendering import (
     secret_refs,
     validate_local,
 )
-from gatewayctl.local.state import LocalState, ProcessRecord, StateDir
+from gatewayctl.local.state import CorruptStateFile, LocalState, ProcessRecord, StateDir
 
 __all__ = ["ApplyResult", "DownResult", "LocalView", "StatusResult", "UpResult", "apply_local",
            "down", "is_running", "read_local", "status", "up"]
@@ -256,8 +256,12 @@ def down(*, state_dir: Path | None = None) -> DownResult:
     if not state.path.exists():
         return DownResult(False, ())
     with state.lock():
-        was_running = state.read_state() is not None or _alive(state, "envoy")
+        try:
+            was_running = state.read_state() is not None
+        except CorruptStateFile:
+            was_running = True  # something was started; clearing the state is what helps
         stopped = _stop_children(state)
+        was_running = was_running or any(how != "not running" for _, how in stopped)
         state.clear_runtime()
     return DownResult(was_running, stopped)
 
@@ -276,7 +280,11 @@ def _alive(state: StateDir, name: str) -> bool:
 def _stop_children(state: StateDir) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
     for name in ("envoy", "mock", *LIMIT_CHILDREN):
-        record = state.read_pid(name)
+        try:
+            record = state.read_pid(name)
+        except CorruptStateFile as err:
+            out.append((name, f"not stopped: {err.path} is corrupt, stop it by hand"))
+            continue
         if record is not None:
             out.append((name, process.stop(record)))
     return tuple(out)

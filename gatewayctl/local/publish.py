@@ -34,6 +34,7 @@ from gatewayctl.atomic import fsync_dir
 from gatewayctl.errors import GatewayctlError
 from gatewayctl.local.admin import CDS, LDS, AdminClient, cluster_names
 from gatewayctl.local.process import log_size, log_tail
+from gatewayctl.local.state import CorruptStateFile, read_record
 
 FILES = {"lds": "lds.json", "cds": "cds.json"}
 Resources = Mapping[str, Any]  # a DiscoveryResponse: version_info + resources
@@ -83,11 +84,22 @@ class ConfigDir:
             shutil.rmtree(self.path / old, ignore_errors=True)
 
     def read(self) -> dict[str, dict[str, Any]] | None:
-        try:
-            return {kind: json.loads((self.path / name).read_text(encoding="utf-8"))
-                    for kind, name in FILES.items()}
-        except (OSError, ValueError):
+        """The published files, or None before the first publish; CorruptStateFile when one
+        is missing or damaged after it."""
+        docs = {kind: read_record(self.path / name, _json_object) for kind, name in FILES.items()}
+        if all(doc is None for doc in docs.values()):
             return None
+        missing = [FILES[kind] for kind, doc in docs.items() if doc is None]
+        if missing:
+            raise CorruptStateFile(self.path / missing[0], "missing beside the others")
+        return {kind: doc for kind, doc in docs.items() if doc is not None}
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
 
 
 @dataclass(frozen=True)

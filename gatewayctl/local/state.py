@@ -27,9 +27,10 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from gatewayctl.atomic import write_atomic
 from gatewayctl.errors import GatewayctlError
@@ -96,6 +97,42 @@ class SecretsReport:
 
     def is_real(self, ref: SecretRefIR) -> bool:
         return f"{ref.name}/{ref.key}" in self.copied
+
+
+class CorruptStateFile(GatewayctlError):
+    """A file of the state directory that exists but cannot be read as what it should hold."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            f"{path} is corrupt ({problem}): the local gateway's state cannot be read",
+            hint="run `gatewayctl down` (it stops what it can and clears the state), then "
+            "`gatewayctl up ROOT`")
+        self.path = path
+
+
+T = TypeVar("T")
+
+
+def read_record(path: Path, parse: Callable[[str], T]) -> T | None:
+    """`parse` of the file's text; None when there is no such file; CorruptStateFile when
+    there is one that cannot be read or parsed: never "nothing there" for a damaged file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CorruptStateFile(path, getattr(err, "strerror", None) or str(err)) from None
+    try:
+        return parse(text)
+    except (ValueError, TypeError, KeyError, IndexError) as err:
+        raise CorruptStateFile(path, str(err) or type(err).__name__) from None
+
+
+def _string_list(text: str) -> list[str]:
+    value = json.loads(text)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("not a list of names")
+    return value
 
 
 class StateDir:
@@ -176,35 +213,38 @@ class StateDir:
 
     # -- records -------------------------------------------------------------------------------
     def read_state(self) -> LocalState | None:
-        try:
-            data = json.loads(self.state_file.read_text(encoding="utf-8"))
+        """What `up` started, or None when nothing was; CorruptStateFile when unreadable."""
+
+        def parse(text: str) -> LocalState:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
             for key in ("mocked_providers", "real_providers", "lingering"):
                 data[key] = tuple(data.get(key, ()))
             data["retired"] = tuple((float(t), tuple(names)) for t, names in
                                     data.get("retired", ()))
             return LocalState(**data)
-        except (OSError, ValueError, TypeError):
-            return None
+
+        return read_record(self.state_file, parse)
 
     def write_state(self, state: LocalState) -> None:
         write_atomic(self.state_file, json.dumps(asdict(state), indent=2, sort_keys=True) + "\n")
 
     def read_pid(self, name: str) -> ProcessRecord | None:
-        try:
-            parts = self.pid_file(name).read_text(encoding="ascii").split()
+        def parse(text: str) -> ProcessRecord:
+            parts = text.split()
+            if not 1 <= len(parts) <= 2:
+                raise ValueError(f"{len(parts)} fields, not a PID and start ticks")
             return ProcessRecord(int(parts[0]), int(parts[1]) if len(parts) > 1 else None)
-        except (OSError, ValueError, IndexError):
-            return None
+
+        return read_record(self.pid_file(name), parse)
 
     def write_pid(self, name: str, record: ProcessRecord) -> None:
         ticks = "" if record.start_ticks is None else f" {record.start_ticks}"
         write_atomic(self.pid_file(name), f"{record.pid}{ticks}\n")
 
     def read_ir(self) -> GatewayIR | None:
-        try:
-            return from_json(self.ir_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError, TypeError, KeyError):
-            return None
+        return read_record(self.ir_file, from_json)
 
     def write_ir(self, ir: GatewayIR) -> None:
         write_atomic(self.ir_file, to_json(ir))
@@ -224,10 +264,7 @@ class StateDir:
         """
         self.ensure()
         marker = self.secrets_dir / _PLACEHOLDERS
-        try:
-            placeholders = set(json.loads(marker.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            placeholders = set()
+        placeholders = set(read_record(marker, _string_list) or ())
         copied: list[str] = []
         generated: list[str] = []
         for ref in sorted(set(refs), key=lambda r: (r.name, r.key)):

@@ -158,8 +158,20 @@ def save_analysis(root: Path, result: AnalysisResult) -> Path:
 
 
 def load_analysis(root: Path, name: str) -> AnalysisResult | None:
+    """The last analysis saved for the rollout; None when there is none. A file that is there
+    but cannot be read is an error that names it, never "no analysis yet"."""
     path = store_path(root, name)
     try:
-        return AnalysisResult.from_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, KeyError, TypeError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as err:
+        problem = getattr(err, "strerror", None) or str(err)
+    else:
+        try:
+            return AnalysisResult.from_json(text)
+        except (ValueError, KeyError, TypeError) as err:
+            problem = str(err) or type(err).__name__
+    raise GatewayctlError(
+        f"the last analysis of Rollout {name}, {path}, is corrupt ({problem})",
+        hint=f"delete it, or run `gatewayctl rollout analyze {name}` to replace it")
