@@ -7,7 +7,6 @@ imported inside the command bodies.
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -30,19 +29,16 @@ NamespaceOpt = Annotated[str | None, typer.Option(
 KubeconfigOpt = Annotated[str | None, typer.Option(
     help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster config).")]
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-
-
 def parse_duration(text: str) -> float:
-    """Seconds in "90", "300s", "5m", "1h30m"."""
-    text = text.strip()
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return float(text)
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise UsageError(f'invalid duration "{text}"', hint="use a number with s, m or h: 5m")
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    return sum(float(n) * scale[u] for n, u in parts)
+    """Seconds in "90", "300s", "5m", "1h30m" (`gatewayctl.durations`; a plain number is
+    seconds)."""
+    from gatewayctl.durations import DurationError, parse_duration_ms
+
+    try:
+        return parse_duration_ms(text, unitless="s") / 1000
+    except DurationError:
+        raise UsageError(f'invalid duration "{text.strip()}"',
+                         hint="use a number with s, m or h: 5m") from None
 
 
 def _kube_options(kubeconfig: str | None, context: str | None,

@@ -44,7 +44,7 @@ from gatewayctl.manifests.kinds import (
 )
 from gatewayctl.manifests.manifest_set import ManifestSet
 from gatewayctl.manifests.prompts import TextPart, parse_template
-from gatewayctl.manifests.types import parse_duration_ms
+from gatewayctl.manifests.types import manifest_duration_ms
 
 PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
@@ -138,7 +138,7 @@ def compile_threshold(metric: Metric) -> ThresholdIR:
     return ThresholdIR(
         metric=metric.name,
         max=float(bound) if isinstance(bound, (int, float)) else None,
-        max_ms=parse_duration_ms(bound) if isinstance(bound, str) else None,
+        max_ms=manifest_duration_ms(bound) if isinstance(bound, str) else None,
         max_increase_pct=metric.maxIncrease,
         query=metric.query,
     )

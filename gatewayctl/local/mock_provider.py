@@ -74,8 +74,8 @@ from gatewayctl.local.mock.config import (
     MockProviderConfig,
     build_fault_config,
     fault_config_from_json,
-    parse_duration_ms,
     parse_fault_spec,
+    parse_latency_ms,
     parse_latency_spec,
     read_aws_credentials,
 )
@@ -91,7 +91,7 @@ __all__ = [
     "MockProviderHandle",
     "build_fault_config",
     "fault_config_from_json",
-    "parse_duration_ms",
+    "parse_latency_ms",
     "parse_fault_spec",
     "parse_latency_spec",
     "read_aws_credentials",

@@ -22,6 +22,7 @@ from gatewayctl.manifests.types import (
     SecretRef,
     Strict,
     invalid,
+    manifest_duration_ms,
 )
 
 API_VERSION = "gatewayctl.dev/v1alpha1"
@@ -423,9 +424,7 @@ class Metric(Strict):
     @classmethod
     def _max_is_number_or_duration(cls, value: float | str | None) -> float | str | None:
         if isinstance(value, str):
-            from gatewayctl.manifests.types import parse_duration_ms
-
-            parse_duration_ms(value)
+            manifest_duration_ms(value)
         return value
 
     @model_validator(mode="after")

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from gatewayctl.durations import DURATION_PATTERN, parse_duration_ms
+
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # A Gateway's name is its Kubernetes Service's name (an RFC 1035 label: it starts with a
 # letter), and the prefix of its other objects' names (`<name>-config-clusters` is the longest,
@@ -18,11 +20,8 @@ GATEWAY_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 SECRET_KEY_PATTERN = r"^(?:[-_a-zA-Z0-9]|\.[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$"
 MODEL_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 PUBLIC_MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
-DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)$"
 PERCENT_PATTERN = r"^[0-9]+(\.[0-9]+)?%$"
 
-_DURATION_RE = re.compile(DURATION_PATTERN)
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
 
 INVALID = "gatewayctl_invalid"
@@ -40,24 +39,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
 
-def parse_duration_ms(value: Any) -> int:
-    """ "30s" -> 30000. Plain numbers are refused: a unit is always required."""
+def manifest_duration_ms(value: Any) -> int:
+    """A manifest's duration field in whole milliseconds ("30s" -> 30000), in the one
+    grammar of `gatewayctl.durations`. YAML numbers are refused: a unit is always required."""
     if isinstance(value, bool) or not isinstance(value, str):
         raise ValueError("a duration is a string with a unit, like 500ms, 30s, 10m or 1h")
-    match = _DURATION_RE.match(value.strip())
-    if not match:
-        raise ValueError(f'"{value}" is not a duration; use a number and ms, s, m or h (e.g. 30s)')
-    unit = match.group(2)
-    number = float(value.strip()[: -len(unit)])
-    return int(round(number * _UNIT_MS[unit]))
-
-
-def format_duration_ms(ms: int) -> str:
-    for unit in ("h", "m", "s"):
-        size = _UNIT_MS[unit]
-        if ms >= size and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
+    return int(round(parse_duration_ms(value)))
 
 
 def parse_percent(value: Any) -> float:
@@ -79,7 +66,7 @@ PublicModelName = Annotated[str, Field(pattern=PUBLIC_MODEL_PATTERN, min_length=
 
 DurationMs = Annotated[
     int,
-    BeforeValidator(parse_duration_ms),
+    BeforeValidator(manifest_duration_ms),
     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "10m"]}),
 ]
 Percent = Annotated[

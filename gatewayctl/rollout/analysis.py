@@ -31,9 +31,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from gatewayctl.durations import format_duration_ms
 from gatewayctl.errors import GatewayctlError
 from gatewayctl.manifests.kinds import Analysis, Metric
-from gatewayctl.manifests.types import format_duration_ms, parse_duration_ms
+from gatewayctl.manifests.types import manifest_duration_ms
 
 Verdict = Literal["pass", "fail", "inconclusive"]
 VERDICT_ORDER: dict[Verdict, int] = {"pass": 0, "inconclusive": 1, "fail": 2}
@@ -194,7 +195,7 @@ def absolute_bound(metric: Metric) -> float | None:
         return None
     if metric.name == "latency-p95":
         if isinstance(metric.max, str):
-            return float(parse_duration_ms(metric.max))
+            return float(manifest_duration_ms(metric.max))
         return float(metric.max) * 1000.0
     if isinstance(metric.max, str):
         raise GatewayctlError(

@@ -23,8 +23,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from gatewayctl.durations import format_duration_ms
 from gatewayctl.errors import GatewayctlError
-from gatewayctl.manifests.types import format_duration_ms
 from gatewayctl.rollout.analysis import BackendStats
 from gatewayctl.rollout.prometheus import PrometheusClient, Series
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gatewayctl.durations import format_duration_ms
 from gatewayctl.manifests.kinds import RolloutSpec
-from gatewayctl.manifests.types import format_duration_ms
 from gatewayctl.rollout.analysis import AnalysisResult, MetricResult, format_metric_value
 from gatewayctl.rollout.steps import PauseStatus, Position
 

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from gatewayctl.compile import rollout_canary_weight
+from gatewayctl.durations import format_duration_ms
 from gatewayctl.errors import GatewayctlError
 from gatewayctl.manifests.kinds import RolloutSpec, RolloutState
-from gatewayctl.manifests.types import format_duration_ms
 
 STARTED_ANNOTATION = "gatewayctl.dev/step-started-at"
 Action = Literal["promote", "abort", "pause", "resume"]

@@ -7,12 +7,13 @@ the JSON form served at `/_mock/config`. Pure: nothing here does I/O.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Literal
+
+from gatewayctl.durations import DurationError, parse_duration_ms
 
 ErrorStatus = int | Literal["reset"]
 
@@ -22,7 +23,6 @@ DEFAULT_RECORD_LIMIT = 1000
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 _RULE_KEYS = frozenset({"error_rate", "error_status", "latency_ms"})
-_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)$")
 
 
 class FaultSpecError(ValueError):
@@ -165,16 +165,15 @@ def parse_status(text: str) -> ErrorStatus:
     raise FaultSpecError(f"error status {text!r} is not valid: use 400-599 (e.g. 503) or reset")
 
 
-def parse_duration_ms(text: str) -> float:
-    """`150ms`, `1.5s` or `0` -> milliseconds."""
-    raw = text.strip()
-    if raw == "0":
+def parse_latency_ms(text: str) -> float:
+    """`150ms`, `1.5s` or `0` -> milliseconds (`gatewayctl.durations`, in ms and s)."""
+    if text.strip() == "0":
         return 0.0
-    match = _DURATION_RE.match(raw)
-    if match is None:
-        raise FaultSpecError(f"duration {text!r} is not valid: use e.g. 150ms, 1.5s or 0")
-    value = float(match.group(1))
-    millis = value if match.group(2) == "ms" else value * 1000.0
+    try:
+        millis = parse_duration_ms(text, units=("ms", "s"))
+    except DurationError:
+        raise FaultSpecError(f"duration {text!r} is not valid: use e.g. 150ms, 1.5s or 0"
+                             ) from None
     if millis > 600_000.0:
         raise FaultSpecError(f"duration {text!r} is longer than 600s")
     return millis
@@ -194,7 +193,7 @@ def parse_fault_spec(spec: str) -> ErrorRateSpec:
 def parse_latency_spec(spec: str) -> LatencySpec:
     """Parse `[MODEL=]DURATION`, e.g. `gpt-4o=150ms`, `1.5s`."""
     model, value = _split_model(spec, "--latency", "gpt-4o=150ms")
-    return LatencySpec(model=model, latency_ms=parse_duration_ms(value))
+    return LatencySpec(model=model, latency_ms=parse_latency_ms(value))
 
 
 def build_fault_config(
