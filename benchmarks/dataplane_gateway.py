@@ -132,6 +132,7 @@ def render_gateway(
     bundle = render_envoy(ir, options)
     lds = bundle.lds if access_log is not None else strip_access_log(bundle.lds)
     (config_dir / "cds.json").write_text(dump_compact(bundle.cds))
+    (config_dir / "rds.json").write_text(dump_compact(bundle.rds))
     (config_dir / "lds.json").write_text(dump_compact(lds))
     bootstrap = work / "bootstrap.json"
     bootstrap.write_text(dump_compact(bundle.bootstrap))  # JSON is YAML to Envoy

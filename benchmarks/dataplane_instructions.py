@@ -54,6 +54,7 @@ from benchmarks.dataplane_targets import (
     start_mock,
 )
 from gatewayctl.render.envoy import ENVOY_ARGS
+from gatewayctl.render.envoy.listener import with_inline_routes
 from gatewayctl.render.envoy.routes import route_entries
 
 Transform = Callable[[dict[str, Any]], None]
@@ -191,6 +192,10 @@ def measure(work: Path, mock_port: int, name: str, feature: str, transforms: lis
         bootstrap = render_gateway(d, upstream, port, admin, d / "access.log")
         lds_path = d / "config" / "lds.json"
         lds = json.loads(lds_path.read_text())
+        # the route table inline (as the static twin has it), for the transforms that edit it
+        table = json.loads((d / "config" / "rds.json").read_text())["resources"][0]
+        table = {k: v for k, v in table.items() if k != "@type"}
+        lds["resources"] = [with_inline_routes(r, table) for r in lds["resources"]]
         for transform in transforms:
             transform(lds)
         lds_path.write_text(json.dumps(lds))

@@ -52,7 +52,7 @@ def measure(n: int, validate: bool = True) -> dict[str, float]:
         for name, text in files.items():
             (Path(tmp) / name).write_text(text)
             out[f"{name}_kib"] = round(len(text.encode()) / 1024, 1)
-        watched = len(files["lds.json"].encode()) + len(files["cds.json"].encode())
+        watched = sum(len(files[n].encode()) for n in ("lds.json", "rds.json", "cds.json"))
         out["per_route_bytes"] = round(watched / max(1, len(ir.routes)))
         out["composite_cluster_bytes"] = _average_size(bundle.cds["resources"], "r_")
         out["member_cluster_bytes"] = _average_size(bundle.cds["resources"], "m_")

@@ -35,6 +35,7 @@ import yaml
 
 from gatewayctl.plan.text_diff import LUA_DATA, split_lua
 from gatewayctl.render.envoy.bundle import dump_compact
+from gatewayctl.render.envoy.listener import with_inline_routes
 from gatewayctl.render.envoy.lua import to_lua
 
 TESTS = Path(__file__).resolve().parent
@@ -169,11 +170,14 @@ def _split_routes(lds: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
     return visit(lds), routes
 
 
-def envoy_goldens(lds_text: str, cds_text: str, *, full_code: bool = True) -> dict[str, str]:
-    """lds.json and cds.json as listeners.yaml, routes.yaml and clusters.yaml."""
+def envoy_goldens(lds_text: str, cds_text: str, rds_text: str | None = None, *,
+                  full_code: bool = True) -> dict[str, str]:
+    """lds.json, rds.json and cds.json as listeners.yaml, routes.yaml and clusters.yaml."""
     lds = _canonical_json("lds.json", lds_text)
     cds = _canonical_json("cds.json", cds_text)
     listeners, routes = _split_routes(lds)
+    if rds_text is not None:
+        routes += _canonical_json("rds.json", rds_text).get("resources", [])
     return {
         "listeners.yaml": golden_yaml(_show_lua(listeners, full_code)),
         "routes.yaml": golden_yaml(routes),
@@ -181,13 +185,17 @@ def envoy_goldens(lds_text: str, cds_text: str, *, full_code: bool = True) -> di
     }
 
 
-def _validate_golden(text: str, lds_text: str, cds_text: str) -> str:
+def _validate_golden(text: str, lds_text: str, cds_text: str, rds_text: str) -> str:
     static = _canonical_json("validate.yaml", text)
     resources = static.get("static_resources", {})
+    tables = [{k: v for k, v in r.items() if k != "@type"}
+              for r in json.loads(rds_text)["resources"]]
     for key, source, golden in (("listeners", lds_text, "listeners.yaml"),
                                 ("clusters", cds_text, "clusters.yaml")):
         dynamic = [{k: v for k, v in r.items() if k != "@type"}
                    for r in json.loads(source)["resources"]]
+        if key == "listeners":  # the static twin has the route table inline
+            dynamic = [with_inline_routes(r, t) for r in dynamic for t in tables]
         resources[key] = [f"(golden) {golden}: {r.get('name')}" if r in dynamic else r
                           for r in resources.get(key, [])]
     return golden_yaml(static)
@@ -197,7 +205,8 @@ def _unzip(value: str) -> bytes:
     return gzip.decompress(base64.b64decode(value))
 
 
-_SHOWN_IN = {"envoy/lds.json": " (listeners.yaml, routes.yaml)",
+_SHOWN_IN = {"envoy/lds.json": " (listeners.yaml)",
+             "envoy/rds.json": " (routes.yaml)",
              "envoy/cds.json": " (clusters.yaml)"}
 
 
@@ -229,14 +238,15 @@ def _configmap_golden(text: str, files: Mapping[str, str]) -> str:
 def bundle_goldens(files: Mapping[str, str]) -> dict[str, str]:
     """The golden files of a rendered bundle (`render_files`)."""
     out: dict[str, str] = {}
-    lds, cds = files["envoy/lds.json"], files["envoy/cds.json"]
+    lds, cds, rds = files["envoy/lds.json"], files["envoy/cds.json"], files["envoy/rds.json"]
     for rel, text in files.items():
         if rel == "envoy/lds.json":
-            out.update({f"envoy/{name}": body for name, body in envoy_goldens(lds, cds).items()})
-        elif rel == "envoy/cds.json":
-            continue  # clusters.yaml, with the listeners
+            goldens = envoy_goldens(lds, cds, rds)
+            out.update({f"envoy/{name}": body for name, body in goldens.items()})
+        elif rel in ("envoy/cds.json", "envoy/rds.json"):
+            continue  # clusters.yaml and routes.yaml, with the listeners
         elif rel == "envoy/validate.yaml":
-            out[rel] = _validate_golden(text, lds, cds)
+            out[rel] = _validate_golden(text, lds, cds, rds)
         elif rel.startswith("kubernetes/"):
             out[rel] = _configmap_golden(text, files)
         else:

@@ -15,10 +15,13 @@ from typing import Any
 
 from gatewayctl.errors import GatewayctlError
 from gatewayctl.local.process import HOST, http_get
+from gatewayctl.render.envoy.names import ROUTE_CONFIG_NAME, STAT_PREFIX
 from gatewayctl.render.envoy.routes import route_entries
 
 LDS = "listener_manager.lds"
 CDS = "cluster_manager.cds"
+# The route table's subscription: `http.<stat_prefix>.rds.<route config name>`.
+RDS = f"http.{STAT_PREFIX}.rds.{ROUTE_CONFIG_NAME}"
 HCM_TYPE = (
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
     "HttpConnectionManager"
@@ -59,7 +62,7 @@ class AdminClient:
         status, body = http_get(f"http://{HOST}:{self.port}/ready", timeout=self.timeout)
         return status == 200 and body.strip() == b"LIVE"
 
-    def counters(self, prefixes: Iterable[str] = (LDS, CDS)) -> dict[str, int]:
+    def counters(self, prefixes: Iterable[str] = (LDS, CDS, RDS)) -> dict[str, int]:
         """Integer stats whose names start with one of the prefixes."""
         pattern = "^(" + "|".join(p.replace(".", r"\.") for p in prefixes) + ")"
         body = self.get("/stats?filter=" + urllib.parse.quote(pattern))
@@ -94,6 +97,7 @@ class AdminClient:
     def config_dump(self) -> dict[str, Any]:
         return {"listeners": self.get_json("/config_dump?resource=dynamic_listeners"),
                 "clusters": self.get_json("/config_dump?resource=dynamic_active_clusters"),
+                "routes": self.get_json("/config_dump?resource=dynamic_route_configs"),
                 "versions": self.versions()}
 
     def versions(self) -> dict[str, str]:
@@ -110,12 +114,14 @@ class AdminClient:
 
 
 # -- summaries ---------------------------------------------------------------------------------
-def summarize_bundle(lds: Mapping[str, Any], cds: Mapping[str, Any]) -> ServedConfig:
-    """What a pair of LDS/CDS DiscoveryResponses would make Envoy serve."""
+def summarize_bundle(lds: Mapping[str, Any], cds: Mapping[str, Any],
+                     rds: Mapping[str, Any] | None = None) -> ServedConfig:
+    """What the LDS/CDS/RDS DiscoveryResponses would make Envoy serve."""
     return ServedConfig(
         lds_version=str(lds.get("version_info", "")),
         cds_version=str(cds.get("version_info", "")),
-        routes=_routes(list(lds.get("resources", []))),
+        routes=_routes(list(lds.get("resources", [])),
+                       list((rds or {}).get("resources", []))),
         clusters=tuple(sorted(cluster_names(cds))),
     )
 
@@ -133,9 +139,12 @@ def summarize_config_dump(dump: Mapping[str, Any]) -> ServedConfig:
             listeners.append(active["listener"])
     clusters = [str(item.get("cluster", {}).get("name", ""))
                 for item in _entries(dump.get("clusters", {}), "dynamic_active_clusters")]
+    route_configs = [item["route_config"]
+                     for item in _entries(dump.get("routes", {}), "dynamic_route_configs")
+                     if "route_config" in item]
     versions = dump.get("versions", {})
     return ServedConfig(str(versions.get("lds", "")), str(versions.get("cds", "")),
-                        _routes(listeners), tuple(sorted(clusters)))
+                        _routes(listeners, route_configs), tuple(sorted(clusters)))
 
 
 def _entries(dump: Mapping[str, Any], nested: str) -> list[Mapping[str, Any]]:
@@ -149,7 +158,10 @@ def cluster_names(cds: Mapping[str, Any]) -> set[str]:
     return {str(r.get("name", "")) for r in cds.get("resources", [])}
 
 
-def _routes(listeners: list[Any]) -> tuple[ServedRoute, ...]:
+def _routes(listeners: list[Any], route_configs: list[Any]) -> tuple[ServedRoute, ...]:
+    """The route entries of the listeners' inline route tables and of the RDS tables they
+    name (route_config_name)."""
+    by_name = {str(rc.get("name", "")): rc for rc in route_configs}
     out: list[ServedRoute] = []
     for listener in listeners:
         for chain in listener.get("filter_chains", []):
@@ -157,7 +169,9 @@ def _routes(listeners: list[Any]) -> tuple[ServedRoute, ...]:
                 hcm = flt.get("typed_config", {})
                 if hcm.get("@type") != HCM_TYPE:
                     continue
-                for vhost in hcm.get("route_config", {}).get("virtual_hosts", []):
+                table = hcm.get("route_config") or by_name.get(
+                    str(hcm.get("rds", {}).get("route_config_name", "")), {})
+                for vhost in table.get("virtual_hosts", []):
                     for route in route_entries(vhost):
                         served = _route(route)
                         if served is not None:

@@ -1,9 +1,10 @@
-"""Publishing LDS/CDS to a running Envoy: atomic swaps, in an order that never breaks a route.
+"""Publishing LDS/RDS/CDS to a running Envoy: atomic swaps, in an order that never breaks a route.
 
-Envoy watches the config directory and re-reads `lds.json` and `cds.json` when `..data` is
-replaced. Writing follows kubelet's AtomicWriter: the files go into a fresh `..<timestamp>`
-directory, a `..data_tmp` symlink to it is renamed over `..data` (one atomic rename), and the
-top-level `lds.json -> ..data/lds.json`, `cds.json -> ..data/cds.json` links never change.
+Envoy watches the config directory and re-reads `lds.json`, `rds.json` (the route table) and
+`cds.json` when `..data` is replaced. Writing follows kubelet's AtomicWriter: the files go into
+a fresh `..<timestamp>` directory, a `..data_tmp` symlink to it is renamed over `..data` (one
+atomic rename), and the top-level `lds.json -> ..data/lds.json` (and the others') links never
+change.
 
 LDS and CDS are separate subscriptions with no transaction between them, so a change is
 published in up to three swaps, each confirmed through the admin stats before the next:
@@ -26,17 +27,18 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gatewayctl.atomic import fsync_dir
 from gatewayctl.errors import GatewayctlError
-from gatewayctl.local.admin import CDS, LDS, AdminClient, cluster_names
+from gatewayctl.local.admin import CDS, LDS, RDS, AdminClient, cluster_names
 from gatewayctl.local.process import log_size, log_tail
 from gatewayctl.local.state import CorruptStateFile, read_record
 
-FILES = {"lds": "lds.json", "cds": "cds.json"}
+FILES = {"lds": "lds.json", "cds": "cds.json", "rds": "rds.json"}
+NO_RESOURCES: dict[str, Any] = {"resources": []}
 Resources = Mapping[str, Any]  # a DiscoveryResponse: version_info + resources
 Progress = Callable[[str], None]
 
@@ -60,7 +62,7 @@ class ConfigDir:
         target.mkdir()
         for kind, filename in FILES.items():
             with open(target / filename, "w", encoding="utf-8") as fh:
-                fh.write(canonical(docs[kind]))
+                fh.write(canonical(docs.get(kind, NO_RESOURCES)))
                 fh.flush()
                 os.fsync(fh.fileno())
         tmp = self.path / "..data_tmp"
@@ -85,14 +87,21 @@ class ConfigDir:
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         """The published files, or None before the first publish; CorruptStateFile when one
-        is missing or damaged after it."""
-        docs = {kind: read_record(self.path / name, _json_object) for kind, name in FILES.items()}
+        is missing or damaged after it. `rds.json` may be absent (a folder published before
+        the route table had its own file) or hold no table (nothing subscribes to it): then
+        the result has no "rds"."""
+        docs = {kind: read_record(self.path / name, _json_object)
+                for kind, name in FILES.items() if kind != "rds"}
         if all(doc is None for doc in docs.values()):
             return None
         missing = [FILES[kind] for kind, doc in docs.items() if doc is None]
         if missing:
             raise CorruptStateFile(self.path / missing[0], "missing beside the others")
-        return {kind: doc for kind, doc in docs.items() if doc is not None}
+        out = {kind: doc for kind, doc in docs.items() if doc is not None}
+        rds = read_record(self.path / FILES["rds"], _json_object)
+        if rds is not None and rds.get("resources"):
+            out["rds"] = rds
+        return out
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -107,11 +116,19 @@ class PublishStep:
     label: str
     lds: Resources
     cds: Resources
+    rds: Resources = field(default_factory=dict)  # the route table (RDS)
+
+    def docs(self) -> dict[str, Resources]:
+        return {"lds": self.lds, "cds": self.cds, "rds": self.rds}
 
 
 def plan_steps(old_lds: Resources, old_cds: Resources, new_lds: Resources,
-               new_cds: Resources) -> list[PublishStep]:
-    """The swaps that take Envoy from old to new without a route to a missing cluster."""
+               new_cds: Resources, old_rds: Resources | None = None,
+               new_rds: Resources | None = None) -> list[PublishStep]:
+    """The swaps that take Envoy from old to new without a route to a missing cluster. The
+    route table (RDS) and the listener (LDS) change together, in the "update routes" swap."""
+    old_r: Resources = old_rds if old_rds is not None else {}
+    new_r: Resources = new_rds if new_rds is not None else old_r
     added = cluster_names(new_cds) - cluster_names(old_cds)
     removed = cluster_names(old_cds) - cluster_names(new_cds)
     keep = [r for r in old_cds.get("resources", []) if r.get("name") in removed]
@@ -120,12 +137,14 @@ def plan_steps(old_lds: Resources, old_cds: Resources, new_lds: Resources,
         union = {**union, "version_info": f"{new_cds.get('version_info', '')}+removing"}
     steps: list[PublishStep] = []
     if added:
-        steps.append(PublishStep(f"add {len(added)} cluster(s)", old_lds, union))
+        steps.append(PublishStep(f"add {len(added)} cluster(s)", old_lds, union, old_r))
     same_resources = _same(union.get("resources"), old_cds.get("resources"))
-    if canonical(new_lds) != canonical(old_lds) or not (added or removed or same_resources):
-        steps.append(PublishStep("update routes", new_lds, union))
+    routes_changed = canonical(new_lds) != canonical(old_lds) or (
+        canonical(new_r) != canonical(old_r))
+    if routes_changed or not (added or removed or same_resources):
+        steps.append(PublishStep("update routes", new_lds, union, new_r))
     if removed:
-        steps.append(PublishStep(f"remove {len(removed)} cluster(s)", new_lds, new_cds))
+        steps.append(PublishStep(f"remove {len(removed)} cluster(s)", new_lds, new_cds, new_r))
     return steps
 
 
@@ -161,13 +180,16 @@ class Publisher:
         on_disk: dict[str, Resources] = dict(self.config_dir.read() or old)
         swaps = 0
         try:
-            for step in plan_steps(old["lds"], old["cds"], new["lds"], new["cds"]):
+            for step in plan_steps(old["lds"], old["cds"], new["lds"], new["cds"],
+                                   old.get("rds"), new.get("rds")):
                 swaps += self._swap(step, served, on_disk, progress)
         except PublishFailed as failure:
             progress("Envoy refused the update; restoring the previous configuration")
             try:
-                undo = [PublishStep("restore what Envoy serves", served["lds"], served["cds"]),
-                        *plan_steps(served["lds"], served["cds"], old["lds"], old["cds"])]
+                undo = [PublishStep("restore what Envoy serves", served["lds"], served["cds"],
+                                    served.get("rds", {})),
+                        *plan_steps(served["lds"], served["cds"], old["lds"], old["cds"],
+                                    served.get("rds"), old.get("rds"))]
                 for step in undo:
                     self._swap(step, served, on_disk, progress)
             except GatewayctlError as again:
@@ -184,8 +206,9 @@ class Publisher:
         since = log_size(self.envoy_log)
         started = time.monotonic()
         self.config_dir.publish(docs)
-        for kind in ("cds", "lds"):
-            self._wait_accepted(kind, before, since, "re-read")
+        for kind in ("cds", "rds", "lds"):
+            if kind != "rds" or docs.get(kind, NO_RESOURCES).get("resources"):
+                self._wait_accepted(kind, before, since, "re-read")
         self._wait_warm()
         progress(f"  re-read of the published config: accepted in "
                  f"{time.monotonic() - started:.2f}s")
@@ -194,8 +217,10 @@ class Publisher:
     def _swap(self, step: PublishStep, served: dict[str, Resources],
               on_disk: dict[str, Resources], progress: Progress) -> int:
         """Publish one step and wait until Envoy accepted each file that changed."""
-        docs = {"lds": step.lds, "cds": step.cds}
-        changed = [k for k in ("cds", "lds") if canonical(docs[k]) != canonical(on_disk[k])]
+        docs = step.docs()
+        changed = [k for k in ("cds", "rds", "lds")
+                   if canonical(docs[k] or NO_RESOURCES)
+                   != canonical(on_disk.get(k) or NO_RESOURCES)]
         if not changed:
             return 0
         before = self.admin.counters()
@@ -204,7 +229,8 @@ class Publisher:
         self.config_dir.publish(docs)
         on_disk.update(docs)
         for kind in changed:
-            self._wait_accepted(kind, before, since, step.label)
+            if kind != "rds" or docs[kind].get("resources"):  # no table: no subscription
+                self._wait_accepted(kind, before, since, step.label)
             served[kind] = docs[kind]
         self._wait_warm()
         progress(f"  {step.label}: accepted in {time.monotonic() - started:.2f}s")
@@ -212,7 +238,7 @@ class Publisher:
 
     def _wait_accepted(self, kind: str, before: Mapping[str, int], since: int,
                        label: str) -> None:
-        prefix = CDS if kind == "cds" else LDS
+        prefix = {"cds": CDS, "lds": LDS, "rds": RDS}[kind]
         deadline = time.monotonic() + self.step_timeout
         while True:
             now = self.admin.counters()

@@ -115,7 +115,7 @@ def read_local(*, state_dir: Path | None = None) -> LocalView:
                          published)
     choice = ProviderChoice(current.mocked_providers, current.real_providers, ())
     bundle = render_local(ir, state, Ports.of(current), choice)
-    expected = summarize_bundle(bundle.lds, bundle.cds)
+    expected = summarize_bundle(bundle.lds, bundle.cds, bundle.rds)
     if lingering:  # the recorded CDS version names the lingering set; compare the rest
         served = replace(served, cds_version=expected.cds_version)
     return LocalView(ir, current.root, expected, served, compare_served(expected, served),
@@ -174,11 +174,12 @@ def _apply_locked(state: StateDir, ir: GatewayIR, root: Path | None, on_progress
                            hint="run `gatewayctl down` and `gatewayctl up ROOT`")
     admin = AdminClient(current.admin_port)
     retired = _still_draining(current, admin)
-    lds_changed = canonical(old["lds"]) != canonical(bundle.lds)
+    lds_changed = canonical(old["lds"]) != canonical(bundle.lds) or (
+        canonical(old.get("rds", {})) != canonical(bundle.rds))
     if lds_changed:  # the old routes start draining with this apply
         retired = (*retired, (time.time(), tuple(sorted(cluster_names(old["cds"])))))
     target_cds, lingering = _keep_reachable(old["cds"], bundle.cds, retired)
-    target = {"lds": bundle.lds, "cds": target_cds}
+    target = {"lds": bundle.lds, "cds": target_cds, "rds": bundle.rds}
     changed = lds_changed or canonical(old["cds"]) != canonical(target_cds)
     publisher = Publisher(config_dir, admin, state.envoy_log)
     swaps = 0
@@ -186,7 +187,8 @@ def _apply_locked(state: StateDir, ir: GatewayIR, root: Path | None, on_progress
     write_limit_config(state, ir)
     if changed:
         swaps = publisher.apply(old, target, on_progress)
-    elif compare_served(summarize_bundle(target["lds"], target["cds"]), admin.served()):
+    elif compare_served(summarize_bundle(target["lds"], target["cds"], target["rds"]),
+                        admin.served()):
         # The files already hold the target, yet Envoy serves something else (they were
         # changed without a `..data` swap): have Envoy read them again.
         swaps = publisher.republish(target, on_progress)

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ class LocalBundle:
     cds: dict[str, Any]
     bootstrap: str
     validate: str
+    rds: dict[str, Any] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -75,7 +76,7 @@ class LocalBundle:
 
     @property
     def docs(self) -> dict[str, dict[str, Any]]:
-        return {"lds": self.lds, "cds": self.cds}
+        return {"lds": self.lds, "cds": self.cds, "rds": self.rds}
 
 
 def secret_refs(ir: GatewayIR) -> list[SecretRefIR]:
@@ -169,7 +170,7 @@ def render_local(ir: GatewayIR, state: StateDir, ports: Ports,
     )
     bundle = render_envoy(without_credentials(ir, choice.mocked), options)
     files = bundle.files()
-    return LocalBundle(lds=dict(bundle.lds), cds=dict(bundle.cds),
+    return LocalBundle(lds=dict(bundle.lds), cds=dict(bundle.cds), rds=dict(bundle.rds),
                        bootstrap=_text(files["bootstrap.yaml"]),
                        validate=_text(files["validate.yaml"]))
 

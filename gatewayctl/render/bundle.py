@@ -5,7 +5,7 @@ DIR/gatewayctl-bundle.json):
 
     DIR/ir.json                     the compiled intermediate representation
     DIR/envoy/bootstrap.yaml        Envoy bootstrap (LDS/CDS from files in the config dir)
-    DIR/envoy/lds.json, cds.json    listeners and clusters, hot-reloaded by Envoy
+    DIR/envoy/lds.json, rds.json, cds.json    listener, route table and clusters, hot-reloaded
     DIR/envoy/validate.yaml         the same config as one static file, for envoy --mode validate
     DIR/kubernetes/*.yaml           one file per Kubernetes object
 """
@@ -25,7 +25,7 @@ from gatewayctl.render.k8s.objects import KubeObject
 from gatewayctl.render.k8s.writer import dump_object, manifest_filename
 
 FORMATS = ("bundle", "helm-values")
-ENVOY_FILES = ("bootstrap.yaml", "cds.json", "lds.json", "validate.yaml")
+ENVOY_FILES = ("bootstrap.yaml", "cds.json", "lds.json", "rds.json", "validate.yaml")
 
 
 def render_files(

@@ -36,9 +36,9 @@ def _object(kind: str, name: str, gateway: str, spec: Any) -> KubeObject:
 
 def envoy_objects(docs: Mapping[str, Mapping[str, Any]], gateway: str,
                   skip_clusters: tuple[str, ...] = ()) -> list[KubeObject]:
-    """LDS/CDS DiscoveryResponses as one object per listener and per cluster."""
+    """LDS/RDS/CDS DiscoveryResponses as one object per listener, route table and cluster."""
     out = []
-    for kind, key in (("Listener", "lds"), ("Cluster", "cds")):
+    for kind, key in (("Listener", "lds"), ("RouteConfiguration", "rds"), ("Cluster", "cds")):
         for resource in docs.get(key, {}).get("resources", []):
             name = str(resource.get("name", ""))
             if kind == "Cluster" and name in skip_clusters:
@@ -85,7 +85,7 @@ class LocalTarget:
 
         bundle = self._bundle(ir)
         return (*envoy_objects(bundle.docs, ir.name),
-                served_object(summarize_bundle(bundle.lds, bundle.cds), ir.name))
+                served_object(summarize_bundle(bundle.lds, bundle.cds, bundle.rds), ir.name))
 
     def envoy_config(self, ir: GatewayIR) -> str:
         return str(self._bundle(ir).validate)

@@ -62,15 +62,15 @@ def test_render_twice_into_a_bundle_keeps_a_foreign_file(tmp_path: Path) -> None
     out = tmp_path / "bundle"
     first = gatewayctl("render", str(QUICKSTART), "--out", str(out))
     assert first.returncode == 0, first.stderr
-    assert first.stdout == f"rendered 14 files to {out} (14 new, 0 changed)\n"
+    assert first.stdout == f"rendered 15 files to {out} (15 new, 0 changed)\n"
     recorded = json.loads((out / RECORD_NAME).read_text())["files"]
-    assert len(recorded) == 14 and "ir.json" in recorded
+    assert len(recorded) == 15 and "ir.json" in recorded
     (out / "NOTES.md").write_text("my notes")
 
     again = gatewayctl("render", str(QUICKSTART), "--out", str(out))
 
     assert again.returncode == 0, again.stderr
-    assert again.stdout == f"rendered 14 files to {out} (0 new, 0 changed)\n"
+    assert again.stdout == f"rendered 15 files to {out} (0 new, 0 changed)\n"
     assert (out / "NOTES.md").read_text() == "my notes"
 
 

@@ -74,7 +74,7 @@ def test_plan_then_apply_that_plan_and_refuse_a_stale_one(repo, gitlab, kube, tm
     assert kube.writes("gatewayctl-apply")
     config = kube.get_object("v1", "ConfigMap", "ai-gateway", "ai-gateway-config")
     assert config is not None
-    assert '"weight":95' in config["data"]["lds.json"]
+    assert '"weight":95' in config["data"]["rds.json"]
     annotations = config["metadata"]["annotations"]
     assert annotations["gatewayctl.dev/source-merge-request"] == mr["web_url"]
     assert annotations["gatewayctl.dev/source-commit"] == repo.head()
@@ -88,7 +88,7 @@ def test_plan_then_apply_that_plan_and_refuse_a_stale_one(repo, gitlab, kube, tm
     assert planned.returncode == 0, planned.explain()
     edited = kube.get_object("v1", "ConfigMap", "ai-gateway", "ai-gateway-config")
     assert edited is not None
-    edited["data"]["lds.json"] = edited["data"]["lds.json"].replace('"weight":95', '"weight":90')
+    edited["data"]["rds.json"] = edited["data"]["rds.json"].replace('"weight":95', '"weight":90')
     kube.replace(edited)
 
     applied = run_pipeline(repo, gitlab=gitlab, project_id=project.id, pipeline=PUSH,
@@ -98,7 +98,7 @@ def test_plan_then_apply_that_plan_and_refuse_a_stale_one(repo, gitlab, kube, tm
     assert applied.results == {"gatewayctl-apply": "FAIL"}, applied.explain()
     assert "the saved plan is stale" in applied.job_log("gatewayctl-apply")
     after = kube.get_object("v1", "ConfigMap", "ai-gateway", "ai-gateway-config")
-    assert after is not None and '"weight":90' in after["data"]["lds.json"]
+    assert after is not None and '"weight":90' in after["data"]["rds.json"]
 
 
 def test_without_a_cluster_the_apply_is_skipped_and_says_why(repo, gitlab):

@@ -96,7 +96,7 @@ def deploy(repo: ManifestRepo, kubeconfig: Path) -> None:
 def canary_weight(kube: KubeAPIServer) -> int | None:
     ir = kube.get_object("v1", "ConfigMap", "ai-gateway", "ai-gateway-config")
     assert ir is not None
-    config = json.loads(ir["data"]["lds.json"])
+    config = json.loads(ir["data"]["rds.json"])
     canary = backend_cluster_name("chat", "gpt-4o-2024-11-20")
     found: list[int] = []
 

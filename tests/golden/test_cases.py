@@ -65,7 +65,8 @@ def test_case(case: Path, tmp_path: Path, update_golden: bool) -> None:
 
     ir = from_json((out / "ir.json").read_text(encoding="utf-8"))
     files = render_envoy(ir, EnvoyOptions()).files()
-    golden = envoy_goldens(files["lds.json"], files["cds.json"], full_code=False)
+    golden = envoy_goldens(files["lds.json"], files["cds.json"], files["rds.json"],
+                           full_code=False)
     rule = render_prometheus_rule(ir)
     if rule is not None:
         golden["prometheusrule.yaml"] = golden_yaml(rule)

@@ -59,7 +59,7 @@ def envoy(multi_team: GatewayIR, tmp_path: Path) -> Iterator[tuple[dict[str, Any
         stats_port=free_port(),
     )
     files = bundle.files()
-    for name in ("lds.json", "cds.json"):
+    for name in ("lds.json", "rds.json", "cds.json"):
         (config_dir / name).write_text(files[name])
     (tmp_path / "bootstrap.yaml").write_text(files["bootstrap.yaml"])
     deployment = next(o for o in render_kubernetes(multi_team, bundle) if o["kind"] == "Deployment")

@@ -218,7 +218,8 @@ def test_inconsistent_config_values_fail_with_a_clear_message() -> None:
         render_chart({"config": {"bootstrap": "a", "ldsGz": "AA==", "cdsGz": "AA=="}})
     with pytest.raises(helm.HelmError, match="not both"):
         render_chart(
-            {"config": {"bootstrap": "a", "lds": "{}", "cds": "{}", "existingConfigMap": "x"}}
+            {"config": {"bootstrap": "a", "lds": "{}", "rds": "{}", "cds": "{}",
+                        "existingConfigMap": "x"}}
         )
     with pytest.raises(helm.HelmError):
         render_chart({"replicas": {"min": 0}})

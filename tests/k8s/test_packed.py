@@ -86,7 +86,7 @@ def test_the_thousand_route_root_renders_packed_and_validates(thousand: GatewayI
     for obj in objects.values():
         validate_object(obj)
     config, clusters = objects[CONFIG], objects[CLUSTERS]
-    assert sorted(config["binaryData"]) == ["lds.json.gz"]
+    assert sorted(config["binaryData"]) == ["lds.json.gz", "rds.json.gz"]
     assert config["data"] == {
         "cds.json.sha256": hashlib.sha256(files["cds.json"].encode()).hexdigest()
     }
@@ -126,7 +126,8 @@ def test_plain_when_it_fits_packed_when_not_and_the_same_pods(multi_team: Gatewa
     bundle = envoy_bundle(multi_team)
     files = bundle.files()
     plain = index(render_kubernetes(multi_team, bundle))
-    assert sorted(plain["ConfigMap", "ai-gateway-config"]["data"]) == ["cds.json", "lds.json"]
+    assert sorted(plain["ConfigMap", "ai-gateway-config"]["data"]) == [
+        "cds.json", "lds.json", "rds.json"]
     # One byte over the limit: packed.
     room = MIB - len(files["lds.json"].encode()) - len(files["cds.json"].encode())
     lds = files["lds.json"].rstrip("\n")
@@ -170,7 +171,7 @@ def test_helm_values_carry_the_packed_files(thousand: GatewayIR) -> None:
         validate_object(obj)
     pod = ("spec", "template", "spec")
     assert dig(charted[DEPLOYMENT], *pod) == dig(ours[DEPLOYMENT], *pod)
-    with pytest.raises(helm.HelmError, match="config.ldsGz, config.cdsGz and config.cdsSha256"):
+    with pytest.raises(helm.HelmError, match="config.rdsGz, config.cdsGz and config.cdsSha256"):
         render_chart({"config": {**values["config"], "cds": "{}"}})
 
 
@@ -231,7 +232,7 @@ def run_once(script: str, src: Path, dst: Path) -> subprocess.CompletedProcess[s
 
 
 def published(dst: Path) -> dict[str, str]:
-    return {n: (dst / n).read_text() for n in ("lds.json", "cds.json")}
+    return {n: (dst / n).read_text() for n in ("lds.json", "rds.json", "cds.json")}
 
 
 def test_the_script_publishes_plain_and_packed_versions_atomically(
@@ -250,7 +251,7 @@ def test_the_script_publishes_plain_and_packed_versions_atomically(
     assert done.returncode == 0, done.stderr
     assert done.stdout == "config-unpack: published ..2030_01_01_00_00_01.000000001\n"
     files = bundle.files()
-    assert published(dst) == {n: files[n] for n in ("lds.json", "cds.json")}
+    assert published(dst) == {n: files[n] for n in ("lds.json", "rds.json", "cds.json")}
     assert os.readlink(dst / "lds.json") == "..data/lds.json"
     assert os.readlink(dst / "..data") == "..2030_01_01_00_00_01.000000001"
 
@@ -261,9 +262,10 @@ def test_the_script_publishes_plain_and_packed_versions_atomically(
     config, clusters = packed_configmaps(multi_team, bundle.replace("lds.json", lds))
     kubelet.update(config, clusters)
     assert run_once(script, src, dst).returncode == 0
-    assert published(dst) == {"lds.json": lds, "cds.json": files["cds.json"]}
+    assert published(dst) == {"lds.json": lds, "rds.json": files["rds.json"],
+                              "cds.json": files["cds.json"]}
     assert sorted(p.name for p in dst.iterdir()) == [
-        "..2030_01_01_00_00_02.000000001", "..data", "cds.json", "lds.json",
+        "..2030_01_01_00_00_02.000000001", "..data", "cds.json", "lds.json", "rds.json",
     ]  # fmt: skip
 
     # A damaged version is refused and the published one stays.
@@ -288,7 +290,7 @@ def packed_configmaps(ir: GatewayIR, bundle: FilesBundle) -> tuple[dict[str, Any
     clusters = objects["ConfigMap", f"{ir.name}-config-clusters"]
     # The real lds.json, as if it had been rendered packed.
     real = base64.b64encode(gzip.compress(bundle.files()["lds.json"].encode())).decode()
-    return {**config, "binaryData": {"lds.json.gz": real}}, clusters
+    return {**config, "binaryData": {**config["binaryData"], "lds.json.gz": real}}, clusters
 
 
 def test_two_configmaps_of_different_renders_are_not_published(
@@ -324,7 +326,7 @@ def test_two_configmaps_of_different_renders_are_not_published(
     # Back under the limit: the plain `-config` wins over a `-config-clusters` not pruned yet.
     kubelet.update(objects["ConfigMap", "ai-gateway-config"], new_clusters)
     assert run_once(script, src, dst).returncode == 0
-    assert published(dst) == {n: files[n] for n in ("lds.json", "cds.json")}
+    assert published(dst) == {n: files[n] for n in ("lds.json", "rds.json", "cds.json")}
     # No `-config-clusters` yet for a packed `-config`: nothing to publish.
     kubelet.update(new_config)
     failed = run_once(script, src, dst)

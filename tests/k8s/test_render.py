@@ -354,7 +354,7 @@ def test_the_ir_configmap_carries_the_ir_and_its_hash(multi_team: GatewayIR) -> 
         hashlib.sha256(canonical).hexdigest()
     )
     config = objects["ConfigMap", "ai-gateway-config"]
-    assert sorted(config["data"]) == ["cds.json", "lds.json"]
+    assert sorted(config["data"]) == ["cds.json", "lds.json", "rds.json"]
     assert (
         config["metadata"]["annotations"]["gatewayctl.dev/ir-sha256"]
         == (cm["metadata"]["annotations"]["gatewayctl.dev/ir-sha256"])
@@ -402,10 +402,11 @@ def test_secret_volume_names_are_valid_and_stable() -> None:
 def test_a_configmap_just_under_the_limit_is_accepted(multi_team: GatewayIR) -> None:
     bundle = envoy_bundle(multi_team)
     files = bundle.files()
-    room = 1024 * 1024 - len(files["lds.json"].encode()) - len(files["cds.json"].encode())
+    others = len(files["cds.json"].encode()) + len(files["rds.json"].encode())
+    room = 1024 * 1024 - len(files["lds.json"].encode()) - others
     lds = files["lds.json"].rstrip("\n")
     padded = lds[:-1] + ',"padding":"' + "x" * (room - 16) + '"}'
-    assert len(padded.encode()) + len(files["cds.json"].encode()) <= 1024 * 1024
+    assert len(padded.encode()) + others <= 1024 * 1024
     objects = render_kubernetes(multi_team, bundle.replace("lds.json", padded))
     assert index(objects)["ConfigMap", "ai-gateway-config"]["data"]["lds.json"] == padded
 

@@ -187,7 +187,8 @@ def test_an_unrelated_apply_mid_window_keeps_the_counts(tmp_path: Path) -> None:
 
 def wait_for_weights(replica: Replica, weight: int) -> None:
     for _ in range(200):
-        if f'"weight": {weight}' in replica.envoy.admin("/config_dump?resource=dynamic_listeners"):
+        dump = replica.envoy.admin("/config_dump?resource=dynamic_route_configs")
+        if f'"weight": {weight}' in dump:
             return
         time.sleep(0.05)
     raise AssertionError("the apply never reached Envoy")

@@ -287,10 +287,10 @@ def test_apply_corrects_envoy_serving_other_than_its_files(gateway: Gateway) -> 
     from gatewayctl.local.reload import render_for_running
 
     bundle = render_for_running(wanted)
-    for kind, doc in (("lds", bundle.lds), ("cds", bundle.cds)):
+    for kind, doc in (("lds", bundle.lds), ("cds", bundle.cds), ("rds", bundle.rds)):
         real = (gateway.state.config_dir / f"{kind}.json").resolve()
         real.write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n")
-    assert config.read() == {"lds": bundle.lds, "cds": bundle.cds}
+    assert config.read() == {"lds": bundle.lds, "cds": bundle.cds, "rds": bundle.rds}
     served = AdminClient(gateway.result.ports.admin).served()
     assert sorted(w for _, w in served.routes[0].clusters) == [20, 80]
     assert served.route(served.routes[0].name) is not None

@@ -54,7 +54,7 @@ def test_plan_and_apply_against_the_local_gateway(
 def _swap_served_weights(state: Path) -> None:
     """A hand edit of what the local gateway serves: the weights of the first weighted route
     reversed, published through Envoy's watched directory as an apply would."""
-    from gatewayctl.local.admin import LDS, AdminClient
+    from gatewayctl.local.admin import RDS, AdminClient
     from gatewayctl.local.publish import ConfigDir
     from gatewayctl.local.state import StateDir
 
@@ -72,12 +72,12 @@ def _swap_served_weights(state: Path) -> None:
             return any(walk(v) for v in node.values())
         return isinstance(node, list) and any(walk(v) for v in node)
 
-    assert walk(docs["lds"])
+    assert walk(docs["rds"])
     admin = AdminClient(StateDir(state).read_state().admin_port)  # type: ignore[union-attr]
-    before = admin.counters().get(f"{LDS}.update_success", 0)
+    before = admin.counters().get(f"{RDS}.update_success", 0)
     config.publish(docs)
     deadline = time.monotonic() + 10
-    while admin.counters().get(f"{LDS}.update_success", 0) <= before:
+    while admin.counters().get(f"{RDS}.update_success", 0) <= before:
         assert time.monotonic() < deadline, "Envoy did not take the hand edit"
         time.sleep(0.05)
 
@@ -94,7 +94,7 @@ def test_served_drift_is_a_change_and_apply_corrects_it(
     assert drifted.exit_code == 2, drifted.output
     assert "No changes" not in drifted.stdout
     assert "~ Served envoy" in drifted.stdout
-    assert "~ Listener " in drifted.stdout
+    assert "~ RouteConfiguration " in drifted.stdout
     applied = cli("apply", str(local_root), "--live", "local", "--auto-approve")
     assert applied.exit_code == 0, applied.output
     assert cli("plan", str(local_root), "--live", "local",
@@ -112,7 +112,7 @@ def test_a_rollout_header_change_reaches_the_local_gateway(
 
     assert planned.exit_code == 2, planned.output
     assert "~ Rollout chat-nov" in planned.stdout
-    assert "~ Listener " in planned.stdout  # the header is in the served routes too
+    assert "~ RouteConfiguration " in planned.stdout  # the header is in the route table too
     assert cli("apply", str(local_root), "--live", "local",
                "--auto-approve").exit_code == 0
     assert cli("plan", str(local_root), "--live", "local",

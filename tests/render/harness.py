@@ -49,9 +49,10 @@ def write_secrets(root: Path, secrets: Mapping[tuple[str, str], str]) -> None:
 
 
 def publish(config_dir: Path, bundle: EnvoyBundle) -> None:
-    """Replace cds.json then lds.json atomically (clusters before the routes that need them)."""
+    """Replace cds.json, then rds.json and lds.json, each atomically (clusters before the
+    routes that need them)."""
     files = bundle.files()
-    for name in ("cds.json", "lds.json"):
+    for name in ("cds.json", "rds.json", "lds.json"):
         tmp = config_dir / f".{name}.tmp"
         tmp.write_text(files[name])
         os.replace(tmp, config_dir / name)

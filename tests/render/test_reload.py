@@ -31,7 +31,9 @@ def _canary_share(gateway: Gateway, n: int) -> float:
 
 def test_weight_change_applies_in_place_without_dropped_requests(gateway: Gateway) -> None:
     pid = gateway.envoy.proc.pid
-    updates = gateway.envoy.stat("listener_manager.lds.update_success")
+    rds = "http.gateway.rds.gateway.update_success"
+    updates = gateway.envoy.stat(rds)
+    listener_updates = gateway.envoy.stat("listener_manager.listener_in_place_updated")
     cds_updates = gateway.envoy.stat("cluster_manager.cds.update_success")
     statuses: list[int] = []
     stop = threading.Event()
@@ -60,14 +62,14 @@ def test_weight_change_applies_in_place_without_dropped_requests(gateway: Gatewa
         started = time.monotonic()
         publish(gateway.config_dir, render_envoy(flipped, gateway.options))
         deadline = started + 5
-        while gateway.envoy.stat("listener_manager.lds.update_success") == updates:
-            assert time.monotonic() < deadline, "LDS update not applied within 5s"
+        while gateway.envoy.stat(rds) == updates:
+            assert time.monotonic() < deadline, "RDS update not applied within 5s"
             time.sleep(0.01)
         applied_s = time.monotonic() - started
         assert _canary_share(gateway, 50) == 1.0
         publish(gateway.config_dir, render_envoy(gateway.ir, gateway.options))
-        while gateway.envoy.stat("listener_manager.lds.update_success") < updates + 2:
-            assert time.monotonic() < deadline + 5, "LDS update not applied within 5s"
+        while gateway.envoy.stat(rds) < updates + 2:
+            assert time.monotonic() < deadline + 5, "RDS update not applied within 5s"
             time.sleep(0.01)
         assert _canary_share(gateway, 200) < 0.25
     finally:
@@ -75,8 +77,9 @@ def test_weight_change_applies_in_place_without_dropped_requests(gateway: Gatewa
         worker.join(timeout=30)
     assert gateway.envoy.proc.pid == pid and gateway.envoy.proc.poll() is None
     assert statuses and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
-    # Weights live in LDS only: the identical cds.json republished changes nothing.
-    assert gateway.envoy.stat("listener_manager.listener_in_place_updated") >= 2
+    # Weights live in the route table (RDS) only: the listener, whose filters hold the local
+    # limiters' counts, is not rebuilt, and the identical cds.json republished changes nothing.
+    assert gateway.envoy.stat("listener_manager.listener_in_place_updated") == listener_updates
     assert gateway.envoy.stat("cluster_manager.cds.update_success") >= cds_updates
     assert applied_s < 2.0
 

@@ -56,7 +56,7 @@ def test_render_is_byte_deterministic(source: str) -> None:
     first = render_envoy(ir).files()
     second = render_envoy(from_json(to_json(ir))).files()
     assert first == second
-    assert sorted(first) == ["bootstrap.yaml", "cds.json", "lds.json", "validate.yaml"]
+    assert sorted(first) == ["bootstrap.yaml", "cds.json", "lds.json", "rds.json", "validate.yaml"]
     # Compact JSON with sorted keys for the watched files.
     assert (
         first["lds.json"]
@@ -73,7 +73,9 @@ def test_version_info_follows_content_and_names_stay_stable() -> None:
     b = render_envoy(
         irs.with_weights(ir, "chat", {"gpt-4o-2024-08-06": 50, "gpt-4o-2024-11-20": 50})
     )
-    assert a.lds["version_info"] != b.lds["version_info"]
+    # a weight change is a route-table change only: the listener and clusters stay as they are
+    assert a.rds["version_info"] != b.rds["version_info"]
+    assert a.lds == b.lds
     assert a.cds["version_info"] == b.cds["version_info"]
     assert [r["name"] for r in a.lds["resources"]] == [r["name"] for r in b.lds["resources"]]
     assert len(a.lds["version_info"]) == 16
@@ -101,14 +103,15 @@ def test_multi_team_resources() -> None:
     assert "transport_socket" not in clusters["m_llama-3_1-70b"]
     listener = bundle.lds["resources"][0]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    routes = list(route_entries(hcm["route_config"]["virtual_hosts"][0]))
+    assert hcm["rds"]["route_config_name"] == bundle.rds["resources"][0]["name"]
+    routes = list(route_entries(bundle.rds["resources"][0]["virtual_hosts"][0]))
     chat = [r for r in routes if r["name"] in ("chat", "chat-canary")]
     assert [r["name"] for r in chat] == ["chat-canary", "chat"]
     assert chat[0]["match"]["headers"] == [
         {"name": "x-gateway-canary", "string_match": {"exact": "always"}}
     ]
     # Gateway routes are keyed by x-gw-route in the virtual host's matcher tree.
-    tree = hcm["route_config"]["virtual_hosts"][0]["matcher"]["matcher_tree"]
+    tree = bundle.rds["resources"][0]["virtual_hosts"][0]["matcher"]["matcher_tree"]
     assert tree["input"]["typed_config"]["header_name"] == "x-gw-route"
     keyed = tree["exact_match_map"]["map"]["chat"]["action"]["typed_config"]["routes"]
     assert [r["name"] for r in keyed] == ["chat-canary", "chat"]

@@ -40,8 +40,8 @@ def _clusters(bundle: EnvoyBundle) -> dict[str, dict[str, Any]]:
 
 
 def _routes(bundle: EnvoyBundle) -> dict[str, dict[str, Any]]:
-    hcm = bundle.lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    return {r["name"]: r for r in route_entries(hcm["route_config"]["virtual_hosts"][0])}
+    table = bundle.rds["resources"][0]
+    return {r["name"]: r for r in route_entries(table["virtual_hosts"][0])}
 
 
 def test_per_route_config_does_not_grow_with_the_number_of_routes(tmp_path: Path) -> None:
@@ -60,9 +60,9 @@ def test_per_route_config_does_not_grow_with_the_number_of_routes(tmp_path: Path
             assert "typed_extension_protocol_options" not in cluster
             assert _size(cluster) < 600, cluster
 
-    # What each additional route costs, LDS + CDS together (2 backends, 2 member models).
+    # What each additional route costs, LDS + RDS + CDS together (2 backends, 2 models).
     def total(b: EnvoyBundle) -> int:
-        return _size(b.lds) + _size(b.cds)
+        return _size(b.lds) + _size(b.rds) + _size(b.cds)
 
     per_route = (total(large) - total(small)) / 190
     assert per_route < 4096, per_route
@@ -78,7 +78,9 @@ def test_thousand_route_corpus_renders_small_and_validates(tmp_path: Path) -> No
     bundle = render_envoy(ir, EnvoyOptions(config_dir=str(tmp_path / "config")))
     render_s = time.perf_counter() - started
     files = bundle.files()
-    lds, cds = len(files["lds.json"].encode()), len(files["cds.json"].encode())
+    # the listener and its route table (LDS + RDS), and the clusters
+    lds = len(files["lds.json"].encode()) + len(files["rds.json"].encode())
+    cds = len(files["cds.json"].encode())
     # Was ~3.9 MB + ~9.6 MB. The rest is mostly the 2,000 member clusters (TLS per model).
     assert lds + cds < 4_500_000, (lds, cds)
     assert lds < 1_500_000, lds

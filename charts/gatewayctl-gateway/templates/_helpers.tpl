@@ -55,7 +55,7 @@ helm.sh/chart: {{ printf "%s-%s" $ctx.Chart.Name $ctx.Chart.Version | replace "+
 {{/* "true" when the compiled config is given inline, "" when existing ConfigMaps are used. */}}
 {{- define "gw.inlineConfig" -}}
 {{- $c := .Values.config -}}
-{{- if or $c.bootstrap $c.lds $c.cds $c.ldsGz $c.cdsGz $c.cdsSha256 -}}true{{- end -}}
+{{- if or $c.bootstrap $c.lds $c.cds $c.rds $c.ldsGz $c.cdsGz $c.rdsGz $c.cdsSha256 -}}true{{- end -}}
 {{- end -}}
 
 {{- define "gw.bootstrapConfigMap" -}}
@@ -83,13 +83,13 @@ helm.sh/chart: {{ printf "%s-%s" $ctx.Chart.Name $ctx.Chart.Version | replace "+
 {{- define "gw.validate" -}}
 {{- if include "gw.inlineConfig" . -}}
 {{- $c := .Values.config -}}
-{{- $plain := and $c.bootstrap $c.lds $c.cds (not $c.ldsGz) (not $c.cdsGz) -}}
-{{- $packed := and $c.bootstrap $c.ldsGz $c.cdsGz $c.cdsSha256 (not $c.lds) (not $c.cds) -}}
+{{- $plain := and $c.bootstrap $c.lds $c.cds $c.rds (not $c.ldsGz) (not $c.cdsGz) (not $c.rdsGz) -}}
+{{- $packed := and $c.bootstrap $c.ldsGz $c.cdsGz $c.rdsGz $c.cdsSha256 (not $c.lds) (not $c.cds) (not $c.rds) -}}
 {{- if not (or $plain $packed) -}}
-{{- fail "config: give all of config.bootstrap, config.lds and config.cds, or config.bootstrap, config.ldsGz, config.cdsGz and config.cdsSha256 (gatewayctl render --format helm-values writes them), or none of them to use existing ConfigMaps" -}}
+{{- fail "config: give all of config.bootstrap, config.lds, config.rds and config.cds, or config.bootstrap, config.ldsGz, config.rdsGz, config.cdsGz and config.cdsSha256 (gatewayctl render --format helm-values writes them), or none of them to use existing ConfigMaps" -}}
 {{- end -}}
 {{- if or .Values.config.existingConfigMap .Values.config.existingBootstrapConfigMap -}}
-{{- fail "config: set either inline config (config.bootstrap/lds/cds) or config.existingConfigMap/existingBootstrapConfigMap, not both" -}}
+{{- fail "config: set either inline config (config.bootstrap/lds/rds/cds) or config.existingConfigMap/existingBootstrapConfigMap, not both" -}}
 {{- end -}}
 {{- end -}}
 {{- if gt (int .Values.replicas.min) (int .Values.replicas.max) -}}

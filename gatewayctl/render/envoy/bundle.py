@@ -32,13 +32,14 @@ def discovery_response(resources: list[dict[str, Any]], type_url: str) -> dict[s
 
 @dataclass(frozen=True)
 class EnvoyBundle:
-    """The four files' content. The trees are shared, not copied (the static twin holds the
+    """The five files' content. The trees are shared, not copied (the static twin holds the
     same listener and cluster dicts as lds/cds): treat them as read-only."""
 
     bootstrap: dict[str, Any]  # admin, node, LDS+CDS from files in config_dir
-    lds: dict[str, Any]  # DiscoveryResponse with the listener (route config inline)
+    lds: dict[str, Any]  # DiscoveryResponse with the listener (its routes from RDS)
     cds: dict[str, Any]  # DiscoveryResponse with the clusters
-    static: dict[str, Any]  # the same listeners and clusters as static_resources
+    static: dict[str, Any]  # the same listeners (routes inline) and clusters, static
+    rds: dict[str, Any] = field(default_factory=dict)  # DiscoveryResponse: the route table
     _files: dict[str, str] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
@@ -56,6 +57,7 @@ class EnvoyBundle:
                     ),
                     "lds.json": dump_compact(self.lds),
                     "cds.json": dump_compact(self.cds),
+                    "rds.json": dump_compact(self.rds),
                     # JSON is YAML; compact, as the watched files are, for the C encoder.
                     "validate.yaml": dump_compact(self.static),
                 }

@@ -45,6 +45,8 @@ from gatewayctl.render.envoy.names import (
     INTERNAL_HEADERS,
     LISTENER_NAME,
     LUA_FILTER,
+    RDS_FILE,
+    ROUTE_CONFIG_NAME,
     ROUTER_TYPE,
     SIGN_HEADER,
     STAT_PREFIX,
@@ -57,7 +59,6 @@ from gatewayctl.render.envoy.ratelimit import (
     token_charge_headers,
     token_limit_data,
 )
-from gatewayctl.render.envoy.routes import render_route_config
 from gatewayctl.render.envoy.translate import has_native, native_apis, native_upstream_filters
 from gatewayctl.render.envoy.upstream import pinned_models, provider_data, render_upstream_filters
 
@@ -177,6 +178,23 @@ def render_internal_header_removal(ir: GatewayIR) -> dict[str, Any]:
     }
 
 
+def with_inline_routes(listener: dict[str, Any], route_config: dict[str, Any]) -> dict[str, Any]:
+    """The listener with its route table inline instead of from RDS: the static twin that
+    `envoy --mode validate` checks (validate mode reads no dynamic files)."""
+    chains = []
+    for chain in listener["filter_chains"]:
+        filters = []
+        for flt in chain["filters"]:
+            hcm = flt["typed_config"]
+            if "rds" in hcm:
+                hcm = {k: v for k, v in hcm.items() if k != "rds"}
+                hcm["route_config"] = route_config
+                flt = {**flt, "typed_config": hcm}
+            filters.append(flt)
+        chains.append({**chain, "filters": filters})
+    return {**listener, "filter_chains": chains}
+
+
 def render_listener(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
     port = options.listener_port if options.listener_port is not None else ir.listener_port
     hcm = {
@@ -186,7 +204,16 @@ def render_listener(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
         "generate_request_id": True,
         "normalize_path": True,
         "merge_slashes": True,
-        "route_config": render_route_config(ir, options),
+        "rds": {
+            "config_source": {
+                "resource_api_version": "V3",
+                "path_config_source": {
+                    "path": f"{options.config_dir}/{RDS_FILE}",
+                    "watched_directory": {"path": options.config_dir},
+                },
+            },
+            "route_config_name": ROUTE_CONFIG_NAME,
+        },
         "http_filters": render_http_filters(ir, options),
         "access_log": render_access_log(options.access_log_path),
         "local_reply_config": render_local_reply_config(),

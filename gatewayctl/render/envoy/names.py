@@ -77,6 +77,11 @@ UPSTREAM_SIGN_CLEANUP_FILTER = "gatewayctl.upstream_sign_cleanup"
 TYPE_PREFIX = "type.googleapis.com/"
 LISTENER_TYPE = TYPE_PREFIX + "envoy.config.listener.v3.Listener"
 CLUSTER_TYPE = TYPE_PREFIX + "envoy.config.cluster.v3.Cluster"
+ROUTE_CONFIG_TYPE = TYPE_PREFIX + "envoy.config.route.v3.RouteConfiguration"
+# The route table's own file (RDS): a route-only change (weights, a rollout step, backends,
+# retries) updates it alone, and the listener, whose filters hold the local rate limiters'
+# counts, stays as it is.
+RDS_FILE = "rds.json"
 HCM_TYPE = (
     TYPE_PREFIX
     + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"

@@ -28,7 +28,13 @@ import json
 from dataclasses import dataclass
 
 from gatewayctl.ir import GatewayIR, to_json
-from gatewayctl.render.k8s.layout import BOOTSTRAP_FILE, CDS_FILE, LDS_FILE, EnvoyLayout
+from gatewayctl.render.k8s.layout import (
+    BOOTSTRAP_FILE,
+    CDS_FILE,
+    LDS_FILE,
+    RDS_FILE,
+    EnvoyLayout,
+)
 from gatewayctl.render.k8s.meta import (
     CONFIG,
     IR_SHA256,
@@ -92,9 +98,10 @@ class ConfigEntries:
 
 
 def config_entries(layout: EnvoyLayout) -> ConfigEntries:
-    """Plain, `lds.json` and `cds.json` in `<gateway>-config`'s `data`, when that fits in one
-    ConfigMap; else packed: gzipped, each file in its own ConfigMap (`lds.json.gz` in
-    `<gateway>-config`, `cds.json.gz` in `<gateway>-config-clusters`), so that each file has a
+    """Plain, `lds.json`, `rds.json` and `cds.json` in `<gateway>-config`'s `data`, when that
+    fits in one ConfigMap; else packed: gzipped, the clusters in a ConfigMap of their own
+    (`lds.json.gz` and `rds.json.gz` in `<gateway>-config`, `cds.json.gz` in
+    `<gateway>-config-clusters`), so that each file has a
     whole ConfigMap's limit to grow into. A packed `<gateway>-config` also carries
     `cds.json.sha256`, the hash of the `cds.json` its `lds.json` was rendered with: the unpacker
     publishes nothing until the two ConfigMaps it sees belong together, as they may not for a
@@ -102,13 +109,16 @@ def config_entries(layout: EnvoyLayout) -> ConfigEntries:
 
     Decided on the files alone (with room for metadata), so that gatewayctl's and the Helm
     chart's ConfigMaps agree."""
-    plain = {"data": {CDS_FILE: layout.cds, LDS_FILE: layout.lds}}
+    plain = {"data": {CDS_FILE: layout.cds, LDS_FILE: layout.lds, RDS_FILE: layout.rds}}
     probe = {"kind": "ConfigMap", "metadata": {"name": "config"}, **plain}
     if size_problem(probe, METADATA_ROOM) is None:
         return ConfigEntries(config=plain)
     return ConfigEntries(
         config={
-            "binaryData": {LDS_FILE + PACKED_SUFFIX: pack(layout.lds)},
+            "binaryData": {
+                LDS_FILE + PACKED_SUFFIX: pack(layout.lds),
+                RDS_FILE + PACKED_SUFFIX: pack(layout.rds),
+            },
             "data": {CDS_SHA256_KEY: hashlib.sha256(layout.cds.encode()).hexdigest()},
         },
         clusters={"binaryData": {CDS_FILE + PACKED_SUFFIX: pack(layout.cds)}},

@@ -23,6 +23,7 @@ from gatewayctl.render.k8s.unpack import CONFIGMAP_DIR
 BOOTSTRAP_FILE = "bootstrap.yaml"
 LDS_FILE = "lds.json"
 CDS_FILE = "cds.json"
+RDS_FILE = "rds.json"  # the route table; Envoy watches it in the same folder (RDS)
 # Where the bootstrap ConfigMap is mounted; the container's `-c` points here.
 BOOTSTRAP_DIR = "/etc/envoy/bootstrap"
 BOOTSTRAP_PATH = f"{BOOTSTRAP_DIR}/{BOOTSTRAP_FILE}"
@@ -48,6 +49,7 @@ class EnvoyLayout:
     bootstrap: str
     lds: str
     cds: str
+    rds: str
     config_dir: str
     admin_address: str
     admin_port: int
@@ -70,7 +72,7 @@ def referenced_secrets(ir: GatewayIR) -> tuple[SecretMount, ...]:
 
 def read_layout(ir: GatewayIR, bundle: EnvoyFiles) -> EnvoyLayout:
     files = bundle.files()
-    missing = [f for f in (BOOTSTRAP_FILE, LDS_FILE, CDS_FILE) if f not in files]
+    missing = [f for f in (BOOTSTRAP_FILE, LDS_FILE, CDS_FILE, RDS_FILE) if f not in files]
     if missing:
         raise KubernetesRenderError(
             f"the Envoy bundle lacks {', '.join(missing)}",
@@ -89,12 +91,15 @@ def read_layout(ir: GatewayIR, bundle: EnvoyFiles) -> EnvoyLayout:
         bootstrap=files[BOOTSTRAP_FILE],
         lds=files[LDS_FILE],
         cds=files[CDS_FILE],
+        rds=files[RDS_FILE],
         config_dir=config_dir,
         admin_address=str(admin.get("address", "0.0.0.0")),
         admin_port=int(admin.get("port_value", 9901)),
         listener_port=_listener_port(lds, ir.listener_port),
         stats_port=_stats_port(bootstrap),
-        secrets_dir=_secrets_dir(secrets, [files[n] for n in (BOOTSTRAP_FILE, LDS_FILE, CDS_FILE)]),
+        secrets_dir=_secrets_dir(
+            secrets, [files[n] for n in (BOOTSTRAP_FILE, LDS_FILE, CDS_FILE, RDS_FILE)]
+        ),
         secrets=secrets,
     )
 

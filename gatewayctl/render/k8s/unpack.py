@@ -52,7 +52,7 @@ case $every in '' | *[!0-9]*) every=2 ;; esac
 if [ "$every" -lt 1 ] || [ "$every" -gt 60 ]; then every=2; fi
 
 unpack() {
-  for f in lds.json cds.json; do
+  for f in lds.json rds.json cds.json; do
     if [ -f "$1/$f" ]; then
       cp "$1/$f" "$2/$f" || return 1
     elif [ -f "$1/$f.gz" ]; then
@@ -79,7 +79,7 @@ publish() {
   chmod 0755 "$tmp" && rm -rf "${dst:?}/$ver" && mv "$tmp" "$dst/$ver" || return 1
   rm -f "$dst/..data_tmp"
   ln -s "$ver" "$dst/..data_tmp" && mv -Tf "$dst/..data_tmp" "$dst/..data" || return 1
-  for f in lds.json cds.json; do
+  for f in lds.json rds.json cds.json; do
     [ -L "$dst/$f" ] || ln -s "..data/$f" "$dst/$f" || return 1
   done
   for old in "$dst"/..?*; do
