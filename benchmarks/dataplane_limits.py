@@ -1,0 +1,253 @@
+"""What global limits cost: the gateway with global limits, side by side in one run with
+today's gateway (replica scope) and the minimal Envoy route.
+
+    minimal          wrk -> Envoy, one route, router only -> mock
+    …:1limit         the same two gateways on route bench-ratelimit: one request limit by
+                     route, so in global scope one call per request and no charge after it
+    gateway          wrk -> the rendered gateway, route bench-full (every policy; its request
+                     and token limits by consumer counted in Envoy, replica scope) -> mock
+    gateway-global   the same root with `limits: {scope: global}` and the consumer's budget
+                     enforced: per request three calls to the rate limit service (requests,
+                     tokens, budget) before it goes on, two charges after (tokens, budget),
+                     the service counting in Redis
+
+The rate limit service is the local stand-in (`gatewayctl ratelimit-service`, Python, grpcio)
+and Debian's redis-server; Kubernetes runs the official Go service, so the service's own
+figures are an upper bound of what production adds. Pinning as in dataplane.py: each Envoy on
+CPU 0, wrk and the mock on CPU 1; the service and Redis run on CPU 1 too (in production they
+are other pods). Runs go round-robin (repeat, concurrency, target); cells are medians.
+
+    python -m benchmarks.dataplane_limits --duration 8 --repeats 3 --concurrency 1,16
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.dataplane_gateway import (
+    PROVIDER,
+    request_body,
+    route_model,
+    write_root,
+    write_secrets,
+)
+from benchmarks.dataplane_load import Measurement, measure, write_script
+from benchmarks.dataplane_procs import (
+    Service,
+    check_completion,
+    cpu_seconds,
+    free_port,
+    spawn,
+    wait_quiet,
+)
+from benchmarks.dataplane_targets import (
+    AUTH,
+    CHAT_PATH,
+    Placement,
+    start_envoy,
+    start_minimal,
+    start_mock,
+)
+from gatewayctl.ir import GatewayIR, LimitsIR
+from gatewayctl.pipeline import compile_root
+from gatewayctl.render.envoy import EnvoyOptions, render_envoy
+from gatewayctl.render.envoy.bundle import dump_compact
+from gatewayctl.render.ratelimit_config import dump_ratelimit_config, render_ratelimit_config
+
+TARGETS = ("minimal", "gateway", "gateway-global", "gateway:1limit", "gateway-global:1limit")
+# target -> (service, route): ":1limit" is route bench-ratelimit (one request limit by route:
+# one call to the service per request, nothing charged after the response)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--duration", type=float, default=8.0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--concurrency", default="1,16")
+    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--quiet-threshold", type=float, default=0.15)
+    p.add_argument("--quiet-wait", type=float, default=5.0)
+    p.add_argument("--json", type=Path, default=Path("dataplane-limits.json"))
+    return p.parse_args(argv)
+
+
+def global_ir(ir: GatewayIR, redis: str) -> GatewayIR:
+    consumers = tuple(
+        dataclasses.replace(c, budget_usd_per_month=1_000.0, budget_enforce=True)
+        for c in ir.consumers
+    )
+    return dataclasses.replace(
+        ir, limits=LimitsIR(scope="global", redis_address=redis), consumers=consumers
+    )
+
+
+def start_gateway_variant(
+    work: Path, name: str, mock: Service, placement: Placement, ratelimit: str | None
+) -> Service:
+    """The dataplane benchmark's gateway (access log on), in replica scope or, given the rate
+    limit service's address, in global scope."""
+    dirs = work / name
+    port, admin = free_port(), free_port()
+    root = write_root(dirs / "root", port)
+    write_secrets(dirs / "secrets")
+    ir = compile_root(root).ir
+    if ratelimit is not None:
+        ir = global_ir(ir, "127.0.0.1:6379")
+    options = EnvoyOptions(
+        secrets_dir=str(dirs / "secrets"),
+        config_dir=str(dirs / "config"),
+        admin_address="127.0.0.1",
+        admin_port=admin,
+        stats_port=None,
+        listener_address="127.0.0.1",
+        listener_port=port,
+        access_log_path=str(dirs / "access.log"),
+        provider_overrides={PROVIDER: f"http://127.0.0.1:{mock.port}"},
+        ratelimit_address=ratelimit,
+    )
+    bundle = render_envoy(ir, options)
+    (dirs / "config").mkdir(parents=True, exist_ok=True)
+    for name, text in bundle.files().items():
+        if name.endswith(".json"):
+            (dirs / "config" / name).write_text(text)
+    config = render_ratelimit_config(ir)
+    if config is not None:
+        (work / "ratelimit.yaml").write_text(dump_ratelimit_config(config))
+    bootstrap = dirs / "bootstrap.json"
+    bootstrap.write_text(dump_compact(bundle.bootstrap))
+    return start_envoy(name, dirs, bootstrap, port, admin, placement, 1)
+
+
+def start_limit_service(work: Path, placement: Placement) -> tuple[Service, Service]:
+    """redis-server and the local rate limit service (its config written by the gateway)."""
+    redis_port, rls_port = free_port(), free_port()
+    redis_bin = shutil.which("redis-server")
+    if redis_bin is None:
+        raise SystemExit("redis-server is not installed (apt-get install -y redis-server)")
+    redis = spawn("redis", [redis_bin, "--bind", "127.0.0.1", "--port", str(redis_port),
+                            "--save", "", "--appendonly", "no", "--dir", str(work)],
+                  work / "redis.log", redis_port, placement.client)
+    (work / "ratelimit.yaml").write_text("domain: bench\ndescriptors: []\n")
+    rls = spawn("ratelimit", [sys.executable, "-m", "gatewayctl", "ratelimit-service",
+                              "--config", str(work / "ratelimit.yaml"),
+                              "--redis", f"127.0.0.1:{redis_port}", "--port", str(rls_port)],
+                work / "ratelimit.log", rls_port, placement.client)
+    time.sleep(2.0)  # both listen well within this; the gateway's checks below prove it
+    return redis, rls
+
+
+def median_cell(runs: list[Measurement], helpers_cpu: dict[int, float]) -> dict[str, Any]:
+    def med(values: list[float]) -> float:
+        return round(statistics.median(values), 4)
+
+    cell = {
+        "runs": len(runs),
+        "rps": med([m.rps for m in runs]),
+        "p50_ms": med([m.p50_ms for m in runs]),
+        "p99_ms": med([m.p99_ms for m in runs]),
+        "envoy_us_per_request": med([m.proxy_us_per_request for m in runs]),
+        "errors": sum(m.non2xx + m.socket_errors for m in runs),
+    }
+    if helpers_cpu:
+        cell["service_and_redis_us_per_request"] = med(
+            [helpers_cpu[id(m)] / m.requests * 1e6 for m in runs if m.requests])
+    return cell
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    placement = Placement.for_machine(True)
+    work = Path(tempfile.mkdtemp(prefix="gatewayctl-limits-bench-"))
+    concs = [int(c) for c in args.concurrency.split(",")]
+    services: dict[str, Service] = {}
+    scripts: dict[str, tuple[str, Path]] = {}
+    results: dict[str, list[Measurement]] = {}
+    helpers_cpu: dict[int, float] = {}
+    info: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "placement": placement.describe(),
+        "duration_s": args.duration, "repeats": args.repeats, "concurrency": concs,
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                 text=True, check=False).stdout.strip(),
+        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
+    }
+    try:
+        mock = services["mock"] = start_mock(work, placement)
+        redis, rls = start_limit_service(work, placement)
+        services["redis"], services["ratelimit"] = redis, rls
+        services["minimal"] = start_minimal(work, mock, placement, 1)
+        services["gateway"] = start_gateway_variant(work, "gateway", mock, placement, None)
+        services["gateway-global"] = start_gateway_variant(
+            work, "gateway-global", mock, placement, f"127.0.0.1:{rls.port}")
+        for svc in services.values():
+            svc.refresh_pids()
+        for target in TARGETS:
+            service, _, variant = target.partition(":")
+            route = "full" if not variant else "ratelimit"
+            body = request_body("gpt-4o" if target == "minimal" else route_model(route),
+                                prompt_variables=target != "minimal")
+            path = write_script(work / f"{target.replace(':', '-')}.lua", body, AUTH)
+            scripts[target] = (f"http://127.0.0.1:{services[service].port}{CHAT_PATH}", path)
+            check_completion(services[service].port, CHAT_PATH, body, AUTH)
+        for target in TARGETS:
+            url, script = scripts[target]
+            measure(target, url, script, max(concs), args.warmup, 0, placement.client,
+                    services[target.partition(":")[0]].pids, mock.pids)
+        helper_pids = redis.pids + rls.pids
+        for repeat in range(1, args.repeats + 1):
+            for conc in concs:
+                for target in TARGETS:
+                    wait_quiet(args.quiet_threshold, args.quiet_wait)
+                    url, script = scripts[target]
+                    before = cpu_seconds(helper_pids)
+                    m = measure(target, url, script, conc, args.duration, repeat,
+                                placement.client, services[target.partition(":")[0]].pids,
+                                mock.pids)
+                    if target.startswith("gateway-global"):
+                        helpers_cpu[id(m)] = cpu_seconds(helper_pids) - before
+                    results.setdefault(f"{target}@{conc}", []).append(m)
+                    print(f"  {target:<22} c={conc:<3} r={repeat} {m.rps:>8,.0f} req/s "
+                          f"p50 {m.p50_ms:.3f} ms p99 {m.p99_ms:.3f} ms errors "
+                          f"{m.non2xx}+{m.socket_errors} envoy {m.proxy_us_per_request:.0f} "
+                          "µs/req", flush=True)
+    finally:
+        for svc in reversed(list(services.values())):
+            svc.stop()
+    info["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    cells = {key: median_cell(runs, helpers_cpu if key.startswith("gateway-global") else {})
+             for key, runs in results.items()}
+    added = {}
+    for conc in concs:
+        mn = cells[f"minimal@{conc}"]
+        for suffix in ("", ":1limit"):
+            g, gg = cells[f"gateway{suffix}@{conc}"], cells[f"gateway-global{suffix}@{conc}"]
+            added[f"{conc}{suffix}"] = {
+                "global_vs_gateway_p50_ms": round(gg["p50_ms"] - g["p50_ms"], 4),
+                "global_vs_gateway_p99_ms": round(gg["p99_ms"] - g["p99_ms"], 4),
+                "gateway_vs_minimal_p50_ms": round(g["p50_ms"] - mn["p50_ms"], 4),
+                "global_vs_minimal_p50_ms": round(gg["p50_ms"] - mn["p50_ms"], 4),
+                "envoy_us_per_request_added": round(
+                    gg["envoy_us_per_request"] - g["envoy_us_per_request"], 1),
+                "envoy_cpu_ratio_global_vs_gateway": round(
+                    gg["envoy_us_per_request"] / g["envoy_us_per_request"], 3),
+            }
+    out = {"info": info, "cells": cells, "added": added,
+           "runs": {k: [m.as_dict() for m in v] for k, v in results.items()}}
+    args.json.write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps({"cells": cells, "added": added}, indent=1))
+    print(f"results: {args.json}")
+    return 0 if all(c["errors"] == 0 for c in cells.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
