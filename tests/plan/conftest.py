@@ -19,8 +19,9 @@ from tests.fakes.kubeapi import KubeAPIServer
 FIXTURE_ROOT = Path(__file__).parent / "fixtures" / "root"
 NAMESPACE = "ai-gateway"
 GATEWAY = "ai-gateway"
-# Fast and bounded: a request waits at most 0.5 s, and is retried once.
-FAST_KUBE = {"request_timeout": 0.5, "retries": 1, "backoff": 0.01}
+# Bounded: a request to the local fake waits at most 10 s (room for a loaded CI machine), and
+# is retried once.
+FAST_KUBE = {"request_timeout": 10.0, "retries": 1, "backoff": 0.01}
 
 
 def build_app() -> typer.Typer:

@@ -3,6 +3,7 @@ and a 409, a 500 and a timeout in the middle of an apply."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,6 +173,8 @@ def test_failure_in_the_middle_reports_applied_and_not_applied(
     fault: dict[str, Any], error: type[Exception], says: str,
 ) -> None:
     _fail_deployment(kube_server, **fault)
+    if "sleep" in fault:  # a server slower than the client waits
+        kube_options = dataclasses.replace(kube_options, request_timeout=0.5)
 
     with pytest.raises(KubeApplyError) as caught:
         apply_lib(root, kube_options)

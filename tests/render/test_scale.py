@@ -9,7 +9,6 @@ router, limits and guardrails once in the listener (docs/data-plane.md, "Scale")
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +73,7 @@ def test_per_route_config_does_not_grow_with_the_number_of_routes(tmp_path: Path
 def test_thousand_route_corpus_renders_small_and_validates(tmp_path: Path) -> None:
     ir = _corpus_ir(1000, tmp_path)
     assert len(ir.routes) == 1000
-    started = time.perf_counter()
     bundle = render_envoy(ir, EnvoyOptions(config_dir=str(tmp_path / "config")))
-    render_s = time.perf_counter() - started
     files = bundle.files()
     # the listener and its route table (LDS + RDS), and the clusters
     lds = len(files["lds.json"].encode()) + len(files["rds.json"].encode())
@@ -84,10 +81,6 @@ def test_thousand_route_corpus_renders_small_and_validates(tmp_path: Path) -> No
     # Was ~3.9 MB + ~9.6 MB. The rest is mostly the 2,000 member clusters (TLS per model).
     assert lds + cds < 4_500_000, (lds, cds)
     assert lds < 1_500_000, lds
-    assert render_s < 5, render_s  # ~0.5 s on an idle 2-core machine
     (tmp_path / "validate.yaml").write_text(files["validate.yaml"])
-    started = time.perf_counter()
     result = validate(tmp_path / "validate.yaml")
-    validate_s = time.perf_counter() - started
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert validate_s < 20, validate_s  # ~2.7 s idle; was ~8-10 s

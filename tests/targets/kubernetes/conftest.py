@@ -21,9 +21,9 @@ def server() -> Iterator[KubeAPIServer]:
 
 @pytest.fixture
 def kube_options() -> dict[str, float]:
-    """Fast and bounded: a request waits at most 1 s and is retried once. A module overrides
-    this fixture to test other settings."""
-    return {"request_timeout": 1, "retries": 1, "backoff": 0.01}
+    """Bounded: a request to the local fake waits at most 10 s (room for a loaded CI machine)
+    and is retried once. A module overrides this fixture to test other settings."""
+    return {"request_timeout": 10, "retries": 1, "backoff": 0.01}
 
 
 @pytest.fixture

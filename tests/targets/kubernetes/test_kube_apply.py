@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gatewayctl.render.k8s.objects import strip_server_fields
@@ -13,14 +15,15 @@ from gatewayctl.targets.kubernetes.errors import (
     KubeServerError,
     KubeTimeout,
 )
+from gatewayctl.targets.kubernetes.options import KubeOptions
 from tests.fakes.kubeapi import FaultRule, KubeAPIServer
 from tests.targets.kubernetes import APPLY_ORDER, NAMESPACE, gateway_objects
 
 
 @pytest.fixture
 def kube_options() -> dict[str, float]:
-    """Shorter requests and one more retry: the timeout and retry tests below count on it."""
-    return {"request_timeout": 0.5, "retries": 2, "backoff": 0.01}
+    """One more retry: the retry tests below count on it."""
+    return {"request_timeout": 10, "retries": 2, "backoff": 0.01}
 
 
 def test_apply_to_empty_namespace_creates_everything_in_dependency_order(
@@ -176,12 +179,14 @@ def test_server_error_once_is_retried_transparently(
 
 
 def test_timeout_in_the_middle_reports_applied_and_not_applied(
-    server: KubeAPIServer, kube: KubeClient
+    server: KubeAPIServer, tmp_path: Path
 ) -> None:
     server.inject(FaultRule("PATCH", r"/poddisruptionbudgets/", dry_run=False, sleep=1.5,
                             close=True, times=None))
+    options = KubeOptions(kubeconfig=str(server.write_kubeconfig(tmp_path / "kubeconfig")),
+                          request_timeout=0.5, retries=2, backoff=0.01)
 
-    with pytest.raises(KubeApplyError) as caught:
+    with KubeClient(options) as kube, pytest.raises(KubeApplyError) as caught:
         kube.apply_objects(gateway_objects())
 
     err = caught.value

@@ -34,7 +34,7 @@ def server() -> Iterator[KubeAPIServer]:
 
 def _client(server: KubeAPIServer, tmp_path: Path, token: str | None = "s3cret") -> KubeClient:
     path = server.write_kubeconfig(tmp_path / "kubeconfig", token=token)
-    return KubeClient(KubeOptions(kubeconfig=str(path), request_timeout=1, retries=1,
+    return KubeClient(KubeOptions(kubeconfig=str(path), request_timeout=10, retries=1,
                                  backoff=0.01))
 
 
