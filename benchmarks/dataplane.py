@@ -7,6 +7,10 @@ One run, one machine, one upstream (the built-in mock provider). Targets:
               (API key + allow list, request limit and token limit set far above the load,
               guardrails: deny pattern + email/credit-card redaction + size limit, a prompt
               with variables, JSON access log to a file) -> mock
+    gateway:anthropic  the same gateway and policies, on a route whose provider is of type
+              `anthropic`: each request and reply translated (OpenAI <-> Messages API) -> mock
+    direct-anthropic   wrk -> the mock's Anthropic Messages API, with the request the gateway
+              sends it (the Anthropic route's baseline for added latency)
     minimal   wrk -> Envoy with one route and the router filter only -> mock
     litellm   wrk -> LiteLLM proxy (PyPI, own virtualenv, 2 workers, no database,
               telemetry off) -> mock
@@ -39,11 +43,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import dataplane_report as report
-from benchmarks.dataplane_checks import check_gateway, count_lines
+from benchmarks.dataplane_checks import check_anthropic_route, check_gateway, count_lines
 from benchmarks.dataplane_gateway import FEATURES, UPSTREAM_MODEL, request_body, route_model
 from benchmarks.dataplane_load import Measurement, measure, write_script, wrk_version
 from benchmarks.dataplane_procs import Service, check_completion, wait_quiet
 from benchmarks.dataplane_targets import (
+    ANTHROPIC_HEADERS,
+    ANTHROPIC_PATH,
     AUTH,
     CHAT_PATH,
     DEFAULT_CACHE,
@@ -151,10 +157,17 @@ class Bench:
         self.notes: list[str] = []
         self.access_log: Path | None = None
 
-    def add_script(self, variant: str, service: Service, body: bytes) -> None:
-        path = write_script(self.work / f"{variant.replace(':', '-')}.lua", body, AUTH)
-        self.scripts[variant] = (f"http://127.0.0.1:{service.port}{CHAT_PATH}", path)
-        check_completion(service.port, CHAT_PATH, body, AUTH)
+    def add_script(
+        self,
+        variant: str,
+        service: Service,
+        body: bytes,
+        url_path: str = CHAT_PATH,
+        headers: dict[str, str] = AUTH,
+    ) -> None:
+        path = write_script(self.work / f"{variant.replace(':', '-')}.lua", body, headers)
+        self.scripts[variant] = (f"http://127.0.0.1:{service.port}{url_path}", path)
+        check_completion(service.port, url_path, body, headers)
 
     def run(
         self,
@@ -233,6 +246,11 @@ def start_targets(bench: Bench, info: dict[str, Any]) -> None:
         bench.add_script(f"gateway:{feature}", gateway, body)
     bench.scripts["gateway"] = bench.scripts["gateway:full"]
     info["gateway_checks"] = check_gateway(gateway, mock)
+    anthropic_checks, native_body = check_anthropic_route(gateway, mock)
+    info["gateway_checks"] += anthropic_checks
+    anthropic = request_body(route_model("anthropic"), prompt_variables=True)
+    bench.add_script("gateway:anthropic", gateway, anthropic)
+    bench.add_script("direct-anthropic", mock, native_body, ANTHROPIC_PATH, ANTHROPIC_HEADERS)
 
     if not args.no_features:
         nolog, _ = start_gateway(
@@ -276,6 +294,7 @@ def run_all(bench: Bench) -> None:
     if args.no_features:
         return
     variants = ["direct", "minimal", "gateway-nolog:none", *[f"gateway:{f}" for f in FEATURES]]
+    variants.append("gateway:anthropic")
     conc = args.feature_concurrency
     print(f"per-feature runs at concurrency {conc}", flush=True)
     for repeat in range(1, args.repeats + 1):
@@ -284,7 +303,7 @@ def run_all(bench: Bench) -> None:
 
 
 def _service_of(variant: str) -> str:
-    return "mock" if variant == "direct" else variant.split(":")[0]
+    return "mock" if variant.startswith("direct") else variant.split(":")[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + json.dumps(ratios, indent=1))
     print("\nTargets:\n" + report.format_checks(checks))
     print("  (not a target) " + report.format_per_core(ratios))
+    print(report.format_anthropic(ratios))
     if info.get("access_log_lines") != info.get("gateway_requests_measured"):
         print(
             f"access log: {info.get('access_log_lines')} lines for "

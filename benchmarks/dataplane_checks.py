@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from benchmarks.dataplane_gateway import (
+    ANTHROPIC_MODEL,
     CONSUMER_KEY,
     PROMPT_VARIABLES,
     UPSTREAM_MODEL,
@@ -17,7 +18,7 @@ from benchmarks.dataplane_gateway import (
     route_model,
 )
 from benchmarks.dataplane_procs import Service, http_call
-from benchmarks.dataplane_targets import AUTH, CHAT_PATH
+from benchmarks.dataplane_targets import ANTHROPIC_PATH, AUTH, CHAT_PATH
 
 JSON_ONLY = {"content-type": "application/json"}
 
@@ -91,6 +92,34 @@ def check_gateway(gateway: Service, mock: Service) -> list[str]:
     )
     done.append(_expect("rate-limited route admits", status, 200))
     return done
+
+
+def check_anthropic_route(gateway: Service, mock: Service) -> tuple[list[str], bytes]:
+    """The Anthropic route translates: the client gets a chat completion, the mock a Messages
+    request with the policies applied. Returns what was verified and the request the mock got
+    (the body of the direct Anthropic baseline, so both make the mock do the same work)."""
+    route = route_model("anthropic")
+    done: list[str] = []
+    http_call(mock.port, "DELETE", "/_mock/requests", None, {})
+    status, hdrs, data = http_call(
+        gateway.port, "POST", CHAT_PATH, request_body(route, prompt_variables=True), AUTH
+    )
+    done.append(_expect("anthropic route answers", status, 200))
+    reply = json.loads(data)
+    done.append(_expect("client gets a chat completion", reply.get("object"), "chat.completion"))
+    done.append(_expect("x-gateway-route", hdrs.get("x-gateway-route"), route))
+    _, _, data = http_call(mock.port, "GET", "/_mock/requests", None, {})
+    seen = json.loads(data)["requests"][-1]
+    body, headers = seen["body"], seen["headers"]
+    done.append(_expect("upstream path", seen["path"], ANTHROPIC_PATH))
+    done.append(_expect("upstream model", body.get("model"), ANTHROPIC_MODEL))
+    system = json.dumps(body.get("system"))
+    done.append(_expect("system prompt as system", PROMPT_VARIABLES["product"] in system, True))
+    text = json.dumps(body["messages"])
+    done.append(_expect("email redacted", "[REDACTED_EMAIL]" in text, True))
+    done.append(_expect("anthropic-version sent", "anthropic-version" in headers, True))
+    done.append(_expect("client key not forwarded", CONSUMER_KEY in json.dumps(headers), False))
+    return done, json.dumps(body, separators=(",", ":")).encode()
 
 
 def count_lines(path: Path | None) -> int:

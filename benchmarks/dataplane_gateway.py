@@ -1,6 +1,7 @@
 """The gateway under test: a manifest root with one route per policy feature, compiled and rendered.
 
-Every route sends to the same model on one `openai-compatible` provider (the mock). Routes:
+Every route but bench-anthropic sends to the same model on one `openai-compatible` provider (the
+mock). Routes:
 
     bench-none        no policy
     bench-auth        API keys (one consumer, key file in the secrets dir) + allow list
@@ -9,6 +10,10 @@ Every route sends to the same model on one `openai-compatible` provider (the moc
     bench-guardrails  deny pattern + redaction (email, credit-card) + size limit
     bench-prompt      a prompt with two variables injected as the system message
     bench-full        all of the above, with both limits by consumer (as teams use them)
+    bench-anthropic   bench-full's policies and prompt on a model of an `anthropic` provider (the
+                      same mock, answering Anthropic's Messages API): every request and reply
+                      is translated (docs/data-plane.md); left out with `anthropic=False`, which
+                      renders the gateway with no translation code at all
 
 The access log cannot be switched off per route (the listener always logs), so its cost is
 measured with a second Envoy whose rendered listener has the `access_log` entry removed
@@ -27,6 +32,8 @@ from gatewayctl.render.envoy.bundle import dump_compact
 
 PROVIDER = "bench"
 UPSTREAM_MODEL = "gpt-4o"
+ANTHROPIC_PROVIDER = "bench-anthropic"
+ANTHROPIC_MODEL = "claude-3-5-sonnet-20241022"
 CONSUMER_KEY = "sk-bench-0123456789abcdef0123456789abcdef"
 FEATURES = ("none", "auth", "ratelimit", "tokenlimit", "guardrails", "prompt", "full")
 PROMPT_VARIABLES = {"product": "Acme Cloud", "language": "English"}
@@ -58,7 +65,7 @@ def route_model(feature: str) -> str:
     return f"bench-{feature}"
 
 
-def write_root(root: Path, listener_port: int) -> Path:
+def write_root(root: Path, listener_port: int, anthropic: bool = True) -> Path:
     """Write the manifest root; the consumer key itself goes to the secrets dir, not here."""
     root.mkdir(parents=True, exist_ok=True)
     docs = [
@@ -92,6 +99,20 @@ def write_root(root: Path, listener_port: int) -> Path:
         if feature in ("prompt", "full"):
             route += "  prompt: {name: bench-prompt}\n"
         docs.append(route)
+    if anthropic:
+        docs += [
+            _HEAD + f"kind: Provider\nmetadata: {{name: {ANTHROPIC_PROVIDER}}}\nspec:\n"
+            "  type: anthropic\n  endpoint: http://127.0.0.1:9\n"
+            "  auth: {secretRef: {name: bench-upstream, key: api-key}}\n"
+            "  timeout: 30s\n  maxConnections: 1024\n",
+            _HEAD + "kind: Model\nmetadata: {name: bench-claude}\nspec:\n"
+            f"  provider: {ANTHROPIC_PROVIDER}\n  upstreamModel: {ANTHROPIC_MODEL}\n"
+            "  maxOutputTokens: 1024\n  pricing: {inputPerMillion: 3, outputPerMillion: 15}\n",
+            _HEAD + f"kind: Route\nmetadata: {{name: {route_model('anthropic')}}}\nspec:\n"
+            "  backends: [{model: bench-claude, weight: 100}]\n  timeout: 30s\n"
+            f"  policies: [{', '.join('p-' + p for p in FULL_POLICIES)}]\n"
+            "  prompt: {name: bench-prompt}\n",
+        ]
     (root / "gateway.yaml").write_text("---\n".join(docs))
     return root
 
@@ -106,13 +127,19 @@ def write_secrets(secrets_dir: Path) -> None:
 
 
 def render_gateway(
-    work: Path, upstream_url: str, listener_port: int, admin_port: int, access_log: Path | None
+    work: Path,
+    upstream_url: str,
+    listener_port: int,
+    admin_port: int,
+    access_log: Path | None,
+    anthropic: bool = True,
 ) -> Path:
     """Compile a fresh manifest root in work, render it, write bootstrap + LDS/CDS files.
 
     Returns the bootstrap path. `access_log=None`: the same config without the access log.
+    `anthropic=False`: without the route bench-anthropic and its provider.
     """
-    root = write_root(work / "root", listener_port)
+    root = write_root(work / "root", listener_port, anthropic)
     secrets_dir = work / "secrets"
     write_secrets(secrets_dir)
     config_dir = work / "config"
@@ -127,7 +154,7 @@ def render_gateway(
         listener_address="127.0.0.1",
         listener_port=listener_port,
         access_log_path=str(access_log or work / "unused.log"),
-        provider_overrides={PROVIDER: upstream_url},
+        provider_overrides={PROVIDER: upstream_url, ANTHROPIC_PROVIDER: upstream_url},
     )
     bundle = render_envoy(ir, options)
     lds = bundle.lds if access_log is not None else strip_access_log(bundle.lds)

@@ -16,6 +16,11 @@ what removing it saves:
     -buffer        without the buffer filter (the principal's body bound; the body filter then
                    buffers within the connection's 1 MiB)
     route-none     the same gateway, route bench-none (no policy)
+    anthropic      the same gateway, route bench-anthropic (every policy, Anthropic provider:
+                   the request and the reply translated)
+    -translation   the gateway rendered without bench-anthropic and its provider, so with no
+                   translation code (modules, translating filter) at all: route bench-full
+                   must cost what it costs in `gateway`
     +1000-routes   the gateway with 1,000 more routes in its table (route lookup cost)
 
 The transforms edit the rendered config here, in the benchmark, never the renderer.
@@ -136,8 +141,14 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("-health-check", "full", [without_filter("health_check")]),
     ("-buffer", "full", [without_filter("buffer.v3")]),
     ("route-none", "none", []),
+    ("anthropic", "anthropic", []),
+    ("-translation", "full", []),
     ("+1000-routes", "full", [more_routes(1000)]),
 ]
+
+
+# render_gateway options of a variant (the others render the benchmarked gateway as it is).
+RENDER: dict[str, dict[str, Any]] = {"-translation": {"anthropic": False}}
 
 
 def envoy_real_binary() -> str:
@@ -189,7 +200,8 @@ def measure(work: Path, mock_port: int, name: str, feature: str, transforms: lis
         body = request_body(UPSTREAM_MODEL, prompt_variables=False)
     else:
         upstream = f"http://127.0.0.1:{mock_port}"
-        bootstrap = render_gateway(d, upstream, port, admin, d / "access.log")
+        log = d / "access.log"
+        bootstrap = render_gateway(d, upstream, port, admin, log, **RENDER.get(name, {}))
         lds_path = d / "config" / "lds.json"
         lds = json.loads(lds_path.read_text())
         # the route table inline (as the static twin has it), for the transforms that edit it

@@ -183,11 +183,12 @@ def wait_ready(
 def check_completion(
     port: int, path: str, body: bytes, headers: Mapping[str, str]
 ) -> dict[str, str]:
-    """Send one request; it must be a 200 chat completion with usage. Returns the headers."""
+    """Send one request; it must be a 200 chat completion (or, to the mock's Anthropic API, a
+    message) with usage. Returns the headers."""
     status, hdrs, data = http_call(port, "POST", path, body, headers)
     if status != 200:
         raise RuntimeError(f"status {status} from 127.0.0.1:{port}{path}: {data[:500]!r}")
     reply = json.loads(data)
-    if "usage" not in reply or not reply.get("choices"):
+    if "usage" not in reply or not (reply.get("choices") or reply.get("content")):
         raise RuntimeError(f"not a chat completion from 127.0.0.1:{port}: {data[:500]!r}")
     return hdrs

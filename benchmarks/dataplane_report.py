@@ -14,7 +14,9 @@ from benchmarks.dataplane_load import Measurement
 
 TARGETS_TEXT = {
     "direct": "direct to the mock upstream",
+    "direct-anthropic": "direct to the mock, Anthropic API",
     "gateway": "gatewayctl gateway, every policy",
+    "gateway:anthropic": "gateway, every policy, Anthropic",
     "minimal": "minimal Envoy route",
     "litellm": "LiteLLM proxy, 2 workers",
 }
@@ -94,6 +96,7 @@ def compute_ratios(cells: Sequence[Cell], features: Sequence[Cell]) -> dict[str,
             if cell and direct:
                 row[f"{name}_added_p50_ms"] = round(cell.p50_ms - direct.p50_ms, 3)
                 row[f"{name}_added_p99_ms"] = round(cell.p99_ms - direct.p99_ms, 3)
+        row.update(_anthropic_row(cells, conc))
         per_conc[str(conc)] = row
     out["per_concurrency"] = per_conc
     peaks = {t: _peak(cells, t) for t in TARGETS_TEXT}
@@ -116,6 +119,46 @@ def compute_ratios(cells: Sequence[Cell], features: Sequence[Cell]) -> dict[str,
         }
     out["features"] = costs
     return out
+
+
+def _anthropic_row(cells: Sequence[Cell], conc: int) -> dict[str, float | None]:
+    """The Anthropic route beside the OpenAI one: CPU per request (and their ratio), and the
+    latency each adds over its own direct baseline (the mock answering that API)."""
+    gw, ant = _find(cells, "gateway", conc), _find(cells, "gateway:anthropic", conc)
+    direct, direct_ant = _find(cells, "direct", conc), _find(cells, "direct-anthropic", conc)
+    row: dict[str, float | None] = {}
+    if ant is None:
+        return row
+    row["anthropic_proxy_cpu_us"] = round(ant.proxy_us, 1)
+    if gw is not None:
+        row["openai_proxy_cpu_us"] = round(gw.proxy_us, 1)
+        if gw.proxy_us:
+            row["anthropic_vs_openai_cpu"] = round(ant.proxy_us / gw.proxy_us, 3)
+    if direct_ant is not None:
+        row["anthropic_added_p50_ms"] = round(ant.p50_ms - direct_ant.p50_ms, 3)
+        row["anthropic_added_p99_ms"] = round(ant.p99_ms - direct_ant.p99_ms, 3)
+    if gw is not None and direct is not None:
+        row["openai_added_p50_ms"] = round(gw.p50_ms - direct.p50_ms, 3)
+    return row
+
+
+def format_anthropic(ratios: dict[str, object]) -> str:
+    """One line per concurrency: the Anthropic route's figures beside the OpenAI route's."""
+    per = ratios.get("per_concurrency")
+    rows = sorted(per.items(), key=lambda kv: int(kv[0])) if isinstance(per, dict) else []
+    lines = []
+    for conc, row in rows:
+        if not isinstance(row, dict) or "anthropic_proxy_cpu_us" not in row:
+            continue
+        lines.append(
+            f"  c={conc}: proxy CPU {row.get('anthropic_proxy_cpu_us')} µs/req (OpenAI route "
+            f"{row.get('openai_proxy_cpu_us')}, x{row.get('anthropic_vs_openai_cpu')}); added "
+            f"p50 {row.get('anthropic_added_p50_ms')} ms (OpenAI route "
+            f"{row.get('openai_added_p50_ms')} ms)"
+        )
+    return "Anthropic route vs OpenAI route, same gateway, same run:\n" + (
+        "\n".join(lines) or "  n/a"
+    )
 
 
 def check_targets(cells: Sequence[Cell], ratios: dict[str, object]) -> list[tuple[str, str, bool]]:

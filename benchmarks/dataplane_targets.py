@@ -39,6 +39,13 @@ DEFAULT_CACHE = Path(
     os.environ.get("GATEWAYCTL_BENCH_CACHE", Path.home() / ".cache" / "gatewayctl-bench")
 )
 AUTH = {"content-type": "application/json", "authorization": f"Bearer {CONSUMER_KEY}"}
+# Straight to the mock's Anthropic Messages API (the Anthropic route's direct baseline).
+ANTHROPIC_PATH = "/v1/messages"
+ANTHROPIC_HEADERS = {
+    "content-type": "application/json",
+    "x-api-key": "sk-upstream-not-checked",
+    "anthropic-version": "2023-06-01",
+}
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Routes: `chat-<type>` for each provider type (one backend), `bedrock-to-openai` 
 backend falling back to OpenAI), `openai-to-anthropic` and `anthropic-to-gemini` (fallback
 across provider types), `badkey-<type>`: the same provider endpoint with a credential the
 provider refuses (a wrong key; for Bedrock, a wrong secret access key, so the signature fails),
-and `guarded-<type>`: a deny pattern and email redaction.
+`guarded-<type>`: a deny pattern and email redaction, and `tokens-<type>`: a token limit.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import dataclasses
 from gatewayctl.ir import (
     BackendIR,
     GatewayIR,
+    LimitIR,
     ModelIR,
     PolicyIR,
     ProviderIR,
@@ -46,6 +47,11 @@ MAX_OUTPUT = {"anthropic": 1024}
 DENIED = "(?i)ignore (all|previous) instructions"
 # `guarded-<type>` routes: a deny pattern and email redaction.
 GUARD = PolicyIR(sources=("guard",), deny_patterns=(DENIED,), redact=("email",))
+# `tokens-<type>` routes: TOKEN_LIMIT tokens per hour for the route, charged with each reply's
+# usage (translated to OpenAI's terms).
+TOKEN_LIMIT = 100
+TOKENS = PolicyIR(sources=("tokens",), token_limits=(
+    LimitIR(amount=TOKEN_LIMIT, period_s=3600, by="route", policy="tokens"),))
 
 
 WRONG_AWS_CREDENTIALS_FILE = AWS_CREDENTIALS_FILE.replace("gwtest/secret", "gwtest/wrong!")
@@ -135,6 +141,8 @@ def build_ir() -> GatewayIR:
     ]
     routes += [_route(f"badkey-{t}", [f"{t}-badkey"]) for t in PROVIDER_TYPES]
     routes += [dataclasses.replace(_route(f"guarded-{t}", [t]), policy=GUARD)
+               for t in PROVIDER_TYPES]
+    routes += [dataclasses.replace(_route(f"tokens-{t}", [t]), policy=TOKENS)
                for t in PROVIDER_TYPES]
     return GatewayIR(
         name="translate",

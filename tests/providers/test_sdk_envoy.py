@@ -334,6 +334,41 @@ def test_usage_and_cost_in_the_access_log_for_every_provider_type(gw: Gateway) -
             assert line["cost_usd"] == pytest.approx((2 * 3.0 + completion * 15.0) / 1e6)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_token_limits_are_charged_with_the_providers_usage(gw: Gateway, kind: str) -> None:
+    """A token limit of 100 per hour; each request here uses some 60 tokens (its provider's
+    usage in OpenAI's terms). The 1st is charged 1; the 2nd 1 + the 1st's usage (admitted);
+    the 3rd 1 + the 2nd's, more than is left: 429. The 2nd is a stream whose client did not
+    ask for usage: a translated stream is charged all the same; an OpenAI provider's only when
+    the client asks (the access log counts it alike), so the OpenAI case asks.
+
+    One keep-alive connection (not the SDK's pool): each Envoy worker keeps its own debt."""
+    body: dict[str, Any] = {"model": f"tokens-{kind}",
+                            "messages": [{"role": "user", "content": "t" * 160}]}
+    first = gw.envoy.request("POST", "/v1/chat/completions", body, keep_alive=True)
+    assert first.status == 200
+    usage = first.json()["usage"]
+    text = first.json()["choices"][0]["message"]["content"]
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (40, tokens(text))
+    assert irs.TOKEN_LIMIT / 2 < usage["total_tokens"] < irs.TOKEN_LIMIT  # the arithmetic holds
+    stream = {**body, "stream": True}
+    if kind == "openai":
+        stream["stream_options"] = {"include_usage": True}
+    second = gw.envoy.request("POST", "/v1/chat/completions", stream, keep_alive=True)
+    assert second.status == 200
+    assert second.body.decode().rstrip().endswith("data: [DONE]")
+    assert ('"usage"' in second.body.decode()) == (kind == "openai")
+
+    third = gw.envoy.request("POST", "/v1/chat/completions", body, keep_alive=True)
+
+    assert third.status == 429
+    assert third.headers["x-gateway-limit"] == "tokens"
+    assert len(gw.mocks[kind].requests()) == 2
+    # another route's budget is its own
+    assert gw.envoy.request("POST", "/v1/chat/completions",
+                            {**body, "model": irs.route_name(kind)}).status == 200
+
+
 def test_cached_prompt_tokens_are_counted_in_openai_terms(gw: Gateway) -> None:
     """Gemini (like OpenAI) serves a long prompt partly from its cache: OpenAI's usage counts
     those tokens in prompt_tokens and again in prompt_tokens_details.cached_tokens."""
