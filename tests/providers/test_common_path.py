@@ -37,8 +37,8 @@ def _hcm(lds: dict[str, Any]) -> dict[str, Any]:
     return hcm
 
 
-def _routes(lds: dict[str, Any]) -> dict[str, Any]:
-    vhost = _hcm(lds)["route_config"]["virtual_hosts"][0]
+def _routes(rds: dict[str, Any]) -> dict[str, Any]:
+    vhost = rds["resources"][0]["virtual_hosts"][0]
     return {entry["name"]: entry for entry in route_entries(vhost)}
 
 
@@ -60,9 +60,9 @@ def test_an_openai_routes_entry_is_the_same_beside_native_providers(
 ) -> None:
     alone, beside = rendered
 
-    entry = _routes(beside.lds)[route]
+    entry = _routes(beside.rds)[route]
 
-    assert json.dumps(entry, sort_keys=True) == json.dumps(_routes(alone.lds)[route],
+    assert json.dumps(entry, sort_keys=True) == json.dumps(_routes(alone.rds)[route],
                                                            sort_keys=True)
     # pinned: the per-attempt chain is off, and nothing switches the translating filter on
     per_filter = entry["typed_per_filter_config"]
@@ -79,7 +79,7 @@ def test_the_translating_filter_is_off_unless_a_route_switches_it_on(
     translate = next(f for f in _upstream_filters(beside.lds)
                      if f["name"] == UPSTREAM_TRANSLATE_FILTER)
     assert translate["disabled"] is True
-    switched_on = sorted(name for name, entry in _routes(beside.lds).items()
+    switched_on = sorted(name for name, entry in _routes(beside.rds).items()
                          if UPSTREAM_TRANSLATE_FILTER in entry.get("typed_per_filter_config", {}))
     ir = irs.build_ir()
     native = sorted(r.name for r in ir.routes if ir.native_apis(r))
