@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from gatewayctl.durations import format_duration_ms
 from gatewayctl.errors import GatewayctlError
+from gatewayctl.render.envoy import metrics
 from gatewayctl.rollout.analysis import BackendStats
 from gatewayctl.rollout.prometheus import PrometheusClient, Series
 
@@ -42,9 +43,9 @@ class GatewayMetrics:
     retried: str = "envoy_cluster_retry_upstream_rq_xx"  # attempts that failed and were retried
     class_label: str = "envoy_response_code_class"
     latency_buckets: str = "envoy_cluster_upstream_rq_time_bucket"
-    prompt_tokens: str = "envoy_gatewayctl_backend_prompt_tokens"
-    completion_tokens: str = "envoy_gatewayctl_backend_completion_tokens"
-    token_cluster_label: str = "backend"
+    prompt_tokens: str = metrics.BACKEND_PROMPT_TOKENS
+    completion_tokens: str = metrics.BACKEND_COMPLETION_TOKENS
+    token_cluster_label: str = metrics.BACKEND_TAG
 
 
 # Labels that tell one series of a metric from another of the same Envoy and cluster.

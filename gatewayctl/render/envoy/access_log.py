@@ -1,22 +1,23 @@
-"""The listener's access loggers: one JSON line per request, and per-backend token counters.
+"""The listener's access loggers: one JSON line per request, and the gateway's counters.
 
 JSON line: Envoy's own fields, and under `gateway` the object of values the Lua filter recorded
 (`gw` dynamic metadata). Keys come out sorted (Envoy's json_format sorts them). Envoy fields
 without a value are null; `gateway` holds only the keys the Lua filter set (no tokens on a
 failed request), and is null for a request the Lua filter never saw.
 
-Token counters: the stats access logger turns the same metadata into the counters
-`<stats scope>.backend.prompt_tokens` / `.completion_tokens`, tagged `backend` with the routed
-(composite parent) cluster `r_<route>_<model>`; at /stats/prometheus they are
-`envoy_gatewayctl_backend_prompt_tokens{backend="..."}`, the names rollout analysis queries
-(`gatewayctl.rollout.measure.GatewayMetrics`). The Lua filter sets the token metadata only for
-2xx responses with a `usage`, so the filter on its presence counts successful responses only.
+Counters (names and labels in metrics.py, the one place that defines them): a stats access
+logger turns the same metadata into per-backend token counters (`backend` = the routed
+cluster `r_<route>_<model>`; rollout analysis) and per-consumer counters of the successful
+responses, their tokens and their cost, by consumer, route and answering model (the budget
+alerts and `plan --traffic`). The Lua filter sets the token metadata only for 2xx responses
+with a `usage`, so the filter on its presence counts successful responses only.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from gatewayctl.render.envoy import metrics
 from gatewayctl.render.envoy.names import (
     FILE_LOG_TYPE,
     INTERNAL_NS,
@@ -25,11 +26,8 @@ from gatewayctl.render.envoy.names import (
     STDOUT_LOG_TYPE,
 )
 
-# The stats scope of the token counters: Prometheus names start `envoy_gatewayctl_`.
-TOKEN_STATS_SCOPE = "gatewayctl"
 # The access-log field holding the Lua filter's per-request values.
 GATEWAY_FIELD = "gateway"
-TOKEN_BACKEND_TAG = "backend"
 
 
 def _md(key: str) -> str:
@@ -72,33 +70,34 @@ def _json_log(path: str) -> dict[str, Any]:
 def _token_counter(kind: str) -> dict[str, Any]:
     return {
         "stat": {
-            "name": f"backend.{kind}",
-            "tags": [{"name": TOKEN_BACKEND_TAG, "value_format": "%UPSTREAM_CLUSTER%"}],
+            "name": metrics.stat_name(metrics.BACKEND, kind),
+            "tags": [{"name": metrics.BACKEND_TAG, "value_format": "%UPSTREAM_CLUSTER%"}],
         },
         "value_format": _md(kind),
     }
 
 
-# Spend per consumer, the counter the budget alerts read (render/k8s/alerts.py): integer
-# nano-USD (Envoy's counters are integers) that the Lua filter computes from usage and prices.
-COST_STAT = "consumer.cost_nano_usd"
-
-
-def _cost_counter() -> dict[str, Any]:
-    return {
+def _consumer_counter(kind: str) -> dict[str, Any]:
+    tags = {"consumer": _md("consumer"), "route": _md("route"),
+            "model": f"%UPSTREAM_METADATA({METADATA_NS}:model)%"}
+    counter: dict[str, Any] = {
         "stat": {
-            "name": COST_STAT,
-            "tags": [
-                {"name": "consumer", "value_format": _md("consumer")},
-                {"name": "route", "value_format": _md("route")},
-            ],
+            "name": metrics.stat_name(metrics.CONSUMER, kind),
+            "tags": [{"name": n, "value_format": tags[n]} for n in metrics.CONSUMER_TAGS],
         },
-        "value_format": f"%DYNAMIC_METADATA({INTERNAL_NS}:cost_nano_usd)%",
     }
+    if kind == metrics.CONSUMER_REQUESTS:
+        counter["value_fixed"] = 1
+    elif kind == metrics.CONSUMER_COST:
+        # integer nano-USD that the Lua filter computes from usage and prices
+        counter["value_format"] = f"%DYNAMIC_METADATA({INTERNAL_NS}:{metrics.CONSUMER_COST})%"
+    else:
+        counter["value_format"] = _md(kind)
+    return counter
 
 
 def render_token_stats_log() -> dict[str, Any]:
-    """Per-backend token counters (stats_scope, not the deprecated stat_prefix)."""
+    """The per-backend and per-consumer counters (stats_scope, not the deprecated stat_prefix)."""
     present = {
         "filter": METADATA_NS,
         "path": [{"key": "prompt_tokens"}],
@@ -111,11 +110,10 @@ def render_token_stats_log() -> dict[str, Any]:
         "filter": {"metadata_filter": {"matcher": present, "match_if_key_not_found": False}},
         "typed_config": {
             "@type": STATS_LOG_TYPE,
-            "stats_scope": {"prefix": TOKEN_STATS_SCOPE},
+            "stats_scope": {"prefix": metrics.STATS_SCOPE},
             "counters": [
-                _token_counter("prompt_tokens"),
-                _token_counter("completion_tokens"),
-                _cost_counter(),
+                *(_token_counter(kind) for kind in metrics.BACKEND_KINDS),
+                *(_consumer_counter(kind) for kind in metrics.CONSUMER_KINDS),
             ],
         },
     }

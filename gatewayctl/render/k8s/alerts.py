@@ -6,9 +6,9 @@ to compare).
 
 Metric names this module assumes:
 
-- Budgets use `envoy_gatewayctl_consumer_cost_nano_usd{consumer, route}`, the spend counter
-  Envoy itself keeps (render/envoy/access_log.py: the Lua filter's cost of each response with
-  a usage, in nano-USD), scraped from the pods like every Envoy stat. Spend is taken over a
+- Budgets use `envoy_gatewayctl_consumer_cost_nano_usd{consumer, route, model}`, the spend
+  counter Envoy itself keeps (render/envoy/metrics.py: the Lua filter's cost of each response
+  with a usage, in nano-USD), scraped from the pods like every Envoy stat. Spend is taken over a
   rolling 30 days, so Prometheus must retain at least that. The budgets themselves are
   recording rules (`gatewayctl:consumer_budget_usd_per_month`), so one pair of alerts covers
   every consumer and a budget change is a data change.
@@ -26,10 +26,11 @@ from __future__ import annotations
 from typing import Any
 
 from gatewayctl.ir import GatewayIR, RouteIR
+from gatewayctl.render.envoy import metrics
 from gatewayctl.render.envoy.names import backend_cluster_name
 from gatewayctl.render.k8s.meta import MONITORING, KubeObject, metadata
 
-COST_METRIC = "envoy_gatewayctl_consumer_cost_nano_usd"
+COST_METRIC = metrics.CONSUMER_COST_METRIC
 LIMIT_ERRORS = "envoy_cluster_ratelimit_error"
 BUDGET_RECORD = "gatewayctl:consumer_budget_usd_per_month"
 BUDGET_WARNING_RATIO = 0.8

@@ -1,0 +1,46 @@
+"""The gateway's own counters, named once: the Envoy stats the access logger keeps
+(access_log.py) and the names Prometheus reads them by (rollout analysis, the budget alerts,
+`plan --traffic`).
+
+Envoy keeps them under the stats scope `gatewayctl`; at /stats/prometheus a stat
+`gatewayctl.<group>.<kind>` becomes `envoy_gatewayctl_<group>_<kind>` with its tags as labels.
+
+- Per backend (`backend` = the routed cluster `r_<route>_<model>`): `prompt_tokens`,
+  `completion_tokens` of successful responses; rollout analysis compares them per backend.
+- Per consumer (`consumer` = the Consumer's name or `anonymous`, `route`, `model` = the model
+  that answered, fallbacks included): `requests` (successful responses with a usage), their
+  `prompt_tokens`, `completion_tokens`, and `cost_nano_usd` (the Lua filter's price of the
+  usage, in nano-USD: Envoy's counters are integers). The budget alerts sum the cost by
+  consumer; `plan --traffic` prices the requests and tokens per route and consumer. Their
+  number of series is bounded by the configuration (consumers and `anonymous`, routes, models).
+"""
+
+from __future__ import annotations
+
+STATS_SCOPE = "gatewayctl"
+
+BACKEND = "backend"
+BACKEND_TAG = "backend"
+BACKEND_KINDS = ("prompt_tokens", "completion_tokens")
+
+CONSUMER = "consumer"
+CONSUMER_TAGS = ("consumer", "route", "model")
+CONSUMER_REQUESTS = "requests"
+CONSUMER_COST = "cost_nano_usd"
+CONSUMER_KINDS = (CONSUMER_REQUESTS, "prompt_tokens", "completion_tokens", CONSUMER_COST)
+NANO_USD = 1e9
+
+
+def stat_name(group: str, kind: str) -> str:
+    """The stat's name inside the scope, as the access logger declares it."""
+    return f"{group}.{kind}"
+
+
+def prometheus_name(group: str, kind: str) -> str:
+    """The name Prometheus scrapes from Envoy's /stats/prometheus."""
+    return f"envoy_{STATS_SCOPE}_{group}_{kind}"
+
+
+BACKEND_PROMPT_TOKENS = prometheus_name(BACKEND, "prompt_tokens")
+BACKEND_COMPLETION_TOKENS = prometheus_name(BACKEND, "completion_tokens")
+CONSUMER_COST_METRIC = prometheus_name(CONSUMER, CONSUMER_COST)
