@@ -97,7 +97,15 @@ def desired_state(ir: GatewayIR, target: Target, provenance: Provenance | None =
 
 def compute_plan(desired: DesiredState, target: Target) -> Plan:
     """Read the target and compare (no lock: a plan changes nothing)."""
-    return build_plan(desired, target.read(desired), target.spec, target.where())
+    return compute_plan_and_live(desired, target)[0]
+
+
+def compute_plan_and_live(desired: DesiredState, target: Target
+                          ) -> tuple[Plan, GatewayIR | None]:
+    """The plan, and the IR the target runs (None: none recorded there), for reports that
+    compare before and after (`plan --traffic`)."""
+    observed = target.read(desired)
+    return build_plan(desired, observed, target.spec, target.where()), observed.ir
 
 
 def observe(target: Target, ir: GatewayIR) -> ObservedState:

@@ -7,6 +7,7 @@ imported inside the command bodies.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,6 +19,7 @@ from gatewayctl.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
     from gatewayctl.plan.model import Plan
+    from gatewayctl.plan.traffic import TrafficReport
     from gatewayctl.targets.kubernetes.options import KubeOptions
 
 RootArg = Annotated[Path, typer.Argument(help="Manifest root folder.")]
@@ -57,11 +59,23 @@ def write_plan_file(plan: Plan, path: Path) -> None:
     write_atomic(path, plan_to_json(plan, include_desired=True))
 
 
-def _print_plan(plan: Plan, output: str) -> None:
+def _print_plan(plan: Plan, output: str, report: TrafficReport | None = None) -> None:
     from gatewayctl.output import use_colour
     from gatewayctl.plan.format import format_plan
 
-    sys.stdout.write(format_plan(plan, output, colour=use_colour(sys.stdout)))
+    text = format_plan(plan, output, colour=use_colour(sys.stdout))
+    if report is not None:
+        from gatewayctl.plan import traffic as fmt
+
+        if output == "json":
+            data = json.loads(text)
+            data["traffic"] = fmt.traffic_to_json(report)
+            text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        elif output == "markdown":
+            text = text.rstrip("\n") + "\n\n" + fmt.format_traffic_markdown(report)
+        else:
+            text = text.rstrip("\n") + "\n\n" + fmt.format_traffic_text(report)
+    sys.stdout.write(text)
     sys.stdout.flush()
 
 
@@ -88,16 +102,27 @@ def plan_command(
     read_only: Annotated[bool, typer.Option(
         "--read-only", help="kubernetes: only get and list, never a server-side-apply dry "
         "run (an identity without write access; CI merge-request jobs).")] = False,
+    traffic: Annotated[str | None, typer.Option(
+        "--traffic", help="prometheus=URL: the cost per month before and after, per route and "
+        "consumer, from the gateway's measured traffic; and the budgets it would exhaust.")
+    ] = None,
+    window: Annotated[str, typer.Option(
+        "--window", help="The traffic window --traffic reads (e.g. 7d, 24h).")] = "7d",
 ) -> None:
     """Show what would change in the live gateway: manifest-level and resource-level changes."""
 
     def body() -> int:
-        from gatewayctl.orchestrate import compute_plan, desired_state, load_desired_ir
+        from gatewayctl.orchestrate import compute_plan_and_live, desired_state, load_desired_ir
         from gatewayctl.pipeline import ManifestErrors
         from gatewayctl.targets import parse_target
         from gatewayctl.validate import format_json
 
         check_output(output, ("text", "json", "markdown"))
+        traffic_url = window_s = None
+        if traffic is not None:
+            from gatewayctl.traffic import parse_traffic, parse_window
+
+            traffic_url, window_s = parse_traffic(traffic), parse_window(window)
         try:
             ir, warnings = load_desired_ir(root, namespace)
         except ManifestErrors as err:
@@ -108,17 +133,24 @@ def plan_command(
         target = parse_target(live, root, _kube_options(kubeconfig, context, namespace,
                                                         read_only))
         try:
-            plan = compute_plan(desired_state(ir, target, warnings=warnings), target)
+            plan, live_ir = compute_plan_and_live(desired_state(ir, target, warnings=warnings),
+                                                  target)
         finally:
             target.close()
+        report = None
+        if traffic_url is not None and window_s is not None:
+            from gatewayctl.plan.traffic import compute_traffic
+            from gatewayctl.traffic import fetch_traffic
+
+            report = compute_traffic(fetch_traffic(traffic_url, window_s), live_ir, ir)
         if out is not None:
             write_plan_file(plan, out)
-        _print_plan(plan, output)
+        _print_plan(plan, output, report)
         if out is not None:
             print(f"Saved the plan to {out}; apply it with `gatewayctl apply {out}`.",
                   file=sys.stderr)
         if gitlab_comment or require_comment:
-            code = _comment(plan, environment, require_comment)
+            code = _comment(plan, environment, require_comment, report)
             if code != EXIT_OK:
                 return code
         return EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK
@@ -126,11 +158,17 @@ def plan_command(
     run_command(body)
 
 
-def _comment(plan: Plan, environment: str | None, require: bool) -> int:
+def _comment(plan: Plan, environment: str | None, require: bool,
+             report: TrafficReport | None = None) -> int:
     from gatewayctl.gitlab.comment import post_plan_comment
     from gatewayctl.plan.format import format_markdown
 
-    code, line = post_plan_comment(format_markdown(plan), gateway=plan.gateway,
+    note = format_markdown(plan)
+    if report is not None:
+        from gatewayctl.plan.traffic import format_traffic_markdown
+
+        note = note.rstrip("\n") + "\n\n" + format_traffic_markdown(report)
+    code, line = post_plan_comment(note, gateway=plan.gateway,
                                    environment=environment, artifact_url=None, require=require)
     print(line, file=sys.stderr)
     return code
