@@ -27,6 +27,27 @@ def parse_header(text: str) -> tuple[str, str]:
     return name.lower(), value.strip()
 
 
+USED_KINDS = ("requests", "tokens", "budget")
+
+
+def parse_used(text: str) -> tuple[str, float]:
+    """`--used KIND=AMOUNT`: what the request's limit buckets already hold this period."""
+    kind, sep, amount = text.partition("=")
+    kind = kind.strip()
+    hint = ("give --used requests=N, tokens=N or budget=USD: what the buckets already hold "
+            "in this period, e.g. --used budget=480")
+    if not sep or kind not in USED_KINDS:
+        raise UsageError(f'invalid --used "{text[:60]}"', hint=hint)
+    try:
+        value = float(amount)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise UsageError(f'invalid --used "{text[:60]}": {amount.strip()!r} is not a '
+                         "number of 0 or more", hint=hint)
+    return kind, value
+
+
 def _read_request(source: str) -> bytes:
     if source == "-":
         return sys.stdin.buffer.read()
@@ -54,6 +75,9 @@ def explain_command(
     path: Annotated[str, typer.Option(
         "--path", help="The endpoint: /v1/chat/completions, /v1/completions, /v1/embeddings.")
     ] = "/v1/chat/completions",
+    used: Annotated[list[str] | None, typer.Option(
+        "--used", help="What a limit's bucket already holds this period: requests=N, "
+        "tokens=N or budget=USD (repeatable); an exhausted limit gives 429.")] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="text or json.")] = "text",
 ) -> None:
     """Explain what the gateway does with one request: route, status and why, backends,
@@ -73,13 +97,14 @@ def explain_command(
 
         check_output(output, ("text", "json"))
         headers = tuple(parse_header(h) for h in header or [])
+        counts = dict(parse_used(u) for u in used or [])
         data = _read_request(request)
         compiled = compile_root(root)
         for warning in compiled.warnings:
             typer.echo(warning.format(), err=True)
         try:
-            exp = explain_request(compiled.ir, ExplainRequest(data, path, headers, consumer,
-                                                              jwt_issuer))
+            exp = explain_request(compiled.ir, ExplainRequest(
+                data, path, headers, consumer, jwt_issuer, tuple(sorted(counts.items()))))
         except UnknownIssuer:
             issuers = sorted({p.issuer for p in compiled.ir.jwt_providers()})
             raise UsageError(

@@ -35,6 +35,7 @@ from gatewayctl.explain.model import (
     GuardVerdict,
     LimitInfo,
     Outcome,
+    number,
 )
 from gatewayctl.explain.text import (
     carried_text,
@@ -57,6 +58,7 @@ from gatewayctl.render.envoy.names import ENDPOINTS
 # Assumed when the request does not bound its completion (the plan's cost assumption).
 DEFAULT_COMPLETION_TOKENS = 300
 BYTES_PER_TOKEN = 4
+ASSUMED = "(limits assumed not exhausted)"
 PERIOD_WORDS = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
 
 
@@ -71,6 +73,9 @@ class ExplainRequest:
     consumer: str | None = None
     # The consumer comes with a valid JWT of this issuer instead of its API key.
     jwt_issuer: str | None = None
+    # What the request's limit buckets already hold in this period: (kind, amount), kind
+    # requests, tokens or budget (USD); explain cannot know live counts.
+    used: tuple[tuple[str, float], ...] = ()
 
 
 class UnknownIssuer(ValueError):
@@ -108,8 +113,14 @@ def _per(period_s: int) -> str:
     return PERIOD_WORDS.get(period_s, f"{period_s}s")
 
 
-def _limits(ir: GatewayIR, route: RouteIR, consumer: str | None) -> tuple[LimitInfo, ...]:
+LIMIT_KINDS = ("requests", "tokens", "budget")  # the gateway's order of the limit filters
+
+
+def _limits(ir: GatewayIR, route: RouteIR, consumer: str | None,
+            used: dict[str, float]) -> tuple[LimitInfo, ...]:
     who = consumer or "anonymous"
+    scope = ir.limits.scope
+    times = 1 if scope == "global" else ir.replicas_max
     out: list[LimitInfo] = []
     for kind, limits in (("requests", route.policy.rate_limits),
                          ("tokens", route.policy.token_limits)):
@@ -117,13 +128,38 @@ def _limits(ir: GatewayIR, route: RouteIR, consumer: str | None) -> tuple[LimitI
             key = (f"consumer {who} on route {route.name}" if lim.by == "consumer"
                    else f"route {route.name}")
             out.append(LimitInfo(kind, lim.amount, _per(lim.period_s), lim.by, key,  # type: ignore[arg-type]
-                                 "replica", lim.policy))
+                                 scope, lim.policy, lim.amount * times, True, used.get(kind)))
     if consumer is not None:
         c = next((c for c in ir.consumers if c.name == consumer), None)
         if c is not None and c.budget_usd_per_month is not None:
+            enforced = c.budget_enforce and scope == "global"
             out.append(LimitInfo("budget", c.budget_usd_per_month, "month", "consumer",
-                                 f"consumer {consumer}", "reported", consumer))
+                                 f"consumer {consumer}", "global" if enforced else "reported",
+                                 consumer, c.budget_usd_per_month, enforced,
+                                 used.get("budget")))
     return tuple(out)
+
+
+_LIMIT_WORDS = {"requests": "requests", "tokens": "tokens", "budget": "USD"}
+
+
+def _refused_by_limit(limits: Sequence[LimitInfo]) -> Outcome | None:
+    """429 from the first exhausted limit, in the gateway's order (request limits, token
+    limits, the enforced budget), or None."""
+    for kind in LIMIT_KINDS:
+        for lim in limits:
+            if lim.kind == kind and lim.exhausted:
+                holds = (f"{number(lim.used or 0)} of {number(lim.amount)} "
+                         f"{_LIMIT_WORDS[kind]} per {lim.per}")
+                if kind == "budget":
+                    return _reject(429, "budget_exceeded", "limits",
+                                   f"consumer budget spent ({holds}, --used budget); "
+                                   "x-gateway-limit: budget, on every route until the window "
+                                   "renews")
+                return _reject(429, "rate_limit_exceeded", "limits",
+                               f"{kind[:-1]} limit of {lim.key} exhausted ({holds}, --used "
+                               f"{kind}; {lim.scope} scope); x-gateway-limit: {kind}")
+    return None
 
 
 def _backends(ir: GatewayIR, route: RouteIR, canary: bool) -> tuple[BackendChoice, ...]:
@@ -237,9 +273,19 @@ def _branch(
     logged = " (a deny pattern matched: logged, action log)" if verdict == "logged" else ""
     outcome = Outcome(200, "forwarded", "upstream",
                       f"forwarded to route {route.name}{logged}; the status is the provider's "
-                      "(limits assumed not exhausted)")
+                      + ASSUMED)
     return Branch(number, weight, outcome, system_message, guard, forwarded,
                   prompt_tokens, completion)
+
+
+def _limited(branch: Branch, refused: Outcome | None) -> Branch:
+    """A branch that got past the guardrails, after the limits with known counts."""
+    if not branch.outcome.forwarded:
+        return branch
+    if refused is not None:
+        return replace(branch, outcome=refused, forwarded=None)
+    message = branch.outcome.message.replace(ASSUMED, "(limits not exhausted at --used)")
+    return replace(branch, outcome=replace(branch.outcome, message=message))
 
 
 def _main_branch(branches: Sequence[Branch]) -> Branch:
@@ -333,7 +379,7 @@ def explain_request(ir: GatewayIR, request: ExplainRequest) -> Explanation:
         backends=_backends(ir, route, canary),
         fallback=route.fallback, retry_attempts=route.retry_attempts,
         prompt_name=route.prompt.name if route.prompt else None,
-        limits=_limits(ir, route, consumer),
+        limits=_limits(ir, route, consumer, dict(request.used)),
     )
     native = ir.native_apis(route)
     if native and endpoint != "chat":
@@ -385,6 +431,10 @@ def explain_request(ir: GatewayIR, request: ExplainRequest) -> Explanation:
         branches = [_branch(ir, route, body, endpoint, v, v.weight) for v in versions]
     else:
         branches = [_branch(ir, route, body, endpoint, None, 100)]
+    refused = _refused_by_limit(base.limits)
+    known = all(lim.used is not None for lim in base.limits if lim.enforced)
+    if refused is not None or (known and base.limits):
+        branches = [_limited(b, refused) for b in branches]
     main = _main_branch(branches)
     outcome = main.outcome
     statuses = {b.outcome.status for b in branches}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from gatewayctl.explain.model import Explanation, to_json_value
+from gatewayctl.explain.model import Explanation, LimitInfo, number, to_json_value
 from gatewayctl.output import paint
 from gatewayctl.redaction import redact
 
@@ -25,6 +25,24 @@ def _money(value: float) -> str:
 
 def _indent(text: str, prefix: str = "      ") -> str:
     return "\n".join(prefix + line for line in text.splitlines() or [""])
+
+
+def _scope(lim: LimitInfo) -> str:
+    if lim.scope == "replica":
+        return f"replica: each Envoy counts alone, up to {number(lim.effective)} at max replicas"
+    if lim.scope == "global":
+        return "global: all replicas together"
+    return "reported: alerts only, nothing refused"
+
+
+def _use(lim: LimitInfo) -> str:
+    if lim.used is None:
+        return ""
+    if lim.exhausted:
+        return f"; used {number(lim.used)}: EXHAUSTED, 429"
+    if not lim.enforced and lim.used >= lim.amount:
+        return f"; used {number(lim.used)}: over, alerts only"
+    return f"; used {number(lim.used)}: {number(lim.amount - lim.used)} left"
 
 
 def format_text(exp: Explanation, *, colour: bool = False) -> str:
@@ -59,10 +77,9 @@ def format_text(exp: Explanation, *, colour: bool = False) -> str:
     if exp.limits:
         lines.append("limits:")
         for lim in exp.limits:
-            amount = f"{lim.amount:g}"
             unit = {"requests": "requests", "tokens": "tokens", "budget": "USD"}[lim.kind]
-            lines.append(f"  {amount} {unit} per {lim.per}, {lim.key} ({lim.scope}; "
-                         f"{lim.policy})")
+            lines.append(f"  {number(lim.amount)} {unit} per {lim.per}, {lim.key} ({_scope(lim)}; "
+                         f"{lim.policy})" + _use(lim))
     guard = exp.guard
     if guard is not None:
         if guard.action is None:

@@ -69,6 +69,11 @@ class Branch:
     completion_tokens: int = 0
 
 
+def number(value: float) -> str:
+    """An amount as people write it: 2000000, 499.99 (not 2e+06)."""
+    return str(int(value)) if value == int(value) else f"{value:.6f}".rstrip("0")
+
+
 @dataclass(frozen=True)
 class LimitInfo:
     kind: Literal["requests", "tokens", "budget"]
@@ -76,8 +81,21 @@ class LimitInfo:
     per: str  # second, minute, hour, day, month
     by: str  # consumer, route
     key: str  # the bucket this request counts against
-    scope: str  # replica (each Envoy counts alone), or reported (not enforced)
+    # replica (each Envoy counts alone), global (one count for every replica), or reported
+    # (a budget that alerts and refuses nothing)
+    scope: str
     policy: str  # the policy (or consumer, for a budget) it comes from
+    # What the whole gateway admits: amount x replicas.max in replica scope, else amount.
+    effective: float = 0.0
+    enforced: bool = True  # false: a reported budget
+    # What the bucket already holds in this period (explain --used), None: not given.
+    used: float | None = None
+
+    @property
+    def exhausted(self) -> bool:
+        """The next request is refused: what the bucket holds leaves no room for the 1 (one
+        request, one token, one unit of spend) every request is charged when it arrives."""
+        return self.enforced and self.used is not None and self.used >= self.amount
 
 
 @dataclass(frozen=True)
@@ -173,6 +191,10 @@ def to_json_value(exp: Explanation) -> dict[str, Any]:
                 "key": lim.key,
                 "scope": lim.scope,
                 "policy": lim.policy,
+                "effective_amount": lim.effective,
+                "enforced": lim.enforced,
+                "used": lim.used,
+                "exhausted": lim.exhausted,
             }
             for lim in exp.limits
         ],

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from gatewayctl.explain import ExplainRequest, explain_request
 from gatewayctl.ir import GatewayIR, LimitsIR
 from gatewayctl.local.ratelimit.server import RunningService
 from tests.limits.gateways import Replica, auth, limits_ir, mock_providers, start_replica
@@ -132,13 +133,28 @@ def test_a_token_limit_is_charged_from_usage_across_two_replicas(tmp_path: Path)
             tokens, _ = usage_cost(both.send("tokens", "helpdesk"))
         ir = limits_ir(requests=1000, tokens=int(tokens * 1.5), scope=global_scope(redis))
         with two_replicas(tmp_path / "run", redis, ir) as both:
-            codes = []
+            codes, predicted, used = [], [], 0
             for _ in range(4):
+                predicted.append(explained(ir, "tokens", "search-app", "tokens", used))
                 response = both.send("tokens", "search-app")
                 codes.append((response.status, response.headers.get("x-gateway-limit")))
+                if response.status == 200:
+                    used += usage_cost(response)[0]
                 time.sleep(CHARGE_S)
             assert codes == [(200, None), (200, None), (429, "tokens"), (429, "tokens")]
+            assert predicted == codes  # explain --used tokens=<the usage so far>
             assert both.chat("tokens", "helpdesk") == 200
+
+
+def explained(ir: GatewayIR, model: str, consumer: str, kind: str,
+              used: float) -> tuple[int, str | None]:
+    """explain's status and x-gateway-limit for one request, told what the bucket holds."""
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hello"}]})
+    exp = explain_request(ir, ExplainRequest(body.encode(), consumer=consumer,
+                                             used=((kind, used),)))
+    (limit,) = [lim for lim in exp.limits if lim.kind == kind]
+    assert (limit.scope, limit.effective, limit.enforced) == ("global", limit.amount, True)
+    return exp.status, (kind if exp.status == 429 else None)
 
 
 STREAM = {"stream": True, "stream_options": {"include_usage": True}}
@@ -154,14 +170,17 @@ def test_an_enforced_budget_holds_across_replicas_streaming_included(tmp_path: P
         ir = limits_ir(requests=1000, scope=global_scope(redis),
                        budgets={"search-app": cost * 2.5})
         with two_replicas(tmp_path / "run", redis, ir) as both:
-            results = []
+            results, predicted, spent = [], [], 0.0
             for _ in range(5):
+                predicted.append(explained(ir, "chat", "search-app", "budget", spent))
                 response = both.send("chat", "search-app", **STREAM)
                 results.append((response.status, response.headers.get("x-gateway-limit")))
                 time.sleep(CHARGE_S)
                 if response.status == 200:
                     assert b'"usage"' in response.body and b"data: [DONE]" in response.body
+                    spent += cost
             assert results == [(200, None)] * 3 + [(429, "budget")] * 2
+            assert predicted == results  # explain --used budget=<the spend so far>
             refused = both.send("chat", "search-app")
             assert refused.json()["error"]["code"] == "budget_exceeded"
             # another consumer (no enforced budget) and the same consumer's other routes
