@@ -213,9 +213,10 @@ def test_explain_equals_envoy(served: tuple[str, Served]) -> None:
     kinds = collections.Counter(r.kind for r in requests)
     tags = collections.Counter(t for r in requests for t in r.tags)
     statuses = collections.Counter(a.status for a in answers)
+    codes_seen = collections.Counter(e.outcome.code for e in explained)
     print(f"\n{name}: {len(requests)} requests (+{extra} for model sets), "
           f"{len(disagreements)} disagreements; statuses {dict(sorted(statuses.items()))}; "
-          f"kinds {dict(sorted(kinds.items()))}")
+          f"kinds {dict(sorted(kinds.items()))}; decisions {dict(sorted(codes_seen.items()))}")
     assert not disagreements, "\n".join(disagreements[:20])
     # The draw covers what it must (a change to the generator cannot quietly drop a case).
     if name == "multi-team":
@@ -224,6 +225,15 @@ def test_explain_equals_envoy(served: tuple[str, Served]) -> None:
                     "variables-missing"):
             assert tags[tag] >= 5, (tag, tags)
         assert {200, 400, 401, 403, 404, 413} <= set(statuses), statuses
+        # each decision the issue names was reached (by explain, which Envoy then matched)
+        codes = collections.Counter(e.outcome.code for e in explained)
+        for code in ("forwarded", "missing_api_key", "invalid_api_key", "consumer_not_allowed",
+                     "content_blocked", "request_too_large", "model_not_found",
+                     "missing_prompt_variable"):
+            assert codes[code] >= 3, (code, codes)
+        assert sum(1 for e in explained if e.guard is not None and e.guard.redactions
+                   and e.outcome.forwarded) >= 5, "redacted text forwarded"
+        assert sum(1 for e in explained if e.canary_header and e.outcome.forwarded) >= 5
     assert len(classes) >= 1
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
 from gatewayctl.commands.rollout import register
+from gatewayctl.local.gateway import UpResult, down, up
+from gatewayctl.local.process import free_port
 
 BASE = """\
 apiVersion: gatewayctl.dev/v1alpha1
@@ -107,3 +112,16 @@ def cli() -> tuple[typer.Typer, CliRunner]:
 
     register(app)
     return app, CliRunner()
+
+
+@contextlib.contextmanager
+def local_gateway(root: Path, state: Path, monkeypatch: pytest.MonkeyPatch,
+                  listener_port: int | None = None) -> Iterator[UpResult]:
+    """The local gateway serving `root` (state in `state`, free ports), stopped at the end."""
+    monkeypatch.setenv("GATEWAYCTL_STATE_DIR", str(state))
+    result = up(root, listener_port=listener_port or free_port(), admin_port=free_port(),
+                state_dir=state)
+    try:
+        yield result
+    finally:
+        down(state_dir=state)

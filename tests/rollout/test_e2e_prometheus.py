@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from gatewayctl.local.gateway import UpResult, down, up
-from gatewayctl.local.process import free_port
+from gatewayctl.local.gateway import UpResult
 from gatewayctl.local.reload import read_local
-from tests.rollout.helpers import BASE, changed, cli, git, init_git
+from tests.rollout.helpers import BASE, changed, cli, git, init_git, local_gateway
 from tests.rollout.prom import Prometheus
 
 pytestmark = [pytest.mark.envoy, pytest.mark.prometheus, pytest.mark.slow]
@@ -65,13 +64,8 @@ def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[P
     (root / "gateway.yaml").write_text(BASE, encoding="utf-8")
     (root / "rollout.yaml").write_text(ROLLOUT, encoding="utf-8")
     init_git(root)
-    state = tmp_path / "state"
-    monkeypatch.setenv("GATEWAYCTL_STATE_DIR", str(state))
-    result = up(root, listener_port=free_port(), admin_port=free_port(), state_dir=state)
-    try:
+    with local_gateway(root, tmp_path / "state", monkeypatch) as result:
         yield root, result
-    finally:
-        down(state_dir=state)
 
 
 def set_canary_faults(result: UpResult, error_rate: float) -> None:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from gatewayctl.cli import main
-from gatewayctl.local.gateway import UpResult, down, up
-from gatewayctl.local.process import free_port
+from gatewayctl.local.gateway import UpResult
 from tests.conftest import REPO
+from tests.rollout.helpers import local_gateway
 from tests.rollout.prom import Prometheus
 
 pytestmark = [pytest.mark.envoy, pytest.mark.prometheus, pytest.mark.slow]
@@ -32,13 +32,8 @@ PRICES = {"gpt-4o-2024-08-06": (2.5, 10.0), "gpt-4o-2024-11-20": (2.5, 10.0),
 def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, UpResult]]:
     root = tmp_path / "root"
     shutil.copytree(REPO / "examples" / "multi-team", root)
-    state = tmp_path / "state"
-    monkeypatch.setenv("GATEWAYCTL_STATE_DIR", str(state))
-    result = up(root, listener_port=free_port(), admin_port=free_port(), state_dir=state)
-    try:
+    with local_gateway(root, tmp_path / "state", monkeypatch) as result:
         yield root, result
-    finally:
-        down(state_dir=state)
 
 
 def _key(root_state: Path, secret: str) -> str:

@@ -20,8 +20,9 @@ import openai
 import pytest
 
 from gatewayctl.cli import main
-from gatewayctl.local.gateway import UpResult, down, up
+from gatewayctl.local.gateway import UpResult
 from gatewayctl.local.process import free_port
+from tests.rollout.helpers import local_gateway
 from tests.rollout.prom import Prometheus
 
 pytestmark = [pytest.mark.envoy, pytest.mark.prometheus, pytest.mark.slow]
@@ -77,15 +78,10 @@ def write_root(root: Path, listener: int, routes: dict[str, list[tuple[str, int]
 
 @pytest.fixture
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, UpResult]]:
-    root, state = tmp_path / "root", tmp_path / "state"
-    listener = free_port()
+    root, listener = tmp_path / "root", free_port()
     write_root(root, listener, ROUTES, budget=1000)
-    monkeypatch.setenv("GATEWAYCTL_STATE_DIR", str(state))
-    result = up(root, listener_port=listener, admin_port=free_port(), state_dir=state)
-    try:
+    with local_gateway(root, tmp_path / "state", monkeypatch, listener) as result:
         yield root, result
-    finally:
-        down(state_dir=state)
 
 
 def _price(model: str, prompt: float, completion: float, *,
@@ -132,10 +128,16 @@ def test_plan_prices_each_providers_usage(served: tuple[Path, UpResult], tmp_pat
         measured_cost = prom.wait_for("sum(envoy_gatewayctl_consumer_cost_nano_usd)",
                                       lambda v: v > 0)
 
-        # The change: `mix` moves from flash/gpt to sonnet alone; analytics' budget cut to $5.
+        # The change: `mix` moves from flash/gpt to sonnet alone; analytics' budget cut to
+        # halfway between its monthly spend before and after (computed here from the usage
+        # the clients received), so the change, and only the change, exhausts it.
+        spend = [sum(_price("sonnet" if after and r == "mix" else m, v[1], v[2])
+                     for (c, r, m), v in seen.items() if c == "analytics") * MONTH
+                 for after in (False, True)]
+        budget = round(sum(spend) / 2, 2)
         changed = tmp_path / "changed"
         write_root(changed, result.ports.listener, {**ROUTES, "mix": [("sonnet", 100)]},
-                   budget=5)
+                   budget=budget)
         reports = {}
         for fmt in ("json", "text", "markdown"):
             code = main(["plan", str(changed), "--live", "local", "--traffic",
@@ -170,17 +172,19 @@ def test_plan_prices_each_providers_usage(served: tuple[Path, UpResult], tmp_pat
     for route in ("claude", "bedrock", "gemini"):
         assert routes[route]["after_usd_per_month"] == pytest.approx(
             routes[route]["before_usd_per_month"], rel=1e-9)
-    # the budget: analytics' monthly spend after the change against $5, and the day it ends
+    # the budget: analytics' monthly spend after the change against the cut, and the day it
+    # runs out
     after = consumers["analytics"]["after_usd_per_month"]
-    day = max(1, math.ceil(5 / (after / 30)))
-    assert after > 5 and day < 30
-    budget = next(b for b in report["budgets"] if b["consumer"] == "analytics")
-    assert budget["exhausted_by_change"] and budget["exhausted_on_day_after"] == day
-    assert budget["budget_before"] == 1000 and budget["budget_after"] == 5
+    assert [consumers["analytics"]["before_usd_per_month"], after] == pytest.approx(spend)
+    day = max(1, math.ceil(budget / (after / 30)))
+    assert spend[0] < budget < after and day < 30
+    line = next(b for b in report["budgets"] if b["consumer"] == "analytics")
+    assert line["exhausted_by_change"] and line["exhausted_on_day_after"] == day
+    assert line["budget_before"] == 1000 and line["budget_after"] == budget
     # text and markdown (the merge-request note) say the same figures
     text, markdown = reports["text"], reports["markdown"]
     print(text[text.index("Cost from measured traffic"):])
-    assert re.search(rf"analytics: budget \$5\.00/month, .*EXHAUSTED on day {day} after "
+    assert re.search(rf"analytics: budget \${budget:,.2f}/month, .*EXHAUSTED on day {day} after "
                      r"this change \(before: it lasts the month\)", text), text
     assert f"**Budgets this change would exhaust:** analytics on day {day}" in markdown
     for shown in (text, markdown):
