@@ -11,7 +11,7 @@ import pytest
 from gatewayctl.commands.plan import parse_duration
 from gatewayctl.errors import UsageError
 from tests.fakes.gitlab_api import DEVELOPER_TOKEN, GitLabAPIServer
-from tests.plan.conftest import Cli, set_rollout_step
+from tests.plan.conftest import Cli, edit, set_rollout_step
 
 
 @pytest.fixture
@@ -129,3 +129,35 @@ def test_json_plan_of_bad_manifests_prints_json_diagnostics(
     (found,) = [d for d in data["diagnostics"] if "gpt-5" in d["message"]]
     assert found["severity"] == "error" and found["line"] > 0
     assert found["path"].endswith("routes.yaml")
+
+
+def test_the_merge_request_note_carries_the_traffic_cost(
+    cli: Cli, root: Path, tmp_path: Path, gitlab: GitLabAPIServer
+) -> None:
+    """`plan --traffic ... --gitlab-comment`: the note is the plan and the cost section. The
+    Prometheus here is the query API's stand-in; the counting and pricing against a real
+    Prometheus scraping a real Envoy are tests/rollout/test_plan_traffic*.py."""
+    from tests.rollout.fake_prometheus import FakePrometheus
+
+    out = tmp_path / "bundle"
+    assert cli("apply", str(root), "--live", f"dir:{out}", "--auto-approve").exit_code == 0
+    edit(root, "policies.yaml", "usdPerMonth: 500", "usdPerMonth: 100")
+    labels = {"consumer": "search-app", "route": "chat", "model": "gpt-4o-2024-08-06"}
+    with FakePrometheus() as prom:
+        prom.add("envoy_server_live", {}, [(1, 1), (2, 1)])
+        # a week: 10,000 requests, 5M prompt and 2M completion tokens = $32.50 at $2.50/$10
+        for kind, total in (("requests", 10_000), ("prompt_tokens", 5_000_000),
+                            ("completion_tokens", 2_000_000)):
+            prom.add(f"envoy_gatewayctl_consumer_{kind}", labels, [(1, 0), (2, total)])
+        result = cli("plan", str(root), "--live", f"dir:{out}", "-o", "markdown",
+                     "--traffic", f"prometheus={prom.url}", "--window", "7d",
+                     "--gitlab-comment", env=ci_env(gitlab))
+    assert result.exit_code == 0, result.output
+    (note,) = gitlab.notes(1, 1)
+    month = 32.5 * 30 / 7  # $139.29; the $100 budget lasts 100 / (month / 30) = 21.5 days
+    assert "### Cost from measured traffic" in note["body"]
+    assert f"${month:,.2f}" in note["body"]
+    assert "**Budgets this change would exhaust:** search-app on day 22" in note["body"]
+    # the note shows what the job's markdown output shows
+    section = result.stdout[result.stdout.index("### Cost from measured traffic"):]
+    assert section.strip() in note["body"]

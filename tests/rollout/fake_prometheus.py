@@ -78,6 +78,9 @@ class FakePrometheus(HTTPFake):
             result = [{"metric": {"__name__": name.group(1) if name else "", **labels},
                        "values": [[t, str(v)] for t, v in samples]} for labels, samples in found]
             return 200, {"status": "success", "data": {"resultType": "matrix", "result": result}}
-        result = [{"metric": labels, "value": [samples[-1][0], str(samples[-1][1])]}
+        # a plain selector keeps the metric's name, as Prometheus' answer does; an aggregation
+        # (sum(...)) drops it
+        named = {} if query.startswith("sum(") or not name else {"__name__": name.group(1)}
+        result = [{"metric": {**named, **labels}, "value": [samples[-1][0], str(samples[-1][1])]}
                   for labels, samples in found]
         return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
