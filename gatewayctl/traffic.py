@@ -65,7 +65,7 @@ def _with_latest(series: list[Series], latest: list[Series]) -> list[Series]:
 
 def fetch_traffic(url: str, window_s: int, *, at: float | None = None,
                   client: PrometheusClient | None = None) -> TrafficSample:
-    client = client or PrometheusClient(url)
+    client = client or PrometheusClient(url, flag="--traffic prometheus=URL")
     at = time.time() if at is None else at
     window = f"[{window_s}s]"
     reference = client.series(f"{REFERENCE}{window}", at)

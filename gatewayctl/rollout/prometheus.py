@@ -35,13 +35,15 @@ class Series:
 
 
 class PrometheusClient:
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0, flag: str = "--prometheus") -> None:
+        """flag: the option that gave the URL, for the hints."""
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise GatewayctlError(f"{url!r} is not a Prometheus URL",
                                   hint="give its base URL, e.g. http://prometheus:9090")
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.flag = flag
 
     def query(self, expr: str, at: float) -> dict[str, Any]:
         """An instant query at unix time `at`; returns Prometheus' `data` object."""
@@ -60,13 +62,13 @@ class PrometheusClient:
         except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
             reason = getattr(err, "reason", err)
             raise PrometheusError(f"cannot reach Prometheus at {self.url}: {reason}",
-                                  hint="check --prometheus and that Prometheus is running") \
+                                  hint=f"check {self.flag} and that Prometheus is running") \
                 from None
         try:
             answer = json.loads(body)
         except ValueError:
             raise PrometheusError(f"{self.url} did not answer with Prometheus JSON",
-                                  hint="check that --prometheus points at Prometheus") from None
+                                  hint=f"check that {self.flag} points at Prometheus") from None
         if not isinstance(answer, dict) or answer.get("status") != "success":
             detail = answer.get("error", "unknown error") if isinstance(answer, dict) else "?"
             raise PrometheusError(f"Prometheus refused the query: {detail}",

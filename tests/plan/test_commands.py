@@ -161,3 +161,21 @@ def test_the_merge_request_note_carries_the_traffic_cost(
     # the note shows what the job's markdown output shows
     section = result.stdout[result.stdout.index("### Cost from measured traffic"):]
     assert section.strip() in note["body"]
+
+
+def test_plan_traffic_errors_name_the_flag(cli: Cli, root: Path, tmp_path: Path) -> None:
+    from gatewayctl.local.process import free_port
+
+    live = ["plan", str(root), "--live", f"dir:{tmp_path / 'b'}"]
+    closed = cli(*live, "--traffic", f"prometheus=http://127.0.0.1:{free_port()}")
+    assert closed.exit_code == 1
+    assert "cannot reach Prometheus" in closed.stderr
+    assert "check --traffic prometheus=URL" in closed.stderr
+    for args, said in ((["--traffic", "graphite=x"], 'invalid --traffic "graphite=x"'),
+                       (["--traffic", "prometheus=http://p", "--window", "7"],
+                        'invalid --window: "7" is not a duration'),
+                       (["--traffic", "prometheus=http://p", "--window", "30s"],
+                        "at least a minute")):
+        result = cli(*live, *args)
+        assert result.exit_code == 1 and said in result.stderr, result.stderr
+    assert not (tmp_path / "b").exists()
