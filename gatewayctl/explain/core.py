@@ -153,12 +153,12 @@ def _refused_by_limit(limits: Sequence[LimitInfo]) -> Outcome | None:
                          f"{_LIMIT_WORDS[kind]} per {lim.per}")
                 if kind == "budget":
                     return _reject(429, "budget_exceeded", "limits",
-                                   f"consumer budget spent ({holds}, --used budget); "
+                                   f"consumer budget spent ({holds} used); "
                                    "x-gateway-limit: budget, on every route until the window "
                                    "renews")
                 return _reject(429, "rate_limit_exceeded", "limits",
-                               f"{kind[:-1]} limit of {lim.key} exhausted ({holds}, --used "
-                               f"{kind}; {lim.scope} scope); x-gateway-limit: {kind}")
+                               f"{kind[:-1]} limit of {lim.key} exhausted ({holds} used; "
+                               f"{lim.scope} scope); x-gateway-limit: {kind}")
     return None
 
 
@@ -284,7 +284,8 @@ def _limited(branch: Branch, refused: Outcome | None) -> Branch:
         return branch
     if refused is not None:
         return replace(branch, outcome=refused, forwarded=None)
-    message = branch.outcome.message.replace(ASSUMED, "(limits not exhausted at --used)")
+    message = branch.outcome.message.replace(ASSUMED, "(limits not exhausted at the counts "
+                                                      "given)")
     return replace(branch, outcome=replace(branch.outcome, message=message))
 
 

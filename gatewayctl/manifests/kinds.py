@@ -479,12 +479,28 @@ class Expect(Strict):
         return self
 
 
+class Used(Strict):
+    """What the case's limit buckets already hold this period (offline runs: explain --used)."""
+
+    requests: Annotated[int, Field(ge=0, strict=True)] | None = None
+    tokens: Annotated[int, Field(ge=0, strict=True)] | None = None
+    budget: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None  # USD spent
+
+    @model_validator(mode="after")
+    def _says_something(self) -> Used:
+        if (self.requests, self.tokens, self.budget) == (None, None, None):
+            raise invalid("used names no count", "give requests, tokens or budget (USD)")
+        return self
+
+
 class RequestTestCase(Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     consumer: Name | None = None  # the request carries this consumer's API key
     # ...or, with consumer, a valid JWT of this issuer naming it (offline runs only: gatewayctl
     # holds no issuer's signing key; a live case sends its token in headers)
     jwtIssuer: Annotated[str, Field(min_length=1)] | None = None
+    # ...and the limit counts it meets (offline runs only: a live gateway has its own counts)
+    used: Used | None = None
     headers: dict[HeaderName, str] = Field(default_factory=dict)
     path: Endpoint = "/v1/chat/completions"
     request: dict[str, Any]  # the JSON body the client sends

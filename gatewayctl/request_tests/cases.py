@@ -36,6 +36,7 @@ class Case:
     body: bytes
     expect: Expect
     jwt_issuer: str | None = None  # the consumer comes with a JWT of this issuer
+    used: tuple[tuple[str, float], ...] = ()  # what the limit buckets hold (explain --used)
 
     @property
     def title(self) -> str:
@@ -84,6 +85,9 @@ def collect_cases(mset: ManifestSet) -> list[Case]:
                 path=case.path,
                 consumer=case.consumer,
                 jwt_issuer=case.jwtIssuer,
+                used=tuple(sorted((k, float(v)) for k, v in
+                                  (case.used.model_dump() if case.used else {}).items()
+                                  if v is not None)),
                 headers=tuple((k.lower(), v) for k, v in case.headers.items()),
                 body=request_body(case.request),
                 expect=case.expect,

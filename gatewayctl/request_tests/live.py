@@ -151,8 +151,6 @@ def _observed(sent: _Sent, line: dict[str, Any] | None, ir: GatewayIR,
 
 def run_live(ir: GatewayIR, cases: list[Case], state_dir: StateDir | None = None
              ) -> list[Result]:
-    state_dir = state_dir or StateDir()
-    current = _state(state_dir, ir)
     for case in cases:
         if case.jwt_issuer is not None:
             raise GatewayctlError(
@@ -160,6 +158,14 @@ def run_live(ir: GatewayIR, cases: list[Case], state_dir: StateDir | None = None
                 "run can stand in for (gatewayctl holds no issuer's signing key)",
                 hint="for --live local, send the token itself: "
                 "headers: {authorization: Bearer <token>}")
+        if case.used:
+            raise GatewayctlError(
+                f"{case.where}: case {case.title!r} gives limit counts (used), which only an "
+                "offline run can stand in for (the local gateway keeps its own counts)",
+                hint="run it offline (gatewayctl test without --live); for --live local, "
+                "send the requests that use the limit up in earlier cases")
+    state_dir = state_dir or StateDir()
+    current = _state(state_dir, ir)
     keys = {c: _consumer_key(state_dir, ir, c) for c in {x.consumer for x in cases} if c}
     sent = [_send(current.listener_port, case, keys.get(case.consumer or ""))
             for case in cases]

@@ -27,7 +27,7 @@ def run_offline(ir: GatewayIR, cases: list[Case]) -> list[Result]:
     results = []
     for case in cases:
         exp = explain_request(ir, ExplainRequest(case.body, case.path, case.headers,
-                                                 case.consumer, case.jwt_issuer))
+                                                 case.consumer, case.jwt_issuer, case.used))
         observed = observe(exp)
         results.append(Result(case, observed, check(case.expect, observed)))
     return results

@@ -283,7 +283,7 @@ def test_an_exhausted_limit_is_429_in_the_gateways_order(multi) -> None:
     assert (exp.status, exp.outcome.code) == (429, "budget_exceeded")
     assert "x-gateway-limit: budget" in exp.outcome.message
     assert _used(ir, body, "search-app", requests=10, tokens=10, budget=1).outcome.message \
-        .endswith("(limits not exhausted at --used)")
+        .endswith("(limits not exhausted at the counts given)")
     # a reported budget (not enforced) refuses nothing: the alerts fire
     assert _used(multi, body, "search-app", budget=10_000).status == 200
     # what comes before the limits still decides first: a blocked request is 403

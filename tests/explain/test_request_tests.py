@@ -150,3 +150,66 @@ def test_live_local_refuses_another_configuration(local_gateway: Path, tmp_path:
     err = capsys.readouterr().err
     assert "serves another configuration than this root" in err
     assert "gatewayctl apply ROOT --live local" in err
+
+
+USED = """\
+apiVersion: gatewayctl.dev/v1alpha1
+kind: RequestTest
+metadata: {name: limits}
+spec:
+  cases:
+    - name: the 601st request of a minute is refused
+      consumer: search-app
+      used: {requests: 600}
+      request: {model: chat, messages: [{role: user, content: hi}]}
+      expect: {status: 429, route: chat}
+    - name: a reported budget refuses nothing
+      consumer: search-app
+      used: {budget: 750.5}
+      request: {model: chat, messages: [{role: user, content: hi}]}
+      expect: {status: 200}
+    - name: wrongly expects the token limit to let it through
+      consumer: search-app
+      used: {tokens: 200000}
+      request: {model: chat, messages: [{role: user, content: hi}]}
+      expect: {status: 200}
+"""
+
+
+def test_used_counts_offline_and_refused_live(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(MULTI, root)
+    (root / "tests.yaml").write_text(USED)
+    assert main(["test", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert out.endswith("2 passed, 1 failed (offline: explain)\n"), out
+    assert "FAIL  limits: wrongly expects the token limit to let it through  (tests.yaml:16)" \
+        in out
+    assert "status: expected 200, got 429" in out and "x-gateway-limit: tokens" in out
+    # a live gateway keeps its own counts: refused before anything is sent
+    state = tmp_path / "state"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GATEWAYCTL_STATE_DIR", str(state))
+    try:
+        assert main(["test", str(root), "--live", "local"]) == 1
+    finally:
+        mp.undo()
+    err = capsys.readouterr().err
+    assert "tests.yaml:6: case 'limits: the 601st request of a minute is refused' gives limit " \
+        "counts (used)" in err
+
+
+@pytest.mark.parametrize(("used", "said"), [
+    ("{requests: -1}", "tests.yaml:13:24: error[GW105] spec.cases[1].used.requests"),
+    ("{}", "used names no count"),
+    ("{budget: .nan}", "tests.yaml:13:22: error[GW105] spec.cases[1].used.budget"),
+    ("{cpu: 1}", "used.cpu")])
+def test_used_is_validated(used: str, said: str, tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(MULTI, root)
+    (root / "tests.yaml").write_text(USED.replace("used: {budget: 750.5}", f"used: {used}"))
+    assert main(["test", str(root)]) == 1
+    captured = capsys.readouterr()
+    assert said in captured.out + captured.err
