@@ -202,3 +202,53 @@ def test_endpoint_metadata_values_survive_a_header() -> None:
         )
         assert unescape(encoded.encode()) == text.encode("utf-8")
     assert encode_value("meta-llama/Llama-3.1-70B-Instruct") == "meta-llama/Llama-3.1-70B-Instruct"
+
+
+def test_policy_filters_are_switched_off_per_route_without_rules() -> None:
+    bundle = render_envoy(irs.build_ir(), EnvoyOptions())
+    vhost = bundle.rds["resources"][0]["virtual_hosts"][0]
+    entries = {r["name"]: r.get("typed_per_filter_config", {}) for r in route_entries(vhost)}
+    rbac, requests, tokens = (
+        "envoy.filters.http.rbac",
+        "envoy.filters.http.local_ratelimit",
+        "gatewayctl.token_limit",
+    )
+    # no rule of any of the three: all off
+    assert {rbac, requests, tokens} <= entries["llama"].keys()
+    assert entries["llama"][rbac] == {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
+    }
+    assert "filter_enabled" not in entries["llama"][requests]
+    # each route keeps the filter whose rules it has
+    assert rbac not in entries["guarded"] and {requests, tokens} <= entries["guarded"].keys()
+    assert requests not in entries["limited"] and rbac in entries["limited"]
+    assert tokens not in entries["tokens"] and requests in entries["tokens"]
+
+
+def test_a_gateway_without_rules_has_no_policy_filters() -> None:
+    ir = irs.build_ir()
+    plain = dataclasses.replace(ir, routes=tuple(r for r in ir.routes if r.name == "llama"))
+    hcm = render_envoy(plain, EnvoyOptions()).lds["resources"][0]["filter_chains"][0]
+    names = [f["name"] for f in hcm["filters"][0]["typed_config"]["http_filters"]]
+    assert not {"envoy.filters.http.rbac", "envoy.filters.http.local_ratelimit"} & set(names)
+    assert "gatewayctl.token_limit" not in names
+
+
+def test_model_header_is_a_literal_only_where_nothing_else_answers() -> None:
+    bundle = render_envoy(irs.build_ir(), EnvoyOptions())
+    vhost = bundle.rds["resources"][0]["virtual_hosts"][0]
+    model = {
+        r["name"]: next(
+            h["header"]["value"]
+            for h in r["response_headers_to_add"]
+            if h["header"]["key"] == "x-gateway-model"
+        )
+        for r in route_entries(vhost)
+        if "response_headers_to_add" in r and r["name"] not in ("models",)
+    }
+    assert model["llama"] == "llama-3.1-70b"  # one model, no guardrail or limit
+    assert model["chat-canary"] == "gpt-4o-2024-11-20"
+    formatted = "%UPSTREAM_METADATA(gw:model)%"
+    assert model["chat"] == formatted  # two backends
+    assert model["fallback503"] == formatted  # a fallback model
+    assert model["guarded"] == formatted and model["limited"] == formatted

@@ -8,7 +8,9 @@ match, so each pattern is wrapped to search anywhere). Sets with action block ->
 rules (403, JSON body from local_reply); action log -> shadow rules, which only set
 `envoy.filters.http.rbac: shadow_engine_result` (copied to the access log by Lua). Configured
 once at the listener rather than per route, the policies grow with the distinct guard sets,
-not with the number of routes.
+not with the number of routes. A gateway without deny patterns has no RBAC filter, and a route
+without them switches the filter off (an RBACPerRoute without `rbac`), so it evaluates no
+policy for that route's requests.
 Body limits (maxRequestBytes) are body.py's.
 """
 
@@ -18,7 +20,12 @@ from typing import Any
 
 from gatewayctl.ir import GatewayIR, RouteIR
 from gatewayctl.manifests.deny_patterns import search_regex
-from gatewayctl.render.envoy.names import INTERNAL_NS, RBAC_FILTER, RBAC_TYPE
+from gatewayctl.render.envoy.names import (
+    INTERNAL_NS,
+    RBAC_FILTER,
+    RBAC_PER_ROUTE_TYPE,
+    RBAC_TYPE,
+)
 
 GuardKey = tuple[tuple[str, ...], str]  # (deny patterns, action)
 
@@ -52,8 +59,18 @@ def _metadata_id(key: str, match: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_rbac_filter(ir: GatewayIR) -> dict[str, Any]:
-    """The HCM entry: every guard set's deny patterns (no rules at all: allow everything)."""
+def rbac_route_config(route: RouteIR, filtered: bool) -> dict[str, Any]:
+    """typed_per_filter_config of a route: the RBAC filter off when the route has no deny
+    patterns (filtered: whether the listener has the filter at all)."""
+    if not filtered or _guard_key(route) is not None:
+        return {}
+    return {RBAC_FILTER: {"@type": RBAC_PER_ROUTE_TYPE}}
+
+
+def render_rbac_filter(ir: GatewayIR) -> dict[str, Any] | None:
+    """The HCM entry: every guard set's deny patterns; None without any."""
+    if not guard_sets(ir):
+        return None
     enforced: dict[str, Any] = {}
     shadow: dict[str, Any] = {}
     for (patterns, action), set_id in guard_sets(ir).items():

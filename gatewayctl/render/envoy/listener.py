@@ -64,7 +64,9 @@ from gatewayctl.render.envoy.upstream import pinned_models, provider_data, rende
 
 
 def _route_policy_data(
-    ir: GatewayIR, route: RouteIR, sets: dict[GuardKey, str],
+    ir: GatewayIR,
+    route: RouteIR,
+    sets: dict[GuardKey, str],
     jwt_names: dict[JwtProviderIR, str],
 ) -> dict[str, Any]:
     data = route_auth_data(route, jwt_names)
@@ -140,13 +142,14 @@ def auth_filter_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
 
 def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
     jwt = render_jwt_filter(ir, options)
+    rbac = render_rbac_filter(ir)
     return [
         render_health_check_filter(),
         *([jwt] if jwt is not None else []),
         lua_filter(AUTH_FILTER, auth_source(auth_filter_data(ir, options))),
         render_buffer_filter(),
         lua_filter(LUA_FILTER, gateway_source(gateway_lua_data(ir, options), has_native(ir))),
-        render_rbac_filter(ir),
+        *([rbac] if rbac is not None else []),
         *render_ratelimit_filters(ir),
         *render_global_filters(ir),
         {

@@ -102,6 +102,7 @@ EXECUTE_FILTER_ACTION_TYPE = (
     TYPE_PREFIX + "envoy.extensions.filters.http.composite.v3.ExecuteFilterAction"
 )
 RBAC_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.rbac.v3.RBAC"
+RBAC_PER_ROUTE_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
 LOCAL_RATELIMIT_TYPE = (
     TYPE_PREFIX + "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
 )

@@ -84,8 +84,6 @@ def _limiter(
             entry["hits_addend"] = {"format": f"%REQ({token_charge_header(slot)})%"}
         rate_limits.append(entry)
     config: dict[str, Any] = {"@type": LOCAL_RATELIMIT_TYPE, "stat_prefix": stat_prefix}
-    if not descriptors:
-        return config  # pass-through: no route has a limit of this kind
     per_consumer = sum(1 for d in descriptors if len(d["entries"]) > 1)
     config.update(
         {
@@ -114,20 +112,56 @@ def _local_routes(ir: GatewayIR) -> tuple[RouteIR, ...]:
 
 
 def render_ratelimit_filters(ir: GatewayIR) -> list[dict[str, Any]]:
-    """The HCM entries: every route's request limits, then every route's token limits."""
+    """The HCM entries: every route's request limits, then every route's token limits; a
+    kind no route limits here has no filter."""
     ordered = sorted(_local_routes(ir), key=lambda r: r.name)
     requests = [(r.name, r.policy.rate_limits) for r in ordered if r.policy.rate_limits]
     tokens = [(r.name, r.policy.token_limits) for r in ordered if r.policy.token_limits]
-    return [
-        {
-            "name": REQUEST_LIMIT_FILTER,
-            "typed_config": _limiter("requests", "requests", requests, charge_tokens=False),
-        },
-        {
-            "name": TOKEN_LIMIT_FILTER,
-            "typed_config": _limiter("tokens", "tokens", tokens, charge_tokens=True),
-        },
-    ]
+    out = []
+    if requests:
+        out.append(
+            {
+                "name": REQUEST_LIMIT_FILTER,
+                "typed_config": _limiter("requests", "requests", requests, charge_tokens=False),
+            }
+        )
+    if tokens:
+        out.append(
+            {
+                "name": TOKEN_LIMIT_FILTER,
+                "typed_config": _limiter("tokens", "tokens", tokens, charge_tokens=True),
+            }
+        )
+    return out
+
+
+def local_limiters(ir: GatewayIR) -> tuple[bool, bool]:
+    """Whether the listener has the request limiter and the token limiter."""
+    routes = _local_routes(ir)
+    return any(r.policy.rate_limits for r in routes), any(r.policy.token_limits for r in routes)
+
+
+def limit_route_configs(
+    ir: GatewayIR, route: RouteIR, present: tuple[bool, bool]
+) -> dict[str, Any]:
+    """typed_per_filter_config of a route: each limiter the listener has (`present`, from
+    local_limiters) and the route does not use, switched off. A per-route LocalRateLimit
+    replaces the listener's for the route; without `filter_enabled` it lets every request
+    through at once, without building descriptors (Envoy wants a token bucket in it all the
+    same)."""
+    local = ir.limits.scope == "replica"
+    out: dict[str, Any] = {}
+    for (name, prefix), has_filter, used in (
+        ((REQUEST_LIMIT_FILTER, "requests"), present[0], local and bool(route.policy.rate_limits)),
+        ((TOKEN_LIMIT_FILTER, "tokens"), present[1], local and bool(route.policy.token_limits)),
+    ):
+        if has_filter and not used:
+            out[name] = {
+                "@type": LOCAL_RATELIMIT_TYPE,
+                "stat_prefix": prefix,
+                "token_bucket": dict(_UNLIMITED),
+            }
+    return out
 
 
 def token_limit_data(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]]:

@@ -6,17 +6,20 @@ endpoints. A Rollout's canary header gets its own entry to the canary backend fi
 go to `weighted_clusters` over the per-backend composite parents; retries walk the composite
 chain (attempt N -> member N).
 
-A route carries only what differs between routes (match, clusters, timeouts, retries): the
-internal headers to strip and the x-gateway-model response header (the attempt's endpoint
-model) are the same for every route and set once on the virtual host; x-gateway-route is the
-route's public name, a literal on each route. Limits and guardrails are configured in the
-listener's filters (ratelimit.py, guardrails.py).
+A route carries only what differs between routes (match, clusters, timeouts, retries, the
+response headers): the internal headers to strip are the same for every route and set once on
+the virtual host. x-gateway-route is the route's public name, a literal on each route;
+x-gateway-model (the attempt's endpoint model) is a literal too where every attempt goes to one
+model and no filter after route selection answers for the route, else the endpoint's metadata.
+Limits and guardrails are configured in the listener's filters (ratelimit.py, guardrails.py); a
+route without any switches those filters off.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from gatewayctl.ir import GatewayIR, RouteIR
@@ -29,6 +32,7 @@ from gatewayctl.render.envoy.body import (
 )
 from gatewayctl.render.envoy.clusters import chain
 from gatewayctl.render.envoy.global_limits import route_rate_limits
+from gatewayctl.render.envoy.guardrails import guard_sets, rbac_route_config
 from gatewayctl.render.envoy.names import (
     API_PATH_REGEX,
     CONSUMER_HEADER,
@@ -44,7 +48,11 @@ from gatewayctl.render.envoy.names import (
     backend_cluster_name,
 )
 from gatewayctl.render.envoy.options import EnvoyOptions
-from gatewayctl.render.envoy.ratelimit import token_charge_headers
+from gatewayctl.render.envoy.ratelimit import (
+    limit_route_configs,
+    local_limiters,
+    token_charge_headers,
+)
 from gatewayctl.render.envoy.translate import route_filter_configs
 from gatewayctl.render.envoy.upstream import pinned_models, skip_upstream_filters
 
@@ -91,6 +99,20 @@ def _route_action(route: RouteIR, backend_weights: list[tuple[str, int]]) -> dic
     return action
 
 
+def _model_header(
+    route: RouteIR, backend_weights: list[tuple[str, int]], answers_itself: bool
+) -> dict[str, Any]:
+    """x-gateway-model: the model whose endpoint answered (the endpoint's metadata, formatted
+    on every response). Route response headers also go on the local replies of filters that
+    run after the route is chosen (a guardrail's 403, a limit's 429), which must not name a
+    model; on a route without such filters (answers_itself false) whose attempts all go to
+    one model, the name is written as a literal instead, which costs nothing to format."""
+    models = {m for backend, _ in backend_weights for m in chain(route, backend)}
+    if len(models) == 1 and not answers_itself:
+        return _header(MODEL_RESPONSE_HEADER, next(iter(models)))
+    return _header(MODEL_RESPONSE_HEADER, f"%UPSTREAM_METADATA({METADATA_NS}:model)%")
+
+
 def _route(
     route: RouteIR,
     name: str,
@@ -99,8 +121,13 @@ def _route(
     pinned: bool = False,
     rate_limits: list[dict[str, Any]] | None = None,
     filter_configs: Mapping[str, Any] | None = None,
+    policy_configs: Mapping[str, Any] | None = None,
+    answers_itself: bool = True,
 ) -> dict[str, Any]:
-    match: dict[str, Any] = {"safe_regex": {"regex": API_PATH_REGEX}}
+    # Any path: only the body filter sets the entry's x-gw-route key, and only for a POST to an
+    # endpoint (clients' copies are removed before the first match), so a path regex here
+    # would only be evaluated again on every request.
+    match: dict[str, Any] = {"prefix": "/"}
     if extra_headers:
         match["headers"] = extra_headers
     action = _route_action(route, backend_weights)
@@ -112,23 +139,56 @@ def _route(
         "match": match,
         "route": action,
         # A literal per route: a %DYNAMIC_METADATA% header would be formatted on every request.
-        "response_headers_to_add": [_header(ROUTE_RESPONSE_HEADER, route.public_model)],
+        "response_headers_to_add": [
+            _header(ROUTE_RESPONSE_HEADER, route.public_model),
+            _model_header(route, backend_weights, answers_itself),
+        ],
     }
+    configs: dict[str, Any] = {}
     if pinned:
-        out["typed_per_filter_config"] = skip_upstream_filters()
+        configs.update(skip_upstream_filters())
     elif filter_configs:
-        out["typed_per_filter_config"] = dict(filter_configs)
+        configs.update(filter_configs)
+    configs.update(policy_configs or {})
+    if configs:
+        out["typed_per_filter_config"] = configs
     return out
 
 
+@dataclass(frozen=True)
+class PolicyFilters:
+    """Which of the listener's policy filters exist (guardrails.py, ratelimit.py)."""
+
+    rbac: bool
+    limiters: tuple[bool, bool]
+
+    @classmethod
+    def of(cls, ir: GatewayIR) -> PolicyFilters:
+        return cls(bool(guard_sets(ir)), local_limiters(ir))
+
+
 def render_gateway_routes(
-    ir: GatewayIR, route: RouteIR, pinned: bool, options: EnvoyOptions | None = None
+    ir: GatewayIR,
+    route: RouteIR,
+    pinned: bool,
+    options: EnvoyOptions | None = None,
+    filters: PolicyFilters | None = None,
 ) -> list[dict[str, Any]]:
     """The route's entries; pinned: see upstream.pinned_models; a route with a provider of
     another API switches the translating filters on (translate.py)."""
     configs = route_filter_configs(ir, route, options or EnvoyOptions())
+    # The listener's RBAC and limit filters, switched off on a route that has none of their
+    # rules: they then return at once instead of evaluating every policy and descriptor.
+    present = filters or PolicyFilters.of(ir)
+    policy = {
+        **rbac_route_config(route, present.rbac),
+        **limit_route_configs(ir, route, present.limiters),
+    }
     out: list[dict[str, Any]] = []
     limits = route_rate_limits(ir, route)
+    # Whether a filter after route selection may answer this route's requests itself.
+    p = route.policy
+    answers_itself = bool(limits or p.deny_patterns or p.rate_limits or p.token_limits)
     rollout = route.rollout
     if rollout is not None and any(b.model == rollout.canary for b in route.backends):
         canary_match = [{"name": rollout.canary_header, "string_match": {"exact": "always"}}]
@@ -140,13 +200,25 @@ def render_gateway_routes(
                 [(rollout.canary, 1)],
                 rate_limits=limits,
                 filter_configs=configs,
+                policy_configs=policy,
+                answers_itself=answers_itself,
             )
         )
     weights = [(b.model, b.weight) for b in route.backends if b.weight > 0]
     if not weights:  # defensive: the compiler guarantees a positive sum
         weights = [(route.backends[0].model, 1)]
     out.append(
-        _route(route, route.name, [], weights, pinned, rate_limits=limits, filter_configs=configs)
+        _route(
+            route,
+            route.name,
+            [],
+            weights,
+            pinned,
+            rate_limits=limits,
+            filter_configs=configs,
+            policy_configs=policy,
+            answers_itself=answers_itself,
+        )
     )
     return out
 
@@ -208,8 +280,9 @@ def render_route_config(ir: GatewayIR, options: EnvoyOptions | None = None) -> d
         },
     ]
     keyed: dict[str, Any] = {}
+    filters = PolicyFilters.of(ir)
     for route in sorted(ir.routes, key=lambda r: r.name):
-        entries = render_gateway_routes(ir, route, route.name in pinned, options)
+        entries = render_gateway_routes(ir, route, route.name in pinned, options, filters)
         keyed[route.name] = _route_list(entries)
     for cap, key in body_classes(ir).items():
         keyed[key] = _route_list([_body_class_route(key, cap)])
@@ -237,10 +310,6 @@ def render_route_config(ir: GatewayIR, options: EnvoyOptions | None = None) -> d
         CONSUMER_HEADER,
         PRINCIPAL_HEADER,
     ] + token_charge_headers(ir)
-    # Unset values (direct responses, Lua replies) add no header.
-    vhost["response_headers_to_add"] = [
-        _header(MODEL_RESPONSE_HEADER, f"%UPSTREAM_METADATA({METADATA_NS}:model)%"),
-    ]
     return {
         "name": ROUTE_CONFIG_NAME,
         # The /v1/models list grows with the routes; Envoy's default cap is 4 KiB.
