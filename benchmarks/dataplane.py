@@ -14,6 +14,9 @@ One run, one machine, one upstream (the built-in mock provider). Targets:
     minimal   wrk -> Envoy with one route and the router filter only -> mock
     litellm   wrk -> LiteLLM proxy (PyPI, own virtualenv, 2 workers, no database,
               telemetry off) -> mock
+    portkey   wrk -> Portkey's AI gateway (npm @portkey-ai/gateway, pinned, own prefix in
+              the cache, one Node process, x-portkey-provider: openai and
+              x-portkey-custom-host: the mock) -> mock
 
 Each target at each concurrency, several repeats, round-robin (repeat, concurrency, target) so
 drift on the machine spreads over all targets alike. Then the cost of each policy feature: one
@@ -54,14 +57,19 @@ from benchmarks.dataplane_targets import (
     CHAT_PATH,
     DEFAULT_CACHE,
     LITELLM_MODEL,
+    PORTKEY_SPEC,
+    PORTKEY_VERSION,
     Placement,
     ensure_litellm,
+    ensure_portkey,
     envoy_binary,
     litellm_version,
+    portkey_headers,
     start_gateway,
     start_litellm,
     start_minimal,
     start_mock,
+    start_portkey,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,6 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per target")
     p.add_argument("--envoy-concurrency", type=int, default=1, help="Envoy worker threads")
     p.add_argument("--no-litellm", action="store_true", help="leave LiteLLM out")
+    p.add_argument("--no-portkey", action="store_true", help="leave Portkey's gateway out")
     p.add_argument("--no-features", action="store_true", help="skip the per-feature runs")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     p.add_argument(
@@ -112,6 +121,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.duration, args.repeats, args.concurrency, args.warmup = 2.0, 1, "1,16", 1.0
         if not (args.cache / "litellm-venv" / ".installed").exists():
             args.no_litellm = True
+        if not (args.cache / f"portkey-{PORTKEY_VERSION}" / ".installed").exists():
+            args.no_portkey = True
     return args
 
 
@@ -265,6 +276,7 @@ def start_targets(bench: Bench, info: dict[str, Any]) -> None:
     bench.services["minimal"] = minimal
     bench.add_script("minimal", minimal, request_body(UPSTREAM_MODEL, prompt_variables=False))
 
+    start_portkey_target(bench, info, mock)
     if args.no_litellm:
         info["litellm"] = "left out (--no-litellm, or --quick without a cached virtualenv)"
         return
@@ -278,6 +290,22 @@ def start_targets(bench: Bench, info: dict[str, Any]) -> None:
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         info["litellm"] = f"not measured: {exc}"
         print(f"LiteLLM not measured: {exc}", file=sys.stderr)
+
+
+def start_portkey_target(bench: Bench, info: dict[str, Any], mock: Service) -> None:
+    if bench.args.no_portkey:
+        info["portkey"] = "left out (--no-portkey, or --quick without a cached install)"
+        return
+    try:
+        script = ensure_portkey(bench.args.cache, bench.work / "portkey-install.log")
+        info["portkey"] = PORTKEY_SPEC
+        body = request_body(UPSTREAM_MODEL, prompt_variables=False)
+        portkey = start_portkey(bench.work, script, mock, bench.placement, body)
+        bench.services["portkey"] = portkey
+        bench.add_script("portkey", portkey, body, headers=portkey_headers(mock.port))
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        info["portkey"] = f"not measured: {exc}"
+        print(f"Portkey not measured: {exc}", file=sys.stderr)
 
 
 def run_all(bench: Bench) -> None:

@@ -5,6 +5,8 @@
     gateway-nolog  the same config without the access log
     minimal     Envoy with one route straight to the mock: no Lua, no RBAC, no limits, no log
     litellm     LiteLLM proxy from PyPI in its own virtualenv, 2 workers, same upstream
+    portkey     Portkey's AI gateway (Node) from npm under its own prefix, one process, same
+                upstream (x-portkey-provider: openai, x-portkey-custom-host: the mock)
 
 Envoys run `--concurrency 1` by default: each proxy gets one dedicated core, one worker
 thread on it, and a second worker on the same core would only add switching.
@@ -321,5 +323,84 @@ def start_litellm(
     # Every worker must be up before the load starts: a few more requests, then the tree.
     for _ in range(20):
         check_completion(port, CHAT_PATH, request, AUTH)
+    svc.refresh_pids()
+    return svc
+
+
+# Portkey ---------------------------------------------------------------------------------------
+
+PORTKEY_VERSION = "1.15.2"
+PORTKEY_SPEC = f"@portkey-ai/gateway@{PORTKEY_VERSION}"
+# Node's servers listen on every interface unless told otherwise, and Portkey's start script
+# passes no host: this preload makes an unqualified listen() bind the loopback address only.
+_LOOPBACK_PRELOAD = """const net = require("net");
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  if (typeof args[0] === "number" && typeof args[1] !== "string") args.splice(1, 0, "127.0.0.1");
+  if (typeof args[0] === "object" && args[0] !== null && args[0].host === undefined) {
+    args[0] = { ...args[0], host: "127.0.0.1" };
+  }
+  return listen.apply(this, args);
+};
+"""
+
+
+def ensure_portkey(cache: Path, log: Path) -> Path:
+    """Portkey's gateway installed once with npm under its own prefix in the cache, pinned;
+    returns its start script."""
+    prefix = cache / f"portkey-{PORTKEY_VERSION}"
+    script = prefix / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+    marker = prefix / ".installed"
+    if marker.exists() and script.exists():
+        return script
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        raise RuntimeError("node and npm are not on PATH (Debian: apt-get install nodejs npm)")
+    prefix.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        subprocess.run(
+            [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", PORTKEY_SPEC],
+            check=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=900,
+        )
+    if not script.exists():
+        raise RuntimeError(f"npm installed {PORTKEY_SPEC} without {script}")
+    marker.write_text(PORTKEY_SPEC + "\n")
+    return script
+
+
+def portkey_headers(upstream_port: int) -> dict[str, str]:
+    """The benchmark's headers plus Portkey's routing: the OpenAI provider at the mock."""
+    return {
+        **AUTH,
+        "x-portkey-provider": "openai",
+        "x-portkey-custom-host": f"http://127.0.0.1:{upstream_port}/v1",
+    }
+
+
+def start_portkey(
+    work: Path, script: Path, upstream: Service, placement: Placement, request: bytes
+) -> Service:
+    dirs = work / "portkey"
+    dirs.mkdir(parents=True, exist_ok=True)
+    preload = dirs / "loopback.cjs"
+    preload.write_text(_LOOPBACK_PRELOAD)
+    port = free_port()
+    env = {**os.environ, "NODE_ENV": "production"}  # no UI, no log stream
+    svc = spawn(
+        "portkey",
+        ["node", "--require", str(preload), str(script), f"--port={port}", "--headless"],
+        dirs / "portkey.log",
+        port,
+        placement.proxy,
+        env=env,
+        cwd=dirs,
+    )
+    headers = portkey_headers(upstream.port)
+    wait_ready(svc, lambda: http_call(port, "POST", CHAT_PATH, request, headers)[0] == 200, 60)
+    for _ in range(20):
+        check_completion(port, CHAT_PATH, request, headers)
     svc.refresh_pids()
     return svc
