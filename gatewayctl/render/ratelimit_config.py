@@ -23,6 +23,7 @@ import yaml
 from gatewayctl.errors import GatewayctlError
 from gatewayctl.ir import GatewayIR, LimitIR
 from gatewayctl.render.envoy.global_limits import budget_units, enforced_budgets, is_global
+from gatewayctl.render.envoy.names import BUDGET_DESCRIPTOR, CONSUMER_DESCRIPTOR
 
 CONFIG_FILE = "config.yaml"
 UNITS = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
@@ -38,7 +39,7 @@ def _unit(limit: LimitIR) -> str:
 def _limit_descriptor(key: str, route: str, limit: LimitIR) -> dict[str, Any]:
     rate = {"unit": _unit(limit), "requests_per_unit": limit.amount}
     if limit.by == "consumer":
-        per_consumer = [{"key": "consumer", "rate_limit": rate}]
+        per_consumer = [{"key": CONSUMER_DESCRIPTOR, "rate_limit": rate}]
         return {"key": key, "value": route, "descriptors": per_consumer}
     return {"key": key, "value": route, "rate_limit": rate}
 
@@ -56,7 +57,7 @@ def render_ratelimit_config(ir: GatewayIR) -> dict[str, Any] | None:
     for consumer, usd in sorted(enforced_budgets(ir)):
         descriptors.append(
             {
-                "key": "budget",
+                "key": BUDGET_DESCRIPTOR,
                 "value": consumer,
                 "rate_limit": {"unit": "month", "requests_per_unit": budget_units(ir, usd)},
             }

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from gatewayctl.render.envoy import EnvoyOptions
 from gatewayctl.render.envoy.lua import upstream_source
-from gatewayctl.render.envoy.names import TARGET_HEADER
 from gatewayctl.render.envoy.translate import translate_data
 from gatewayctl.render.envoy.upstream import provider_data
 from tests.providers import irs
@@ -32,8 +31,7 @@ def test_a_retry_to_a_provider_with_a_base_path_keeps_one_prefix(tmp_path: Path)
     ir = dataclasses.replace(ir, providers=tuple(
         openai if p.name == "openai" else p for p in ir.providers))
     options = EnvoyOptions(secrets_dir=str(tmp_path))
-    lua = LuaFilter(upstream_source({"target_header": TARGET_HEADER,
-                                     "providers": provider_data(ir, options), "secret_ttl_s": 10}))
+    lua = LuaFilter(upstream_source({"providers": provider_data(ir, options), "secret_ttl_s": 10}))
     to_openai = target(irs.model_name("openai"), "openai", irs.UPSTREAM["openai"])
 
     first = lua.request(to_openai, _body(irs.model_name("openai")))

@@ -1,4 +1,6 @@
-"""The shipped Lua without Envoy: json.lua and gateway.lua in LuaJIT (lupa), with a fake handle.
+"""The shipped Lua without Envoy: its modules and filters in LuaJIT (lupa), with a fake handle.
+
+Every module is loaded as the renderer binds it (`module_source`), never a copy or a slice.
 
 These pin the fast paths of the filter: the response's `usage` is read from the top-level
 member only (never from text inside a string or a nested object), the request body is
@@ -18,7 +20,16 @@ import pytest
 
 from gatewayctl.render.envoy import EnvoyOptions
 from gatewayctl.render.envoy.listener import auth_filter_data, gateway_lua_data
-from gatewayctl.render.envoy.lua import auth_source, gateway_source, shipped_source, upstream_source
+from gatewayctl.render.envoy.lua import (
+    auth_source,
+    gateway_source,
+    module_source,
+    shipped_source,
+    strip_lua,
+    to_lua,
+    upstream_source,
+)
+from gatewayctl.render.envoy.names import LUA_NAMES
 from gatewayctl.render.envoy.upstream import provider_data, target_value
 from tests.render import irs
 
@@ -29,10 +40,18 @@ def _runtime() -> Any:
     return luajit.LuaRuntime(encoding=None)
 
 
+def load_module(rt: Any, name: str, prelude: str = "") -> Any:
+    """A shipped module as the filters bind it, after the names table and `prelude` (the
+    globals it reads: the modules and data bound before it in the filter)."""
+    return rt.execute(
+        "NAMES = " + to_lua(LUA_NAMES) + "\n" + prelude + "\nreturn " + module_source(name)
+    )
+
+
 @pytest.fixture(scope="module")
 def jsonlib() -> Any:
     rt = _runtime()
-    return rt, rt.execute("return (function()\n" + shipped_source("json.lua") + "\nend)()")
+    return rt, load_module(rt, "json.lua")
 
 
 def _usage(jsonlib: Any, doc: str) -> Any:
@@ -396,14 +415,7 @@ def test_streamed_usage_from_the_final_chunk(gateway_lua: Filters) -> None:
 def test_email_redaction_matches_the_lua_pattern() -> None:
     """redact_email (scan from each `@`) gives gsub's result for the documented pattern."""
     rt = _runtime()
-    source = shipped_source("gateway.lua")
-    start = source.index("local LOCAL_PART = {}")
-    end = source.index("local REDACTORS = {")
-    redact = rt.execute(
-        "local find, sub, byte, concat = string.find, string.sub, string.byte, table.concat\n"
-        + source[start:end]
-        + "\nreturn redact_email"
-    )
+    redact = load_module(rt, "redact.lua", "json = " + module_source("json.lua")).email
     pattern = rt.eval(
         'function(s) return (string.gsub(s, "[%w%.%%%+%-_]+@[%w%-]+%.[%w%.%-]*%w",'
         ' "[REDACTED_EMAIL]")) end'
@@ -458,7 +470,6 @@ def test_upstream_filter_skips_the_body_only_for_its_model(
     ir = irs.build_ir()
     options = EnvoyOptions(secrets_dir="/nonexistent")
     data = {
-        "target_header": "x-gw-target",
         "providers": provider_data(ir, options),
         "secret_ttl_s": 10,
     }
@@ -492,9 +503,48 @@ def test_secret_reader_trims_caches_and_rereads_after_the_ttl(
     secret = tmp_path / "api-key"
     secret.write_text(" first\n")
     rt = _runtime()
-    rt.execute(f"DATA = {{secret_ttl_s = {ttl}}}")
-    read = rt.execute("return (function()\n" + shipped_source("secrets.lua") + "\nend)()")
+    read = load_module(rt, "secrets.lua", f"DATA = {{secret_ttl_s = {ttl}}}")
     assert read(str(secret).encode()) == b"first"
     secret.write_text("rotated\n")
     assert read(str(secret).encode()) == second
     assert read(str(tmp_path / "missing").encode()) is None
+
+
+def test_strip_lua_keeps_every_literal_whole() -> None:
+    source = (
+        "  local a = [[first\n  -- not a comment\n\n  last]] -- a comment\n"
+        '  local b = "--" .. \'-- \\\' --\' --[==[ a long\n comment ]==] .. [=[ ]] ]=]\n'
+        "--[[ whole\nlines ]]\n\n  return a .. b\n"
+    )
+    stripped = strip_lua(source)
+    assert stripped == (
+        "local a = [[first\n  -- not a comment\n\n  last]]\n"
+        'local b = "--" .. \'-- \\\' --\'   .. [=[ ]] ]=]\n'
+        "return a .. b\n"
+    )
+    run = _runtime().execute
+    assert run(source) == run(stripped)
+    with pytest.raises(ValueError, match="unfinished long string"):
+        strip_lua("local a = [[ never closed")
+    with pytest.raises(ValueError, match="unfinished string"):
+        strip_lua('local a = "no end\nlocal b = 1')
+
+
+_SHIPPED = sorted(
+    p.name for p in (Path(__file__).parents[2] / "gatewayctl/render/envoy/lua").glob("*.lua")
+)
+
+
+@pytest.mark.parametrize("name", _SHIPPED)
+def test_shipped_lua_spells_no_name_of_names_py(name: str) -> None:
+    """Headers, metadata namespaces and keys come from the generated NAMES table only, and
+    every NAMES field the Lua reads exists."""
+    import re
+
+    code = shipped_source(name)
+    used = set(re.findall(r"\bNAMES\.([A-Za-z_]+)", code))
+    assert used <= set(LUA_NAMES), used - set(LUA_NAMES)
+    spelled = re.findall(r"""["'](x-gw-[^"']*|x-gateway-[^"']*|gw(?:\.[a-z]+)?)["']""", code)
+    assert not spelled, spelled
+    compiled = _runtime().eval("function(s) local _, err = loadstring(s); return err end")
+    assert compiled(code.encode()) is None

@@ -14,8 +14,8 @@ from gatewayctl.ir import from_json, to_json
 from gatewayctl.manifests.manifest_set import load_manifest_set
 from gatewayctl.render.envoy import EnvoyOptions, render_envoy
 from gatewayctl.render.envoy.guardrails import search_regex
-from gatewayctl.render.envoy.lua import lua_string, to_lua
-from gatewayctl.render.envoy.names import backend_cluster_name, model_cluster_name
+from gatewayctl.render.envoy.lua import lua_string, module_source, to_lua
+from gatewayctl.render.envoy.names import LUA_NAMES, backend_cluster_name, model_cluster_name
 from gatewayctl.render.envoy.routes import route_entries
 from tests.render import irs
 from tests.render.conftest import needs_envoy
@@ -196,10 +196,10 @@ def test_endpoint_metadata_values_survive_a_header() -> None:
         assert encoded == encoded.strip() and encoded.isascii() and encoded.isprintable()
         lupa = pytest.importorskip("lupa")
         runtime = lupa.LuaRuntime(encoding=None)
-        unescape = runtime.eval(
-            'function(s) return (string.gsub(s, "%%(%x%x)", '
-            "function(h) return string.char(tonumber(h, 16)) end)) end"
-        )
+        # target.lua's own unescape, loaded as the upstream filters bind it
+        unescape = runtime.execute(
+            "NAMES = " + to_lua(LUA_NAMES) + "\nreturn " + module_source("target.lua")
+        ).unescape
         assert unescape(encoded.encode()) == text.encode("utf-8")
     assert encode_value("meta-llama/Llama-3.1-70B-Instruct") == "meta-llama/Llama-3.1-70B-Instruct"
 

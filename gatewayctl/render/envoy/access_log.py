@@ -19,9 +19,12 @@ from typing import Any
 
 from gatewayctl.render.envoy import metrics
 from gatewayctl.render.envoy.names import (
+    CONSUMER_KEY,
     FILE_LOG_TYPE,
     INTERNAL_NS,
     METADATA_NS,
+    PROMPT_TOKENS_KEY,
+    ROUTE_KEY,
     STATS_LOG_TYPE,
     STDOUT_LOG_TYPE,
 )
@@ -78,7 +81,7 @@ def _token_counter(kind: str) -> dict[str, Any]:
 
 
 def _consumer_counter(kind: str) -> dict[str, Any]:
-    tags = {"consumer": _md("consumer"), "route": _md("route"),
+    tags = {"consumer": _md(CONSUMER_KEY), "route": _md(ROUTE_KEY),
             "model": f"%UPSTREAM_METADATA({METADATA_NS}:model)%"}
     counter: dict[str, Any] = {
         "stat": {
@@ -100,7 +103,7 @@ def render_token_stats_log() -> dict[str, Any]:
     """The per-backend and per-consumer counters (stats_scope, not the deprecated stat_prefix)."""
     present = {
         "filter": METADATA_NS,
-        "path": [{"key": "prompt_tokens"}],
+        "path": [{"key": PROMPT_TOKENS_KEY}],
         "value": {"present_match": True},
     }
     return {

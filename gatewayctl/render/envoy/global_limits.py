@@ -33,9 +33,15 @@ from typing import Any
 
 from gatewayctl.ir import GatewayIR, LimitIR, RouteIR
 from gatewayctl.render.envoy.names import (
+    BUDGET_DESCRIPTOR,
+    BUDGET_KEY,
+    BUDGET_LIMIT,
+    CONSUMER_DESCRIPTOR,
+    CONSUMER_KEY,
     INTERNAL_NS,
     LIMIT_RESPONSE_HEADER,
     METADATA_NS,
+    ROUTE_KEY,
     TYPE_PREFIX,
 )
 from gatewayctl.render.envoy.options import EnvoyOptions
@@ -46,13 +52,12 @@ HTTP_OPTIONS_TYPE = TYPE_PREFIX + HTTP_OPTIONS_KEY
 RATELIMIT_CLUSTER = "gatewayctl_ratelimit"
 # The rate limit service's gRPC port (envoyproxy/ratelimit's default GRPC_PORT).
 RATELIMIT_GRPC_PORT = 8081
-BUDGET_KEY = "budget"
 
 # (filter name, stage, x-gateway-limit value)
 STAGES: tuple[tuple[str, int, str], ...] = (
     ("gatewayctl.limit_requests", 0, "requests"),
     ("gatewayctl.limit_tokens", 1, "tokens"),
-    ("gatewayctl.limit_budget", 2, "budget"),
+    ("gatewayctl.limit_budget", 2, BUDGET_LIMIT),
 )
 # The service counts in unsigned 32-bit integers: a budget is counted in the smallest unit of
 # 10^-k USD (k <= 6) that keeps the largest enforced budget below this.
@@ -130,9 +135,9 @@ def _metadata_entry(namespace: str, field: str, key: str) -> dict[str, Any]:
 
 
 def _limit_actions(prefix: str, slot: int, limit: LimitIR) -> list[dict[str, Any]]:
-    actions = [_metadata_entry(METADATA_NS, "route", f"{prefix}{slot}")]
+    actions = [_metadata_entry(METADATA_NS, ROUTE_KEY, f"{prefix}{slot}")]
     if limit.by == "consumer":
-        actions.append(_metadata_entry(METADATA_NS, "consumer", "consumer"))
+        actions.append(_metadata_entry(METADATA_NS, CONSUMER_KEY, CONSUMER_DESCRIPTOR))
     return actions
 
 
@@ -146,7 +151,7 @@ def route_rate_limits(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]]:
     for slot, limit in enumerate(route.policy.token_limits):
         out.append({"stage": 1, "actions": _limit_actions("t", slot, limit)})
     if enforced_budgets(ir):
-        budget = [_metadata_entry(INTERNAL_NS, BUDGET_KEY, "budget")]
+        budget = [_metadata_entry(INTERNAL_NS, BUDGET_KEY, BUDGET_DESCRIPTOR)]
         out.append({"stage": 2, "actions": budget})
     return out
 

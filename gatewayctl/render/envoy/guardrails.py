@@ -21,6 +21,8 @@ from typing import Any
 from gatewayctl.ir import GatewayIR, RouteIR
 from gatewayctl.manifests.deny_patterns import search_regex
 from gatewayctl.render.envoy.names import (
+    GUARD_SET_KEY,
+    GUARD_TEXT_KEY,
     INTERNAL_NS,
     RBAC_FILTER,
     RBAC_PER_ROUTE_TYPE,
@@ -82,9 +84,9 @@ def render_rbac_filter(ir: GatewayIR) -> dict[str, Any] | None:
                     {
                         "and_ids": {
                             "ids": [
-                                _metadata_id("set", {"exact": set_id}),
+                                _metadata_id(GUARD_SET_KEY, {"exact": set_id}),
                                 _metadata_id(
-                                    "text", {"safe_regex": {"regex": search_regex(pattern)}}
+                                    GUARD_TEXT_KEY, {"safe_regex": {"regex": search_regex(pattern)}}
                                 ),
                             ]
                         }

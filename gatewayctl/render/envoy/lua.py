@@ -9,6 +9,7 @@ add code, whatever it contains (quotes, `]]`, newlines, NUL, non-ASCII).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
@@ -51,21 +52,113 @@ def to_lua(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to Lua")
 
 
+def _long_bracket(text: str, at: int) -> int | None:
+    """The level of a long bracket `[==[` opening at `at`, or None."""
+    i = at + 1
+    while i < len(text) and text[i] == "=":
+        i += 1
+    return i - at - 1 if i < len(text) and text[i] == "[" else None
+
+
+def _long_end(text: str, at: int, level: int, what: str) -> int:
+    """The index after the `]==]` of `level` closing what opened before `at`."""
+    close = "]" + "=" * level + "]"
+    end = text.find(close, at)
+    if end < 0:
+        raise ValueError(f"unfinished long {what}")
+    return end + len(close)
+
+
+def _quoted_end(text: str, at: int) -> int:
+    """The index after the quoted string opening at `at` (a backslash escapes any byte)."""
+    quote, i = text[at], at + 1
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+        elif c == quote:
+            return i + 1
+        elif c == "\n":
+            break
+        else:
+            i += 1
+    raise ValueError("unfinished string")
+
+
+def strip_lua(text: str) -> str:
+    """Lua source without its comments, indentation and blank lines; every string literal
+    (quoted, or a long bracket `[[...]]` over several lines) kept byte for byte.
+
+    A small scanner of Lua's lexical rules finds the literals and comments first, so `--`
+    inside a string is not a comment and a multi-line literal keeps its lines and spaces.
+    """
+    code: list[str] = []
+    literals: list[str] = []
+    i = start = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "-" and text.startswith("--", i):
+            code.append(text[start:i])
+            level = _long_bracket(text, i + 2) if text.startswith("[", i + 2) else None
+            if level is not None:
+                i = _long_end(text, i + 4 + level, level, "comment")
+                code.append(" ")
+            else:
+                eol = text.find("\n", i)
+                i = n if eol < 0 else eol
+            start = i
+        elif c in "\"'" or (c == "[" and _long_bracket(text, i) is not None):
+            if c == "[":
+                level = _long_bracket(text, i) or 0
+                end = _long_end(text, i + 2 + level, level, "string")
+            else:
+                end = _quoted_end(text, i)
+            # a literal stands in the code as a marker no Lua source contains (NUL)
+            code.append(text[start:i] + f"\0{len(literals)}\0")
+            literals.append(text[i:end])
+            i = start = end
+        else:
+            i += 1
+    code.append(text[start:])
+    lines = (line.strip() for line in "".join(code).splitlines())
+    kept = "\n".join(line for line in lines if line) + "\n"
+    return _MARKER.sub(lambda m: literals[int(m.group(1))], kept)
+
+
+_MARKER = re.compile("\0([0-9]+)\0")
+
+
 @cache
 def shipped_source(name: str) -> str:
-    """A Lua file shipped in gatewayctl/render/envoy/lua/, without comment lines and indent.
-
-    Comments and indentation only cost config bytes; the shipped files keep no string
-    literal across lines, so dropping them is safe.
-    """
+    """A Lua file shipped in gatewayctl/render/envoy/lua/, as the filters carry it
+    (strip_lua: comments and indentation only cost config bytes)."""
     text = (resources.files(__package__) / "lua" / name).read_text(encoding="utf-8")
-    lines = (line.strip() for line in text.splitlines())
-    return "\n".join(line for line in lines if line and not line.startswith("--")) + "\n"
+    if "\0" in text:
+        raise ValueError(f"{name} contains NUL")
+    return strip_lua(text)
+
+
+def module_source(name: str) -> str:
+    """The expression that evaluates a shipped module file (it ends in `return <value>`)."""
+    return "(function()\n" + shipped_source(name) + "end)()"
 
 
 def _module(variable: str, name: str) -> str:
-    """A shipped file that returns a value, bound to a local of the filter's chunk."""
-    return f"local {variable} = (function()\n" + shipped_source(name) + "\nend)()\n"
+    """A shipped module, bound to a local of the filter's chunk."""
+    return f"local {variable} = " + module_source(name) + "\n"
+
+
+def names_source() -> str:
+    """`local NAMES = {...}`: every header, metadata namespace and key the Lua uses, from
+    names.py (LUA_NAMES). Each filter starts with it."""
+    from gatewayctl.render.envoy.names import LUA_NAMES
+
+    return "local NAMES = " + to_lua(LUA_NAMES) + "\n"
+
+
+def _head(data: Mapping[str, Any]) -> str:
+    return names_source() + "local DATA = " + to_lua(data) + "\n"
 
 
 # The OpenAI request reader, the reply builder, the stream readers and one module per native
@@ -80,41 +173,50 @@ NATIVE_MODULES = (
     ("gemini", "gemini.lua"),
 )
 
+# The body filter's own modules (gateway.lua's parts), bound after the shared ones.
+GATEWAY_MODULES = (
+    ("decide_access", "access.lua"),
+    ("charge_limits", "ratelimit.lua"),
+    ("texts", "text.lua"),
+    ("redact", "redact.lua"),
+    ("prompts", "prompts.lua"),
+    ("usage", "usage.lua"),
+    ("tokens", "tokens.lua"),
+)
 
-def _native_modules() -> str:
-    return "".join(_module(variable, name) for variable, name in NATIVE_MODULES)
+
+def _modules(modules: tuple[tuple[str, str], ...]) -> str:
+    return "".join(_module(variable, name) for variable, name in modules)
 
 
 def gateway_source(data: Mapping[str, Any], native: bool = False) -> str:
-    """The downstream filter: JSON library, data table, secret reader, (with native providers:
-    the translation modules, to check requests), then gateway.lua."""
+    """The downstream filter: names, JSON library, data table, secret reader, its modules,
+    (with native providers: the translation modules, to check requests), then gateway.lua."""
     return (
-        _module("json", "json.lua")
+        names_source()
+        + _module("json", "json.lua")
         + "local DATA = "
         + to_lua(data)
         + "\n"
         + _module("read_secret", "secrets.lua")
-        + _module("decide_access", "access.lua")
-        + _module("charge_limits", "ratelimit.lua")
-        + (_native_modules() if native else "")
+        + _modules(GATEWAY_MODULES)
+        + (_modules(NATIVE_MODULES) if native else "")
         + shipped_source("gateway.lua")
     )
 
 
 def auth_source(data: Mapping[str, Any]) -> str:
-    """The auth filter (headers only): data table, the JWT principal reader on a gateway with
-    JWT policies, then auth.lua."""
+    """The auth filter (headers only): names, data table, the JWT principal reader on a
+    gateway with JWT policies, then auth.lua."""
     jwt = _module("jwt_principal", "jwt.lua") if data.get("jwt") is not None else ""
-    return "local DATA = " + to_lua(data) + "\n" + jwt + shipped_source("auth.lua")
+    return _head(data) + jwt + shipped_source("auth.lua")
 
 
 def upstream_source(data: Mapping[str, Any]) -> str:
-    """The shared upstream filter (router-level): data table, secret reader, the attempt's
-    target, upstream.lua."""
+    """The shared upstream filter (router-level): names, data table, secret reader, the
+    attempt's target, upstream.lua."""
     return (
-        "local DATA = "
-        + to_lua(data)
-        + "\n"
+        _head(data)
         + _module("read_secret", "secrets.lua")
         + _module("target", "target.lua")
         + shipped_source("upstream.lua")
@@ -122,16 +224,17 @@ def upstream_source(data: Mapping[str, Any]) -> str:
 
 
 def translate_source(data: Mapping[str, Any]) -> str:
-    """The translating upstream filter (routes with a native provider): JSON library, data
-    table, secret reader, the attempt's target, the translation modules, translate.lua."""
+    """The translating upstream filter (routes with a native provider): names, JSON library,
+    data table, secret reader, the attempt's target, the translation modules, translate.lua."""
     return (
-        _module("json", "json.lua")
+        names_source()
+        + _module("json", "json.lua")
         + "local DATA = "
         + to_lua(data)
         + "\n"
         + _module("read_secret", "secrets.lua")
         + _module("target", "target.lua")
-        + _native_modules()
+        + _modules(NATIVE_MODULES)
         + shipped_source("translate.lua")
     )
 

@@ -17,17 +17,19 @@ Envoy keeps them under the stats scope `gatewayctl`; at /stats/prometheus a stat
 
 from __future__ import annotations
 
+from gatewayctl.render.envoy.names import COMPLETION_TOKENS_KEY, COST_KEY, PROMPT_TOKENS_KEY
+
 STATS_SCOPE = "gatewayctl"
 
 BACKEND = "backend"
 BACKEND_TAG = "backend"
-BACKEND_KINDS = ("prompt_tokens", "completion_tokens")
+BACKEND_KINDS = (PROMPT_TOKENS_KEY, COMPLETION_TOKENS_KEY)  # the Lua filter's metadata keys
 
 CONSUMER = "consumer"
 CONSUMER_TAGS = ("consumer", "route", "model")
 CONSUMER_REQUESTS = "requests"
-CONSUMER_COST = "cost_nano_usd"
-CONSUMER_KINDS = (CONSUMER_REQUESTS, "prompt_tokens", "completion_tokens", CONSUMER_COST)
+CONSUMER_COST = COST_KEY
+CONSUMER_KINDS = (CONSUMER_REQUESTS, *BACKEND_KINDS, CONSUMER_COST)
 NANO_USD = 1e9
 
 
@@ -41,6 +43,6 @@ def prometheus_name(group: str, kind: str) -> str:
     return f"envoy_{STATS_SCOPE}_{group}_{kind}"
 
 
-BACKEND_PROMPT_TOKENS = prometheus_name(BACKEND, "prompt_tokens")
-BACKEND_COMPLETION_TOKENS = prometheus_name(BACKEND, "completion_tokens")
+BACKEND_PROMPT_TOKENS = prometheus_name(BACKEND, PROMPT_TOKENS_KEY)
+BACKEND_COMPLETION_TOKENS = prometheus_name(BACKEND, COMPLETION_TOKENS_KEY)
 CONSUMER_COST_METRIC = prometheus_name(CONSUMER, CONSUMER_COST)

@@ -52,6 +52,30 @@ METADATA_NS = "gw"
 # gw.internal: per-request state no log needs: message text and guard set for the
 # deny-pattern RBAC, token debt carried into the token limiter.
 INTERNAL_NS = "gw.internal"
+# gw.attempt: what the upstream filters keep across a request's attempts (the client's path,
+# the attempt's API, a translated stream's usage for the body filter).
+ATTEMPT_NS = "gw.attempt"
+
+# Metadata keys the Lua filters set and the configuration reads.
+ROUTE_KEY = "route"  # gw: the route (access log, cost counter tag, global limit descriptor)
+CONSUMER_KEY = "consumer"  # gw: the consumer (the same three)
+PROMPT_TOKENS_KEY = "prompt_tokens"  # gw: the per-backend token counters
+COMPLETION_TOKENS_KEY = "completion_tokens"
+COST_KEY = "cost_nano_usd"  # gw.internal: the spend counter
+BUDGET_KEY = "budget"  # gw.internal: an enforced budget's descriptor (global_limits.py)
+GUARD_SET_KEY = "set"  # gw.internal: the deny-pattern RBAC's guard set and text
+GUARD_TEXT_KEY = "text"
+
+# Rate limit descriptor keys (the rate limit service's configuration, the filters' actions and
+# the Lua filter's post-response charge), and the x-gateway-limit value of a spent budget.
+CONSUMER_DESCRIPTOR = "consumer"
+BUDGET_DESCRIPTOR = "budget"
+BUDGET_LIMIT = "budget"
+
+# The request headers a client may present its key in (auth.lua reads them in this order, the
+# first as `Bearer <key>`; the body filter and the upstream filters remove them before
+# anything goes upstream).
+CLIENT_KEY_HEADERS = ("authorization", "x-api-key", "api-key")
 
 ENDPOINTS = {
     "/v1/chat/completions": "chat",
@@ -125,6 +149,39 @@ TLS_UPSTREAM_TYPE = TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.Ups
 FILE_LOG_TYPE = TYPE_PREFIX + "envoy.extensions.access_loggers.file.v3.FileAccessLog"
 STDOUT_LOG_TYPE = TYPE_PREFIX + "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
 STATS_LOG_TYPE = TYPE_PREFIX + "envoy.extensions.access_loggers.stats.v3.Config"
+
+
+# Every name above that the Lua filters use, as the generated `local NAMES = {...}` line each
+# filter starts with (lua.py): the shipped Lua spells none of them itself.
+LUA_NAMES: dict[str, str | tuple[str, ...]] = {
+    "metadata_ns": METADATA_NS,
+    "internal_ns": INTERNAL_NS,
+    "attempt_ns": ATTEMPT_NS,
+    "route_header": ROUTE_HEADER,
+    "consumer_header": CONSUMER_HEADER,
+    "target_header": TARGET_HEADER,
+    "reply_header": LUA_REPLY_HEADER,
+    "principal_header": PRINCIPAL_HEADER,
+    "body_model_header": BODY_MODEL_HEADER,
+    "sign_header": SIGN_HEADER,
+    "client_key_headers": CLIENT_KEY_HEADERS,
+    "model_response_header": MODEL_RESPONSE_HEADER,
+    "prompt_version_header": PROMPT_VERSION_HEADER,
+    "limit_response_header": LIMIT_RESPONSE_HEADER,
+    "guardrail_response_header": GUARDRAIL_RESPONSE_HEADER,
+    "rbac_filter": RBAC_FILTER,
+    "route_key": ROUTE_KEY,
+    "consumer_key": CONSUMER_KEY,
+    "prompt_tokens_key": PROMPT_TOKENS_KEY,
+    "completion_tokens_key": COMPLETION_TOKENS_KEY,
+    "cost_key": COST_KEY,
+    "budget_key": BUDGET_KEY,
+    "guard_set_key": GUARD_SET_KEY,
+    "guard_text_key": GUARD_TEXT_KEY,
+    "consumer_descriptor": CONSUMER_DESCRIPTOR,
+    "budget_descriptor": BUDGET_DESCRIPTOR,
+    "budget_limit": BUDGET_LIMIT,
+}
 
 
 def _model_part(model: str) -> str:

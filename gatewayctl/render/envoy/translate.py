@@ -40,7 +40,6 @@ from gatewayctl.render.envoy.names import (
     LUA_PER_ROUTE_TYPE,
     LUA_TYPE,
     SIGN_HEADER,
-    TARGET_HEADER,
     UPSTREAM_REWRITE_FILTER,
     UPSTREAM_SIGN_CLEANUP_FILTER,
     UPSTREAM_SIGN_FILTER,
@@ -76,8 +75,6 @@ def translate_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
     """The translating filter's data: the providers (as upstream.lua has them), and the
     default max_tokens of each model whose Model sets maxOutputTokens."""
     return {
-        "target_header": TARGET_HEADER,
-        "sign_header": SIGN_HEADER,
         "providers": provider_data(ir, options),
         "secret_ttl_s": options.secret_ttl_s,
         "max_tokens": {

@@ -142,7 +142,6 @@ def render_upstream_filters(
     """The router's upstream_http_filters: header_mutation -> Lua -> `extra` (the translating
     filter and Bedrock's signer, translate.py, off unless a route switches them on) -> codec."""
     data = {
-        "target_header": TARGET_HEADER,
         "providers": provider_data(ir, options),
         "secret_ttl_s": options.secret_ttl_s,
     }

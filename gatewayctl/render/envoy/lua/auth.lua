@@ -1,5 +1,6 @@
 -- The gateway's first filter: authentication from the request headers alone, before any body
--- is read. Prepended at render time by `local DATA = ...` (consumer key files, the body cap of
+-- is read. Prepended at render time by `local NAMES = ...` (header names, from names.py),
+-- `local DATA = ...` (consumer key files, the body cap of
 -- each consumer and of anonymous clients, the body class route key of each cap) and, on a
 -- gateway with JWT policies, `jwt_principal` (jwt.lua: the consumer a verified token names);
 -- this file holds no manifest data itself.
@@ -15,7 +16,9 @@
 -- table's entry for it configures the buffer filter that comes next to buffer at most that
 -- many bytes (413 beyond). The body filter then picks the real route from `model`.
 
-local OTHER_KEY_HEADERS = { "x-api-key", "api-key" }
+local CLIENT_KEY_HEADERS = NAMES.client_key_headers
+local PRINCIPAL_HEADER, ROUTE_HEADER = NAMES.principal_header, NAMES.route_header
+local NS, REPLY_HEADER = NAMES.metadata_ns, NAMES.reply_header
 local find, sub, byte, match = string.find, string.sub, string.byte, string.match
 
 -- Per worker: consumer keys read from the mounted secret files, refreshed after a TTL.
@@ -52,7 +55,7 @@ local function consumer_for_key(key)
 end
 
 local function presented_key(hdrs)
-  local auth = hdrs:get("authorization")
+  local auth = hdrs:get(CLIENT_KEY_HEADERS[1])  -- authorization
   if auth ~= nil then
     -- "Bearer" (any case), whitespace, the key
     local scheme = sub(auth, 1, 6)
@@ -61,8 +64,8 @@ local function presented_key(hdrs)
       if bearer ~= "" then return bearer end
     end
   end
-  for _, name in ipairs(OTHER_KEY_HEADERS) do
-    local v = hdrs:get(name)
+  for i = 2, #CLIENT_KEY_HEADERS do
+    local v = hdrs:get(CLIENT_KEY_HEADERS[i])
     if v ~= nil then
       v = trim(v)
       if v ~= "" then return v end
@@ -72,8 +75,8 @@ local function presented_key(hdrs)
 end
 
 local function reply(h, status, message, err_type, code)
-  h:streamInfo():dynamicMetadata():set("gw", "local_reply", true)
-  h:headers():replace("x-gw-reply", "lua")  -- local_reply mappers leave this reply alone
+  h:streamInfo():dynamicMetadata():set(NS, "local_reply", true)
+  h:headers():replace(REPLY_HEADER, "lua")  -- local_reply mappers leave this reply alone
   local body = '{"error":{"code":"' .. code .. '","message":"' .. message .. '","type":"' .. err_type .. '"}}'
   h:respond({ [":status"] = tostring(status), ["content-type"] = "application/json" }, body)
 end
@@ -128,10 +131,10 @@ function envoy_on_request(h)
     return reply(h, 413, "The request body is larger than " .. cap .. " bytes.",
       "invalid_request_error", "request_too_large")
   end
-  hdrs:replace("x-gw-principal", principal)
+  hdrs:replace(PRINCIPAL_HEADER, principal)
   if cap ~= DATA.first_cap then
     -- the route matched first (an endpoint POST) already has the default bound
-    hdrs:replace("x-gw-route", DATA.body_classes[tostring(cap)])
+    hdrs:replace(ROUTE_HEADER, DATA.body_classes[tostring(cap)])
     h:clearRouteCache()
   end
 end

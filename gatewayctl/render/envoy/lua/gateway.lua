@@ -1,9 +1,13 @@
 -- The gateway's downstream body filter: route selection, per-route access, guardrails,
--- prompts, token accounting. Prepended at render time by `local json = ...`, `local DATA = ...`
--- (the generated, escaped data table), `read_secret` (secrets.lua) and `decide_access`
--- (access.lua: the route's 401/403 from the principal); this file holds no
--- manifest data itself. The auth filter (auth.lua) runs before it, from the headers alone,
--- and the buffer filter between them has bounded the body by the client's largest route.
+-- prompts, token accounting. Prepended at render time by `local NAMES = ...` (every header
+-- and metadata name, from names.py), `local json = ...`, `local DATA = ...` (the generated,
+-- escaped data table), and its modules, each bound as `local <name> = (function() ... end)()`:
+-- read_secret (secrets.lua), decide_access (access.lua: the route's 401/403 from the
+-- principal), charge_limits (ratelimit.lua), texts (text.lua: what the provider reads),
+-- redact (redact.lua), prompts (prompts.lua), usage (usage.lua) and tokens (tokens.lua: token
+-- debt). This file holds no manifest data and spells no name itself. The auth filter
+-- (auth.lua) runs before it, from the headers alone, and the buffer filter between them has
+-- bounded the body by the client's largest route.
 --
 -- Request: decode the body, pick the route from `model`, then check the route's body limit
 -- and access (the principal auth.lua found), inject the prompt, publish every text of the
@@ -25,31 +29,32 @@
 -- credential) becomes the gateway's own 502, so nothing of the provider's reply, which may
 -- echo the credential, reaches the client.
 
--- gw: what the access log shows (logged whole, as one object); gw.internal: state no log
--- needs (the guard set and message text for RBAC, token debt carried into the limiter).
-local NS = "gw"
-local INTERNAL_NS = "gw.internal"
-local BODY_MODEL_HEADER = "x-gw-body-model"
-local PRINCIPAL_HEADER = "x-gw-principal"
-local CLIENT_KEY_HEADERS = { "authorization", "x-api-key", "api-key" }
-local find, sub, gsub, match, byte = string.find, string.sub, string.gsub, string.match, string.byte
+local NS = NAMES.metadata_ns
+local INTERNAL_NS = NAMES.internal_ns
+local ATTEMPT_NS = NAMES.attempt_ns
+local ROUTE_HEADER, CONSUMER_HEADER = NAMES.route_header, NAMES.consumer_header
+local BODY_MODEL_HEADER = NAMES.body_model_header
+local PRINCIPAL_HEADER = NAMES.principal_header
+local REPLY_HEADER = NAMES.reply_header
+local CLIENT_KEY_HEADERS = NAMES.client_key_headers
+local MODEL_RESPONSE_HEADER = NAMES.model_response_header
+local PROMPT_VERSION_HEADER = NAMES.prompt_version_header
+local LIMIT_RESPONSE_HEADER = NAMES.limit_response_header
+local GUARDRAIL_RESPONSE_HEADER = NAMES.guardrail_response_header
+local ROUTE_KEY, CONSUMER_KEY = NAMES.route_key, NAMES.consumer_key
+local GUARD_SET_KEY, GUARD_TEXT_KEY = NAMES.guard_set_key, NAMES.guard_text_key
+local RBAC_FILTER = NAMES.rbac_filter
+local find, sub, match = string.find, string.sub, string.match
 local concat = table.concat
 local is_object, is_array = json.is_object, json.is_array
-
--- Per worker: tokens used by finished responses and not yet charged to the shared bucket,
--- by "<limit key>|<route>|<consumer>".
-local token_debt = {}
-
-math.randomseed(os.time() + math.floor(os.clock() * 1000000))
+local guard_text, carried_text, shown = texts.guard_text, texts.carried_text, texts.shown
+local redact_table = redact.table
+local usage_numbers, usage_of = usage.numbers, usage.of
 
 -- A route's policy fields (api_keys, allow, guard, token_limits, max_bytes, redact) live in
 -- DATA.policies, shared by the routes with the same policies; make them read as the route's.
 for _, route in pairs(DATA.routes) do
   setmetatable(route, { __index = DATA.policies[route.policy] })
-end
--- The metadata key of each token limit's carried debt, made once rather than per request.
-for _, policy in pairs(DATA.policies) do
-  for i, limit in ipairs(policy.token_limits) do limit.carried_key = "token_carried_" .. i end
 end
 
 -- A pinned route (one model for every attempt; see upstream.py pinned_models) has the router's
@@ -70,274 +75,9 @@ end
 -- Handles taken before h:body() are invalid after it: fetch the metadata map after it.
 local function reply(h, status, message, err_type, code)
   h:streamInfo():dynamicMetadata():set(NS, "local_reply", true)
-  h:headers():replace("x-gw-reply", "lua")  -- local_reply mappers leave this reply alone
+  h:headers():replace(REPLY_HEADER, "lua")  -- local_reply mappers leave this reply alone
   local body = json.encode({ error = { message = message, type = err_type, code = code } })
   h:respond({ [":status"] = tostring(status), ["content-type"] = "application/json" }, body)
-end
-
--- Text the provider reads -------------------------------------------------------------------
--- A provider reads every string of the body: message text of every role and part (a string,
--- an array of parts or one part object), tool calls (names and arguments), tool and function
--- definitions (descriptions, parameter schemas), `prompt`, `input`, the injected prompt. The
--- deny patterns see all of it, object keys below the top level included (a schema's property
--- names reach the model too). Left out, as not text: the top-level member names (the API's
--- parameters), `model`, and the values of `role` and `type` (enumerations the provider checks).
-local NOT_TEXT = { role = true, type = true }
--- Redaction rewrites the same strings except these identifiers, whose rewriting would break
--- the tool round trip (a call's id, a function's name); the deny patterns still see them.
-local NOT_REDACTED = { model = true, role = true, type = true, name = true, id = true,
-                       tool_call_id = true, call_id = true }
-
-local function add_strings(v, out, n)
-  if is_array(v) then
-    for i = 1, #v do
-      local item = v[i]
-      local t = type(item)
-      if t == "string" then
-        n = n + 1; out[n] = item
-      elseif t == "table" then
-        n = add_strings(item, out, n)
-      end
-    end
-    return n
-  end
-  for k, item in pairs(v) do
-    n = n + 1; out[n] = k
-    if not NOT_TEXT[k] then
-      local t = type(item)
-      if t == "string" then
-        n = n + 1; out[n] = item
-      elseif t == "table" then
-        n = add_strings(item, out, n)
-      end
-    end
-  end
-  return n
-end
-
-local function guard_text(req, native)
-  local out, n = {}, 0
-  for k, v in pairs(req) do
-    if k ~= "model" then
-      local t = type(v)
-      if t == "string" then
-        n = n + 1; out[n] = v
-      elseif t == "table" then
-        n = add_strings(v, out, n)
-      end
-    end
-  end
-  -- A tool call's `arguments` is a JSON text that the native APIs get decoded: what its escapes
-  -- spell is text the provider reads too.
-  if native ~= nil then
-    for _, a in ipairs(native) do
-      if type(a.value) == "table" then n = add_strings(a.value, out, n) end
-    end
-  end
-  return concat(out, "\n")
-end
-
--- Text that Envoy's dynamic metadata carries whole and RE2 reads as UTF-8. A metadata string
--- ends at its first NUL, so NUL becomes a space; RE2's `.` matches no byte that is outside a
--- valid UTF-8 sequence, so one such byte anywhere would keep `(?s:.*)P(?s:.*)` from matching
--- the whole text: each becomes U+FFFD. Nothing else changes.
-local REPLACEMENT = "\239\191\189"
-local function carried_text(s)
-  local i = find(s, "[%z\128-\255]")
-  if i == nil then return s end
-  local out, n, from, len = {}, 0, 1, #s
-  while i ~= nil do
-    local c = byte(s, i)
-    local size = 0
-    if c >= 0xC2 and c <= 0xDF then size = 2
-    elseif c >= 0xE0 and c <= 0xEF then size = 3
-    elseif c >= 0xF0 and c <= 0xF4 then size = 4 end
-    local ok = size > 0 and i + size - 1 <= len
-    if ok then
-      for j = i + 1, i + size - 1 do
-        local cc = byte(s, j)
-        if cc < 0x80 or cc > 0xBF then ok = false; break end
-      end
-      if ok then
-        local c2 = byte(s, i + 1)
-        if (c == 0xE0 and c2 < 0xA0) or (c == 0xED and c2 > 0x9F)
-            or (c == 0xF0 and c2 < 0x90) or (c == 0xF4 and c2 > 0x8F) then
-          ok = false
-        end
-      end
-    end
-    if ok then
-      i = i + size
-    else
-      out[n + 1] = sub(s, from, i - 1)
-      out[n + 2] = c == 0 and " " or REPLACEMENT
-      n = n + 2
-      i = i + 1
-      from = i
-    end
-    i = find(s, "[%z\128-\255]", i)
-  end
-  if n == 0 then return s end
-  out[n + 1] = sub(s, from)
-  return concat(out)
-end
-
--- Client text shown in an error message or the access log: valid UTF-8 without NUL, at most
--- SHOWN_MAX bytes, and a cut one says so.
-local SHOWN_MAX = 256
-local function shown(s)
-  if #s <= SHOWN_MAX then return carried_text(s) end
-  return carried_text(sub(s, 1, SHOWN_MAX)) .. "...(truncated, " .. #s .. " bytes)"
-end
-
--- Redaction ---------------------------------------------------------------------------------
-
-local function luhn_ok(digits)
-  local sum, alt = 0, false
-  for i = #digits, 1, -1 do
-    local d = byte(digits, i) - 48
-    if alt then d = d * 2; if d > 9 then d = d - 9 end end
-    sum = sum + d
-    alt = not alt
-  end
-  return sum % 10 == 0
-end
-
-local function redact_digit_runs(s, min_digits, max_digits, mark, check)
-  if not find(s, "%d") then return s end
-  return (gsub(s, "%f[%w%+]%+?%d[%d%-%.%s%(%)]*%d%f[%W]", function(run)
-    local digits = gsub(run, "%D", "")
-    if #digits >= min_digits and #digits <= max_digits and (check == nil or check(digits)) then
-      return mark
-    end
-    return nil
-  end))
-end
-
--- Bytes of an address's local part: [%w%.%%%+%-_] (ASCII letters and digits, . % + - _).
-local LOCAL_PART = {}
-for c = 48, 57 do LOCAL_PART[c] = true end
-for c = 65, 90 do LOCAL_PART[c] = true end
-for c = 97, 122 do LOCAL_PART[c] = true end
-for _, c in ipairs({ 46, 37, 43, 45, 95 }) do LOCAL_PART[c] = true end
-
--- The same result as gsub(s, "[%w%.%%%+%-_]+@[%w%-]+%.[%w%.%-]*%w", "[REDACTED_EMAIL]"),
--- without trying the pattern at every byte: a match needs an `@`, so start from each `@`, take
--- the local-part run before it (not reaching into the previous match) and match the domain
--- after it.
-local function redact_email(s)
-  local at = find(s, "@", 1, true)
-  if at == nil then return s end
-  local out, n, from = {}, 0, 1
-  while at ~= nil do
-    local ls = at
-    while ls > from and LOCAL_PART[byte(s, ls - 1)] do ls = ls - 1 end
-    if ls < at then
-      local _, de = find(s, "^[%w%-]+%.[%w%.%-]*%w", at + 1)
-      if de ~= nil then
-        out[n + 1] = sub(s, from, ls - 1)
-        out[n + 2] = "[REDACTED_EMAIL]"
-        n = n + 2
-        from = de + 1
-      end
-    end
-    at = find(s, "@", at + 1, true)
-  end
-  if n == 0 then return s end
-  out[n + 1] = sub(s, from)
-  return concat(out)
-end
-
-local REDACTORS = {
-  email = redact_email,
-  ssn = function(s)
-    return (gsub(s, "%f[%d]%d%d%d%-%d%d%-%d%d%d%d%f[%D]", "[REDACTED_SSN]"))
-  end,
-  ["credit-card"] = function(s)
-    return redact_digit_runs(s, 13, 19, "[REDACTED_CREDIT_CARD]", luhn_ok)
-  end,
-  phone = function(s)
-    return redact_digit_runs(s, 10, 15, "[REDACTED_PHONE]", nil)
-  end,
-}
--- Fixed order: the specific shapes first, so a card number is not taken for a phone number.
-local REDACT_ORDER = { "email", "ssn", "credit-card", "phone" }
-
-local function redact_string(s, kinds)
-  for _, kind in ipairs(REDACT_ORDER) do
-    if kinds[kind] then s = REDACTORS[kind](s) end
-  end
-  return s
-end
-
--- Redacts every string of v in place but those under NOT_REDACTED keys; true if any changed.
-local function redact_table(v, kinds)
-  local changed = false
-  if is_array(v) then
-    for i = 1, #v do
-      local item = v[i]
-      local t = type(item)
-      if t == "string" then
-        local r = redact_string(item, kinds)
-        if r ~= item then v[i] = r; changed = true end
-      elseif t == "table" and redact_table(item, kinds) then
-        changed = true
-      end
-    end
-    return changed
-  end
-  for k, item in pairs(v) do
-    if not NOT_REDACTED[k] then
-      local t = type(item)
-      if t == "string" then
-        local r = redact_string(item, kinds)
-        if r ~= item then v[k] = r; changed = true end
-      elseif t == "table" and redact_table(item, kinds) then
-        changed = true
-      end
-    end
-  end
-  return changed
-end
-
--- Prompts -----------------------------------------------------------------------------------
-
-local function pick_version(prompt)
-  local roll = math.random(1, 100)
-  local acc = 0
-  for _, v in ipairs(prompt.versions) do
-    acc = acc + v.weight
-    if roll <= acc then return v end
-  end
-  return prompt.versions[#prompt.versions]
-end
-
--- Returns the rendered text; or nil and the name of a missing required variable; or nil,
--- nil and true when the text would be longer than `limit` bytes (checked before it is built,
--- so a variable used many times cannot make a worker allocate more than that).
-local function render_prompt(version, vars, limit)
-  for _, name in ipairs(version.required) do
-    local v = vars[name]
-    if v == nil or v == json.null then return nil, name end
-  end
-  local out, size = {}, 0
-  for i, part in ipairs(version.parts) do
-    local v
-    if part.var == nil then
-      v = part.text
-    else
-      v = vars[part.var]
-      if v == nil or v == json.null then
-        v = part.default or ""
-      elseif type(v) ~= "string" then
-        v = json.encode(v)
-      end
-    end
-    size = size + #v
-    if size > limit then return nil, nil, true end
-    out[i] = v
-  end
-  return concat(out)
 end
 
 -- Native APIs -------------------------------------------------------------------------------
@@ -355,13 +95,6 @@ local function check_native(req, apis)
   if ok then return nil end
   if type(err) ~= "table" then return { status = 400, message = tostring(err), code = "untranslatable" } end
   return err
-end
-
--- Token limits ------------------------------------------------------------------------------
-
-local function debt_key(limit, route_name, consumer)
-  if limit.by == "consumer" then return limit.key .. "|" .. route_name .. "|" .. consumer end
-  return limit.key .. "|" .. route_name .. "|"
 end
 
 -- Request ------------------------------------------------------------------------------------
@@ -415,7 +148,7 @@ function envoy_on_request(h)
   -- A route's public name: known, short, valid UTF-8.
   md:set(NS, "requested_model", model)
   local route = DATA.routes[route_name]
-  md:set(NS, "route", route_name)
+  md:set(NS, ROUTE_KEY, route_name)
 
   if route.native ~= nil and endpoint ~= "chat" then
     return reply(h, 400, "The model `" .. model .. "` serves only /v1/chat/completions.",
@@ -428,9 +161,9 @@ function envoy_on_request(h)
 
   local consumer, status, message, err_type, code = decide_access(route, principal, model)
   if consumer == nil then return reply(h, status, message, err_type, code) end
-  md:set(NS, "consumer", consumer)
+  md:set(NS, CONSUMER_KEY, consumer)
   -- Global limits: an enforced budget's descriptor (global_limits.py).
-  if DATA.budgets ~= nil and DATA.budgets[consumer] then md:set(INTERNAL_NS, "budget", consumer) end
+  if DATA.budgets ~= nil and DATA.budgets[consumer] then md:set(INTERNAL_NS, NAMES.budget_key, consumer) end
   for _, name in ipairs(CLIENT_KEY_HEADERS) do hdrs:remove(name) end
 
   -- Whether the body's content changes (then it is re-encoded) beyond `model` and
@@ -444,8 +177,8 @@ function envoy_on_request(h)
     if variables ~= nil and not is_object(variables) then
       return reply(h, 400, "`prompt_variables` must be an object.", "invalid_request_error", "invalid_prompt_variables")
     end
-    local version = pick_version(route.prompt)
-    local text, missing, too_large = render_prompt(version, variables or {}, route.max_bytes)
+    local version = prompts.pick_version(route.prompt)
+    local text, missing, too_large = prompts.render(version, variables or {}, route.max_bytes)
     if too_large then
       return reply(h, 413, "The rendered prompt would be larger than " .. route.max_bytes .. " bytes.",
         "invalid_request_error", "prompt_too_large")
@@ -470,8 +203,8 @@ function envoy_on_request(h)
   if route.guard ~= nil then
     -- The listener's RBAC matches the deny patterns (RE2) of guard set `set` against `text`,
     -- which is what the provider would read, before redaction; see guardrails.py.
-    md:set(INTERNAL_NS, "set", route.guard)
-    md:set(INTERNAL_NS, "text", carried_text(guard_text(req, args)))
+    md:set(INTERNAL_NS, GUARD_SET_KEY, route.guard)
+    md:set(INTERNAL_NS, GUARD_TEXT_KEY, carried_text(guard_text(req, args)))
   end
   if route.redact ~= nil then
     if redact_table(req, route.redact) then reencode = true end
@@ -491,14 +224,7 @@ function envoy_on_request(h)
     end
   end
 
-  for _, limit in ipairs(route.token_limits) do
-    local dk = debt_key(limit, route_name, consumer)
-    local pending = token_debt[dk] or 0
-    local carried = math.min(pending, limit.max - 1)
-    token_debt[dk] = nil
-    md:set(INTERNAL_NS, limit.carried_key, carried)
-    hdrs:replace(limit.header, tostring(1 + carried))
-  end
+  tokens.carry(md, hdrs, route, route_name, consumer)
 
   -- One backend: its upstream model now, so the upstream filter leaves the body alone on the
   -- attempts that go to it (retries; a fallback model still gets its name spliced in).
@@ -513,8 +239,8 @@ function envoy_on_request(h)
   end
   if out ~= raw then body:setBytes(out) end
   hdrs = h:headers()
-  hdrs:replace("x-gw-route", route_name)
-  hdrs:replace("x-gw-consumer", consumer)
+  hdrs:replace(ROUTE_HEADER, route_name)
+  hdrs:replace(CONSUMER_HEADER, consumer)
   if direct ~= nil then
     if direct.pinned ~= nil then
       set_target(h, hdrs, direct.pinned)
@@ -526,61 +252,6 @@ function envoy_on_request(h)
 end
 
 -- Response -----------------------------------------------------------------------------------
-
--- The one reading of usage, in OpenAI's terms: a reply's `usage` (translated replies carry
--- OpenAI's), the last SSE event's, or what translate.lua left for a translated stream. Returns
--- prompt tokens (cached ones included), completion tokens and cached tokens (or nil).
-local function usage_numbers(usage)
-  if type(usage) ~= "table" then return nil end
-  local p = usage.prompt_tokens or usage.input_tokens
-  local c = usage.completion_tokens or usage.output_tokens or 0
-  if type(p) ~= "number" or type(c) ~= "number" then return nil end
-  local details = usage.prompt_tokens_details
-  local cached = type(details) == "table" and details.cached_tokens or nil
-  return p, c, type(cached) == "number" and cached or nil
-end
-
--- The numbers of the top-level `usage` member of a JSON document (the last one, if repeated):
--- a structural scan finds it and only that member is decoded, so neither a large reply nor
--- text in it that reads `"usage":` (inside a string, or a nested object's member) matters.
-local function usage_of(text)
-  return usage_numbers(json.top_level_member(text, "usage"))
-end
-
--- Finds the last `usage` object in an SSE stream without holding the stream back: chunks are
--- read as they pass, and only the current incomplete line is kept.
-local function scan_stream_usage(h)
-  local pending = ""
-  local p, c, cached
-  for chunk in h:bodyChunks() do
-    local data = chunk:getBytes(0, chunk:length())
-    if pending ~= "" then data = pending .. data end
-    local start = 1
-    while true do
-      local nl = find(data, "\n", start, true)
-      if nl == nil then break end
-      local line = sub(data, start, nl - 1)
-      start = nl + 1
-      if find(line, '"usage"', 1, true) then
-        local payload = match(line, "^data:%s*(.-)%s*$")
-        if payload ~= nil then
-          local ep, ec, ecached = usage_of(payload)
-          if ep ~= nil then p, c, cached = ep, ec, ecached end
-        end
-      end
-    end
-    pending = sub(data, start)
-    if #pending > 1048576 then pending = "" end  -- not SSE as expected; stop holding it
-  end
-  return p, c, cached
-end
-
-local function charge_tokens(info, route, used)
-  for _, limit in ipairs(route.token_limits) do
-    local dk = debt_key(limit, info.route, info.consumer)
-    token_debt[dk] = (token_debt[dk] or 0) + math.max(used - 1, 0)
-  end
-end
 
 -- A 401/403 from a provider (x-gateway-model names the model whose endpoint answered; the
 -- gateway's own 401/403 never come from an upstream) means it rejected the gateway's
@@ -617,24 +288,24 @@ function envoy_on_response(h)
   local route = DATA.routes[info.route]
   local hdrs = h:headers()
   local status = tonumber(hdrs:get(":status")) or 0
-  if (status == 401 or status == 403) and hdrs:get("x-gateway-model") ~= nil
-      and hdrs:get("x-gateway-guardrail") == nil then
+  if (status == 401 or status == 403) and hdrs:get(MODEL_RESPONSE_HEADER) ~= nil
+      and hdrs:get(GUARDRAIL_RESPONSE_HEADER) == nil then
     return replace_upstream_auth_error(h, hdrs, md, status)
   end
   if info.prompt_version ~= nil then
-    hdrs:replace("x-gateway-prompt-version", string.format("%d", info.prompt_version))
+    hdrs:replace(PROMPT_VERSION_HEADER, string.format("%d", info.prompt_version))
   end
 
   if route.guard_logs then
     -- action log: the RBAC shadow rules record a match without denying
-    local rbac = md:get("envoy.filters.http.rbac")
+    local rbac = md:get(RBAC_FILTER)
     if rbac ~= nil and rbac.shadow_engine_result == "denied" then md:set(NS, "guardrail", "logged") end
-  elseif route.guard ~= nil and status == 403 and hdrs:get("x-gateway-guardrail") ~= nil then
+  elseif route.guard ~= nil and status == 403 and hdrs:get(GUARDRAIL_RESPONSE_HEADER) ~= nil then
     md:set(NS, "guardrail", "blocked")
   end
 
-  local limit_hit = status == 429 and hdrs:get("x-gateway-limit")
-  if limit_hit == "budget" then
+  local limit_hit = status == 429 and hdrs:get(LIMIT_RESPONSE_HEADER)
+  if limit_hit == NAMES.budget_limit then
     -- The rate limit filter's 429 for an enforced budget (global limits) says so.
     local body = h:body()
     if body ~= nil then body:setBytes(BUDGET_ERROR) end
@@ -643,26 +314,19 @@ function envoy_on_response(h)
   if limit_hit then
     -- Rejected by a limiter before (or at) the token charge: nothing was consumed, so the
     -- carried debt goes back to wait for the next request.
-    local internal = md:get(INTERNAL_NS) or {}
-    for _, limit in ipairs(route.token_limits) do
-      local carried = internal[limit.carried_key] or 0
-      if carried > 0 then
-        local dk = debt_key(limit, info.route, info.consumer)
-        token_debt[dk] = (token_debt[dk] or 0) + carried
-      end
-    end
+    tokens.refund(info, route, md:get(INTERNAL_NS) or {})
     return
   end
   if status < 200 or status >= 300 then return end
 
-  local model = hdrs:get("x-gateway-model")
+  local model = hdrs:get(MODEL_RESPONSE_HEADER)
   local ctype = hdrs:get("content-type") or ""
   local p, c, cached
   if find(ctype, "text/event-stream", 1, true) then
-    p, c, cached = scan_stream_usage(h)
+    p, c, cached = usage.scan_stream(h)
     if p == nil and route.native ~= nil then
       -- a translated stream whose client did not ask for usage: translate.lua kept it
-      local attempt = h:streamInfo():dynamicMetadata():get("gw.attempt")
+      local attempt = h:streamInfo():dynamicMetadata():get(ATTEMPT_NS)
       if attempt ~= nil then p, c, cached = usage_numbers(attempt.usage) end
     end
   else
@@ -672,8 +336,8 @@ function envoy_on_response(h)
   end
   if p == nil then return end
   md = h:streamInfo():dynamicMetadata()  -- handles taken before body() are invalid after it
-  md:set(NS, "prompt_tokens", p)
-  md:set(NS, "completion_tokens", c)
+  md:set(NS, NAMES.prompt_tokens_key, p)
+  md:set(NS, NAMES.completion_tokens_key, c)
   if cached ~= nil and cached > 0 then md:set(NS, "cached_tokens", cached) end
   local price = model and DATA.prices[model]
   local cost = 0
@@ -682,21 +346,21 @@ function envoy_on_response(h)
     md:set(NS, "cost_usd", tonumber(string.format("%.8f", cost)))
   end
   -- The spend counter (access_log.py): integer nano-USD, as Envoy's counters are integers.
-  md:set(INTERNAL_NS, "cost_nano_usd", math.floor(cost * 1e9 + 0.5))
-  if #route.token_limits > 0 then charge_tokens(info, route, p + c) end
+  md:set(INTERNAL_NS, NAMES.cost_key, math.floor(cost * 1e9 + 0.5))
+  if #route.token_limits > 0 then tokens.charge(info, route, p + c) end
   -- Global limits: the rate limit service is charged what the response used, beyond the 1
   -- each request was charged when it arrived (global_limits.py).
   if route.global_tokens ~= nil then
     local descriptors = {}
     for i, limit in ipairs(route.global_tokens) do
       local d = { { limit.key, info.route } }
-      if limit.by == "consumer" then d[2] = { "consumer", info.consumer } end
+      if limit.by == "consumer" then d[2] = { NAMES.consumer_descriptor, info.consumer } end
       descriptors[i] = d
     end
     charge_limits(h, DATA.ratelimit, descriptors, p + c - 1)
   end
   if DATA.budgets ~= nil and DATA.budgets[info.consumer] and cost > 0 then
     local units = math.ceil(cost / DATA.budget_unit_usd - 1e-9) - 1
-    charge_limits(h, DATA.ratelimit, { { { "budget", info.consumer } } }, units)
+    charge_limits(h, DATA.ratelimit, { { { NAMES.budget_descriptor, info.consumer } } }, units)
   end
 end

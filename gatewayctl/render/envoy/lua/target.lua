@@ -16,10 +16,10 @@
 -- attempt keeps in dynamic metadata (gw.attempt, path).
 local M = {}
 local find, sub, byte, gsub, match = string.find, string.sub, string.byte, string.gsub, string.match
-local TARGET_HEADER = DATA.target_header
+local TARGET_HEADER = NAMES.target_header
 -- Set by the downstream filter when the body already carries this model's upstream name.
-local BODY_MODEL_HEADER = "x-gw-body-model"
-local CLIENT_KEY_HEADERS = { "authorization", "x-api-key", "api-key" }
+local BODY_MODEL_HEADER = NAMES.body_model_header
+local CLIENT_KEY_HEADERS = NAMES.client_key_headers
 
 local STRING_ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 
@@ -34,10 +34,12 @@ end
 
 local function hex_char(hex) return string.char(tonumber(hex, 16)) end
 
+-- Undoes upstream.py's encode_value (percent-encoding of the endpoint metadata values).
 local function unescape(s)
   if not find(s, "%", 1, true) then return s end
   return (gsub(s, "%%(%x%x)", hex_char))
 end
+M.unescape = unescape
 
 -- The downstream filter wrote the body with `model` as its first member, so the rewrite is a
 -- splice of that one string; anything else is left alone.
@@ -91,8 +93,7 @@ function M.take(h, hdrs)
   return model, provider, unescape(upstream_model), body_model
 end
 
-local ATTEMPT_NS = "gw.attempt"
-M.ATTEMPT_NS = ATTEMPT_NS
+local ATTEMPT_NS = NAMES.attempt_ns
 
 -- The path the client sent (see above).
 function M.client_path(h, hdrs)

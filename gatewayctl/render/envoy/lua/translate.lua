@@ -1,7 +1,7 @@
 -- The per-attempt translation filter (router-level upstream filter `gatewayctl.upstream_translate`),
 -- switched on only for routes with a provider that does not speak OpenAI (anthropic, bedrock,
--- gemini); there it replaces upstream.lua. Prepended at render time by the JSON library, the
--- data table, read_secret, target, chat (openai_chat.lua), reply (openai_reply.lua), sse,
+-- gemini); there it replaces upstream.lua. Prepended at render time by the names (NAMES,
+-- from names.py), the JSON library, the data table, read_secret, target, chat (openai_chat.lua), reply (openai_reply.lua), sse,
 -- eventstream and the provider modules; this file holds no manifest data itself.
 --
 -- Request: each attempt starts from the OpenAI body the downstream filter wrote (the client's
@@ -21,8 +21,8 @@
 -- also left in gw.attempt.usage for the body filter.
 
 local APIS = { anthropic = anthropic, bedrock = bedrock, gemini = gemini }
-local ATTEMPT_NS = target.ATTEMPT_NS
-local SIGN_HEADER = DATA.sign_header
+local ATTEMPT_NS = NAMES.attempt_ns
+local SIGN_HEADER = NAMES.sign_header
 local find = string.find
 -- What an earlier attempt of the request may have left in the header map Envoy re-sends (the
 -- other APIs' credential and version headers, the SigV4 signer's, a session token among them),
