@@ -503,11 +503,38 @@ def test_secret_reader_trims_caches_and_rereads_after_the_ttl(
     secret = tmp_path / "api-key"
     secret.write_text(" first\n")
     rt = _runtime()
-    read = load_module(rt, "secrets.lua", f"DATA = {{secret_ttl_s = {ttl}}}")
+    read = load_module(rt, "secrets.lua", f"DATA = {{secret_ttl_s = {ttl}}}").read
     assert read(str(secret).encode()) == b"first"
     secret.write_text("rotated\n")
     assert read(str(secret).encode()) == second
     assert read(str(tmp_path / "missing").encode()) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "end"),
+    [(b'"abc"', 5), (b'"a\\"b"', 6), (b'"a\\\\"', 5), (b'"\\\\\\""x', 6), (b'"open', None),
+     (b'"a\\"', None)],
+)
+def test_json_string_end_skips_escapes(jsonlib: Any, text: bytes, end: int | None) -> None:
+    # the one scanner of a JSON string: json.lua's member scan and target.lua's model splice
+    _, lib = jsonlib
+    assert lib.string_end(text, 2) == end
+
+
+@pytest.mark.parametrize(("ttl", "second"), [(0, b"rotated"), (3600, b"first")])
+def test_consumer_keys_share_the_secret_files_ttl(tmp_path: Path, ttl: int, second: bytes) -> None:
+    # auth.lua finds consumers through secrets.lua too: one reader and one TTL for every file.
+    (tmp_path / "a").write_text("first\n")
+    (tmp_path / "b").write_text("  \n")
+    rt = _runtime()
+    keys = load_module(rt, "secrets.lua", f"DATA = {{secret_ttl_s = {ttl}}}")[b"keys"]
+    entries = [("app", "a"), ("none", "b"), ("gone", "missing")]
+    consumers = rt.eval(
+        "{" + ",".join(f'{{name="{n}",file="{tmp_path / f}"}}' for n, f in entries) + "}"
+    )
+    assert dict(keys(consumers).items()) == {b"first": b"app"}
+    (tmp_path / "a").write_text("rotated")
+    assert dict(keys(consumers).items()) == {second: b"app"}
 
 
 def test_strip_lua_keeps_every_literal_whole() -> None:

@@ -190,7 +190,7 @@ def _modules(modules: tuple[tuple[str, str], ...]) -> str:
 
 
 def gateway_source(data: Mapping[str, Any], native: bool = False) -> str:
-    """The downstream filter: names, JSON library, data table, secret reader, its modules,
+    """The downstream filter: names, JSON library, data table, secret files, its modules,
     (with native providers: the translation modules, to check requests), then gateway.lua."""
     return (
         names_source()
@@ -198,7 +198,7 @@ def gateway_source(data: Mapping[str, Any], native: bool = False) -> str:
         + "local DATA = "
         + to_lua(data)
         + "\n"
-        + _module("read_secret", "secrets.lua")
+        + _module("secrets", "secrets.lua")
         + _modules(GATEWAY_MODULES)
         + (_modules(NATIVE_MODULES) if native else "")
         + shipped_source("gateway.lua")
@@ -206,18 +206,22 @@ def gateway_source(data: Mapping[str, Any], native: bool = False) -> str:
 
 
 def auth_source(data: Mapping[str, Any]) -> str:
-    """The auth filter (headers only): names, data table, the JWT principal reader on a
-    gateway with JWT policies, then auth.lua."""
+    """The auth filter (headers only): names, data table, the secret files (consumer keys),
+    the JWT principal reader on a gateway with JWT policies, then auth.lua."""
     jwt = _module("jwt_principal", "jwt.lua") if data.get("jwt") is not None else ""
-    return _head(data) + jwt + shipped_source("auth.lua")
+    return _head(data) + _module("secrets", "secrets.lua") + jwt + shipped_source("auth.lua")
 
 
 def upstream_source(data: Mapping[str, Any]) -> str:
-    """The shared upstream filter (router-level): names, data table, secret reader, the
-    attempt's target, upstream.lua."""
+    """The shared upstream filter (router-level): names, JSON library (its string scanner and
+    encoder), data table, secret files, the attempt's target, upstream.lua."""
     return (
-        _head(data)
-        + _module("read_secret", "secrets.lua")
+        names_source()
+        + _module("json", "json.lua")
+        + "local DATA = "
+        + to_lua(data)
+        + "\n"
+        + _module("secrets", "secrets.lua")
         + _module("target", "target.lua")
         + shipped_source("upstream.lua")
     )
@@ -225,14 +229,14 @@ def upstream_source(data: Mapping[str, Any]) -> str:
 
 def translate_source(data: Mapping[str, Any]) -> str:
     """The translating upstream filter (routes with a native provider): names, JSON library,
-    data table, secret reader, the attempt's target, the translation modules, translate.lua."""
+    data table, secret files, the attempt's target, the translation modules, translate.lua."""
     return (
         names_source()
         + _module("json", "json.lua")
         + "local DATA = "
         + to_lua(data)
         + "\n"
-        + _module("read_secret", "secrets.lua")
+        + _module("secrets", "secrets.lua")
         + _module("target", "target.lua")
         + _modules(NATIVE_MODULES)
         + shipped_source("translate.lua")

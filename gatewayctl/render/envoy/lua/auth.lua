@@ -1,7 +1,8 @@
 -- The gateway's first filter: authentication from the request headers alone, before any body
 -- is read. Prepended at render time by `local NAMES = ...` (header names, from names.py),
 -- `local DATA = ...` (consumer key files, the body cap of
--- each consumer and of anonymous clients, the body class route key of each cap) and, on a
+-- each consumer and of anonymous clients, the body class route key of each cap), `secrets`
+-- (secrets.lua: the consumer keys, cached per worker) and, on a
 -- gateway with JWT policies, `jwt_principal` (jwt.lua: the consumer a verified token names);
 -- this file holds no manifest data itself.
 --
@@ -21,9 +22,6 @@ local PRINCIPAL_HEADER, ROUTE_HEADER = NAMES.principal_header, NAMES.route_heade
 local NS, REPLY_HEADER = NAMES.metadata_ns, NAMES.reply_header
 local find, sub, byte, match = string.find, string.sub, string.byte, string.match
 
--- Per worker: consumer keys read from the mounted secret files, refreshed after a TTL.
-local key_cache = { expires = -1, by_key = {} }
-
 local function trim(s)
   local first = find(s, "%S")
   if first == nil then return "" end
@@ -35,23 +33,6 @@ local function trim(s)
   end
   if first == 1 and last == #s then return s end
   return sub(s, first, last)
-end
-
-local function consumer_for_key(key)
-  local now = os.time()
-  if now >= key_cache.expires then
-    local by_key = {}
-    for _, c in ipairs(DATA.consumers) do
-      local f = io.open(c.file, "rb")
-      if f ~= nil then
-        local value = trim(f:read("*a") or "")
-        f:close()
-        if value ~= "" then by_key[value] = c.name end
-      end
-    end
-    key_cache = { expires = now + DATA.secret_ttl_s, by_key = by_key }
-  end
-  return key_cache.by_key[key]
 end
 
 local function presented_key(hdrs)
@@ -87,7 +68,7 @@ function envoy_on_request(h)
   if DATA.endpoints[match(hdrs:get(":path") or "", "^[^?]*")] == nil then return end
 
   local key = presented_key(hdrs)
-  local consumer = key ~= nil and consumer_for_key(key) or nil
+  local consumer = key ~= nil and secrets.keys(DATA.consumers)[key] or nil
   local principal, cap
   if consumer ~= nil then
     principal, cap = "c:" .. consumer, DATA.consumer_caps[consumer]

@@ -2,7 +2,7 @@
 -- prompts, token accounting. Prepended at render time by `local NAMES = ...` (every header
 -- and metadata name, from names.py), `local json = ...`, `local DATA = ...` (the generated,
 -- escaped data table), and its modules, each bound as `local <name> = (function() ... end)()`:
--- read_secret (secrets.lua), decide_access (access.lua: the route's 401/403 from the
+-- secrets (secrets.lua), decide_access (access.lua: the route's 401/403 from the
 -- principal), charge_limits (ratelimit.lua), texts (text.lua: what the provider reads),
 -- redact (redact.lua), prompts (prompts.lua), usage (usage.lua) and tokens (tokens.lua: token
 -- debt). This file holds no manifest data and spells no name itself. The auth filter
@@ -63,13 +63,7 @@ end
 local function set_target(h, hdrs, pinned)
   hdrs:replace(":authority", pinned.authority)
   local cred = DATA.providers[pinned.provider].credential
-  if cred == nil then return end
-  local value = read_secret(cred.file)
-  if value == nil or value == "" then
-    h:logErr("gatewayctl: cannot read provider credential " .. cred.file)
-  else
-    hdrs:replace(cred.header, cred.prefix .. value)
-  end
+  if cred ~= nil then secrets.set_credential(h, hdrs, cred) end
 end
 
 -- Handles taken before h:body() are invalid after it: fetch the metadata map after it.

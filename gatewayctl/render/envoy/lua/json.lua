@@ -237,6 +237,17 @@ local function value_at(str, pos)
   return nil, nil
 end
 
+-- The index of the `"` that ends the string whose text starts at i (after its opening quote),
+-- or nil if it does not end.
+local function string_end(str, i)
+  while true do
+    local j = find(str, '["\\]', i)
+    if j == nil or byte(str, j) == 34 then return j end
+    i = j + 2
+  end
+end
+json.string_end = string_end
+
 local function scan_top_level(str, quoted)
   local klen, first = #quoted, byte(quoted, 2)
   local depth, i, found = 0, 1, nil
@@ -249,18 +260,8 @@ local function scan_top_level(str, quoted)
         local _, e = find(str, "^[ \t\r\n]*:[ \t\r\n]*", i + klen)
         if e ~= nil then found = e + 1 end
       end
-      i = i + 1
-      while true do
-        c = byte(str, i)
-        if c == nil then return found end
-        if c == 92 then
-          i = i + 2
-        elseif c == 34 then
-          break
-        else
-          i = i + 1
-        end
-      end
+      i = string_end(str, i + 1)
+      if i == nil then return found end
     elseif c == 123 or c == 91 then
       if depth == 0 and c == 91 then return nil end
       depth = depth + 1

@@ -1,6 +1,7 @@
 -- The attempt's target, shared by the two per-attempt upstream filters: upstream.lua (OpenAI
 -- providers) and translate.lua (routes with a provider of another API). Bound at render time
--- as `local target = (function() ... end)()` after the data table and read_secret.
+-- as `local target = (function() ... end)()` after the JSON library, the data table and
+-- secrets.
 --
 -- header_mutation, which runs first, copies the chosen endpoint's metadata gw.target (model,
 -- provider, upstream model and authority, percent-encoded and joined by `|`; see upstream.py)
@@ -15,22 +16,12 @@
 -- the path (a base path, another API's) takes it from the client's, which the first such
 -- attempt keeps in dynamic metadata (gw.attempt, path).
 local M = {}
-local find, sub, byte, gsub, match = string.find, string.sub, string.byte, string.gsub, string.match
+local find, sub, gsub, match = string.find, string.sub, string.gsub, string.match
+local encode_string, string_end = json.encode_string, json.string_end
 local TARGET_HEADER = NAMES.target_header
 -- Set by the downstream filter when the body already carries this model's upstream name.
 local BODY_MODEL_HEADER = NAMES.body_model_header
 local CLIENT_KEY_HEADERS = NAMES.client_key_headers
-
-local STRING_ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
-
-local function escape_char(c)
-  return STRING_ESCAPES[c] or string.format("\\u%04x", byte(c))
-end
-
-local function encode_string(s)
-  if not find(s, '[%c"\\]') then return '"' .. s .. '"' end
-  return '"' .. gsub(s, '[%c"\\]', escape_char) .. '"'
-end
 
 local function hex_char(hex) return string.char(tonumber(hex, 16)) end
 
@@ -45,18 +36,8 @@ M.unescape = unescape
 -- splice of that one string; anything else is left alone.
 local function splice_model(raw, upstream_model)
   if sub(raw, 1, 10) ~= '{"model":"' then return nil end
-  local i = 11
-  while true do
-    local c = byte(raw, i)
-    if c == nil then return nil end
-    if c == 92 then
-      i = i + 2
-    elseif c == 34 then
-      break
-    else
-      i = i + 1
-    end
-  end
+  local i = string_end(raw, 11)
+  if i == nil then return nil end
   return '{"model":' .. encode_string(upstream_model) .. sub(raw, i + 1)
 end
 
@@ -81,15 +62,7 @@ function M.take(h, hdrs)
     return nil
   end
   hdrs:replace(":authority", unescape(authority))
-  local cred = provider.credential
-  if cred ~= nil then
-    local value = read_secret(cred.file)
-    if value == nil or value == "" then
-      h:logErr("gatewayctl: cannot read provider credential " .. cred.file)
-    else
-      hdrs:replace(cred.header, cred.prefix .. value)
-    end
-  end
+  if provider.credential ~= nil then secrets.set_credential(h, hdrs, provider.credential) end
   return model, provider, unescape(upstream_model), body_model
 end
 

@@ -1,7 +1,8 @@
 -- The per-attempt translation filter (router-level upstream filter `gatewayctl.upstream_translate`),
 -- switched on only for routes with a provider that does not speak OpenAI (anthropic, bedrock,
 -- gemini); there it replaces upstream.lua. Prepended at render time by the names (NAMES,
--- from names.py), the JSON library, the data table, read_secret, target, chat (openai_chat.lua), reply (openai_reply.lua), sse,
+-- from names.py), the JSON library, the data table, secrets, target, chat (openai_chat.lua),
+-- reply (openai_reply.lua), sse,
 -- eventstream and the provider modules; this file holds no manifest data itself.
 --
 -- Request: each attempt starts from the OpenAI body the downstream filter wrote (the client's
