@@ -1,8 +1,11 @@
-"""The command line: thin typer commands that parse, call one core function, print, exit.
+"""The command line: thin typer commands that parse, call one core function, print, and
+return the exit code.
 
-`main(argv) -> int` is the one entry point: it runs the typer app without letting click exit
-the process, and maps what click raises (usage errors: exit 1, not click's 2) with the same
-table as the command bodies use (`gatewayctl.errors`).
+`main(argv) -> int` is the one entry point and holds the one error handler: it runs the typer
+app without letting click exit the process, and maps everything raised, by click (usage
+errors: exit 1, not click's 2) or by a command (`gatewayctl.errors`), and Ctrl-C, to a message
+and an exit code. Commands neither catch nor exit; tests call `main([...])` in-process and get
+the real wiring.
 
 Heavy modules (kubernetes, gitlab, deepdiff, the compiler) are imported inside the commands so
 that `gatewayctl --help` stays fast.
@@ -18,15 +21,8 @@ from typing import Annotated
 import typer
 
 from gatewayctl import __version__
-from gatewayctl.commands import DEBUG
-from gatewayctl.errors import (
-    EXIT_ERROR,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    UsageError,
-    handle_error,
-    run_guarded,
-)
+from gatewayctl.commands import DEBUG, check_output
+from gatewayctl.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UsageError, handle_error
 
 try:  # typer vendors click since 0.2x; earlier versions use click itself
     from typer._click import exceptions as click_errors
@@ -44,21 +40,8 @@ app = typer.Typer(
 schema_app = typer.Typer(help="JSON Schemas of the manifest kinds.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
 
-_state = DEBUG
-
 RootArg = Annotated[Path, typer.Argument(help="Manifest root folder.", show_default=True)]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="text, json or markdown.")]
-
-
-def _finish(code: int) -> None:
-    raise typer.Exit(code)
-
-
-def _check_output(output: str, allowed: tuple[str, ...]) -> None:
-    if output not in allowed:
-        raise UsageError(
-            f'unknown output format "{output}"', hint=f"use one of: {', '.join(allowed)}"
-        )
 
 
 def _print_version(value: bool) -> None:
@@ -74,7 +57,7 @@ def _main(
         "--version", help="Print the gatewayctl version and exit.", is_eager=True,
         callback=_print_version)] = False,
 ) -> None:
-    _state["enabled"] = debug
+    DEBUG["enabled"] = debug
 
 
 @app.command()
@@ -92,18 +75,15 @@ def validate(
         list[str] | None,
         typer.Option(help="Write a report: codequality=FILE or junit=FILE (repeatable)."),
     ] = None,
-) -> None:
+) -> int:
     """Check the manifests and print every problem with file, line and a hint."""
 
-    def body() -> int:
-        from gatewayctl.validate import run_validate
+    from gatewayctl.validate import run_validate
 
-        _check_output(output, ("text", "json"))
-        code, text = run_validate(root, output=output, strict=strict, reports=report or [])
-        sys.stdout.write(text)
-        return code
-
-    _finish(run_guarded(body, debug=_state["enabled"]))
+    check_output(output, ("text", "json"))
+    code, text = run_validate(root, output=output, strict=strict, reports=report or [])
+    sys.stdout.write(text)
+    return code
 
 
 @app.command()
@@ -122,55 +102,52 @@ def render(
         str, typer.Option("--target", help="envoy (the gateway) or litellm (a LiteLLM proxy "
                           "config: config.yaml, printed without --out).")
     ] = "envoy",
-) -> None:
+) -> int:
     """Compile the manifests into Envoy configuration and Kubernetes manifests."""
 
-    def body() -> int:
-        from gatewayctl.ir import to_json
-        from gatewayctl.pipeline import compile_root
-        from gatewayctl.render.bundle import FORMATS, render_files
-        from gatewayctl.render.k8s import Provenance
-        from gatewayctl.render.output_folder import check_folder, write_folder
+    from gatewayctl.ir import to_json
+    from gatewayctl.pipeline import compile_root
+    from gatewayctl.render.bundle import FORMATS, render_files
+    from gatewayctl.render.k8s import Provenance
+    from gatewayctl.render.output_folder import check_folder, write_folder
 
-        if target not in ("envoy", "litellm"):
-            raise UsageError(f'unknown target "{target}"', hint="use envoy or litellm")
-        if fmt not in FORMATS:
-            raise UsageError(f'unknown format "{fmt}"', hint=f"use one of: {', '.join(FORMATS)}")
-        if target == "litellm" and (fmt != "bundle" or ir):
-            raise UsageError("--target litellm writes a LiteLLM config only",
-                             hint="leave out --format and --ir")
-        if out is None and not ir and target != "litellm":
-            raise UsageError("nothing to do", hint="give --out DIR, or --ir to print the IR")
-        if out is not None:
-            check_folder(out, root=root)  # before compiling: a refusal costs nothing
-        compiled = compile_root(root)
-        for warning in compiled.warnings:
-            typer.echo(warning.format(), err=True)
-        if target == "litellm":
-            from gatewayctl.render.litellm import render_litellm
+    if target not in ("envoy", "litellm"):
+        raise UsageError(f'unknown target "{target}"', hint="use envoy or litellm")
+    if fmt not in FORMATS:
+        raise UsageError(f'unknown format "{fmt}"', hint=f"use one of: {', '.join(FORMATS)}")
+    if target == "litellm" and (fmt != "bundle" or ir):
+        raise UsageError("--target litellm writes a LiteLLM config only",
+                         hint="leave out --format and --ir")
+    if out is None and not ir and target != "litellm":
+        raise UsageError("nothing to do", hint="give --out DIR, or --ir to print the IR")
+    if out is not None:
+        check_folder(out, root=root)  # before compiling: a refusal costs nothing
+    compiled = compile_root(root)
+    for warning in compiled.warnings:
+        typer.echo(warning.format(), err=True)
+    if target == "litellm":
+        from gatewayctl.render.litellm import render_litellm
 
-            export = render_litellm(compiled.ir)
-            for line in export.not_expressed:
-                typer.echo(f"not expressed: {line}", err=True)
-            if out is None:
-                sys.stdout.write(export.text())
-                return 0
-            write_folder(out, {"config.yaml": export.text()}, root=root)
-            typer.echo(f"rendered the LiteLLM config to {out}/config.yaml "
-                       f"({len(export.not_expressed)} features not expressed, listed in it)",
-                       err=True)
+        export = render_litellm(compiled.ir)
+        for line in export.not_expressed:
+            typer.echo(f"not expressed: {line}", err=True)
+        if out is None:
+            sys.stdout.write(export.text())
             return 0
-        if ir:
-            sys.stdout.write(to_json(compiled.ir))
-        if out is not None:
-            files = render_files(compiled.ir, provenance=Provenance.from_environment(), fmt=fmt)
-            done = write_folder(out, files, root=root)
-            removed = f", removed {len(done.delete)}" if done.delete else ""
-            typer.echo(f"rendered {len(files)} files to {out} ({len(done.create)} new, "
-                       f"{len(done.update)} changed{removed})", err=ir)
+        write_folder(out, {"config.yaml": export.text()}, root=root)
+        typer.echo(f"rendered the LiteLLM config to {out}/config.yaml "
+                   f"({len(export.not_expressed)} features not expressed, listed in it)",
+                   err=True)
         return 0
-
-    _finish(run_guarded(body, debug=_state["enabled"]))
+    if ir:
+        sys.stdout.write(to_json(compiled.ir))
+    if out is not None:
+        files = render_files(compiled.ir, provenance=Provenance.from_environment(), fmt=fmt)
+        done = write_folder(out, files, root=root)
+        removed = f", removed {len(done.delete)}" if done.delete else ""
+        typer.echo(f"rendered {len(files)} files to {out} ({len(done.create)} new, "
+                   f"{len(done.update)} changed{removed})", err=ir)
+    return 0
 
 
 @schema_app.command("export")
@@ -179,17 +156,14 @@ def schema_export(
     check: Annotated[
         bool, typer.Option("--check", help="Fail if the folder is not up to date; write nothing.")
     ] = False,
-) -> None:
+) -> int:
     """Write a JSON Schema per manifest kind (for editors and CI)."""
 
-    def body() -> int:
-        from gatewayctl.schema import export_schemas
+    from gatewayctl.schema import export_schemas
 
-        code, message = export_schemas(out, check=check)
-        typer.echo(message)
-        return code
-
-    _finish(run_guarded(body, debug=_state["enabled"]))
+    code, message = export_schemas(out, check=check)
+    typer.echo(message)
+    return code
 
 
 @app.command("mock-provider")
@@ -220,38 +194,35 @@ def mock_provider(
             help="AWS credentials file whose keys Bedrock requests may be signed with.",
         ),
     ] = None,
-) -> None:
+) -> int:
     """Run the built-in mock upstream: OpenAI, Anthropic, Bedrock and Gemini APIs
     (deterministic replies, faults)."""
 
-    def body() -> int:
-        from gatewayctl.local.mock_provider import (
-            FaultSpecError,
-            MockProviderConfig,
-            build_fault_config,
-            read_aws_credentials,
-            run_mock_provider,
-        )
+    from gatewayctl.local.mock_provider import (
+        FaultSpecError,
+        MockProviderConfig,
+        build_fault_config,
+        read_aws_credentials,
+        run_mock_provider,
+    )
 
-        try:
-            faults = build_fault_config(error_rate or [], latency or [])
-            aws = {}
-            if aws_credentials is not None:
-                aws = read_aws_credentials(aws_credentials.read_text(encoding="utf-8"))
-        except FaultSpecError as exc:
-            raise UsageError(str(exc)) from None
-        except OSError as exc:
-            raise UsageError(f"cannot read {aws_credentials}: {exc.strerror}") from None
-        config = MockProviderConfig(
-            name=name,
-            require_key=require_key,
-            faults=faults,
-            models=tuple(model or []),
-            aws_credentials=aws,
-        )
-        return run_mock_provider(host, port, config)
-
-    _finish(run_guarded(body, debug=_state["enabled"]))
+    try:
+        faults = build_fault_config(error_rate or [], latency or [])
+        aws = {}
+        if aws_credentials is not None:
+            aws = read_aws_credentials(aws_credentials.read_text(encoding="utf-8"))
+    except FaultSpecError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {aws_credentials}: {exc.strerror}") from None
+    config = MockProviderConfig(
+        name=name,
+        require_key=require_key,
+        faults=faults,
+        models=tuple(model or []),
+        aws_credentials=aws,
+    )
+    return run_mock_provider(host, port, config)
 
 
 @app.command("ratelimit-service")
@@ -262,15 +233,12 @@ def ratelimit_service(
     redis: Annotated[str, typer.Option(help="HOST:PORT of the Redis that holds the counts.")],
     port: Annotated[int, typer.Option(help="gRPC port to listen on.")] = 8081,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-) -> None:
+) -> int:
     """Run the local stand-in for Envoy's rate limit service (global limits of `up`)."""
 
-    def body() -> int:
-        from gatewayctl.local.ratelimit.server import run_service
+    from gatewayctl.local.ratelimit.server import run_service
 
-        return run_service(config, redis, host, port)
-
-    _finish(run_guarded(body, debug=_state["enabled"]))
+    return run_service(config, redis, host, port)
 
 
 def _register_commands() -> None:
@@ -288,26 +256,37 @@ _register_commands()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run gatewayctl with `argv` (default: the process's arguments); the exit code."""
+    """Run gatewayctl with `argv` (default: the process's arguments); the exit code.
+
+    The click command is run directly (context, then invoke) rather than through typer's
+    standalone runner, which would turn Ctrl-C into a silent exit 130: every error and
+    interruption reaches the one handler below.
+    """
+    DEBUG["enabled"] = False
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = typer.main.get_command(app)
     try:
-        code = app(args=None if argv is None else list(argv), prog_name="gatewayctl",
-                   standalone_mode=False)
+        command._main_shell_completion({}, "gatewayctl")  # exits when the shell completes
+        with command.make_context("gatewayctl", args) as ctx:
+            code = command.invoke(ctx)
+    except typer.Exit as done:  # --help, --version, ctx.exit()
+        return done.exit_code
     except click_errors.UsageError as err:
         if type(err).__name__ == "NoArgsIsHelpError":  # a bare command group: its help
             typer.echo(err.ctx.get_help() if err.ctx else "", err=True)
             return EXIT_ERROR
-        command = err.ctx.command_path if err.ctx else "gatewayctl"
+        where = err.ctx.command_path if err.ctx else "gatewayctl"
         print(f"error: {err.format_message()}", file=sys.stderr)
-        print(f"  hint: see `{command} --help`", file=sys.stderr)
+        print(f"  hint: see `{where} --help`", file=sys.stderr)
         return EXIT_ERROR
     except click_errors.ClickException as err:
         print(f"error: {err.format_message()}", file=sys.stderr)
         return EXIT_ERROR
-    except typer.Abort:
+    except (typer.Abort, EOFError):  # a prompt refused, or no input to answer it
         print("aborted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - errors outside a command body
-        return handle_error(exc, debug=_state["enabled"])
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the one handler
+        return handle_error(exc, debug=DEBUG["enabled"])
     return code if isinstance(code, int) else EXIT_OK
 
 

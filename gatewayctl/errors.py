@@ -21,7 +21,6 @@ import os
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -53,16 +52,9 @@ class ValidationFailed(GatewayctlError):
     its own severity and hint, printed as it is (no `error:` prefix, no extra hint)."""
 
 
-def run_guarded(func: Callable[[], int], *, debug: bool = False) -> int:
-    """Run a command body, turning every error into a message and an exit code."""
-    try:
-        return func()
-    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the one handler
-        return handle_error(exc, debug=debug)
-
-
-def handle_error(exc: Exception | KeyboardInterrupt, *, debug: bool = False) -> int:
-    """Print `exc` as users should see it and return its exit code."""
+def handle_error(exc: BaseException, *, debug: bool = False) -> int:
+    """Print `exc` as users should see it and return its exit code (the one handler,
+    called by `gatewayctl.cli.main`)."""
     if isinstance(exc, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

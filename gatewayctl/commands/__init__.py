@@ -1,23 +1,18 @@
 """Typer command groups, one module per area, each with `register(app)`.
 
+A command parses its options, calls the core, prints and returns its exit code; errors and
+Ctrl-C go up to the one handler in `gatewayctl.cli.main`.
+
 Modules here import only typer and the standard library at import time; everything heavy is
 imported inside the command bodies so that `gatewayctl --help` stays fast.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from gatewayctl.errors import UsageError
 
-import typer
-
-from gatewayctl.errors import UsageError, run_guarded
-
+# --debug (tracebacks on errors), set by the app's callback and read by main's error handler.
 DEBUG = {"enabled": False}
-
-
-def run_command(body: Callable[[], int]) -> None:
-    """Run a command body under the single error handler and exit with its code."""
-    raise typer.Exit(run_guarded(body, debug=DEBUG["enabled"]))
 
 
 def check_output(output: str, allowed: tuple[str, ...]) -> None:

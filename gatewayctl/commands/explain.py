@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from gatewayctl.commands import check_output, run_command
+from gatewayctl.commands import check_output
 from gatewayctl.errors import EXIT_ERROR, EXIT_OK, UsageError
 
 RootArg = Annotated[Path, typer.Argument(help="Manifest root folder.")]
@@ -79,52 +79,49 @@ def explain_command(
         "--used", help="What a limit's bucket already holds this period: requests=N, "
         "tokens=N or budget=USD (repeatable); an exhausted limit gives 429.")] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="text or json.")] = "text",
-) -> None:
+) -> int:
     """Explain what the gateway does with one request: route, status and why, backends,
     fallback, prompt, limits, guardrails, cost. Computed from the manifests; nothing runs."""
 
-    def body() -> int:
-        from gatewayctl.diagnostics import did_you_mean
-        from gatewayctl.explain import (
-            ExplainRequest,
-            UnknownConsumer,
-            UnknownIssuer,
-            explain_request,
-        )
-        from gatewayctl.explain.format import format_json, format_text
-        from gatewayctl.output import use_colour
-        from gatewayctl.pipeline import compile_root
+    from gatewayctl.diagnostics import did_you_mean
+    from gatewayctl.explain import (
+        ExplainRequest,
+        UnknownConsumer,
+        UnknownIssuer,
+        explain_request,
+    )
+    from gatewayctl.explain.format import format_json, format_text
+    from gatewayctl.output import use_colour
+    from gatewayctl.pipeline import compile_root
 
-        check_output(output, ("text", "json"))
-        headers = tuple(parse_header(h) for h in header or [])
-        counts = dict(parse_used(u) for u in used or [])
-        data = _read_request(request)
-        compiled = compile_root(root)
-        for warning in compiled.warnings:
-            typer.echo(warning.format(), err=True)
-        try:
-            exp = explain_request(compiled.ir, ExplainRequest(
-                data, path, headers, consumer, jwt_issuer, tuple(sorted(counts.items()))))
-        except UnknownIssuer:
-            issuers = sorted({p.issuer for p in compiled.ir.jwt_providers()})
-            raise UsageError(
-                f"--jwt-issuer {jwt_issuer}: " + ("needs --consumer" if consumer is None
-                                                  else "no policy of this root accepts it"),
-                hint=f"issuers: {', '.join(issuers) or 'none'}") from None
-        except UnknownConsumer:
-            names = [c.name for c in compiled.ir.consumers]
-            guess = did_you_mean(consumer or "", names)
-            raise UsageError(
-                f'there is no Consumer "{consumer}" in {root}',
-                hint=f'did you mean "{guess}"?' if guess else
-                f"consumers: {', '.join(names) or 'none'}") from None
-        if output == "json":
-            sys.stdout.write(format_json(exp))
-        else:
-            sys.stdout.write(format_text(exp, colour=use_colour(sys.stdout)))
-        return EXIT_OK
-
-    run_command(body)
+    check_output(output, ("text", "json"))
+    headers = tuple(parse_header(h) for h in header or [])
+    counts = dict(parse_used(u) for u in used or [])
+    data = _read_request(request)
+    compiled = compile_root(root)
+    for warning in compiled.warnings:
+        typer.echo(warning.format(), err=True)
+    try:
+        exp = explain_request(compiled.ir, ExplainRequest(
+            data, path, headers, consumer, jwt_issuer, tuple(sorted(counts.items()))))
+    except UnknownIssuer:
+        issuers = sorted({p.issuer for p in compiled.ir.jwt_providers()})
+        raise UsageError(
+            f"--jwt-issuer {jwt_issuer}: " + ("needs --consumer" if consumer is None
+                                              else "no policy of this root accepts it"),
+            hint=f"issuers: {', '.join(issuers) or 'none'}") from None
+    except UnknownConsumer:
+        names = [c.name for c in compiled.ir.consumers]
+        guess = did_you_mean(consumer or "", names)
+        raise UsageError(
+            f'there is no Consumer "{consumer}" in {root}',
+            hint=f'did you mean "{guess}"?' if guess else
+            f"consumers: {', '.join(names) or 'none'}") from None
+    if output == "json":
+        sys.stdout.write(format_json(exp))
+    else:
+        sys.stdout.write(format_text(exp, colour=use_colour(sys.stdout)))
+    return EXIT_OK
 
 
 def _parse_junit(values: list[str]) -> list[Path]:
@@ -144,44 +141,41 @@ def test_command(
         "Default: offline, through explain.")] = None,
     report: Annotated[list[str] | None, typer.Option(
         "--report", help="Write a report: junit=FILE (repeatable).")] = None,
-) -> None:
+) -> int:
     """Run the RequestTest cases of a root: offline through explain, or through the local
     gateway with --live local. Exits 1 when a case fails, naming each."""
 
-    def body() -> int:
-        from gatewayctl.output import use_colour
-        from gatewayctl.pipeline import compile_root
-        from gatewayctl.request_tests.cases import collect_cases
-        from gatewayctl.request_tests.report import format_junit, format_text
+    from gatewayctl.output import use_colour
+    from gatewayctl.pipeline import compile_root
+    from gatewayctl.request_tests.cases import collect_cases
+    from gatewayctl.request_tests.report import format_junit, format_text
 
-        if live not in (None, "local"):
-            raise UsageError(f'unknown --live "{live}" for test',
-                             hint="use --live local (a gateway started with `gatewayctl up`), "
-                                  "or leave it out to test offline")
-        junit = _parse_junit(report or [])
-        compiled = compile_root(root)
-        for warning in compiled.warnings:
-            typer.echo(warning.format(), err=True)
-        cases = collect_cases(compiled.manifests)
-        mode = "live: local gateway" if live else "offline: explain"
-        if live:
-            from gatewayctl.request_tests.live import run_live
+    if live not in (None, "local"):
+        raise UsageError(f'unknown --live "{live}" for test',
+                         hint="use --live local (a gateway started with `gatewayctl up`), "
+                              "or leave it out to test offline")
+    junit = _parse_junit(report or [])
+    compiled = compile_root(root)
+    for warning in compiled.warnings:
+        typer.echo(warning.format(), err=True)
+    cases = collect_cases(compiled.manifests)
+    mode = "live: local gateway" if live else "offline: explain"
+    if live:
+        from gatewayctl.request_tests.live import run_live
 
-            results = run_live(compiled.ir, cases)
-        else:
-            from gatewayctl.request_tests.offline import run_offline
+        results = run_live(compiled.ir, cases)
+    else:
+        from gatewayctl.request_tests.offline import run_offline
 
-            results = run_offline(compiled.ir, cases)
-        for path in junit:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(format_junit(results, mode=mode, root=str(root)), encoding="utf-8")
-        if not results:
-            typer.echo(f"no RequestTest cases in {root}: nothing to test")
-            return EXIT_OK
-        sys.stdout.write(format_text(results, mode=mode, colour=use_colour(sys.stdout)))
-        return EXIT_OK if all(r.passed for r in results) else EXIT_ERROR
-
-    run_command(body)
+        results = run_offline(compiled.ir, cases)
+    for path in junit:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(format_junit(results, mode=mode, root=str(root)), encoding="utf-8")
+    if not results:
+        typer.echo(f"no RequestTest cases in {root}: nothing to test")
+        return EXIT_OK
+    sys.stdout.write(format_text(results, mode=mode, colour=use_colour(sys.stdout)))
+    return EXIT_OK if all(r.passed for r in results) else EXIT_ERROR
 
 
 def register(app: typer.Typer) -> None:

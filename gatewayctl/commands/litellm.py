@@ -14,7 +14,6 @@ from typing import Annotated
 
 import typer
 
-from gatewayctl.commands import run_command
 from gatewayctl.errors import EXIT_OK, GatewayctlError, UsageError
 
 import_app = typer.Typer(help="Convert another tool's configuration to manifests.",
@@ -62,45 +61,42 @@ def litellm_command(
         "--out", help="Folder to write the manifests to: new, empty, or an earlier import.")],
     gateway: Annotated[str, typer.Option(help="Name of the Gateway.")] = "ai-gateway",
     namespace: Annotated[str, typer.Option(help="The Gateway's namespace.")] = "ai-gateway",
-) -> None:
+) -> int:
     """Convert a LiteLLM proxy config to manifests; literal keys become secretRefs (and are
     never written); what gatewayctl cannot express is listed."""
 
-    def body() -> int:
-        import yaml
+    import yaml
 
-        from gatewayctl.importers.litellm import ImportError_, import_litellm
-        from gatewayctl.render.output_folder import check_folder, write_folder
+    from gatewayctl.importers.litellm import ImportError_, import_litellm
+    from gatewayctl.render.output_folder import check_folder, write_folder
 
-        check_folder(out)
-        try:
-            data = yaml.safe_load(config.read_text(encoding="utf-8"))
-        except OSError as err:
-            raise UsageError(f"cannot read {config}: {err.strerror or err}",
-                             hint="give the LiteLLM proxy config file") from None
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-            raise UsageError(f"{config}{where}: not valid YAML",
-                             hint="give the LiteLLM proxy config file") from None
-        try:
-            result = import_litellm(data, gateway=gateway, namespace=namespace)
-        except ImportError_ as err:
-            raise UsageError(f"{config}: {err}", hint="give the LiteLLM proxy config file "
-                             "(the one `litellm --config` reads)") from None
-        _check_manifests(result.files)
-        files = dict(result.files)
-        files["IMPORT.md"] = _report(result.not_expressed, result.warnings, result.secrets)
-        done = write_folder(out, files)
-        for warning in result.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        for line in result.not_expressed:
-            print(f"not expressed: {line}", file=sys.stderr)
-        print(f"imported {config} into {out}: {len(done.create) + len(done.update)} files "
-              f"written; see {out}/IMPORT.md")
-        return EXIT_OK
-
-    run_command(body)
+    check_folder(out)
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise UsageError(f"cannot read {config}: {err.strerror or err}",
+                         hint="give the LiteLLM proxy config file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise UsageError(f"{config}{where}: not valid YAML",
+                         hint="give the LiteLLM proxy config file") from None
+    try:
+        result = import_litellm(data, gateway=gateway, namespace=namespace)
+    except ImportError_ as err:
+        raise UsageError(f"{config}: {err}", hint="give the LiteLLM proxy config file "
+                         "(the one `litellm --config` reads)") from None
+    _check_manifests(result.files)
+    files = dict(result.files)
+    files["IMPORT.md"] = _report(result.not_expressed, result.warnings, result.secrets)
+    done = write_folder(out, files)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for line in result.not_expressed:
+        print(f"not expressed: {line}", file=sys.stderr)
+    print(f"imported {config} into {out}: {len(done.create) + len(done.update)} files "
+          f"written; see {out}/IMPORT.md")
+    return EXIT_OK
 
 
 def register(app: typer.Typer) -> None:

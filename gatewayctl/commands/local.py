@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from gatewayctl.commands import run_command
 from gatewayctl.errors import EXIT_ERROR, EXIT_OK
 
 
@@ -32,53 +31,44 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--foreground", "-f", help="Stay attached; Ctrl-C stops the gateway."),
         ] = False,
-    ) -> None:
+    ) -> int:
         """Run the gateway locally on a real Envoy, with the mock for unreachable providers."""
 
-        def body() -> int:
-            from gatewayctl.local.gateway import up as start
+        from gatewayctl.local.gateway import up as start
 
-            result = start(
-                root,
-                listener_port=port,
-                admin_port=admin_port,
-                mock_port=mock_port,
-                mock_all=mock_all,
-                detach=not foreground,
-                on_progress=_progress,
-            )
-            if not foreground:
-                typer.echo(result.summary())
-                typer.echo("stop it with: gatewayctl down")
-            return 0
-
-        run_command(body)
+        result = start(
+            root,
+            listener_port=port,
+            admin_port=admin_port,
+            mock_port=mock_port,
+            mock_all=mock_all,
+            detach=not foreground,
+            on_progress=_progress,
+        )
+        if not foreground:
+            typer.echo(result.summary())
+            typer.echo("stop it with: gatewayctl down")
+        return 0
 
     @app.command()
-    def down() -> None:
+    def down() -> int:
         """Stop the local gateway."""
 
-        def body() -> int:
-            from gatewayctl.local.gateway import down as stop
+        from gatewayctl.local.gateway import down as stop
 
-            typer.echo(stop().summary())
-            return 0
-
-        run_command(body)
+        typer.echo(stop().summary())
+        return 0
 
     @app.command()
-    def status() -> None:
+    def status() -> int:
         """Show what the local gateway runs and serves."""
 
-        def body() -> int:
-            from gatewayctl.local.gateway import status as current
+        from gatewayctl.local.gateway import status as current
 
-            result = current()
-            typer.echo(result.summary())
-            # Scripts branch on it: 0 only for a gateway that runs and is healthy.
-            return EXIT_OK if result.running and not result.problems else EXIT_ERROR
-
-        run_command(body)
+        result = current()
+        typer.echo(result.summary())
+        # Scripts branch on it: 0 only for a gateway that runs and is healthy.
+        return EXIT_OK if result.running and not result.problems else EXIT_ERROR
 
     @app.command()
     def logs(
@@ -90,21 +80,18 @@ def register(app: typer.Typer) -> None:
         ] = False,
         tail: Annotated[str, typer.Option(
             "--tail", "-n", help="Lines to show from the end of each log, or all.")] = "100",
-    ) -> None:
+    ) -> int:
         """Show the local gateway's logs (Envoy, the mock provider, the access log)."""
 
-        def body() -> int:
-            import sys
+        import sys
 
-            from gatewayctl.local.gateway import is_running
-            from gatewayctl.local.logs import parse_tail, show_logs
-            from gatewayctl.local.state import StateDir
+        from gatewayctl.local.gateway import is_running
+        from gatewayctl.local.logs import parse_tail, show_logs
+        from gatewayctl.local.state import StateDir
 
-            def write(text: str) -> None:
-                sys.stdout.write(text)
-                sys.stdout.flush()
+        def write(text: str) -> None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
 
-            return show_logs(StateDir(), sources or [], tail=parse_tail(tail), follow=follow,
-                             running=is_running, write=write)
-
-        run_command(body)
+        return show_logs(StateDir(), sources or [], tail=parse_tail(tail), follow=follow,
+                         running=is_running, write=write)

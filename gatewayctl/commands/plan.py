@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gatewayctl.commands import check_output, run_command
+from gatewayctl.commands import check_output
 from gatewayctl.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
@@ -108,54 +108,51 @@ def plan_command(
     ] = None,
     window: Annotated[str, typer.Option(
         "--window", help="The traffic window --traffic reads (e.g. 7d, 24h).")] = "7d",
-) -> None:
+) -> int:
     """Show what would change in the live gateway: manifest-level and resource-level changes."""
 
-    def body() -> int:
-        from gatewayctl.orchestrate import compute_plan_and_live, desired_state, load_desired_ir
-        from gatewayctl.pipeline import ManifestErrors
-        from gatewayctl.targets import parse_target
-        from gatewayctl.validate import format_json
+    from gatewayctl.orchestrate import compute_plan_and_live, desired_state, load_desired_ir
+    from gatewayctl.pipeline import ManifestErrors
+    from gatewayctl.targets import parse_target
+    from gatewayctl.validate import format_json
 
-        check_output(output, ("text", "json", "markdown"))
-        traffic_url = window_s = None
-        if traffic is not None:
-            from gatewayctl.traffic import parse_traffic, parse_window
+    check_output(output, ("text", "json", "markdown"))
+    traffic_url = window_s = None
+    if traffic is not None:
+        from gatewayctl.traffic import parse_traffic, parse_window
 
-            traffic_url, window_s = parse_traffic(traffic), parse_window(window)
-        try:
-            ir, warnings = load_desired_ir(root, namespace)
-        except ManifestErrors as err:
-            if output != "json":
-                raise
-            sys.stdout.write(format_json(err.diagnostics, failed=True))
-            return EXIT_ERROR
-        target = parse_target(live, root, _kube_options(kubeconfig, context, namespace,
-                                                        read_only))
-        try:
-            plan, live_ir = compute_plan_and_live(desired_state(ir, target, warnings=warnings),
-                                                  target)
-        finally:
-            target.close()
-        report = None
-        if traffic_url is not None and window_s is not None:
-            from gatewayctl.plan.traffic import compute_traffic
-            from gatewayctl.traffic import fetch_traffic
+        traffic_url, window_s = parse_traffic(traffic), parse_window(window)
+    try:
+        ir, warnings = load_desired_ir(root, namespace)
+    except ManifestErrors as err:
+        if output != "json":
+            raise
+        sys.stdout.write(format_json(err.diagnostics, failed=True))
+        return EXIT_ERROR
+    target = parse_target(live, root, _kube_options(kubeconfig, context, namespace,
+                                                    read_only))
+    try:
+        plan, live_ir = compute_plan_and_live(desired_state(ir, target, warnings=warnings),
+                                              target)
+    finally:
+        target.close()
+    report = None
+    if traffic_url is not None and window_s is not None:
+        from gatewayctl.plan.traffic import compute_traffic
+        from gatewayctl.traffic import fetch_traffic
 
-            report = compute_traffic(fetch_traffic(traffic_url, window_s), live_ir, ir)
-        if out is not None:
-            write_plan_file(plan, out)
-        _print_plan(plan, output, report)
-        if out is not None:
-            print(f"Saved the plan to {out}; apply it with `gatewayctl apply {out}`.",
-                  file=sys.stderr)
-        if gitlab_comment or require_comment:
-            code = _comment(plan, environment, require_comment, report)
-            if code != EXIT_OK:
-                return code
-        return EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK
-
-    run_command(body)
+        report = compute_traffic(fetch_traffic(traffic_url, window_s), live_ir, ir)
+    if out is not None:
+        write_plan_file(plan, out)
+    _print_plan(plan, output, report)
+    if out is not None:
+        print(f"Saved the plan to {out}; apply it with `gatewayctl apply {out}`.",
+              file=sys.stderr)
+    if gitlab_comment or require_comment:
+        code = _comment(plan, environment, require_comment, report)
+        if code != EXIT_OK:
+            return code
+    return EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK
 
 
 def _comment(plan: Plan, environment: str | None, require: bool,
@@ -201,47 +198,44 @@ def apply_command(
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
     kubeconfig: KubeconfigOpt = None,
-) -> None:
+) -> int:
     """Apply exactly what the plan shows (plan first, or a saved plan that is still fresh)."""
 
-    def body() -> int:
-        from gatewayctl.orchestrate import (
-            apply_root,
-            apply_saved,
-            desired_state,
-            load_desired_ir,
-            read_saved_plan,
-        )
-        from gatewayctl.targets import parse_target
-        from gatewayctl.targets.base import ApplyOptions
+    from gatewayctl.orchestrate import (
+        apply_root,
+        apply_saved,
+        desired_state,
+        load_desired_ir,
+        read_saved_plan,
+    )
+    from gatewayctl.targets import parse_target
+    from gatewayctl.targets.base import ApplyOptions
 
-        options = ApplyOptions(force_conflicts=force_conflicts, timeout=parse_duration(timeout))
-        kube = _kube_options(kubeconfig, context, namespace)
-        if target.is_file():
-            plan = read_saved_plan(target)
-            if live is not None and live != plan.target:
-                raise UsageError(f"the plan was computed against {plan.target}, not {live}",
-                                 hint=f"apply it with --live {plan.target}, or plan again")
-            destination = parse_target(plan.target, None, kube)
-            try:
-                print(f"Applying the saved plan {target} to {plan.target}.")
-                report = apply_saved(plan, destination, options=options, say=print)
-            finally:
-                destination.close()
-        else:
-            ir, warnings = load_desired_ir(target, namespace)
-            destination = parse_target(live or "kubernetes", target, kube)
-            try:
-                desired = desired_state(ir, destination, warnings=warnings)
-                _, report = apply_root(
-                    desired, destination, confirm=lambda p: _confirm(p, auto_approve),
-                    show=lambda p: _print_plan(p, "text"), options=options, say=print)
-            finally:
-                destination.close()
-        print(report.summary if report else "Nothing to apply.")
-        return EXIT_OK
-
-    run_command(body)
+    options = ApplyOptions(force_conflicts=force_conflicts, timeout=parse_duration(timeout))
+    kube = _kube_options(kubeconfig, context, namespace)
+    if target.is_file():
+        plan = read_saved_plan(target)
+        if live is not None and live != plan.target:
+            raise UsageError(f"the plan was computed against {plan.target}, not {live}",
+                             hint=f"apply it with --live {plan.target}, or plan again")
+        destination = parse_target(plan.target, None, kube)
+        try:
+            print(f"Applying the saved plan {target} to {plan.target}.")
+            report = apply_saved(plan, destination, options=options, say=print)
+        finally:
+            destination.close()
+    else:
+        ir, warnings = load_desired_ir(target, namespace)
+        destination = parse_target(live or "kubernetes", target, kube)
+        try:
+            desired = desired_state(ir, destination, warnings=warnings)
+            _, report = apply_root(
+                desired, destination, confirm=lambda p: _confirm(p, auto_approve),
+                show=lambda p: _print_plan(p, "text"), options=options, say=print)
+        finally:
+            destination.close()
+    print(report.summary if report else "Nothing to apply.")
+    return EXIT_OK
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from gatewayctl.commands import check_output, run_command
+from gatewayctl.commands import check_output
 
 rollout_app = typer.Typer(
     help="Canary rollouts: step traffic from a stable to a canary model, with Git as the truth.",
@@ -74,27 +74,21 @@ def status(
         "--live", help="Also show what the live gateway serves: local, kubernetes, dir:PATH, "
         "git:REF.")] = None,
     output: OutputOpt = "text",
-) -> None:
+) -> int:
     """Current step, the weights in Git (and live), the pause and the last analysis."""
 
-    def body() -> int:
-        from gatewayctl.rollout.run import run_status
+    from gatewayctl.rollout.run import run_status
 
-        check_output(output, ("text", "json"))
-        return _emit(run_status(root, name, live=live, output=output))
-
-    run_command(body)
+    check_output(output, ("text", "json"))
+    return _emit(run_status(root, name, live=live, output=output))
 
 
 def _transition(action: str, name: str, root: Path, delivery: object, to: int | None = None,
-                full: bool = False) -> None:
-    def body() -> int:
-        from gatewayctl.rollout.run import Delivery, run_transition
+                full: bool = False) -> int:
+    from gatewayctl.rollout.run import Delivery, run_transition
 
-        assert isinstance(delivery, Delivery)
-        return _emit(run_transition(root, name, action, delivery, to=to, full=full))
-
-    run_command(body)
+    assert isinstance(delivery, Delivery)
+    return _emit(run_transition(root, name, action, delivery, to=to, full=full))
 
 
 @rollout_app.command("promote")
@@ -111,11 +105,11 @@ def promote(
     live: LiveOpt = None,
     context: ContextOpt = None,
     dry_run: DryRunOpt = False,
-) -> None:
+) -> int:
     """Move to the next step (or --to N, or --full) by editing the Rollout in place."""
-    _transition("promote", name, root, _delivery(commit, merge_request, branch, target_branch,
-                                                 apply, live, dry_run, context=context),
-                to=to, full=full)
+    delivery = _delivery(commit, merge_request, branch, target_branch, apply, live, dry_run,
+                         context=context)
+    return _transition("promote", name, root, delivery, to=to, full=full)
 
 
 @rollout_app.command("abort")
@@ -130,10 +124,11 @@ def abort(
     live: LiveOpt = None,
     context: ContextOpt = None,
     dry_run: DryRunOpt = False,
-) -> None:
+) -> int:
     """Send all traffic back to the stable model (state: aborted)."""
-    _transition("abort", name, root, _delivery(commit, merge_request, branch, target_branch,
-                                               apply, live, dry_run, context=context))
+    delivery = _delivery(commit, merge_request, branch, target_branch, apply, live, dry_run,
+                         context=context)
+    return _transition("abort", name, root, delivery)
 
 
 @rollout_app.command("pause")
@@ -145,10 +140,10 @@ def pause(
     branch: BranchOpt = None,
     target_branch: TargetOpt = None,
     dry_run: DryRunOpt = False,
-) -> None:
+) -> int:
     """Hold the current weights: `advance` does nothing until `resume`."""
-    _transition("pause", name, root, _delivery(commit, merge_request, branch, target_branch,
-                                               False, None, dry_run))
+    delivery = _delivery(commit, merge_request, branch, target_branch, False, None, dry_run)
+    return _transition("pause", name, root, delivery)
 
 
 @rollout_app.command("resume")
@@ -160,10 +155,10 @@ def resume(
     branch: BranchOpt = None,
     target_branch: TargetOpt = None,
     dry_run: DryRunOpt = False,
-) -> None:
+) -> int:
     """Let `advance` move a paused rollout again."""
-    _transition("resume", name, root, _delivery(commit, merge_request, branch, target_branch,
-                                                False, None, dry_run))
+    delivery = _delivery(commit, merge_request, branch, target_branch, False, None, dry_run)
+    return _transition("resume", name, root, delivery)
 
 
 @rollout_app.command("analyze")
@@ -174,19 +169,16 @@ def analyze(
     selector: SelectorOpt = "",
     output: Annotated[str, typer.Option("--output", "-o", help="text, json or markdown.")]
     = "text",
-) -> None:
+) -> int:
     """Compare canary with stable over the analysis window.
 
     Exit 0 all metrics pass, 2 a metric failed, 3 inconclusive (too little traffic), 1 error.
     """
 
-    def body() -> int:
-        from gatewayctl.rollout.run import run_analyze
+    from gatewayctl.rollout.run import run_analyze
 
-        check_output(output, ("text", "json", "markdown"))
-        return _emit(run_analyze(root, name, prometheus, selector=selector, output=output))
-
-    run_command(body)
+    check_output(output, ("text", "json", "markdown"))
+    return _emit(run_analyze(root, name, prometheus, selector=selector, output=output))
 
 
 @rollout_app.command("advance")
@@ -205,23 +197,20 @@ def advance(
     context: ContextOpt = None,
     dry_run: DryRunOpt = False,
     output: OutputOpt = "text",
-) -> None:
+) -> int:
     """Analyze, then promote (pause elapsed, all pass), abort (a metric fails) or wait.
 
     Exit 0 promoted, completed, waiting or nothing to do; 2 aborted; 1 error.
     """
 
-    def body() -> int:
-        from gatewayctl.rollout.run import Delivery, run_advance
+    from gatewayctl.rollout.run import Delivery, run_advance
 
-        check_output(output, ("text", "json"))
-        delivery = _delivery(commit, merge_request, branch, target_branch, apply, live,
-                             dry_run, apply_abort=apply_abort, context=context)
-        assert isinstance(delivery, Delivery)
-        return _emit(run_advance(root, name, prometheus, delivery, selector=selector,
-                                 output=output))
-
-    run_command(body)
+    check_output(output, ("text", "json"))
+    delivery = _delivery(commit, merge_request, branch, target_branch, apply, live,
+                         dry_run, apply_abort=apply_abort, context=context)
+    assert isinstance(delivery, Delivery)
+    return _emit(run_advance(root, name, prometheus, delivery, selector=selector,
+                             output=output))
 
 
 def register(app: typer.Typer) -> None:

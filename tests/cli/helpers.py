@@ -6,8 +6,12 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from typer.testing import CliRunner, Result
+
+from gatewayctl.cli import main
 from tests.conftest import REPO
 
 QUICKSTART = REPO / "examples" / "quickstart"
@@ -20,6 +24,23 @@ def gatewayctl(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None,
         [sys.executable, "-m", "gatewayctl", *args], capture_output=True, text=True, cwd=cwd,
         env={**os.environ, **(env or {})}, timeout=timeout, stdin=subprocess.DEVNULL,
         check=False)
+
+
+class MainRunner(CliRunner):
+    """`gatewayctl.cli.main` in-process: the real app, every command wired as users get it,
+    and its one error handler, with CliRunner's isolation (environment, stdin, captured
+    stdout and stderr)."""
+
+    def invoke(self, args: Sequence[str],  # type: ignore[override]
+               env: Mapping[str, str | None] | None = None,
+               input: str | None = None) -> Result:
+        with self.isolation(input=input, env=env) as (out, err, mixed):
+            code = main(list(args))
+            sys.stdout.flush()
+            sys.stderr.flush()
+            return Result(runner=self, stdout_bytes=out.getvalue(),
+                          stderr_bytes=err.getvalue(), output_bytes=mixed.getvalue(),
+                          return_value=code, exit_code=code, exception=None, exc_info=None)
 
 
 def snapshot(folder: Path) -> dict[str, str]:

@@ -8,12 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from gatewayctl.commands import gitlab as gitlab_commands
-from gatewayctl.commands import plan as plan_commands
 from gatewayctl.targets.kubernetes.options import KubeOptions
+from tests.cli.helpers import MainRunner
 from tests.fakes.kubeapi import KubeAPIServer
 
 FIXTURE_ROOT = Path(__file__).parent / "fixtures" / "root"
@@ -24,26 +22,13 @@ GATEWAY = "ai-gateway"
 FAST_KUBE = {"request_timeout": 10.0, "retries": 1, "backoff": 0.01}
 
 
-def build_app() -> typer.Typer:
-    app = typer.Typer(pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _main() -> None:
-        """gatewayctl (plan commands only)."""
-
-    plan_commands.register(app)
-    gitlab_commands.register(app)
-    return app
-
-
 class Cli:
     def __init__(self) -> None:
-        self.app = build_app()
-        self.runner = CliRunner()
+        self.runner = MainRunner()
 
     def __call__(self, *args: str, env: dict[str, str] | None = None,
                  input: str | None = None) -> Result:
-        return self.runner.invoke(self.app, list(args), env=env, input=input)
+        return self.runner.invoke(list(args), env=env, input=input)
 
 
 @pytest.fixture

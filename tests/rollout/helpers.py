@@ -9,12 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
-from gatewayctl.commands.rollout import register
 from gatewayctl.local.gateway import UpResult, down, up
 from gatewayctl.local.process import free_port
+from tests.cli.helpers import MainRunner
 
 BASE = """\
 apiVersion: gatewayctl.dev/v1alpha1
@@ -103,15 +101,9 @@ def changed(before: str, after: str) -> tuple[list[str], list[str]]:
     return removed, added
 
 
-def cli() -> tuple[typer.Typer, CliRunner]:
-    app = typer.Typer()
-
-    @app.callback()
-    def _main() -> None:
-        pass
-
-    register(app)
-    return app, CliRunner()
+def cli() -> MainRunner:
+    """gatewayctl's real entry point, in-process."""
+    return MainRunner()
 
 
 @contextlib.contextmanager

@@ -17,8 +17,8 @@ STAMP_LINE = re.compile(
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
-    app, runner = cli()
-    result = runner.invoke(app, ["rollout", *args])
+    runner = cli()
+    result = runner.invoke(["rollout", *args])
     return result.exit_code, result.stdout, result.stderr
 
 

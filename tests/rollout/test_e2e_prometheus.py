@@ -123,7 +123,7 @@ def test_a_failing_canary_is_aborted_and_gets_no_traffic(
         gateway: tuple[Path, UpResult], tmp_path: Path) -> None:
     root, result = gateway
     set_canary_faults(result, 0.2)
-    app, runner = cli()
+    runner = cli()
     t0 = time.monotonic()
     with Prometheus(tmp_path / "prom", [f"127.0.0.1:{result.ports.admin}"]) as prom:
         seen = observe(prom, result, REQUESTS)
@@ -133,7 +133,7 @@ def test_a_failing_canary_is_aborted_and_gets_no_traffic(
         assert seen.get(f"{STABLE} 200", 0) == REQUESTS - canary_total
 
         before = (root / "rollout.yaml").read_text()
-        run = runner.invoke(app, ["rollout", "advance", "chat-nov", "--root", str(root),
+        run = runner.invoke(["rollout", "advance", "chat-nov", "--root", str(root),
                                   "--prometheus", prom.url, "--commit", "--apply",
                                   "--live", "local"])
     print(run.stdout)
@@ -149,7 +149,7 @@ def test_a_failing_canary_is_aborted_and_gets_no_traffic(
     # The running Envoy: the canary's weight is 0 and every request goes to the stable.
     assert served_weights().get(CANARY_CLUSTER, 0) == 0
     assert send(result, 50) == Counter({f"{STABLE} 200": 50})
-    status = runner.invoke(app, ["rollout", "status", "chat-nov", "--root", str(root),
+    status = runner.invoke(["rollout", "status", "chat-nov", "--root", str(root),
                                  "--live", "local"])
     assert status.exit_code == 0, status.stderr
     assert f"  live:   {STABLE} 100%" in status.stdout
@@ -161,14 +161,14 @@ def test_a_healthy_canary_is_promoted_to_the_next_step(
         gateway: tuple[Path, UpResult], tmp_path: Path) -> None:
     root, result = gateway
     set_canary_faults(result, 0.0)
-    app, runner = cli()
+    runner = cli()
     t0 = time.monotonic()
     # The canary header reaches the canary whatever the weights say.
     assert send(result, 20, {"x-gateway-canary": "always"}) == Counter({f"{CANARY} 200": 20})
     with Prometheus(tmp_path / "prom", [f"127.0.0.1:{result.ports.admin}"]) as prom:
         observe(prom, result, REQUESTS, earlier=20)  # takes longer than the step's 1s pause
         before = (root / "rollout.yaml").read_text()
-        run = runner.invoke(app, ["rollout", "advance", "chat-nov", "--root", str(root),
+        run = runner.invoke(["rollout", "advance", "chat-nov", "--root", str(root),
                                   "--prometheus", prom.url, "--commit", "--apply",
                                   "--live", "local"])
     print(run.stdout)

@@ -55,9 +55,9 @@ def land_on_main(server: GitLabAPIServer, path: str, text: str) -> str:
 
 def test_promote_is_made_on_the_current_head_of_main(repo: Path, gitlab: GitLabAPIServer) -> None:
     head = land_on_main(gitlab, "gateway/rollout.yaml", LATER)
-    app, runner = cli()
+    runner = cli()
 
-    result = runner.invoke(app, ["rollout", "promote", "chat-nov", "--root",
+    result = runner.invoke(["rollout", "promote", "chat-nov", "--root",
                                  str(repo / "gateway"), "--merge-request"], env=env(gitlab))
 
     assert result.exit_code == 0, result.stderr
@@ -82,7 +82,7 @@ def test_promote_is_made_on_the_current_head_of_main(repo: Path, gitlab: GitLabA
         f"commit {gitlab.projects[1].branches[PROMOTE_BRANCH][:12]})")
 
     # the same promotion again: same branch, same merge request, still one commit on the head
-    again = runner.invoke(app, ["rollout", "promote", "chat-nov", "--root",
+    again = runner.invoke(["rollout", "promote", "chat-nov", "--root",
                                 str(repo / "gateway"), "--merge-request"], env=env(gitlab))
     assert again.exit_code == 0, again.stderr
     assert list(gitlab.projects[1].merge_requests) == [1]
@@ -93,11 +93,11 @@ def test_promote_is_made_on_the_current_head_of_main(repo: Path, gitlab: GitLabA
 
 def test_each_action_has_its_own_branch(repo: Path, gitlab: GitLabAPIServer) -> None:
     """A promotion proposed later cannot overwrite a pending abort, nor the other way round."""
-    app, runner = cli()
+    runner = cli()
     root = str(repo / "gateway")
-    abort = runner.invoke(app, ["rollout", "abort", "chat-nov", "--root", root,
+    abort = runner.invoke(["rollout", "abort", "chat-nov", "--root", root,
                                 "--merge-request"], env=env(gitlab))
-    promote = runner.invoke(app, ["rollout", "promote", "chat-nov", "--root", root,
+    promote = runner.invoke(["rollout", "promote", "chat-nov", "--root", root,
                                   "--merge-request"], env=env(gitlab))
 
     assert (abort.exit_code, promote.exit_code) == (0, 0), abort.stderr + promote.stderr
@@ -110,14 +110,14 @@ def test_each_action_has_its_own_branch(repo: Path, gitlab: GitLabAPIServer) -> 
 
 def test_a_branch_left_on_an_older_head_is_restarted_on_the_current_one(
         repo: Path, gitlab: GitLabAPIServer) -> None:
-    app, runner = cli()
+    runner = cli()
     root = str(repo / "gateway")
-    first = runner.invoke(app, ["rollout", "abort", "chat-nov", "--root", root,
+    first = runner.invoke(["rollout", "abort", "chat-nov", "--root", root,
                                 "--merge-request"], env=env(gitlab))
     assert first.exit_code == 0, first.stderr
     head = land_on_main(gitlab, "gateway/rollout.yaml", LATER)
 
-    second = runner.invoke(app, ["rollout", "abort", "chat-nov", "--root", root,
+    second = runner.invoke(["rollout", "abort", "chat-nov", "--root", root,
                                  "--merge-request"], env=env(gitlab))
 
     assert second.exit_code == 0, second.stderr
@@ -131,8 +131,8 @@ def test_a_branch_left_on_an_older_head_is_restarted_on_the_current_one(
 def test_without_git_the_merge_request_is_refused_clearly(repo: Path,
                                                           gitlab: GitLabAPIServer) -> None:
     """Without git the file's place in the repository would be a guess: never guess."""
-    app, runner = cli()
-    result = runner.invoke(app, ["rollout", "promote", "chat-nov", "--root",
+    runner = cli()
+    result = runner.invoke(["rollout", "promote", "chat-nov", "--root",
                                  str(repo / "gateway"), "--merge-request"],
                            env={**env(gitlab), "PATH": f"/nonexistent{os.pathsep}"})
     assert result.exit_code == 1
@@ -144,8 +144,8 @@ def test_without_git_the_merge_request_is_refused_clearly(repo: Path,
 
 def test_a_refused_merge_request_is_one_clear_error(repo: Path,
                                                      gitlab: GitLabAPIServer) -> None:
-    app, runner = cli()
-    result = runner.invoke(app, ["rollout", "abort", "chat-nov", "--root",
+    runner = cli()
+    result = runner.invoke(["rollout", "abort", "chat-nov", "--root",
                                  str(repo / "gateway"), "--merge-request"],
                            env=env(gitlab, REPORTER_TOKEN))
     assert result.exit_code == 1
