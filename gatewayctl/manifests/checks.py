@@ -12,7 +12,7 @@ from gatewayctl.diagnostics import Diagnostic, did_you_mean, error, warning
 from gatewayctl.manifests.documents import Manifest
 from gatewayctl.manifests.manifest_set import ManifestSet
 from gatewayctl.manifests.prompts import TemplateProblem, parse_template, used_variables
-from gatewayctl.manifests.yamlsource import SourceDocument
+from gatewayctl.manifests.yamlsource import SourceDocument, dotted
 
 # Where each kind names another object: (owner kind, field path, target kind); "*" stands for
 # every item of a list. Checked on the documents' own values, so that a document that failed
@@ -64,18 +64,11 @@ def _ref(
             "GW203",
             f'{target_kind} "{name}" does not exist',
             location=doc.location(fpath),
-            field=_dot(fpath),
+            field=dotted(fpath),
             resource=resource,
             hint=hint,
         )
     )
-
-
-def _dot(fpath: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in fpath:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + part
-    return out
 
 
 def _values_at(
@@ -114,7 +107,7 @@ def check_references(ms: ManifestSet) -> list[Diagnostic]:
             if owner_kind != kind:
                 continue
             for fpath, value in _values_at(doc.data, pattern):
-                if isinstance(value, str) and not _has_error(_dot(fpath), bad):
+                if isinstance(value, str) and not _has_error(dotted(fpath), bad):
                     _ref(diags, ms, (doc, fpath, resource), target, value, known[target])
     teams = {c.spec.team for c in ms.consumers.values() if c.spec.team}
     for policy in ms.policies.values():
@@ -125,12 +118,10 @@ def check_references(ms: ManifestSet) -> list[Diagnostic]:
             if team not in teams:
                 guess = did_you_mean(team, teams)
                 diags.append(
-                    warning(
+                    policy.warning(
                         "GW211",
                         f'no Consumer belongs to team "{team}"',
-                        location=policy.location("spec", "allow", "teams", i),
-                        field=f"spec.allow.teams[{i}]",
-                        resource=policy.ref,
+                        "spec", "allow", "teams", i,
                         hint=f'did you mean "{guess}"?'
                         if guess
                         else "set spec.team on the consumers of that team",
@@ -148,12 +139,10 @@ def check_routes(ms: ManifestSet) -> list[Diagnostic]:
         fpath = ("spec", "model") if route.spec.model else ("metadata", "name")
         if name in public:
             diags.append(
-                error(
+                route.error(
                     "GW202",
                     f'public model name "{name}" is already served by Route/{public[name].name}',
-                    location=route.location(*fpath),
-                    field=_dot(fpath),
-                    resource=route.ref,
+                    *fpath,
                     hint="each public model name belongs to exactly one route",
                 )
             )
@@ -162,12 +151,10 @@ def check_routes(ms: ManifestSet) -> list[Diagnostic]:
         total = sum(b.weight for b in route.spec.backends)
         if total != 100:
             diags.append(
-                error(
+                route.error(
                     "GW204",
                     f"backend weights sum to {total}, not 100",
-                    location=route.location("spec", "backends"),
-                    field="spec.backends",
-                    resource=route.ref,
+                    "spec", "backends",
                     hint="use integer weights that add up to exactly 100",
                 )
             )
@@ -175,12 +162,10 @@ def check_routes(ms: ManifestSet) -> list[Diagnostic]:
         for i, b in enumerate(route.spec.backends):
             if b.model in seen:
                 diags.append(
-                    error(
+                    route.error(
                         "GW212",
                         f'model "{b.model}" is listed twice in backends',
-                        location=route.location("spec", "backends", i, "model"),
-                        field=f"spec.backends[{i}].model",
-                        resource=route.ref,
+                        "spec", "backends", i, "model",
                         hint=f"merge it with backends[{seen[b.model]}]",
                     )
                 )
@@ -188,12 +173,10 @@ def check_routes(ms: ManifestSet) -> list[Diagnostic]:
         for i, fb in enumerate(route.spec.fallback):
             if fb in seen:
                 diags.append(
-                    warning(
+                    route.warning(
                         "GW214",
                         f'fallback "{fb}" is also a backend of this route',
-                        location=route.location("spec", "fallback", i),
-                        field=f"spec.fallback[{i}]",
-                        resource=route.ref,
+                        "spec", "fallback", i,
                         hint="a fallback should be a different model, ideally another provider",
                     )
                 )
@@ -229,12 +212,10 @@ def check_routes(ms: ManifestSet) -> list[Diagnostic]:
                 since = "" if model.spec.deprecated is True else f" (as of {model.spec.deprecated})"
                 idx = next(i for i, x in enumerate(route.spec.backends) if x.model == b.model)
                 diags.append(
-                    warning(
+                    route.warning(
                         "GW501",
                         f'model "{b.model}" is deprecated{since}',
-                        location=route.location("spec", "backends", idx, "model"),
-                        field=f"spec.backends[{idx}].model",
-                        resource=route.ref,
+                        "spec", "backends", idx, "model",
                         hint="move this route to a current model, for example with a Rollout",
                     )
                 )
@@ -248,41 +229,35 @@ def check_rollouts(ms: ManifestSet) -> list[Diagnostic]:
         spec = ro.spec
         if spec.step > len(spec.steps):
             diags.append(
-                error(
+                ro.error(
                     "GW205",
                     f"step {spec.step} is out of range: there are {len(spec.steps)} steps",
-                    location=ro.location("spec", "step"),
-                    field="spec.step",
-                    resource=ro.ref,
+                    "spec", "step",
                     hint=f"use 0 (not started) to {len(spec.steps)}",
                 )
             )
         if spec.stable == spec.canary:
             diags.append(
-                error(
+                ro.error(
                     "GW209",
                     "stable and canary are the same model",
-                    location=ro.location("spec", "canary"),
-                    field="spec.canary",
-                    resource=ro.ref,
+                    "spec", "canary",
                     hint="the canary is the new model version",
                 )
             )
         weights = [s.weight for s in spec.steps]
         if any(b <= a for a, b in zip(weights, weights[1:], strict=False)):
             diags.append(
-                error(
+                ro.error(
                     "GW215",
                     f"step weights must increase: {weights}",
-                    location=ro.location("spec", "steps"),
-                    field="spec.steps",
-                    resource=ro.ref,
+                    "spec", "steps",
                     hint="list the canary weights in increasing order",
                 )
             )
         if weights and weights[-1] != 100:
             diags.append(
-                warning(
+                warning(  # at the step, about its weight
                     "GW216",
                     f"the last step gives the canary {weights[-1]}%, not 100%",
                     location=ro.location("spec", "steps", len(weights) - 1),
@@ -297,13 +272,11 @@ def check_rollouts(ms: ManifestSet) -> list[Diagnostic]:
             continue
         if spec.state in ("progressing", "paused") and spec.route in by_route:
             diags.append(
-                error(
+                ro.error(
                     "GW210",
                     f"route {spec.route} already has an active rollout: "
                     f"{by_route[spec.route].name}",
-                    location=ro.location("spec", "route"),
-                    field="spec.route",
-                    resource=ro.ref,
+                    "spec", "route",
                     hint="finish or abort the other rollout first",
                 )
             )
@@ -313,24 +286,20 @@ def check_rollouts(ms: ManifestSet) -> list[Diagnostic]:
         if spec.canary in models:
             i = models.index(spec.canary)
             diags.append(
-                error(
+                route.error(
                     "GW206",
                     f'route {route.name} lists the canary "{spec.canary}" itself, '
                     f"but Rollout/{ro.name} sets its weight",
-                    location=route.location("spec", "backends", i, "model"),
-                    field=f"spec.backends[{i}].model",
-                    resource=route.ref,
+                    "spec", "backends", i, "model",
                     hint="list only the stable model in the route; the rollout adds the canary",
                 )
             )
         if spec.stable not in models:
             diags.append(
-                error(
+                ro.error(
                     "GW209",
                     f'stable model "{spec.stable}" is not a backend of route {route.name}',
-                    location=ro.location("spec", "stable"),
-                    field="spec.stable",
-                    resource=ro.ref,
+                    "spec", "stable",
                     hint=f"backends of {route.name}: {', '.join(models)}",
                 )
             )
@@ -344,12 +313,10 @@ def check_prompts(ms: ManifestSet) -> list[Diagnostic]:
         for i, ver in enumerate(prompt.spec.versions):
             if ver.version in versions:
                 diags.append(
-                    error(
+                    prompt.error(
                         "GW208",
                         f"version {ver.version} is defined twice",
-                        location=prompt.location("spec", "versions", i, "version"),
-                        field=f"spec.versions[{i}].version",
-                        resource=prompt.ref,
+                        "spec", "versions", i, "version",
                         hint="add a new version number instead of reusing one",
                     )
                 )
@@ -360,14 +327,7 @@ def check_prompts(ms: ManifestSet) -> list[Diagnostic]:
                 parts = parse_template(ver.template)
             except TemplateProblem as problem:
                 diags.append(
-                    error(
-                        problem.code,
-                        problem.message,
-                        location=prompt.location(*loc_path),
-                        field=_dot(loc_path),
-                        resource=prompt.ref,
-                        hint=problem.hint,
-                    )
+                    prompt.error(problem.code, problem.message, *loc_path, hint=problem.hint)
                 )
                 continue
             used = used_variables(parts)
@@ -375,12 +335,10 @@ def check_prompts(ms: ManifestSet) -> list[Diagnostic]:
                 if name not in ver.variables:
                     guess = did_you_mean(name, ver.variables)
                     diags.append(
-                        error(
+                        prompt.error(
                             "GW302",
                             f'template uses variable "{name}", which is not declared',
-                            location=prompt.location(*loc_path),
-                            field=_dot(loc_path),
-                            resource=prompt.ref,
+                            *loc_path,
                             hint=f'did you mean "{guess}"?'
                             if guess
                             else f"declare it under spec.versions[{i}].variables",
@@ -389,26 +347,21 @@ def check_prompts(ms: ManifestSet) -> list[Diagnostic]:
             for name in ver.variables:
                 if name not in used:
                     diags.append(
-                        warning(
+                        prompt.warning(
                             "GW304",
                             f'variable "{name}" is declared but not used',
-                            location=prompt.location(
-                                "spec", "versions", i, "variables", name, key=True
-                            ),
-                            field=f"spec.versions[{i}].variables.{name}",
-                            resource=prompt.ref,
+                            "spec", "versions", i, "variables", name,
                             hint="remove it, or use it in the template",
+                            key=True,
                         )
                     )
         total = sum(a.weight for a in prompt.spec.active)
         if total != 100:
             diags.append(
-                error(
+                prompt.error(
                     "GW204",
                     f"active version weights sum to {total}, not 100",
-                    location=prompt.location("spec", "active"),
-                    field="spec.active",
-                    resource=prompt.ref,
+                    "spec", "active",
                     hint="use integer weights that add up to exactly 100",
                 )
             )
@@ -416,23 +369,19 @@ def check_prompts(ms: ManifestSet) -> list[Diagnostic]:
         for i, act in enumerate(prompt.spec.active):
             if act.version not in versions:
                 diags.append(
-                    error(
+                    prompt.error(
                         "GW208",
                         f"active version {act.version} is not defined",
-                        location=prompt.location("spec", "active", i, "version"),
-                        field=f"spec.active[{i}].version",
-                        resource=prompt.ref,
+                        "spec", "active", i, "version",
                         hint=f"defined versions: {', '.join(map(str, sorted(versions)))}",
                     )
                 )
             if act.version in seen_active:
                 diags.append(
-                    error(
+                    prompt.error(
                         "GW208",
                         f"version {act.version} is listed twice in active",
-                        location=prompt.location("spec", "active", i, "version"),
-                        field=f"spec.active[{i}].version",
-                        resource=prompt.ref,
+                        "spec", "active", i, "version",
                         hint="list each active version once with its weight",
                     )
                 )
@@ -457,12 +406,10 @@ def check_patterns(ms: ManifestSet) -> list[Diagnostic]:
                 if problem is None:
                     continue
                 diags.append(
-                    error(
+                    policy.error(
                         "GW401" if problem.program_size is None else "GW403",
                         problem.message,
-                        location=policy.location("spec", section, "denyPatterns", i),
-                        field=f"spec.{section}.denyPatterns[{i}]",
-                        resource=policy.ref,
+                        "spec", section, "denyPatterns", i,
                         hint=problem.hint,
                     )
                 )
@@ -477,12 +424,10 @@ def check_request_tests(ms: ManifestSet) -> list[Diagnostic]:
         for i, case in enumerate(test.spec.cases):
             if case.name in seen:
                 diags.append(
-                    error(
+                    test.error(
                         "GW217",
                         f'case name "{case.name}" is used twice in this RequestTest',
-                        location=test.location("spec", "cases", i, "name"),
-                        field=f"spec.cases[{i}].name",
-                        resource=test.ref,
+                        "spec", "cases", i, "name",
                         hint=f"first used by spec.cases[{seen[case.name]}]; give each case "
                         "its own name, so that a failure names one case",
                     )
@@ -500,12 +445,10 @@ def check_unrendered(ms: ManifestSet) -> list[Diagnostic]:
             if getattr(policy.spec, section) is None:
                 continue
             diags.append(
-                error(
+                policy.error(
                     "GW404",
                     f"{section} is not enforced by this version of the gateway yet",
-                    location=policy.location("spec", section),
-                    field=f"spec.{section}",
-                    resource=policy.ref,
+                    "spec", section,
                     hint="remove the field for now; it is validated and planned, but the "
                     "rendered Envoy would not act on it (docs/diagnostics.md#gw404)",
                 )
@@ -525,13 +468,11 @@ def check_budgets(ms: ManifestSet) -> list[Diagnostic]:
         if budget is None or not budget.enforce:
             continue
         diags.append(
-            error(
+            consumer.error(
                 "GW218",
                 "an enforced budget needs global limits, but Gateway/"
                 f"{gateway.name} has limits.scope {gateway.spec.limits.scope}",
-                location=consumer.location("spec", "budget", "enforce"),
-                field="spec.budget.enforce",
-                resource=consumer.ref,
+                "spec", "budget", "enforce",
                 hint="set the Gateway's spec.limits to {scope: global, redis: {address: "
                 "host:port}}, or remove enforce (the budget then only alerts)",
             )

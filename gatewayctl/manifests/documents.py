@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
-from gatewayctl.diagnostics import DiagnosticSink, did_you_mean, error
+from gatewayctl.diagnostics import Diagnostic, DiagnosticSink, did_you_mean, error, warning
 from gatewayctl.manifests.kinds import API_VERSION, KINDS, SPEC_MODELS, Metadata
 from gatewayctl.manifests.schema_errors import describe, translate_errors
 from gatewayctl.manifests.types import (
@@ -21,7 +21,7 @@ from gatewayctl.manifests.types import (
     NAME_PATTERN,
     Strict,
 )
-from gatewayctl.manifests.yamlsource import SourceDocument
+from gatewayctl.manifests.yamlsource import SourceDocument, dotted
 
 S = TypeVar("S", bound=Strict)
 
@@ -70,6 +70,19 @@ class Manifest(Generic[S]):
 
     def location(self, *fpath: str | int, key: bool = False) -> Any:
         return self.doc.location(fpath, key=key)
+
+    def error(self, code: str, summary: str, *fpath: str | int, hint: str | None = None,
+              key: bool = False) -> Diagnostic:
+        """An error about the field at `fpath` of this manifest (its location, its dotted
+        name, this manifest as the resource); `key`: point at the field's key."""
+        return error(code, summary, location=self.location(*fpath, key=key),
+                     field=dotted(fpath), resource=self.ref, hint=hint)
+
+    def warning(self, code: str, summary: str, *fpath: str | int, hint: str | None = None,
+                key: bool = False) -> Diagnostic:
+        """A warning, placed as `error` places an error."""
+        return warning(code, summary, location=self.location(*fpath, key=key),
+                       field=dotted(fpath), resource=self.ref, hint=hint)
 
 
 def load_manifest(

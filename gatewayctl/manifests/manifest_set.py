@@ -141,12 +141,10 @@ def build_set(
         if manifest.name in group:
             first = group[manifest.name]
             diags.add(
-                error(
+                manifest.error(
                     "GW201",
                     f'duplicate {manifest.kind} name "{manifest.name}"',
-                    location=manifest.location("metadata", "name"),
-                    field="metadata.name",
-                    resource=manifest.ref,
+                    "metadata", "name",
                     hint=f"first defined at {first.location('metadata', 'name')}; "
                     f"{manifest.kind} names must be unique",
                 )
@@ -156,12 +154,10 @@ def build_set(
     gateway = gateways[0] if gateways else None
     for extra in gateways[1:]:
         diags.add(
-            error(
+            extra.error(
                 "GW207",
                 "more than one Gateway in this manifest root",
-                location=extra.location("kind"),
-                field="kind",
-                resource=extra.ref,
+                "kind",
                 hint=f"a root describes exactly one gateway; the first is at "
                 f"{gateways[0].location('kind')}",
             )

@@ -157,13 +157,11 @@ def names_source() -> str:
     return "local NAMES = " + to_lua(LUA_NAMES) + "\n"
 
 
-def _head(data: Mapping[str, Any]) -> str:
-    return names_source() + "local DATA = " + to_lua(data) + "\n"
-
+Modules = tuple[tuple[str, str], ...]
 
 # The OpenAI request reader, the reply builder, the stream readers and one module per native
 # API (translate.py): bound, in this order, into the filters that translate or check requests.
-NATIVE_MODULES = (
+NATIVE_MODULES: Modules = (
     ("chat", "openai_chat.lua"),
     ("reply", "openai_reply.lua"),
     ("sse", "sse.lua"),
@@ -173,8 +171,8 @@ NATIVE_MODULES = (
     ("gemini", "gemini.lua"),
 )
 
-# The body filter's own modules (gateway.lua's parts), bound after the shared ones.
-GATEWAY_MODULES = (
+# The body filter's own modules (gateway.lua's parts), bound after the secret files.
+GATEWAY_MODULES: Modules = (
     ("decide_access", "access.lua"),
     ("charge_limits", "ratelimit.lua"),
     ("texts", "text.lua"),
@@ -183,64 +181,48 @@ GATEWAY_MODULES = (
     ("usage", "usage.lua"),
     ("tokens", "tokens.lua"),
 )
+SECRETS: Modules = (("secrets", "secrets.lua"),)
+TARGET: Modules = (("target", "target.lua"),)
 
 
-def _modules(modules: tuple[tuple[str, str], ...]) -> str:
-    return "".join(_module(variable, name) for variable, name in modules)
+def assemble(data: Mapping[str, Any], modules: Modules, file: str, *, json: bool) -> str:
+    """One filter's source: the names, the JSON library (`json`), the data table, the modules
+    in order, then the filter's own file."""
+    return (
+        names_source()
+        + (_module("json", "json.lua") if json else "")
+        + "local DATA = "
+        + to_lua(data)
+        + "\n"
+        + "".join(_module(variable, name) for variable, name in modules)
+        + shipped_source(file)
+    )
 
 
 def gateway_source(data: Mapping[str, Any], native: bool = False) -> str:
-    """The downstream filter: names, JSON library, data table, secret files, its modules,
-    (with native providers: the translation modules, to check requests), then gateway.lua."""
-    return (
-        names_source()
-        + _module("json", "json.lua")
-        + "local DATA = "
-        + to_lua(data)
-        + "\n"
-        + _module("secrets", "secrets.lua")
-        + _modules(GATEWAY_MODULES)
-        + (_modules(NATIVE_MODULES) if native else "")
-        + shipped_source("gateway.lua")
-    )
+    """The downstream filter: its modules (with native providers also the translation
+    modules, to check requests), then gateway.lua."""
+    modules = SECRETS + GATEWAY_MODULES + (NATIVE_MODULES if native else ())
+    return assemble(data, modules, "gateway.lua", json=True)
 
 
 def auth_source(data: Mapping[str, Any]) -> str:
-    """The auth filter (headers only): names, data table, the secret files (consumer keys),
-    the JWT principal reader on a gateway with JWT policies, then auth.lua."""
-    jwt = _module("jwt_principal", "jwt.lua") if data.get("jwt") is not None else ""
-    return _head(data) + _module("secrets", "secrets.lua") + jwt + shipped_source("auth.lua")
+    """The auth filter (headers only, no JSON): the secret files (consumer keys), the JWT
+    principal reader on a gateway with JWT policies, then auth.lua."""
+    jwt: Modules = (("jwt_principal", "jwt.lua"),) if data.get("jwt") is not None else ()
+    return assemble(data, SECRETS + jwt, "auth.lua", json=False)
 
 
 def upstream_source(data: Mapping[str, Any]) -> str:
-    """The shared upstream filter (router-level): names, JSON library (its string scanner and
-    encoder), data table, secret files, the attempt's target, upstream.lua."""
-    return (
-        names_source()
-        + _module("json", "json.lua")
-        + "local DATA = "
-        + to_lua(data)
-        + "\n"
-        + _module("secrets", "secrets.lua")
-        + _module("target", "target.lua")
-        + shipped_source("upstream.lua")
-    )
+    """The shared upstream filter (router-level): the secret files, the attempt's target
+    (which splices with the JSON library's string scanner), upstream.lua."""
+    return assemble(data, SECRETS + TARGET, "upstream.lua", json=True)
 
 
 def translate_source(data: Mapping[str, Any]) -> str:
-    """The translating upstream filter (routes with a native provider): names, JSON library,
-    data table, secret files, the attempt's target, the translation modules, translate.lua."""
-    return (
-        names_source()
-        + _module("json", "json.lua")
-        + "local DATA = "
-        + to_lua(data)
-        + "\n"
-        + _module("secrets", "secrets.lua")
-        + _module("target", "target.lua")
-        + _modules(NATIVE_MODULES)
-        + shipped_source("translate.lua")
-    )
+    """The translating upstream filter (routes with a native provider): the secret files, the
+    attempt's target, the translation modules, translate.lua."""
+    return assemble(data, SECRETS + TARGET + NATIVE_MODULES, "translate.lua", json=True)
 
 
 def lua_filter(name: str, source: str) -> dict[str, Any]:
