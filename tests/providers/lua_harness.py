@@ -16,7 +16,18 @@ from typing import Any
 from gatewayctl.render.envoy.lua import translate_source
 from gatewayctl.render.envoy.upstream import target_value
 
-_FAKE = r"""
+# Envoy's header map (get, remove, replace) over a Lua table; the fake handles start with it.
+HEADERS_OF = r"""
+local function headers_of(t)
+  return {
+    get = function(_, k) return t[k] end,
+    remove = function(_, k) t[k] = nil end,
+    replace = function(_, k, v) t[k] = v end,
+  }
+end
+"""
+
+_FAKE = HEADERS_OF + r"""
 local mode, req_headers, body_text, chunk_list, md_in = ...
 local md = md_in or {}
 local mdw = {
@@ -37,13 +48,7 @@ local function buffer(get, set)
 end
 local out_chunks = {}
 local h = {
-  headers = function()
-    return {
-      get = function(_, k) return hdrs[k] end,
-      remove = function(_, k) hdrs[k] = nil end,
-      replace = function(_, k, v) hdrs[k] = v end,
-    }
-  end,
+  headers = function() return headers_of(hdrs) end,
   body = function() return buffer(function() return body end, function(s) body = s end) end,
   bodyChunks = function()
     local i = 0

@@ -31,6 +31,7 @@ from gatewayctl.render.envoy.lua import (
 )
 from gatewayctl.render.envoy.names import LUA_NAMES
 from gatewayctl.render.envoy.upstream import provider_data, target_value
+from tests.providers.lua_harness import HEADERS_OF
 from tests.render import irs
 
 luajit = pytest.importorskip("lupa.luajit21", reason="lupa with LuaJIT 2.1 (Envoy's Lua)")
@@ -153,15 +154,8 @@ def test_decode_encode_round_trip(jsonlib: Any) -> None:
 
 # The gateway filter in a fake Envoy ---------------------------------------------------------
 
-_FAKE_ENVOY = r"""
+_FAKE_ENVOY = HEADERS_OF + r"""
 local reqbody, req_headers, status, resp_headers, respbody, chunks = ...
-local function headers_of(t)
-  return {
-    get = function(_, k) return t[k] end,
-    remove = function(_, k) t[k] = nil end,
-    replace = function(_, k, v) t[k] = v end,
-  }
-end
 local md = {}
 local mdw = {
   set = function(_, ns, k, v) md[ns] = md[ns] or {}; md[ns][k] = v end,
@@ -216,20 +210,14 @@ return forwarded(), rh, result
 
 
 # The auth filter (headers only) in a fake Envoy: the headers it leaves, and its reply if any.
-_FAKE_AUTH = r"""
+_FAKE_AUTH = HEADERS_OF + r"""
 local req_headers = ...
 local hdrs = {}
 for k, v in pairs(req_headers) do hdrs[k] = v end
 local replied = nil
 local md = { set = function() end }
 local h = {
-  headers = function()
-    return {
-      get = function(_, k) return hdrs[k] end,
-      remove = function(_, k) hdrs[k] = nil end,
-      replace = function(_, k, v) hdrs[k] = v end,
-    }
-  end,
+  headers = function() return headers_of(hdrs) end,
   streamInfo = function() return { dynamicMetadata = function() return md end } end,
   clearRouteCache = function() end,
   respond = function(_, rh, b) replied = b end,
@@ -428,17 +416,11 @@ def test_email_redaction_matches_the_lua_pattern() -> None:
         assert redact(text) == pattern(text), text
 
 
-_FAKE_UPSTREAM = r"""
+_FAKE_UPSTREAM = HEADERS_OF + r"""
 local hdrs, raw = ...
 local body, buffered = raw, false
 local h = {
-  headers = function()
-    return {
-      get = function(_, k) return hdrs[k] end,
-      remove = function(_, k) hdrs[k] = nil end,
-      replace = function(_, k, v) hdrs[k] = v end,
-    }
-  end,
+  headers = function() return headers_of(hdrs) end,
   body = function()
     buffered = true
     return {
