@@ -198,7 +198,7 @@ def test_endpoint_metadata_values_survive_a_header() -> None:
         runtime = lupa.LuaRuntime(encoding=None)
         # target.lua's own unescape, loaded as the upstream filters bind it
         unescape = runtime.execute(
-            "NAMES = " + to_lua(LUA_NAMES) + "\njson = " + module_source("json.lua")
+            "NAMES = " + to_lua(LUA_NAMES) + "\njsonstring = " + module_source("jsonstring.lua")
             + "\nreturn " + module_source("target.lua")
         ).unescape
         assert unescape(encoded.encode()) == text.encode("utf-8")

@@ -181,16 +181,19 @@ GATEWAY_MODULES: Modules = (
     ("usage", "usage.lua"),
     ("tokens", "tokens.lua"),
 )
+JSON_STRING: Modules = (("jsonstring", "jsonstring.lua"),)
+JSON: Modules = (*JSON_STRING, ("json", "json.lua"))
 SECRETS: Modules = (("secrets", "secrets.lua"),)
 TARGET: Modules = (("target", "target.lua"),)
 
 
-def assemble(data: Mapping[str, Any], modules: Modules, file: str, *, json: bool) -> str:
-    """One filter's source: the names, the JSON library (`json`), the data table, the modules
-    in order, then the filter's own file."""
+def assemble(data: Mapping[str, Any], modules: Modules, file: str, *,
+             json: Modules = ()) -> str:
+    """One filter's source: the names, the JSON modules it needs (`json`), the data table,
+    the modules in order, then the filter's own file."""
     return (
         names_source()
-        + (_module("json", "json.lua") if json else "")
+        + "".join(_module(variable, name) for variable, name in json)
         + "local DATA = "
         + to_lua(data)
         + "\n"
@@ -203,26 +206,26 @@ def gateway_source(data: Mapping[str, Any], native: bool = False) -> str:
     """The downstream filter: its modules (with native providers also the translation
     modules, to check requests), then gateway.lua."""
     modules = SECRETS + GATEWAY_MODULES + (NATIVE_MODULES if native else ())
-    return assemble(data, modules, "gateway.lua", json=True)
+    return assemble(data, modules, "gateway.lua", json=JSON)
 
 
 def auth_source(data: Mapping[str, Any]) -> str:
     """The auth filter (headers only, no JSON): the secret files (consumer keys), the JWT
     principal reader on a gateway with JWT policies, then auth.lua."""
     jwt: Modules = (("jwt_principal", "jwt.lua"),) if data.get("jwt") is not None else ()
-    return assemble(data, SECRETS + jwt, "auth.lua", json=False)
+    return assemble(data, SECRETS + jwt, "auth.lua")
 
 
 def upstream_source(data: Mapping[str, Any]) -> str:
-    """The shared upstream filter (router-level): the secret files, the attempt's target
-    (which splices with the JSON library's string scanner), upstream.lua."""
-    return assemble(data, SECRETS + TARGET, "upstream.lua", json=True)
+    """The shared upstream filter (router-level): the JSON string encoder and scanner (the
+    model splice needs no more of JSON), the secret files, the attempt's target, upstream.lua."""
+    return assemble(data, SECRETS + TARGET, "upstream.lua", json=JSON_STRING)
 
 
 def translate_source(data: Mapping[str, Any]) -> str:
     """The translating upstream filter (routes with a native provider): the secret files, the
     attempt's target, the translation modules, translate.lua."""
-    return assemble(data, SECRETS + TARGET + NATIVE_MODULES, "translate.lua", json=True)
+    return assemble(data, SECRETS + TARGET + NATIVE_MODULES, "translate.lua", json=JSON)
 
 
 def lua_filter(name: str, source: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@
 -- decode_members: decode a top-level object and also return where each member's text is, so a
 -- caller can forward the original bytes with members left out (see gateway.lua).
 -- top_level_member: decode only one member of a top-level object (`usage` of a reply).
+-- Bound at render time after jsonstring.lua (the string encoder and scanner it uses).
 local json = {}
 json.null = setmetatable({}, { __tostring = function() return "null" end })
 json.object = { __jsontype = "object" }
@@ -237,16 +238,7 @@ local function value_at(str, pos)
   return nil, nil
 end
 
--- The index of the `"` that ends the string whose text starts at i (after its opening quote),
--- or nil if it does not end.
-local function string_end(str, i)
-  while true do
-    local j = find(str, '["\\]', i)
-    if j == nil or byte(str, j) == 34 then return j end
-    i = j + 2
-  end
-end
-json.string_end = string_end
+local string_end = jsonstring.string_end
 
 local function scan_top_level(str, quoted)
   local klen, first = #quoted, byte(quoted, 2)
@@ -305,18 +297,7 @@ function json.is_array(v)
   return type(v) == "table" and getmetatable(v) == json.array
 end
 
-local string_escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
-                         ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
-
-local function escape_char(c)
-  return string_escapes[c] or format("\\u%04x", byte(c))
-end
-
-local function encode_string(s)
-  -- printable ASCII but `"` and `\`, or any byte >= 0x80: nothing to escape
-  if find(s, '^[]-~ !#-[\128-\255]*$') then return '"' .. s .. '"' end
-  return '"' .. string.gsub(s, '[%c"\\]', escape_char) .. '"'
-end
+local encode_string = jsonstring.encode
 json.encode_string = encode_string
 
 -- Object keys repeat from request to request: short ones are encoded once per worker (at most

@@ -1,7 +1,6 @@
 -- The attempt's target, shared by the two per-attempt upstream filters: upstream.lua (OpenAI
 -- providers) and translate.lua (routes with a provider of another API). Bound at render time
--- as `local target = (function() ... end)()` after the JSON library, the data table and
--- secrets.
+-- as `local target = (function() ... end)()` after jsonstring, the data table and secrets.
 --
 -- header_mutation, which runs first, copies the chosen endpoint's metadata gw.target (model,
 -- provider, upstream model and authority, percent-encoded and joined by `|`; see upstream.py)
@@ -17,7 +16,7 @@
 -- attempt keeps in dynamic metadata (gw.attempt, path).
 local M = {}
 local find, sub, gsub, match = string.find, string.sub, string.gsub, string.match
-local encode_string, string_end = json.encode_string, json.string_end
+local encode_string, string_end = jsonstring.encode, jsonstring.string_end
 local TARGET_HEADER = NAMES.target_header
 -- Set by the downstream filter when the body already carries this model's upstream name.
 local BODY_MODEL_HEADER = NAMES.body_model_header

@@ -1,6 +1,6 @@
 -- The upstream Lua filter, shared by every route (the router's upstream_http_filters); it runs
 -- once per attempt. Prepended at render time by `local NAMES = ...` (header names, from
--- names.py), `json` (json.lua), `local DATA = ...` (per provider base path and credential,
+-- names.py), `jsonstring` (jsonstring.lua), `local DATA = ...` (per provider base path and credential,
 -- secret TTL), `secrets` (secrets.lua) and `target` (target.lua); this file holds no
 -- manifest data itself.
 -- From the attempt's target (target.lua) it sets the authority, the provider's base path and
