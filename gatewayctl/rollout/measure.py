@@ -37,11 +37,11 @@ _CLUSTER_RE = re.compile(r"^[a-z0-9_-]+$")
 class GatewayMetrics:
     """The names of the gateway's series in Prometheus."""
 
-    cluster_label: str = "envoy_cluster_name"
+    cluster_label: str = metrics.CLUSTER_LABEL
     reference: str = "envoy_cluster_upstream_rq_completed"  # created with the cluster
-    responses: str = "envoy_cluster_upstream_rq_xx"  # final responses
+    responses: str = metrics.CLUSTER_RESPONSES  # final responses
     retried: str = "envoy_cluster_retry_upstream_rq_xx"  # attempts that failed and were retried
-    class_label: str = "envoy_response_code_class"
+    class_label: str = metrics.CLASS_LABEL
     latency_buckets: str = "envoy_cluster_upstream_rq_time_bucket"
     prompt_tokens: str = metrics.BACKEND_PROMPT_TOKENS
     completion_tokens: str = metrics.BACKEND_COMPLETION_TOKENS

@@ -72,3 +72,17 @@ def test_fractional_budgets_are_written_exactly(multi_team: GatewayIR) -> None:
     groups = rules(render_prometheus_rule(dataclasses.replace(multi_team, consumers=consumers)))
     records = [r["expr"] for r in groups["gatewayctl.ai-gateway.budgets"] if "record" in r]
     assert records == ["vector(12.5)", "vector(12.5)"]
+
+
+def test_the_canary_alert_and_rollout_analysis_read_the_same_series() -> None:
+    from gatewayctl.render.envoy.metrics import error_ratio_promql
+    from gatewayctl.rollout.measure import GatewayMetrics
+
+    names = GatewayMetrics()
+    promql = error_ratio_promql("r_chat_b", "5m", selector='namespace="ai"')
+    assert promql == (
+        '(sum(rate(envoy_cluster_upstream_rq_xx{namespace="ai", envoy_cluster_name="r_chat_b", '
+        'envoy_response_code_class="5"}[5m])) / sum(rate(envoy_cluster_upstream_rq_total'
+        '{namespace="ai", envoy_cluster_name="r_chat_b"}[5m])))')
+    for name in (names.responses, names.cluster_label, names.class_label):
+        assert name in promql

@@ -46,3 +46,21 @@ def prometheus_name(group: str, kind: str) -> str:
 BACKEND_PROMPT_TOKENS = prometheus_name(BACKEND, PROMPT_TOKENS_KEY)
 BACKEND_COMPLETION_TOKENS = prometheus_name(BACKEND, COMPLETION_TOKENS_KEY)
 CONSUMER_COST_METRIC = prometheus_name(CONSUMER, CONSUMER_COST)
+
+# Envoy's own per-cluster series; a route backend's are those of its composite cluster
+# `r_<route>_<model>` (names.backend_cluster_name). Rollout analysis (rollout/measure.py) and
+# the canary alert (render/k8s/alerts.py) read them by these names.
+CLUSTER_LABEL = "envoy_cluster_name"
+CLASS_LABEL = "envoy_response_code_class"
+CLUSTER_RESPONSES = "envoy_cluster_upstream_rq_xx"  # final responses, by class
+CLUSTER_REQUESTS = "envoy_cluster_upstream_rq_total"  # requests the backend was sent
+
+
+def error_ratio_promql(cluster: str, window: str, *, selector: str = "") -> str:
+    """A backend cluster's 5xx answers over its requests in `window`, as PromQL; `selector`:
+    extra label matchers (`namespace="ai-gateway"`)."""
+    match = ", ".join(m for m in (selector, f'{CLUSTER_LABEL}="{cluster}"') if m)
+    return (
+        f'(sum(rate({CLUSTER_RESPONSES}{{{match}, {CLASS_LABEL}="5"}}[{window}])) / '
+        f"sum(rate({CLUSTER_REQUESTS}{{{match}}}[{window}])))"
+    )

@@ -17,8 +17,8 @@ Metric names this module assumes:
 - Canaries use Envoy's per-cluster stats as scraped from the pods' admin port:
   `envoy_cluster_upstream_rq_xx{envoy_response_code_class="5"}` over
   `envoy_cluster_upstream_rq_total`, on the route's per-backend clusters
-  (`render.envoy.names.backend_cluster_name`). These count what clients of the route saw from
-  that backend, fallbacks included.
+  (`render.envoy.metrics.error_ratio_promql`, which rollout analysis's names share). These
+  count what clients of the route saw from that backend, fallbacks included.
 """
 
 from __future__ import annotations
@@ -104,12 +104,7 @@ def _budget_group(ir: GatewayIR) -> dict[str, Any]:
 
 
 def _error_ratio(namespace: str, cluster: str) -> str:
-    match = f'namespace="{namespace}", envoy_cluster_name="{cluster}"'
-    return (
-        f'(sum(rate(envoy_cluster_upstream_rq_xx{{{match}, envoy_response_code_class="5"}}'
-        f"[{CANARY_WINDOW}])) / sum(rate(envoy_cluster_upstream_rq_total{{{match}}}"
-        f"[{CANARY_WINDOW}])))"
-    )
+    return metrics.error_ratio_promql(cluster, CANARY_WINDOW, selector=f'namespace="{namespace}"')
 
 
 def _canary_rule(ir: GatewayIR, route: RouteIR) -> dict[str, Any]:
