@@ -44,12 +44,17 @@ local GUARDRAIL_RESPONSE_HEADER = NAMES.guardrail_response_header
 local ROUTE_KEY, CONSUMER_KEY = NAMES.route_key, NAMES.consumer_key
 local GUARD_SET_KEY, GUARD_TEXT_KEY = NAMES.guard_set_key, NAMES.guard_text_key
 local RBAC_FILTER = NAMES.rbac_filter
+local PROMPT_TOKENS_KEY, COMPLETION_TOKENS_KEY = NAMES.prompt_tokens_key, NAMES.completion_tokens_key
+local COST_KEY, BUDGET_KEY, BUDGET_LIMIT = NAMES.cost_key, NAMES.budget_key, NAMES.budget_limit
+local CONSUMER_DESCRIPTOR, BUDGET_DESCRIPTOR = NAMES.consumer_descriptor, NAMES.budget_descriptor
 local find, sub, match = string.find, string.sub, string.match
 local concat = table.concat
 local is_object, is_array = json.is_object, json.is_array
 local guard_text, carried_text, shown = texts.guard_text, texts.carried_text, texts.shown
 local redact_table = redact.table
-local usage_numbers, usage_of = usage.numbers, usage.of
+local usage_numbers, usage_of, scan_stream_usage = usage.numbers, usage.of, usage.scan_stream
+local pick_version, render_prompt = prompts.pick_version, prompts.render
+local carry_debt, charge_debt, refund_debt = tokens.carry, tokens.charge, tokens.refund
 
 -- A route's policy fields (api_keys, allow, guard, token_limits, max_bytes, redact) live in
 -- DATA.policies, shared by the routes with the same policies; make them read as the route's.
@@ -157,7 +162,7 @@ function envoy_on_request(h)
   if consumer == nil then return reply(h, status, message, err_type, code) end
   md:set(NS, CONSUMER_KEY, consumer)
   -- Global limits: an enforced budget's descriptor (global_limits.py).
-  if DATA.budgets ~= nil and DATA.budgets[consumer] then md:set(INTERNAL_NS, NAMES.budget_key, consumer) end
+  if DATA.budgets ~= nil and DATA.budgets[consumer] then md:set(INTERNAL_NS, BUDGET_KEY, consumer) end
   for _, name in ipairs(CLIENT_KEY_HEADERS) do hdrs:remove(name) end
 
   -- Whether the body's content changes (then it is re-encoded) beyond `model` and
@@ -171,8 +176,8 @@ function envoy_on_request(h)
     if variables ~= nil and not is_object(variables) then
       return reply(h, 400, "`prompt_variables` must be an object.", "invalid_request_error", "invalid_prompt_variables")
     end
-    local version = prompts.pick_version(route.prompt)
-    local text, missing, too_large = prompts.render(version, variables or {}, route.max_bytes)
+    local version = pick_version(route.prompt)
+    local text, missing, too_large = render_prompt(version, variables or {}, route.max_bytes)
     if too_large then
       return reply(h, 413, "The rendered prompt would be larger than " .. route.max_bytes .. " bytes.",
         "invalid_request_error", "prompt_too_large")
@@ -218,7 +223,7 @@ function envoy_on_request(h)
     end
   end
 
-  tokens.carry(md, hdrs, route, route_name, consumer)
+  carry_debt(md, hdrs, route, route_name, consumer)
 
   -- One backend: its upstream model now, so the upstream filter leaves the body alone on the
   -- attempts that go to it (retries; a fallback model still gets its name spliced in).
@@ -299,7 +304,7 @@ function envoy_on_response(h)
   end
 
   local limit_hit = status == 429 and hdrs:get(LIMIT_RESPONSE_HEADER)
-  if limit_hit == NAMES.budget_limit then
+  if limit_hit == BUDGET_LIMIT then
     -- The rate limit filter's 429 for an enforced budget (global limits) says so.
     local body = h:body()
     if body ~= nil then body:setBytes(BUDGET_ERROR) end
@@ -308,7 +313,7 @@ function envoy_on_response(h)
   if limit_hit then
     -- Rejected by a limiter before (or at) the token charge: nothing was consumed, so the
     -- carried debt goes back to wait for the next request.
-    tokens.refund(info, route, md:get(INTERNAL_NS) or {})
+    refund_debt(info, route, md:get(INTERNAL_NS) or {})
     return
   end
   if status < 200 or status >= 300 then return end
@@ -317,7 +322,7 @@ function envoy_on_response(h)
   local ctype = hdrs:get("content-type") or ""
   local p, c, cached
   if find(ctype, "text/event-stream", 1, true) then
-    p, c, cached = usage.scan_stream(h)
+    p, c, cached = scan_stream_usage(h)
     if p == nil and route.native ~= nil then
       -- a translated stream whose client did not ask for usage: translate.lua kept it
       local attempt = h:streamInfo():dynamicMetadata():get(ATTEMPT_NS)
@@ -330,8 +335,8 @@ function envoy_on_response(h)
   end
   if p == nil then return end
   md = h:streamInfo():dynamicMetadata()  -- handles taken before body() are invalid after it
-  md:set(NS, NAMES.prompt_tokens_key, p)
-  md:set(NS, NAMES.completion_tokens_key, c)
+  md:set(NS, PROMPT_TOKENS_KEY, p)
+  md:set(NS, COMPLETION_TOKENS_KEY, c)
   if cached ~= nil and cached > 0 then md:set(NS, "cached_tokens", cached) end
   local price = model and DATA.prices[model]
   local cost = 0
@@ -340,21 +345,21 @@ function envoy_on_response(h)
     md:set(NS, "cost_usd", tonumber(string.format("%.8f", cost)))
   end
   -- The spend counter (access_log.py): integer nano-USD, as Envoy's counters are integers.
-  md:set(INTERNAL_NS, NAMES.cost_key, math.floor(cost * 1e9 + 0.5))
-  if #route.token_limits > 0 then tokens.charge(info, route, p + c) end
+  md:set(INTERNAL_NS, COST_KEY, math.floor(cost * 1e9 + 0.5))
+  if #route.token_limits > 0 then charge_debt(info, route, p + c) end
   -- Global limits: the rate limit service is charged what the response used, beyond the 1
   -- each request was charged when it arrived (global_limits.py).
   if route.global_tokens ~= nil then
     local descriptors = {}
     for i, limit in ipairs(route.global_tokens) do
       local d = { { limit.key, info.route } }
-      if limit.by == "consumer" then d[2] = { NAMES.consumer_descriptor, info.consumer } end
+      if limit.by == "consumer" then d[2] = { CONSUMER_DESCRIPTOR, info.consumer } end
       descriptors[i] = d
     end
     charge_limits(h, DATA.ratelimit, descriptors, p + c - 1)
   end
   if DATA.budgets ~= nil and DATA.budgets[info.consumer] and cost > 0 then
     local units = math.ceil(cost / DATA.budget_unit_usd - 1e-9) - 1
-    charge_limits(h, DATA.ratelimit, { { { NAMES.budget_descriptor, info.consumer } } }, units)
+    charge_limits(h, DATA.ratelimit, { { { BUDGET_DESCRIPTOR, info.consumer } } }, units)
   end
 end
