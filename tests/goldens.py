@@ -8,8 +8,8 @@ A golden is kept in a form made for review, so that a diff shows the one line th
 - Envoy config as indented YAML, one file per resource type: `listeners.yaml`, `routes.yaml`
   (each listener's route configuration, moved out of it) and `clusters.yaml`. Multi-line text
   is a literal block. A Lua filter's source is shown as its `local DATA = {...}` table, as
-  data, and its code, as text (or, in the small per-feature cases, as the code's digest: the
-  examples show the code in full).
+  data, and its code in a golden `.lua` file of its own, `lua/<filter name>.lua` (or, in the
+  small per-feature cases, as the code's digest: the examples show the code in full).
 - What repeats another golden (validate.yaml's static resources, the config ConfigMap's
   lds.json) is a reference to it, after checking that it is exactly the same.
 - gzip payloads are shown as what they hold: gzip bytes differ between zlib builds.
@@ -113,8 +113,18 @@ def _digest(text: str | bytes) -> str:
     return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
 
 
-def _lua_view(source: str, full_code: bool) -> Any:
-    """A Lua filter's source as {DATA, code}, when its data table reads back exactly."""
+def _lua_file(files: dict[str, str], name: str, code: str) -> str:
+    """The golden `.lua` file holding `code`: one per filter name (and per distinct code)."""
+    for i in range(1, len(files) + 2):
+        rel = f"lua/{name}.lua" if i == 1 else f"lua/{name}-{i}.lua"
+        if files.setdefault(rel, code) == code:
+            return rel
+    raise AssertionError("unreachable")
+
+
+def _lua_view(source: str, full_code: bool, files: dict[str, str] | None, name: str) -> Any:
+    """A Lua filter's source as {DATA, code}, when its data table reads back exactly; the code
+    in a `.lua` golden of its own (`files`), or as its digest where it is not shown."""
     found = LUA_DATA.search(source)
     split = split_lua(source)
     if found is None or split is None or to_lua(split[0]) != found.group(1):
@@ -122,26 +132,33 @@ def _lua_view(source: str, full_code: bool) -> Any:
     data, code = split
     if not full_code:
         code = f"sha256:{_digest(code)}"  # the same in every case; the examples show it
+    elif files is not None:
+        code = f"(golden) {_lua_file(files, name, code)}"
     return {"lua DATA": data, "lua code": code}
 
 
-def _show_lua(value: Any, full_code: bool) -> Any:
+def _show_lua(value: Any, full_code: bool, files: dict[str, str] | None = None,
+              name: str = "filter") -> Any:
     if isinstance(value, dict):
-        out = {k: _show_lua(v, full_code) for k, v in value.items()}
+        if isinstance(value.get("name"), str):
+            name = value["name"]
+        out = {k: _show_lua(v, full_code, files, name) for k, v in value.items()}
         source = out.get("default_source_code")
         if isinstance(source, dict) and isinstance(source.get("inline_string"), str):
             out["default_source_code"] = {
-                **source, "inline_string": _lua_view(source["inline_string"], full_code)}
+                **source,
+                "inline_string": _lua_view(source["inline_string"], full_code, files, name)}
         named = out.get("source_codes")
         if isinstance(named, dict):
             out["source_codes"] = {
-                name: {**src, "inline_string": _lua_view(src["inline_string"], full_code)}
+                key: {**src, "inline_string": _lua_view(src["inline_string"], full_code, files,
+                                                        f"{name}.{key}")}
                 if isinstance(src, dict) and isinstance(src.get("inline_string"), str) else src
-                for name, src in named.items()
+                for key, src in named.items()
             }
         return out
     if isinstance(value, list):
-        return [_show_lua(v, full_code) for v in value]
+        return [_show_lua(v, full_code, files, name) for v in value]
     return value
 
 
@@ -172,16 +189,19 @@ def _split_routes(lds: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
 
 def envoy_goldens(lds_text: str, cds_text: str, rds_text: str | None = None, *,
                   full_code: bool = True) -> dict[str, str]:
-    """lds.json, rds.json and cds.json as listeners.yaml, routes.yaml and clusters.yaml."""
+    """lds.json, rds.json and cds.json as listeners.yaml, routes.yaml and clusters.yaml, and
+    (full_code) each Lua filter's code as lua/<filter name>.lua."""
     lds = _canonical_json("lds.json", lds_text)
     cds = _canonical_json("cds.json", cds_text)
     listeners, routes = _split_routes(lds)
     if rds_text is not None:
         routes += _canonical_json("rds.json", rds_text).get("resources", [])
+    lua: dict[str, str] = {}
     return {
-        "listeners.yaml": golden_yaml(_show_lua(listeners, full_code)),
+        "listeners.yaml": golden_yaml(_show_lua(listeners, full_code, lua)),
         "routes.yaml": golden_yaml(routes),
         "clusters.yaml": golden_yaml(cds),
+        **lua,
     }
 
 

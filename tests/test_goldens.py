@@ -10,7 +10,13 @@ import pytest
 
 from gatewayctl.render.envoy.bundle import dump_compact
 from gatewayctl.render.envoy.lua import to_lua
-from tests.goldens import check_golden, check_golden_folder, check_no_stale, envoy_goldens
+from tests.goldens import (
+    _lua_file,
+    check_golden,
+    check_golden_folder,
+    check_no_stale,
+    envoy_goldens,
+)
 
 
 def test_update_deletes_what_is_no_longer_produced(tmp_path: Path) -> None:
@@ -61,13 +67,22 @@ def test_envoy_goldens_split_per_resource_type_and_show_lua_data() -> None:
 
     files = envoy_goldens(lds, cds)
 
-    assert sorted(files) == ["clusters.yaml", "listeners.yaml", "routes.yaml"]
+    assert sorted(files) == ["clusters.yaml", "listeners.yaml", "lua/lua.lua", "routes.yaml"]
     assert "route_config: '(golden) routes.yaml: gateway'" in files["listeners.yaml"]
     assert "lua DATA:\n" in files["listeners.yaml"]
     assert "                      weight: 90\n" in files["listeners.yaml"]
-    assert "local DATA = ...\n" in files["listeners.yaml"]
+    assert "lua code: (golden) lua/lua.lua\n" in files["listeners.yaml"]
+    assert files["lua/lua.lua"] == "local json = 1\nlocal DATA = ...\nreturn DATA\n"
     assert files["routes.yaml"] == "- name: gateway\n  virtual_hosts: []\n"
     assert "name: m_chat" in files["clusters.yaml"]
+
+
+def test_each_lua_code_has_one_golden_file_per_filter_name_and_code() -> None:
+    files: dict[str, str] = {}
+    assert _lua_file(files, "auth", "a") == "lua/auth.lua"
+    assert _lua_file(files, "auth", "a") == "lua/auth.lua"  # the same code: the same file
+    assert _lua_file(files, "auth", "b") == "lua/auth-2.lua"
+    assert files == {"lua/auth.lua": "a", "lua/auth-2.lua": "b"}
 
 
 def test_a_lua_table_that_does_not_read_back_exactly_stays_text() -> None:
