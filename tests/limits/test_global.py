@@ -14,6 +14,7 @@ the tests start their bursts at least 10 s before the end of a minute.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import time
@@ -187,6 +188,95 @@ def test_an_enforced_budget_holds_across_replicas_streaming_included(tmp_path: P
             assert both.chat("chat", "helpdesk", **STREAM) == 200
             assert both.chat("open", "search-app") == 429  # a budget covers every route
             assert both.chat("open") == 200  # anonymous: no budget
+
+
+def service_calls(pair: Pair) -> int:
+    """Calls the replicas made to the rate limit service (Envoy's own count, its gRPC cluster's
+    requests: the rate limit filter's and the Lua filter's alike)."""
+    total = 0
+    for r in pair.replicas:
+        stats = r.envoy.admin("/stats?filter=^cluster.gatewayctl_ratelimit.upstream_rq_total$")
+        total += int(stats.split(":")[1]) if ":" in stats else 0
+    return total
+
+
+def settled_calls(pair: Pair, expected: int) -> int:
+    """The count once the calls made when streams end have gone out (Envoy does not wait for
+    them): polled until it reaches `expected`, then read once more after a pause, so a call
+    beyond it shows."""
+    for _ in range(50):
+        if service_calls(pair) >= expected:
+            break
+        time.sleep(0.02)
+    time.sleep(CHARGE_S)
+    return service_calls(pair)
+
+
+def every_limit_ir(redis: Redis, requests: int, tokens: int, budget_usd: float) -> GatewayIR:
+    """Route `limited` with a request limit and a token limit by consumer; search-app's budget
+    enforced: the three kinds of limit on one route."""
+    ir = limits_ir(requests=requests, tokens=tokens, per_s=3600, scope=global_scope(redis),
+                   budgets={"search-app": budget_usd})
+    tokens_policy = next(r for r in ir.routes if r.name == "tokens").policy
+    routes = tuple(
+        dataclasses.replace(r, policy=dataclasses.replace(
+            r.policy, token_limits=tokens_policy.token_limits))
+        if r.name == "limited" else r
+        for r in ir.routes
+    )
+    return dataclasses.replace(ir, routes=routes)
+
+
+def test_each_request_calls_the_service_once_before_and_once_after(tmp_path: Path) -> None:
+    """Every limit of a route goes in one call before the request (requests, tokens, budget),
+    and what the response used in one call when the stream is done; a refusal costs one more
+    call (which limit was it), and no charge."""
+    with running_redis(tmp_path / "redis") as redis:
+        ir = every_limit_ir(redis, requests=3, tokens=10**8, budget_usd=1000.0)
+        with two_replicas(tmp_path, redis, ir) as both:
+            before = service_calls(both)
+            for sent in range(1, 4):
+                assert both.chat("limited", "search-app") == 200
+                assert settled_calls(both, before + 2 * sent) == before + 2 * sent
+            refused = both.send("limited", "search-app")
+            assert refused.status == 429
+            assert refused.headers["x-gateway-limit"] == "requests"
+            error = refused.json()["error"]
+            assert error["code"] == "rate_limit_exceeded", error
+            assert error["message"] == "Rate limit exceeded: too many requests for this route."
+            assert settled_calls(both, before + 8) == before + 8
+            # a route without limits, and an anonymous request (no budget), call nothing
+            assert both.chat("open") == 200
+            assert settled_calls(both, before + 8) == before + 8
+
+
+def test_a_refusal_names_the_limit_that_refused(tmp_path: Path) -> None:
+    """One call carries the three kinds of limit; the 429 says which one is over."""
+    with running_redis(tmp_path / "redis") as redis:
+        probe = limits_ir(requests=1000, scope=global_scope(redis))
+        with two_replicas(tmp_path / "probe", redis, probe) as both:
+            tokens, cost = usage_cost(both.send("chat", "helpdesk"))
+        # tokens: 1.5 requests' worth, the budget 3.5: the token limit refuses the 3rd request
+        ir = every_limit_ir(redis, requests=100, tokens=int(tokens * 1.5),
+                            budget_usd=cost * 3.5)
+        with two_replicas(tmp_path / "tokens", redis, ir) as both:
+            results = []
+            for _ in range(3):
+                response = both.send("limited", "search-app")
+                results.append((response.status, response.headers.get("x-gateway-limit")))
+                time.sleep(CHARGE_S)
+            assert results == [(200, None), (200, None), (429, "tokens")]
+            # the budget is counted on every route: two more on the unlimited route spend it
+            for _ in range(2):
+                assert both.chat("chat", "search-app") == 200
+                time.sleep(CHARGE_S)
+            refused = both.send("limited", "search-app")
+            # both the token limit and the budget are over: the first in the call (tokens)
+            # is named, as a refusal names the first limit over
+            assert (refused.status, refused.headers.get("x-gateway-limit")) == (429, "tokens")
+            budget = both.send("chat", "search-app")
+            assert (budget.status, budget.headers.get("x-gateway-limit")) == (429, "budget")
+            assert budget.json()["error"]["code"] == "budget_exceeded"
 
 
 def test_an_unrelated_apply_mid_window_keeps_the_counts(tmp_path: Path) -> None:

@@ -1,29 +1,38 @@
 """Global limits (LimitsIR.scope "global"): Envoy's rate limit filter and its service.
 
-Three instances of `envoy.filters.http.ratelimit` in the listener, one per kind of limit
-(stage 0 requests, 1 tokens, 2 budget), each answering its 429 with its own
-`x-gateway-limit` value. They ask the rate limit service (`envoyproxy/ratelimit` on
-Kubernetes, the stand-in of `gatewayctl up`) over gRPC; it counts in Redis, so every replica
-shares one count per limit. What a request sends is set per route, in the route entry's
-`rate_limits`: a route without limits sends nothing and never waits for the service, so a
-failing service cannot touch it.
+One instance of `envoy.filters.http.ratelimit` in the listener. It asks the rate limit service
+(`envoyproxy/ratelimit` on Kubernetes, the stand-in of `gatewayctl up`) over gRPC; the
+service counts in Redis, so every replica shares one count per limit. What a request sends is
+set per route, in the filter's own per-route `rate_limits` (RateLimitPerRoute): a route without
+limits sends nothing and never waits for the service, so a failing service cannot touch it.
 
-Descriptors (the service's configuration, render/ratelimit_config.py, matches them):
+Per request, one call before it goes on, carrying every descriptor of the route, and one after
+the stream is done (`apply_on_stream_done`, sent by Envoy when the stream ends and not waited
+for) carrying what the response used. Each descriptor carries its own `hits_addend` (only the
+per-route `rate_limits` of the filter send it; the route entry's `rate_limits` drop it in this
+build):
 
 - request limit i of route R: [(l<i>, R)] or [(l<i>, R), (consumer, C)] (by: consumer): the
   local limiter's own descriptors (ratelimit.py), read from the route and consumer the Lua
   filter records in dynamic metadata (gw.route, gw.consumer) rather than from its x-gw-*
   headers, because the router strips those before the upstream and the descriptors sent when
-  the stream is done are built from the same request headers, after that.
-- token limit i: [(t<i>, R)] or [(t<i>, R), (consumer, C)]: 1 hit when the request arrives
-  (it is admitted while the count is within the limit), then, when the response is done, the
-  tokens its usage says beyond that 1, charged by the Lua filter (lua/ratelimit.lua: a
-  ShouldRateLimit call it does not wait for, because Envoy 1.40's rate limit filter sends no
-  per-descriptor hits from `apply_on_stream_done` entries). The one request whose own usage
-  crosses the limit is let through, as in replica scope; streams are charged at their end.
+  the stream is done are built from the same request headers, after that. 1 hit.
+- token limit i: [(t<i>, R)] or [(t<i>, R), (consumer, C)]: 0 hits when the request arrives
+  (a check: admitted while the count is within the limit), then, when the stream is done, the
+  tokens its usage says (gw.internal.tokens_used, set by the Lua filter from the response or
+  the stream's usage). The one request whose own usage crosses the limit is let through, as in
+  replica scope.
 - an enforced budget: [(budget, C)] from gw.internal.budget, which the Lua filter sets only
-  for a consumer whose budget is enforced: 1 unit when the request arrives, then the
-  response's cost in units, less that 1, charged the same way. A unit is budget_unit_usd(ir).
+  for a consumer whose budget is enforced: a check when the request arrives, then the
+  response's cost in units (gw.internal.budget_units). A unit is budget_unit_usd(ir).
+
+A response without usage (an error, a refusal) sets neither value: Envoy then leaves those
+descriptors out (logging "Invalid hits_addend" at warning level, at most at powers of two of
+the count) and, with nothing left, makes no call.
+
+The filter answers every refusal with `x-gateway-limit: global`; the Lua filter, which sees the
+429 on its way out, asks the service which descriptor is over (one call with every hit 0, on
+refusals only) and puts the kind of limit (`requests`, `tokens`, `budget`) in its place.
 """
 
 from __future__ import annotations
@@ -35,13 +44,17 @@ from gatewayctl.ir import GatewayIR, LimitIR, RouteIR
 from gatewayctl.render.envoy.names import (
     BUDGET_DESCRIPTOR,
     BUDGET_KEY,
-    BUDGET_LIMIT,
+    BUDGET_UNITS_KEY,
     CONSUMER_DESCRIPTOR,
     CONSUMER_KEY,
+    GLOBAL_REFUSAL,
     INTERNAL_NS,
     LIMIT_RESPONSE_HEADER,
     METADATA_NS,
+    REQUESTS_LIMIT,
     ROUTE_KEY,
+    TOKENS_LIMIT,
+    TOKENS_USED_KEY,
     TYPE_PREFIX,
 )
 from gatewayctl.render.envoy.options import EnvoyOptions
@@ -53,11 +66,9 @@ RATELIMIT_CLUSTER = "gatewayctl_ratelimit"
 # The rate limit service's gRPC port (envoyproxy/ratelimit's default GRPC_PORT).
 RATELIMIT_GRPC_PORT = 8081
 
-# (filter name, stage, x-gateway-limit value)
-STAGES: tuple[tuple[str, int, str], ...] = (
-    ("gatewayctl.limit_requests", 0, "requests"),
-    ("gatewayctl.limit_tokens", 1, "tokens"),
-    ("gatewayctl.limit_budget", 2, BUDGET_LIMIT),
+GLOBAL_FILTER = "gatewayctl.limits_global"
+RATELIMIT_PER_ROUTE_TYPE = (
+    TYPE_PREFIX + "envoy.extensions.filters.http.ratelimit.v3.RateLimitPerRoute"
 )
 # The service counts in unsigned 32-bit integers: a budget is counted in the smallest unit of
 # 10^-k USD (k <= 6) that keeps the largest enforced budget below this.
@@ -99,18 +110,16 @@ def ratelimit_address(ir: GatewayIR, options: EnvoyOptions) -> tuple[str, int]:
 
 
 def render_global_filters(ir: GatewayIR) -> list[dict[str, Any]]:
-    """The listener's rate limit filters, in stage order; none in replica scope."""
+    """The listener's rate limit filter; none in replica scope."""
     if not is_global(ir):
         return []
-    timeout = f"{ir.limits.timeout_ms / 1000:g}s"
     return [
         {
-            "name": name,
+            "name": GLOBAL_FILTER,
             "typed_config": {
                 "@type": RATELIMIT_TYPE,
                 "domain": ir.name,
-                "stage": stage,
-                "timeout": timeout,
+                "timeout": f"{ir.limits.timeout_ms / 1000:g}s",
                 "failure_mode_deny": ir.limits.failure_mode == "closed",
                 "rate_limit_service": {
                     "grpc_service": {"envoy_grpc": {"cluster_name": RATELIMIT_CLUSTER}},
@@ -118,13 +127,12 @@ def render_global_filters(ir: GatewayIR) -> list[dict[str, Any]]:
                 },
                 "response_headers_to_add": [
                     {
-                        "header": {"key": LIMIT_RESPONSE_HEADER, "value": kind},
+                        "header": {"key": LIMIT_RESPONSE_HEADER, "value": GLOBAL_REFUSAL},
                         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
                     }
                 ],
             },
         }
-        for name, stage, kind in STAGES
     ]
 
 
@@ -141,19 +149,32 @@ def _limit_actions(prefix: str, slot: int, limit: LimitIR) -> list[dict[str, Any
     return actions
 
 
-def route_rate_limits(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]]:
-    """The route entry's `rate_limits`: what its requests send to the service."""
+def _hits_from(key: str) -> dict[str, Any]:
+    return {"format": f"%DYNAMIC_METADATA({INTERNAL_NS}:{key})%"}
+
+
+def route_rate_limits(ir: GatewayIR, route: RouteIR) -> dict[str, Any] | None:
+    """The route's typed_per_filter_config for the rate limit filter: what its requests send
+    to the service, before and after; None without any global limit."""
     if not is_global(ir):
-        return []
-    out: list[dict[str, Any]] = []
+        return None
+    before: list[dict[str, Any]] = []
+    after: list[dict[str, Any]] = []
     for slot, limit in enumerate(route.policy.rate_limits):
-        out.append({"stage": 0, "actions": _limit_actions("l", slot, limit)})
+        before.append({"actions": _limit_actions("l", slot, limit)})
     for slot, limit in enumerate(route.policy.token_limits):
-        out.append({"stage": 1, "actions": _limit_actions("t", slot, limit)})
+        actions = _limit_actions("t", slot, limit)
+        before.append({"actions": actions, "hits_addend": {"number": 0}})
+        after.append({"actions": actions, "apply_on_stream_done": True,
+                      "hits_addend": _hits_from(TOKENS_USED_KEY)})
     if enforced_budgets(ir):
         budget = [_metadata_entry(INTERNAL_NS, BUDGET_KEY, BUDGET_DESCRIPTOR)]
-        out.append({"stage": 2, "actions": budget})
-    return out
+        before.append({"actions": budget, "hits_addend": {"number": 0}})
+        after.append({"actions": budget, "apply_on_stream_done": True,
+                      "hits_addend": _hits_from(BUDGET_UNITS_KEY)})
+    if not before:
+        return None
+    return {"@type": RATELIMIT_PER_ROUTE_TYPE, "rate_limits": before + after}
 
 
 def render_ratelimit_cluster(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
@@ -181,20 +202,16 @@ def render_ratelimit_cluster(ir: GatewayIR, options: EnvoyOptions) -> list[dict[
     ]
 
 
-# How long the Lua filter's charge may take (nobody waits for it).
-CHARGE_TIMEOUT_MS = 1000
-
-
 def lua_global_data(ir: GatewayIR) -> dict[str, Any]:
-    """What the Lua filter needs to charge the service: where it is, which consumers' budgets
-    are enforced, and the budget unit."""
+    """What the Lua filter needs for global limits: the service (to learn which limit refused
+    a request), which consumers' budgets are enforced, and the budget unit."""
     if not is_global(ir):
         return {}
     data: dict[str, Any] = {
         "ratelimit": {
             "cluster": RATELIMIT_CLUSTER,
             "domain": ir.name,
-            "timeout_ms": CHARGE_TIMEOUT_MS,
+            "timeout_ms": ir.limits.timeout_ms,
         }
     }
     if enforced_budgets(ir):
@@ -203,8 +220,13 @@ def lua_global_data(ir: GatewayIR) -> dict[str, Any]:
     return data
 
 
-def lua_token_limits(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]] | None:
-    """The route's token limits as the Lua filter charges them; None without any."""
-    if not is_global(ir) or not route.policy.token_limits:
+def lua_route_limits(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]] | None:
+    """The route's request and token limits as the service counts them (descriptor key and
+    by), in the order of the call before the request; None without any."""
+    if not is_global(ir):
         return None
-    return [{"key": f"t{i}", "by": lim.by} for i, lim in enumerate(route.policy.token_limits)]
+    out = [{"key": f"l{i}", "by": lim.by, "kind": REQUESTS_LIMIT}
+           for i, lim in enumerate(route.policy.rate_limits)]
+    out += [{"key": f"t{i}", "by": lim.by, "kind": TOKENS_LIMIT}
+            for i, lim in enumerate(route.policy.token_limits)]
+    return out or None

@@ -25,7 +25,7 @@ from gatewayctl.render.envoy.body import (
 from gatewayctl.render.envoy.clusters import authority, provider_address
 from gatewayctl.render.envoy.global_limits import (
     lua_global_data,
-    lua_token_limits,
+    lua_route_limits,
     render_global_filters,
 )
 from gatewayctl.render.envoy.guardrails import (
@@ -74,7 +74,7 @@ def _route_policy_data(
     if data["guard"] is not None and route.policy.guard_action == "log":
         data["guard_logs"] = True  # only then does the response read the RBAC shadow result
     data["token_limits"] = token_limit_data(ir, route)
-    data["global_tokens"] = lua_token_limits(ir, route)
+    data["global"] = lua_route_limits(ir, route)
     data["max_bytes"] = route_body_limit(route)
     if route.policy.redact:
         data["redact"] = {kind: True for kind in route.policy.redact}

@@ -174,7 +174,7 @@ NATIVE_MODULES: Modules = (
 # The body filter's own modules (gateway.lua's parts), bound after the secret files.
 GATEWAY_MODULES: Modules = (
     ("decide_access", "access.lua"),
-    ("charge_limits", "ratelimit.lua"),
+    ("over_limit", "ratelimit.lua"),
     ("texts", "text.lua"),
     ("redact", "redact.lua"),
     ("prompts", "prompts.lua"),

@@ -63,14 +63,21 @@ PROMPT_TOKENS_KEY = "prompt_tokens"  # gw: the per-backend token counters
 COMPLETION_TOKENS_KEY = "completion_tokens"
 COST_KEY = "cost_nano_usd"  # gw.internal: the spend counter
 BUDGET_KEY = "budget"  # gw.internal: an enforced budget's descriptor (global_limits.py)
+# gw.internal: what the rate limit filter charges when the stream is done (global_limits.py)
+TOKENS_USED_KEY = "tokens_used"
+BUDGET_UNITS_KEY = "budget_units"
 GUARD_SET_KEY = "set"  # gw.internal: the deny-pattern RBAC's guard set and text
 GUARD_TEXT_KEY = "text"
 
-# Rate limit descriptor keys (the rate limit service's configuration, the filters' actions and
-# the Lua filter's post-response charge), and the x-gateway-limit value of a spent budget.
+# Rate limit descriptor keys (the rate limit service's configuration, the filter's actions and
+# the Lua filter's check of which limit refused), the x-gateway-limit values of each kind of
+# limit, and the rate limit filter's own value before the Lua filter names the kind.
 CONSUMER_DESCRIPTOR = "consumer"
 BUDGET_DESCRIPTOR = "budget"
+REQUESTS_LIMIT = "requests"
+TOKENS_LIMIT = "tokens"
 BUDGET_LIMIT = "budget"
+GLOBAL_REFUSAL = "global"
 
 # The request headers a client may present its key in (auth.lua reads them in this order, the
 # first as `Bearer <key>`; the body filter and the upstream filters remove them before
@@ -176,11 +183,16 @@ LUA_NAMES: dict[str, str | tuple[str, ...]] = {
     "completion_tokens_key": COMPLETION_TOKENS_KEY,
     "cost_key": COST_KEY,
     "budget_key": BUDGET_KEY,
+    "tokens_used_key": TOKENS_USED_KEY,
+    "budget_units_key": BUDGET_UNITS_KEY,
     "guard_set_key": GUARD_SET_KEY,
     "guard_text_key": GUARD_TEXT_KEY,
     "consumer_descriptor": CONSUMER_DESCRIPTOR,
     "budget_descriptor": BUDGET_DESCRIPTOR,
+    "requests_limit": REQUESTS_LIMIT,
+    "tokens_limit": TOKENS_LIMIT,
     "budget_limit": BUDGET_LIMIT,
+    "global_refusal": GLOBAL_REFUSAL,
 }
 
 

@@ -31,7 +31,7 @@ from gatewayctl.render.envoy.body import (
     buffer_per_route,
 )
 from gatewayctl.render.envoy.clusters import chain
-from gatewayctl.render.envoy.global_limits import route_rate_limits
+from gatewayctl.render.envoy.global_limits import GLOBAL_FILTER, route_rate_limits
 from gatewayctl.render.envoy.guardrails import guard_sets, rbac_route_config
 from gatewayctl.render.envoy.names import (
     API_PATH_REGEX,
@@ -119,7 +119,7 @@ def _route(
     extra_headers: list[dict[str, Any]],
     backend_weights: list[tuple[str, int]],
     pinned: bool = False,
-    rate_limits: list[dict[str, Any]] | None = None,
+    rate_limits: dict[str, Any] | None = None,
     filter_configs: Mapping[str, Any] | None = None,
     policy_configs: Mapping[str, Any] | None = None,
     answers_itself: bool = True,
@@ -131,8 +131,6 @@ def _route(
     if extra_headers:
         match["headers"] = extra_headers
     action = _route_action(route, backend_weights)
-    if rate_limits:
-        action["rate_limits"] = rate_limits  # global limits only: global_limits.py
     out: dict[str, Any] = {
         "name": name,
         # The route's own x-gw-route key selects this entry (render_route_config).
@@ -150,6 +148,8 @@ def _route(
     elif filter_configs:
         configs.update(filter_configs)
     configs.update(policy_configs or {})
+    if rate_limits:
+        configs[GLOBAL_FILTER] = rate_limits  # global limits only: global_limits.py
     if configs:
         out["typed_per_filter_config"] = configs
     return out

@@ -3,7 +3,7 @@
 -- and metadata name, from names.py), `local json = ...`, `local DATA = ...` (the generated,
 -- escaped data table), and its modules, each bound as `local <name> = (function() ... end)()`:
 -- secrets (secrets.lua), decide_access (access.lua: the route's 401/403 from the
--- principal), charge_limits (ratelimit.lua), texts (text.lua: what the provider reads),
+-- principal), over_limit (ratelimit.lua), texts (text.lua: what the provider reads),
 -- redact (redact.lua), prompts (prompts.lua), usage (usage.lua) and tokens (tokens.lua: token
 -- debt). This file holds no manifest data and spells no name itself. The auth filter
 -- (auth.lua) runs before it, from the headers alone, and the buffer filter between them has
@@ -47,6 +47,8 @@ local RBAC_FILTER = NAMES.rbac_filter
 local PROMPT_TOKENS_KEY, COMPLETION_TOKENS_KEY = NAMES.prompt_tokens_key, NAMES.completion_tokens_key
 local COST_KEY, BUDGET_KEY, BUDGET_LIMIT = NAMES.cost_key, NAMES.budget_key, NAMES.budget_limit
 local CONSUMER_DESCRIPTOR, BUDGET_DESCRIPTOR = NAMES.consumer_descriptor, NAMES.budget_descriptor
+local REQUESTS_LIMIT, GLOBAL_REFUSAL = NAMES.requests_limit, NAMES.global_refusal
+local TOKENS_USED_KEY, BUDGET_UNITS_KEY = NAMES.tokens_used_key, NAMES.budget_units_key
 local find, sub, match = string.find, string.sub, string.match
 local concat = table.concat
 local is_object, is_array = json.is_object, json.is_array
@@ -267,6 +269,43 @@ local BUDGET_ERROR = json.encode({ error = {
   type = "rate_limit_error",
   code = "budget_exceeded",
 } })
+-- The rate limit service's descriptors of a request, as the rate limit filter sent them before
+-- the request went on (global_limits.py route_rate_limits), and the kind of each.
+local function global_descriptors(route, info)
+  local descriptors, kinds = {}, {}
+  for _, limit in ipairs(route.global or {}) do
+    -- Envoy leaves out a descriptor whose metadata is missing (no consumer): so does this
+    if limit.by ~= "consumer" or info.consumer ~= nil then
+      local d = { { limit.key, info.route } }
+      if limit.by == "consumer" then d[2] = { CONSUMER_DESCRIPTOR, info.consumer } end
+      descriptors[#descriptors + 1] = d
+      kinds[#kinds + 1] = limit.kind
+    end
+  end
+  if DATA.budgets ~= nil and info.consumer ~= nil and DATA.budgets[info.consumer] then
+    descriptors[#descriptors + 1] = { { BUDGET_DESCRIPTOR, info.consumer } }
+    kinds[#kinds + 1] = BUDGET_LIMIT
+  end
+  return descriptors, kinds
+end
+
+-- Which kind of limit refused the request: the first descriptor the service finds over its
+-- limit; "requests" when it cannot tell (no answer, or the window has just turned).
+local function global_limit_hit(h, route, info)
+  local descriptors, kinds = global_descriptors(route, info)
+  if #descriptors == 0 then return REQUESTS_LIMIT end
+  local index = over_limit(h, DATA.ratelimit, descriptors)
+  return index ~= nil and kinds[index] or REQUESTS_LIMIT
+end
+
+local function limit_error(kind)
+  return json.encode({ error = {
+    message = "Rate limit exceeded: too many " .. kind .. " for this route.",
+    type = "rate_limit_error",
+    code = "rate_limit_exceeded",
+  } })
+end
+
 local UPSTREAM_HEADERS_DROPPED = { "content-encoding", "www-authenticate", "set-cookie", "etag", "last-modified" }
 
 local function replace_upstream_auth_error(h, hdrs, md, status)
@@ -304,10 +343,13 @@ function envoy_on_response(h)
   end
 
   local limit_hit = status == 429 and hdrs:get(LIMIT_RESPONSE_HEADER)
-  if limit_hit == BUDGET_LIMIT then
-    -- The rate limit filter's 429 for an enforced budget (global limits) says so.
-    local body = h:body()
-    if body ~= nil then body:setBytes(BUDGET_ERROR) end
+  if limit_hit == GLOBAL_REFUSAL then
+    -- The rate limit filter's refusal (global limits): which limit it was, and its reply.
+    -- (the whole reply first: a body read after the call is the one already gone)
+    if h:body() == nil then return end
+    limit_hit = global_limit_hit(h, route, info)
+    h:headers():replace(LIMIT_RESPONSE_HEADER, limit_hit)
+    h:body():setBytes(limit_hit == BUDGET_LIMIT and BUDGET_ERROR or limit_error(limit_hit))
     return
   end
   if limit_hit then
@@ -347,19 +389,10 @@ function envoy_on_response(h)
   -- The spend counter (access_log.py): integer nano-USD, as Envoy's counters are integers.
   md:set(INTERNAL_NS, COST_KEY, math.floor(cost * 1e9 + 0.5))
   if #route.token_limits > 0 then charge_debt(info, route, p + c) end
-  -- Global limits: the rate limit service is charged what the response used, beyond the 1
-  -- each request was charged when it arrived (global_limits.py).
-  if route.global_tokens ~= nil then
-    local descriptors = {}
-    for i, limit in ipairs(route.global_tokens) do
-      local d = { { limit.key, info.route } }
-      if limit.by == "consumer" then d[2] = { CONSUMER_DESCRIPTOR, info.consumer } end
-      descriptors[i] = d
-    end
-    charge_limits(h, DATA.ratelimit, descriptors, p + c - 1)
-  end
+  -- Global limits: what the rate limit filter charges when the stream is done, beyond the
+  -- check made when the request arrived (global_limits.py).
+  if route.global ~= nil and p + c > 0 then md:set(INTERNAL_NS, TOKENS_USED_KEY, p + c) end
   if DATA.budgets ~= nil and DATA.budgets[info.consumer] and cost > 0 then
-    local units = math.ceil(cost / DATA.budget_unit_usd - 1e-9) - 1
-    charge_limits(h, DATA.ratelimit, { { { BUDGET_DESCRIPTOR, info.consumer } } }, units)
+    md:set(INTERNAL_NS, BUDGET_UNITS_KEY, math.ceil(cost / DATA.budget_unit_usd - 1e-9))
   end
 end

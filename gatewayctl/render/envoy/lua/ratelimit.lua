@@ -1,12 +1,11 @@
--- Charges the rate limit service after a response (global limits; global_limits.py): one
--- envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit call, made by Lua over the
--- service's gRPC cluster and not waited for, with the request's hits_addend set to what the
--- response used (tokens, or budget units). Envoy 1.40's rate limit filter sends a request-level
--- hits_addend only from filter state, which Lua cannot set, and drops a route rate limit's own
--- hits_addend from the call; so the charge is this call, in the service's own API, which the
--- official service and the local stand-in both answer. Returns charge(h, descriptors, hits);
--- descriptors: a list of lists of {key, value}.
-local char, floor = string.char, math.floor
+-- Which global limit refused a request (global_limits.py): Envoy's rate limit filter answers
+-- every refusal alike, so on a refusal the Lua filter asks the service once more, in its own
+-- API (envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit over the service's gRPC
+-- cluster), with the request's descriptors and every descriptor's hits_addend 0: a check that
+-- counts nothing, which the official service and the local stand-in both answer. Returns
+-- over_limit(h, config, descriptors) -> the index of the first descriptor over its limit, or
+-- nil (no answer, or none over any more); descriptors: a list of lists of {key, value}.
+local byte, char, floor, sub = string.byte, string.char, math.floor, string.sub
 
 local function varint(n)
   local out = {}
@@ -27,21 +26,76 @@ local function be32(n)
   return char(floor(n / 16777216) % 256, floor(n / 65536) % 256, floor(n / 256) % 256, n % 256)
 end
 
-return function(h, config, descriptors, hits)
-  if hits < 1 or config == nil then return end
+-- A varint at pos: its value and the position after it (nil past the end).
+local function read_varint(data, pos)
+  local value, scale = 0, 1
+  while pos <= #data do
+    local b = byte(data, pos)
+    pos = pos + 1
+    value = value + (b % 128) * scale
+    if b < 128 then return value, pos end
+    scale = scale * 128
+  end
+  return nil, pos
+end
+
+-- The fields of a message: calls visit(number, wire type, value) where value is a number
+-- (varint) or a string (length-delimited); other wire types are skipped. False when malformed.
+local function each_field(data, visit)
+  local pos = 1
+  while pos <= #data do
+    local tag
+    tag, pos = read_varint(data, pos)
+    if tag == nil then return false end
+    local number, wire = floor(tag / 8), tag % 8
+    if wire == 0 then
+      local value
+      value, pos = read_varint(data, pos)
+      if value == nil then return false end
+      visit(number, wire, value)
+    elseif wire == 2 then
+      local size
+      size, pos = read_varint(data, pos)
+      if size == nil or pos + size - 1 > #data then return false end
+      visit(number, wire, sub(data, pos, pos + size - 1))
+      pos = pos + size
+    elseif wire == 1 then pos = pos + 8
+    elseif wire == 5 then pos = pos + 4
+    else return false end
+  end
+  return true
+end
+
+local OVER_LIMIT = 2
+
+return function(h, config, descriptors)
   local parts = { field(1, config.domain) }
   for _, entries in ipairs(descriptors) do
     local d = {}
     for _, e in ipairs(entries) do d[#d + 1] = field(1, field(1, e[1]) .. field(2, e[2])) end
+    d[#d + 1] = field(3, "")  -- hits_addend: an empty UInt64Value, i.e. 0
     parts[#parts + 1] = field(2, table.concat(d))
   end
-  parts[#parts + 1] = char(3 * 8) .. varint(hits)
   local message = table.concat(parts)
-  h:httpCall(config.cluster, {
+  local headers, body = h:httpCall(config.cluster, {
     [":method"] = "POST",
     [":path"] = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
     [":authority"] = config.cluster,
     ["content-type"] = "application/grpc",
     ["te"] = "trailers",
-  }, "\0" .. be32(#message) .. message, config.timeout_ms, true)
+  }, "\0" .. be32(#message) .. message, config.timeout_ms)
+  if headers == nil or headers[":status"] ~= "200" or body == nil or #body < 5 then return nil end
+  local statuses = {}
+  local ok = each_field(sub(body, 6), function(number, wire, value)
+    if number == 2 and wire == 2 then
+      local code = 0
+      each_field(value, function(n, w, v) if n == 1 and w == 0 then code = v end end)
+      statuses[#statuses + 1] = code
+    end
+  end)
+  if not ok then return nil end
+  for i, code in ipairs(statuses) do
+    if code == OVER_LIMIT then return i end
+  end
+  return nil
 end

@@ -1,4 +1,4 @@
-local NAMES = {["attempt_ns"]="gw.attempt",["body_model_header"]="x-gw-body-model",["budget_descriptor"]="budget",["budget_key"]="budget",["budget_limit"]="budget",["client_key_headers"]={"authorization","x-api-key","api-key"},["completion_tokens_key"]="completion_tokens",["consumer_descriptor"]="consumer",["consumer_header"]="x-gw-consumer",["consumer_key"]="consumer",["cost_key"]="cost_nano_usd",["guard_set_key"]="set",["guard_text_key"]="text",["guardrail_response_header"]="x-gateway-guardrail",["internal_ns"]="gw.internal",["limit_response_header"]="x-gateway-limit",["metadata_ns"]="gw",["model_response_header"]="x-gateway-model",["principal_header"]="x-gw-principal",["prompt_tokens_key"]="prompt_tokens",["prompt_version_header"]="x-gateway-prompt-version",["rbac_filter"]="envoy.filters.http.rbac",["reply_header"]="x-gw-reply",["route_header"]="x-gw-route",["route_key"]="route",["sign_header"]="x-gw-sign",["target_header"]="x-gw-target"}
+local NAMES = {["attempt_ns"]="gw.attempt",["body_model_header"]="x-gw-body-model",["budget_descriptor"]="budget",["budget_key"]="budget",["budget_limit"]="budget",["budget_units_key"]="budget_units",["client_key_headers"]={"authorization","x-api-key","api-key"},["completion_tokens_key"]="completion_tokens",["consumer_descriptor"]="consumer",["consumer_header"]="x-gw-consumer",["consumer_key"]="consumer",["cost_key"]="cost_nano_usd",["global_refusal"]="global",["guard_set_key"]="set",["guard_text_key"]="text",["guardrail_response_header"]="x-gateway-guardrail",["internal_ns"]="gw.internal",["limit_response_header"]="x-gateway-limit",["metadata_ns"]="gw",["model_response_header"]="x-gateway-model",["principal_header"]="x-gw-principal",["prompt_tokens_key"]="prompt_tokens",["prompt_version_header"]="x-gateway-prompt-version",["rbac_filter"]="envoy.filters.http.rbac",["reply_header"]="x-gw-reply",["requests_limit"]="requests",["route_header"]="x-gw-route",["route_key"]="route",["sign_header"]="x-gw-sign",["target_header"]="x-gw-target",["tokens_limit"]="tokens",["tokens_used_key"]="tokens_used"}
 local jsonstring = (function()
 local M = {}
 local byte, find, format, gsub = string.byte, string.find, string.format, string.gsub
@@ -435,8 +435,8 @@ end
 return consumer or "anonymous"
 end
 end)()
-local charge_limits = (function()
-local char, floor = string.char, math.floor
+local over_limit = (function()
+local byte, char, floor, sub = string.byte, string.char, math.floor, string.sub
 local function varint(n)
 local out = {}
 n = floor(n)
@@ -453,23 +453,72 @@ end
 local function be32(n)
 return char(floor(n / 16777216) % 256, floor(n / 65536) % 256, floor(n / 256) % 256, n % 256)
 end
-return function(h, config, descriptors, hits)
-if hits < 1 or config == nil then return end
+local function read_varint(data, pos)
+local value, scale = 0, 1
+while pos <= #data do
+local b = byte(data, pos)
+pos = pos + 1
+value = value + (b % 128) * scale
+if b < 128 then return value, pos end
+scale = scale * 128
+end
+return nil, pos
+end
+local function each_field(data, visit)
+local pos = 1
+while pos <= #data do
+local tag
+tag, pos = read_varint(data, pos)
+if tag == nil then return false end
+local number, wire = floor(tag / 8), tag % 8
+if wire == 0 then
+local value
+value, pos = read_varint(data, pos)
+if value == nil then return false end
+visit(number, wire, value)
+elseif wire == 2 then
+local size
+size, pos = read_varint(data, pos)
+if size == nil or pos + size - 1 > #data then return false end
+visit(number, wire, sub(data, pos, pos + size - 1))
+pos = pos + size
+elseif wire == 1 then pos = pos + 8
+elseif wire == 5 then pos = pos + 4
+else return false end
+end
+return true
+end
+local OVER_LIMIT = 2
+return function(h, config, descriptors)
 local parts = { field(1, config.domain) }
 for _, entries in ipairs(descriptors) do
 local d = {}
 for _, e in ipairs(entries) do d[#d + 1] = field(1, field(1, e[1]) .. field(2, e[2])) end
+d[#d + 1] = field(3, "")
 parts[#parts + 1] = field(2, table.concat(d))
 end
-parts[#parts + 1] = char(3 * 8) .. varint(hits)
 local message = table.concat(parts)
-h:httpCall(config.cluster, {
+local headers, body = h:httpCall(config.cluster, {
 [":method"] = "POST",
 [":path"] = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
 [":authority"] = config.cluster,
 ["content-type"] = "application/grpc",
 ["te"] = "trailers",
-}, "\0" .. be32(#message) .. message, config.timeout_ms, true)
+}, "\0" .. be32(#message) .. message, config.timeout_ms)
+if headers == nil or headers[":status"] ~= "200" or body == nil or #body < 5 then return nil end
+local statuses = {}
+local ok = each_field(sub(body, 6), function(number, wire, value)
+if number == 2 and wire == 2 then
+local code = 0
+each_field(value, function(n, w, v) if n == 1 and w == 0 then code = v end end)
+statuses[#statuses + 1] = code
+end
+end)
+if not ok then return nil end
+for i, code in ipairs(statuses) do
+if code == OVER_LIMIT then return i end
+end
+return nil
 end
 end)()
 local texts = (function()
@@ -2029,6 +2078,8 @@ local RBAC_FILTER = NAMES.rbac_filter
 local PROMPT_TOKENS_KEY, COMPLETION_TOKENS_KEY = NAMES.prompt_tokens_key, NAMES.completion_tokens_key
 local COST_KEY, BUDGET_KEY, BUDGET_LIMIT = NAMES.cost_key, NAMES.budget_key, NAMES.budget_limit
 local CONSUMER_DESCRIPTOR, BUDGET_DESCRIPTOR = NAMES.consumer_descriptor, NAMES.budget_descriptor
+local REQUESTS_LIMIT, GLOBAL_REFUSAL = NAMES.requests_limit, NAMES.global_refusal
+local TOKENS_USED_KEY, BUDGET_UNITS_KEY = NAMES.tokens_used_key, NAMES.budget_units_key
 local find, sub, match = string.find, string.sub, string.match
 local concat = table.concat
 local is_object, is_array = json.is_object, json.is_array
@@ -2200,6 +2251,35 @@ message = "This consumer's monthly budget is spent; requests are refused until i
 type = "rate_limit_error",
 code = "budget_exceeded",
 } })
+local function global_descriptors(route, info)
+local descriptors, kinds = {}, {}
+for _, limit in ipairs(route.global or {}) do
+if limit.by ~= "consumer" or info.consumer ~= nil then
+local d = { { limit.key, info.route } }
+if limit.by == "consumer" then d[2] = { CONSUMER_DESCRIPTOR, info.consumer } end
+descriptors[#descriptors + 1] = d
+kinds[#kinds + 1] = limit.kind
+end
+end
+if DATA.budgets ~= nil and info.consumer ~= nil and DATA.budgets[info.consumer] then
+descriptors[#descriptors + 1] = { { BUDGET_DESCRIPTOR, info.consumer } }
+kinds[#kinds + 1] = BUDGET_LIMIT
+end
+return descriptors, kinds
+end
+local function global_limit_hit(h, route, info)
+local descriptors, kinds = global_descriptors(route, info)
+if #descriptors == 0 then return REQUESTS_LIMIT end
+local index = over_limit(h, DATA.ratelimit, descriptors)
+return index ~= nil and kinds[index] or REQUESTS_LIMIT
+end
+local function limit_error(kind)
+return json.encode({ error = {
+message = "Rate limit exceeded: too many " .. kind .. " for this route.",
+type = "rate_limit_error",
+code = "rate_limit_exceeded",
+} })
+end
 local UPSTREAM_HEADERS_DROPPED = { "content-encoding", "www-authenticate", "set-cookie", "etag", "last-modified" }
 local function replace_upstream_auth_error(h, hdrs, md, status)
 md:set(NS, "upstream_status", status)
@@ -2232,9 +2312,11 @@ elseif route.guard ~= nil and status == 403 and hdrs:get(GUARDRAIL_RESPONSE_HEAD
 md:set(NS, "guardrail", "blocked")
 end
 local limit_hit = status == 429 and hdrs:get(LIMIT_RESPONSE_HEADER)
-if limit_hit == BUDGET_LIMIT then
-local body = h:body()
-if body ~= nil then body:setBytes(BUDGET_ERROR) end
+if limit_hit == GLOBAL_REFUSAL then
+if h:body() == nil then return end
+limit_hit = global_limit_hit(h, route, info)
+h:headers():replace(LIMIT_RESPONSE_HEADER, limit_hit)
+h:body():setBytes(limit_hit == BUDGET_LIMIT and BUDGET_ERROR or limit_error(limit_hit))
 return
 end
 if limit_hit then
@@ -2269,17 +2351,8 @@ md:set(NS, "cost_usd", tonumber(string.format("%.8f", cost)))
 end
 md:set(INTERNAL_NS, COST_KEY, math.floor(cost * 1e9 + 0.5))
 if #route.token_limits > 0 then charge_debt(info, route, p + c) end
-if route.global_tokens ~= nil then
-local descriptors = {}
-for i, limit in ipairs(route.global_tokens) do
-local d = { { limit.key, info.route } }
-if limit.by == "consumer" then d[2] = { CONSUMER_DESCRIPTOR, info.consumer } end
-descriptors[i] = d
-end
-charge_limits(h, DATA.ratelimit, descriptors, p + c - 1)
-end
+if route.global ~= nil and p + c > 0 then md:set(INTERNAL_NS, TOKENS_USED_KEY, p + c) end
 if DATA.budgets ~= nil and DATA.budgets[info.consumer] and cost > 0 then
-local units = math.ceil(cost / DATA.budget_unit_usd - 1e-9) - 1
-charge_limits(h, DATA.ratelimit, { { { BUDGET_DESCRIPTOR, info.consumer } } }, units)
+md:set(INTERNAL_NS, BUDGET_UNITS_KEY, math.ceil(cost / DATA.budget_unit_usd - 1e-9))
 end
 end
