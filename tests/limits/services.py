@@ -36,8 +36,8 @@ class Redis:
             self.proc.wait(timeout=10)
 
 
-def start_redis(workdir: Path) -> Redis:
-    port = free_port()
+def start_redis(workdir: Path, port: int | None = None) -> Redis:
+    port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",

@@ -10,6 +10,7 @@ Envoy then applies the gateway's failure mode.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -34,11 +35,15 @@ log = logging.getLogger("gatewayctl.ratelimit")
 
 
 class ConfigSource:
-    """The configuration at `path`, read again when a file's mtime or size changes."""
+    """The configuration at `path`, read again when a file's mtime or size changes; the files
+    are looked at once per `recheck_s` at most (the official service, too, takes a change from
+    its runtime folder a moment after it is written)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, recheck_s: float = 0.5) -> None:
         self.path = path
+        self.recheck_s = recheck_s
         self._stamp: tuple[tuple[str, int, int], ...] = ()
+        self._checked = float("-inf")
         self._config = RateLimitConfig({})
         self._lock = threading.Lock()
         self.get()
@@ -50,10 +55,22 @@ class ConfigSource:
             return []
         return sorted(p for p in self.path.iterdir() if p.suffix in (".yaml", ".yml"))
 
+    def _stamps(self) -> tuple[tuple[str, int, int], ...]:
+        out = []
+        for p in self._files():
+            with contextlib.suppress(OSError):  # gone since listed: the next look sees it
+                st = p.stat()
+                out.append((str(p), st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
     def get(self) -> RateLimitConfig:
-        stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in self._files())
-        if stamp != self._stamp:
-            with self._lock:
+        now = time.monotonic()
+        if now - self._checked < self.recheck_s:
+            return self._config
+        with self._lock:
+            self._checked = now
+            stamp = self._stamps()
+            if stamp != self._stamp:
                 try:
                     self._config = read_config(self.path)
                 except (OSError, ValueError) as exc:  # keep the last good configuration
