@@ -212,6 +212,14 @@ def measure(work: Path, mock_port: int, name: str, feature: str, transforms: lis
             transform(lds)
         lds_path.write_text(json.dumps(lds))
         body = request_body(route_model(feature), prompt_variables=True)
+    return count_instructions(d, bootstrap, port, body, requests)
+
+
+def count_instructions(
+    d: Path, bootstrap: Path, port: int, body: bytes, requests: int
+) -> tuple[float, int]:
+    """Run Envoy on `bootstrap` under callgrind in `d`: (instructions per request of the
+    measured load, non-200 responses)."""
     out = d / "callgrind.out"
     cmd = [
         "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
@@ -229,7 +237,7 @@ def measure(work: Path, mock_port: int, name: str, feature: str, transforms: lis
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name}: Envoy did not start; see {d / 'envoy.log'}")
+                raise RuntimeError(f"{d.name}: Envoy did not start; see {d / 'envoy.log'}")
             time.sleep(0.5)
         _load(port, body, 200)  # warm-up: LuaJIT traces, connection pools
         control = ["callgrind_control", "-i"]

@@ -7,17 +7,22 @@ today's gateway (replica scope) and the minimal Envoy route.
     gateway          wrk -> the rendered gateway, route bench-full (every policy; its request
                      and token limits by consumer counted in Envoy, replica scope) -> mock
     gateway-global   the same root with `limits: {scope: global}` and the consumer's budget
-                     enforced: per request three calls to the rate limit service (requests,
-                     tokens, budget) before it goes on, two charges after (tokens, budget),
-                     the service counting in Redis
+                     enforced: per request one call to the rate limit service before it goes
+                     on (every descriptor: requests, tokens and budget) and one Envoy makes
+                     when the stream is done (the tokens and cost the response used), the
+                     service counting in Redis
 
 The rate limit service is the local stand-in (`gatewayctl ratelimit-service`, Python, grpcio)
 and Debian's redis-server; Kubernetes runs the official Go service, so the service's own
-figures are an upper bound of what production adds. Pinning as in dataplane.py: each Envoy on
-CPU 0, wrk and the mock on CPU 1; the service and Redis run on CPU 1 too (in production they
+figures are an upper bound of what production adds. Envoy's CPU per request
+(`envoy_us_per_request`) is measured apart from the service's and Redis's
+(`service_us_per_request`, `redis_us_per_request`), so what the gateway itself adds does not
+depend on the stand-in. Pinning as in dataplane.py: each Envoy on CPU 0, wrk and the mock on
+CPU 1; the service and Redis run on CPU 1 too (in production they
 are other pods). Runs go round-robin (repeat, concurrency, target); cells are medians.
 
     python -m benchmarks.dataplane_limits --duration 8 --repeats 3 --concurrency 1,16
+    python -m benchmarks.dataplane_limits --instructions 400 --json limits-instructions.json
 """
 
 from __future__ import annotations
@@ -78,6 +83,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quiet-threshold", type=float, default=0.15)
     p.add_argument("--quiet-wait", type=float, default=5.0)
     p.add_argument("--json", type=Path, default=Path("dataplane-limits.json"))
+    p.add_argument("--instructions", type=int, default=0, metavar="N",
+                   help="instead: Envoy's instructions per request (callgrind, N requests) of "
+                        "each gateway target, with the same service and Redis")
     return p.parse_args(argv)
 
 
@@ -91,11 +99,12 @@ def global_ir(ir: GatewayIR, redis: str) -> GatewayIR:
     )
 
 
-def start_gateway_variant(
-    work: Path, name: str, mock: Service, placement: Placement, ratelimit: str | None
-) -> Service:
+def write_gateway_variant(
+    work: Path, name: str, mock_port: int, ratelimit: str | None
+) -> tuple[Path, int, int]:
     """The dataplane benchmark's gateway (access log on), in replica scope or, given the rate
-    limit service's address, in global scope."""
+    limit service's address, in global scope (its configuration written beside, for the
+    service): (bootstrap, listener port, admin port)."""
     dirs = work / name
     port, admin = free_port(), free_port()
     root = write_root(dirs / "root", port)
@@ -112,20 +121,27 @@ def start_gateway_variant(
         listener_address="127.0.0.1",
         listener_port=port,
         access_log_path=str(dirs / "access.log"),
-        provider_overrides={PROVIDER: f"http://127.0.0.1:{mock.port}"},
+        provider_overrides={PROVIDER: f"http://127.0.0.1:{mock_port}"},
         ratelimit_address=ratelimit,
     )
     bundle = render_envoy(ir, options)
     (dirs / "config").mkdir(parents=True, exist_ok=True)
-    for name, text in bundle.files().items():
-        if name.endswith(".json"):
-            (dirs / "config" / name).write_text(text)
+    for file, text in bundle.files().items():
+        if file.endswith(".json"):
+            (dirs / "config" / file).write_text(text)
     config = render_ratelimit_config(ir)
     if config is not None:
         (work / "ratelimit.yaml").write_text(dump_ratelimit_config(config))
     bootstrap = dirs / "bootstrap.json"
     bootstrap.write_text(dump_compact(bundle.bootstrap))
-    return start_envoy(name, dirs, bootstrap, port, admin, placement, 1)
+    return bootstrap, port, admin
+
+
+def start_gateway_variant(
+    work: Path, name: str, mock: Service, placement: Placement, ratelimit: str | None
+) -> Service:
+    bootstrap, port, admin = write_gateway_variant(work, name, mock.port, ratelimit)
+    return start_envoy(name, work / name, bootstrap, port, admin, placement, 1)
 
 
 def start_limit_service(work: Path, placement: Placement) -> tuple[Service, Service]:
@@ -146,7 +162,9 @@ def start_limit_service(work: Path, placement: Placement) -> tuple[Service, Serv
     return redis, rls
 
 
-def median_cell(runs: list[Measurement], helpers_cpu: dict[int, float]) -> dict[str, Any]:
+def median_cell(
+    runs: list[Measurement], helpers_cpu: dict[int, tuple[float, float]]
+) -> dict[str, Any]:
     def med(values: list[float]) -> float:
         return round(statistics.median(values), 4)
 
@@ -159,26 +177,71 @@ def median_cell(runs: list[Measurement], helpers_cpu: dict[int, float]) -> dict[
         "errors": sum(m.non2xx + m.socket_errors for m in runs),
     }
     if helpers_cpu:
-        cell["service_and_redis_us_per_request"] = med(
-            [helpers_cpu[id(m)] / m.requests * 1e6 for m in runs if m.requests])
+        for i, name in enumerate(("service", "redis")):
+            cell[f"{name}_us_per_request"] = med(
+                [helpers_cpu[id(m)][i] / m.requests * 1e6 for m in runs if m.requests])
     return cell
+
+
+def instructions(args: argparse.Namespace) -> int:
+    """Envoy's own instructions per request of each gateway target: load-independent, and
+    apart from the service's and Redis's work (which run outside valgrind)."""
+    from benchmarks.dataplane_instructions import count_instructions
+
+    work = Path(tempfile.mkdtemp(prefix="gatewayctl-limits-instructions-"))
+    none = Placement(None, None)
+    services: list[Service] = []
+    rows: dict[str, Any] = {}
+    try:
+        mock = start_mock(work, none)
+        services.append(mock)
+        redis, rls = start_limit_service(work, none)
+        services += [redis, rls]
+        for target in TARGETS[1:]:
+            service, _, variant = target.partition(":")
+            name = target.replace(":", "-")
+            ratelimit = f"127.0.0.1:{rls.port}" if service == "gateway-global" else None
+            bootstrap, port, _ = write_gateway_variant(work, name, mock.port, ratelimit)
+            body = request_body(route_model("ratelimit" if variant else "full"),
+                                prompt_variables=True)
+            per_request, errors = count_instructions(work / name, bootstrap, port, body,
+                                                     args.instructions)
+            rows[target] = {"k_instructions": round(per_request / 1000, 1), "errors": errors}
+            print(f"  {target:<22} {per_request / 1000:8.1f} k instructions/request  "
+                  f"errors {errors}", flush=True)
+    finally:
+        for svc in reversed(services):
+            svc.stop()
+    for suffix in ("", ":1limit"):
+        base, glob = rows[f"gateway{suffix}"], rows[f"gateway-global{suffix}"]
+        rows[f"added{suffix}"] = round(glob["k_instructions"] - base["k_instructions"], 1)
+    out = {"requests": args.instructions, "commit": _commit(), "rows": rows}
+    args.json.write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out, indent=1))
+    return 0 if all(r["errors"] == 0 for r in rows.values() if isinstance(r, dict)) else 1
+
+
+def _commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=False).stdout.strip()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.instructions:
+        return instructions(args)
     placement = Placement.for_machine(True)
     work = Path(tempfile.mkdtemp(prefix="gatewayctl-limits-bench-"))
     concs = [int(c) for c in args.concurrency.split(",")]
     services: dict[str, Service] = {}
     scripts: dict[str, tuple[str, Path]] = {}
     results: dict[str, list[Measurement]] = {}
-    helpers_cpu: dict[int, float] = {}
+    helpers_cpu: dict[int, tuple[float, float]] = {}
     info: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "placement": placement.describe(),
         "duration_s": args.duration, "repeats": args.repeats, "concurrency": concs,
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True, check=False).stdout.strip(),
+        "commit": _commit(),
         "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
     }
     try:
@@ -203,18 +266,18 @@ def main(argv: list[str] | None = None) -> int:
             url, script = scripts[target]
             measure(target, url, script, max(concs), args.warmup, 0, placement.client,
                     services[target.partition(":")[0]].pids, mock.pids)
-        helper_pids = redis.pids + rls.pids
         for repeat in range(1, args.repeats + 1):
             for conc in concs:
                 for target in TARGETS:
                     wait_quiet(args.quiet_threshold, args.quiet_wait)
                     url, script = scripts[target]
-                    before = cpu_seconds(helper_pids)
+                    before = cpu_seconds(rls.pids), cpu_seconds(redis.pids)
                     m = measure(target, url, script, conc, args.duration, repeat,
                                 placement.client, services[target.partition(":")[0]].pids,
                                 mock.pids)
                     if target.startswith("gateway-global"):
-                        helpers_cpu[id(m)] = cpu_seconds(helper_pids) - before
+                        helpers_cpu[id(m)] = (cpu_seconds(rls.pids) - before[0],
+                                              cpu_seconds(redis.pids) - before[1])
                     results.setdefault(f"{target}@{conc}", []).append(m)
                     print(f"  {target:<22} c={conc:<3} r={repeat} {m.rps:>8,.0f} req/s "
                           f"p50 {m.p50_ms:.3f} ms p99 {m.p99_ms:.3f} ms errors "

@@ -53,6 +53,9 @@ PRICES = (2.5, 10.0)
 CHARGE_S = 0.2  # gpt-4o-2024-08-06 in tests/render/irs.py, USD per 1M tokens
 
 
+STREAM = {"stream": True, "stream_options": {"include_usage": True}}
+
+
 def global_scope(redis: Redis, failure_mode: str = "open") -> LimitsIR:
     return LimitsIR(scope="global", redis_address=redis.address,
                     failure_mode=failure_mode)  # type: ignore[arg-type]
@@ -124,27 +127,44 @@ def usage_cost(response: Response) -> tuple[int, float]:
     return tokens, cost
 
 
-def test_a_token_limit_is_charged_from_usage_across_two_replicas(tmp_path: Path) -> None:
+def stream_usage(response: Response) -> dict[str, int]:
+    """The usage of the stream's last chunk that has one."""
+    usage = None
+    for line in response.body.decode().splitlines():
+        if line.startswith("data: {"):
+            usage = json.loads(line[len("data: "):]).get("usage") or usage
+    assert usage is not None, response.body
+    return usage
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["reply", "stream"])
+def test_a_token_limit_is_charged_from_usage_across_two_replicas(
+    tmp_path: Path, stream: bool
+) -> None:
+    extra = STREAM if stream else {}
     with running_redis(tmp_path / "redis") as redis:
         # Probe what one request uses (the mock's usage is deterministic), then limit to
         # 1.5 requests' worth: the 1st and 2nd are admitted (the 2nd while the count is within
         # the limit), the 2nd's usage crosses it, the 3rd is refused on the other replica.
         probe = limits_ir(requests=1000, tokens=10**6, scope=global_scope(redis))
         with two_replicas(tmp_path / "probe", redis, probe) as both:
-            tokens, _ = usage_cost(both.send("tokens", "helpdesk"))
+            sent = both.send("tokens", "helpdesk", **extra)
+            usage = stream_usage(sent) if stream else sent.json()["usage"]
+            tokens = usage["prompt_tokens"] + usage["completion_tokens"]
         ir = limits_ir(requests=1000, tokens=int(tokens * 1.5), scope=global_scope(redis))
         with two_replicas(tmp_path / "run", redis, ir) as both:
             codes, predicted, used = [], [], 0
             for _ in range(4):
                 predicted.append(explained(ir, "tokens", "search-app", "tokens", used))
-                response = both.send("tokens", "search-app")
+                response = both.send("tokens", "search-app", **extra)
                 codes.append((response.status, response.headers.get("x-gateway-limit")))
                 if response.status == 200:
-                    used += usage_cost(response)[0]
+                    usage = stream_usage(response) if stream else response.json()["usage"]
+                    used += usage["prompt_tokens"] + usage["completion_tokens"]
                 time.sleep(CHARGE_S)
             assert codes == [(200, None), (200, None), (429, "tokens"), (429, "tokens")]
             assert predicted == codes  # explain --used tokens=<the usage so far>
-            assert both.chat("tokens", "helpdesk") == 200
+            assert both.chat("tokens", "helpdesk", **extra) == 200
 
 
 def explained(ir: GatewayIR, model: str, consumer: str, kind: str,
@@ -156,9 +176,6 @@ def explained(ir: GatewayIR, model: str, consumer: str, kind: str,
     (limit,) = [lim for lim in exp.limits if lim.kind == kind]
     assert (limit.scope, limit.effective, limit.enforced) == ("global", limit.amount, True)
     return exp.status, (kind if exp.status == 429 else None)
-
-
-STREAM = {"stream": True, "stream_options": {"include_usage": True}}
 
 
 def test_an_enforced_budget_holds_across_replicas_streaming_included(tmp_path: Path) -> None:
