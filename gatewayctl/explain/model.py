@@ -93,9 +93,16 @@ class LimitInfo:
 
     @property
     def exhausted(self) -> bool:
-        """The next request is refused: what the bucket holds leaves no room for the 1 (one
-        request, one token, one unit of spend) every request is charged when it arrives."""
-        return self.enforced and self.used is not None and self.used >= self.amount
+        """The next request is refused. A request limit, and a token limit counted in each
+        replica, charge 1 when the request arrives: the bucket must leave room for it (used <
+        amount). Global token limits and budgets only check when it arrives (0 hits) and charge
+        the usage when it is done (render/envoy/global_limits.py): refused once the count is
+        over the amount."""
+        if not self.enforced or self.used is None:
+            return False
+        if self.scope == "global" and self.kind in ("tokens", "budget"):
+            return self.used > self.amount
+        return self.used >= self.amount
 
 
 @dataclass(frozen=True)

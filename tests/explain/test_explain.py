@@ -277,9 +277,11 @@ def test_an_exhausted_limit_is_429_in_the_gateways_order(multi) -> None:
     assert (exp.status, exp.outcome.code, exp.outcome.stage) == (
         429, "rate_limit_exceeded", "limits")
     assert "x-gateway-limit: requests" in exp.outcome.message and exp.cost_usd == 0
-    exp = _used(ir, body, "search-app", requests=10, tokens=200_000, budget=500)
+    # global token limits and budgets check at 0 hits: refused once over, not at the amount
+    assert _used(ir, body, "search-app", requests=10, tokens=200_000, budget=500).status == 200
+    exp = _used(ir, body, "search-app", requests=10, tokens=200_001, budget=500)
     assert "x-gateway-limit: tokens" in exp.outcome.message
-    exp = _used(ir, body, "search-app", budget=500)
+    exp = _used(ir, body, "search-app", budget=500.01)
     assert (exp.status, exp.outcome.code) == (429, "budget_exceeded")
     assert "x-gateway-limit: budget" in exp.outcome.message
     assert _used(ir, body, "search-app", requests=10, tokens=10, budget=1).outcome.message \
@@ -295,7 +297,7 @@ def test_an_exhausted_limit_is_429_in_the_gateways_order(multi) -> None:
 def test_every_prompt_version_is_limited(multi) -> None:
     ir = _global(multi, "helpdesk")
     exp = _used(ir, _chat("support-assistant", prompt_variables={"product": "Acme"}),
-                "helpdesk", budget=2000)
+                "helpdesk", budget=2000.01)
     assert exp.status == 429
     assert {b.outcome.code for b in exp.branches} == {"budget_exceeded"}
     assert all(b.forwarded is None for b in exp.branches)
