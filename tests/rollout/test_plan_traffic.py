@@ -90,8 +90,13 @@ def test_plan_prices_measured_traffic(gateway: tuple[Path, UpResult], tmp_path: 
             "inputPerMillion: 2.50, outputPerMillion: 10.00",
             "inputPerMillion: 5.00, outputPerMillion: 20.00", 1))
         consumers = changed / "consumers.yaml"
+        # Half of what helpdesk's measured traffic costs per month, so the cut budget runs
+        # out mid-month whatever token counts the mock's replies carried.
+        helpdesk_usd = sum((v[1] * PRICES[m][0] + v[2] * PRICES[m][1]) / 1e6
+                           for (c, _, m), v in recorded.items() if c == "helpdesk") * MONTH
+        budget = round(helpdesk_usd / 2, 2)
         consumers.write_text(consumers.read_text().replace("usdPerMonth: 2000",
-                                                           "usdPerMonth: 20"))
+                                                           f"usdPerMonth: {budget}"))
         code = main(["plan", str(changed), "--live", "local", "--traffic",
                      f"prometheus={prom.url}", "--window", "10m", "-o", "json"])
         out = json.loads(capsys.readouterr().out)
@@ -130,11 +135,12 @@ def test_plan_prices_measured_traffic(gateway: tuple[Path, UpResult], tmp_path: 
     assert routes["chat"]["after_usd_per_month"] > routes["chat"]["before_usd_per_month"]
     assert consumers_out["helpdesk"]["after_usd_per_month"] == pytest.approx(
         routes["support"]["after_usd_per_month"], rel=1e-9)
-    # the budget cut: helpdesk's $20 runs out within the month after the change
+    # the budget cut: helpdesk's budget (half its monthly cost) runs out within the month
     budgets = {b["consumer"]: b for b in report["budgets"]}
     helpdesk_month = consumers_out["helpdesk"]["after_usd_per_month"]
-    assert helpdesk_month > 20
+    assert helpdesk_month == pytest.approx(helpdesk_usd, rel=1e-6)
+    assert helpdesk_month > budget
     assert budgets["helpdesk"]["exhausted_by_change"]
     assert budgets["helpdesk"]["exhausted_on_day_after"] == max(
-        1, -(-20 // (helpdesk_month / 30)))
+        1, -(-budget // (helpdesk_month / 30)))
     assert budgets["search-app"]["budget_after"] == 500
