@@ -16,6 +16,9 @@ what removing it saves:
     -buffer        without the buffer filter (the principal's body bound; the body filter then
                    buffers within the connection's 1 MiB)
     route-none     the same gateway, route bench-none (no policy)
+    none-auth      bench-none without the auth Lua filter
+    none-response-lua  bench-none without envoy_on_response
+    none-access-log    bench-none without the access log
     anthropic      the same gateway, route bench-anthropic (every policy, Anthropic provider:
                    the request and the reply translated)
     -translation   the gateway rendered without bench-anthropic and its provider, so with no
@@ -106,6 +109,75 @@ def without_filter(type_word: str) -> Transform:
     return apply
 
 
+def without_filter_named(name: str) -> Transform:
+    def apply(lds: dict[str, Any]) -> None:
+        hcm = _hcm(lds)
+        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != name]
+
+    return apply
+
+
+def lua_range(binary: str) -> tuple[int, int]:
+    """Addresses of LuaJIT's code in the (stripped) Envoy binary: from the first exported
+    lua*_ function to the first exported symbol after the last one that is not LuaJIT's. An
+    estimate: static functions of LuaJIT outside that range, or of Envoy inside it, are
+    counted on the wrong side."""
+    out = subprocess.run(
+        ["nm", "-D", "--defined-only", binary], capture_output=True, text=True, check=True
+    ).stdout
+    symbols = sorted(
+        (int(parts[0], 16), parts[2])
+        for parts in (line.split() for line in out.splitlines())
+        if len(parts) == 3 and parts[1] in "Tt"
+    )
+    lua = [i for i, (_, name) in enumerate(symbols) if re.match(r"lua(L|JIT|open)?_", name)]
+    after = next((a for a, _ in symbols[lua[-1] + 1 :]), symbols[lua[-1]][0] + 1)
+    return symbols[lua[0]][0], after
+
+
+def lua_share(out: Path, span: tuple[int, int]) -> tuple[float, float]:
+    """(share of LuaJIT's VM, GC and C API; share of code outside any object: its compiled
+    traces) of the instructions in callgrind's output, by the self cost of each function."""
+    total = luajit = traces = 0
+    names: dict[str, str] = {}
+    obj = fn = ""
+    after_call = False
+    for path in out.parent.glob(out.name + "*"):
+        for line in path.read_text(errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            if key in ("ob", "fn", "cob", "cfn"):
+                found = re.match(r"\((\d+)\)(?: (.*))?", value)
+                if found:
+                    ref = key[-2:] + found.group(1)
+                    if found.group(2):
+                        names[ref] = found.group(2)
+                    value = names.get(ref, value)
+                if key == "ob":
+                    obj = value
+                elif key == "fn":
+                    fn = value
+            elif key == "calls":
+                after_call = True
+            elif line[:1].isdigit() or line[:1] in "+-*":
+                fields = line.split()
+                if len(fields) < 2:
+                    continue
+                if after_call:  # the inclusive cost of a call, not this function's own
+                    after_call = False
+                    continue
+                cost = int(fields[1])
+                total += cost
+                address = re.match(r"0x([0-9a-f]+)", fn)
+                if obj == "???":
+                    traces += cost
+                elif "envoy" in obj and (
+                    re.match(r"lua(L|JIT|open)?_", fn)
+                    or (address and span[0] <= int(address.group(1), 16) < span[1])
+                ):
+                    luajit += cost
+    return (luajit / total, traces / total) if total else (0.0, 0.0)
+
+
 def more_routes(count: int) -> Transform:
     """count copies of route bench-none under other keys, ahead of the benchmarked route."""
 
@@ -141,6 +213,9 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("-health-check", "full", [without_filter("health_check")]),
     ("-buffer", "full", [without_filter("buffer.v3")]),
     ("route-none", "none", []),
+    ("none-auth", "none", [without_filter_named("gatewayctl.auth")]),
+    ("none-response-lua", "none", [no_response]),
+    ("none-access-log", "none", [no_log]),
     ("anthropic", "anthropic", []),
     ("-translation", "full", []),
     ("+1000-routes", "full", [more_routes(1000)]),
@@ -190,7 +265,8 @@ def _total_instructions(out: Path) -> int:
 
 def measure(work: Path, mock_port: int, name: str, feature: str, transforms: list[Transform],
             requests: int) -> tuple[float, int]:
-    """(instructions per request, non-200 responses) of one variant."""
+    """(instructions per request, non-200 responses) of one variant; its callgrind output
+    stays in work/name."""
     d = work / name
     d.mkdir()
     port, admin = free_port(), free_port()
@@ -255,10 +331,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=400)
     p.add_argument("--only", default="", help="comma-separated variant names")
     p.add_argument("--json", type=Path, default=Path("dataplane-instructions.json"))
+    p.add_argument(
+        "--lua-share",
+        action="store_true",
+        help="also estimate the share of LuaJIT (VM, GC, C API, compiled traces) per variant",
+    )
     args = p.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         p.error("needs valgrind (Debian: apt-get install valgrind)")
     only = {n for n in args.only.split(",") if n}
+    span = lua_range(envoy_real_binary()) if args.lua_share else (0, 0)
     work = Path(tempfile.mkdtemp(prefix="gatewayctl-instructions-"))
     mock = start_mock(work, Placement(None, None))
     rows: list[dict[str, Any]] = []
@@ -267,10 +349,16 @@ def main(argv: list[str] | None = None) -> int:
             if only and name not in only:
                 continue
             per_request, errors = measure(work, mock.port, name, feature, transforms, args.requests)
-            rows.append({"variant": name, "k_instructions": round(per_request / 1000, 1),
-                         "errors": errors})  # fmt: skip
-            print(f"  {name:<14} {per_request / 1000:8.1f} k instructions/request  errors {errors}",
-                  flush=True)  # fmt: skip
+            row: dict[str, Any] = {"variant": name, "k_instructions": round(per_request / 1000, 1),
+                                   "errors": errors}  # fmt: skip
+            share = ""
+            if args.lua_share and feature != "minimal":
+                vm, traces = lua_share(work / name / "callgrind.out", span)
+                row.update(luajit_vm_share=round(vm, 3), luajit_trace_share=round(traces, 3))
+                share = f"  LuaJIT VM/GC/API {vm:.0%} + traces {traces:.0%}"
+            rows.append(row)
+            print(f"  {name:<14} {per_request / 1000:8.1f} k instructions/request  errors {errors}"
+                  f"{share}", flush=True)  # fmt: skip
     finally:
         mock.stop()
     base = next((r["k_instructions"] for r in rows if r["variant"] == "gateway"), None)
