@@ -10,6 +10,9 @@ The decisions follow the rendered data plane in its own order (docs/data-plane.m
    400, unknown model 404; the route's own body limit 413; the route's key rule 401; its allow
    list 403; `prompt_variables` not an object 400; then per prompt version (picked by weight):
    a missing required variable 400, a rendered prompt over the body limit 413;
+   on a route with native providers (anthropic, bedrock, gemini), the body as forwarded
+   (prompt injected, redacted) must translate for every one of their APIs, else 400 with the
+   translation's code and message (explain/native.py);
 4. RBAC: a deny pattern on the text the provider would read -> 403 (`block`) or logged (`log`);
 5. request and token limits -> 429 once exhausted (explain assumes they are not: it lists
    them);
@@ -37,6 +40,7 @@ from gatewayctl.explain.model import (
     Outcome,
     number,
 )
+from gatewayctl.explain.native import refusal
 from gatewayctl.explain.text import (
     carried_text,
     count_marks,
@@ -265,6 +269,12 @@ def _branch(
                          tuple(policy.redact), limit)
     prompt_tokens = math.ceil(len(encode_utf8(guard_text(forwarded))) / BYTES_PER_TOKEN)
     completion = _completion_tokens(request, endpoint)
+    native = ir.native_apis(route)
+    refused = refusal(forwarded, native) if native else None
+    if refused is not None:
+        # gateway.lua answers it before the RBAC filter and the limits see the request
+        return Branch(number, weight, _reject(400, refused[0], "translate", refused[1]),
+                      system_message, guard, None)
     if verdict == "blocked":
         outcome = _reject(403, "content_blocked", "guardrails",
                           f"deny pattern {matched[0]!r} matches the text the provider would "

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Stage = Literal["path", "auth", "body", "route", "access", "prompt", "guardrails", "limits",
+Stage = Literal["path", "auth", "body", "route", "access", "prompt", "translate", "guardrails",
+                "limits",
                 "upstream"]
 
 

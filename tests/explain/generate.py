@@ -4,7 +4,8 @@ Every request is drawn from the root's own names, so each gateway decision gets 
 consumers with their key, without a key, with an unknown key (in each header form); allowed
 and not allowed; the canary header; denied text (from the root's deny patterns) and text the
 redactors mask; bodies over a route's limit and over the principal's bound; unknown and
-missing models; prompt variables missing, null or not an object; invalid JSON; other paths.
+missing models; prompt variables missing, null or not an object; invalid JSON; other paths;
+parameters a native API refuses (or takes at their no-op value).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ REDACTED = (
 )
 BENIGN = ("hi", "Where is my parcel?", "Say hello in French.", "é漢\U0001f600 unicode text")
 UNKNOWN_KEY = "not-a-consumer-key-123"
+NATIVE_PARAMS = (("logprobs", True), ("n", 3), ("seed", 7), ("presence_penalty", 0.5),
+                 ("logit_bias", {"50256": -100}), ("response_format", {"type": "json_object"}),
+                 ("top_logprobs", 2), ("temperature", 1.5), ("stop", ["END"]), ("n", 1),
+                 ("logprobs", False), ("best_of", 2))
 
 
 @dataclass
@@ -120,6 +125,11 @@ def generate(ir: GatewayIR, count: int, seed: int) -> list[Generated]:
             tags.add("variables-missing")
         if rng.random() < 0.05:
             body["max_tokens"] = rng.choice([16, 500])
+        if rng.random() < 0.12:
+            # what a native API refuses (or takes: a no-op value); an OpenAI route forwards it
+            name, value = rng.choice(NATIVE_PARAMS)
+            body[name] = value
+            tags.add("native-param")
         raw = json.dumps(body, ensure_ascii=rng.random() < 0.5).encode()
         roll = rng.random()
         if roll < 0.05:

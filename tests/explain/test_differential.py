@@ -231,6 +231,8 @@ def test_explain_equals_envoy(served: tuple[str, Served]) -> None:
                      "content_blocked", "request_too_large", "model_not_found",
                      "missing_prompt_variable"):
             assert codes[code] >= 3, (code, codes)
+        # a parameter the route's Anthropic fallback cannot take: the translation's 400
+        assert codes["unsupported_parameter"] >= 1, codes
         assert sum(1 for e in explained if e.guard is not None and e.guard.redactions
                    and e.outcome.forwarded) >= 5, "redacted text forwarded"
         assert sum(1 for e in explained if e.canary_header and e.outcome.forwarded) >= 5

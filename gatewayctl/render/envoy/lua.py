@@ -187,16 +187,27 @@ SECRETS: Modules = (("secrets", "secrets.lua"),)
 TARGET: Modules = (("target", "target.lua"),)
 
 
+def native_params_source() -> str:
+    """`local NATIVE_PARAMS = {...}`: what each native API refuses of the sampling parameters
+    (native_params.py, the table explain reads too), bound before the translation modules."""
+    from gatewayctl.render.envoy.native_params import lua_data
+
+    return "local NATIVE_PARAMS = " + to_lua(lua_data()) + "\n"
+
+
 def assemble(data: Mapping[str, Any], modules: Modules, file: str, *,
              json: Modules = ()) -> str:
     """One filter's source: the names, the JSON modules it needs (`json`), the data table,
-    the modules in order, then the filter's own file."""
+    (with the translation modules: NATIVE_PARAMS), the modules in order, then the filter's own
+    file."""
+    native = any(variable == "chat" for variable, _ in modules)
     return (
         names_source()
         + "".join(_module(variable, name) for variable, name in json)
         + "local DATA = "
         + to_lua(data)
         + "\n"
+        + (native_params_source() if native else "")
         + "".join(_module(variable, name) for variable, name in modules)
         + shipped_source(file)
     )

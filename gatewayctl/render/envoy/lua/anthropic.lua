@@ -15,7 +15,8 @@ M.version = "2023-06-01"
 M.default_max_tokens = 4096
 M.stream_type = "text/event-stream"
 
-local SUPPORTED = { stop = true }
+-- What the API refuses of the sampling parameters (native_params.py, bound as NATIVE_PARAMS).
+local PARAMS = NATIVE_PARAMS.anthropic
 local IMAGE_TYPES = { ["image/jpeg"] = true, ["image/png"] = true, ["image/gif"] = true, ["image/webp"] = true }
 local TOOL_NAME = "^[a-zA-Z0-9_-]+$"
 local TOOL_ID = "^[a-zA-Z0-9_-]+$"
@@ -57,15 +58,15 @@ local function block_of(b, where)
 end
 
 local function range(value, name, hi)
-  if value ~= nil and (value < 0 or value > hi) then
-    fail("invalid_value", format("`%s` must be between 0 and %s for Anthropic models.", name, hi), name)
+  if value ~= nil and hi ~= nil and (value < 0 or value > hi) then
+    fail("invalid_value", format("`%s` must be between 0 and %s for %s models.", name, hi, PARAMS.label), name)
   end
 end
 
 function M.request(c, model, default_max)
-  chat.refuse_unsupported(c, SUPPORTED, "Anthropic")
-  range(c.temperature, "temperature", 1)
-  range(c.top_p, "top_p", 1)
+  chat.refuse_unsupported(c, PARAMS.supported, PARAMS.label)
+  range(c.temperature, "temperature", PARAMS.temperature_max)
+  range(c.top_p, "top_p", PARAMS.top_p_max)
   local body = {
     model = model,
     max_tokens = c.max_tokens or default_max or M.default_max_tokens,

@@ -13,7 +13,8 @@ local is_object, is_array, null = json.is_object, json.is_array, json.null
 
 M.stream_type = "application/vnd.amazon.eventstream"
 
-local SUPPORTED = { stop = true }
+-- What the API refuses of the sampling parameters (native_params.py, bound as NATIVE_PARAMS).
+local PARAMS = NATIVE_PARAMS.bedrock
 local IMAGE_FORMATS = { ["image/jpeg"] = "jpeg", ["image/png"] = "png", ["image/gif"] = "gif", ["image/webp"] = "webp" }
 local TOOL_NAME = "^[a-zA-Z0-9_-]+$"
 
@@ -60,16 +61,16 @@ local function block_of(b, where)
   return { toolResult = { toolUseId = tool_id(b.id, where), content = content } }
 end
 
-local function range(value, name)
-  if value ~= nil and (value < 0 or value > 1) then
-    fail("invalid_value", format("`%s` must be between 0 and 1 for Bedrock models.", name), name)
+local function range(value, name, hi)
+  if value ~= nil and hi ~= nil and (value < 0 or value > hi) then
+    fail("invalid_value", format("`%s` must be between 0 and %s for %s models.", name, hi, PARAMS.label), name)
   end
 end
 
 function M.request(c, model, default_max)
-  chat.refuse_unsupported(c, SUPPORTED, "Bedrock")
-  range(c.temperature, "temperature")
-  range(c.top_p, "top_p")
+  chat.refuse_unsupported(c, PARAMS.supported, PARAMS.label)
+  range(c.temperature, "temperature", PARAMS.temperature_max)
+  range(c.top_p, "top_p", PARAMS.top_p_max)
   if c.turns[1].role ~= "user" then
     fail("invalid_messages", "The conversation must start with a user message for Bedrock models.", "messages")
   end

@@ -13,12 +13,9 @@ local is_object, is_array, null = json.is_object, json.is_array, json.null
 
 M.stream_type = "text/event-stream"
 
-local SUPPORTED = {
-  stop = true, n = true, seed = true, presence_penalty = true, frequency_penalty = true,
-  response_format = true,
-}
+-- What the API refuses of the sampling parameters (native_params.py, bound as NATIVE_PARAMS).
+local PARAMS = NATIVE_PARAMS.gemini
 local TOOL_NAME = "^[a-zA-Z_][a-zA-Z0-9_%.:%-]*$"
-local MAX_STOP = 5
 
 -- A path segment, every byte but the unreserved ones percent-encoded.
 local function escape_byte(ch) return format("%%%02X", byte(ch)) end
@@ -49,10 +46,12 @@ local ROLES = { user = "user", assistant = "model" }
 local MODES = { auto = "AUTO", required = "ANY", none = "NONE" }
 
 function M.request(c, model, default_max)
-  chat.refuse_unsupported(c, SUPPORTED, "Gemini")
-  if c.n > 8 then fail("invalid_value", "`n` must be at most 8 for Gemini models.", "n") end
-  if c.stop ~= nil and #c.stop > MAX_STOP then
-    fail("invalid_value", "`stop` may hold at most 5 sequences for Gemini models.", "stop")
+  chat.refuse_unsupported(c, PARAMS.supported, PARAMS.label)
+  if PARAMS.n_max ~= nil and c.n > PARAMS.n_max then
+    fail("invalid_value", format("`n` must be at most %d for %s models.", PARAMS.n_max, PARAMS.label), "n")
+  end
+  if PARAMS.stop_max ~= nil and c.stop ~= nil and #c.stop > PARAMS.stop_max then
+    fail("invalid_value", format("`stop` may hold at most %d sequences for %s models.", PARAMS.stop_max, PARAMS.label), "stop")
   end
   local body = { contents = array() }
   if #c.system > 0 then body.systemInstruction = { parts = parts_of(c.system) } end

@@ -347,6 +347,7 @@ end
 return json
 end)()
 local DATA = ...
+local NATIVE_PARAMS = {["anthropic"]={["label"]="Anthropic",["supported"]={["stop"]=true},["temperature_max"]=1,["top_p_max"]=1},["bedrock"]={["label"]="Bedrock",["supported"]={["stop"]=true},["temperature_max"]=1,["top_p_max"]=1},["gemini"]={["label"]="Gemini",["n_max"]=8,["stop_max"]=5,["supported"]={["frequency_penalty"]=true,["n"]=true,["presence_penalty"]=true,["response_format"]=true,["seed"]=true,["stop"]=true}}}
 local secrets = (function()
 local M = {}
 local gsub = string.gsub
@@ -1467,7 +1468,7 @@ local is_object, is_array, null = json.is_object, json.is_array, json.null
 M.version = "2023-06-01"
 M.default_max_tokens = 4096
 M.stream_type = "text/event-stream"
-local SUPPORTED = { stop = true }
+local PARAMS = NATIVE_PARAMS.anthropic
 local IMAGE_TYPES = { ["image/jpeg"] = true, ["image/png"] = true, ["image/gif"] = true, ["image/webp"] = true }
 local TOOL_NAME = "^[a-zA-Z0-9_-]+$"
 local TOOL_ID = "^[a-zA-Z0-9_-]+$"
@@ -1504,14 +1505,14 @@ if #content > 0 then out.content = content end
 return out
 end
 local function range(value, name, hi)
-if value ~= nil and (value < 0 or value > hi) then
-fail("invalid_value", format("`%s` must be between 0 and %s for Anthropic models.", name, hi), name)
+if value ~= nil and hi ~= nil and (value < 0 or value > hi) then
+fail("invalid_value", format("`%s` must be between 0 and %s for %s models.", name, hi, PARAMS.label), name)
 end
 end
 function M.request(c, model, default_max)
-chat.refuse_unsupported(c, SUPPORTED, "Anthropic")
-range(c.temperature, "temperature", 1)
-range(c.top_p, "top_p", 1)
+chat.refuse_unsupported(c, PARAMS.supported, PARAMS.label)
+range(c.temperature, "temperature", PARAMS.temperature_max)
+range(c.top_p, "top_p", PARAMS.top_p_max)
 local body = {
 model = model,
 max_tokens = c.max_tokens or default_max or M.default_max_tokens,
@@ -1671,7 +1672,7 @@ local fail, array = chat.fail, reply.array
 local find, format, gsub, byte = string.find, string.format, string.gsub, string.byte
 local is_object, is_array, null = json.is_object, json.is_array, json.null
 M.stream_type = "application/vnd.amazon.eventstream"
-local SUPPORTED = { stop = true }
+local PARAMS = NATIVE_PARAMS.bedrock
 local IMAGE_FORMATS = { ["image/jpeg"] = "jpeg", ["image/png"] = "png", ["image/gif"] = "gif", ["image/webp"] = "webp" }
 local TOOL_NAME = "^[a-zA-Z0-9_-]+$"
 local function tool_id(id, where)
@@ -1710,15 +1711,15 @@ fail("empty_content", where .. ": a tool result needs text for Bedrock models.",
 end
 return { toolResult = { toolUseId = tool_id(b.id, where), content = content } }
 end
-local function range(value, name)
-if value ~= nil and (value < 0 or value > 1) then
-fail("invalid_value", format("`%s` must be between 0 and 1 for Bedrock models.", name), name)
+local function range(value, name, hi)
+if value ~= nil and hi ~= nil and (value < 0 or value > hi) then
+fail("invalid_value", format("`%s` must be between 0 and %s for %s models.", name, hi, PARAMS.label), name)
 end
 end
 function M.request(c, model, default_max)
-chat.refuse_unsupported(c, SUPPORTED, "Bedrock")
-range(c.temperature, "temperature")
-range(c.top_p, "top_p")
+chat.refuse_unsupported(c, PARAMS.supported, PARAMS.label)
+range(c.temperature, "temperature", PARAMS.temperature_max)
+range(c.top_p, "top_p", PARAMS.top_p_max)
 if c.turns[1].role ~= "user" then
 fail("invalid_messages", "The conversation must start with a user message for Bedrock models.", "messages")
 end
@@ -1870,12 +1871,8 @@ local fail, array = chat.fail, reply.array
 local find, format, gsub, byte = string.find, string.format, string.gsub, string.byte
 local is_object, is_array, null = json.is_object, json.is_array, json.null
 M.stream_type = "text/event-stream"
-local SUPPORTED = {
-stop = true, n = true, seed = true, presence_penalty = true, frequency_penalty = true,
-response_format = true,
-}
+local PARAMS = NATIVE_PARAMS.gemini
 local TOOL_NAME = "^[a-zA-Z_][a-zA-Z0-9_%.:%-]*$"
-local MAX_STOP = 5
 local function escape_byte(ch) return format("%%%02X", byte(ch)) end
 local function segment(s) return (gsub(s, "[^%w%-%._~]", escape_byte)) end
 local function parts_of(list)
@@ -1900,10 +1897,12 @@ end
 local ROLES = { user = "user", assistant = "model" }
 local MODES = { auto = "AUTO", required = "ANY", none = "NONE" }
 function M.request(c, model, default_max)
-chat.refuse_unsupported(c, SUPPORTED, "Gemini")
-if c.n > 8 then fail("invalid_value", "`n` must be at most 8 for Gemini models.", "n") end
-if c.stop ~= nil and #c.stop > MAX_STOP then
-fail("invalid_value", "`stop` may hold at most 5 sequences for Gemini models.", "stop")
+chat.refuse_unsupported(c, PARAMS.supported, PARAMS.label)
+if PARAMS.n_max ~= nil and c.n > PARAMS.n_max then
+fail("invalid_value", format("`n` must be at most %d for %s models.", PARAMS.n_max, PARAMS.label), "n")
+end
+if PARAMS.stop_max ~= nil and c.stop ~= nil and #c.stop > PARAMS.stop_max then
+fail("invalid_value", format("`stop` may hold at most %d sequences for %s models.", PARAMS.stop_max, PARAMS.label), "stop")
 end
 local body = { contents = array() }
 if #c.system > 0 then body.systemInstruction = { parts = parts_of(c.system) } end
