@@ -40,7 +40,7 @@ def test_global_limits_render_the_rate_limit_service(global_team: GatewayIR) -> 
     assert yaml.safe_load(config["data"]["config.yaml"]) == render_ratelimit_config(global_team)
     deployment = found[("Deployment", "ai-gateway-ratelimit")]
     [container] = deployment["spec"]["template"]["spec"]["containers"]
-    assert "@sha256:" in container["image"] and ":837de552@" in container["image"]
+    assert "@sha256:" in container["image"] and ":05c08d03@" in container["image"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["REDIS_URL"] == "redis.cache.svc:6380"
     assert env["RUNTIME_WATCH_ROOT"] == "false"

@@ -35,9 +35,11 @@ from gatewayctl.render.ratelimit_config import (
 )
 
 # envoyproxy/ratelimit publishes commit-named tags only; the digest pins the exact image.
+# 05c08d03 is the service Envoy Gateway v1.7 ships (2026); it reads per-descriptor hits_addend
+# (envoyproxy/ratelimit#802, 2024-12), 0 included, which the token and budget charges need.
 RATELIMIT_IMAGE = (
-    "docker.io/envoyproxy/ratelimit:837de552"
-    "@sha256:a8661ef320aaffbf4f10c15b40a5bd47906a7256d5c67bbf20de7fd33e562d7c"
+    "docker.io/envoyproxy/ratelimit:05c08d03"
+    "@sha256:bf9447467c659cffac57c7b7064fbd584ad9c1afcc983ba1a90816e603f18900"
 )
 RATELIMIT = "ratelimit"
 HEALTH_PORT = 8080
