@@ -117,7 +117,8 @@ def _log_lines(s: Served, ids: set[str]) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + 10
     while True:
         found = {}
-        for line in s.envoy.access_log.read_text().splitlines():
+        # only whole lines: Envoy may be writing the last one
+        for line in s.envoy.access_log.read_text().split("\n")[:-1]:
             entry = json.loads(line)
             if entry.get("request_id") in ids:
                 found[entry["request_id"]] = entry

@@ -137,7 +137,9 @@ class RunningEnvoy:
         while True:
             lines = []
             if self.access_log.exists():
-                lines = [json.loads(x) for x in self.access_log.read_text().splitlines() if x]
+                # only whole lines: Envoy may be writing the last one
+                whole = self.access_log.read_text().split("\n")[:-1]
+                lines = [json.loads(x) for x in whole if x]
             if len(lines) >= expected or time.monotonic() > deadline:
                 return lines
             time.sleep(0.05)
