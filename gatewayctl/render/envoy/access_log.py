@@ -19,6 +19,9 @@ from typing import Any
 
 from gatewayctl.render.envoy import metrics
 from gatewayctl.render.envoy.names import (
+    CACHE_KEY,
+    CACHE_SAVED_KEY,
+    CACHE_SAVED_NANO_KEY,
     CONSUMER_KEY,
     FILE_LOG_TYPE,
     INTERNAL_NS,
@@ -122,5 +125,44 @@ def render_token_stats_log() -> dict[str, Any]:
     }
 
 
-def render_access_log(path: str) -> list[dict[str, Any]]:
-    return [_json_log(path), render_token_stats_log()]
+def _present(namespace: str, key: str) -> dict[str, Any]:
+    """An access-log filter: the metadata key is set (a missing one does not match)."""
+    matcher = {"filter": namespace, "path": [{"key": key}], "value": {"present_match": True}}
+    return {"metadata_filter": {"matcher": matcher, "match_if_key_not_found": False}}
+
+
+def _cache_counter(kind: str, value: dict[str, Any], tags: tuple[str, ...]) -> dict[str, Any]:
+    formats = {"route": _md(ROUTE_KEY), "result": _md(CACHE_KEY)}
+    return {
+        "stat": {
+            "name": metrics.stat_name(metrics.CACHE, kind),
+            "tags": [{"name": n, "value_format": formats[n]} for n in tags],
+        },
+        **value,
+    }
+
+
+def render_cache_stats_logs() -> list[dict[str, Any]]:
+    """The response cache's counters (gateways with a cache): requests of cache routes by result,
+    from the `cache` key the cache filter sets; the cost hits saved, from the key the body
+    filter sets on a priced hit."""
+    requests = _cache_counter(metrics.CACHE_REQUESTS, {"value_fixed": 1}, metrics.CACHE_TAGS)
+    saved = _cache_counter(
+        metrics.CACHE_SAVED,
+        {"value_format": f"%DYNAMIC_METADATA({INTERNAL_NS}:{CACHE_SAVED_NANO_KEY})%"},
+        ("route",),
+    )
+    scope = {"prefix": metrics.STATS_SCOPE}
+    return [
+        {
+            "name": "envoy.access_loggers.stats",
+            "filter": _present(METADATA_NS, key),
+            "typed_config": {"@type": STATS_LOG_TYPE, "stats_scope": scope, "counters": [counter]},
+        }
+        for key, counter in ((CACHE_KEY, requests), (CACHE_SAVED_KEY, saved))
+    ]
+
+
+def render_access_log(path: str, cache: bool = False) -> list[dict[str, Any]]:
+    cache_logs = render_cache_stats_logs() if cache else []
+    return [_json_log(path), render_token_stats_log(), *cache_logs]

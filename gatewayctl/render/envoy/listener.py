@@ -3,8 +3,9 @@
 Order matters: health check (GET /healthz/ready, probes.py) -> jwt_authn (only with JWT
 policies: verifies bearer tokens, never answers itself; jwt.py) -> auth Lua (the principal
 from the headers, its body class) -> buffer (the principal's body bound) -> body Lua (route
-selection, per-route access, guardrail text, prompts, token debt) -> RBAC (deny patterns of the
-route Lua selected) -> request limit -> token limit -> router. Filters after a Lua filter see
+selection, per-route access, guardrail text, prompts, token debt, cache key) -> RBAC (deny
+patterns of the route Lua selected) -> request limit -> token limit -> [global limits] ->
+[response cache: on cache routes only, cache.py] -> router. Filters after a Lua filter see
 the route chosen by the x-gw-route header because Lua clears the route cache.
 """
 
@@ -22,6 +23,7 @@ from gatewayctl.render.envoy.body import (
     render_buffer_filter,
     route_body_limit,
 )
+from gatewayctl.render.envoy.cache import has_cache, render_cache_filter, route_cache_data
 from gatewayctl.render.envoy.clusters import authority, provider_address
 from gatewayctl.render.envoy.global_limits import (
     lua_global_data,
@@ -78,6 +80,7 @@ def _route_policy_data(
     data["max_bytes"] = route_body_limit(route)
     if route.policy.redact:
         data["redact"] = {kind: True for kind in route.policy.redact}
+    data["cache"] = route_cache_data(route)
     return data
 
 
@@ -143,15 +146,20 @@ def auth_filter_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
 def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
     jwt = render_jwt_filter(ir, options)
     rbac = render_rbac_filter(ir)
+    cache = render_cache_filter(ir)
     return [
         render_health_check_filter(),
         *([jwt] if jwt is not None else []),
         lua_filter(AUTH_FILTER, auth_source(auth_filter_data(ir, options))),
         render_buffer_filter(),
-        lua_filter(LUA_FILTER, gateway_source(gateway_lua_data(ir, options), has_native(ir))),
+        lua_filter(
+            LUA_FILTER,
+            gateway_source(gateway_lua_data(ir, options), has_native(ir), cache=has_cache(ir)),
+        ),
         *([rbac] if rbac is not None else []),
         *render_ratelimit_filters(ir),
         *render_global_filters(ir),
+        *([cache] if cache is not None else []),
         {
             "name": "envoy.filters.http.router",
             # One upstream chain for every cluster (none has its own): see upstream.py.
@@ -218,7 +226,7 @@ def render_listener(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
             "route_config_name": ROUTE_CONFIG_NAME,
         },
         "http_filters": render_http_filters(ir, options),
-        "access_log": render_access_log(options.access_log_path),
+        "access_log": render_access_log(options.access_log_path, cache=has_cache(ir)),
         "local_reply_config": render_local_reply_config(),
         "early_header_mutation_extensions": [render_internal_header_removal(ir)],
     }

@@ -213,10 +213,15 @@ def assemble(data: Mapping[str, Any], modules: Modules, file: str, *,
     )
 
 
-def gateway_source(data: Mapping[str, Any], native: bool = False) -> str:
+# The response cache's key builder (cache.py), bound into the body filter of gateways with a cache.
+CACHE_REQUEST: Modules = (("cache_request", "cache_request.lua"),)
+
+
+def gateway_source(data: Mapping[str, Any], native: bool = False, cache: bool = False) -> str:
     """The downstream filter: its modules (with native providers also the translation
-    modules, to check requests), then gateway.lua."""
-    modules = SECRETS + GATEWAY_MODULES + (NATIVE_MODULES if native else ())
+    modules, to check requests; with a response cache its key builder), then gateway.lua."""
+    modules = (SECRETS + GATEWAY_MODULES + (NATIVE_MODULES if native else ())
+               + (CACHE_REQUEST if cache else ()))
     return assemble(data, modules, "gateway.lua", json=JSON)
 
 

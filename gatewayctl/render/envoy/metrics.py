@@ -13,11 +13,18 @@ Envoy keeps them under the stats scope `gatewayctl`; at /stats/prometheus a stat
   usage, in nano-USD: Envoy's counters are integers). The budget alerts sum the cost by
   consumer; `plan --traffic` prices the requests and tokens per route and consumer. Their
   number of series is bounded by the configuration (consumers and `anonymous`, routes, models).
+- Per cache route (`route`; gateways with a response cache only): `requests` by `result`
+  (`hit`, `miss`, `bypass`), and `cost_saved_nano_usd`, the price of the answers hits replayed.
 """
 
 from __future__ import annotations
 
-from gatewayctl.render.envoy.names import COMPLETION_TOKENS_KEY, COST_KEY, PROMPT_TOKENS_KEY
+from gatewayctl.render.envoy.names import (
+    CACHE_SAVED_NANO_KEY,
+    COMPLETION_TOKENS_KEY,
+    COST_KEY,
+    PROMPT_TOKENS_KEY,
+)
 
 STATS_SCOPE = "gatewayctl"
 
@@ -31,6 +38,13 @@ CONSUMER_REQUESTS = "requests"
 CONSUMER_COST = COST_KEY
 CONSUMER_KINDS = (CONSUMER_REQUESTS, *BACKEND_KINDS, CONSUMER_COST)
 NANO_USD = 1e9
+
+# The response cache, per route: `requests` by `result` (hit, miss, bypass) and the
+# `cost_saved_nano_usd` of the hits (the price of the answers they replayed).
+CACHE = "cache"
+CACHE_TAGS = ("route", "result")
+CACHE_REQUESTS = "requests"
+CACHE_SAVED = CACHE_SAVED_NANO_KEY
 
 
 def stat_name(group: str, kind: str) -> str:

@@ -44,6 +44,9 @@ MODEL_RESPONSE_HEADER = "x-gateway-model"
 PROMPT_VERSION_HEADER = "x-gateway-prompt-version"
 LIMIT_RESPONSE_HEADER = "x-gateway-limit"
 GUARDRAIL_RESPONSE_HEADER = "x-gateway-guardrail"
+# The response cache (cache.py): `hit`, `miss` or `bypass` on the responses of a cache route;
+# on a request, `use` asks a route whose cache is `mode: on-request` to use it.
+CACHE_HEADER = "x-gateway-cache"
 
 # Dynamic metadata namespaces.
 # gw: what the access log shows of a request (route, consumer, tokens, cost, prompt version;
@@ -55,6 +58,12 @@ INTERNAL_NS = "gw.internal"
 # gw.attempt: what the upstream filters keep across a request's attempts (the client's path,
 # the attempt's API, a translated stream's usage for the body filter).
 ATTEMPT_NS = "gw.attempt"
+# gw.cache: what the body filter hands the cache filter (cache.py): the request's cache key,
+# its route, whether to look it up; and the cache filter's mark of a hit it served.
+CACHE_NS = "gw.cache"
+CACHE_KEY = "cache"  # gw: hit | miss | bypass (access log, cache counters)
+CACHE_SAVED_KEY = "cost_saved_usd"  # gw: the price of the cached answer a hit served
+CACHE_SAVED_NANO_KEY = "cost_saved_nano_usd"  # gw.internal: the same, for the counter
 
 # Metadata keys the Lua filters set and the configuration reads.
 ROUTE_KEY = "route"  # gw: the route (access log, cost counter tag, global limit descriptor)
@@ -96,6 +105,8 @@ TOKEN_LIMIT_FILTER = "gatewayctl.token_limit"
 RBAC_FILTER = "envoy.filters.http.rbac"
 LUA_FILTER = "envoy.filters.http.lua"
 AUTH_FILTER = "gatewayctl.auth"
+# The response cache's Lua filter (cache.py): off in the listener, on for cache routes.
+CACHE_FILTER = "gatewayctl.cache"
 # The router's upstream filters have names of their own, so that a route can switch them off
 # (typed_per_filter_config) without touching the listener's Lua filter.
 UPSTREAM_TARGET_FILTER = "gatewayctl.upstream_target"
@@ -176,6 +187,11 @@ LUA_NAMES: dict[str, str | tuple[str, ...]] = {
     "prompt_version_header": PROMPT_VERSION_HEADER,
     "limit_response_header": LIMIT_RESPONSE_HEADER,
     "guardrail_response_header": GUARDRAIL_RESPONSE_HEADER,
+    "cache_header": CACHE_HEADER,
+    "cache_ns": CACHE_NS,
+    "cache_key": CACHE_KEY,
+    "cache_saved_key": CACHE_SAVED_KEY,
+    "cache_saved_nano_key": CACHE_SAVED_NANO_KEY,
     "rbac_filter": RBAC_FILTER,
     "route_key": ROUTE_KEY,
     "consumer_key": CONSUMER_KEY,

@@ -12,7 +12,8 @@ the virtual host. x-gateway-route is the route's public name, a literal on each 
 x-gateway-model (the attempt's endpoint model) is a literal too where every attempt goes to one
 model and no filter after route selection answers for the route, else the endpoint's metadata.
 Limits and guardrails are configured in the listener's filters (ratelimit.py, guardrails.py); a
-route without any switches those filters off.
+route without any switches those filters off. The response cache's filter is off in the listener
+and switched on by the routes with a cache (cache.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from gatewayctl.render.envoy.body import (
     buffer_disabled,
     buffer_per_route,
 )
+from gatewayctl.render.envoy.cache import cache_route_config
 from gatewayctl.render.envoy.clusters import chain
 from gatewayctl.render.envoy.global_limits import GLOBAL_FILTER, route_rate_limits
 from gatewayctl.render.envoy.guardrails import guard_sets, rbac_route_config
@@ -183,12 +185,15 @@ def render_gateway_routes(
     policy = {
         **rbac_route_config(route, present.rbac),
         **limit_route_configs(ir, route, present.limiters),
+        **cache_route_config(route),
     }
     out: list[dict[str, Any]] = []
     limits = route_rate_limits(ir, route)
     # Whether a filter after route selection may answer this route's requests itself.
     p = route.policy
-    answers_itself = bool(limits or p.deny_patterns or p.rate_limits or p.token_limits)
+    answers_itself = bool(
+        limits or p.deny_patterns or p.rate_limits or p.token_limits or p.cache is not None
+    )
     rollout = route.rollout
     if rollout is not None and any(b.model == rollout.canary for b in route.backends):
         canary_match = [{"name": rollout.canary_header, "string_match": {"exact": "always"}}]

@@ -5,7 +5,8 @@
 -- secrets (secrets.lua), decide_access (access.lua: the route's 401/403 from the
 -- principal), over_limit (ratelimit.lua), texts (text.lua: what the provider reads),
 -- redact (redact.lua), prompts (prompts.lua), usage (usage.lua) and tokens (tokens.lua: token
--- debt). This file holds no manifest data and spells no name itself. The auth filter
+-- debt), and in gateways with a response cache cache_request (cache_request.lua: the key). This
+-- file holds no manifest data and spells no name itself. The auth filter
 -- (auth.lua) runs before it, from the headers alone, and the buffer filter between them has
 -- bounded the body by the client's largest route.
 --
@@ -49,6 +50,7 @@ local COST_KEY, BUDGET_KEY, BUDGET_LIMIT = NAMES.cost_key, NAMES.budget_key, NAM
 local CONSUMER_DESCRIPTOR, BUDGET_DESCRIPTOR = NAMES.consumer_descriptor, NAMES.budget_descriptor
 local REQUESTS_LIMIT, GLOBAL_REFUSAL = NAMES.requests_limit, NAMES.global_refusal
 local TOKENS_USED_KEY, BUDGET_UNITS_KEY = NAMES.tokens_used_key, NAMES.budget_units_key
+local CACHE_SAVED_KEY, CACHE_SAVED_NANO_KEY = NAMES.cache_saved_key, NAMES.cache_saved_nano_key
 local find, sub, match = string.find, string.sub, string.match
 local concat = table.concat
 local is_object, is_array = json.is_object, json.is_array
@@ -225,6 +227,9 @@ function envoy_on_request(h)
     end
   end
 
+  -- Response cache (cache_request.lua; bound only in gateways with a cache)
+  if route.cache ~= nil then cache_request(md, hdrs, route.cache, route_name, consumer, endpoint, req) end
+
   carry_debt(md, hdrs, route, route_name, consumer)
 
   -- One backend: its upstream model now, so the upstream filter leaves the body alone on the
@@ -377,15 +382,20 @@ function envoy_on_response(h)
   end
   if p == nil then return end
   md = h:streamInfo():dynamicMetadata()  -- handles taken before body() are invalid after it
+  local price = model and DATA.prices[model]
+  local cost = price ~= nil and (p * price[1] + c * price[2]) / 1000000 or 0
+  if info.cache == "hit" then
+    -- Answered by the response cache (cache.lua): no tokens used or charged; its price saved.
+    if price ~= nil then
+      md:set(NS, CACHE_SAVED_KEY, tonumber(string.format("%.8f", cost)))
+      md:set(INTERNAL_NS, CACHE_SAVED_NANO_KEY, math.floor(cost * 1e9 + 0.5))
+    end
+    return
+  end
   md:set(NS, PROMPT_TOKENS_KEY, p)
   md:set(NS, COMPLETION_TOKENS_KEY, c)
   if cached ~= nil and cached > 0 then md:set(NS, "cached_tokens", cached) end
-  local price = model and DATA.prices[model]
-  local cost = 0
-  if price ~= nil then
-    cost = (p * price[1] + c * price[2]) / 1000000
-    md:set(NS, "cost_usd", tonumber(string.format("%.8f", cost)))
-  end
+  if price ~= nil then md:set(NS, "cost_usd", tonumber(string.format("%.8f", cost))) end
   -- The spend counter (access_log.py): integer nano-USD, as Envoy's counters are integers.
   md:set(INTERNAL_NS, COST_KEY, math.floor(cost * 1e9 + 0.5))
   if #route.token_limits > 0 then charge_debt(info, route, p + c) end

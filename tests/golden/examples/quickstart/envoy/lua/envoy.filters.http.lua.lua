@@ -1,4 +1,4 @@
-local NAMES = {["attempt_ns"]="gw.attempt",["body_model_header"]="x-gw-body-model",["budget_descriptor"]="budget",["budget_key"]="budget",["budget_limit"]="budget",["budget_units_key"]="budget_units",["client_key_headers"]={"authorization","x-api-key","api-key"},["completion_tokens_key"]="completion_tokens",["consumer_descriptor"]="consumer",["consumer_header"]="x-gw-consumer",["consumer_key"]="consumer",["cost_key"]="cost_nano_usd",["global_refusal"]="global",["guard_set_key"]="set",["guard_text_key"]="text",["guardrail_response_header"]="x-gateway-guardrail",["internal_ns"]="gw.internal",["limit_response_header"]="x-gateway-limit",["metadata_ns"]="gw",["model_response_header"]="x-gateway-model",["principal_header"]="x-gw-principal",["prompt_tokens_key"]="prompt_tokens",["prompt_version_header"]="x-gateway-prompt-version",["rbac_filter"]="envoy.filters.http.rbac",["reply_header"]="x-gw-reply",["requests_limit"]="requests",["route_header"]="x-gw-route",["route_key"]="route",["sign_header"]="x-gw-sign",["target_header"]="x-gw-target",["tokens_limit"]="tokens",["tokens_used_key"]="tokens_used"}
+local NAMES = {["attempt_ns"]="gw.attempt",["body_model_header"]="x-gw-body-model",["budget_descriptor"]="budget",["budget_key"]="budget",["budget_limit"]="budget",["budget_units_key"]="budget_units",["cache_header"]="x-gateway-cache",["cache_key"]="cache",["cache_ns"]="gw.cache",["cache_saved_key"]="cost_saved_usd",["cache_saved_nano_key"]="cost_saved_nano_usd",["client_key_headers"]={"authorization","x-api-key","api-key"},["completion_tokens_key"]="completion_tokens",["consumer_descriptor"]="consumer",["consumer_header"]="x-gw-consumer",["consumer_key"]="consumer",["cost_key"]="cost_nano_usd",["global_refusal"]="global",["guard_set_key"]="set",["guard_text_key"]="text",["guardrail_response_header"]="x-gateway-guardrail",["internal_ns"]="gw.internal",["limit_response_header"]="x-gateway-limit",["metadata_ns"]="gw",["model_response_header"]="x-gateway-model",["principal_header"]="x-gw-principal",["prompt_tokens_key"]="prompt_tokens",["prompt_version_header"]="x-gateway-prompt-version",["rbac_filter"]="envoy.filters.http.rbac",["reply_header"]="x-gw-reply",["requests_limit"]="requests",["route_header"]="x-gw-route",["route_key"]="route",["sign_header"]="x-gw-sign",["target_header"]="x-gw-target",["tokens_limit"]="tokens",["tokens_used_key"]="tokens_used"}
 local jsonstring = (function()
 local M = {}
 local byte, find, format, gsub = string.byte, string.find, string.format, string.gsub
@@ -866,6 +866,7 @@ local COST_KEY, BUDGET_KEY, BUDGET_LIMIT = NAMES.cost_key, NAMES.budget_key, NAM
 local CONSUMER_DESCRIPTOR, BUDGET_DESCRIPTOR = NAMES.consumer_descriptor, NAMES.budget_descriptor
 local REQUESTS_LIMIT, GLOBAL_REFUSAL = NAMES.requests_limit, NAMES.global_refusal
 local TOKENS_USED_KEY, BUDGET_UNITS_KEY = NAMES.tokens_used_key, NAMES.budget_units_key
+local CACHE_SAVED_KEY, CACHE_SAVED_NANO_KEY = NAMES.cache_saved_key, NAMES.cache_saved_nano_key
 local find, sub, match = string.find, string.sub, string.match
 local concat = table.concat
 local is_object, is_array = json.is_object, json.is_array
@@ -1004,6 +1005,7 @@ if err ~= nil then
 return reply(h, err.status or 400, err.message or tostring(err), "invalid_request_error", err.code)
 end
 end
+if route.cache ~= nil then cache_request(md, hdrs, route.cache, route_name, consumer, endpoint, req) end
 carry_debt(md, hdrs, route, route_name, consumer)
 local direct = route.direct
 local forward_model = direct and direct.upstream or model
@@ -1126,15 +1128,19 @@ p, c, cached = usage_of(body:getBytes(0, body:length()))
 end
 if p == nil then return end
 md = h:streamInfo():dynamicMetadata()
+local price = model and DATA.prices[model]
+local cost = price ~= nil and (p * price[1] + c * price[2]) / 1000000 or 0
+if info.cache == "hit" then
+if price ~= nil then
+md:set(NS, CACHE_SAVED_KEY, tonumber(string.format("%.8f", cost)))
+md:set(INTERNAL_NS, CACHE_SAVED_NANO_KEY, math.floor(cost * 1e9 + 0.5))
+end
+return
+end
 md:set(NS, PROMPT_TOKENS_KEY, p)
 md:set(NS, COMPLETION_TOKENS_KEY, c)
 if cached ~= nil and cached > 0 then md:set(NS, "cached_tokens", cached) end
-local price = model and DATA.prices[model]
-local cost = 0
-if price ~= nil then
-cost = (p * price[1] + c * price[2]) / 1000000
-md:set(NS, "cost_usd", tonumber(string.format("%.8f", cost)))
-end
+if price ~= nil then md:set(NS, "cost_usd", tonumber(string.format("%.8f", cost))) end
 md:set(INTERNAL_NS, COST_KEY, math.floor(cost * 1e9 + 0.5))
 if #route.token_limits > 0 then charge_debt(info, route, p + c) end
 if route.global ~= nil and p + c > 0 then md:set(INTERNAL_NS, TOKENS_USED_KEY, p + c) end

@@ -1,0 +1,94 @@
+"""The response cache: an exact-match store of answers inside a Lua filter, per Envoy worker.
+
+Owns the cache filter (`gatewayctl.cache`: cache.lua with the store module cache_store.lua),
+its data, the switch that turns it on per route, and what the body filter needs to compute the
+key (cache_request.lua). The filter sits after the limits and guardrails, before the router,
+so a hit has passed every check a request passes and never reaches a provider. It has no
+default source: only routes whose policy has a cache name its source (LuaPerRoute), so other
+routes run no Lua in it (Envoy looks up the route's filter config, and continues). Nothing
+here renders on a gateway without a cache.
+
+Stores: one per distinct set of route policies with a cache (routes with the same policies
+share one, bounded by the policy's maxBytes), per worker: each Envoy worker runs its own Lua
+state, so N workers keep N independent stores (docs/data-plane.md, response cache).
+Why not Envoy's cache filter: it looks up GET and HEAD only, and its in-memory store has no
+size bound.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gatewayctl.ir import GatewayIR, RouteIR
+from gatewayctl.render.envoy.lua import assemble
+from gatewayctl.render.envoy.names import (
+    CACHE_FILTER,
+    LUA_PER_ROUTE_TYPE,
+    LUA_TYPE,
+)
+
+# The filter's one named source (a disabled Lua filter is switched on by naming a source).
+CACHE_SOURCE = "cache"
+STORE_MODULE = (("store", "cache_store.lua"),)
+
+
+def cache_routes(ir: GatewayIR) -> tuple[RouteIR, ...]:
+    return tuple(r for r in ir.routes if r.policy.cache is not None)
+
+
+def has_cache(ir: GatewayIR) -> bool:
+    return any(r.policy.cache is not None for r in ir.routes)
+
+
+def _store_names(ir: GatewayIR) -> dict[tuple[str, ...], str]:
+    """A store per distinct policy list among the cache routes, named s0, s1, ... in order."""
+    keys = sorted({r.policy.sources for r in cache_routes(ir)})
+    return {k: f"s{i}" for i, k in enumerate(keys)}
+
+
+def route_cache_data(route: RouteIR) -> dict[str, Any] | None:
+    """The body filter's view of a route's cache (gateway.lua, cache_request.lua)."""
+    cache = route.policy.cache
+    if cache is None:
+        return None
+    return {"shared": cache.by == "route", "on_request": cache.mode == "on-request"}
+
+
+def cache_lua_data(ir: GatewayIR) -> dict[str, Any]:
+    names = _store_names(ir)
+    routes: dict[str, Any] = {}
+    stores: dict[str, int] = {}
+    for route in cache_routes(ir):
+        cache = route.policy.cache
+        assert cache is not None
+        store = names[route.policy.sources]
+        stores[store] = cache.max_bytes
+        routes[route.name] = {
+            "store": store, "ttl": cache.ttl_s, "max_entry": cache.max_entry_bytes
+        }
+    return {"routes": routes, "stores": stores}
+
+
+def render_cache_filter(ir: GatewayIR) -> dict[str, Any] | None:
+    """The listener's entry, with no default source: it runs only on the routes that name its
+    source (cache_route_config); None without a cache. (Not `disabled` in the listener: Envoy
+    decides that when the request's filters are created, from the route matched before the
+    body filter has chosen one.)"""
+    if not has_cache(ir):
+        return None
+    source = assemble(cache_lua_data(ir), STORE_MODULE, "cache.lua")
+    return {
+        "name": CACHE_FILTER,
+        "typed_config": {
+            "@type": LUA_TYPE,
+            "source_codes": {CACHE_SOURCE: {"inline_string": source}},
+        },
+    }
+
+
+def cache_route_config(route: RouteIR) -> dict[str, Any]:
+    """typed_per_filter_config of a route: the cache filter's source where its policy has a
+    cache. The filter has no default source, so on every other route it runs no Lua."""
+    if route.policy.cache is None:
+        return {}
+    return {CACHE_FILTER: {"@type": LUA_PER_ROUTE_TYPE, "name": CACHE_SOURCE}}

@@ -1,0 +1,100 @@
+-- The response cache's filter (cache.py): after the limits and guardrails, before the router,
+-- switched on only on the routes whose policy has a cache. Prepended at render time by
+-- `local NAMES = ...`, `local DATA = ...` ({routes = {[route] = {store, ttl, max_entry}},
+-- stores = {[store] = max bytes}}) and the store module (cache_store.lua) as `store`.
+--
+-- Request: the key the body filter computed (gw.cache metadata, cache_request.lua); an entry
+-- under it answers the request here with the stored status line, body and content type
+-- (a stream is replayed as the same SSE events), `x-gateway-cache: hit` and `age`. The
+-- request goes no further: no upstream call, no token charge (gateway.lua prices the
+-- answer as `cost_saved_usd` instead).
+-- Response: `x-gateway-cache: miss` (or `bypass`); a 200 that is complete (a stream ending in
+-- `data: [DONE]`), not content-filtered, not `cache-control: no-store`, and no larger than the
+-- route's entry bound is stored while it passes through unchanged (a stream's chunks are
+-- copied as they go; nothing is held back).
+local NS, CACHE_NS, CACHE_KEY = NAMES.metadata_ns, NAMES.cache_ns, NAMES.cache_key
+local CACHE_HEADER, MODEL_HEADER = NAMES.cache_header, NAMES.model_response_header
+local find, match, concat = string.find, string.match, table.concat
+local time = os.time
+local get, put = store.get, store.put
+
+-- One store per store name (routes with the same policies share one), per worker.
+local STORES = {}
+for name, max_bytes in pairs(DATA.stores) do STORES[name] = store.new(max_bytes) end
+
+local CONTENT_FILTER = '"finish_reason"%s*:%s*"content_filter"'
+
+function envoy_on_request(h)
+  local md = h:streamInfo():dynamicMetadata()
+  local c = md:get(CACHE_NS)
+  if c == nil or c.key == nil then return end
+  local route = DATA.routes[c.route]
+  if route == nil then return end
+  if c.lookup then
+    local now = time()
+    local entry, stored = get(STORES[route.store], c.key, now)
+    if entry ~= nil then
+      md:set(NS, CACHE_KEY, "hit")
+      md:set(CACHE_NS, "served", true)
+      local headers = {
+        [":status"] = "200",
+        ["content-type"] = entry.ctype,
+        [CACHE_HEADER] = "hit",
+        ["age"] = tostring(now - stored),
+      }
+      if entry.model ~= nil then headers[MODEL_HEADER] = entry.model end
+      h:respond(headers, entry.body)
+      return
+    end
+  end
+  md:set(NS, CACHE_KEY, "miss")
+end
+
+-- A stream's bytes while they pass, or nil once they exceed `limit`.
+local function copy_stream(h, limit)
+  local parts, n, size = {}, 0, 0
+  for chunk in h:bodyChunks() do
+    if parts ~= nil then
+      local data = chunk:getBytes(0, chunk:length())
+      size = size + #data
+      if size > limit then
+        parts = nil
+      else
+        n = n + 1
+        parts[n] = data
+      end
+    end
+  end
+  return parts ~= nil and concat(parts) or nil
+end
+
+function envoy_on_response(h)
+  local md = h:streamInfo():dynamicMetadata()
+  local c = md:get(CACHE_NS)
+  if c == nil or c.served then return end
+  local hdrs = h:headers()
+  if c.key == nil then
+    hdrs:replace(CACHE_HEADER, "bypass")
+    return
+  end
+  hdrs:replace(CACHE_HEADER, "miss")
+  local route = DATA.routes[c.route]
+  if route == nil or hdrs:get(":status") ~= "200" then return end
+  local control = hdrs:get("cache-control")
+  if control ~= nil and find(control, "no-store", 1, true) then return end
+  local ctype = hdrs:get("content-type") or "application/json"
+  local model = hdrs:get(MODEL_HEADER)
+  local body
+  if find(ctype, "text/event-stream", 1, true) then
+    body = copy_stream(h, route.max_entry)
+    -- a stream cut short (reset, timeout) never gets here; one that ended without its
+    -- last event is not a whole answer
+    if body == nil or match(body, "data:%s*%[DONE%]%s*$") == nil then return end
+  else
+    local b = h:body()
+    if b == nil or b:length() > route.max_entry then return end
+    body = b:getBytes(0, b:length())
+  end
+  if find(body, CONTENT_FILTER) then return end
+  put(STORES[route.store], c.key, { body = body, ctype = ctype, model = model }, #body, route.ttl, time())
+end
