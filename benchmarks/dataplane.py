@@ -21,7 +21,11 @@ One run, one machine, one upstream (the built-in mock provider). Targets:
 Each target at each concurrency, several repeats, round-robin (repeat, concurrency, target) so
 drift on the machine spreads over all targets alike. Then the cost of each policy feature: one
 route per feature on the same gateway, and the same config without the access log, at one
-concurrency. Pinning: the proxy under test gets CPU 0 to itself; wrk and the mock share CPU 1.
+concurrency; beside them the response cache, on a gateway of its own that adds the route
+bench-cache: gateway-cache:none (bench-none there), gateway-cache:cache-hit (the same request
+every time, answered from the store) and gateway-cache:cache-miss (`cache-control: no-cache`:
+sent upstream, its answer stored). Pinning: the proxy under test gets CPU 0 to itself; wrk and
+the mock share CPU 1.
 Besides requests per second and latency it records the CPU time of every process, so the
 proxies' CPU per request (which the mock's speed does not cap) and the CPU that unrelated
 processes took during each run are in the results.
@@ -47,7 +51,14 @@ from typing import Any
 
 from benchmarks import dataplane_report as report
 from benchmarks.dataplane_checks import check_anthropic_route, check_gateway, count_lines
-from benchmarks.dataplane_gateway import FEATURES, UPSTREAM_MODEL, request_body, route_model
+from benchmarks.dataplane_gateway import (
+    CACHE_ROUTE,
+    CACHE_VARIANTS,
+    FEATURES,
+    UPSTREAM_MODEL,
+    request_body,
+    route_model,
+)
 from benchmarks.dataplane_load import Measurement, measure, write_script, wrk_version
 from benchmarks.dataplane_procs import Service, check_completion, wait_quiet
 from benchmarks.dataplane_targets import (
@@ -271,6 +282,19 @@ def start_targets(bench: Bench, info: dict[str, Any]) -> None:
         bench.add_script(
             "gateway-nolog:none", nolog, request_body(route_model("none"), prompt_variables=True)
         )
+        # The response cache on a gateway of its own: a cache on one route costs the others a
+        # little (docs/performance.md), which must not shift the other targets' numbers.
+        cached, _ = start_gateway(
+            work, "gateway-cache", mock, placement, args.envoy_concurrency, access_log=True,
+            cache=True,
+        )
+        bench.services["gateway-cache"] = cached
+        cache_body = request_body(route_model(CACHE_ROUTE), prompt_variables=True)
+        bench.add_script("gateway-cache:none", cached,
+                         request_body(route_model("none"), prompt_variables=True))
+        for variant, headers in CACHE_VARIANTS.items():
+            bench.add_script(f"gateway-cache:{variant}", cached, cache_body,
+                             headers={**AUTH, **headers})
 
     minimal = start_minimal(work, mock, placement, args.envoy_concurrency)
     bench.services["minimal"] = minimal
@@ -322,6 +346,7 @@ def run_all(bench: Bench) -> None:
     if args.no_features:
         return
     variants = ["direct", "minimal", "gateway-nolog:none", *[f"gateway:{f}" for f in FEATURES]]
+    variants += ["gateway-cache:none", *(f"gateway-cache:{v}" for v in CACHE_VARIANTS)]
     variants.append("gateway:anthropic")
     conc = args.feature_concurrency
     print(f"per-feature runs at concurrency {conc}", flush=True)

@@ -10,6 +10,12 @@ mock). Routes:
     bench-guardrails  deny pattern + redaction (email, credit-card) + size limit
     bench-prompt      a prompt with two variables injected as the system message
     bench-full        all of the above, with both limits by consumer (as teams use them)
+    bench-cache       the response cache alone (`cache: {ttl: 10m}`): the benchmark's variants
+                      cache-hit (the same request every time: answered from the worker's store
+                      after the first) and cache-miss (`cache-control: no-cache`: never served
+                      from the store, every answer copied and stored, as a miss does); only
+                      with `cache=True` (a gateway of its own in the benchmarks), since a cache
+                      on one route costs the others ~8k instructions per request
     bench-anthropic   bench-full's policies and prompt on a model of an `anthropic` provider (the
                       same mock, answering Anthropic's Messages API): every request and reply
                       is translated (docs/data-plane.md); left out with `anthropic=False`, which
@@ -58,6 +64,10 @@ _POLICIES = {
 
 
 FULL_POLICIES = ["auth", "ratelimit-consumer", "tokenlimit-consumer", "guardrails"]
+CACHE_POLICY = "  cache: {ttl: 10m}\n"
+# The cache variants: the route bench-cache, and the headers of each (a miss: no-cache).
+CACHE_VARIANTS = {"cache-hit": {}, "cache-miss": {"cache-control": "no-cache"}}
+CACHE_ROUTE = "cache"
 
 
 def route_model(feature: str) -> str:
@@ -65,7 +75,8 @@ def route_model(feature: str) -> str:
     return f"bench-{feature}"
 
 
-def write_root(root: Path, listener_port: int, anthropic: bool = True) -> Path:
+def write_root(root: Path, listener_port: int, anthropic: bool = True, cache: bool = False
+               ) -> Path:
     """Write the manifest root; the consumer key itself goes to the secrets dir, not here."""
     root.mkdir(parents=True, exist_ok=True)
     docs = [
@@ -99,6 +110,13 @@ def write_root(root: Path, listener_port: int, anthropic: bool = True) -> Path:
         if feature in ("prompt", "full"):
             route += "  prompt: {name: bench-prompt}\n"
         docs.append(route)
+    if cache:
+        docs += [
+            _HEAD + f"kind: Policy\nmetadata: {{name: p-cache}}\nspec:\n{CACHE_POLICY}",
+            _HEAD + f"kind: Route\nmetadata: {{name: {route_model(CACHE_ROUTE)}}}\nspec:\n"
+            "  backends: [{model: bench-model, weight: 100}]\n  timeout: 30s\n"
+            "  policies: [p-cache]\n",
+        ]
     if anthropic:
         docs += [
             _HEAD + f"kind: Provider\nmetadata: {{name: {ANTHROPIC_PROVIDER}}}\nspec:\n"
@@ -133,13 +151,16 @@ def render_gateway(
     admin_port: int,
     access_log: Path | None,
     anthropic: bool = True,
+    cache: bool = False,
 ) -> Path:
     """Compile a fresh manifest root in work, render it, write bootstrap + LDS/CDS files.
 
     Returns the bootstrap path. `access_log=None`: the same config without the access log.
-    `anthropic=False`: without the route bench-anthropic and its provider.
+    `anthropic=False`: without the route bench-anthropic and its provider. `cache=True`: with
+    the route bench-cache (and so the cache filter, key module and cache counters; the other
+    routes' numbers stay comparable with earlier runs only without it).
     """
-    root = write_root(work / "root", listener_port, anthropic)
+    root = write_root(work / "root", listener_port, anthropic, cache)
     secrets_dir = work / "secrets"
     write_secrets(secrets_dir)
     config_dir = work / "config"

@@ -25,6 +25,17 @@ what removing it saves:
                    translation code (modules, translating filter) at all: route bench-full
                    must cost what it costs in `gateway`
     +1000-routes   the gateway with 1,000 more routes in its table (route lookup cost)
+    cache-hit      route bench-cache (the response cache alone), the same request every time:
+                   answered from the worker's store
+    cache-miss     route bench-cache with `cache-control: no-cache`: sent upstream and its
+                   answer stored, every time
+    none-with-cache  route bench-none on the gateway rendered with bench-cache (the other
+                   variants render it without, so with no cache code at all): what a cache on
+                   one route costs the others
+    miss-cache-filter  cache-miss without the cache filter: the body filter's key alone
+    miss-cache-stats   cache-miss without the cache counters (their stats access loggers)
+    none-cache-filter, none-cache-stats  none-with-cache without the cache filter, without
+                   the cache counters
 
 The transforms edit the rendered config here, in the benchmark, never the renderer.
 Each variant runs in its own Envoy (`--concurrency 1`) under `valgrind --tool=callgrind
@@ -52,7 +63,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.dataplane_gateway import UPSTREAM_MODEL, render_gateway, request_body, route_model
+from benchmarks.dataplane_gateway import (
+    CACHE_ROUTE,
+    CACHE_VARIANTS,
+    UPSTREAM_MODEL,
+    render_gateway,
+    request_body,
+    route_model,
+)
 from benchmarks.dataplane_procs import free_port, http_call
 from benchmarks.dataplane_targets import (
     AUTH,
@@ -96,6 +114,15 @@ def no_token_stats(lds: dict[str, Any]) -> None:
 def no_json_log(lds: dict[str, Any]) -> None:
     _hcm(lds)["access_log"] = [
         log for log in _hcm(lds)["access_log"] if log["name"] == "envoy.access_loggers.stats"
+    ]
+
+
+def no_cache_stats(lds: dict[str, Any]) -> None:
+    """Without the response cache's counters (the stats loggers of `cache.*` stats)."""
+    _hcm(lds)["access_log"] = [
+        log for log in _hcm(lds)["access_log"]
+        if not any(c["stat"]["name"].startswith("cache.")
+                   for c in log["typed_config"].get("counters", []))
     ]
 
 
@@ -219,11 +246,30 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("anthropic", "anthropic", []),
     ("-translation", "full", []),
     ("+1000-routes", "full", [more_routes(1000)]),
+    ("cache-hit", CACHE_ROUTE, []),
+    ("cache-miss", CACHE_ROUTE, []),
+    ("none-with-cache", "none", []),
+    ("none-cache-filter", "none", [without_filter_named("gatewayctl.cache")]),
+    ("none-cache-stats", "none", [no_cache_stats]),
+    ("miss-cache-stats", CACHE_ROUTE, [no_cache_stats]),
+    ("miss-cache-filter", CACHE_ROUTE, [without_filter_named("gatewayctl.cache")]),
 ]
+# Variants whose gateway has the route bench-cache.
+WITH_CACHE = ("cache-hit", "cache-miss", "none-with-cache", "none-cache-filter",
+              "none-cache-stats", "miss-cache-stats", "miss-cache-filter")
 
 
 # render_gateway options of a variant (the others render the benchmarked gateway as it is).
-RENDER: dict[str, dict[str, Any]] = {"-translation": {"anthropic": False}}
+RENDER: dict[str, dict[str, Any]] = {
+    "-translation": {"anthropic": False},
+    **{name: {"cache": True} for name in WITH_CACHE},
+}
+# Request headers of a variant beyond the consumer key.
+HEADERS: dict[str, dict[str, str]] = {
+    **CACHE_VARIANTS,
+    "miss-cache-stats": CACHE_VARIANTS["cache-miss"],
+    "miss-cache-filter": CACHE_VARIANTS["cache-miss"],
+}
 
 
 def envoy_real_binary() -> str:
@@ -233,13 +279,15 @@ def envoy_real_binary() -> str:
     return str(Path(envoy.__file__).parent / "_bin" / "envoy")
 
 
-def _load(port: int, body: bytes, requests: int, clients: int = 4) -> int:
+def _load(port: int, body: bytes, requests: int, clients: int = 4,
+          headers: dict[str, str] | None = None) -> int:
     errors = [0]
+    sent = {**AUTH, **(headers or {})}
 
     def run(count: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         for _ in range(count):
-            conn.request("POST", CHAT_PATH, body=body, headers=AUTH)
+            conn.request("POST", CHAT_PATH, body=body, headers=sent)
             resp = conn.getresponse()
             resp.read()
             if resp.status != 200:
@@ -288,11 +336,12 @@ def measure(work: Path, mock_port: int, name: str, feature: str, transforms: lis
             transform(lds)
         lds_path.write_text(json.dumps(lds))
         body = request_body(route_model(feature), prompt_variables=True)
-    return count_instructions(d, bootstrap, port, body, requests)
+    return count_instructions(d, bootstrap, port, body, requests, HEADERS.get(name))
 
 
 def count_instructions(
-    d: Path, bootstrap: Path, port: int, body: bytes, requests: int
+    d: Path, bootstrap: Path, port: int, body: bytes, requests: int,
+    headers: dict[str, str] | None = None,
 ) -> tuple[float, int]:
     """Run Envoy on `bootstrap` under callgrind in `d`: (instructions per request of the
     measured load, non-200 responses)."""
@@ -315,10 +364,10 @@ def count_instructions(
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{d.name}: Envoy did not start; see {d / 'envoy.log'}")
             time.sleep(0.5)
-        _load(port, body, 200)  # warm-up: LuaJIT traces, connection pools
+        _load(port, body, 200, headers=headers)  # warm-up: LuaJIT traces, connection pools
         control = ["callgrind_control", "-i"]
         subprocess.run([*control, "on", str(proc.pid)], check=True, capture_output=True)
-        errors = _load(port, body, requests)
+        errors = _load(port, body, requests, headers=headers)
         subprocess.run([*control, "off", str(proc.pid)], check=True, capture_output=True)
     finally:
         proc.terminate()

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from gatewayctl.explain.cache import cache_verdict
 from gatewayctl.explain.jsonbody import BodyError, decode_body, encode_utf8, lua_encode
 from gatewayctl.explain.model import (
     BackendChoice,
@@ -305,6 +306,14 @@ def _main_branch(branches: Sequence[Branch]) -> Branch:
 
 def explain_request(ir: GatewayIR, request: ExplainRequest) -> Explanation:
     """What the gateway compiled into `ir` does with `request`."""
+    exp = _explain(ir, request)
+    route = next((r for r in ir.routes if r.name == exp.route), None)
+    if route is None:
+        return exp
+    return replace(exp, cache=cache_verdict(route, request.headers, exp.outcome.forwarded))
+
+
+def _explain(ir: GatewayIR, request: ExplainRequest) -> Explanation:
     if request.consumer is not None and all(c.name != request.consumer for c in ir.consumers):
         raise UnknownConsumer(request.consumer)
     headers = request.headers

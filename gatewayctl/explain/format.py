@@ -92,6 +92,10 @@ def format_text(exp: Explanation, *, colour: bool = False) -> str:
         if guard.redact:
             done = ", ".join(f"{n} {k}" for k, n in guard.redactions) or "nothing found"
             lines.append(f"  redact {', '.join(guard.redact)}: {done}")
+    if exp.cache is not None:
+        who = "shared by the route's consumers" if exp.cache.shared else "per consumer"
+        lines.append(f"cache:    {'cacheable' if exp.cache.cacheable else 'not cacheable'} "
+                     f"({who}, TTL {exp.cache.ttl_s}s): {exp.cache.reason}")
     if exp.cost_usd:
         lines.append(f"cost:     about {_money(exp.cost_usd)} (prompt tokens ~ bytes/4 of the "
                      "text sent; completion: max_tokens, or 300)")

@@ -1,7 +1,8 @@
 """What explain says about one request: plain frozen values and their JSON form.
 
 The JSON keys are the contract (SPEC section 7): `route`, `status`, `reason`, `backends`
-(`model`, `weight`, ...), `fallback`, `prompt`, `limits`, `guardrails`, `cost_usd`. What the
+(`model`, `weight`, ...), `fallback`, `prompt`, `limits`, `guardrails`, `cost_usd`; after
+them `cache`, on routes with a response cache only. What the
 gateway would forward (`Branch.forwarded`) stays in the value for `gatewayctl test` and the
 tests; it is not printed.
 """
@@ -107,6 +108,18 @@ class LimitInfo:
 
 
 @dataclass(frozen=True)
+class CacheVerdict:
+    """The response cache's part in the request (routes with a cache only): whether its
+    answer may be stored, whether it is looked up first, and why."""
+
+    cacheable: bool
+    lookup: bool
+    shared: bool  # entries served to every consumer of the route
+    ttl_s: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class Explanation:
     path: str
     requested_model: str | None
@@ -124,6 +137,7 @@ class Explanation:
     limits: tuple[LimitInfo, ...] = ()
     guard: GuardVerdict | None = None
     cost_usd: float = 0.0
+    cache: CacheVerdict | None = None
 
     @property
     def status(self) -> int:
@@ -173,7 +187,7 @@ def to_json_value(exp: Explanation) -> dict[str, Any]:
             "redacted": [{"kind": k, "count": n} for k, n in guard.redactions],
             "max_request_bytes": guard.max_request_bytes,
         }
-    return {
+    out: dict[str, Any] = {
         "route": exp.route,
         "status": exp.outcome.status,
         "reason": exp.outcome.reason,
@@ -209,3 +223,12 @@ def to_json_value(exp: Explanation) -> dict[str, Any]:
         "guardrails": guardrails,
         "cost_usd": _round(exp.cost_usd),
     }
+    if exp.cache is not None:  # routes with a response cache only
+        out["cache"] = {
+            "cacheable": exp.cache.cacheable,
+            "lookup": exp.cache.lookup,
+            "shared": exp.cache.shared,
+            "ttl_s": exp.cache.ttl_s,
+            "reason": exp.cache.reason,
+        }
+    return out

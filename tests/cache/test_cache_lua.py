@@ -107,8 +107,7 @@ def cache_filter() -> Any:
 
     def call(key: bytes, status: str | None = None, headers: dict[str, str] | None = None,
              body: bytes = b"", chunks: list[bytes] | None = None) -> Any:
-        md = rt.table_from({CACHE_NS.encode(): rt.table_from(
-            {b"key": key, b"route": b"r", b"lookup": True})})
+        md = rt.table_from({CACHE_NS.encode(): rt.table_from({b"key": b"Lr\n" + key})})
         h = rt.table_from({k.encode(): v.encode() for k, v in (headers or {}).items()})
         c = rt.table_from(dict(enumerate(chunks or [], 1)))
         replied, hdrs = run(md, status.encode() if status else None, h, body, c)

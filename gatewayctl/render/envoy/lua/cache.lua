@@ -14,7 +14,7 @@
 -- copied as they go; nothing is held back).
 local NS, CACHE_NS, CACHE_KEY = NAMES.metadata_ns, NAMES.cache_ns, NAMES.cache_key
 local CACHE_HEADER, MODEL_HEADER = NAMES.cache_header, NAMES.model_response_header
-local find, match, concat = string.find, string.match, table.concat
+local find, match, sub, concat = string.find, string.match, string.sub, table.concat
 local time = os.time
 local get, put = store.get, store.put
 
@@ -22,20 +22,24 @@ local get, put = store.get, store.put
 local STORES = {}
 for name, max_bytes in pairs(DATA.stores) do STORES[name] = store.new(max_bytes) end
 
-local CONTENT_FILTER = '"finish_reason"%s*:%s*"content_filter"'
+-- The body filter's value (cache_request.lua): mode letter, then the key "<route>\n...".
+local function decision(h)
+  local c = h:streamInfo():dynamicMetadata():get(CACHE_NS)
+  local value = c ~= nil and c.key or nil
+  if value == nil then return nil end
+  local route = DATA.routes[match(value, "^.([^\n]*)")]
+  if route == nil then return nil end
+  return sub(value, 1, 1), sub(value, 2), route
+end
 
 function envoy_on_request(h)
-  local md = h:streamInfo():dynamicMetadata()
-  local c = md:get(CACHE_NS)
-  if c == nil or c.key == nil then return end
-  local route = DATA.routes[c.route]
-  if route == nil then return end
-  if c.lookup then
+  local mode, key, route = decision(h)
+  if mode == nil or mode == "B" then return end
+  if mode == "L" then
     local now = time()
-    local entry, stored = get(STORES[route.store], c.key, now)
+    local entry, stored = get(STORES[route.store], key, now)
     if entry ~= nil then
-      md:set(NS, CACHE_KEY, "hit")
-      md:set(CACHE_NS, "served", true)
+      h:streamInfo():dynamicMetadata():set(NS, CACHE_KEY, "hit")
       local headers = {
         [":status"] = "200",
         ["content-type"] = entry.ctype,
@@ -47,7 +51,7 @@ function envoy_on_request(h)
       return
     end
   end
-  md:set(NS, CACHE_KEY, "miss")
+  h:streamInfo():dynamicMetadata():set(NS, CACHE_KEY, "miss")
 end
 
 -- A stream's bytes while they pass, or nil once they exceed `limit`.
@@ -68,18 +72,23 @@ local function copy_stream(h, limit)
   return parts ~= nil and concat(parts) or nil
 end
 
+-- A content filter's finish (plain search first: most answers have none).
+local function filtered(body)
+  return find(body, "content_filter", 1, true) ~= nil
+    and find(body, '"finish_reason"%s*:%s*"content_filter"') ~= nil
+end
+
 function envoy_on_response(h)
-  local md = h:streamInfo():dynamicMetadata()
-  local c = md:get(CACHE_NS)
-  if c == nil or c.served then return end
   local hdrs = h:headers()
-  if c.key == nil then
+  if hdrs:get(CACHE_HEADER) == "hit" then return end  -- this filter's own reply
+  local mode, key, route = decision(h)
+  if mode == nil then return end
+  if mode == "B" then
     hdrs:replace(CACHE_HEADER, "bypass")
     return
   end
   hdrs:replace(CACHE_HEADER, "miss")
-  local route = DATA.routes[c.route]
-  if route == nil or hdrs:get(":status") ~= "200" then return end
+  if hdrs:get(":status") ~= "200" then return end
   local control = hdrs:get("cache-control")
   if control ~= nil and find(control, "no-store", 1, true) then return end
   local ctype = hdrs:get("content-type") or "application/json"
@@ -95,6 +104,6 @@ function envoy_on_response(h)
     if b == nil or b:length() > route.max_entry then return end
     body = b:getBytes(0, b:length())
   end
-  if find(body, CONTENT_FILTER) then return end
-  put(STORES[route.store], c.key, { body = body, ctype = ctype, model = model }, #body, route.ttl, time())
+  if filtered(body) then return end
+  put(STORES[route.store], key, { body = body, ctype = ctype, model = model }, #body, route.ttl, time())
 end

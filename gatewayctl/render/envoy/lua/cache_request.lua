@@ -10,29 +10,32 @@
 -- The client may opt out the HTTP way: `cache-control: no-store` (neither looked up nor
 -- stored: `bypass`), `cache-control: no-cache` (not looked up; the fresh answer is stored).
 -- On a `mode: on-request` cache only requests that send `x-gateway-cache: use` take part.
--- What it decides goes into gw.cache metadata for the cache filter (cache.lua).
+-- What it decides goes into gw.cache metadata for the cache filter (cache.lua), as one value
+-- (each metadata value costs the filters a conversion).
 local CACHE_NS, NS, CACHE_KEY = NAMES.cache_ns, NAMES.metadata_ns, NAMES.cache_key
 local CACHE_HEADER = NAMES.cache_header
 local find, lower = string.find, string.lower
 local encode = json.encode
 
--- Neither looked up nor stored: the cache filter marks the answer `bypass`.
-local function bypass(md, route_name)
-  md:set(NS, CACHE_KEY, "bypass")
-  md:set(CACHE_NS, "route", route_name)
-end
-
+-- One metadata value for the cache filter: a mode letter (L: look up and store, S: store only,
+-- B: bypass, neither) and then the store key, which starts with the route's name and a newline.
 return function(md, hdrs, cache, route_name, consumer, endpoint, req)
-  if cache.on_request and hdrs:get(CACHE_HEADER) ~= "use" then return bypass(md, route_name) end
-  local lookup = true
+  local mode = "L"
+  if cache.on_request and hdrs:get(CACHE_HEADER) ~= "use" then mode = "B" end
   local control = hdrs:get("cache-control")
-  if control ~= nil then
+  if control ~= nil and mode == "L" then
     control = lower(control)
-    if find(control, "no-store", 1, true) then return bypass(md, route_name) end
-    if find(control, "no-cache", 1, true) then lookup = false end
+    if find(control, "no-store", 1, true) then
+      mode = "B"
+    elseif find(control, "no-cache", 1, true) then
+      mode = "S"
+    end
+  end
+  if mode == "B" then
+    md:set(NS, CACHE_KEY, "bypass")
+    md:set(CACHE_NS, "key", "B" .. route_name .. "\n")
+    return
   end
   local who = cache.shared and "" or consumer
-  md:set(CACHE_NS, "route", route_name)
-  md:set(CACHE_NS, "lookup", lookup)
-  md:set(CACHE_NS, "key", route_name .. "\n" .. endpoint .. "\n" .. who .. "\n" .. encode(req))
+  md:set(CACHE_NS, "key", mode .. route_name .. "\n" .. endpoint .. "\n" .. who .. "\n" .. encode(req))
 end
