@@ -479,46 +479,50 @@ def _prometheus(gateway: Gateway) -> dict[str, float]:
     return out
 
 
-LLAMA = "meta-llama/Llama-3.1-70B-Instruct"  # the mock keys faults by the model it is sent
+CANARY = "gpt-4o-2024-11-20"
 
 
 def test_per_backend_token_counters_in_prometheus(gateway: Gateway) -> None:
     """The series rollout analysis reads (gatewayctl.rollout.measure.GatewayMetrics), counted
-    from the upstream usage of successful responses only."""
+    from the upstream usage of successful responses only, on the routes that split traffic
+    (here `chat`, under a Rollout); a route with one backend has none (its consumer counters
+    hold the same tokens)."""
     prompt = 'envoy_gatewayctl_backend_prompt_tokens{backend="%s"}'
     completion = 'envoy_gatewayctl_backend_completion_tokens{backend="%s"}'
-    llama, down = "r_llama_llama-3_1-70b", "r_down_ghost"
+    canary, llama, down = "r_chat_gpt-4o-2024-11-20", "r_llama_llama-3_1-70b", "r_down_ghost"
+    always = {"x-gateway-canary": "always"}
     before = _prometheus(gateway)
     # The mock's usage: ceil(chars / 4). Prompt "count these tokens" (18 chars) = 5 tokens;
-    # reply "[mock:meta-llama/Llama-3.1-70B-Instruct] count these tokens" (59 chars) = 15.
+    # reply "[mock:gpt-4o-2024-11-20] count these tokens" (43 chars) = 11.
     for _ in range(3):
-        resp = gateway.envoy.chat("llama-70b", "count these tokens")
+        resp = gateway.envoy.chat("chat", "count these tokens", headers=always)
         assert resp.status == 200
         assert resp.json()["usage"] == {
-            "prompt_tokens": 5, "completion_tokens": 15, "total_tokens": 20,
+            "prompt_tokens": 5, "completion_tokens": 11, "total_tokens": 16,
         }  # fmt: skip
     # A streamed reply with usage counts like a buffered one.
     stream = gateway.envoy.chat(
-        "llama-70b", "count these tokens", stream=True, stream_options={"include_usage": True}
-    )
+        "chat", "count these tokens", headers=always, stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
     assert stream.status == 200
-    # The backend the split chose carries the tokens of its fallback ("[mock:gpt-4o-2024-08-06]
-    # count these tokens": 43 chars = 11 tokens).
+    # Single-backend routes answer with usage, and count no backend tokens.
+    assert gateway.envoy.chat("llama-70b", "count these tokens").status == 200
     assert gateway.envoy.chat("down", "count these tokens").status == 200
     # Failed requests have no usage and are not counted: a 503 from the backend, a 404.
     gateway.openai.set_faults(
         FaultConfig(
             models={
                 **gateway.openai.faults.models,
-                LLAMA: FaultRule(error_rate=1.0, error_status=503),
+                CANARY: FaultRule(error_rate=1.0, error_status=503),
             }
         )
     )
     try:
-        assert gateway.envoy.chat("llama-70b", "count these tokens").status == 503
+        assert gateway.envoy.chat("chat", "count these tokens", headers=always).status == 503
     finally:
         models = dict(gateway.openai.faults.models)
-        models.pop(LLAMA)
+        models.pop(CANARY)
         gateway.openai.set_faults(FaultConfig(models=models))
     assert gateway.envoy.chat("no-such-model", "count these tokens").status == 404
     after = _prometheus(gateway)
@@ -526,20 +530,33 @@ def test_per_backend_token_counters_in_prometheus(gateway: Gateway) -> None:
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)
 
-    assert (delta(prompt % llama), delta(completion % llama)) == (4 * 5, 4 * 15)
-    assert (delta(prompt % down), delta(completion % down)) == (5, 11)
+    assert (delta(prompt % canary), delta(completion % canary)) == (4 * 5, 4 * 11)
     failed = 'envoy_cluster_upstream_rq_xx{envoy_response_code_class="5",envoy_cluster_name="%s"}'
-    assert delta(failed % llama) == 1
-    # Every token series is tagged with a backend cluster, nothing else.
-    backends = {
-        f"r_{r.name}_{b.model.replace('.', '_')}" for r in gateway.ir.routes for b in r.backends
+    assert delta(failed % canary) == 1
+    # Every token series is tagged with a backend cluster of a split route, nothing else.
+    split = {
+        f"r_{r.name}_{b.model.replace('.', '_')}"
+        for r in gateway.ir.routes
+        if len(r.backends) > 1
+        for b in r.backends
     }
     tagged = {
         n.partition('{backend="')[2].rstrip('"}')
         for n in after
         if n.startswith("envoy_gatewayctl_backend_")
     }
-    assert tagged and tagged <= backends, tagged
+    assert tagged and tagged <= split, tagged
+    assert not {llama, down} & tagged
+    # ... while the consumer counters count those routes' tokens
+    by_route = {
+        route: sum(
+            delta(n)
+            for n in after
+            if n.startswith("envoy_gatewayctl_consumer_prompt_tokens{") and f'route="{route}"' in n
+        )
+        for route in ("llama", "down")
+    }
+    assert by_route == {"llama": 5, "down": 5}
     text = gateway.envoy.admin("/stats/prometheus")
     assert "# TYPE envoy_gatewayctl_backend_prompt_tokens counter" in text
     assert "# TYPE envoy_gatewayctl_backend_completion_tokens counter" in text

@@ -32,10 +32,18 @@ def _example_ir(name: str):
 
 @needs_envoy
 @pytest.mark.envoy
-@pytest.mark.parametrize("source", ["quickstart", "multi-team", "hand-built", "no-routes"])
+@pytest.mark.parametrize(
+    "source", ["quickstart", "multi-team", "hand-built", "no-routes", "two-splits"]
+)
 def test_envoy_validates_rendered_config(source: str, tmp_path: Path) -> None:
     if source == "no-routes":  # no matcher tree then (it needs a key): a plain route list
         ir = dataclasses.replace(irs.build_ir(), routes=())
+    elif source == "two-splits":  # the per-backend counters' filter names two routes
+        ir = irs.build_ir()  # `chat` splits; `llama` now too
+        chat, llama = (next(r for r in ir.routes if r.name == n) for n in ("chat", "llama"))
+        split = dataclasses.replace(llama, backends=(*llama.backends, chat.backends[0]))
+        ir = dataclasses.replace(ir, routes=tuple(split if r is llama else r for r in ir.routes))
+        assert '"or_match"' in render_envoy(ir, EnvoyOptions()).files()["lds.json"]
     else:
         ir = irs.build_ir() if source == "hand-built" else _example_ir(source)
     files = render_envoy(ir, EnvoyOptions(config_dir=str(tmp_path))).files()

@@ -5,12 +5,15 @@ JSON line: Envoy's own fields, and under `gateway` the object of values the Lua 
 without a value are null; `gateway` holds only the keys the Lua filter set (no tokens on a
 failed request), and is null for a request the Lua filter never saw.
 
-Counters (names and labels in metrics.py, the one place that defines them): a stats access
-logger turns the same metadata into per-backend token counters (`backend` = the routed
-cluster `r_<route>_<model>`; rollout analysis) and per-consumer counters of the successful
-responses, their tokens and their cost, by consumer, route and answering model (the budget
-alerts and `plan --traffic`). The Lua filter sets the token metadata only for 2xx responses
-with a `usage`, so the filter on its presence counts successful responses only.
+Counters (names and labels in metrics.py, the one place that defines them): stats access
+loggers turn the same metadata into per-consumer counters of the successful responses, their
+tokens and their cost, by consumer, route and answering model (the budget alerts and `plan
+--traffic`), and, on routes that split traffic between backends (every route under a Rollout
+does), per-backend token counters (`backend` = the routed cluster `r_<route>_<model>`; rollout
+analysis). On a route with one backend those would only repeat the consumer counters' sums
+by route, at ~15k instructions per counter and request (docs/performance.md). The Lua filter
+sets the token metadata only for 2xx responses with a `usage`, so the filter on its presence
+counts successful responses only.
 """
 
 from __future__ import annotations
@@ -102,27 +105,46 @@ def _consumer_counter(kind: str) -> dict[str, Any]:
     return counter
 
 
-def render_token_stats_log() -> dict[str, Any]:
-    """The per-backend and per-consumer counters (stats_scope, not the deprecated stat_prefix)."""
-    present = {
-        "filter": METADATA_NS,
-        "path": [{"key": PROMPT_TOKENS_KEY}],
-        "value": {"present_match": True},
-    }
-    return {
-        "name": "envoy.access_loggers.stats",
-        # A missing key matches by default (the logger then logs "computed non-number value"
-        # at error level for every request without usage); false skips those requests.
-        "filter": {"metadata_filter": {"matcher": present, "match_if_key_not_found": False}},
-        "typed_config": {
-            "@type": STATS_LOG_TYPE,
-            "stats_scope": {"prefix": metrics.STATS_SCOPE},
-            "counters": [
-                *(_token_counter(kind) for kind in metrics.BACKEND_KINDS),
-                *(_consumer_counter(kind) for kind in metrics.CONSUMER_KINDS),
-            ],
-        },
-    }
+def _route_in(routes: list[str]) -> dict[str, Any]:
+    """An access-log filter: the request's route (the Lua filter's route key) is one of
+    `routes`."""
+    names = [{"string_match": {"exact": name}} for name in routes]
+    value = names[0] if len(names) == 1 else {"or_match": {"value_matchers": names}}
+    matcher = {"filter": METADATA_NS, "path": [{"key": ROUTE_KEY}], "value": value}
+    return {"metadata_filter": {"matcher": matcher, "match_if_key_not_found": False}}
+
+
+def render_token_stats_logs(split_routes: list[str]) -> list[dict[str, Any]]:
+    """The per-consumer counters, and the per-backend ones of the routes in `split_routes`
+    (stats_scope, not the deprecated stat_prefix). A request without token metadata is
+    skipped (a missing key would match by default, and the logger would then log "computed
+    non-number value" at error level for every request without usage)."""
+    scope = {"prefix": metrics.STATS_SCOPE}
+    tokens = _present(METADATA_NS, PROMPT_TOKENS_KEY)
+    logs = [
+        {
+            "name": "envoy.access_loggers.stats",
+            "filter": tokens,
+            "typed_config": {
+                "@type": STATS_LOG_TYPE,
+                "stats_scope": scope,
+                "counters": [_consumer_counter(kind) for kind in metrics.CONSUMER_KINDS],
+            },
+        }
+    ]
+    if split_routes:
+        logs.append(
+            {
+                "name": "envoy.access_loggers.stats",
+                "filter": {"and_filter": {"filters": [tokens, _route_in(split_routes)]}},
+                "typed_config": {
+                    "@type": STATS_LOG_TYPE,
+                    "stats_scope": scope,
+                    "counters": [_token_counter(kind) for kind in metrics.BACKEND_KINDS],
+                },
+            }
+        )
+    return logs
 
 
 def _present(namespace: str, key: str) -> dict[str, Any]:
@@ -163,6 +185,9 @@ def render_cache_stats_logs() -> list[dict[str, Any]]:
     ]
 
 
-def render_access_log(path: str, cache: bool = False) -> list[dict[str, Any]]:
+def render_access_log(
+    path: str, cache: bool = False, split_routes: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """`split_routes`: the routes with more than one backend (their per-backend counters)."""
     cache_logs = render_cache_stats_logs() if cache else []
-    return [_json_log(path), render_token_stats_log(), *cache_logs]
+    return [_json_log(path), *render_token_stats_logs(split_routes or []), *cache_logs]

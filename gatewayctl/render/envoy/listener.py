@@ -226,7 +226,11 @@ def render_listener(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
             "route_config_name": ROUTE_CONFIG_NAME,
         },
         "http_filters": render_http_filters(ir, options),
-        "access_log": render_access_log(options.access_log_path, cache=has_cache(ir)),
+        "access_log": render_access_log(
+            options.access_log_path,
+            cache=has_cache(ir),
+            split_routes=sorted(r.name for r in ir.routes if len(r.backends) > 1),
+        ),
         "local_reply_config": render_local_reply_config(),
         "early_header_mutation_extensions": [render_internal_header_removal(ir)],
     }

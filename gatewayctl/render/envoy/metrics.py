@@ -5,8 +5,9 @@
 Envoy keeps them under the stats scope `gatewayctl`; at /stats/prometheus a stat
 `gatewayctl.<group>.<kind>` becomes `envoy_gatewayctl_<group>_<kind>` with its tags as labels.
 
-- Per backend (`backend` = the routed cluster `r_<route>_<model>`): `prompt_tokens`,
-  `completion_tokens` of successful responses; rollout analysis compares them per backend.
+- Per backend (`backend` = the routed cluster `r_<route>_<model>`), on routes with more than
+  one backend (every route under a Rollout): `prompt_tokens`, `completion_tokens` of
+  successful responses; rollout analysis compares them per backend.
 - Per consumer (`consumer` = the Consumer's name or `anonymous`, `route`, `model` = the model
   that answered, fallbacks included): `requests` (successful responses with a usage), their
   `prompt_tokens`, `completion_tokens`, and `cost_nano_usd` (the Lua filter's price of the
