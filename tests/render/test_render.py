@@ -33,17 +33,27 @@ def _example_ir(name: str):
 @needs_envoy
 @pytest.mark.envoy
 @pytest.mark.parametrize(
-    "source", ["quickstart", "multi-team", "hand-built", "no-routes", "two-splits"]
+    "source", ["quickstart", "multi-team", "hand-built", "no-routes", "mostly-splits"]
 )
 def test_envoy_validates_rendered_config(source: str, tmp_path: Path) -> None:
     if source == "no-routes":  # no matcher tree then (it needs a key): a plain route list
         ir = dataclasses.replace(irs.build_ir(), routes=())
-    elif source == "two-splits":  # the per-backend counters' filter names two routes
-        ir = irs.build_ir()  # `chat` splits; `llama` now too
-        chat, llama = (next(r for r in ir.routes if r.name == n) for n in ("chat", "llama"))
-        split = dataclasses.replace(llama, backends=(*llama.backends, chat.backends[0]))
-        ir = dataclasses.replace(ir, routes=tuple(split if r is llama else r for r in ir.routes))
-        assert '"or_match"' in render_envoy(ir, EnvoyOptions()).files()["lds.json"]
+    elif source == "mostly-splits":  # the per-backend counters' filter: "not these routes"
+        ir = irs.build_ir()
+        extra = next(r for r in ir.routes if r.name == "chat").backends[0]
+        ir = dataclasses.replace(ir, routes=tuple(
+            r if r.name in ("chat", "embed", "llama") else
+            dataclasses.replace(r, backends=(*r.backends, extra))
+            for r in ir.routes
+        ))  # fmt: skip
+        lds = json.loads(render_envoy(ir, EnvoyOptions()).files()["lds.json"])
+        hcm = lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        logs = [log for log in hcm["access_log"] if "filter" in log]
+        route_filter = logs[1]["filter"]["and_filter"]["filters"][1]["metadata_filter"]
+        assert route_filter["matcher"]["invert"] is True
+        assert route_filter["matcher"]["value"]["or_match"]["value_matchers"] == [
+            {"string_match": {"exact": "embed"}}, {"string_match": {"exact": "llama"}},
+        ]  # fmt: skip
     else:
         ir = irs.build_ir() if source == "hand-built" else _example_ir(source)
     files = render_envoy(ir, EnvoyOptions(config_dir=str(tmp_path))).files()

@@ -105,20 +105,24 @@ def _consumer_counter(kind: str) -> dict[str, Any]:
     return counter
 
 
-def _route_in(routes: list[str]) -> dict[str, Any]:
+def _route_in(routes: list[str], invert: bool = False) -> dict[str, Any]:
     """An access-log filter: the request's route (the Lua filter's route key) is one of
-    `routes`."""
+    `routes` (with `invert`: is not)."""
     names = [{"string_match": {"exact": name}} for name in routes]
     value = names[0] if len(names) == 1 else {"or_match": {"value_matchers": names}}
-    matcher = {"filter": METADATA_NS, "path": [{"key": ROUTE_KEY}], "value": value}
+    matcher: dict[str, Any] = {"filter": METADATA_NS, "path": [{"key": ROUTE_KEY}], "value": value}
+    if invert:
+        matcher["invert"] = True
     return {"metadata_filter": {"matcher": matcher, "match_if_key_not_found": False}}
 
 
-def render_token_stats_logs(split_routes: list[str]) -> list[dict[str, Any]]:
+def render_token_stats_logs(split_routes: list[str], other_routes: list[str]
+                            ) -> list[dict[str, Any]]:
     """The per-consumer counters, and the per-backend ones of the routes in `split_routes`
-    (stats_scope, not the deprecated stat_prefix). A request without token metadata is
-    skipped (a missing key would match by default, and the logger would then log "computed
-    non-number value" at error level for every request without usage)."""
+    (`other_routes`: the rest; the filter names the shorter list). Stats_scope, not the
+    deprecated stat_prefix. A request without token metadata is skipped (a missing key would
+    match by default, and the logger would then log "computed non-number value" at error
+    level for every request without usage)."""
     scope = {"prefix": metrics.STATS_SCOPE}
     tokens = _present(METADATA_NS, PROMPT_TOKENS_KEY)
     logs = [
@@ -133,10 +137,19 @@ def render_token_stats_logs(split_routes: list[str]) -> list[dict[str, Any]]:
         }
     ]
     if split_routes:
+        if not other_routes:
+            only_split = tokens
+        else:
+            route = (
+                _route_in(split_routes)
+                if len(split_routes) <= len(other_routes)
+                else _route_in(other_routes, invert=True)
+            )
+            only_split = {"and_filter": {"filters": [tokens, route]}}
         logs.append(
             {
                 "name": "envoy.access_loggers.stats",
-                "filter": {"and_filter": {"filters": [tokens, _route_in(split_routes)]}},
+                "filter": only_split,
                 "typed_config": {
                     "@type": STATS_LOG_TYPE,
                     "stats_scope": scope,
@@ -186,8 +199,13 @@ def render_cache_stats_logs() -> list[dict[str, Any]]:
 
 
 def render_access_log(
-    path: str, cache: bool = False, split_routes: list[str] | None = None
+    path: str,
+    cache: bool = False,
+    split_routes: list[str] | None = None,
+    other_routes: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """`split_routes`: the routes with more than one backend (their per-backend counters)."""
+    """`split_routes`: the routes with more than one backend (their per-backend counters);
+    `other_routes`: the others."""
     cache_logs = render_cache_stats_logs() if cache else []
-    return [_json_log(path), *render_token_stats_logs(split_routes or []), *cache_logs]
+    tokens = render_token_stats_logs(split_routes or [], other_routes or [])
+    return [_json_log(path), *tokens, *cache_logs]

@@ -230,6 +230,7 @@ def render_listener(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
             options.access_log_path,
             cache=has_cache(ir),
             split_routes=sorted(r.name for r in ir.routes if len(r.backends) > 1),
+            other_routes=sorted(r.name for r in ir.routes if len(r.backends) <= 1),
         ),
         "local_reply_config": render_local_reply_config(),
         "early_header_mutation_extensions": [render_internal_header_removal(ir)],
