@@ -28,6 +28,8 @@ import pytest
 
 from gatewayctl.explain import ExplainRequest, explain_request
 from gatewayctl.ir import GatewayIR, LimitsIR
+from gatewayctl.local.mock.config import FaultConfig, FaultRule
+from gatewayctl.local.mock_provider import MockProviderHandle
 from gatewayctl.local.ratelimit.server import RunningService
 from tests.limits.gateways import Replica, auth, limits_ir, mock_providers, start_replica
 from tests.limits.services import (
@@ -72,6 +74,7 @@ class Pair:
     replicas: list[Replica]
     service: RunningService
     config_path: Path
+    providers: dict[str, MockProviderHandle]
 
     def __post_init__(self) -> None:
         self._next = itertools.cycle(self.replicas)
@@ -98,7 +101,7 @@ def two_replicas(tmp_path: Path, redis: Redis, ir: GatewayIR) -> Iterator[Pair]:
             for i in range(2):
                 replicas.append(start_replica(tmp_path / f"r{i}", ir, providers,
                                               ratelimit_address=address))
-            yield Pair(replicas, rls, tmp_path / "rls" / "config.yaml")
+            yield Pair(replicas, rls, tmp_path / "rls" / "config.yaml", providers)
         finally:
             for r in replicas:
                 r.envoy.stop()
@@ -265,6 +268,25 @@ def test_each_request_calls_the_service_once_before_and_once_after(tmp_path: Pat
             # a route without limits, and an anonymous request (no budget), call nothing
             assert both.chat("open") == 200
             assert settled_calls(both, before + 8) == before + 8
+
+
+def test_a_response_without_usage_charges_nothing_and_logs_nothing(tmp_path: Path) -> None:
+    """An upstream error (no usage) or a refusal has nothing to charge: no call when the stream
+    is done, and no "Invalid hits_addend" warning from Envoy (its descriptors are left out
+    because their metadata is absent, not because their hits are not a number)."""
+    with running_redis(tmp_path / "redis") as redis:
+        ir = every_limit_ir(redis, requests=2, tokens=10**8, budget_usd=1000.0)
+        with two_replicas(tmp_path, redis, ir) as both:
+            both.providers["openai"].set_faults(
+                FaultConfig(default=FaultRule(error_rate=1.0, error_status=400)))
+            before = service_calls(both)
+            failed = [both.chat("limited", "search-app") for _ in range(2)]
+            assert failed == [400, 400]
+            assert settled_calls(both, before + 2) == before + 2  # the checks before, only
+            refused = both.send("limited", "search-app")  # the requests limit (2) is spent
+            assert (refused.status, refused.headers.get("x-gateway-limit")) == (429, "requests")
+            for r in both.replicas:
+                assert "Invalid hits_addend" not in r.envoy.log_text()
 
 
 def test_a_refusal_names_the_limit_that_refused(tmp_path: Path) -> None:

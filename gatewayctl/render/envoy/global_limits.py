@@ -26,9 +26,12 @@ build):
   for a consumer whose budget is enforced: a check when the request arrives, then the
   response's cost in units (gw.internal.budget_units). A unit is budget_unit_usd(ir).
 
-A response without usage (an error, a refusal) sets neither value: Envoy then leaves those
-descriptors out (logging "Invalid hits_addend" at warning level, at most at powers of two of
-the count) and, with nothing left, makes no call.
+The descriptors charged when the stream is done read their first value from a key the Lua
+filter sets only with something to charge (gw.internal.tokens_route: the route, with its
+tokens; gw.internal.budget_consumer: the consumer, with its cost). A response without usage
+(an error, a refusal) sets none: Envoy leaves those descriptors out (an absent metadata value
+drops its descriptor silently, where a missing hits_addend would log "Invalid hits_addend")
+and, with nothing left, makes no call.
 
 The filter answers every refusal with `x-gateway-limit: global`; the Lua filter, which sees the
 429 on its way out, asks the service which descriptor is over (one call with every hit 0, on
@@ -42,6 +45,7 @@ from typing import Any
 
 from gatewayctl.ir import GatewayIR, LimitIR, RouteIR
 from gatewayctl.render.envoy.names import (
+    BUDGET_CHARGED_KEY,
     BUDGET_DESCRIPTOR,
     BUDGET_KEY,
     BUDGET_UNITS_KEY,
@@ -53,6 +57,7 @@ from gatewayctl.render.envoy.names import (
     METADATA_NS,
     REQUESTS_LIMIT,
     ROUTE_KEY,
+    TOKENS_CHARGED_KEY,
     TOKENS_LIMIT,
     TOKENS_USED_KEY,
     TYPE_PREFIX,
@@ -142,8 +147,9 @@ def _metadata_entry(namespace: str, field: str, key: str) -> dict[str, Any]:
     return {"metadata": {"descriptor_key": key, "metadata_key": {"key": namespace, "path": path}}}
 
 
-def _limit_actions(prefix: str, slot: int, limit: LimitIR) -> list[dict[str, Any]]:
-    actions = [_metadata_entry(METADATA_NS, ROUTE_KEY, f"{prefix}{slot}")]
+def _limit_actions(prefix: str, slot: int, limit: LimitIR,
+                   route_from: tuple[str, str] = (METADATA_NS, ROUTE_KEY)) -> list[dict[str, Any]]:
+    actions = [_metadata_entry(*route_from, f"{prefix}{slot}")]
     if limit.by == "consumer":
         actions.append(_metadata_entry(METADATA_NS, CONSUMER_KEY, CONSUMER_DESCRIPTOR))
     return actions
@@ -163,14 +169,17 @@ def route_rate_limits(ir: GatewayIR, route: RouteIR) -> dict[str, Any] | None:
     for slot, limit in enumerate(route.policy.rate_limits):
         before.append({"actions": _limit_actions("l", slot, limit)})
     for slot, limit in enumerate(route.policy.token_limits):
-        actions = _limit_actions("t", slot, limit)
-        before.append({"actions": actions, "hits_addend": {"number": 0}})
-        after.append({"actions": actions, "apply_on_stream_done": True,
+        before.append({"actions": _limit_actions("t", slot, limit),
+                       "hits_addend": {"number": 0}})
+        # the same descriptor, its route read from the key set only with tokens to charge
+        charged = _limit_actions("t", slot, limit, (INTERNAL_NS, TOKENS_CHARGED_KEY))
+        after.append({"actions": charged, "apply_on_stream_done": True,
                       "hits_addend": _hits_from(TOKENS_USED_KEY)})
     if enforced_budgets(ir):
         budget = [_metadata_entry(INTERNAL_NS, BUDGET_KEY, BUDGET_DESCRIPTOR)]
         before.append({"actions": budget, "hits_addend": {"number": 0}})
-        after.append({"actions": budget, "apply_on_stream_done": True,
+        charged = [_metadata_entry(INTERNAL_NS, BUDGET_CHARGED_KEY, BUDGET_DESCRIPTOR)]
+        after.append({"actions": charged, "apply_on_stream_done": True,
                       "hits_addend": _hits_from(BUDGET_UNITS_KEY)})
     if not before:
         return None
@@ -218,6 +227,11 @@ def lua_global_data(ir: GatewayIR) -> dict[str, Any]:
         data["budgets"] = {name: True for name, _ in enforced_budgets(ir)}
         data["budget_unit_usd"] = budget_unit_usd(ir)
     return data
+
+
+def lua_route_charges_tokens(ir: GatewayIR, route: RouteIR) -> bool | None:
+    """Whether the Lua filter sets a route's token charge (a token limit in global scope)."""
+    return True if is_global(ir) and route.policy.token_limits else None
 
 
 def lua_route_limits(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]] | None:

@@ -27,6 +27,7 @@ from gatewayctl.render.envoy.cache import has_cache, render_cache_filter, route_
 from gatewayctl.render.envoy.clusters import authority, provider_address
 from gatewayctl.render.envoy.global_limits import (
     lua_global_data,
+    lua_route_charges_tokens,
     lua_route_limits,
     render_global_filters,
 )
@@ -77,6 +78,7 @@ def _route_policy_data(
         data["guard_logs"] = True  # only then does the response read the RBAC shadow result
     data["token_limits"] = token_limit_data(ir, route)
     data["global"] = lua_route_limits(ir, route)
+    data["global_tokens"] = lua_route_charges_tokens(ir, route)
     data["max_bytes"] = route_body_limit(route)
     if route.policy.redact:
         data["redact"] = {kind: True for kind in route.policy.redact}

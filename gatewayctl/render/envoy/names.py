@@ -72,9 +72,13 @@ PROMPT_TOKENS_KEY = "prompt_tokens"  # gw: the per-backend token counters
 COMPLETION_TOKENS_KEY = "completion_tokens"
 COST_KEY = "cost_nano_usd"  # gw.internal: the spend counter
 BUDGET_KEY = "budget"  # gw.internal: an enforced budget's descriptor (global_limits.py)
-# gw.internal: what the rate limit filter charges when the stream is done (global_limits.py)
+# gw.internal: what the rate limit filter charges when the stream is done (global_limits.py):
+# the amounts, and the descriptor values of the charges, set only when there is something to
+# charge (a descriptor whose metadata is absent is left out without a word from Envoy)
 TOKENS_USED_KEY = "tokens_used"
 BUDGET_UNITS_KEY = "budget_units"
+TOKENS_CHARGED_KEY = "tokens_route"
+BUDGET_CHARGED_KEY = "budget_consumer"
 GUARD_SET_KEY = "set"  # gw.internal: the deny-pattern RBAC's guard set and text
 GUARD_TEXT_KEY = "text"
 
@@ -201,6 +205,8 @@ LUA_NAMES: dict[str, str | tuple[str, ...]] = {
     "budget_key": BUDGET_KEY,
     "tokens_used_key": TOKENS_USED_KEY,
     "budget_units_key": BUDGET_UNITS_KEY,
+    "tokens_charged_key": TOKENS_CHARGED_KEY,
+    "budget_charged_key": BUDGET_CHARGED_KEY,
     "guard_set_key": GUARD_SET_KEY,
     "guard_text_key": GUARD_TEXT_KEY,
     "consumer_descriptor": CONSUMER_DESCRIPTOR,

@@ -51,6 +51,7 @@ local CONSUMER_DESCRIPTOR, BUDGET_DESCRIPTOR = NAMES.consumer_descriptor, NAMES.
 local REQUESTS_LIMIT, GLOBAL_REFUSAL = NAMES.requests_limit, NAMES.global_refusal
 local TOKENS_USED_KEY, BUDGET_UNITS_KEY = NAMES.tokens_used_key, NAMES.budget_units_key
 local CACHE_SAVED_KEY, CACHE_SAVED_NANO_KEY = NAMES.cache_saved_key, NAMES.cache_saved_nano_key
+local TOKENS_CHARGED_KEY, BUDGET_CHARGED_KEY = NAMES.tokens_charged_key, NAMES.budget_charged_key
 local find, sub, match = string.find, string.sub, string.match
 local concat = table.concat
 local is_object, is_array = json.is_object, json.is_array
@@ -401,8 +402,13 @@ function envoy_on_response(h)
   if #route.token_limits > 0 then charge_debt(info, route, p + c) end
   -- Global limits: what the rate limit filter charges when the stream is done, beyond the
   -- check made when the request arrived (global_limits.py).
-  if route.global ~= nil and p + c > 0 then md:set(INTERNAL_NS, TOKENS_USED_KEY, p + c) end
+  -- (the descriptor's value last: its presence is what makes Envoy send the charge)
+  if route.global_tokens and p + c > 0 then
+    md:set(INTERNAL_NS, TOKENS_USED_KEY, p + c)
+    md:set(INTERNAL_NS, TOKENS_CHARGED_KEY, info.route)
+  end
   if DATA.budgets ~= nil and DATA.budgets[info.consumer] and cost > 0 then
     md:set(INTERNAL_NS, BUDGET_UNITS_KEY, math.ceil(cost / DATA.budget_unit_usd - 1e-9))
+    md:set(INTERNAL_NS, BUDGET_CHARGED_KEY, info.consumer)
   end
 end

@@ -1,4 +1,4 @@
-local NAMES = {["attempt_ns"]="gw.attempt",["body_model_header"]="x-gw-body-model",["budget_descriptor"]="budget",["budget_key"]="budget",["budget_limit"]="budget",["budget_units_key"]="budget_units",["cache_header"]="x-gateway-cache",["cache_key"]="cache",["cache_ns"]="gw.cache",["cache_saved_key"]="cost_saved_usd",["cache_saved_nano_key"]="cost_saved_nano_usd",["client_key_headers"]={"authorization","x-api-key","api-key"},["completion_tokens_key"]="completion_tokens",["consumer_descriptor"]="consumer",["consumer_header"]="x-gw-consumer",["consumer_key"]="consumer",["cost_key"]="cost_nano_usd",["global_refusal"]="global",["guard_set_key"]="set",["guard_text_key"]="text",["guardrail_response_header"]="x-gateway-guardrail",["internal_ns"]="gw.internal",["limit_response_header"]="x-gateway-limit",["metadata_ns"]="gw",["model_response_header"]="x-gateway-model",["principal_header"]="x-gw-principal",["prompt_tokens_key"]="prompt_tokens",["prompt_version_header"]="x-gateway-prompt-version",["rbac_filter"]="envoy.filters.http.rbac",["reply_header"]="x-gw-reply",["requests_limit"]="requests",["route_header"]="x-gw-route",["route_key"]="route",["sign_header"]="x-gw-sign",["target_header"]="x-gw-target",["tokens_limit"]="tokens",["tokens_used_key"]="tokens_used"}
+local NAMES = {["attempt_ns"]="gw.attempt",["body_model_header"]="x-gw-body-model",["budget_charged_key"]="budget_consumer",["budget_descriptor"]="budget",["budget_key"]="budget",["budget_limit"]="budget",["budget_units_key"]="budget_units",["cache_header"]="x-gateway-cache",["cache_key"]="cache",["cache_ns"]="gw.cache",["cache_saved_key"]="cost_saved_usd",["cache_saved_nano_key"]="cost_saved_nano_usd",["client_key_headers"]={"authorization","x-api-key","api-key"},["completion_tokens_key"]="completion_tokens",["consumer_descriptor"]="consumer",["consumer_header"]="x-gw-consumer",["consumer_key"]="consumer",["cost_key"]="cost_nano_usd",["global_refusal"]="global",["guard_set_key"]="set",["guard_text_key"]="text",["guardrail_response_header"]="x-gateway-guardrail",["internal_ns"]="gw.internal",["limit_response_header"]="x-gateway-limit",["metadata_ns"]="gw",["model_response_header"]="x-gateway-model",["principal_header"]="x-gw-principal",["prompt_tokens_key"]="prompt_tokens",["prompt_version_header"]="x-gateway-prompt-version",["rbac_filter"]="envoy.filters.http.rbac",["reply_header"]="x-gw-reply",["requests_limit"]="requests",["route_header"]="x-gw-route",["route_key"]="route",["sign_header"]="x-gw-sign",["target_header"]="x-gw-target",["tokens_charged_key"]="tokens_route",["tokens_limit"]="tokens",["tokens_used_key"]="tokens_used"}
 local jsonstring = (function()
 local M = {}
 local byte, find, format, gsub = string.byte, string.find, string.format, string.gsub
@@ -867,6 +867,7 @@ local CONSUMER_DESCRIPTOR, BUDGET_DESCRIPTOR = NAMES.consumer_descriptor, NAMES.
 local REQUESTS_LIMIT, GLOBAL_REFUSAL = NAMES.requests_limit, NAMES.global_refusal
 local TOKENS_USED_KEY, BUDGET_UNITS_KEY = NAMES.tokens_used_key, NAMES.budget_units_key
 local CACHE_SAVED_KEY, CACHE_SAVED_NANO_KEY = NAMES.cache_saved_key, NAMES.cache_saved_nano_key
+local TOKENS_CHARGED_KEY, BUDGET_CHARGED_KEY = NAMES.tokens_charged_key, NAMES.budget_charged_key
 local find, sub, match = string.find, string.sub, string.match
 local concat = table.concat
 local is_object, is_array = json.is_object, json.is_array
@@ -1143,8 +1144,12 @@ if cached ~= nil and cached > 0 then md:set(NS, "cached_tokens", cached) end
 if price ~= nil then md:set(NS, "cost_usd", tonumber(string.format("%.8f", cost))) end
 md:set(INTERNAL_NS, COST_KEY, math.floor(cost * 1e9 + 0.5))
 if #route.token_limits > 0 then charge_debt(info, route, p + c) end
-if route.global ~= nil and p + c > 0 then md:set(INTERNAL_NS, TOKENS_USED_KEY, p + c) end
+if route.global_tokens and p + c > 0 then
+md:set(INTERNAL_NS, TOKENS_USED_KEY, p + c)
+md:set(INTERNAL_NS, TOKENS_CHARGED_KEY, info.route)
+end
 if DATA.budgets ~= nil and DATA.budgets[info.consumer] and cost > 0 then
 md:set(INTERNAL_NS, BUDGET_UNITS_KEY, math.ceil(cost / DATA.budget_unit_usd - 1e-9))
+md:set(INTERNAL_NS, BUDGET_CHARGED_KEY, info.consumer)
 end
 end
