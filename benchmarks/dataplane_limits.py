@@ -12,7 +12,7 @@ today's gateway (replica scope) and the minimal Envoy route.
                      when the stream is done (the tokens and cost the response used), the
                      service counting in Redis
 
-The rate limit service is the local stand-in (`gatewayctl ratelimit-service`, Python, grpcio)
+The rate limit service is the local stand-in (`gatewayctl ratelimit-service`, Python, asyncio)
 and Debian's redis-server; Kubernetes runs the official Go service, so the service's own
 figures are an upper bound of what production adds. Envoy's CPU per request
 (`envoy_us_per_request`) is measured apart from the service's and Redis's
@@ -23,6 +23,7 @@ are other pods). Runs go round-robin (repeat, concurrency, target); cells are me
 
     python -m benchmarks.dataplane_limits --duration 8 --repeats 3 --concurrency 1,16
     python -m benchmarks.dataplane_limits --instructions 400 --json limits-instructions.json
+    python -m benchmarks.dataplane_limits --service-instructions 200 --json limits-service.json
 """
 
 from __future__ import annotations
@@ -86,21 +87,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--instructions", type=int, default=0, metavar="N",
                    help="instead: Envoy's instructions per request (callgrind, N requests) of "
                         "each gateway target, with the same service and Redis")
+    p.add_argument("--service-instructions", type=int, default=0, metavar="N",
+                   help="instead: the rate limit service's instructions per call (the service "
+                        "under callgrind, N requests of each global target through Envoy)")
     return p.parse_args(argv)
 
 
-def global_ir(ir: GatewayIR, redis: str) -> GatewayIR:
+def global_ir(ir: GatewayIR, redis: str, timeout_ms: int | None = None) -> GatewayIR:
     consumers = tuple(
         dataclasses.replace(c, budget_usd_per_month=1_000.0, budget_enforce=True)
         for c in ir.consumers
     )
-    return dataclasses.replace(
-        ir, limits=LimitsIR(scope="global", redis_address=redis), consumers=consumers
-    )
+    limits = LimitsIR(scope="global", redis_address=redis)
+    if timeout_ms is not None:
+        limits = dataclasses.replace(limits, timeout_ms=timeout_ms)
+    return dataclasses.replace(ir, limits=limits, consumers=consumers)
 
 
 def write_gateway_variant(
-    work: Path, name: str, mock_port: int, ratelimit: str | None
+    work: Path, name: str, mock_port: int, ratelimit: str | None, timeout_ms: int | None = None
 ) -> tuple[Path, int, int]:
     """The dataplane benchmark's gateway (access log on), in replica scope or, given the rate
     limit service's address, in global scope (its configuration written beside, for the
@@ -111,7 +116,7 @@ def write_gateway_variant(
     write_secrets(dirs / "secrets")
     ir = compile_root(root).ir
     if ratelimit is not None:
-        ir = global_ir(ir, "127.0.0.1:6379")
+        ir = global_ir(ir, "127.0.0.1:6379", timeout_ms)
     options = EnvoyOptions(
         secrets_dir=str(dirs / "secrets"),
         config_dir=str(dirs / "config"),
@@ -221,6 +226,81 @@ def instructions(args: argparse.Namespace) -> int:
     return 0 if all(r["errors"] == 0 for r in rows.values() if isinstance(r, dict)) else 1
 
 
+def service_instructions(args: argparse.Namespace) -> int:
+    """The stand-in's own instructions per call to it (Python, the HTTP/2 and gRPC framing,
+    the handler, its Redis client; Redis itself outside valgrind): load-independent, so the
+    service's cost can be compared across commits on a busy machine. Envoy runs outside
+    valgrind with a long service timeout (the service runs ~50x slower under callgrind)."""
+    from benchmarks.dataplane_instructions import _load, _total_instructions
+
+    work = Path(tempfile.mkdtemp(prefix="gatewayctl-limits-service-"))
+    none = Placement(None, None)
+    services: list[Service] = []
+    rows: dict[str, Any] = {}
+    try:
+        mock = start_mock(work, none)
+        services.append(mock)
+        redis_port, rls_port = free_port(), free_port()
+        redis_bin = shutil.which("redis-server") or "redis-server"
+        services.append(spawn("redis", [redis_bin, "--bind", "127.0.0.1", "--port",
+                                        str(redis_port), "--save", "", "--appendonly", "no",
+                                        "--dir", str(work)], work / "redis.log", redis_port,
+                              None))
+        (work / "ratelimit.yaml").write_text("domain: bench\ndescriptors: []\n")
+        out = work / "callgrind.out"
+        rls = spawn("ratelimit", ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                                  f"--callgrind-out-file={out}", sys.executable, "-m",
+                                  "gatewayctl", "ratelimit-service", "--config",
+                                  str(work / "ratelimit.yaml"), "--redis",
+                                  f"127.0.0.1:{redis_port}", "--port", str(rls_port)],
+                    work / "ratelimit.log", rls_port, None)
+        services.append(rls)
+        time.sleep(20.0)  # Python's start under valgrind
+        bootstrap, port, admin = write_gateway_variant(work, "gateway-global", mock.port,
+                                                       f"127.0.0.1:{rls_port}", timeout_ms=5000)
+        envoy = start_envoy("gateway-global", work / "gateway-global", bootstrap, port, admin,
+                            none, 1)
+        services.append(envoy)
+        for target in ("gateway-global", "gateway-global:1limit"):
+            route = "ratelimit" if target.endswith(":1limit") else "full"
+            body = request_body(route_model(route), prompt_variables=True)
+            _load(port, body, 40)  # warm-up: connections, the configuration read
+            calls0 = _calls(admin)
+            for f in out.parent.glob(out.name + "*"):
+                f.unlink()
+            subprocess.run(["callgrind_control", "-i", "on", str(rls.proc.pid)], check=True,
+                           capture_output=True)
+            errors = _load(port, body, args.service_instructions)
+            time.sleep(1.0)  # the charges sent when the streams end
+            subprocess.run(["callgrind_control", "-i", "off", str(rls.proc.pid)], check=True,
+                           capture_output=True)
+            subprocess.run(["callgrind_control", "-d", str(rls.proc.pid)], check=True,
+                           capture_output=True)
+            time.sleep(1.0)
+            calls = _calls(admin) - calls0
+            total = _total_instructions(out)
+            rows[target] = {"calls_per_request": round(calls / args.service_instructions, 2),
+                            "k_instructions_per_call": round(total / max(calls, 1) / 1000, 1),
+                            "errors": errors}
+            print(f"  {target:<22} {rows[target]}", flush=True)
+    finally:
+        for svc in reversed(services):
+            svc.stop()
+    result = {"requests": args.service_instructions, "commit": _commit(), "rows": rows}
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 0 if all(r["errors"] == 0 for r in rows.values()) else 1
+
+
+def _calls(admin: int) -> int:
+    """Calls Envoy made to the rate limit service so far (its gRPC cluster's requests)."""
+    from benchmarks.dataplane_procs import http_call
+
+    status, _, body = http_call(
+        admin, "GET", "/stats?filter=gatewayctl_ratelimit.upstream_rq_total$", None, {})
+    text = body.decode()
+    return int(text.rsplit(":", 1)[1]) if status == 200 and ":" in text else 0
+
+
 def _commit() -> str:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                           text=True, check=False).stdout.strip()
@@ -230,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.instructions:
         return instructions(args)
+    if args.service_instructions:
+        return service_instructions(args)
     placement = Placement.for_machine(True)
     work = Path(tempfile.mkdtemp(prefix="gatewayctl-limits-bench-"))
     concs = [int(c) for c in args.concurrency.split(",")]

@@ -5,6 +5,7 @@ runs the official service; this one is to the rate limit service what the mock p
 a provider (docs/local-gateway.md).
 
 wire.py encodes the few protobuf messages by hand (no generated code); config.py reads and
-matches the configuration; counts.py speaks Redis's protocol itself (no client library); server.py
-is the only importer of `grpc`.
+matches the configuration; counts.py speaks Redis's protocol itself (no client library);
+http2.py serves unary gRPC over cleartext HTTP/2 on asyncio (header blocks decoded by the
+`hpack` package); server.py puts them together.
 """

@@ -1,5 +1,5 @@
-"""The gRPC service: envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit. The only
-importer of `grpc` (imported when a server starts).
+"""The gRPC service: envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit, served by
+http2.py (unary gRPC over cleartext HTTP/2 on asyncio) on one thread.
 
 Each request: match every descriptor against the configuration (re-read when its files
 change), add the hits (the descriptor's own hits_addend when set, 0 meaning "check only";
@@ -10,22 +10,31 @@ Envoy then applies the gateway's failure mode.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from gatewayctl.local.ratelimit.config import RateLimitConfig, cache_key, read_config
 from gatewayctl.local.ratelimit.counts import CountsUnavailable, RedisCounts
+from gatewayctl.local.ratelimit.http2 import (
+    GRPC_INTERNAL,
+    GRPC_OK,
+    GRPC_UNAVAILABLE,
+    GRPC_UNIMPLEMENTED,
+    Handler,
+    Server,
+)
 from gatewayctl.local.ratelimit.wire import (
     OK,
     OVER_LIMIT,
     DescriptorStatus,
     RateLimitRequest,
     RateLimitResponse,
+    WireError,
     decode_request,
     encode_response,
 )
@@ -114,51 +123,75 @@ def decide(
     return RateLimitResponse(overall, tuple(statuses))
 
 
+METHOD_PATH = f"/{SERVICE}/ShouldRateLimit"
+
+
+def handler(source: ConfigSource, counts: RedisCounts) -> Handler:
+    """One call: its gRPC status and the encoded RateLimitResponse (or the error's text).
+    A failing Redis is UNAVAILABLE: Envoy then applies the gateway's failure mode."""
+
+    def handle(path: str, message: bytes) -> tuple[int, bytes]:
+        if path != METHOD_PATH:
+            return GRPC_UNIMPLEMENTED, f"unknown method {path}".encode()
+        try:
+            request = decode_request(message)
+        except WireError as exc:
+            return GRPC_INTERNAL, str(exc).encode()
+        try:
+            response = decide(request, source.get(), counts, int(time.time()))
+        except CountsUnavailable as exc:
+            return GRPC_UNAVAILABLE, str(exc).encode()
+        return GRPC_OK, encode_response(response)
+
+    return handle
+
+
 @dataclass
 class RunningService:
-    server: Any
+    """A service serving on its own thread's event loop (tests, `up` through run_service)."""
+
     port: int
     counts: RedisCounts
+    loop: asyncio.AbstractEventLoop
+    server: Server
+    thread: threading.Thread
 
     def stop(self) -> None:
-        self.server.stop(grace=None)
+        if self.loop.is_running():
+            with contextlib.suppress(Exception):
+                future = asyncio.run_coroutine_threadsafe(self.server.close(), self.loop)
+                future.result(timeout=10)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
         self.counts.close()
+
+    def wait(self) -> None:
+        self.thread.join()
 
 
 def start_service(
     config_path: Path, redis_address: str, host: str = "127.0.0.1", port: int = 0
 ) -> RunningService:
-    from concurrent import futures
-
-    import grpc
-
     source = ConfigSource(config_path)
     counts = RedisCounts(redis_address)
+    loop = asyncio.new_event_loop()
+    server = Server()
+    try:
+        loop.run_until_complete(server.start(handler(source, counts), host, port))
+    except OSError as exc:
+        loop.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc}") from exc
 
-    def should_rate_limit(request: RateLimitRequest, context: Any) -> RateLimitResponse:
+    def run() -> None:
+        asyncio.set_event_loop(loop)
         try:
-            return decide(request, source.get(), counts, int(time.time()))
-        except CountsUnavailable as exc:
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-            raise  # abort raises; this line is for the type checker
+            loop.run_forever()
+        finally:
+            loop.close()
 
-    handler = grpc.method_handlers_generic_handler(
-        SERVICE,
-        {
-            "ShouldRateLimit": grpc.unary_unary_rpc_method_handler(
-                should_rate_limit,
-                request_deserializer=decode_request,
-                response_serializer=encode_response,
-            )
-        },
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    server.add_generic_rpc_handlers((handler,))
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"cannot listen on {host}:{port}")
-    server.start()
-    return RunningService(server, bound, counts)
+    thread = threading.Thread(target=run, name="ratelimit-service", daemon=True)
+    thread.start()
+    return RunningService(server.port, counts, loop, server, thread)
 
 
 def run_service(config_path: Path, redis_address: str, host: str, port: int) -> int:
@@ -167,7 +200,7 @@ def run_service(config_path: Path, redis_address: str, host: str, port: int) -> 
     print(f"rate limit service on {host}:{service.port} (config {config_path}, redis "
           f"{redis_address})", flush=True)
     try:
-        service.server.wait_for_termination()
+        service.wait()
     finally:
         service.stop()
     return 0

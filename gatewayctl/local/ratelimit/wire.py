@@ -49,6 +49,8 @@ class RateLimitResponse:
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    if pos < len(data) and data[pos] < 0x80:  # one byte: tags, lengths, small numbers
+        return data[pos], pos + 1
     result = shift = 0
     while True:
         if pos >= len(data) or shift > 63:
@@ -124,7 +126,12 @@ def decode_request(data: bytes) -> RateLimitRequest:
     return RateLimitRequest(domain, tuple(descriptors), hits)
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(128)]
+
+
 def _put_varint(value: int) -> bytes:
+    if value < 128:
+        return _ONE_BYTE[value]
     out = bytearray()
     while True:
         byte = value & 0x7F
