@@ -289,6 +289,20 @@ def test_a_response_without_usage_charges_nothing_and_logs_nothing(tmp_path: Pat
                 assert "Invalid hits_addend" not in r.envoy.log_text()
 
 
+def test_a_refusal_by_the_only_kind_of_limit_costs_no_extra_call(tmp_path: Path) -> None:
+    """A request whose descriptors are all of one kind (here request limits: no token limit on
+    the route, no enforced budget for the consumer) is named without asking the service."""
+    with running_redis(tmp_path / "redis") as redis:
+        ir = limits_ir(requests=2, scope=global_scope(redis), budgets={"search-app": 1000.0})
+        with two_replicas(tmp_path, redis, ir) as both:
+            before = service_calls(both)
+            assert [both.chat("limited", "helpdesk") for _ in range(2)] == [200, 200]
+            refused = both.send("limited", "helpdesk")
+            assert (refused.status, refused.headers.get("x-gateway-limit")) == (429, "requests")
+            assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+            assert settled_calls(both, before + 3) == before + 3  # one per request, no more
+
+
 def test_a_refusal_names_the_limit_that_refused(tmp_path: Path) -> None:
     """One call carries the three kinds of limit; the 429 says which one is over."""
     with running_redis(tmp_path / "redis") as redis:

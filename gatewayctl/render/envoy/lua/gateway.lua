@@ -295,13 +295,13 @@ local function global_descriptors(route, info)
   return descriptors, kinds
 end
 
--- Which kind of limit refused the request: the first descriptor the service finds over its
--- limit; "requests" when it cannot tell (no answer, or the window has just turned).
+-- Which kind of limit refused the request: the only kind it sent, else the first descriptor the
+-- service finds over its limit; "requests" when it cannot tell (no answer, or the window has
+-- just turned).
 local function global_limit_hit(h, route, info)
   local descriptors, kinds = global_descriptors(route, info)
   if #descriptors == 0 then return REQUESTS_LIMIT end
-  local index = over_limit(h, DATA.ratelimit, descriptors)
-  return index ~= nil and kinds[index] or REQUESTS_LIMIT
+  return over_limit(h, DATA.ratelimit, descriptors, kinds) or REQUESTS_LIMIT
 end
 
 local function limit_error(kind)

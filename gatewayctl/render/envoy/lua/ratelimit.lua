@@ -1,10 +1,13 @@
 -- Which global limit refused a request (global_limits.py): Envoy's rate limit filter answers
--- every refusal alike, so on a refusal the Lua filter asks the service once more, in its own
--- API (envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit over the service's gRPC
+-- every refusal alike. over_limit(h, config, descriptors, kinds) -> the kind of limit
+-- (kinds[i] is descriptors[i]'s) that refused, or nil when it cannot tell. When every
+-- descriptor the request sent is of one kind, that kind refused: no call. Otherwise the Lua
+-- filter asks the service once more, in its own API
+-- (envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit over the service's gRPC
 -- cluster), with the request's descriptors and every descriptor's hits_addend 0: a check that
--- counts nothing, which the official service and the local stand-in both answer. Returns
--- over_limit(h, config, descriptors) -> the index of the first descriptor over its limit, or
--- nil (no answer, or none over any more); descriptors: a list of lists of {key, value}.
+-- counts nothing, which the official service and the local stand-in both answer, and names the
+-- first descriptor over its limit (nil: no answer, or none over any more). descriptors: a list
+-- of lists of {key, value}.
 local byte, char, floor, sub = string.byte, string.char, math.floor, string.sub
 
 local function varint(n)
@@ -68,7 +71,12 @@ end
 
 local OVER_LIMIT = 2
 
-return function(h, config, descriptors)
+return function(h, config, descriptors, kinds)
+  local only = kinds[1]
+  for i = 2, #kinds do
+    if kinds[i] ~= only then only = nil break end
+  end
+  if only ~= nil then return only end
   local parts = { field(1, config.domain) }
   for _, entries in ipairs(descriptors) do
     local d = {}
@@ -95,7 +103,7 @@ return function(h, config, descriptors)
   end)
   if not ok then return nil end
   for i, code in ipairs(statuses) do
-    if code == OVER_LIMIT then return i end
+    if code == OVER_LIMIT then return kinds[i] end
   end
   return nil
 end

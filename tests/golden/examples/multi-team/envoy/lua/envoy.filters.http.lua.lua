@@ -490,7 +490,12 @@ end
 return true
 end
 local OVER_LIMIT = 2
-return function(h, config, descriptors)
+return function(h, config, descriptors, kinds)
+local only = kinds[1]
+for i = 2, #kinds do
+if kinds[i] ~= only then only = nil break end
+end
+if only ~= nil then return only end
 local parts = { field(1, config.domain) }
 for _, entries in ipairs(descriptors) do
 local d = {}
@@ -517,7 +522,7 @@ end
 end)
 if not ok then return nil end
 for i, code in ipairs(statuses) do
-if code == OVER_LIMIT then return i end
+if code == OVER_LIMIT then return kinds[i] end
 end
 return nil
 end
@@ -2272,8 +2277,7 @@ end
 local function global_limit_hit(h, route, info)
 local descriptors, kinds = global_descriptors(route, info)
 if #descriptors == 0 then return REQUESTS_LIMIT end
-local index = over_limit(h, DATA.ratelimit, descriptors)
-return index ~= nil and kinds[index] or REQUESTS_LIMIT
+return over_limit(h, DATA.ratelimit, descriptors, kinds) or REQUESTS_LIMIT
 end
 local function limit_error(kind)
 return json.encode({ error = {
