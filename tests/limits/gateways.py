@@ -17,7 +17,13 @@ from gatewayctl.local.mock_provider import (
 )
 from gatewayctl.render.envoy import EnvoyOptions, render_envoy
 from tests.render import irs
-from tests.render.harness import RunningEnvoy, free_port, publish, start_envoy, write_secrets
+from tests.render.harness import (
+    RunningEnvoy,
+    loopback_options,
+    publish,
+    start_envoy,
+    write_secrets,
+)
 
 KEYS = {"search-app": "gw-key-search", "helpdesk": "gw-key-helpdesk"}
 
@@ -116,27 +122,18 @@ def start_replica(
             **{(f"{n}-key", "key"): k for n, k in KEYS.items()},
         },
     )
-    listener_port, admin_port = free_port(), free_port()
-    config_dir = root / "config"
     overrides = {p.name: providers["openai"].url for p in ir.providers}
-    options = EnvoyOptions(
-        secrets_dir=str(secrets_dir),
-        config_dir=str(config_dir),
-        admin_address="127.0.0.1",
-        admin_port=admin_port,
-        stats_port=None,
-        listener_address="127.0.0.1",
-        listener_port=listener_port,
-        access_log_path=str(root / "access.log"),
+    options = loopback_options(
+        root, secrets_dir,
         stats_flush_interval_ms=200,
         provider_overrides=overrides,
-        **({"ratelimit_address": ratelimit_address} if ratelimit_address else {}),
+        ratelimit_address=ratelimit_address,
     )
     envoy = start_envoy(
         root / "envoy",
         render_envoy(ir, options),
-        listener_port=listener_port,
-        admin_port=admin_port,
+        listener_port=options.listener_port,
+        admin_port=options.admin_port,
         access_log=root / "access.log",
     )
-    return Replica(envoy, options, config_dir)
+    return Replica(envoy, options, root / "config")

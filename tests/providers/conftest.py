@@ -20,7 +20,7 @@ from tests.providers import irs
 from tests.render.harness import (
     RunningEnvoy,
     envoy_binary,
-    free_port,
+    loopback_options,
     start_envoy,
     write_secrets,
 )
@@ -62,16 +62,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     try:
         secrets_dir = root / "secrets"
         write_secrets(secrets_dir, irs.secrets())
-        listener_port, admin_port = free_port(), free_port()
-        options = EnvoyOptions(
-            secrets_dir=str(secrets_dir),
-            config_dir=str(root / "config"),
-            admin_address="127.0.0.1",
-            admin_port=admin_port,
-            stats_port=None,
-            listener_address="127.0.0.1",
-            listener_port=listener_port,
-            access_log_path=str(root / "access.log"),
+        options = loopback_options(
+            root, secrets_dir,
             provider_overrides={
                 **{kind: mock.url for kind, mock in mocks.items()},
                 **{f"{kind}-badkey": mock.url for kind, mock in mocks.items()},
@@ -79,7 +71,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         )
         ir = irs.build_ir()
         envoy = start_envoy(root / "envoy", render_envoy(ir, options),
-                            listener_port=listener_port, admin_port=admin_port,
+                            listener_port=options.listener_port,
+                            admin_port=options.admin_port,
                             access_log=root / "access.log")
         try:
             yield Gateway(envoy, mocks, ir, options, root)

@@ -23,6 +23,7 @@ from tests.render.harness import (
     RunningEnvoy,
     envoy_binary,
     free_port,
+    loopback_options,
     start_envoy,
     start_rejecting_upstream,
     write_secrets,
@@ -70,17 +71,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             **{(f"{n}-key", "key"): k for n, k in irs.CONSUMER_KEYS.items()},
         },
     )
-    listener_port, admin_port = free_port(), free_port()
     config_dir = root / "config"
-    options = EnvoyOptions(
-        secrets_dir=str(secrets_dir),
-        config_dir=str(config_dir),
-        admin_address="127.0.0.1",
-        admin_port=admin_port,
-        stats_port=None,
-        listener_address="127.0.0.1",
-        listener_port=listener_port,
-        access_log_path=str(root / "access.log"),
+    options = loopback_options(
+        root, secrets_dir,
         stats_flush_interval_ms=200,
         provider_overrides={
             "openai": openai.url,
@@ -94,8 +87,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     envoy = start_envoy(
         root / "envoy",
         render_envoy(ir, options),
-        listener_port=listener_port,
-        admin_port=admin_port,
+        listener_port=options.listener_port,
+        admin_port=options.admin_port,
         access_log=root / "access.log",
     )
     envoy.load_seconds = time.monotonic() - started  # type: ignore[attr-defined]

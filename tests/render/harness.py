@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from gatewayctl.render.envoy import ENVOY_ARGS, EnvoyBundle
+from gatewayctl.render.envoy import ENVOY_ARGS, EnvoyBundle, EnvoyOptions
 from tests.fakes.http import ServedHTTP
 
 START_TIMEOUT_S = 20.0
@@ -39,6 +39,22 @@ def validate(path: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         check=False,
+    )
+
+
+def loopback_options(workdir: Path, secrets_dir: Path, **more: Any) -> EnvoyOptions:
+    """A test gateway's options: listener and admin on 127.0.0.1 on free ports, no stats
+    listener, its config folder and access log in `workdir`; `more` sets the rest."""
+    return EnvoyOptions(
+        secrets_dir=str(secrets_dir),
+        config_dir=str(workdir / "config"),
+        admin_address="127.0.0.1",
+        admin_port=free_port(),
+        stats_port=None,
+        listener_address="127.0.0.1",
+        listener_port=free_port(),
+        access_log_path=str(workdir / "access.log"),
+        **more,
     )
 
 

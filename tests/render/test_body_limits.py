@@ -19,10 +19,15 @@ import pytest
 
 from gatewayctl.ir import GatewayIR, PolicyIR
 from gatewayctl.local.mock_provider import MockProviderConfig, start_mock_provider
-from gatewayctl.render.envoy import EnvoyOptions, render_envoy
+from gatewayctl.render.envoy import render_envoy
 from tests.render import irs
 from tests.render.conftest import needs_envoy
-from tests.render.harness import RunningEnvoy, free_port, running_envoy, write_secrets
+from tests.render.harness import (
+    RunningEnvoy,
+    loopback_options,
+    running_envoy,
+    write_secrets,
+)
 
 pytestmark = [needs_envoy, pytest.mark.envoy, pytest.mark.slow]
 
@@ -70,24 +75,13 @@ def _gateway(tmp_path: Path, open_route: bool) -> Iterator[tuple[RunningEnvoy, o
             **{(f"{n}-key", "key"): k for n, k in irs.CONSUMER_KEYS.items()},
         },
     )
-    listener_port, admin_port = free_port(), free_port()
-    options = EnvoyOptions(
-        secrets_dir=str(secrets),
-        config_dir=str(tmp_path / "config"),
-        admin_address="127.0.0.1",
-        admin_port=admin_port,
-        stats_port=None,
-        listener_address="127.0.0.1",
-        listener_port=listener_port,
-        access_log_path=str(tmp_path / "access.log"),
-        provider_overrides={"openai": mock.url},
-    )
+    options = loopback_options(tmp_path, secrets, provider_overrides={"openai": mock.url})
     try:
         with running_envoy(
             tmp_path / "envoy",
             render_envoy(_ir(open_route), options),
-            listener_port=listener_port,
-            admin_port=admin_port,
+            listener_port=options.listener_port,
+            admin_port=options.admin_port,
             access_log=tmp_path / "access.log",
         ) as envoy:
             yield envoy, mock
