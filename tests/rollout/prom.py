@@ -104,15 +104,17 @@ class Prometheus:
             self.proc.kill()
             self.proc.wait(timeout=10)
 
-    def query(self, expr: str) -> list[dict[str, object]]:
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    def query(self, expr: str, *, at: float | None = None) -> list[dict[str, object]]:
+        """An instant query, evaluated now or at the Unix time `at`."""
+        params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode(params)
         with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310
             answer = json.loads(resp.read())
         result: list[dict[str, object]] = answer["data"]["result"]
         return result
 
-    def value(self, expr: str) -> float | None:
-        result = self.query(expr)
+    def value(self, expr: str, *, at: float | None = None) -> float | None:
+        result = self.query(expr, at=at)
         if not result:
             return None
         value = result[0]["value"]
