@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayctl.pipeline import compile_root
-from gatewayctl.render.envoy import EnvoyOptions, render_envoy
+from gatewayctl.render.envoy import loopback_options, render_envoy
 from gatewayctl.render.envoy.bundle import dump_compact
 
 PROVIDER = "bench"
@@ -166,14 +166,11 @@ def render_gateway(
     config_dir = work / "config"
     config_dir.mkdir(parents=True, exist_ok=True)
     ir = compile_root(root).ir
-    options = EnvoyOptions(
+    options = loopback_options(
+        admin_port=admin_port,
+        listener_port=listener_port,
         secrets_dir=str(secrets_dir),
         config_dir=str(config_dir),
-        admin_address="127.0.0.1",
-        admin_port=admin_port,
-        stats_port=None,
-        listener_address="127.0.0.1",
-        listener_port=listener_port,
         access_log_path=str(access_log or work / "unused.log"),
         provider_overrides={PROVIDER: upstream_url, ANTHROPIC_PROVIDER: upstream_url},
     )

@@ -66,7 +66,7 @@ from benchmarks.dataplane_targets import (
 )
 from gatewayctl.ir import GatewayIR, LimitsIR
 from gatewayctl.pipeline import compile_root
-from gatewayctl.render.envoy import EnvoyOptions, render_envoy
+from gatewayctl.render.envoy import loopback_options, render_envoy
 from gatewayctl.render.envoy.bundle import dump_compact
 from gatewayctl.render.ratelimit_config import dump_ratelimit_config, render_ratelimit_config
 
@@ -117,14 +117,11 @@ def write_gateway_variant(
     ir = compile_root(root).ir
     if ratelimit is not None:
         ir = global_ir(ir, "127.0.0.1:6379", timeout_ms)
-    options = EnvoyOptions(
+    options = loopback_options(
+        admin_port=admin,
+        listener_port=port,
         secrets_dir=str(dirs / "secrets"),
         config_dir=str(dirs / "config"),
-        admin_address="127.0.0.1",
-        admin_port=admin,
-        stats_port=None,
-        listener_address="127.0.0.1",
-        listener_port=port,
         access_log_path=str(dirs / "access.log"),
         provider_overrides={PROVIDER: f"http://127.0.0.1:{mock_port}"},
         ratelimit_address=ratelimit,

@@ -152,16 +152,13 @@ def without_credentials(ir: GatewayIR, mocked: tuple[str, ...]) -> GatewayIR:
 
 def render_local(ir: GatewayIR, state: StateDir, ports: Ports,
                  choice: ProviderChoice) -> LocalBundle:
-    from gatewayctl.render.envoy import EnvoyOptions, render_envoy
+    from gatewayctl.render.envoy import loopback_options, render_envoy
 
-    options = EnvoyOptions(
+    options = loopback_options(
+        admin_port=ports.admin,
+        listener_port=ports.listener,
         secrets_dir=str(state.secrets_dir),
         config_dir=str(state.config_dir),
-        admin_address=HOST,
-        admin_port=ports.admin,
-        stats_port=None,  # the local gateway reads admin directly; no extra port
-        listener_address=HOST,
-        listener_port=ports.listener,
         access_log_path=str(state.access_log),
         provider_overrides={name: f"http://{HOST}:{ports.mock}" for name in choice.mocked},
         node_id=NODE_ID,

@@ -33,10 +33,16 @@ from gatewayctl.local.mock_provider import (
     start_mock_provider,
 )
 from gatewayctl.pipeline import compile_root
-from gatewayctl.render.envoy import EnvoyOptions, render_envoy
+from gatewayctl.render.envoy import render_envoy
 from tests.conftest import REPO
 from tests.explain.generate import Generated, generate
-from tests.render.harness import RunningEnvoy, envoy_binary, free_port, start_envoy, write_secrets
+from tests.render.harness import (
+    RunningEnvoy,
+    envoy_binary,
+    loopback_options,
+    start_envoy,
+    write_secrets,
+)
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 
@@ -71,16 +77,11 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         if p.credential is not None:
             secret_files[(p.credential.name, p.credential.key)] = f"provider-{p.name}"
     write_secrets(work / "secrets", secret_files)
-    listener, admin = free_port(), free_port()
-    options = EnvoyOptions(
-        secrets_dir=str(work / "secrets"), config_dir=str(work / "config"),
-        admin_address="127.0.0.1", admin_port=admin, stats_port=None,
-        listener_address="127.0.0.1", listener_port=listener,
-        access_log_path=str(work / "access.log"),
-        provider_overrides={p.name: mock.url for p in ir.providers},
-    )
-    envoy = start_envoy(work / "envoy", render_envoy(ir, options), listener_port=listener,
-                        admin_port=admin, access_log=work / "access.log")
+    options = loopback_options(work, work / "secrets",
+                               provider_overrides={p.name: mock.url for p in ir.providers})
+    envoy = start_envoy(work / "envoy", render_envoy(ir, options),
+                        listener_port=options.listener_port, admin_port=options.admin_port,
+                        access_log=work / "access.log")
     try:
         yield name, Served(ir, envoy, mock, keys)
     finally:

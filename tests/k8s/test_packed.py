@@ -30,12 +30,17 @@ from gatewayctl.compile import compile_gateway
 from gatewayctl.ir import GatewayIR
 from gatewayctl.local.mock_provider import MockProviderConfig, start_mock_provider
 from gatewayctl.manifests.manifest_set import load_manifest_set
-from gatewayctl.render.envoy import EnvoyOptions, render_envoy
+from gatewayctl.render.envoy import render_envoy
 from gatewayctl.render.k8s import render_helm_values, render_kubernetes
 from gatewayctl.render.k8s.writer import dump_object
 from tests.k8s.bundles import FilesBundle, envoy_bundle
 from tests.k8s.validation import validate_object
-from tests.render.harness import envoy_binary, free_port, running_envoy, write_secrets
+from tests.render.harness import (
+    envoy_binary,
+    loopback_options,
+    running_envoy,
+    write_secrets,
+)
 
 MIB = 1024 * 1024
 CONFIG = ("ConfigMap", "bench-config")
@@ -394,17 +399,9 @@ def test_a_weight_change_through_the_packed_configmap_reaches_envoy_without_rest
     )
     src, dst = tmp_path / "configmap", tmp_path / "envoy-config"
     dst.mkdir()
-    listener_port, admin_port = free_port(), free_port()
     with start_mock_provider(config=MockProviderConfig(name="mock")) as mock:
-        options = EnvoyOptions(
-            config_dir=str(dst),
-            secrets_dir=str(secrets),
-            admin_address="127.0.0.1",
-            admin_port=admin_port,
-            stats_port=None,
-            listener_address="127.0.0.1",
-            listener_port=listener_port,
-            access_log_path=str(tmp_path / "access.log"),
+        options = loopback_options(
+            tmp_path, secrets, config_dir=str(dst),
             provider_overrides={f"provider-{g}": mock.url for g in range(groups)},
         )
 
@@ -422,8 +419,9 @@ def test_a_weight_change_through_the_packed_configmap_reaches_envoy_without_rest
 
         bundle = render_envoy(with_weights(thousand, route.name, (100, 0)), options)
         with running_envoy(
-            tmp_path / "envoy", bundle, listener_port=listener_port, admin_port=admin_port,
-            access_log=tmp_path / "access.log", publish_config=False,
+            tmp_path / "envoy", bundle, listener_port=options.listener_port,
+            admin_port=options.admin_port, access_log=tmp_path / "access.log",
+            publish_config=False,
         ) as envoy:  # fmt: skip
             key = {"x-api-key": "app-1-test-key"}
 

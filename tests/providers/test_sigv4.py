@@ -24,10 +24,15 @@ from botocore.credentials import Credentials
 
 from gatewayctl.local.mock import sigv4
 from gatewayctl.local.mock_provider import MockProviderConfig, start_mock_provider
-from gatewayctl.render.envoy import EnvoyOptions, render_envoy
+from gatewayctl.render.envoy import render_envoy
 from tests.providers import irs
 from tests.providers.conftest import Gateway
-from tests.render.harness import envoy_binary, free_port, running_envoy, write_secrets
+from tests.render.harness import (
+    envoy_binary,
+    loopback_options,
+    running_envoy,
+    write_secrets,
+)
 
 KEY, SECRET = irs.AWS_ACCESS_KEY_ID, irs.AWS_SECRET_ACCESS_KEY
 CREDENTIALS = {KEY: SECRET}
@@ -182,15 +187,11 @@ def pod_identity_gateway(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iter
     config = MockProviderConfig(aws_credentials=CREDENTIALS)
     with start_mock_provider(config=config) as mock:
         write_secrets(tmp_path / "secrets", irs.secrets())
-        port, admin = free_port(), free_port()
-        options = EnvoyOptions(
-            secrets_dir=str(tmp_path / "secrets"), config_dir=str(tmp_path / "config"),
-            admin_port=admin, stats_port=None, listener_address="127.0.0.1",
-            listener_port=port, access_log_path=str(tmp_path / "access.log"),
-            provider_overrides={p.name: mock.url for p in ir.providers},
-        )
-        with running_envoy(tmp_path / "envoy", render_envoy(ir, options), listener_port=port,
-                           admin_port=admin, access_log=tmp_path / "access.log") as envoy:
+        options = loopback_options(tmp_path, tmp_path / "secrets",
+                                   provider_overrides={p.name: mock.url for p in ir.providers})
+        with running_envoy(tmp_path / "envoy", render_envoy(ir, options),
+                           listener_port=options.listener_port, admin_port=options.admin_port,
+                           access_log=tmp_path / "access.log") as envoy:
             yield envoy, mock
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayctl.render.envoy import ENVOY_ARGS, EnvoyBundle, EnvoyOptions
+from gatewayctl.render.envoy import options as envoy_options
 from tests.fakes.http import ServedHTTP
 
 START_TIMEOUT_S = 20.0
@@ -43,18 +44,12 @@ def validate(path: Path) -> subprocess.CompletedProcess[str]:
 
 
 def loopback_options(workdir: Path, secrets_dir: Path, **more: Any) -> EnvoyOptions:
-    """A test gateway's options: listener and admin on 127.0.0.1 on free ports, no stats
-    listener, its config folder and access log in `workdir`; `more` sets the rest."""
-    return EnvoyOptions(
-        secrets_dir=str(secrets_dir),
-        config_dir=str(workdir / "config"),
-        admin_address="127.0.0.1",
-        admin_port=free_port(),
-        stats_port=None,
-        listener_address="127.0.0.1",
-        listener_port=free_port(),
-        access_log_path=str(workdir / "access.log"),
-        **more,
+    """A test gateway's options: the product's loopback options on free ports, its config
+    folder and access log in `workdir` unless `more` says otherwise; `more` sets the rest."""
+    where = {"config_dir": str(workdir / "config"), "access_log_path": str(workdir / "access.log")}
+    return envoy_options.loopback_options(
+        admin_port=free_port(), listener_port=free_port(), secrets_dir=str(secrets_dir),
+        **(where | more),
     )
 
 

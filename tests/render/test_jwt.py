@@ -27,7 +27,7 @@ from gatewayctl.render.envoy import EnvoyOptions, render_envoy  # noqa: E402
 from tests.render.conftest import needs_envoy  # noqa: E402
 from tests.render.harness import (  # noqa: E402
     RunningEnvoy,
-    free_port,
+    loopback_options,
     publish,
     running_envoy,
     write_secrets,
@@ -157,16 +157,12 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JwtGateway]:
     secrets = work / "secrets"
     write_secrets(secrets, {("openai-credentials", "api-key"): PROVIDER_KEY,
                             ("search-app-key", "key"): SEARCH_KEY})
-    listener, admin = free_port(), free_port()
-    options = EnvoyOptions(
-        secrets_dir=str(secrets), config_dir=str(work / "config"), admin_port=admin,
-        stats_port=None, listener_address="127.0.0.1", listener_port=listener,
-        access_log_path=str(work / "access.log"), provider_overrides={"openai": provider.url},
-    )
+    options = loopback_options(work, secrets, provider_overrides={"openai": provider.url})
     root = _root(work / "root", _jwks(key, "k1"), jwks.uri)
     bundle = render_envoy(compile_root(root).ir, options)
     try:
-        with running_envoy(work / "envoy", bundle, listener_port=listener, admin_port=admin,
+        with running_envoy(work / "envoy", bundle, listener_port=options.listener_port,
+                           admin_port=options.admin_port,
                            access_log=work / "access.log") as envoy:
             yield JwtGateway(envoy, provider, jwks, options, work / "config", work, key, url_key)
     finally:

@@ -8,7 +8,7 @@ escaped through `lua.to_lua`.
 
 from gatewayctl.render.envoy.bootstrap import ENVOY_ARGS
 from gatewayctl.render.envoy.bundle import EnvoyBundle
-from gatewayctl.render.envoy.options import EnvoyOptions
+from gatewayctl.render.envoy.options import EnvoyOptions, loopback_options
 from gatewayctl.render.envoy.render import render_envoy
 
-__all__ = ["ENVOY_ARGS", "EnvoyBundle", "EnvoyOptions", "render_envoy"]
+__all__ = ["ENVOY_ARGS", "EnvoyBundle", "EnvoyOptions", "loopback_options", "render_envoy"]

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
+
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -48,3 +51,17 @@ class EnvoyOptions:
 
     def __hash__(self) -> int:
         return hash((self.secrets_dir, self.config_dir, tuple(self.provider_overrides.items())))
+
+
+def loopback_options(*, admin_port: int, listener_port: int, **more: Any) -> EnvoyOptions:
+    """An Envoy only this machine reaches (the local gateway, tests, benchmarks): listener and
+    admin on 127.0.0.1 and no stats listener, since whoever runs it reads admin directly;
+    `more` sets the other options (folders, access log, provider overrides)."""
+    return EnvoyOptions(
+        admin_address=LOOPBACK,
+        admin_port=admin_port,
+        stats_port=None,
+        listener_address=LOOPBACK,
+        listener_port=listener_port,
+        **more,
+    )
