@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 
 from gatewayctl import __version__
-from gatewayctl.commands import DEBUG, check_output
+from gatewayctl.commands import DEBUG, TEXT_JSON, check_output, output_option
 from gatewayctl.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UsageError, handle_error
 
 try:  # typer vendors click since 0.2x; earlier versions use click itself
@@ -41,7 +41,7 @@ schema_app = typer.Typer(help="JSON Schemas of the manifest kinds.", no_args_is_
 app.add_typer(schema_app, name="schema")
 
 RootArg = Annotated[Path, typer.Argument(help="Manifest root folder.", show_default=True)]
-OutputOpt = Annotated[str, typer.Option("--output", "-o", help="text, json or markdown.")]
+ValidateOutputOpt = Annotated[str, output_option(TEXT_JSON)]
 
 
 def _print_version(value: bool) -> None:
@@ -69,7 +69,7 @@ def version() -> None:
 @app.command()
 def validate(
     root: RootArg = Path("."),
-    output: OutputOpt = "text",
+    output: ValidateOutputOpt = "text",
     strict: Annotated[bool, typer.Option(help="Fail on warnings too.")] = False,
     report: Annotated[
         list[str] | None,
@@ -80,7 +80,7 @@ def validate(
 
     from gatewayctl.validate import run_validate
 
-    check_output(output, ("text", "json"))
+    check_output(output, TEXT_JSON)
     code, text = run_validate(root, output=output, strict=strict, reports=report or [])
     sys.stdout.write(text)
     return code

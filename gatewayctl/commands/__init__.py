@@ -9,10 +9,26 @@ imported inside the command bodies so that `gatewayctl --help` stays fast.
 
 from __future__ import annotations
 
+from typing import Any
+
+import typer
+
 from gatewayctl.errors import UsageError
 
 # --debug (tracebacks on errors), set by the app's callback and read by main's error handler.
 DEBUG = {"enabled": False}
+
+# The `-o` formats of the commands that print data; each command's help and check name the
+# same tuple.
+TEXT_JSON = ("text", "json")
+TEXT_JSON_MARKDOWN = ("text", "json", "markdown")
+
+
+def output_option(formats: tuple[str, ...]) -> Any:
+    """The `--output/-o` option, its help naming exactly `formats` (check them with
+    `check_output(output, formats)`)."""
+    spelled = f"{', '.join(formats[:-1])} or {formats[-1]}"
+    return typer.Option("--output", "-o", help=f"{spelled}.")
 
 
 def check_output(output: str, allowed: tuple[str, ...]) -> None:

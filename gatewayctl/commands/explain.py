@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from gatewayctl.commands import check_output
+from gatewayctl.commands import TEXT_JSON, check_output, output_option
 from gatewayctl.errors import EXIT_ERROR, EXIT_OK, UsageError
 
 RootArg = Annotated[Path, typer.Argument(help="Manifest root folder.")]
@@ -78,7 +78,7 @@ def explain_command(
     used: Annotated[list[str] | None, typer.Option(
         "--used", help="What a limit's bucket already holds this period: requests=N, "
         "tokens=N or budget=USD (repeatable); an exhausted limit gives 429.")] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="text or json.")] = "text",
+    output: Annotated[str, output_option(TEXT_JSON)] = "text",
 ) -> int:
     """Explain what the gateway does with one request: route, status and why, backends,
     fallback, prompt, limits, guardrails, cost. Computed from the manifests; nothing runs."""
@@ -94,7 +94,7 @@ def explain_command(
     from gatewayctl.output import use_colour
     from gatewayctl.pipeline import compile_root
 
-    check_output(output, ("text", "json"))
+    check_output(output, TEXT_JSON)
     headers = tuple(parse_header(h) for h in header or [])
     counts = dict(parse_used(u) for u in used or [])
     data = _read_request(request)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gatewayctl.commands import check_output
+from gatewayctl.commands import TEXT_JSON_MARKDOWN, check_output, output_option
 from gatewayctl.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def plan_command(
     live: LiveOpt = "kubernetes",
     out: Annotated[Path | None, typer.Option(
         "--out", help="Save the plan (with a fingerprint of the live state) for `apply`.")] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="text, json or markdown.")] = "text",
+    output: Annotated[str, output_option(TEXT_JSON_MARKDOWN)] = "text",
     detailed_exitcode: Annotated[bool, typer.Option(
         "--detailed-exitcode", help="Exit 0 without changes, 1 on error, 2 with changes.")
     ] = False,
@@ -116,7 +116,7 @@ def plan_command(
     from gatewayctl.targets import parse_target
     from gatewayctl.validate import format_json
 
-    check_output(output, ("text", "json", "markdown"))
+    check_output(output, TEXT_JSON_MARKDOWN)
     traffic_url = window_s = None
     if traffic is not None:
         from gatewayctl.traffic import parse_traffic, parse_window

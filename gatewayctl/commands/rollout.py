@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from gatewayctl.commands import check_output
+from gatewayctl.commands import TEXT_JSON, TEXT_JSON_MARKDOWN, check_output, output_option
 
 rollout_app = typer.Typer(
     help="Canary rollouts: step traffic from a stable to a canary model, with Git as the truth.",
@@ -21,7 +21,7 @@ rollout_app = typer.Typer(
 
 NameArg = Annotated[str, typer.Argument(help="The Rollout's metadata.name.")]
 RootOpt = Annotated[Path, typer.Option("--root", help="Manifest root folder.")]
-OutputOpt = Annotated[str, typer.Option("--output", "-o", help="text or json.")]
+OutputOpt = Annotated[str, output_option(TEXT_JSON)]
 CommitOpt = Annotated[bool, typer.Option("--commit", help="Commit the edited file with git.")]
 MergeRequestOpt = Annotated[bool, typer.Option(
     "--merge-request",
@@ -43,7 +43,7 @@ ApplyAbortOpt = Annotated[bool, typer.Option(
     "canary); promotions still wait for review.")]
 PrometheusOpt = Annotated[str, typer.Option(
     "--prometheus", envvar="GATEWAYCTL_PROMETHEUS_URL",
-    help="Prometheus base URL, e.g. http://prometheus:9090 [env GATEWAYCTL_PROMETHEUS_URL].")]
+    help="Prometheus base URL, e.g. http://prometheus:9090.")]
 SelectorOpt = Annotated[str, typer.Option(
     "--selector", help='Extra label matchers for every series, e.g. namespace="ai-gateway".')]
 
@@ -79,7 +79,7 @@ def status(
 
     from gatewayctl.rollout.run import run_status
 
-    check_output(output, ("text", "json"))
+    check_output(output, TEXT_JSON)
     return _emit(run_status(root, name, live=live, output=output))
 
 
@@ -167,8 +167,7 @@ def analyze(
     prometheus: PrometheusOpt,
     root: RootOpt = Path("."),
     selector: SelectorOpt = "",
-    output: Annotated[str, typer.Option("--output", "-o", help="text, json or markdown.")]
-    = "text",
+    output: Annotated[str, output_option(TEXT_JSON_MARKDOWN)] = "text",
 ) -> int:
     """Compare canary with stable over the analysis window.
 
@@ -177,7 +176,7 @@ def analyze(
 
     from gatewayctl.rollout.run import run_analyze
 
-    check_output(output, ("text", "json", "markdown"))
+    check_output(output, TEXT_JSON_MARKDOWN)
     return _emit(run_analyze(root, name, prometheus, selector=selector, output=output))
 
 
@@ -205,7 +204,7 @@ def advance(
 
     from gatewayctl.rollout.run import Delivery, run_advance
 
-    check_output(output, ("text", "json"))
+    check_output(output, TEXT_JSON)
     delivery = _delivery(commit, merge_request, branch, target_branch, apply, live,
                          dry_run, apply_abort=apply_abort, context=context)
     assert isinstance(delivery, Delivery)

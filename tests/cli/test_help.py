@@ -1,0 +1,76 @@
+"""Every command's --help says what the command does: the output formats `-o` lists are exactly
+the ones it accepts, and an option read from the environment names its variable once."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+
+from gatewayctl.cli import app, main
+
+FORMATS = ("text", "json", "markdown")
+
+
+def _commands(group: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every command of the click tree (typer's own click: duck-typed), with its path."""
+    if hasattr(group, "commands"):
+        for name, command in sorted(group.commands.items()):
+            yield from _commands(command, (*path, name))
+    else:
+        yield path, group
+
+
+COMMANDS = list(_commands(typer.main.get_command(app)))
+WITH_OUTPUT = [(p, c) for p, c in COMMANDS if any(x.name == "output" for x in c.params)]
+
+
+def _required(command: Any) -> list[str]:
+    """Stand-ins for a command's required arguments and options: enough to reach its checks."""
+    args: list[str] = []
+    for param in command.params:
+        if param.required and param.param_type_name == "argument":
+            args.append("missing")
+        elif param.required:
+            args += [param.opts[0], "http://127.0.0.1:1"]
+    return args
+
+
+def test_the_commands_with_an_output_option_are_found() -> None:
+    found = {" ".join(p) for p, _ in WITH_OUTPUT}
+    assert {"validate", "plan", "explain", "rollout analyze", "rollout status"} <= found
+
+
+@pytest.mark.parametrize(("path", "command"), WITH_OUTPUT,
+                         ids=[" ".join(p) for p, _ in WITH_OUTPUT])
+def test_output_help_lists_exactly_the_accepted_formats(
+    path: tuple[str, ...], command: Any, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default root: an empty folder, so nothing runs for long
+    monkeypatch.delenv("GATEWAYCTL_PROMETHEUS_URL", raising=False)
+    option = next(x for x in command.params if x.name == "output")
+    listed = set(re.findall(r"\b(?:" + "|".join(FORMATS) + r")\b", option.help or ""))
+    accepted = set()
+    for fmt in FORMATS:
+        main([*path, *_required(command), "-o", fmt])
+        err = capsys.readouterr().err
+        if f'unknown output format "{fmt}"' not in err:
+            accepted.add(fmt)
+    assert listed == accepted, f"help: {option.help!r}"
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_an_environment_variable_is_named_once(
+    path: tuple[str, ...], command: Any, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main([*path, "--help"]) == 0
+    out = capsys.readouterr().out
+    for param in command.params:
+        envvar = getattr(param, "envvar", None)
+        if isinstance(envvar, str):
+            assert out.count(envvar) == 1, out
