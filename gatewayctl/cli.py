@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 
 from gatewayctl import __version__
-from gatewayctl.commands import DEBUG, TEXT_JSON, check_output, output_option
+from gatewayctl.commands import DEBUG, PORTS, TEXT_JSON, check_output, output_option
 from gatewayctl.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UsageError, handle_error
 
 try:  # typer vendors click since 0.2x; earlier versions use click itself
@@ -168,7 +168,7 @@ def schema_export(
 
 @app.command("mock-provider")
 def mock_provider(
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9000,
+    port: Annotated[int, typer.Option(help="Port to listen on.", **PORTS)] = 9000,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     error_rate: Annotated[
         list[str] | None,
@@ -231,7 +231,7 @@ def ratelimit_service(
         Path, typer.Option(help="envoyproxy/ratelimit configuration: a file or a folder.")
     ],
     redis: Annotated[str, typer.Option(help="HOST:PORT of the Redis that holds the counts.")],
-    port: Annotated[int, typer.Option(help="gRPC port to listen on.")] = 8081,
+    port: Annotated[int, typer.Option(help="gRPC port to listen on.", **PORTS)] = 8081,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> int:
     """Run the local stand-in for Envoy's rate limit service (global limits of `up`)."""

@@ -18,6 +18,10 @@ from gatewayctl.errors import UsageError
 # --debug (tracebacks on errors), set by the app's callback and read by main's error handler.
 DEBUG = {"enabled": False}
 
+# What a port option accepts (typer.Option(min=..., max=...)): a TCP port to listen on; 0
+# (any free port) is not offered, as the port is then unknown to whoever connects.
+PORTS = {"min": 1, "max": 65535}
+
 # The `-o` formats of the commands that print data; each command's help and check name the
 # same tuple.
 TEXT_JSON = ("text", "json")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from gatewayctl.commands import PORTS
 from gatewayctl.errors import EXIT_ERROR, EXIT_OK
 
 
@@ -19,10 +20,11 @@ def register(app: typer.Typer) -> None:
     def up(
         root: Annotated[Path, typer.Argument(help="Manifest root folder.")] = Path("."),
         port: Annotated[int | None, typer.Option(
-            "--port", help="Listener port (default: the Gateway's listener.port).")] = None,
-        admin_port: Annotated[int, typer.Option(help="Envoy admin port.")] = 9901,
+            "--port", help="Listener port (default: the Gateway's listener.port).",
+            **PORTS)] = None,
+        admin_port: Annotated[int, typer.Option(help="Envoy admin port.", **PORTS)] = 9901,
         mock_port: Annotated[
-            int | None, typer.Option(help="Mock provider port (default: a free one).")
+            int | None, typer.Option(help="Mock provider port (default: a free one).", **PORTS)
         ] = None,
         mock_all: Annotated[
             bool, typer.Option("--mock-all", help="Serve every provider from the mock.")
