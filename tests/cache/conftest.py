@@ -25,6 +25,7 @@ from tests.render.harness import (
     RunningEnvoy,
     envoy_binary,
     free_port,
+    loopback_options,
     publish,
     start_envoy,
     write_secrets,
@@ -115,16 +116,8 @@ def cache_gateway(root: Path, ir: GatewayIR) -> Iterator[CacheGateway]:
         ("rejecting-credentials", "api-key"): irs.REJECTED_KEY,
         **{(f"{n}-key", "key"): k for n, k in irs.CONSUMER_KEYS.items()},
     })
-    listener_port, admin_port = free_port(), free_port()
-    options = EnvoyOptions(
-        secrets_dir=str(secrets_dir),
-        config_dir=str(root / "config"),
-        admin_address="127.0.0.1",
-        admin_port=admin_port,
-        stats_port=None,
-        listener_address="127.0.0.1",
-        listener_port=listener_port,
-        access_log_path=str(root / "access.log"),
+    options = loopback_options(
+        root, secrets_dir,
         stats_flush_interval_ms=200,
         provider_overrides={
             "openai": openai.url,
@@ -135,8 +128,8 @@ def cache_gateway(root: Path, ir: GatewayIR) -> Iterator[CacheGateway]:
     )
     try:
         envoy = start_envoy(
-            root / "envoy", render_envoy(ir, options), listener_port=listener_port,
-            admin_port=admin_port, access_log=root / "access.log", concurrency=1,
+            root / "envoy", render_envoy(ir, options), listener_port=options.listener_port,
+            admin_port=options.admin_port, access_log=root / "access.log", concurrency=1,
         )
         try:
             yield CacheGateway(envoy, openai, ir, options)
