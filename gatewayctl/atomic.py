@@ -14,6 +14,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from gatewayctl.errors import UsageError
+
 DEFAULT_MODE = 0o644
 
 
@@ -40,6 +42,22 @@ def write_atomic(path: Path, content: str | bytes, *, mode: int | None = None) -
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+
+def write_output(path: Path, content: str | bytes, what: str) -> None:
+    """`write_atomic` for a file the user named (a report, a saved plan, a schema): a path that
+    cannot be written (a folder, no permission, a read-only file system) is the user's error,
+    one message naming `what` and the path, not a crash."""
+    try:
+        write_atomic(path, content)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:  # mkdir's "File exists" would not say which
+            reason = f"{blocking} is a file, not a folder"
+        raise UsageError(f"cannot write {what} {path}: {reason}",
+                         hint="give a file path in a folder that can be written to") from None
 
 
 def fsync_dir(path: Path) -> None:

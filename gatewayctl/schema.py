@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gatewayctl.atomic import write_output
 from gatewayctl.errors import EXIT_ERROR, EXIT_OK
 from gatewayctl.manifests.kinds import API_VERSION, SPEC_MODELS, Metadata
 
@@ -67,7 +68,6 @@ def export_schemas(out: Path, *, check: bool) -> tuple[int, str]:
                 f"run `gatewayctl schema export {out}`"
             )
         return EXIT_OK, f"{out} is up to date ({len(files)} schemas)"
-    out.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        (out / name).write_text(text, encoding="utf-8")
+        write_output(out / name, text, "the schema")
     return EXIT_OK, f"wrote {len(files)} schemas to {out}"

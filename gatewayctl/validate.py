@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from gatewayctl.atomic import write_atomic
+from gatewayctl.atomic import write_output
 from gatewayctl.diagnostics import Diagnostic, Diagnostics, count
 from gatewayctl.errors import EXIT_ERROR, EXIT_OK, UsageError
 from gatewayctl.manifests.manifest_set import ManifestSet, load_manifest_set
@@ -86,8 +86,10 @@ def run_validate(
     parsed = [parse_report_option(r) for r in reports]
     mset, diags = load_manifest_set(root)
     for fmt, path in parsed:
-        body = codequality(diags, str(root)) if fmt == "codequality" else junit(diags, mset)
-        write_atomic(path, body)
+        if fmt == "codequality":
+            write_output(path, codequality(diags, str(root)), "the Code Quality report")
+        else:
+            write_output(path, junit(diags, mset), "the JUnit report")
     n_err, n_warn = count(diags)
     failed = n_err > 0 or (strict and n_warn > 0)
     if output == "json":

@@ -145,6 +145,7 @@ def test_command(
     """Run the RequestTest cases of a root: offline through explain, or through the local
     gateway with --live local. Exits 1 when a case fails, naming each."""
 
+    from gatewayctl.atomic import write_output
     from gatewayctl.output import use_colour
     from gatewayctl.pipeline import compile_root
     from gatewayctl.request_tests.cases import collect_cases
@@ -169,8 +170,7 @@ def test_command(
 
         results = run_offline(compiled.ir, cases)
     for path in junit:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(format_junit(results, mode=mode, root=str(root)), encoding="utf-8")
+        write_output(path, format_junit(results, mode=mode, root=str(root)), "the JUnit report")
     if not results:
         typer.echo(f"no RequestTest cases in {root}: nothing to test")
         return EXIT_OK

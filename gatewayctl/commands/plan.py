@@ -53,10 +53,10 @@ def _kube_options(kubeconfig: str | None, context: str | None,
 
 def write_plan_file(plan: Plan, path: Path) -> None:
     """The plan with its desired state, written atomically."""
-    from gatewayctl.atomic import write_atomic
+    from gatewayctl.atomic import write_output
     from gatewayctl.plan.model import plan_to_json
 
-    write_atomic(path, plan_to_json(plan, include_desired=True))
+    write_output(path, plan_to_json(plan, include_desired=True), "the plan")
 
 
 def _print_plan(plan: Plan, output: str, report: TrafficReport | None = None) -> None:
