@@ -238,6 +238,11 @@ def ratelimit_service(
 
     from gatewayctl.local.ratelimit.server import run_service
 
+    host_part, _, port_part = redis.rpartition(":")
+    if not host_part or not port_part.isdigit() or not 1 <= int(port_part) <= 65535:
+        raise UsageError(f'invalid --redis "{redis}"',
+                         hint="give the Redis address as HOST:PORT, e.g. 127.0.0.1:6379")
+
     return run_service(config, redis, host, port)
 
 

@@ -184,12 +184,14 @@ def apply_saved(plan: Plan, target: Target, *, options: ApplyOptions | None = No
 
 
 def read_saved_plan(path: Path) -> Plan:
+    hint = "save plans with `gatewayctl plan ROOT --out plan.json`"
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise UsageError(f"cannot read the plan {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not a usable saved plan: not UTF-8 text", hint=hint) from None
     try:
         return plan_from_json(text)
     except PlanFormatError as err:
-        raise UsageError(f"{path} is not a usable saved plan: {err}",
-                         hint="save plans with `gatewayctl plan ROOT --out plan.json`") from None
+        raise UsageError(f"{path} is not a usable saved plan: {err}", hint=hint) from None

@@ -76,6 +76,9 @@ def litellm_command(
     except OSError as err:
         raise UsageError(f"cannot read {config}: {err.strerror or err}",
                          hint="give the LiteLLM proxy config file") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot read {config}: not UTF-8 text",
+                         hint="give the LiteLLM proxy config file (YAML, UTF-8)") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
