@@ -3,7 +3,9 @@ today's gateway (replica scope) and the minimal Envoy route.
 
     minimal          wrk -> Envoy, one route, router only -> mock
     …:1limit         the same two gateways on route bench-ratelimit: one request limit by
-                     route, so in global scope one call per request and no charge after it
+                     route; in global scope the consumer's enforced budget (it covers every
+                     route) adds its check to the call before and a charge after, as on
+                     bench-full: two calls per request either way
     gateway          wrk -> the rendered gateway, route bench-full (every policy; its request
                      and token limits by consumer counted in Envoy, replica scope) -> mock
     gateway-global   the same root with `limits: {scope: global}` and the consumer's budget
@@ -71,8 +73,8 @@ from gatewayctl.render.envoy.bundle import dump_compact
 from gatewayctl.render.ratelimit_config import dump_ratelimit_config, render_ratelimit_config
 
 TARGETS = ("minimal", "gateway", "gateway-global", "gateway:1limit", "gateway-global:1limit")
-# target -> (service, route): ":1limit" is route bench-ratelimit (one request limit by route:
-# one call to the service per request, nothing charged after the response)
+# target -> (service, route): ":1limit" is route bench-ratelimit (one request limit by route;
+# with the consumer's enforced budget, a check before and a charge after, as bench-full)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -146,8 +148,10 @@ def start_gateway_variant(
     return start_envoy(name, work / name, bootstrap, port, admin, placement, 1)
 
 
-def start_limit_service(work: Path, placement: Placement) -> tuple[Service, Service]:
-    """redis-server and the local rate limit service (its config written by the gateway)."""
+def start_limit_service(work: Path, placement: Placement, wrap: tuple[str, ...] = (),
+                        start_s: float = 2.0) -> tuple[Service, Service]:
+    """redis-server and the local rate limit service (its config written by the gateway); the
+    service's command prefixed by `wrap` (valgrind) and given `start_s` to listen."""
     redis_port, rls_port = free_port(), free_port()
     redis_bin = shutil.which("redis-server")
     if redis_bin is None:
@@ -156,11 +160,11 @@ def start_limit_service(work: Path, placement: Placement) -> tuple[Service, Serv
                             "--save", "", "--appendonly", "no", "--dir", str(work)],
                   work / "redis.log", redis_port, placement.client)
     (work / "ratelimit.yaml").write_text("domain: bench\ndescriptors: []\n")
-    rls = spawn("ratelimit", [sys.executable, "-m", "gatewayctl", "ratelimit-service",
+    rls = spawn("ratelimit", [*wrap, sys.executable, "-m", "gatewayctl", "ratelimit-service",
                               "--config", str(work / "ratelimit.yaml"),
                               "--redis", f"127.0.0.1:{redis_port}", "--port", str(rls_port)],
                 work / "ratelimit.log", rls_port, placement.client)
-    time.sleep(2.0)  # both listen well within this; the gateway's checks below prove it
+    time.sleep(start_s)  # both listen well within this; the gateway's checks below prove it
     return redis, rls
 
 
@@ -234,27 +238,17 @@ def service_instructions(args: argparse.Namespace) -> int:
     none = Placement(None, None)
     services: list[Service] = []
     rows: dict[str, Any] = {}
+    out = work / "callgrind.out"
+    valgrind = ("valgrind", "--tool=callgrind", "--instr-atstart=no",
+                f"--callgrind-out-file={out}")
     try:
         mock = start_mock(work, none)
         services.append(mock)
-        redis_port, rls_port = free_port(), free_port()
-        redis_bin = shutil.which("redis-server") or "redis-server"
-        services.append(spawn("redis", [redis_bin, "--bind", "127.0.0.1", "--port",
-                                        str(redis_port), "--save", "", "--appendonly", "no",
-                                        "--dir", str(work)], work / "redis.log", redis_port,
-                              None))
-        (work / "ratelimit.yaml").write_text("domain: bench\ndescriptors: []\n")
-        out = work / "callgrind.out"
-        rls = spawn("ratelimit", ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                                  f"--callgrind-out-file={out}", sys.executable, "-m",
-                                  "gatewayctl", "ratelimit-service", "--config",
-                                  str(work / "ratelimit.yaml"), "--redis",
-                                  f"127.0.0.1:{redis_port}", "--port", str(rls_port)],
-                    work / "ratelimit.log", rls_port, None)
-        services.append(rls)
-        time.sleep(20.0)  # Python's start under valgrind
+        # Python's start under valgrind takes long
+        redis, rls = start_limit_service(work, none, valgrind, start_s=20.0)
+        services += [redis, rls]
         bootstrap, port, admin = write_gateway_variant(work, "gateway-global", mock.port,
-                                                       f"127.0.0.1:{rls_port}", timeout_ms=5000)
+                                                       f"127.0.0.1:{rls.port}", timeout_ms=5000)
         envoy = start_envoy("gateway-global", work / "gateway-global", bootstrap, port, admin,
                             none, 1)
         services.append(envoy)
