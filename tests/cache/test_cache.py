@@ -144,6 +144,8 @@ def test_on_request_mode_needs_the_header(gateway: CacheGateway) -> None:
     assert ask(gateway, "onrequest", text, use).headers["x-gateway-cache"] == "miss"
     assert ask(gateway, "onrequest", text, use).headers["x-gateway-cache"] == "hit"
     assert gateway.upstream_calls() == before + 3
+    # the gateway's own request header does not reach the provider
+    assert "x-gateway-cache" not in gateway.openai.requests()[-1]["headers"]
 
 
 def test_error_reply_is_not_cached(gateway: CacheGateway) -> None:

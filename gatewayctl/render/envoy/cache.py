@@ -23,6 +23,7 @@ from gatewayctl.ir import GatewayIR, RouteIR
 from gatewayctl.render.envoy.lua import assemble
 from gatewayctl.render.envoy.names import (
     CACHE_FILTER,
+    CACHE_HEADER,
     LUA_PER_ROUTE_TYPE,
     LUA_TYPE,
 )
@@ -92,3 +93,9 @@ def cache_route_config(route: RouteIR) -> dict[str, Any]:
     if route.policy.cache is None:
         return {}
     return {CACHE_FILTER: {"@type": LUA_PER_ROUTE_TYPE, "name": CACHE_SOURCE}}
+
+
+def cache_request_headers(ir: GatewayIR) -> list[str]:
+    """The client's x-gateway-cache (`use`, read by the body filter), removed before a request
+    goes upstream on gateways with a cache: it is the gateway's, not the provider's."""
+    return [CACHE_HEADER] if has_cache(ir) else []

@@ -31,7 +31,7 @@ from gatewayctl.render.envoy.body import (
     buffer_disabled,
     buffer_per_route,
 )
-from gatewayctl.render.envoy.cache import cache_route_config
+from gatewayctl.render.envoy.cache import cache_request_headers, cache_route_config
 from gatewayctl.render.envoy.clusters import chain
 from gatewayctl.render.envoy.global_limits import GLOBAL_FILTER, route_rate_limits
 from gatewayctl.render.envoy.guardrails import guard_sets, rbac_route_config
@@ -314,7 +314,7 @@ def render_route_config(ir: GatewayIR, options: EnvoyOptions | None = None) -> d
         ROUTE_HEADER,
         CONSUMER_HEADER,
         PRINCIPAL_HEADER,
-    ] + token_charge_headers(ir)
+    ] + token_charge_headers(ir) + cache_request_headers(ir)
     return {
         "name": ROUTE_CONFIG_NAME,
         # The /v1/models list grows with the routes; Envoy's default cap is 4 KiB.
