@@ -53,7 +53,9 @@ def parse_target(spec: str, root: Path | None, kube: KubeOptions | None = None) 
     dir: bundle may not be written inside it, and git: reads it at another ref."""
     spec = spec.strip()
     for key, factory in _TABLE:
-        if spec == key or (key.endswith(":") and spec.startswith(key) and spec[len(key):]):
+        # a kind with a colon needs its PATH or REF: a bare `dir:` is no folder
+        named = spec.startswith(key) and spec[len(key):] if key.endswith(":") else spec == key
+        if named:
             return factory(spec, root, kube or KubeOptions())
     raise UsageError(f'unknown live target "{spec}"',
                      hint=f"use one of: {', '.join(TARGET_KINDS)}")

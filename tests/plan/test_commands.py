@@ -97,6 +97,26 @@ def test_bad_options_are_one_clear_message(cli: Cli, root: Path) -> None:
     assert missing_root.exit_code == 1 and "does not exist" in missing_root.stderr
 
 
+@pytest.mark.parametrize("command", ["plan", "apply"])
+@pytest.mark.parametrize("live", ["dir:", "git:", " dir: "])
+def test_a_live_kind_without_its_path_or_ref_is_unknown(
+    cli: Cli, root: Path, command: str, live: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`dir:` was read as the current folder (apply wrote a bundle there), `git:` as an
+    empty ref."""
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    approve = ["--auto-approve"] if command == "apply" else []
+    result = cli(command, str(root), "--live", live, *approve)
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f'error: unknown live target "{live.strip()}"\n'), (
+        result.stderr)
+    assert "kubernetes, dir:PATH, git:REF, local" in result.stderr
+    assert not list((tmp_path / "elsewhere").iterdir())
+
+
 def test_manifest_errors_stop_the_plan(cli: Cli, root: Path, tmp_path: Path) -> None:
     (root / "routes.yaml").write_text((root / "routes.yaml").read_text()
                                       .replace("model: gpt-4o-mini", "model: gpt-5"))
