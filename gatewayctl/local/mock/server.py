@@ -12,7 +12,7 @@ import logging
 import socket
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -291,7 +291,7 @@ class MockProviderServer:
         if outcome.events is None:
             self._write_json(writer, 200, outcome.body, model_header, keep)
             return 200, keep
-        self._write_stream(writer, outcome.events, model_header)
+        await self._send_stream(writer, outcome.events, model_header, request.headers)
         return 200, keep
 
     async def _fault(self, model: str, writer: asyncio.StreamWriter) -> int | str | None:
@@ -391,7 +391,7 @@ class MockProviderServer:
         if events is None:
             self._write_json(writer, 200, json_body, headers, keep)
         else:
-            self._write_stream(writer, events, headers, kind)
+            await self._send_stream(writer, events, headers, request.headers, kind)
         return 200, keep
 
     def _authorize_native(self, call: NativeCall, request: Request, query: str) -> None:
@@ -404,16 +404,30 @@ class MockProviderServer:
             sigv4.verify(request.method, f"http://{host}{request.target}", request.headers,
                          request.body, self.config.aws_credentials, "bedrock")
 
-    def _write_stream(
+    async def _send_stream(
         self, writer: asyncio.StreamWriter, events: list[bytes], headers: list[tuple[str, str]],
-        kind: tuple[str, str] = _SSE,
+        request_headers: Mapping[str, str], kind: tuple[str, str] = _SSE,
     ) -> None:
+        """The stream's head and events. One HTTP chunk per event, handed to the socket in one
+        write: the client still parses the stream event by event, and the mock stays cheap
+        under load. A request with `x-mock-stream-pace-ms: D` gets each event in writes of its
+        own, D ms apart (with `x-mock-stream-write-bytes: N`, writes of at most N bytes, so an
+        event is cut in the middle), the way a model's tokens arrive."""
         writer.write(format_head(200, [
             kind, ("cache-control", "no-cache"), ("transfer-encoding", "chunked"),
             *self._base_headers, *headers]))
-        # One HTTP chunk per event, handed to the socket in one write: the client still parses
-        # the stream event by event, and the mock stays cheap under load.
-        writer.write(b"".join([*map(format_chunk, events), LAST_CHUNK]))
+        pace = request_headers.get("x-mock-stream-pace-ms")
+        if pace is None or not pace.isdigit():
+            writer.write(b"".join([*map(format_chunk, events), LAST_CHUNK]))
+            return
+        size = request_headers.get("x-mock-stream-write-bytes", "")
+        step = int(size) if size.isdigit() and int(size) > 0 else None
+        for data in map(format_chunk, events):
+            for at in range(0, len(data), step or len(data)):
+                writer.write(data[at:at + (step or len(data))])
+                await writer.drain()
+                await asyncio.sleep(int(pace) / 1000.0)
+        writer.write(LAST_CHUNK)
 
     def _models(self, request: Request, writer: asyncio.StreamWriter) -> tuple[int, bool]:
         keep = request.keep_alive
