@@ -8,6 +8,10 @@ mock). Routes:
     bench-ratelimit   request limit by route, set far above what the benchmark can send
     bench-tokenlimit  token limit by route, likewise
     bench-guardrails  deny pattern + redaction (email, credit-card) + size limit
+    bench-outguard    output guardrails: a deny pattern and email redaction on the reply (the
+                      reply is read, checked and rewritten by outguard.lua); left out with
+                      `outguard=False`, which renders the gateway with no output-guardrail
+                      code at all
     bench-prompt      a prompt with two variables injected as the system message
     bench-full        all of the above, with both limits by consumer (as teams use them)
     bench-cache       the response cache alone (`cache: {ttl: 10m}`): the benchmark's variants
@@ -41,7 +45,8 @@ UPSTREAM_MODEL = "gpt-4o"
 ANTHROPIC_PROVIDER = "bench-anthropic"
 ANTHROPIC_MODEL = "claude-3-5-sonnet-20241022"
 CONSUMER_KEY = "sk-bench-0123456789abcdef0123456789abcdef"
-FEATURES = ("none", "auth", "ratelimit", "tokenlimit", "guardrails", "prompt", "full")
+FEATURES = ("none", "auth", "ratelimit", "tokenlimit", "guardrails", "outguard", "prompt",
+            "full")
 PROMPT_VARIABLES = {"product": "Acme Cloud", "language": "English"}
 
 _HEAD = "apiVersion: gatewayctl.dev/v1alpha1\n"
@@ -60,6 +65,12 @@ _POLICIES = {
         "    action: block\n"
         "    redact: [email, credit-card]\n"
     ),
+    "outguard": (
+        "  outputGuardrails:\n"
+        "    denyPatterns: ['(?i)internal use only']\n"
+        "    action: block\n"
+        "    redact: [email]\n"
+    ),
 }
 
 
@@ -75,8 +86,8 @@ def route_model(feature: str) -> str:
     return f"bench-{feature}"
 
 
-def write_root(root: Path, listener_port: int, anthropic: bool = True, cache: bool = False
-               ) -> Path:
+def write_root(root: Path, listener_port: int, anthropic: bool = True, cache: bool = False,
+               outguard: bool = True) -> Path:
     """Write the manifest root; the consumer key itself goes to the secrets dir, not here."""
     root.mkdir(parents=True, exist_ok=True)
     docs = [
@@ -101,6 +112,8 @@ def write_root(root: Path, listener_port: int, anthropic: bool = True, cache: bo
     for name, body in _POLICIES.items():
         docs.append(_HEAD + f"kind: Policy\nmetadata: {{name: p-{name}}}\nspec:\n{body}")
     for feature in FEATURES:
+        if feature == "outguard" and not outguard:
+            continue
         policies = {"none": [], "prompt": [], "full": FULL_POLICIES}.get(feature, [feature])
         route = (
             _HEAD + f"kind: Route\nmetadata: {{name: {route_model(feature)}}}\nspec:\n"
@@ -152,15 +165,18 @@ def render_gateway(
     access_log: Path | None,
     anthropic: bool = True,
     cache: bool = False,
+    outguard: bool = True,
 ) -> Path:
     """Compile a fresh manifest root in work, render it, write bootstrap + LDS/CDS files.
 
     Returns the bootstrap path. `access_log=None`: the same config without the access log.
     `anthropic=False`: without the route bench-anthropic and its provider. `cache=True`: with
     the route bench-cache (and so the cache filter, key module and cache counters; the other
-    routes' numbers stay comparable with earlier runs only without it).
+    routes' numbers stay comparable with earlier runs only without it). `outguard=False`:
+    without the route bench-outguard (no output-guardrail code in the gateway; the other
+    routes measure the same with it: docs/performance.md#output-guardrails).
     """
-    root = write_root(work / "root", listener_port, anthropic, cache)
+    root = write_root(work / "root", listener_port, anthropic, cache, outguard)
     secrets_dir = work / "secrets"
     write_secrets(secrets_dir)
     config_dir = work / "config"

@@ -19,6 +19,10 @@ what removing it saves:
     none-auth      bench-none without the auth Lua filter
     none-response-lua  bench-none without envoy_on_response
     none-access-log    bench-none without the access log
+    none-no-outguard   bench-none on the gateway rendered without bench-outguard, so with no
+                   output-guardrail code (module, data, counter): route-none must cost what
+                   it costs here
+    outguard       route bench-outguard (output deny pattern and redaction on the reply)
     anthropic      the same gateway, route bench-anthropic (every policy, Anthropic provider:
                    the request and the reply translated)
     -translation   the gateway rendered without bench-anthropic and its provider, so with no
@@ -243,6 +247,8 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("none-auth", "none", [without_filter_named("gatewayctl.auth")]),
     ("none-response-lua", "none", [no_response]),
     ("none-access-log", "none", [no_log]),
+    ("none-no-outguard", "none", []),
+    ("outguard", "outguard", []),
     ("anthropic", "anthropic", []),
     ("-translation", "full", []),
     ("+1000-routes", "full", [more_routes(1000)]),
@@ -262,6 +268,7 @@ WITH_CACHE = ("cache-hit", "cache-miss", "none-with-cache", "none-cache-filter",
 # render_gateway options of a variant (the others render the benchmarked gateway as it is).
 RENDER: dict[str, dict[str, Any]] = {
     "-translation": {"anthropic": False},
+    "none-no-outguard": {"outguard": False},
     **{name: {"cache": True} for name in WITH_CACHE},
 }
 # Request headers of a variant beyond the consumer key.
