@@ -356,7 +356,10 @@ class Guardrails(Strict):
 
 class OutputGuardrails(Strict):
     """Deny patterns and redaction on what the model returns (message text, tool-call
-    arguments), for whole and streamed responses."""
+    arguments), for whole and streamed responses. Patterns are RE2, also compiled into the
+    body filter's automaton (GW405 names what it cannot compile). block: a whole answer
+    becomes a 403 `output_blocked` error, a stream ends with finish_reason content_filter;
+    the matched text is never sent. log: the answer passes, the hit is logged and counted."""
 
     denyPatterns: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     action: Literal["block", "log"] = "block"

@@ -43,7 +43,7 @@ def test_every_feature_has_a_case() -> None:
         assert f"rollout-{state}" in names
     for feature in ("api-keys", "allow-consumers", "allow-teams", "rate-limit-consumer",
                     "rate-limit-route", "token-limit", "max-request-bytes", "deny-block",
-                    "deny-log", "redact", "defaults-merged"):
+                    "deny-log", "redact", "defaults-merged", "output-guardrails"):
         assert f"policy-{feature}" in names
 
 

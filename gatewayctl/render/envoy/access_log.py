@@ -166,6 +166,11 @@ def _present(namespace: str, key: str) -> dict[str, Any]:
     return {"metadata_filter": {"matcher": matcher, "match_if_key_not_found": False}}
 
 
+def when_metadata_present(key: str) -> dict[str, Any]:
+    """An access-log filter: only requests whose `gw` metadata has `key`."""
+    return _present(METADATA_NS, key)
+
+
 def _cache_counter(kind: str, value: dict[str, Any], tags: tuple[str, ...]) -> dict[str, Any]:
     formats = {"route": _md(ROUTE_KEY), "result": _md(CACHE_KEY)}
     return {

@@ -55,6 +55,14 @@ from gatewayctl.render.envoy.names import (
     STAT_PREFIX,
 )
 from gatewayctl.render.envoy.options import EnvoyOptions
+from gatewayctl.render.envoy.outguard import (
+    OutguardKey,
+    has_outguard,
+    outguard_data,
+    outguard_ids,
+    render_outguard_stats_log,
+    route_outguard,
+)
 from gatewayctl.render.envoy.probes import render_health_check_filter
 from gatewayctl.render.envoy.prompts import prompt_data
 from gatewayctl.render.envoy.ratelimit import (
@@ -71,6 +79,7 @@ def _route_policy_data(
     route: RouteIR,
     sets: dict[GuardKey, str],
     jwt_names: dict[JwtProviderIR, str],
+    outguards: dict[OutguardKey, str],
 ) -> dict[str, Any]:
     data = route_auth_data(route, jwt_names)
     data["guard"] = route_guard_set(route, sets)
@@ -83,6 +92,9 @@ def _route_policy_data(
     if route.policy.redact:
         data["redact"] = {kind: True for kind in route.policy.redact}
     data["cache"] = route_cache_data(route)
+    outguard = route_outguard(route, outguards)
+    if outguard is not None:
+        data["outguard"] = outguard
     return data
 
 
@@ -92,7 +104,9 @@ def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
     its prompt, a reference and, with one backend, that model's name and upstream name."""
     sets = guard_sets(ir)
     jwt_names = provider_names(ir)
-    policy_of = {r.name: _route_policy_data(ir, r, sets, jwt_names) for r in ir.routes}
+    outguards = outguard_ids(ir)
+    policy_of = {r.name: _route_policy_data(ir, r, sets, jwt_names, outguards)
+                 for r in ir.routes}
     canonical = {name: json.dumps(d, sort_keys=True) for name, d in policy_of.items()}
     ids = {text: f"p{i}" for i, text in enumerate(sorted(set(canonical.values())))}
     policies = {ids[canonical[name]]: data for name, data in policy_of.items()}
@@ -130,6 +144,7 @@ def gateway_lua_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
         "providers": provider_data(ir, options),
         "secret_ttl_s": options.secret_ttl_s,
         **lua_global_data(ir),
+        **outguard_data(ir),
     }
 
 
@@ -156,7 +171,8 @@ def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, 
         render_buffer_filter(),
         lua_filter(
             LUA_FILTER,
-            gateway_source(gateway_lua_data(ir, options), has_native(ir), cache=has_cache(ir)),
+            gateway_source(gateway_lua_data(ir, options), has_native(ir), cache=has_cache(ir),
+                           outguard=has_outguard(ir)),
         ),
         *([rbac] if rbac is not None else []),
         *render_ratelimit_filters(ir),
@@ -233,7 +249,8 @@ def render_listener(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
             cache=has_cache(ir),
             split_routes=sorted(r.name for r in ir.routes if len(r.backends) > 1),
             other_routes=sorted(r.name for r in ir.routes if len(r.backends) <= 1),
-        ),
+        )
+        + [log for log in (render_outguard_stats_log(ir),) if log is not None],
         "local_reply_config": render_local_reply_config(),
         "early_header_mutation_extensions": [render_internal_header_removal(ir)],
     }

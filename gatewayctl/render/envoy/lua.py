@@ -215,13 +215,18 @@ def assemble(data: Mapping[str, Any], modules: Modules, file: str, *,
 
 # The response cache's key builder (cache.py), bound into the body filter of gateways with a cache.
 CACHE_REQUEST: Modules = (("cache_request", "cache_request.lua"),)
+# The output guardrails (after redact and usage, which it uses): only in gateways with a route
+# that has outputGuardrails.
+OUTGUARD: Modules = (("outguard", "outguard.lua"),)
 
 
-def gateway_source(data: Mapping[str, Any], native: bool = False, cache: bool = False) -> str:
+def gateway_source(data: Mapping[str, Any], native: bool = False, cache: bool = False,
+                   outguard: bool = False) -> str:
     """The downstream filter: its modules (with native providers also the translation
-    modules, to check requests; with a response cache its key builder), then gateway.lua."""
+    modules, to check requests; with a response cache its key builder; with output
+    guardrails outguard.lua), then gateway.lua."""
     modules = (SECRETS + GATEWAY_MODULES + (NATIVE_MODULES if native else ())
-               + (CACHE_REQUEST if cache else ()))
+               + (CACHE_REQUEST if cache else ()) + (OUTGUARD if outguard else ()))
     return assemble(data, modules, "gateway.lua", json=JSON)
 
 

@@ -16,6 +16,8 @@ Envoy keeps them under the stats scope `gatewayctl`; at /stats/prometheus a stat
   number of series is bounded by the configuration (consumers and `anonymous`, routes, models).
 - Per cache route (`route`; gateways with a response cache only): `requests` by `result`
   (`hit`, `miss`, `bypass`), and `cost_saved_nano_usd`, the price of the answers hits replayed.
+- Per route and verdict (`blocked`, `logged`): `output_guardrail.hits`, answers whose text
+  matched the route's output deny patterns (only on gateways with such patterns).
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ CACHE = "cache"
 CACHE_TAGS = ("route", "result")
 CACHE_REQUESTS = "requests"
 CACHE_SAVED = CACHE_SAVED_NANO_KEY
+# Answers whose text matched a route's output deny patterns (outguard.py), by route and
+# verdict (`blocked`, `logged`).
+OUTPUT_GUARDRAIL = "output_guardrail"
+OUTPUT_HITS = "hits"
 
 
 def stat_name(group: str, kind: str) -> str:

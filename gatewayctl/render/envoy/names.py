@@ -79,6 +79,7 @@ TOKENS_USED_KEY = "tokens_used"
 BUDGET_UNITS_KEY = "budget_units"
 TOKENS_CHARGED_KEY = "tokens_route"
 BUDGET_CHARGED_KEY = "budget_consumer"
+OUTPUT_GUARDRAIL_KEY = "output_guardrail"  # gw: blocked | logged (access log, counter)
 GUARD_SET_KEY = "set"  # gw.internal: the deny-pattern RBAC's guard set and text
 GUARD_TEXT_KEY = "text"
 
@@ -208,6 +209,7 @@ LUA_NAMES: dict[str, str | tuple[str, ...]] = {
     "tokens_charged_key": TOKENS_CHARGED_KEY,
     "budget_charged_key": BUDGET_CHARGED_KEY,
     "guard_set_key": GUARD_SET_KEY,
+    "output_guardrail_key": OUTPUT_GUARDRAIL_KEY,
     "guard_text_key": GUARD_TEXT_KEY,
     "consumer_descriptor": CONSUMER_DESCRIPTOR,
     "budget_descriptor": BUDGET_DESCRIPTOR,

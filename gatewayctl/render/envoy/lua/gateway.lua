@@ -26,7 +26,8 @@
 -- the client's view does not depend on which provider answered. `chat` and the provider
 -- modules are bound before this file for such gateways (translate.lua translates per attempt).
 -- Response: usage -> metadata for the access log, token debt, x-gateway-prompt-version; only
--- the top-level `usage` member is decoded. A provider's 401/403 (a rejected gateway
+-- the top-level `usage` member is decoded. On routes with output guardrails, the reply or
+-- stream goes through outguard.lua (bound only in gateways that have such routes). A provider's 401/403 (a rejected gateway
 -- credential) becomes the gateway's own 502, so nothing of the provider's reply, which may
 -- echo the credential, reaches the client.
 
@@ -369,8 +370,11 @@ function envoy_on_response(h)
   local model = hdrs:get(MODEL_RESPONSE_HEADER)
   local ctype = hdrs:get("content-type") or ""
   local p, c, cached
+  -- Output guardrails (outguard.lua), only on routes that have them.
+  local og = route.outguard
+  if og ~= nil then og = DATA.outguards[og] end
   if find(ctype, "text/event-stream", 1, true) then
-    p, c, cached = scan_stream_usage(h)
+    if og == nil then p, c, cached = scan_stream_usage(h) else p, c, cached = outguard.stream(h, og) end
     if p == nil and route.native ~= nil then
       -- a translated stream whose client did not ask for usage: translate.lua kept it
       local attempt = h:streamInfo():dynamicMetadata():get(ATTEMPT_NS)
@@ -379,7 +383,12 @@ function envoy_on_response(h)
   else
     local body = h:body()
     if body == nil then return end
-    p, c, cached = usage_of(body:getBytes(0, body:length()))
+    local raw = body:getBytes(0, body:length())
+    if og ~= nil then
+      local out = outguard.reply(h, og, raw)
+      if out ~= nil then h:body():setBytes(out) end
+    end
+    p, c, cached = usage_of(raw)
   end
   if p == nil then return end
   md = h:streamInfo():dynamicMetadata()  -- handles taken before body() are invalid after it

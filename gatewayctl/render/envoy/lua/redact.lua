@@ -1,6 +1,7 @@
 -- Redaction of personal data in a request body, before anything goes upstream (for
 -- gateway.lua; the deny patterns see the original text). Bound at render time as
--- `local redact = (function() ... end)()`; returns { table = redact_table, email = ... }.
+-- `local redact = (function() ... end)()`; returns { table = redact_table, email = ...,
+-- string = redact_string }.
 -- redact.table(v, kinds) rewrites every string of v in place but those under NOT_REDACTED
 -- keys, with the redactors named in `kinds` (a set of email, ssn, credit-card, phone), and
 -- returns true if any string changed.
@@ -123,5 +124,5 @@ local function redact_table(v, kinds)
   return changed
 end
 
-M.table, M.email = redact_table, redact_email
+M.table, M.email, M.string = redact_table, redact_email, redact_string
 return M

