@@ -202,3 +202,12 @@ def test_held_text_is_sent_when_the_stream_ends_without_done() -> None:
     assert "internal use only" not in _content(out)[0]
     assert _content(out)[1][-1] == "content_filter"
     assert md == {b"output_guardrail": b"blocked"}
+
+
+def test_crlf_event_boundaries() -> None:
+    og = Outguard(guard(["(?i)internal use only"]))
+    crlf = [c.replace(b"\n\n", b"\r\n\r\n") for c in
+            [_chunk({"content": "this is inter"}), _chunk({"content": "nal use only"})]]
+    out, md = og.stream(crlf)
+    assert b"internal use only" not in b"".join(out)
+    assert md == {b"output_guardrail": b"blocked"}

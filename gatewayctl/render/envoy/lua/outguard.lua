@@ -374,7 +374,7 @@ function M.stream(h, g)
       if buf ~= "" then data = buf .. data end
       local out, n, pos = {}, 0, 1
       while true do
-        local _, e = find(data, "\n\n", pos, true)
+        local _, e = find(data, "\r?\n\r?\n", pos)  -- LF or CRLF lines (SSE)
         if e == nil then break end
         local text = on_event(g, st, sub(data, pos, e))
         pos = e + 1
