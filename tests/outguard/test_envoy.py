@@ -210,3 +210,25 @@ def test_automaton_agrees_with_envoys_re2(gateway: Gateway, index: int) -> None:
         assert dfa.search(text.encode()) == re2_match, (pattern, text)
         agreed[re2_match] += 1
     assert agreed[True] > 0 and agreed[False] > 0, agreed  # both verdicts were exercised
+
+
+def test_stream_keeps_streaming(gateway: Gateway) -> None:
+    """The checked stream reaches the client event by event, not held to its end: with the
+    mock's events 30 ms apart, the client reads the body in several pieces."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", gateway.envoy.listener_port, timeout=30)
+    body = {"model": "og-block", "stream": True,
+            "messages": [{"role": "user", "content": "one two three four five six"}]}
+    conn.request("POST", "/v1/chat/completions", json.dumps(body),
+                  {"content-type": "application/json", "x-mock-stream-pace-ms": "30"})
+    resp = conn.getresponse()
+    pieces = []
+    while True:
+        piece = resp.read1(65536)
+        if not piece:
+            break
+        pieces.append(piece)
+    conn.close()
+    assert _streamed(b"".join(pieces))[0].endswith("one two three four five six")
+    assert len([p for p in pieces if b'"content"' in p]) >= 3, pieces
