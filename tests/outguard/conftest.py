@@ -2,8 +2,9 @@
 
 Routes (irs below): `og-block` (deny PHRASE, block, redact email), `og-log` (the same, log
 only), `og-anthropic` (block, on Anthropic's native API: the reply is translated before the
-guardrails read it), `plain` (no output guardrails), and per differential pattern `re2-<i>`
-(a request deny pattern: Envoy's RE2 through the RBAC filter).
+guardrails read it), `og-cache` (block and a response cache), `plain` (no output
+guardrails), and per differential pattern `re2-<i>` (a request deny pattern: Envoy's RE2
+through the RBAC filter).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gatewayctl.ir import GatewayIR, PolicyIR
+from gatewayctl.ir import CacheIR, GatewayIR, PolicyIR
 from gatewayctl.local.mock_provider import (
     MockProviderConfig,
     MockProviderHandle,
@@ -44,6 +45,8 @@ DIFFERENTIAL = (
 )
 BLOCK = PolicyIR(sources=("og",), output_deny_patterns=(PATTERN,), output_redact=("email",))
 LOG = dataclasses.replace(BLOCK, sources=("og-log",), output_action="log")
+# A response cache beside them: a hit is a replayed answer, checked like any other.
+CACHED = dataclasses.replace(BLOCK, sources=("og-cache",), cache=CacheIR(ttl_s=600))
 
 
 def build_ir() -> GatewayIR:
@@ -60,6 +63,7 @@ def build_ir() -> GatewayIR:
         make("og-block", openai, BLOCK),
         make("og-log", openai, LOG),
         make("og-anthropic", anthropic, BLOCK),
+        make("og-cache", openai, CACHED),
         make("plain", openai, PolicyIR(sources=())),
         *(make(f"re2-{i}", openai, PolicyIR(sources=(f"re2-{i}",), deny_patterns=(p,)))
           for i, p in enumerate(DIFFERENTIAL)),

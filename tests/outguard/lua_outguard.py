@@ -28,7 +28,8 @@ local function fake(chunks)
       set = function(_, ns, k, v) h.md[k] = v end } end }
   end
   function h:headers()
-    return { replace = function(_, k, v) h.headers_set[k] = v end }
+    return { replace = function(_, k, v) h.headers_set[k] = v end,
+             remove = function(_, k) h.headers_set[k] = false end }
   end
   return h
 end

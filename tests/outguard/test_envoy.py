@@ -232,3 +232,23 @@ def test_stream_keeps_streaming(gateway: Gateway) -> None:
     conn.close()
     assert _streamed(b"".join(pieces))[0].endswith("one two three four five six")
     assert len([p for p in pieces if b'"content"' in p]) >= 3, pieces
+
+
+def test_answers_replayed_by_the_response_cache_are_checked_too(gateway: Gateway) -> None:
+    """The cache is per Envoy worker: one keep-alive connection stays on one worker."""
+    def ask(text: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+        body = {"model": "og-cache", "messages": [{"role": "user", "content": text}], **extra}
+        return gateway.envoy.request("POST", "/v1/chat/completions", body, headers,
+                                     keep_alive=True)
+
+    for _ in range(2):
+        resp = ask(f"cached {PHRASE} jane@example.com")
+        assert resp.status == 403 and PHRASE not in resp.body.decode().lower()
+        resp = ask("cached mail jane@example.com")
+        assert resp.status == 200 and b"jane@" not in resp.body
+    assert resp.headers.get("x-gateway-cache") == "hit"
+    for _ in range(2):
+        resp = ask(f"streamed {PHRASE}", PACED, stream=True)
+        assert PHRASE not in resp.body.decode().lower()
+        assert _streamed(resp.body)[2][-1] == "content_filter"
+    assert resp.headers.get("x-gateway-cache") == "hit"

@@ -362,6 +362,9 @@ end
 -- Reads, checks and rewrites a stream as it passes. Returns its usage (prompt, completion,
 -- cached tokens) as usage.scan_stream does.
 function M.stream(h, g)
+  -- the events are rewritten: a length (a reply replayed by the response cache has one) no
+  -- longer holds
+  h:headers():remove("content-length")
   local st = { texts = {}, template = {}, hit = false }
   local buf = ""
   local blocked = false
