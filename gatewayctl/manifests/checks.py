@@ -11,6 +11,7 @@ from typing import Any
 from gatewayctl.diagnostics import Diagnostic, did_you_mean, error, warning
 from gatewayctl.manifests.documents import Manifest
 from gatewayctl.manifests.manifest_set import ManifestSet
+from gatewayctl.manifests.output_checks import check_output_automata
 from gatewayctl.manifests.prompts import TemplateProblem, parse_template, used_variables
 from gatewayctl.manifests.yamlsource import SourceDocument, dotted
 
@@ -503,4 +504,5 @@ def check_set(ms: ManifestSet) -> list[Diagnostic]:
         *check_rollouts(ms),
         *check_prompts(ms),
         *check_patterns(ms),
+        *check_output_automata(ms),
     ]
