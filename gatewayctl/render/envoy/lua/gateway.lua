@@ -27,9 +27,9 @@
 -- modules are bound before this file for such gateways (translate.lua translates per attempt).
 -- Response: usage -> metadata for the access log, token debt, x-gateway-prompt-version; only
 -- the top-level `usage` member is decoded. On routes with output guardrails, the reply or
--- stream goes through outguard.lua (bound only in gateways that have such routes). A provider's 401/403 (a rejected gateway
--- credential) becomes the gateway's own 502, so nothing of the provider's reply, which may
--- echo the credential, reaches the client.
+-- stream goes through outguard.lua (bound only in gateways that have such routes). A
+-- provider's 401/403 (a rejected gateway credential) becomes the gateway's own 502, so
+-- nothing of the provider's reply, which may echo the credential, reaches the client.
 
 local NS = NAMES.metadata_ns
 local INTERNAL_NS = NAMES.internal_ns

@@ -1,4 +1,4 @@
-local NAMES = {["attempt_ns"]="gw.attempt",["body_model_header"]="x-gw-body-model",["budget_charged_key"]="budget_consumer",["budget_descriptor"]="budget",["budget_key"]="budget",["budget_limit"]="budget",["budget_units_key"]="budget_units",["cache_header"]="x-gateway-cache",["cache_key"]="cache",["cache_ns"]="gw.cache",["cache_saved_key"]="cost_saved_usd",["cache_saved_nano_key"]="cost_saved_nano_usd",["client_key_headers"]={"authorization","x-api-key","api-key"},["completion_tokens_key"]="completion_tokens",["consumer_descriptor"]="consumer",["consumer_header"]="x-gw-consumer",["consumer_key"]="consumer",["cost_key"]="cost_nano_usd",["global_refusal"]="global",["guard_set_key"]="set",["guard_text_key"]="text",["guardrail_response_header"]="x-gateway-guardrail",["internal_ns"]="gw.internal",["limit_response_header"]="x-gateway-limit",["metadata_ns"]="gw",["model_response_header"]="x-gateway-model",["principal_header"]="x-gw-principal",["prompt_tokens_key"]="prompt_tokens",["prompt_version_header"]="x-gateway-prompt-version",["rbac_filter"]="envoy.filters.http.rbac",["reply_header"]="x-gw-reply",["requests_limit"]="requests",["route_header"]="x-gw-route",["route_key"]="route",["sign_header"]="x-gw-sign",["target_header"]="x-gw-target",["tokens_charged_key"]="tokens_route",["tokens_limit"]="tokens",["tokens_used_key"]="tokens_used"}
+local NAMES = {["attempt_ns"]="gw.attempt",["body_model_header"]="x-gw-body-model",["budget_charged_key"]="budget_consumer",["budget_descriptor"]="budget",["budget_key"]="budget",["budget_limit"]="budget",["budget_units_key"]="budget_units",["cache_header"]="x-gateway-cache",["cache_key"]="cache",["cache_ns"]="gw.cache",["cache_saved_key"]="cost_saved_usd",["cache_saved_nano_key"]="cost_saved_nano_usd",["client_key_headers"]={"authorization","x-api-key","api-key"},["completion_tokens_key"]="completion_tokens",["consumer_descriptor"]="consumer",["consumer_header"]="x-gw-consumer",["consumer_key"]="consumer",["cost_key"]="cost_nano_usd",["global_refusal"]="global",["guard_set_key"]="set",["guard_text_key"]="text",["guardrail_response_header"]="x-gateway-guardrail",["internal_ns"]="gw.internal",["limit_response_header"]="x-gateway-limit",["metadata_ns"]="gw",["model_response_header"]="x-gateway-model",["output_guardrail_key"]="output_guardrail",["principal_header"]="x-gw-principal",["prompt_tokens_key"]="prompt_tokens",["prompt_version_header"]="x-gateway-prompt-version",["rbac_filter"]="envoy.filters.http.rbac",["reply_header"]="x-gw-reply",["requests_limit"]="requests",["route_header"]="x-gw-route",["route_key"]="route",["sign_header"]="x-gw-sign",["target_header"]="x-gw-target",["tokens_charged_key"]="tokens_route",["tokens_limit"]="tokens",["tokens_used_key"]="tokens_used"}
 local jsonstring = (function()
 local M = {}
 local byte, find, format, gsub = string.byte, string.find, string.format, string.gsub
@@ -727,7 +727,7 @@ end
 end
 return changed
 end
-M.table, M.email = redact_table, redact_email
+M.table, M.email, M.string = redact_table, redact_email, redact_string
 return M
 end)()
 local prompts = (function()
@@ -2333,8 +2333,10 @@ if status < 200 or status >= 300 then return end
 local model = hdrs:get(MODEL_RESPONSE_HEADER)
 local ctype = hdrs:get("content-type") or ""
 local p, c, cached
+local og = route.outguard
+if og ~= nil then og = DATA.outguards[og] end
 if find(ctype, "text/event-stream", 1, true) then
-p, c, cached = scan_stream_usage(h)
+if og == nil then p, c, cached = scan_stream_usage(h) else p, c, cached = outguard.stream(h, og) end
 if p == nil and route.native ~= nil then
 local attempt = h:streamInfo():dynamicMetadata():get(ATTEMPT_NS)
 if attempt ~= nil then p, c, cached = usage_numbers(attempt.usage) end
@@ -2342,7 +2344,12 @@ end
 else
 local body = h:body()
 if body == nil then return end
-p, c, cached = usage_of(body:getBytes(0, body:length()))
+local raw = body:getBytes(0, body:length())
+if og ~= nil then
+local out = outguard.reply(h, og, raw)
+if out ~= nil then h:body():setBytes(out) end
+end
+p, c, cached = usage_of(raw)
 end
 if p == nil then return end
 md = h:streamInfo():dynamicMetadata()
