@@ -22,9 +22,15 @@ from gatewayctl.local.mock_provider import (
     MockProviderHandle,
     start_mock_provider,
 )
-from gatewayctl.render.envoy import EnvoyOptions, render_envoy
+from gatewayctl.render.envoy import render_envoy
 from tests.providers import irs as pirs
-from tests.render.harness import RunningEnvoy, envoy_binary, free_port, start_envoy, write_secrets
+from tests.render.harness import (
+    RunningEnvoy,
+    envoy_binary,
+    loopback_options,
+    start_envoy,
+    write_secrets,
+)
 
 PHRASE = "internal use only"
 PATTERN = "(?i)internal use only"
@@ -92,22 +98,14 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         secrets = {k: v for k, v in pirs.secrets().items()
                    if k[0] in ("openai-credentials", "anthropic-credentials")}
         write_secrets(root / "secrets", secrets)
-        listener_port, admin_port = free_port(), free_port()
-        options = EnvoyOptions(
-            secrets_dir=str(root / "secrets"),
-            config_dir=str(root / "config"),
-            admin_address="127.0.0.1",
-            admin_port=admin_port,
-            stats_port=None,
-            listener_address="127.0.0.1",
-            listener_port=listener_port,
-            access_log_path=str(root / "access.log"),
-            stats_flush_interval_ms=200,
+        options = loopback_options(
+            root, root / "secrets", stats_flush_interval_ms=200,
             provider_overrides={kind: mock.url for kind, mock in mocks.items()},
         )
         ir = build_ir()
-        envoy = start_envoy(root / "envoy", render_envoy(ir, options), listener_port=listener_port,
-                            admin_port=admin_port, access_log=root / "access.log")
+        envoy = start_envoy(root / "envoy", render_envoy(ir, options),
+                            listener_port=options.listener_port, admin_port=options.admin_port,
+                            access_log=root / "access.log")
         try:
             yield Gateway(envoy, mocks, ir)
         finally:
