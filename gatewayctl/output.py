@@ -1,4 +1,5 @@
-"""Terminal output conventions: colour only on a terminal and never with NO_COLOR."""
+"""Terminal output conventions: colour only on a terminal and never with a non-empty NO_COLOR
+(no-color.org: an empty NO_COLOR does not count)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ _CODES = {"red": "31", "green": "32", "yellow": "33", "cyan": "36", "bold": "1",
 
 def use_colour(stream: TextIO | None = None) -> bool:
     stream = stream or sys.stdout
-    if os.environ.get("NO_COLOR") is not None or os.environ.get("TERM") == "dumb":
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
     return hasattr(stream, "isatty") and stream.isatty()
 
