@@ -48,6 +48,12 @@ DIFFERENTIAL = (
     "x(yz)*w|q[0-9]{2,4}",
     "a..b",
     "[é]x",
+    "\\bcat\\b",
+    "(?m)^secret$",
+    "\\Bat\\b|x\\z",
+    "(?i)é",
+    "[[:alpha:]]9|\\Aab",
+    "(?m)^a|b$\\B",
 )
 BLOCK = PolicyIR(sources=("og",), output_deny_patterns=(PATTERN,), output_redact=("email",))
 LOG = dataclasses.replace(BLOCK, sources=("og-log",), output_action="log")

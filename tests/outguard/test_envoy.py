@@ -176,12 +176,15 @@ def test_routes_without_output_guardrails_are_untouched(gateway: Gateway) -> Non
 
 
 ALPHABET = ["a", "b", "c", "x", "y", "z", "w", "q", "k", "K", "\u212a", "s", "\u017f", "é", "É",
-            "\n", ".", " ", "1", "9", "A", "B", "C", "internal use only", "INTERNAL", "ab", "\t"]
+            "\n", ".", " ", "1", "9", "A", "B", "C", "internal use only", "INTERNAL", "ab", "\t",
+            "cat", "at", "_", "secret", "\u3a40", "ã"]
 
 
 MATCHING = (["internal use only"], ["ae12x", "a.9x"], ["xa", "ay"], ["abcc", "ABccc"],
             ["a z", "_z"], ["aéb", "a😀b"], ["a\nb"], ["ééx"], ["kas", "KAS"],
-            ["xyzyzw", "q123"], ["aéb", "axyb"], ["éx", "©x"])
+            ["xyzyzw", "q123"], ["aéb", "axyb"], ["éx", "©x"],
+            ["cat", "a cat."], ["secret", "x\nsecret\ny"], ["bat", "ax"], ["é", "\u3a40"],
+            ["a9", "ab"], ["\na", "bb"])
 
 
 @pytest.mark.parametrize("index", range(len(DIFFERENTIAL)))

@@ -22,7 +22,7 @@ re2 = pytest.importorskip("re2")
 PATTERNS = [*DIFFERENTIAL, "\\Aab|ba$"]
 ALPHABET = ["a", "b", "c", "x", "y", "z", "w", "q", "k", "K", "\u212a", "s", "\u017f", "é",
             "É", "\n", ".", " ", "1", "9", "A", "B", "C", "internal use only", "INTERNAL",
-            "ab", "\u2028", "\U0001f600"]
+            "ab", "\u2028", "\U0001f600", "cat", "at", "_", "secret", "\u3a40"]
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
@@ -41,6 +41,26 @@ def test_walk_equals_re2(pattern: str) -> None:
         if rnd.random() < 0.1:
             raw += bytes([rnd.choice([0x80, 0xFF, 0xC3])])  # not UTF-8: matches no character
         assert og.walk(raw) == (rx.search(raw) is not None), (pattern, raw)
+
+
+@pytest.mark.parametrize("pattern", [r"\bcat\b", r"(?m)^secret$", r"x\z|\Aab", r"\Bat\b|q$"])
+def test_streamed_verdict_equals_whole_at_every_cut(pattern: str) -> None:
+    """feed() over two pieces of a text, cut at every position, finds a match exactly when the
+    walk of the whole text does (and RE2 does): the byte before a cut is in the state, and a
+    look-ahead waits for the first byte after it, or for the text's end."""
+    og = Outguard(guard([pattern], action="log"))
+    options = re2.Options()
+    options.encoding = re2.Options.Encoding.LATIN1
+    rx = re2.compile(pattern.encode(), options)
+    rnd = random.Random(pattern)
+    for _ in range(40):
+        raw = "".join(rnd.choice(ALPHABET) for _ in range(rnd.randint(0, 8))).encode()
+        whole = rx.search(raw) is not None
+        for k in range(len(raw) + 1):
+            t = og.module.new_text(og.g, False)
+            first = og.module.feed(og.g, t, raw[:k], False)[1]
+            last = og.module.feed(og.g, t, raw[k:], True)[1]
+            assert bool(first or last) == whole, (pattern, raw, k)
 
 
 def _redact_whole(og: Outguard, text: bytes) -> bytes:

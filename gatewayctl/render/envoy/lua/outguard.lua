@@ -171,12 +171,13 @@ local function feed(g, t, text, final)
   local all = #pending + 1
   local cut, hit = all, false
   if dfa ~= nil and t.s ~= 0 then
+    -- the idle states (no match in progress) are the first rows: offsets 1..idle
     local s, nxt, classes, idle = t.s, dfa.next, dfa.classes, dfa.idle
-    cut = s == idle and base + 1 or t.cut
+    cut = s <= idle and base + 1 or t.cut
     for i = 1, #text do
       s = nxt[s + classes[byte(text, i) + 1]]
       if s == 0 then break end
-      if s == idle then cut = base + i + 1 end
+      if s <= idle then cut = base + i + 1 end
     end
     hit = s == 0 or (final and dfa.end_set[s] == true)
     t.s = hit and 0 or s
