@@ -89,6 +89,11 @@ class Client:
             out = self.frame(1, 0x4, stream, block) + self.frame(0, 0x1, stream, body)
         self.sock.sendall(out)
 
+    def call_block(self, stream: int, block: bytes, message: bytes) -> None:
+        """A call with a header block built by the test (its own HPACK)."""
+        body = b"\x00" + struct.pack(">I", len(message)) + message
+        self.sock.sendall(self.frame(1, 0x4, stream, block) + self.frame(0, 0x1, stream, body))
+
     def answers(self, count: int) -> dict[int, tuple[dict[str, str], bytes]]:
         """Read until `count` streams ended: each one's headers (and trailers) and message."""
         done: dict[int, tuple[dict[str, str], bytes]] = {}
@@ -157,3 +162,36 @@ def test_an_answer_waits_for_the_clients_window(window: int) -> None:
         client.sock.sendall(client.frame(8, 0, 1, struct.pack(">I", 100)))
         (headers, message), = client.answers(1).values()  # the DATA and the trailers
         assert (headers["grpc-status"], message) == ("0", b"HELD BACK")
+
+
+def _path_literal(prefix: int, path: str) -> bytes:
+    """:path (static name index 4) as a literal, no Huffman: 0x04 without indexing, 0x44 with
+    incremental indexing (RFC 7541 6.2)."""
+    return bytes([prefix | 4, len(path)]) + path.encode()
+
+
+def test_a_remembered_header_block_follows_the_hpack_tables_changes() -> None:
+    """The server remembers the :path of header blocks that leave the HPACK table as it was
+    (Envoy repeats such blocks); the same bytes sent after the table changed name another
+    entry, and the answer follows the table, not what was remembered."""
+    other = "/other.Service/Method"
+    post_http = b"\x83\x86"  # :method POST, :scheme http (static table)
+    newest = b"\xbe"  # index 62: the newest entry of the dynamic table
+    steps = [
+        (post_http + _path_literal(0x00, ECHO), "0"),   # not indexed: the table is unchanged
+        (post_http + _path_literal(0x00, ECHO), "0"),   # the same bytes again
+        (post_http + _path_literal(0x40, other), "12"),  # 62 = other
+        (post_http + newest, "12"),
+        (post_http + newest, "12"),
+        (post_http + _path_literal(0x40, ECHO), "0"),   # 62 = Echo, 63 = other
+        (post_http + newest, "0"),                      # the same bytes as two calls before
+        (b"\x20" + post_http + _path_literal(0x00, other), "12"),  # a size update to 0
+        (post_http + _path_literal(0x00, ECHO), "0"),
+    ]
+    with server() as port:
+        client = Client(port)
+        for i, (block, _) in enumerate(steps):
+            client.call_block(2 * i + 1, block, b"x")
+            # one at a time: each block is decoded with the table the ones before left
+            (headers, _), = client.answers(1).values()
+            assert headers["grpc-status"] == steps[i][1], (i, headers)

@@ -87,7 +87,7 @@ class Connection(asyncio.Protocol):
         self.buffer = bytearray()
         self.preface = False
         self.decoder = hpack.Decoder()
-        self.paths: dict[bytes, str] = {}  # header blocks of indexed fields only -> :path
+        self.paths: dict[bytes, str] = {}  # blocks that left the table as it was -> :path
         self.streams: dict[int, _Stream] = {}
         self.headers_stream = 0  # a header block continues in CONTINUATION frames
         self.peer_stream_window = DEFAULT_WINDOW
@@ -204,18 +204,20 @@ class Connection(asyncio.Protocol):
                 self._answer(sid, out)
 
     def _path(self, block: bytes) -> str:
-        """The block's :path. A client repeating its calls soon sends blocks of indexed fields
-        only (one byte each, 0x80-0xFE: every header already in the dynamic table), which do
-        not change the table: those are decoded once and remembered until a block that may
-        change the table (a literal, a size update) comes."""
+        """The block's :path. A client repeating its calls sends the same few blocks: Envoy's
+        are indexed fields plus :path as a literal that is never indexed, so they leave the
+        HPACK table as it was. A block decoded without changing the table is remembered, and
+        the same bytes mean the same headers until a block that changes the table comes (a
+        literal with indexing, a size update): then every remembered block is forgotten."""
         path = self.paths.get(block)
         if path is not None:
             return path
+        before = _table_state(self.decoder)
         path = ""
         for name, value in self.decoder.decode(block, raw=True):
             if name == b":path":
                 path = value.decode("latin-1")
-        if block and min(block) >= 0x80 and 0xFF not in block:
+        if _same_table(before, _table_state(self.decoder)):
             if len(self.paths) < 64:
                 self.paths[block] = path
         else:
@@ -264,6 +266,21 @@ class Connection(asyncio.Protocol):
         self.transport = None
         self.streams.clear()
         self.pending.clear()
+
+
+_TableState = tuple[int, object, int]
+
+
+def _table_state(decoder: hpack.Decoder) -> _TableState:
+    """What tells whether a header block changed the decoder's dynamic table: its length, its
+    newest entry (every insertion is a new tuple) and its size limit."""
+    table = decoder.header_table
+    entries = table.dynamic_entries
+    return len(entries), entries[0] if entries else None, table.maxsize
+
+
+def _same_table(a: _TableState, b: _TableState) -> bool:
+    return a[0] == b[0] and a[1] is b[1] and a[2] == b[2]
 
 
 def _unpad(payload: bytes, flags: int) -> bytes:
