@@ -26,8 +26,8 @@ def test_adds_and_expires_in_one_pipeline(tmp_path: Path) -> None:
     with running_redis(tmp_path) as redis:
         counts = RedisCounts(redis.address)
         try:
-            assert counts.add([("gw_l0_chat_60", 1, 60), ("gw_t0_chat_60", 250, 120)]) == [1, 250]
-            assert counts.add([("gw_l0_chat_60", 1, 60), ("gw_t0_chat_60", 0, 120)]) == [2, 250]
+            assert counts.add([(b"gw_l0_chat_60", 1, 60), (b"gw_t0_chat_60", 250, 120)]) == [1, 250]
+            assert counts.add([(b"gw_l0_chat_60", 1, 60), (b"gw_t0_chat_60", 0, 120)]) == [2, 250]
             ttl = int(redis_command(redis, "TTL", "gw_t0_chat_60")[1:].strip())
             assert 110 < ttl <= 120
             assert redis_command(redis, "GET", "gw_l0_chat_60") == b"$1\r\n2\r\n"
@@ -41,8 +41,8 @@ def test_an_error_reply_is_unavailable_and_the_next_call_works(tmp_path: Path) -
         try:
             assert redis_command(redis, "SET", "text", "not a number") == b"+OK\r\n"
             with pytest.raises(CountsUnavailable, match="not an integer"):
-                counts.add([("text", 1, 60)])
-            assert counts.add([("fine", 3, 60)]) == [3]
+                counts.add([(b"text", 1, 60)])
+            assert counts.add([(b"fine", 3, 60)]) == [3]
         finally:
             counts.close()
 
@@ -51,15 +51,15 @@ def test_a_restarted_redis_is_reached_again(tmp_path: Path) -> None:
     redis = start_redis(tmp_path / "a")
     counts = RedisCounts(redis.address)
     try:
-        assert counts.add([("k", 5, 60)]) == [5]
+        assert counts.add([(b"k", 5, 60)]) == [5]
         redis.stop()
         with pytest.raises(CountsUnavailable):
-            counts.add([("k", 1, 60)])
+            counts.add([(b"k", 1, 60)])
         redis = start_redis(tmp_path / "b", port=redis.port)
         # the kept connection is gone: the first call after may fail, then it reconnects
         for _ in range(2):
             try:
-                assert counts.add([("k", 1, 60)]) == [1]  # a new Redis: counts start again
+                assert counts.add([(b"k", 1, 60)]) == [1]  # a new Redis: counts start again
                 break
             except CountsUnavailable:
                 continue

@@ -121,9 +121,13 @@ def read_config(path: Path) -> RateLimitConfig:
     return parse_config([p.read_text() for p in files])
 
 
-def cache_key(domain: str, descriptor: Descriptor, limit: Limit, now: int) -> str:
+def key_prefix(domain: str, descriptor: Descriptor) -> str:
+    """The count's key without its window: `<domain>_<key>_<value>_..._`."""
     parts = [domain]
     for key, value in descriptor.entries:
         parts += [key, value]
-    window = now // limit.seconds * limit.seconds
-    return "_".join(parts) + f"_{window}"
+    return "_".join(parts) + "_"
+
+
+def cache_key(domain: str, descriptor: Descriptor, limit: Limit, now: int) -> str:
+    return f"{key_prefix(domain, descriptor)}{now // limit.seconds * limit.seconds}"

@@ -16,11 +16,12 @@ class CountsUnavailable(RuntimeError):
     pass
 
 
-def _command(*parts: bytes) -> bytes:
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
-    return b"".join(out)
+def _incr_expire(key: bytes, hits: int, expire: int) -> bytes:
+    """INCRBY key hits, EXPIRE key expire: two RESP arrays of bulk strings."""
+    h, e = b"%d" % hits, b"%d" % expire
+    return (b"*3\r\n$6\r\nINCRBY\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
+            b"*3\r\n$6\r\nEXPIRE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
+            % (len(key), key, len(h), h, len(key), key, len(e), e))
 
 
 class _Connection:
@@ -72,13 +73,9 @@ class RedisCounts:
                     self._open.remove(conn)
             conn.close()
 
-    def add(self, items: list[tuple[str, int, int]]) -> list[int]:
+    def add(self, items: list[tuple[bytes, int, int]]) -> list[int]:
         """(key, hits, expire seconds) -> the counts after adding."""
-        payload = b"".join(
-            _command(b"INCRBY", key.encode(), b"%d" % hits)
-            + _command(b"EXPIRE", key.encode(), b"%d" % expire)
-            for key, hits, expire in items
-        )
+        payload = b"".join([_incr_expire(key, hits, expire) for key, hits, expire in items])
         try:
             conn = self._connection()
             conn.sock.sendall(payload)

@@ -4,8 +4,10 @@ http2.py (unary gRPC over cleartext HTTP/2 on asyncio) on one thread.
 Each request: match every descriptor against the configuration (re-read when its files
 change), add the hits (the descriptor's own hits_addend when set, 0 meaning "check only";
 else the request's, at least 1) to the matched limits' counts in one Redis pipeline, answer
-OVER_LIMIT when any count is above its limit. When Redis fails the call fails (UNAVAILABLE):
-Envoy then applies the gateway's failure mode.
+OVER_LIMIT when any count is above its limit. Envoy's requests repeat (the same route and
+consumer send the same bytes), so each distinct request is decoded and matched once per
+configuration (a Plan); a call then costs the Redis pipeline and the answer's encoding.
+When Redis fails the call fails (UNAVAILABLE): Envoy then applies the gateway's failure mode.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gatewayctl.local.ratelimit.config import RateLimitConfig, cache_key, read_config
+from gatewayctl.local.ratelimit.config import RateLimitConfig, key_prefix, read_config
 from gatewayctl.local.ratelimit.counts import CountsUnavailable, RedisCounts
 from gatewayctl.local.ratelimit.http2 import (
     GRPC_INTERNAL,
@@ -31,12 +33,12 @@ from gatewayctl.local.ratelimit.http2 import (
 from gatewayctl.local.ratelimit.wire import (
     OK,
     OVER_LIMIT,
-    DescriptorStatus,
     RateLimitRequest,
-    RateLimitResponse,
     WireError,
     decode_request,
-    encode_response,
+    encode_limit,
+    encode_overall,
+    encode_status,
 )
 
 SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
@@ -88,60 +90,98 @@ class ConfigSource:
         return self._config
 
 
-def decide(
-    request: RateLimitRequest, config: RateLimitConfig, counts: RedisCounts, now: int
-) -> RateLimitResponse:
-    matched = []
+@dataclass(frozen=True)
+class _Counted:
+    """A descriptor with a limit: its count's key without the window, the hits it adds, the
+    limit, and the limit as the answer's status carries it."""
+
+    key: bytes
+    hits: int
+    requests_per_unit: int
+    seconds: int
+    limit: bytes
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a request asks, resolved against one configuration: per descriptor its count, or
+    None (no limit: always OK, nothing counted)."""
+
+    items: tuple[_Counted | None, ...]
+    counted: tuple[_Counted, ...]
+
+
+def plan_request(request: RateLimitRequest, config: RateLimitConfig) -> Plan:
+    items: list[_Counted | None] = []
     for descriptor in request.descriptors:
         limit = config.limit_for(request.domain, descriptor)
+        if limit is None or limit.unlimited:
+            items.append(None)
+            continue
         hits = (descriptor.hits_addend if descriptor.hits_addend is not None
                 else max(1, request.hits_addend))
-        matched.append((descriptor, limit, hits))
-    counted = [(d, lim, h) for d, lim, h in matched if lim is not None and not lim.unlimited]
-    totals = counts.add(
-        [(cache_key(request.domain, d, lim, now), h, lim.seconds) for d, lim, h in counted]
-    ) if counted else []
-    by_descriptor = {id(d): total for (d, _, _), total in zip(counted, totals, strict=True)}
-    statuses = []
+        items.append(_Counted(key_prefix(request.domain, descriptor).encode(), hits,
+                              limit.requests_per_unit, limit.seconds,
+                              encode_limit(limit.requests_per_unit, limit.unit)))
+    return Plan(tuple(items), tuple(i for i in items if i is not None))
+
+
+_NO_LIMIT = encode_status(OK)
+
+
+def answer(plan: Plan, counts: RedisCounts, now: int) -> bytes:
+    """Add the plan's hits to their counts (one Redis round trip; none without a limit) and
+    encode the RateLimitResponse: OVER_LIMIT when any count is above its limit."""
+    totals = iter(counts.add(
+        [(c.key + b"%d" % (now - now % c.seconds), c.hits, c.seconds) for c in plan.counted]
+    ) if plan.counted else ())
     overall = OK
-    for descriptor, limit, _ in matched:
-        if limit is None or limit.unlimited:
-            statuses.append(DescriptorStatus(OK))
+    statuses = []
+    for item in plan.items:
+        if item is None:
+            statuses.append(_NO_LIMIT)
             continue
-        total = by_descriptor[id(descriptor)]
-        over = total > limit.requests_per_unit
-        overall = OVER_LIMIT if over else overall
-        statuses.append(
-            DescriptorStatus(
-                OVER_LIMIT if over else OK,
-                requests_per_unit=limit.requests_per_unit,
-                unit=limit.unit,
-                limit_remaining=max(0, limit.requests_per_unit - total),
-                seconds_until_reset=limit.seconds - now % limit.seconds,
-            )
-        )
-    return RateLimitResponse(overall, tuple(statuses))
+        total = next(totals)
+        code = OK
+        if total > item.requests_per_unit:
+            code = overall = OVER_LIMIT
+        statuses.append(encode_status(code, item.limit, max(0, item.requests_per_unit - total),
+                                      item.seconds - now % item.seconds))
+    return encode_overall(overall) + b"".join(statuses)
 
 
 METHOD_PATH = f"/{SERVICE}/ShouldRateLimit"
+# Envoy's requests repeat (a route's descriptors for a consumer): each distinct message is
+# decoded and matched once per configuration; past this many the remembered ones are dropped.
+_PLANS = 4096
 
 
 def handler(source: ConfigSource, counts: RedisCounts) -> Handler:
     """One call: its gRPC status and the encoded RateLimitResponse (or the error's text).
     A failing Redis is UNAVAILABLE: Envoy then applies the gateway's failure mode."""
+    plans: dict[bytes, Plan] = {}
+    planned_with: list[RateLimitConfig] = [source.get()]
 
     def handle(path: str, message: bytes) -> tuple[int, bytes]:
         if path != METHOD_PATH:
             return GRPC_UNIMPLEMENTED, f"unknown method {path}".encode()
+        config = source.get()
+        if config is not planned_with[0]:
+            plans.clear()
+            planned_with[0] = config
+        plan = plans.get(message)
+        if plan is None:
+            try:
+                plan = plan_request(decode_request(message), config)
+            except WireError as exc:
+                return GRPC_INTERNAL, str(exc).encode()
+            if len(plans) >= _PLANS:
+                plans.clear()
+            plans[message] = plan
         try:
-            request = decode_request(message)
-        except WireError as exc:
-            return GRPC_INTERNAL, str(exc).encode()
-        try:
-            response = decide(request, source.get(), counts, int(time.time()))
+            return GRPC_OK, answer(plan, counts, int(time.time()))
         except CountsUnavailable as exc:
             return GRPC_UNAVAILABLE, str(exc).encode()
-        return GRPC_OK, encode_response(response)
 
     return handle
 

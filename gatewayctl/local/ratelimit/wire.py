@@ -165,34 +165,57 @@ def encode_request(request: RateLimitRequest) -> bytes:
     return out + _int_field(3, request.hits_addend)
 
 
-def _status(status: DescriptorStatus) -> bytes:
-    out = _int_field(1, status.code)
-    if status.unit is not None:
-        limit = _int_field(1, status.requests_per_unit) + _int_field(2, UNIT_NUMBERS[status.unit])
-        out += _bytes_field(2, limit)
-        out += _int_field(3, status.limit_remaining)
-        out += _bytes_field(4, _int_field(1, status.seconds_until_reset))
-    return out
+def encode_limit(requests_per_unit: int, unit: str) -> bytes:
+    """A status's current_limit field (RateLimit {requests_per_unit, unit}), encoded."""
+    return _bytes_field(2, _int_field(1, requests_per_unit) + _int_field(2, UNIT_NUMBERS[unit]))
 
 
-def encode_response(response: RateLimitResponse) -> bytes:
-    return _int_field(1, response.overall_code) + b"".join(
-        _bytes_field(2, _status(s)) for s in response.statuses
-    )
+def encode_status(code: int, limit: bytes = b"", remaining: int = 0, reset: int = 0) -> bytes:
+    """One DescriptorStatus as a RateLimitResponse's `statuses` field; `limit` from
+    encode_limit, or empty for a descriptor without a limit."""
+    out = _int_field(1, code)
+    if limit:
+        out += limit + _int_field(3, remaining) + _bytes_field(4, _int_field(1, reset))
+    return _bytes_field(2, out)
+
+
+def encode_overall(code: int) -> bytes:
+    """A RateLimitResponse's overall_code field; its statuses (encode_status) follow."""
+    return _int_field(1, code)
+
+
+_UNIT_NAMES = {number: name for name, number in UNIT_NUMBERS.items()}
+
+
+def _decode_status(data: bytes) -> DescriptorStatus:
+    code = remaining = per_unit = reset = 0
+    unit: str | None = None
+    for number, value in _fields(data):
+        if number == 1 and isinstance(value, int):
+            code = value
+        elif number == 2 and isinstance(value, bytes):
+            unit = "unknown"
+            for inner, field_value in _fields(value):
+                if inner == 1 and isinstance(field_value, int):
+                    per_unit = field_value
+                elif inner == 2 and isinstance(field_value, int):
+                    unit = _UNIT_NAMES.get(field_value, "unknown")
+        elif number == 3 and isinstance(value, int):
+            remaining = value
+        elif number == 4 and isinstance(value, bytes):
+            for inner, field_value in _fields(value):
+                if inner == 1 and isinstance(field_value, int):
+                    reset = field_value
+    return DescriptorStatus(code, per_unit, unit, remaining, reset)
 
 
 def decode_response(data: bytes) -> RateLimitResponse:
+    """For tests and clients: the response as Envoy reads it."""
     code = 0
     statuses: list[DescriptorStatus] = []
     for number, raw in _fields(data):
         if number == 1 and isinstance(raw, int):
             code = raw
         elif number == 2 and isinstance(raw, bytes):
-            status_code = remaining = 0
-            for inner, value in _fields(raw):
-                if inner == 1 and isinstance(value, int):
-                    status_code = value
-                elif inner == 3 and isinstance(value, int):
-                    remaining = value
-            statuses.append(DescriptorStatus(status_code, limit_remaining=remaining))
+            statuses.append(_decode_status(raw))
     return RateLimitResponse(code, tuple(statuses))
