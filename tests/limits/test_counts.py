@@ -3,6 +3,8 @@ pipelined INCRBY and EXPIRE, Redis's error replies, and a Redis that went away a
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 from pathlib import Path
 
@@ -68,3 +70,22 @@ def test_a_restarted_redis_is_reached_again(tmp_path: Path) -> None:
     finally:
         counts.close()
         redis.stop()
+
+
+@pytest.mark.timeout(30)
+def test_a_stuck_redis_is_unavailable_after_the_timeout(tmp_path: Path) -> None:
+    """A Redis that stops answering (SIGSTOP: the connection stays open) fails the call after
+    the timeout instead of holding the service; once it runs again, calls work."""
+    with running_redis(tmp_path) as redis:
+        counts = RedisCounts(redis.address, timeout_s=0.3)
+        try:
+            assert counts.add([(b"k", 1, 60)]) == [1]
+            os.kill(redis.proc.pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(CountsUnavailable):
+                    counts.add([(b"k", 1, 60)])
+            finally:
+                os.kill(redis.proc.pid, signal.SIGCONT)
+            assert counts.add([(b"k", 1, 60)]) == [3]  # the stuck call's hit counted too
+        finally:
+            counts.close()

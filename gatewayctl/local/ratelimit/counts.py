@@ -9,6 +9,7 @@ replies, one integer line each, come back in order.
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 
 
@@ -28,6 +29,14 @@ class _Connection:
     def __init__(self, address: tuple[str, int], timeout_s: float) -> None:
         self.sock = socket.create_connection(address, timeout=timeout_s)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # A blocking socket whose kernel timeouts end a wait on a stuck Redis: Python's own
+        # timeout would poll() before every send and every receive (two more system calls a
+        # call); a timed-out receive raises BlockingIOError, an OSError like any failure.
+        seconds = int(timeout_s)
+        timeval = struct.pack("ll", seconds, int((timeout_s - seconds) * 1e6))
+        self.sock.settimeout(None)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         self.pending = b""
 
     def replies(self, count: int) -> list[bytes]:
