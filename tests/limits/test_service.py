@@ -66,3 +66,17 @@ def test_repeated_requests_count_and_follow_a_changed_configuration(tmp_path: Pa
                 10, 6)
         finally:
             service.stop()
+
+
+def test_the_service_runs_on_uvloop_when_installed(tmp_path: Path) -> None:
+    """The `envoy` and `dev` extras install uvloop; the service then runs its loop (asyncio's
+    own loop costs more CPU per call: docs/performance.md)."""
+    pytest.importorskip("uvloop")
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG % 2)
+    with running_redis(tmp_path / "redis") as redis:
+        service = start_service(config, redis.address, port=free_port())
+        try:
+            assert type(service.loop).__module__.startswith("uvloop")
+        finally:
+            service.stop()

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Callable
+from typing import cast
 
 import hpack
 
@@ -97,12 +98,12 @@ class Connection(asyncio.Protocol):
         self.block_ends_stream = 0  # END_STREAM of the HEADERS frame the block started in
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport (uvloop's does not subclass asyncio.Transport)
+        self.transport = cast(asyncio.Transport, transport)
         self.open_connections.add(self)
         settings = struct.pack(">HI", SETTINGS_INITIAL_WINDOW_SIZE, RECEIVE_WINDOW)
-        transport.write(frame(SETTINGS, 0, 0, settings)
-                        + frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", RECEIVE_WINDOW - 65535)))
+        window = struct.pack(">I", RECEIVE_WINDOW - 65535)
+        self.transport.write(frame(SETTINGS, 0, 0, settings) + frame(WINDOW_UPDATE, 0, 0, window))
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
