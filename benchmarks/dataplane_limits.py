@@ -270,16 +270,17 @@ def service_instructions(args: argparse.Namespace) -> int:
             time.sleep(1.0)
             calls = _calls(admin) - calls0
             total = _total_instructions(out)
+            failed = limit_outcomes(admin)["error"]
             rows[target] = {"calls_per_request": round(calls / args.service_instructions, 2),
                             "k_instructions_per_call": round(total / max(calls, 1) / 1000, 1),
-                            "errors": errors}
+                            "errors": errors, "failed_calls": failed}
             print(f"  {target:<22} {rows[target]}", flush=True)
     finally:
         for svc in reversed(services):
             svc.stop()
     result = {"requests": args.service_instructions, "commit": _commit(), "rows": rows}
     args.json.write_text(json.dumps(result, indent=1) + "\n")
-    return 0 if all(r["errors"] == 0 for r in rows.values()) else 1
+    return 0 if all(r["errors"] == 0 and r["failed_calls"] == 0 for r in rows.values()) else 1
 
 
 def _calls(admin: int) -> int:
@@ -290,6 +291,24 @@ def _calls(admin: int) -> int:
         admin, "GET", "/stats?filter=gatewayctl_ratelimit.upstream_rq_total$", None, {})
     text = body.decode()
     return int(text.rsplit(":", 1)[1]) if status == 200 and ":" in text else 0
+
+
+def limit_outcomes(admin: int) -> dict[str, int]:
+    """What Envoy's rate limit filter made of the service's answers so far, summed over the
+    routes: ok, over_limit, error (a failed call: the gateway then fails open, so a broken
+    service would look fast), failure_mode_allowed."""
+    from benchmarks.dataplane_procs import http_call
+
+    status, _, body = http_call(
+        admin, "GET", "/stats?filter=ratelimit\\.(ok|over_limit|error|failure_mode_allowed)$",
+        None, {})
+    out = {"ok": 0, "over_limit": 0, "error": 0, "failure_mode_allowed": 0}
+    for line in body.decode().splitlines() if status == 200 else []:
+        name, _, value = line.rpartition(": ")
+        kind = name.rsplit(".", 1)[-1]
+        if kind in out and value.isdigit():
+            out[kind] += int(value)
+    return out
 
 
 def _commit() -> str:
@@ -356,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"p50 {m.p50_ms:.3f} ms p99 {m.p99_ms:.3f} ms errors "
                           f"{m.non2xx}+{m.socket_errors} envoy {m.proxy_us_per_request:.0f} "
                           "µs/req", flush=True)
+        info["limit_outcomes"] = limit_outcomes(services["gateway-global"].admin_port)
     finally:
         for svc in reversed(list(services.values())):
             svc.stop()
@@ -381,8 +401,10 @@ def main(argv: list[str] | None = None) -> int:
            "runs": {k: [m.as_dict() for m in v] for k, v in results.items()}}
     args.json.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({"cells": cells, "added": added}, indent=1))
+    print(f"rate limit filter outcomes (gateway-global): {info['limit_outcomes']}")
     print(f"results: {args.json}")
-    return 0 if all(c["errors"] == 0 for c in cells.values()) else 1
+    failed = info["limit_outcomes"]["error"] + info["limit_outcomes"]["failure_mode_allowed"]
+    return 0 if all(c["errors"] == 0 for c in cells.values()) and not failed else 1
 
 
 if __name__ == "__main__":
