@@ -51,6 +51,8 @@ from benchmarks.dataplane_targets import CHAT_PATH, Placement, minimal_bootstrap
 from gatewayctl.render.envoy.lua import JSON, module_source
 
 SOURCE = Path(__file__).resolve().parent / "dynamic_module"
+# The ABI header is the product module's (gatewayctl/render/envoy/module/gw_abi.h), shared.
+ABI_HEADER_DIR = Path(__file__).resolve().parents[1] / "gatewayctl" / "render" / "envoy" / "module"
 MODULE_NAME = "gwbench"  # the library is lib<name>.so, found through the search path
 SEARCH_PATH = "ENVOY_DYNAMIC_MODULES_SEARCH_PATH"
 MODEL_HEADER = "x-gw-model"
@@ -103,6 +105,7 @@ def build_module(out_dir: Path, *, abi_version: str | None = None) -> Path:
     define = [f'-DGW_ABI_VERSION="{abi_version}"'] if abi_version is not None else []
     subprocess.run(
         [cc, "-O2", "-Wall", "-Wextra", "-Werror", "-std=c11", "-fPIC", "-shared", *define,
+         "-I", str(ABI_HEADER_DIR),
          "-o", str(out), str(SOURCE / "gw_filter.c")],
         check=True, capture_output=True, text=True,
     )  # fmt: skip

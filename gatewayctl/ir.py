@@ -293,6 +293,9 @@ class GatewayIR:
     consumers: tuple[ConsumerIR, ...]
     kubernetes: KubernetesIR = field(default_factory=KubernetesIR)
     limits: LimitsIR = field(default_factory=LimitsIR)
+    # Which implementation runs the gateway's own HTTP filters: Lua (the default) or the
+    # compiled dynamic module (render/envoy/dynamic_module.py), where it has the filter.
+    data_plane_filters: Literal["lua", "module"] = "lua"
     version: str = IR_VERSION
 
     def jwt_providers(self) -> tuple[JwtProviderIR, ...]:

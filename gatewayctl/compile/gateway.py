@@ -346,6 +346,7 @@ def compile_gateway(ms: ManifestSet) -> GatewayIR:
         replicas_max=gw.spec.replicas.max,
         target_cpu=gw.spec.replicas.targetCPUUtilization,
         image=gw.spec.image,
+        data_plane_filters=gw.spec.dataPlaneFilters,
         providers=tuple(compile_provider(p) for p in ms.providers.values()),
         models=tuple(compile_model(m) for m in ms.models.values()),
         routes=tuple(compile_route(r, ms, defaults, prompts, rollouts) for r in ms.routes.values()),

@@ -81,6 +81,20 @@ class Limits(Strict):
         return self
 
 
+_STOCK_ENVOY = ("envoyproxy/envoy", "docker.io/envoyproxy/envoy",
+                "index.docker.io/envoyproxy/envoy")
+
+
+def is_stock_envoy_image(image: str) -> bool:
+    """The upstream Envoy image (envoyproxy/envoy, any tag or digest), which has no module."""
+    repository = image.split("@", 1)[0]
+    slash = repository.rfind("/")
+    colon = repository.rfind(":")
+    if colon > slash:
+        repository = repository[:colon]
+    return repository in _STOCK_ENVOY
+
+
 class GatewaySpec(Strict):
     namespace: Name
     listener: Listener = Field(default_factory=Listener)
@@ -89,6 +103,22 @@ class GatewaySpec(Strict):
     defaultPolicies: list[Name] = Field(default_factory=list)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     limits: Limits = Field(default_factory=Limits)
+    # lua (default): the gateway's filters run in Envoy's Lua; module: gatewayctl's compiled
+    # filter (an Envoy dynamic module) where it has one, which needs an image with the module
+    # (docker/envoy-module.Dockerfile), not the stock envoyproxy/envoy.
+    dataPlaneFilters: Literal["lua", "module"] = "lua"
+
+    @field_validator("dataPlaneFilters")
+    @classmethod
+    def _module_image(cls, filters: str, info: ValidationInfo) -> str:
+        image = info.data.get("image")
+        if filters == "module" and isinstance(image, str) and is_stock_envoy_image(image):
+            raise ValueError(
+                f"module needs an Envoy image with gatewayctl's module, and {image} is the "
+                f"stock Envoy image: build docker/envoy-module.Dockerfile and set image to "
+                f"it, or use dataPlaneFilters: lua"
+            )
+        return filters
 
 
 # --- Provider --------------------------------------------------------------------------------

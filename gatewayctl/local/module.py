@@ -1,0 +1,163 @@
+"""Building gatewayctl's compiled filters (the Envoy dynamic module) for the local gateway.
+
+The build is cached and content-addressed: the library lives in
+<state dir>/modules/<sha256>/libgatewayctl.so, where the hash covers the module's sources,
+the compiler's identity (`cc --version`) and the flags; the same inputs give the same path
+and, as the build is deterministic (no debug info, no paths or dates in the output), the same
+bytes. A build goes to a temporary file first and is renamed into place.
+
+`prepare_module` is what `up` and `apply --live local` use: for a gateway with
+`dataPlaneFilters: module` it builds the module and checks it against the Envoy that will run
+it (the ABI version, render/envoy/dynamic_module.py), refusing a mismatch with one clear
+message; with no C compiler it serves the gateway with the Lua filters (exactly the
+`dataPlaneFilters: lua` path) and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+
+from gatewayctl.errors import GatewayctlError
+from gatewayctl.ir import GatewayIR
+from gatewayctl.render.envoy.dynamic_module import (
+    CFLAGS,
+    LIBRARY,
+    SEARCH_PATH_ENV,
+    SOURCES,
+    abi_problem,
+    source_files,
+)
+
+COMPILER_ENV = "CC"  # the compiler to use, as make and setuptools read it
+
+
+class ModuleError(GatewayctlError):
+    """The module cannot be built, or a built one does not fit the Envoy that would run it."""
+
+
+def find_compiler() -> str | None:
+    """$CC, else cc, else gcc; None when there is none."""
+    explicit = os.environ.get(COMPILER_ENV)
+    if explicit:
+        return shutil.which(explicit)
+    return shutil.which("cc") or shutil.which("gcc")
+
+
+@cache
+def _compiler_identity(compiler: str) -> str:
+    done = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False,
+                          timeout=30)
+    return done.stdout.strip()
+
+
+def build_key(compiler: str, flags: Sequence[str]) -> str:
+    """The content address of a build: the sources, the compiler and the flags."""
+    digest = hashlib.sha256()
+    for part in (_compiler_identity(compiler), *flags):
+        digest.update(part.encode("utf-8") + b"\0")
+    for name, content in source_files().items():
+        digest.update(name.encode("utf-8") + b"\0" + content + b"\0")
+    return digest.hexdigest()
+
+
+def build_module(cache_dir: Path, *, compiler: str | None = None,
+                 extra_flags: Sequence[str] = ()) -> Path:
+    """The library built from the shipped sources, in cache_dir/<key>/ (built if missing).
+    extra_flags are appended to the hardened flags (a test's sanitiser or ABI override)."""
+    compiler = compiler or find_compiler()
+    if compiler is None:
+        raise ModuleError("no C compiler found (cc, gcc or $CC)",
+                          hint="install one (Debian: apt-get install gcc), or use "
+                          "dataPlaneFilters: lua")
+    flags = (*CFLAGS, *extra_flags)
+    folder = cache_dir / build_key(compiler, flags)
+    library = folder / LIBRARY
+    if library.is_file():
+        return library
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as work:
+        src = Path(work) / "src"
+        src.mkdir()
+        for name, content in source_files().items():
+            (src / name).write_bytes(content)
+        out = Path(work) / LIBRARY
+        # relative paths in a fixed folder: nothing of where it was built goes into the output
+        done = subprocess.run([compiler, *flags, "-o", str(out), *SOURCES], cwd=src,
+                              capture_output=True, text=True, check=False, timeout=300)
+        if done.returncode != 0:
+            raise ModuleError(f"the C compiler failed to build gatewayctl's module:\n"
+                              f"{(done.stdout + done.stderr).strip()}",
+                              hint="use dataPlaneFilters: lua meanwhile")
+        os.replace(out, library)
+    return library
+
+
+@cache
+def envoy_version(envoy: str) -> str:
+    """The release of an Envoy binary ("1.40.0"), from `envoy --version`."""
+    done = subprocess.run([envoy, "--version"], capture_output=True, text=True, check=False,
+                          timeout=60)
+    for word in (done.stdout + done.stderr).split():
+        parts = word.split("/")
+        if len(parts) >= 2 and parts[1][:1].isdigit():
+            return parts[1]
+    raise ModuleError(f"cannot tell the version of {envoy} from `envoy --version`")
+
+
+def check_module(library: Path, envoy: str) -> None:
+    """Refuse a library that does not fit this Envoy (its ABI version)."""
+    problem = abi_problem(library.read_bytes(), envoy_version(envoy))
+    if problem is not None:
+        raise ModuleError(f"cannot use the module {library}: {problem}",
+                          hint="rebuild it from this gatewayctl's sources against this Envoy, "
+                          "or use dataPlaneFilters: lua")
+
+
+def envoy_env(search_path: Path) -> dict[str, str]:
+    """The environment the local Envoy runs with: this process's, and the module's folder.
+    Always set, so a later apply can switch a running gateway to the module."""
+    return {**os.environ, SEARCH_PATH_ENV: str(search_path)}
+
+
+def install(library: Path, search_path: Path) -> None:
+    """Put a built library where Envoy loads it from (replaced atomically when it differs)."""
+    target = search_path / LIBRARY
+    content = library.read_bytes()
+    if target.is_file() and target.read_bytes() == content:
+        return
+    search_path.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=search_path, delete=False) as tmp:
+        tmp.write(content)
+    os.replace(tmp.name, target)
+
+
+@dataclass(frozen=True)
+class PreparedModule:
+    ir: GatewayIR  # what to render (dataPlaneFilters: lua when no module can be used)
+    notice: str | None = None
+
+
+def prepare_module(ir: GatewayIR, cache_dir: Path, search_path: Path,
+                   envoy: str) -> PreparedModule:
+    """For a gateway with dataPlaneFilters: module, the module built (cached), checked
+    against `envoy` and installed into search_path; without a compiler, the Lua path."""
+    if ir.data_plane_filters != "module":
+        return PreparedModule(ir)
+    compiler = find_compiler()
+    if compiler is None:
+        return PreparedModule(
+            replace(ir, data_plane_filters="lua"),
+            notice="dataPlaneFilters: module, but no C compiler (cc, gcc or $CC) was found: "
+                   "the gateway's filters run in Lua (install gcc to use the compiled module)")
+    library = build_module(cache_dir, compiler=compiler)
+    check_module(library, envoy)
+    install(library, search_path)
+    return PreparedModule(ir)

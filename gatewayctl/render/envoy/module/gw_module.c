@@ -1,0 +1,107 @@
+/* The module's hooks: Envoy calls these by name (dlsym). The filter config is
+ *   {"abi": <the ABI version the renderer targets>, ...the filter's data}
+ * as a google.protobuf.StringValue; filter_name picks the filter. A config whose "abi" is not
+ * this build's ABI version, or that does not parse, is refused (config_new returns NULL and
+ * Envoy rejects the listener: "Failed to initialize dynamic module"), so a module built for
+ * another Envoy never runs under a config rendered for this one. */
+#include <string.h>
+
+#include "gw_module.h"
+
+/* Kept in the library's read-only data for gatewayctl to read without loading it. */
+__attribute__((used)) const char gw_module_marker[] = GW_MODULE_MARKER GW_ABI_VERSION;
+
+const char *envoy_dynamic_module_on_program_init(void) { return GW_ABI_VERSION; }
+
+static bool is(gw_buffer name, const char *want) {
+  size_t n = strlen(want);
+  return name.length == n && memcmp(name.ptr, want, n) == 0;
+}
+
+gw_module_ptr envoy_dynamic_module_on_http_filter_config_new(gw_envoy_ptr config, gw_buffer name,
+                                                             gw_buffer value) {
+  (void)config;
+  if (!is(name, "auth")) return NULL;
+  gj_node *root = gj_parse(value.ptr, value.length);
+  const gj_node *abi = gj_get(root, "abi");
+  gw_auth *auth = NULL;
+  if (abi != NULL && abi->type == GJ_STRING && strcmp(abi->string, GW_ABI_VERSION) == 0)
+    auth = gw_auth_new(root);
+  gj_free(root);
+  return auth;
+}
+
+void envoy_dynamic_module_on_http_filter_config_destroy(gw_module_ptr config) {
+  gw_auth_destroy((gw_auth *)config);
+}
+
+/* No per-stream state: the filter is its config. */
+gw_module_ptr envoy_dynamic_module_on_http_filter_new(gw_module_ptr config, gw_envoy_ptr filter) {
+  (void)filter;
+  return config;
+}
+
+void envoy_dynamic_module_on_http_filter_destroy(gw_module_ptr self) { (void)self; }
+
+int envoy_dynamic_module_on_http_filter_request_headers(gw_envoy_ptr filter, gw_module_ptr self,
+                                                        bool end_of_stream) {
+  (void)end_of_stream;
+  return gw_auth_request_headers(filter, (gw_auth *)self);
+}
+
+int envoy_dynamic_module_on_http_filter_request_body(gw_envoy_ptr filter, gw_module_ptr self,
+                                                     bool end_of_stream) {
+  (void)filter;
+  (void)self;
+  (void)end_of_stream;
+  return GW_BODY_CONTINUE;
+}
+
+int envoy_dynamic_module_on_http_filter_request_trailers(gw_envoy_ptr filter, gw_module_ptr self) {
+  (void)filter;
+  (void)self;
+  return GW_TRAILERS_CONTINUE;
+}
+
+int envoy_dynamic_module_on_http_filter_response_headers(gw_envoy_ptr filter, gw_module_ptr self,
+                                                         bool end_of_stream) {
+  (void)filter;
+  (void)self;
+  (void)end_of_stream;
+  return GW_HEADERS_CONTINUE;
+}
+
+int envoy_dynamic_module_on_http_filter_response_body(gw_envoy_ptr filter, gw_module_ptr self,
+                                                      bool end_of_stream) {
+  (void)filter;
+  (void)self;
+  (void)end_of_stream;
+  return GW_BODY_CONTINUE;
+}
+
+int envoy_dynamic_module_on_http_filter_response_trailers(gw_envoy_ptr filter,
+                                                          gw_module_ptr self) {
+  (void)filter;
+  (void)self;
+  return GW_TRAILERS_CONTINUE;
+}
+
+void envoy_dynamic_module_on_http_filter_stream_complete(gw_envoy_ptr filter, gw_module_ptr self) {
+  (void)filter;
+  (void)self;
+}
+
+/* Hooks Envoy 1.40 requires but never calls for this module: it starts no HTTP callout, no
+ * stream and no scheduler, and ignores write-buffer watermarks. Their arguments go unread. */
+#define UNUSED_HOOK(name)                                \
+  void envoy_dynamic_module_on_http_filter_##name(void); \
+  void envoy_dynamic_module_on_http_filter_##name(void) {}
+UNUSED_HOOK(http_callout_done)
+UNUSED_HOOK(http_stream_headers)
+UNUSED_HOOK(http_stream_data)
+UNUSED_HOOK(http_stream_trailers)
+UNUSED_HOOK(http_stream_complete)
+UNUSED_HOOK(http_stream_reset)
+UNUSED_HOOK(scheduled)
+UNUSED_HOOK(downstream_above_write_buffer_high_watermark)
+UNUSED_HOOK(downstream_below_write_buffer_low_watermark)

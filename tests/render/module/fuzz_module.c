@@ -1,0 +1,250 @@
+/* A seeded random harness for gatewayctl's module (tests/render/test_module_fuzz.py), built
+ * with the module's sources and -fsanitize=address,undefined: Envoy's callbacks are stubbed
+ * over an in-memory request, every buffer handed to the module is allocated to its exact size
+ * (so a read past it is caught), and the module is driven with
+ *   - filter configs: the valid config of argv[1], mutated (bytes flipped, inserted, removed,
+ *     truncated, spliced with JSON fragments), through config_new (must accept or refuse,
+ *     never crash or leak);
+ *   - requests: random header sets (method, path, the key headers with real, mangled and
+ *     random keys, Content-Length, repeated names, empty and binary values) through the
+ *     request-headers hook of an accepted config.
+ * Prints counts, one per line, "name value": the test checks both paths were exercised.
+ * Usage: fuzz_module CONFIG_FILE SEED ITERATIONS */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_abi.h"
+
+static uint64_t rng;
+static uint64_t next(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return rng;
+}
+static size_t below(size_t n) { return n == 0 ? 0 : (size_t)(next() % n); }
+
+/* ---- the stubbed request ---- */
+#define MAX_HEADERS 24
+static struct {
+  char *key, *value;
+  size_t key_length, value_length;
+} headers[MAX_HEADERS];
+static size_t header_count;
+static long replies[600], route_clears, header_sets;
+
+static void touch(gw_buffer b) { /* read every byte: ASan checks the range */
+  volatile unsigned char sink = 0;
+  for (size_t i = 0; i < b.length; i++) sink ^= (unsigned char)b.ptr[i];
+  (void)sink;
+}
+
+bool envoy_dynamic_module_callback_http_get_header(gw_envoy_ptr filter, int header_type,
+                                                   gw_buffer key, gw_buffer *value,
+                                                   size_t index, size_t *count) {
+  (void)filter;
+  touch(key);
+  size_t seen = 0;
+  bool found = false;
+  if (header_type == GW_REQUEST_HEADERS) {
+    for (size_t i = 0; i < header_count; i++) {
+      if (headers[i].key_length != key.length || memcmp(headers[i].key, key.ptr, key.length))
+        continue;
+      if (seen == index) {
+        *value = (gw_buffer){headers[i].value, headers[i].value_length};
+        found = true;
+      }
+      seen++;
+    }
+  }
+  *count = seen;
+  return found;
+}
+
+bool envoy_dynamic_module_callback_http_set_header(gw_envoy_ptr filter, int header_type,
+                                                   gw_buffer key, gw_buffer value) {
+  (void)filter;
+  (void)header_type;
+  touch(key);
+  touch(value);
+  header_sets++;
+  return true;
+}
+
+void envoy_dynamic_module_callback_http_clear_route_cache(gw_envoy_ptr filter) {
+  (void)filter;
+  route_clears++;
+}
+
+void envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(gw_envoy_ptr filter,
+                                                                  gw_buffer ns, gw_buffer key,
+                                                                  bool value) {
+  (void)filter;
+  (void)value;
+  touch(ns);
+  touch(key);
+}
+
+void envoy_dynamic_module_callback_http_send_response(gw_envoy_ptr filter, uint32_t status,
+                                                      gw_header *hs, size_t count,
+                                                      gw_buffer body, gw_buffer details) {
+  (void)filter;
+  for (size_t i = 0; i < count; i++) {
+    touch(hs[i].key);
+    touch(hs[i].value);
+  }
+  touch(body);
+  touch(details);
+  if (status < 600) replies[status]++;
+}
+
+/* ---- inputs ---- */
+static char *copy(const char *p, size_t n) {
+  char *out = malloc(n ? n : 1);
+  if (out == NULL) abort();
+  if (n) memcpy(out, p, n);
+  return out;
+}
+
+static const char *FRAGMENTS[] = {
+    "{", "}", "[", "]", "\"", ":", ",", "null", "true", "1e9", "-1", "99999999999999999999",
+    "\\u0000", "\\ud800", "\\u00e9", "\"abi\":\"v0.1.0\"", "{\"a\":[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]}",
+    "\"consumers\":[{\"name\":\"x\"}]", "\"first_cap\":\"1\"", "\"jwt\":{}", "\\", "\x01", "\xff",
+};
+
+static char *mutate_config(const char *base, size_t n, size_t *out_n) {
+  size_t cap = n * 2 + 256;
+  char *s = malloc(cap);
+  if (s == NULL) abort();
+  memcpy(s, base, n);
+  size_t len = n;
+  size_t edits = below(4);
+  for (size_t e = 0; e < edits; e++) {
+    switch (below(5)) {
+      case 0: /* flip a byte */
+        if (len) s[below(len)] = (char)next();
+        break;
+      case 1: /* truncate */
+        len = below(len + 1);
+        break;
+      case 2: { /* remove a run */
+        if (!len) break;
+        size_t at = below(len), run = below(len - at) + 1;
+        if (run > 16) run = 16;
+        memmove(s + at, s + at + run, len - at - run);
+        len -= run;
+        break;
+      }
+      default: { /* insert a fragment */
+        const char *f = FRAGMENTS[below(sizeof FRAGMENTS / sizeof *FRAGMENTS)];
+        size_t fl = strlen(f), at = below(len + 1);
+        if (len + fl > cap) break;
+        memmove(s + at + fl, s + at, len - at);
+        memcpy(s + at, f, fl);
+        len += fl;
+      }
+    }
+  }
+  char *exact = copy(s, len);
+  free(s);
+  *out_n = len;
+  return exact;
+}
+
+static const char *NAMES[] = {":method", ":path", "authorization", "x-api-key", "api-key",
+                              "content-length", "x-other"};
+static const char *VALUES[] = {
+    "POST", "GET", "/v1/chat/completions", "/v1/embeddings?x=1", "/v1/completions", "/v2",
+    "Bearer ", "bearer\t", "BEARER  ", "Basic abc", "", " ", "\t\r\n", "0", "12", "999999999",
+    "99999999999999999999999", "1e3", "-5", "KEY-ONE", "KEY-TWO", "Bearer KEY-ONE",
+    "Bearer\tKEY-TWO ", " KEY-ONE\n",
+};
+
+static void random_request(void) {
+  header_count = 0;
+  size_t n = below(MAX_HEADERS);
+  for (size_t i = 0; i < n; i++) {
+    const char *name = NAMES[below(sizeof NAMES / sizeof *NAMES)];
+    headers[i].key = copy(name, strlen(name));
+    headers[i].key_length = strlen(name);
+    char value[96];
+    size_t vl = 0;
+    size_t parts = below(3) + 1;
+    for (size_t p = 0; p < parts; p++) {
+      if (below(4) == 0) { /* random bytes */
+        size_t r = below(24);
+        for (size_t k = 0; k < r && vl < sizeof value; k++) value[vl++] = (char)next();
+      } else {
+        const char *v = VALUES[below(sizeof VALUES / sizeof *VALUES)];
+        size_t l = strlen(v);
+        if (vl + l > sizeof value) break;
+        memcpy(value + vl, v, l);
+        vl += l;
+      }
+    }
+    headers[i].value = copy(value, vl);
+    headers[i].value_length = vl;
+    header_count++;
+  }
+  if (below(2)) { /* usually an endpoint POST, so the interesting path runs */
+    for (size_t i = 0; i < header_count && i < 2; i++) {
+      free(headers[i].key);
+      free(headers[i].value);
+      const char *k = i == 0 ? ":method" : ":path";
+      const char *v = i == 0 ? "POST" : "/v1/chat/completions";
+      headers[i].key = copy(k, strlen(k));
+      headers[i].key_length = strlen(k);
+      headers[i].value = copy(v, strlen(v));
+      headers[i].value_length = strlen(v);
+    }
+  }
+}
+
+static void free_request(void) {
+  for (size_t i = 0; i < header_count; i++) {
+    free(headers[i].key);
+    free(headers[i].value);
+  }
+  header_count = 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 4) return 2;
+  FILE *f = fopen(argv[1], "rb");
+  if (f == NULL) return 2;
+  static char base[1 << 16];
+  size_t base_n = fread(base, 1, sizeof base, f);
+  fclose(f);
+  rng = strtoull(argv[2], NULL, 10) * 2654435761u + 1;
+  long iterations = strtol(argv[3], NULL, 10);
+  long accepted = 0, refused = 0, requests = 0;
+  if (strcmp(envoy_dynamic_module_on_program_init(), GW_ABI_VERSION) != 0) return 3;
+  for (long it = 0; it < iterations; it++) {
+    size_t n = base_n;
+    char *config = below(4) == 0 ? copy(base, base_n) : mutate_config(base, base_n, &n);
+    gw_module_ptr c = envoy_dynamic_module_on_http_filter_config_new(
+        NULL, (gw_buffer){"auth", 4}, (gw_buffer){config, n});
+    free(config); /* the module keeps no pointer into its config bytes */
+    if (c == NULL) {
+      refused++;
+      continue;
+    }
+    accepted++;
+    for (int r = 0; r < 20; r++) {
+      random_request();
+      gw_module_ptr filter = envoy_dynamic_module_on_http_filter_new(c, NULL);
+      envoy_dynamic_module_on_http_filter_request_headers(NULL, filter, below(2));
+      envoy_dynamic_module_on_http_filter_destroy(filter);
+      free_request();
+      requests++;
+    }
+    envoy_dynamic_module_on_http_filter_config_destroy(c);
+  }
+  printf("accepted %ld\nrefused %ld\nrequests %ld\nreplies_401 %ld\nreplies_403 %ld\n"
+         "replies_413 %ld\nheader_sets %ld\nroute_clears %ld\n",
+         accepted, refused, requests, replies[401], replies[403], replies[413], header_sets,
+         route_clears);
+  return 0;
+}

@@ -1,0 +1,242 @@
+"""gatewayctl's compiled module (render/envoy/module/, dynamic_module.py, local/module.py):
+its build, its ABI checks and its config handling, in a real Envoy 1.40. What its auth filter
+decides is tested with the Lua's own tests, parametrised over both (test_dataplane.py,
+test_body_limits.py, test_jwt.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gatewayctl.local.module import ModuleError, build_module, check_module, envoy_version
+from gatewayctl.local.process import find_envoy
+from gatewayctl.render.envoy import render_envoy
+from gatewayctl.render.envoy.dynamic_module import (
+    CFLAGS,
+    MODULE_TYPE,
+    TARGET_ABI,
+    abi_problem,
+    library_abi,
+    module_config,
+)
+from gatewayctl.render.envoy.listener import auth_filter_data
+from gatewayctl.render.envoy.names import AUTH_FILTER
+from tests.render import irs
+from tests.render.harness import (
+    envoy_binary,
+    loopback_options,
+    module_dir,
+    running_envoy,
+    validate,
+    with_filters,
+    write_secrets,
+)
+
+needs_compiler = pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler"
+)
+needs_envoy = pytest.mark.skipif(envoy_binary() is None, reason="envoy not on PATH")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _auth_filter(bundle_files: dict[str, str]) -> dict[str, Any]:
+    lds = json.loads(bundle_files["lds.json"])
+    hcm = lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return next(f for f in hcm["http_filters"] if f["name"] == AUTH_FILTER)
+
+
+def test_lua_is_the_default_and_module_renders_the_same_data(tmp_path: Path) -> None:
+    ir = irs.build_ir()
+    options = loopback_options(tmp_path, tmp_path / "secrets")
+    assert ir.data_plane_filters == "lua"
+    lua = _auth_filter(render_envoy(ir, options).files())
+    assert lua["typed_config"]["@type"].endswith(".Lua")
+    module = _auth_filter(render_envoy(dataclasses.replace(ir, data_plane_filters="module"),
+                                       options).files())
+    config = module["typed_config"]
+    assert config["@type"] == MODULE_TYPE
+    assert config["dynamic_module_config"] == {"name": "gatewayctl"}
+    assert config["filter_name"] == "auth"
+    data = json.loads(config["filter_config"]["value"])
+    assert data["abi"] == TARGET_ABI
+    # the Lua's data table (the same function's output), as JSON, with the names it uses
+    lua_data = auth_filter_data(ir, options)
+    assert {k: v for k, v in data.items() if k not in ("abi", "names")} == {
+        k: v for k, v in lua_data.items() if v is not None}
+    assert data["names"]["client_key_headers"] == ["authorization", "x-api-key", "api-key"]
+    assert data["consumer_caps"] == {"helpdesk": 1048576, "search-app": 8388608}
+    assert data["body_classes"] == {"8388608": "_body_8388608"}
+    assert "jwt" not in data  # no JWT policy: no jwt data (the module refuses any)
+    # no secret value in the config
+    for key in irs.CONSUMER_KEYS.values():
+        assert key not in config["filter_config"]["value"]
+
+
+def test_module_config_is_deterministic_and_drops_nulls() -> None:
+    one = module_config({"b": 1, "a": None, "c": {"y": None, "x": [1, {"z": None}]}})
+    assert one == '{"abi":"' + TARGET_ABI + '","b":1,"c":{"x":[1,{}]}}'
+    assert module_config({"c": {"x": [1, {}]}, "b": 1}) == one
+
+
+@needs_compiler
+def test_build_is_cached_content_addressed_and_deterministic(tmp_path: Path) -> None:
+    one = build_module(tmp_path / "a")
+    again = build_module(tmp_path / "a")
+    other = build_module(tmp_path / "b")
+    assert one == again
+    assert one.parent.name == other.parent.name  # the same key for the same inputs
+    assert re.fullmatch("[0-9a-f]{64}", one.parent.name)
+    assert one.read_bytes() == other.read_bytes()  # byte-identical builds
+    assert library_abi(one.read_bytes()) == TARGET_ABI
+    # another flag is another build
+    debug = build_module(tmp_path / "a", extra_flags=("-DGW_ABI_VERSION=\"v0.1.0\"",))
+    assert debug.parent != one.parent
+    assert library_abi(debug.read_bytes()) == "v0.1.0"
+
+
+@needs_compiler
+def test_the_build_uses_the_hardened_flags(tmp_path: Path) -> None:
+    for flag in ("-O2", "-Werror", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"):
+        assert flag in CFLAGS
+    library = build_module(tmp_path)
+    # _FORTIFY_SOURCE at -O2 turns snprintf/memcpy into their checked forms
+    assert b"__snprintf_chk" in library.read_bytes()
+    assert b"__stack_chk_fail" in library.read_bytes()
+
+
+def test_the_image_builds_with_the_same_flags_and_sources() -> None:
+    dockerfile = (ROOT / "docker" / "envoy-module.Dockerfile").read_text()
+    for flag in CFLAGS:
+        assert flag in dockerfile, flag
+    for name in ("gw_module.c", "gw_auth.c", "gw_json.c"):
+        assert name in dockerfile
+    assert "ENVOY_DYNAMIC_MODULES_SEARCH_PATH" in dockerfile
+    assert "FROM ${ENVOY_IMAGE}" in dockerfile
+
+
+def test_abi_problems_are_explained() -> None:
+    good = b"...gatewayctl-module-abi=v0.2.0\x00..."
+    assert abi_problem(good, "1.40.0") is None
+    assert abi_problem(b"gatewayctl-module-abi=v0.1.0\x00", "1.40.0") == (
+        "it was built for dynamic-module ABI v0.1.0, and Envoy 1.40.0 speaks v0.2.0")
+    assert abi_problem(good, "1.41.2") == (
+        "Envoy 1.41.2 has no known module ABI (gatewayctl knows Envoy 1.40)")
+    assert abi_problem(b"\x7fELF other library", "1.40.0") == (
+        "it is not gatewayctl's module (no ABI marker)")
+
+
+@needs_compiler
+@needs_envoy
+def test_a_module_built_for_another_abi_is_refused(tmp_path: Path) -> None:
+    envoy = find_envoy()
+    assert envoy_version(envoy) == "1.40.0"
+    good = build_module(tmp_path)
+    check_module(good, envoy)  # no error
+    other = build_module(tmp_path, extra_flags=("-DGW_ABI_VERSION=\"v0.1.0\"",))
+    with pytest.raises(ModuleError) as raised:
+        check_module(other, envoy)
+    assert str(raised.value) == (
+        f"cannot use the module {other}: it was built for dynamic-module ABI v0.1.0, and "
+        "Envoy 1.40.0 speaks v0.2.0")
+    assert raised.value.hint is not None and "dataPlaneFilters: lua" in raised.value.hint
+
+
+def _validate_with(tmp_path: Path, edit: Any) -> str:
+    """`envoy --mode validate` of the module gateway's static config after edit(config)."""
+    ir = with_filters(irs.build_ir(), "module")
+    files = render_envoy(ir, loopback_options(tmp_path, tmp_path / "secrets")).files()
+    text = files["validate.yaml"]
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe")
+    doc = yaml.load(text)
+    hcm = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    flt = next(f for f in hcm["typed_config"]["http_filters"] if f["name"] == AUTH_FILTER)
+    edit(flt["typed_config"])
+    path = tmp_path / "validate.json"
+    path.write_text(json.dumps(doc))
+    done = validate(path)
+    return "OK" if done.returncode == 0 else done.stdout + done.stderr
+
+
+@needs_compiler
+@needs_envoy
+def test_envoy_loads_the_rendered_module_config(tmp_path: Path) -> None:
+    assert _validate_with(tmp_path, lambda config: None) == "OK"
+
+
+def _set_data(change: Any) -> Any:
+    def edit(config: dict[str, Any]) -> None:
+        data = json.loads(config["filter_config"]["value"])
+        change(data)
+        config["filter_config"]["value"] = json.dumps(data)
+
+    return edit
+
+
+@needs_compiler
+@needs_envoy
+@pytest.mark.parametrize(
+    "edit",
+    [
+        # a config rendered for another ABI: the module refuses it
+        _set_data(lambda d: d.update(abi="v0.1.0")),
+        _set_data(lambda d: d.pop("abi")),
+        # bad or missing data
+        _set_data(lambda d: d.update(first_cap="1")),
+        _set_data(lambda d: d.update(consumers=[{"name": "x"}])),
+        _set_data(lambda d: d["names"].update(client_key_headers=[])),
+        _set_data(lambda d: d.update(body_classes={"x1": "_body"})),
+        _set_data(lambda d: d.update(jwt={"providers": []})),
+        lambda c: c["filter_config"].update(value='{"abi":"v0.2.0",'),
+        lambda c: c.update(filter_name="body"),
+    ],
+    ids=["other-abi", "no-abi", "cap-type", "consumer-file", "no-key-headers", "class-key",
+         "jwt", "truncated-json", "unknown-filter"],
+)
+def test_config_errors_are_refused_by_envoy(tmp_path: Path, edit: Any) -> None:
+    out = _validate_with(tmp_path, edit)
+    assert "Failed to initialize dynamic module" in out, out
+
+
+@needs_compiler
+@needs_envoy
+def test_rotated_consumer_key_applies_without_a_reload(tmp_path: Path) -> None:
+    """secrets.lua's semantics in C: the key files are read again once secret_ttl_s has
+    passed; the old key stops working, the new one works, an emptied file names nobody."""
+    assert module_dir() is not None
+    ir = with_filters(irs.build_ir(), "module")
+    secrets = tmp_path / "secrets"
+    write_secrets(secrets, {(f"{n}-key", "key"): k for n, k in irs.CONSUMER_KEYS.items()})
+    options = loopback_options(tmp_path, secrets, secret_ttl_s=1)
+    key_file = secrets / "search-app-key" / "key"
+    old = irs.CONSUMER_KEYS["search-app"]
+    with running_envoy(tmp_path / "envoy", render_envoy(ir, options),
+                       listener_port=options.listener_port, admin_port=options.admin_port,
+                       access_log=tmp_path / "access.log", concurrency=1) as envoy:
+        def status(key: str) -> int:
+            # no provider is reachable: a request past auth gets 503, one refused by it 401
+            return envoy.chat("keys", headers={"x-api-key": key}).status
+
+        assert status(old) != 401
+        key_file.write_text("  rotated-key-value\n")
+        deadline = time.monotonic() + 10
+        while status("rotated-key-value") == 401 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status("rotated-key-value") != 401
+        assert status(old) == 401
+        key_file.write_text("\n")
+        deadline = time.monotonic() + 10
+        while status("rotated-key-value") != 401 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status("rotated-key-value") == 401
+        log = envoy.log_text()
+    for secret in ("rotated-key-value", old):
+        assert secret not in log
