@@ -23,6 +23,7 @@ from gatewayctl.local import process
 from gatewayctl.local.admin import AdminClient, ServedConfig
 from gatewayctl.local.limits import CHILDREN as LIMIT_CHILDREN
 from gatewayctl.local.limits import needs_limit_services, start_limit_services
+from gatewayctl.local.module import envoy_env
 from gatewayctl.local.process import HOST
 from gatewayctl.local.publish import ConfigDir
 from gatewayctl.local.reload import (
@@ -160,6 +161,8 @@ def up(root: Path, *, listener_port: int | None = None, admin_port: int = 9901,
         secrets = state.prepare_secrets(root, secret_refs(ir))
         choice = choose_providers(ir, secrets, mock_all=mock_all)
         bundle = render_local(ir, state, ports, choice)
+        if bundle.notice is not None:
+            on_progress(bundle.notice)
         took = validate_local(bundle, state)
         on_progress(f"envoy --mode validate: OK ({took:.2f}s)")
         try:
@@ -216,7 +219,8 @@ def _start(state: StateDir, root: Path, ir: GatewayIR, ports: Ports, bundle: Loc
     since = process.log_size(state.envoy_log)
     started = time.time()
     envoy = process.spawn([process.find_envoy(), "-c", str(bootstrap), *ENVOY_FLAGS,
-                           "--drain-time-s", str(drain_time_s)], state.envoy_log)
+                           "--drain-time-s", str(drain_time_s)], state.envoy_log,
+                          env=envoy_env(state.module_search_path))
     state.write_pid("envoy", envoy)
     ready_s = process.wait_envoy_ready(envoy, admin_port=ports.admin,
                                        listener_port=ports.listener, log=state.envoy_log,

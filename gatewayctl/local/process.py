@@ -334,13 +334,15 @@ class EnvoyRejected(GatewayctlError):
         self.detail = detail
 
 
-def validate_config(config: Path, *, envoy: str | None = None, timeout: float = 60.0) -> None:
-    """Run `envoy --mode validate` on a static bootstrap; raise EnvoyRejected with its reason."""
+def validate_config(config: Path, *, envoy: str | None = None, timeout: float = 60.0,
+                    env: Mapping[str, str] | None = None) -> None:
+    """Run `envoy --mode validate` on a static bootstrap; raise EnvoyRejected with its reason.
+    env: Envoy's environment (the compiled module's search path), if not this process's."""
     argv = [envoy or find_envoy(), "--mode", "validate", "-c", str(config),
             "--disable-hot-restart", "--log-level", "warn"]
     try:
         done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, env=None if env is None else dict(env))
     except subprocess.TimeoutExpired:
         raise GatewayctlError(
             f"envoy --mode validate did not finish within {timeout:.0f}s") from None

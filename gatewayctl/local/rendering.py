@@ -27,7 +27,8 @@ from typing import Any
 from gatewayctl.atomic import write_atomic
 from gatewayctl.errors import GatewayctlError
 from gatewayctl.ir import GatewayIR, ProviderIR, RouteIR, SecretRefIR
-from gatewayctl.local.process import HOST, validate_config
+from gatewayctl.local.module import envoy_env
+from gatewayctl.local.process import HOST, find_envoy, validate_config
 from gatewayctl.local.state import (
     MOCK_AWS_CREDENTIAL,
     MOCK_CREDENTIAL,
@@ -69,6 +70,7 @@ class LocalBundle:
     bootstrap: str
     validate: str
     rds: dict[str, Any] = field(default_factory=dict)
+    notice: str | None = None  # said once by `up` / `apply` (the module's Lua fallback)
 
     @property
     def version(self) -> str:
@@ -152,8 +154,11 @@ def without_credentials(ir: GatewayIR, mocked: tuple[str, ...]) -> GatewayIR:
 
 def render_local(ir: GatewayIR, state: StateDir, ports: Ports,
                  choice: ProviderChoice) -> LocalBundle:
+    from gatewayctl.local.module import prepare_module
     from gatewayctl.render.envoy import loopback_options, render_envoy
 
+    prepared = prepare_module(ir, state.modules_dir, state.module_search_path, find_envoy())
+    ir = prepared.ir
     options = loopback_options(
         admin_port=ports.admin,
         listener_port=ports.listener,
@@ -169,7 +174,7 @@ def render_local(ir: GatewayIR, state: StateDir, ports: Ports,
     files = bundle.files()
     return LocalBundle(lds=dict(bundle.lds), cds=dict(bundle.cds), rds=dict(bundle.rds),
                        bootstrap=_text(files["bootstrap.yaml"]),
-                       validate=_text(files["validate.yaml"]))
+                       validate=_text(files["validate.yaml"]), notice=prepared.notice)
 
 
 def _text(content: str | bytes) -> str:
@@ -181,7 +186,7 @@ def validate_local(bundle: LocalBundle, state: StateDir) -> float:
     path = state.envoy_dir / "validate.yaml"
     write_atomic(path, bundle.validate)
     started = time.monotonic()
-    validate_config(path)
+    validate_config(path, env=envoy_env(state.module_search_path))
     return time.monotonic() - started
 
 

@@ -161,6 +161,16 @@ class StateDir:
         return self.path / "envoy"
 
     @property
+    def modules_dir(self) -> Path:
+        """The compiled module's build cache (local/module.py), one folder per build."""
+        return self.path / "modules"
+
+    @property
+    def module_search_path(self) -> Path:
+        """Where the local Envoy loads the compiled module from."""
+        return self.envoy_dir / "module"
+
+    @property
     def logs_dir(self) -> Path:
         return self.path / "logs"
 
