@@ -3,6 +3,7 @@ same data plane as render_kubernetes."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ helm = pytest.importorskip("helm_python")
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "gatewayctl-gateway"
 KUBE_VERSION = "v1.30.0"
+MODULE_IMAGE = "registry.example.com/gatewayctl-envoy:v1.40.0"  # docker/envoy-module.Dockerfile
 
 # A team that deploys with Helm and lets gatewayctl manage only the config ConfigMaps.
 EXISTING_CONFIG_VALUES: dict[str, Any] = {
@@ -169,9 +171,14 @@ def test_existing_config_values_shape_the_pods() -> None:
     assert kinds["PodDisruptionBudget"]["spec"]["maxUnavailable"] == "50%"
 
 
+@pytest.mark.parametrize("filters", ["lua", "module"])
 def test_the_chart_deploys_the_same_data_plane_as_render_kubernetes(
-    multi_team: GatewayIR,
+    multi_team: GatewayIR, filters: str
 ) -> None:
+    """With Lua filters, and with the compiled module (its image and search path)."""
+    if filters == "module":
+        multi_team = dataclasses.replace(multi_team, data_plane_filters="module",
+                                         image=MODULE_IMAGE)
     bundle = envoy_bundle(multi_team)
     rendered = render_kubernetes(multi_team, bundle)
     charted = render_chart(
@@ -209,6 +216,15 @@ def test_the_chart_deploys_the_same_data_plane_as_render_kubernetes(
             if key != "app.kubernetes.io/managed-by":
                 assert theirs_meta["labels"][key] == value, (kind, key)
     assert ("ConfigMap", "ai-gateway-ir") not in theirs
+    deployment = ours["Deployment", "ai-gateway"]
+    envoy = deployment["spec"]["template"]["spec"]["containers"][0]
+    if filters == "module":
+        assert envoy["image"] == MODULE_IMAGE
+        assert envoy["env"] == [{"name": "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+                                 "value": "/usr/local/lib/gatewayctl"}]
+        validate_object(deployment)
+    else:
+        assert "env" not in envoy
 
 
 def test_inconsistent_config_values_fail_with_a_clear_message() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from gatewayctl.ir import GatewayIR
+from gatewayctl.render.envoy.dynamic_module import IMAGE_MODULE_DIR
 from gatewayctl.render.envoy.global_limits import RATELIMIT_GRPC_PORT
 from gatewayctl.render.k8s.alerts import render_prometheus_groups
 from gatewayctl.render.k8s.configmaps import CDS_SHA256_KEY, PACKED_SUFFIX, config_entries
@@ -66,6 +67,8 @@ def render_helm_values(ir: GatewayIR, envoy: EnvoyFiles) -> dict[str, Any]:
             "concurrency": CONCURRENCY,
             "drainSeconds": DRAIN_SECONDS,
             "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+            **({"moduleSearchPath": IMAGE_MODULE_DIR} if ir.data_plane_filters == "module"
+               else {}),
         },
         "gateway": {"name": ir.name},
         "image": {**split_image(ir.image), "pullPolicy": "IfNotPresent"},

@@ -24,6 +24,7 @@ import re
 from typing import Any
 
 from gatewayctl.ir import GatewayIR
+from gatewayctl.render.envoy.dynamic_module import IMAGE_MODULE_DIR, SEARCH_PATH_ENV
 from gatewayctl.render.envoy.probes import LIVE_PATH, METRICS_PATH, READY_PATH
 from gatewayctl.render.k8s.layout import (
     BOOTSTRAP_DIR,
@@ -219,10 +220,19 @@ def container_security() -> dict[str, Any]:
     }
 
 
+def module_env(ir: GatewayIR) -> dict[str, Any]:
+    """Envoy's module search path, for a gateway whose filters are the compiled module (the
+    image built from docker/envoy-module.Dockerfile keeps it there)."""
+    if ir.data_plane_filters != "module":
+        return {}
+    return {"env": [{"name": SEARCH_PATH_ENV, "value": IMAGE_MODULE_DIR}]}
+
+
 def _container(ir: GatewayIR, layout: EnvoyLayout) -> dict[str, Any]:
     return {
         "args": envoy_args(),
         "command": ["envoy"],
+        **module_env(ir),
         "image": ir.image,
         "imagePullPolicy": "IfNotPresent",
         "lifecycle": {"preStop": {"exec": {"command": drain_command(layout)}}},
