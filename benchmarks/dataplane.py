@@ -102,6 +102,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-litellm", action="store_true", help="leave LiteLLM out")
     p.add_argument("--no-portkey", action="store_true", help="leave Portkey's gateway out")
     p.add_argument("--no-features", action="store_true", help="skip the per-feature runs")
+    p.add_argument(
+        "--module",
+        action="store_true",
+        help="also the gateway with dataPlaneFilters: module (the compiled filters, built "
+        "from source with the C compiler), beside the Lua one",
+    )
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     p.add_argument(
         "--quiet-threshold",
@@ -296,6 +302,9 @@ def start_targets(bench: Bench, info: dict[str, Any]) -> None:
             bench.add_script(f"gateway-cache:{variant}", cached, cache_body,
                              headers={**AUTH, **headers})
 
+    if args.module:
+        start_module_gateway(bench, mock)
+
     minimal = start_minimal(work, mock, placement, args.envoy_concurrency)
     bench.services["minimal"] = minimal
     bench.add_script("minimal", minimal, request_body(UPSTREAM_MODEL, prompt_variables=False))
@@ -314,6 +323,22 @@ def start_targets(bench: Bench, info: dict[str, Any]) -> None:
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         info["litellm"] = f"not measured: {exc}"
         print(f"LiteLLM not measured: {exc}", file=sys.stderr)
+
+
+def start_module_gateway(bench: Bench, mock: Service) -> None:
+    """The gateway rendered with dataPlaneFilters: module, on the module gatewayctl up builds
+    (its search path is set in this process's environment, which each Envoy inherits)."""
+    from gatewayctl.local.module import build_module
+    from gatewayctl.render.envoy.dynamic_module import SEARCH_PATH_ENV
+
+    os.environ[SEARCH_PATH_ENV] = str(build_module(bench.work / "modules").parent)
+    gateway, _ = start_gateway(bench.work, "gateway-module", mock, bench.placement,
+                               bench.args.envoy_concurrency, access_log=True, filters="module")
+    bench.services["gateway-module"] = gateway
+    for feature in ("full", "none"):
+        body = request_body(route_model(feature), prompt_variables=True)
+        bench.add_script(f"gateway-module:{feature}", gateway, body)
+    bench.scripts["gateway-module"] = bench.scripts["gateway-module:full"]
 
 
 def start_portkey_target(bench: Bench, info: dict[str, Any], mock: Service) -> None:
@@ -348,6 +373,8 @@ def run_all(bench: Bench) -> None:
     variants = ["direct", "minimal", "gateway-nolog:none", *[f"gateway:{f}" for f in FEATURES]]
     variants += ["gateway-cache:none", *(f"gateway-cache:{v}" for v in CACHE_VARIANTS)]
     variants.append("gateway:anthropic")
+    if "gateway-module" in bench.scripts:
+        variants += ["gateway-module:none", "gateway-module:full"]
     conc = args.feature_concurrency
     print(f"per-feature runs at concurrency {conc}", flush=True)
     for repeat in range(1, args.repeats + 1):

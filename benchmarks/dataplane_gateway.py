@@ -32,6 +32,7 @@ measured with a second Envoy whose rendered listener has the `access_log` entry 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,7 @@ def render_gateway(
     anthropic: bool = True,
     cache: bool = False,
     outguard: bool = True,
+    filters: str = "lua",
 ) -> Path:
     """Compile a fresh manifest root in work, render it, write bootstrap + LDS/CDS files.
 
@@ -174,14 +176,15 @@ def render_gateway(
     the route bench-cache (and so the cache filter, key module and cache counters; the other
     routes' numbers stay comparable with earlier runs only without it). `outguard=False`:
     without the route bench-outguard (no output-guardrail code in the gateway; the other
-    routes measure the same with it: docs/performance.md#output-guardrails).
+    routes measure the same with it: docs/performance.md#output-guardrails). `filters`: the
+    Gateway's dataPlaneFilters ("module": Envoy needs the module's search path set).
     """
     root = write_root(work / "root", listener_port, anthropic, cache, outguard)
     secrets_dir = work / "secrets"
     write_secrets(secrets_dir)
     config_dir = work / "config"
     config_dir.mkdir(parents=True, exist_ok=True)
-    ir = compile_root(root).ir
+    ir = dataclasses.replace(compile_root(root).ir, data_plane_filters=filters)
     options = loopback_options(
         admin_port=admin_port,
         listener_port=listener_port,

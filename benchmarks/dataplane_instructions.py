@@ -16,6 +16,8 @@ what removing it saves:
     -buffer        without the buffer filter (the principal's body bound; the body filter then
                    buffers within the connection's 1 MiB)
     route-none     the same gateway, route bench-none (no policy)
+    module-full, module-none  routes bench-full and bench-none of the gateway rendered with
+                   dataPlaneFilters: module (the compiled auth filter, stage 1)
     none-auth      bench-none without the auth Lua filter
     none-response-lua  bench-none without envoy_on_response
     none-access-log    bench-none without the access log
@@ -57,6 +59,7 @@ import argparse
 import copy
 import http.client
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -259,7 +262,11 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("none-cache-stats", "none", [no_cache_stats]),
     ("miss-cache-stats", CACHE_ROUTE, [no_cache_stats]),
     ("miss-cache-filter", CACHE_ROUTE, [without_filter_named("gatewayctl.cache")]),
+    ("module-full", "full", []),
+    ("module-none", "none", []),
 ]
+# Variants whose gateway runs the compiled module's filters (dataPlaneFilters: module).
+WITH_MODULE = ("module-full", "module-none")
 # Variants whose gateway has the route bench-cache.
 WITH_CACHE = ("cache-hit", "cache-miss", "none-with-cache", "none-cache-filter",
               "none-cache-stats", "miss-cache-stats", "miss-cache-filter")
@@ -270,6 +277,7 @@ RENDER: dict[str, dict[str, Any]] = {
     "-translation": {"anthropic": False},
     "none-no-outguard": {"outguard": False},
     **{name: {"cache": True} for name in WITH_CACHE},
+    **{name: {"filters": "module"} for name in WITH_MODULE},
 }
 # Request headers of a variant beyond the consumer key.
 HEADERS: dict[str, dict[str, str]] = {
@@ -398,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
     only = {n for n in args.only.split(",") if n}
     span = lua_range(envoy_real_binary()) if args.lua_share else (0, 0)
     work = Path(tempfile.mkdtemp(prefix="gatewayctl-instructions-"))
+    if any(not only or name in only for name in WITH_MODULE):
+        # the product's module, built as `gatewayctl up` builds it; every Envoy inherits it
+        from gatewayctl.local.module import build_module
+        from gatewayctl.render.envoy.dynamic_module import SEARCH_PATH_ENV
+
+        os.environ[SEARCH_PATH_ENV] = str(build_module(work / "modules").parent)
     mock = start_mock(work, Placement(None, None))
     rows: list[dict[str, Any]] = []
     try:

@@ -17,6 +17,7 @@ TARGETS_TEXT = {
     "direct-anthropic": "direct to the mock, Anthropic API",
     "gateway": "gatewayctl gateway, every policy",
     "gateway:anthropic": "gateway, every policy, Anthropic",
+    "gateway-module": "gateway, every policy, compiled auth",
     "minimal": "minimal Envoy route",
     "litellm": "LiteLLM proxy, 2 workers",
     "portkey": "Portkey gateway (Node), 1 process",

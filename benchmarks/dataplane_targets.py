@@ -144,15 +144,17 @@ def start_gateway(
     concurrency: int,
     access_log: bool,
     cache: bool = False,
+    filters: str = "lua",
 ) -> tuple[Service, Path | None]:
-    """The rendered gateway (`cache`: with the route bench-cache); returns the service and its
-    access-log path (None: no log)."""
+    """The rendered gateway (`cache`: with the route bench-cache; `filters`: its
+    dataPlaneFilters, "module" needing the module's search path in the environment); returns
+    the service and its access-log path (None: no log)."""
     dirs = work / name
     dirs.mkdir(parents=True, exist_ok=True)
     port, admin = free_port(), free_port()
     log_path = dirs / "access.log" if access_log else None
     bootstrap = render_gateway(dirs, f"http://127.0.0.1:{upstream.port}", port, admin, log_path,
-                               cache=cache)
+                               cache=cache, filters=filters)
     return start_envoy(name, dirs, bootstrap, port, admin, placement, concurrency), log_path
 
 
