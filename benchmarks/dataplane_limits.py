@@ -13,8 +13,11 @@ today's gateway (replica scope) and the minimal Envoy route.
                      on (every descriptor: requests, tokens and budget) and one Envoy makes
                      when the stream is done (the tokens and cost the response used), the
                      service counting in Redis
+    gateway-nullservice  the same global gateway whose service answers OK at once, without
+                     decoding or Redis (benchmarks/null_ratelimit.py, on the stand-in's HTTP/2
+                     server): the floor under the stand-in; bench-full only
 
-The rate limit service is the local stand-in (`gatewayctl ratelimit-service`, Python, asyncio)
+The rate limit service is the local stand-in (`gatewayctl ratelimit-service`, Python, uvloop)
 and Debian's redis-server; Kubernetes runs the official Go service, so the service's own
 figures are an upper bound of what production adds. Envoy's CPU per request
 (`envoy_us_per_request`) is measured apart from the service's and Redis's
@@ -73,6 +76,10 @@ from gatewayctl.render.envoy.bundle import dump_compact
 from gatewayctl.render.ratelimit_config import dump_ratelimit_config, render_ratelimit_config
 
 TARGETS = ("minimal", "gateway", "gateway-global", "gateway:1limit", "gateway-global:1limit")
+# the timed run adds the floor under the stand-in: the global gateway (bench-full) whose service
+# answers OK at once, without decoding or Redis (benchmarks/null_ratelimit.py)
+NULL_TARGET = "gateway-nullservice"
+TIMED_TARGETS = (*TARGETS, NULL_TARGET)
 # target -> (service, route): ":1limit" is route bench-ratelimit (one request limit by route;
 # with the consumer's enforced budget, a check before and a charge after, as bench-full)
 
@@ -344,9 +351,16 @@ def main(argv: list[str] | None = None) -> int:
         services["gateway"] = start_gateway_variant(work, "gateway", mock, placement, None)
         services["gateway-global"] = start_gateway_variant(
             work, "gateway-global", mock, placement, f"127.0.0.1:{rls.port}")
+        null_port = free_port()
+        services["null"] = null = spawn(
+            "null", [sys.executable, "-m", "benchmarks.null_ratelimit", "--port", str(null_port)],
+            work / "null.log", null_port, placement.client)
+        time.sleep(1.0)  # it listens well within this; check_completion below proves it
+        services[NULL_TARGET] = start_gateway_variant(
+            work, NULL_TARGET, mock, placement, f"127.0.0.1:{null_port}")
         for svc in services.values():
             svc.refresh_pids()
-        for target in TARGETS:
+        for target in TIMED_TARGETS:
             service, _, variant = target.partition(":")
             route = "full" if not variant else "ratelimit"
             body = request_body("gpt-4o" if target == "minimal" else route_model(route),
@@ -354,21 +368,22 @@ def main(argv: list[str] | None = None) -> int:
             path = write_script(work / f"{target.replace(':', '-')}.lua", body, AUTH)
             scripts[target] = (f"http://127.0.0.1:{services[service].port}{CHAT_PATH}", path)
             check_completion(services[service].port, CHAT_PATH, body, AUTH)
-        for target in TARGETS:
+        for target in TIMED_TARGETS:
             url, script = scripts[target]
             measure(target, url, script, max(concs), args.warmup, 0, placement.client,
                     services[target.partition(":")[0]].pids, mock.pids)
         for repeat in range(1, args.repeats + 1):
             for conc in concs:
-                for target in TARGETS:
+                for target in TIMED_TARGETS:
                     wait_quiet(args.quiet_threshold, args.quiet_wait)
                     url, script = scripts[target]
-                    before = cpu_seconds(rls.pids), cpu_seconds(redis.pids)
+                    helper = null if target == NULL_TARGET else rls
+                    before = cpu_seconds(helper.pids), cpu_seconds(redis.pids)
                     m = measure(target, url, script, conc, args.duration, repeat,
                                 placement.client, services[target.partition(":")[0]].pids,
                                 mock.pids)
-                    if target.startswith("gateway-global"):
-                        helpers_cpu[id(m)] = (cpu_seconds(rls.pids) - before[0],
+                    if target.startswith("gateway-global") or target == NULL_TARGET:
+                        helpers_cpu[id(m)] = (cpu_seconds(helper.pids) - before[0],
                                               cpu_seconds(redis.pids) - before[1])
                     results.setdefault(f"{target}@{conc}", []).append(m)
                     print(f"  {target:<22} c={conc:<3} r={repeat} {m.rps:>8,.0f} req/s "
@@ -376,11 +391,13 @@ def main(argv: list[str] | None = None) -> int:
                           f"{m.non2xx}+{m.socket_errors} envoy {m.proxy_us_per_request:.0f} "
                           "µs/req", flush=True)
         info["limit_outcomes"] = limit_outcomes(services["gateway-global"].admin_port)
+        info["limit_outcomes_nullservice"] = limit_outcomes(services[NULL_TARGET].admin_port)
     finally:
         for svc in reversed(list(services.values())):
             svc.stop()
     info["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
-    cells = {key: median_cell(runs, helpers_cpu if key.startswith("gateway-global") else {})
+    cells = {key: median_cell(runs, helpers_cpu if key.startswith(("gateway-global", NULL_TARGET))
+                              else {})
              for key, runs in results.items()}
     added = {}
     for conc in concs:
@@ -397,11 +414,22 @@ def main(argv: list[str] | None = None) -> int:
                 "envoy_cpu_ratio_global_vs_gateway": round(
                     gg["envoy_us_per_request"] / g["envoy_us_per_request"], 3),
             }
+    for conc in concs:
+        # what of global limits' added p50 the floor takes (Envoy's two calls and a service
+        # that answers at once) and what the stand-in's matching, Redis and counting add
+        g, gg, gn = (cells[f"{t}@{conc}"] for t in ("gateway", "gateway-global", NULL_TARGET))
+        added[f"{conc}:floor"] = {
+            "nullservice_vs_gateway_p50_ms": round(gn["p50_ms"] - g["p50_ms"], 4),
+            "global_vs_nullservice_p50_ms": round(gg["p50_ms"] - gn["p50_ms"], 4),
+            "envoy_us_per_request_added_nullservice": round(
+                gn["envoy_us_per_request"] - g["envoy_us_per_request"], 1),
+        }
     out = {"info": info, "cells": cells, "added": added,
            "runs": {k: [m.as_dict() for m in v] for k, v in results.items()}}
     args.json.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({"cells": cells, "added": added}, indent=1))
-    print(f"rate limit filter outcomes (gateway-global): {info['limit_outcomes']}")
+    print(f"rate limit filter outcomes (gateway-global): {info['limit_outcomes']}; "
+          f"({NULL_TARGET}): {info['limit_outcomes_nullservice']}")
     print(f"results: {args.json}")
     # a few calls past the 100 ms timeout on a loaded machine do not change the figures; a
     # service that fails its calls does (the gateway fails open: fast, and counting nothing)
