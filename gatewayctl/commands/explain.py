@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gatewayctl.commands import TEXT_JSON, check_output, output_option
-from gatewayctl.errors import EXIT_ERROR, EXIT_OK, UsageError
+from gatewayctl.errors import EXIT_ERROR, EXIT_OK, GatewayctlError, UsageError
+
+if TYPE_CHECKING:
+    from gatewayctl.manifests.manifest_set import ManifestSet
 
 RootArg = Annotated[Path, typer.Argument(help="Manifest root folder.")]
 
@@ -141,9 +144,13 @@ def test_command(
         "Default: offline, through explain.")] = None,
     report: Annotated[list[str] | None, typer.Option(
         "--report", help="Write a report: junit=FILE (repeatable).")] = None,
+    require_tests: Annotated[bool, typer.Option(
+        "--require-tests", help="Fail (exit 1) when the root has no RequestTest case. "
+        "Default: a root without cases says so and exits 0.")] = False,
 ) -> int:
     """Run the RequestTest cases of a root: offline through explain, or through the local
-    gateway with --live local. Exits 1 when a case fails, naming each."""
+    gateway with --live local. Exits 1 when a case fails, naming each; a root without cases
+    exits 0 (1 with --require-tests)."""
 
     from gatewayctl.atomic import write_output
     from gatewayctl.output import use_colour
@@ -161,6 +168,10 @@ def test_command(
         typer.echo(warning.format(), err=True)
     cases = collect_cases(compiled.manifests)
     mode = "live: local gateway" if live else "offline: explain"
+    if not cases:
+        for path in junit:
+            write_output(path, format_junit([], mode=mode, root=str(root)), "the JUnit report")
+        return _nothing_to_test(root, compiled.manifests, require_tests)
     if live:
         from gatewayctl.request_tests.live import run_live
 
@@ -171,11 +182,25 @@ def test_command(
         results = run_offline(compiled.ir, cases)
     for path in junit:
         write_output(path, format_junit(results, mode=mode, root=str(root)), "the JUnit report")
-    if not results:
-        typer.echo(f"no RequestTest cases in {root}: nothing to test")
-        return EXIT_OK
     sys.stdout.write(format_text(results, mode=mode, colour=use_colour(sys.stdout)))
     return EXIT_OK if all(r.passed for r in results) else EXIT_ERROR
+
+
+def _nothing_to_test(root: Path, manifests: ManifestSet, required: bool) -> int:
+    """A root without RequestTest cases: exit 0 saying so (the GitLab template runs `test` on
+    every root), or an error with --require-tests. Either way the message says what was read,
+    so a root argument that points at the wrong folder shows."""
+    files = len({doc.path for doc in manifests.documents})
+    read = (f"{files} file{'s' * (files != 1)}, {len(manifests.documents)} "
+            f"document{'s' * (len(manifests.documents) != 1)} read")
+    hint = ("add a RequestTest manifest (kind: RequestTest, docs/explain-and-test.md) to a "
+            "*.yaml or *.yml file under the root; hidden folders are not read")
+    if required:
+        raise GatewayctlError(f"no RequestTest cases in {root} ({read}), and --require-tests "
+                              "asks for at least one", hint=hint)
+    typer.echo(f"no RequestTest cases in {root} ({read}): nothing to test")
+    typer.echo(f"  hint: {hint}; --require-tests makes a root without cases fail", err=True)
+    return EXIT_OK
 
 
 def register(app: typer.Typer) -> None:

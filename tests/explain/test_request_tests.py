@@ -104,11 +104,41 @@ spec:
 def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["test", str(MULTI), "--live", "kubernetes"]) == 1
     assert main(["test", str(MULTI), "--report", "codequality=x.json"]) == 1
+
+
+def test_a_root_without_cases_says_what_was_read_and_exits_0(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     empty = tmp_path / "root"
     shutil.copytree(REPO / "examples" / "quickstart", empty)
-    capsys.readouterr()
-    assert main(["test", str(empty)]) == 0
-    assert "no RequestTest cases" in capsys.readouterr().out
+    # a RequestTest in a hidden folder is not read: the hint says so
+    (empty / ".tests").mkdir()
+    shutil.copy(MULTI / "tests.yaml", empty / ".tests" / "tests.yaml")
+    junit = tmp_path / "junit.xml"
+    assert main(["test", str(empty), "--report", f"junit={junit}"]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"no RequestTest cases in {empty} (2 files, 5 documents read): nothing to test\n"
+    assert err == ("  hint: add a RequestTest manifest (kind: RequestTest, "
+                   "docs/explain-and-test.md) to a *.yaml or *.yml file under the root; hidden "
+                   "folders are not read; --require-tests makes a root without cases fail\n")
+    assert ET.parse(junit).getroot().get("tests") == "0"
+
+
+def test_require_tests_fails_a_root_without_cases(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = REPO / "examples" / "quickstart"
+    assert main(["test", str(empty), "--require-tests"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"error: no RequestTest cases in {empty} (2 files, 5 documents read), "
+                          "and --require-tests asks for at least one\n  hint: add a RequestTest")
+    assert main(["test", str(MULTI), "--require-tests"]) == 0
+
+
+def test_live_without_cases_needs_no_gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("GATEWAYCTL_STATE_DIR", str(tmp_path / "state"))  # no gateway runs
+    assert main(["test", str(REPO / "examples" / "quickstart"), "--live", "local"]) == 0
+    assert "nothing to test" in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")
