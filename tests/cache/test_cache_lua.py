@@ -1,6 +1,6 @@
-"""The cache's Lua (as rendered) in LuaJIT with a fake handle: the store's byte bound, LRU order
-and TTL, and what the filter refuses to store (cut streams, content-filtered answers, errors,
-`no-store`, entries over the bound)."""
+"""The cache's Lua (as rendered) in LuaJIT with the fake handle of tests/providers/lua_harness:
+the store's byte bound, LRU order and TTL, and what the filter refuses to store (cut streams,
+content-filtered answers, errors, `no-store`, entries over the bound)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from gatewayctl.render.envoy.cache import STORE_MODULE
 from gatewayctl.render.envoy.lua import assemble, module_source, to_lua
 from gatewayctl.render.envoy.names import CACHE_NS, LUA_NAMES
-from tests.providers.lua_harness import HEADERS_OF
+from tests.providers.lua_harness import Attempt, LuaFilter
 
 luajit = pytest.importorskip("lupa.luajit21", reason="lupa with LuaJIT 2.1 (Envoy's Lua)")
 
@@ -55,84 +55,42 @@ def test_store_expires_by_ttl(store: Any) -> None:
     assert s.count == 0 and s.bytes == 0
 
 
-_FAKE = HEADERS_OF + r"""
-local md, status, resp_headers, body_text, chunk_list = ...
-local mdw = {
-  set = function(_, ns, k, v) md[ns] = md[ns] or {}; md[ns][k] = v end,
-  get = function(_, ns) return md[ns] end,
-}
-local si = { dynamicMetadata = function() return mdw end }
-local hdrs = {}
-for k, v in pairs(resp_headers) do hdrs[k] = v end
-hdrs[":status"] = status
-local replied = nil
-local h = {
-  headers = function() return headers_of(hdrs) end,
-  body = function()
-    return { length = function() return #body_text end,
-             getBytes = function(_, i, n) return string.sub(body_text, i + 1, i + n) end }
-  end,
-  bodyChunks = function()
-    local i = 0
-    return function()
-      i = i + 1
-      local c = chunk_list[i]
-      if c == nil then return nil end
-      return { length = function() return #c end,
-               getBytes = function(_, a, n) return string.sub(c, a + 1, a + n) end }
-    end
-  end,
-  streamInfo = function() return si end,
-  respond = function(_, rh, b) replied = { headers = rh, body = b } end,
-}
-if status == nil then
-  envoy_on_request(h)
-else
-  envoy_on_response(h)
-end
-return replied, hdrs
-"""
-
 ANSWER = b'{"choices":[{"message":{"content":"hi"},"finish_reason":"stop"}],"usage":{}}'
 STREAM = [b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n', b"data: [DONE]\n\n"]
 
 
 @pytest.fixture()
 def cache_filter() -> Any:
-    rt = luajit.LuaRuntime(encoding=None)
     data = {"routes": {"r": {"store": "s0", "ttl": 600, "max_entry": 4096}},
             "stores": {"s0": 1_000_000}}
-    source = assemble(data, STORE_MODULE, "cache.lua")
-    run = rt.execute(source + "\nreturn function(...) " + _FAKE + " end")
+    lua = LuaFilter(assemble(data, STORE_MODULE, "cache.lua"))
 
     def call(key: bytes, status: str | None = None, headers: dict[str, str] | None = None,
-             body: bytes = b"", chunks: list[bytes] | None = None) -> Any:
-        md = rt.table_from({CACHE_NS.encode(): rt.table_from({b"key": b"Lr\n" + key})})
-        h = rt.table_from({k.encode(): v.encode() for k, v in (headers or {}).items()})
-        c = rt.table_from(dict(enumerate(chunks or [], 1)))
-        replied, hdrs = run(md, status.encode() if status else None, h, body, c)
-        return replied, hdrs
+             body: bytes = b"", chunks: list[bytes] | None = None) -> Attempt:
+        """A lookup (no status) or a response to store, under the request's cache key."""
+        md = {CACHE_NS: {"key": b"Lr\n" + key}}
+        if status is None:
+            return lua.run("request", headers or {}, metadata=md)
+        return lua.run("response", {":status": status, **(headers or {})}, body, chunks, md)
 
     return call
 
 
 def _stored(cache_filter: Any, key: bytes) -> bool:
-    replied, _ = cache_filter(key)
-    return replied is not None
+    return cache_filter(key).replied is not None
 
 
 def test_a_whole_answer_and_a_finished_stream_are_stored(cache_filter: Any) -> None:
     json_type = {"content-type": "application/json"}
-    _, hdrs = cache_filter(b"k1", "200", json_type, ANSWER)
-    assert hdrs[b"x-gateway-cache"] == b"miss"
-    replied, _ = cache_filter(b"k1")
-    assert replied[b"body"] == ANSWER
-    assert replied[b"headers"][b"x-gateway-cache"] == b"hit"
+    assert cache_filter(b"k1", "200", json_type, ANSWER).headers["x-gateway-cache"] == "miss"
+    replied = cache_filter(b"k1").replied
+    assert replied["body"] == ANSWER.decode()
+    assert replied["headers"]["x-gateway-cache"] == "hit"
     sse = {"content-type": "text/event-stream"}
     cache_filter(b"k2", "200", sse, chunks=STREAM)
-    replied, _ = cache_filter(b"k2")
-    assert replied[b"body"] == b"".join(STREAM)
-    assert replied[b"headers"][b"content-type"] == b"text/event-stream"
+    replied = cache_filter(b"k2").replied
+    assert replied["body"] == b"".join(STREAM).decode()
+    assert replied["headers"]["content-type"] == "text/event-stream"
 
 
 @pytest.mark.parametrize(

@@ -62,7 +62,7 @@ local h = {
     end
   end,
   streamInfo = function() return si end,
-  respond = function(_, rh, b) replied = { status = rh[":status"], body = b } end,
+  respond = function(_, rh, b) replied = { status = rh[":status"], headers = rh, body = b } end,
   logErr = function() end,
 }
 if mode == "request" then envoy_on_request(h) else envoy_on_response(h) end
@@ -111,7 +111,25 @@ class LuaFilter:
         self._md: Any = None
 
     def _table(self, mapping: dict[str, Any]) -> Any:
-        return self.rt.table_from({k.encode(): v.encode() for k, v in mapping.items()})
+        """A Python mapping (nested mappings too) as a Lua table of byte strings."""
+        return self.rt.table_from({
+            k.encode(): self._table(v) if isinstance(v, dict)
+            else v if isinstance(v, bytes) else v.encode()
+            for k, v in mapping.items()})
+
+    def run(self, mode: str, headers: dict[str, str], body: bytes = b"",
+            chunks: list[bytes] | None = None, metadata: Any = None) -> Attempt:
+        """One call of the filter's `envoy_on_request` (mode "request") or `envoy_on_response`
+        with these headers, body or stream chunks and dynamic metadata (a mapping, or the Lua
+        table an earlier call left); the metadata it leaves is kept for the next call."""
+        md = self._table(metadata) if isinstance(metadata, dict) else metadata
+        out_headers, out_body, streamed, replied, md = self._run(
+            mode.encode(), self._table(headers), body,
+            self.rt.table_from(list(chunks or [])), md)
+        self._md = md
+        text = streamed if chunks is not None else out_body
+        return Attempt({k.decode(): v.decode() for k, v in out_headers.items()},
+                       text.decode("utf-8", "replace"), to_py(replied), to_py(md))
 
     def request(self, target: str, body: bytes, headers: dict[str, str] | None = None,
                 retry_of: Attempt | None = None) -> Attempt:
@@ -121,22 +139,12 @@ class LuaFilter:
             ":path": "/v1/chat/completions", ":method": "POST",
             "content-type": "application/json"}
         hdrs = {**base, "x-gw-target": target, **(headers or {})}
-        out_headers, out_body, _, replied, md = self._run(
-            b"request", self._table(hdrs), body, self.rt.table_from({}),
-            self._md if retry_of is not None else None)
-        self._md = md
-        return Attempt({k.decode(): v.decode() for k, v in out_headers.items()},
-                       out_body.decode("utf-8", "replace"), to_py(replied), to_py(md))
+        return self.run("request", hdrs, body,
+                        metadata=self._md if retry_of is not None else None)
 
     def response(self, status: int, headers: dict[str, str], body: bytes = b"",
                  chunks: list[bytes] | None = None) -> Attempt:
-        hdrs = {":status": str(status), **headers}
-        out_headers, out_body, streamed, replied, md = self._run(
-            b"response", self._table(hdrs), body,
-            self.rt.table_from(list(chunks or [])), self._md)
-        text = streamed if chunks is not None else out_body
-        return Attempt({k.decode(): v.decode() for k, v in out_headers.items()},
-                       text.decode("utf-8", "replace"), to_py(replied), to_py(md))
+        return self.run("response", {":status": str(status), **headers}, body, chunks, self._md)
 
 
 class TranslateFilter(LuaFilter):
