@@ -390,20 +390,45 @@ def count_instructions(
     return _total_instructions(out) / requests, errors
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def instruction_parser(description: str | None, json_name: str) -> argparse.ArgumentParser:
+    """The options every instruction-count benchmark takes (this one and
+    benchmarks.dataplane_module): requests per run, variants, the JSON file, LuaJIT's share."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--requests", type=int, default=400)
     p.add_argument("--only", default="", help="comma-separated variant names")
-    p.add_argument("--json", type=Path, default=Path("dataplane-instructions.json"))
+    p.add_argument("--json", type=Path, default=Path(json_name))
     p.add_argument(
         "--lua-share",
         action="store_true",
-        help="also estimate the share of LuaJIT (VM, GC, C API, compiled traces) per variant",
+        help="also estimate the share of LuaJIT (VM, GC, C API, compiled traces) per run",
     )
+    return p
+
+
+def parse_instruction_args(p: argparse.ArgumentParser, argv: list[str] | None
+                           ) -> tuple[argparse.Namespace, set[str]]:
+    """The parsed options and the set of variants --only names (empty: all); exits with a
+    usage error when valgrind, which counts the instructions, is missing."""
     args = p.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         p.error("needs valgrind (Debian: apt-get install valgrind)")
-    only = {n for n in args.only.split(",") if n}
+    return args, {n for n in args.only.split(",") if n}
+
+
+def versus(value: float, base: float | None) -> str:
+    """The table's difference column: value - base, or empty for the base row itself."""
+    return "" if base is None else f"{value - base:+.1f}"
+
+
+def save_results(path: Path, requests: int, rows: list[dict[str, Any]]) -> None:
+    path.write_text(json.dumps({"requests": requests, "rows": rows}, indent=1) + "\n")
+    print(f"\nresults: {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, only = parse_instruction_args(
+        instruction_parser(__doc__, "dataplane-instructions.json"), argv)
     span = lua_range(envoy_real_binary()) if args.lua_share else (0, 0)
     work = Path(tempfile.mkdtemp(prefix="gatewayctl-instructions-"))
     if any(not only or name in only for name in WITH_MODULE):
@@ -434,12 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     base = next((r["k_instructions"] for r in rows if r["variant"] == "gateway"), None)
     print("\n| variant | k instructions / request | Δ vs gateway |\n|---|---:|---:|")
     for row in rows:
-        delta = "" if base is None or row["variant"] == "gateway" else (
-            f"{row['k_instructions'] - base:+.1f}"
-        )
+        delta = versus(row["k_instructions"], None if row["variant"] == "gateway" else base)
         print(f"| {row['variant']} | {row['k_instructions']:.1f} | {delta} |")
-    args.json.write_text(json.dumps({"requests": args.requests, "rows": rows}, indent=1) + "\n")
-    print(f"\nresults: {args.json}")
+    save_results(args.json, args.requests, rows)
     return 0
 
 

@@ -27,7 +27,6 @@ C compiler first (gcc or cc), into the work directory.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -42,9 +41,13 @@ from benchmarks.dataplane_gateway import UPSTREAM_MODEL, request_body
 from benchmarks.dataplane_instructions import (
     count_instructions,
     envoy_real_binary,
+    instruction_parser,
     lua_range,
     lua_share,
     measure,
+    parse_instruction_args,
+    save_results,
+    versus,
 )
 from benchmarks.dataplane_procs import free_port
 from benchmarks.dataplane_targets import CHAT_PATH, Placement, minimal_bootstrap, start_mock
@@ -186,20 +189,9 @@ def measure_variant(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--requests", type=int, default=400)
+    p = instruction_parser(__doc__, "dataplane-module.json")
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--only", default="", help="comma-separated variant names")
-    p.add_argument("--json", type=Path, default=Path("dataplane-module.json"))
-    p.add_argument(
-        "--lua-share",
-        action="store_true",
-        help="also estimate LuaJIT's share (VM, GC, C API, traces) of each run",
-    )
-    args = p.parse_args(argv)
-    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
-        p.error("needs valgrind (Debian: apt-get install valgrind)")
-    only = {n for n in args.only.split(",") if n}
+    args, only = parse_instruction_args(p, argv)
     names = [n for n, _ in VARIANTS] + ["gateway"]
     work = Path(tempfile.mkdtemp(prefix="gatewayctl-module-"))
     library = build_module(work / "lib")
@@ -242,13 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| variant | k instructions / request (runs) | median | Δ vs minimal |")
     print("|---|---|---:|---:|")
     for row in rows:
-        delta = (
-            "" if base is None or row["variant"] == "minimal" else (f"{row['median'] - base:+.1f}")
-        )
+        delta = versus(row["median"], None if row["variant"] == "minimal" else base)
         runs = ", ".join(f"{c:.1f}" for c in row["k_instructions"])
         print(f"| {row['variant']} | {runs} | {row['median']:.1f} | {delta} |")
-    args.json.write_text(json.dumps({"requests": args.requests, "rows": rows}, indent=1) + "\n")
-    print(f"\nresults: {args.json}")
+    save_results(args.json, args.requests, rows)
     return 0
 
 
