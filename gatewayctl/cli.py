@@ -92,7 +92,8 @@ def render(
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Folder to write the bundle to: new, empty, or an earlier "
-                     "bundle (only files gatewayctl wrote are replaced or removed)."),
+                     "bundle (only files gatewayctl wrote are replaced or removed), outside "
+                     "the manifest root and any Git work tree."),
     ] = None,
     ir: Annotated[bool, typer.Option("--ir", help="Print the compiled IR as JSON.")] = False,
     fmt: Annotated[
@@ -181,7 +182,9 @@ def mock_provider(
         typer.Option("--latency", help="[MODEL=]DURATION, e.g. gpt-4o=150ms (repeatable)."),
     ] = None,
     require_key: Annotated[
-        str | None, typer.Option(help="Answer 401 unless this key is sent.")
+        str | None, typer.Option(help="Refuse a request without this key, as its API does "
+                                 "(OpenAI, Anthropic: 401; Gemini: 403, or 400 for another "
+                                 "key). Bedrock requests are checked by signature instead.")
     ] = None,
     name: Annotated[str, typer.Option(help="Name returned in x-mock-name.")] = "mock",
     model: Annotated[

@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
             typer.Option("--foreground", "-f", help="Stay attached; Ctrl-C stops the gateway."),
         ] = False,
     ) -> int:
-        """Run the gateway locally on a real Envoy, with the mock for unreachable providers."""
+        """Run the gateway locally on a real Envoy, in the background; providers without a
+        credential in ROOT/.secrets/ or not reachable are served by the built-in mock."""
 
         from gatewayctl.local.gateway import up as start
 
@@ -63,7 +64,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def status() -> int:
-        """Show what the local gateway runs and serves."""
+        """Show what the local gateway runs and serves. Exits 0 when it runs and is healthy,
+        1 otherwise."""
 
         from gatewayctl.local.gateway import status as current
 

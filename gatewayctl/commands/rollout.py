@@ -34,7 +34,8 @@ TargetOpt = Annotated[str | None, typer.Option(
 ApplyOpt = Annotated[bool, typer.Option(
     "--apply", help="Break-glass: also apply the edited root to --live now.")]
 LiveOpt = Annotated[str | None, typer.Option(
-    "--live", help="Live gateway for --apply: local, kubernetes or dir:PATH.")]
+    "--live", help="Live gateway for --apply (and advance's --apply-abort): local, kubernetes "
+    "or dir:PATH.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the edit; write nothing.")]
 ContextOpt = Annotated[str | None, typer.Option(
     "--context", help="Kubeconfig context for --live kubernetes (default: current).")]
@@ -141,7 +142,8 @@ def pause(
     target_branch: TargetOpt = None,
     dry_run: DryRunOpt = False,
 ) -> int:
-    """Hold the current weights: `advance` does nothing until `resume`."""
+    """Hold the current weights: `advance` promotes no further until `resume` (it still
+    aborts a failing canary)."""
     delivery = _delivery(commit, merge_request, branch, target_branch, False, None, dry_run)
     return _transition("pause", name, root, delivery)
 

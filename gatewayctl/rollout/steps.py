@@ -118,7 +118,8 @@ def plan_abort(spec: RolloutSpec) -> Transition:
 
 
 def plan_pause(spec: RolloutSpec) -> Transition:
-    """Hold the current weights: `advance` does nothing while paused."""
+    """Hold the current weights: `advance` promotes no further while paused (it still aborts
+    a failing canary)."""
     before = position(spec)
     if spec.state == "paused":
         return Transition("pause", before, before, False, "already paused")

@@ -1,5 +1,6 @@
-"""Every command's --help says what the command does: the output formats `-o` lists are exactly
-the ones it accepts, and an option read from the environment names its variable once."""
+"""Every command's --help says what the command does, as the docs say it: the output formats
+`-o` lists are exactly the ones it accepts, an option read from the environment names its
+variable once, and the facts the docs state about a command are in its help too."""
 
 from __future__ import annotations
 
@@ -74,3 +75,24 @@ def test_an_environment_variable_is_named_once(
         envvar = getattr(param, "envvar", None)
         if isinstance(envvar, str):
             assert out.count(envvar) == 1, out
+
+
+HELP_FACTS = [
+    # (command, option or None for the command's own text, what docs/ says it must state)
+    (("rollout", "pause"), None, "still aborts a failing canary"),  # docs/rollouts.md
+    (("status",), None, "1 otherwise"),  # docs/local-gateway.md: scripts wait on it
+    (("up",), None, "credential in ROOT/.secrets/"),  # docs/local-gateway.md: the mock rule
+    (("mock-provider",), "require_key", "Gemini: 403"),
+    (("rollout", "advance"), "live", "--apply-abort"),
+    (("render",), "out", "Git work tree"),  # SPEC §7: refused inside a Git work tree
+]
+
+
+@pytest.mark.parametrize(("path", "param", "fact"), HELP_FACTS,
+                         ids=[" ".join(p) + (f" {o}" if o else "") for p, o, _ in HELP_FACTS])
+def test_help_states_what_the_docs_state(path: tuple[str, ...], param: str | None,
+                                         fact: str) -> None:
+    command = dict(COMMANDS)[path]
+    text = command.help if param is None else next(
+        x for x in command.params if x.name == param).help
+    assert fact in " ".join((text or "").split())
