@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,17 @@ def read_documents(
     return docs, diags, sources
 
 
+def _gateway_folders(gateways: list[Manifest[Any]]) -> str:
+    """When the Gateways lie in several folders, the root given is most likely a folder above
+    several manifest roots (a repository's top, `examples/`): a hint naming them."""
+    folders = sorted({posixpath.dirname(g.doc.path) or "." for g in gateways})
+    if len(folders) < 2:
+        return ""
+    shown = ", ".join(folders[:3]) + (f" and {len(folders) - 3} more" if len(folders) > 3 else "")
+    return (f"; the {len(gateways)} Gateways here lie in {len(folders)} folders: give the "
+            f"folder of one as ROOT ({shown})")
+
+
 def build_set(
     root: str,
     docs: list[SourceDocument],
@@ -152,6 +164,7 @@ def build_set(
             continue
         group[manifest.name] = manifest
     gateway = gateways[0] if gateways else None
+    roots = _gateway_folders(gateways)
     for extra in gateways[1:]:
         diags.add(
             extra.error(
@@ -159,7 +172,7 @@ def build_set(
                 "more than one Gateway in this manifest root",
                 "kind",
                 hint=f"a root describes exactly one gateway; the first is at "
-                f"{gateways[0].location('kind')}",
+                f"{gateways[0].location('kind')}" + roots,
             )
         )
     declared: dict[str, set[str]] = {}

@@ -101,3 +101,16 @@ def test_render_refuses_invalid_manifests_and_writes_nothing(tmp_path: Path) -> 
     assert proc.returncode == 1
     assert "error[GW203]" in proc.stderr and "nothing was rendered" in proc.stderr
     assert not out.exists()
+
+
+def test_a_folder_above_several_roots_is_named_as_such() -> None:
+    """`gatewayctl validate` (ROOT `.`) at the top of a repository, or on `examples/`, reads
+    every root below as one: the hint names the folders that hold a Gateway."""
+    proc = run("validate", "examples")
+    assert proc.returncode == 1
+    out = proc.stdout + proc.stderr
+    assert ("quickstart/gateway.yaml:7:7: error[GW207] kind: more than one Gateway in this "
+            "manifest root") in out
+    assert ("  hint: a root describes exactly one gateway; the first is at "
+            "multi-team/gateway.yaml:7:7; the 2 Gateways here lie in 2 folders: give the folder "
+            "of one as ROOT (multi-team, quickstart)\n") in out
