@@ -6,8 +6,9 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner, Result
 
@@ -71,3 +72,20 @@ def git_checkout(path: Path, source: Path = QUICKSTART) -> Path:
     git(path, "add", ".")
     git(path, "commit", "-q", "-m", "manifests")
     return path
+
+
+def _commands(group: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    if hasattr(group, "commands"):
+        for name, command in sorted(group.commands.items()):
+            yield from _commands(command, (*path, name))
+    else:
+        yield path, group
+
+
+def all_commands() -> list[tuple[tuple[str, ...], Any]]:
+    """Every command of the click tree (typer's own click: duck-typed), with its path."""
+    import typer
+
+    from gatewayctl.cli import app
+
+    return list(_commands(typer.main.get_command(app)))

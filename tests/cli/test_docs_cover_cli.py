@@ -4,28 +4,18 @@ are where the CLI is documented, so an option added without its documentation fa
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import typer
 
-from gatewayctl.cli import app
+from tests.cli.helpers import all_commands
 from tests.conftest import REPO
 
 DOCS = "\n".join(p.read_text(encoding="utf-8")
                  for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
 
 
-def _commands(group: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
-    if hasattr(group, "commands"):
-        for name, command in sorted(group.commands.items()):
-            yield from _commands(command, (*path, name))
-    else:
-        yield path, group
-
-
-COMMANDS = list(_commands(typer.main.get_command(app)))
+COMMANDS = all_commands()
 
 
 def _named(opt: str) -> bool:

@@ -5,28 +5,18 @@ variable once, and the facts the docs state about a command are in its help too.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 
-from gatewayctl.cli import app, main
+from gatewayctl.cli import main
+from tests.cli.helpers import all_commands
 
 FORMATS = ("text", "json", "markdown")
 
 
-def _commands(group: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
-    """Every command of the click tree (typer's own click: duck-typed), with its path."""
-    if hasattr(group, "commands"):
-        for name, command in sorted(group.commands.items()):
-            yield from _commands(command, (*path, name))
-    else:
-        yield path, group
-
-
-COMMANDS = list(_commands(typer.main.get_command(app)))
+COMMANDS = all_commands()
 WITH_OUTPUT = [(p, c) for p, c in COMMANDS if any(x.name == "output" for x in c.params)]
 
 
