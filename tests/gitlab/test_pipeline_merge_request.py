@@ -176,3 +176,33 @@ def test_merge_request_with_the_read_only_identity_plans_and_writes_nothing(
     users = {r.user for r in kube.requests}
     assert users == {"gatewayctl-plan"}  # the write identity was never used
     assert [r for r in kube.requests if r.is_write] == []  # not even a dry run
+
+
+@pytest.mark.parametrize("required", [False, True], ids=["default", "require-tests"])
+def test_a_root_without_request_tests_fails_validate_only_when_they_are_required(
+        tmp_path, gitlab, required):
+    ci_yaml = CI_YAML if not required else CI_YAML.replace(
+        "      root: gateway/\n", "      root: gateway/\n      require-tests: true\n")
+    repo = make_repo(tmp_path / "gateway-config", ci_yaml,
+                     example_files("quickstart", "gateway"))  # no RequestTest
+    base = repo.head()
+    project = gitlab.add_project("platform/gateway-config", files=repo.files())
+    repo.git("checkout", "-q", "-b", "retry")
+    repo.replace("gateway/models.yaml", "attempts: 2", "attempts: 3")
+    repo.commit("Retry once more")
+    mr = gitlab.add_merge_request(project.id, source_branch="retry")
+    pipeline = merge_request_variables(iid=int(mr["iid"]), diff_base=base,
+                                       source_branch="retry")
+
+    run = run_pipeline(repo, gitlab=gitlab, project_id=project.id, pipeline=pipeline,
+                       jobs=("gatewayctl-validate",), job_token=JOB_TOKEN)
+
+    log = run.job_log("gatewayctl-validate")
+    tests = ET.parse(run.artifact("gatewayctl-validate", "gatewayctl-test-junit.xml")).getroot()
+    assert tests.get("tests") == "0"
+    if required:
+        assert run.results == {"gatewayctl-validate": "FAIL"}, run.explain()
+        assert "and --require-tests asks for at least one" in log
+    else:
+        assert run.results == {"gatewayctl-validate": "PASS"}, run.explain()
+        assert "nothing to test" in log
