@@ -42,14 +42,19 @@ def repo(tmp_path: Path) -> ManifestRepo:
     return make_repo(tmp_path / "gateway-config", CI_YAML, example_files("multi-team", "gateway"))
 
 
-def open_merge_request(repo: ManifestRepo, gitlab: GitLabAPIServer) -> tuple[int, int, str]:
-    """A feature branch that moves the canary to step 2, and its merge request."""
+def open_merge_request(repo: ManifestRepo, gitlab: GitLabAPIServer,
+                       edit: tuple[str, str, str] = ("gateway/rollouts.yaml", "step: 1 ",
+                                                     "step: 2 "),
+                       branch: str = "canary-25",
+                       message: str = "Move the chat canary to 25%") -> tuple[int, int, str]:
+    """A feature branch with one edit (path, old, new; by default: the canary moves to step
+    2), and its merge request."""
     base = repo.head()
     project = gitlab.add_project("platform/gateway-config", files=repo.files())
-    repo.git("checkout", "-q", "-b", "canary-25")
-    repo.replace("gateway/rollouts.yaml", "step: 1 ", "step: 2 ")
-    repo.commit("Move the chat canary to 25%")
-    mr = gitlab.add_merge_request(project.id, source_branch="canary-25")
+    repo.git("checkout", "-q", "-b", branch)
+    repo.replace(*edit)
+    repo.commit(message)
+    mr = gitlab.add_merge_request(project.id, source_branch=branch)
     return project.id, int(mr["iid"]), base
 
 
@@ -185,16 +190,12 @@ def test_a_root_without_request_tests_fails_validate_only_when_they_are_required
         "      root: gateway/\n", "      root: gateway/\n      require-tests: true\n")
     repo = make_repo(tmp_path / "gateway-config", ci_yaml,
                      example_files("quickstart", "gateway"))  # no RequestTest
-    base = repo.head()
-    project = gitlab.add_project("platform/gateway-config", files=repo.files())
-    repo.git("checkout", "-q", "-b", "retry")
-    repo.replace("gateway/models.yaml", "attempts: 2", "attempts: 3")
-    repo.commit("Retry once more")
-    mr = gitlab.add_merge_request(project.id, source_branch="retry")
-    pipeline = merge_request_variables(iid=int(mr["iid"]), diff_base=base,
-                                       source_branch="retry")
+    project_id, iid, base = open_merge_request(
+        repo, gitlab, ("gateway/models.yaml", "attempts: 2", "attempts: 3"), "retry",
+        "Retry once more")
+    pipeline = merge_request_variables(iid=iid, diff_base=base, source_branch="retry")
 
-    run = run_pipeline(repo, gitlab=gitlab, project_id=project.id, pipeline=pipeline,
+    run = run_pipeline(repo, gitlab=gitlab, project_id=project_id, pipeline=pipeline,
                        jobs=("gatewayctl-validate",), job_token=JOB_TOKEN)
 
     log = run.job_log("gatewayctl-validate")
