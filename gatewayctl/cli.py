@@ -241,12 +241,31 @@ def ratelimit_service(
 
     from gatewayctl.local.ratelimit.server import run_service
 
+    _check_redis_address(redis)
+    return run_service(config, redis, host, port)
+
+
+@app.command("cache-store")
+def cache_store(
+    gateway: Annotated[str, typer.Option(help="The Gateway's name: its entries' key prefix.")],
+    redis: Annotated[str, typer.Option(help="HOST:PORT of the Redis that holds the entries.")],
+    port: Annotated[int, typer.Option(help="HTTP port to listen on.", **PORTS)] = 8090,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> int:
+    """Run the response cache's shared store (limits.scope: global): Envoy's cache filter
+    looks answers up and stores them here, in Redis."""
+
+    from gatewayctl.local.cachestore.server import run_store_service
+
+    _check_redis_address(redis)
+    return run_store_service(gateway, redis, host, port)
+
+
+def _check_redis_address(redis: str) -> None:
     host_part, _, port_part = redis.rpartition(":")
     if not host_part or not port_part.isdigit() or not 1 <= int(port_part) <= 65535:
         raise UsageError(f'invalid --redis "{redis}"',
                          hint="give the Redis address as HOST:PORT, e.g. 127.0.0.1:6379")
-
-    return run_service(config, redis, host, port)
 
 
 def _register_commands() -> None:
