@@ -98,7 +98,8 @@ class _Connection:
         return lines[:count]
 
     def replies(self, count: int) -> list[Reply]:
-        data, at, out = self.pending, 0, []
+        data, at = self.pending, 0
+        out: list[Reply] = []
         while len(out) < count:
             parsed = parse_reply(data, at)
             if parsed is None:
