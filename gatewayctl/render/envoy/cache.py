@@ -13,6 +13,12 @@ share one, bounded by the policy's maxBytes), per worker: each Envoy worker runs
 state, so N workers keep N independent stores (docs/data-plane.md, response cache).
 Why not Envoy's cache filter: it looks up GET and HEAD only, and its in-memory store has no
 size bound.
+
+In `limits.scope: global` the stores are shared instead: every replica's cache filter looks
+up and stores through the cache store service (local/cachestore/: HTTP/1.1 in front of the
+gateway's Redis), the cluster CACHE_STORE_CLUSTER. The lookup waits at most the limits'
+timeout (`limits.timeout`, the rate limit service's too); a store call is sent once the answer
+is complete and not waited for. A store that fails or is late is a miss, never a failed request.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from gatewayctl.ir import GatewayIR, RouteIR
+from gatewayctl.render.envoy.global_limits import HTTP_OPTIONS_KEY, HTTP_OPTIONS_TYPE
 from gatewayctl.render.envoy.lua import assemble
 from gatewayctl.render.envoy.names import (
     CACHE_FILTER,
@@ -27,6 +34,7 @@ from gatewayctl.render.envoy.names import (
     LUA_PER_ROUTE_TYPE,
     LUA_TYPE,
 )
+from gatewayctl.render.envoy.options import EnvoyOptions
 
 # The filter's one named source (a disabled Lua filter is switched on by naming a source).
 CACHE_SOURCE = "cache"
@@ -55,6 +63,52 @@ def route_cache_data(route: RouteIR) -> dict[str, Any] | None:
     return {"shared": cache.by == "route", "on_request": cache.mode == "on-request"}
 
 
+# The shared store (global scope): the service's cluster and port (render/k8s/cachestore.py).
+CACHE_STORE_CLUSTER = "gatewayctl_cache_store"
+CACHE_STORE_PORT = 8090
+# How long a store call may take before Envoy gives up on it (nobody waits for it).
+STORE_TIMEOUT_MS = 2000
+
+
+def shared_store(ir: GatewayIR) -> bool:
+    """Whether the gateway's cache routes share one store through Redis (global scope)."""
+    return ir.limits.scope == "global" and has_cache(ir)
+
+
+def cache_store_address(ir: GatewayIR, options: EnvoyOptions) -> tuple[str, int]:
+    """Where Envoy finds the cache store service: the options' override (the local gateway's
+    child process), else the Service rendered beside the gateway."""
+    if options.cache_store_address:
+        host, _, port = options.cache_store_address.rpartition(":")
+        return host, int(port)
+    return f"{ir.name}-cache-store.{ir.namespace}.svc.cluster.local", CACHE_STORE_PORT
+
+
+def render_cache_store_cluster(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
+    """The cache store service's cluster (HTTP/1.1); none unless the stores are shared."""
+    if not shared_store(ir):
+        return []
+    host, port = cache_store_address(ir, options)
+    endpoint = {"address": {"socket_address": {"address": host, "port_value": port}}}
+    return [
+        {
+            "name": CACHE_STORE_CLUSTER,
+            "type": "STRICT_DNS",
+            "connect_timeout": "0.25s",
+            "typed_extension_protocol_options": {
+                HTTP_OPTIONS_KEY: {
+                    "@type": HTTP_OPTIONS_TYPE,
+                    "explicit_http_config": {"http_protocol_options": {}},
+                }
+            },
+            "load_assignment": {
+                "cluster_name": CACHE_STORE_CLUSTER,
+                "endpoints": [{"lb_endpoints": [{"endpoint": endpoint}]}],
+            },
+        }
+    ]
+
+
 def cache_lua_data(ir: GatewayIR) -> dict[str, Any]:
     names = _store_names(ir)
     routes: dict[str, Any] = {}
@@ -67,7 +121,14 @@ def cache_lua_data(ir: GatewayIR) -> dict[str, Any]:
         routes[route.name] = {
             "store": store, "ttl": cache.ttl_s, "max_entry": cache.max_entry_bytes
         }
-    return {"routes": routes, "stores": stores}
+    data: dict[str, Any] = {"routes": routes, "stores": stores}
+    if shared_store(ir):
+        data["shared"] = {
+            "cluster": CACHE_STORE_CLUSTER,
+            "lookup_timeout_ms": ir.limits.timeout_ms,
+            "store_timeout_ms": STORE_TIMEOUT_MS,
+        }
+    return data
 
 
 def render_cache_filter(ir: GatewayIR) -> dict[str, Any] | None:

@@ -41,6 +41,9 @@ class EnvoyOptions:
     # Global limits: "HOST:PORT" of the rate limit service's gRPC API; None: the Service
     # gatewayctl renders beside the gateway (render/envoy/global_limits.py).
     ratelimit_address: str | None = None
+    # Global scope with a response cache: "HOST:PORT" of the cache store service's HTTP API;
+    # None: the Service gatewayctl renders beside the gateway (render/envoy/cache.py).
+    cache_store_address: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(

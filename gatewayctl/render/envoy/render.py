@@ -5,6 +5,7 @@ from __future__ import annotations
 from gatewayctl.ir import GatewayIR
 from gatewayctl.render.envoy.bootstrap import render_bootstrap, render_static
 from gatewayctl.render.envoy.bundle import EnvoyBundle, discovery_response
+from gatewayctl.render.envoy.cache import render_cache_store_cluster
 from gatewayctl.render.envoy.clusters import render_clusters
 from gatewayctl.render.envoy.global_limits import render_ratelimit_cluster
 from gatewayctl.render.envoy.listener import render_listener, with_inline_routes
@@ -18,7 +19,9 @@ def render_envoy(ir: GatewayIR, options: EnvoyOptions | None = None) -> EnvoyBun
     listeners = [render_listener(ir, opts)]
     route_config = render_route_config(ir, opts)
     clusters = sorted(
-        render_clusters(ir, opts) + render_ratelimit_cluster(ir, opts), key=lambda c: str(c["name"])
+        render_clusters(ir, opts) + render_ratelimit_cluster(ir, opts)
+        + render_cache_store_cluster(ir, opts),
+        key=lambda c: str(c["name"]),
     )
     return EnvoyBundle(
         bootstrap=render_bootstrap(ir, opts),

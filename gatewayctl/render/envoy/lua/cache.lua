@@ -12,15 +12,27 @@
 -- `data: [DONE]`), not content-filtered, not `cache-control: no-store`, and no larger than the
 -- route's entry bound is stored while it passes through unchanged (a stream's chunks are
 -- copied as they go; nothing is held back).
+--
+-- Shared stores (DATA.shared, limits.scope global): the entries live in Redis behind the
+-- cache store service (cluster DATA.shared.cluster). The lookup is an httpCall that waits at
+-- most lookup_timeout_ms; a store is an asynchronous httpCall sent once the answer is complete
+-- (nobody waits for it). A lookup that fails or is late is answered as a miss: the request
+-- goes upstream, gw:cache says `error` (log, counters) and a warning is logged (at most once
+-- per 10 s per worker). Nothing of the client's request but the key reaches the service.
 local NS, CACHE_NS, CACHE_KEY = NAMES.metadata_ns, NAMES.cache_ns, NAMES.cache_key
 local CACHE_HEADER, MODEL_HEADER = NAMES.cache_header, NAMES.model_response_header
 local find, match, sub, concat = string.find, string.match, string.sub, table.concat
 local time = os.time
 local get, put = store.get, store.put
+local SHARED = DATA.shared
+local LOOKUP_FAILED = "error"
 
--- One store per store name (routes with the same policies share one), per worker.
+-- One store per store name (routes with the same policies share one), per worker; none when
+-- the stores are shared.
 local STORES = {}
-for name, max_bytes in pairs(DATA.stores) do STORES[name] = store.new(max_bytes) end
+if DATA.shared == nil then
+  for name, max_bytes in pairs(DATA.stores) do STORES[name] = store.new(max_bytes) end
+end
 
 -- The body filter's value (cache_request.lua): mode letter, then the key "<route>\n...".
 local function decision(h)
@@ -32,19 +44,70 @@ local function decision(h)
   return sub(value, 1, 1), sub(value, 2), route
 end
 
+local warned = -10
+local function warn(h, what)
+  local now = time()
+  if now - warned >= 10 then
+    warned = now
+    h:logWarn("gatewayctl cache store: " .. what .. "; requests are answered as misses")
+  end
+end
+
+-- The shared store's entry under key and its age, nil on a miss, false when the store failed.
+local function shared_get(h, store_name, key)
+  local headers, body = h:httpCall(SHARED.cluster, {
+    [":method"] = "POST",
+    [":path"] = "/lookup/" .. store_name,
+    [":authority"] = SHARED.cluster,
+    ["content-type"] = "application/octet-stream",
+  }, key, SHARED.lookup_timeout_ms)
+  local status = headers ~= nil and headers[":status"] or nil
+  if status == "200" then
+    return { body = body or "", ctype = headers["content-type"] or "application/json",
+             model = headers[MODEL_HEADER] }, tonumber(headers["age"]) or 0
+  end
+  if status == "404" then return nil end
+  warn(h, "lookup failed (status " .. tostring(status) .. ")")
+  return false
+end
+
+local function shared_put(h, store_name, route, key, body, ctype, model)
+  h:httpCall(SHARED.cluster, {
+    [":method"] = "POST",
+    [":path"] = "/store/" .. store_name,
+    [":authority"] = SHARED.cluster,
+    ["content-type"] = ctype,
+    [MODEL_HEADER] = model,
+    ["x-cache-key-bytes"] = tostring(#key),
+    ["x-cache-ttl"] = tostring(route.ttl),
+    ["x-cache-max-bytes"] = tostring(DATA.stores[store_name]),
+  }, key .. body, SHARED.store_timeout_ms, true)
+end
+
 function envoy_on_request(h)
   local mode, key, route = decision(h)
   if mode == nil or mode == "B" then return end
   if mode == "L" then
-    local now = time()
-    local entry, stored = get(STORES[route.store], key, now)
+    local entry, age
+    if SHARED ~= nil then
+      entry, age = shared_get(h, route.store, key)
+      if entry == false then
+        h:streamInfo():dynamicMetadata():set(NS, CACHE_KEY, LOOKUP_FAILED)
+        return
+      end
+    else
+      local now = time()
+      local stored
+      entry, stored = get(STORES[route.store], key, now)
+      if entry ~= nil then age = now - stored end
+    end
     if entry ~= nil then
       h:streamInfo():dynamicMetadata():set(NS, CACHE_KEY, "hit")
       local headers = {
         [":status"] = "200",
         ["content-type"] = entry.ctype,
         [CACHE_HEADER] = "hit",
-        ["age"] = tostring(now - stored),
+        ["age"] = tostring(age),
       }
       if entry.model ~= nil then headers[MODEL_HEADER] = entry.model end
       h:respond(headers, entry.body)
@@ -105,5 +168,10 @@ function envoy_on_response(h)
     body = b:getBytes(0, b:length())
   end
   if filtered(body) then return end
-  put(STORES[route.store], key, { body = body, ctype = ctype, model = model }, #body, route.ttl, time())
+  if SHARED ~= nil then
+    shared_put(h, route.store, route, key, body, ctype, model)
+  else
+    put(STORES[route.store], key, { body = body, ctype = ctype, model = model }, #body, route.ttl,
+        time())
+  end
 end
