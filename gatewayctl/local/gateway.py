@@ -156,8 +156,9 @@ def up(root: Path, *, listener_port: int | None = None, admin_port: int = 9901,
         if needs_limit_services(ir):
             taken = frozenset((ports.listener, ports.admin, ports.mock))
             redis = process.free_port(taken)
-            ports = replace(ports, redis=redis,
-                            ratelimit=process.free_port(taken | {redis}))
+            ratelimit = process.free_port(taken | {redis})
+            ports = replace(ports, redis=redis, ratelimit=ratelimit,
+                            cache_store=process.free_port(taken | {redis, ratelimit}))
         secrets = state.prepare_secrets(root, secret_refs(ir))
         choice = choose_providers(ir, secrets, mock_all=mock_all)
         bundle = render_local(ir, state, ports, choice)
@@ -209,9 +210,11 @@ def _start(state: StateDir, root: Path, ir: GatewayIR, ports: Ports, bundle: Loc
     on_progress(f"mock provider listening on http://{HOST}:{ports.mock} (pid {mock.pid})")
 
     if ports.ratelimit:
-        redis_pid, ratelimit_pid = start_limit_services(state, ir, ports.redis, ports.ratelimit)
+        redis_pid, ratelimit_pid, store_pid = start_limit_services(
+            state, ir, ports.redis, ports.ratelimit, ports.cache_store)
         on_progress(f"global limits: redis-server on {HOST}:{ports.redis} (pid {redis_pid}), "
-                    f"rate limit service on {HOST}:{ports.ratelimit} (pid {ratelimit_pid})")
+                    f"rate limit service on {HOST}:{ports.ratelimit} (pid {ratelimit_pid}), "
+                    f"response cache store on {HOST}:{ports.cache_store} (pid {store_pid})")
 
     ConfigDir(state.config_dir).publish(bundle.docs)
     bootstrap = state.envoy_dir / "bootstrap.yaml"
@@ -231,7 +234,8 @@ def _start(state: StateDir, root: Path, ir: GatewayIR, ports: Ports, bundle: Loc
         root=str(root), listener_port=ports.listener, admin_port=ports.admin,
         mock_port=ports.mock, started_at=started, config_version=bundle.version,
         applied_at=started, mocked_providers=tuple(p for p, _ in mocked), real_providers=real,
-        drain_time_s=drain_time_s, redis_port=ports.redis, ratelimit_port=ports.ratelimit))
+        drain_time_s=drain_time_s, redis_port=ports.redis, ratelimit_port=ports.ratelimit,
+        cache_store_port=ports.cache_store))
     return UpResult(str(root), str(state.path), ports, envoy.pid, mock.pid, ready_s,
                     bundle.version, tuple(r.public_model for r in ir.routes), mocked, real,
                     example_curl(ir, ports.listener, state.secrets_dir))

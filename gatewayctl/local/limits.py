@@ -1,10 +1,14 @@
-"""Global limits for the local gateway: Redis and the rate limit service, as children of `up`.
+"""Global limits for the local gateway: Redis, the rate limit service and the response cache's
+store service, as children of `up`.
 
 For a root whose Gateway has `limits.scope: global`, `up` starts Debian's `redis-server` on a
 free loopback port (no persistence: the counts live as long as the local gateway) and the
 local stand-in for envoyproxy/ratelimit (`gatewayctl ratelimit-service`, local/ratelimit/)
 reading `<state>/ratelimit/config.yaml`, which every apply rewrites before Envoy's config
-changes (the service re-reads it when it changes). The manifests' `limits.redis.address` names
+changes (the service re-reads it when it changes), and the cache store service
+(`gatewayctl cache-store`, local/cachestore/), which keeps the response cache's entries in the
+same Redis so that the cache is shared as on Kubernetes (started in global scope whether or not
+a route has a cache yet, so that an apply may add one). The manifests' `limits.redis.address` names
 the production Redis; locally the gateway always uses its own. Kubernetes runs the official
 service instead (render/k8s/ratelimit.py).
 """
@@ -29,8 +33,8 @@ from gatewayctl.render.ratelimit_config import (
     render_ratelimit_config,
 )
 
-# Stopped in this order (the service before the Redis it counts in).
-CHILDREN = ("ratelimit", "redis")
+# Stopped in this order (the services before the Redis they keep their data in).
+CHILDREN = ("cachestore", "ratelimit", "redis")
 
 
 def needs_limit_services(ir: GatewayIR) -> bool:
@@ -70,8 +74,8 @@ def _wait_port(record: ProcessRecord, port: int, what: str, log: Path, since: in
 
 
 def start_limit_services(state: StateDir, ir: GatewayIR, redis_port: int,
-                         ratelimit_port: int) -> tuple[int, int]:
-    """Start Redis and the rate limit service; their pids."""
+                         ratelimit_port: int, cache_store_port: int) -> tuple[int, int, int]:
+    """Start Redis, the rate limit service and the cache store service; their pids."""
     redis_server = shutil.which("redis-server")
     if redis_server is None:
         raise GatewayctlError(
@@ -98,4 +102,13 @@ def start_limit_services(state: StateDir, ir: GatewayIR, redis_port: int,
          "--port", str(ratelimit_port)], log)
     state.write_pid("ratelimit", service)
     _wait_port(service, ratelimit_port, "the rate limit service", log, since)
-    return redis.pid, service.pid
+
+    log = state.logs_dir / "cachestore.log"
+    since = process.log_size(log)
+    store = process.spawn(
+        [sys.executable, "-m", "gatewayctl", "cache-store", "--gateway", ir.name,
+         "--redis", f"{HOST}:{redis_port}", "--host", HOST, "--port", str(cache_store_port)],
+        log)
+    state.write_pid("cachestore", store)
+    _wait_port(store, cache_store_port, "the cache store service", log, since)
+    return redis.pid, service.pid, store.pid

@@ -157,10 +157,10 @@ def _apply_locked(state: StateDir, ir: GatewayIR, root: Path | None, on_progress
     secrets = state.prepare_secrets(src, secret_refs(ir))
     choice = choose_providers(ir, secrets, known={p: True for p in current.real_providers})
     ports = Ports.of(current)
-    if needs_limit_services(ir) and not ports.ratelimit:
+    if needs_limit_services(ir) and not (ports.ratelimit and ports.cache_store):
         raise GatewayctlError(
-            "this root now has global limits, which need Redis and the rate limit service "
-            "that `up` starts",
+            "this root now has global limits, which need Redis, the rate limit service and "
+            "the cache store service that `up` starts",
             hint="run `gatewayctl down`, then `gatewayctl up ROOT`",
         )
     bundle = render_local(ir, state, ports, choice)

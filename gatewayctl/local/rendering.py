@@ -49,11 +49,12 @@ class Ports:
     mock: int
     redis: int = 0  # global limits only (local/limits.py)
     ratelimit: int = 0
+    cache_store: int = 0
 
     @classmethod
     def of(cls, state: LocalState) -> Ports:
         return cls(state.listener_port, state.admin_port, state.mock_port, state.redis_port,
-                   state.ratelimit_port)
+                   state.ratelimit_port, state.cache_store_port)
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ def render_local(ir: GatewayIR, state: StateDir, ports: Ports,
         node_id=NODE_ID,
         node_cluster=ir.name,
         ratelimit_address=f"{HOST}:{ports.ratelimit}" if ports.ratelimit else None,
+        cache_store_address=f"{HOST}:{ports.cache_store}" if ports.cache_store else None,
     )
     bundle = render_envoy(without_credentials(ir, choice.mocked), options)
     files = bundle.files()

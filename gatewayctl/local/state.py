@@ -88,6 +88,7 @@ class LocalState:
     drain_time_s: int = 600  # Envoy's --drain-time-s
     redis_port: int = 0  # global limits: Redis and the rate limit service (local/limits.py)
     ratelimit_port: int = 0
+    cache_store_port: int = 0  # global limits: the response cache's store service
 
 
 @dataclass(frozen=True)
