@@ -259,6 +259,9 @@ class KubernetesIR:
     pod_monitor_interval: str = "30s"
     pod_monitor_labels: dict[str, str] = field(default_factory=dict)
     network_policy: bool = True
+    # The response cache's store service (global scope): gatewayctl's own image; the default
+    # is the manifests' (`gatewayctl:<version>`, the Dockerfile's tag).
+    cache_store_image: str = "gatewayctl:0.1.0"
 
 
 @dataclass(frozen=True)

@@ -321,6 +321,7 @@ def compile_kubernetes(spec: KubernetesSettings) -> KubernetesIR:
         pod_monitor_interval=spec.podMonitor.interval,
         pod_monitor_labels=dict(sorted(spec.podMonitor.labels.items())),
         network_policy=spec.networkPolicy.enabled,
+        cache_store_image=spec.cacheStoreImage,
     )
 
 

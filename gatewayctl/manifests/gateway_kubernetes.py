@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
+from gatewayctl import __version__
 from gatewayctl.manifests.types import Strict
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
@@ -122,6 +123,11 @@ class KubernetesSettings(Strict):
     annotations: dict[str, str] = Field(default_factory=dict)
     podMonitor: PodMonitorSettings = Field(default_factory=PodMonitorSettings)
     networkPolicy: NetworkPolicySettings = Field(default_factory=NetworkPolicySettings)
+    # The response cache's store service (global limits with a cache): gatewayctl's own image
+    # (the Dockerfile at the project's top), as pushed to your registry.
+    cacheStoreImage: Annotated[str, Field(min_length=1, max_length=512, pattern=r"^\S+$")] = (
+        f"gatewayctl:{__version__}"
+    )
 
     @field_validator("nodeSelector")
     @classmethod

@@ -21,6 +21,8 @@ from gatewayctl.ir import from_json, to_json
 from gatewayctl.pipeline import compile_root
 from gatewayctl.render.envoy import EnvoyOptions, render_envoy
 from gatewayctl.render.k8s.alerts import render_prometheus_rule
+from gatewayctl.render.k8s.cachestore import render_cache_store_objects
+from gatewayctl.render.k8s.network import render_cache_store_network_policy
 from gatewayctl.render.ratelimit_config import dump_ratelimit_config, render_ratelimit_config
 from tests.goldens import (
     check_golden,
@@ -73,4 +75,8 @@ def test_case(case: Path, tmp_path: Path, update_golden: bool) -> None:
     service = render_ratelimit_config(ir)
     if service is not None:
         golden["ratelimit.yaml"] = dump_ratelimit_config(service)
+    store = render_cache_store_objects(ir)
+    policy = render_cache_store_network_policy(ir)
+    if store:
+        golden["cachestore.yaml"] = golden_yaml([*store, *([policy] if policy else [])])
     check_golden_folder(out, {"ir.json": to_json(ir), **golden}, update_golden)

@@ -271,3 +271,41 @@ def test_the_chart_deploys_the_same_rate_limit_service_for_global_limits(
     # without global limits the chart deploys none of it
     plain = render_chart(render_helm_values(multi_team, envoy_bundle(multi_team)))
     assert not [o for o in plain if o["metadata"]["name"].endswith("-ratelimit")]
+
+
+def test_the_chart_deploys_the_same_cache_store_for_a_shared_cache(
+    multi_team: GatewayIR,
+) -> None:
+    import dataclasses
+
+    from gatewayctl.ir import CacheIR, LimitsIR
+
+    route = multi_team.routes[0]
+    cached = dataclasses.replace(route, policy=dataclasses.replace(
+        route.policy, cache=CacheIR(ttl_s=600)))
+    ir = dataclasses.replace(
+        multi_team, limits=LimitsIR(scope="global", redis_address="redis.cache.svc:6380"),
+        routes=(cached, *multi_team.routes[1:]),
+        kubernetes=dataclasses.replace(
+            multi_team.kubernetes, cache_store_image="registry.example:5000/gatewayctl:0.1.0"),
+    )
+    bundle = envoy_bundle(ir)
+    values = render_helm_values(ir, bundle)
+    lint(values)
+    charted = render_chart(values, name=ir.name, namespace=ir.namespace)
+    for obj in charted:
+        validate_object(obj)
+    ours = {(o["kind"], o["metadata"]["name"]): o for o in render_kubernetes(ir, bundle)}
+    theirs = {(o["kind"], o["metadata"]["name"]): o for o in charted}
+    name = "ai-gateway-cache-store"
+    deployment = ("Deployment", name)
+    assert theirs[deployment]["spec"]["template"]["spec"] == (
+        ours[deployment]["spec"]["template"]["spec"])
+    assert theirs[deployment]["spec"]["selector"] == ours[deployment]["spec"]["selector"]
+    for kind, obj_name in (("Service", name), ("NetworkPolicy", name),
+                           ("NetworkPolicy", "ai-gateway")):
+        assert theirs[kind, obj_name]["spec"] == ours[kind, obj_name]["spec"], (kind, obj_name)
+    # without a cache (global limits alone) the chart deploys none of it
+    plain_ir = dataclasses.replace(ir, routes=multi_team.routes)
+    plain = render_chart(render_helm_values(plain_ir, envoy_bundle(plain_ir)))
+    assert not [o for o in plain if o["metadata"]["name"].endswith("-cache-store")]

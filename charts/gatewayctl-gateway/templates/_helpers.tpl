@@ -11,6 +11,12 @@ app.kubernetes.io/name: gatewayctl-gateway
 {{- end -}}
 
 {{/* The rate limit service's pods (global limits): the gateway's labels, component ratelimit. */}}
+{{- define "gw.cacheStoreSelectorLabels" -}}
+app.kubernetes.io/component: cache-store
+app.kubernetes.io/instance: {{ include "gw.name" . }}
+app.kubernetes.io/name: gatewayctl-gateway
+{{- end -}}
+
 {{- define "gw.rateLimitSelectorLabels" -}}
 app.kubernetes.io/component: ratelimit
 app.kubernetes.io/instance: {{ include "gw.name" . }}

@@ -15,9 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 from gatewayctl.ir import GatewayIR
+from gatewayctl.render.envoy.cache import CACHE_STORE_PORT, shared_store
 from gatewayctl.render.envoy.dynamic_module import IMAGE_MODULE_DIR
 from gatewayctl.render.envoy.global_limits import RATELIMIT_GRPC_PORT
 from gatewayctl.render.k8s.alerts import render_prometheus_groups
+from gatewayctl.render.k8s.cachestore import REPLICAS as CACHE_STORE_REPLICAS
 from gatewayctl.render.k8s.configmaps import CDS_SHA256_KEY, PACKED_SUFFIX, config_entries
 from gatewayctl.render.k8s.layout import EnvoyFiles, read_layout
 from gatewayctl.render.k8s.meta import check_gateway_name
@@ -105,7 +107,22 @@ def render_helm_values(ir: GatewayIR, envoy: EnvoyFiles) -> dict[str, Any]:
     if layout.stats_port is not None:
         values["stats"] = {"port": layout.stats_port}
     values["rateLimit"] = _rate_limit_values(ir)
+    values["cacheStore"] = _cache_store_values(ir)
     return dict(sorted(values.items()))
+
+
+def _cache_store_values(ir: GatewayIR) -> dict[str, Any]:
+    if not shared_store(ir):
+        return {"enabled": False}
+    redis = ir.limits.redis_address or ""
+    return {
+        "enabled": True,
+        "image": {**split_image(ir.kubernetes.cache_store_image), "pullPolicy": "IfNotPresent"},
+        "port": CACHE_STORE_PORT,
+        "redisPort": int(redis.rpartition(":")[2]),
+        "redisUrl": redis,
+        "replicas": CACHE_STORE_REPLICAS,
+    }
 
 
 def _rate_limit_values(ir: GatewayIR) -> dict[str, Any]:

@@ -4,7 +4,8 @@ NetworkPolicy (Gateway.spec.kubernetes.networkPolicy, on by default): ingress on
 listener (clients, from anywhere the cluster lets reach the pods) and to the stats listener
 (metrics and liveness); egress only to the providers' ports, to DNS and, with global limits,
 to the rate limit service's pods (which get a policy of their own: gRPC in from the gateway's
-pods, out to DNS and Redis). Envoy's admin port is
+pods, out to DNS and Redis) and, with a response cache too, to the cache store service's pods
+(the same kind of policy, HTTP in). Envoy's admin port is
 never opened: it listens on the pod's loopback anyway. Providers are outside the cluster and
 named by DNS, which a NetworkPolicy cannot match, so their ports are open to any address.
 kubelet's probes are not subject to NetworkPolicy.
@@ -19,8 +20,14 @@ from __future__ import annotations
 from typing import Any
 
 from gatewayctl.ir import GatewayIR
+from gatewayctl.render.envoy.cache import CACHE_STORE_PORT, shared_store
 from gatewayctl.render.envoy.global_limits import RATELIMIT_GRPC_PORT
 from gatewayctl.render.envoy.probes import METRICS_PATH
+from gatewayctl.render.k8s.cachestore import (
+    CACHE_STORE,
+    cache_store_name,
+    cache_store_selector,
+)
 from gatewayctl.render.k8s.layout import EnvoyLayout
 from gatewayctl.render.k8s.meta import MONITORING, PROXY, KubeObject, metadata, selector_labels
 from gatewayctl.render.k8s.ratelimit import RATELIMIT, ratelimit_name, ratelimit_selector
@@ -50,6 +57,14 @@ def render_network_policy(ir: GatewayIR, layout: EnvoyLayout) -> KubeObject | No
             {
                 "ports": [_tcp(RATELIMIT_GRPC_PORT)],
                 "to": [{"podSelector": {"matchLabels": ratelimit_selector(ir)}}],
+            }
+        )
+    if shared_store(ir):
+        # the response cache's shared store (cachestore.py)
+        egress.append(
+            {
+                "ports": [_tcp(CACHE_STORE_PORT)],
+                "to": [{"podSelector": {"matchLabels": cache_store_selector(ir)}}],
             }
         )
     return {
@@ -87,6 +102,33 @@ def render_ratelimit_network_policy(ir: GatewayIR) -> KubeObject | None:
                 }
             ],
             "podSelector": {"matchLabels": ratelimit_selector(ir)},
+            "policyTypes": ["Ingress", "Egress"],
+        },
+    }
+
+
+def render_cache_store_network_policy(ir: GatewayIR) -> KubeObject | None:
+    """The cache store service's pods: HTTP from the gateway's pods only; out to DNS and to
+    the Redis port (any address, as for the rate limit service)."""
+    if not ir.kubernetes.network_policy or not shared_store(ir):
+        return None
+    redis_port = int((ir.limits.redis_address or ":6379").rpartition(":")[2])
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(ir, cache_store_name(ir), CACHE_STORE),
+        "spec": {
+            "egress": [
+                {"ports": [{"port": DNS_PORT, "protocol": "UDP"}, _tcp(DNS_PORT)]},
+                {"ports": [_tcp(redis_port)]},
+            ],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": selector_labels(ir)}}],
+                    "ports": [_tcp(CACHE_STORE_PORT)],
+                }
+            ],
+            "podSelector": {"matchLabels": cache_store_selector(ir)},
             "policyTypes": ["Ingress", "Egress"],
         },
     }

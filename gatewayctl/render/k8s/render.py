@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from gatewayctl.ir import GatewayIR
 from gatewayctl.render.k8s.alerts import render_prometheus_rule
+from gatewayctl.render.k8s.cachestore import render_cache_store_objects
 from gatewayctl.render.k8s.configmaps import (
     check_size,
     ir_json,
@@ -18,6 +19,7 @@ from gatewayctl.render.k8s.configmaps import (
 from gatewayctl.render.k8s.layout import EnvoyFiles, read_layout
 from gatewayctl.render.k8s.meta import KubeObject, check_gateway_name
 from gatewayctl.render.k8s.network import (
+    render_cache_store_network_policy,
     render_network_policy,
     render_pod_monitor,
     render_ratelimit_network_policy,
@@ -55,10 +57,12 @@ def render_kubernetes(
         render_pdb(ir),
         render_hpa(ir),
         *render_ratelimit_objects(ir),
+        *render_cache_store_objects(ir),
     ]
     for extra in (
         render_network_policy(ir, layout),
         render_ratelimit_network_policy(ir),
+        render_cache_store_network_policy(ir),
         render_pod_monitor(ir, layout),
         render_prometheus_rule(ir),
     ):
