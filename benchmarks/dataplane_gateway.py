@@ -37,6 +37,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gatewayctl.ir import LimitsIR
 from gatewayctl.pipeline import compile_root
 from gatewayctl.render.envoy import loopback_options, render_envoy
 from gatewayctl.render.envoy.bundle import dump_compact
@@ -168,6 +169,7 @@ def render_gateway(
     cache: bool = False,
     outguard: bool = True,
     filters: str = "lua",
+    shared: tuple[str, str] | None = None,
 ) -> Path:
     """Compile a fresh manifest root in work, render it, write bootstrap + LDS/CDS files.
 
@@ -177,7 +179,10 @@ def render_gateway(
     routes' numbers stay comparable with earlier runs only without it). `outguard=False`:
     without the route bench-outguard (no output-guardrail code in the gateway; the other
     routes measure the same with it: docs/performance.md#output-guardrails). `filters`: the
-    Gateway's dataPlaneFilters ("module": Envoy needs the module's search path set).
+    Gateway's dataPlaneFilters ("module": Envoy needs the module's search path set). `shared`:
+    the rate limit service's and the cache store service's addresses: `limits.scope: global`,
+    so the cache's store is the one shared through Redis (no limit or budget is set: no route
+    calls the rate limit service).
     """
     root = write_root(work / "root", listener_port, anthropic, cache, outguard)
     secrets_dir = work / "secrets"
@@ -185,6 +190,9 @@ def render_gateway(
     config_dir = work / "config"
     config_dir.mkdir(parents=True, exist_ok=True)
     ir = dataclasses.replace(compile_root(root).ir, data_plane_filters=filters)
+    if shared is not None:
+        ir = dataclasses.replace(
+            ir, limits=LimitsIR(scope="global", redis_address="127.0.0.1:6379"))
     options = loopback_options(
         admin_port=admin_port,
         listener_port=listener_port,
@@ -192,6 +200,8 @@ def render_gateway(
         config_dir=str(config_dir),
         access_log_path=str(access_log or work / "unused.log"),
         provider_overrides={PROVIDER: upstream_url, ANTHROPIC_PROVIDER: upstream_url},
+        ratelimit_address=shared[0] if shared else None,
+        cache_store_address=shared[1] if shared else None,
     )
     bundle = render_envoy(ir, options)
     lds = bundle.lds if access_log is not None else strip_access_log(bundle.lds)

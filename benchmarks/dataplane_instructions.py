@@ -58,6 +58,7 @@ from __future__ import annotations
 import argparse
 import copy
 import http.client
+import itertools
 import json
 import os
 import re
@@ -294,15 +295,23 @@ def envoy_real_binary() -> str:
     return str(Path(envoy.__file__).parent / "_bin" / "envoy")
 
 
+# In a `vary` load, each request's body gets a number no other request has here.
+VARY_MARK = b"one word."
+
+
 def _load(port: int, body: bytes, requests: int, clients: int = 4,
-          headers: dict[str, str] | None = None) -> int:
+          headers: dict[str, str] | None = None, vary: bool = False) -> int:
+    """`vary`: every request another question (a cache miss each time)."""
     errors = [0]
     sent = {**AUTH, **(headers or {})}
+    counter = itertools.count()
 
     def run(count: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         for _ in range(count):
-            conn.request("POST", CHAT_PATH, body=body, headers=sent)
+            data = body.replace(VARY_MARK, b"one word %d %d." % (time.time_ns(), next(counter))
+                                ) if vary else body
+            conn.request("POST", CHAT_PATH, body=data, headers=sent)
             resp = conn.getresponse()
             resp.read()
             if resp.status != 200:
@@ -356,7 +365,7 @@ def measure(work: Path, mock_port: int, name: str, feature: str, transforms: lis
 
 def count_instructions(
     d: Path, bootstrap: Path, port: int, body: bytes, requests: int,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None, vary: bool = False,
 ) -> tuple[float, int]:
     """Run Envoy on `bootstrap` under callgrind in `d`: (instructions per request of the
     measured load, non-200 responses)."""
@@ -379,10 +388,11 @@ def count_instructions(
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{d.name}: Envoy did not start; see {d / 'envoy.log'}")
             time.sleep(0.5)
-        _load(port, body, 200, headers=headers)  # warm-up: LuaJIT traces, connection pools
+        # warm-up: LuaJIT traces, connection pools
+        _load(port, body, 200, headers=headers, vary=vary)
         control = ["callgrind_control", "-i"]
         subprocess.run([*control, "on", str(proc.pid)], check=True, capture_output=True)
-        errors = _load(port, body, requests, headers=headers)
+        errors = _load(port, body, requests, headers=headers, vary=vary)
         subprocess.run([*control, "off", str(proc.pid)], check=True, capture_output=True)
     finally:
         proc.terminate()

@@ -11,20 +11,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gatewayctl.explain.model import CacheVerdict
-from gatewayctl.ir import RouteIR
+from gatewayctl.ir import GatewayIR, RouteIR
+from gatewayctl.render.envoy.cache import cache_store_text
 
 
-def cache_verdict(route: RouteIR, headers: Sequence[tuple[str, str]],
+def cache_verdict(ir: GatewayIR, route: RouteIR, headers: Sequence[tuple[str, str]],
                   forwarded: bool) -> CacheVerdict | None:
     """None on a route without a cache."""
     cache = route.policy.cache
     if cache is None:
         return None
     shared = cache.by == "route"
+    store = cache_store_text(ir)
 
     def verdict(cacheable: bool, lookup: bool, reason: str) -> CacheVerdict:
         return CacheVerdict(cacheable=cacheable, lookup=lookup, shared=shared,
-                            ttl_s=cache.ttl_s, reason=reason)
+                            ttl_s=cache.ttl_s, reason=reason, store=store)
 
     if not forwarded:
         return verdict(False, False, "refused before the cache: neither looked up nor stored")

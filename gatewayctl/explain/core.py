@@ -310,7 +310,7 @@ def explain_request(ir: GatewayIR, request: ExplainRequest) -> Explanation:
     route = next((r for r in ir.routes if r.name == exp.route), None)
     if route is None:
         return exp
-    return replace(exp, cache=cache_verdict(route, request.headers, exp.outcome.forwarded))
+    return replace(exp, cache=cache_verdict(ir, route, request.headers, exp.outcome.forwarded))
 
 
 def _explain(ir: GatewayIR, request: ExplainRequest) -> Explanation:

@@ -96,6 +96,7 @@ def format_text(exp: Explanation, *, colour: bool = False) -> str:
         who = "shared by the route's consumers" if exp.cache.shared else "per consumer"
         lines.append(f"cache:    {'cacheable' if exp.cache.cacheable else 'not cacheable'} "
                      f"({who}, TTL {exp.cache.ttl_s}s): {exp.cache.reason}")
+        lines.append(f"  store: {exp.cache.store}")
     if exp.cost_usd:
         lines.append(f"cost:     about {_money(exp.cost_usd)} (prompt tokens ~ bytes/4 of the "
                      "text sent; completion: max_tokens, or 300)")

@@ -117,6 +117,7 @@ class CacheVerdict:
     shared: bool  # entries served to every consumer of the route
     ttl_s: int
     reason: str
+    store: str = ""  # where the entries live: per Envoy worker, or shared through Redis
 
 
 @dataclass(frozen=True)
@@ -230,5 +231,6 @@ def to_json_value(exp: Explanation) -> dict[str, Any]:
             "shared": exp.cache.shared,
             "ttl_s": exp.cache.ttl_s,
             "reason": exp.cache.reason,
+            "store": exp.cache.store,
         }
     return out

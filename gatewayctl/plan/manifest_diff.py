@@ -36,6 +36,7 @@ from gatewayctl.plan.policy_diff import compare_policies, policy_view
 from gatewayctl.plan.prompt_diff import diff_prompts
 from gatewayctl.plan.rollout_diff import diff_rollouts
 from gatewayctl.plan.units import format_ms
+from gatewayctl.render.envoy.cache import cache_store_text
 
 COST_FIELD = "cost per 1,000 requests"
 
@@ -234,7 +235,20 @@ def gateway_view(ir: GatewayIR) -> dict[str, Any]:
     if ir.limits.scope == "global":
         view["limits_redis"] = ir.limits.redis_address
         view["limits_failure_mode"] = ir.limits.failure_mode
+    if any(r.policy.cache is not None for r in ir.routes):
+        view["response_cache_store"] = cache_store_text(ir)
     return view
+
+
+def _cache_store_note(before: Any, after: Any) -> str:
+    if before is None or after is None:
+        return ""
+    if str(after).startswith("shared"):
+        return ("the cache is now shared: a request any replica answered is a hit on all; "
+                "the entries each Envoy kept are not moved over")
+    if str(before).startswith("shared"):
+        return "each Envoy worker now caches alone; the entries in Redis are no longer used"
+    return ""
 
 
 def provider_view(p: ProviderIR) -> dict[str, Any]:
@@ -274,6 +288,7 @@ LABELS = {
     "limits_scope": "limits",
     "limits_redis": "limits: Redis",
     "limits_failure_mode": "limits: when the rate limit service fails",
+    "response_cache_store": "response cache store",
     "timeout_ms": "timeout",
     "input_per_million": "input price per 1M tokens",
     "output_per_million": "output price per 1M tokens",
@@ -345,6 +360,7 @@ def diff_gateway_ir(before: GatewayIR | None, after: GatewayIR | None) -> tuple[
         gw = _view_change("Gateway", either.name, gateway_view(before) if before else None,
                           gateway_view(after) if after else None,
                           notes={"limits_scope": scope_note,
+                                 "response_cache_store": _cache_store_note,
                                  "replicas_max": lambda _b, _a: replicas_note(after)})
         changes += [gw] if gw else []
     changes += _diff_named(

@@ -82,3 +82,28 @@ def test_command_shows_the_cache(root: Path, tmp_path: Path, capsys: pytest.Capt
     assert main(["explain", str(root), "-r", str(request), "--consumer", "app"]) == 0
     text = capsys.readouterr().out
     assert "cache:    cacheable (per consumer, TTL 600s): looked up" in text
+
+
+def test_explain_says_where_the_cache_lives(root: Path, ir: GatewayIR, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    local = _explain(ir, "chat")
+    assert local is not None and local.store.startswith("per Envoy worker")
+    glob = tmp_path / "global"
+    glob.mkdir()
+    text = (root / "gateway.yaml").read_text().replace(
+        "spec: {namespace: ai, replicas: {min: 1, max: 2}}",
+        "spec: {namespace: ai, replicas: {min: 1, max: 2}, limits: {scope: global, "
+        "redis: {address: redis.ai.svc:6379}, timeout: 50ms}}")
+    (glob / "gateway.yaml").write_text(text)
+    shared = _explain(compile_root(glob).ir, "chat")
+    assert shared is not None
+    assert shared.store == ("shared by every replica: Redis redis.ai.svc:6379 through the cache "
+                            "store service gw-cache-store (a miss when it fails or takes longer "
+                            "than 50 ms)")
+    request = tmp_path / "req.json"
+    body = {"model": "chat", "messages": [{"role": "user", "content": "x"}]}
+    request.write_text(json.dumps(body))
+    assert main(["explain", str(glob), "-r", str(request), "--consumer", "app", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cache"]["store"] == shared.store
+    assert main(["explain", str(glob), "-r", str(request), "--consumer", "app"]) == 0
+    assert f"  store: {shared.store}" in capsys.readouterr().out

@@ -59,3 +59,28 @@ def test_enforcing_a_budget_is_a_consumer_change() -> None:
     [consumer] = [c for c in diff_gateway_ir(before, after) if c.kind == "Consumer"]
     assert [(d.field, d.before, d.after) for d in consumer.details] == [
         ("budget enforced", None, True)]
+
+
+def test_the_cache_store_change_is_stated_in_users_terms() -> None:
+    from gatewayctl.ir import CacheIR
+
+    base = limits_ir(requests=600, per_s=60)
+    route = base.routes[0]
+    cached = dataclasses.replace(base, routes=(
+        dataclasses.replace(route, policy=dataclasses.replace(
+            route.policy, cache=CacheIR(ttl_s=600))), *base.routes[1:]))
+    shared = dataclasses.replace(cached, limits=GLOBAL)
+    gateway = next(c for c in diff_gateway_ir(cached, shared) if c.kind == "Gateway")
+    store = next(d for d in gateway.details if d.field == "response cache store")
+    assert store.before == "per Envoy worker (each worker of each replica keeps its own entries)"
+    assert store.after == ("shared by every replica: Redis redis.ai:6379 through the cache store "
+                           f"service {base.name}-cache-store (a miss when it fails or takes "
+                           "longer than 100 ms)")
+    assert store.note.startswith("the cache is now shared")
+    back = next(c for c in diff_gateway_ir(shared, cached) if c.kind == "Gateway")
+    assert next(d for d in back.details if d.field == "response cache store").note == (
+        "each Envoy worker now caches alone; the entries in Redis are no longer used")
+    # without a cache the scope change says nothing about a cache
+    plain = next(c for c in diff_gateway_ir(base, dataclasses.replace(base, limits=GLOBAL))
+                 if c.kind == "Gateway")
+    assert not [d for d in plain.details if d.field == "response cache store"]

@@ -75,13 +75,27 @@ def shared_store(ir: GatewayIR) -> bool:
     return ir.limits.scope == "global" and has_cache(ir)
 
 
+def cache_store_service(ir: GatewayIR) -> str:
+    """The Kubernetes Service of the cache store (render/k8s/cachestore.py names it too)."""
+    return f"{ir.name}-cache-store"
+
+
+def cache_store_text(ir: GatewayIR) -> str:
+    """Where the gateway's cache lives, in users' words (explain, plan)."""
+    if ir.limits.scope == "global":
+        return (f"shared by every replica: Redis {ir.limits.redis_address} through the cache "
+                f"store service {cache_store_service(ir)} (a miss when it fails or takes longer "
+                f"than {ir.limits.timeout_ms} ms)")
+    return "per Envoy worker (each worker of each replica keeps its own entries)"
+
+
 def cache_store_address(ir: GatewayIR, options: EnvoyOptions) -> tuple[str, int]:
     """Where Envoy finds the cache store service: the options' override (the local gateway's
     child process), else the Service rendered beside the gateway."""
     if options.cache_store_address:
         host, _, port = options.cache_store_address.rpartition(":")
         return host, int(port)
-    return f"{ir.name}-cache-store.{ir.namespace}.svc.cluster.local", CACHE_STORE_PORT
+    return f"{cache_store_service(ir)}.{ir.namespace}.svc.cluster.local", CACHE_STORE_PORT
 
 
 def render_cache_store_cluster(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:

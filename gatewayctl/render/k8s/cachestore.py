@@ -18,7 +18,7 @@ reach DNS and Redis.
 from __future__ import annotations
 
 from gatewayctl.ir import GatewayIR
-from gatewayctl.render.envoy.cache import CACHE_STORE_PORT, shared_store
+from gatewayctl.render.envoy.cache import CACHE_STORE_PORT, cache_store_service, shared_store
 from gatewayctl.render.k8s.meta import (
     APP_NAME,
     COMPONENT_LABEL,
@@ -34,7 +34,7 @@ UID = 10001  # the image's own user (Dockerfile)
 
 
 def cache_store_name(ir: GatewayIR) -> str:
-    return f"{ir.name}-{CACHE_STORE}"
+    return cache_store_service(ir)
 
 
 def cache_store_selector(ir: GatewayIR) -> dict[str, str]:

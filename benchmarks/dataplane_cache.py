@@ -1,0 +1,231 @@
+"""The response cache per Envoy (replica scope) and shared by every replica (global scope),
+side by side in one run.
+
+    local:none    route bench-none on the gateway with the route bench-cache (replica scope)
+    local:hit     bench-cache, the same request every time: answered from the worker's store
+    local:miss    bench-cache, a new question every request: looked up, sent upstream, stored
+    shared:none, shared:hit, shared:miss   the same on the same root in `limits.scope: global`:
+                  the lookup (an httpCall Envoy waits for) and the store (an asynchronous
+                  httpCall after the answer) go to the cache store service (`gatewayctl
+                  cache-store`, Python, asyncio) and Redis (Debian's redis-server)
+
+Envoy's CPU per request is measured apart from the store service's and Redis's
+(`service_us_per_request`, `redis_us_per_request`), so what Envoy itself adds does not depend
+on the Python service. Pinning as in dataplane.py: each Envoy on CPU 0, wrk and the mock on
+CPU 1, the store service, the rate limit service (which no route calls here) and Redis on
+CPU 1 too (in production they are other pods). Runs go round-robin (repeat, concurrency,
+target); cells are medians. `--instructions N`: Envoy's own instructions per request of each
+target (callgrind, load-independent; the services run outside valgrind).
+
+    python -m benchmarks.dataplane_cache --duration 5 --repeats 3 --concurrency 1,16
+    python -m benchmarks.dataplane_cache --instructions 400 --json cache-instructions.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.dataplane_gateway import CACHE_ROUTE, render_gateway, request_body, route_model
+from benchmarks.dataplane_limits import _commit, median_cell, start_limit_service
+from benchmarks.dataplane_load import Measurement, measure, write_script
+from benchmarks.dataplane_procs import (
+    Service,
+    check_completion,
+    cpu_seconds,
+    free_port,
+    spawn,
+    wait_quiet,
+)
+from benchmarks.dataplane_targets import AUTH, CHAT_PATH, Placement, start_envoy, start_mock
+
+GATEWAYS = ("local", "shared")
+VARIANTS = ("none", "hit", "miss")
+TARGETS = tuple(f"{g}:{v}" for g in GATEWAYS for v in VARIANTS)
+
+# wrk: every request of a `miss` target asks a question no earlier request asked (a number per
+# wrk thread, drawn at its start, and a counter), so each is looked up, missed and stored.
+_VARY = """
+local n, prefix = 0, "0"
+init = function(args)
+  math.randomseed(os.time() + (tonumber(string.sub(tostring({}), 10), 16) or 0))
+  prefix = tostring(math.random(1, 1000000000))
+end
+request = function()
+  n = n + 1
+  local body = string.gsub(wrk.body, "one word%.", "one word " .. prefix .. " " .. n .. ".", 1)
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--concurrency", default="1,16")
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--quiet-threshold", type=float, default=0.15)
+    p.add_argument("--quiet-wait", type=float, default=5.0)
+    p.add_argument("--json", type=Path, default=Path("dataplane-cache.json"))
+    p.add_argument("--instructions", type=int, default=0, metavar="N",
+                   help="instead: Envoy's instructions per request (callgrind, N requests) of "
+                        "each target, the services running outside valgrind")
+    return p.parse_args(argv)
+
+
+def start_store_service(work: Path, redis: Service, placement: Placement) -> Service:
+    port = free_port()
+    svc = spawn("cachestore", [sys.executable, "-m", "gatewayctl", "cache-store", "--gateway",
+                               "bench", "--redis", f"127.0.0.1:{redis.port}", "--port",
+                               str(port)], work / "cachestore.log", port, placement.client)
+    time.sleep(1.5)  # it listens well within this; the gateway's checks below prove it
+    return svc
+
+
+def write_gateways(work: Path, mock: Service, rls: Service,
+                   store: Service) -> dict[str, tuple[Path, int, int]]:
+    """name -> (bootstrap, listener port, admin port) of the two gateways."""
+    out = {}
+    for name in GATEWAYS:
+        port, admin = free_port(), free_port()
+        shared = (f"127.0.0.1:{rls.port}", f"127.0.0.1:{store.port}") if name == "shared" \
+            else None
+        bootstrap = render_gateway(work / name, f"http://127.0.0.1:{mock.port}", port, admin,
+                                   work / name / "access.log", cache=True, shared=shared)
+        out[name] = (bootstrap, port, admin)
+    return out
+
+
+def body_of(variant: str) -> bytes:
+    route = "none" if variant == "none" else CACHE_ROUTE
+    return request_body(route_model(route), prompt_variables=True)
+
+
+def instructions(args: argparse.Namespace) -> int:
+    from benchmarks.dataplane_instructions import count_instructions
+
+    work = Path(tempfile.mkdtemp(prefix="gatewayctl-cache-instructions-"))
+    none = Placement(None, None)
+    services: list[Service] = []
+    rows: dict[str, Any] = {}
+    info = {"loadavg_start": Path("/proc/loadavg").read_text().split()[:3]}
+    try:
+        mock = start_mock(work, none)
+        redis, rls = start_limit_service(work, none)
+        store = start_store_service(work, redis, none)
+        services += [mock, redis, rls, store]
+        gateways = write_gateways(work, mock, rls, store)
+        for target in TARGETS:
+            gateway, _, variant = target.partition(":")
+            bootstrap, port, _ = gateways[gateway]
+            d = work / target.replace(":", "-")
+            d.mkdir()
+            per_request, errors = count_instructions(
+                d, bootstrap, port, body_of(variant), args.instructions,
+                vary=variant == "miss")
+            rows[target] = {"k_instructions": round(per_request / 1000, 1), "errors": errors}
+            print(f"  {target:<14} {per_request / 1000:8.1f} k instructions/request  "
+                  f"errors {errors}", flush=True)
+    finally:
+        for svc in reversed(services):
+            svc.stop()
+    info["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    for variant in VARIANTS:
+        shared, local = rows[f"shared:{variant}"], rows[f"local:{variant}"]
+        rows[f"shared-vs-local:{variant}"] = round(
+            shared["k_instructions"] - local["k_instructions"], 1)
+    out = {"requests": args.instructions, "commit": _commit(), "info": info, "rows": rows}
+    args.json.write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out, indent=1))
+    return 0 if all(r["errors"] == 0 for r in rows.values() if isinstance(r, dict)) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.instructions:
+        return instructions(args)
+    placement = Placement.for_machine(True)
+    work = Path(tempfile.mkdtemp(prefix="gatewayctl-cache-bench-"))
+    concs = [int(c) for c in args.concurrency.split(",")]
+    services: dict[str, Service] = {}
+    scripts: dict[str, tuple[str, Path]] = {}
+    results: dict[str, list[Measurement]] = {}
+    helpers_cpu: dict[int, tuple[float, float]] = {}
+    info: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "placement": placement.describe(),
+        "duration_s": args.duration, "repeats": args.repeats, "concurrency": concs,
+        "commit": _commit(),
+        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
+    }
+    try:
+        mock = services["mock"] = start_mock(work, placement)
+        redis, rls = start_limit_service(work, placement)
+        services["redis"], services["ratelimit"] = redis, rls
+        store = services["cachestore"] = start_store_service(work, redis, placement)
+        for name, (bootstrap, port, admin) in write_gateways(work, mock, rls, store).items():
+            services[name] = start_envoy(name, work / name, bootstrap, port, admin, placement, 1)
+        for svc in services.values():
+            svc.refresh_pids()
+        for target in TARGETS:
+            gateway, _, variant = target.partition(":")
+            body = body_of(variant)
+            path = write_script(work / f"{target.replace(':', '-')}.lua", body, AUTH)
+            if variant == "miss":
+                path.write_text(path.read_text() + _VARY)
+            scripts[target] = (f"http://127.0.0.1:{services[gateway].port}{CHAT_PATH}", path)
+            check_completion(services[gateway].port, CHAT_PATH, body, AUTH)
+        for target in TARGETS:
+            url, script = scripts[target]
+            measure(target, url, script, max(concs), args.warmup, 0, placement.client,
+                    services[target.partition(":")[0]].pids, mock.pids)
+        for repeat in range(1, args.repeats + 1):
+            for conc in concs:
+                for target in TARGETS:
+                    wait_quiet(args.quiet_threshold, args.quiet_wait)
+                    url, script = scripts[target]
+                    before = cpu_seconds(store.pids), cpu_seconds(redis.pids)
+                    m = measure(target, url, script, conc, args.duration, repeat,
+                                placement.client, services[target.partition(":")[0]].pids,
+                                mock.pids)
+                    if target.startswith("shared"):
+                        helpers_cpu[id(m)] = (cpu_seconds(store.pids) - before[0],
+                                              cpu_seconds(redis.pids) - before[1])
+                    results.setdefault(f"{target}@{conc}", []).append(m)
+                    print(f"  {target:<12} c={conc:<3} r={repeat} {m.rps:>8,.0f} req/s "
+                          f"p50 {m.p50_ms:.3f} ms p99 {m.p99_ms:.3f} ms errors "
+                          f"{m.non2xx}+{m.socket_errors} envoy {m.proxy_us_per_request:.0f} "
+                          "µs/req", flush=True)
+    finally:
+        for svc in reversed(list(services.values())):
+            svc.stop()
+    info["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    cells = {key: median_cell(runs, helpers_cpu if key.startswith("shared") else {})
+             for key, runs in results.items()}
+    added = {}
+    for conc in concs:
+        for variant in VARIANTS:
+            local, shared = cells[f"local:{variant}@{conc}"], cells[f"shared:{variant}@{conc}"]
+            added[f"{variant}@{conc}"] = {
+                "shared_vs_local_p50_ms": round(shared["p50_ms"] - local["p50_ms"], 4),
+                "envoy_us_per_request_added": round(
+                    shared["envoy_us_per_request"] - local["envoy_us_per_request"], 1),
+                "store_service_us_per_request": shared.get("service_us_per_request"),
+                "redis_us_per_request": shared.get("redis_us_per_request"),
+            }
+    out = {"info": info, "cells": cells, "added": added,
+           "runs": {k: [m.as_dict() for m in v] for k, v in results.items()}}
+    args.json.write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps({"info": info, "cells": cells, "added": added}, indent=1))
+    print(f"results: {args.json}")
+    return 0 if all(c["errors"] == 0 for c in cells.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
