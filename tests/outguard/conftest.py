@@ -1,8 +1,9 @@
 """Fixtures: a real Envoy with output guardrails, and a strict mock per API (OpenAI, Anthropic).
 
 Routes (irs below): `og-block` (deny PHRASE, block, redact email), `og-log` (the same, log
-only), `og-anthropic` (block, on Anthropic's native API: the reply is translated before the
-guardrails read it), `og-cache` (block and a response cache), `plain` (no output
+only), `og-bounds` and `og-bounds-log` (`\\b`, `(?m)^` and a character above U+FFFF, block
+and log), `og-anthropic` (block, on Anthropic's native API: the reply is translated before
+the guardrails read it), `og-cache` (block and a response cache), `plain` (no output
 guardrails), and per differential pattern `re2-<i>` (a request deny pattern: Envoy's RE2
 through the RBAC filter).
 """
@@ -57,6 +58,11 @@ DIFFERENTIAL = (
 )
 BLOCK = PolicyIR(sources=("og",), output_deny_patterns=(PATTERN,), output_redact=("email",))
 LOG = dataclasses.replace(BLOCK, sources=("og-log",), output_action="log")
+# Empty assertions and a character above U+FFFF (a surrogate pair when escaped in JSON).
+BOUNDS_PATTERNS = ("\\bsecret\\b", "(?m)^rm -rf", "x\U0001f600y")
+BOUNDS = PolicyIR(sources=("og-bounds",), output_deny_patterns=BOUNDS_PATTERNS,
+                  output_redact=("email",))
+BOUNDS_LOG = dataclasses.replace(BOUNDS, sources=("og-bounds-log",), output_action="log")
 # A response cache beside them: a hit is a replayed answer, checked like any other.
 CACHED = dataclasses.replace(BLOCK, sources=("og-cache",), cache=CacheIR(ttl_s=600))
 
@@ -74,6 +80,8 @@ def build_ir() -> GatewayIR:
     routes = [
         make("og-block", openai, BLOCK),
         make("og-log", openai, LOG),
+        make("og-bounds", openai, BOUNDS),
+        make("og-bounds-log", openai, BOUNDS_LOG),
         make("og-anthropic", anthropic, BLOCK),
         make("og-cache", openai, CACHED),
         make("plain", openai, PolicyIR(sources=())),

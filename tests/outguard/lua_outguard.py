@@ -3,6 +3,7 @@ body is a list of chunks: what a stream's client would receive, chunk by chunk."
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from gatewayctl.manifests.output_dfa import compile_patterns
@@ -91,3 +92,19 @@ class Outguard:
             out.append(self.module.feed(self.g, t, p, False)[0])
         out.append(self.module.feed(self.g, t, b"", True)[0])
         return b"".join(out)
+
+    def arguments_hit(self, pieces: list[bytes]) -> bool:
+        """A stream's tool-call arguments fed in pieces (the last one final): matched?"""
+        t = self.module.new_text(self.g, True)
+        hit = False
+        for n, piece in enumerate(pieces):
+            hit = bool(self.module.feed(self.g, t, piece, n == len(pieces) - 1)[1]) or hit
+        return hit
+
+    def reply_hit_arguments(self, arguments: bytes) -> bool:
+        """A whole reply whose one tool call has these arguments: matched (log mode)?"""
+        call = {"id": "c", "type": "function",
+                "function": {"name": "f", "arguments": arguments.decode()}}
+        raw = json.dumps({"choices": [{"index": 0, "message": {
+            "role": "assistant", "content": None, "tool_calls": [call]}}]})
+        return b"output_guardrail" in self.reply(raw.encode())[1]

@@ -30,6 +30,7 @@ def test_gateway_with_output_guardrails_binds_the_module_data_and_counter() -> N
     assert text.count("local outguard =") == 1  # the body filter only
     assert "output_guardrail.hits" in text
     data = gateway_lua_data(ir, EnvoyOptions())
-    # og-block and og-anthropic share one automaton; og-log is another entry
-    assert sorted(data["outguards"]) == ["o0", "o1"]
+    # og-block, og-anthropic and og-cache share one automaton; og-log, og-bounds and
+    # og-bounds-log are other entries
+    assert sorted(data["outguards"]) == ["o0", "o1", "o2", "o3"]
     assert {e["block"] for e in data["outguards"].values()} == {True, False}

@@ -20,6 +20,7 @@ from urllib.parse import unquote
 from gatewayctl.local.mock import (
     anthropic_api,
     bedrock_api,
+    escapes,
     gemini_api,
     openai_api,
     replies,
@@ -288,10 +289,25 @@ class MockProviderServer:
             outcome = handler(model, body)
         except RequestError as exc:
             return fail(exc.status, exc.message, exc.code, model_header)
+        chat = request.path == "/v1/chat/completions"
+        escaped = chat and request.headers.get("x-mock-json-escapes") == "letters"
+        newline = request.headers.get("x-mock-newline", "") if chat else ""
         if outcome.events is None:
-            self._write_json(writer, 200, outcome.body, model_header, keep)
+            reply = outcome.body
+            if len(newline) > 1 and reply is not None:
+                reply = escapes.newlines_reply(reply, newline)
+            if escaped and reply is not None:
+                writer.write(format_response(200, [_JSON, *self._base_headers, *model_header],
+                                             escapes.escape_reply(reply), keep))
+            else:
+                self._write_json(writer, 200, reply, model_header, keep)
             return 200, keep
-        await self._send_stream(writer, outcome.events, model_header, request.headers)
+        events = outcome.events
+        if len(newline) > 1:
+            events = escapes.newlines_events(events, newline)
+        if escaped:
+            events = escapes.escape_events(events)
+        await self._send_stream(writer, events, model_header, request.headers)
         return 200, keep
 
     async def _fault(self, model: str, writer: asyncio.StreamWriter) -> int | str | None:
