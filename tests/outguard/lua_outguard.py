@@ -62,6 +62,7 @@ class Outguard:
             "redact = " + module_source("redact.lua") + "\n"
             "usage = " + module_source("usage.lua") + "\n"
             + FAKE_HANDLE
+            + "local outguard_walk = " + module_source("outguard_walk.lua") + "\n"
             + "local M = " + module_source("outguard.lua") + "\n"
             "return M, fake, DATA.outguards.g"
         )

@@ -217,7 +217,7 @@ def assemble(data: Mapping[str, Any], modules: Modules, file: str, *,
 CACHE_REQUEST: Modules = (("cache_request", "cache_request.lua"),)
 # The output guardrails (after redact and usage, which it uses): only in gateways with a route
 # that has outputGuardrails.
-OUTGUARD: Modules = (("outguard", "outguard.lua"),)
+OUTGUARD: Modules = (("outguard_walk", "outguard_walk.lua"), ("outguard", "outguard.lua"))
 
 
 def gateway_source(data: Mapping[str, Any], native: bool = False, cache: bool = False,

@@ -8,7 +8,9 @@
 -- Deny patterns are one automaton per guard (DATA.outguards[k].dfa, compiled at render time
 -- by manifests/output_dfa.py, whose docstring gives the table layout), walked byte by byte
 -- without yielding, so a stream keeps streaming; its state is kept per text across events
--- and chunks, so a phrase split between chunks is still found.
+-- and chunks, so a phrase split between chunks is still found. The walks are in
+-- outguard_walk.lua: content as the reply's JSON decodes it, tool-call arguments with their
+-- own JSON escapes decoded too (as the tool reads them), an escape cut between events included.
 -- A stream never sends matched text: the text since the automaton was last idle (a match in
 -- progress) is held back and released when it returns there; a block ends the stream with a
 -- `content_filter` finish and `data: [DONE]`. Redaction (redact.lua's kinds) holds back the
@@ -38,102 +40,12 @@ for _, g in pairs(DATA.outguards or {}) do
   end
 end
 
--- Walks the automaton over text from state s; returns the state (0: matched).
-local function walk(dfa, s, text)
-  local nxt, classes = dfa.next, dfa.classes
-  for i = 1, #text do
-    s = nxt[s + classes[byte(text, i) + 1]]
-    if s == 0 then return 0 end
-  end
-  return s
-end
-M.walk = walk
+local walk, walk_json, end_json = outguard_walk.walk, outguard_walk.walk_json,
+  outguard_walk.end_json
+M.walk, M.walk_json = walk, walk_json
 
 local function matched_at_end(dfa, s)
   return s == 0 or dfa.end_set[s] == true
-end
-
--- Tool-call arguments are a JSON text that the client decodes once more (the tool reads its
--- values), so they are walked with their escapes decoded: `\u0070` is walked as `p`, `\n` as
--- a line break, a surrogate pair as the character's UTF-8 bytes (a lone surrogate as U+FFFD,
--- as json.lua decodes it). The escape being read is kept in the text's state (its raw
--- bytes), so an escape cut between two events is decoded whole.
-local ESCAPED = { [34] = '"', [92] = "\\", [47] = "/", [98] = "\b", [102] = "\f",
-                  [110] = "\n", [114] = "\r", [116] = "\t" }
--- a \u escape (or a pair of them) is decoded by json.lua, as the reply's own escapes are
-local function decode_u(esc) return json.decode('"' .. esc .. '"') end
-local REPLACEMENT = decode_u("\\uFFFD")
--- what may follow a high surrogate's escape, byte by byte, for a pair: \uDC00-\uDFFF
-local LOW = { "^\\$", "^u$", "^[dD]$", "^[c-fC-F]$", "^%x$", "^%x$" }
-
--- What an escape's raw bytes (a backslash first) decode to: (bytes, rest), rest being raw
--- bytes still to read (what followed a lone high surrogate); nil while it is incomplete.
-local function decode_escape(esc)
-  local n, kind = #esc, byte(esc, 2)
-  if kind == nil then return nil end
-  if kind ~= 117 then return ESCAPED[kind] or esc, "" end  -- a bad escape: its bytes
-  if not find(sub(esc, 3, 6), "^%x*$") then return esc, "" end
-  if n < 6 then return nil end
-  local cp = tonumber(sub(esc, 3, 6), 16)
-  if cp < 0xD800 or cp > 0xDFFF then return decode_u(esc), "" end
-  if cp >= 0xDC00 then return REPLACEMENT, "" end
-  local tail = sub(esc, 7)
-  for k = 1, #tail do
-    if not find(sub(tail, k, k), LOW[k]) then return REPLACEMENT, tail end
-  end
-  if #tail < 6 then return nil end
-  return decode_u(esc), ""
-end
-
--- Walks arguments text from state s with the escape state esc (raw bytes of an escape not
--- yet complete, "" when none). Returns the state, the escape state, and the position after
--- the last byte at which the walk was idle with no escape open (0: none), for the hold-back.
-local function walk_json(dfa, s, esc, text)
-  local nxt, classes, idle = dfa.next, dfa.classes, dfa.idle
-  local last_idle = 0
-  local i, n = 1, #text
-  while i <= n do
-    local b = byte(text, i)
-    if esc == "" and b ~= 92 then
-      s = nxt[s + classes[b + 1]]
-      if s == 0 then return 0, "", last_idle end
-    else
-      esc = esc .. sub(text, i, i)
-      local out, rest = decode_escape(esc)
-      while out ~= nil do
-        for k = 1, #out do
-          s = nxt[s + classes[byte(out, k) + 1]]
-          if s == 0 then return 0, "", last_idle end
-        end
-        esc = ""
-        -- bytes that followed a lone high surrogate: plain ones, or a new escape
-        local j = 1
-        while j <= #rest and byte(rest, j) ~= 92 do
-          s = nxt[s + classes[byte(rest, j) + 1]]
-          if s == 0 then return 0, "", last_idle end
-          j = j + 1
-        end
-        if j > #rest then break end
-        esc = sub(rest, j)
-        out, rest = decode_escape(esc)
-      end
-    end
-    if esc == "" and s <= idle then last_idle = i + 1 end
-    i = i + 1
-  end
-  return s, esc, last_idle
-end
-M.walk_json = walk_json
-
--- The end of arguments text: an escape still open is read as its bytes, a lone high
--- surrogate (the only open escape of 6 bytes or more) as U+FFFD.
-local function end_json(dfa, s, esc)
-  if esc == "" or s == 0 then return s end
-  if #esc >= 6 then
-    s = walk(dfa, s, REPLACEMENT)
-    esc = sub(esc, 7)
-  end
-  return walk(dfa, s, esc)
 end
 
 local function arguments_match(g, text)
