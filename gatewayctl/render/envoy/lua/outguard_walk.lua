@@ -56,7 +56,22 @@ local function walk_json(dfa, s, esc, text)
   local i, n = 1, #text
   while i <= n do
     local b = byte(text, i)
-    if esc == "" and b ~= 92 then
+    local ascii = nil  -- a whole escape of an ASCII character here: its byte
+    if esc == "" and b == 92 then
+      local c = byte(text, i + 1)
+      if c == 117 and find(text, "^%x%x%x%x", i + 2) then
+        local cp = tonumber(sub(text, i + 2, i + 5), 16)
+        if cp < 0x80 then ascii = cp end
+      elseif c ~= nil and c ~= 117 and ESCAPED[c] ~= nil then
+        ascii = byte(ESCAPED[c])
+      end
+    end
+    if ascii ~= nil then
+      -- the common escape, read in place: no string is built
+      s = nxt[s + classes[ascii + 1]]
+      if s == 0 then return 0, "", last_idle end
+      i = i + (byte(text, i + 1) == 117 and 5 or 1)
+    elseif esc == "" and b ~= 92 then
       s = nxt[s + classes[b + 1]]
       if s == 0 then return 0, "", last_idle end
     else
