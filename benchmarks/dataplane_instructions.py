@@ -25,6 +25,10 @@ what removing it saves:
                    output-guardrail code (module, data, counter): route-none must cost what
                    it costs here
     outguard       route bench-outguard (output deny pattern and redaction on the reply)
+    none-stream, outguard-stream  bench-none and bench-outguard asked for a stream
+    outguard-tools  bench-outguard answered with a tool call (its arguments checked and
+                   redacted); -escaped: the mock writes every letter as a JSON escape (doubly
+                   in the arguments); outguard-tools-stream-escaped: the same, streamed
     anthropic      the same gateway, route bench-anthropic (every policy, Anthropic provider:
                    the request and the reply translated)
     -translation   the gateway rendered without bench-anthropic and its provider, so with no
@@ -253,6 +257,11 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("none-access-log", "none", [no_log]),
     ("none-no-outguard", "none", []),
     ("outguard", "outguard", []),
+    ("none-stream", "none", []),
+    ("outguard-stream", "outguard", []),
+    ("outguard-tools", "outguard", []),
+    ("outguard-tools-escaped", "outguard", []),
+    ("outguard-tools-stream-escaped", "outguard", []),
     ("anthropic", "anthropic", []),
     ("-translation", "full", []),
     ("+1000-routes", "full", [more_routes(1000)]),
@@ -280,8 +289,23 @@ RENDER: dict[str, dict[str, Any]] = {
     **{name: {"cache": True} for name in WITH_CACHE},
     **{name: {"filters": "module"} for name in WITH_MODULE},
 }
+# Request members of a variant beyond the benchmark request's: a stream, a tool call.
+_TOOLS = {"tools": [{"type": "function", "function": {"name": "lookup", "parameters": {
+    "type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}],
+    "tool_choice": "required"}
+BODY: dict[str, dict[str, Any]] = {
+    "none-stream": {"stream": True},
+    "outguard-stream": {"stream": True},
+    "outguard-tools": _TOOLS,
+    "outguard-tools-escaped": _TOOLS,
+    "outguard-tools-stream-escaped": {**_TOOLS, "stream": True},
+}
+# The mock writes every letter of the answer as a JSON escape (doubly in the arguments).
+_ESCAPED = {"x-mock-json-escapes": "letters"}
 # Request headers of a variant beyond the consumer key.
 HEADERS: dict[str, dict[str, str]] = {
+    "outguard-tools-escaped": _ESCAPED,
+    "outguard-tools-stream-escaped": _ESCAPED,
     **CACHE_VARIANTS,
     "miss-cache-stats": CACHE_VARIANTS["cache-miss"],
     "miss-cache-filter": CACHE_VARIANTS["cache-miss"],
@@ -360,6 +384,8 @@ def measure(work: Path, mock_port: int, name: str, feature: str, transforms: lis
             transform(lds)
         lds_path.write_text(json.dumps(lds))
         body = request_body(route_model(feature), prompt_variables=True)
+        if name in BODY:
+            body = json.dumps({**json.loads(body), **BODY[name]}, separators=(",", ":")).encode()
     return count_instructions(d, bootstrap, port, body, requests, HEADERS.get(name))
 
 
