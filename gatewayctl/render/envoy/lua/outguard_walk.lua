@@ -56,25 +56,36 @@ local function walk_json(dfa, s, esc, text)
   local i, n = 1, #text
   while i <= n do
     local b = byte(text, i)
-    local ascii = nil  -- a whole escape of an ASCII character here: its byte
-    if esc == "" and b == 92 then
-      local c = byte(text, i + 1)
-      if c == 117 and find(text, "^%x%x%x%x", i + 2) then
-        local cp = tonumber(sub(text, i + 2, i + 5), 16)
-        if cp < 0x80 then ascii = cp end
-      elseif c ~= nil and c ~= 117 and ESCAPED[c] ~= nil then
+    if esc == "" then
+      -- a run of plain bytes: the content walk's loop
+      while b ~= 92 do
+        s = nxt[s + classes[b + 1]]
+        if s == 0 then return 0, "", last_idle end
+        if s <= idle then last_idle = i + 1 end
+        i = i + 1
+        if i > n then return s, esc, last_idle end
+        b = byte(text, i)
+      end
+      -- an escape of an ASCII character whole in this text is read in place: no string
+      local c, ascii = byte(text, i + 1), nil
+      if c == 117 then
+        if find(text, "^%x%x%x%x", i + 2) then
+          local cp = tonumber(sub(text, i + 2, i + 5), 16)
+          if cp < 0x80 then ascii = cp end
+        end
+      elseif c ~= nil and ESCAPED[c] ~= nil then
         ascii = byte(ESCAPED[c])
       end
-    end
-    if ascii ~= nil then
-      -- the common escape, read in place: no string is built
-      s = nxt[s + classes[ascii + 1]]
-      if s == 0 then return 0, "", last_idle end
-      i = i + (byte(text, i + 1) == 117 and 5 or 1)
-    elseif esc == "" and b ~= 92 then
-      s = nxt[s + classes[b + 1]]
-      if s == 0 then return 0, "", last_idle end
+      if ascii ~= nil then
+        s = nxt[s + classes[ascii + 1]]
+        if s == 0 then return 0, "", last_idle end
+        i = i + (c == 117 and 6 or 2)
+        if s <= idle then last_idle = i end
+      else
+        esc, i = "\\", i + 1
+      end
     else
+      -- an escape cut by the text's end, or above ASCII: its bytes are gathered
       esc = esc .. sub(text, i, i)
       local out, rest = decode_escape(esc)
       while out ~= nil do
@@ -94,9 +105,9 @@ local function walk_json(dfa, s, esc, text)
         esc = sub(rest, j)
         out, rest = decode_escape(esc)
       end
+      i = i + 1
+      if esc == "" and s <= idle then last_idle = i end
     end
-    if esc == "" and s <= idle then last_idle = i + 1 end
-    i = i + 1
   end
   return s, esc, last_idle
 end
