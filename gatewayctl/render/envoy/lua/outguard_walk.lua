@@ -3,7 +3,7 @@
 -- reply's JSON), and over tool-call arguments with their own JSON escapes decoded. The table
 -- layout is manifests/output_dfa.py's; state 0 is the match.
 local M = {}
-local byte, find, sub = string.byte, string.find, string.sub
+local byte, char, find, sub = string.byte, string.char, string.find, string.sub
 
 -- Walks the automaton over text from state s; returns the state (0: matched).
 local function walk(dfa, s, text)
@@ -25,6 +25,10 @@ local ESCAPED = { [34] = '"', [92] = "\\", [47] = "/", [98] = "\b", [102] = "\f"
 -- a \u escape (or a pair of them) is decoded by json.lua, as the reply's own escapes are
 local function decode_u(esc) return json.decode('"' .. esc .. '"') end
 local REPLACEMENT = decode_u("\\uFFFD")
+-- hexadecimal digits' values, by byte
+local HEX = {}
+for k = 0, 9 do HEX[48 + k] = k end
+for k = 0, 5 do HEX[65 + k] = 10 + k; HEX[97 + k] = 10 + k end
 -- what may follow a high surrogate's escape, byte by byte, for a pair: \uDC00-\uDFFF
 local LOW = { "^\\$", "^u$", "^[dD]$", "^[c-fC-F]$", "^%x$", "^%x$" }
 
@@ -37,6 +41,7 @@ local function decode_escape(esc)
   if not find(sub(esc, 3, 6), "^%x*$") then return esc, "" end
   if n < 6 then return nil end
   local cp = tonumber(sub(esc, 3, 6), 16)
+  if cp < 0x80 then return char(cp), "" end
   if cp < 0xD800 or cp > 0xDFFF then return decode_u(esc), "" end
   if cp >= 0xDC00 then return REPLACEMENT, "" end
   local tail = sub(esc, 7)
@@ -69,9 +74,11 @@ local function walk_json(dfa, s, esc, text)
       -- an escape of an ASCII character whole in this text is read in place: no string
       local c, ascii = byte(text, i + 1), nil
       if c == 117 then
-        if find(text, "^%x%x%x%x", i + 2) then
-          local cp = tonumber(sub(text, i + 2, i + 5), 16)
-          if cp < 0x80 then ascii = cp end
+        local h3 = HEX[byte(text, i + 4)]
+        if h3 ~= nil and h3 < 8 and HEX[byte(text, i + 2)] == 0
+            and HEX[byte(text, i + 3)] == 0 then
+          local h4 = HEX[byte(text, i + 5)]
+          if h4 ~= nil then ascii = h3 * 16 + h4 end
         end
       elseif c ~= nil and ESCAPED[c] ~= nil then
         ascii = byte(ESCAPED[c])
@@ -85,8 +92,14 @@ local function walk_json(dfa, s, esc, text)
         esc, i = "\\", i + 1
       end
     else
-      -- an escape cut by the text's end, or above ASCII: its bytes are gathered
-      esc = esc .. sub(text, i, i)
+      -- an escape cut by the text's end, or above ASCII: its bytes are gathered, as many at
+      -- once as it still needs (6 bytes for \uXXXX, 12 for a surrogate pair, 2 for the others)
+      local need = 2
+      if byte(esc, 2) == 117 or (esc == "\\" and b == 117) then need = #esc >= 6 and 12 or 6 end
+      local last = i + need - #esc - 1
+      if last < i then last = i elseif last > n then last = n end
+      esc = esc .. sub(text, i, last)
+      i = last
       local out, rest = decode_escape(esc)
       while out ~= nil do
         for k = 1, #out do
