@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from gatewayctl.local.cachestore.http1 import Headers, Response, Server
 from gatewayctl.local.cachestore.store import STORE_NAME, Entry, SharedStore
 from gatewayctl.local.resp import RedisClient, RedisUnavailable
+from gatewayctl.local.serving import serve_in_thread
 
 log = logging.getLogger("gatewayctl.cachestore")
 
@@ -127,21 +128,7 @@ def start_store_service(gateway: str, redis_address: str, host: str = "127.0.0.1
     redis = RedisClient(redis_address, timeout_s=0.5)
     server = Server(Handler(SharedStore(gateway, redis)), MAX_BODY)
     loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(server.start(host, port))
-    except OSError as exc:
-        loop.close()
-        raise OSError(f"cannot listen on {host}:{port}: {exc}") from exc
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=run, name="cache-store", daemon=True)
-    thread.start()
+    thread = serve_in_thread(loop, server.start(host, port), host, port, "cache-store")
     return RunningStore(server.port, redis, loop, server, thread)
 
 

@@ -40,6 +40,7 @@ from gatewayctl.local.ratelimit.wire import (
     encode_overall,
     encode_status,
 )
+from gatewayctl.local.serving import serve_in_thread
 
 SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
 log = logging.getLogger("gatewayctl.ratelimit")
@@ -227,21 +228,8 @@ def start_service(
     counts = RedisCounts(redis_address)
     loop = new_event_loop()
     server = Server()
-    try:
-        loop.run_until_complete(server.start(handler(source, counts), host, port))
-    except OSError as exc:
-        loop.close()
-        raise OSError(f"cannot listen on {host}:{port}: {exc}") from exc
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=run, name="ratelimit-service", daemon=True)
-    thread.start()
+    thread = serve_in_thread(loop, server.start(handler(source, counts), host, port), host, port,
+                             "ratelimit-service")
     return RunningService(server.port, counts, loop, server, thread)
 
 

@@ -25,7 +25,9 @@ from gatewayctl.render.k8s.meta import (
     INSTANCE_LABEL,
     NAME_LABEL,
     KubeObject,
+    container_security,
     metadata,
+    side_deployment,
 )
 
 CACHE_STORE = "cache-store"
@@ -49,16 +51,8 @@ def cache_store_command(ir: GatewayIR) -> list[str]:
 
 
 def _deployment(ir: GatewayIR) -> KubeObject:
-    security = {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "privileged": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": UID,
-        "runAsGroup": UID,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    security = container_security(UID)
+
     def probe(period_s: int, failures: int) -> dict[str, object]:
         return {
             "httpGet": {"path": "/healthz", "port": "http"},
@@ -82,28 +76,8 @@ def _deployment(ir: GatewayIR) -> KubeObject:
         },
         "securityContext": security,
     }
-    meta = metadata(ir, cache_store_name(ir), CACHE_STORE)
-    pod_labels = {**meta["labels"], **cache_store_selector(ir)}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": meta,
-        "spec": {
-            "replicas": REPLICAS,
-            "selector": {"matchLabels": cache_store_selector(ir)},
-            "template": {
-                "metadata": {"labels": dict(sorted(pod_labels.items()))},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "containers": [container],
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                },
-            },
-        },
-    }
+    return side_deployment(ir, cache_store_name(ir), CACHE_STORE, cache_store_selector(ir),
+                           REPLICAS, container)
 
 
 def render_cache_store_objects(ir: GatewayIR) -> list[KubeObject]:

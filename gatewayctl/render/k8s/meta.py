@@ -97,3 +97,55 @@ def metadata(
     if merged:
         meta["annotations"] = dict(sorted(merged.items()))
     return meta
+
+
+def container_security(uid: int) -> dict[str, Any]:
+    """A side service's container: its image's own non-root user, nothing more."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def side_deployment(
+    ir: GatewayIR,
+    name: str,
+    component: str,
+    selector: dict[str, str],
+    replicas: int,
+    container: dict[str, Any],
+    volumes: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The Deployment of a service beside the gateway (the rate limit service, the cache
+    store): one container, no service account token, non-root pods."""
+    meta = metadata(ir, name, component)
+    pod_labels = {**meta["labels"], **selector}
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "containers": [container],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if volumes:
+        pod_spec["volumes"] = volumes
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": dict(sorted(pod_labels.items()))},
+                "spec": pod_spec,
+            },
+        },
+    }

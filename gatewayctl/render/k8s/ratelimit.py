@@ -26,7 +26,9 @@ from gatewayctl.render.k8s.meta import (
     INSTANCE_LABEL,
     NAME_LABEL,
     KubeObject,
+    container_security,
     metadata,
+    side_deployment,
 )
 from gatewayctl.render.ratelimit_config import (
     CONFIG_FILE,
@@ -76,16 +78,7 @@ def _env(ir: GatewayIR) -> list[dict[str, str]]:
 
 
 def _deployment(ir: GatewayIR) -> KubeObject:
-    security = {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "privileged": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": UID,
-        "runAsGroup": UID,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    security = container_security(UID)
     probe = {
         "httpGet": {"path": "/healthcheck", "port": "health"},
         "periodSeconds": 5,
@@ -117,31 +110,9 @@ def _deployment(ir: GatewayIR) -> KubeObject:
             }
         ],
     }
-    meta = metadata(ir, ratelimit_name(ir), RATELIMIT)
-    pod_labels = {**meta["labels"], **ratelimit_selector(ir)}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": meta,
-        "spec": {
-            "replicas": REPLICAS,
-            "selector": {"matchLabels": ratelimit_selector(ir)},
-            "template": {
-                "metadata": {"labels": dict(sorted(pod_labels.items()))},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "containers": [container],
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "volumes": [
-                        {"name": "config", "configMap": {"name": ratelimit_name(ir)}}
-                    ],
-                },
-            },
-        },
-    }
+    return side_deployment(ir, ratelimit_name(ir), RATELIMIT, ratelimit_selector(ir), REPLICAS,
+                           container,
+                           [{"name": "config", "configMap": {"name": ratelimit_name(ir)}}])
 
 
 def render_ratelimit_objects(ir: GatewayIR) -> list[KubeObject]:

@@ -1,0 +1,31 @@
+"""Serving a local asyncio server from a thread of its own (the rate limit stand-in and the
+cache store service): `up` and the tests run them in-process, the commands in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+
+def serve_in_thread(loop: asyncio.AbstractEventLoop, start: Coroutine[Any, Any, Any],
+                    host: str, port: int, name: str) -> threading.Thread:
+    """Run `start` (the server's listen) on `loop`, then the loop forever in a daemon thread
+    named `name`. A port that cannot be bound is an OSError naming it; the loop is closed."""
+    try:
+        loop.run_until_complete(start)
+    except OSError as exc:
+        loop.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc}") from exc
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
