@@ -80,16 +80,16 @@ def render_network_policy(ir: GatewayIR, layout: EnvoyLayout) -> KubeObject | No
     }
 
 
-def render_ratelimit_network_policy(ir: GatewayIR) -> KubeObject | None:
-    """The rate limit service's pods: gRPC from the gateway's pods only; out to DNS and to
-    the Redis port (Redis may be outside the cluster, so any address)."""
-    if not ir.kubernetes.network_policy or ir.limits.scope != "global":
-        return None
+def _redis_side_policy(ir: GatewayIR, name: str, component: str, pod_selector: dict[str, str],
+                       port: int) -> KubeObject:
+    """A service beside the gateway that keeps its state in Redis: `port` from the gateway's
+    pods only; out to DNS and to the Redis port (Redis may be outside the cluster, so any
+    address)."""
     redis_port = int((ir.limits.redis_address or ":6379").rpartition(":")[2])
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(ir, ratelimit_name(ir), RATELIMIT),
+        "metadata": metadata(ir, name, component),
         "spec": {
             "egress": [
                 {"ports": [{"port": DNS_PORT, "protocol": "UDP"}, _tcp(DNS_PORT)]},
@@ -98,40 +98,29 @@ def render_ratelimit_network_policy(ir: GatewayIR) -> KubeObject | None:
             "ingress": [
                 {
                     "from": [{"podSelector": {"matchLabels": selector_labels(ir)}}],
-                    "ports": [_tcp(RATELIMIT_GRPC_PORT)],
+                    "ports": [_tcp(port)],
                 }
             ],
-            "podSelector": {"matchLabels": ratelimit_selector(ir)},
+            "podSelector": {"matchLabels": pod_selector},
             "policyTypes": ["Ingress", "Egress"],
         },
     }
+
+
+def render_ratelimit_network_policy(ir: GatewayIR) -> KubeObject | None:
+    """The rate limit service's pods: gRPC from the gateway's pods only, out to DNS and Redis."""
+    if not ir.kubernetes.network_policy or ir.limits.scope != "global":
+        return None
+    return _redis_side_policy(ir, ratelimit_name(ir), RATELIMIT, ratelimit_selector(ir),
+                              RATELIMIT_GRPC_PORT)
 
 
 def render_cache_store_network_policy(ir: GatewayIR) -> KubeObject | None:
-    """The cache store service's pods: HTTP from the gateway's pods only; out to DNS and to
-    the Redis port (any address, as for the rate limit service)."""
+    """The cache store service's pods: HTTP from the gateway's pods only, out to DNS and Redis."""
     if not ir.kubernetes.network_policy or not shared_store(ir):
         return None
-    redis_port = int((ir.limits.redis_address or ":6379").rpartition(":")[2])
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata(ir, cache_store_name(ir), CACHE_STORE),
-        "spec": {
-            "egress": [
-                {"ports": [{"port": DNS_PORT, "protocol": "UDP"}, _tcp(DNS_PORT)]},
-                {"ports": [_tcp(redis_port)]},
-            ],
-            "ingress": [
-                {
-                    "from": [{"podSelector": {"matchLabels": selector_labels(ir)}}],
-                    "ports": [_tcp(CACHE_STORE_PORT)],
-                }
-            ],
-            "podSelector": {"matchLabels": cache_store_selector(ir)},
-            "policyTypes": ["Ingress", "Egress"],
-        },
-    }
+    return _redis_side_policy(ir, cache_store_name(ir), CACHE_STORE, cache_store_selector(ir),
+                              CACHE_STORE_PORT)
 
 
 def render_pod_monitor(ir: GatewayIR, layout: EnvoyLayout) -> KubeObject | None:
