@@ -4,8 +4,9 @@ cache store service): `up` and the tests run them in-process, the commands in th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 
@@ -29,3 +30,14 @@ def serve_in_thread(loop: asyncio.AbstractEventLoop, start: Coroutine[Any, Any, 
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def stop_serving(loop: asyncio.AbstractEventLoop,
+                 close: Callable[[], Coroutine[Any, Any, Any]],
+                 thread: threading.Thread) -> None:
+    """Close the server (`close()` on its loop, at most 10 s), stop the loop, join the thread."""
+    if loop.is_running():
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)

@@ -21,7 +21,6 @@ key, an answer or a header value: only what failed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 from gatewayctl.local.cachestore.http1 import Headers, Response, Server
 from gatewayctl.local.cachestore.store import STORE_NAME, Entry, SharedStore
 from gatewayctl.local.resp import RedisClient, RedisUnavailable
-from gatewayctl.local.serving import serve_in_thread
+from gatewayctl.local.serving import serve_in_thread, stop_serving
 
 log = logging.getLogger("gatewayctl.cachestore")
 
@@ -112,11 +111,7 @@ class RunningStore:
     thread: threading.Thread
 
     def stop(self) -> None:
-        if self.loop.is_running():
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
+        stop_serving(self.loop, self.server.close, self.thread)
         self.redis.close()
 
     def wait(self) -> None:

@@ -40,7 +40,7 @@ from gatewayctl.local.ratelimit.wire import (
     encode_overall,
     encode_status,
 )
-from gatewayctl.local.serving import serve_in_thread
+from gatewayctl.local.serving import serve_in_thread, stop_serving
 
 SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
 log = logging.getLogger("gatewayctl.ratelimit")
@@ -198,12 +198,7 @@ class RunningService:
     thread: threading.Thread
 
     def stop(self) -> None:
-        if self.loop.is_running():
-            with contextlib.suppress(Exception):
-                future = asyncio.run_coroutine_threadsafe(self.server.close(), self.loop)
-                future.result(timeout=10)
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
+        stop_serving(self.loop, self.server.close, self.thread)
         self.counts.close()
 
     def wait(self) -> None:
