@@ -7,8 +7,16 @@ what removing it saves:
 
     minimal        one route, router only (dataplane_targets.minimal_bootstrap)
     gateway        the rendered gateway, route bench-full (every policy), as benchmarked
-    -access-log    without the JSON access log
-    -token-stats   without the per-backend token counters (stats access logger)
+    -access-log    without the access log (the JSON line and the stats access loggers)
+    -json-log      without the JSON line
+    -token-stats   without the stats access loggers (the per-consumer counters, and the
+                   per-backend ones where traffic splits)
+    nested-gateway the JSON line's `gateway` object as one %DYNAMIC_METADATA(gw:KEY)% per key
+                   (an alternative measured and not kept: it costs more and changes the line)
+    -stat-tag-formats, -stat-tags, -stat-values  the counters with constant tags, without
+                   tags, counting 1 instead of a metadata value: what each part costs
+    string-cost    the body filter writes the cost counter's nano-USD as a string;
+                   string-values: and string copies of the token counts for their counters
     -response-lua  without envoy_on_response (usage, cost, token debt, prompt-version header)
     -rbac          without the RBAC filter (deny patterns)
     -limits        without the two local_ratelimit filters
@@ -138,6 +146,82 @@ def no_cache_stats(lds: dict[str, Any]) -> None:
     ]
 
 
+def _json_formats(lds: dict[str, Any]) -> list[dict[str, Any]]:
+    return [log["typed_config"]["log_format"]["json_format"] for log in _hcm(lds)["access_log"]
+            if "log_format" in log["typed_config"]]
+
+
+def _stats_counters(lds: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for log in _hcm(lds)["access_log"] for c in log["typed_config"].get("counters", [])]
+
+
+# The keys of the JSON line's `gateway` object on a successful bench-full request.
+GATEWAY_KEYS = ("completion_tokens", "consumer", "cost_usd", "prompt", "prompt_tokens",
+                "prompt_version", "requested_model", "route")
+
+
+def nested_gateway(lds: dict[str, Any]) -> None:
+    """The JSON line's `gateway` object as a nested json_format of one
+    %DYNAMIC_METADATA(gw:KEY)% per key (only the keys bench-full sets: a lower bound)."""
+    for fmt in _json_formats(lds):
+        fmt["gateway"] = {key: f"%DYNAMIC_METADATA(gw:{key})%" for key in GATEWAY_KEYS}
+
+
+def literal_stat_tags(lds: dict[str, Any]) -> None:
+    """The counters' tags with constant values instead of formatters (what formatting them
+    costs; the lookup of the tagged counter stays)."""
+    for counter in _stats_counters(lds):
+        for tag in counter["stat"].get("tags", []):
+            tag["value_format"] = "x"
+
+
+def no_stat_tags(lds: dict[str, Any]) -> None:
+    for counter in _stats_counters(lds):
+        counter["stat"].pop("tags", None)
+
+
+def fixed_stat_values(lds: dict[str, Any]) -> None:
+    """The counters count 1 instead of a metadata value (what formatting the value costs)."""
+    for counter in _stats_counters(lds):
+        counter.pop("value_format", None)
+        counter["value_fixed"] = 1
+
+
+COST_SET = "md:set(INTERNAL_NS, COST_KEY, math.floor(cost * 1e9 + 0.5))"
+TOKENS_SET = "md:set(NS, PROMPT_TOKENS_KEY, p)"
+
+
+def _edit_lua(lds: dict[str, Any], old: str, new: str) -> None:
+    """Replace `old` (which must be there) in the downstream Lua filter's source."""
+    found = False
+    for flt in _hcm(lds)["http_filters"]:
+        if flt["name"] == "envoy.filters.http.lua":
+            source = flt["typed_config"]["default_source_code"]
+            found = found or old in source["inline_string"]
+            source["inline_string"] = source["inline_string"].replace(old, new)
+    if not found:
+        raise RuntimeError(f"not in the Lua source: {old}")
+
+
+def string_cost(lds: dict[str, Any]) -> None:
+    """The body filter records the cost counter's nano-USD as a string ("230000"), which the
+    stats access logger parses, instead of a number."""
+    _edit_lua(lds, COST_SET, COST_SET.replace("math.floor(cost * 1e9 + 0.5)",
+                                              'string.format("%d", math.floor(cost * 1e9 + 0.5))'))
+
+
+def string_values(lds: dict[str, Any]) -> None:
+    """string_cost, and string copies of the two token counts in the internal namespace (two
+    more metadata writes) for the token counters to read; the JSON line keeps the numbers."""
+    string_cost(lds)
+    _edit_lua(lds, TOKENS_SET, TOKENS_SET + '; md:set(INTERNAL_NS, "pt", string.format("%d", p))'
+              '; md:set(INTERNAL_NS, "ct", string.format("%d", c))')
+    for counter in _stats_counters(lds):
+        for kind, key in (("prompt_tokens", "pt"), ("completion_tokens", "ct")):
+            if counter.get("value_format") == f"%DYNAMIC_METADATA(gw:{kind})%":
+                counter["value_format"] = f"%DYNAMIC_METADATA(gw.internal:{key})%"
+
+
 def without_filter(type_word: str) -> Transform:
     def apply(lds: dict[str, Any]) -> None:
         hcm = _hcm(lds)
@@ -246,6 +330,12 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("-access-log", "full", [no_log]),
     ("-json-log", "full", [no_json_log]),
     ("-token-stats", "full", [no_token_stats]),
+    ("nested-gateway", "full", [nested_gateway]),
+    ("-stat-tag-formats", "full", [literal_stat_tags]),
+    ("-stat-tags", "full", [no_stat_tags]),
+    ("-stat-values", "full", [fixed_stat_values]),
+    ("string-cost", "full", [string_cost]),
+    ("string-values", "full", [string_values]),
     ("-response-lua", "full", [no_response]),
     ("-rbac", "full", [without_filter("rbac")]),
     ("-limits", "full", [without_filter("local_ratelimit")]),
