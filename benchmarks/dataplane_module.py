@@ -12,6 +12,18 @@ thing, side by side with the minimal route and the gateway's every-policy route.
     lua-match      the same step with one string.match instead of the decoder: the least Lua
                    can do for it (not structurally correct: it can match a nested "model")
     module-model   the same step in the module (a top-level scan in C)
+    meta           + the module's `meta` filter: on the response, the dynamic metadata the
+                   gateway's per-consumer counters are made of (consumer, route, tokens, cost),
+                   as the body filter sets it for a successful reply
+    meta-stats-log meta + the gateway's stats access logger of those four counters, exactly as
+                   rendered (access_log.render_token_stats_logs): how the gateway counts today
+    module-counters  the same metadata, and the four counters incremented by the module itself
+                   (counters it defines, labels consumer/route/model, metrics namespace
+                   `gatewayctl`): what the body filter, once compiled, could do instead
+    meta-stats-log-fixed  meta-stats-log counting 1 instead of each metadata value (what
+                   reading the values costs)
+    meta-stats-log-literal-tags  meta-stats-log with constant tag values (what formatting the
+                   tags costs)
     gateway        the rendered gateway, route bench-full (every policy), as
                    benchmarks.dataplane_instructions measures it
 
@@ -51,6 +63,7 @@ from benchmarks.dataplane_instructions import (
 )
 from benchmarks.dataplane_procs import free_port
 from benchmarks.dataplane_targets import CHAT_PATH, Placement, minimal_bootstrap, start_mock
+from gatewayctl.render.envoy.access_log import render_token_stats_logs
 from gatewayctl.render.envoy.lua import JSON, module_source
 
 SOURCE = Path(__file__).resolve().parent / "dynamic_module"
@@ -115,15 +128,67 @@ def build_module(out_dir: Path, *, abi_version: str | None = None) -> Path:
     return out
 
 
-def module_filter(filter_name: str) -> dict[str, Any]:
+# The module's counters are created in a stats scope named after the filter's metrics
+# namespace. Envoy 1.40 registers that namespace as a "custom" one (stripped from /stats, and
+# no `envoy_` prefix at /stats/prometheus) unless this runtime flag is off; off, the module's
+# `consumer.requests` in namespace `gatewayctl` is the stats access logger's
+# `gatewayctl.consumer.requests`, envoy_gatewayctl_consumer_requests at /stats/prometheus.
+METRICS_NAMESPACE = "gatewayctl"
+KEEP_NAMESPACE_RUNTIME = {
+    "layers": [{"name": "static", "static_layer": {
+        "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix": False}}]
+}  # fmt: skip
+UPSTREAM_MODEL_METADATA = {"filter_metadata": {"gw": {"model": "bench-model"}}}
+
+
+def module_filter(filter_name: str, metrics_namespace: str | None = None) -> dict[str, Any]:
+    module: dict[str, Any] = {"name": MODULE_NAME}
+    if metrics_namespace is not None:
+        module["metrics_namespace"] = metrics_namespace
     return {
         "name": "envoy.filters.http.dynamic_modules",
         "typed_config": {
             "@type": MODULE_TYPE,
-            "dynamic_module_config": {"name": MODULE_NAME},
+            "dynamic_module_config": module,
             "filter_name": filter_name,
         },
     }
+
+
+def _fixed_values(counter: dict[str, Any]) -> None:
+    counter.pop("value_format", None)
+    counter["value_fixed"] = 1
+
+
+def _literal_tags(counter: dict[str, Any]) -> None:
+    for tag in counter["stat"]["tags"]:
+        tag["value_format"] = "x"
+
+
+def with_counting(filter_name: str, *, stats_log: bool,
+                  edit: Callable[[dict[str, Any]], None] | None = None
+                  ) -> Callable[[dict[str, Any]], None]:
+    """The module's `filter_name` filter before the router, the upstream host labelled with
+    its model (the counters' `model` tag reads it, as on the gateway's backends), the runtime
+    flag that keeps the module's metric names as they are; stats_log: the gateway's stats
+    access logger too (`edit`: applied to each of its counters)."""
+
+    def apply(bootstrap: dict[str, Any]) -> None:
+        hcm = _hcm(bootstrap)
+        hcm["http_filters"].insert(0, module_filter(filter_name, METRICS_NAMESPACE))
+        if stats_log:
+            hcm["access_log"] = render_token_stats_logs([], [])
+            for log in hcm["access_log"]:
+                for counter in log["typed_config"]["counters"]:
+                    if edit is not None:
+                        edit(counter)
+        cluster = bootstrap["static_resources"]["clusters"][0]
+        for group in cluster["load_assignment"]["endpoints"]:
+            for endpoint in group["lb_endpoints"]:
+                endpoint["metadata"] = UPSTREAM_MODEL_METADATA
+        bootstrap["layered_runtime"] = KEEP_NAMESPACE_RUNTIME
+
+    return apply
 
 
 def lua_filter(source: str) -> dict[str, Any]:
@@ -165,6 +230,11 @@ VARIANTS: list[tuple[str, Callable[[dict[str, Any]], None] | None]] = [
     ("lua-model", with_filter(lua_filter(LUA_DECODE), routed=True)),
     ("lua-match", with_filter(lua_filter(LUA_MATCH), routed=True)),
     ("module-model", with_filter(module_filter("model"), routed=True)),
+    ("meta", with_counting("meta", stats_log=False)),
+    ("meta-stats-log", with_counting("meta", stats_log=True)),
+    ("module-counters", with_counting("counters", stats_log=False)),
+    ("meta-stats-log-fixed", with_counting("meta", stats_log=True, edit=_fixed_values)),
+    ("meta-stats-log-literal-tags", with_counting("meta", stats_log=True, edit=_literal_tags)),
 ]
 
 

@@ -2,35 +2,90 @@
  * a compiled filter would save (see docs/performance.md, "A compiled filter"). Never part of
  * the product: benchmarks/dataplane_module.py builds it from this source and loads it.
  *
- * Two filters, chosen by the filter config's filter_name:
+ * Four filters, chosen by the filter config's filter_name:
  *   noop   every hook returns Continue (what the filter machinery alone costs);
  *   model  the first step of the gateway's body filter: wait for the whole request body, find
  *          the top-level "model" string, set it as the x-gw-model request header and as the
  *          dynamic metadata gw.model, and clear the route cache so the route is chosen again.
- *          A body without a top-level string "model" passes unchanged. */
+ *          A body without a top-level string "model" passes unchanged.
+ *   meta   on the response headers, the dynamic metadata the gateway's counters are made of,
+ *          as the body filter sets it for a successful reply (gw.consumer, gw.route,
+ *          gw.prompt_tokens, gw.completion_tokens, gw.internal.cost_nano_usd), for Envoy's
+ *          stats access logger to count;
+ *   counters  the same metadata (the JSON access line still reads it), and the gateway's four
+ *          per-consumer counters incremented by the module itself (counters it defines with
+ *          the labels consumer, route and model) instead of by a stats access logger. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gw_abi.h"
 
-enum mode { MODE_NOOP = 1, MODE_MODEL = 2 };
-static const enum mode NOOP = MODE_NOOP, MODEL = MODE_MODEL;
+enum mode { MODE_NOOP = 1, MODE_MODEL = 2, MODE_META = 3, MODE_COUNTERS = 4 };
+static const enum mode NOOP = MODE_NOOP, MODEL = MODE_MODEL, META = MODE_META;
+
+/* Metrics callbacks of Envoy 1.40's ABI (not in gw_abi.h: the product module does not use
+ * them). A counter defined with label names is a family: each increment names its label
+ * values, and Envoy looks the tagged counter up in the filter config's stats scope (the
+ * scope is named by the filter's dynamic_module_config.metrics_namespace). The result is an
+ * enum whose 0 is success. */
+int envoy_dynamic_module_callback_http_filter_config_define_counter(gw_envoy_ptr config,
+                                                                    gw_buffer name,
+                                                                    gw_buffer *label_names,
+                                                                    size_t label_count,
+                                                                    size_t *id);
+int envoy_dynamic_module_callback_http_filter_increment_counter(gw_envoy_ptr filter, size_t id,
+                                                                gw_buffer *label_values,
+                                                                size_t label_count,
+                                                                uint64_t value);
+void envoy_dynamic_module_callback_http_set_dynamic_metadata_number(gw_envoy_ptr filter,
+                                                                    gw_buffer ns, gw_buffer key,
+                                                                    double value);
+
+/* The counters config: its mode first (every config starts with one), then the counter ids.
+ * The ABI's counter ids start at 1 (0 is refused as unknown). */
+enum { REQUESTS, PROMPT_TOKENS, COMPLETION_TOKENS, COST, COUNTERS };
+struct counters_config {
+  enum mode mode;
+  size_t ids[COUNTERS];
+};
 
 #define BUF(s) ((gw_buffer){(s), sizeof(s) - 1})
 
 const char *envoy_dynamic_module_on_program_init(void) { return GW_ABI_VERSION; }
 
+static gw_module_ptr new_counters_config(gw_envoy_ptr config) {
+  static const char *const names[COUNTERS] = {"consumer.requests", "consumer.prompt_tokens",
+                                              "consumer.completion_tokens",
+                                              "consumer.cost_nano_usd"};
+  gw_buffer labels[3] = {BUF("consumer"), BUF("route"), BUF("model")};
+  struct counters_config *c = malloc(sizeof *c);
+  if (c == NULL) return NULL;
+  c->mode = MODE_COUNTERS;
+  for (int i = 0; i < COUNTERS; i++) {
+    gw_buffer name = {names[i], strlen(names[i])};
+    if (envoy_dynamic_module_callback_http_filter_config_define_counter(config, name, labels, 3,
+                                                                        &c->ids[i]) != 0) {
+      free(c);
+      return NULL;
+    }
+  }
+  return c;
+}
+
 gw_module_ptr envoy_dynamic_module_on_http_filter_config_new(gw_envoy_ptr config, gw_buffer name,
                                                              gw_buffer value) {
-  (void)config;
   (void)value;
   if (name.length == 4 && memcmp(name.ptr, "noop", 4) == 0) return &NOOP;
   if (name.length == 5 && memcmp(name.ptr, "model", 5) == 0) return &MODEL;
+  if (name.length == 4 && memcmp(name.ptr, "meta", 4) == 0) return &META;
+  if (name.length == 8 && memcmp(name.ptr, "counters", 8) == 0) return new_counters_config(config);
   return NULL; /* Envoy rejects the filter config */
 }
 
-void envoy_dynamic_module_on_http_filter_config_destroy(gw_module_ptr config) { (void)config; }
+void envoy_dynamic_module_on_http_filter_config_destroy(gw_module_ptr config) {
+  if (*(const enum mode *)config == MODE_COUNTERS) free((void *)config);
+}
 
 /* No per-stream state: the filter is its config. */
 gw_module_ptr envoy_dynamic_module_on_http_filter_new(gw_module_ptr config, gw_envoy_ptr filter) {
@@ -200,11 +255,35 @@ int envoy_dynamic_module_on_http_filter_request_trailers(gw_envoy_ptr filter, gw
   return GW_TRAILERS_CONTINUE;
 }
 
+/* The values of the benchmark's successful bench-full reply. */
+#define BENCH_PROMPT_TOKENS 28
+#define BENCH_COMPLETION_TOKENS 16
+#define BENCH_COST_NANO_USD 230000
+
 int envoy_dynamic_module_on_http_filter_response_headers(gw_envoy_ptr filter, gw_module_ptr self,
                                                          bool end_of_stream) {
-  (void)filter;
-  (void)self;
   (void)end_of_stream;
+  enum mode mode = *(const enum mode *)self;
+  if (mode != MODE_META && mode != MODE_COUNTERS) return GW_HEADERS_CONTINUE;
+  envoy_dynamic_module_callback_http_set_dynamic_metadata_string(filter, BUF("gw"),
+                                                                 BUF("consumer"), BUF("bench-app"));
+  envoy_dynamic_module_callback_http_set_dynamic_metadata_string(filter, BUF("gw"), BUF("route"),
+                                                                 BUF("bench-full"));
+  envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
+      filter, BUF("gw"), BUF("prompt_tokens"), BENCH_PROMPT_TOKENS);
+  envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
+      filter, BUF("gw"), BUF("completion_tokens"), BENCH_COMPLETION_TOKENS);
+  envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
+      filter, BUF("gw.internal"), BUF("cost_nano_usd"), BENCH_COST_NANO_USD);
+  if (mode == MODE_COUNTERS) {
+    const struct counters_config *c = self;
+    gw_buffer labels[3] = {BUF("bench-app"), BUF("bench-full"), BUF("bench-model")};
+    static const uint64_t values[COUNTERS] = {1, BENCH_PROMPT_TOKENS, BENCH_COMPLETION_TOKENS,
+                                              BENCH_COST_NANO_USD};
+    for (int i = 0; i < COUNTERS; i++)
+      envoy_dynamic_module_callback_http_filter_increment_counter(filter, c->ids[i], labels, 3,
+                                                                  values[i]);
+  }
   return GW_HEADERS_CONTINUE;
 }
 
