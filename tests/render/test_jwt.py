@@ -155,8 +155,8 @@ class JwtGateway:
 @pytest.fixture(scope="module", params=FILTERS)
 def gw(request: pytest.FixtureRequest,
        tmp_path_factory: pytest.TempPathFactory) -> Iterator[JwtGateway]:
-    """The JWT gateway with Lua filters, and with dataPlaneFilters: module (whose auth filter
-    stays the Lua one on gateways with JWT policies: the module reads no jwt_authn metadata)."""
+    """The JWT gateway with Lua filters, and with dataPlaneFilters: module (the compiled auth
+    filter, reading jwt_authn's verdict from the headers it is handed over in)."""
     filters = request.param
     require_filters(filters)
     work = tmp_path_factory.mktemp("jwt")
@@ -278,9 +278,24 @@ def test_explain_agrees_with_envoy_on_token_consumers(gw: JwtGateway, route: str
     assert explained.status == served.status, (explained.outcome, served.body)
 
 
-def test_auth_filter_on_a_jwt_gateway_is_the_lua_one(gw: JwtGateway) -> None:
-    """With either dataPlaneFilters, a gateway with JWT policies runs the Lua auth filter
-    (stage 1 of the module reads no jwt_authn metadata): the module's filter is not served."""
+def test_auth_filter_on_a_jwt_gateway_is_the_one_chosen(gw: JwtGateway) -> None:
+    """dataPlaneFilters picks the auth filter on a JWT gateway too: the module's under
+    `module` (with the verdict filter after jwt_authn), the Lua one under `lua`."""
     dump = gw.envoy.admin("/config_dump?resource=dynamic_listeners")
     assert "gatewayctl.auth" in dump
-    assert "DynamicModuleFilter" not in dump
+    assert ("DynamicModuleFilter" in dump) == (gw.filters == "module")
+    assert ("gatewayctl.jwt_verdict" in dump) == (gw.filters == "module")
+
+
+@pytest.mark.parametrize("header", ["x-gw-jwt-j0", "x-gw-jwt-j0-failed", "x-gw-jwt-j1"])
+def test_verdict_headers_cannot_be_forged_and_never_reach_the_provider(gw: JwtGateway,
+                                                                      header: str) -> None:
+    """A client's copy of a verdict header names no consumer: a forged payload for
+    billing-app (and a forged failure) with no token is refused as a missing credential; a
+    good token's payload header is not sent upstream."""
+    forged = "eyJzdWIiOiJiaWxsaW5nLWFwcCJ9"  # base64url of {"sub":"billing-app"}
+    resp = gw.chat("sso", None, **{header: forged})
+    assert (resp.status, _code(resp)) == (401, "missing_api_key"), resp.body
+    assert gw.chat("sso", _token(gw.key, "k1"), **{header: forged}).status == 200
+    sent = gw.provider.requests()[-1]
+    assert not any(name.lower().startswith("x-gw-") for name in sent["headers"]), sent

@@ -2,16 +2,16 @@
 emits for them, and what a built module must be to be used.
 
 The module is C source shipped in render/envoy/module/ (gw_abi.h: the part of Envoy's
-dynamic-module ABI it uses; gw_module.c: the hooks; gw_auth.c: the auth filter; gw_json.c:
-its bounded config reader). local/module.py builds it for `gatewayctl up`;
+dynamic-module ABI it uses; gw_module.c: the hooks; gw_auth.c: the auth filter, with gw_jwt.c
+for token principals; gw_json.c: its bounded config reader). local/module.py builds it for `gatewayctl up`;
 docker/envoy-module.Dockerfile builds it into an Envoy image for Kubernetes. Each filter
 takes the same data the Lua filter it replaces gets as its `DATA` table, as JSON in a
 StringValue, plus `abi`: the ABI version of the Envoy the renderer targets, which the module
 compares with its own and refuses the config (Envoy then rejects it) when they differ.
 
 A Gateway opts in with `spec.dataPlaneFilters: module`; then the auth filter is the module's
-unless the gateway has JWT policies (this stage reads no jwt_authn metadata: those gateways
-keep the Lua auth filter). Owns no I/O.
+(on a gateway with JWT policies it reads jwt_authn's verdict from the headers render/envoy/
+jwt.py hands it over in). Owns no I/O.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ TARGET_ENVOY = "1.40"  # the Envoy the renderer writes config for (the pinned im
 TARGET_ABI = ENVOY_ABI[TARGET_ENVOY]
 
 # The C sources, compiled together into the library, and the header they include.
-SOURCES = ("gw_module.c", "gw_auth.c", "gw_json.c")
+SOURCES = ("gw_module.c", "gw_auth.c", "gw_jwt.c", "gw_json.c")
 HEADERS = ("gw_abi.h", "gw_json.h", "gw_module.h")
 # The flags every build uses (local/module.py and the image's Dockerfile, checked by a test):
 # warnings are errors, and the hardening a distribution builds C with.

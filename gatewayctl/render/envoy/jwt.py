@@ -12,6 +12,15 @@ consumer by its `consumer_claim`; a token that failed gets 401 with the OpenAI-s
 a route accepts (keys, which providers) and allows is then decided per route exactly as for
 API keys (lua/access.lua).
 
+With `dataPlaneFilters: module` the auth filter is compiled (render/envoy/module/gw_jwt.c),
+and this ABI's metadata getters return top-level strings, numbers and booleans only, not
+jwt_authn's structs: each provider then also forwards a verified token's payload
+(base64url) in `x-gw-jwt-<provider>` (`forward_payload_header`), and a header_mutation
+filter right after jwt_authn copies a failure's message into `x-gw-jwt-<provider>-failed`.
+The module reads the same facts jwt.lua reads from the metadata. Both headers are internal:
+a client's copies are removed before any filter (early header mutation) and neither goes
+upstream (route table), on Lua gateways with JWT policies too.
+
 Keys come from the issuer's JWKS URL through a cluster of its own (`jwks_<i>`, fetched at
 start and again after `jwks_cache_s`), from the manifest (public keys only) or from a mounted
 Secret file (air-gapped setups). A verified token is removed from the request (`forward:
@@ -23,7 +32,14 @@ from __future__ import annotations
 from typing import Any
 
 from gatewayctl.ir import GatewayIR, JwtProviderIR, RouteIR
-from gatewayctl.render.envoy.names import API_PATH_REGEX, TYPE_PREFIX
+from gatewayctl.render.envoy.names import (
+    API_PATH_REGEX,
+    HEADER_MUTATION_TYPE,
+    JWT_FAILED_HEADER,
+    JWT_PAYLOAD_HEADER,
+    JWT_VERDICT_FILTER,
+    TYPE_PREFIX,
+)
 from gatewayctl.render.envoy.options import EnvoyOptions
 
 JWT_FILTER = "envoy.filters.http.jwt_authn"
@@ -40,6 +56,19 @@ def provider_names(ir: GatewayIR) -> dict[JwtProviderIR, str]:
 
 def route_providers(route: RouteIR, names: dict[JwtProviderIR, str]) -> list[str]:
     return sorted({names[p] for p in route.policy.jwt})
+
+
+def hands_over_in_headers(ir: GatewayIR) -> bool:
+    """jwt_authn's verdict goes to the auth filter in headers: its compiled form reads them."""
+    return ir.data_plane_filters == "module" and bool(ir.jwt_providers())
+
+
+def verdict_headers(ir: GatewayIR) -> list[str]:
+    """The internal headers that carry jwt_authn's verdict to the compiled auth filter. A
+    client's copies are removed on every gateway with JWT policies, whichever auth filter it
+    runs, so that both send providers the same headers."""
+    return [header.format(provider=name) for name in provider_names(ir).values()
+            for header in (JWT_PAYLOAD_HEADER, JWT_FAILED_HEADER)]
 
 
 def jwks_cluster_name(provider: str) -> str:
@@ -68,7 +97,8 @@ def _jwks_source(p: JwtProviderIR, name: str, options: EnvoyOptions) -> dict[str
     return {"local_jwks": {"filename": path}}
 
 
-def _provider_config(p: JwtProviderIR, name: str, options: EnvoyOptions) -> dict[str, Any]:
+def _provider_config(p: JwtProviderIR, name: str, options: EnvoyOptions,
+                     payload_header: bool) -> dict[str, Any]:
     config: dict[str, Any] = {
         "issuer": p.issuer,
         **_jwks_source(p, name, options),
@@ -80,6 +110,8 @@ def _provider_config(p: JwtProviderIR, name: str, options: EnvoyOptions) -> dict
     }
     if p.audiences:
         config["audiences"] = list(p.audiences)
+    if payload_header:
+        config["forward_payload_header"] = JWT_PAYLOAD_HEADER.format(provider=name)
     return config
 
 
@@ -93,7 +125,10 @@ def render_jwt_filter(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any] | 
         "name": JWT_FILTER,
         "typed_config": {
             "@type": JWT_TYPE,
-            "providers": {n: _provider_config(p, n, options) for p, n in names.items()},
+            "providers": {
+                n: _provider_config(p, n, options, hands_over_in_headers(ir))
+                for p, n in names.items()
+            },
             "rules": [
                 {
                     "match": {"safe_regex": {"regex": API_PATH_REGEX}},
@@ -118,3 +153,41 @@ def jwt_lua_data(ir: GatewayIR) -> dict[str, Any] | None:
         ],
     }
 
+
+
+def render_verdict_filter(ir: GatewayIR) -> dict[str, Any] | None:
+    """Right after jwt_authn, for the compiled auth filter: each provider's failure message
+    (jwt_authn's failed_status_in_metadata) into its header. No failure, no header (an empty
+    value is not added)."""
+    if not hands_over_in_headers(ir):
+        return None
+    mutations = [
+        {
+            "append": {
+                "header": {
+                    "key": JWT_FAILED_HEADER.format(provider=name),
+                    "value": f"%DYNAMIC_METADATA({JWT_METADATA_NS}:{name}{FAILED_SUFFIX}:message)%",
+                },
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        }
+        for name in provider_names(ir).values()
+    ]
+    return {
+        "name": JWT_VERDICT_FILTER,
+        "typed_config": {"@type": HEADER_MUTATION_TYPE,
+                         "mutations": {"request_mutations": mutations}},
+    }
+
+
+def jwt_module_data(ir: GatewayIR) -> dict[str, Any] | None:
+    """What the compiled auth filter needs: jwt.lua's data and each provider's headers."""
+    data = jwt_lua_data(ir)
+    if data is None:
+        return None
+    providers = [
+        {**p, "payload_header": JWT_PAYLOAD_HEADER.format(provider=p["name"]),
+         "failed_header": JWT_FAILED_HEADER.format(provider=p["name"])}
+        for p in data["providers"]
+    ]
+    return {**data, "providers": providers}

@@ -1,12 +1,13 @@
 """The listener and its HTTP filter chain.
 
 Order matters: health check (GET /healthz/ready, probes.py) -> jwt_authn (only with JWT
-policies: verifies bearer tokens, never answers itself; jwt.py) -> auth Lua (the principal
-from the headers, its body class) -> buffer (the principal's body bound) -> body Lua (route
-selection, per-route access, guardrail text, prompts, token debt, cache key) -> RBAC (deny
-patterns of the route Lua selected) -> request limit -> token limit -> [global limits] ->
-[response cache: on cache routes only, cache.py] -> router. Filters after a Lua filter see
-the route chosen by the x-gw-route header because Lua clears the route cache.
+policies: verifies bearer tokens, never answers itself; jwt.py) -> [jwt verdict: its failure
+messages into headers, for the compiled auth filter only; jwt.py] -> auth Lua or module (the
+principal from the headers, its body class) -> buffer (the principal's body bound) -> body
+Lua (route selection, per-route access, guardrail text, prompts, token debt, cache key) ->
+RBAC (deny patterns of the route Lua selected) -> request limit -> token limit -> [global
+limits] -> [response cache: on cache routes only, cache.py] -> router. Filters after a Lua
+filter see the route chosen by the x-gw-route header because Lua clears the route cache.
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ from gatewayctl.render.envoy.guardrails import (
     render_rbac_filter,
     route_guard_set,
 )
-from gatewayctl.render.envoy.jwt import jwt_lua_data, provider_names, render_jwt_filter
+from gatewayctl.render.envoy.jwt import (
+    jwt_lua_data,
+    jwt_module_data,
+    provider_names,
+    render_jwt_filter,
+    render_verdict_filter,
+    verdict_headers,
+)
 from gatewayctl.render.envoy.local_reply import render_local_reply_config
 from gatewayctl.render.envoy.lua import auth_source, gateway_source, lua_filter
 from gatewayctl.render.envoy.names import (
@@ -168,27 +176,31 @@ AUTH_MODULE_NAMES = ("client_key_headers", "principal_header", "route_header", "
 
 
 def uses_auth_module(ir: GatewayIR) -> bool:
-    """The auth filter is the compiled module's: opted in, and no JWT policy (stage 1 of the
-    module reads no jwt_authn metadata; those gateways keep the Lua filter)."""
-    return ir.data_plane_filters == "module" and not ir.jwt_providers()
+    """The auth filter is the compiled module's (opted in); on a gateway with JWT policies it
+    reads jwt_authn's verdict from headers (jwt.py)."""
+    return ir.data_plane_filters == "module"
 
 
 def render_auth_filter(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
-    """The auth filter: auth.lua, or the module's `auth` with the same data."""
+    """The auth filter: auth.lua, or the module's `auth` with the same data (and the headers
+    that carry jwt_authn's verdict)."""
     data = auth_filter_data(ir, options)
     if uses_auth_module(ir):
         names = {key: LUA_NAMES[key] for key in AUTH_MODULE_NAMES}
-        return module_filter(AUTH_FILTER, "auth", {**data, "names": names})
+        return module_filter(AUTH_FILTER, "auth",
+                             {**data, "jwt": jwt_module_data(ir), "names": names})
     return lua_filter(AUTH_FILTER, auth_source(data))
 
 
 def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
     jwt = render_jwt_filter(ir, options)
+    verdict = render_verdict_filter(ir)
     rbac = render_rbac_filter(ir)
     cache = render_cache_filter(ir)
     return [
         render_health_check_filter(),
         *([jwt] if jwt is not None else []),
+        *([verdict] if verdict is not None else []),
         render_auth_filter(ir, options),
         render_buffer_filter(),
         lua_filter(
@@ -217,7 +229,7 @@ def render_internal_header_removal(ir: GatewayIR) -> dict[str, Any]:
     """Client copies of the internal headers, removed before the first route match and before
     any filter (cheaper than Lua calls): a client can pick no route, body class, consumer,
     target, charge or reply format."""
-    names = [*INTERNAL_HEADERS, *token_charge_headers(ir)]
+    names = [*INTERNAL_HEADERS, *token_charge_headers(ir), *verdict_headers(ir)]
     if any(p.api == "bedrock" for p in ir.providers):
         names.append(SIGN_HEADER)
     return {

@@ -28,6 +28,11 @@ BODY_MODEL_HEADER = "x-gw-body-model"
 # signs it (translate.py); removed after signing. Gateways with a Bedrock provider also remove
 # a client's copy first, with the headers below.
 SIGN_HEADER = "x-gw-sign"
+# On a gateway whose auth filter is the compiled module's (jwt.py): jwt_authn's verdict for
+# each provider, handed over in headers (this ABI reads no nested metadata): the verified
+# token's payload (base64url) and the message of a failure. Removed like the others.
+JWT_PAYLOAD_HEADER = "x-gw-jwt-{provider}"
+JWT_FAILED_HEADER = "x-gw-jwt-{provider}-failed"
 # Every internal request header: a client's copy is removed before anything reads it.
 INTERNAL_HEADERS = (
     ROUTE_HEADER,
@@ -110,6 +115,8 @@ TOKEN_LIMIT_FILTER = "gatewayctl.token_limit"
 RBAC_FILTER = "envoy.filters.http.rbac"
 LUA_FILTER = "envoy.filters.http.lua"
 AUTH_FILTER = "gatewayctl.auth"
+# Copies jwt_authn's failure messages into headers for the compiled auth filter (jwt.py).
+JWT_VERDICT_FILTER = "gatewayctl.jwt_verdict"
 # The response cache's Lua filter (cache.py): off in the listener, on for cache routes.
 CACHE_FILTER = "gatewayctl.cache"
 # The router's upstream filters have names of their own, so that a route can switch them off

@@ -35,6 +35,7 @@ from gatewayctl.render.envoy.cache import cache_request_headers, cache_route_con
 from gatewayctl.render.envoy.clusters import chain
 from gatewayctl.render.envoy.global_limits import GLOBAL_FILTER, route_rate_limits
 from gatewayctl.render.envoy.guardrails import guard_sets, rbac_route_config
+from gatewayctl.render.envoy.jwt import verdict_headers
 from gatewayctl.render.envoy.names import (
     API_PATH_REGEX,
     CONSUMER_HEADER,
@@ -314,7 +315,7 @@ def render_route_config(ir: GatewayIR, options: EnvoyOptions | None = None) -> d
         ROUTE_HEADER,
         CONSUMER_HEADER,
         PRINCIPAL_HEADER,
-    ] + token_charge_headers(ir) + cache_request_headers(ir)
+    ] + token_charge_headers(ir) + cache_request_headers(ir) + verdict_headers(ir)
     return {
         "name": ROUTE_CONFIG_NAME,
         # The /v1/models list grows with the routes; Envoy's default cap is 4 KiB.

@@ -12,8 +12,10 @@
  * applies within that time without a reload), once per filter config for all workers, under
  * a mutex; an unreadable or empty file names no consumer; a key shared by several consumers
  * names the last one in the config's order (secrets.lua's semantics). Keys are held in memory
- * only, never logged. Gateways with JWT policies keep the Lua filter (render/envoy/listener.py):
- * this filter reads no jwt_authn metadata. */
+ * only, never logged. On a gateway with JWT policies, a request whose key names no consumer
+ * gets its principal from jwt_authn's verdict (gw_jwt.c): `<provider>:<consumer>`, or
+ * `token:<expired|invalid|unknown>` with the anonymous bound, or the Lua's 401/403 without
+ * one. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <pthread.h>
@@ -26,7 +28,6 @@
 
 #define MAX_KEY_HEADERS 8
 #define MAX_KEY_FILE_BYTES 65536
-#define MAX_NAME_BYTES 253 /* a consumer's name (a Kubernetes name) */
 
 typedef struct {
   char *ptr;
@@ -63,6 +64,7 @@ struct gw_auth {
   bool lock_ready;
   bool keys_loaded;
   long long keys_expire; /* monotonic seconds */
+  gw_jwt *jwt;           /* NULL: no JWT policy */
 };
 
 #define BUF(s) ((gw_buffer){(s), sizeof(s) - 1})
@@ -127,7 +129,7 @@ static bool load_consumers(gw_auth *a, const gj_node *list, const gj_node *caps)
     if (!copy_string(gj_get(c, "name"), &out->name) || !copy_string(gj_get(c, "file"), &file))
       return false;
     out->file = file.ptr;
-    if (out->name.length > MAX_NAME_BYTES) return false;
+    if (out->name.length > GW_MAX_NAME_BYTES) return false;
     const gj_node *cap = gj_get(caps, out->name.ptr);
     if (cap != NULL) {
       out->has_cap = true;
@@ -174,6 +176,7 @@ void gw_auth_destroy(gw_auth *a) {
   free(a->consumers);
   for (size_t i = 0; i < a->class_count; i++) free(a->classes[i].route.ptr);
   free(a->classes);
+  gw_jwt_destroy(a->jwt);
   if (a->lock_ready) pthread_mutex_destroy(&a->lock);
   free(a);
 }
@@ -190,7 +193,8 @@ gw_auth *gw_auth_new(const gj_node *config) {
             read_int(gj_get(config, "first_cap"), 0, &a->first_cap) &&
             (anonymous == NULL || anonymous->type == GJ_NULL ||
              (a->has_anonymous_cap = read_int(anonymous, 0, &a->anonymous_cap))) &&
-            gj_get(config, "jwt") == NULL && /* JWT gateways keep the Lua filter */
+            gw_jwt_load(gj_get(config, "jwt"), gj_get(config, "jwt_consumers"),
+                        gj_get(config, "jwt_caps"), &a->jwt) &&
             pthread_mutex_init(&a->lock, NULL) == 0;
   if (!ok) {
     gw_auth_destroy(a);
@@ -270,15 +274,7 @@ static const consumer *find_consumer(gw_auth *a, const char *key, size_t length)
 
 /* ---- the request ----------------------------------------------------------------------------- */
 
-/* A request header's value: every value of the name joined with "," (as the Lua's
- * headers:get() returns it). `owned` is set when the value had to be joined. */
-typedef struct {
-  const char *ptr;
-  size_t length;
-  char *owned;
-} header_value;
-
-static bool get_header(gw_envoy_ptr filter, gw_buffer name, header_value *out) {
+bool gw_request_header(gw_envoy_ptr filter, gw_buffer name, gw_header_value *out) {
   gw_buffer value = {NULL, 0};
   size_t count = 0;
   out->owned = NULL;
@@ -339,10 +335,10 @@ static bool is_bearer(const char *p, size_t n) {
 
 /* The presented key: `Authorization: Bearer <key>`, else the first other key header that is
  * not blank; trimmed. Its bytes live in `holder` (freed by the caller). */
-static bool presented_key(gw_envoy_ptr filter, const gw_auth *a, header_value *holder,
+static bool presented_key(gw_envoy_ptr filter, const gw_auth *a, gw_header_value *holder,
                           const char **key, size_t *length) {
   for (size_t i = 0; i < a->key_header_count; i++) {
-    if (!get_header(filter, buf(a->key_headers[i]), holder)) continue;
+    if (!gw_request_header(filter, buf(a->key_headers[i]), holder)) continue;
     const char *p = holder->ptr;
     size_t n = holder->length;
     if (i == 0) { /* authorization: only the Bearer scheme */
@@ -376,8 +372,8 @@ static bool is_endpoint(const gw_auth *a, const char *path, size_t n) {
 /* The request's Content-Length when it is all digits; -1 otherwise. Values past 10^18 are
  * read as 10^18 (over every bound). */
 static long long content_length(gw_envoy_ptr filter) {
-  header_value v;
-  if (!get_header(filter, BUF("content-length"), &v)) return -1;
+  gw_header_value v;
+  if (!gw_request_header(filter, BUF("content-length"), &v)) return -1;
   long long value = v.length > 0 ? 0 : -1;
   for (size_t i = 0; i < v.length; i++) {
     if (v.ptr[i] < '0' || v.ptr[i] > '9') {
@@ -411,27 +407,30 @@ static int reply(gw_envoy_ptr filter, const gw_auth *a, uint32_t status, const c
 }
 
 int gw_auth_request_headers(gw_envoy_ptr filter, gw_auth *a) {
-  header_value method, path;
-  if (!get_header(filter, BUF(":method"), &method)) return GW_HEADERS_CONTINUE;
+  gw_header_value method, path;
+  if (!gw_request_header(filter, BUF(":method"), &method)) return GW_HEADERS_CONTINUE;
   bool post = method.length == 4 && memcmp(method.ptr, "POST", 4) == 0;
   free(method.owned);
-  if (!post || !get_header(filter, BUF(":path"), &path)) return GW_HEADERS_CONTINUE;
+  if (!post || !gw_request_header(filter, BUF(":path"), &path)) return GW_HEADERS_CONTINUE;
   bool endpoint = is_endpoint(a, path.ptr, path.length);
   free(path.owned);
   if (!endpoint) return GW_HEADERS_CONTINUE;
 
-  header_value holder = {NULL, 0, NULL};
+  gw_header_value holder = {NULL, 0, NULL};
   const char *key = NULL;
   size_t key_length = 0;
   bool has_key = presented_key(filter, a, &holder, &key, &key_length);
   const consumer *c = has_key ? find_consumer(a, key, key_length) : NULL;
   free(holder.owned); /* the key is not used past here */
 
-  char principal[MAX_NAME_BYTES + 3];
+  /* `<provider>:<consumer>` at most: a provider's name is 63 bytes at most (gw_jwt.c) */
+  char principal[GW_MAX_NAME_BYTES + 65];
   const char *principal_ptr;
   size_t principal_length;
   bool has_cap;
   long long cap;
+  gw_jwt_result token = {.outcome = GW_JWT_NONE};
+  if (c == NULL && a->jwt != NULL) gw_jwt_principal(filter, a->jwt, &token);
   if (c != NULL) {
     memcpy(principal, "c:", 2);
     memcpy(principal + 2, c->name.ptr, c->name.length);
@@ -439,6 +438,33 @@ int gw_auth_request_headers(gw_envoy_ptr filter, gw_auth *a) {
     principal_length = 2 + c->name.length;
     has_cap = c->has_cap;
     cap = c->cap;
+  } else if (token.outcome == GW_JWT_CONSUMER) {
+    memcpy(principal, token.provider, token.provider_length);
+    principal[token.provider_length] = ':';
+    memcpy(principal + token.provider_length + 1, token.consumer, token.consumer_length);
+    principal_ptr = principal;
+    principal_length = token.provider_length + 1 + token.consumer_length;
+    has_cap = token.has_cap;
+    cap = token.cap;
+  } else if (token.outcome != GW_JWT_NONE) {
+    principal_ptr = token.outcome == GW_JWT_EXPIRED   ? "token:expired"
+                    : token.outcome == GW_JWT_UNKNOWN ? "token:unknown"
+                                                      : "token:invalid";
+    principal_length = strlen(principal_ptr);
+    has_cap = a->has_anonymous_cap;
+    cap = a->anonymous_cap;
+    if (!has_cap) {
+      if (token.outcome == GW_JWT_UNKNOWN)
+        return reply(filter, a, 403, "The bearer token names no consumer of this gateway.",
+                     "permission_error", "consumer_not_allowed");
+      if (token.outcome == GW_JWT_EXPIRED)
+        return reply(filter, a, 401, "The bearer token has expired.", "authentication_error",
+                     "token_expired");
+      return reply(filter, a, 401,
+                   "The bearer token is not valid for this gateway (signature, issuer or "
+                   "audience).",
+                   "authentication_error", "invalid_token");
+    }
   } else {
     principal_ptr = has_key ? "invalid" : "none";
     principal_length = strlen(principal_ptr);
@@ -446,7 +472,7 @@ int gw_auth_request_headers(gw_envoy_ptr filter, gw_auth *a) {
     cap = a->anonymous_cap;
   }
   if (!has_cap) {
-    if (c != NULL)
+    if (c != NULL || token.outcome == GW_JWT_CONSUMER)
       return reply(filter, a, 403, "This consumer may not use any model of this gateway.",
                    "permission_error", "consumer_not_allowed");
     if (!has_key)

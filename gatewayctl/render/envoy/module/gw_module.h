@@ -2,7 +2,8 @@
  *
  * One library, libgatewayctl.so; the filter config's filter_name picks the filter. Stage 1
  * holds the auth filter (gw_auth.c, the compiled form of lua/auth.lua and secrets.lua's key
- * files); the Lua stays the fallback and the reference the tests hold both to. */
+ * files, with gw_jwt.c for jwt.lua's token principals); the Lua stays the fallback and the
+ * reference the tests hold both to. */
 #ifndef GW_MODULE_H
 #define GW_MODULE_H
 
@@ -12,6 +13,38 @@
 /* The marker gatewayctl reads from a built library (render/envoy/dynamic_module.py) to refuse
  * one built for another ABI: the module's ABI version after a fixed prefix. */
 #define GW_MODULE_MARKER "gatewayctl-module-abi="
+
+#define GW_MAX_NAME_BYTES 253 /* a consumer's name (a Kubernetes name) */
+
+/* A request header's value: every value of the name joined with "," (as the Lua's
+ * headers:get() returns it). `owned` is set (and to be freed) when the value had to be
+ * joined. False when the request has no such header. */
+typedef struct {
+  const char *ptr;
+  size_t length;
+  char *owned;
+} gw_header_value;
+bool gw_request_header(gw_envoy_ptr filter, gw_buffer name, gw_header_value *out);
+
+/* JWT principals (gw_jwt.c): the config's `jwt`, `jwt_consumers` and `jwt_caps`. */
+typedef struct gw_jwt gw_jwt;
+/* False if the config is not valid; *out stays NULL on a gateway without JWT policies. */
+bool gw_jwt_load(const gj_node *jwt, const gj_node *consumers, const gj_node *caps,
+                 gw_jwt **out);
+void gw_jwt_destroy(gw_jwt *jwt);
+typedef enum { GW_JWT_NONE, GW_JWT_CONSUMER, GW_JWT_UNKNOWN, GW_JWT_EXPIRED, GW_JWT_INVALID }
+    gw_jwt_outcome;
+typedef struct {
+  gw_jwt_outcome outcome;
+  /* GW_JWT_CONSUMER: the provider that verified the token, the consumer it names and that
+   * consumer's body bound through this provider (if it has one) */
+  const char *provider, *consumer;
+  size_t provider_length, consumer_length;
+  bool has_cap;
+  long long cap;
+} gw_jwt_result;
+/* What jwt_authn found in the request's token (jwt.lua's jwt_principal). */
+void gw_jwt_principal(gw_envoy_ptr filter, const gw_jwt *jwt, gw_jwt_result *out);
 
 typedef struct gw_auth gw_auth;
 
