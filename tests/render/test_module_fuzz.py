@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from gatewayctl.ir import GatewayIR, JwtProviderIR
 from gatewayctl.render.envoy import render_envoy
 from gatewayctl.render.envoy.dynamic_module import CFLAGS, SOURCES, source_files
 from gatewayctl.render.envoy.names import AUTH_FILTER
@@ -30,10 +31,29 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def _with_jwt(ir: GatewayIR) -> GatewayIR:
+    """The test gateway with two token issuers: `keys` takes API keys or issuer j0's tokens
+    (consumer in `sub`), `chat` issuer j1's (consumer in `azp`)."""
+    def jwt(issuer: str, claim: str) -> JwtProviderIR:
+        return JwtProviderIR(issuer=issuer, audiences=("gw",), consumer_claim=claim,
+                             clock_skew_s=60, jwks_inline='{"keys":[]}')
+
+    routes = []
+    for route in ir.routes:
+        if route.name in ("keys", "chat"):
+            provider = jwt("https://a.test/", "sub") if route.name == "keys" else \
+                jwt("https://b.test/", "azp")
+            route = dataclasses.replace(
+                route, policy=dataclasses.replace(route.policy, jwt=(provider,)))
+        routes.append(route)
+    return dataclasses.replace(ir, routes=tuple(routes))
+
+
 def _config(tmp_path: Path) -> bytes:
-    """The rendered module config of the test gateway, its key files holding KEY-ONE
-    (search-app) and KEY-TWO (helpdesk, here allowed no route: the 403 path)."""
-    ir = dataclasses.replace(irs.build_ir(), data_plane_filters="module")
+    """The rendered module config of the test gateway (with token issuers), its key files
+    holding KEY-ONE (search-app) and KEY-TWO (helpdesk, here allowed no route: the 403
+    path)."""
+    ir = dataclasses.replace(_with_jwt(irs.build_ir()), data_plane_filters="module")
     secrets = tmp_path / "secrets"
     options = loopback_options(tmp_path, secrets)
     lds = json.loads(render_envoy(ir, options).files()["lds.json"])
@@ -45,6 +65,7 @@ def _config(tmp_path: Path) -> bytes:
         Path(entry["file"]).parent.mkdir(parents=True, exist_ok=True)
         Path(entry["file"]).write_text(key + "\n")
     del data["consumer_caps"]["helpdesk"]
+    assert [p["name"] for p in data["jwt"]["providers"]] == ["j0", "j1"]
     return json.dumps(data, separators=(",", ":")).encode()
 
 
@@ -85,7 +106,8 @@ def test_random_configs_and_requests_under_sanitizers(tmp_path: Path) -> None:
             totals[name] = totals.get(name, 0) + int(value)
     # both sides of the parser and every reply were exercised
     assert totals["accepted"] > 100 and totals["refused"] > 100, totals
-    for name in ("replies_401", "replies_403", "replies_413", "header_sets", "route_clears"):
+    for name in ("replies_401", "replies_403", "replies_413", "header_sets", "route_clears",
+                 "token_consumers", "token_replies"):
         assert totals[name] > 0, (name, totals)
 
 

@@ -6,7 +6,8 @@
  *     truncated, spliced with JSON fragments), through config_new (must accept or refuse,
  *     never crash or leak);
  *   - requests: random header sets (method, path, the key headers with real, mangled and
- *     random keys, Content-Length, repeated names, empty and binary values) through the
+ *     random keys, Content-Length, repeated names, empty and binary values; jwt_authn's
+ *     verdict headers with real and mangled payloads and failure messages) through the
  *     request-headers hook of an accepted config.
  * Prints counts, one per line, "name value": the test checks both paths were exercised.
  * Usage: fuzz_module CONFIG_FILE SEED ITERATIONS */
@@ -33,7 +34,7 @@ static struct {
   size_t key_length, value_length;
 } headers[MAX_HEADERS];
 static size_t header_count;
-static long replies[600], route_clears, header_sets;
+static long replies[600], route_clears, header_sets, token_consumers, token_replies;
 
 static void touch(gw_buffer b) { /* read every byte: ASan checks the range */
   volatile unsigned char sink = 0;
@@ -70,6 +71,8 @@ bool envoy_dynamic_module_callback_http_set_header(gw_envoy_ptr filter, int head
   touch(key);
   touch(value);
   header_sets++;
+  /* a principal a token gave: `j0:<consumer>` or `j1:<consumer>` */
+  if (value.length > 3 && value.ptr[0] == 'j' && value.ptr[2] == ':') token_consumers++;
   return true;
 }
 
@@ -98,6 +101,11 @@ void envoy_dynamic_module_callback_http_send_response(gw_envoy_ptr filter, uint3
   touch(body);
   touch(details);
   if (status < 600) replies[status]++;
+  for (size_t i = 0; i + 6 <= body.length; i++) /* the bearer-token replies */
+    if (memcmp(body.ptr + i, "token", 5) == 0) {
+      token_replies++;
+      break;
+    }
 }
 
 /* ---- inputs ---- */
@@ -154,12 +162,20 @@ static char *mutate_config(const char *base, size_t n, size_t *out_n) {
 }
 
 static const char *NAMES[] = {":method", ":path", "authorization", "x-api-key", "api-key",
-                              "content-length", "x-other"};
+                              "content-length", "x-other", "x-gw-jwt-j0", "x-gw-jwt-j1",
+                              "x-gw-jwt-j0-failed", "x-gw-jwt-j1-failed"};
+/* base64url payloads: {"sub":"search-app"}, {"azp":"helpdesk","sub":1}, {"sub":"s\u0065arch-app",
+ * "x":[{"y":"}"}]}, {"sub":"\ud800"}, {} and unpadded / padded / broken forms */
 static const char *VALUES[] = {
     "POST", "GET", "/v1/chat/completions", "/v1/embeddings?x=1", "/v1/completions", "/v2",
     "Bearer ", "bearer\t", "BEARER  ", "Basic abc", "", " ", "\t\r\n", "0", "12", "999999999",
     "99999999999999999999999", "1e3", "-5", "KEY-ONE", "KEY-TWO", "Bearer KEY-ONE",
     "Bearer\tKEY-TWO ", " KEY-ONE\n",
+    "eyJzdWIiOiJzZWFyY2gtYXBwIn0", "eyJhenAiOiJoZWxwZGVzayIsInN1YiI6MX0=",
+    "eyJzdWIiOiJzXHUwMDY1YXJjaC1hcHAiLCJ4IjpbeyJ5IjoifSJ9XX0", "eyJzdWIiOiJcdWQ4MDAifQ", "e30",
+    "eyJzdWIiOiJzZWFyY2gtYXBw", "eyJzdWIi", "e", "!!!!", "Jwt is expired",
+    "Jwt issuer is not configured", "Jwt verification fails",
+    "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
 };
 
 static void random_request(void) {
@@ -243,8 +259,9 @@ int main(int argc, char **argv) {
     envoy_dynamic_module_on_http_filter_config_destroy(c);
   }
   printf("accepted %ld\nrefused %ld\nrequests %ld\nreplies_401 %ld\nreplies_403 %ld\n"
-         "replies_413 %ld\nheader_sets %ld\nroute_clears %ld\n",
+         "replies_413 %ld\nheader_sets %ld\nroute_clears %ld\ntoken_consumers %ld\n"
+         "token_replies %ld\n",
          accepted, refused, requests, replies[401], replies[403], replies[413], header_sets,
-         route_clears);
+         route_clears, token_consumers, token_replies);
   return 0;
 }
