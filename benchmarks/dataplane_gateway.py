@@ -37,7 +37,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gatewayctl.ir import LimitsIR
+from gatewayctl.ir import JwtProviderIR, LimitsIR
 from gatewayctl.pipeline import compile_root
 from gatewayctl.render.envoy import loopback_options, render_envoy
 from gatewayctl.render.envoy.bundle import dump_compact
@@ -170,6 +170,7 @@ def render_gateway(
     outguard: bool = True,
     filters: str = "lua",
     shared: tuple[str, str] | None = None,
+    jwt: JwtProviderIR | None = None,
 ) -> Path:
     """Compile a fresh manifest root in work, render it, write bootstrap + LDS/CDS files.
 
@@ -182,7 +183,8 @@ def render_gateway(
     Gateway's dataPlaneFilters ("module": Envoy needs the module's search path set). `shared`:
     the rate limit service's and the cache store service's addresses: `limits.scope: global`,
     so the cache's store is the one shared through Redis (no limit or budget is set: no route
-    calls the rate limit service).
+    calls the rate limit service). `jwt`: every route that takes API keys takes this issuer's
+    tokens too (bench_token() gives one naming bench-app).
     """
     root = write_root(work / "root", listener_port, anthropic, cache, outguard)
     secrets_dir = work / "secrets"
@@ -193,6 +195,10 @@ def render_gateway(
     if shared is not None:
         ir = dataclasses.replace(
             ir, limits=LimitsIR(scope="global", redis_address="127.0.0.1:6379"))
+    if jwt is not None:
+        ir = dataclasses.replace(ir, routes=tuple(
+            dataclasses.replace(r, policy=dataclasses.replace(r.policy, jwt=(jwt,)))
+            if r.policy.api_keys else r for r in ir.routes))
     options = loopback_options(
         admin_port=admin_port,
         listener_port=listener_port,
@@ -211,6 +217,29 @@ def render_gateway(
     bootstrap = work / "bootstrap.json"
     bootstrap.write_text(dump_compact(bundle.bootstrap))  # JSON is YAML to Envoy
     return bootstrap
+
+
+BENCH_ISSUER = "https://login.bench.test/"
+
+
+def bench_jwt() -> tuple[JwtProviderIR, str]:
+    """A token issuer with inline keys (RS256, generated here) and a token of it naming
+    bench-app, valid for a day. Needs PyJWT and cryptography (the dev extras)."""
+    import time
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwks = json.dumps({"keys": [{**public, "kid": "bench", "alg": "RS256", "use": "sig"}]})
+    now = int(time.time())
+    claims = {"iss": BENCH_ISSUER, "aud": "bench", "sub": "bench-app", "iat": now,
+              "exp": now + 86400}
+    token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "bench"})
+    provider = JwtProviderIR(issuer=BENCH_ISSUER, audiences=("bench",), consumer_claim="sub",
+                             clock_skew_s=60, jwks_inline=jwks)
+    return provider, token
 
 
 def strip_access_log(lds: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,12 @@ what removing it saves:
     route-none     the same gateway, route bench-none (no policy)
     module-full, module-none  routes bench-full and bench-none of the gateway rendered with
                    dataPlaneFilters: module (the compiled auth filter, stage 1)
+    jwt-token, jwt-token-module  route bench-full on the gateway whose API-key routes take a
+                   token issuer's JWTs too (jwt_authn), asked with a token naming bench-app:
+                   the Lua auth filter (jwt.lua reads jwt_authn's metadata) and the compiled
+                   one (the verdict handed over in headers)
+    jwt-key, jwt-key-module  the same gateways asked with bench-app's API key (jwt_authn runs
+                   and finds no token in it)
     none-auth      bench-none without the auth Lua filter
     none-response-lua  bench-none without envoy_on_response
     none-access-log    bench-none without the access log
@@ -69,6 +75,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import http.client
 import itertools
 import json
@@ -87,6 +94,7 @@ from benchmarks.dataplane_gateway import (
     CACHE_ROUTE,
     CACHE_VARIANTS,
     UPSTREAM_MODEL,
+    bench_jwt,
     render_gateway,
     request_body,
     route_model,
@@ -99,6 +107,7 @@ from benchmarks.dataplane_targets import (
     minimal_bootstrap,
     start_mock,
 )
+from gatewayctl.ir import JwtProviderIR
 from gatewayctl.render.envoy import ENVOY_ARGS
 from gatewayctl.render.envoy.listener import with_inline_routes
 from gatewayctl.render.envoy.routes import route_entries
@@ -364,9 +373,16 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("miss-cache-filter", CACHE_ROUTE, [without_filter_named("gatewayctl.cache")]),
     ("module-full", "full", []),
     ("module-none", "none", []),
+    ("jwt-token", "full", []),
+    ("jwt-token-module", "full", []),
+    ("jwt-key", "full", []),
+    ("jwt-key-module", "full", []),
 ]
 # Variants whose gateway runs the compiled module's filters (dataPlaneFilters: module).
-WITH_MODULE = ("module-full", "module-none")
+WITH_MODULE = ("module-full", "module-none", "jwt-token-module", "jwt-key-module")
+# Variants whose gateway has a token issuer (render_gateway's `jwt`).
+WITH_JWT = ("jwt-token", "jwt-token-module", "jwt-key", "jwt-key-module")
+WITH_TOKEN = ("jwt-token", "jwt-token-module")
 # Variants whose gateway has the route bench-cache.
 WITH_CACHE = ("cache-hit", "cache-miss", "none-with-cache", "none-cache-filter",
               "none-cache-stats", "miss-cache-stats", "miss-cache-filter")
@@ -400,6 +416,12 @@ HEADERS: dict[str, dict[str, str]] = {
     "miss-cache-stats": CACHE_VARIANTS["cache-miss"],
     "miss-cache-filter": CACHE_VARIANTS["cache-miss"],
 }
+
+
+@functools.cache
+def _bench_jwt() -> tuple[JwtProviderIR, str]:
+    """One issuer and token for every JWT variant of a run."""
+    return bench_jwt()
 
 
 def envoy_real_binary() -> str:
@@ -456,6 +478,7 @@ def measure(work: Path, mock_port: int, name: str, feature: str, transforms: lis
     d = work / name
     d.mkdir()
     port, admin = free_port(), free_port()
+    headers = dict(HEADERS.get(name, {}))
     if feature == "minimal":
         bootstrap = d / "bootstrap.json"
         bootstrap.write_text(json.dumps(minimal_bootstrap(port, admin, mock_port)))
@@ -463,7 +486,12 @@ def measure(work: Path, mock_port: int, name: str, feature: str, transforms: lis
     else:
         upstream = f"http://127.0.0.1:{mock_port}"
         log = d / "access.log"
-        bootstrap = render_gateway(d, upstream, port, admin, log, **RENDER.get(name, {}))
+        more: dict[str, Any] = dict(RENDER.get(name, {}))
+        if name in WITH_JWT:
+            more["jwt"], token = _bench_jwt()
+            if name in WITH_TOKEN:
+                headers["authorization"] = f"Bearer {token}"  # instead of the API key
+        bootstrap = render_gateway(d, upstream, port, admin, log, **more)
         lds_path = d / "config" / "lds.json"
         lds = json.loads(lds_path.read_text())
         # the route table inline (as the static twin has it), for the transforms that edit it
@@ -476,7 +504,7 @@ def measure(work: Path, mock_port: int, name: str, feature: str, transforms: lis
         body = request_body(route_model(feature), prompt_variables=True)
         if name in BODY:
             body = json.dumps({**json.loads(body), **BODY[name]}, separators=(",", ":")).encode()
-    return count_instructions(d, bootstrap, port, body, requests, HEADERS.get(name))
+    return count_instructions(d, bootstrap, port, body, requests, headers or None)
 
 
 def count_instructions(
