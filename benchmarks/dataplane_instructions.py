@@ -32,6 +32,12 @@ what removing it saves:
                    one (the verdict handed over in headers)
     jwt-key, jwt-key-module  the same gateways asked with bench-app's API key (jwt_authn runs
                    and finds no token in it)
+    jwt-token-module-no-verdict, jwt-key-module-no-verdict  jwt-token-module and
+                   jwt-key-module without the verdict filter (the answers stay the same: a
+                   valid token fails no provider, a key is looked up first): its cost alone
+    jwt-token-cache, jwt-token-module-cache  jwt-token and jwt-token-module with jwt_authn's
+                   cache of verified tokens (`jwt_cache_config`) on every provider: measured,
+                   not rendered by the product (docs/performance.md)
     none-auth      bench-none without the auth Lua filter
     none-response-lua  bench-none without envoy_on_response
     none-access-log    bench-none without the access log
@@ -310,6 +316,14 @@ def lua_share(out: Path, span: tuple[int, int]) -> tuple[float, float]:
     return (luajit / total, traces / total) if total else (0.0, 0.0)
 
 
+def jwt_cache(lds: dict[str, Any]) -> None:
+    """jwt_authn keeps verified tokens (per worker, 100 of them) on every provider."""
+    for flt in _hcm(lds)["http_filters"]:
+        if flt["name"] == "envoy.filters.http.jwt_authn":
+            for provider in flt["typed_config"]["providers"].values():
+                provider["jwt_cache_config"] = {"jwt_cache_size": 100}
+
+
 def more_routes(count: int) -> Transform:
     """count copies of route bench-none under other keys, ahead of the benchmarked route."""
 
@@ -377,12 +391,20 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("jwt-token-module", "full", []),
     ("jwt-key", "full", []),
     ("jwt-key-module", "full", []),
+    ("jwt-token-module-no-verdict", "full", [without_filter_named("gatewayctl.jwt_verdict")]),
+    ("jwt-key-module-no-verdict", "full", [without_filter_named("gatewayctl.jwt_verdict")]),
+    ("jwt-token-cache", "full", [jwt_cache]),
+    ("jwt-token-module-cache", "full", [jwt_cache]),
 ]
 # Variants whose gateway runs the compiled module's filters (dataPlaneFilters: module).
-WITH_MODULE = ("module-full", "module-none", "jwt-token-module", "jwt-key-module")
-# Variants whose gateway has a token issuer (render_gateway's `jwt`).
-WITH_JWT = ("jwt-token", "jwt-token-module", "jwt-key", "jwt-key-module")
-WITH_TOKEN = ("jwt-token", "jwt-token-module")
+WITH_MODULE = ("module-full", "module-none", "jwt-token-module", "jwt-key-module",
+               "jwt-token-module-no-verdict", "jwt-key-module-no-verdict",
+               "jwt-token-module-cache")
+# Variants whose gateway has a token issuer (render_gateway's `jwt`), and those asked with a
+# token instead of the API key.
+WITH_TOKEN = ("jwt-token", "jwt-token-module", "jwt-token-module-no-verdict", "jwt-token-cache",
+              "jwt-token-module-cache")
+WITH_JWT = (*WITH_TOKEN, "jwt-key", "jwt-key-module", "jwt-key-module-no-verdict")
 # Variants whose gateway has the route bench-cache.
 WITH_CACHE = ("cache-hit", "cache-miss", "none-with-cache", "none-cache-filter",
               "none-cache-stats", "miss-cache-stats", "miss-cache-filter")
