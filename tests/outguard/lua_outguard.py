@@ -12,12 +12,12 @@ from gatewayctl.render.envoy.names import LUA_NAMES
 
 FAKE_HANDLE = """
 local function fake(chunks)
-  local h = { md = {}, status = nil, headers_set = {} }
+  local h = { md = {}, status = nil, headers_set = {}, rewritten = 0 }
   local list = {}
   for i, c in ipairs(chunks) do
     list[i] = { data = c, getBytes = function(self, a, n) return self.data end,
                 length = function(self) return #self.data end,
-                setBytes = function(self, s) self.data = s end }
+                setBytes = function(self, s) self.data = s; h.rewritten = h.rewritten + 1 end }
   end
   h.list = list
   function h:bodyChunks()
@@ -47,10 +47,15 @@ def guard(patterns: list[str] | None = None, action: str = "block",
     return entry
 
 
-class Outguard:
-    """The module, with DATA.outguards = {g = the guard}."""
+# outguard_event.lua replaced by a skim that reads no event: every event decoded whole.
+NO_SKIM = "{ skim = function() return nil end }"
 
-    def __init__(self, g: dict[str, Any]) -> None:
+
+class Outguard:
+    """The module, with DATA.outguards = {g = the guard}; `skim=False`: with every stream event
+    decoded whole by json.lua (the path for events outguard_event.lua does not read)."""
+
+    def __init__(self, g: dict[str, Any], skim: bool = True) -> None:
         import lupa.luajit21 as luajit
 
         self.rt = luajit.LuaRuntime(encoding=None)
@@ -63,16 +68,20 @@ class Outguard:
             "usage = " + module_source("usage.lua") + "\n"
             + FAKE_HANDLE
             + "local outguard_walk = " + module_source("outguard_walk.lua") + "\n"
+            + "local outguard_event = "
+            + (module_source("outguard_event.lua") if skim else NO_SKIM) + "\n"
             + "local M = " + module_source("outguard.lua") + "\n"
-            "return M, fake, DATA.outguards.g"
+            "return M, fake, DATA.outguards.g, outguard_event"
         )
-        self.module, self.fake, self.g = self.rt.execute(prelude)
+        self.module, self.fake, self.g, self.event = self.rt.execute(prelude)
+        self.rewritten = 0  # chunks the last stream() rewrote (setBytes)
 
     def stream(self, chunks: list[bytes]) -> tuple[list[bytes], dict[str, Any]]:
         h = self.fake(self.rt.table_from(chunks))
         self.module.stream(h, self.g)
         out = [h.list[i + 1].data for i in range(len(chunks))]
         md = {k: v for k, v in h.md.items()}
+        self.rewritten = int(h.rewritten)
         return out, md
 
     def reply(self, raw: bytes) -> tuple[bytes | None, dict[str, Any], dict[str, Any]]:

@@ -112,6 +112,34 @@ def test_stream_without_the_phrase_is_passed_whole(gateway: Gateway) -> None:
     assert "output_guardrail" not in fields and fields["completion_tokens"] > 0
 
 
+_ID = re.compile(rb'"id":"[^"]*"')
+
+
+def test_stream_events_go_out_as_the_provider_wrote_them(gateway: Gateway) -> None:
+    """Events whose text starts no match and needs no redaction are sent byte for byte (the
+    route without output guardrails gives the provider's bytes); those that hold back a match
+    in progress (`internal `, `use `: the phrase could follow) and the one with an address have
+    only their text rewritten; the last word, held for redaction (a redaction could span it and
+    what follows), comes with the finish."""
+    text = "write to jo@ex.com about internal use today"
+    plain, _ = _chat(gateway, "plain", text, PACED, stream=True)
+    guarded, rid = _chat(gateway, "og-block", text, PACED, stream=True)
+    want = [_ID.sub(b'"id":""', e) for e in plain.body.split(b"\n\n") if e]
+    got = [_ID.sub(b'"id":""', e) for e in guarded.body.split(b"\n\n") if e]
+    assert len(got) == len(want) and want[-1] == got[-1] == b"data: [DONE]"
+    rewritten = {"jo@ex.com ": "[REDACTED_EMAIL] ", "internal ": "", "use ": ""}
+    for i in range(len(want) - 3):  # the role, every word but the last
+        content = json.loads(want[i][6:])["choices"][0]["delta"].get("content")
+        expected = want[i]
+        if content in rewritten:
+            expected = want[i].replace(json.dumps(content).encode(),
+                                       json.dumps(rewritten[content]).encode())
+        assert got[i] == expected, i
+    assert _streamed(guarded.body)[0] == _streamed(plain.body)[0].replace(
+        "jo@ex.com", "[REDACTED_EMAIL]")
+    assert "output_guardrail" not in _log(gateway, rid)
+
+
 def test_tool_call_arguments_are_checked(gateway: Gateway) -> None:
     extra = {"tools": TOOLS, "tool_choice": "required"}
     resp, _ = _chat(gateway, "og-block", f"find {PHRASE}", **extra)

@@ -215,9 +215,10 @@ def assemble(data: Mapping[str, Any], modules: Modules, file: str, *,
 
 # The response cache's key builder (cache.py), bound into the body filter of gateways with a cache.
 CACHE_REQUEST: Modules = (("cache_request", "cache_request.lua"),)
-# The output guardrails (after redact and usage, which it uses): only in gateways with a route
-# that has outputGuardrails.
-OUTGUARD: Modules = (("outguard_walk", "outguard_walk.lua"), ("outguard", "outguard.lua"))
+# The output guardrails (after redact and usage, which it uses; the automaton walks and the
+# stream events' skim first): only in gateways with a route that has outputGuardrails.
+OUTGUARD: Modules = (("outguard_walk", "outguard_walk.lua"),
+                     ("outguard_event", "outguard_event.lua"), ("outguard", "outguard.lua"))
 
 
 def gateway_source(data: Mapping[str, Any], native: bool = False, cache: bool = False,

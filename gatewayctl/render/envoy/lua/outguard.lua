@@ -17,8 +17,13 @@
 -- text after the last position no redaction can span (after a whitespace byte that does not
 -- continue a digit run), so streamed redaction equals redaction of the whole text; a stream's
 -- tool-call arguments are redacted whole (decoded, redacted, re-encoded) at the call's end.
+-- A stream's events are skimmed (outguard_event.lua), not decoded: one whose texts go out as
+-- they came is sent byte for byte, one whose text is held back or redacted has that string
+-- alone re-encoded in place; an event that differs from the one before only by its text is
+-- read by comparing the bytes around it. Events the skim does not read are decoded and
+-- re-encoded by json.lua.
 local M = {}
-local byte, find, sub, match = string.byte, string.find, string.sub, string.match
+local byte, find, sub = string.byte, string.find, string.sub
 local concat = table.concat
 local redact_string, redact_table = redact.string, redact.table
 local usage_numbers = usage.numbers
@@ -42,6 +47,9 @@ end
 
 local walk, walk_json, end_json = outguard_walk.walk, outguard_walk.walk_json,
   outguard_walk.end_json
+local skim, slot_text, string_at = outguard_event.skim, outguard_event.text,
+  outguard_event.string_at
+local encode_string = json.encode_string
 M.walk, M.walk_json = walk, walk_json
 
 local function matched_at_end(dfa, s)
@@ -232,6 +240,17 @@ local MAX_EVENT = 4 * 1024 * 1024
 
 local function event_of(chunk) return "data: " .. json.encode(chunk) .. "\n\n" end
 
+-- The last event with choices, decoded (id, object, created, model for the events written
+-- here): an event forwarded as it came is decoded only when one is written.
+local function template_of(st)
+  local raw = st.template_raw
+  if raw ~= nil then
+    local ok, chunk = pcall(json.decode, raw)
+    st.template, st.template_raw = ok and type(chunk) == "table" and chunk or {}, nil
+  end
+  return st.template
+end
+
 -- The events that end a blocked stream: a chunk finishing each open choice with
 -- content_filter, then [DONE].
 local function blocked_tail(template, texts)
@@ -343,21 +362,13 @@ local function flush(g, st)
     end
   end
   if #choices == 0 then return "" end
-  local template = st.template
+  local template = template_of(st)
   return event_of({ id = template.id, object = template.object or "chat.completion.chunk",
                     created = template.created, model = template.model, choices = choices })
 end
 
--- One SSE event (its bytes, blank line included): the bytes to send instead, or nil when the
--- stream is to be blocked. Usage, when the event has one, is kept in st.
-local function on_event(g, st, ev)
-  local payload = match(ev, "^data: ?(.-)%s*$")
-  if payload == nil then return ev end
-  if payload == "[DONE]" then
-    local tail = flush(g, st)
-    if tail == nil then return nil end
-    return tail .. ev
-  end
+-- An event decoded whole (json.lua): its texts fed, the event re-encoded.
+local function on_decoded_event(g, st, ev, payload)
   local ok, chunk = pcall(json.decode, payload)
   if not ok or type(chunk) ~= "table" then return ev end
   if type(chunk.usage) == "table" then
@@ -366,11 +377,186 @@ local function on_event(g, st, ev)
   end
   local choices = chunk.choices
   if type(choices) ~= "table" or #choices == 0 then return ev end
-  st.template = chunk
+  st.template, st.template_raw = chunk, nil
   for position, choice in ipairs(choices) do
     if type(choice) == "table" and not feed_choice(g, st, choice, position) then return nil end
   end
   return event_of(chunk)
+end
+
+-- Feeds one skimmed text; false when the stream is to be blocked. A text sent otherwise than
+-- it came (held back, redacted) is noted in slot.out.
+local function feed_slot(g, st, t, payload, slot, final)
+  local text = slot_text(payload, slot)
+  local out = feed_noted(g, st, t, text, final)
+  if out == nil then return false end
+  if out ~= text then slot.out = out end
+  return true
+end
+
+-- Whether the skimmed event's texts can be fed in place: a finishing choice releases what it
+-- holds, which must then be nothing outside the event's own strings but content its `delta`
+-- object can take (other text to add to the event is left to the decoded path), and no choice
+-- comes twice.
+local function fits_in_place(st, skimmed)
+  local seen = {}
+  for _, choice in ipairs(skimmed.choices) do
+    local index = choice.index
+    if seen[index] then return false end
+    seen[index] = true
+    local ct = st.texts[index]
+    if choice.finish and ct ~= nil then
+      if choice.content == nil and choice.delta == nil and ct.content.pending ~= "" then
+        return false
+      end
+      local here = {}
+      for _, call in ipairs(choice.calls) do here[call.index] = true end
+      for _, ci in ipairs(ct.order) do
+        if not here[ci] and ct.calls[ci].pending ~= "" then return false end
+      end
+    end
+  end
+  return true
+end
+
+-- An event skimmed (outguard_event.lua): its texts fed as the decoded path feeds them; the
+-- event's bytes are sent as they came, or with only the texts that changed re-encoded in
+-- place. off: where the payload starts in ev.
+local function on_skimmed_event(g, st, ev, payload, off, skimmed)
+  st.template, st.template_raw = nil, payload
+  local texts = st.texts
+  for _, choice in ipairs(skimmed.choices) do
+    local ct = choice_texts(g, texts, choice.index)
+    local finish = choice.finish == true
+    if choice.content ~= nil then
+      if not feed_slot(g, st, ct.content, payload, choice.content, finish) then return nil end
+    elseif finish then
+      local out = feed_noted(g, st, ct.content, "", true)
+      if out == nil then return nil end
+      if out ~= "" then
+        -- released content: added to the delta object (fits_in_place), before its members
+        local delta = choice.delta
+        local slots = skimmed.slots
+        slots[#slots + 1] = { s = delta.at, e = delta.at, out = out, add = true,
+                              comma = not delta.empty }
+        skimmed.added = true
+      end
+    end
+    local here = {}
+    for _, call in ipairs(choice.calls) do
+      local ci = call.index
+      local t = ct.calls[ci]
+      if t == nil then
+        t = new_text(g, true)
+        ct.calls[ci] = t
+        ct.order[#ct.order + 1] = ci
+      end
+      if not feed_slot(g, st, t, payload, call.slot, finish) then return nil end
+      here[ci] = true
+    end
+    if finish then
+      ct.finished = true
+      -- the calls this event does not carry end here too; they hold nothing (fits_in_place)
+      for _, ci in ipairs(ct.order) do
+        if not here[ci] and feed_noted(g, st, ct.calls[ci], "", true) == nil then return nil end
+      end
+    end
+  end
+  local slots = skimmed.slots
+  if skimmed.added then table.sort(slots, function(a, b) return a.s < b.s end) end
+  local parts, n, from = nil, 0, 1
+  for _, slot in ipairs(slots) do
+    if slot.add then
+      parts = parts or {}
+      parts[n + 1] = sub(ev, from, off + slot.s)
+      parts[n + 2] = '"content":' .. encode_string(slot.out) .. (slot.comma and "," or "")
+      n = n + 2
+      from = off + slot.s + 1
+    elseif slot.out ~= nil then
+      parts = parts or {}
+      parts[n + 1] = sub(ev, from, off + slot.s - 1)
+      parts[n + 2] = encode_string(slot.out)
+      n = n + 2
+      from = off + slot.e + 1
+    end
+  end
+  if parts == nil then return ev end
+  parts[n + 1] = sub(ev, from)
+  return concat(parts)
+end
+
+-- The shape of a skimmed event with one text and no finish (one choice; its content or one
+-- call's arguments): the event's bytes before the text's string (its opening quote included)
+-- and after it (its closing quote on), and what the skim read; nil for other events. off:
+-- where the payload starts in ev.
+local function shape_of(ev, off, payload, skimmed)
+  local choice, slot = skimmed.choices[1], skimmed.slots[1]
+  if #skimmed.choices ~= 1 or #skimmed.slots ~= 1 or choice.finish then return nil end
+  local call = choice.calls[1]
+  return { prefix = sub(ev, 1, off + slot.s), suffix = sub(ev, off + slot.e),
+           index = choice.index, call = call and call.index, payload = payload }
+end
+
+-- An event of the stream's last shape: the same bytes but for its text's string (a valid
+-- one), so the same JSON but for that text, read as the shape's event was without reading
+-- the rest again (a stream's events mostly differ only by their text). Returns the bytes to
+-- send, nil when the stream is to be blocked, or false when the event has another shape.
+local function on_shaped_event(g, st, ev, shape)
+  local prefix, suffix = shape.prefix, shape.suffix
+  local s, last = #prefix, #ev - #suffix + 1
+  if last <= s or sub(ev, 1, s) ~= prefix or sub(ev, last) ~= suffix then return false end
+  local text, e = string_at(ev, s)
+  if e ~= last then return false end
+  st.template, st.template_raw = nil, shape.payload  -- the same id, object, created, model
+  local ct = st.texts[shape.index]
+  local t = shape.call == nil and ct.content or ct.calls[shape.call]
+  local out = feed_noted(g, st, t, text, false)
+  if out == nil then return nil end
+  if out == text then return ev end
+  return sub(ev, 1, s - 1) .. encode_string(out) .. sub(ev, e + 1)
+end
+
+local function is_space_byte(b) return b == 32 or (b ~= nil and b >= 9 and b <= 13) end
+
+-- One SSE event (its bytes, blank line included): the bytes to send instead, or nil when the
+-- stream is to be blocked. Usage, when the event has one, is kept in st. The payload is what
+-- follows `data:` (and one space) up to the trailing whitespace.
+local function on_event(g, st, ev)
+  local shape = st.shape
+  if shape ~= nil then
+    local out = on_shaped_event(g, st, ev, shape)
+    if out ~= false then return out end
+  end
+  if sub(ev, 1, 5) ~= "data:" then return ev end
+  local first = byte(ev, 6) == 32 and 7 or 6
+  local last = #ev
+  while last >= first and is_space_byte(byte(ev, last)) do last = last - 1 end
+  local payload = sub(ev, first, last)
+  if payload == "[DONE]" then
+    local tail = flush(g, st)
+    if tail == nil then return nil end
+    return tail .. ev
+  end
+  local skimmed = skim(payload)
+  if skimmed == nil or not fits_in_place(st, skimmed) then
+    st.shape = nil
+    return on_decoded_event(g, st, ev, payload)
+  end
+  st.shape = shape_of(ev, first - 1, payload, skimmed)
+  return on_skimmed_event(g, st, ev, payload, first - 1, skimmed)
+end
+
+-- The end of the first event in data from pos (its blank line's last byte: LF or CRLF lines,
+-- as SSE has them), or nil.
+local function event_end(data, pos)
+  while true do
+    local j = find(data, "\n", pos, true)
+    if j == nil then return nil end
+    local b = byte(data, j + 1)
+    if b == 10 then return j + 1 end
+    if b == 13 and byte(data, j + 2) == 10 then return j + 2 end
+    pos = j + 1
+  end
 end
 
 -- Reads, checks and rewrites a stream as it passes. Returns its usage (prompt, completion,
@@ -379,7 +565,7 @@ function M.stream(h, g)
   -- the events are rewritten: a length (a reply replayed by the response cache has one) no
   -- longer holds
   h:headers():remove("content-length")
-  local st = { texts = {}, template = {}, hit = false }
+  local st = { texts = {}, template = {}, template_raw = nil, hit = false }
   local buf = ""
   local blocked = false
   local last, last_out = nil, ""
@@ -388,18 +574,22 @@ function M.stream(h, g)
       chunk:setBytes("")
     else
       local data = chunk:getBytes(0, chunk:length())
-      if buf ~= "" then data = buf .. data end
+      -- a chunk whose events all go out as they came is left as it is
+      local same = buf == ""
+      if not same then data = buf .. data end
       local out, n, pos = {}, 0, 1
       while true do
-        local _, e = find(data, "\r?\n\r?\n", pos)  -- LF or CRLF lines (SSE)
+        local e = event_end(data, pos)
         if e == nil then break end
-        local text = on_event(g, st, sub(data, pos, e))
+        local ev = sub(data, pos, e)
+        local text = on_event(g, st, ev)
         pos = e + 1
         if text == nil then
-          n = n + 1; out[n] = blocked_tail(st.template, st.texts)
+          n = n + 1; out[n] = blocked_tail(template_of(st), st.texts)
           blocked = true
           break
         end
+        if text ~= ev then same = false end
         n = n + 1; out[n] = text
       end
       buf = blocked and "" or sub(data, pos)
@@ -408,15 +598,19 @@ function M.stream(h, g)
         -- read; a logging one passes it on unread
         if g.block then
           st.hit = true
-          n = n + 1; out[n] = blocked_tail(st.template, st.texts)
+          n = n + 1; out[n] = blocked_tail(template_of(st), st.texts)
           blocked = true
         else
           n = n + 1; out[n] = buf
         end
         buf = ""
       end
-      last_out = concat(out)
-      chunk:setBytes(last_out)
+      if same and not blocked and buf == "" then
+        last_out = data
+      else
+        last_out = concat(out)
+        chunk:setBytes(last_out)
+      end
       last = chunk
     end
   end
@@ -425,7 +619,7 @@ function M.stream(h, g)
     local tail = flush(g, st)
     if tail == nil then
       blocked = true
-      tail = blocked_tail(st.template, st.texts)
+      tail = blocked_tail(template_of(st), st.texts)
     end
     if tail ~= "" then last:setBytes(last_out .. tail) end
   end
