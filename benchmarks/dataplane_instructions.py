@@ -46,6 +46,9 @@ what removing it saves:
                    it costs here
     outguard       route bench-outguard (output deny pattern and redaction on the reply)
     none-stream, outguard-stream  bench-none and bench-outguard asked for a stream
+    none-stream-chars, outguard-stream-chars  the same streams with the answer's whole 67
+                   characters (max_tokens raised), one per event (x-mock-stream-piece-chars:
+                   1): 70 events
     outguard-tools  bench-outguard answered with a tool call (its arguments checked and
                    redacted); -escaped: the mock writes every letter as a JSON escape (doubly
                    in the arguments); outguard-tools-stream-escaped: the same, streamed
@@ -372,6 +375,8 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("outguard", "outguard", []),
     ("none-stream", "none", []),
     ("outguard-stream", "outguard", []),
+    ("none-stream-chars", "none", []),
+    ("outguard-stream-chars", "outguard", []),
     ("outguard-tools", "outguard", []),
     ("outguard-tools-escaped", "outguard", []),
     ("outguard-tools-stream-escaped", "outguard", []),
@@ -424,6 +429,8 @@ _TOOLS = {"tools": [{"type": "function", "function": {"name": "lookup", "paramet
 BODY: dict[str, dict[str, Any]] = {
     "none-stream": {"stream": True},
     "outguard-stream": {"stream": True},
+    "none-stream-chars": {"stream": True, "max_tokens": 64},
+    "outguard-stream-chars": {"stream": True, "max_tokens": 64},
     "outguard-tools": _TOOLS,
     "outguard-tools-escaped": _TOOLS,
     "outguard-tools-stream-escaped": {**_TOOLS, "stream": True},
@@ -431,7 +438,11 @@ BODY: dict[str, dict[str, Any]] = {
 # The mock writes every letter of the answer as a JSON escape (doubly in the arguments).
 _ESCAPED = {"x-mock-json-escapes": "letters"}
 # Request headers of a variant beyond the consumer key.
+# The answer one character per event.
+_CHARS = {"x-mock-stream-piece-chars": "1"}
 HEADERS: dict[str, dict[str, str]] = {
+    "none-stream-chars": _CHARS,
+    "outguard-stream-chars": _CHARS,
     "outguard-tools-escaped": _ESCAPED,
     "outguard-tools-stream-escaped": _ESCAPED,
     **CACHE_VARIANTS,

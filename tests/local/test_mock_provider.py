@@ -359,6 +359,27 @@ def test_streamed_text_equals_unstreamed(conn: http.client.HTTPConnection) -> No
     assert text == plain["choices"][0]["message"]["content"]
 
 
+def test_stream_in_pieces_of_n_characters(conn: http.client.HTTPConnection) -> None:
+    """`x-mock-stream-piece-chars: N`: each content delta in pieces of N characters, an event
+    each; the same text, finish and usage."""
+    body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    whole = call(conn, "POST", "/v1/chat/completions", body)
+    cut = call(conn, "POST", "/v1/chat/completions", body, {"x-mock-stream-piece-chars": "2"})
+
+    def events(raw: bytes) -> list[Any]:
+        return [json.loads(line[6:]) for line in raw.split(b"\n\n") if line.startswith(b"data: {")]
+
+    def contents(raw: bytes) -> list[str]:
+        return [e["choices"][0]["delta"].get("content") for e in events(raw) if e["choices"]]
+
+    words = contents(whole.raw)[1:-1]
+    assert "".join(words) == "[mock:gpt-a] Hello there world"
+    assert contents(cut.raw)[1:-1] == [w[i:i + 2] for w in words for i in range(0, len(w), 2)]
+    assert events(cut.raw)[-1] == events(whole.raw)[-1]  # the usage
+    assert events(cut.raw)[-2] == events(whole.raw)[-2]  # the finish
+    assert cut.raw.endswith(b"data: [DONE]\n\n")
+
+
 def test_completions_streaming(shared: MockProviderHandle) -> None:
     body = {"model": "c", "prompt": "one two", "stream": True,
             "stream_options": {"include_usage": True}}

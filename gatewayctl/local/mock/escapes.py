@@ -12,6 +12,10 @@ strings are escaped the same way first, so there a letter arrives doubly escaped
 (`\\\\u0070`) and a client's two decodings (the reply, then the arguments) give it back. In a
 stream the escaped arguments are sent in pieces of ARGUMENT_PIECE characters, so an escape
 (and a surrogate pair) is cut between two events. The text a client reads is unchanged.
+
+And how finely a stream is cut: `x-mock-stream-piece-chars: N` (N >= 1) cuts each content
+delta of an OpenAI chat stream (a word) into pieces of N characters, one event each (the
+benchmarks' long streams).
 """
 
 from __future__ import annotations
@@ -167,3 +171,25 @@ def _rewrite_events(events: list[bytes], arguments: Callable[[str], str], piece:
 
 def _plain(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
+
+
+def content_pieces(events: list[bytes], size: int) -> list[bytes]:
+    """A chat stream's events with each content delta longer than `size` characters re-cut
+    into pieces of `size` characters, one event each (the chunk otherwise the same)."""
+    out: list[bytes] = []
+    for event in events:
+        payload = event.removeprefix(b"data: ").strip()
+        chunk = None if payload == b"[DONE]" else json.loads(payload)
+        choices = chunk.get("choices") if isinstance(chunk, dict) else None
+        delta = choices[0].get("delta") if isinstance(choices, list) and len(choices) == 1 else None
+        if not isinstance(delta, dict):
+            out.append(event)
+            continue
+        text = delta.get("content")
+        if not isinstance(text, str) or len(text) <= size:
+            out.append(event)
+            continue
+        for at in range(0, len(text), size):
+            delta["content"] = text[at:at + size]
+            out.append(b"data: " + _plain(chunk) + b"\n\n")
+    return out

@@ -303,6 +303,9 @@ class MockProviderServer:
                 self._write_json(writer, 200, reply, model_header, keep)
             return 200, keep
         events = outcome.events
+        piece = request.headers.get("x-mock-stream-piece-chars", "") if chat else ""
+        if piece.isdigit() and int(piece) > 0:
+            events = escapes.content_pieces(events, int(piece))
         if len(newline) > 1:
             events = escapes.newlines_events(events, newline)
         if escaped:
