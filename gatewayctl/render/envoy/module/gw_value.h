@@ -49,6 +49,16 @@ typedef struct {
 gv_value *gv_decode_members(gv_doc *doc, const char *body, size_t length, gv_span **spans,
                             size_t *span_count, bool *unique, const char **error);
 
+/* json.lua's decode_value(str, pos, 1): the one value at text[pos..] (nothing after it is
+ * read), into doc; NULL if it is not valid there; *end: the byte after it. (Added to the first
+ * header: usage.of reads a member's value this way, and the filter may too.) */
+gv_value *gv_decode_value_at(gv_doc *doc, const char *text, size_t length, size_t pos,
+                             size_t *end);
+/* True once an allocation of doc's arena has failed (past its bound, or no memory): then a
+ * mutation or redaction may have been left undone (gv_redact leaves that string as it was).
+ * (Added to the first header.) */
+bool gv_doc_failed(const gv_doc *doc);
+
 gv_value *gv_get(const gv_value *object, const char *key, size_t key_length); /* NULL if none */
 /* Mutation (for prompt injection and redaction); NULL / false on arena exhaustion. */
 gv_value *gv_new_string(gv_doc *doc, const char *bytes, size_t length); /* copies */
@@ -84,6 +94,7 @@ void gw_shown(const char *bytes, size_t length, gw_out *out);
 /* redact.lua: the kinds as bits; redact.string and redact.table (in place; NOT_REDACTED keys
  * left alone); both return true if anything changed. */
 enum { GW_REDACT_EMAIL = 1, GW_REDACT_SSN = 2, GW_REDACT_CARD = 4, GW_REDACT_PHONE = 8 };
+/* gw_redact_string appends the (redacted or unchanged) string to out. */
 bool gw_redact_string(const char *bytes, size_t length, unsigned kinds, gw_out *out);
 bool gv_redact(gv_doc *doc, gv_value *value, unsigned kinds);
 
