@@ -178,6 +178,7 @@ typedef struct {
   size_t n;
   const char *error;
   bool duplicate;
+  bool array_nil; /* an array held a number LuaJIT reads as nil */
 } reader;
 
 /* the byte at pos, or -1 past the end (Lua's string.byte giving nil) */
@@ -322,7 +323,14 @@ static bool read_string(reader *r, size_t *pos, const char **out, size_t *length
 
 static bool is_digit(int c) { return c >= '0' && c <= '9'; }
 
-static bool read_number(reader *r, size_t *pos, gv_value *v) {
+/* LuaJIT's tonumber gives nil for a number whose exponent is 2^20 or more (its string scanner
+ * refuses it), and json.lua stores that nil: an object's member disappears. Such a value is
+ * read as NIL; in an array (where the Lua leaves a hole, whose length is then undefined) the
+ * body is refused. */
+static gv_value NIL;
+#define EXPONENT_LIMIT (1L << 20)
+
+static bool read_number(reader *r, size_t *pos, gv_value *v, bool *nil) {
   size_t s = *pos, e = s;
   if (at(r, e) == '-') e++;
   size_t d = e;
@@ -342,10 +350,19 @@ static bool read_number(reader *r, size_t *pos, gv_value *v) {
     size_t x = e + 1;
     if (at(r, x) == '-' || at(r, x) == '+') x++;
     size_t xd = x;
-    while (is_digit(at(r, x))) x++;
+    long exponent = 0;
+    while (is_digit(at(r, x))) {
+      exponent = exponent * 10 + (r->s[x] - '0');
+      if (exponent >= EXPONENT_LIMIT) *nil = true, exponent = EXPONENT_LIMIT;
+      x++;
+    }
     if (x == xd) return fail(r, "bad number");
     e = x;
     integer = false;
+  }
+  if (*nil) {
+    *pos = e;
+    return true;
   }
   if (integer && e - d <= 15) {
     /* exact in a double: the value itself */
@@ -420,26 +437,24 @@ static bool add_member(reader *r, size_t base, key_table *t, const char *key, si
                        gv_value *v) {
   gv_doc *doc = r->doc;
   size_t count = doc->member_count - base;
+  gv_member *found = NULL;
   if (t->slots == NULL) {
-    for (size_t i = 0; i < count; i++) {
-      gv_member *m = &doc->members[base + i];
-      if (key_equal(m, key, length)) {
-        m->value = v;
-        r->duplicate = true;
-        return true;
-      }
+    for (size_t i = 0; i < count && found == NULL; i++) {
+      if (key_equal(&doc->members[base + i], key, length)) found = &doc->members[base + i];
     }
   } else {
     size_t j = key_hash(key, length) & t->mask;
-    while (t->slots[j] != 0) {
+    while (t->slots[j] != 0 && found == NULL) {
       gv_member *m = &doc->members[base + t->slots[j] - 1];
-      if (key_equal(m, key, length)) {
-        m->value = v;
-        r->duplicate = true;
-        return true;
-      }
+      if (key_equal(m, key, length)) found = m;
       j = (j + 1) & t->mask;
     }
+  }
+  if (found != NULL) {
+    /* a member whose value was NIL is absent in the Lua: taking a value again repeats none */
+    if (found->value != NULL) r->duplicate = true;
+    found->value = v;
+    return true;
   }
   if (doc->member_count == doc->member_capacity) {
     size_t cap = doc->member_capacity ? doc->member_capacity * 2 : 64;
@@ -462,11 +477,15 @@ static bool add_member(reader *r, size_t base, key_table *t, const char *key, si
 
 static bool finish_object(reader *r, gv_value *obj, size_t base) {
   gv_doc *doc = r->doc;
-  size_t count = doc->member_count - base;
+  size_t count = 0;
+  for (size_t i = base; i < doc->member_count; i++) count += doc->members[i].value != NULL;
   if (count > 0) {
     gv_member *m = arena_alloc(doc, count * sizeof *m);
     if (m == NULL) return fail(r, NO_MEMORY);
-    memcpy(m, doc->members + base, count * sizeof *m);
+    size_t n = 0;
+    for (size_t i = base; i < doc->member_count; i++) {
+      if (doc->members[i].value != NULL) m[n++] = doc->members[i];
+    }
     obj->members = m;
     obj->member_count = count;
   }
@@ -484,6 +503,12 @@ static gv_value *read_array(reader *r, size_t *pos, int depth) {
   if (at(r, p) != ']') {
     for (;;) {
       gv_value *v = read_value(r, &p, depth);
+      if (v == &NIL) {
+        /* refused once the rest reads as the Lua reads it (its errors come first) */
+        r->array_nil = true;
+        v = new_value(r->doc, GV_NULL);
+        if (v == NULL) return fail(r, NO_MEMORY), NULL;
+      }
       if (v == NULL || !push_item(r, v)) return NULL;
       p = skip_ws(r, p);
       int c = at(r, p);
@@ -536,7 +561,7 @@ static gv_value *read_members(reader *r, size_t *pos, int depth, bool spans) {
         ok = false;
         break;
       }
-      if (!(ok = add_member(r, base, &table, key, key_length, v))) break;
+      if (!(ok = add_member(r, base, &table, key, key_length, v == &NIL ? NULL : v))) break;
       if (spans) {
         if (doc->span_count == doc->span_capacity) {
           size_t cap = doc->span_capacity ? doc->span_capacity * 2 : 16;
@@ -611,13 +636,14 @@ static gv_value *read_value(reader *r, size_t *pos, int depth) {
   }
   gv_value *v = new_value(r->doc, GV_NUMBER);
   if (v == NULL) return fail(r, NO_MEMORY), NULL;
-  if (!read_number(r, pos, v)) return NULL;
-  return v;
+  bool nil = false;
+  if (!read_number(r, pos, v, &nil)) return NULL;
+  return nil ? &NIL : v;
 }
 
 gv_value *gv_decode_members(gv_doc *doc, const char *body, size_t length, gv_span **spans,
                             size_t *span_count, bool *unique, const char **error) {
-  reader r = {doc, (const unsigned char *)body, length, NULL, false};
+  reader r = {doc, (const unsigned char *)body, length, NULL, false, false};
   doc->item_count = doc->member_count = doc->span_count = 0;
   size_t pos = skip_ws(&r, 0);
   gv_value *root = NULL;
@@ -630,6 +656,8 @@ gv_value *gv_decode_members(gv_doc *doc, const char *body, size_t length, gv_spa
       pos = skip_ws(&r, pos);
       if (pos < length) root = NULL, fail(&r, "trailing characters");
     }
+    if (root != NULL && r.array_nil)
+      root = NULL, fail(&r, "a number in an array with an exponent of 2^20 or more");
   }
   if (root != NULL && doc->span_count > 0) {
     gv_span *copy = arena_alloc(doc, doc->span_count * sizeof *copy);
@@ -660,9 +688,10 @@ gv_value *gv_decode_members(gv_doc *doc, const char *body, size_t length, gv_spa
  * trailing check), into doc; NULL if it is not valid there. *end: the byte after it. */
 gv_value *gv_decode_value_at(gv_doc *doc, const char *text, size_t length, size_t pos,
                              size_t *end) {
-  reader r = {doc, (const unsigned char *)text, length, NULL, false};
+  reader r = {doc, (const unsigned char *)text, length, NULL, false, false};
   doc->item_count = doc->member_count = 0;
   gv_value *v = read_value(&r, &pos, 1);
+  if (v == &NIL || (v != NULL && r.array_nil)) v = new_value(doc, GV_NULL);
   if (v != NULL) *end = pos;
   return v;
 }

@@ -50,8 +50,13 @@ gv_value *gv_decode_members(gv_doc *doc, const char *body, size_t length, gv_spa
                             size_t *span_count, bool *unique, const char **error);
 
 /* json.lua's decode_value(str, pos, 1): the one value at text[pos..] (nothing after it is
- * read), into doc; NULL if it is not valid there; *end: the byte after it. (Added to the first
- * header: usage.of reads a member's value this way, and the filter may too.) */
+ * read), into doc; NULL if it is not valid there; *end: the byte after it. A number LuaJIT
+ * reads as nil (an exponent of 2^20 or more) comes back as GV_NULL. (Added to the first
+ * header: usage.of reads a member's value this way, and the filter may too.)
+ *
+ * The one difference from json.lua, on both decoders: such a number (the Lua's nil) drops an
+ * object's member as the Lua does, but in an array, where the Lua leaves a hole whose length
+ * is then undefined, the body is refused. */
 gv_value *gv_decode_value_at(gv_doc *doc, const char *text, size_t length, size_t pos,
                              size_t *end);
 /* True once an allocation of doc's arena has failed (past its bound, or no memory): then a
