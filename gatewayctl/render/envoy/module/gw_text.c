@@ -16,10 +16,9 @@ static bool is_alnum(unsigned char c) {
 }
 static bool is_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
-static bool key_is(const gv_member *m, const char *name) {
-  size_t n = strlen(name);
-  return m->key_length == n && memcmp(m->key, name, n) == 0;
-}
+/* whether a member's key is the string literal `name` */
+#define KEY_IS(m, name) \
+  ((m)->key_length == sizeof(name) - 1 && memcmp((m)->key, name, sizeof(name) - 1) == 0)
 
 /* ---- guard text ---- */
 
@@ -51,7 +50,7 @@ static void add_strings(const gv_value *v, pieces *p) {
   for (size_t i = 0; i < v->member_count; i++) {
     const gv_member *m = &v->members[i];
     piece(p, m->key, m->key_length);
-    if (key_is(m, "role") || key_is(m, "type")) continue;
+    if (KEY_IS(m, "role") || KEY_IS(m, "type")) continue;
     const gv_value *item = m->value;
     if (item->type == GV_STRING)
       piece(p, item->string, item->length);
@@ -65,7 +64,7 @@ void gv_guard_text(const gv_value *request, gw_out *out) {
   pieces p = {out, false};
   for (size_t i = 0; i < request->member_count; i++) {
     const gv_member *m = &request->members[i];
-    if (key_is(m, "model")) continue;
+    if (KEY_IS(m, "model")) continue;
     const gv_value *v = m->value;
     if (v->type == GV_STRING)
       piece(&p, v->string, v->length);
@@ -103,6 +102,14 @@ void gw_carried_text(const char *bytes, size_t length, gw_out *out) {
   const unsigned char *s = (const unsigned char *)bytes;
   size_t from = 0, i = 0;
   while (i < length) {
+    /* eight ASCII bytes without NUL at a time */
+    while (length - i >= 8) {
+      uint64_t w;
+      memcpy(&w, s + i, sizeof w);
+      if (((w - 0x0101010101010101ULL) | w) & 0x8080808080808080ULL) break;
+      i += 8;
+    }
+    if (i >= length) break;
     unsigned char c = s[i];
     if (c != 0 && c < 0x80) {
       i++;
@@ -358,14 +365,16 @@ bool gw_redact_string(const char *bytes, size_t length, unsigned kinds, gw_out *
   return changed;
 }
 
-static const char *const NOT_REDACTED[] = {"model", "role", "type", "name",
-                                           "id", "tool_call_id", "call_id"};
-
+/* redact.lua's NOT_REDACTED: model, role, type, name, id, tool_call_id, call_id */
 static bool not_redacted(const gv_member *m) {
-  for (size_t i = 0; i < sizeof NOT_REDACTED / sizeof *NOT_REDACTED; i++) {
-    if (key_is(m, NOT_REDACTED[i])) return true;
+  switch (m->key_length) {
+    case 2: return KEY_IS(m, "id");
+    case 4: return KEY_IS(m, "role") || KEY_IS(m, "type") || KEY_IS(m, "name");
+    case 5: return KEY_IS(m, "model");
+    case 7: return KEY_IS(m, "call_id");
+    case 12: return KEY_IS(m, "tool_call_id");
+    default: return false;
   }
-  return false;
 }
 
 typedef struct {

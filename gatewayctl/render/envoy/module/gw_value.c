@@ -27,8 +27,16 @@
 typedef struct gv_block {
   struct gv_block *next;
   size_t used, size;
-  max_align_t data[];
+  char *data;
 } gv_block;
+
+/* The arena holds values, members, pointers and bytes: 8-byte alignment serves them all. */
+#define ARENA_ALIGN ((size_t)8)
+#define ALIGN_UP(n) (((n) + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1))
+
+#define INLINE_ITEMS 32
+#define INLINE_MEMBERS 32
+#define INLINE_SPANS 16
 
 struct gv_doc {
   gv_block *blocks;
@@ -43,18 +51,52 @@ struct gv_doc {
   gw_out text;
   gv_span *spans;
   size_t span_count, span_capacity;
+  /* the scratch of a small body, and the first block of its arena, in the doc's own
+   * allocation */
+  gv_value *inline_items[INLINE_ITEMS];
+  gv_member inline_members[INLINE_MEMBERS];
+  gv_span inline_spans[INLINE_SPANS];
+  gv_block first;
 };
 
-gv_doc *gv_doc_new(size_t input_length) {
-  gv_doc *doc = calloc(1, sizeof *doc);
-  if (doc == NULL) return NULL;
-  if (input_length > (SIZE_MAX - GV_ARENA_CONSTANT) / GV_ARENA_PER_BYTE) {
-    free(doc);
-    return NULL;
+/* Grows a scratch array that starts in the doc (inline_buffer) to at least one more element;
+ * false without memory. */
+static bool grow(void **array, const void *inline_buffer, size_t *capacity, size_t size) {
+  if (*capacity > SIZE_MAX / 2 / size) return false;
+  size_t cap = *capacity * 2;
+  void *p;
+  if (*array == inline_buffer) {
+    p = malloc(cap * size);
+    if (p != NULL) memcpy(p, *array, *capacity * size);
+  } else {
+    p = realloc(*array, cap * size);
   }
-  doc->bound = input_length * GV_ARENA_PER_BYTE + GV_ARENA_CONSTANT;
+  if (p == NULL) return false;
+  *array = p;
+  *capacity = cap;
+  return true;
+}
+
+gv_doc *gv_doc_new(size_t input_length) {
+  if (input_length > (SIZE_MAX - GV_ARENA_CONSTANT) / GV_ARENA_PER_BYTE) return NULL;
   /* the first block fits a small body's values; later ones double up to GV_BLOCK */
-  doc->block_size = input_length < GV_BLOCK / 16 ? input_length * 8 + 1024 : GV_BLOCK;
+  size_t first = input_length < GV_BLOCK / 16 ? input_length * 8 + 1024 : GV_BLOCK;
+  first = ALIGN_UP(first);
+  gv_doc *doc = malloc(ALIGN_UP(sizeof *doc) + first);
+  if (doc == NULL) return NULL;
+  memset(doc, 0, sizeof *doc);
+  doc->first.data = (char *)doc + ALIGN_UP(sizeof *doc);
+  doc->bound = input_length * GV_ARENA_PER_BYTE + GV_ARENA_CONSTANT;
+  doc->block_size = first * 2 < GV_BLOCK ? first * 2 : GV_BLOCK;
+  doc->allocated = first;
+  doc->first.size = first;
+  doc->blocks = &doc->first;
+  doc->items = doc->inline_items;
+  doc->item_capacity = INLINE_ITEMS;
+  doc->members = doc->inline_members;
+  doc->member_capacity = INLINE_MEMBERS;
+  doc->spans = doc->inline_spans;
+  doc->span_capacity = INLINE_SPANS;
   return doc;
 }
 
@@ -63,24 +105,27 @@ void gv_doc_free(gv_doc *doc) {
   gv_block *b = doc->blocks;
   while (b != NULL) {
     gv_block *next = b->next;
-    free(b);
+    if (b != &doc->first) free(b);
     b = next;
   }
-  free(doc->items);
-  free(doc->members);
-  free(doc->spans);
+  if (doc->items != doc->inline_items) free(doc->items);
+  if (doc->members != doc->inline_members) free(doc->members);
+  if (doc->spans != doc->inline_spans) free(doc->spans);
   gw_out_free(&doc->text);
   free(doc);
 }
 
-/* n bytes of the arena, aligned for any value; NULL past the bound or without memory. */
+/* n bytes of the arena, aligned for the library's values; NULL past the bound or without
+ * memory. */
 static void *arena_alloc(gv_doc *doc, size_t n) {
-  const size_t align = sizeof(max_align_t);
-  n = (n + align - 1) / align * align;
-  if (n == 0) n = align;
+  if (n > SIZE_MAX - ARENA_ALIGN) {
+    doc->failed = true;
+    return NULL;
+  }
+  n = n == 0 ? ARENA_ALIGN : ALIGN_UP(n);
   gv_block *b = doc->blocks;
   if (b != NULL && b->size - b->used >= n) {
-    void *p = (char *)b->data + b->used;
+    void *p = b->data + b->used;
     b->used += n;
     return p;
   }
@@ -90,12 +135,13 @@ static void *arena_alloc(gv_doc *doc, size_t n) {
     doc->failed = true;
     return NULL;
   }
-  gv_block *nb = malloc(sizeof *nb + size);
+  gv_block *nb = malloc(ALIGN_UP(sizeof *nb) + size);
   if (nb == NULL) {
     doc->failed = true;
     return NULL;
   }
   doc->allocated += size;
+  nb->data = (char *)nb + ALIGN_UP(sizeof *nb);
   nb->size = size;
   nb->used = n;
   if (b != NULL && n == size) {
@@ -137,7 +183,7 @@ static bool out_reserve(gw_out *out, size_t more) {
   }
   size_t need = out->length + more;
   if (need <= out->capacity) return true;
-  size_t cap = out->capacity < 64 ? 64 : out->capacity;
+  size_t cap = out->capacity < 256 ? 256 : out->capacity;
   while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
   char *p = realloc(out->ptr, cap);
   if (p == NULL) {
@@ -155,7 +201,7 @@ void gw_out_append(gw_out *out, const char *bytes, size_t length) {
   out->length += length;
 }
 
-static void out_byte(gw_out *out, char c) {
+static inline void out_byte(gw_out *out, char c) {
   if (out->length < out->capacity && !out->failed &&
       (out->limit == 0 || out->length < out->limit)) {
     out->ptr[out->length++] = c;
@@ -247,11 +293,36 @@ static void put_utf8(gw_out *out, unsigned long cp) {
 /* a byte a string holds as it is: not a quote, a backslash or a control byte (0-31) */
 static inline bool plain_byte(unsigned char c) { return c >= 0x20 && c != '"' && c != '\\'; }
 
+/* Eight bytes at a time: whether a word holds a byte below n (n <= 128), or one equal to c
+ * (exact answers: the borrows of the subtraction never reach a byte without such a byte
+ * below it). */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+static inline uint64_t word_at(const unsigned char *p) {
+  uint64_t w;
+  memcpy(&w, p, sizeof w);
+  return w;
+}
+static inline uint64_t has_below(uint64_t w, unsigned n) { return (w - ONES * n) & ~w & HIGHS; }
+static inline uint64_t has_byte(uint64_t w, unsigned c) { return has_below(w ^ (ONES * c), 1); }
+
+/* The end of the run of plain bytes (plain_byte) in s[i..n); with `del`, 0x7F ends it too
+ * (the encoder escapes it). */
+static inline size_t plain_run(const unsigned char *s, size_t i, size_t n, bool del) {
+  while (n - i >= 8) {
+    uint64_t w = word_at(s + i);
+    if (has_below(w, 0x20) | has_byte(w, '"') | has_byte(w, '\\') | (del ? has_byte(w, 0x7F) : 0))
+      break;
+    i += 8;
+  }
+  while (i < n && plain_byte(s[i]) && !(del && s[i] == 0x7F)) i++;
+  return i;
+}
+
 /* The string whose opening quote is at *pos: its decoded bytes in the arena (*out, *length);
  * *pos moves past the closing quote. */
 static bool read_string(reader *r, size_t *pos, const char **out, size_t *length) {
-  size_t i = *pos + 1;
-  while (i < r->n && plain_byte(r->s[i])) i++;
+  size_t i = plain_run(r->s, *pos + 1, r->n, false);
   if (at(r, i) == '"') {
     char *copy = arena_copy(r->doc, (const char *)r->s + *pos + 1, i - *pos - 1);
     if (copy == NULL) return fail(r, NO_MEMORY);
@@ -266,7 +337,7 @@ static bool read_string(reader *r, size_t *pos, const char **out, size_t *length
   gw_out_append(text, (const char *)r->s + *pos + 1, i - *pos - 1);
   for (;;) {
     size_t start = i;
-    while (i < r->n && plain_byte(r->s[i])) i++;
+    i = plain_run(r->s, i, r->n, false);
     gw_out_append(text, (const char *)r->s + start, i - start);
     int c = at(r, i);
     if (c < 0) return fail(r, "unterminated string");
@@ -385,13 +456,9 @@ static bool read_number(reader *r, size_t *pos, gv_value *v, bool *nil) {
 
 static bool push_item(reader *r, gv_value *v) {
   gv_doc *doc = r->doc;
-  if (doc->item_count == doc->item_capacity) {
-    size_t cap = doc->item_capacity ? doc->item_capacity * 2 : 64;
-    gv_value **p = realloc(doc->items, cap * sizeof *p);
-    if (p == NULL) return fail(r, NO_MEMORY);
-    doc->items = p;
-    doc->item_capacity = cap;
-  }
+  if (doc->item_count == doc->item_capacity &&
+      !grow((void **)&doc->items, doc->inline_items, &doc->item_capacity, sizeof *doc->items))
+    return fail(r, NO_MEMORY);
   doc->items[doc->item_count++] = v;
   return true;
 }
@@ -456,13 +523,10 @@ static bool add_member(reader *r, size_t base, key_table *t, const char *key, si
     found->value = v;
     return true;
   }
-  if (doc->member_count == doc->member_capacity) {
-    size_t cap = doc->member_capacity ? doc->member_capacity * 2 : 64;
-    gv_member *p = realloc(doc->members, cap * sizeof *p);
-    if (p == NULL) return fail(r, NO_MEMORY);
-    doc->members = p;
-    doc->member_capacity = cap;
-  }
+  if (doc->member_count == doc->member_capacity &&
+      !grow((void **)&doc->members, doc->inline_members, &doc->member_capacity,
+            sizeof *doc->members))
+    return fail(r, NO_MEMORY);
   doc->members[doc->member_count++] = (gv_member){key, length, v};
   count++;
   if (t->slots != NULL && count * 2 <= t->mask + 1) {
@@ -563,15 +627,11 @@ static gv_value *read_members(reader *r, size_t *pos, int depth, bool spans) {
       }
       if (!(ok = add_member(r, base, &table, key, key_length, v == &NIL ? NULL : v))) break;
       if (spans) {
-        if (doc->span_count == doc->span_capacity) {
-          size_t cap = doc->span_capacity ? doc->span_capacity * 2 : 16;
-          gv_span *s = realloc(doc->spans, cap * sizeof *s);
-          if (s == NULL) {
-            ok = fail(r, NO_MEMORY);
-            break;
-          }
-          doc->spans = s;
-          doc->span_capacity = cap;
+        if (doc->span_count == doc->span_capacity &&
+            !grow((void **)&doc->spans, doc->inline_spans, &doc->span_capacity,
+                  sizeof *doc->spans)) {
+          ok = fail(r, NO_MEMORY);
+          break;
         }
         doc->spans[doc->span_count++] = (gv_span){key, key_length, first, p};
       }
@@ -775,9 +835,8 @@ void gv_encode_string(const char *bytes, size_t length, gw_out *out) {
   if (!out_reserve(out, length + 2)) return;
   out->ptr[out->length++] = '"';
   size_t from = 0;
-  for (size_t i = 0; i < length; i++) {
+  for (size_t i = 0; (i = plain_run(s, i, length, true)) < length; i++) {
     unsigned char c = s[i];
-    if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7F) continue;
     gw_out_append(out, bytes + from, i - from);
     char e[6] = {'\\', 0, 0, 0, 0, 0};
     size_t n = 2;
