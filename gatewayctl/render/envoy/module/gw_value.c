@@ -870,7 +870,17 @@ static bool encode_number(double v, gw_out *out) {
   char b[40];
   int n;
   if (v == floor(v) && v > -1e15 && v < 1e15) {
-    n = snprintf(b, sizeof b, "%lld", (long long)v);
+    /* Lua's format("%d", v): the integer's digits (-0 as 0) */
+    long long k = (long long)v;
+    unsigned long long u = k < 0 ? 0ULL - (unsigned long long)k : (unsigned long long)k;
+    char *p = b + sizeof b;
+    do {
+      *--p = (char)('0' + u % 10);
+      u /= 10;
+    } while (u != 0);
+    if (k < 0) *--p = '-';
+    gw_out_append(out, p, (size_t)(b + sizeof b - p));
+    return true;
   } else {
     n = snprintf(b, sizeof b, "%.14g", v);
     if (strtod(b, NULL) != v) n = snprintf(b, sizeof b, "%.17g", v);
