@@ -21,11 +21,11 @@ from gatewayctl.render.envoy import render_envoy
 from gatewayctl.render.envoy.dynamic_module import (
     CFLAGS,
     MODULE_TYPE,
+    SOURCES,
     TARGET_ABI,
     abi_problem,
     library_abi,
     module_config,
-    SOURCES,
 )
 from gatewayctl.render.envoy.listener import auth_filter_data
 from gatewayctl.render.envoy.names import AUTH_FILTER

@@ -209,8 +209,8 @@ function H.decode(body)
   end
   local out = { unique and "O1" or "O0" }
   for i = 1, #members, 3 do
-    out[#out + 1] = "s" .. #members[i] .. ":" .. members[i] .. " " .. format("%d", members[i + 1] - 1)
-      .. " " .. format("%d", members[i + 2]) .. ";"
+    out[#out + 1] = "s" .. #members[i] .. ":" .. members[i] .. " "
+      .. format("%d", members[i + 1] - 1) .. " " .. format("%d", members[i + 2]) .. ";"
   end
   out[#out + 1] = "|"
   dump(obj, out)
@@ -655,7 +655,8 @@ def pii_text(r: random.Random) -> bytes:
         elif pick < 0.75:
             parts.append(r.choice([
                 "+1 (555) 123-4567", "555.123.4567", "(555)123-4567", "+44 20 7946 0958",
-                "5551234567", "555-1234", "+1-800-FLOWERS", "+49\t30\n1234567", "1 2 3 4 5 6 7 8 9 0",
+                "5551234567", "555-1234", "+1-800-FLOWERS", "+49\t30\n1234567",
+                "1 2 3 4 5 6 7 8 9 0",
                 "12345678901234567", "0" * r.randint(8, 22), "+" + str(r.randint(10**9, 10**14)),
                 "x" + str(r.randint(10**9, 10**12)), str(r.randint(10**9, 10**12)) + "y",
                 "1(2)3.4-5 6\x0b7\x0c8\r9 0", "++15551234567", "a+15551234567"]))
@@ -718,7 +719,7 @@ def usage_value(r: random.Random) -> str:
         if r.random() < 0.6:
             members.append(f'"{key}": {number()}')
     if r.random() < 0.5:
-        details = r.choice(['{"cached_tokens": %s}' % number(), "null", "[]", "3",
+        details = r.choice(['{"cached_tokens": ' + number() + "}", "null", "[]", "3",
                             '{"cached_tokens": 2, "cached_tokens": 4}'])  # fmt: skip
         members.append(f'"prompt_tokens_details": {details}')
     r.shuffle(members)
@@ -730,22 +731,23 @@ def reply(r: random.Random) -> bytes:
     u = usage_value(r)
     fake = '"text \\"usage\\": {\\"prompt_tokens\\": 999}"'
     shapes = [
-        '{"id":"x","choices":[{"message":{"content":%s}}],"usage":%s}' % (fake, u),
-        '{"usage" : %s , "choices":[]}' % u,
-        '{"usage":%s,"usage":%s}' % (u, usage_value(r)),
-        '{"a":{"usage":%s},"b":1}' % u,
-        '{"a":[{"usage":%s}]}' % u,
-        '[{"usage":%s}]' % u,
-        '{"x":"\\\\","usage":%s}' % u,
-        '{"x":"unterminated, "usage":%s}' % u,
-        ' \n{"usage":%s}\n ' % u,
-        '{"usage":%s} trailing' % u,
-        'junk{"usage":%s}' % u,
-        '{"usage":%s}}' % u,
-        '{"usage" %s}' % u,
-        '{"k":"v", "usage":\t%s\r\n}' % u,
+        '{"id":"x","choices":[{"message":{"content":@F@}}],"usage":@U@}',
+        '{"usage" : @U@ , "choices":[]}',
+        '{"usage":@U@,"usage":@V@}',
+        '{"a":{"usage":@U@},"b":1}',
+        '{"a":[{"usage":@U@}]}',
+        '[{"usage":@U@}]',
+        '{"x":"\\\\","usage":@U@}',
+        '{"x":"unterminated, "usage":@U@}',
+        ' \n{"usage":@U@}\n ',
+        '{"usage":@U@} trailing',
+        'junk{"usage":@U@}',
+        '{"usage":@U@}}',
+        '{"usage" @U@}',
+        '{"k":"v", "usage":\t@U@\r\n}',
     ]
-    text = r.choice(shapes)
+    text = r.choice(shapes).replace("@F@", fake).replace("@U@", u)
+    text = text.replace("@V@", usage_value(r))
     if r.random() < 0.15:
         text = text[: r.randint(0, len(text))]
     return text.encode()
@@ -768,9 +770,10 @@ def stream(r: random.Random) -> bytes:
     for _ in range(r.randint(1, 6)):
         pick = r.random()
         if pick < 0.25:
-            lines.append('data: {"id":"c","choices":[],"usage":{"prompt_tokens":%d,'
-                         '"completion_tokens":%d,"prompt_tokens_details":{"cached_tokens":%d}}}'
-                         % (r.randint(0, 999), r.randint(0, 999), r.randint(0, 9)))
+            p, c, cached = r.randint(0, 999), r.randint(0, 999), r.randint(0, 9)
+            lines.append(f'data: {{"id":"c","choices":[],"usage":{{"prompt_tokens":{p},'
+                         f'"completion_tokens":{c},"prompt_tokens_details":'
+                         f'{{"cached_tokens":{cached}}}}}}}')  # fmt: skip
         elif pick < 0.4:
             lines.append('data: {"choices":[{"delta":{"content":"a\\"usage\\""}}]}')
         elif pick < 0.75:
