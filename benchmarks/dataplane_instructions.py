@@ -17,6 +17,9 @@ what removing it saves:
                    tags, counting 1 instead of a metadata value: what each part costs
     string-cost    the body filter writes the cost counter's nano-USD as a string;
                    string-values: and string copies of the token counts for their counters
+    cost-own-ns    the cost counter's nano-USD in a metadata namespace of its own
+    long-text, long-text-token-stats  a 4,000-character user message, with and without the
+                   stats access loggers (does reading the counters' metadata grow with it?)
     -response-lua  without envoy_on_response (usage, cost, token debt, prompt-version header)
     -rbac          without the RBAC filter (deny patterns)
     -limits        without the two local_ratelimit filters
@@ -240,6 +243,16 @@ def string_values(lds: dict[str, Any]) -> None:
                 counter["value_format"] = f"%DYNAMIC_METADATA(gw.internal:{key})%"
 
 
+def cost_own_namespace(lds: dict[str, Any]) -> None:
+    """The body filter writes the cost counter's nano-USD into a namespace of its own
+    (`gw.cost`) instead of `gw.internal`, which also holds the guard text; the counter reads
+    it there."""
+    _edit_lua(lds, COST_SET, COST_SET.replace("INTERNAL_NS", '"gw.cost"'))
+    for counter in _stats_counters(lds):
+        if counter.get("value_format") == "%DYNAMIC_METADATA(gw.internal:cost_nano_usd)%":
+            counter["value_format"] = "%DYNAMIC_METADATA(gw.cost:cost_nano_usd)%"
+
+
 def without_filter(type_word: str) -> Transform:
     def apply(lds: dict[str, Any]) -> None:
         hcm = _hcm(lds)
@@ -362,6 +375,9 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("-stat-values", "full", [fixed_stat_values]),
     ("string-cost", "full", [string_cost]),
     ("string-values", "full", [string_values]),
+    ("cost-own-ns", "full", [cost_own_namespace]),
+    ("long-text", "full", []),
+    ("long-text-token-stats", "full", [no_token_stats]),
     ("-response-lua", "full", [no_response]),
     ("-rbac", "full", [without_filter("rbac")]),
     ("-limits", "full", [without_filter("local_ratelimit")]),
@@ -426,7 +442,12 @@ RENDER: dict[str, dict[str, Any]] = {
 _TOOLS = {"tools": [{"type": "function", "function": {"name": "lookup", "parameters": {
     "type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}],
     "tool_choice": "required"}
+# A 4,000-character user message (the guard text the body filter keeps in gw.internal grows
+# with it).
+_LONG = {"messages": [{"role": "user", "content": "Say hello in one word. " + "a" * 3977}]}
 BODY: dict[str, dict[str, Any]] = {
+    "long-text": _LONG,
+    "long-text-token-stats": _LONG,
     "none-stream": {"stream": True},
     "outguard-stream": {"stream": True},
     "none-stream-chars": {"stream": True, "max_tokens": 64},

@@ -24,6 +24,8 @@ thing, side by side with the minimal route and the gateway's every-policy route.
                    reading the values costs)
     meta-stats-log-literal-tags  meta-stats-log with constant tag values (what formatting the
                    tags costs)
+    meta-all, meta-all-stats-log, module-counters-all  the same three with the `gw` namespace
+                   holding the eight keys of a successful bench-full request, as on the gateway
     gateway        the rendered gateway, route bench-full (every policy), as
                    benchmarks.dataplane_instructions measures it
 
@@ -235,6 +237,9 @@ VARIANTS: list[tuple[str, Callable[[dict[str, Any]], None] | None]] = [
     ("module-counters", with_counting("counters", stats_log=False)),
     ("meta-stats-log-fixed", with_counting("meta", stats_log=True, edit=_fixed_values)),
     ("meta-stats-log-literal-tags", with_counting("meta", stats_log=True, edit=_literal_tags)),
+    ("meta-all", with_counting("meta-all", stats_log=False)),
+    ("meta-all-stats-log", with_counting("meta-all", stats_log=True)),
+    ("module-counters-all", with_counting("counters-all", stats_log=False)),
 ]
 
 

@@ -14,15 +14,20 @@
  *          stats access logger to count;
  *   counters  the same metadata (the JSON access line still reads it), and the gateway's four
  *          per-consumer counters incremented by the module itself (counters it defines with
- *          the labels consumer, route and model) instead of by a stats access logger. */
+ *          the labels consumer, route and model) instead of by a stats access logger;
+ *   meta-all, counters-all  the same, the `gw` namespace also holding the other keys the
+ *          access line shows for a successful bench-full request (requested_model, prompt,
+ *          prompt_version, cost_usd): eight keys, as on the gateway. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gw_abi.h"
 
-enum mode { MODE_NOOP = 1, MODE_MODEL = 2, MODE_META = 3, MODE_COUNTERS = 4 };
-static const enum mode NOOP = MODE_NOOP, MODEL = MODE_MODEL, META = MODE_META;
+enum mode { MODE_NOOP = 1, MODE_MODEL = 2, MODE_META = 3, MODE_COUNTERS = 4, MODE_META_ALL = 5,
+            MODE_COUNTERS_ALL = 6 };
+static const enum mode NOOP = MODE_NOOP, MODEL = MODE_MODEL, META = MODE_META,
+                       META_ALL = MODE_META_ALL;
 
 /* Metrics callbacks of Envoy 1.40's ABI (not in gw_abi.h: the product module does not use
  * them). A counter defined with label names is a family: each increment names its label
@@ -54,14 +59,14 @@ struct counters_config {
 
 const char *envoy_dynamic_module_on_program_init(void) { return GW_ABI_VERSION; }
 
-static gw_module_ptr new_counters_config(gw_envoy_ptr config) {
+static gw_module_ptr new_counters_config(gw_envoy_ptr config, enum mode mode) {
   static const char *const names[COUNTERS] = {"consumer.requests", "consumer.prompt_tokens",
                                               "consumer.completion_tokens",
                                               "consumer.cost_nano_usd"};
   gw_buffer labels[3] = {BUF("consumer"), BUF("route"), BUF("model")};
   struct counters_config *c = malloc(sizeof *c);
   if (c == NULL) return NULL;
-  c->mode = MODE_COUNTERS;
+  c->mode = mode;
   for (int i = 0; i < COUNTERS; i++) {
     gw_buffer name = {names[i], strlen(names[i])};
     if (envoy_dynamic_module_callback_http_filter_config_define_counter(config, name, labels, 3,
@@ -79,12 +84,17 @@ gw_module_ptr envoy_dynamic_module_on_http_filter_config_new(gw_envoy_ptr config
   if (name.length == 4 && memcmp(name.ptr, "noop", 4) == 0) return &NOOP;
   if (name.length == 5 && memcmp(name.ptr, "model", 5) == 0) return &MODEL;
   if (name.length == 4 && memcmp(name.ptr, "meta", 4) == 0) return &META;
-  if (name.length == 8 && memcmp(name.ptr, "counters", 8) == 0) return new_counters_config(config);
+  if (name.length == 8 && memcmp(name.ptr, "counters", 8) == 0)
+    return new_counters_config(config, MODE_COUNTERS);
+  if (name.length == 8 && memcmp(name.ptr, "meta-all", 8) == 0) return &META_ALL;
+  if (name.length == 12 && memcmp(name.ptr, "counters-all", 12) == 0)
+    return new_counters_config(config, MODE_COUNTERS_ALL);
   return NULL; /* Envoy rejects the filter config */
 }
 
 void envoy_dynamic_module_on_http_filter_config_destroy(gw_module_ptr config) {
-  if (*(const enum mode *)config == MODE_COUNTERS) free((void *)config);
+  enum mode mode = *(const enum mode *)config;
+  if (mode == MODE_COUNTERS || mode == MODE_COUNTERS_ALL) free((void *)config);
 }
 
 /* No per-stream state: the filter is its config. */
@@ -264,7 +274,9 @@ int envoy_dynamic_module_on_http_filter_response_headers(gw_envoy_ptr filter, gw
                                                          bool end_of_stream) {
   (void)end_of_stream;
   enum mode mode = *(const enum mode *)self;
-  if (mode != MODE_META && mode != MODE_COUNTERS) return GW_HEADERS_CONTINUE;
+  if (mode != MODE_META && mode != MODE_COUNTERS && mode != MODE_META_ALL &&
+      mode != MODE_COUNTERS_ALL)
+    return GW_HEADERS_CONTINUE;
   envoy_dynamic_module_callback_http_set_dynamic_metadata_string(filter, BUF("gw"),
                                                                  BUF("consumer"), BUF("bench-app"));
   envoy_dynamic_module_callback_http_set_dynamic_metadata_string(filter, BUF("gw"), BUF("route"),
@@ -275,7 +287,18 @@ int envoy_dynamic_module_on_http_filter_response_headers(gw_envoy_ptr filter, gw
       filter, BUF("gw"), BUF("completion_tokens"), BENCH_COMPLETION_TOKENS);
   envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
       filter, BUF("gw.internal"), BUF("cost_nano_usd"), BENCH_COST_NANO_USD);
-  if (mode == MODE_COUNTERS) {
+  if (mode == MODE_META_ALL || mode == MODE_COUNTERS_ALL) {
+    envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+        filter, BUF("gw"), BUF("requested_model"), BUF("bench-full"));
+    envoy_dynamic_module_callback_http_set_dynamic_metadata_string(filter, BUF("gw"),
+                                                                   BUF("prompt"),
+                                                                   BUF("bench-prompt"));
+    envoy_dynamic_module_callback_http_set_dynamic_metadata_number(filter, BUF("gw"),
+                                                                   BUF("prompt_version"), 1);
+    envoy_dynamic_module_callback_http_set_dynamic_metadata_number(filter, BUF("gw"),
+                                                                   BUF("cost_usd"), 0.00023);
+  }
+  if (mode == MODE_COUNTERS || mode == MODE_COUNTERS_ALL) {
     const struct counters_config *c = self;
     gw_buffer labels[3] = {BUF("bench-app"), BUF("bench-full"), BUF("bench-model")};
     static const uint64_t values[COUNTERS] = {1, BENCH_PROMPT_TOKENS, BENCH_COMPLETION_TOKENS,
