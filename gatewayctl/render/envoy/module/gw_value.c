@@ -115,20 +115,14 @@ void gv_doc_free(gv_doc *doc) {
   free(doc);
 }
 
-/* n bytes of the arena, aligned for the library's values; NULL past the bound or without
- * memory. */
-static void *arena_alloc(gv_doc *doc, size_t n) {
+/* A new block for n (aligned) bytes: arena_alloc's slow path. */
+static void *arena_block(gv_doc *doc, size_t n) {
   if (n > SIZE_MAX - ARENA_ALIGN) {
     doc->failed = true;
     return NULL;
   }
   n = n == 0 ? ARENA_ALIGN : ALIGN_UP(n);
   gv_block *b = doc->blocks;
-  if (b != NULL && b->size - b->used >= n) {
-    void *p = b->data + b->used;
-    b->used += n;
-    return p;
-  }
   size_t size = n > doc->block_size / 4 ? n : doc->block_size;
   if (size == doc->block_size && doc->block_size < GV_BLOCK) doc->block_size *= 2;
   if (size > doc->bound - doc->allocated || doc->allocated > doc->bound) {
@@ -153,6 +147,19 @@ static void *arena_alloc(gv_doc *doc, size_t n) {
     doc->blocks = nb;
   }
   return nb->data;
+}
+
+/* n bytes of the arena, aligned for the library's values; NULL past the bound or without
+ * memory. */
+static inline void *arena_alloc(gv_doc *doc, size_t n) {
+  gv_block *b = doc->blocks;
+  size_t aligned = ALIGN_UP(n);
+  if (n != 0 && aligned >= n && b->size - b->used >= aligned) {
+    void *p = b->data + b->used;
+    b->used += aligned;
+    return p;
+  }
+  return arena_block(doc, n);
 }
 
 bool gv_doc_failed(const gv_doc *doc) { return doc->failed; }
@@ -195,19 +202,24 @@ static bool out_reserve(gw_out *out, size_t more) {
   return true;
 }
 
-void gw_out_append(gw_out *out, const char *bytes, size_t length) {
-  if (length == 0 || !out_reserve(out, length)) return;
+/* room for `more` bytes: the common case inline, growth in out_reserve */
+static inline bool out_room(gw_out *out, size_t more) {
+  if (!out->failed && more <= out->capacity - out->length &&
+      (out->limit == 0 || out->length + more <= out->limit))
+    return true;
+  return out_reserve(out, more);
+}
+
+static inline void append(gw_out *out, const char *bytes, size_t length) {
+  if (length == 0 || !out_room(out, length)) return;
   memcpy(out->ptr + out->length, bytes, length);
   out->length += length;
 }
 
+void gw_out_append(gw_out *out, const char *bytes, size_t length) { append(out, bytes, length); }
+
 static inline void out_byte(gw_out *out, char c) {
-  if (out->length < out->capacity && !out->failed &&
-      (out->limit == 0 || out->length < out->limit)) {
-    out->ptr[out->length++] = c;
-    return;
-  }
-  gw_out_append(out, &c, 1);
+  if (out_room(out, 1)) out->ptr[out->length++] = c;
 }
 
 void gw_out_free(gw_out *out) {
@@ -287,7 +299,7 @@ static void put_utf8(gw_out *out, unsigned long cp) {
     b[3] = (char)(0x80 | (cp & 0x3F));
     n = 4;
   }
-  gw_out_append(out, b, n);
+  append(out, b, n);
 }
 
 /* a byte a string holds as it is: not a quote, a backslash or a control byte (0-31) */
@@ -311,8 +323,14 @@ static inline uint64_t has_byte(uint64_t w, unsigned c) { return has_below(w ^ (
 static inline size_t plain_run(const unsigned char *s, size_t i, size_t n, bool del) {
   while (n - i >= 8) {
     uint64_t w = word_at(s + i);
-    if (has_below(w, 0x20) | has_byte(w, '"') | has_byte(w, '\\') | (del ? has_byte(w, 0x7F) : 0))
-      break;
+    uint64_t stop =
+        has_below(w, 0x20) | has_byte(w, '"') | has_byte(w, '\\') | (del ? has_byte(w, 0x7F) : 0);
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* the lowest flag is exact: the first stopping byte */
+    if (stop != 0) return i + ((size_t)__builtin_ctzll(stop) >> 3);
+#else
+    if (stop != 0) break;
+#endif
     i += 8;
   }
   while (i < n && plain_byte(s[i]) && !(del && s[i] == 0x7F)) i++;
@@ -334,11 +352,11 @@ static bool read_string(reader *r, size_t *pos, const char **out, size_t *length
   gw_out *text = &r->doc->text;
   text->length = 0;
   text->failed = false;
-  gw_out_append(text, (const char *)r->s + *pos + 1, i - *pos - 1);
+  append(text, (const char *)r->s + *pos + 1, i - *pos - 1);
   for (;;) {
     size_t start = i;
     i = plain_run(r->s, i, r->n, false);
-    gw_out_append(text, (const char *)r->s + start, i - start);
+    append(text, (const char *)r->s + start, i - start);
     int c = at(r, i);
     if (c < 0) return fail(r, "unterminated string");
     if (c == '"') break;
@@ -832,12 +850,12 @@ bool gv_array_insert(gv_doc *doc, gv_value *array, size_t index, gv_value *v) {
 void gv_encode_string(const char *bytes, size_t length, gw_out *out) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *s = (const unsigned char *)bytes;
-  if (!out_reserve(out, length + 2)) return;
+  if (!out_room(out, length + 2)) return;
   out->ptr[out->length++] = '"';
   size_t from = 0;
   for (size_t i = 0; (i = plain_run(s, i, length, true)) < length; i++) {
     unsigned char c = s[i];
-    gw_out_append(out, bytes + from, i - from);
+    append(out, bytes + from, i - from);
     char e[6] = {'\\', 0, 0, 0, 0, 0};
     size_t n = 2;
     switch (c) {
@@ -856,10 +874,10 @@ void gv_encode_string(const char *bytes, size_t length, gw_out *out) {
         e[5] = hex[c & 15];
         n = 6;
     }
-    gw_out_append(out, e, n);
+    append(out, e, n);
     from = i + 1;
   }
-  gw_out_append(out, bytes + from, length - from);
+  append(out, bytes + from, length - from);
   out_byte(out, '"');
 }
 
@@ -879,13 +897,13 @@ static bool encode_number(double v, gw_out *out) {
       u /= 10;
     } while (u != 0);
     if (k < 0) *--p = '-';
-    gw_out_append(out, p, (size_t)(b + sizeof b - p));
+    append(out, p, (size_t)(b + sizeof b - p));
     return true;
   } else {
     n = snprintf(b, sizeof b, "%.14g", v);
     if (strtod(b, NULL) != v) n = snprintf(b, sizeof b, "%.17g", v);
   }
-  gw_out_append(out, b, (size_t)n);
+  append(out, b, (size_t)n);
   return true;
 }
 
@@ -954,9 +972,9 @@ static bool encode_object(const gv_value *v, const char *first, size_t first_len
 static bool encode_value(const gv_value *v, const char *first, size_t first_length,
                          gw_out *out) {
   switch (v->type) {
-    case GV_NULL: gw_out_append(out, "null", 4); return true;
-    case GV_FALSE: gw_out_append(out, "false", 5); return true;
-    case GV_TRUE: gw_out_append(out, "true", 4); return true;
+    case GV_NULL: append(out, "null", 4); return true;
+    case GV_FALSE: append(out, "false", 5); return true;
+    case GV_TRUE: append(out, "true", 4); return true;
     case GV_NUMBER: return encode_number(v->number, out);
     case GV_STRING: gv_encode_string(v->string, v->length, out); return true;
     case GV_ARRAY:
