@@ -69,20 +69,32 @@ void gvt_free(char *p) { free(p); }
 
 /* E<message>, or O<unique 0/1> then every span (<key> <first> <last>;) then `|` and the
  * dump. */
-char *gvt_decode(const char *body, size_t length, int sorted, size_t *result_length) {
-  gw_out out = {0};
-  gv_doc *doc = gv_doc_new(length);
+typedef struct {
+  gv_doc *doc;
+  gv_value *root;
   gv_span *spans;
   size_t count;
   bool unique;
   const char *error;
-  gv_value *root = gv_decode_members(doc, body, length, &spans, &count, &unique, &error);
+} decoded;
+
+static decoded decode(const char *body, size_t length) {
+  decoded d = {gv_doc_new(length), NULL, NULL, 0, false, NULL};
+  d.root = gv_decode_members(d.doc, body, length, &d.spans, &d.count, &d.unique, &d.error);
+  return d;
+}
+
+char *gvt_decode(const char *body, size_t length, int sorted, size_t *result_length) {
+  gw_out out = {0};
+  decoded d = decode(body, length);
+  gv_value *root = d.root;
+  gv_span *spans = d.spans;
   if (root == NULL) {
     gw_out_append(&out, "E", 1);
-    gw_out_append(&out, error, strlen(error));
+    gw_out_append(&out, d.error, strlen(d.error));
   } else {
-    gw_out_append(&out, unique ? "O1" : "O0", 2);
-    for (size_t i = 0; i < count; i++) {
+    gw_out_append(&out, d.unique ? "O1" : "O0", 2);
+    for (size_t i = 0; i < d.count; i++) {
       char b[64];
       put_text(&out, spans[i].key, spans[i].key_length);
       int n = snprintf(b, sizeof b, " %zu %zu;", spans[i].first, spans[i].last);
@@ -91,7 +103,7 @@ char *gvt_decode(const char *body, size_t length, int sorted, size_t *result_len
     gw_out_append(&out, "|", 1);
     dump(root, sorted, &out);
   }
-  gv_doc_free(doc);
+  gv_doc_free(d.doc);
   return finish(&out, result_length);
 }
 
@@ -100,12 +112,9 @@ char *gvt_decode(const char *body, size_t length, int sorted, size_t *result_len
 char *gvt_on_body(const char *body, size_t length, int mode, const char *first, unsigned kinds,
                   int *status, size_t *result_length) {
   gw_out out = {0};
-  gv_doc *doc = gv_doc_new(length);
-  gv_span *spans;
-  size_t count;
-  bool unique;
-  const char *error;
-  gv_value *root = gv_decode_members(doc, body, length, &spans, &count, &unique, &error);
+  decoded d = decode(body, length);
+  gv_doc *doc = d.doc;
+  gv_value *root = d.root;
   if (root == NULL) {
     *status = -1;
   } else if (mode == 0) {
