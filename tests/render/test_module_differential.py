@@ -37,6 +37,7 @@ from tests.render.harness import (
 pytestmark = [needs_envoy, pytest.mark.envoy]
 
 SEARCH, HELPDESK = irs.CONSUMER_KEYS["search-app"], irs.CONSUMER_KEYS["helpdesk"]
+Request = tuple[str, list[tuple[str, str]], int]  # model, headers (repeats allowed), padding
 KEY_VALUES = [SEARCH, HELPDESK, "nope", "", "   ", f" {SEARCH}\t", f"{SEARCH}x", HELPDESK.upper()]
 AUTH_SCHEMES = ["Bearer ", "bearer ", "BEARER\t", "Bearer  ", "Basic ", "Bearer", "Bearerx ", ""]
 
@@ -47,7 +48,7 @@ def _closed(base: GatewayIR) -> GatewayIR:
     return dataclasses.replace(base, routes=(base.route("keys"),))
 
 
-def _requests(seed: int, count: int) -> list[tuple[str, list[tuple[str, str]], int]]:
+def _requests(seed: int, count: int) -> list[Request]:
     """(model, headers (repeats allowed), body padding) for each request."""
     rng = random.Random(seed)
     out = []
@@ -85,10 +86,12 @@ def _send(envoy: RunningEnvoy, rid: str, model: str, headers: list[tuple[str, st
 
 
 @contextlib.contextmanager
-def _gateway(tmp_path: Path, ir: GatewayIR, mock_url: str) -> Iterator[RunningEnvoy]:
+def _gateway(tmp_path: Path, ir: GatewayIR, mock_url: str,
+             keys: dict[str, str]) -> Iterator[RunningEnvoy]:
+    """`ir` served with consumer key files `<consumer>-key/key` holding `keys`."""
     secrets = tmp_path / "secrets"
     write_secrets(secrets, {("openai-credentials", "api-key"): irs.OPENAI_KEY,
-                            **{(f"{n}-key", "key"): k for n, k in irs.CONSUMER_KEYS.items()}})
+                            **{(f"{n}-key", "key"): k for n, k in keys.items()}})
     options = loopback_options(tmp_path, secrets, provider_overrides={"openai": mock_url})
     with running_envoy(tmp_path / "envoy", render_envoy(ir, options),
                        listener_port=options.listener_port, admin_port=options.admin_port,
@@ -101,18 +104,19 @@ def _consumers(envoy: RunningEnvoy, count: int) -> dict[str, Any]:
     return {line["request_id"]: (line.get("gateway") or {}).get("consumer") for line in lines}
 
 
-@pytest.mark.parametrize("closed", [False, True], ids=["open-routes", "keys-only"])
-def test_module_answers_as_the_lua_does(tmp_path: Path, closed: bool) -> None:
-    base = irs.build_ir()
-    ir = _closed(base) if closed else base
+def _served_both_ways(tmp_path: Path, ir: GatewayIR, keys: dict[str, str],
+                      requests: list[Request]) -> tuple[list[tuple[int, Any]], dict[str, Any]]:
+    """Serve `ir` with the Lua filters, then with the module, send each the same requests and
+    check they answer each the same (status, error body, the access log's consumer); the
+    Lua's answers and consumers (by request id), for the corpus checks."""
     mock = start_mock_provider(config=MockProviderConfig(name="openai",
                                                          require_key=irs.OPENAI_KEY))
-    requests = _requests(21 + closed, 60)
     answers: dict[str, list[tuple[int, Any]]] = {}
     consumers: dict[str, dict[str, Any]] = {}
     try:
         for filters in ("lua", "module"):
-            with _gateway(tmp_path / filters, with_filters(ir, filters), mock.url) as envoy:
+            with _gateway(tmp_path / filters, with_filters(ir, filters), mock.url,
+                          keys) as envoy:
                 answers[filters] = [_send(envoy, f"r{i}", *request)
                                     for i, request in enumerate(requests)]
                 consumers[filters] = _consumers(envoy, len(requests))
@@ -121,7 +125,15 @@ def test_module_answers_as_the_lua_does(tmp_path: Path, closed: bool) -> None:
     for i, request in enumerate(requests):
         assert answers["module"][i] == answers["lua"][i], (request, answers["lua"][i])
         assert consumers["module"].get(f"r{i}") == consumers["lua"].get(f"r{i}"), request
-    statuses = {status for status, _ in answers["lua"]}
+    return answers["lua"], consumers["lua"]
+
+
+@pytest.mark.parametrize("closed", [False, True], ids=["open-routes", "keys-only"])
+def test_module_answers_as_the_lua_does(tmp_path: Path, closed: bool) -> None:
+    base = irs.build_ir()
+    ir = _closed(base) if closed else base
+    answers, _ = _served_both_ways(tmp_path, ir, irs.CONSUMER_KEYS, _requests(21 + closed, 60))
+    statuses = {status for status, _ in answers}
     # the corpus reaches every answer the auth filter can give (and some it lets through)
     assert {200, 401, 413} <= statuses, statuses
     if closed:
@@ -236,8 +248,7 @@ def _credentials(key_a: Any, key_b: Any, stranger: Any) -> list[str]:
     ]
 
 
-def _token_requests(seed: int, count: int, credentials: list[str]
-                    ) -> list[tuple[str, list[tuple[str, str]], int]]:
+def _token_requests(seed: int, count: int, credentials: list[str]) -> list[Request]:
     """Every credential on every route once, then `count` random mixes (an API key beside a
     token, no credential, bodies over the bounds)."""
     models = ["sso", "sso-search", "mixed", "keys", "open", "no-such-model"]
@@ -264,32 +275,9 @@ def test_module_answers_tokens_as_the_lua_does(tmp_path: Path, open_route: bool)
     root = _token_root(tmp_path / "root", _jwks(key_a, "a1"), _jwks(key_b, "b1"), open_route)
     ir = compile_root(root).ir
     requests = _token_requests(7 + open_route, 80, _credentials(key_a, key_b, stranger))
-    mock = start_mock_provider(config=MockProviderConfig(name="openai",
-                                                         require_key=irs.OPENAI_KEY))
-    answers: dict[str, list[tuple[int, Any]]] = {}
-    consumers: dict[str, dict[str, Any]] = {}
-    try:
-        for filters in ("lua", "module"):
-            secrets = tmp_path / filters / "secrets"
-            write_secrets(secrets, {("openai-credentials", "api-key"): irs.OPENAI_KEY,
-                                    **{(f"{n}-key", "key"): k for n, k in TOKEN_KEYS.items()}})
-            options = loopback_options(tmp_path / filters, secrets,
-                                       provider_overrides={"openai": mock.url})
-            with running_envoy(tmp_path / filters / "envoy",
-                               render_envoy(with_filters(ir, filters), options),
-                               listener_port=options.listener_port,
-                               admin_port=options.admin_port,
-                               access_log=tmp_path / filters / "access.log") as envoy:
-                answers[filters] = [_send(envoy, f"r{i}", *request)
-                                    for i, request in enumerate(requests)]
-                consumers[filters] = _consumers(envoy, len(requests))
-    finally:
-        mock.stop()
-    for i, request in enumerate(requests):
-        assert answers["module"][i] == answers["lua"][i], (request, answers["lua"][i])
-        assert consumers["module"].get(f"r{i}") == consumers["lua"].get(f"r{i}"), request
-    codes = {error["code"] for _, error in answers["lua"] if error is not None}
-    named = {c for c in consumers["lua"].values() if c}
+    answers, consumers = _served_both_ways(tmp_path, ir, TOKEN_KEYS, requests)
+    codes = {error["code"] for _, error in answers if error is not None}
+    named = {c for c in consumers.values() if c}
     # the corpus reaches every token outcome, through the auth filter or the body filter
     assert {"token_expired", "invalid_token", "consumer_not_allowed"} <= codes, codes
     assert {"search-app", "billing-app", "helpdesk"} <= named, named
