@@ -100,8 +100,17 @@ def _gateway(tmp_path: Path, ir: GatewayIR, mock_url: str,
 
 
 def _consumers(envoy: RunningEnvoy, count: int) -> dict[str, Any]:
-    lines = envoy.access_log_lines(expected=count, timeout_s=10)
-    return {line["request_id"]: (line.get("gateway") or {}).get("consumer") for line in lines}
+    """The consumer the access log names for each request id, once the lines of all `count`
+    requests (r0...) are there: the log holds the harness's own requests too, so a count of
+    lines alone can come before the last request's line."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = envoy.access_log_lines(expected=count, timeout_s=10)
+        found = {line["request_id"]: (line.get("gateway") or {}).get("consumer")
+                 for line in lines}
+        if all(f"r{i}" in found for i in range(count)) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def _served_both_ways(tmp_path: Path, ir: GatewayIR, keys: dict[str, str],
