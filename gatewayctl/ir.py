@@ -273,10 +273,17 @@ class LimitsIR:
     global: Envoy's rate limit filter asks a rate limit service (envoyproxy/ratelimit on
     Kubernetes) that counts in the Redis at redis_address, so a limit holds across replicas.
     failure_mode says what a request that needs the service gets when it cannot answer.
+    The services that use Redis log in with AUTH when redis_password is set (as
+    redis_username, an ACL user, when that is set too) and speak TLS when redis_tls is,
+    verifying Redis's certificate against redis_ca (or the system's CAs).
     """
 
     scope: Literal["replica", "global"] = "replica"
     redis_address: str | None = None
+    redis_username: str | None = None
+    redis_password: SecretRefIR | None = None
+    redis_tls: bool = False
+    redis_ca: SecretRefIR | None = None
     failure_mode: Literal["open", "closed"] = "open"
     timeout_ms: int = 100
 

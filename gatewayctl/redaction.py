@@ -71,6 +71,15 @@ def looks_secret(text: str) -> bool:
     return any(_secret(m) for m in _CANDIDATE.finditer(text))
 
 
+# Values that are secrets by where they stand, whatever they look like: a `password:` key's
+# value (a Redis password written in a manifest by mistake) and a URL's password
+# (rediss://user:secret@host, the user may be empty).
+_KEYED = re.compile(r"""(?i)(\b(?:password|passwd)\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,}\]]+)""")
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)([^/\s@]+)(@)")
+
+
 def redact(text: str) -> str:
     """The text with every credential and secret-looking token replaced by ****."""
+    text = _KEYED.sub(lambda m: m.group(1) + MASK, text)
+    text = _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(3), text)
     return _CANDIDATE.sub(lambda m: MASK if _secret(m) else m.group(0), text)

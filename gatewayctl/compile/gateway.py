@@ -33,6 +33,7 @@ from gatewayctl.manifests.kinds import (
     Cache,
     ConsumerSpec,
     JwtIssuer,
+    Limits,
     Metric,
     ModelSpec,
     PolicySpec,
@@ -44,7 +45,7 @@ from gatewayctl.manifests.kinds import (
 )
 from gatewayctl.manifests.manifest_set import ManifestSet
 from gatewayctl.manifests.prompts import TextPart, parse_template
-from gatewayctl.manifests.types import manifest_duration_ms
+from gatewayctl.manifests.types import SecretRef, manifest_duration_ms
 
 PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
@@ -325,6 +326,24 @@ def compile_kubernetes(spec: KubernetesSettings) -> KubernetesIR:
     )
 
 
+def compile_limits(spec: Limits) -> LimitsIR:
+    redis = spec.redis
+
+    def ref(secret: SecretRef | None) -> SecretRefIR | None:
+        return SecretRefIR(secret.name, secret.key) if secret is not None else None
+
+    return LimitsIR(
+        scope=spec.scope,
+        redis_address=redis.address if redis else None,
+        redis_username=redis.username if redis else None,
+        redis_password=ref(redis.passwordSecretRef) if redis else None,
+        redis_tls=redis.tls if redis else False,
+        redis_ca=ref(redis.caSecretRef) if redis else None,
+        failure_mode=spec.failureMode,
+        timeout_ms=spec.timeout,
+    )
+
+
 def compile_gateway(ms: ManifestSet) -> GatewayIR:
     """The IR of a manifest set that validated without errors."""
     gw = ms.gateway
@@ -352,12 +371,7 @@ def compile_gateway(ms: ManifestSet) -> GatewayIR:
         models=tuple(compile_model(m) for m in ms.models.values()),
         routes=tuple(compile_route(r, ms, defaults, prompts, rollouts) for r in ms.routes.values()),
         kubernetes=compile_kubernetes(gw.spec.kubernetes),
-        limits=LimitsIR(
-            scope=gw.spec.limits.scope,
-            redis_address=gw.spec.limits.redis.address if gw.spec.limits.redis else None,
-            failure_mode=gw.spec.limits.failureMode,
-            timeout_ms=gw.spec.limits.timeout,
-        ),
+        limits=compile_limits(gw.spec.limits),
         consumers=tuple(
             ConsumerIR(
                 name=c.name,

@@ -56,10 +56,58 @@ class Replicas(Strict):
         return self
 
 
+RedisUsername = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$")]
+
+
 class Redis(Strict):
-    # host:port of the Redis that holds the shared counts (no scheme; TLS and auth are not
-    # configured by gatewayctl: docs/data-plane.md, "Limits")
+    """The user's Redis (global limits and the shared response cache): where, how to log in
+    (AUTH, an ACL user optional) and whether to speak TLS. docs/data-plane.md, "Limits"."""
+
+    # host:port, no scheme (a rediss:// URL is tls: true)
     address: Annotated[str, Field(min_length=3, pattern=r"^[A-Za-z0-9._-]+:[0-9]{1,5}$")]
+    # AUTH: the password is a key of a Kubernetes Secret, never a value in the manifests
+    passwordSecretRef: SecretRef | None = None
+    username: RedisUsername | None = None  # an ACL user (Redis 6+); default: Redis's "default"
+    tls: bool = False  # the server's certificate is verified (system CAs, or caSecretRef)
+    caSecretRef: SecretRef | None = None  # a PEM bundle of the CAs that sign Redis's certificate
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _plain_address(cls, value: Any) -> Any:
+        # A URL may carry a password (redis://:secret@host): refuse it without echoing it.
+        if isinstance(value, str) and ("://" in value or "@" in value):
+            raise invalid(
+                "address is host:port, without a scheme or credentials",
+                "write the host and port only, e.g. redis.example.com:6380; rediss:// is "
+                "tls: true, and a password goes in passwordSecretRef: {name: ..., key: ...}",
+            )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literal_password(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise invalid(
+                "a password is never written in the manifests",
+                "store it in a Kubernetes Secret and refer to it with "
+                "passwordSecretRef: {name: ..., key: ...}; rotate the exposed one",
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Redis:
+        if self.username is not None and self.passwordSecretRef is None:
+            raise invalid(
+                "username needs passwordSecretRef (an ACL user logs in with a password)",
+                "add passwordSecretRef: {name: ..., key: ...}, or remove username to log in "
+                "as Redis's default user",
+            )
+        if self.caSecretRef is not None and not self.tls:
+            raise invalid(
+                "caSecretRef is only used with tls: true",
+                "set tls: true (Redis speaks TLS), or remove caSecretRef",
+            )
+        return self
 
 
 class Limits(Strict):

@@ -234,10 +234,28 @@ def gateway_view(ir: GatewayIR) -> dict[str, Any]:
     }
     if ir.limits.scope == "global":
         view["limits_redis"] = ir.limits.redis_address
+        view["limits_redis_login"] = _redis_login(ir)
+        view["limits_redis_tls"] = _redis_tls(ir)
         view["limits_failure_mode"] = ir.limits.failure_mode
     if any(r.policy.cache is not None for r in ir.routes):
         view["response_cache_store"] = cache_store_text(ir)
     return view
+
+
+def _redis_login(ir: GatewayIR) -> str:
+    """How the services log in to Redis: the Secret key that holds the password, never it."""
+    secret = ir.limits.redis_password
+    if secret is None:
+        return "none"
+    user = ir.limits.redis_username or "default"
+    return f"AUTH as {user}, password from Secret {secret.name}/{secret.key}"
+
+
+def _redis_tls(ir: GatewayIR) -> str:
+    if not ir.limits.redis_tls:
+        return "off"
+    ca = ir.limits.redis_ca
+    return f"on, CAs from Secret {ca.name}/{ca.key}" if ca else "on, the system's CAs"
 
 
 def _cache_store_note(before: Any, after: Any) -> str:
@@ -287,6 +305,8 @@ def _view_change(kind: str, name: str, before: dict[str, Any] | None,
 LABELS = {
     "limits_scope": "limits",
     "limits_redis": "limits: Redis",
+    "limits_redis_login": "limits: Redis login",
+    "limits_redis_tls": "limits: Redis TLS",
     "limits_failure_mode": "limits: when the rate limit service fails",
     "response_cache_store": "response cache store",
     "timeout_ms": "timeout",

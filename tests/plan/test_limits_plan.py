@@ -84,3 +84,29 @@ def test_the_cache_store_change_is_stated_in_users_terms() -> None:
     plain = next(c for c in diff_gateway_ir(base, dataclasses.replace(base, limits=GLOBAL))
                  if c.kind == "Gateway")
     assert not [d for d in plain.details if d.field == "response cache store"]
+
+
+def test_redis_login_and_tls_changes_name_the_secret_never_its_value() -> None:
+    from gatewayctl.ir import SecretRefIR
+
+    before = limits_ir(scope=GLOBAL, requests=600, per_s=60)
+    secured = dataclasses.replace(GLOBAL, redis_username="gateway",
+                                  redis_password=SecretRefIR("redis-auth", "password"),
+                                  redis_tls=True, redis_ca=SecretRefIR("redis-ca", "ca.crt"))
+    after = dataclasses.replace(before, limits=secured)
+    [gateway] = [c for c in diff_gateway_ir(before, after)]
+    assert gateway.kind == "Gateway"
+    shown = {d.field: (d.before, d.after) for d in gateway.details}
+    assert shown == {
+        "limits: Redis login": ("none", "AUTH as gateway, password from Secret "
+                                        "redis-auth/password"),
+        "limits: Redis TLS": ("off", "on, CAs from Secret redis-ca/ca.crt"),
+    }
+    # another key of the Secret (a rotation by a new key) is a change too
+    rotated = dataclasses.replace(after, limits=dataclasses.replace(
+        secured, redis_password=SecretRefIR("redis-auth", "password-next"), redis_ca=None))
+    [gateway] = [c for c in diff_gateway_ir(after, rotated)]
+    assert {d.field: d.after for d in gateway.details} == {
+        "limits: Redis login": "AUTH as gateway, password from Secret redis-auth/password-next",
+        "limits: Redis TLS": "on, the system's CAs",
+    }

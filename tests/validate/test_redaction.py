@@ -58,3 +58,16 @@ def test_credential_shapes_are_found_and_masked(text: str, label: str) -> None:
 def test_random_looking_tokens_are_masked_but_not_credentials(text: str) -> None:
     assert find_credential(text) is None  # not an error in a manifest...
     assert redact(f"auth: {text} end") == "auth: **** end"  # ...but never printed
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("redis: {address: r:6379, password: hunter2}", "redis: {address: r:6379, password: ****}"),
+    ('password: "two words"', "password: ****"),
+    ("rediss://:hunter2@redis.example.com:6380", "rediss://:****@redis.example.com:6380"),
+    ("a password goes in passwordSecretRef: {name: ..., key: ...}",
+     "a password goes in passwordSecretRef: {name: ..., key: ...}"),
+])
+def test_a_password_is_masked_by_where_it_stands(text: str, shown: str) -> None:
+    """A short password looks like any word: its key or its place in a URL gives it away."""
+    assert redact(text) == shown
+    assert "hunter2" not in redact("rediss://gateway:hunter2@redis:6380")

@@ -174,3 +174,53 @@ helm.sh/chart: {{ printf "%s-%s" $ctx.Chart.Name $ctx.Chart.Version | replace "+
     - name: envoy-config
       mountPath: {{ .dir }}
 {{- end -}}
+
+{{/* How the services beside the gateway reach your Redis (values `redis`): the official
+     rate limit service's variables, the password taken from its Secret by secretKeyRef (never
+     a value in the chart's output); with a username, REDIS_AUTH refers to REDIS_PASSWORD. */}}
+{{- define "gw.redisChecks" -}}
+{{- $r := .Values.redis -}}
+{{- if and $r.username (not $r.passwordSecretRef.name) }}{{ fail "redis.username needs redis.passwordSecretRef (an ACL user logs in with a password)" }}{{ end -}}
+{{- if and $r.passwordSecretRef.name (not $r.passwordSecretRef.key) }}{{ fail "redis.passwordSecretRef needs both name and key" }}{{ end -}}
+{{- if and $r.caSecretRef.name (not $r.tls) }}{{ fail "redis.caSecretRef is only used with redis.tls: true" }}{{ end -}}
+{{- if and $r.caSecretRef.name (not $r.caSecretRef.key) }}{{ fail "redis.caSecretRef needs both name and key" }}{{ end -}}
+{{- end -}}
+
+{{- define "gw.redisHasEnv" -}}
+{{- if or .Values.redis.passwordSecretRef.name .Values.redis.tls }}true{{ end -}}
+{{- end -}}
+
+{{- define "gw.redisHasCA" -}}
+{{- if and .Values.redis.tls .Values.redis.caSecretRef.name }}true{{ end -}}
+{{- end -}}
+
+{{- define "gw.redisEnv" -}}
+{{- $r := .Values.redis -}}
+{{- with $r.passwordSecretRef.name }}
+{{- if $r.username }}
+- name: REDIS_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ . | quote }}, key: {{ $r.passwordSecretRef.key | quote }}}}
+- {name: REDIS_AUTH, value: {{ printf "%s:$(REDIS_PASSWORD)" $r.username | quote }}}
+{{- else }}
+- name: REDIS_AUTH
+  valueFrom: {secretKeyRef: {name: {{ . | quote }}, key: {{ $r.passwordSecretRef.key | quote }}}}
+{{- end }}
+{{- end }}
+{{- if $r.tls }}
+- {name: REDIS_TLS, value: "true"}
+{{- if $r.caSecretRef.name }}
+- {name: REDIS_TLS_CACERT, value: /etc/gatewayctl/redis-ca/ca.crt}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "gw.redisVolumeMount" -}}
+- {name: redis-ca, mountPath: /etc/gatewayctl/redis-ca, readOnly: true}
+{{- end -}}
+
+{{- define "gw.redisVolume" -}}
+- name: redis-ca
+  secret:
+    secretName: {{ .Values.redis.caSecretRef.name | quote }}
+    items: [{key: {{ .Values.redis.caSecretRef.key | quote }}, path: ca.crt}]
+{{- end -}}

@@ -6,7 +6,8 @@ shared_store; none otherwise):
 - Deployment `<gateway>-cache-store`: `gatewayctl cache-store` (local/cachestore/) from
   gatewayctl's own image (Dockerfile at the project's top; Gateway.spec.kubernetes.
   cacheStoreImage), two replicas (it keeps no state: the entries are in the user's Redis at
-  LimitsIR.redis_address, under the gateway's own prefix), HTTP/1.1 on CACHE_STORE_PORT,
+  LimitsIR.redis_address, under the gateway's own prefix, reached with its AUTH and TLS
+  settings: redis_access.py), HTTP/1.1 on CACHE_STORE_PORT,
   probes on `/healthz`.
 - Service `<gateway>-cache-store`: that port, which the gateway's Envoys reach (cluster
   gatewayctl_cache_store).
@@ -29,6 +30,7 @@ from gatewayctl.render.k8s.meta import (
     metadata,
     side_deployment,
 )
+from gatewayctl.render.k8s.redis_access import redis_env, redis_mounts, redis_volumes
 
 CACHE_STORE = "cache-store"
 REPLICAS = 2
@@ -76,8 +78,13 @@ def _deployment(ir: GatewayIR) -> KubeObject:
         },
         "securityContext": security,
     }
+    env, mounts = redis_env(ir.limits), redis_mounts(ir.limits)
+    if env:
+        container["env"] = env
+    if mounts:
+        container["volumeMounts"] = mounts
     return side_deployment(ir, cache_store_name(ir), CACHE_STORE, cache_store_selector(ir),
-                           REPLICAS, container)
+                           REPLICAS, container, redis_volumes(ir.limits))
 
 
 def render_cache_store_objects(ir: GatewayIR) -> list[KubeObject]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gatewayctl.ir import GatewayIR
+from gatewayctl.ir import GatewayIR, SecretRefIR
 from gatewayctl.render.envoy.cache import CACHE_STORE_PORT, shared_store
 from gatewayctl.render.envoy.dynamic_module import IMAGE_MODULE_DIR
 from gatewayctl.render.envoy.global_limits import RATELIMIT_GRPC_PORT
@@ -108,7 +108,23 @@ def render_helm_values(ir: GatewayIR, envoy: EnvoyFiles) -> dict[str, Any]:
         values["stats"] = {"port": layout.stats_port}
     values["rateLimit"] = _rate_limit_values(ir)
     values["cacheStore"] = _cache_store_values(ir)
+    values["redis"] = _redis_values(ir)
     return dict(sorted(values.items()))
+
+
+def _redis_values(ir: GatewayIR) -> dict[str, Any]:
+    """The chart's `redis` block: Secret names and keys only, never a value."""
+    limits = ir.limits
+
+    def ref(secret: SecretRefIR | None) -> dict[str, str]:
+        return {"key": secret.key, "name": secret.name} if secret else {"key": "", "name": ""}
+
+    return {
+        "caSecretRef": ref(limits.redis_ca),
+        "passwordSecretRef": ref(limits.redis_password),
+        "tls": limits.redis_tls,
+        "username": limits.redis_username or "",
+    }
 
 
 def _cache_store_values(ir: GatewayIR) -> dict[str, Any]:

@@ -8,7 +8,8 @@ Three objects when LimitsIR.scope is "global" (none otherwise):
   notice kubelet's `..data` swap, so a changed limit reaches it without a restart.
 - Deployment `<gateway>-ratelimit`: `envoyproxy/ratelimit` (RATELIMIT_IMAGE, pinned by
   tag and digest), two replicas (it keeps no state of its own: the counts are in the user's
-  Redis at LimitsIR.redis_address), gRPC on 8081, health on 8080 (`/healthcheck`).
+  Redis at LimitsIR.redis_address, reached with its AUTH and TLS settings: redis_access.py),
+  gRPC on 8081, health on 8080 (`/healthcheck`).
 - Service `<gateway>-ratelimit`: the gRPC port, which the gateway's Envoys reach
   (render/envoy/global_limits.py).
 
@@ -17,6 +18,8 @@ reach DNS and Redis.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from gatewayctl.ir import GatewayIR
 from gatewayctl.render.envoy.global_limits import RATELIMIT_GRPC_PORT
@@ -30,6 +33,7 @@ from gatewayctl.render.k8s.meta import (
     metadata,
     side_deployment,
 )
+from gatewayctl.render.k8s.redis_access import redis_env, redis_mounts, redis_volumes
 from gatewayctl.render.ratelimit_config import (
     CONFIG_FILE,
     dump_ratelimit_config,
@@ -61,7 +65,7 @@ def ratelimit_selector(ir: GatewayIR) -> dict[str, str]:
     return {NAME_LABEL: APP_NAME, INSTANCE_LABEL: ir.name, COMPONENT_LABEL: RATELIMIT}
 
 
-def _env(ir: GatewayIR) -> list[dict[str, str]]:
+def _env(ir: GatewayIR) -> list[dict[str, Any]]:
     values = {
         "GRPC_PORT": str(RATELIMIT_GRPC_PORT),
         "PORT": str(HEALTH_PORT),
@@ -74,7 +78,8 @@ def _env(ir: GatewayIR) -> list[dict[str, str]]:
         "RUNTIME_WATCH_ROOT": "false",
         "USE_STATSD": "false",
     }
-    return [{"name": k, "value": v} for k, v in sorted(values.items())]
+    plain: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(values.items())]
+    return plain + redis_env(ir.limits)
 
 
 def _deployment(ir: GatewayIR) -> KubeObject:
@@ -107,12 +112,14 @@ def _deployment(ir: GatewayIR) -> KubeObject:
                 "name": "config",
                 "mountPath": f"{RUNTIME_ROOT}/{RUNTIME_SUBDIRECTORY}/config",
                 "readOnly": True,
-            }
+            },
+            *redis_mounts(ir.limits),
         ],
     }
     return side_deployment(ir, ratelimit_name(ir), RATELIMIT, ratelimit_selector(ir), REPLICAS,
                            container,
-                           [{"name": "config", "configMap": {"name": ratelimit_name(ir)}}])
+                           [{"name": "config", "configMap": {"name": ratelimit_name(ir)}},
+                            *redis_volumes(ir.limits)])
 
 
 def render_ratelimit_objects(ir: GatewayIR) -> list[KubeObject]:
