@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,6 +28,9 @@ try:  # typer vendors click since 0.2x; earlier versions use click itself
     from typer._click import exceptions as click_errors
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors  # type: ignore[no-redef]
+
+if TYPE_CHECKING:
+    from gatewayctl.local.resp import RedisAccess
 
 app = typer.Typer(
     name="gatewayctl",
@@ -237,12 +240,14 @@ def ratelimit_service(
     port: Annotated[int, typer.Option(help="gRPC port to listen on.", **PORTS)] = 8081,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> int:
-    """Run the local stand-in for Envoy's rate limit service (global limits of `up`)."""
+    """Run the local stand-in for Envoy's rate limit service (global limits of `up`).
+    Redis's login and TLS come from the environment, as the official service reads them:
+    REDIS_AUTH (password or user:password), REDIS_TLS, REDIS_TLS_CACERT."""
 
     from gatewayctl.local.ratelimit.server import run_service
 
     _check_redis_address(redis)
-    return run_service(config, redis, host, port)
+    return run_service(config, redis, host, port, _redis_access())
 
 
 @app.command("cache-store")
@@ -253,12 +258,30 @@ def cache_store(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> int:
     """Run the response cache's shared store (limits.scope: global): Envoy's cache filter
-    looks answers up and stores them here, in Redis."""
+    looks answers up and stores them here, in Redis. Redis's login and TLS come from the
+    environment: REDIS_AUTH (password or user:password), REDIS_TLS, REDIS_TLS_CACERT."""
 
     from gatewayctl.local.cachestore.server import run_store_service
 
     _check_redis_address(redis)
-    return run_store_service(gateway, redis, host, port)
+    return run_store_service(gateway, redis, host, port, _redis_access())
+
+
+def _redis_access() -> RedisAccess:
+    """REDIS_AUTH, REDIS_TLS and REDIS_TLS_CACERT of the environment, checked before serving."""
+    import os
+
+    from gatewayctl.local.resp import RedisAccess, RedisAccessError
+
+    try:
+        access = RedisAccess.from_env(os.environ)
+        access.context()  # reads REDIS_TLS_CACERT now, not at the first request
+    except RedisAccessError as exc:
+        raise UsageError(str(exc), hint="see docs/data-plane.md, \"Limits\"") from None
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise UsageError(f"REDIS_TLS_CACERT: cannot read the CA bundle: {exc}",
+                         hint="give a PEM file of the CAs that sign Redis's certificate") from None
+    return access
 
 
 def _check_redis_address(redis: str) -> None:

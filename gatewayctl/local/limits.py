@@ -9,14 +9,14 @@ changes (the service re-reads it when it changes), and the cache store service
 (`gatewayctl cache-store`, local/cachestore/), which keeps the response cache's entries in the
 same Redis so that the cache is shared as on Kubernetes (started in global scope whether or not
 a route has a cache yet, so that an apply may add one). The manifests' `limits.redis.address` names
-the production Redis; locally the gateway always uses its own. Kubernetes runs the official
-service instead (render/k8s/ratelimit.py).
+the production Redis; locally the gateway always uses its own, logging in and speaking TLS as
+the manifests say (local/redis_server.py). Kubernetes runs the official service instead
+(render/k8s/ratelimit.py).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import sys
 import time
@@ -26,6 +26,7 @@ from gatewayctl.errors import GatewayctlError
 from gatewayctl.ir import GatewayIR
 from gatewayctl.local import process
 from gatewayctl.local.process import HOST
+from gatewayctl.local.redis_server import start_local_redis
 from gatewayctl.local.state import ProcessRecord, StateDir
 from gatewayctl.render.ratelimit_config import (
     CONFIG_FILE,
@@ -76,30 +77,19 @@ def _wait_port(record: ProcessRecord, port: int, what: str, log: Path, since: in
 def start_limit_services(state: StateDir, ir: GatewayIR, redis_port: int,
                          ratelimit_port: int, cache_store_port: int) -> tuple[int, int, int]:
     """Start Redis, the rate limit service and the cache store service; their pids."""
-    redis_server = shutil.which("redis-server")
-    if redis_server is None:
-        raise GatewayctlError(
-            "global limits need Redis, and redis-server is not installed",
-            hint="install Debian's package: apt-get install -y redis-server "
-            "(or use limits.scope: replica locally)",
-        )
     log = state.logs_dir / "redis.log"
-    data = state.path / "redis"
-    data.mkdir(parents=True, exist_ok=True)
     since = process.log_size(log)
-    redis = process.spawn(
-        [redis_server, "--bind", HOST, "--port", str(redis_port), "--save", "",
-         "--appendonly", "no", "--dir", str(data)], log)
-    state.write_pid("redis", redis)
-    _wait_port(redis, redis_port, "redis-server", log, since)
+    redis = start_local_redis(state, ir, redis_port)
+    state.write_pid("redis", redis.record)
+    _wait_port(redis.record, redis_port, "redis-server", log, since)
 
     write_limit_config(state, ir)
     log = state.logs_dir / "ratelimit.log"
     since = process.log_size(log)
     service = process.spawn(
         [sys.executable, "-m", "gatewayctl", "ratelimit-service", "--config",
-         str(config_path(state)), "--redis", f"{HOST}:{redis_port}", "--host", HOST,
-         "--port", str(ratelimit_port)], log)
+         str(config_path(state)), "--redis", redis.address, "--host", HOST,
+         "--port", str(ratelimit_port)], log, env=redis.env)
     state.write_pid("ratelimit", service)
     _wait_port(service, ratelimit_port, "the rate limit service", log, since)
 
@@ -107,8 +97,8 @@ def start_limit_services(state: StateDir, ir: GatewayIR, redis_port: int,
     since = process.log_size(log)
     store = process.spawn(
         [sys.executable, "-m", "gatewayctl", "cache-store", "--gateway", ir.name,
-         "--redis", f"{HOST}:{redis_port}", "--host", HOST, "--port", str(cache_store_port)],
-        log)
+         "--redis", redis.address, "--host", HOST, "--port", str(cache_store_port)],
+        log, env=redis.env)
     state.write_pid("cachestore", store)
     _wait_port(store, cache_store_port, "the cache store service", log, since)
-    return redis.pid, service.pid, store.pid
+    return redis.record.pid, service.pid, store.pid

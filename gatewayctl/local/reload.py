@@ -34,6 +34,7 @@ from gatewayctl.local.admin import (
 from gatewayctl.local.limits import needs_limit_services, write_limit_config
 from gatewayctl.local.process import ProcessError
 from gatewayctl.local.publish import ConfigDir, Publisher, canonical
+from gatewayctl.local.redis_server import access_of
 from gatewayctl.local.rendering import (
     LocalBundle,
     Ports,
@@ -161,6 +162,14 @@ def _apply_locked(state: StateDir, ir: GatewayIR, root: Path | None, on_progress
         raise GatewayctlError(
             "this root now has global limits, which need Redis, the rate limit service and "
             "the cache store service that `up` starts",
+            hint="run `gatewayctl down`, then `gatewayctl up ROOT`",
+        )
+    served_ir = state.read_ir()
+    if (ports.ratelimit and served_ir is not None
+            and access_of(served_ir) != access_of(ir)):
+        raise GatewayctlError(
+            "limits.redis's login or TLS changed, and the local Redis keeps those `up` "
+            "started it with",
             hint="run `gatewayctl down`, then `gatewayctl up ROOT`",
         )
     bundle = render_local(ir, state, ports, choice)

@@ -84,6 +84,8 @@ class LocalBundle:
 
 def secret_refs(ir: GatewayIR) -> list[SecretRefIR]:
     refs = [p.credential for p in ir.providers if p.credential is not None]
+    if ir.limits.scope == "global" and ir.limits.redis_password is not None:
+        refs.append(ir.limits.redis_password)  # the local Redis requires it (redis_server.py)
     return refs + ir.consumer_and_jwks_secrets()
 
 

@@ -5,18 +5,82 @@ Shared by the rate limit stand-in (ratelimit/counts.py) and the response cache's
 (a pipeline) and the replies come back in order. A connection that fails (refused, reset,
 timed out, or an error reply) is dropped, so the next call connects anew; the failure is one
 RedisUnavailable carrying the address and the cause.
+
+A connection speaks TLS (Python's ssl, the server's certificate and name verified) and logs in
+with AUTH when its RedisAccess says so, before its first command; a refused login is a
+RedisUnavailable with Redis's own reason (which never holds the password). RedisAccess reads
+the official rate limit service's variables (REDIS_AUTH, REDIS_TLS, REDIS_TLS_CACERT), so
+Kubernetes gives both services the same environment (render/k8s/redis_access.py).
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TypeAlias
+
+_TRUE = frozenset({"1", "t", "true"})
+_FALSE = frozenset({"", "0", "f", "false"})
 
 
 class RedisUnavailable(RuntimeError):
     pass
+
+
+class RedisAccessError(ValueError):
+    """The environment's Redis settings are not usable (the message names the variable)."""
+
+
+@dataclass(frozen=True)
+class RedisAccess:
+    """How to log in to Redis and whether to speak TLS. The password never shows in repr."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_file: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RedisAccess:
+        """As the official service reads them: REDIS_AUTH is `password` or `user:password`
+        (split at the first colon), REDIS_TLS a boolean, REDIS_TLS_CACERT a PEM file."""
+        auth = env.get("REDIS_AUTH", "")
+        username: str | None = None
+        password: str | None = auth or None
+        if ":" in auth:
+            username, _, password = auth.partition(":")
+        flag = env.get("REDIS_TLS", "").strip().lower()
+        if flag not in _TRUE | _FALSE:
+            raise RedisAccessError(
+                f'REDIS_TLS is "{flag}": use true or false')
+        ca_file = env.get("REDIS_TLS_CACERT") or None
+        tls = flag in _TRUE
+        if ca_file is not None and not tls:
+            raise RedisAccessError("REDIS_TLS_CACERT is only used with REDIS_TLS=true")
+        return cls(username or None, password, tls, ca_file)
+
+    def context(self) -> ssl.SSLContext | None:
+        """The TLS context (None without TLS): the system's CAs, or ca_file's."""
+        if not self.tls:
+            return None
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    def login(self) -> bytes:
+        """The AUTH command, or b"" when no password is set."""
+        if self.password is None:
+            return b""
+        if self.username is None:
+            return command(b"AUTH", self.password.encode())
+        return command(b"AUTH", self.username.encode(), self.password.encode())
+
+    def describe(self) -> str:
+        """For a log line: how it logs in, never the password."""
+        login = f"AUTH as {self.username or 'default'}" if self.password else "no AUTH"
+        return f"{login}, {'TLS' if self.tls else 'no TLS'}"
 
 
 class RedisReplyError(Exception):
@@ -71,18 +135,32 @@ def parse_reply(data: bytes, at: int) -> tuple[Reply, int] | None:
 
 
 class _Connection:
-    def __init__(self, address: tuple[str, int], timeout_s: float) -> None:
-        self.sock = socket.create_connection(address, timeout=timeout_s)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, address: tuple[str, int], timeout_s: float,
+                 access: RedisAccess, context: ssl.SSLContext | None) -> None:
+        sock = socket.create_connection(address, timeout=timeout_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # A blocking socket whose kernel timeouts end a wait on a stuck Redis: Python's own
         # timeout would poll() before every send and every receive (two more system calls a
         # call); a timed-out receive raises BlockingIOError, an OSError like any failure.
         seconds = int(timeout_s)
         timeval = struct.pack("ll", seconds, int((timeout_s - seconds) * 1e6))
-        self.sock.settimeout(None)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         self.pending = b""
+        try:
+            self.sock = (sock if context is None
+                         else context.wrap_socket(sock, server_hostname=address[0]))
+        except OSError:
+            sock.close()
+            raise
+        login = access.login()
+        if login:
+            self.sock.sendall(login)
+            (reply,) = self.replies(1)
+            if isinstance(reply, RedisReplyError):
+                self.sock.close()
+                raise ConnectionError(f"redis refused the login: {reply}")
 
     def lines(self, count: int) -> list[bytes]:
         """`count` one-line replies (integers, simple strings, errors), unparsed: the rate
@@ -120,10 +198,13 @@ class _Connection:
 class RedisClient:
     """Pipelines to one Redis at "HOST:PORT", one kept connection per calling thread."""
 
-    def __init__(self, address: str, timeout_s: float = 0.5) -> None:
+    def __init__(self, address: str, timeout_s: float = 0.5,
+                 access: RedisAccess | None = None) -> None:
         host, _, port = address.rpartition(":")
         self.address = (host, int(port))
         self._timeout_s = timeout_s
+        self._access = access or RedisAccess()
+        self._context = self._access.context()  # one context: its CA file is read once
         self._local = threading.local()
         self._open: list[_Connection] = []
         self._lock = threading.Lock()
@@ -134,7 +215,7 @@ class RedisClient:
     def _connection(self) -> _Connection:
         conn: _Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _Connection(self.address, self._timeout_s)
+            conn = _Connection(self.address, self._timeout_s, self._access, self._context)
             self._local.conn = conn
             with self._lock:
                 self._open.append(conn)

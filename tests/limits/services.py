@@ -7,12 +7,13 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gatewayctl.ir import GatewayIR
 from gatewayctl.local.ratelimit.server import RunningService, start_service
+from gatewayctl.local.resp import RedisAccess
 from gatewayctl.render.ratelimit_config import dump_ratelimit_config, render_ratelimit_config
 from tests.render.harness import free_port
 
@@ -36,12 +37,21 @@ class Redis:
             self.proc.wait(timeout=10)
 
 
-def start_redis(workdir: Path, port: int | None = None) -> Redis:
+def start_redis(workdir: Path, port: int | None = None, extra: Sequence[str] = (),
+                tls: tuple[Path, Path, Path] | None = None) -> Redis:
+    """`extra`: more redis-server options (--requirepass, --user ...); `tls`: (CA, certificate,
+    key) to listen with TLS only."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
+    listen = ["--port", str(port)]
+    if tls is not None:
+        ca, cert, key = tls
+        listen = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),
+                  "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
+                  "--tls-auth-clients", "no"]
     proc = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
+        ["redis-server", "--bind", "127.0.0.1", *listen, "--save", "",
+         "--appendonly", "no", "--dir", str(workdir), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -56,8 +66,9 @@ def start_redis(workdir: Path, port: int | None = None) -> Redis:
 
 
 @contextlib.contextmanager
-def running_redis(workdir: Path) -> Iterator[Redis]:
-    redis = start_redis(workdir)
+def running_redis(workdir: Path, extra: Sequence[str] = (),
+                  tls: tuple[Path, Path, Path] | None = None) -> Iterator[Redis]:
+    redis = start_redis(workdir, extra=extra, tls=tls)
     try:
         yield redis
     finally:
@@ -73,11 +84,12 @@ def write_ratelimit_config(path: Path, ir: GatewayIR) -> None:
 
 
 @contextlib.contextmanager
-def running_ratelimit(workdir: Path, ir: GatewayIR, redis: Redis) -> Iterator[RunningService]:
+def running_ratelimit(workdir: Path, ir: GatewayIR, redis: Redis,
+                      access: RedisAccess | None = None) -> Iterator[RunningService]:
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "config.yaml"
     write_ratelimit_config(config, ir)
-    service = start_service(config, redis.address, port=free_port())
+    service = start_service(config, redis.address, port=free_port(), access=access)
     try:
         yield service
     finally:

@@ -31,6 +31,7 @@ from gatewayctl.ir import GatewayIR, LimitsIR
 from gatewayctl.local.mock.config import FaultConfig, FaultRule
 from gatewayctl.local.mock_provider import MockProviderHandle
 from gatewayctl.local.ratelimit.server import RunningService
+from gatewayctl.local.resp import RedisAccess
 from tests.limits.gateways import Replica, auth, limits_ir, mock_providers, start_replica
 from tests.limits.services import (
     Redis,
@@ -93,8 +94,10 @@ class Pair:
 
 
 @contextlib.contextmanager
-def two_replicas(tmp_path: Path, redis: Redis, ir: GatewayIR) -> Iterator[Pair]:
-    with mock_providers() as providers, running_ratelimit(tmp_path / "rls", ir, redis) as rls:
+def two_replicas(tmp_path: Path, redis: Redis, ir: GatewayIR,
+                 access: RedisAccess | None = None) -> Iterator[Pair]:
+    with mock_providers() as providers, running_ratelimit(tmp_path / "rls", ir, redis,
+                                                          access) as rls:
         address = f"127.0.0.1:{rls.port}"
         replicas: list[Replica] = []
         try:

@@ -3,16 +3,19 @@ rate limit service run beside Envoy, limits hold, an apply keeps the counts, `do
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.client
 import json
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from gatewayctl.errors import GatewayctlError
 from gatewayctl.ir import BackendIR
 from gatewayctl.local import process
 from gatewayctl.local.gateway import apply_local, down, up
@@ -96,3 +99,59 @@ def test_up_runs_redis_and_the_rate_limit_service(global_root: Path, state: Stat
     stopped = down(state_dir=state.path)
     assert dict(stopped.stopped).keys() >= {"envoy", "mock", "ratelimit", "redis"}
     assert not any(process.is_alive(r) for r in children.values() if r is not None)
+
+
+SECURED = (
+    "  limits:\n"
+    "    scope: global\n"
+    "    redis:\n"
+    "      address: redis.example.com:6380\n"
+    "      username: gateway\n"
+    "      passwordSecretRef: {name: redis-auth, key: password}\n"
+    "      tls: true\n"
+    "      caSecretRef: {name: redis-ca, key: ca.crt}\n"
+)
+REDIS_PASSWORD = "local redis pass:word 7"
+
+
+def test_up_runs_its_redis_with_the_manifests_login_and_tls(
+        global_root: Path, state: StateDir) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not on PATH")
+    gateway = global_root / "gateway.yaml"
+    gateway.write_text(gateway.read_text().replace(
+        "  limits: {scope: global, redis: {address: redis.ai-gateway.svc:6379}}\n", SECURED))
+    secret = global_root / ".secrets" / "redis-auth" / "password"
+    secret.parent.mkdir(parents=True)
+    secret.write_text(REDIS_PASSWORD + "\n")
+    said: list[str] = []
+    result = up(global_root, listener_port=process.free_port(), admin_port=process.free_port(),
+                state_dir=state.path, on_progress=said.append)
+    port = result.ports.listener
+    wait_for_fresh_window()
+    assert [chat(port) for _ in range(5)] == [200, 200, 200, 429, 429]
+    # Redis speaks TLS only and lets only the ACL user in: a plain client gets nothing
+    redis_port = state.read_state().redis_port  # type: ignore[union-attr]
+    with socket.create_connection(("127.0.0.1", redis_port), timeout=5) as plain:
+        plain.sendall(b"*1\r\n$4\r\nPING\r\n")
+        plain.settimeout(2)
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            assert not plain.recv(100).startswith(b"+PONG")
+    conf = state.path / "redis.conf"
+    assert conf.stat().st_mode & 0o777 == 0o600
+    # the password is in no output, log or command line
+    seen = "\n".join(said) + repr(result)
+    seen += "".join(p.read_text(errors="replace") for p in state.logs_dir.iterdir())
+    for name in ("redis", "ratelimit", "cachestore"):
+        record = state.read_pid(name)
+        assert record is not None
+        seen += Path(f"/proc/{record.pid}/cmdline").read_bytes().decode(errors="replace")
+    assert "AUTH as gateway, TLS" in seen  # the services say how they log in...
+    assert REDIS_PASSWORD not in seen and "pass:word" not in seen  # ...never with what
+    # a changed login needs a new `up`: an apply says so and changes nothing
+    ir = load_ir(global_root)
+    plain_ir = dataclasses.replace(ir, limits=dataclasses.replace(ir.limits, redis_tls=False,
+                                                                  redis_ca=None))
+    with pytest.raises(GatewayctlError, match="login or TLS changed"):
+        apply_local(plain_ir, state_dir=state.path)
+    assert chat(port) == 429

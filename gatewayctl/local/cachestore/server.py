@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from gatewayctl.local.cachestore.http1 import Headers, Response, Server
 from gatewayctl.local.cachestore.store import STORE_NAME, Entry, SharedStore
-from gatewayctl.local.resp import RedisClient, RedisUnavailable
+from gatewayctl.local.resp import RedisAccess, RedisClient, RedisUnavailable
 from gatewayctl.local.serving import serve_in_thread, stop_serving
 
 log = logging.getLogger("gatewayctl.cachestore")
@@ -119,20 +119,21 @@ class RunningStore:
 
 
 def start_store_service(gateway: str, redis_address: str, host: str = "127.0.0.1",
-                        port: int = 0) -> RunningStore:
-    redis = RedisClient(redis_address, timeout_s=0.5)
+                        port: int = 0, access: RedisAccess | None = None) -> RunningStore:
+    redis = RedisClient(redis_address, timeout_s=0.5, access=access)
     server = Server(Handler(SharedStore(gateway, redis)), MAX_BODY)
     loop = asyncio.new_event_loop()
     thread = serve_in_thread(loop, server.start(host, port), host, port, "cache-store")
     return RunningStore(server.port, redis, loop, server, thread)
 
 
-def run_store_service(gateway: str, redis_address: str, host: str, port: int) -> int:
+def run_store_service(gateway: str, redis_address: str, host: str, port: int,
+                      access: RedisAccess) -> int:
     """Serve until interrupted (the `cache-store` command)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    service = start_store_service(gateway, redis_address, host, port)
-    print(f"cache store of gateway {gateway} on {host}:{service.port} (redis {redis_address})",
-          flush=True)
+    service = start_store_service(gateway, redis_address, host, port, access)
+    print(f"cache store of gateway {gateway} on {host}:{service.port} (redis {redis_address}, "
+          f"{access.describe()})", flush=True)
     try:
         service.wait()
     finally:

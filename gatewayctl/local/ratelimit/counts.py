@@ -8,7 +8,7 @@ replies, one integer line each, come back in order.
 
 from __future__ import annotations
 
-from gatewayctl.local.resp import RedisClient, RedisUnavailable
+from gatewayctl.local.resp import RedisAccess, RedisClient, RedisUnavailable
 
 # The rate limit service's name for Redis failing (a RedisUnavailable).
 CountsUnavailable = RedisUnavailable
@@ -23,8 +23,9 @@ def _incr_expire(key: bytes, hits: int, expire: int) -> bytes:
 
 
 class RedisCounts:
-    def __init__(self, address: str, timeout_s: float = 0.5) -> None:
-        self._redis = RedisClient(address, timeout_s)
+    def __init__(self, address: str, timeout_s: float = 0.5,
+                 access: RedisAccess | None = None) -> None:
+        self._redis = RedisClient(address, timeout_s, access)
 
     def add(self, items: list[tuple[bytes, int, int]]) -> list[int]:
         """(key, hits, expire seconds) -> the counts after adding."""

@@ -40,6 +40,7 @@ from gatewayctl.local.ratelimit.wire import (
     encode_overall,
     encode_status,
 )
+from gatewayctl.local.resp import RedisAccess
 from gatewayctl.local.serving import serve_in_thread, stop_serving
 
 SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
@@ -217,10 +218,11 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def start_service(
-    config_path: Path, redis_address: str, host: str = "127.0.0.1", port: int = 0
+    config_path: Path, redis_address: str, host: str = "127.0.0.1", port: int = 0,
+    access: RedisAccess | None = None,
 ) -> RunningService:
     source = ConfigSource(config_path)
-    counts = RedisCounts(redis_address)
+    counts = RedisCounts(redis_address, access=access)
     loop = new_event_loop()
     server = Server()
     thread = serve_in_thread(loop, server.start(handler(source, counts), host, port), host, port,
@@ -228,11 +230,12 @@ def start_service(
     return RunningService(server.port, counts, loop, server, thread)
 
 
-def run_service(config_path: Path, redis_address: str, host: str, port: int) -> int:
+def run_service(config_path: Path, redis_address: str, host: str, port: int,
+                access: RedisAccess) -> int:
     """Serve until interrupted (the `ratelimit-service` command)."""
-    service = start_service(config_path, redis_address, host, port)
+    service = start_service(config_path, redis_address, host, port, access)
     print(f"rate limit service on {host}:{service.port} (config {config_path}, redis "
-          f"{redis_address})", flush=True)
+          f"{redis_address}, {access.describe()})", flush=True)
     try:
         service.wait()
     finally:
