@@ -1,6 +1,7 @@
 # The gatewayctl CLI image: for merge-request pipelines and for running gatewayctl without a
 # local Python. Build: docker build -t gatewayctl:0.1.0 .
-# No Envoy (the `envoy` extra): CI jobs never run it; `gatewayctl up` is for laptops.
+# No Envoy (the `envoy` extra): CI jobs never run it; `gatewayctl up` is for laptops. The
+# `cachestore` extra (uvloop) is the event loop of `gatewayctl cache-store` on Kubernetes.
 #
 # The base is pinned to a patch release; pin it by digest as well in your own builds:
 #   docker build --build-arg PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:<digest> .
@@ -13,7 +14,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gatewayctl ./gatewayctl
 RUN python -m venv /opt/gatewayctl \
- && /opt/gatewayctl/bin/pip install .
+ && /opt/gatewayctl/bin/pip install ".[cachestore]"
 
 FROM ${PYTHON_IMAGE}
 # git: `gatewayctl plan --live git:REF` and the rollout merge requests read the repository.

@@ -136,3 +136,13 @@ def test_redis_down_is_503_and_recovers(tmp_path: Path) -> None:
             assert call(service, "/lookup/s0", b"k")[0] == 200
         finally:
             redis.stop()
+
+
+def test_the_store_runs_on_uvloop_when_installed(tmp_path: Path) -> None:
+    """As the rate limit stand-in: the `envoy` and `dev` extras install uvloop (asyncio's own
+    loop costs more CPU per call)."""
+    pytest.importorskip("uvloop")
+    with running_redis(tmp_path) as redis, store_service("gw", redis) as service:
+        assert type(service.loop).__module__.startswith("uvloop")
+        assert put(service, "s0", b"route\nkey", b'{"answer":1}') == 204
+        assert call(service, "/lookup/s0", b"route\nkey")[0] == 200

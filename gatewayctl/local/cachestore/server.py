@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from gatewayctl.local.cachestore.http1 import Headers, Response, Server
 from gatewayctl.local.cachestore.store import STORE_NAME, Entry, SharedStore
 from gatewayctl.local.resp import RedisAccess, RedisClient, RedisUnavailable
-from gatewayctl.local.serving import serve_in_thread, stop_serving
+from gatewayctl.local.serving import new_event_loop, serve_in_thread, stop_serving
 
 log = logging.getLogger("gatewayctl.cachestore")
 
@@ -122,7 +122,7 @@ def start_store_service(gateway: str, redis_address: str, host: str = "127.0.0.1
                         port: int = 0, access: RedisAccess | None = None) -> RunningStore:
     redis = RedisClient(redis_address, timeout_s=0.5, access=access)
     server = Server(Handler(SharedStore(gateway, redis)), MAX_BODY)
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop()
     thread = serve_in_thread(loop, server.start(host, port), host, port, "cache-store")
     return RunningStore(server.port, redis, loop, server, thread)
 

@@ -41,7 +41,7 @@ from gatewayctl.local.ratelimit.wire import (
     encode_status,
 )
 from gatewayctl.local.resp import RedisAccess
-from gatewayctl.local.serving import serve_in_thread, stop_serving
+from gatewayctl.local.serving import new_event_loop, serve_in_thread, stop_serving
 
 SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
 log = logging.getLogger("gatewayctl.ratelimit")
@@ -204,17 +204,6 @@ class RunningService:
 
     def wait(self) -> None:
         self.thread.join()
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop (libuv, in C) where it is installed, as the `envoy` extra installs
-    it: per call it costs a fraction of asyncio's own loop (docs/performance.md). Without it,
-    asyncio's: the same behaviour, more CPU per call."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def start_service(
