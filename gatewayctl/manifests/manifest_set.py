@@ -165,14 +165,16 @@ def build_set(
         group[manifest.name] = manifest
     gateway = gateways[0] if gateways else None
     roots = _gateway_folders(gateways)
-    for extra in gateways[1:]:
+    for i, extra in enumerate(gateways[1:]):
+        # Each extra Gateway is an error at its own `kind`; what to do is said once, on the
+        # first of them (the others would repeat it word for word).
         diags.add(
             extra.error(
                 "GW207",
                 "more than one Gateway in this manifest root",
                 "kind",
-                hint=f"a root describes exactly one gateway; the first is at "
-                f"{gateways[0].location('kind')}" + roots,
+                hint=(f"a root describes exactly one gateway; the first is at "
+                      f"{gateways[0].location('kind')}" + roots) if i == 0 else None,
             )
         )
     declared: dict[str, set[str]] = {}

@@ -114,3 +114,12 @@ def test_a_folder_above_several_roots_is_named_as_such() -> None:
     assert ("  hint: a root describes exactly one gateway; the first is at "
             "multi-team/gateway.yaml:7:7; the 2 Gateways here lie in 2 folders: give the folder "
             "of one as ROOT (multi-team, quickstart)\n") in out
+
+
+def test_several_extra_gateways_say_what_to_do_once() -> None:
+    """Each extra Gateway is an error at its `kind`; the hint is not repeated for each."""
+    proc = run("validate", str(CASES / "three-gateways.yaml"))
+    assert proc.returncode == 1
+    out = proc.stdout + proc.stderr
+    assert out.count("error[GW207] kind: more than one Gateway in this manifest root") == 2
+    assert out.count("hint: a root describes exactly one gateway") == 1
