@@ -98,7 +98,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -614,14 +614,20 @@ def instruction_parser(description: str | None, json_name: str) -> argparse.Argu
     return p
 
 
-def parse_instruction_args(p: argparse.ArgumentParser, argv: list[str] | None
-                           ) -> tuple[argparse.Namespace, set[str]]:
+def parse_instruction_args(p: argparse.ArgumentParser, argv: list[str] | None,
+                           known: Sequence[str]) -> tuple[argparse.Namespace, set[str]]:
     """The parsed options and the set of variants --only names (empty: all); exits with a
-    usage error when valgrind, which counts the instructions, is missing."""
+    usage error when --only names a variant not in `known` (it would measure nothing for it)
+    or when valgrind, which counts the instructions, is missing."""
     args = p.parse_args(argv)
+    only = {n.strip() for n in args.only.split(",") if n.strip()}
+    unknown = sorted(only - set(known))
+    if unknown:
+        p.error(f"--only: unknown variant{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(unknown)}; known variants: {', '.join(known)}")
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         p.error("needs valgrind (Debian: apt-get install valgrind)")
-    return args, {n for n in args.only.split(",") if n}
+    return args, only
 
 
 def versus(value: float, base: float | None) -> str:
@@ -636,7 +642,8 @@ def save_results(path: Path, requests: int, rows: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args, only = parse_instruction_args(
-        instruction_parser(__doc__, "dataplane-instructions.json"), argv)
+        instruction_parser(__doc__, "dataplane-instructions.json"), argv,
+        [name for name, _, _ in VARIANTS])
     span = lua_range(envoy_real_binary()) if args.lua_share else (0, 0)
     work = Path(tempfile.mkdtemp(prefix="gatewayctl-instructions-"))
     if any(not only or name in only for name in WITH_MODULE):

@@ -266,8 +266,8 @@ def measure_variant(
 def main(argv: list[str] | None = None) -> int:
     p = instruction_parser(__doc__, "dataplane-module.json")
     p.add_argument("--repeats", type=int, default=2)
-    args, only = parse_instruction_args(p, argv)
     names = [n for n, _ in VARIANTS] + ["gateway"]
+    args, only = parse_instruction_args(p, argv, names)
     work = Path(tempfile.mkdtemp(prefix="gatewayctl-module-"))
     library = build_module(work / "lib")
     os.environ[SEARCH_PATH] = str(library.parent)  # inherited by each Envoy
