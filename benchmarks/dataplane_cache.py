@@ -32,17 +32,18 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.dataplane_gateway import CACHE_ROUTE, render_gateway, request_body, route_model
-from benchmarks.dataplane_limits import _commit, median_cell, start_limit_service
-from benchmarks.dataplane_load import Measurement, measure, write_script
+from benchmarks.dataplane_limits import (
+    _commit,
+    median_cell,
+    start_limit_service,
+    start_timed_run,
+)
 from benchmarks.dataplane_procs import (
     Service,
-    check_completion,
-    cpu_seconds,
     free_port,
     spawn,
-    wait_quiet,
 )
-from benchmarks.dataplane_targets import AUTH, CHAT_PATH, Placement, start_envoy, start_mock
+from benchmarks.dataplane_targets import Placement, start_envoy, start_mock
 
 GATEWAYS = ("local", "shared")
 VARIANTS = ("none", "hit", "miss")
@@ -150,62 +151,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.instructions:
         return instructions(args)
-    placement = Placement.for_machine(True)
-    work = Path(tempfile.mkdtemp(prefix="gatewayctl-cache-bench-"))
-    concs = [int(c) for c in args.concurrency.split(",")]
-    services: dict[str, Service] = {}
-    scripts: dict[str, tuple[str, Path]] = {}
-    results: dict[str, list[Measurement]] = {}
-    helpers_cpu: dict[int, tuple[float, float]] = {}
-    info: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "placement": placement.describe(),
-        "duration_s": args.duration, "repeats": args.repeats, "concurrency": concs,
-        "commit": _commit(),
-        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
-    }
+    run = start_timed_run(args, "gatewayctl-cache-bench-")
+    services = run.services
     try:
-        mock = services["mock"] = start_mock(work, placement)
-        redis, rls = start_limit_service(work, placement)
-        services["redis"], services["ratelimit"] = redis, rls
-        store = services["cachestore"] = start_store_service(work, redis, placement)
-        for name, (bootstrap, port, admin) in write_gateways(work, mock, rls, store).items():
-            services[name] = start_envoy(name, work / name, bootstrap, port, admin, placement, 1)
+        store = services["cachestore"] = start_store_service(run.work, run.redis, run.placement)
+        gateways = write_gateways(run.work, run.mock, services["ratelimit"], store)
+        for name, (bootstrap, port, admin) in gateways.items():
+            services[name] = start_envoy(name, run.work / name, bootstrap, port, admin,
+                                         run.placement, 1)
         for svc in services.values():
             svc.refresh_pids()
         for target in TARGETS:
             gateway, _, variant = target.partition(":")
-            body = body_of(variant)
-            path = write_script(work / f"{target.replace(':', '-')}.lua", body, AUTH)
-            if variant == "miss":
-                path.write_text(path.read_text() + _VARY)
-            scripts[target] = (f"http://127.0.0.1:{services[gateway].port}{CHAT_PATH}", path)
-            check_completion(services[gateway].port, CHAT_PATH, body, AUTH)
-        for target in TARGETS:
-            url, script = scripts[target]
-            measure(target, url, script, max(concs), args.warmup, 0, placement.client,
-                    services[target.partition(":")[0]].pids, mock.pids)
+            run.add_script(target, gateway, body_of(variant), _VARY if variant == "miss" else "")
+        run.warm_up(TARGETS)
         for repeat in range(1, args.repeats + 1):
-            for conc in concs:
+            for conc in run.concs:
                 for target in TARGETS:
-                    wait_quiet(args.quiet_threshold, args.quiet_wait)
-                    url, script = scripts[target]
-                    before = cpu_seconds(store.pids), cpu_seconds(redis.pids)
-                    m = measure(target, url, script, conc, args.duration, repeat,
-                                placement.client, services[target.partition(":")[0]].pids,
-                                mock.pids)
-                    if target.startswith("shared"):
-                        helpers_cpu[id(m)] = (cpu_seconds(store.pids) - before[0],
-                                              cpu_seconds(redis.pids) - before[1])
-                    results.setdefault(f"{target}@{conc}", []).append(m)
-                    print(f"  {target:<12} c={conc:<3} r={repeat} {m.rps:>8,.0f} req/s "
-                          f"p50 {m.p50_ms:.3f} ms p99 {m.p99_ms:.3f} ms errors "
-                          f"{m.non2xx}+{m.socket_errors} envoy {m.proxy_us_per_request:.0f} "
-                          "µs/req", flush=True)
+                    run.record(target, conc, repeat,
+                               store if target.startswith("shared") else None, 12)
     finally:
-        for svc in reversed(list(services.values())):
-            svc.stop()
-    info["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+        run.stop()
+    info, concs, results, helpers_cpu = run.info, run.concs, run.results, run.helpers_cpu
     cells = {key: median_cell(runs, helpers_cpu if key.startswith("shared") else {})
              for key, runs in results.items()}
     added = {}

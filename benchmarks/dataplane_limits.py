@@ -196,6 +196,102 @@ def median_cell(
     return cell
 
 
+@dataclasses.dataclass
+class TimedRun:
+    """What main() of a timed benchmark beside Redis and the rate limit service sets up, here
+    and in benchmarks.dataplane_cache: the machine's placement, a work folder, the mock, Redis
+    and the service started (`services`, in start order: more are added by the caller), the
+    wrk scripts per target and where the measurements go. stop() stops every service, the last
+    started first, and notes the load average at the end."""
+
+    args: argparse.Namespace
+    placement: Placement
+    work: Path
+    concs: list[int]
+    info: dict[str, Any]
+    services: dict[str, Service]
+    scripts: dict[str, tuple[str, Path]] = dataclasses.field(default_factory=dict)
+    results: dict[str, list[Measurement]] = dataclasses.field(default_factory=dict)
+    # id(measurement) -> CPU seconds of (the helper service, Redis) during it
+    helpers_cpu: dict[int, tuple[float, float]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def mock(self) -> Service:
+        return self.services["mock"]
+
+    @property
+    def redis(self) -> Service:
+        return self.services["redis"]
+
+    def add_script(self, target: str, service: str, body: bytes, extra_lua: str = "") -> None:
+        """The target's wrk script (its request body, `extra_lua` appended), checked once
+        through the gateway before any load."""
+        path = write_script(self.work / f"{target.replace(':', '-')}.lua", body, AUTH)
+        if extra_lua:
+            path.write_text(path.read_text() + extra_lua)
+        self.scripts[target] = (f"http://127.0.0.1:{self.services[service].port}{CHAT_PATH}",
+                                path)
+        check_completion(self.services[service].port, CHAT_PATH, body, AUTH)
+
+    def warm_up(self, targets: tuple[str, ...]) -> None:
+        for target in targets:
+            url, script = self.scripts[target]
+            measure(target, url, script, max(self.concs), self.args.warmup, 0,
+                    self.placement.client, self.services[target.partition(":")[0]].pids,
+                    self.mock.pids)
+
+    def record(self, target: str, conc: int, repeat: int, helper: Service | None,
+               width: int) -> Measurement:
+        """One timed run of `target` after the machine is quiet; with `helper`, its CPU and
+        Redis's during the run are kept beside the measurement."""
+        wait_quiet(self.args.quiet_threshold, self.args.quiet_wait)
+        url, script = self.scripts[target]
+        before = (cpu_seconds(helper.pids), cpu_seconds(self.redis.pids)) if helper else None
+        m = measure(target, url, script, conc, self.args.duration, repeat,
+                    self.placement.client, self.services[target.partition(":")[0]].pids,
+                    self.mock.pids)
+        if helper is not None and before is not None:
+            self.helpers_cpu[id(m)] = (cpu_seconds(helper.pids) - before[0],
+                                       cpu_seconds(self.redis.pids) - before[1])
+        self.results.setdefault(f"{target}@{conc}", []).append(m)
+        print(f"  {target:<{width}} c={conc:<3} r={repeat} {m.rps:>8,.0f} req/s "
+              f"p50 {m.p50_ms:.3f} ms p99 {m.p99_ms:.3f} ms errors "
+              f"{m.non2xx}+{m.socket_errors} envoy {m.proxy_us_per_request:.0f} "
+              "µs/req", flush=True)
+        return m
+
+    def stop(self) -> None:
+        for svc in reversed(list(self.services.values())):
+            svc.stop()
+        self.info["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+
+
+def start_timed_run(args: argparse.Namespace, prefix: str) -> TimedRun:
+    """The placement, a new work folder named by `prefix`, the run's facts (`info`) and the
+    mock, redis-server and the rate limit service started (all stopped again if one fails)."""
+    placement = Placement.for_machine(True)
+    concs = [int(c) for c in args.concurrency.split(",")]
+    run = TimedRun(
+        args, placement, Path(tempfile.mkdtemp(prefix=prefix)), concs,
+        {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "placement": placement.describe(),
+            "duration_s": args.duration, "repeats": args.repeats, "concurrency": concs,
+            "commit": _commit(),
+            "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
+        },
+        {},
+    )
+    try:
+        run.services["mock"] = start_mock(run.work, placement)
+        run.services["redis"], run.services["ratelimit"] = start_limit_service(run.work,
+                                                                                placement)
+    except BaseException:
+        run.stop()
+        raise
+    return run
+
+
 def instructions(args: argparse.Namespace) -> int:
     """Envoy's own instructions per request of each gateway target: load-independent, and
     apart from the service's and Redis's work (which run outside valgrind)."""
@@ -329,24 +425,10 @@ def main(argv: list[str] | None = None) -> int:
         return instructions(args)
     if args.service_instructions:
         return service_instructions(args)
-    placement = Placement.for_machine(True)
-    work = Path(tempfile.mkdtemp(prefix="gatewayctl-limits-bench-"))
-    concs = [int(c) for c in args.concurrency.split(",")]
-    services: dict[str, Service] = {}
-    scripts: dict[str, tuple[str, Path]] = {}
-    results: dict[str, list[Measurement]] = {}
-    helpers_cpu: dict[int, tuple[float, float]] = {}
-    info: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "placement": placement.describe(),
-        "duration_s": args.duration, "repeats": args.repeats, "concurrency": concs,
-        "commit": _commit(),
-        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
-    }
+    run = start_timed_run(args, "gatewayctl-limits-bench-")
+    services, mock, rls, placement, work = (run.services, run.mock, run.services["ratelimit"],
+                                            run.placement, run.work)
     try:
-        mock = services["mock"] = start_mock(work, placement)
-        redis, rls = start_limit_service(work, placement)
-        services["redis"], services["ratelimit"] = redis, rls
         services["minimal"] = start_minimal(work, mock, placement, 1)
         services["gateway"] = start_gateway_variant(work, "gateway", mock, placement, None)
         services["gateway-global"] = start_gateway_variant(
@@ -363,39 +445,22 @@ def main(argv: list[str] | None = None) -> int:
         for target in TIMED_TARGETS:
             service, _, variant = target.partition(":")
             route = "full" if not variant else "ratelimit"
-            body = request_body("gpt-4o" if target == "minimal" else route_model(route),
-                                prompt_variables=target != "minimal")
-            path = write_script(work / f"{target.replace(':', '-')}.lua", body, AUTH)
-            scripts[target] = (f"http://127.0.0.1:{services[service].port}{CHAT_PATH}", path)
-            check_completion(services[service].port, CHAT_PATH, body, AUTH)
-        for target in TIMED_TARGETS:
-            url, script = scripts[target]
-            measure(target, url, script, max(concs), args.warmup, 0, placement.client,
-                    services[target.partition(":")[0]].pids, mock.pids)
+            run.add_script(target, service, request_body(
+                "gpt-4o" if target == "minimal" else route_model(route),
+                prompt_variables=target != "minimal"))
+        run.warm_up(TIMED_TARGETS)
         for repeat in range(1, args.repeats + 1):
-            for conc in concs:
+            for conc in run.concs:
                 for target in TIMED_TARGETS:
-                    wait_quiet(args.quiet_threshold, args.quiet_wait)
-                    url, script = scripts[target]
                     helper = null if target == NULL_TARGET else rls
-                    before = cpu_seconds(helper.pids), cpu_seconds(redis.pids)
-                    m = measure(target, url, script, conc, args.duration, repeat,
-                                placement.client, services[target.partition(":")[0]].pids,
-                                mock.pids)
-                    if target.startswith("gateway-global") or target == NULL_TARGET:
-                        helpers_cpu[id(m)] = (cpu_seconds(helper.pids) - before[0],
-                                              cpu_seconds(redis.pids) - before[1])
-                    results.setdefault(f"{target}@{conc}", []).append(m)
-                    print(f"  {target:<22} c={conc:<3} r={repeat} {m.rps:>8,.0f} req/s "
-                          f"p50 {m.p50_ms:.3f} ms p99 {m.p99_ms:.3f} ms errors "
-                          f"{m.non2xx}+{m.socket_errors} envoy {m.proxy_us_per_request:.0f} "
-                          "µs/req", flush=True)
-        info["limit_outcomes"] = limit_outcomes(services["gateway-global"].admin_port)
-        info["limit_outcomes_nullservice"] = limit_outcomes(services[NULL_TARGET].admin_port)
+                    measured = target.startswith("gateway-global") or target == NULL_TARGET
+                    run.record(target, conc, repeat, helper if measured else None, 22)
+        run.info["limit_outcomes"] = limit_outcomes(services["gateway-global"].admin_port)
+        run.info["limit_outcomes_nullservice"] = limit_outcomes(
+            services[NULL_TARGET].admin_port)
     finally:
-        for svc in reversed(list(services.values())):
-            svc.stop()
-    info["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+        run.stop()
+    info, concs, results, helpers_cpu = run.info, run.concs, run.results, run.helpers_cpu
     cells = {key: median_cell(runs, helpers_cpu if key.startswith(("gateway-global", NULL_TARGET))
                               else {})
              for key, runs in results.items()}
