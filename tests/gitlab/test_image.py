@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,5 +73,9 @@ def test_the_dockerfile_installs_that_configuration_git_and_no_envoy() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "COPY docker/gitconfig /etc/gitconfig" in dockerfile
     assert "--no-install-recommends git" in dockerfile
-    assert "/opt/gatewayctl/bin/pip install .\n" in dockerfile  # no [envoy] extra
+    # no [envoy] extra; the cache store service's event loop (uvloop) only
+    assert '/opt/gatewayctl/bin/pip install ".[cachestore]"\n' in dockerfile
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert [d.split(";")[0].split(">")[0] for d in
+            extras["project"]["optional-dependencies"]["cachestore"]] == ["uvloop"]
     assert "USER 10001:10001" in dockerfile
