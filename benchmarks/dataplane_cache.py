@@ -37,6 +37,7 @@ from benchmarks.dataplane_limits import (
     median_cell,
     start_limit_service,
     start_timed_run,
+    timed_parser,
 )
 from benchmarks.dataplane_procs import (
     Service,
@@ -66,14 +67,7 @@ end
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--duration", type=float, default=5.0)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--concurrency", default="1,16")
-    p.add_argument("--warmup", type=float, default=2.0)
-    p.add_argument("--quiet-threshold", type=float, default=0.15)
-    p.add_argument("--quiet-wait", type=float, default=5.0)
-    p.add_argument("--json", type=Path, default=Path("dataplane-cache.json"))
+    p = timed_parser(__doc__, 5.0, 2.0, "dataplane-cache.json")
     p.add_argument("--instructions", type=int, default=0, metavar="N",
                    help="instead: Envoy's instructions per request (callgrind, N requests) of "
                         "each target, the services running outside valgrind")

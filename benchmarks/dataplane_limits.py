@@ -84,15 +84,23 @@ TIMED_TARGETS = (*TARGETS, NULL_TARGET)
 # with the consumer's enforced budget, a check before and a charge after, as bench-full)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--duration", type=float, default=8.0)
+def timed_parser(description: str | None, duration: float, warmup: float,
+                 json_name: str) -> argparse.ArgumentParser:
+    """The options of a timed run (start_timed_run), here and in benchmarks.dataplane_cache."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--duration", type=float, default=duration)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--concurrency", default="1,16")
-    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--warmup", type=float, default=warmup)
     p.add_argument("--quiet-threshold", type=float, default=0.15)
     p.add_argument("--quiet-wait", type=float, default=5.0)
-    p.add_argument("--json", type=Path, default=Path("dataplane-limits.json"))
+    p.add_argument("--json", type=Path, default=Path(json_name))
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = timed_parser(__doc__, 8.0, 3.0, "dataplane-limits.json")
     p.add_argument("--instructions", type=int, default=0, metavar="N",
                    help="instead: Envoy's instructions per request (callgrind, N requests) of "
                         "each gateway target, with the same service and Redis")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from gatewayctl.local import process
 from gatewayctl.local.gateway import down, up
 from gatewayctl.local.resp import RedisClient, command
 from gatewayctl.local.state import StateDir
-from tests.conftest import REPO
+from tests.limits.local_roots import global_quickstart
 from tests.limits.services import redis_binary
 from tests.limits.test_local_up import state  # noqa: F401 - the fixture
 
@@ -36,18 +34,8 @@ spec:
 
 
 @pytest.fixture
-def cache_root(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "root"
-    shutil.copytree(REPO / "examples" / "quickstart", root)
-    gateway = root / "gateway.yaml"
-    text = gateway.read_text().replace(
-        "  image: envoyproxy/envoy:v1.40.0\n",
-        "  image: envoyproxy/envoy:v1.40.0\n"
-        "  defaultPolicies: [cached]\n"
-        "  limits: {scope: global, redis: {address: redis.ai-gateway.svc:6379}}\n",
-    )
-    gateway.write_text(text + CACHE)
-    yield root
+def cache_root(tmp_path: Path) -> Path:
+    return global_quickstart(tmp_path, "cached", CACHE)
 
 
 def chat(port: int, text: str) -> tuple[int, str]:

