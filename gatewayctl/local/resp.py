@@ -156,8 +156,12 @@ class _Connection:
             raise
         login = access.login()
         if login:
-            self.sock.sendall(login)
-            (reply,) = self.replies(1)
+            try:
+                self.sock.sendall(login)
+                (reply,) = self.replies(1)
+            except (OSError, ValueError):
+                self.sock.close()
+                raise
             if isinstance(reply, RedisReplyError):
                 self.sock.close()
                 raise ConnectionError(f"redis refused the login: {reply}")
