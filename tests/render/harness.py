@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -33,10 +34,22 @@ from tests.fakes.http import ServedHTTP
 START_TIMEOUT_S = 20.0
 
 
+# Ports handed out lately: the kernel may give a port back as soon as its probe socket is
+# closed, so two calls before anything listens (an Envoy's listener and admin port) could get
+# the same one. Remembering the last few hundred makes every call in a test run distinct.
+_RECENT_PORTS: collections.deque[int] = collections.deque(maxlen=512)
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now, distinct from the last 512 this process handed out."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _RECENT_PORTS:
+            _RECENT_PORTS.append(port)
+            return port
+    raise RuntimeError("no free port on 127.0.0.1 distinct from the recent ones")
 
 
 def envoy_binary() -> str | None:
