@@ -835,3 +835,28 @@ def test_a_number_luajit_reads_as_nil(lib: Library, lua: Any) -> None:
     # the Lua's own errors come first
     assert lib.decode(b'{"a":[1e1048576 x]}') == h.decode(b'{"a":[1e1048576 x]}') == (
         b"Eexpected ',' or ']'")
+
+
+def test_a_redaction_that_does_not_fit_leaves_nothing_unredacted(lib: Library) -> None:
+    """A string whose redacted form passes the arena's bound is emptied, never forwarded as it
+    was, and the doc says it failed (the filter then refuses the request)."""
+    c = lib.lib
+    c.gv_redact.argtypes, c.gv_redact.restype = [ctypes.c_void_p, VP, ctypes.c_uint], ctypes.c_bool
+    text = b"a@b.c " * 70_000  # 420 kB; redacted, 1.2 MB: past the 1 MiB of gv_doc_new(0)
+    body = b'{"model":"m","messages":[{"role":"user","content":"' + text + b'"},"x@y.z"]}'
+    for length, fits in ((0, False), (len(body), True)):
+        doc = c.gv_doc_new(length)
+        spans, count = ctypes.POINTER(Span)(), SIZE()
+        unique, error = ctypes.c_bool(), ctypes.c_char_p()
+        root = c.gv_decode_members(doc, body, len(body), ctypes.byref(spans), ctypes.byref(count),
+                                   ctypes.byref(unique), ctypes.byref(error))  # fmt: skip
+        assert root and not c.gv_doc_failed(doc)
+        assert c.gv_redact(doc, root, 1)
+        assert c.gv_doc_failed(doc) is not fits
+        messages = c.gv_get(root, b"messages", 8).contents
+        content = c.gv_get(messages.items[0], b"content", 7).contents
+        redacted = ctypes.string_at(content.string, content.length)
+        assert redacted == (b"[REDACTED_EMAIL] " * 70_000 if fits else b"")
+        short = messages.items[1].contents  # a small string still fits after
+        assert ctypes.string_at(short.string, short.length) == b"[REDACTED_EMAIL]"
+        c.gv_doc_free(doc)

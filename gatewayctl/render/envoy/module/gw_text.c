@@ -381,19 +381,21 @@ typedef struct {
   gv_doc *doc;
   unsigned kinds;
   passes p;
-  bool failed;
 } redaction;
 
+/* A string that needs redacting but whose redacted form cannot be held (the arena's bound, or
+ * no memory) becomes empty: nothing unredacted is left in the value, and the doc says it
+ * failed (gv_doc_failed), for the filter to refuse the request. */
 static bool redact_string_value(redaction *r, gv_value *v) {
   if (!redact_into(&r->p, v->string, v->length, r->kinds)) return false;
-  if (passes_failed(&r->p)) {
-    r->failed = true;
-    return false;
-  }
-  gv_value *copy = gv_new_string(r->doc, (const char *)r->p.s, r->p.length);
+  gv_value *copy = passes_failed(&r->p)
+                       ? NULL
+                       : gv_new_string(r->doc, (const char *)r->p.s, r->p.length);
   if (copy == NULL) {
-    r->failed = true;
-    return false;
+    gv_doc_set_failed(r->doc);
+    v->string = "";
+    v->length = 0;
+    return true;
   }
   v->string = copy->string;
   v->length = copy->length;
@@ -426,7 +428,7 @@ static bool redact_value(redaction *r, gv_value *v) {
 
 bool gv_redact(gv_doc *doc, gv_value *value, unsigned kinds) {
   if (value == NULL || kinds == 0) return false;
-  redaction r = {doc, kinds, {{{0}, {0}}, -1, NULL, 0}, false};
+  redaction r = {doc, kinds, {{{0}, {0}}, -1, NULL, 0}};
   bool changed = redact_value(&r, value);
   gw_out_free(&r.p.buffers[0]);
   gw_out_free(&r.p.buffers[1]);

@@ -163,6 +163,7 @@ static inline void *arena_alloc(gv_doc *doc, size_t n) {
 }
 
 bool gv_doc_failed(const gv_doc *doc) { return doc->failed; }
+void gv_doc_set_failed(gv_doc *doc) { doc->failed = true; }
 
 static gv_value *new_value(gv_doc *doc, gv_type type) {
   gv_value *v = arena_alloc(doc, sizeof *v);

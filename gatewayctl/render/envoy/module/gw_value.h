@@ -59,10 +59,12 @@ gv_value *gv_decode_members(gv_doc *doc, const char *body, size_t length, gv_spa
  * is then undefined, the body is refused. */
 gv_value *gv_decode_value_at(gv_doc *doc, const char *text, size_t length, size_t pos,
                              size_t *end);
-/* True once an allocation of doc's arena has failed (past its bound, or no memory): then a
- * mutation or redaction may have been left undone (gv_redact leaves that string as it was).
- * (Added to the first header.) */
+/* True once an allocation for doc has failed (past its arena's bound, or no memory): then a
+ * mutation may have been left undone, and a string gv_redact could not hold redacted was
+ * emptied (never left unredacted): the filter refuses the request. gv_doc_set_failed marks
+ * it. (Both added to the first header.) */
 bool gv_doc_failed(const gv_doc *doc);
+void gv_doc_set_failed(gv_doc *doc);
 
 gv_value *gv_get(const gv_value *object, const char *key, size_t key_length); /* NULL if none */
 /* Mutation (for prompt injection and redaction); NULL / false on arena exhaustion. */
@@ -97,7 +99,8 @@ void gw_carried_text(const char *bytes, size_t length, gw_out *out);
 void gw_shown(const char *bytes, size_t length, gw_out *out);
 
 /* redact.lua: the kinds as bits; redact.string and redact.table (in place; NOT_REDACTED keys
- * left alone); both return true if anything changed. */
+ * left alone); both return true if anything changed. After gv_redact, check gv_doc_failed:
+ * a string whose redacted form did not fit was emptied (see there). */
 enum { GW_REDACT_EMAIL = 1, GW_REDACT_SSN = 2, GW_REDACT_CARD = 4, GW_REDACT_PHONE = 8 };
 /* gw_redact_string appends the (redacted or unchanged) string to out. */
 bool gw_redact_string(const char *bytes, size_t length, unsigned kinds, gw_out *out);
