@@ -38,6 +38,8 @@ what removing it saves:
     jwt-token-module-no-verdict, jwt-key-module-no-verdict  jwt-token-module and
                    jwt-key-module without the verdict filter (the answers stay the same: a
                    valid token fails no provider, a key is looked up first): its cost alone
+    jwt-key-module-unconditional  jwt-key-module with the verdict filter run on every request
+                   (without the matcher that skips it when Authorization holds no JWT)
     jwt-token-cache, jwt-token-module-cache  jwt-token and jwt-token-module with jwt_authn's
                    cache of verified tokens (`jwt_cache_config`) on every provider: measured,
                    not rendered by the product (docs/performance.md)
@@ -332,6 +334,13 @@ def lua_share(out: Path, span: tuple[int, int]) -> tuple[float, float]:
     return (luajit / total, traces / total) if total else (0.0, 0.0)
 
 
+def verdict_unconditional(lds: dict[str, Any]) -> None:
+    """The verdict filter without its matcher: it runs on every request."""
+    for flt in _hcm(lds)["http_filters"]:
+        if flt["name"] == "gatewayctl.jwt_verdict":
+            flt["typed_config"] = flt["typed_config"]["extension_config"]["typed_config"]
+
+
 def jwt_cache(lds: dict[str, Any]) -> None:
     """jwt_authn keeps verified tokens (per worker, 100 of them) on every provider."""
     for flt in _hcm(lds)["http_filters"]:
@@ -414,18 +423,21 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("jwt-key-module", "full", []),
     ("jwt-token-module-no-verdict", "full", [without_filter_named("gatewayctl.jwt_verdict")]),
     ("jwt-key-module-no-verdict", "full", [without_filter_named("gatewayctl.jwt_verdict")]),
+    ("jwt-key-module-unconditional", "full", [verdict_unconditional]),
     ("jwt-token-cache", "full", [jwt_cache]),
     ("jwt-token-module-cache", "full", [jwt_cache]),
 ]
 # Variants whose gateway runs the compiled module's filters (dataPlaneFilters: module).
 WITH_MODULE = ("module-full", "module-none", "jwt-token-module", "jwt-key-module",
                "jwt-token-module-no-verdict", "jwt-key-module-no-verdict",
+               "jwt-key-module-unconditional",
                "jwt-token-module-cache")
 # Variants whose gateway has a token issuer (render_gateway's `jwt`), and those asked with a
 # token instead of the API key.
 WITH_TOKEN = ("jwt-token", "jwt-token-module", "jwt-token-module-no-verdict", "jwt-token-cache",
               "jwt-token-module-cache")
-WITH_JWT = (*WITH_TOKEN, "jwt-key", "jwt-key-module", "jwt-key-module-no-verdict")
+WITH_JWT = (*WITH_TOKEN, "jwt-key", "jwt-key-module", "jwt-key-module-no-verdict",
+            "jwt-key-module-unconditional")
 # Variants whose gateway has the route bench-cache.
 WITH_CACHE = ("cache-hit", "cache-miss", "none-with-cache", "none-cache-filter",
               "none-cache-stats", "miss-cache-stats", "miss-cache-filter")

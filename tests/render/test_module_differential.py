@@ -152,7 +152,8 @@ def test_module_answers_as_the_lua_does(tmp_path: Path, closed: bool) -> None:
 # ---- gateways with JWT policies ---------------------------------------------------------------
 
 ISSUER, OTHER_ISSUER, AUDIENCE = "https://login.example.test/", "https://idp.example.test/", "gw"
-TOKEN_KEYS = {"search-app": "sk-gw-search-0123", "helpdesk": "sk-gw-helpdesk-4567"}
+# helpdesk's key has two dots: jwt_authn tries it as a token (and the verdict filter runs)
+TOKEN_KEYS = {"search-app": "sk-gw-search-0123", "helpdesk": "sk.gw.helpdesk-4567"}
 
 
 def _b64(data: bytes) -> str:
@@ -253,7 +254,7 @@ def _credentials(key_a: Any, key_b: Any, stranger: Any) -> list[str]:
           for azp in ("search-app", "billing-app", "nobody")),
         _signed(key_b, "b1", claims(iss=OTHER_ISSUER, azp="helpdesk", exp=-600)),
         _signed(key_b, "b1", claims(iss=OTHER_ISSUER, sub="helpdesk")),  # no azp
-        *TOKEN_KEYS.values(), "sk-unknown", "a.b.c", "e30.e30.e30", "",
+        *TOKEN_KEYS.values(), "sk-unknown", "a.b.c", "a.b", "e30.e30.e30", "",
     ]
 
 
@@ -270,6 +271,8 @@ def _token_requests(seed: int, count: int, credentials: list[str]) -> list[Reque
             headers.append(("authorization", "Bearer " + rng.choice(credentials)))
         if rng.random() < 0.2:
             headers.append(("x-api-key", rng.choice([*TOKEN_KEYS.values(), "sk-unknown"])))
+        if rng.random() < 0.1:  # a second Authorization value: the two are read together
+            headers.append(("authorization", "Bearer " + rng.choice(credentials)))
         padding = rng.choice([0, 0, 0, 0, 2 * 1024 * 1024])
         out.append((rng.choice(models), headers, padding))
     return out

@@ -34,6 +34,7 @@ from typing import Any
 from gatewayctl.ir import GatewayIR, JwtProviderIR, RouteIR
 from gatewayctl.render.envoy.names import (
     API_PATH_REGEX,
+    HEADER_INPUT_TYPE,
     HEADER_MUTATION_TYPE,
     JWT_FAILED_HEADER,
     JWT_PAYLOAD_HEADER,
@@ -48,6 +49,14 @@ JWT_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthenti
 JWT_METADATA_NS = JWT_FILTER
 FAILED_SUFFIX = "_failed"
 JWKS_FETCH_TIMEOUT = "5s"
+# An Authorization value with fewer than two dots: no JWT can be in it (render_verdict_filter).
+NO_TOKEN_REGEX = "[^.]*([.][^.]*)?"
+EXTENSION_WITH_MATCHER_TYPE = (
+    TYPE_PREFIX + "envoy.extensions.common.matching.v3.ExtensionWithMatcher"
+)
+SKIP_FILTER_TYPE = (
+    TYPE_PREFIX + "envoy.extensions.filters.common.matcher.action.v3.SkipFilter"
+)
 
 
 def provider_names(ir: GatewayIR) -> dict[JwtProviderIR, str]:
@@ -158,7 +167,12 @@ def jwt_lua_data(ir: GatewayIR) -> dict[str, Any] | None:
 def render_verdict_filter(ir: GatewayIR) -> dict[str, Any] | None:
     """Right after jwt_authn, for the compiled auth filter: each provider's failure message
     (jwt_authn's failed_status_in_metadata) into its header. No failure, no header (an empty
-    value is not added)."""
+    value is not added).
+
+    Skipped when the Authorization header (all its values, as the matcher joins them) holds
+    fewer than two dots: no value in it can then be a JWT, so every failure jwt_authn records
+    is one the auth filter ignores anyway ("not in the form ..." or "Jwt is missing": not a
+    token). That is every API-key request, which would otherwise pay for the copy."""
     if not hands_over_in_headers(ir):
         return None
     mutations = [
@@ -173,10 +187,29 @@ def render_verdict_filter(ir: GatewayIR) -> dict[str, Any] | None:
         }
         for name in provider_names(ir).values()
     ]
+    no_token = {
+        "predicate": {
+            "single_predicate": {
+                "input": {
+                    "name": "authorization",
+                    "typed_config": {"@type": HEADER_INPUT_TYPE, "header_name": "authorization"},
+                },
+                "value_match": {"safe_regex": {"google_re2": {}, "regex": NO_TOKEN_REGEX}},
+            }
+        },
+        "on_match": {"action": {"name": "skip", "typed_config": {"@type": SKIP_FILTER_TYPE}}},
+    }
     return {
         "name": JWT_VERDICT_FILTER,
-        "typed_config": {"@type": HEADER_MUTATION_TYPE,
-                         "mutations": {"request_mutations": mutations}},
+        "typed_config": {
+            "@type": EXTENSION_WITH_MATCHER_TYPE,
+            "xds_matcher": {"matcher_list": {"matchers": [no_token]}},
+            "extension_config": {
+                "name": JWT_VERDICT_FILTER,
+                "typed_config": {"@type": HEADER_MUTATION_TYPE,
+                                 "mutations": {"request_mutations": mutations}},
+            },
+        },
     }
 
 
