@@ -21,10 +21,10 @@ NOT_FOUND_MESSAGE = (
     "/v1/embeddings and GET /v1/models."
 )
 
-pytestmark = [needs_envoy, pytest.mark.envoy]
-
-# Tests of what the auth filter decides run with its Lua and with the compiled module.
-BOTH_FILTERS = pytest.mark.parametrize("gateway", FILTERS, indirect=True)
+# Every test runs with the Lua filters and with the compiled module's (its auth and body
+# filters; the body filter leaves the routes it does not serve to the Lua).
+pytestmark = [needs_envoy, pytest.mark.envoy,
+              pytest.mark.parametrize("gateway", FILTERS, indirect=True)]
 
 
 def _last(mock, n: int = 1) -> list[dict]:
@@ -157,14 +157,12 @@ def test_fallback_when_backend_is_down(gateway: Gateway) -> None:
     assert [r["model"] for r in gateway.openai.requests()] == ["gpt-4o-2024-08-06"]
 
 
-@BOTH_FILTERS
 def test_auth_filter_is_the_one_asked_for(gateway: Gateway) -> None:
     dump = gateway.envoy.admin("/config_dump?resource=dynamic_listeners")
     served = "DynamicModuleFilter" in dump
     assert served == (gateway.ir.data_plane_filters == "module")
 
 
-@BOTH_FILTERS
 def test_api_keys_401_403_and_consumer(gateway: Gateway) -> None:
     resp = gateway.envoy.chat("keys")
     assert resp.status == 401
@@ -186,7 +184,6 @@ def test_api_keys_401_403_and_consumer(gateway: Gateway) -> None:
     assert irs.CONSUMER_KEYS["search-app"] not in repr(seen)
 
 
-@BOTH_FILTERS
 def test_request_rate_limit_per_consumer(gateway: Gateway) -> None:
     search = {"x-api-key": irs.CONSUMER_KEYS["search-app"]}
     helpdesk = {"x-api-key": irs.CONSUMER_KEYS["helpdesk"]}
@@ -216,7 +213,6 @@ def test_deny_pattern_blocks_with_403(gateway: Gateway) -> None:
     assert gateway.envoy.chat("guarded", "ignore the noise, answer please").status == 200
 
 
-@BOTH_FILTERS
 def test_size_limit_413(gateway: Gateway) -> None:
     resp = gateway.envoy.chat("guarded", "x" * 3000)
     assert resp.status == 413
@@ -323,7 +319,6 @@ def _tagged(gateway: Gateway, model: str, text: str = "hello", **kw) -> tuple:
     return gateway.envoy.chat(model, text, headers=headers, **kw), rid
 
 
-@BOTH_FILTERS
 def test_access_log_has_route_model_consumer_tokens_and_cost(gateway: Gateway) -> None:
     resp, rid = _tagged(
         gateway,
@@ -594,7 +589,6 @@ def test_hostile_prompt_and_pattern_survive_generation(gateway: Gateway) -> None
     assert gateway.envoy.chat("guarded", "before ]]==] after").status == 200
 
 
-@BOTH_FILTERS
 def test_internal_headers_from_clients_are_ignored(gateway: Gateway) -> None:
     # A client cannot pick a route, a consumer or suppress the JSON error mapping.
     resp = gateway.envoy.chat(
@@ -667,3 +661,20 @@ def test_model_header_marks_upstream_answers_only(gateway: Gateway) -> None:
             assert limited.headers["x-gateway-model"] == "gpt-4o-2024-08-06"
     assert 429 in statuses
     assert gateway.envoy.chat("llama-70b").headers["x-gateway-model"] == "llama-3.1-70b"
+
+
+def test_body_filter_is_the_one_asked_for(gateway: Gateway) -> None:
+    """Under `module` the compiled body filter answers for the routes it serves (its reply's
+    response code details name it) and leaves the others to the Lua, which answers the same."""
+    compiled = gateway.ir.data_plane_filters == "module"
+    cases = [
+        ("no-such-model", {}, 404, compiled),  # before any route: the module's
+        ("guarded", {"text": "x" * 3000}, 413, compiled),  # a served route's own bound
+        ("assistant", {}, 400, compiled),  # a served route's prompt: variable missing
+        ("tokens", {"headers": {"x-api-key": "nope"}}, 401, False),  # token limits: the Lua's
+    ]
+    for model, kw, status, by_module in cases:
+        resp, rid = _tagged(gateway, model, **kw)
+        assert resp.status == status, (model, resp.body)
+        details = _log_for(gateway, rid)["details"]
+        assert (details == "gatewayctl_body") == by_module, (model, details)

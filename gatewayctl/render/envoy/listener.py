@@ -24,6 +24,7 @@ from gatewayctl.render.envoy.body import (
     render_buffer_filter,
     route_body_limit,
 )
+from gatewayctl.render.envoy.body_module import BODY_FILTER_NAME, body_module_data
 from gatewayctl.render.envoy.cache import has_cache, render_cache_filter, route_cache_data
 from gatewayctl.render.envoy.clusters import authority, provider_address
 from gatewayctl.render.envoy.dynamic_module import module_filter
@@ -51,6 +52,7 @@ from gatewayctl.render.envoy.local_reply import render_local_reply_config
 from gatewayctl.render.envoy.lua import auth_source, gateway_source, lua_filter
 from gatewayctl.render.envoy.names import (
     AUTH_FILTER,
+    BODY_MODULE_FILTER,
     EARLY_HEADER_MUTATION_TYPE,
     ENDPOINTS,
     HCM_TYPE,
@@ -192,6 +194,21 @@ def render_auth_filter(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
     return lua_filter(AUTH_FILTER, auth_source(data))
 
 
+def render_body_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
+    """The body filter: gateway.lua; with `dataPlaneFilters: module`, the module's `body`
+    before it for the routes it serves (body_module.py), the Lua then leaving the requests the
+    module took (DATA.after_module) and keeping its response path for every route."""
+    data = gateway_lua_data(ir, options)
+    module = body_module_data(data) if ir.data_plane_filters == "module" else None
+    if module is not None:
+        data["after_module"] = True
+    lua = lua_filter(LUA_FILTER, gateway_source(data, has_native(ir), cache=has_cache(ir),
+                                                 outguard=has_outguard(ir)))
+    if module is None:
+        return [lua]
+    return [module_filter(BODY_MODULE_FILTER, BODY_FILTER_NAME, module), lua]
+
+
 def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
     jwt = render_jwt_filter(ir, options)
     verdict = render_verdict_filter(ir)
@@ -203,11 +220,7 @@ def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, 
         *([verdict] if verdict is not None else []),
         render_auth_filter(ir, options),
         render_buffer_filter(),
-        lua_filter(
-            LUA_FILTER,
-            gateway_source(gateway_lua_data(ir, options), has_native(ir), cache=has_cache(ir),
-                           outguard=has_outguard(ir)),
-        ),
+        *render_body_filters(ir, options),
         *([rbac] if rbac is not None else []),
         *render_ratelimit_filters(ir),
         *render_global_filters(ir),

@@ -117,6 +117,7 @@ LUA_FILTER = "envoy.filters.http.lua"
 AUTH_FILTER = "gatewayctl.auth"
 # Copies jwt_authn's failure messages into headers for the compiled auth filter (jwt.py).
 JWT_VERDICT_FILTER = "gatewayctl.jwt_verdict"
+BODY_MODULE_FILTER = "gatewayctl.body"  # the module's body filter, before the Lua one
 # The response cache's Lua filter (cache.py): off in the listener, on for cache routes.
 CACHE_FILTER = "gatewayctl.cache"
 # The router's upstream filters have names of their own, so that a route can switch them off

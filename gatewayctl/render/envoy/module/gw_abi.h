@@ -40,7 +40,7 @@ enum { GW_RECEIVED_REQUEST_BODY = 0, GW_BUFFERED_REQUEST_BODY = 1,
 /* Return values of the event hooks (Envoy's FilterHeadersStatus / FilterDataStatus /
  * FilterTrailersStatus, in their order). */
 enum { GW_HEADERS_CONTINUE = 0, GW_HEADERS_STOP_ITERATION = 1 };
-enum { GW_BODY_CONTINUE = 0, GW_BODY_STOP_AND_BUFFER = 1 };
+enum { GW_BODY_CONTINUE = 0, GW_BODY_STOP_AND_BUFFER = 1, GW_BODY_STOP_NO_BUFFER = 3 };
 enum { GW_TRAILERS_CONTINUE = 0 };
 
 /* Callbacks Envoy exports (resolved from the envoy binary when the module is loaded). */
@@ -60,6 +60,15 @@ void envoy_dynamic_module_callback_http_clear_route_cache(gw_envoy_ptr filter);
 void envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(gw_envoy_ptr filter,
                                                                   gw_buffer ns, gw_buffer key,
                                                                   bool value);
+void envoy_dynamic_module_callback_http_set_dynamic_metadata_number(gw_envoy_ptr filter,
+                                                                    gw_buffer ns, gw_buffer key,
+                                                                    double value);
+size_t envoy_dynamic_module_callback_http_get_body_size(gw_envoy_ptr filter, int body_type);
+bool envoy_dynamic_module_callback_http_drain_body(gw_envoy_ptr filter, int body_type,
+                                                   size_t length);
+bool envoy_dynamic_module_callback_http_append_body(gw_envoy_ptr filter, int body_type,
+                                                    gw_buffer data);
+uint32_t envoy_dynamic_module_callback_http_filter_get_worker_index(gw_envoy_ptr filter);
 /* A response header of a local reply: name and value. */
 typedef struct {
   gw_buffer key;

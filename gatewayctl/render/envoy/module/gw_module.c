@@ -4,6 +4,7 @@
  * this build's ABI version, or that does not parse, is refused (config_new returns NULL and
  * Envoy rejects the listener: "Failed to initialize dynamic module"), so a module built for
  * another Envoy never runs under a config rendered for this one. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "gw_module.h"
@@ -18,42 +19,72 @@ static bool is(gw_buffer name, const char *want) {
   return name.length == n && memcmp(name.ptr, want, n) == 0;
 }
 
-gw_module_ptr envoy_dynamic_module_on_http_filter_config_new(gw_envoy_ptr config, gw_buffer name,
-                                                             gw_buffer value) {
-  (void)config;
-  if (!is(name, "auth")) return NULL;
+/* A filter config: its kind, then the filter's own config. */
+typedef struct {
+  int kind;
+  void *filter;
+} config;
+
+static int kind_of(gw_module_ptr self) { return *(const int *)self; }
+
+gw_module_ptr envoy_dynamic_module_on_http_filter_config_new(gw_envoy_ptr envoy_config,
+                                                             gw_buffer name, gw_buffer value) {
+  (void)envoy_config;
+  int kind = is(name, "auth") ? GW_KIND_AUTH : is(name, "body") ? GW_KIND_BODY : 0;
+  if (kind == 0) return NULL;
   gj_node *root = gj_parse(value.ptr, value.length);
   const gj_node *abi = gj_get(root, "abi");
-  gw_auth *auth = NULL;
+  void *filter = NULL;
   if (abi != NULL && abi->type == GJ_STRING && strcmp(abi->string, GW_ABI_VERSION) == 0)
-    auth = gw_auth_new(root);
+    filter = kind == GW_KIND_AUTH ? (void *)gw_auth_new(root) : (void *)gw_body_new(root);
   gj_free(root);
-  return auth;
+  config *c = filter != NULL ? malloc(sizeof *c) : NULL;
+  if (c == NULL) {
+    if (kind == GW_KIND_AUTH) gw_auth_destroy(filter);
+    else gw_body_destroy(filter);
+    return NULL;
+  }
+  *c = (config){kind, filter};
+  return c;
 }
 
-void envoy_dynamic_module_on_http_filter_config_destroy(gw_module_ptr config) {
-  gw_auth_destroy((gw_auth *)config);
+void envoy_dynamic_module_on_http_filter_config_destroy(gw_module_ptr self) {
+  const config *c = self;
+  if (c->kind == GW_KIND_AUTH) gw_auth_destroy(c->filter);
+  else gw_body_destroy(c->filter);
+  free((void *)c);
 }
 
-/* No per-stream state: the filter is its config. */
-gw_module_ptr envoy_dynamic_module_on_http_filter_new(gw_module_ptr config, gw_envoy_ptr filter) {
+/* The auth filter has no per-stream state (the filter is its config); the body filter's
+ * stream is allocated here and freed in _destroy. NULL (no memory) makes Envoy fail the
+ * stream. */
+gw_module_ptr envoy_dynamic_module_on_http_filter_new(gw_module_ptr self, gw_envoy_ptr filter) {
   (void)filter;
-  return config;
+  const config *c = self;
+  if (c->kind == GW_KIND_AUTH) return self;
+  gw_body_stream *s = calloc(1, sizeof *s);
+  if (s == NULL) return NULL;
+  s->kind = GW_KIND_BODY_STREAM;
+  s->body = c->filter;
+  s->endpoint = -1;
+  return s;
 }
 
-void envoy_dynamic_module_on_http_filter_destroy(gw_module_ptr self) { (void)self; }
+void envoy_dynamic_module_on_http_filter_destroy(gw_module_ptr self) {
+  if (kind_of(self) == GW_KIND_BODY_STREAM) free((void *)self);
+}
 
 int envoy_dynamic_module_on_http_filter_request_headers(gw_envoy_ptr filter, gw_module_ptr self,
                                                         bool end_of_stream) {
-  (void)end_of_stream;
-  return gw_auth_request_headers(filter, (gw_auth *)self);
+  if (kind_of(self) == GW_KIND_BODY_STREAM)
+    return gw_body_request_headers(filter, (gw_body_stream *)self, end_of_stream);
+  return gw_auth_request_headers(filter, ((const config *)self)->filter);
 }
 
 int envoy_dynamic_module_on_http_filter_request_body(gw_envoy_ptr filter, gw_module_ptr self,
                                                      bool end_of_stream) {
-  (void)filter;
-  (void)self;
-  (void)end_of_stream;
+  if (kind_of(self) == GW_KIND_BODY_STREAM)
+    return gw_body_request_body(filter, (gw_body_stream *)self, end_of_stream);
   return GW_BODY_CONTINUE;
 }
 

@@ -1,9 +1,9 @@
 /* gatewayctl's dynamic module: the filters it holds and what the hooks (gw_module.c) call.
  *
- * One library, libgatewayctl.so; the filter config's filter_name picks the filter. Stage 1
- * holds the auth filter (gw_auth.c, the compiled form of lua/auth.lua and secrets.lua's key
- * files, with gw_jwt.c for jwt.lua's token principals); the Lua stays the fallback and the
- * reference the tests hold both to. */
+ * One library, libgatewayctl.so; the filter config's filter_name picks the filter: `auth`
+ * (gw_auth.c, the compiled form of lua/auth.lua and secrets.lua's key files, with gw_jwt.c for
+ * jwt.lua's token principals) and `body` (gw_body*.c, gateway.lua's request and response
+ * paths); the Lua stays the fallback and the reference the tests hold both to. */
 #ifndef GW_MODULE_H
 #define GW_MODULE_H
 
@@ -13,6 +13,12 @@
 /* The marker gatewayctl reads from a built library (render/envoy/dynamic_module.py) to refuse
  * one built for another ABI: the module's ABI version after a fixed prefix. */
 #define GW_MODULE_MARKER "gatewayctl-module-abi="
+
+#include "gw_body.h"
+
+/* What Envoy hands back to the hooks starts with one of these, so they can tell a filter
+ * config (auth: no per-stream state) from a body filter's stream. */
+enum { GW_KIND_AUTH = 1, GW_KIND_BODY = 2, GW_KIND_BODY_STREAM = 3 };
 
 #define GW_MAX_NAME_BYTES 253 /* a consumer's name (a Kubernetes name) */
 

@@ -1,0 +1,87 @@
+"""The compiled body filter (the module's `body`, module/gw_body.c): which routes it serves and
+its config.
+
+It serves a route whose request path it has ported: routing on `model`, the body limit,
+access, prompts, the guard text, redaction, the upstream model and a pinned route's target.
+Routes that need more stay with the Lua body filter (gateway.lua), which follows it in the
+chain and takes every request the module leaves: routes with token limits (their debt is
+charged by the Lua response path, per worker), a native provider (translation checks), a
+response cache, output guardrails or global limits, and every route of a gateway with
+enforced budgets. The Lua's response path serves every route.
+
+The config is the Lua filter's data table (listener.gateway_lua_data) cut to what the module
+reads: the endpoints, every public model (a model of a route it does not serve is left to the
+Lua), its routes with their policies, the providers, the secret TTL, and the names. A config
+the module's bounded reader could not take (module/gw_json.h: 1 MiB, 65,536 values, no NUL in
+a string) serves no route: the Lua serves them all, as without the module. Owns no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from gatewayctl.render.envoy.names import LUA_NAMES
+
+BODY_FILTER_NAME = "body"  # the module's filter_name
+# The names module/gw_body_config.c reads (names.py's LUA_NAMES).
+BODY_MODULE_NAMES = (
+    "metadata_ns", "internal_ns", "route_header", "consumer_header", "body_model_header",
+    "principal_header", "reply_header", "client_key_headers", "route_key", "consumer_key",
+    "guard_set_key", "guard_text_key",
+)  # fmt: skip
+# module/gw_json.h's bounds, with room for the envelope (abi, names).
+MAX_CONFIG_BYTES = (1 << 20) - 4096
+MAX_CONFIG_VALUES = 65536 - 256
+
+
+def _served(route: Mapping[str, Any], policy: Mapping[str, Any]) -> bool:
+    return (
+        route.get("native") is None
+        and policy.get("cache") is None
+        and policy.get("outguard") is None
+        and policy.get("global") is None
+        and not policy.get("global_tokens")
+        and not policy.get("token_limits")
+        and "\\u0000" not in json.dumps(route)  # the config reader refuses NUL in a string
+    )
+
+
+def served_routes(lua_data: Mapping[str, Any]) -> list[str]:
+    """The routes the module serves, by name (sorted), from the Lua filter's data."""
+    if lua_data.get("budgets"):
+        return []
+    policies = lua_data["policies"]
+    return sorted(name for name, route in lua_data["routes"].items()
+                  if _served(route, policies[route["policy"]]))
+
+
+def _values(value: Any) -> int:
+    if isinstance(value, Mapping):
+        return 1 + sum(_values(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return 1 + sum(_values(v) for v in value)
+    return 1
+
+
+def body_module_data(lua_data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The module body filter's config data, or None when it would serve no route."""
+    names = served_routes(lua_data)
+    if not names:
+        return None
+    routes = {name: lua_data["routes"][name] for name in names}
+    used = {route["policy"] for route in routes.values()}
+    data = {
+        "endpoints": lua_data["endpoints"],
+        "models": lua_data["models"],
+        "routes": routes,
+        "policies": {pid: p for pid, p in lua_data["policies"].items() if pid in used},
+        "providers": lua_data["providers"],
+        "secret_ttl_s": lua_data["secret_ttl_s"],
+        "names": {key: LUA_NAMES[key] for key in BODY_MODULE_NAMES},
+    }
+    if (len(json.dumps(data, separators=(",", ":"))) > MAX_CONFIG_BYTES
+            or _values(data) > MAX_CONFIG_VALUES):
+        return None
+    return data

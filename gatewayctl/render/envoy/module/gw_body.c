@@ -1,0 +1,529 @@
+/* The body filter's request path, compiled: lua/gateway.lua's envoy_on_request for the routes
+ * the config serves (docs/data-plane.md, "Compiled filters"), with the same answers, the same
+ * forwarded body and headers and the same metadata (names, types) as the Lua's, which the
+ * RBAC, the limiters, the access log and the Lua response path read.
+ *
+ * For an endpoint POST the headers wait (StopIteration) until the whole body is here (the
+ * buffer filter before this one has bounded it). Then: decode (gw_value.h), route on `model`,
+ * check the route's body limit and access (access.lua), render and inject the prompt
+ * (prompts.lua), publish the guard text, redact, and forward the body: the client's member
+ * bytes with `model` first when only `model` and `prompt_variables` change (gateway.lua's
+ * rebuild), re-encoded otherwise. A request for a route the config does not hold goes on
+ * untouched to the Lua body filter after this one; a request this filter took has its
+ * x-gw-principal removed, which is what tells that Lua to leave it (a client cannot send that
+ * header: the listener removes every client copy of the internal headers first). */
+#define _GNU_SOURCE
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "gw_body_config.h"
+#include "gw_value.h"
+
+#define BUF(s) ((gw_buffer){(s), sizeof(s) - 1})
+
+static gw_buffer text_buf(gb_text t) { return (gw_buffer){t.ptr, t.length}; }
+static gw_buffer out_buf(const gw_out *o) { return (gw_buffer){o->ptr, o->length}; }
+
+static void set_meta(gw_envoy_ptr f, gb_text ns, gb_text key, gw_buffer value) {
+  envoy_dynamic_module_callback_http_set_dynamic_metadata_string(f, text_buf(ns), text_buf(key),
+                                                                 value);
+}
+
+static void set_header(gw_envoy_ptr f, gb_text name, gw_buffer value) {
+  envoy_dynamic_module_callback_http_set_header(f, GW_REQUEST_HEADERS, text_buf(name), value);
+}
+
+static void set_header_raw(gw_envoy_ptr f, gw_buffer name, gw_buffer value) {
+  envoy_dynamic_module_callback_http_set_header(f, GW_REQUEST_HEADERS, name, value);
+}
+
+/* A request header's first value, or false. */
+static bool get_header(gw_envoy_ptr f, gw_buffer name, gw_buffer *value) {
+  size_t count = 0;
+  *value = (gw_buffer){NULL, 0};
+  if (!envoy_dynamic_module_callback_http_get_header(f, GW_REQUEST_HEADERS, name, value, 0,
+                                                     &count) ||
+      count == 0)
+    return false;
+  if (value->ptr == NULL) *value = (gw_buffer){"", 0};
+  return true;
+}
+
+/* ---- local replies --------------------------------------------------------------------- */
+
+/* gateway.lua's reply(): json.encode({error = {message, type, code}}) (keys sorted), with
+ * gw.local_reply set and the reply header on the request (the local_reply mappers leave it). */
+static int reply(gw_envoy_ptr f, const gw_body *b, uint32_t status, const char *message,
+                 size_t message_length, const char *type, const char *code) {
+  gw_out body = {0};
+  gw_out_append(&body, "{\"error\":{\"code\":", 17);
+  gv_encode_string(code, strlen(code), &body);
+  gw_out_append(&body, ",\"message\":", 11);
+  gv_encode_string(message, message_length, &body);
+  gw_out_append(&body, ",\"type\":", 8);
+  gv_encode_string(type, strlen(type), &body);
+  gw_out_append(&body, "}}", 2);
+  envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(f, text_buf(b->metadata_ns),
+                                                               BUF("local_reply"), true);
+  set_header(f, b->reply_header, BUF("lua"));
+  gw_header headers[] = {{BUF("content-type"), BUF("application/json")}};
+  envoy_dynamic_module_callback_http_send_response(
+      f, status, headers, 1, body.failed ? BUF("") : out_buf(&body), BUF("gatewayctl_body"));
+  gw_out_free(&body);
+  return GW_BODY_STOP_NO_BUFFER;
+}
+
+static int too_large(gw_envoy_ptr f, const gw_body *b, const char *what, long long bytes,
+                     const char *code);
+
+static int fail(gw_envoy_ptr f, const gw_body *b, uint32_t status, const char *message,
+                const char *type, const char *code) {
+  return reply(f, b, status, message, strlen(message), type, code);
+}
+
+/* A message built from pieces (at most a few KiB: model names are shown() or known). */
+static int fail_with(gw_envoy_ptr f, const gw_body *b, uint32_t status, const char *before,
+                     gw_buffer middle, const char *after, const char *type, const char *code) {
+  gw_out m = {0};
+  gw_out_append(&m, before, strlen(before));
+  gw_out_append(&m, middle.ptr, middle.length);
+  gw_out_append(&m, after, strlen(after));
+  int done = reply(f, b, status, m.failed ? "" : m.ptr, m.failed ? 0 : m.length, type, code);
+  gw_out_free(&m);
+  return done;
+}
+
+static int too_large(gw_envoy_ptr f, const gw_body *b, const char *what, long long bytes,
+                     const char *code) {
+  char message[128];
+  int n = snprintf(message, sizeof message, "The %s larger than %lld bytes.", what, bytes);
+  return reply(f, b, 413, message, n > 0 ? (size_t)n : 0, "invalid_request_error", code);
+}
+
+/* The request's values outgrew their arena (a bound proportional to the body): the body is
+ * too large to serve. */
+static bool out_of_memory(gw_envoy_ptr f, const gw_body *b, const gb_route *r) {
+  too_large(f, b, "request body is", r->max_bytes, "request_too_large");
+  return false;
+}
+
+/* ---- access (access.lua) ----------------------------------------------------------------- */
+
+static bool listed(const gb_text *list, size_t count, const char *p, size_t n) {
+  for (size_t i = 0; i < count; i++)
+    if (list[i].length == n && memcmp(list[i].ptr, p, n) == 0) return true;
+  return false;
+}
+
+static bool is(gw_buffer v, const char *s) {
+  return v.length == strlen(s) && memcmp(v.ptr, s, v.length) == 0;
+}
+
+/* The consumer (into *consumer) or a local reply already sent (returns false). */
+static bool decide_access(gw_envoy_ptr f, const gw_body *b, const gb_route *r,
+                          gw_buffer principal, gw_buffer *consumer) {
+  const char *colon = principal.length > 0 ? memchr(principal.ptr, ':', principal.length) : NULL;
+  bool via_key = false, via_token = false, via_other = false, found = false;
+  gw_buffer name = {NULL, 0};
+  if (colon != NULL && colon > principal.ptr) {
+    gw_buffer via = {principal.ptr, (size_t)(colon - principal.ptr)};
+    name = (gw_buffer){colon + 1, principal.length - via.length - 1};
+    via_key = is(via, "c");
+    via_token = is(via, "token");
+    via_other = !via_key && !via_token;
+    if (via_key) found = r->keys_ok;
+    else if (via_other) found = listed(r->jwt, r->jwt_count, via.ptr, via.length);
+  }
+  if (!found && r->needs_auth) {
+    if (via_key)
+      fail(f, b, 401, "This model does not accept API keys: send a bearer token from its issuer.",
+           "authentication_error", "invalid_api_key");
+    else if (via_other)
+      fail(f, b, 401, "This model does not accept tokens from this issuer.",
+           "authentication_error", "invalid_token");
+    else if (is(principal, "token:expired"))
+      fail(f, b, 401, "The bearer token has expired.", "authentication_error", "token_expired");
+    else if (is(principal, "token:invalid"))
+      fail(f, b, 401,
+           "The bearer token is not valid for this gateway (signature, issuer or audience).",
+           "authentication_error", "invalid_token");
+    else if (is(principal, "token:unknown"))
+      fail(f, b, 403, "The bearer token names no consumer of this gateway.", "permission_error",
+           "consumer_not_allowed");
+    else if (is(principal, "invalid"))
+      fail(f, b, 401, "Invalid API key.", "authentication_error", "invalid_api_key");
+    else if (r->jwt_count > 0 && !r->keys_ok)
+      fail(f, b, 401, "Missing bearer token: send `Authorization: Bearer <token>`.",
+           "authentication_error", "missing_api_key");
+    else
+      fail(f, b, 401, "Missing API key: send `Authorization: Bearer <key>` or `x-api-key`.",
+           "authentication_error", "missing_api_key");
+    return false;
+  }
+  if (r->has_allow && (!found || !listed(r->allow, r->allow_count, name.ptr, name.length))) {
+    fail_with(f, b, 403, "This consumer may not use the model `", text_buf(r->public_name),
+              "`.", "permission_error", "consumer_not_allowed");
+    return false;
+  }
+  *consumer = found ? name : BUF("anonymous");
+  return true;
+}
+
+/* ---- prompts (prompts.lua) ------------------------------------------------------------- */
+
+static uint64_t next_random(void) {
+  static __thread uint64_t state;
+  if (state == 0) { /* seeded once per thread from the kernel, else the clock and the thread */
+    if (getrandom(&state, sizeof state, GRND_NONBLOCK) != (ssize_t)sizeof state) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      state = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)&state;
+    }
+    state |= 1;
+  }
+  state ^= state << 13; /* xorshift64 */
+  state ^= state >> 7;
+  state ^= state << 17;
+  return state;
+}
+
+static const gb_version *pick_version(const gb_prompt *p) {
+  long long roll = (long long)(next_random() % 100) + 1, acc = 0;
+  for (size_t i = 0; i < p->version_count; i++) {
+    acc += p->versions[i].weight;
+    if (roll <= acc) return &p->versions[i];
+  }
+  return &p->versions[p->version_count - 1];
+}
+
+static const gv_value *variable(const gv_value *vars, gb_text name) {
+  const gv_value *v = vars != NULL ? gv_get(vars, name.ptr, name.length) : NULL;
+  return v != NULL && v->type != GV_NULL ? v : NULL;
+}
+
+enum { RENDERED, MISSING, TOO_LARGE, NO_MEMORY };
+
+/* prompts.render: the text into out; MISSING sets *missing. */
+static int render_prompt(const gb_version *v, const gv_value *vars, long long limit, gw_out *out,
+                         const gb_text **missing) {
+  for (size_t i = 0; i < v->required_count; i++) {
+    if (variable(vars, v->required[i]) == NULL) {
+      *missing = &v->required[i];
+      return MISSING;
+    }
+  }
+  out->limit = (size_t)limit;
+  for (size_t i = 0; i < v->part_count && !out->failed; i++) {
+    const gb_part *part = &v->parts[i];
+    const gv_value *value = part->is_var ? variable(vars, part->text) : NULL;
+    if (!part->is_var) gw_out_append(out, part->text.ptr, part->text.length);
+    else if (value == NULL && part->has_default)
+      gw_out_append(out, part->fallback.ptr, part->fallback.length);
+    else if (value != NULL && value->type == GV_STRING)
+      gw_out_append(out, value->string, value->length);
+    else if (value != NULL && !gv_encode(value, NULL, out))
+      return NO_MEMORY;
+  }
+  /* past the limit (or out of memory, which a bounded text only reaches past it) */
+  if (out->failed) return TOO_LARGE;
+  out->limit = 0;
+  return RENDERED;
+}
+
+/* ---- the provider's credential (secrets.lua's set_credential) -------------------------- */
+
+static bool is_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+static void load_credential(gb_credential *c, long long now, long long ttl) {
+  free(c->value);
+  c->value = NULL;
+  c->value_length = 0;
+  c->loaded = true;
+  c->expires = now + ttl;
+  FILE *file = fopen(c->file.ptr, "rb");
+  if (file == NULL) return;
+  char data[8192];
+  size_t n = fread(data, 1, sizeof data, file);
+  bool whole = feof(file) && !ferror(file);
+  fclose(file);
+  size_t start = 0;
+  while (start < n && is_space((unsigned char)data[start])) start++;
+  while (n > start && is_space((unsigned char)data[n - 1])) n--;
+  if (!whole || n == start) return;
+  c->value = malloc(c->prefix.length + n - start);
+  if (c->value == NULL) return;
+  memcpy(c->value, c->prefix.ptr, c->prefix.length);
+  memcpy(c->value + c->prefix.length, data + start, n - start);
+  c->value_length = c->prefix.length + n - start;
+}
+
+/* The header is set under the lock (its value may be replaced by another worker's reload). */
+static void set_credential(gw_envoy_ptr f, gw_body *b, gb_credential *c) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  pthread_mutex_lock(&b->lock);
+  if (!c->loaded || (long long)ts.tv_sec >= c->expires)
+    load_credential(c, (long long)ts.tv_sec, b->secret_ttl_s);
+  if (c->value != NULL) set_header(f, c->header, (gw_buffer){c->value, c->value_length});
+  pthread_mutex_unlock(&b->lock);
+}
+
+/* ---- the request --------------------------------------------------------------------------- */
+
+int gw_body_request_headers(gw_envoy_ptr f, gw_body_stream *s, bool end_of_stream) {
+  const gw_body *b = s->body;
+  gw_buffer method, path;
+  s->endpoint = -1;
+  if (!get_header(f, BUF(":method"), &method) || !is(method, "POST") ||
+      !get_header(f, BUF(":path"), &path))
+    return GW_HEADERS_CONTINUE;
+  const char *query = path.length > 0 ? memchr(path.ptr, '?', path.length) : NULL;
+  size_t n = query != NULL ? (size_t)(query - path.ptr) : path.length;
+  for (size_t i = 0; i < b->endpoint_count; i++)
+    if (b->endpoints[i].path.length == n && memcmp(b->endpoints[i].path.ptr, path.ptr, n) == 0)
+      s->endpoint = (int)i;
+  if (s->endpoint < 0) return GW_HEADERS_CONTINUE;
+  if (end_of_stream) {
+    fail(f, b, 400, "The request body must be a JSON object.", "invalid_request_error",
+         "invalid_body");
+    return GW_HEADERS_STOP_ITERATION;
+  }
+  return GW_HEADERS_STOP_ITERATION; /* until the body is here */
+}
+
+/* The whole body, contiguous: Envoy's one slice, or a copy into *owned. */
+static bool read_body(gw_envoy_ptr f, int type, gw_out *into) {
+  size_t count = envoy_dynamic_module_callback_http_get_body_chunks_size(f, type);
+  if (count == 0) return true;
+  gw_buffer *chunks = calloc(count, sizeof *chunks);
+  if (chunks == NULL) return false;
+  bool ok = envoy_dynamic_module_callback_http_get_body_chunks(f, type, chunks);
+  for (size_t i = 0; ok && i < count; i++) gw_out_append(into, chunks[i].ptr, chunks[i].length);
+  free(chunks);
+  return ok && !into->failed;
+}
+
+static void replace_body(gw_envoy_ptr f, bool buffered, gw_buffer raw, gw_out *out) {
+  if (out->length == raw.length && memcmp(out->ptr, raw.ptr, raw.length) == 0) return;
+  if (buffered) {
+    size_t held = envoy_dynamic_module_callback_http_get_body_size(f, GW_BUFFERED_REQUEST_BODY);
+    envoy_dynamic_module_callback_http_drain_body(f, GW_BUFFERED_REQUEST_BODY, held);
+  }
+  size_t got = envoy_dynamic_module_callback_http_get_body_size(f, GW_RECEIVED_REQUEST_BODY);
+  envoy_dynamic_module_callback_http_drain_body(f, GW_RECEIVED_REQUEST_BODY, got);
+  envoy_dynamic_module_callback_http_append_body(f, GW_RECEIVED_REQUEST_BODY, out_buf(out));
+  /* as Lua's body:setBytes does: a Content-Length the client sent now says the new length */
+  gw_buffer sent;
+  if (get_header(f, BUF("content-length"), &sent)) {
+    char length[24];
+    int n = snprintf(length, sizeof length, "%zu", out->length);
+    set_header_raw(f, BUF("content-length"), (gw_buffer){length, n > 0 ? (size_t)n : 0});
+  }
+}
+
+/* gateway.lua's rebuild: `model` first, then the client's members but `model` and
+ * `prompt_variables`, byte for byte. */
+static void rebuild(gw_buffer raw, const gv_span *spans, size_t count, gb_text model,
+                    gw_out *out) {
+  gw_out_append(out, "{\"model\":", 9);
+  gv_encode_string(model.ptr, model.length, out);
+  for (size_t i = 0; i < count; i++) {
+    const gv_span *m = &spans[i];
+    if ((m->key_length == 5 && memcmp(m->key, "model", 5) == 0) ||
+        (m->key_length == 16 && memcmp(m->key, "prompt_variables", 16) == 0))
+      continue;
+    gw_out_append(out, ",", 1);
+    gw_out_append(out, raw.ptr + m->first, m->last - m->first);
+  }
+  gw_out_append(out, "}", 1);
+}
+
+typedef struct {
+  gv_doc *doc;
+  gw_out raw, text, out;
+} work;
+
+/* The prompt of the route into the request; false when a reply was sent. */
+static bool inject_prompt(gw_envoy_ptr f, const gw_body *b, const gb_route *r, int endpoint,
+                          gv_value *req, const gv_value *vars, work *w, bool *reencode) {
+  if (vars != NULL && vars->type != GV_OBJECT) {
+    fail(f, b, 400, "`prompt_variables` must be an object.", "invalid_request_error",
+         "invalid_prompt_variables");
+    return false;
+  }
+  const gb_version *version = pick_version(r->prompt);
+  const gb_text *missing = NULL;
+  int rendered = render_prompt(version, vars, r->max_bytes, &w->text, &missing);
+  if (rendered != RENDERED && rendered != MISSING) {
+    too_large(f, b, "rendered prompt would be", r->max_bytes, "prompt_too_large");
+    return false;
+  }
+  if (rendered == MISSING) {
+    fail_with(f, b, 400, "Missing required prompt variable `", text_buf(*missing),
+              "` in `prompt_variables`.", "invalid_request_error", "missing_prompt_variable");
+    return false;
+  }
+  if (endpoint == GB_CHAT) {
+    gv_value *messages = gv_get(req, "messages", 8);
+    gv_value *system = gv_new_object(w->doc), *role = gv_new_string(w->doc, "system", 6),
+             *content = gv_new_string(w->doc, w->text.ptr, w->text.length);
+    if (messages == NULL || messages->type != GV_ARRAY) {
+      messages = gv_new_array(w->doc);
+      if (messages != NULL && !gv_set(w->doc, req, "messages", 8, messages)) messages = NULL;
+    }
+    if (messages == NULL || system == NULL || role == NULL || content == NULL ||
+        !gv_set(w->doc, system, "role", 4, role) ||
+        !gv_set(w->doc, system, "content", 7, content) ||
+        !gv_array_insert(w->doc, messages, 0, system))
+      return out_of_memory(f, b, r);
+    *reencode = true;
+  } else if (endpoint == GB_COMPLETIONS) {
+    gv_value *prompt = gv_get(req, "prompt", 6);
+    if (prompt != NULL && prompt->type == GV_STRING) {
+      gw_out_append(&w->text, "\n\n", 2);
+      gw_out_append(&w->text, prompt->string, prompt->length);
+      gv_value *joined = gv_new_string(w->doc, w->text.ptr, w->text.length);
+      if (w->text.failed || joined == NULL || !gv_set(w->doc, req, "prompt", 6, joined))
+        return out_of_memory(f, b, r);
+      *reencode = true;
+    }
+  }
+  set_meta(f, b->metadata_ns, (gb_text){"prompt", 6}, text_buf(r->prompt->name));
+  envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
+      f, text_buf(b->metadata_ns), BUF("prompt_version"), (double)version->version);
+  return true;
+}
+
+/* Everything after the route is known; false when a reply was sent. */
+static bool serve(gw_envoy_ptr f, gw_body *b, const gb_route *r, int endpoint, bool buffered,
+                  gw_buffer raw,
+                  gv_value *req, const gv_span *spans, size_t span_count, bool unique,
+                  work *w) {
+  if ((long long)raw.length > r->max_bytes) {
+    too_large(f, b, "request body is", r->max_bytes, "request_too_large");
+    return false;
+  }
+  gw_buffer principal, consumer;
+  if (!get_header(f, text_buf(b->principal_header), &principal)) principal = BUF("none");
+  if (!decide_access(f, b, r, principal, &consumer)) return false;
+  set_meta(f, b->metadata_ns, b->consumer_key, consumer);
+  /* the consumer's bytes live in the principal header, which goes below: copied first */
+  gw_out who = {0};
+  gw_out_append(&who, consumer.ptr, consumer.length);
+  if (who.failed) return out_of_memory(f, b, r);
+  for (size_t i = 0; i < b->key_header_count; i++) set_header(f, b->key_headers[i], BUF(""));
+
+  /* a repeated key anywhere re-encodes: what the provider reads is what the gateway checked */
+  bool reencode = !unique;
+  gv_value *vars = gv_get(req, "prompt_variables", 16);
+  if (vars != NULL) gv_remove(req, "prompt_variables", 16);
+  bool ok = true;
+  if (r->prompt != NULL) ok = inject_prompt(f, b, r, endpoint, req, vars, w, &reencode);
+  if (ok && r->has_guard) {
+    gw_out joined = {0};
+    gv_guard_text(req, &joined);
+    gw_carried_text(joined.ptr != NULL ? joined.ptr : "", joined.length, &w->out);
+    gw_out_free(&joined);
+    set_meta(f, b->internal_ns, b->guard_set_key, text_buf(r->guard));
+    set_meta(f, b->internal_ns, b->guard_text_key,
+             w->out.failed ? BUF("") : out_buf(&w->out));
+    w->out.length = 0;
+  }
+  if (ok && r->redact != 0 && gv_redact(w->doc, req, r->redact)) reencode = true;
+  if (ok) {
+    gb_text forward = r->has_direct ? r->direct_upstream
+                                    : (gb_text){(char *)gv_get(req, "model", 5)->string,
+                                                gv_get(req, "model", 5)->length};
+    if (reencode) {
+      gv_value *model = gv_new_string(w->doc, forward.ptr, forward.length);
+      ok = model != NULL && gv_set(w->doc, req, "model", 5, model) &&
+           gv_encode(req, "model", &w->out);
+    } else {
+      rebuild(raw, spans, span_count, forward, &w->out);
+    }
+    if (!ok || w->out.failed) ok = out_of_memory(f, b, r);
+  }
+  if (ok) {
+    replace_body(f, buffered, raw, &w->out);
+    set_header(f, b->route_header, text_buf(r->name));
+    set_header(f, b->consumer_header, out_buf(&who));
+    if (r->pinned) {
+      set_header(f, (gb_text){":authority", 10}, text_buf(r->authority));
+      if (r->credential != NULL) set_credential(f, b, r->credential);
+    } else if (r->has_direct) {
+      set_header(f, b->body_model_header, text_buf(r->direct_model));
+    }
+    set_header(f, b->principal_header, BUF("")); /* taken: the Lua body filter leaves it */
+    envoy_dynamic_module_callback_http_clear_route_cache(f);
+  }
+  gw_out_free(&who);
+  return ok;
+}
+
+int gw_body_request_body(gw_envoy_ptr f, gw_body_stream *s, bool end_of_stream) {
+  if (s->endpoint < 0) return GW_BODY_CONTINUE;
+  if (!end_of_stream) {
+    s->buffered = true;
+    return GW_BODY_STOP_AND_BUFFER;
+  }
+  gw_body *b = (gw_body *)s->body;
+  int endpoint = b->endpoints[s->endpoint].kind;
+  s->endpoint = -1; /* read once */
+  work w = {0};
+  if ((s->buffered && !read_body(f, GW_BUFFERED_REQUEST_BODY, &w.raw)) ||
+      !read_body(f, GW_RECEIVED_REQUEST_BODY, &w.raw)) {
+    /* no memory for a copy: Envoy's 500 rather than a request the filter did not check */
+    fail(f, b, 500, "The gateway could not read the request body.", "server_error",
+         "internal_error");
+    gw_out_free(&w.raw);
+    return GW_BODY_STOP_NO_BUFFER;
+  }
+  if (w.raw.length == 0) {
+    fail(f, b, 400, "The request body must be a JSON object.", "invalid_request_error",
+         "invalid_body");
+    gw_out_free(&w.raw);
+    return GW_BODY_STOP_NO_BUFFER;
+  }
+  gw_buffer raw = out_buf(&w.raw);
+  int status = GW_BODY_CONTINUE;
+  gv_span *spans = NULL;
+  size_t span_count = 0;
+  bool unique = true;
+  const char *error = NULL;
+  w.doc = gv_doc_new(raw.length);
+  gv_value *req = w.doc == NULL ? NULL
+                                : gv_decode_members(w.doc, raw.ptr, raw.length, &spans,
+                                                    &span_count, &unique, &error);
+  const gv_value *model = req != NULL ? gv_get(req, "model", 5) : NULL;
+  const gb_route *route = NULL;
+  if (req == NULL) {
+    status = fail(f, b, 400, "The request body is not a valid JSON object.",
+                  "invalid_request_error", "invalid_json");
+  } else if (model == NULL || model->type != GV_STRING) {
+    status = fail(f, b, 400, "The request must name a `model`.", "invalid_request_error",
+                  "missing_model");
+  } else if (!gb_find_model(b, model->string, model->length, &route)) {
+    gw_shown(model->string, model->length, &w.text);
+    gw_buffer shown = w.text.failed ? BUF("") : out_buf(&w.text);
+    set_meta(f, b->metadata_ns, (gb_text){"requested_model", 15}, shown);
+    status = fail_with(f, b, 404, "The model `", shown, "` does not exist.",
+                       "invalid_request_error", "model_not_found");
+  } else if (route != NULL) {
+    /* a route's public name: known, short, valid UTF-8 */
+    set_meta(f, b->metadata_ns, (gb_text){"requested_model", 15},
+             (gw_buffer){model->string, model->length});
+    set_meta(f, b->metadata_ns, b->route_key, text_buf(route->name));
+    if (!serve(f, b, route, endpoint, s->buffered, raw, req, spans, span_count, unique, &w))
+      status = GW_BODY_STOP_NO_BUFFER;
+  }
+  gv_doc_free(w.doc);
+  gw_out_free(&w.raw);
+  gw_out_free(&w.text);
+  gw_out_free(&w.out);
+  return status;
+}
