@@ -69,6 +69,11 @@ bool envoy_dynamic_module_callback_http_drain_body(gw_envoy_ptr filter, int body
 bool envoy_dynamic_module_callback_http_append_body(gw_envoy_ptr filter, int body_type,
                                                     gw_buffer data);
 uint32_t envoy_dynamic_module_callback_http_filter_get_worker_index(gw_envoy_ptr filter);
+/* Metadata sources of the get_metadata_* callbacks (0: the stream's dynamic metadata). */
+enum { GW_METADATA_DYNAMIC = 0 };
+bool envoy_dynamic_module_callback_http_get_metadata_string(gw_envoy_ptr filter, int source,
+                                                            gw_buffer ns, gw_buffer key,
+                                                            gw_buffer *result);
 /* A response header of a local reply: name and value. */
 typedef struct {
   gw_buffer key;

@@ -349,8 +349,9 @@ typedef struct {
 } work;
 
 /* The prompt of the route into the request; false when a reply was sent. */
-static bool inject_prompt(gw_envoy_ptr f, const gw_body *b, const gb_route *r, int endpoint,
+static bool inject_prompt(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, int endpoint,
                           gv_value *req, const gv_value *vars, work *w, bool *reencode) {
+  const gw_body *b = s->body;
   if (vars != NULL && vars->type != GV_OBJECT) {
     fail(f, b, 400, "`prompt_variables` must be an object.", "invalid_request_error",
          "invalid_prompt_variables");
@@ -396,11 +397,40 @@ static bool inject_prompt(gw_envoy_ptr f, const gw_body *b, const gb_route *r, i
   set_meta(f, b->metadata_ns, (gb_text){"prompt", 6}, text_buf(r->prompt->name));
   envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
       f, text_buf(b->metadata_ns), BUF("prompt_version"), (double)version->version);
+  s->has_prompt_version = true;
+  s->prompt_version = version->version;
   return true;
 }
 
 /* Everything after the route is known; false when a reply was sent. */
-static bool serve(gw_envoy_ptr f, gw_body *b, const gb_route *r, int endpoint, bool buffered,
+/* tokens.lua's carry: each limit's debt into its charge header (and gw.internal, for a
+ * refund), remembered for the response. */
+static void carry_debt(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r) {
+  for (size_t i = 0; i < r->limit_count; i++) {
+    const gb_token_limit *l = &r->limits[i];
+    gw_out key = {0};
+    gw_out_append(&key, l->key.ptr, l->key.length);
+    gw_out_append(&key, "|", 1);
+    gw_out_append(&key, r->name.ptr, r->name.length);
+    gw_out_append(&key, "|", 1);
+    if (l->by_consumer) gw_out_append(&key, s->consumer, s->consumer_length);
+    double pending = key.failed ? 0
+                                : gb_debt_take(s->body,
+                                               envoy_dynamic_module_callback_http_filter_get_worker_index(f),
+                                               key.ptr, key.length);
+    gw_out_free(&key);
+    double carried = pending < l->max - 1 ? pending : l->max - 1;
+    s->carried[i] = carried;
+    char name[32], value[40];
+    int n = snprintf(name, sizeof name, "token_carried_%zu", i + 1);
+    envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
+        f, text_buf(s->body->internal_ns), (gw_buffer){name, n > 0 ? (size_t)n : 0}, carried);
+    n = snprintf(value, sizeof value, "%.14g", 1 + carried); /* Lua's tostring */
+    set_header(f, l->header, (gw_buffer){value, n > 0 ? (size_t)n : 0});
+  }
+}
+
+static bool serve(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, int endpoint,
                   gw_buffer raw,
                   gv_value *req, const gv_span *spans, size_t span_count, bool unique,
                   work *w) {
@@ -409,13 +439,19 @@ static bool serve(gw_envoy_ptr f, gw_body *b, const gb_route *r, int endpoint, b
     return false;
   }
   gw_buffer principal, consumer;
+  gw_body *b = s->body;
   if (!get_header(f, text_buf(b->principal_header), &principal)) principal = BUF("none");
   if (!decide_access(f, b, r, principal, &consumer)) return false;
+  if (consumer.length > sizeof s->consumer) { /* no consumer has such a name */
+    fail(f, b, 403, "This consumer may not use any model of this gateway.", "permission_error",
+         "consumer_not_allowed");
+    return false;
+  }
   set_meta(f, b->metadata_ns, b->consumer_key, consumer);
   /* the consumer's bytes live in the principal header, which goes below: copied first */
-  gw_out who = {0};
-  gw_out_append(&who, consumer.ptr, consumer.length);
-  if (who.failed) return out_of_memory(f, b, r);
+  memcpy(s->consumer, consumer.ptr, consumer.length);
+  s->consumer_length = consumer.length;
+  gw_buffer who = {s->consumer, s->consumer_length};
   for (size_t i = 0; i < b->key_header_count; i++) set_header(f, b->key_headers[i], BUF(""));
 
   /* a repeated key anywhere re-encodes: what the provider reads is what the gateway checked */
@@ -423,7 +459,7 @@ static bool serve(gw_envoy_ptr f, gw_body *b, const gb_route *r, int endpoint, b
   gv_value *vars = gv_get(req, "prompt_variables", 16);
   if (vars != NULL) gv_remove(req, "prompt_variables", 16);
   bool ok = true;
-  if (r->prompt != NULL) ok = inject_prompt(f, b, r, endpoint, req, vars, w, &reencode);
+  if (r->prompt != NULL) ok = inject_prompt(f, s, r, endpoint, req, vars, w, &reencode);
   if (ok && r->has_guard) {
     gw_out joined = {0};
     gv_guard_text(req, &joined);
@@ -435,6 +471,7 @@ static bool serve(gw_envoy_ptr f, gw_body *b, const gb_route *r, int endpoint, b
     w->out.length = 0;
   }
   if (ok && r->redact != 0 && gv_redact(w->doc, req, r->redact)) reencode = true;
+  if (ok) carry_debt(f, s, r);
   if (ok) {
     gb_text forward = r->has_direct ? r->direct_upstream
                                     : (gb_text){(char *)gv_get(req, "model", 5)->string,
@@ -449,9 +486,9 @@ static bool serve(gw_envoy_ptr f, gw_body *b, const gb_route *r, int endpoint, b
     if (!ok || w->out.failed) ok = out_of_memory(f, b, r);
   }
   if (ok) {
-    replace_body(f, buffered, raw, &w->out);
+    replace_body(f, s->buffered, raw, &w->out);
     set_header(f, b->route_header, text_buf(r->name));
-    set_header(f, b->consumer_header, out_buf(&who));
+    set_header(f, b->consumer_header, who);
     if (r->pinned) {
       set_header(f, (gb_text){":authority", 10}, text_buf(r->authority));
       if (r->credential != NULL) set_credential(f, b, r->credential);
@@ -460,8 +497,8 @@ static bool serve(gw_envoy_ptr f, gw_body *b, const gb_route *r, int endpoint, b
     }
     set_header(f, b->principal_header, BUF("")); /* taken: the Lua body filter leaves it */
     envoy_dynamic_module_callback_http_clear_route_cache(f);
+    s->route = r; /* the response is this filter's */
   }
-  gw_out_free(&who);
   return ok;
 }
 
@@ -471,7 +508,7 @@ int gw_body_request_body(gw_envoy_ptr f, gw_body_stream *s, bool end_of_stream) 
     s->buffered = true;
     return GW_BODY_STOP_AND_BUFFER;
   }
-  gw_body *b = (gw_body *)s->body;
+  gw_body *b = s->body;
   int endpoint = b->endpoints[s->endpoint].kind;
   s->endpoint = -1; /* read once */
   work w = {0};
@@ -518,7 +555,7 @@ int gw_body_request_body(gw_envoy_ptr f, gw_body_stream *s, bool end_of_stream) 
     set_meta(f, b->metadata_ns, (gb_text){"requested_model", 15},
              (gw_buffer){model->string, model->length});
     set_meta(f, b->metadata_ns, b->route_key, text_buf(route->name));
-    if (!serve(f, b, route, endpoint, s->buffered, raw, req, spans, span_count, unique, &w))
+    if (!serve(f, s, route, endpoint, raw, req, spans, span_count, unique, &w))
       status = GW_BODY_STOP_NO_BUFFER;
   }
   gv_doc_free(w.doc);

@@ -12,14 +12,31 @@
 #include "gw_abi.h"
 #include "gw_json.h"
 
+#include "gw_value.h"
+
 typedef struct gw_body gw_body;
 
-/* What one request carries from its headers to its body (and, later, to its response). */
+#define GW_MAX_CONSUMER_BYTES 256
+#define GW_STREAM_LIMITS 8 /* = GB_MAX_TOKEN_LIMITS */
+
+/* What one request carries from its headers to its body and to its response: the response
+ * path reads no metadata back. */
 typedef struct {
   int kind; /* GW_KIND_BODY_STREAM (gw_module.h): the hooks tell a stream from a config */
-  const gw_body *body;
+  gw_body *body;
   int endpoint;  /* index into the config's endpoints, or -1: not a request the filter reads */
-  bool buffered; /* the filter buffered earlier chunks (StopIterationAndBuffer) */
+  bool buffered; /* the filter buffered earlier request chunks (StopIterationAndBuffer) */
+  /* set when the module served the request (forwarded it on one of its routes): */
+  const void *route; /* the gb_route, or NULL: the response is not this filter's */
+  char consumer[GW_MAX_CONSUMER_BYTES];
+  size_t consumer_length;
+  bool has_prompt_version;
+  long long prompt_version;
+  double carried[GW_STREAM_LIMITS]; /* the token debt each limit's charge carried */
+  /* the response: */
+  int reading;           /* what the body hook does (gw_body_response.c) */
+  const void *price;     /* the answering model's gb_price, or NULL */
+  gw_usage_scan scan;    /* a stream's usage */
 } gw_body_stream;
 
 /* The body filter's config from its JSON (the renderer's data); NULL if it is not valid. */
@@ -28,5 +45,9 @@ void gw_body_destroy(gw_body *body);
 
 int gw_body_request_headers(gw_envoy_ptr filter, gw_body_stream *stream, bool end_of_stream);
 int gw_body_request_body(gw_envoy_ptr filter, gw_body_stream *stream, bool end_of_stream);
+int gw_body_response_headers(gw_envoy_ptr filter, gw_body_stream *stream, bool end_of_stream);
+int gw_body_response_body(gw_envoy_ptr filter, gw_body_stream *stream, bool end_of_stream);
+/* Frees what the stream holds (not the stream). */
+void gw_body_stream_free(gw_body_stream *stream);
 
 #endif

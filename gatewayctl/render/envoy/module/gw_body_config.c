@@ -2,6 +2,7 @@
  * structs. Every field is checked for its type; a config missing one, or holding something the
  * module cannot serve (a served route with token limits, a native API, a response cache),
  * is refused whole, and Envoy then rejects the listener. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,7 +86,122 @@ static bool load_names(gw_body *b, const gj_node *names) {
          take(gj_get(names, "route_key"), &b->route_key) &&
          take(gj_get(names, "consumer_key"), &b->consumer_key) &&
          take(gj_get(names, "guard_set_key"), &b->guard_set_key) &&
-         take(gj_get(names, "guard_text_key"), &b->guard_text_key);
+         take(gj_get(names, "guard_text_key"), &b->guard_text_key) &&
+         take(gj_get(names, "model_response_header"), &b->model_response_header) &&
+         take(gj_get(names, "prompt_version_header"), &b->prompt_version_header) &&
+         take(gj_get(names, "limit_response_header"), &b->limit_response_header) &&
+         take(gj_get(names, "guardrail_response_header"), &b->guardrail_response_header) &&
+         take(gj_get(names, "rbac_filter"), &b->rbac_filter) &&
+         take(gj_get(names, "prompt_tokens_key"), &b->prompt_tokens_key) &&
+         take(gj_get(names, "completion_tokens_key"), &b->completion_tokens_key) &&
+         take(gj_get(names, "cost_key"), &b->cost_key);
+}
+
+/* A price: a decimal string (the renderer writes Python's repr of the float, which strtod
+ * reads back to the same double; the config reader takes no fractions). */
+static bool price(const gj_node *node, double *out) {
+  char *end = NULL;
+  if (node == NULL || node->type != GJ_STRING || node->length == 0) return false;
+  *out = strtod(node->string, &end);
+  return end == node->string + node->length && *out >= 0;
+}
+
+static bool load_prices(gw_body *b, const gj_node *prices) {
+  if (!is_object(prices)) return false;
+  b->prices = calloc(prices->count + 1, sizeof(gb_price));
+  if (b->prices == NULL) return false;
+  for (const gj_node *p = prices->first; p != NULL; p = p->next) {
+    gb_price *out = &b->prices[b->price_count++];
+    if (p->type != GJ_ARRAY || p->count != 2 || !take_key(p, &out->model) ||
+        !price(p->first, &out->input) || !price(p->first->next, &out->output))
+      return false;
+  }
+  return true;
+}
+
+const gb_price *gb_find_price(const gw_body *b, const char *model, size_t length) {
+  for (size_t i = 0; i < b->price_count; i++)
+    if (b->prices[i].model.length == length && memcmp(b->prices[i].model.ptr, model, length) == 0)
+      return &b->prices[i];
+  return NULL;
+}
+
+static bool load_limits(gb_route *r, const gj_node *limits) {
+  if (limits == NULL) return true;
+  if (limits->type != GJ_ARRAY || limits->count > GB_MAX_TOKEN_LIMITS) return false;
+  for (const gj_node *l = limits->first; l != NULL; l = l->next) {
+    gb_token_limit *out = &r->limits[r->limit_count++];
+    const gj_node *by = gj_get(l, "by");
+    long long max = 0;
+    if (!take(gj_get(l, "key"), &out->key) || !take(gj_get(l, "header"), &out->header) ||
+        !integer(gj_get(l, "max"), 1, &max) || by == NULL || by->type != GJ_STRING)
+      return false;
+    out->by_consumer = strcmp(by->string, "consumer") == 0;
+    out->max = (double)max;
+  }
+  return true;
+}
+
+/* ---- token debt --------------------------------------------------------------------------- */
+
+static gb_debt *debt_slot(gb_debts *t, const char *key, size_t length, bool create) {
+  if (t->capacity == 0) {
+    if (!create) return NULL;
+    t->slots = calloc(64, sizeof(gb_debt));
+    if (t->slots == NULL) return NULL;
+    t->capacity = 64;
+  }
+  size_t mask = t->capacity - 1;
+  for (size_t i = hash(key, length) & mask;; i = (i + 1) & mask) {
+    gb_debt *d = &t->slots[i];
+    if (d->key != NULL && d->length == length && memcmp(d->key, key, length) == 0) return d;
+    if (d->key != NULL) continue;
+    if (!create || t->count >= GB_MAX_DEBT_KEYS) return NULL;
+    if (2 * (t->count + 1) > t->capacity) { /* grow, then look again */
+      gb_debt *old = t->slots;
+      size_t old_capacity = t->capacity, capacity = 2 * t->capacity;
+      gb_debt *slots = calloc(capacity, sizeof(gb_debt));
+      if (slots == NULL) return NULL;
+      for (size_t j = 0; j < old_capacity; j++) {
+        if (old[j].key == NULL) continue;
+        size_t k = hash(old[j].key, old[j].length) & (capacity - 1);
+        while (slots[k].key != NULL) k = (k + 1) & (capacity - 1);
+        slots[k] = old[j];
+      }
+      free(old);
+      t->slots = slots;
+      t->capacity = capacity;
+      return debt_slot(t, key, length, create);
+    }
+    d->key = malloc(length ? length : 1);
+    if (d->key == NULL) return NULL;
+    memcpy(d->key, key, length);
+    d->length = length;
+    d->debt = 0;
+    t->count++;
+    return d;
+  }
+}
+
+double gb_debt_take(gw_body *b, uint32_t worker, const char *key, size_t length) {
+  gb_debts *t = &b->workers[worker % GB_MAX_WORKERS];
+  pthread_mutex_lock(&t->lock);
+  gb_debt *d = debt_slot(t, key, length, false);
+  double debt = 0;
+  if (d != NULL) {
+    debt = d->debt;
+    d->debt = 0;
+  }
+  pthread_mutex_unlock(&t->lock);
+  return debt;
+}
+
+void gb_debt_add(gw_body *b, uint32_t worker, const char *key, size_t length, double tokens) {
+  gb_debts *t = &b->workers[worker % GB_MAX_WORKERS];
+  pthread_mutex_lock(&t->lock);
+  gb_debt *d = debt_slot(t, key, length, true);
+  if (d != NULL) d->debt += tokens;
+  pthread_mutex_unlock(&t->lock);
 }
 
 static bool load_endpoints(gw_body *b, const gj_node *endpoints) {
@@ -172,9 +288,10 @@ static bool load_policy(gb_route *r, const gj_node *policy) {
   bool ok = true;
   r->redact = redact_kinds(gj_get(policy, "redact"), &ok);
   /* what the module does not do yet: such routes are the Lua's (body_module.py) */
+  const gj_node *logs = gj_get(policy, "guard_logs");
   if (!ok || gj_get(policy, "cache") != NULL || gj_get(policy, "outguard") != NULL ||
       gj_get(policy, "global") != NULL || gj_get(policy, "global_tokens") != NULL ||
-      (limits != NULL && (limits->type != GJ_ARRAY || limits->count != 0)))
+      !load_limits(r, limits) || (logs != NULL && !flag(logs, &r->guard_logs)))
     return false;
   if (jwt != NULL && !name_set(jwt, &r->jwt, &r->jwt_count)) return false;
   if (allow != NULL && !(r->has_allow = name_set(allow, &r->allow, &r->allow_count)))
@@ -269,7 +386,10 @@ void gw_body_destroy(gw_body *b) {
   if (b == NULL) return;
   gb_text *names[] = {&b->metadata_ns, &b->internal_ns, &b->route_header, &b->consumer_header,
                       &b->body_model_header, &b->principal_header, &b->reply_header,
-                      &b->route_key, &b->consumer_key, &b->guard_set_key, &b->guard_text_key};
+                      &b->route_key, &b->consumer_key, &b->guard_set_key, &b->guard_text_key,
+                      &b->model_response_header, &b->prompt_version_header,
+                      &b->limit_response_header, &b->guardrail_response_header, &b->rbac_filter,
+                      &b->prompt_tokens_key, &b->completion_tokens_key, &b->cost_key};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) drop(names[i]);
   for (size_t i = 0; i < b->key_header_count; i++) drop(&b->key_headers[i]);
   for (size_t i = 0; i < b->endpoint_count; i++) drop(&b->endpoints[i].path);
@@ -281,6 +401,10 @@ void gw_body_destroy(gw_body *b) {
     gb_text *texts[] = {&r->name, &r->public_name, &r->guard, &r->direct_model,
                         &r->direct_upstream, &r->authority};
     for (size_t j = 0; j < sizeof texts / sizeof texts[0]; j++) drop(texts[j]);
+    for (size_t j = 0; j < r->limit_count; j++) {
+      drop(&r->limits[j].key);
+      drop(&r->limits[j].header);
+    }
     drop_list(r->jwt, r->jwt_count);
     drop_list(r->allow, r->allow_count);
     drop_prompt(r->prompt);
@@ -293,6 +417,14 @@ void gw_body_destroy(gw_body *b) {
     free(c->value);
   }
   free(b->credentials);
+  for (size_t i = 0; i < b->price_count; i++) drop(&b->prices[i].model);
+  free(b->prices);
+  for (size_t i = 0; i < GB_MAX_WORKERS; i++) {
+    gb_debts *t = &b->workers[i];
+    for (size_t j = 0; j < t->capacity; j++) free(t->slots[j].key);
+    free(t->slots);
+    if (b->lock_ready) pthread_mutex_destroy(&t->lock);
+  }
   if (b->lock_ready) pthread_mutex_destroy(&b->lock);
   free(b);
 }
@@ -305,11 +437,20 @@ gw_body *gw_body_new(const gj_node *config) {
             load_credentials(b, gj_get(config, "providers")) &&
             load_routes(b, gj_get(config, "routes"), gj_get(config, "policies")) &&
             load_models(b, gj_get(config, "models")) &&
+            load_prices(b, gj_get(config, "prices")) &&
             integer(gj_get(config, "secret_ttl_s"), 0, &b->secret_ttl_s) &&
             pthread_mutex_init(&b->lock, NULL) == 0;
   if (!ok) {
     gw_body_destroy(b);
     return NULL;
+  }
+  for (size_t i = 0; i < GB_MAX_WORKERS; i++) {
+    if (pthread_mutex_init(&b->workers[i].lock, NULL) != 0) { /* not expected on Linux */
+      while (i-- > 0) pthread_mutex_destroy(&b->workers[i].lock);
+      pthread_mutex_destroy(&b->lock);
+      gw_body_destroy(b);
+      return NULL;
+    }
   }
   b->lock_ready = true;
   return b;

@@ -44,6 +44,16 @@ typedef struct {
   long long expires;
 } gb_credential;
 
+#define GB_MAX_TOKEN_LIMITS 8
+
+/* A local token limit (tokens.lua): its debt key prefix, by consumer or by route, the
+ * bucket's size and the charge header the limiter reads. */
+typedef struct {
+  gb_text key, header;
+  bool by_consumer;
+  double max;
+} gb_token_limit;
+
 typedef struct {
   gb_text name, public_name;
   bool needs_auth, keys_ok;
@@ -60,7 +70,32 @@ typedef struct {
   bool has_direct, pinned;
   gb_text direct_model, direct_upstream, authority;
   gb_credential *credential; /* a pinned route's provider credential, or NULL */
+  bool guard_logs;           /* action log: the RBAC shadow result is read on the response */
+  gb_token_limit limits[GB_MAX_TOKEN_LIMITS];
+  size_t limit_count;
 } gb_route;
+
+/* A model's prices per million tokens (DATA.prices), by the upstream model name. */
+typedef struct {
+  gb_text model;
+  double input, output;
+} gb_price;
+
+/* Token debt of one worker (tokens.lua's token_debt): "<limit key>|<route>|<consumer>" ->
+ * tokens owed; open addressing, at most GB_MAX_DEBT_KEYS keys (a new key past that is not
+ * kept: its debt is not carried, the limiter still charges 1 per request). */
+#define GB_MAX_WORKERS 256
+#define GB_MAX_DEBT_KEYS 65536
+typedef struct {
+  char *key;
+  size_t length;
+  double debt;
+} gb_debt;
+typedef struct {
+  pthread_mutex_t lock; /* uncontended: one worker per slot, unless there are more workers */
+  gb_debt *slots;
+  size_t capacity, count;
+} gb_debts;
 
 typedef struct {
   gb_text model;
@@ -89,10 +124,23 @@ struct gw_body {
   size_t route_count;
   gb_credential *credentials;
   size_t credential_count;
+  gb_price *prices;
+  size_t price_count;
+  gb_text model_response_header, prompt_version_header, limit_response_header,
+      guardrail_response_header, rbac_filter, prompt_tokens_key, completion_tokens_key,
+      cost_key;
+  gb_debts workers[GB_MAX_WORKERS];
   long long secret_ttl_s;
   pthread_mutex_t lock;
   bool lock_ready;
 };
+
+/* The price of an upstream model, or NULL. */
+const gb_price *gb_find_price(const gw_body *body, const char *model, size_t length);
+
+/* tokens.lua: take (carry) and add to the debt of a key, in the calling worker's table. */
+double gb_debt_take(gw_body *body, uint32_t worker, const char *key, size_t length);
+void gb_debt_add(gw_body *body, uint32_t worker, const char *key, size_t length, double tokens);
 
 /* The route serving `model` (NULL in *route when the Lua serves it); false if no route does. */
 bool gb_find_model(const gw_body *body, const char *model, size_t length,

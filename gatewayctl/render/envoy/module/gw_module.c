@@ -71,7 +71,9 @@ gw_module_ptr envoy_dynamic_module_on_http_filter_new(gw_module_ptr self, gw_env
 }
 
 void envoy_dynamic_module_on_http_filter_destroy(gw_module_ptr self) {
-  if (kind_of(self) == GW_KIND_BODY_STREAM) free((void *)self);
+  if (kind_of(self) != GW_KIND_BODY_STREAM) return;
+  gw_body_stream_free((gw_body_stream *)self);
+  free((void *)self);
 }
 
 int envoy_dynamic_module_on_http_filter_request_headers(gw_envoy_ptr filter, gw_module_ptr self,
@@ -96,17 +98,15 @@ int envoy_dynamic_module_on_http_filter_request_trailers(gw_envoy_ptr filter, gw
 
 int envoy_dynamic_module_on_http_filter_response_headers(gw_envoy_ptr filter, gw_module_ptr self,
                                                          bool end_of_stream) {
-  (void)filter;
-  (void)self;
-  (void)end_of_stream;
+  if (kind_of(self) == GW_KIND_BODY_STREAM)
+    return gw_body_response_headers(filter, (gw_body_stream *)self, end_of_stream);
   return GW_HEADERS_CONTINUE;
 }
 
 int envoy_dynamic_module_on_http_filter_response_body(gw_envoy_ptr filter, gw_module_ptr self,
                                                       bool end_of_stream) {
-  (void)filter;
-  (void)self;
-  (void)end_of_stream;
+  if (kind_of(self) == GW_KIND_BODY_STREAM)
+    return gw_body_response_body(filter, (gw_body_stream *)self, end_of_stream);
   return GW_BODY_CONTINUE;
 }
 
