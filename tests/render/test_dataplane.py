@@ -671,7 +671,9 @@ def test_body_filter_is_the_one_asked_for(gateway: Gateway) -> None:
         ("no-such-model", {}, 404, compiled),  # before any route: the module's
         ("guarded", {"text": "x" * 3000}, 413, compiled),  # a served route's own bound
         ("assistant", {}, 400, compiled),  # a served route's prompt: variable missing
-        ("tokens", {"headers": {"x-api-key": "nope"}}, 401, False),  # token limits: the Lua's
+        ("tokens", {"headers": {"x-api-key": "nope"}}, 401, compiled),  # token limits
+        # a prompt with a NUL (the module's config takes none): the Lua serves the route
+        ("weird/model:v1.0_x", {"prompt_variables": "x"}, 400, False),
     ]
     for model, kw, status, by_module in cases:
         resp, rid = _tagged(gateway, model, **kw)

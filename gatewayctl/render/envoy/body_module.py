@@ -1,19 +1,23 @@
-"""The compiled body filter (the module's `body`, module/gw_body.c): which routes it serves and
-its config.
+"""The compiled body filter (the module's `body`, module/gw_body*.c): which routes it serves,
+its config, and the per-route switch that keeps the Lua body filter off those routes.
 
-It serves a route whose request path it has ported: routing on `model`, the body limit,
-access, prompts, the guard text, redaction, the upstream model and a pinned route's target.
-Routes that need more stay with the Lua body filter (gateway.lua), which follows it in the
-chain and takes every request the module leaves: routes with token limits (their debt is
-charged by the Lua response path, per worker), a native provider (translation checks), a
-response cache, output guardrails or global limits, and every route of a gateway with
-enforced budgets. The Lua's response path serves every route.
+It serves a route whose request and response paths it has ported: routing on `model`, the
+body limit, access, prompts, the guard text, redaction, the upstream model, a pinned route's
+target, local token limits (their debt per worker), usage, cost, the prompt-version header,
+the guardrail mark and the provider's 401/403. Routes that need more stay with the Lua body
+filter (gateway.lua), which follows it in the chain and takes every request the module
+leaves: routes with a native provider (translation checks), a response cache, output
+guardrails or global limits, and every route of a gateway with enforced budgets. On the
+routes the module serves, the Lua filter is switched off (LuaPerRoute `disabled`): the
+module sets x-gw-route and clears the route cache before the Lua filter's turn, so the Lua
+runs neither the request nor the response of those requests.
 
 The config is the Lua filter's data table (listener.gateway_lua_data) cut to what the module
 reads: the endpoints, every public model (a model of a route it does not serve is left to the
-Lua), its routes with their policies, the providers, the secret TTL, and the names. A config
-the module's bounded reader could not take (module/gw_json.h: 1 MiB, 65,536 values, no NUL in
-a string) serves no route: the Lua serves them all, as without the module. Owns no I/O.
+Lua), its routes with their policies, the providers, the prices (as decimal strings: the
+module's config reader takes integers only), the secret TTL, and the names. A config the
+module's bounded reader could not take (module/gw_json.h: 1 MiB, 65,536 values, no NUL in a
+string) serves no route: the Lua serves them all, as without the module. Owns no I/O.
 """
 
 from __future__ import annotations
@@ -22,18 +26,21 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from gatewayctl.render.envoy.names import LUA_NAMES
+from gatewayctl.render.envoy.names import LUA_FILTER, LUA_NAMES, LUA_PER_ROUTE_TYPE
 
 BODY_FILTER_NAME = "body"  # the module's filter_name
 # The names module/gw_body_config.c reads (names.py's LUA_NAMES).
 BODY_MODULE_NAMES = (
     "metadata_ns", "internal_ns", "route_header", "consumer_header", "body_model_header",
     "principal_header", "reply_header", "client_key_headers", "route_key", "consumer_key",
-    "guard_set_key", "guard_text_key",
+    "guard_set_key", "guard_text_key", "model_response_header", "prompt_version_header",
+    "limit_response_header", "guardrail_response_header", "rbac_filter", "prompt_tokens_key",
+    "completion_tokens_key", "cost_key",
 )  # fmt: skip
 # module/gw_json.h's bounds, with room for the envelope (abi, names).
 MAX_CONFIG_BYTES = (1 << 20) - 4096
 MAX_CONFIG_VALUES = 65536 - 256
+MAX_TOKEN_LIMITS = 8  # module/gw_body_config.h GB_MAX_TOKEN_LIMITS
 
 
 def _served(route: Mapping[str, Any], policy: Mapping[str, Any]) -> bool:
@@ -43,7 +50,7 @@ def _served(route: Mapping[str, Any], policy: Mapping[str, Any]) -> bool:
         and policy.get("outguard") is None
         and policy.get("global") is None
         and not policy.get("global_tokens")
-        and not policy.get("token_limits")
+        and len(policy.get("token_limits") or ()) <= MAX_TOKEN_LIMITS
         and "\\u0000" not in json.dumps(route)  # the config reader refuses NUL in a string
     )
 
@@ -78,6 +85,8 @@ def body_module_data(lua_data: Mapping[str, Any]) -> dict[str, Any] | None:
         "routes": routes,
         "policies": {pid: p for pid, p in lua_data["policies"].items() if pid in used},
         "providers": lua_data["providers"],
+        "prices": {model: [repr(float(p)) for p in prices]
+                   for model, prices in lua_data["prices"].items()},
         "secret_ttl_s": lua_data["secret_ttl_s"],
         "names": {key: LUA_NAMES[key] for key in BODY_MODULE_NAMES},
     }
@@ -85,3 +94,8 @@ def body_module_data(lua_data: Mapping[str, Any]) -> dict[str, Any] | None:
             or _values(data) > MAX_CONFIG_VALUES):
         return None
     return data
+
+
+def lua_route_disabled() -> dict[str, Any]:
+    """The per-route config that switches the Lua body filter off on a route the module serves."""
+    return {LUA_FILTER: {"@type": LUA_PER_ROUTE_TYPE, "disabled": True}}

@@ -209,6 +209,14 @@ def render_body_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, 
     return [module_filter(BODY_MODULE_FILTER, BODY_FILTER_NAME, module), lua]
 
 
+def module_body_routes(ir: GatewayIR, options: EnvoyOptions) -> frozenset[str]:
+    """The routes the module's body filter serves (none unless `dataPlaneFilters: module`)."""
+    if ir.data_plane_filters != "module":
+        return frozenset()
+    data = body_module_data(gateway_lua_data(ir, options))
+    return frozenset(data["routes"]) if data is not None else frozenset()
+
+
 def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
     jwt = render_jwt_filter(ir, options)
     verdict = render_verdict_filter(ir)

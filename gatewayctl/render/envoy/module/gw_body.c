@@ -434,12 +434,12 @@ static bool serve(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, int endp
                   gw_buffer raw,
                   gv_value *req, const gv_span *spans, size_t span_count, bool unique,
                   work *w) {
+  gw_body *b = s->body;
   if ((long long)raw.length > r->max_bytes) {
     too_large(f, b, "request body is", r->max_bytes, "request_too_large");
     return false;
   }
   gw_buffer principal, consumer;
-  gw_body *b = s->body;
   if (!get_header(f, text_buf(b->principal_header), &principal)) principal = BUF("none");
   if (!decide_access(f, b, r, principal, &consumer)) return false;
   if (consumer.length > sizeof s->consumer) { /* no consumer has such a name */
