@@ -196,12 +196,9 @@ def render_auth_filter(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
 
 def render_body_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
     """The body filter: gateway.lua; with `dataPlaneFilters: module`, the module's `body`
-    before it for the routes it serves (body_module.py), the Lua then leaving the requests the
-    module took (DATA.after_module) and keeping its response path for every route."""
+    before it, for the routes it serves (body_module.py; the Lua is switched off on those)."""
     data = gateway_lua_data(ir, options)
     module = body_module_data(data) if ir.data_plane_filters == "module" else None
-    if module is not None:
-        data["after_module"] = True
     lua = lua_filter(LUA_FILTER, gateway_source(data, has_native(ir), cache=has_cache(ir),
                                                  outguard=has_outguard(ir)))
     if module is None:

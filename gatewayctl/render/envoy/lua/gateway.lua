@@ -126,9 +126,6 @@ function envoy_on_request(h)
   -- x-gw-principal; requests it let pass without one are not the gateway's.
   local endpoint = DATA.endpoints[match(hdrs:get(":path") or "", "^[^?]*")]
   if endpoint == nil or hdrs:get(":method") ~= "POST" then return end
-  -- With the compiled body filter before this one (DATA.after_module), a request it took has
-  -- no x-gw-principal left (it removes it; clients' copies never get this far).
-  if DATA.after_module and hdrs:get(PRINCIPAL_HEADER) == nil then return end
 
   local body = h:body()
   hdrs = h:headers()  -- handles taken before body() are invalid after it

@@ -9,9 +9,9 @@
  * (prompts.lua), publish the guard text, redact, and forward the body: the client's member
  * bytes with `model` first when only `model` and `prompt_variables` change (gateway.lua's
  * rebuild), re-encoded otherwise. A request for a route the config does not hold goes on
- * untouched to the Lua body filter after this one; a request this filter took has its
- * x-gw-principal removed, which is what tells that Lua to leave it (a client cannot send that
- * header: the listener removes every client copy of the internal headers first). */
+ * untouched to the Lua body filter after this one; on the routes the config holds, that Lua is
+ * switched off (LuaPerRoute disabled, body_module.py), and this filter's x-gw-route and route
+ * cache clearing come before the Lua filter's turn. */
 #define _GNU_SOURCE
 
 #include <stdint.h>
@@ -296,16 +296,34 @@ int gw_body_request_headers(gw_envoy_ptr f, gw_body_stream *s, bool end_of_strea
   return GW_HEADERS_STOP_ITERATION; /* until the body is here */
 }
 
-/* The whole body, contiguous: Envoy's one slice, or a copy into *owned. */
-static bool read_body(gw_envoy_ptr f, int type, gw_out *into) {
-  size_t count = envoy_dynamic_module_callback_http_get_body_chunks_size(f, type);
-  if (count == 0) return true;
-  gw_buffer *chunks = calloc(count, sizeof *chunks);
-  if (chunks == NULL) return false;
-  bool ok = envoy_dynamic_module_callback_http_get_body_chunks(f, type, chunks);
-  for (size_t i = 0; ok && i < count; i++) gw_out_append(into, chunks[i].ptr, chunks[i].length);
-  free(chunks);
-  return ok && !into->failed;
+/* The whole body (the chunks of `first`, if not -1, then of `second`), contiguous: Envoy's own
+ * slice when the body is one slice (the usual case), else a copy in *copy. False: no memory. */
+bool gb_body_bytes(gw_envoy_ptr f, int first, int second, gw_out *copy, gw_buffer *out) {
+  size_t counts[2] = {first >= 0 ? envoy_dynamic_module_callback_http_get_body_chunks_size(f, first)
+                                 : 0,
+                      envoy_dynamic_module_callback_http_get_body_chunks_size(f, second)};
+  int types[2] = {first, second};
+  *out = (gw_buffer){"", 0};
+  if (counts[0] + counts[1] == 1) {
+    gw_buffer one = {NULL, 0};
+    if (envoy_dynamic_module_callback_http_get_body_chunks(f, types[counts[0] == 1 ? 0 : 1],
+                                                           &one) &&
+        one.ptr != NULL)
+      *out = one;
+    return true;
+  }
+  for (int t = 0; t < 2; t++) {
+    if (counts[t] == 0) continue;
+    gw_buffer *chunks = calloc(counts[t], sizeof *chunks);
+    if (chunks == NULL) return false;
+    bool ok = envoy_dynamic_module_callback_http_get_body_chunks(f, types[t], chunks);
+    for (size_t i = 0; ok && i < counts[t]; i++)
+      gw_out_append(copy, chunks[i].ptr, chunks[i].length);
+    free(chunks);
+    if (!ok || copy->failed) return false;
+  }
+  if (copy->ptr != NULL) *out = (gw_buffer){copy->ptr, copy->length};
+  return true;
 }
 
 static void replace_body(gw_envoy_ptr f, bool buffered, gw_buffer raw, gw_out *out) {
@@ -403,8 +421,8 @@ static bool inject_prompt(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, 
 }
 
 /* Everything after the route is known; false when a reply was sent. */
-/* tokens.lua's carry: each limit's debt into its charge header (and gw.internal, for a
- * refund), remembered for the response. */
+/* tokens.lua's carry: each limit's debt into its charge header, and into the stream for a
+ * refund on the response. */
 static void carry_debt(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r) {
   for (size_t i = 0; i < r->limit_count; i++) {
     const gb_token_limit *l = &r->limits[i];
@@ -420,12 +438,9 @@ static void carry_debt(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r) {
                                                key.ptr, key.length);
     gw_out_free(&key);
     double carried = pending < l->max - 1 ? pending : l->max - 1;
-    s->carried[i] = carried;
-    char name[32], value[40];
-    int n = snprintf(name, sizeof name, "token_carried_%zu", i + 1);
-    envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
-        f, text_buf(s->body->internal_ns), (gw_buffer){name, n > 0 ? (size_t)n : 0}, carried);
-    n = snprintf(value, sizeof value, "%.14g", 1 + carried); /* Lua's tostring */
+    s->carried[i] = carried; /* for a refund (the Lua keeps it in gw.internal, for its own) */
+    char value[40];
+    int n = snprintf(value, sizeof value, "%.14g", 1 + carried); /* Lua's tostring */
     set_header(f, l->header, (gw_buffer){value, n > 0 ? (size_t)n : 0});
   }
 }
@@ -495,7 +510,6 @@ static bool serve(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, int endp
     } else if (r->has_direct) {
       set_header(f, b->body_model_header, text_buf(r->direct_model));
     }
-    set_header(f, b->principal_header, BUF("")); /* taken: the Lua body filter leaves it */
     envoy_dynamic_module_callback_http_clear_route_cache(f);
     s->route = r; /* the response is this filter's */
   }
@@ -512,21 +526,21 @@ int gw_body_request_body(gw_envoy_ptr f, gw_body_stream *s, bool end_of_stream) 
   int endpoint = b->endpoints[s->endpoint].kind;
   s->endpoint = -1; /* read once */
   work w = {0};
-  if ((s->buffered && !read_body(f, GW_BUFFERED_REQUEST_BODY, &w.raw)) ||
-      !read_body(f, GW_RECEIVED_REQUEST_BODY, &w.raw)) {
+  gw_buffer raw;
+  if (!gb_body_bytes(f, s->buffered ? GW_BUFFERED_REQUEST_BODY : -1, GW_RECEIVED_REQUEST_BODY,
+                     &w.raw, &raw)) {
     /* no memory for a copy: Envoy's 500 rather than a request the filter did not check */
     fail(f, b, 500, "The gateway could not read the request body.", "server_error",
          "internal_error");
     gw_out_free(&w.raw);
     return GW_BODY_STOP_NO_BUFFER;
   }
-  if (w.raw.length == 0) {
+  if (raw.length == 0) {
     fail(f, b, 400, "The request body must be a JSON object.", "invalid_request_error",
          "invalid_body");
     gw_out_free(&w.raw);
     return GW_BODY_STOP_NO_BUFFER;
   }
-  gw_buffer raw = out_buf(&w.raw);
   int status = GW_BODY_CONTINUE;
   gv_span *spans = NULL;
   size_t span_count = 0;

@@ -142,6 +142,9 @@ const gb_price *gb_find_price(const gw_body *body, const char *model, size_t len
 double gb_debt_take(gw_body *body, uint32_t worker, const char *key, size_t length);
 void gb_debt_add(gw_body *body, uint32_t worker, const char *key, size_t length, double tokens);
 
+/* The whole body (gw_body.c): the chunks of `first` (-1: none) then of `second`, contiguous. */
+bool gb_body_bytes(gw_envoy_ptr filter, int first, int second, gw_out *copy, gw_buffer *out);
+
 /* The route serving `model` (NULL in *route when the Lua serves it); false if no route does. */
 bool gb_find_model(const gw_body *body, const char *model, size_t length,
                    const gb_route **route);

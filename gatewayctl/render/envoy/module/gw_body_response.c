@@ -158,17 +158,6 @@ static void account(gw_envoy_ptr f, gw_body_stream *s, const gw_usage *u) {
   for (size_t i = 0; i < r->limit_count; i++) add_debt(f, s, r, i, used > 0 ? used : 0);
 }
 
-static bool read_all(gw_envoy_ptr f, int type, gw_out *into) {
-  size_t count = envoy_dynamic_module_callback_http_get_body_chunks_size(f, type);
-  if (count == 0) return true;
-  gw_buffer *chunks = calloc(count, sizeof *chunks);
-  if (chunks == NULL) return false;
-  bool ok = envoy_dynamic_module_callback_http_get_body_chunks(f, type, chunks);
-  for (size_t i = 0; ok && i < count; i++) gw_out_append(into, chunks[i].ptr, chunks[i].length);
-  free(chunks);
-  return ok && !into->failed;
-}
-
 static void feed_chunks(gw_envoy_ptr f, gw_usage_scan *scan) {
   size_t count = envoy_dynamic_module_callback_http_get_body_chunks_size(f, GW_RECEIVED_RESPONSE_BODY);
   if (count == 0) return;
@@ -206,13 +195,13 @@ int gw_body_response_body(gw_envoy_ptr f, gw_body_stream *s, bool end_of_stream)
       set(f, BUF("content-length"), (gw_buffer){length, n > 0 ? (size_t)n : 0});
     return GW_BODY_CONTINUE;
   }
-  gw_out reply = {0};
+  gw_out copy = {0};
+  gw_buffer reply;
   gw_usage usage;
-  if (read_all(f, GW_BUFFERED_RESPONSE_BODY, &reply) &&
-      read_all(f, GW_RECEIVED_RESPONSE_BODY, &reply) &&
-      gw_usage_of(reply.ptr != NULL ? reply.ptr : "", reply.length, &usage))
+  if (gb_body_bytes(f, GW_BUFFERED_RESPONSE_BODY, GW_RECEIVED_RESPONSE_BODY, &copy, &reply) &&
+      gw_usage_of(reply.ptr, reply.length, &usage))
     account(f, s, &usage);
-  gw_out_free(&reply);
+  gw_out_free(&copy);
   return GW_BODY_CONTINUE;
 }
 
