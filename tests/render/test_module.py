@@ -28,7 +28,8 @@ from gatewayctl.render.envoy.dynamic_module import (
     module_config,
 )
 from gatewayctl.render.envoy.listener import auth_filter_data
-from gatewayctl.render.envoy.names import AUTH_FILTER
+from gatewayctl.render.envoy.names import AUTH_FILTER, BODY_MODULE_FILTER, LUA_FILTER
+from gatewayctl.render.envoy.routes import route_entries
 from tests.render import irs
 from tests.render.harness import (
     envoy_binary,
@@ -241,3 +242,52 @@ def test_rotated_consumer_key_applies_without_a_reload(tmp_path: Path) -> None:
         log = envoy.log_text()
     for secret in ("rotated-key-value", old):
         assert secret not in log
+
+
+def _http_filters(files: dict[str, str]) -> list[dict[str, Any]]:
+    lds = json.loads(files["lds.json"])
+    hcm = lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return list(hcm["http_filters"])
+
+
+def _lua_off(files: dict[str, str]) -> set[str]:
+    """The route entries where the Lua body filter is switched off."""
+    rds = json.loads(files["rds.json"])["resources"][0]
+    entries = [e for v in rds["virtual_hosts"] for e in route_entries(v)]
+    return {e["name"] for e in entries
+            if e.get("typed_per_filter_config", {}).get(LUA_FILTER, {}).get("disabled")}
+
+
+def test_the_body_filter_serves_its_routes_and_switches_the_lua_off_there(tmp_path: Path) -> None:
+    ir = irs.build_ir()
+    options = loopback_options(tmp_path, tmp_path / "secrets")
+    lua_files = render_envoy(ir, options).files()
+    assert BODY_MODULE_FILTER not in [f["name"] for f in _http_filters(lua_files)]
+    assert not _lua_off(lua_files)
+    files = render_envoy(dataclasses.replace(ir, data_plane_filters="module"), options).files()
+    names = [f["name"] for f in _http_filters(files)]
+    # the module's body filter right before the Lua one, which stays for the other routes
+    assert names.index(BODY_MODULE_FILTER) + 1 == names.index(LUA_FILTER)
+    module = next(f for f in _http_filters(files) if f["name"] == BODY_MODULE_FILTER)
+    assert module["typed_config"]["filter_name"] == "body"
+    data = json.loads(module["typed_config"]["filter_config"]["value"])
+    # every route but the one whose prompt holds a NUL (the config reader takes none)
+    assert sorted(data["routes"]) == sorted(r.name for r in ir.routes if r.name != "hostile")
+    assert data["models"]["weird/model:v1.0_x"] == "hostile"  # left to the Lua, by name
+    assert data["prices"]["llama-3.1-70b"] == ["0.2", "0.2"]
+    assert data["policies"][data["routes"]["tokens"]["policy"]]["token_limits"][0]["max"] == 100
+    for key in irs.CONSUMER_KEYS.values():
+        assert key not in module["typed_config"]["filter_config"]["value"]
+    assert irs.OPENAI_KEY not in module["typed_config"]["filter_config"]["value"]
+    # the Lua body filter is off on exactly the module's routes (the canary entry too)
+    assert _lua_off(files) == {*data["routes"], "chat-canary"}
+
+
+def test_a_gateway_the_module_cannot_serve_keeps_the_lua_body_filter(tmp_path: Path) -> None:
+    """A gateway whose only route is one the module does not serve: no module body filter,
+    and the Lua body filter on everywhere."""
+    ir = dataclasses.replace(irs.build_ir(), data_plane_filters="module")
+    ir = dataclasses.replace(ir, routes=tuple(r for r in ir.routes if r.name == "hostile"))
+    files = render_envoy(ir, loopback_options(tmp_path, tmp_path / "secrets")).files()
+    assert BODY_MODULE_FILTER not in [f["name"] for f in _http_filters(files)]
+    assert not _lua_off(files)
