@@ -18,7 +18,7 @@ import pytest
 from gatewayctl.ir import GatewayIR, JwtProviderIR
 from gatewayctl.render.envoy import render_envoy
 from gatewayctl.render.envoy.dynamic_module import CFLAGS, SOURCES, source_files
-from gatewayctl.render.envoy.names import AUTH_FILTER
+from gatewayctl.render.envoy.names import AUTH_FILTER, BODY_MODULE_FILTER
 from tests.render import irs
 from tests.render.harness import loopback_options
 
@@ -69,6 +69,21 @@ def _config(tmp_path: Path) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
+def _body_config(tmp_path: Path) -> bytes:
+    """The rendered config of the module's body filter for the test gateway, its provider
+    credential file written."""
+    ir = dataclasses.replace(irs.build_ir(), data_plane_filters="module")
+    options = loopback_options(tmp_path, tmp_path / "secrets")
+    lds = json.loads(render_envoy(ir, options).files()["lds.json"])
+    hcm = lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    flt = next(f for f in hcm["http_filters"] if f["name"] == BODY_MODULE_FILTER)
+    data = json.loads(flt["typed_config"]["filter_config"]["value"])
+    credential = Path(data["providers"]["openai"]["credential"]["file"])
+    credential.parent.mkdir(parents=True, exist_ok=True)
+    credential.write_text("sk-provider\n")
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
 def _build(tmp_path: Path, replaced: dict[str, bytes] | None = None) -> Path:
     """The harness with the module's sources (some replaced), the product's warnings and
     hardening flags, and the sanitizers."""
@@ -83,7 +98,7 @@ def _build(tmp_path: Path, replaced: dict[str, bytes] | None = None) -> Path:
     subprocess.run(
         [cc, *flags, "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
          "-fno-omit-frame-pointer", "-I", str(src), "-o", str(out), str(HARNESS),
-         *(str(src / name) for name in SOURCES)],
+         *(str(src / name) for name in SOURCES), "-lm"],
         check=True, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     return out
@@ -108,6 +123,30 @@ def test_random_configs_and_requests_under_sanitizers(tmp_path: Path) -> None:
     assert totals["accepted"] > 100 and totals["refused"] > 100, totals
     for name in ("replies_401", "replies_403", "replies_413", "header_sets", "route_clears",
                  "token_consumers", "token_replies"):
+        assert totals[name] > 0, (name, totals)
+
+
+def test_the_body_filter_under_sanitizers(tmp_path: Path) -> None:
+    """The body filter's config reader, request path (decoding, routing, access, prompts,
+    guard text, redaction, the rebuilt or re-encoded body, token debt) and response path
+    (usage of replies and streams, the 502 replacement) on random input."""
+    binary = _build(tmp_path)
+    config = tmp_path / "body.json"
+    config.write_bytes(_body_config(tmp_path))
+    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
+           "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+    totals: dict[str, int] = {}
+    for seed in SEEDS:
+        done = subprocess.run([str(binary), str(config), str(seed), str(ITERATIONS // 3), "body"],
+                              capture_output=True, text=True, timeout=600, env=env, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr[-4000:]
+        assert "runtime error" not in done.stderr and "Sanitizer" not in done.stderr, done.stderr
+        for line in done.stdout.splitlines():
+            name, value = line.split()
+            totals[name] = totals.get(name, 0) + int(value)
+    assert totals["accepted"] > 50 and totals["refused"] > 50, totals
+    for name in ("replies_400", "replies_401", "replies_403", "replies_404", "replies_413",
+                 "header_sets", "route_clears", "metadata_sets", "bodies_replaced"):
         assert totals[name] > 0, (name, totals)
 
 

@@ -8,9 +8,14 @@
  *   - requests: random header sets (method, path, the key headers with real, mangled and
  *     random keys, Content-Length, repeated names, empty and binary values; jwt_authn's
  *     verdict headers with real and mangled payloads and failure messages) through the
- *     request-headers hook of an accepted config.
- * Prints counts, one per line, "name value": the test checks both paths were exercised.
- * Usage: fuzz_module CONFIG_FILE SEED ITERATIONS */
+ *     request-headers hook of an accepted config;
+ *   - for the body filter (FILTER `body`), also a random body (request bodies spliced from
+ *     JSON fragments, escapes, prompts, redactable text, repeated keys, or random bytes) in one
+ *     to three chunks through the request-body hook, then a random response (status, the
+ *     gateway's response headers, a JSON reply or an SSE stream with usage, or random bytes)
+ *     through the response hooks.
+ * Prints counts, one per line, "name value": the test checks every path was exercised.
+ * Usage: fuzz_module CONFIG_FILE SEED ITERATIONS [FILTER] */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +39,21 @@ static struct {
   size_t key_length, value_length;
 } headers[MAX_HEADERS];
 static size_t header_count;
-static long replies[600], route_clears, header_sets, token_consumers, token_replies;
+static long replies[600], route_clears, header_sets, token_consumers, token_replies,
+    metadata_sets, bodies_replaced;
+
+/* Bodies by type (GW_*_BODY): chunks, each allocated to its exact size. */
+#define MAX_CHUNKS 4
+static struct {
+  char *ptr[MAX_CHUNKS];
+  size_t length[MAX_CHUNKS];
+  size_t count;
+} bodies[4];
+
+static void clear_body(int type) {
+  for (size_t i = 0; i < bodies[type].count; i++) free(bodies[type].ptr[i]);
+  bodies[type].count = 0;
+}
 
 static void touch(gw_buffer b) { /* read every byte: ASan checks the range */
   volatile unsigned char sink = 0;
@@ -49,7 +68,7 @@ bool envoy_dynamic_module_callback_http_get_header(gw_envoy_ptr filter, int head
   touch(key);
   size_t seen = 0;
   bool found = false;
-  if (header_type == GW_REQUEST_HEADERS) {
+  if (header_type == GW_REQUEST_HEADERS || header_type == GW_RESPONSE_HEADERS) {
     for (size_t i = 0; i < header_count; i++) {
       if (headers[i].key_length != key.length || memcmp(headers[i].key, key.ptr, key.length))
         continue;
@@ -88,6 +107,84 @@ void envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(gw_envoy_ptr f
   (void)value;
   touch(ns);
   touch(key);
+}
+
+void envoy_dynamic_module_callback_http_set_dynamic_metadata_string(gw_envoy_ptr filter,
+                                                                    gw_buffer ns, gw_buffer key,
+                                                                    gw_buffer value) {
+  (void)filter;
+  touch(ns);
+  touch(key);
+  touch(value);
+  metadata_sets++;
+}
+
+void envoy_dynamic_module_callback_http_set_dynamic_metadata_number(gw_envoy_ptr filter,
+                                                                    gw_buffer ns, gw_buffer key,
+                                                                    double value) {
+  (void)filter;
+  (void)value;
+  touch(ns);
+  touch(key);
+  metadata_sets++;
+}
+
+bool envoy_dynamic_module_callback_http_get_metadata_string(gw_envoy_ptr filter, int source,
+                                                            gw_buffer ns, gw_buffer key,
+                                                            gw_buffer *result) {
+  (void)filter;
+  (void)source;
+  touch(ns);
+  touch(key);
+  static const char denied[] = {'d', 'e', 'n', 'i', 'e', 'd'}; /* no NUL after it */
+  if (below(2)) return false;
+  *result = (gw_buffer){denied, sizeof denied};
+  return true;
+}
+
+uint32_t envoy_dynamic_module_callback_http_filter_get_worker_index(gw_envoy_ptr filter) {
+  (void)filter;
+  return (uint32_t)below(3);
+}
+
+size_t envoy_dynamic_module_callback_http_get_body_chunks_size(gw_envoy_ptr filter,
+                                                               int body_type) {
+  (void)filter;
+  return body_type >= 0 && body_type < 4 ? bodies[body_type].count : 0;
+}
+
+bool envoy_dynamic_module_callback_http_get_body_chunks(gw_envoy_ptr filter, int body_type,
+                                                        gw_buffer *chunks) {
+  (void)filter;
+  if (body_type < 0 || body_type >= 4) return false;
+  for (size_t i = 0; i < bodies[body_type].count; i++)
+    chunks[i] = (gw_buffer){bodies[body_type].ptr[i], bodies[body_type].length[i]};
+  return true;
+}
+
+size_t envoy_dynamic_module_callback_http_get_body_size(gw_envoy_ptr filter, int body_type) {
+  (void)filter;
+  size_t n = 0;
+  for (size_t i = 0; body_type >= 0 && body_type < 4 && i < bodies[body_type].count; i++)
+    n += bodies[body_type].length[i];
+  return n;
+}
+
+bool envoy_dynamic_module_callback_http_drain_body(gw_envoy_ptr filter, int body_type,
+                                                   size_t length) {
+  (void)filter;
+  if (body_type < 0 || body_type >= 4) return false;
+  if (length >= envoy_dynamic_module_callback_http_get_body_size(NULL, body_type))
+    clear_body(body_type);
+  return true;
+}
+
+bool envoy_dynamic_module_callback_http_append_body(gw_envoy_ptr filter, int body_type,
+                                                    gw_buffer data) {
+  (void)filter;
+  touch(data);
+  bodies_replaced++;
+  return body_type >= 0 && body_type < 4;
 }
 
 void envoy_dynamic_module_callback_http_send_response(gw_envoy_ptr filter, uint32_t status,
@@ -218,6 +315,128 @@ static void random_request(void) {
   }
 }
 
+static void free_request(void);
+
+static const char *BODY_PARTS[] = {
+    "{\"model\":\"chat\"", "{\"model\":\"assistant\"", "{\"model\":\"guarded\"",
+    "{\"model\":\"tokens\"", "{\"model\":\"keys\"", "{\"model\":\"no-such\\u0000x\"",
+    "{\"model\":\"weird/model:v1.0_x\"", "{\"model\":7", "{",
+    ",\"messages\":[{\"role\":\"user\",\"content\":\"mail a@b.co or 4111 1111 1111 1111\"}]",
+    ",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}]",
+    ",\"messages\":\"x\"", ",\"prompt\":\"complete \\ud83d\\ude00\"", ",\"input\":[\"a\",1]",
+    ",\"prompt_variables\":{\"product\":\"Acme\",\"language\":{\"x\":[1.5e300,null]}}",
+    ",\"prompt_variables\":\"no\"", ",\"prompt_variables\":{\"product\":null}",
+    ",\"model\":\"chat\"", ",\"temperature\":-0.0", ",\"x\":\"\\u00e9\\n\\\"\"",
+    ",\"ssn\":\"123-45-6789 (555) 123-4567\"", "}", "}", "}", "]", "\"", ":", ",", "nul",
+    "\\ud800", "1e99999",
+};
+static const char *STATUSES[] = {"200", "200", "401", "403", "429", "500", "2000", "", "abc"};
+static const char *REPLY_PARTS[] = {
+    "{\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":3}}",
+    "{\"usage\":{\"prompt_tokens\":1e308,\"completion_tokens\":-4,"
+    "\"prompt_tokens_details\":{\"cached_tokens\":2}}}",
+    "data: {\"choices\":[]}\n\n", "data: {\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":6}}\n\n",
+    "data: [DONE]\n\n", "{\"usage\":", "\n", "data: ", "{\"error\":{}}",
+};
+
+/* A body of `parts` (or random bytes) split into `type`'s chunks, each of its exact size. */
+static void random_body(int type, const char **parts, size_t part_count) {
+  char data[4096];
+  size_t n = 0;
+  if (parts == BODY_PARTS && below(10) == 0) { /* over the `guarded` route's 2048-byte bound */
+    static const char head[] = "{\"model\":\"guarded\",\"pad\":\"";
+    memcpy(data, head, sizeof head - 1);
+    n = sizeof head - 1 + 2100 + below(1000);
+    memset(data + sizeof head - 1, 'a', n - (sizeof head - 1));
+    data[n++] = '"';
+    data[n++] = '}';
+  } else if (below(8) == 0) {
+    size_t r = below(200);
+    for (size_t k = 0; k < r; k++) data[n++] = (char)next();
+  } else if (parts == BODY_PARTS && below(2)) { /* a well-formed request: model, members, } */
+    size_t pick[5] = {below(9), 9 + below(12), 9 + below(12), 9 + below(12), 21};
+    size_t count = 2 + below(4);
+    pick[count - 1] = 21;
+    for (size_t p = 0; p < count; p++) {
+      size_t l = strlen(parts[pick[p]]);
+      memcpy(data + n, parts[pick[p]], l);
+      n += l;
+    }
+  } else {
+    size_t count = below(8) + 1;
+    for (size_t p = 0; p < count; p++) {
+      const char *v = parts[below(part_count)];
+      size_t l = strlen(v);
+      if (n + l > sizeof data) break;
+      memcpy(data + n, v, l);
+      n += l;
+    }
+  }
+  clear_body(type);
+  size_t chunks = below(3) + 1, at = 0;
+  for (size_t c = 0; c < chunks && at < n; c++) {
+    size_t l = c + 1 == chunks ? n - at : below(n - at + 1);
+    bodies[type].ptr[bodies[type].count] = copy(data + at, l);
+    bodies[type].length[bodies[type].count++] = l;
+    at += l;
+  }
+}
+
+static void set_header_value(size_t i, const char *key, const char *value) {
+  headers[i].key = copy(key, strlen(key));
+  headers[i].key_length = strlen(key);
+  headers[i].value = copy(value, strlen(value));
+  headers[i].value_length = strlen(value);
+}
+
+static const char *PRINCIPALS[] = {"c:search-app", "c:helpdesk", "c:", "none", "invalid",
+                                   "token:expired", "token:invalid", "token:unknown",
+                                   "jwtp:search-app", ":x", "c:x:y"};
+
+/* The body filter: a request (headers, body) and then its response. */
+static void body_request(gw_module_ptr filter) {
+  random_request();
+  if (header_count < MAX_HEADERS && below(4) != 0) {
+    set_header_value(header_count++, "x-gw-principal",
+                     PRINCIPALS[below(sizeof PRINCIPALS / sizeof *PRINCIPALS)]);
+  }
+  bool end = below(8) == 0;
+  envoy_dynamic_module_on_http_filter_request_headers(NULL, filter, end);
+  if (!end) {
+    if (below(4) == 0) { /* an earlier chunk, buffered */
+      random_body(GW_RECEIVED_REQUEST_BODY, BODY_PARTS, sizeof BODY_PARTS / sizeof *BODY_PARTS);
+      envoy_dynamic_module_on_http_filter_request_body(NULL, filter, false);
+      bodies[GW_BUFFERED_REQUEST_BODY] = bodies[GW_RECEIVED_REQUEST_BODY];
+      bodies[GW_RECEIVED_REQUEST_BODY].count = 0;
+    }
+    random_body(GW_RECEIVED_REQUEST_BODY, BODY_PARTS, sizeof BODY_PARTS / sizeof *BODY_PARTS);
+    envoy_dynamic_module_on_http_filter_request_body(NULL, filter, true);
+  }
+  free_request();
+  /* the response */
+  const char *status = STATUSES[below(sizeof STATUSES / sizeof *STATUSES)];
+  set_header_value(header_count++, ":status", status);
+  if (below(2)) set_header_value(header_count++, "x-gateway-model", below(2) ? "gpt-4o" : "m");
+  if (below(6) == 0) set_header_value(header_count++, "x-gateway-guardrail", "blocked");
+  if (below(6) == 0) set_header_value(header_count++, "x-gateway-limit", "tokens");
+  if (below(3) == 0) set_header_value(header_count++, "content-type", "text/event-stream");
+  if (below(3) == 0) set_header_value(header_count++, "content-length", "12");
+  end = below(6) == 0;
+  envoy_dynamic_module_on_http_filter_response_headers(NULL, filter, end);
+  for (size_t c = below(3); !end; c--) {
+    end = c == 0;
+    random_body(GW_RECEIVED_RESPONSE_BODY, REPLY_PARTS, sizeof REPLY_PARTS / sizeof *REPLY_PARTS);
+    envoy_dynamic_module_on_http_filter_response_body(NULL, filter, end);
+    if (!end) { /* what the filter asked to buffer */
+      clear_body(GW_BUFFERED_RESPONSE_BODY);
+      bodies[GW_BUFFERED_RESPONSE_BODY] = bodies[GW_RECEIVED_RESPONSE_BODY];
+      bodies[GW_RECEIVED_RESPONSE_BODY].count = 0;
+    }
+  }
+  free_request();
+  for (int t = 0; t < 4; t++) clear_body(t);
+}
+
 static void free_request(void) {
   for (size_t i = 0; i < header_count; i++) {
     free(headers[i].key);
@@ -227,7 +446,9 @@ static void free_request(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4) return 2;
+  if (argc != 4 && argc != 5) return 2;
+  const char *filter_name = argc == 5 ? argv[4] : "auth";
+  bool body = strcmp(filter_name, "body") == 0;
   FILE *f = fopen(argv[1], "rb");
   if (f == NULL) return 2;
   static char base[1 << 16];
@@ -241,7 +462,7 @@ int main(int argc, char **argv) {
     size_t n = base_n;
     char *config = below(4) == 0 ? copy(base, base_n) : mutate_config(base, base_n, &n);
     gw_module_ptr c = envoy_dynamic_module_on_http_filter_config_new(
-        NULL, (gw_buffer){"auth", 4}, (gw_buffer){config, n});
+        NULL, (gw_buffer){filter_name, strlen(filter_name)}, (gw_buffer){config, n});
     free(config); /* the module keeps no pointer into its config bytes */
     if (c == NULL) {
       refused++;
@@ -249,19 +470,25 @@ int main(int argc, char **argv) {
     }
     accepted++;
     for (int r = 0; r < 20; r++) {
-      random_request();
       gw_module_ptr filter = envoy_dynamic_module_on_http_filter_new(c, NULL);
-      envoy_dynamic_module_on_http_filter_request_headers(NULL, filter, below(2));
+      if (body) {
+        body_request(filter);
+      } else {
+        random_request();
+        envoy_dynamic_module_on_http_filter_request_headers(NULL, filter, below(2));
+        free_request();
+      }
       envoy_dynamic_module_on_http_filter_destroy(filter);
-      free_request();
       requests++;
     }
     envoy_dynamic_module_on_http_filter_config_destroy(c);
   }
-  printf("accepted %ld\nrefused %ld\nrequests %ld\nreplies_401 %ld\nreplies_403 %ld\n"
-         "replies_413 %ld\nheader_sets %ld\nroute_clears %ld\ntoken_consumers %ld\n"
-         "token_replies %ld\n",
-         accepted, refused, requests, replies[401], replies[403], replies[413], header_sets,
-         route_clears, token_consumers, token_replies);
+  printf("accepted %ld\nrefused %ld\nrequests %ld\nreplies_400 %ld\nreplies_401 %ld\n"
+         "replies_403 %ld\nreplies_404 %ld\nreplies_413 %ld\nheader_sets %ld\n"
+         "route_clears %ld\ntoken_consumers %ld\ntoken_replies %ld\nmetadata_sets %ld\n"
+         "bodies_replaced %ld\n",
+         accepted, refused, requests, replies[400], replies[401], replies[403], replies[404],
+         replies[413], header_sets, route_clears, token_consumers, token_replies, metadata_sets,
+         bodies_replaced);
   return 0;
 }
