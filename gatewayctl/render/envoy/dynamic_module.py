@@ -3,16 +3,18 @@ emits for them, and what a built module must be to be used.
 
 The module is C source shipped in render/envoy/module/ (gw_abi.h: the part of Envoy's
 dynamic-module ABI it uses; gw_module.c: the hooks; gw_auth.c: the auth filter, with gw_jwt.c
-for token principals; gw_json.c: its bounded config reader). local/module.py builds it for
-`gatewayctl up`; docker/envoy-module.Dockerfile builds it into an Envoy image for
-Kubernetes. Each filter takes the same data the Lua filter it replaces gets as its `DATA`
-table, as JSON in a StringValue, plus `abi`: the ABI version of the Envoy the renderer
-targets, which the module compares with its own and refuses the config (Envoy then rejects
-it) when they differ.
+for token principals; gw_json.c: its bounded config reader; gw_body*.c: the body filter;
+gw_value.h and its sources: the value library the body filter decodes, encodes, redacts and
+reads usage with). local/module.py builds it for `gatewayctl up`;
+docker/envoy-module.Dockerfile builds it into an Envoy image for Kubernetes. Each filter takes
+the same data the Lua filter it replaces gets as its `DATA` table, as JSON in a StringValue,
+plus `abi`: the ABI version of the Envoy the renderer targets, which the module compares with
+its own and refuses the config (Envoy then rejects it) when they differ.
 
 A Gateway opts in with `spec.dataPlaneFilters: module`; then the auth filter is the module's
 (on a gateway with JWT policies it reads jwt_authn's verdict from the headers render/envoy/
-jwt.py hands it over in). Owns no I/O.
+jwt.py hands it over in), and the body filter is the module's on the routes body_module.py
+says it serves. Owns no I/O.
 """
 
 from __future__ import annotations

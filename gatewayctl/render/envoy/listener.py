@@ -3,11 +3,13 @@
 Order matters: health check (GET /healthz/ready, probes.py) -> jwt_authn (only with JWT
 policies: verifies bearer tokens, never answers itself; jwt.py) -> [jwt verdict: its failure
 messages into headers, for the compiled auth filter only; jwt.py] -> auth Lua or module (the
-principal from the headers, its body class) -> buffer (the principal's body bound) -> body
-Lua (route selection, per-route access, guardrail text, prompts, token debt, cache key) ->
-RBAC (deny patterns of the route Lua selected) -> request limit -> token limit -> [global
-limits] -> [response cache: on cache routes only, cache.py] -> router. Filters after a Lua
-filter see the route chosen by the x-gw-route header because Lua clears the route cache.
+principal from the headers, its body class) -> buffer (the principal's body bound) -> [the
+module's body filter, with `dataPlaneFilters: module`: the same as the body Lua for the routes
+it serves, on which the body Lua is switched off; body_module.py] -> body Lua (route
+selection, per-route access, guardrail text, prompts, token debt, cache key) -> RBAC (deny
+patterns of the route Lua selected) -> request limit -> token limit -> [global limits] ->
+[response cache: on cache routes only, cache.py] -> router. Filters after a Lua filter see
+the route chosen by the x-gw-route header because Lua clears the route cache.
 """
 
 from __future__ import annotations

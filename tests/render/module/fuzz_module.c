@@ -119,6 +119,19 @@ void envoy_dynamic_module_callback_http_set_dynamic_metadata_string(gw_envoy_ptr
   metadata_sets++;
 }
 
+void envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(gw_envoy_ptr filter,
+                                                                          gw_buffer ns,
+                                                                          const gw_header *entries,
+                                                                          size_t count) {
+  (void)filter;
+  touch(ns);
+  for (size_t i = 0; i < count; i++) {
+    touch(entries[i].key);
+    touch(entries[i].value);
+  }
+  metadata_sets += (long)count;
+}
+
 void envoy_dynamic_module_callback_http_set_dynamic_metadata_number(gw_envoy_ptr filter,
                                                                     gw_buffer ns, gw_buffer key,
                                                                     double value) {

@@ -79,6 +79,11 @@ typedef struct {
   gw_buffer key;
   gw_buffer value;
 } gw_header;
+/* Several string entries of one namespace in one merge (entries: key and value each). */
+void envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(gw_envoy_ptr filter,
+                                                                          gw_buffer ns,
+                                                                          const gw_header *entries,
+                                                                          size_t count);
 /* A local reply (Envoy's sendLocalReply): status, headers, body and the response code
  * details (%RESPONSE_CODE_DETAILS%). The last buffer is passed on the stack. */
 void envoy_dynamic_module_callback_http_send_response(gw_envoy_ptr filter, uint32_t status,

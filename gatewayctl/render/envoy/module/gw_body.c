@@ -29,9 +29,28 @@
 static gw_buffer text_buf(gb_text t) { return (gw_buffer){t.ptr, t.length}; }
 static gw_buffer out_buf(const gw_out *o) { return (gw_buffer){o->ptr, o->length}; }
 
+/* The request's string metadata of the `gw` namespace, set together (one merge into the
+ * stream's metadata instead of one per key): added as the Lua sets them, written before any
+ * reply and when the request goes on. Thread-local: one request_body call at a time per worker,
+ * and every value stays valid until that call returns. */
+#define MAX_PENDING 8
+static __thread struct {
+  gw_header entries[MAX_PENDING];
+  size_t count;
+} pending;
+
+static void flush_meta(gw_envoy_ptr f, gb_text ns) {
+  if (pending.count > 0)
+    envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(
+        f, text_buf(ns), pending.entries, pending.count);
+  pending.count = 0;
+}
+
 static void set_meta(gw_envoy_ptr f, gb_text ns, gb_text key, gw_buffer value) {
-  envoy_dynamic_module_callback_http_set_dynamic_metadata_string(f, text_buf(ns), text_buf(key),
-                                                                 value);
+  (void)f;
+  (void)ns; /* always the `gw` namespace: flushed to it */
+  if (pending.count < MAX_PENDING)
+    pending.entries[pending.count++] = (gw_header){text_buf(key), value};
 }
 
 static void set_header(gw_envoy_ptr f, gb_text name, gw_buffer value) {
@@ -68,6 +87,7 @@ static int reply(gw_envoy_ptr f, const gw_body *b, uint32_t status, const char *
   gw_out_append(&body, ",\"type\":", 8);
   gv_encode_string(type, strlen(type), &body);
   gw_out_append(&body, "}}", 2);
+  flush_meta(f, b->metadata_ns);
   envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(f, text_buf(b->metadata_ns),
                                                                BUF("local_reply"), true);
   set_header(f, b->reply_header, BUF("lua"));
@@ -480,9 +500,10 @@ static bool serve(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, int endp
     gv_guard_text(req, &joined);
     gw_carried_text(joined.ptr != NULL ? joined.ptr : "", joined.length, &w->out);
     gw_out_free(&joined);
-    set_meta(f, b->internal_ns, b->guard_set_key, text_buf(r->guard));
-    set_meta(f, b->internal_ns, b->guard_text_key,
-             w->out.failed ? BUF("") : out_buf(&w->out));
+    gw_header guard[] = {{text_buf(b->guard_set_key), text_buf(r->guard)},
+                         {text_buf(b->guard_text_key), w->out.failed ? BUF("") : out_buf(&w->out)}};
+    envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(
+        f, text_buf(b->internal_ns), guard, 2);
     w->out.length = 0;
   }
   if (ok && r->redact != 0 && gv_redact(w->doc, req, r->redact)) reencode = true;
@@ -501,6 +522,7 @@ static bool serve(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, int endp
     if (!ok || w->out.failed) ok = out_of_memory(f, b, r);
   }
   if (ok) {
+    flush_meta(f, b->metadata_ns);
     replace_body(f, s->buffered, raw, &w->out);
     set_header(f, b->route_header, text_buf(r->name));
     set_header(f, b->consumer_header, who);
@@ -526,6 +548,7 @@ int gw_body_request_body(gw_envoy_ptr f, gw_body_stream *s, bool end_of_stream) 
   int endpoint = b->endpoints[s->endpoint].kind;
   s->endpoint = -1; /* read once */
   work w = {0};
+  pending.count = 0;
   gw_buffer raw;
   if (!gb_body_bytes(f, s->buffered ? GW_BUFFERED_REQUEST_BODY : -1, GW_RECEIVED_REQUEST_BODY,
                      &w.raw, &raw)) {
