@@ -28,7 +28,11 @@ what removing it saves:
                    buffers within the connection's 1 MiB)
     route-none     the same gateway, route bench-none (no policy)
     module-full, module-none  routes bench-full and bench-none of the gateway rendered with
-                   dataPlaneFilters: module (the compiled auth filter, stage 1)
+                   dataPlaneFilters: module (the compiled auth filter, stage 1, and the
+                   compiled body filter, stage 2, which serves both routes: the Lua body
+                   filter is switched off on them)
+    module-full-no-lua  module-full without the Lua body filter's entry at all (it stays for
+                   the gateway's other routes): what its presence costs the module's routes
     jwt-token, jwt-token-module  route bench-full on the gateway whose API-key routes take a
                    token issuer's JWTs too (jwt_authn), asked with a token naming bench-app:
                    the Lua auth filter (jwt.lua reads jwt_authn's metadata) and the compiled
@@ -124,6 +128,7 @@ from benchmarks.dataplane_targets import (
 from gatewayctl.ir import JwtProviderIR
 from gatewayctl.render.envoy import ENVOY_ARGS
 from gatewayctl.render.envoy.listener import with_inline_routes
+from gatewayctl.render.envoy.names import LUA_FILTER
 from gatewayctl.render.envoy.routes import route_entries
 
 Transform = Callable[[dict[str, Any]], None]
@@ -426,12 +431,13 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("jwt-key-module-unconditional", "full", [verdict_unconditional]),
     ("jwt-token-cache", "full", [jwt_cache]),
     ("jwt-token-module-cache", "full", [jwt_cache]),
+    ("module-full-no-lua", "full", [without_filter_named(LUA_FILTER)]),
 ]
 # Variants whose gateway runs the compiled module's filters (dataPlaneFilters: module).
 WITH_MODULE = ("module-full", "module-none", "jwt-token-module", "jwt-key-module",
                "jwt-token-module-no-verdict", "jwt-key-module-no-verdict",
                "jwt-key-module-unconditional",
-               "jwt-token-module-cache")
+               "jwt-token-module-cache", "module-full-no-lua")
 # Variants whose gateway has a token issuer (render_gateway's `jwt`), and those asked with a
 # token instead of the API key.
 WITH_TOKEN = ("jwt-token", "jwt-token-module", "jwt-token-module-no-verdict", "jwt-token-cache",

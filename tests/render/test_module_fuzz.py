@@ -122,7 +122,7 @@ def test_random_configs_and_requests_under_sanitizers(tmp_path: Path) -> None:
     # both sides of the parser and every reply were exercised
     assert totals["accepted"] > 100 and totals["refused"] > 100, totals
     for name in ("replies_401", "replies_403", "replies_413", "header_sets", "route_clears",
-                 "token_consumers", "token_replies"):
+                 "token_consumers", "token_replies", "numbers"):
         assert totals[name] > 0, (name, totals)
 
 

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "gw_abi.h"
+#include "gw_body_config.h"
 
 static uint64_t rng;
 static uint64_t next(void) {
@@ -471,6 +472,27 @@ int main(int argc, char **argv) {
   long iterations = strtol(argv[3], NULL, 10);
   long accepted = 0, refused = 0, requests = 0;
   if (strcmp(envoy_dynamic_module_on_program_init(), GW_ABI_VERSION) != 0) return 3;
+  /* the module's number formatting against printf's (and strtod's), on costs and counts */
+  long numbers = 0;
+  for (long i = 0; i < iterations * 20; i++) {
+    double tokens = (double)below(2000000), price = (double)below(40000) / 1000;
+    double x = below(4) == 0 ? (double)(int64_t)next() / (double)(1ULL << below(64))
+                             : tokens * price / 1e6;
+    char want[400], got[32];
+    snprintf(want, sizeof want, "%.8f", x);
+    double a = gb_round8(x), e = strtod(want, NULL);
+    if (memcmp(&a, &e, sizeof a) != 0) {
+      printf("round8 %.17g: %.17g != %.17g\n", x, a, e);
+      return 4;
+    }
+    snprintf(want, sizeof want, "%.14g", x);
+    size_t n = gb_format_number(x, got);
+    if (n != strlen(want) || memcmp(got, want, n) != 0) {
+      printf("format %.17g: %.*s != %s\n", x, (int)n, got, want);
+      return 4;
+    }
+    numbers++;
+  }
   for (long it = 0; it < iterations; it++) {
     size_t n = base_n;
     char *config = below(4) == 0 ? copy(base, base_n) : mutate_config(base, base_n, &n);
@@ -499,9 +521,9 @@ int main(int argc, char **argv) {
   printf("accepted %ld\nrefused %ld\nrequests %ld\nreplies_400 %ld\nreplies_401 %ld\n"
          "replies_403 %ld\nreplies_404 %ld\nreplies_413 %ld\nheader_sets %ld\n"
          "route_clears %ld\ntoken_consumers %ld\ntoken_replies %ld\nmetadata_sets %ld\n"
-         "bodies_replaced %ld\n",
+         "bodies_replaced %ld\nnumbers %ld\n",
          accepted, refused, requests, replies[400], replies[401], replies[403], replies[404],
          replies[413], header_sets, route_clears, token_consumers, token_replies, metadata_sets,
-         bodies_replaced);
+         bodies_replaced, numbers);
   return 0;
 }

@@ -358,9 +358,9 @@ static void replace_body(gw_envoy_ptr f, bool buffered, gw_buffer raw, gw_out *o
   /* as Lua's body:setBytes does: a Content-Length the client sent now says the new length */
   gw_buffer sent;
   if (get_header(f, BUF("content-length"), &sent)) {
-    char length[24];
-    int n = snprintf(length, sizeof length, "%zu", out->length);
-    set_header_raw(f, BUF("content-length"), (gw_buffer){length, n > 0 ? (size_t)n : 0});
+    char length[32];
+    set_header_raw(f, BUF("content-length"),
+                   (gw_buffer){length, gb_format_int((long long)out->length, length)});
   }
 }
 
@@ -459,9 +459,8 @@ static void carry_debt(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r) {
     gw_out_free(&key);
     double carried = pending < l->max - 1 ? pending : l->max - 1;
     s->carried[i] = carried; /* for a refund (the Lua keeps it in gw.internal, for its own) */
-    char value[40];
-    int n = snprintf(value, sizeof value, "%.14g", 1 + carried); /* Lua's tostring */
-    set_header(f, l->header, (gw_buffer){value, n > 0 ? (size_t)n : 0});
+    char value[32];
+    set_header(f, l->header, (gw_buffer){value, gb_format_number(1 + carried, value)});
   }
 }
 

@@ -2,6 +2,7 @@
  * structs. Every field is checked for its type; a config missing one, or holding something the
  * module cannot serve (a served route with token limits, a native API, a response cache),
  * is refused whole, and Envoy then rejects the listener. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,49 @@ static bool load_limits(gb_route *r, const gj_node *limits) {
     out->max = (double)max;
   }
   return true;
+}
+
+/* ---- numbers ------------------------------------------------------------------------------ */
+
+size_t gb_format_int(long long value, char *out) {
+  char digits[24];
+  size_t n = 0, at = 0;
+  unsigned long long v = value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
+  do {
+    digits[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v > 0);
+  if (value < 0) out[at++] = '-';
+  while (n > 0) out[at++] = digits[--n];
+  return at;
+}
+
+size_t gb_format_number(double value, char *out) {
+  /* an integer below 10^14 prints the same through %.14g */
+  if (value > -1e14 && value < 1e14 && value == (double)(long long)value &&
+      !(value == 0 && signbit(value)))
+    return gb_format_int((long long)value, out);
+  int n = snprintf(out, 32, "%.14g", value);
+  return n > 0 ? (size_t)n : 0;
+}
+
+double gb_round8(double value) {
+  /* value * 1e8 is off the exact product by at most half an ulp; below 10^9 (where that is
+   * under 10^-7) and away from a halfway point, rounding it gives the digits %.8f prints, and
+   * k / 1e8 is the double strtod reads them back as (both correctly rounded). Otherwise:
+   * printf and strtod. */
+  double t = value * 1e8;
+  if (t > -1e9 && t < 1e9) {
+    double whole = floor(t), frac = t - whole;
+    if (fabs(frac - 0.5) > 1e-6) {
+      double k = frac < 0.5 ? whole : whole + 1;
+      if (k == 0) return value < 0 ? -0.0 : 0.0;
+      return k / 1e8;
+    }
+  }
+  char rounded[400];
+  snprintf(rounded, sizeof rounded, "%.8f", value);
+  return strtod(rounded, NULL);
 }
 
 /* ---- token debt --------------------------------------------------------------------------- */

@@ -142,6 +142,13 @@ const gb_price *gb_find_price(const gw_body *body, const char *model, size_t len
 double gb_debt_take(gw_body *body, uint32_t worker, const char *key, size_t length);
 void gb_debt_add(gw_body *body, uint32_t worker, const char *key, size_t length, double tokens);
 
+/* Numbers as the Lua writes them, without printf on the common path (gw_body_config.c):
+ * decimal digits of an integer; Lua's tostring of a number ("%.14g"); and
+ * tonumber(string.format("%.8f", x)). `out` holds at least 32 bytes. */
+size_t gb_format_int(long long value, char *out);
+size_t gb_format_number(double value, char *out);
+double gb_round8(double value);
+
 /* The whole body (gw_body.c): the chunks of `first` (-1: none) then of `second`, contiguous. */
 bool gb_body_bytes(gw_envoy_ptr filter, int first, int second, gw_out *copy, gw_buffer *out);
 

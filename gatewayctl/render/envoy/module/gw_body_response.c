@@ -99,9 +99,9 @@ int gw_body_response_headers(gw_envoy_ptr f, gw_body_stream *s, bool end_of_stre
     return GW_HEADERS_STOP_ITERATION;
   }
   if (s->has_prompt_version) {
-    char version[24];
-    int n = snprintf(version, sizeof version, "%lld", s->prompt_version);
-    set(f, text_buf(b->prompt_version_header), (gw_buffer){version, n > 0 ? (size_t)n : 0});
+    char version[32];
+    set(f, text_buf(b->prompt_version_header),
+        (gw_buffer){version, gb_format_int(s->prompt_version, version)});
   }
   if (r->guard_logs) {
     /* action log: the RBAC shadow rules record a match without denying */
@@ -147,11 +147,7 @@ static void account(gw_envoy_ptr f, gw_body_stream *s, const gw_usage *u) {
   number(f, b->metadata_ns, text_buf(b->prompt_tokens_key), u->prompt);
   number(f, b->metadata_ns, text_buf(b->completion_tokens_key), u->completion);
   if (u->has_cached && u->cached > 0) number(f, b->metadata_ns, BUF("cached_tokens"), u->cached);
-  if (price != NULL) {
-    char rounded[64]; /* tonumber(string.format("%.8f", cost)) */
-    snprintf(rounded, sizeof rounded, "%.8f", cost);
-    number(f, b->metadata_ns, BUF("cost_usd"), strtod(rounded, NULL));
-  }
+  if (price != NULL) number(f, b->metadata_ns, BUF("cost_usd"), gb_round8(cost));
   /* the spend counter: integer nano-USD */
   number(f, b->internal_ns, text_buf(b->cost_key), floor(cost * 1e9 + 0.5));
   double used = u->prompt + u->completion - 1;
