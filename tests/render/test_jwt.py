@@ -285,6 +285,8 @@ def test_auth_filter_on_a_jwt_gateway_is_the_one_chosen(gw: JwtGateway) -> None:
     assert "gatewayctl.auth" in dump
     assert ("DynamicModuleFilter" in dump) == (gw.filters == "module")
     assert ("gatewayctl.jwt_verdict" in dump) == (gw.filters == "module")
+    # and the body filter is the module's too (it reads the principal the auth filter wrote)
+    assert ("gatewayctl.body" in dump) == (gw.filters == "module")
 
 
 @pytest.mark.parametrize("header", ["x-gw-jwt-j0", "x-gw-jwt-j0-failed", "x-gw-jwt-j1"])
