@@ -340,6 +340,24 @@ def running_envoy(*args: Any, **kwargs: Any) -> Iterator[RunningEnvoy]:
         env.stop()
 
 
+@contextlib.contextmanager
+def irs_gateway(tmp_path: Path, ir: GatewayIR, mock_url: str,
+                 concurrency: int = 2) -> Iterator[RunningEnvoy]:
+    """The test IR's gateway (tests/render/irs.py) served by Envoy in tmp_path, its openai
+    provider at mock_url, its secrets written; the differential tests serve it both ways."""
+    from gatewayctl.render.envoy import render_envoy
+    from tests.render import irs
+
+    secrets = tmp_path / "secrets"
+    write_secrets(secrets, {("openai-credentials", "api-key"): irs.OPENAI_KEY,
+                            **{(f"{n}-key", "key"): k for n, k in irs.CONSUMER_KEYS.items()}})
+    options = loopback_options(tmp_path, secrets, provider_overrides={"openai": mock_url})
+    with running_envoy(tmp_path / "envoy", render_envoy(ir, options),
+                       listener_port=options.listener_port, admin_port=options.admin_port,
+                       access_log=tmp_path / "access.log", concurrency=concurrency) as envoy:
+        yield envoy
+
+
 class _RejectingHandler(BaseHTTPRequestHandler):
     """A provider that rejects every request with 401 and, as some providers do, echoes the
     credential it was sent in the error body and a header."""

@@ -8,13 +8,11 @@ aside)."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import http.client
 import json
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +20,12 @@ import pytest
 
 from gatewayctl.ir import GatewayIR
 from gatewayctl.local.mock_provider import MockProviderConfig, start_mock_provider
-from gatewayctl.render.envoy import render_envoy
 from tests.render import irs
 from tests.render.conftest import needs_envoy
 from tests.render.harness import (
     RunningEnvoy,
-    loopback_options,
-    running_envoy,
+    irs_gateway,
     with_filters,
-    write_secrets,
 )
 
 pytestmark = [needs_envoy, pytest.mark.envoy]
@@ -142,19 +137,6 @@ def _send(envoy: RunningEnvoy, path: str, headers: dict[str, str], body: bytes) 
         conn.close()
 
 
-@contextlib.contextmanager
-def _gateway(tmp_path: Path, ir: GatewayIR, mock_url: str) -> Iterator[RunningEnvoy]:
-    secrets = tmp_path / "secrets"
-    write_secrets(secrets, {("openai-credentials", "api-key"): irs.OPENAI_KEY,
-                            **{(f"{n}-key", "key"): k for n, k in irs.CONSUMER_KEYS.items()}})
-    options = loopback_options(tmp_path, secrets, provider_overrides={"openai": mock_url})
-    # one worker: token debt is per worker, and which worker takes a connection is the kernel's
-    with running_envoy(tmp_path / "envoy", render_envoy(ir, options),
-                       listener_port=options.listener_port, admin_port=options.admin_port,
-                       access_log=tmp_path / "access.log", concurrency=1) as envoy:
-        yield envoy
-
-
 def _at_provider(records: list[dict[str, Any]]) -> dict[str, tuple]:
     """What the provider received per request id: path, credential, body (member order kept)."""
     out = {}
@@ -191,7 +173,10 @@ def test_module_body_filter_answers_as_the_lua_does(tmp_path: Path, seed: int) -
         mock = start_mock_provider(config=MockProviderConfig(name="openai",
                                                              require_key=irs.OPENAI_KEY))
         try:
-            with _gateway(tmp_path / filters, with_filters(ir, filters), mock.url) as envoy:
+            # one worker: token debt is per worker, and which worker takes a connection
+            # is the kernel's
+            with irs_gateway(tmp_path / filters, with_filters(ir, filters), mock.url,
+                              concurrency=1) as envoy:
                 answers[filters] = [_send(envoy, *request) for request in requests]
                 provider[filters] = _at_provider(mock.requests())
                 lines = _log_lines(envoy, len(requests))

@@ -14,7 +14,6 @@ import http.client
 import json
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +22,12 @@ import pytest
 from gatewayctl.ir import GatewayIR
 from gatewayctl.local.mock_provider import MockProviderConfig, start_mock_provider
 from gatewayctl.pipeline import compile_root
-from gatewayctl.render.envoy import render_envoy
 from tests.render import irs
 from tests.render.conftest import needs_envoy
 from tests.render.harness import (
     RunningEnvoy,
-    loopback_options,
-    running_envoy,
+    irs_gateway,
     with_filters,
-    write_secrets,
 )
 
 pytestmark = [needs_envoy, pytest.mark.envoy]
@@ -85,20 +81,6 @@ def _send(envoy: RunningEnvoy, rid: str, model: str, headers: list[tuple[str, st
         conn.close()
 
 
-@contextlib.contextmanager
-def _gateway(tmp_path: Path, ir: GatewayIR, mock_url: str,
-             keys: dict[str, str]) -> Iterator[RunningEnvoy]:
-    """`ir` served with consumer key files `<consumer>-key/key` holding `keys`."""
-    secrets = tmp_path / "secrets"
-    write_secrets(secrets, {("openai-credentials", "api-key"): irs.OPENAI_KEY,
-                            **{(f"{n}-key", "key"): k for n, k in keys.items()}})
-    options = loopback_options(tmp_path, secrets, provider_overrides={"openai": mock_url})
-    with running_envoy(tmp_path / "envoy", render_envoy(ir, options),
-                       listener_port=options.listener_port, admin_port=options.admin_port,
-                       access_log=tmp_path / "access.log") as envoy:
-        yield envoy
-
-
 def _consumers(envoy: RunningEnvoy, count: int) -> dict[str, Any]:
     """The consumer the access log names for each request id, once the lines of all `count`
     requests (r0...) are there: the log holds the harness's own requests too, so a count of
@@ -124,8 +106,8 @@ def _served_both_ways(tmp_path: Path, ir: GatewayIR, keys: dict[str, str],
     consumers: dict[str, dict[str, Any]] = {}
     try:
         for filters in ("lua", "module"):
-            with _gateway(tmp_path / filters, with_filters(ir, filters), mock.url,
-                          keys) as envoy:
+            with irs_gateway(tmp_path / filters, with_filters(ir, filters), mock.url,
+                             keys=keys) as envoy:
                 answers[filters] = [_send(envoy, f"r{i}", *request)
                                     for i, request in enumerate(requests)]
                 consumers[filters] = _consumers(envoy, len(requests))

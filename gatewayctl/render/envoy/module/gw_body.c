@@ -61,16 +61,18 @@ static void set_header_raw(gw_envoy_ptr f, gw_buffer name, gw_buffer value) {
   envoy_dynamic_module_callback_http_set_header(f, GW_REQUEST_HEADERS, name, value);
 }
 
-/* A request header's first value, or false. */
-static bool get_header(gw_envoy_ptr f, gw_buffer name, gw_buffer *value) {
+bool gb_first_header(gw_envoy_ptr f, int type, gw_buffer name, gw_buffer *value) {
   size_t count = 0;
   *value = (gw_buffer){NULL, 0};
-  if (!envoy_dynamic_module_callback_http_get_header(f, GW_REQUEST_HEADERS, name, value, 0,
-                                                     &count) ||
+  if (!envoy_dynamic_module_callback_http_get_header(f, type, name, value, 0, &count) ||
       count == 0)
     return false;
   if (value->ptr == NULL) *value = (gw_buffer){"", 0};
   return true;
+}
+
+static bool get_header(gw_envoy_ptr f, gw_buffer name, gw_buffer *value) {
+  return gb_first_header(f, GW_REQUEST_HEADERS, name, value);
 }
 
 /* ---- local replies --------------------------------------------------------------------- */

@@ -149,6 +149,9 @@ size_t gb_format_int(long long value, char *out);
 size_t gb_format_number(double value, char *out);
 double gb_round8(double value);
 
+/* A header's first value (gw_body.c; an empty one as ""), or false when there is none. */
+bool gb_first_header(gw_envoy_ptr filter, int type, gw_buffer name, gw_buffer *value);
+
 /* The whole body (gw_body.c): the chunks of `first` (-1: none) then of `second`, contiguous. */
 bool gb_body_bytes(gw_envoy_ptr filter, int first, int second, gw_out *copy, gw_buffer *out);
 

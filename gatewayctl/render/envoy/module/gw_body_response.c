@@ -28,14 +28,7 @@ static const char *const DROPPED[] = {"content-encoding", "www-authenticate", "s
 static gw_buffer text_buf(gb_text t) { return (gw_buffer){t.ptr, t.length}; }
 
 static bool header(gw_envoy_ptr f, gw_buffer name, gw_buffer *value) {
-  size_t count = 0;
-  *value = (gw_buffer){NULL, 0};
-  if (!envoy_dynamic_module_callback_http_get_header(f, GW_RESPONSE_HEADERS, name, value, 0,
-                                                     &count) ||
-      count == 0)
-    return false;
-  if (value->ptr == NULL) *value = (gw_buffer){"", 0};
-  return true;
+  return gb_first_header(f, GW_RESPONSE_HEADERS, name, value);
 }
 
 static void set(gw_envoy_ptr f, gw_buffer name, gw_buffer value) {
