@@ -341,10 +341,11 @@ def running_envoy(*args: Any, **kwargs: Any) -> Iterator[RunningEnvoy]:
 
 
 @contextlib.contextmanager
-def irs_gateway(tmp_path: Path, ir: GatewayIR, mock_url: str,
-                 concurrency: int = 2) -> Iterator[RunningEnvoy]:
+def irs_gateway(tmp_path: Path, ir: GatewayIR, mock_url: str, concurrency: int = 2,
+                without_filter: str | None = None) -> Iterator[RunningEnvoy]:
     """The test IR's gateway (tests/render/irs.py) served by Envoy in tmp_path, its openai
-    provider at mock_url, its secrets written; the differential tests serve it both ways."""
+    provider at mock_url, its secrets written; the differential tests serve it both ways.
+    without_filter: an HTTP filter taken out of the rendered listener."""
     from gatewayctl.render.envoy import render_envoy
     from tests.render import irs
 
@@ -352,7 +353,15 @@ def irs_gateway(tmp_path: Path, ir: GatewayIR, mock_url: str,
     write_secrets(secrets, {("openai-credentials", "api-key"): irs.OPENAI_KEY,
                             **{(f"{n}-key", "key"): k for n, k in irs.CONSUMER_KEYS.items()}})
     options = loopback_options(tmp_path, secrets, provider_overrides={"openai": mock_url})
-    with running_envoy(tmp_path / "envoy", render_envoy(ir, options),
+    bundle = render_envoy(ir, options)
+    if without_filter is not None:
+        lds = json.loads(json.dumps(bundle.lds))
+        hcm = lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        kept = [f for f in hcm["http_filters"] if f["name"] != without_filter]
+        assert len(kept) < len(hcm["http_filters"]), without_filter
+        hcm["http_filters"] = kept
+        bundle = dataclasses.replace(bundle, lds=lds)
+    with running_envoy(tmp_path / "envoy", bundle,
                        listener_port=options.listener_port, admin_port=options.admin_port,
                        access_log=tmp_path / "access.log", concurrency=concurrency) as envoy:
         yield envoy

@@ -661,22 +661,3 @@ def test_model_header_marks_upstream_answers_only(gateway: Gateway) -> None:
             assert limited.headers["x-gateway-model"] == "gpt-4o-2024-08-06"
     assert 429 in statuses
     assert gateway.envoy.chat("llama-70b").headers["x-gateway-model"] == "llama-3.1-70b"
-
-
-def test_body_filter_is_the_one_asked_for(gateway: Gateway) -> None:
-    """Under `module` the compiled body filter answers for the routes it serves (its reply's
-    response code details name it) and leaves the others to the Lua, which answers the same."""
-    compiled = gateway.ir.data_plane_filters == "module"
-    cases = [
-        ("no-such-model", {}, 404, compiled),  # before any route: the module's
-        ("guarded", {"text": "x" * 3000}, 413, compiled),  # a served route's own bound
-        ("assistant", {}, 400, compiled),  # a served route's prompt: variable missing
-        ("tokens", {"headers": {"x-api-key": "nope"}}, 401, compiled),  # token limits
-        # a prompt with a NUL (the module's config takes none): the Lua serves the route
-        ("weird/model:v1.0_x", {"prompt_variables": "x"}, 400, False),
-    ]
-    for model, kw, status, by_module in cases:
-        resp, rid = _tagged(gateway, model, **kw)
-        assert resp.status == status, (model, resp.body)
-        details = _log_for(gateway, rid)["details"]
-        assert (details == "gatewayctl_body") == by_module, (model, details)

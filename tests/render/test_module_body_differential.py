@@ -3,8 +3,8 @@ ways (dataPlaneFilters lua and module) gets the same seeded random requests (pro
 variables, redactable and denied text, repeated keys, escapes, invalid JSON, unknown and
 hostile models, consumers allowed or not, every endpoint), and each must get the same answer
 (status, headers the gateway sets, body), the provider must receive the same body and
-credential, and the access log must hold the same line (its timings and response code details
-aside)."""
+credential, and the access log must hold the same line (its timings aside). And the module
+serves its routes alone: with the Lua body filter removed, they still work."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pytest
 
 from gatewayctl.ir import GatewayIR
 from gatewayctl.local.mock_provider import MockProviderConfig, start_mock_provider
+from gatewayctl.render.envoy.names import LUA_FILTER
 from tests.render import irs
 from tests.render.conftest import needs_envoy
 from tests.render.harness import (
@@ -42,7 +43,7 @@ VARIABLES = [None, {"product": "Acme"}, {"product": "Acme", "language": "French"
              {"language": 3}, {"product": {"nested": [1, 2.5, True, None]}}, "not an object",
              [], {"product": None}, {"product": "x" * 5000}]
 # (status, path, reply headers the gateway sets)
-LOG_IGNORED = {"start_time", "duration_ms", "upstream_ms", "details", "upstream_host"}
+LOG_IGNORED = {"start_time", "duration_ms", "upstream_ms", "upstream_host"}
 
 
 def _deterministic(ir: GatewayIR) -> GatewayIR:
@@ -168,7 +169,6 @@ def test_module_body_filter_answers_as_the_lua_does(tmp_path: Path, seed: int) -
     answers: dict[str, list[tuple]] = {}
     provider: dict[str, dict[str, tuple]] = {}
     logs: dict[str, dict[str, dict[str, Any]]] = {}
-    details: dict[str, list[str]] = {}
     for filters in ("lua", "module"):
         mock = start_mock_provider(config=MockProviderConfig(name="openai",
                                                              require_key=irs.OPENAI_KEY))
@@ -180,7 +180,6 @@ def test_module_body_filter_answers_as_the_lua_does(tmp_path: Path, seed: int) -
                 answers[filters] = [_send(envoy, *request) for request in requests]
                 provider[filters] = _at_provider(mock.requests())
                 lines = _log_lines(envoy, len(requests))
-                details[filters] = [line["details"] for line in lines.values()]
                 logs[filters] = {rid: {k: v for k, v in line.items() if k not in LOG_IGNORED}
                                  for rid, line in lines.items()}
         finally:
@@ -194,5 +193,50 @@ def test_module_body_filter_answers_as_the_lua_does(tmp_path: Path, seed: int) -
     # the corpus reaches the body filter's answers, and the provider
     assert {200, 400, 401, 403, 404, 413} <= statuses, statuses
     assert len(provider["lua"]) > 20
-    # and under `module`, the module gave the body filter's local replies
-    assert "gatewayctl_body" in details["module"]
+
+
+def test_the_module_serves_its_routes_alone(tmp_path: Path) -> None:
+    """A module gateway with its Lua body filter removed: the module's routes are still served
+    in full (routing, the upstream model, the prompt, local replies, usage and cost in the
+    access log), so they are the module's and not a Lua fallback's; a route it leaves to the
+    Lua (a prompt with a NUL) is not served any more."""
+    ir = with_filters(_deterministic(irs.build_ir()), "module")
+    mock = start_mock_provider(config=MockProviderConfig(name="openai",
+                                                         require_key=irs.OPENAI_KEY))
+    try:
+        with irs_gateway(tmp_path, ir, mock.url, without_filter=LUA_FILTER) as envoy:
+            def post(rid: str, body: dict[str, Any], key: str | None = None) -> tuple:
+                headers = {"content-type": "application/json", "x-request-id": rid}
+                if key is not None:
+                    headers["x-api-key"] = key
+                return _send(envoy, "/v1/chat/completions", headers, json.dumps(body).encode())
+
+            chat = [{"role": "user", "content": "hello"}]
+            status, headers, _ = post("a", {"model": "llama-70b", "messages": chat})
+            assert status == 200 and headers["x-gateway-model"] == "llama-3.1-70b"
+            assert mock.requests()[-1]["body"]["model"] == "meta-llama/Llama-3.1-70B-Instruct"
+            status, headers, _ = post("b", {"model": "assistant", "messages": chat,
+                                            "prompt_variables": {"product": "Acme"}})
+            assert status == 200 and headers["x-gateway-prompt-version"] == "3"
+            system = mock.requests()[-1]["body"]["messages"][0]
+            assert system == {"role": "system",
+                              "content": "You are a support assistant for Acme. Answer in English."}
+            assert post("c", {"model": "no-such-model", "messages": chat})[0] == 404
+            assert post("d", {"model": "keys", "messages": chat}, HELPDESK)[0] == 403
+            # the Lua's route: nothing routes it now (it stays on the first match, the body
+            # class's entry, which sends nowhere), and it never reaches the provider
+            seen = len(mock.requests())
+            assert post("e", {"model": "weird/model:v1.0_x", "messages": chat})[0] >= 400
+            assert len(mock.requests()) == seen
+            wanted = {"a", "b"}
+            for _ in range(100):
+                lines = {line["request_id"]: line
+                         for line in envoy.access_log_lines(expected=0, timeout_s=0)}
+                if wanted <= set(lines):
+                    break
+                time.sleep(0.1)
+            gw = lines["b"]["gateway"]
+            assert gw["route"] == "assistant" and gw["prompt_version"] == 3
+            assert gw["prompt_tokens"] > 0 and gw["cost_usd"] > 0
+    finally:
+        mock.stop()

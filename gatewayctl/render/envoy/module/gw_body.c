@@ -78,7 +78,9 @@ static bool get_header(gw_envoy_ptr f, gw_buffer name, gw_buffer *value) {
 /* ---- local replies --------------------------------------------------------------------- */
 
 /* gateway.lua's reply(): json.encode({error = {message, type, code}}) (keys sorted), with
- * gw.local_reply set and the reply header on the request (the local_reply mappers leave it). */
+ * gw.local_reply set and the reply header on the request (the local_reply mappers leave it),
+ * and the response code details of Envoy's Lua respond(), `lua_response`: the access log
+ * says the same whichever implementation answered (operators' queries on it keep working). */
 static int reply(gw_envoy_ptr f, const gw_body *b, uint32_t status, const char *message,
                  size_t message_length, const char *type, const char *code) {
   gw_out body = {0};
@@ -95,7 +97,7 @@ static int reply(gw_envoy_ptr f, const gw_body *b, uint32_t status, const char *
   set_header(f, b->reply_header, BUF("lua"));
   gw_header headers[] = {{BUF("content-type"), BUF("application/json")}};
   envoy_dynamic_module_callback_http_send_response(
-      f, status, headers, 1, body.failed ? BUF("") : out_buf(&body), BUF("gatewayctl_body"));
+      f, status, headers, 1, body.failed ? BUF("") : out_buf(&body), BUF("lua_response"));
   gw_out_free(&body);
   return GW_BODY_STOP_NO_BUFFER;
 }
