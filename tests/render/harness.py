@@ -342,16 +342,19 @@ def running_envoy(*args: Any, **kwargs: Any) -> Iterator[RunningEnvoy]:
 
 @contextlib.contextmanager
 def irs_gateway(tmp_path: Path, ir: GatewayIR, mock_url: str, concurrency: int = 2,
-                without_filter: str | None = None) -> Iterator[RunningEnvoy]:
-    """The test IR's gateway (tests/render/irs.py) served by Envoy in tmp_path, its openai
-    provider at mock_url, its secrets written; the differential tests serve it both ways.
+                without_filter: str | None = None,
+                keys: Mapping[str, str] | None = None) -> Iterator[RunningEnvoy]:
+    """A gateway of the test IRs (tests/render/irs.py) served by Envoy in tmp_path, its openai
+    provider at mock_url, its secrets written (consumer key files `<consumer>-key/key` holding
+    `keys`, irs.CONSUMER_KEYS by default); the differential tests serve it both ways.
     without_filter: an HTTP filter taken out of the rendered listener."""
     from gatewayctl.render.envoy import render_envoy
     from tests.render import irs
 
     secrets = tmp_path / "secrets"
+    consumer_keys = irs.CONSUMER_KEYS if keys is None else keys
     write_secrets(secrets, {("openai-credentials", "api-key"): irs.OPENAI_KEY,
-                            **{(f"{n}-key", "key"): k for n, k in irs.CONSUMER_KEYS.items()}})
+                            **{(f"{n}-key", "key"): k for n, k in consumer_keys.items()}})
     options = loopback_options(tmp_path, secrets, provider_overrides={"openai": mock_url})
     bundle = render_envoy(ir, options)
     if without_filter is not None:
