@@ -510,6 +510,8 @@ static bool serve(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, int endp
     w->out.length = 0;
   }
   if (ok && r->redact != 0 && gv_redact(w->doc, req, r->redact)) reencode = true;
+  /* past the values' arena bound: a mutation may be undone, so the body is not sent on */
+  if (ok && gv_doc_failed(w->doc)) ok = out_of_memory(f, b, r);
   if (ok) carry_debt(f, s, r);
   if (ok) {
     gb_text forward = r->has_direct ? r->direct_upstream
