@@ -53,7 +53,9 @@ def served(tmp_path: Path) -> Iterator[tuple[openai.OpenAI, str]]:
     env = {"GATEWAYCTL_STATE_DIR": str(tmp_path / "state")}
     listener = free_port()
     write_root(tmp_path / "root", listener)
-    up = gatewayctl("up", str(tmp_path / "root"), env=env)
+    # a free admin port, not the default 9901: another Envoy on the machine may hold that one
+    up = gatewayctl("up", str(tmp_path / "root"), "--admin-port",
+                    str(free_port(frozenset({listener}))), env=env)
     try:
         assert up.returncode == 0, up.stderr + up.stdout
         yield openai.OpenAI(base_url=f"http://127.0.0.1:{listener}/v1", api_key="none",
