@@ -28,7 +28,14 @@ from gatewayctl.render.envoy.dynamic_module import (
     module_config,
 )
 from gatewayctl.render.envoy.listener import auth_filter_data
-from gatewayctl.render.envoy.names import AUTH_FILTER, BODY_MODULE_FILTER, LUA_FILTER
+from gatewayctl.render.envoy.metrics import STATS_SCOPE
+from gatewayctl.render.envoy.names import (
+    AUTH_FILTER,
+    BODY_MODULE_FILTER,
+    COST_KEY,
+    INTERNAL_NS,
+    LUA_FILTER,
+)
 from gatewayctl.render.envoy.routes import route_entries
 from tests.render import irs
 from tests.render.harness import (
@@ -281,6 +288,27 @@ def test_the_body_filter_serves_its_routes_and_switches_the_lua_off_there(tmp_pa
     assert irs.OPENAI_KEY not in module["typed_config"]["filter_config"]["value"]
     # the Lua body filter is off on exactly the module's routes (the canary entry too)
     assert _lua_off(files) == {*data["routes"], "chat-canary"}
+
+
+def test_the_module_counts_its_routes_and_the_logger_only_the_lua_ones(tmp_path: Path) -> None:
+    """The body filter's counters live in the `gatewayctl` stats scope (its metrics namespace,
+    as the logger's stats_scope), and the per-consumer logger counts only requests with the
+    cost key, which only the Lua body filter sets (the module counts its own: gw_counters.c;
+    test_access_log_contract.py checks the series in a real Envoy with both)."""
+    ir = dataclasses.replace(irs.build_ir(), data_plane_filters="module")
+    files = render_envoy(ir, loopback_options(tmp_path, tmp_path / "secrets")).files()
+    module = next(f for f in _http_filters(files) if f["name"] == BODY_MODULE_FILTER)
+    assert module["typed_config"]["dynamic_module_config"]["metrics_namespace"] == STATS_SCOPE
+    assert "metrics_namespace" not in _auth_filter(files)["typed_config"]["dynamic_module_config"]
+    lds = json.loads(files["lds.json"])
+    hcm = lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    consumer = [log for log in hcm["access_log"]
+                if log["name"] == "envoy.access_loggers.stats"
+                and log["typed_config"]["counters"][0]["stat"]["name"].startswith("consumer.")]
+    assert [log["filter"] for log in consumer] == [{"metadata_filter": {
+        "matcher": {"filter": INTERNAL_NS, "path": [{"key": COST_KEY}],
+                    "value": {"present_match": True}},
+        "match_if_key_not_found": False}}]
 
 
 def test_a_gateway_the_module_cannot_serve_keeps_the_lua_body_filter(tmp_path: Path) -> None:

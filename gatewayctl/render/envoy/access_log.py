@@ -13,7 +13,10 @@ does), per-backend token counters (`backend` = the routed cluster `r_<route>_<mo
 analysis). On a route with one backend those would only repeat the consumer counters' sums
 by route, at ~15k instructions per counter and request (docs/performance.md). The Lua filter
 sets the token metadata only for 2xx responses with a `usage`, so the filter on its presence
-counts successful responses only.
+counts successful responses only. On the routes the compiled body filter serves
+(`dataPlaneFilters: module`), the module increments the per-consumer counters itself, with the
+same names, labels and values, and does not set the cost key the per-consumer logger's filter
+looks for, so each request is counted once (the per-backend counters stay the logger's).
 """
 
 from __future__ import annotations
@@ -128,7 +131,9 @@ def render_token_stats_logs(split_routes: list[str], other_routes: list[str]
     logs = [
         {
             "name": "envoy.access_loggers.stats",
-            "filter": tokens,
+            # the cost key, set by the Lua body filter only: the compiled body filter counts
+            # the requests of its routes itself (module/gw_counters.h) and sets no cost key
+            "filter": _present(INTERNAL_NS, metrics.CONSUMER_COST),
             "typed_config": {
                 "@type": STATS_LOG_TYPE,
                 "stats_scope": scope,

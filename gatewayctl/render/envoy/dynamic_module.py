@@ -3,7 +3,8 @@ emits for them, and what a built module must be to be used.
 
 The module is C source shipped in render/envoy/module/ (gw_abi.h: the part of Envoy's
 dynamic-module ABI it uses; gw_module.c: the hooks; gw_auth.c: the auth filter, with gw_jwt.c
-for token principals; gw_json.c: its bounded config reader; gw_body*.c: the body filter;
+for token principals; gw_json.c: its bounded config reader; gw_body*.c: the body filter,
+with gw_counters.c, the per-consumer counters it counts itself;
 gw_value.h and its sources: the value library the body filter decodes, encodes, redacts and
 reads usage with). local/module.py builds it for `gatewayctl up`;
 docker/envoy-module.Dockerfile builds it into an Envoy image for Kubernetes. Each filter takes
@@ -48,9 +49,9 @@ TARGET_ABI = ENVOY_ABI[TARGET_ENVOY]
 # function, so its tests build it alone (tests/render/test_module_value.py).
 VALUE_SOURCES = ("gw_value.c", "gw_text.c", "gw_usage.c")
 SOURCES = ("gw_module.c", "gw_auth.c", "gw_jwt.c", "gw_json.c", "gw_body.c", "gw_body_config.c",
-           "gw_body_response.c", *VALUE_SOURCES)
+           "gw_body_response.c", "gw_counters.c", *VALUE_SOURCES)
 HEADERS = ("gw_abi.h", "gw_json.h", "gw_module.h", "gw_body.h", "gw_body_config.h",
-           "gw_value.h")
+           "gw_counters.h", "gw_value.h")
 # The flags every build uses (local/module.py and the image's Dockerfile, checked by a test):
 # warnings are errors, and the hardening a distribution builds C with.
 CFLAGS = (
@@ -111,13 +112,18 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-def module_filter(name: str, filter_name: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    """An HTTP filter entry running the module's `filter_name` with `data` as its config."""
+def module_filter(name: str, filter_name: str, data: Mapping[str, Any],
+                  metrics_namespace: str | None = None) -> dict[str, Any]:
+    """An HTTP filter entry running the module's `filter_name` with `data` as its config;
+    `metrics_namespace`: the stats scope of the counters the filter defines (gw_counters.h)."""
+    module: dict[str, Any] = {"name": MODULE_NAME}
+    if metrics_namespace is not None:
+        module["metrics_namespace"] = metrics_namespace
     return {
         "name": name,
         "typed_config": {
             "@type": MODULE_TYPE,
-            "dynamic_module_config": {"name": MODULE_NAME},
+            "dynamic_module_config": module,
             "filter_name": filter_name,
             "filter_config": {"@type": STRING_VALUE_TYPE, "value": module_config(data)},
         },

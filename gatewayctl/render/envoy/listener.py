@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 from gatewayctl.ir import GatewayIR, JwtProviderIR, RouteIR
+from gatewayctl.render.envoy import metrics
 from gatewayctl.render.envoy.access_log import render_access_log
 from gatewayctl.render.envoy.auth import consumer_data, route_auth_data
 from gatewayctl.render.envoy.body import (
@@ -205,7 +206,8 @@ def render_body_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, 
                                                  outguard=has_outguard(ir)))
     if module is None:
         return [lua]
-    return [module_filter(BODY_MODULE_FILTER, BODY_FILTER_NAME, module), lua]
+    # the module counts the per-consumer counters of its routes itself (module/gw_counters.h)
+    return [module_filter(BODY_MODULE_FILTER, BODY_FILTER_NAME, module, metrics.STATS_SCOPE), lua]
 
 
 def module_body_routes(ir: GatewayIR, options: EnvoyOptions) -> frozenset[str]:

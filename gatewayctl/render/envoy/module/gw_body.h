@@ -37,6 +37,7 @@ typedef struct {
   int reading;           /* what the body hook does (gw_body_response.c) */
   const void *price;     /* the answering model's gb_price, or NULL */
   gw_usage_scan scan;    /* a stream's usage */
+  const void *counters;  /* the config's gw_counters (gw_counters.h) */
 } gw_body_stream;
 
 /* The body filter's config from its JSON (the renderer's data); NULL if it is not valid. */

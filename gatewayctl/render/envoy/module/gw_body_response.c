@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "gw_body_config.h"
+#include "gw_counters.h"
 
 #define BUF(s) ((gw_buffer){(s), sizeof(s) - 1})
 
@@ -141,8 +142,11 @@ static void account(gw_envoy_ptr f, gw_body_stream *s, const gw_usage *u) {
   number(f, b->metadata_ns, text_buf(b->completion_tokens_key), u->completion);
   if (u->has_cached && u->cached > 0) number(f, b->metadata_ns, BUF("cached_tokens"), u->cached);
   if (price != NULL) number(f, b->metadata_ns, BUF("cost_usd"), gb_round8(cost));
-  /* the spend counter: integer nano-USD */
-  number(f, b->internal_ns, text_buf(b->cost_key), floor(cost * 1e9 + 0.5));
+  /* the per-consumer counters, counted here (gw_counters.c) rather than by the access log */
+  gw_buffer model = {"", 0};
+  header(f, text_buf(b->model_response_header), &model);
+  gw_counters_count(f, s->counters, (gw_buffer){s->consumer, s->consumer_length},
+                    text_buf(r->name), model, u->prompt, u->completion, floor(cost * 1e9 + 0.5));
   double used = u->prompt + u->completion - 1;
   for (size_t i = 0; i < r->limit_count; i++) add_debt(f, s, r, i, used > 0 ? used : 0);
 }

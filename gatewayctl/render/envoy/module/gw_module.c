@@ -19,17 +19,17 @@ static bool is(gw_buffer name, const char *want) {
   return name.length == n && memcmp(name.ptr, want, n) == 0;
 }
 
-/* A filter config: its kind, then the filter's own config. */
+/* A filter config: its kind, then the filter's own config (and the body filter's counters). */
 typedef struct {
   int kind;
   void *filter;
+  gw_counters counters;
 } config;
 
 static int kind_of(gw_module_ptr self) { return *(const int *)self; }
 
 gw_module_ptr envoy_dynamic_module_on_http_filter_config_new(gw_envoy_ptr envoy_config,
                                                              gw_buffer name, gw_buffer value) {
-  (void)envoy_config;
   int kind = is(name, "auth") ? GW_KIND_AUTH : is(name, "body") ? GW_KIND_BODY : 0;
   if (kind == 0) return NULL;
   gj_node *root = gj_parse(value.ptr, value.length);
@@ -38,13 +38,18 @@ gw_module_ptr envoy_dynamic_module_on_http_filter_config_new(gw_envoy_ptr envoy_
   if (abi != NULL && abi->type == GJ_STRING && strcmp(abi->string, GW_ABI_VERSION) == 0)
     filter = kind == GW_KIND_AUTH ? (void *)gw_auth_new(root) : (void *)gw_body_new(root);
   gj_free(root);
-  config *c = filter != NULL ? malloc(sizeof *c) : NULL;
+  config *c = filter != NULL ? calloc(1, sizeof *c) : NULL;
+  if (c != NULL && kind == GW_KIND_BODY && !gw_counters_define(envoy_config, &c->counters)) {
+    free(c);
+    c = NULL;
+  }
   if (c == NULL) {
     if (kind == GW_KIND_AUTH) gw_auth_destroy(filter);
     else gw_body_destroy(filter);
     return NULL;
   }
-  *c = (config){kind, filter};
+  c->kind = kind;
+  c->filter = filter;
   return c;
 }
 
@@ -66,6 +71,7 @@ gw_module_ptr envoy_dynamic_module_on_http_filter_new(gw_module_ptr self, gw_env
   if (s == NULL) return NULL;
   s->kind = GW_KIND_BODY_STREAM;
   s->body = c->filter;
+  s->counters = &c->counters;
   s->endpoint = -1;
   return s;
 }

@@ -15,6 +15,7 @@
 #define GW_MODULE_MARKER "gatewayctl-module-abi="
 
 #include "gw_body.h"
+#include "gw_counters.h"
 
 /* What Envoy hands back to the hooks starts with one of these, so they can tell a filter
  * config (auth: no per-stream state) from a body filter's stream. */
