@@ -2,7 +2,9 @@
 (access_log.py) and the names Prometheus reads them by (rollout analysis, the budget alerts,
 `plan --traffic`).
 
-Envoy keeps them under the stats scope `gatewayctl`; at /stats/prometheus a stat
+Envoy keeps them under the stats scope `gatewayctl` (the per-consumer ones of the routes the
+compiled body filter serves are counted by the module, in its metrics namespace of that name:
+module/gw_counters.h); at /stats/prometheus a stat
 `gatewayctl.<group>.<kind>` becomes `envoy_gatewayctl_<group>_<kind>` with its tags as labels.
 
 - Per backend (`backend` = the routed cluster `r_<route>_<model>`), on routes with more than
