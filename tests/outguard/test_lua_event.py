@@ -198,6 +198,24 @@ def test_skim_reads_what_json_reads() -> None:
     assert read > 2500  # the plain events (half of these) are read
 
 
+@pytest.mark.parametrize("literal,text", [
+    (r'"\" \\ \/ \b \f \n \r \t"', '" \\ / \b \f \n \r \t'),
+    (r'"\u0041\u00e9\u20ac\u00411"', "A\u00e9\u20acA1"),
+    (r'"\\u0041 \\\u0041"', "\\u0041 \\A"),
+    (r'"\ud83d\ude00 \u00e9"', "\U0001f600 \u00e9"),
+    (r'"\ud800x"', "\ufffdx"), (r'"\udc00"', "\ufffd"), (r'"a\\"', "a\\"),
+    (r'"\u0000"', "\x00"),
+])
+def test_a_text_is_decoded_as_json_lua_decodes_it(literal: str, text: str) -> None:
+    """Escapes of one character in place, `\\u` escapes to UTF-8, an escaped backslash before
+    a `u` left as it is, a surrogate (a pair, a lone one) as json.lua reads it."""
+    og = Outguard(guard([PATTERN]))
+    payload = ('{"choices":[{"index":0,"delta":{"content":' + literal + '}}]}').encode()
+    slot = og.event.skim(payload).choices[1].content
+    assert og.event.text(payload, slot) == text.encode()
+    assert og.event.text(payload, slot) == og.rt.eval("json").decode(literal.encode())
+
+
 @pytest.mark.parametrize("payload", [
     '{"choices":[],"usage":{"prompt_tokens":1}}',
     '{"choices":[{"index":0,"delta":{"content":"x"}}],"usage":{"prompt_tokens":1}}',

@@ -167,9 +167,12 @@ end
 M.redaction_cut = redaction_cut
 
 -- One streamed text: a choice's content, or a tool call's arguments (whole: redacted whole,
--- walked with JSON escapes decoded; esc: the escape being read).
+-- walked with JSON escapes decoded; esc: the escape being read). held: how many bytes are held
+-- back, in `pending`; arguments under redaction, held whole until the call's end, keep them
+-- as `pieces` instead, joined once at the end.
 local function new_text(g, whole)
-  return { s = g.dfa and g.dfa.start or nil, pending = "", cut = 1, whole = whole, esc = "" }
+  return { s = g.dfa and g.dfa.start or nil, pending = "", cut = 1, whole = whole, esc = "",
+           held = 0, pieces = (whole and g.redact ~= nil) and {} or nil }
 end
 
 -- Adds text; returns what may be sent now (redacted) and whether a pattern matched; on a
@@ -177,10 +180,8 @@ end
 -- so everything held is released.
 local function feed(g, t, text, final)
   local dfa = g.dfa
-  local pending = t.pending
-  local base = #pending
-  if base > 0 then pending = pending .. text else pending = text end
-  local all = #pending + 1
+  local base = t.held
+  local all = base + #text + 1
   local cut, hit = all, false
   if dfa ~= nil and t.s ~= 0 then
     -- the idle states (no match in progress) are the first rows: offsets 1..idle
@@ -207,8 +208,21 @@ local function feed(g, t, text, final)
   elseif dfa ~= nil then
     hit = true  -- matched before (log only)
   end
-  local release = cut
   local kinds = g.redact
+  local pieces = t.pieces
+  local pending
+  if pieces ~= nil then
+    pieces[#pieces + 1] = text
+    if not final then  -- nothing is released before the call's end (nor is `cut` read)
+      t.held = all - 1
+      return "", hit
+    end
+    pending = concat(pieces)
+    t.pieces = {}
+  else
+    pending = base > 0 and t.pending .. text or text
+  end
+  local release = cut
   if final then
     release = all
   elseif kinds ~= nil then
@@ -216,6 +230,7 @@ local function feed(g, t, text, final)
   end
   local out = sub(pending, 1, release - 1)
   t.pending = sub(pending, release)
+  t.held = #t.pending
   t.cut = cut - release + 1
   if kinds ~= nil and out ~= "" then
     out = t.whole and redact_arguments(out, kinds) or redact_string(out, kinds)
@@ -406,13 +421,13 @@ local function fits_in_place(st, skimmed)
     seen[index] = true
     local ct = st.texts[index]
     if choice.finish and ct ~= nil then
-      if choice.content == nil and choice.delta == nil and ct.content.pending ~= "" then
+      if choice.content == nil and choice.delta == nil and ct.content.held > 0 then
         return false
       end
       local here = {}
       for _, call in ipairs(choice.calls) do here[call.index] = true end
       for _, ci in ipairs(ct.order) do
-        if not here[ci] and ct.calls[ci].pending ~= "" then return false end
+        if not here[ci] and ct.calls[ci].held > 0 then return false end
       end
     end
   end

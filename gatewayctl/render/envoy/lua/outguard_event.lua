@@ -14,7 +14,8 @@
 -- slots = the slots in the event's order }; a slot is { s = its opening quote, e = its
 -- closing quote, esc = whether the string holds an escape }.
 local M = {}
-local byte, sub = string.byte, string.sub
+local byte, char, gsub, sub = string.byte, string.char, string.gsub, string.sub
+local floor = math.floor
 
 local MAX_DEPTH = 32
 
@@ -306,10 +307,32 @@ function M.skim(payload)
   return ev
 end
 
--- The text of the string from s (its opening quote) to e (its closing quote), decoded.
+-- The one-character escapes, decoded.
+local UNESCAPE = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n",
+                   r = "\r", t = "\t" }
+
+-- An escape (its character, and the hexadecimal digits after it) decoded; a surrogate's `\u`
+-- escape is left to json.lua (its pair is decoded as one character), and flagged.
+local surrogate = false
+local function unescape(c, hex)
+  if c ~= "u" then return UNESCAPE[c] .. hex end
+  local cp = tonumber(hex, 16)
+  if cp < 0x80 then return char(cp) end
+  if cp < 0x800 then return char(0xC0 + floor(cp / 0x40), 0x80 + cp % 0x40) end
+  if cp >= 0xD800 and cp <= 0xDFFF then surrogate = true; return "" end
+  return char(0xE0 + floor(cp / 0x1000), 0x80 + floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
+end
+
+-- The text of the string from s (its opening quote) to e (its closing quote), decoded as
+-- json.lua decodes it (its escapes were checked by string_end; one with a surrogate is
+-- decoded by json.lua).
 local function text(str, s, e, esc)
-  if not esc then return sub(str, s + 1, e - 1) end
-  return json.decode(sub(str, s, e))
+  local inner = sub(str, s + 1, e - 1)
+  if not esc then return inner end
+  surrogate = false
+  local out = gsub(inner, "\\(.)(%x?%x?%x?%x?)", unescape)
+  if surrogate then return json.decode(sub(str, s, e)) end
+  return out
 end
 
 -- A slot's text.
