@@ -249,6 +249,19 @@ class RunningEnvoy:
                 return lines
             time.sleep(0.05)
 
+    def access_log_for(self, request_ids: set[str],
+                       timeout_s: float = 10.0) -> list[dict[str, Any]]:
+        """The access log's lines once every one of request_ids has its line (bounded wait);
+        a count of lines would not do: the harness's own requests are logged too."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lines = self.access_log_lines(expected=0, timeout_s=0)
+            if request_ids <= {line.get("request_id") for line in lines}:
+                return lines
+            if time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
+
     def log_text(self) -> str:
         path = self.workdir / "envoy.log"
         return path.read_text() if path.exists() else ""

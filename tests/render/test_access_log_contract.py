@@ -69,7 +69,7 @@ def _send(gateway: Gateway) -> None:
 
 def _lines(gateway: Gateway) -> dict[str, dict[str, Any]]:
     ids = {r[0] for r in REQUESTS}
-    lines = gateway.envoy.access_log_lines(expected=len(REQUESTS), timeout_s=10)
+    lines = gateway.envoy.access_log_for(ids, timeout_s=10)
     return {line["request_id"]: _pin(line) for line in lines if line["request_id"] in ids}
 
 
