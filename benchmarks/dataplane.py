@@ -424,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         print(report.format_features(features, ratios))
     print("\n" + json.dumps(ratios, indent=1))
     print("\nTargets:\n" + report.format_checks(checks))
-    print("  (not a target) " + report.format_per_core(ratios))
+    for line in report.format_per_core(ratios).splitlines():
+        print("  " + line)
     print(report.format_anthropic(ratios))
     if info.get("access_log_lines") != info.get("gateway_requests_measured"):
         print(
