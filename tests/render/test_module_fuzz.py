@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,9 +15,9 @@ import pytest
 
 from gatewayctl.ir import GatewayIR, JwtProviderIR
 from gatewayctl.render.envoy import render_envoy
-from gatewayctl.render.envoy.dynamic_module import CFLAGS, SOURCES, source_files
+from gatewayctl.render.envoy.dynamic_module import SOURCES, source_files
 from gatewayctl.render.envoy.names import AUTH_FILTER, BODY_MODULE_FILTER
-from tests.render import irs
+from tests.render import irs, sanitized
 from tests.render.harness import loopback_options
 
 HARNESS = Path(__file__).resolve().parent / "module" / "fuzz_module.c"
@@ -27,7 +25,7 @@ SEEDS = (1, 2, 3, 4)
 ITERATIONS = 1500
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler"
+    sanitized.compiler() is None, reason="no C compiler"
 )
 
 
@@ -87,27 +85,12 @@ def _body_config(tmp_path: Path) -> bytes:
 def _build(tmp_path: Path, replaced: dict[str, bytes] | None = None) -> Path:
     """The harness with the module's sources (some replaced), the product's warnings and
     hardening flags, and the sanitizers."""
-    src = tmp_path / "src"
-    src.mkdir()
-    for name, content in {**source_files(), **(replaced or {})}.items():
-        (src / name).write_bytes(content)
-    out = tmp_path / "fuzz_module"
-    flags = [f for f in CFLAGS if f not in ("-shared", "-fPIC", "-O2")]
-    cc = shutil.which("cc") or shutil.which("gcc")
-    assert cc is not None
-    subprocess.run(
-        [cc, *flags, "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-         "-fno-omit-frame-pointer", "-I", str(src), "-o", str(out), str(HARNESS),
-         *(str(src / name) for name in SOURCES), "-lm"],
-        check=True, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    return out
+    return sanitized.build(tmp_path, HARNESS, SOURCES, "fuzz_module", replaced)
 
 
 def _run(binary: Path, config: Path, iterations: int, *filter_name: str) -> dict[str, int]:
     """The harness on every seed: its counts summed; any sanitizer report fails."""
-    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
-           "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+    env = sanitized.ENV
     totals: dict[str, int] = {}
     for seed in SEEDS:
         done = subprocess.run([str(binary), str(config), str(seed), str(iterations), *filter_name],

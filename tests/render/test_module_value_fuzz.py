@@ -6,44 +6,28 @@ undefined behaviour (any sanitizer report fails the run). A few seconds in all."
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from gatewayctl.render.envoy.dynamic_module import CFLAGS, VALUE_SOURCES, source_files
+from gatewayctl.render.envoy.dynamic_module import VALUE_SOURCES, source_files
+from tests.render import sanitized
 
 HARNESS = Path(__file__).resolve().parent / "module" / "fuzz_value.c"
 SEEDS = (1, 2, 3)
 ITERATIONS = 1500
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler"
+    sanitized.compiler() is None, reason="no C compiler"
 )
 
 
 def _build(tmp_path: Path, replaced: dict[str, bytes] | None = None) -> Path:
-    src = tmp_path / "src"
-    src.mkdir()
-    for name, content in {**source_files(), **(replaced or {})}.items():
-        (src / name).write_bytes(content)
-    out = tmp_path / "fuzz_value"
-    flags = [f for f in CFLAGS if f not in ("-shared", "-fPIC", "-O2")]
-    cc = shutil.which("cc") or shutil.which("gcc")
-    assert cc is not None
-    subprocess.run(
-        [cc, *flags, "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-         "-fno-omit-frame-pointer", "-I", str(src), "-o", str(out), str(HARNESS),
-         *(str(src / name) for name in VALUE_SOURCES), "-lm"],
-        check=True, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    return out
+    return sanitized.build(tmp_path, HARNESS, VALUE_SOURCES, "fuzz_value", replaced)
 
 
-ENV = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
-       "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}  # fmt: skip
+ENV = sanitized.ENV
 
 
 def test_random_bodies_under_sanitizers(tmp_path: Path) -> None:
