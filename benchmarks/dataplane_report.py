@@ -86,6 +86,19 @@ def _peak(cells: Sequence[Cell], target: str) -> Cell | None:
     return max(mine, key=lambda c: c.rps) if mine else None
 
 
+def _throughput_ratios(key: str, gw: Cell, lite: Cell | None, mini: Cell | None,
+                       portkey: Cell | None) -> dict[str, float]:
+    """A gateway's throughput against LiteLLM, the minimal route and Portkey, by `key`."""
+    out: dict[str, float] = {}
+    if lite and lite.rps:
+        out[f"{key}_vs_litellm_rps"] = round(gw.rps / lite.rps, 1)
+    if mini and mini.rps:
+        out[f"{key}_vs_minimal_rps"] = round(gw.rps / mini.rps, 3)
+    if portkey and portkey.rps:
+        out[f"{key}_vs_portkey_rps"] = round(gw.rps / portkey.rps, 1)
+    return out
+
+
 def compute_ratios(cells: Sequence[Cell], features: Sequence[Cell]) -> dict[str, object]:
     """The figures issue 9 asks for, each with the inputs it came from."""
     out: dict[str, object] = {}
@@ -100,16 +113,11 @@ def compute_ratios(cells: Sequence[Cell], features: Sequence[Cell]) -> dict[str,
             gw, key = _find(cells, target, conc), _prefix(target)
             if gw is None:
                 continue
-            if lite and lite.rps:
-                row[f"{key}_vs_litellm_rps"] = round(gw.rps / lite.rps, 1)
-            if mini and mini.rps:
-                row[f"{key}_vs_minimal_rps"] = round(gw.rps / mini.rps, 3)
+            row.update(_throughput_ratios(key, gw, lite, mini, portkey))
             if mini and gw.proxy_us:
                 row[f"{key}_vs_minimal_cpu_capacity"] = round(mini.proxy_us / gw.proxy_us, 3)
             if lite and gw.proxy_us:
                 row[f"{key}_vs_litellm_cpu_capacity"] = round(lite.proxy_us / gw.proxy_us, 1)
-            if portkey and portkey.rps:
-                row[f"{key}_vs_portkey_rps"] = round(gw.rps / portkey.rps, 1)
             if portkey and gw.proxy_us:
                 row[f"{key}_vs_portkey_cpu_capacity"] = round(portkey.proxy_us / gw.proxy_us, 1)
         for name in (*GATEWAYS, "minimal", "litellm", "portkey"):
@@ -123,15 +131,9 @@ def compute_ratios(cells: Sequence[Cell], features: Sequence[Cell]) -> dict[str,
     peaks = {t: _peak(cells, t) for t in TARGETS_TEXT}
     lite, mini, portkey = peaks["litellm"], peaks["minimal"], peaks["portkey"]
     for target in GATEWAYS:
-        gw, key = peaks[target], _prefix(target)
-        if gw is None:
-            continue
-        if lite and lite.rps:
-            out[f"peak_{key}_vs_litellm_rps"] = round(gw.rps / lite.rps, 1)
-        if portkey and portkey.rps:
-            out[f"peak_{key}_vs_portkey_rps"] = round(gw.rps / portkey.rps, 1)
-        if mini and mini.rps:
-            out[f"peak_{key}_vs_minimal_rps"] = round(gw.rps / mini.rps, 3)
+        gw = peaks[target]
+        if gw is not None:
+            out.update(_throughput_ratios(f"peak_{_prefix(target)}", gw, lite, mini, portkey))
     base = _find(features, "gateway:none", features[0].concurrency) if features else None
     costs: dict[str, dict[str, float]] = {}
     for cell in features:
