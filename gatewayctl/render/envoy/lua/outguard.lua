@@ -175,6 +175,17 @@ local function new_text(g, whole)
            held = 0, pieces = (whole and g.redact ~= nil) and {} or nil }
 end
 
+-- The text of a choice's tool call `ci`, started (and its order noted) on its first event.
+local function call_text(g, ct, ci)
+  local t = ct.calls[ci]
+  if t == nil then
+    t = new_text(g, true)
+    ct.calls[ci] = t
+    ct.order[#ct.order + 1] = ci
+  end
+  return t
+end
+
 -- Adds text; returns what may be sent now (redacted) and whether a pattern matched; on a
 -- match under `block` nothing is returned. `final`: the text ends here (its choice finished),
 -- so everything held is released.
@@ -317,12 +328,7 @@ local function feed_choice(g, st, choice, position)
       local fn = type(call) == "table" and call["function"]
       if type(fn) == "table" and type(fn.arguments) == "string" then
         local ci = type(call.index) == "number" and call.index or k - 1
-        local t = ct.calls[ci]
-        if t == nil then
-          t = new_text(g, true)
-          ct.calls[ci] = t
-          ct.order[#ct.order + 1] = ci
-        end
+        local t = call_text(g, ct, ci)
         local out = feed_noted(g, st, t, fn.arguments, finish)
         if out == nil then return false end
         fn.arguments = out
@@ -460,12 +466,7 @@ local function on_skimmed_event(g, st, ev, payload, off, skimmed)
     local here = {}
     for _, call in ipairs(choice.calls) do
       local ci = call.index
-      local t = ct.calls[ci]
-      if t == nil then
-        t = new_text(g, true)
-        ct.calls[ci] = t
-        ct.order[#ct.order + 1] = ci
-      end
+      local t = call_text(g, ct, ci)
       if not feed_slot(g, st, t, payload, call.slot, finish) then return nil end
       here[ci] = true
     end
