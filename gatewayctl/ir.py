@@ -175,6 +175,8 @@ class JwtProviderIR:
     jwks_inline: str | None = None
     jwks_secret: SecretRefIR | None = None
     jwks_cache_s: int = 300
+    # jwt_authn's cache of verified tokens, per worker; None: off (every token verified).
+    token_cache: int | None = None
 
 
 @dataclass(frozen=True)

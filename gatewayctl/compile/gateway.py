@@ -182,6 +182,7 @@ def compile_jwt(issuer: JwtIssuer) -> JwtProviderIR:
         jwks_inline=jwks.inline,
         jwks_secret=SecretRefIR(secret.name, secret.key) if secret else None,
         jwks_cache_s=max(1, jwks.cacheDuration // 1000),
+        token_cache=issuer.cache.tokens if issuer.cache is not None else None,
     )
 
 

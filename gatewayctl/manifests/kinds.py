@@ -392,6 +392,29 @@ def _check_public_jwks(text: str) -> None:
             )
 
 
+TOKEN_CACHE_MAX = 10_000
+
+
+class TokenCache(Strict):
+    """jwt_authn's cache of verified tokens of one issuer, per Envoy worker. A cached token is
+    accepted without its signature checked again until it expires (exp, issuer, audience and
+    clockSkew are checked on every hit): a key withdrawn from the JWKS does not stop it."""
+
+    tokens: Annotated[int, Field(strict=True, json_schema_extra={
+        "minimum": 1, "maximum": TOKEN_CACHE_MAX})]
+
+    @field_validator("tokens")
+    @classmethod
+    def _bounded(cls, value: int) -> int:
+        if not 1 <= value <= TOKEN_CACHE_MAX:
+            raise invalid(
+                f"cache.tokens must be 1 to {TOKEN_CACHE_MAX:,}",
+                "the verified tokens each Envoy worker keeps (each up to 8 KiB); omit cache "
+                "to check every token's signature on every request",
+            )
+        return value
+
+
 class JwtIssuer(Strict):
     """One identity provider whose tokens name a Consumer."""
 
@@ -401,6 +424,18 @@ class JwtIssuer(Strict):
     # The claim whose value is a Consumer's name (a top-level claim of the token).
     consumerClaim: ClaimName = "sub"
     clockSkew: DurationMs = 60_000
+    # Off unless set: jwt_authn then keeps this many verified tokens per Envoy worker and skips
+    # their signature check when they come again (docs/manifests.md, "JWT consumers").
+    cache: TokenCache | None = None
+
+    @field_validator("clockSkew")
+    @classmethod
+    def _whole_seconds(cls, value: int) -> int:
+        # jwt_authn counts the skew in whole seconds and reads 0 as its default of 60s.
+        if value < 1000:
+            raise invalid("clockSkew must be at least 1s",
+                          "jwt_authn reads a skew under 1s as its default of 60s; give 1s or more")
+        return value
 
 
 class PolicyAuth(Strict):

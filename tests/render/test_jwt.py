@@ -4,6 +4,7 @@ keys from a URL (through its own cluster) and inline keys rotated by apply."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -40,6 +41,11 @@ pytestmark = [needs_envoy, pytest.mark.envoy]
 
 ISSUER = "https://login.example.test/"
 URL_ISSUER = "https://idp.example.test/"
+# Issuers whose verified tokens jwt_authn caches (`cache: {tokens: N}`), with the default clock
+# skew (60s) and with 1s.
+CACHED_ISSUER = "https://cached.example.test/"
+CACHED_SHORT_SKEW_ISSUER = "https://cached-short-skew.example.test/"
+REVOCABLE_ISSUER = "https://revocable.example.test/"
 AUDIENCE = "ai-gateway"
 SEARCH_KEY = "sk-gw-search-app-0123456789"
 PROVIDER_KEY = "sk-provider-openai-abcdef"
@@ -55,9 +61,10 @@ def _jwks(key: rsa.RSAPrivateKey, kid: str) -> str:
 
 
 def _token(key: rsa.RSAPrivateKey, kid: str, *, issuer: str = ISSUER, sub: str = "search-app",
-           aud: str = AUDIENCE, expires_in: int = 600) -> str:
-    now = int(time.time())
-    claims = {"iss": issuer, "sub": sub, "aud": aud, "iat": now, "exp": now + expires_in}
+           aud: str = AUDIENCE, expires_in: int = 600, now: int | None = None,
+           **more: Any) -> str:
+    now = int(time.time()) if now is None else now
+    claims = {"iss": issuer, "sub": sub, "aud": aud, "iat": now, "exp": now + expires_in, **more}
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
 
 
@@ -95,7 +102,7 @@ class _JwksServer:
         self.server.server_close()
 
 
-def _root(path: Path, inline_jwks: str, jwks_uri: str) -> Path:
+def _root(path: Path, inline_jwks: str, jwks_uri: str, revocable_uri: str) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     head = "apiVersion: gatewayctl.dev/v1alpha1\n"
     docs = [
@@ -115,6 +122,18 @@ def _root(path: Path, inline_jwks: str, jwks_uri: str) -> Path:
         "    jwt:\n"
         f"      - issuer: {json.dumps(URL_ISSUER)}\n        audiences: [{AUDIENCE}]\n"
         f"        jwks: {{uri: {json.dumps(jwks_uri)}}}\n",
+        # the same keys as sso, and jwt_authn's cache of verified tokens on
+        *(f"kind: Policy\nmetadata: {{name: {name}}}\nspec:\n  auth:\n    jwt:\n"
+          f"      - issuer: {json.dumps(issuer)}\n        audiences: [{AUDIENCE}]\n"
+          f"        jwks: {{inline: {json.dumps(inline_jwks)}}}\n"
+          f"        clockSkew: {skew}\n        cache: {{tokens: 100}}\n"
+          for name, issuer, skew in [("sso-cached", CACHED_ISSUER, "60s"),
+                                     ("sso-cached-short-skew", CACHED_SHORT_SKEW_ISSUER, "1s")]),
+        # keys from a URL refreshed every second, and the cache on: a key can be withdrawn
+        "kind: Policy\nmetadata: {name: sso-revocable}\nspec:\n  auth:\n    jwt:\n"
+        f"      - issuer: {json.dumps(REVOCABLE_ISSUER)}\n        audiences: [{AUDIENCE}]\n"
+        f"        jwks: {{uri: {json.dumps(revocable_uri)}, cacheDuration: 1s}}\n"
+        "        cache: {tokens: 100}\n",
         "kind: Policy\nmetadata: {name: search-only}\nspec:\n  allow: {teams: [search]}\n",
         "kind: Route\nmetadata: {name: sso}\nspec:\n"
         "  backends: [{model: gpt-4o, weight: 100}]\n  policies: [sso]\n",
@@ -122,6 +141,9 @@ def _root(path: Path, inline_jwks: str, jwks_uri: str) -> Path:
         "  backends: [{model: gpt-4o, weight: 100}]\n  policies: [sso, search-only]\n",
         "kind: Route\nmetadata: {name: mixed}\nspec:\n"
         "  backends: [{model: gpt-4o, weight: 100}]\n  policies: [sso-or-key]\n",
+        *(f"kind: Route\nmetadata: {{name: {name}}}\nspec:\n"
+          f"  backends: [{{model: gpt-4o, weight: 100}}]\n  policies: [{name}]\n"
+          for name in ("sso-cached", "sso-cached-short-skew", "sso-revocable")),
     ]
     (path / "gateway.yaml").write_text("---\n".join(head + d for d in docs))
     return path
@@ -137,6 +159,7 @@ class JwtGateway:
     work: Path
     key: rsa.RSAPrivateKey
     url_key: rsa.RSAPrivateKey
+    revocable: _JwksServer
     filters: str = "lua"
 
     def chat(self, model: str, token: str | None = None, **headers: str):
@@ -147,7 +170,7 @@ class JwtGateway:
 
     def apply(self, inline_jwks: str) -> None:
         """What `apply` does to a running gateway: render the changed root, publish it."""
-        root = _root(self.work / "root", inline_jwks, self.jwks.uri)
+        root = _root(self.work / "root", inline_jwks, self.jwks.uri, self.revocable.uri)
         ir = with_filters(compile_root(root).ir, self.filters)
         publish(self.config_dir, render_envoy(ir, self.options))
 
@@ -162,23 +185,26 @@ def gw(request: pytest.FixtureRequest,
     work = tmp_path_factory.mktemp("jwt")
     key, url_key = _key(), _key()
     jwks = _JwksServer(_jwks(url_key, "url-1"))
+    revocable = _JwksServer(_jwks(key, "r1"))
     provider = start_mock_provider(config=MockProviderConfig(name="openai",
                                                              require_key=PROVIDER_KEY))
     secrets = work / "secrets"
     write_secrets(secrets, {("openai-credentials", "api-key"): PROVIDER_KEY,
                             ("search-app-key", "key"): SEARCH_KEY})
     options = loopback_options(work, secrets, provider_overrides={"openai": provider.url})
-    root = _root(work / "root", _jwks(key, "k1"), jwks.uri)
+    root = _root(work / "root", _jwks(key, "k1"), jwks.uri, revocable.uri)
     bundle = render_envoy(with_filters(compile_root(root).ir, filters), options)
     try:
         with running_envoy(work / "envoy", bundle, listener_port=options.listener_port,
                            admin_port=options.admin_port,
                            access_log=work / "access.log") as envoy:
             yield JwtGateway(envoy, provider, jwks, options, work / "config", work, key, url_key,
+                             revocable,
                              filters)
     finally:
         provider.stop()
         jwks.stop()
+        revocable.stop()
 
 
 def _code(resp) -> str:
@@ -301,3 +327,135 @@ def test_verdict_headers_cannot_be_forged_and_never_reach_the_provider(gw: JwtGa
     assert gw.chat("sso", _token(gw.key, "k1"), **{header: forged}).status == 200
     sent = gw.provider.requests()[-1]
     assert not any(name.lower().startswith("x-gw-") for name in sent["headers"]), sent
+
+
+# ---- jwt_authn's cache of verified tokens (`cache: {tokens: N}`) ------------------------------
+
+
+def _cache_counts(gw: JwtGateway) -> dict[str, int]:
+    """jwt_authn's counters whose names speak of its token cache."""
+    out = {}
+    for line in gw.envoy.admin("/stats?filter=jwt_authn").splitlines():
+        name, _, value = line.partition(": ")
+        if "cache" in name and value.strip().isdigit():
+            out[name] = int(value)
+    return out
+
+
+def test_token_cache_is_rendered_only_where_asked(gw: JwtGateway) -> None:
+    dump = json.loads(gw.envoy.admin("/config_dump?resource=dynamic_listeners"))
+    providers = [p for flt in _filters_named(dump, "envoy.filters.http.jwt_authn")
+                 for p in flt["typed_config"]["providers"].values()]
+    cached = {p["issuer"]: p.get("jwt_cache_config") for p in providers}
+    assert cached[CACHED_ISSUER] == {"jwt_cache_size": 100, "jwt_max_token_size": 8192}
+    assert cached[CACHED_SHORT_SKEW_ISSUER] == {"jwt_cache_size": 100, "jwt_max_token_size": 8192}
+    # the default: no cache, every token's signature checked on every request
+    assert cached[ISSUER] is None and cached[URL_ISSUER] is None
+
+
+def _filters_named(dump: Any, name: str) -> list[dict[str, Any]]:
+    found = []
+    if isinstance(dump, dict):
+        if dump.get("name") == name and "typed_config" in dump:
+            found.append(dump)
+        for value in dump.values():
+            found.extend(_filters_named(value, name))
+    elif isinstance(dump, list):
+        for value in dump:
+            found.extend(_filters_named(value, name))
+    return found
+
+
+HITS = "http.gateway.jwt_authn.jwt_cache_hit"
+WORKERS = 2  # the harness's Envoy runs two workers, and each keeps a cache of its own
+
+
+def test_cached_token_is_accepted_repeatedly_from_the_cache(gw: JwtGateway) -> None:
+    """With `cache: {tokens: 100}` a token is verified once per worker and then found in the
+    cache (jwt_authn's jwt_cache_hit); the issuers without it (the default) never hit."""
+    token = _token(gw.key, "k1", issuer=CACHED_ISSUER)
+    before = gw.envoy.stat(HITS)
+    ids = {f"cached-{gw.filters}-{i}" for i in range(10)}
+    for rid in sorted(ids):
+        resp = gw.chat("sso-cached", token, **{"x-request-id": rid})
+        assert resp.status == 200, resp.body
+    assert gw.envoy.stat(HITS) - before >= 10 - WORKERS
+    # every one of them names the token's consumer, hit or not
+    consumers = {line["request_id"]: (line.get("gateway") or {}).get("consumer")
+                 for line in gw.envoy.access_log_for(ids) if line.get("request_id") in ids}
+    assert consumers == dict.fromkeys(ids, "search-app")
+    # a token of an issuer without the cache is verified every time: no hit
+    uncached = _token(gw.key, "k1")
+    before = gw.envoy.stat(HITS)
+    for _ in range(5):
+        assert gw.chat("sso", uncached).status == 200
+    assert gw.envoy.stat(HITS) == before
+    # a cached token still names its consumer for the route's allow list and errors
+    resp = gw.chat("sso-cached", _token(gw.key, "k1", issuer=CACHED_ISSUER, sub="nobody"))
+    assert (resp.status, _code(resp)) == (403, "consumer_not_allowed")
+
+
+def test_cached_token_is_refused_once_expired(gw: JwtGateway) -> None:
+    """A token cached while valid is refused when it expires: its exp is 57s ago, inside the
+    issuer's 60s clock skew for 3 more seconds; the gateway answers from the cache, then
+    token_expired (bounded wait), and keeps refusing it."""
+    now = int(time.time())
+    token = _token(gw.key, "k1", issuer=CACHED_ISSUER, expires_in=-57, now=now)
+    before = gw.envoy.stat(HITS)
+    first = gw.chat("sso-cached", token)
+    assert first.status == 200, first.body
+    deadline = time.monotonic() + 15
+    while (resp := gw.chat("sso-cached", token)).status == 200:
+        assert time.monotonic() < deadline, "the cached token was never refused"
+        time.sleep(0.05)
+    assert time.time() > now + 3  # not before it expired
+    assert (resp.status, _code(resp)) == (401, "token_expired")
+    assert gw.envoy.stat(HITS) > before  # it was served from the cache while valid
+    for _ in range(4):
+        resp = gw.chat("sso-cached", token)
+        assert (resp.status, _code(resp)) == (401, "token_expired")
+
+
+def test_cached_token_expiry_uses_the_issuers_clock_skew(gw: JwtGateway) -> None:
+    """On a hit jwt_authn checks exp (and the audience) again with the issuer's `clockSkew`
+    (1s here): a token cached while valid is refused just after exp + 1s, as a token not yet
+    cached is; only the signature check is skipped."""
+    now = int(time.time())
+    token = _token(gw.key, "k1", issuer=CACHED_SHORT_SKEW_ISSUER, expires_in=2, now=now)
+    before = gw.envoy.stat(HITS)
+    for _ in range(10):
+        resp = gw.chat("sso-cached-short-skew", token)
+        assert resp.status == 200, resp.body
+    assert gw.envoy.stat(HITS) - before >= 10 - WORKERS
+    deadline = time.monotonic() + 10
+    while (resp := gw.chat("sso-cached-short-skew", token)).status == 200:
+        assert time.monotonic() < deadline, "the cached token was never refused"
+        time.sleep(0.05)
+    assert (resp.status, _code(resp)) == (401, "token_expired")
+    # refused once exp + clockSkew is past (jwt_authn compares whole seconds), not 60s later
+    assert now + 3 <= time.time() < now + 6
+
+
+def test_cached_token_outlives_its_withdrawn_key_until_it_expires(gw: JwtGateway) -> None:
+    """The documented cost of the cache: the identity provider withdraws the key from its
+    JWKS; once the gateway has fetched the new JWKS (cacheDuration 1s), a token of that key not
+    yet cached is refused, but a cached one is still accepted (until its exp)."""
+    token = _token(gw.key, "r1", issuer=REVOCABLE_ISSUER)
+    for _ in range(20):  # into both workers' caches
+        resp = gw.chat("sso-revocable", token)
+        assert resp.status == 200, resp.body
+    gw.revocable.document = _jwks(_key(), "r2")  # the key withdrawn
+    try:
+        deadline = time.monotonic() + 20
+        for n in itertools.count():
+            fresh = _token(gw.key, "r1", issuer=REVOCABLE_ISSUER, jti=f"{gw.filters}-{n}")
+            resp = gw.chat("sso-revocable", fresh)
+            if resp.status == 401:
+                break
+            assert time.monotonic() < deadline, "the new JWKS was never fetched"
+            time.sleep(0.2)
+        assert _code(resp) == "invalid_token"
+        for _ in range(4):
+            assert gw.chat("sso-revocable", token).status == 200
+    finally:
+        gw.revocable.document = _jwks(gw.key, "r1")

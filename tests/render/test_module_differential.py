@@ -96,10 +96,12 @@ def _consumers(envoy: RunningEnvoy, count: int) -> dict[str, Any]:
 
 
 def _served_both_ways(tmp_path: Path, ir: GatewayIR, keys: dict[str, str],
-                      requests: list[Request]) -> tuple[list[tuple[int, Any]], dict[str, Any]]:
+                      requests: list[Request], counted: dict[str, int] | None = None,
+                      ) -> tuple[list[tuple[int, Any]], dict[str, Any]]:
     """Serve `ir` with the Lua filters, then with the module, send each the same requests and
     check they answer each the same (status, error body, the access log's consumer); the
-    Lua's answers and consumers (by request id), for the corpus checks."""
+    Lua's answers and consumers (by request id), for the corpus checks. `counted`: each of
+    its Envoy counters is set to the smaller of the two gateways' values."""
     mock = start_mock_provider(config=MockProviderConfig(name="openai",
                                                          require_key=irs.OPENAI_KEY))
     answers: dict[str, list[tuple[int, Any]]] = {}
@@ -111,6 +113,10 @@ def _served_both_ways(tmp_path: Path, ir: GatewayIR, keys: dict[str, str],
                 answers[filters] = [_send(envoy, f"r{i}", *request)
                                     for i, request in enumerate(requests)]
                 consumers[filters] = _consumers(envoy, len(requests))
+                for name in counted or {}:
+                    value = envoy.stat(name)
+                    assert counted is not None
+                    counted[name] = value if filters == "lua" else min(counted[name], value)
     finally:
         mock.stop()
     for i, request in enumerate(requests):
@@ -164,11 +170,14 @@ def _jwks(key: Any, kid: str) -> str:
                                  "n": b64int(numbers.n), "e": b64int(numbers.e)}]})
 
 
-def _token_root(path: Path, jwks_a: str, jwks_b: str, open_route: bool) -> Path:
+def _token_root(path: Path, jwks_a: str, jwks_b: str, open_route: bool,
+                cached: bool = False) -> Path:
     """Routes: sso (issuer A, consumer in `sub`), sso-search (the same, team search only),
     mixed (API keys, or issuer B with the consumer in `azp`), keys (API keys only) and, when
-    `open_route`, open (no auth: anonymous clients, and failed tokens, get through)."""
+    `open_route`, open (no auth: anonymous clients, and failed tokens, get through).
+    `cached`: both issuers with jwt_authn's cache of verified tokens on."""
     path.mkdir(parents=True, exist_ok=True)
+    cache = "        cache: {tokens: 100}\n" if cached else ""
     docs = [
         "kind: Gateway\nmetadata: {name: gw}\nspec: {namespace: gw}\n",
         "kind: Provider\nmetadata: {name: openai}\nspec:\n  type: openai\n"
@@ -182,11 +191,11 @@ def _token_root(path: Path, jwks_a: str, jwks_b: str, open_route: bool) -> Path:
         "kind: Consumer\nmetadata: {name: billing-app}\nspec: {team: billing}\n",
         "kind: Policy\nmetadata: {name: sso}\nspec:\n  auth:\n    jwt:\n"
         f"      - issuer: {json.dumps(ISSUER)}\n        audiences: [{AUDIENCE}]\n"
-        f"        jwks: {{inline: {json.dumps(jwks_a)}}}\n        consumerClaim: sub\n",
+        f"        jwks: {{inline: {json.dumps(jwks_a)}}}\n        consumerClaim: sub\n{cache}",
         "kind: Policy\nmetadata: {name: sso-or-key}\nspec:\n  auth:\n    apiKeys: true\n"
         "    jwt:\n"
         f"      - issuer: {json.dumps(OTHER_ISSUER)}\n        audiences: [{AUDIENCE}]\n"
-        f"        jwks: {{inline: {json.dumps(jwks_b)}}}\n        consumerClaim: azp\n",
+        f"        jwks: {{inline: {json.dumps(jwks_b)}}}\n        consumerClaim: azp\n{cache}",
         "kind: Policy\nmetadata: {name: keys}\nspec:\n  auth: {apiKeys: true}\n",
         "kind: Policy\nmetadata: {name: search-only}\nspec:\n  allow: {teams: [search]}\n",
         *(f"kind: Route\nmetadata: {{name: {name}}}\nspec:\n"
@@ -260,16 +269,26 @@ def _token_requests(seed: int, count: int, credentials: list[str]) -> list[Reque
     return out
 
 
-@pytest.mark.parametrize("open_route", [True, False], ids=["open-route", "closed"])
-def test_module_answers_tokens_as_the_lua_does(tmp_path: Path, open_route: bool) -> None:
+@pytest.mark.parametrize(("open_route", "cached"), [(True, False), (False, False), (True, True)],
+                         ids=["open-route", "closed", "open-route-token-cache"])
+def test_module_answers_tokens_as_the_lua_does(tmp_path: Path, open_route: bool,
+                                               cached: bool) -> None:
+    """`open-route-token-cache`: both issuers cache verified tokens; every credential is sent
+    on every route, so most good tokens are answered from jwt_authn's cache."""
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key_a, key_b, stranger = (rsa.generate_private_key(public_exponent=65537, key_size=2048)
                               for _ in range(3))
-    root = _token_root(tmp_path / "root", _jwks(key_a, "a1"), _jwks(key_b, "b1"), open_route)
+    root = _token_root(tmp_path / "root", _jwks(key_a, "a1"), _jwks(key_b, "b1"), open_route,
+                       cached)
     ir = compile_root(root).ir
+    assert all((p.token_cache is not None) == cached for p in ir.jwt_providers())
     requests = _token_requests(7 + open_route, 80, _credentials(key_a, key_b, stranger))
-    answers, consumers = _served_both_ways(tmp_path, ir, TOKEN_KEYS, requests)
+    hits = "http.gateway.jwt_authn.jwt_cache_hit"
+    counted = {hits: 0}
+    answers, consumers = _served_both_ways(tmp_path, ir, TOKEN_KEYS, requests, counted)
+    # with the cache on, both gateways answered good tokens from it (and only then)
+    assert (counted[hits] >= 50) == cached, counted
     codes = {error["code"] for _, error in answers if error is not None}
     named = {c for c in consumers.values() if c}
     # the corpus reaches every token outcome, through the auth filter or the body filter

@@ -21,6 +21,12 @@ The module reads the same facts jwt.lua reads from the metadata. Both headers ar
 a client's copies are removed before any filter (early header mutation) and neither goes
 upstream (route table), on Lua gateways with JWT policies too.
 
+An issuer with `cache: {tokens: N}` gets jwt_authn's cache of verified tokens
+(`jwt_cache_config`): each worker keeps up to N tokens it verified and accepts them again
+without the signature check until they expire (on a hit jwt_authn still checks exp and nbf
+with the provider's clock skew, and the audience). A key withdrawn from the JWKS does not stop
+a cached token: off unless asked for.
+
 Keys come from the issuer's JWKS URL through a cluster of its own (`jwks_<i>`, fetched at
 start and again after `jwks_cache_s`), from the manifest (public keys only) or from a mounted
 Secret file (air-gapped setups). A verified token is removed from the request (`forward:
@@ -49,6 +55,10 @@ JWT_TYPE = TYPE_PREFIX + "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthenti
 JWT_METADATA_NS = JWT_FILTER
 FAILED_SUFFIX = "_failed"
 JWKS_FETCH_TIMEOUT = "5s"
+# The longest token the cache of verified tokens keeps: a longer one is verified every time.
+# Well inside what the listener takes in request headers (Envoy's 60 KiB), and it bounds each
+# worker's cache at `tokens` x 8 KiB.
+TOKEN_CACHE_MAX_TOKEN_BYTES = 8192
 # An Authorization value with fewer than two dots: no JWT can be in it (render_verdict_filter).
 NO_TOKEN_REGEX = "[^.]*([.][^.]*)?"
 EXTENSION_WITH_MATCHER_TYPE = (
@@ -119,6 +129,9 @@ def _provider_config(p: JwtProviderIR, name: str, options: EnvoyOptions,
     }
     if p.audiences:
         config["audiences"] = list(p.audiences)
+    if p.token_cache is not None:
+        config["jwt_cache_config"] = {"jwt_cache_size": p.token_cache,
+                                      "jwt_max_token_size": TOKEN_CACHE_MAX_TOKEN_BYTES}
     if payload_header:
         config["forward_payload_header"] = JWT_PAYLOAD_HEADER.format(provider=name)
     return config
