@@ -12,6 +12,7 @@ policy), so a change of intent shows even when today's allowed set is the same. 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from gatewayctl.ir import CacheIR, JwtProviderIR, LimitIR, PolicyIR
@@ -71,7 +72,13 @@ def jwt_text(p: JwtProviderIR) -> str:
         keys = f"inline keys {_key_ids(p.jwks_inline or '')}"
     audiences = ", ".join(p.audiences) or "any audience"
     return (f"{p.issuer} (audiences {audiences}; {keys}; consumer from claim "
-            f"{p.consumer_claim}; clock skew {p.clock_skew_s}s)")
+            f"{p.consumer_claim}; clock skew {p.clock_skew_s}s; {token_cache_text(p)})")
+
+
+def token_cache_text(p: JwtProviderIR) -> str:
+    if p.token_cache is None:
+        return "no token cache"
+    return f"verified tokens cached, {p.token_cache:,} per worker"
 
 
 def _key_ids(jwks: str) -> str:
@@ -96,10 +103,38 @@ def cache_text(cache: CacheIR | None) -> str | None:
             f"({cache.max_entry_bytes:,} per entry)")
 
 
-def _jwt_details(before: PolicyIR, after: PolicyIR) -> list[Detail]:
-    old = {jwt_text(p) for p in before.jwt}
-    new = {jwt_text(p) for p in after.jwt}
+def _token_cache_details(before: PolicyIR, after: PolicyIR) -> list[Detail]:
+    """An issuer that stays but whose cache of verified tokens changes: one change in its own
+    words (a cached token keeps passing after its key is withdrawn, until it expires)."""
+    old, new = _by_rest(before), _by_rest(after)
     out = []
+    for rest in sorted(set(old) & set(new), key=jwt_text):
+        b, a = old[rest].token_cache, new[rest].token_cache
+        if b == a:
+            continue
+        if b is None:
+            verdict = (f"{LOOSENED}: a cached token is accepted without its signature checked "
+                       "until it expires, even after its key leaves the JWKS")
+        elif a is None:
+            verdict = f"{TIGHTENED}: every token's signature checked on every request"
+        else:
+            verdict = f"token cache {b:,} -> {a:,} per worker"
+        out.append(Detail(f"JWT token cache ({rest.issuer})", token_cache_text(old[rest]),
+                          token_cache_text(new[rest]), verdict))
+    return out
+
+
+def _by_rest(policy: PolicyIR) -> dict[JwtProviderIR, JwtProviderIR]:
+    """Each issuer by its configuration without the token cache, where that is one issuer."""
+    rests = [replace(p, token_cache=None) for p in policy.jwt]
+    return {rest: p for rest, p in zip(rests, policy.jwt, strict=True) if rests.count(rest) == 1}
+
+
+def _jwt_details(before: PolicyIR, after: PolicyIR) -> list[Detail]:
+    out = _token_cache_details(before, after)
+    recached = set(_by_rest(before)) & set(_by_rest(after))
+    old = {jwt_text(p) for p in before.jwt if replace(p, token_cache=None) not in recached}
+    new = {jwt_text(p) for p in after.jwt if replace(p, token_cache=None) not in recached}
     for text in sorted(new - old):
         out.append(Detail("JWT issuer", None, text, f"{LOOSENED}: issuer added"))
     for text in sorted(old - new):
