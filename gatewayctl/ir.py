@@ -27,6 +27,24 @@ ProviderType = Literal[
 # The API a provider speaks: clients always speak OpenAI's; the gateway translates for others.
 ProviderApi = Literal["openai", "anthropic", "bedrock", "gemini"]
 BackendRole = Literal["primary", "stable", "canary"]
+DataPlaneFilters = Literal["auto", "lua", "module"]  # Gateway.spec.dataPlaneFilters
+
+
+def resolve_data_plane_filters(requested: DataPlaneFilters, *, local: bool,
+                               module_ready: bool | None = None) -> DataPlaneFilters:
+    """What `dataPlaneFilters: auto` means; `lua` and `module` are returned as they are.
+
+    The one place auto is decided (docs/data-plane.md, "Compiled filters"):
+    * where gatewayctl does not run Envoy itself (`local` False: Kubernetes, Helm, `render`,
+      on an image gatewayctl does not build and that may not have the module): the Lua filters;
+    * for the Envoy gatewayctl runs itself (`local`: `up`, `--live local`): the compiled
+      module when it was built and checked against that Envoy (`module_ready`), else the Lua
+      filters. Before that check (`module_ready` None) auto stays auto: the local gateway
+      prepares the module when it renders (local/module.py, prepare_module).
+    """
+    if requested != "auto" or (local and module_ready is None):
+        return requested
+    return "module" if local and module_ready else "lua"
 
 _NATIVE_APIS: dict[str, ProviderApi] = {
     "anthropic": "anthropic",
@@ -305,9 +323,11 @@ class GatewayIR:
     consumers: tuple[ConsumerIR, ...]
     kubernetes: KubernetesIR = field(default_factory=KubernetesIR)
     limits: LimitsIR = field(default_factory=LimitsIR)
-    # Which implementation runs the gateway's own HTTP filters: Lua (the default) or the
-    # compiled dynamic module (render/envoy/dynamic_module.py), where it has the filter.
-    data_plane_filters: Literal["lua", "module"] = "lua"
+    # Which implementation runs the gateway's own HTTP filters: Lua or the compiled dynamic
+    # module (render/envoy/dynamic_module.py), where it has the filter. "auto" only in an IR
+    # compiled for the Envoy gatewayctl runs itself, until the module is prepared for it
+    # (resolve_data_plane_filters).
+    data_plane_filters: DataPlaneFilters = "lua"
     version: str = IR_VERSION
 
     def jwt_providers(self) -> tuple[JwtProviderIR, ...]:

@@ -74,11 +74,15 @@ def _quiet(_message: str) -> None:
 
 # -- desired state ------------------------------------------------------------------------------
 
-def load_desired_ir(root: Path, namespace: str | None = None) -> tuple[GatewayIR, tuple[str, ...]]:
-    """Compile the root; `namespace` (from --namespace) overrides the Gateway's namespace."""
+def load_desired_ir(root: Path, namespace: str | None = None, *, live: str | None = None
+                    ) -> tuple[GatewayIR, tuple[str, ...]]:
+    """Compile the root for the target `live` names (`--live`; `dataPlaneFilters: auto`
+    depends on whether gatewayctl runs that Envoy itself); `namespace` (from --namespace)
+    overrides the Gateway's namespace."""
     from gatewayctl.pipeline import compile_root
+    from gatewayctl.targets import is_local
 
-    compiled = compile_root(root)
+    compiled = compile_root(root, local=live is not None and is_local(live))
     ir = compiled.ir
     if namespace and namespace != ir.namespace:
         ir = dataclasses.replace(ir, namespace=namespace)
@@ -138,7 +142,7 @@ def check_envoy(target: Target, ir: GatewayIR) -> None:
     with tempfile.TemporaryDirectory(prefix="gatewayctl-validate-") as tmp:
         path = Path(tmp) / "validate.yaml"
         path.write_text(text, encoding="utf-8")
-        validate_config(path)
+        validate_config(path, env=target.envoy_env())
 
 
 def apply_root(

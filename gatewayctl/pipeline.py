@@ -30,8 +30,9 @@ class CompiledRoot:
     warnings: tuple[Diagnostic, ...]
 
 
-def compile_root(root: Path) -> CompiledRoot:
-    """Load, check and compile a root; bad manifests raise ValidationFailed with every error."""
+def compile_root(root: Path, *, local: bool = False) -> CompiledRoot:
+    """Load, check and compile a root; bad manifests raise ValidationFailed with every error.
+    `local`: for the Envoy gatewayctl runs itself (compile_gateway)."""
     from gatewayctl.compile import compile_gateway
     from gatewayctl.validate import format_text
 
@@ -47,5 +48,5 @@ def compile_root(root: Path) -> CompiledRoot:
             diags,  # as loaded: a capped list keeps the count of what it does not show
         )
     with cycle_collection_paused():
-        ir = compile_gateway(mset)
+        ir = compile_gateway(mset, local=local)
     return CompiledRoot(root, mset, ir, tuple(d for d in diags if not d.is_error))

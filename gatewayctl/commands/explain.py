@@ -163,7 +163,7 @@ def test_command(
                          hint="use --live local (a gateway started with `gatewayctl up`), "
                               "or leave it out to test offline")
     junit = _parse_junit(report or [])
-    compiled = compile_root(root)
+    compiled = compile_root(root, local=live is not None)  # --live local: gatewayctl's Envoy
     for warning in compiled.warnings:
         typer.echo(warning.format(), err=True)
     cases = collect_cases(compiled.manifests)

@@ -123,7 +123,7 @@ def plan_command(
 
         traffic_url, window_s = parse_traffic(traffic), parse_window(window)
     try:
-        ir, warnings = load_desired_ir(root, namespace)
+        ir, warnings = load_desired_ir(root, namespace, live=live)
     except ManifestErrors as err:
         if output != "json":
             raise
@@ -225,7 +225,7 @@ def apply_command(
         finally:
             destination.close()
     else:
-        ir, warnings = load_desired_ir(target, namespace)
+        ir, warnings = load_desired_ir(target, namespace, live=live or "kubernetes")
         destination = parse_target(live or "kubernetes", target, kube)
         try:
             desired = desired_state(ir, destination, warnings=warnings)

@@ -26,6 +26,7 @@ from gatewayctl.ir import (
     RouteIR,
     SecretRefIR,
     ThresholdIR,
+    resolve_data_plane_filters,
 )
 from gatewayctl.manifests.documents import Manifest
 from gatewayctl.manifests.gateway_kubernetes import KubernetesSettings
@@ -345,8 +346,10 @@ def compile_limits(spec: Limits) -> LimitsIR:
     )
 
 
-def compile_gateway(ms: ManifestSet) -> GatewayIR:
-    """The IR of a manifest set that validated without errors."""
+def compile_gateway(ms: ManifestSet, *, local: bool = False) -> GatewayIR:
+    """The IR of a manifest set that validated without errors. `local`: for the Envoy
+    gatewayctl runs itself (`up`, `--live local`), where `dataPlaneFilters: auto` is decided
+    when the module is prepared; otherwise auto is the Lua filters."""
     gw = ms.gateway
     if gw is None:
         raise GatewayctlError(f"no Gateway in {ms.root}", hint="run gatewayctl validate first")
@@ -367,7 +370,7 @@ def compile_gateway(ms: ManifestSet) -> GatewayIR:
         replicas_max=gw.spec.replicas.max,
         target_cpu=gw.spec.replicas.targetCPUUtilization,
         image=gw.spec.image,
-        data_plane_filters=gw.spec.dataPlaneFilters,
+        data_plane_filters=resolve_data_plane_filters(gw.spec.dataPlaneFilters, local=local),
         providers=tuple(compile_provider(p) for p in ms.providers.values()),
         models=tuple(compile_model(m) for m in ms.models.values()),
         routes=tuple(compile_route(r, ms, defaults, prompts, rollouts) for r in ms.routes.values()),

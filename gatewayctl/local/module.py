@@ -6,11 +6,12 @@ the compiler's identity (`cc --version`) and the flags; the same inputs give the
 and, as the build is deterministic (no debug info, no paths or dates in the output), the same
 bytes. A build goes to a temporary file first and is renamed into place.
 
-`prepare_module` is what `up` and `apply --live local` use: for a gateway with
-`dataPlaneFilters: module` it builds the module and checks it against the Envoy that will run
-it (the ABI version, render/envoy/dynamic_module.py), refusing a mismatch with one clear
-message; with no C compiler it serves the gateway with the Lua filters (exactly the
-`dataPlaneFilters: lua` path) and says so.
+`prepare_module` is what `up` and every `--live local` path use: for a gateway with
+`dataPlaneFilters: module` or `auto` (the default) it builds the module and checks it against
+the Envoy that will run it (the ABI version, render/envoy/dynamic_module.py). Under `module` a
+failed build or a mismatch is refused with one clear message; under `auto` it is the Lua
+filters, said in a one-line notice. With no C compiler both serve the gateway with the Lua
+filters (exactly the `dataPlaneFilters: lua` path) and say so.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from functools import cache
 from pathlib import Path
 
 from gatewayctl.errors import GatewayctlError
-from gatewayctl.ir import GatewayIR
+from gatewayctl.ir import GatewayIR, resolve_data_plane_filters
 from gatewayctl.render.envoy.dynamic_module import (
     CFLAGS,
     LIBRARY,
@@ -141,23 +142,45 @@ def install(library: Path, search_path: Path) -> None:
 
 @dataclass(frozen=True)
 class PreparedModule:
-    ir: GatewayIR  # what to render (dataPlaneFilters: lua when no module can be used)
+    ir: GatewayIR  # what to render: dataPlaneFilters lua or module, never auto
     notice: str | None = None
+
+
+NO_COMPILER = "no C compiler (cc, gcc or $CC) was found"
 
 
 def prepare_module(ir: GatewayIR, cache_dir: Path, search_path: Path,
                    envoy: str) -> PreparedModule:
-    """For a gateway with dataPlaneFilters: module, the module built (cached), checked
-    against `envoy` and installed into search_path; without a compiler, the Lua path."""
-    if ir.data_plane_filters != "module":
+    """The gateway to render for `envoy`, run by gatewayctl itself: with dataPlaneFilters
+    module or auto, the module built (cached), checked against `envoy` and installed into
+    search_path. Without a compiler both serve the Lua filters and say so in a notice; a
+    module that cannot be built or does not fit `envoy` is an error under `module`, and the
+    Lua filters with a one-line notice under `auto`."""
+    requested = ir.data_plane_filters
+    if requested == "lua":
         return PreparedModule(ir)
     compiler = find_compiler()
     if compiler is None:
+        notice = (f"dataPlaneFilters: module, but {NO_COMPILER}: the gateway's filters run in "
+                  "Lua (install gcc to use the compiled module)" if requested == "module" else
+                  f"dataPlaneFilters: auto: {NO_COMPILER}, so the gateway's filters run in Lua "
+                  "(install gcc for the compiled ones)")
+        return PreparedModule(replace(ir, data_plane_filters="lua"), notice)
+    try:
+        library = build_module(cache_dir, compiler=compiler)
+        check_module(library, envoy)
+    except ModuleError as err:
+        if requested == "module":
+            raise
+        reason = str(err).splitlines()[0].rstrip(":")
         return PreparedModule(
-            replace(ir, data_plane_filters="lua"),
-            notice="dataPlaneFilters: module, but no C compiler (cc, gcc or $CC) was found: "
-                   "the gateway's filters run in Lua (install gcc to use the compiled module)")
-    library = build_module(cache_dir, compiler=compiler)
-    check_module(library, envoy)
+            _resolved(ir, module_ready=False),
+            notice=f"dataPlaneFilters: auto: {reason}; the gateway's filters run in Lua")
     install(library, search_path)
-    return PreparedModule(ir)
+    return PreparedModule(_resolved(ir, module_ready=True))
+
+
+def _resolved(ir: GatewayIR, *, module_ready: bool) -> GatewayIR:
+    filters = resolve_data_plane_filters(ir.data_plane_filters, local=True,
+                                         module_ready=module_ready)
+    return replace(ir, data_plane_filters=filters)

@@ -210,7 +210,7 @@ def load_ir(root: Path) -> GatewayIR:
         more = f"\n... and {total - 5} more" if total > 5 else ""
         raise GatewayctlError(f"{root} has {total} manifest error(s):\n{shown}{more}",
                               hint=f"run `gatewayctl validate {root}` for details")
-    return compile_gateway(mset)
+    return compile_gateway(mset, local=True)
 
 
 def example_curl(ir: GatewayIR, port: int, secrets_dir: Path) -> str:

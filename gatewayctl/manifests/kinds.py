@@ -151,10 +151,12 @@ class GatewaySpec(Strict):
     defaultPolicies: list[Name] = Field(default_factory=list)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     limits: Limits = Field(default_factory=Limits)
-    # lua (default): the gateway's filters run in Envoy's Lua; module: gatewayctl's compiled
-    # filter (an Envoy dynamic module) where it has one, which needs an image with the module
-    # (docker/envoy-module.Dockerfile), not the stock envoyproxy/envoy.
-    dataPlaneFilters: Literal["lua", "module"] = "lua"
+    # lua: the gateway's filters run in Envoy's Lua; module: gatewayctl's compiled filter (an
+    # Envoy dynamic module) where it has one, which needs an image with the module
+    # (docker/envoy-module.Dockerfile), not the stock envoyproxy/envoy; auto (default): the
+    # module where gatewayctl runs Envoy itself and can build it, else Lua
+    # (ir.resolve_data_plane_filters).
+    dataPlaneFilters: Literal["auto", "lua", "module"] = "auto"
 
     @field_validator("dataPlaneFilters")
     @classmethod

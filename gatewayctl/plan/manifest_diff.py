@@ -231,6 +231,7 @@ def gateway_view(ir: GatewayIR) -> dict[str, Any]:
         "replicas_min": ir.replicas_min, "replicas_max": ir.replicas_max,
         "target_cpu_utilization": ir.target_cpu, "image": ir.image,
         "limits_scope": limits_scope_text(ir),
+        "data_plane_filters": ir.data_plane_filters,
     }
     if ir.limits.scope == "global":
         view["limits_redis"] = ir.limits.redis_address
@@ -314,6 +315,7 @@ LABELS = {
     "output_per_million": "output price per 1M tokens",
     "budget_usd_per_month": "budget per month",
     "target_cpu_utilization": "target CPU utilization",
+    "data_plane_filters": "dataPlaneFilters",
 }
 _FORMATS: dict[str, Callable[[Any], Any]] = {
     "timeout_ms": format_ms,

@@ -58,14 +58,17 @@ def _diff(edit: FileEdit, label: str) -> str:
         f"a/{label}", f"b/{label}"))
 
 
-def compile_rollout_root(source: RolloutDocument) -> GatewayIR:
+def compile_rollout_root(source: RolloutDocument, *, live: str | None = None) -> GatewayIR:
+    """The IR of the rollout's root, for the target `live` names when it is applied there
+    (`dataPlaneFilters: auto` depends on whether gatewayctl runs that Envoy itself)."""
     from gatewayctl.compile import compile_gateway
+    from gatewayctl.targets import is_local
 
     if source.errors:
         first = source.errors[0]
         raise GatewayctlError(f"the manifests have errors: {first.format()}",
                               hint=f"run `gatewayctl validate {source.root}`")
-    return compile_gateway(source.manifests)
+    return compile_gateway(source.manifests, local=live is not None and is_local(live))
 
 
 def plan_description(source: RolloutDocument, before: GatewayIR, after: GatewayIR, title: str,
@@ -132,8 +135,9 @@ def _edit_working_tree(source: RolloutDocument, transition: Transition, delivery
             # Git already says aborted, but live may not: the break-glass abort sets live to
             # the stable model whatever Git says (the root as it stands is aborted)
             assert delivery.live is not None
-            out.append(deliver.apply_live(source.root, compile_rollout_root(source), delivery.live,
-                                          out.append, delivery.kube_context))
+            out.append(deliver.apply_live(source.root,
+                                          compile_rollout_root(source, live=delivery.live),
+                                          delivery.live, out.append, delivery.kube_context))
         return out
     edit = plan_file_edit(source, transition, now)
     diff = _diff(edit, source.manifest.doc.path)
@@ -147,8 +151,9 @@ def _edit_working_tree(source: RolloutDocument, transition: Transition, delivery
         out.append(f"committed {sha[:12]}: {message}")
     if _applies(delivery, transition):
         assert delivery.live is not None
-        out.append(deliver.apply_live(source.root, compile_rollout_root(updated), delivery.live,
-                                      out.append, delivery.kube_context))
+        out.append(deliver.apply_live(source.root,
+                                      compile_rollout_root(updated, live=delivery.live),
+                                      delivery.live, out.append, delivery.kube_context))
     elif transition.action == "abort":
         out.append(_UNCHANGED_LIVE.format(name=source.name))
     return out
@@ -214,7 +219,8 @@ def propose_on_head(source: RolloutDocument, plan_for: TransitionFor, delivery: 
         if _applies(delivery, transition):
             assert delivery.live is not None
             try:  # stop the canary first; the merge request then records it
-                out.append(deliver.apply_live(head_root, after_ir, delivery.live, out.append,
+                live_ir = compile_rollout_root(updated, live=delivery.live)
+                out.append(deliver.apply_live(head_root, live_ir, delivery.live, out.append,
                                               delivery.kube_context))
             except GatewayctlError as err:
                 failure = err

@@ -48,6 +48,11 @@ _TABLE: tuple[tuple[str, Factory], ...] = (
 )
 
 
+def is_local(spec: str) -> bool:
+    """Whether `spec` names the local gateway: the one Envoy gatewayctl runs itself."""
+    return spec.strip() == "local"
+
+
 def parse_target(spec: str, root: Path | None, kube: KubeOptions | None = None) -> Target:
     """The target named by `--live`; `root` is the manifest root (None for a saved plan): a
     dir: bundle may not be written inside it, and git: reads it at another ref."""

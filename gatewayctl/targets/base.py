@@ -66,6 +66,11 @@ class Target(Protocol):
         `envoy --mode validate` before anything is written."""
         ...
 
+    def envoy_env(self) -> dict[str, str] | None:
+        """The environment that validation runs Envoy with (None: this process's): the local
+        gateway's has the compiled module's search path."""
+        ...
+
     def apply(self, plan: Plan, options: ApplyOptions, say: Say) -> ApplyReport:
         """Carry out the plan (the caller holds the lock and checked freshness)."""
         ...

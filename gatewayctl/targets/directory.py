@@ -67,6 +67,9 @@ class DirTarget:
     def envoy_config(self, ir: GatewayIR) -> str:
         return default_envoy_config(ir)
 
+    def envoy_env(self) -> None:
+        return None
+
     def read(self, desired: DesiredState) -> ObservedState:
         if self.path.exists() and not self.path.is_dir():
             raise UsageError(f"{self.path} is not a folder",

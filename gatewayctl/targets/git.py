@@ -71,6 +71,9 @@ class GitTarget:
     def envoy_config(self, ir: GatewayIR) -> str:
         raise ReadOnlyTarget(self.spec)
 
+    def envoy_env(self) -> None:
+        return None
+
     @contextlib.contextmanager
     def lock(self, gateway: str, namespace: str, timeout: float) -> Iterator[None]:
         raise ReadOnlyTarget(self.spec)

@@ -90,6 +90,12 @@ class LocalTarget:
     def envoy_config(self, ir: GatewayIR) -> str:
         return str(self._bundle(ir).validate)
 
+    def envoy_env(self) -> dict[str, str]:
+        from gatewayctl.local.module import envoy_env
+        from gatewayctl.local.state import StateDir
+
+        return envoy_env(StateDir(self.state_dir).module_search_path)
+
     def read(self, desired: DesiredState) -> ObservedState:
         from gatewayctl.local.reload import read_local
 

@@ -51,6 +51,46 @@ def test_plan_and_apply_against_the_local_gateway(
     assert stale.exit_code == 1 and "stale" in stale.stderr
 
 
+needs_compiler = pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler")
+
+
+@needs_compiler
+def test_the_default_filters_are_planned_as_what_the_local_gateway_serves(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default (auto) is the module here: a gateway served with the Lua filters (as an
+    older gatewayctl's default did) plans a change to it; once applied, a plan is clean."""
+    from gatewayctl.local.state import StateDir
+
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURE_ROOT, root)
+    gateway = root / "gateway.yaml"
+    default = gateway.read_text()
+    gateway.write_text(default.replace("  defaultPolicies:", "  dataPlaneFilters: lua\n"
+                                       "  defaultPolicies:", 1))
+    monkeypatch.setenv("GATEWAYCTL_STATE_DIR", str(tmp_path / "state"))
+    up(root, listener_port=free_port(), admin_port=free_port())
+    try:
+        assert cli("plan", str(root), "--live", "local",
+                   "--detailed-exitcode").exit_code == 0
+        gateway.write_text(default)
+
+        planned = cli("plan", str(root), "--live", "local", "--detailed-exitcode")
+
+        assert planned.exit_code == 2, planned.output
+        assert "dataPlaneFilters: lua -> auto" in planned.stdout
+        assert "~ Listener " in planned.stdout
+        applied = cli("apply", str(root), "--live", "local", "--auto-approve")
+        assert applied.exit_code == 0, applied.output
+        listeners = StateDir(tmp_path / "state").config_dir / "lds.json"
+        assert "DynamicModuleFilter" in listeners.read_text()
+        assert cli("plan", str(root), "--live", "local",
+                   "--detailed-exitcode").exit_code == 0
+    finally:
+        down()
+
+
 def _swap_served_weights(state: Path) -> None:
     """A hand edit of what the local gateway serves: the weights of the first weighted route
     reversed, published through Envoy's watched directory as an apply would."""
@@ -152,7 +192,7 @@ def test_an_interactive_apply_never_overwrites_a_change_made_while_it_waited(
     from gatewayctl.targets.base import ApplyOptions
 
     set_rollout_step(local_root, 2)
-    ir, _ = load_desired_ir(local_root)
+    ir, _ = load_desired_ir(local_root, live="local")
     asking, answered = threading.Event(), threading.Event()
     outcome: list[BaseException | None] = []
 

@@ -71,6 +71,9 @@ class KubernetesTarget:
     def envoy_config(self, ir: GatewayIR) -> str:
         return default_envoy_config(ir)
 
+    def envoy_env(self) -> None:
+        return None
+
     def read(self, desired: DesiredState) -> ObservedState:
         gateway, namespace = desired.ir.name, desired.ir.namespace
         objects: list[KubeObject] = self.client().read_managed(gateway, namespace)
