@@ -29,8 +29,10 @@ MIN_VS_PORTKEY = 5.0
 MIN_VS_MINIMAL = 0.60
 MAX_ADDED_P50_MS = 0.3
 
-# The gateways judged against the targets: the default (Lua filters) and, when the run has it
-# (`--module`), the same gateway with dataPlaneFilters: module. Each one's figures are keyed
+# The gateways judged against the targets: the Lua filters (dataPlaneFilters: lua, what the
+# default `auto` renders for Kubernetes and Helm) and, when the run has it (`--module`), the
+# same gateway with dataPlaneFilters: module (what `auto` serves under `gatewayctl up` with a
+# C compiler). Each one's figures are keyed
 # by its prefix ("gateway_vs_minimal_rps", "gateway_module_vs_minimal_rps", ...).
 GATEWAYS = {"gateway": "gateway", "gateway-module": "gateway (compiled filters)"}
 
