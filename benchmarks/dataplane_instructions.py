@@ -33,6 +33,9 @@ what removing it saves:
                    filter is switched off on them)
     module-full-no-lua  module-full without the Lua body filter's entry at all (it stays for
                    the gateway's other routes): what its presence costs the module's routes
+    module-full-whole, module-none-whole  module-full and module-none on the gateway rendered
+                   without bench-anthropic and bench-outguard, so with only routes the module
+                   serves: the renderer leaves the Lua body filter out
     jwt-token, jwt-token-module  route bench-full on the gateway whose API-key routes take a
                    token issuer's JWTs too (jwt_authn), asked with a token naming bench-app:
                    the Lua auth filter (jwt.lua reads jwt_authn's metadata) and the compiled
@@ -425,12 +428,15 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("jwt-token-cache", "full", []),
     ("jwt-token-module-cache", "full", []),
     ("module-full-no-lua", "full", [without_filter_named(LUA_FILTER)]),
+    ("module-full-whole", "full", []),
+    ("module-none-whole", "none", []),
 ]
 # Variants whose gateway runs the compiled module's filters (dataPlaneFilters: module).
 WITH_MODULE = ("module-full", "module-none", "jwt-token-module", "jwt-key-module",
                "jwt-token-module-no-verdict", "jwt-key-module-no-verdict",
                "jwt-key-module-unconditional",
-               "jwt-token-module-cache", "module-full-no-lua")
+               "jwt-token-module-cache", "module-full-no-lua", "module-full-whole",
+               "module-none-whole")
 # Variants whose gateway has a token issuer (render_gateway's `jwt`), and those asked with a
 # token instead of the API key.
 WITH_TOKEN = ("jwt-token", "jwt-token-module", "jwt-token-module-no-verdict", "jwt-token-cache",
@@ -450,6 +456,9 @@ RENDER: dict[str, dict[str, Any]] = {
     "none-no-outguard": {"outguard": False},
     **{name: {"cache": True} for name in WITH_CACHE},
     **{name: {"filters": "module"} for name in WITH_MODULE},
+    # every route the module's: the renderer leaves the Lua body filter out
+    **{name: {"filters": "module", "anthropic": False, "outguard": False}
+       for name in ("module-full-whole", "module-none-whole")},
 }
 # Request members of a variant beyond the benchmark request's: a stream, a tool call.
 _TOOLS = {"tools": [{"type": "function", "function": {"name": "lookup", "parameters": {

@@ -319,3 +319,17 @@ def test_a_gateway_the_module_cannot_serve_keeps_the_lua_body_filter(tmp_path: P
     files = render_envoy(ir, loopback_options(tmp_path, tmp_path / "secrets")).files()
     assert BODY_MODULE_FILTER not in [f["name"] for f in _http_filters(files)]
     assert not _lua_off(files)
+
+
+def test_a_gateway_the_module_serves_whole_has_no_lua_body_filter(tmp_path: Path) -> None:
+    """Every route the module's: the Lua body filter is left out of the chain (its presence
+    alone costs every request) and no route carries a per-route config for it; the answers stay
+    the Lua's (test_dataplane.py runs such gateways in a real Envoy, parametrised over both)."""
+    ir = dataclasses.replace(irs.build_ir(), data_plane_filters="module")
+    ir = dataclasses.replace(ir, routes=tuple(r for r in ir.routes if r.name != "hostile"))
+    files = render_envoy(ir, loopback_options(tmp_path, tmp_path / "secrets")).files()
+    names = [f["name"] for f in _http_filters(files)]
+    assert BODY_MODULE_FILTER in names
+    assert LUA_FILTER not in names
+    assert not _lua_off(files)
+    assert LUA_FILTER not in files["rds.json"]

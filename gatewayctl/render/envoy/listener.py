@@ -15,6 +15,7 @@ the route chosen by the x-gw-route header because Lua clears the route cache.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from gatewayctl.ir import GatewayIR, JwtProviderIR, RouteIR
@@ -199,7 +200,11 @@ def render_auth_filter(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
 
 def render_body_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
     """The body filter: gateway.lua; with `dataPlaneFilters: module`, the module's `body`
-    before it, for the routes it serves (body_module.py; the Lua is switched off on those)."""
+    before it, for the routes it serves (body_module.py; the Lua is switched off on those),
+    and the module's alone when it serves every route: the Lua would then take no request
+    (the module answers every endpoint POST it does not route itself) and do nothing on any
+    response (its envoy_on_response returns without a route or on a local reply), and its
+    mere presence costs every request (docs/performance.md)."""
     data = gateway_lua_data(ir, options)
     module = body_module_data(data) if ir.data_plane_filters == "module" else None
     lua = lua_filter(LUA_FILTER, gateway_source(data, has_native(ir), cache=has_cache(ir),
@@ -207,15 +212,25 @@ def render_body_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, 
     if module is None:
         return [lua]
     # the module counts the per-consumer counters of its routes itself (module/gw_counters.h)
-    return [module_filter(BODY_MODULE_FILTER, BODY_FILTER_NAME, module, metrics.STATS_SCOPE), lua]
+    body = module_filter(BODY_MODULE_FILTER, BODY_FILTER_NAME, module, metrics.STATS_SCOPE)
+    return [body] if _serves_all(module, data) else [body, lua]
 
 
-def module_body_routes(ir: GatewayIR, options: EnvoyOptions) -> frozenset[str]:
-    """The routes the module's body filter serves (none unless `dataPlaneFilters: module`)."""
+def _serves_all(module: Mapping[str, Any], lua_data: Mapping[str, Any]) -> bool:
+    return set(module["routes"]) == set(lua_data["routes"])
+
+
+def lua_off_routes(ir: GatewayIR, options: EnvoyOptions) -> frozenset[str]:
+    """The routes whose per-route config switches the Lua body filter off: the module's, when
+    the Lua filter is in the chain (none when the module serves every route: render_body_filters
+    leaves the Lua out)."""
     if ir.data_plane_filters != "module":
         return frozenset()
-    data = body_module_data(gateway_lua_data(ir, options))
-    return frozenset(data["routes"]) if data is not None else frozenset()
+    lua_data = gateway_lua_data(ir, options)
+    data = body_module_data(lua_data)
+    if data is None or _serves_all(data, lua_data):
+        return frozenset()
+    return frozenset(data["routes"])
 
 
 def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:

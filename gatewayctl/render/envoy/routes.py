@@ -37,7 +37,7 @@ from gatewayctl.render.envoy.clusters import chain
 from gatewayctl.render.envoy.global_limits import GLOBAL_FILTER, route_rate_limits
 from gatewayctl.render.envoy.guardrails import guard_sets, rbac_route_config
 from gatewayctl.render.envoy.jwt import verdict_headers
-from gatewayctl.render.envoy.listener import module_body_routes
+from gatewayctl.render.envoy.listener import lua_off_routes
 from gatewayctl.render.envoy.names import (
     API_PATH_REGEX,
     CONSUMER_HEADER,
@@ -178,12 +178,12 @@ def render_gateway_routes(
     pinned: bool,
     options: EnvoyOptions | None = None,
     filters: PolicyFilters | None = None,
-    module_body: bool = False,
+    lua_off: bool = False,
 ) -> list[dict[str, Any]]:
     """The route's entries; pinned: see upstream.pinned_models; a route with a provider of
-    another API switches the translating filters on (translate.py); module_body: the module's
-    body filter serves the route, and the Lua body filter is switched off on it
-    (body_module.py)."""
+    another API switches the translating filters on (translate.py); lua_off: the module's
+    body filter serves the route and the Lua body filter, in the chain, is switched off on it
+    (body_module.py, listener.lua_off_routes)."""
     configs = route_filter_configs(ir, route, options or EnvoyOptions())
     # The listener's RBAC and limit filters, switched off on a route that has none of their
     # rules: they then return at once instead of evaluating every policy and descriptor.
@@ -192,7 +192,7 @@ def render_gateway_routes(
         **rbac_route_config(route, present.rbac),
         **limit_route_configs(ir, route, present.limiters),
         **cache_route_config(route),
-        **(lua_route_disabled() if module_body else {}),
+        **(lua_route_disabled() if lua_off else {}),
     }
     out: list[dict[str, Any]] = []
     limits = route_rate_limits(ir, route)
@@ -293,10 +293,10 @@ def render_route_config(ir: GatewayIR, options: EnvoyOptions | None = None) -> d
     ]
     keyed: dict[str, Any] = {}
     filters = PolicyFilters.of(ir)
-    module_body = module_body_routes(ir, options or EnvoyOptions())
+    lua_off = lua_off_routes(ir, options or EnvoyOptions())
     for route in sorted(ir.routes, key=lambda r: r.name):
         entries = render_gateway_routes(ir, route, route.name in pinned, options, filters,
-                                        route.name in module_body)
+                                        route.name in lua_off)
         keyed[route.name] = _route_list(entries)
     for cap, key in body_classes(ir).items():
         keyed[key] = _route_list([_body_class_route(key, cap)])
