@@ -17,6 +17,7 @@
 typedef struct gw_body gw_body;
 
 #define GW_MAX_CONSUMER_BYTES 256
+#define GW_MAX_MODEL_BYTES 256 /* a longer answering model's name is read again for the label */
 #define GW_STREAM_LIMITS 8 /* = GB_MAX_TOKEN_LIMITS */
 
 /* What one request carries from its headers to its body and to its response: the response
@@ -36,6 +37,9 @@ typedef struct {
   /* the response: */
   int reading;           /* what the body hook does (gw_body_response.c) */
   const void *price;     /* the answering model's gb_price, or NULL */
+  bool has_model;        /* `model` holds the reply's x-gateway-model (the counters' label) */
+  char model[GW_MAX_MODEL_BYTES];
+  size_t model_length;
   gw_usage_scan scan;    /* a stream's usage */
   const void *counters;  /* the config's gw_counters (gw_counters.h) */
 } gw_body_stream;

@@ -71,17 +71,31 @@ int gw_body_response_headers(gw_envoy_ptr f, gw_body_stream *s, bool end_of_stre
   const gb_route *r = s->route;
   gw_body *b = s->body;
   s->reading = PASS;
+  s->has_model = false;
+  s->model_length = 0;
   if (r == NULL) return GW_HEADERS_CONTINUE;
-  gw_buffer value;
+  /* each header read only where its answer matters (a lookup costs ~500 instructions) */
+  gw_buffer value, model = {NULL, 0}, ignored;
   int status = 0;
   if (header(f, BUF(":status"), &value))
     for (size_t i = 0; i < value.length && value.ptr[i] >= '0' && value.ptr[i] <= '9' && i < 4;
          i++)
       status = status * 10 + (value.ptr[i] - '0');
-  gw_buffer ignored;
-  bool guardrail = header(f, text_buf(b->guardrail_response_header), &ignored);
-  if ((status == 401 || status == 403) &&
-      header(f, text_buf(b->model_response_header), &ignored) && !guardrail) {
+  bool success = status >= 200 && status < 300;
+  bool denied = status == 401 || status == 403;
+  bool guardrail = denied && header(f, text_buf(b->guardrail_response_header), &ignored);
+  bool has_model = (success || denied) && header(f, text_buf(b->model_response_header), &model);
+  if (has_model && success) {
+    s->price = gb_find_price(b, model.ptr, model.length);
+    /* the counters' model label, kept for the body hook (a longer name is read again there) */
+    if (model.length <= sizeof s->model) {
+      memcpy(s->model, model.ptr, model.length);
+      s->model_length = model.length;
+      s->has_model = true;
+    }
+  }
+
+  if ((status == 401 || status == 403) && has_model && !guardrail) {
     /* the provider rejected the gateway's credential: none of its reply is passed on */
     number(f, b->metadata_ns, BUF("upstream_status"), status);
     set(f, BUF(":status"), BUF("502"));
@@ -116,10 +130,7 @@ int gw_body_response_headers(gw_envoy_ptr f, gw_body_stream *s, bool end_of_stre
       if (s->carried[i] > 0) add_debt(f, s, r, i, s->carried[i]);
     return GW_HEADERS_CONTINUE;
   }
-  if (status < 200 || status >= 300) return GW_HEADERS_CONTINUE;
-  gw_buffer model;
-  if (header(f, text_buf(b->model_response_header), &model))
-    s->price = gb_find_price(b, model.ptr, model.length);
+  if (!success) return GW_HEADERS_CONTINUE;
   gw_buffer type = {"", 0};
   header(f, BUF("content-type"), &type);
   if (contains(type, "text/event-stream")) {
@@ -144,7 +155,8 @@ static void account(gw_envoy_ptr f, gw_body_stream *s, const gw_usage *u) {
   if (price != NULL) number(f, b->metadata_ns, BUF("cost_usd"), gb_round8(cost));
   /* the per-consumer counters, counted here (gw_counters.c) rather than by the access log */
   gw_buffer model = {"", 0};
-  header(f, text_buf(b->model_response_header), &model);
+  if (s->has_model) model = (gw_buffer){s->model, s->model_length};
+  else header(f, text_buf(b->model_response_header), &model);
   gw_counters_count(f, s->counters, (gw_buffer){s->consumer, s->consumer_length},
                     text_buf(r->name), model, u->prompt, u->completion, floor(cost * 1e9 + 0.5));
   double used = u->prompt + u->completion - 1;
