@@ -82,6 +82,7 @@ from gatewayctl.render.envoy.outguard import (
 from gatewayctl.render.envoy.probes import render_health_check_filter
 from gatewayctl.render.envoy.prompts import prompt_data
 from gatewayctl.render.envoy.ratelimit import (
+    reads_consumer_header,
     render_ratelimit_filters,
     token_charge_headers,
     token_limit_data,
@@ -206,7 +207,7 @@ def render_body_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, 
     response (its envoy_on_response returns without a route or on a local reply), and its
     mere presence costs every request (docs/performance.md)."""
     data = gateway_lua_data(ir, options)
-    module = body_module_data(data) if ir.data_plane_filters == "module" else None
+    module = _module_data(ir, data) if ir.data_plane_filters == "module" else None
     lua = lua_filter(LUA_FILTER, gateway_source(data, has_native(ir), cache=has_cache(ir),
                                                  outguard=has_outguard(ir)))
     if module is None:
@@ -214,6 +215,11 @@ def render_body_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, 
     # the module counts the per-consumer counters of its routes itself (module/gw_counters.h)
     body = module_filter(BODY_MODULE_FILTER, BODY_FILTER_NAME, module, metrics.STATS_SCOPE)
     return [body] if _serves_all(module, data) else [body, lua]
+
+
+def _module_data(ir: GatewayIR, lua_data: Mapping[str, Any]) -> dict[str, Any] | None:
+    quiet = [r.name for r in ir.routes if not reads_consumer_header(ir, r)]
+    return body_module_data(lua_data, quiet)
 
 
 def _serves_all(module: Mapping[str, Any], lua_data: Mapping[str, Any]) -> bool:
@@ -227,7 +233,7 @@ def lua_off_routes(ir: GatewayIR, options: EnvoyOptions) -> frozenset[str]:
     if ir.data_plane_filters != "module":
         return frozenset()
     lua_data = gateway_lua_data(ir, options)
-    data = body_module_data(lua_data)
+    data = _module_data(ir, lua_data)
     if data is None or _serves_all(data, lua_data):
         return frozenset()
     return frozenset(data["routes"])

@@ -164,6 +164,16 @@ def limit_route_configs(
     return out
 
 
+def reads_consumer_header(ir: GatewayIR, route: RouteIR) -> bool:
+    """Whether a limiter may read the route's x-gw-consumer: in replica scope only a limit of
+    the route by consumer does (its descriptor entry); in global scope the rate limit filters
+    are taken as reading it."""
+    if ir.limits.scope != "replica":
+        return True
+    return any(limit.by == "consumer"
+               for limit in (*route.policy.rate_limits, *route.policy.token_limits))
+
+
 def token_limit_data(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]]:
     """What the Lua filter needs to carry token debt for this route's limits."""
     if ir.limits.scope != "replica":

@@ -530,7 +530,7 @@ static bool serve(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, int endp
     flush_meta(f, b->metadata_ns);
     replace_body(f, s->buffered, raw, &w->out);
     set_header(f, b->route_header, text_buf(r->name));
-    set_header(f, b->consumer_header, who);
+    if (r->consumer_header) set_header(f, b->consumer_header, who);
     if (r->pinned) {
       set_header(f, (gb_text){":authority", 10}, text_buf(r->authority));
       if (r->credential != NULL) set_credential(f, b, r->credential);

@@ -371,8 +371,11 @@ static bool load_routes(gw_body *b, const gj_node *routes, const gj_node *polici
   if (b->routes == NULL) return false;
   for (const gj_node *n = routes->first; n != NULL; n = n->next) {
     gb_route *r = &b->routes[b->route_count++];
-    const gj_node *policy = gj_get(n, "policy"), *prompt = gj_get(n, "prompt");
+    const gj_node *policy = gj_get(n, "policy"), *prompt = gj_get(n, "prompt"),
+                  *consumer_header = gj_get(n, "consumer_header");
+    r->consumer_header = true; /* unless the renderer says nothing reads it */
     if (!is_object(n) || gj_get(n, "native") != NULL || !take_key(n, &r->name) ||
+        (consumer_header != NULL && !flag(consumer_header, &r->consumer_header)) ||
         !take(gj_get(n, "public"), &r->public_name) || policy == NULL ||
         policy->type != GJ_STRING || !load_policy(r, gj_get(policies, policy->string)) ||
         (prompt != NULL && !load_prompt(prompt, &r->prompt)) ||

@@ -57,6 +57,7 @@ typedef struct {
 typedef struct {
   gb_text name, public_name;
   bool needs_auth, keys_ok;
+  bool consumer_header; /* x-gw-consumer is set: a local limit of the route is by consumer */
   gb_text *jwt; /* the JWT providers whose tokens the route takes */
   size_t jwt_count;
   bool has_allow;
