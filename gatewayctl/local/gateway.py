@@ -73,11 +73,14 @@ class UpResult:
     mocked: tuple[tuple[str, str], ...]  # (provider, why)
     real: tuple[str, ...]
     curl: str
+    filters: str = "lua"  # as served: lua or module
 
     def summary(self) -> str:
         lines = [f"local gateway serving {self.root} on http://{HOST}:{self.ports.listener}"
                  f" (ready in {self.ready_s:.2f}s)",
-                 f"  routes: {', '.join(self.routes) or '(none)'}"]
+                 f"  routes: {', '.join(self.routes) or '(none)'}",
+                 "  filters: " + ("compiled (gatewayctl's Envoy dynamic module)"
+                                  if self.filters == "module" else "Lua")]
         lines += [f"  provider {p}: local mock at http://{HOST}:{self.ports.mock} ({why})"
                   for p, why in self.mocked]
         lines += [f"  provider {p}: its real endpoint" for p in self.real]
@@ -238,7 +241,7 @@ def _start(state: StateDir, root: Path, ir: GatewayIR, ports: Ports, bundle: Loc
         cache_store_port=ports.cache_store))
     return UpResult(str(root), str(state.path), ports, envoy.pid, mock.pid, ready_s,
                     bundle.version, tuple(r.public_model for r in ir.routes), mocked, real,
-                    example_curl(ir, ports.listener, state.secrets_dir))
+                    example_curl(ir, ports.listener, state.secrets_dir), bundle.filters)
 
 
 def _serve_foreground(state: StateDir, envoy: ProcessRecord, on_progress: Progress) -> None:

@@ -72,6 +72,7 @@ class LocalBundle:
     validate: str
     rds: dict[str, Any] = field(default_factory=dict)
     notice: str | None = None  # said once by `up` / `apply` (the module's Lua fallback)
+    filters: str = "lua"  # the gateway's filters as served: lua or module (never auto)
 
     @property
     def version(self) -> str:
@@ -178,7 +179,8 @@ def render_local(ir: GatewayIR, state: StateDir, ports: Ports,
     files = bundle.files()
     return LocalBundle(lds=dict(bundle.lds), cds=dict(bundle.cds), rds=dict(bundle.rds),
                        bootstrap=_text(files["bootstrap.yaml"]),
-                       validate=_text(files["validate.yaml"]), notice=prepared.notice)
+                       validate=_text(files["validate.yaml"]), notice=prepared.notice,
+                       filters=ir.data_plane_filters)
 
 
 def _text(content: str | bytes) -> str:

@@ -109,6 +109,7 @@ def test_up_builds_and_serves_the_module(tmp_path: Path) -> None:
 def test_up_with_the_default_builds_and_serves_the_module(tmp_path: Path) -> None:
     printed, served = run_up(tmp_path, {}, DEFAULT)
     assert served == "module"
+    assert "  filters: compiled (gatewayctl's Envoy dynamic module)\n" in printed
     assert "dataPlaneFilters" not in printed  # no notice: the module serves
     assert len(list((tmp_path / "state" / "modules").glob(f"*/{LIBRARY}"))) == 1
     assert (tmp_path / "state" / "envoy" / "module" / LIBRARY).is_file()
@@ -133,6 +134,7 @@ def test_up_without_a_compiler_serves_the_lua_filters(tmp_path: Path) -> None:
 def test_up_with_the_default_and_no_compiler_serves_lua_with_one_notice(tmp_path: Path) -> None:
     printed, served = run_up(tmp_path, _without_compiler(tmp_path), DEFAULT)
     assert served == "lua"
+    assert "  filters: Lua\n" in printed
     notice = [line for line in printed.splitlines() if "dataPlaneFilters" in line]
     assert notice == ["dataPlaneFilters: auto: no C compiler (cc, gcc or $CC) was found, so the "
                       "gateway's filters run in Lua (install gcc for the compiled ones)"]
