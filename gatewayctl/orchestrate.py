@@ -136,13 +136,20 @@ def check_where(plan: Plan, target: Target) -> None:
 
 def check_envoy(target: Target, ir: GatewayIR) -> None:
     """`envoy --mode validate` on the static config the target would run for `ir`."""
-    from gatewayctl.local.process import validate_config
+    from gatewayctl.local.module import validation_env
+    from gatewayctl.local.process import find_envoy, validate_config
 
     text = target.envoy_config(ir)
     with tempfile.TemporaryDirectory(prefix="gatewayctl-validate-") as tmp:
         path = Path(tmp) / "validate.yaml"
         path.write_text(text, encoding="utf-8")
-        validate_config(path, env=target.envoy_env())
+        env = target.envoy_env()
+        if env is None:  # a config for an image of its own: the module built for the check
+            envoy = find_envoy()
+            env = validation_env(ir, Path(tmp) / "modules", envoy)
+            validate_config(path, envoy=envoy, env=env)
+        else:
+            validate_config(path, env=env)
 
 
 def apply_root(

@@ -128,6 +128,25 @@ def envoy_env(search_path: Path) -> dict[str, str]:
     return {**os.environ, SEARCH_PATH_ENV: str(search_path)}
 
 
+def validation_env(ir: GatewayIR, work: Path, envoy: str) -> dict[str, str] | None:
+    """The environment `envoy --mode validate` needs for a config rendered elsewhere (a
+    Kubernetes or folder target): with dataPlaneFilters module, Envoy loads the module to check
+    the filters' config, so the module is built into `work` and checked against `envoy`
+    first; None (this process's environment) for the Lua filters."""
+    if ir.data_plane_filters != "module":
+        return None
+    if find_compiler() is None:
+        raise ModuleError(
+            "cannot check the configuration before applying it: it uses gatewayctl's "
+            "compiled filters (dataPlaneFilters: module), which Envoy must load to validate, "
+            f"and {NO_COMPILER}",
+            hint="install one where gatewayctl runs (Debian: apt-get install gcc); the module is "
+            "built only for the check, the gateway's image brings its own")
+    library = build_module(work)
+    check_module(library, envoy)
+    return envoy_env(library.parent)
+
+
 def install(library: Path, search_path: Path) -> None:
     """Put a built library where Envoy loads it from (replaced atomically when it differs)."""
     target = search_path / LIBRARY

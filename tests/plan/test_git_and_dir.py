@@ -144,3 +144,41 @@ def test_plan_when_the_root_is_the_top_of_the_checkout(cli: Cli, tmp_path: Path)
     manifest = [(c["action"], c["kind"], c["name"]) for c in plan["changes"]
                 if c["layer"] == "manifest"]
     assert manifest == [("update", "Route", "chat")]
+
+
+def _with_module(root: Path) -> None:
+    """The gateway on an image of its own with the compiled filters (dataPlaneFilters: module)."""
+    path = root / "gateway.yaml"
+    path.write_text(path.read_text().replace(
+        "  image: envoyproxy/envoy:v1.40.0\n",
+        "  image: registry.example.com/gatewayctl-envoy:v1.40.0\n  dataPlaneFilters: module\n"))
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                    reason="needs a C compiler (cc or gcc)")
+def test_apply_to_a_dir_checks_a_module_config_with_the_module_built(
+    cli: Cli, root: Path, tmp_path: Path
+) -> None:
+    """Envoy loads the module to validate its filters' config: the pre-apply check builds it
+    (the gateway's own image brings the module it runs)."""
+    _with_module(root)
+    out = tmp_path / "bundle"
+    done = cli("apply", str(root), "--live", f"dir:{out}", "--auto-approve")
+    assert done.exit_code == 0, done.output
+    lds = (out / "envoy" / "lds.json").read_text()
+    assert "DynamicModuleFilter" in lds and "envoy.filters.http.lua" not in lds
+
+
+def test_apply_of_a_module_config_without_a_compiler_is_one_clear_error(
+    cli: Cli, root: Path, tmp_path: Path
+) -> None:
+    _with_module(root)
+    empty = tmp_path / "no-compiler"
+    empty.mkdir()
+    out = tmp_path / "bundle"
+    done = cli("apply", str(root), "--live", f"dir:{out}", "--auto-approve",
+               env={"PATH": str(empty), "CC": ""})
+    assert done.exit_code == 1, done.output
+    assert "cannot check the configuration before applying it" in done.stderr
+    assert "dataPlaneFilters: module" in done.stderr and "apt-get install gcc" in done.stderr
+    assert not out.exists()  # nothing written
