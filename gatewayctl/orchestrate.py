@@ -82,7 +82,7 @@ def load_desired_ir(root: Path, namespace: str | None = None, *, live: str | Non
     from gatewayctl.pipeline import compile_root
     from gatewayctl.targets import is_local
 
-    compiled = compile_root(root, local=live is not None and is_local(live))
+    compiled = compile_root(root, local=is_local(live))
     ir = compiled.ir
     if namespace and namespace != ir.namespace:
         ir = dataclasses.replace(ir, namespace=namespace)
@@ -143,13 +143,11 @@ def check_envoy(target: Target, ir: GatewayIR) -> None:
     with tempfile.TemporaryDirectory(prefix="gatewayctl-validate-") as tmp:
         path = Path(tmp) / "validate.yaml"
         path.write_text(text, encoding="utf-8")
+        envoy = find_envoy()
         env = target.envoy_env()
         if env is None:  # a config for an image of its own: the module built for the check
-            envoy = find_envoy()
             env = validation_env(ir, Path(tmp) / "modules", envoy)
-            validate_config(path, envoy=envoy, env=env)
-        else:
-            validate_config(path, env=env)
+        validate_config(path, envoy=envoy, env=env)
 
 
 def apply_root(

@@ -68,7 +68,7 @@ def compile_rollout_root(source: RolloutDocument, *, live: str | None = None) ->
         first = source.errors[0]
         raise GatewayctlError(f"the manifests have errors: {first.format()}",
                               hint=f"run `gatewayctl validate {source.root}`")
-    return compile_gateway(source.manifests, local=live is not None and is_local(live))
+    return compile_gateway(source.manifests, local=is_local(live))
 
 
 def plan_description(source: RolloutDocument, before: GatewayIR, after: GatewayIR, title: str,

@@ -48,9 +48,10 @@ _TABLE: tuple[tuple[str, Factory], ...] = (
 )
 
 
-def is_local(spec: str) -> bool:
-    """Whether `spec` names the local gateway: the one Envoy gatewayctl runs itself."""
-    return spec.strip() == "local"
+def is_local(spec: str | None) -> bool:
+    """Whether `spec` (a `--live` value, None when there is none) names the local gateway: the
+    one Envoy gatewayctl runs itself."""
+    return spec is not None and spec.strip() == "local"
 
 
 def parse_target(spec: str, root: Path | None, kube: KubeOptions | None = None) -> Target:
