@@ -36,6 +36,9 @@ what removing it saves:
     module-full-whole, module-none-whole  module-full and module-none on the gateway rendered
                    without bench-anthropic and bench-outguard, so with only routes the module
                    serves: the renderer leaves the Lua body filter out
+    module-full-no-limits, module-none-no-limits, module-full-whole-no-limits  the same without
+                   any local limiter (Envoy's local_ratelimit filters and the module's
+                   `limits` filter): what the limiters cost each
     jwt-token, jwt-token-module  route bench-full on the gateway whose API-key routes take a
                    token issuer's JWTs too (jwt_authn), asked with a token naming bench-app:
                    the Lua auth filter (jwt.lua reads jwt_authn's metadata) and the compiled
@@ -274,6 +277,16 @@ def without_filter(type_word: str) -> Transform:
     return apply
 
 
+def without_limiters(lds: dict[str, Any]) -> None:
+    """Without the local limiters: Envoy's local_ratelimit filters and the module's `limits`
+    filter."""
+    hcm = _hcm(lds)
+    hcm["http_filters"] = [
+        f for f in hcm["http_filters"]
+        if "local_ratelimit" not in f["typed_config"]["@type"] and f["name"] != "gatewayctl.limits"
+    ]
+
+
 def without_filter_named(name: str) -> Transform:
     def apply(lds: dict[str, Any]) -> None:
         hcm = _hcm(lds)
@@ -430,13 +443,17 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("module-full-no-lua", "full", [without_filter_named(LUA_FILTER)]),
     ("module-full-whole", "full", []),
     ("module-none-whole", "none", []),
+    ("module-full-no-limits", "full", [without_limiters]),
+    ("module-none-no-limits", "none", [without_limiters]),
+    ("module-full-whole-no-limits", "full", [without_limiters]),
 ]
 # Variants whose gateway runs the compiled module's filters (dataPlaneFilters: module).
 WITH_MODULE = ("module-full", "module-none", "jwt-token-module", "jwt-key-module",
                "jwt-token-module-no-verdict", "jwt-key-module-no-verdict",
                "jwt-key-module-unconditional",
                "jwt-token-module-cache", "module-full-no-lua", "module-full-whole",
-               "module-none-whole")
+               "module-none-whole", "module-full-no-limits", "module-none-no-limits",
+               "module-full-whole-no-limits")
 # Variants whose gateway has a token issuer (render_gateway's `jwt`), and those asked with a
 # token instead of the API key.
 WITH_TOKEN = ("jwt-token", "jwt-token-module", "jwt-token-module-no-verdict", "jwt-token-cache",
@@ -458,7 +475,7 @@ RENDER: dict[str, dict[str, Any]] = {
     **{name: {"filters": "module"} for name in WITH_MODULE},
     # every route the module's: the renderer leaves the Lua body filter out
     **{name: {"filters": "module", "anthropic": False, "outguard": False}
-       for name in ("module-full-whole", "module-none-whole")},
+       for name in ("module-full-whole", "module-none-whole", "module-full-whole-no-limits")},
 }
 # Request members of a variant beyond the benchmark request's: a stream, a tool call.
 _TOOLS = {"tools": [{"type": "function", "function": {"name": "lookup", "parameters": {

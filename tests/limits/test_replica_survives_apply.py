@@ -17,7 +17,7 @@ import pytest
 from gatewayctl.ir import GatewayIR, LimitIR
 from tests.limits.gateways import Replica, auth, limits_ir, mock_providers, start_replica
 from tests.render import irs
-from tests.render.harness import envoy_binary
+from tests.render.harness import FILTERS, envoy_binary, with_filters
 
 pytestmark = [
     pytest.mark.envoy,
@@ -48,8 +48,12 @@ def with_weights_of_chat(ir: GatewayIR, old: int) -> GatewayIR:
     return irs.with_weights(ir, "chat", {"gpt-4o-2024-08-06": old, "gpt-4o-2024-11-20": 100 - old})
 
 
-def test_weight_change_on_another_route_keeps_the_exhausted_count(tmp_path: Path) -> None:
-    ir = limits_ir(requests=5)
+# Both ways: Envoy's local_ratelimit filters (lua) and the module's `limits` filter, whose
+# buckets live in the body filter's config, made again with the listener as Envoy's are.
+@pytest.mark.parametrize("filters", FILTERS)
+def test_weight_change_on_another_route_keeps_the_exhausted_count(tmp_path: Path,
+                                                                  filters: str) -> None:
+    ir = with_filters(limits_ir(requests=5), filters)
     with mock_providers() as providers:
         replica = start_replica(tmp_path, ir, providers)
         try:
@@ -70,10 +74,11 @@ def test_weight_change_on_another_route_keeps_the_exhausted_count(tmp_path: Path
             replica.envoy.stop()
 
 
-def test_a_change_of_the_limits_restarts_replica_counts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("filters", FILTERS)
+def test_a_change_of_the_limits_restarts_replica_counts(tmp_path: Path, filters: str) -> None:
     """What replica scope cannot keep (docs/data-plane.md): an apply that changes the
     listener's filters (here another limit) rebuilds the local limiters."""
-    ir = limits_ir(requests=5)
+    ir = with_filters(limits_ir(requests=5), filters)
     with mock_providers() as providers:
         replica = start_replica(tmp_path, ir, providers)
         try:
@@ -85,7 +90,9 @@ def test_a_change_of_the_limits_restarts_replica_counts(tmp_path: Path) -> None:
                 for r in ir.routes
             )
             replica.apply(dataclasses.replace(ir, routes=routes))
-            wait_for(replica, '"max_tokens": 1000', "dynamic_listeners")
+            # Envoy's filter config, or the module's (its JSON in a StringValue)
+            wait_for(replica, '"max_tokens": 1000' if filters == "lua" else 'fill_ms\\":60000',
+                     "dynamic_listeners")
             assert limited_codes(replica, 6) == [200] * 5 + [429]
         finally:
             replica.envoy.stop()

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -356,11 +356,14 @@ def running_envoy(*args: Any, **kwargs: Any) -> Iterator[RunningEnvoy]:
 @contextlib.contextmanager
 def irs_gateway(tmp_path: Path, ir: GatewayIR, mock_url: str, concurrency: int = 2,
                 without_filter: str | None = None,
-                keys: Mapping[str, str] | None = None) -> Iterator[RunningEnvoy]:
+                keys: Mapping[str, str] | None = None,
+                edit_filters: Callable[[list[dict[str, Any]]], None] | None = None,
+                ) -> Iterator[RunningEnvoy]:
     """A gateway of the test IRs (tests/render/irs.py) served by Envoy in tmp_path, its openai
     provider at mock_url, its secrets written (consumer key files `<consumer>-key/key` holding
     `keys`, irs.CONSUMER_KEYS by default); the differential tests serve it both ways.
-    without_filter: an HTTP filter taken out of the rendered listener."""
+    without_filter: an HTTP filter taken out of the rendered listener; edit_filters: called
+    with the listener's HTTP filters (a copy) to change them in place."""
     from gatewayctl.render.envoy import render_envoy
     from tests.render import irs
 
@@ -376,6 +379,11 @@ def irs_gateway(tmp_path: Path, ir: GatewayIR, mock_url: str, concurrency: int =
         kept = [f for f in hcm["http_filters"] if f["name"] != without_filter]
         assert len(kept) < len(hcm["http_filters"]), without_filter
         hcm["http_filters"] = kept
+        bundle = dataclasses.replace(bundle, lds=lds)
+    if edit_filters is not None:
+        lds = json.loads(json.dumps(bundle.lds))
+        edit_filters(lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+            "http_filters"])
         bundle = dataclasses.replace(bundle, lds=lds)
     with running_envoy(tmp_path / "envoy", bundle,
                        listener_port=options.listener_port, admin_port=options.admin_port,

@@ -184,6 +184,16 @@ EXPECTED_COUNTERS = {
 }
 
 
+# The compiled gateway's limiter counters: its `limits` filter counts the requests of the routes
+# it limits (here `limited`: 3 admitted, the 4th refused) in the gatewayctl scope, where Envoy's
+# local_ratelimit counts `requests.http_local_rate_limit.*` (module/gw_limits.h).
+MODULE_LIMIT_COUNTERS = {
+    f"envoy_gatewayctl_{kind}_http_local_rate_limit_{stat}{{}}": value
+    for kind, values in (("requests", (4, 3, 1, 1)), ("tokens", (0, 0, 0, 0)))
+    for stat, value in zip(("enabled", "ok", "rate_limited", "enforced"), values, strict=True)
+}
+
+
 @pytest.mark.parametrize("gateway", FILTERS, indirect=True)
 def test_access_log_lines_and_counters_are_pinned(gateway: Gateway) -> None:
     _send(gateway)
@@ -191,4 +201,6 @@ def test_access_log_lines_and_counters_are_pinned(gateway: Gateway) -> None:
     assert set(EXPECTED_LINES) == {r[0] for r in REQUESTS}
     for rid, expected in EXPECTED_LINES.items():
         assert lines.get(rid) == {"request_id": rid, **expected}, rid
-    assert _counters(gateway) == EXPECTED_COUNTERS
+    module = gateway.ir.data_plane_filters == "module"
+    assert _counters(gateway) == {**EXPECTED_COUNTERS,
+                                  **(MODULE_LIMIT_COUNTERS if module else {})}

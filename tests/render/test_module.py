@@ -336,9 +336,10 @@ def test_a_gateway_the_module_serves_whole_has_no_lua_body_filter(tmp_path: Path
 
 
 def test_the_consumer_header_is_set_only_where_a_limit_reads_it(tmp_path: Path) -> None:
-    """x-gw-consumer is read only by a local limit by consumer (its descriptor): the module's
-    config says `consumer_header: false` on the other routes, and the module then skips the
-    write (test_dataplane.py's per-consumer limit checks the routes that keep it)."""
+    """x-gw-consumer is read only by Envoy's local limit by consumer (its descriptor): the
+    module's config says `consumer_header: false` on the other routes, and on the routes whose
+    limits the module enforces itself (`limits`: it reads the consumer from its own stream),
+    and the module then skips the write."""
     ir = dataclasses.replace(irs.build_ir(), data_plane_filters="module")
     files = render_envoy(ir, loopback_options(tmp_path, tmp_path / "secrets")).files()
     module = next(f for f in _http_filters(files) if f["name"] == BODY_MODULE_FILTER)
@@ -347,8 +348,10 @@ def test_the_consumer_header_is_set_only_where_a_limit_reads_it(tmp_path: Path) 
                    if any(limit.by == "consumer"
                           for limit in (*r.policy.rate_limits, *r.policy.token_limits))}
     assert {"limited", "tokens"} <= by_consumer
+    module_limited = {name for name, route in routes.items() if "limits" in route}
+    assert {"limited", "tokens"} <= module_limited
     assert {name for name, route in routes.items() if "consumer_header" not in route} == (
-        by_consumer & set(routes))
+        (by_consumer & set(routes)) - module_limited)
     assert all(route.get("consumer_header", False) is False for route in routes.values())
     # in global scope the rate limit filters' descriptors are taken as reading it everywhere
     shared = dataclasses.replace(ir, limits=dataclasses.replace(ir.limits, scope="global"))

@@ -32,6 +32,7 @@ from gatewayctl.render.envoy.names import (
     FILE_LOG_TYPE,
     INTERNAL_NS,
     METADATA_NS,
+    MODULE_LIMITED_KEY,
     PROMPT_TOKENS_KEY,
     ROUTE_KEY,
     STATS_LOG_TYPE,
@@ -208,14 +209,41 @@ def render_cache_stats_logs() -> list[dict[str, Any]]:
     ]
 
 
+def _status(op: str, status: int) -> dict[str, Any]:
+    return {"status_code_filter": {"comparison": {"op": op, "value": {
+        "default_value": status, "runtime_key": f"gatewayctl.access_log.status_{op.lower()}"}}}}
+
+
+def _json_logs(path: str, module_limits: bool) -> list[dict[str, Any]]:
+    """The JSON line. With `module_limits` (the module's `limits` filter is in the chain) it
+    comes from two loggers of the same file: the module's 429s (status 429 and gw.internal's
+    MODULE_LIMITED_KEY set) with `flags` "RL", which a dynamic module cannot set as Envoy's
+    response flag (Envoy 1.40's ABI has only custom flags, which %RESPONSE_FLAGS% leaves out),
+    and every other request as before; the status is checked first, so a request that is not
+    a 429 costs two integer comparisons more."""
+    if not module_limits:
+        return [_json_log(path)]
+    limited = _present(INTERNAL_NS, MODULE_LIMITED_KEY)
+    not_limited = {"metadata_filter": {
+        "matcher": {**limited["metadata_filter"]["matcher"], "invert": True},
+        "match_if_key_not_found": True}}
+    others = {**_json_log(path), "filter": {"or_filter": {"filters": [
+        _status("LE", 428), _status("GE", 430), not_limited]}}}
+    refused = _json_log(path)
+    refused["typed_config"]["log_format"]["json_format"]["flags"] = "RL"
+    refused["filter"] = {"and_filter": {"filters": [_status("EQ", 429), limited]}}
+    return [others, refused]
+
+
 def render_access_log(
     path: str,
     cache: bool = False,
     split_routes: list[str] | None = None,
     other_routes: list[str] | None = None,
+    module_limits: bool = False,
 ) -> list[dict[str, Any]]:
     """`split_routes`: the routes with more than one backend (their per-backend counters);
-    `other_routes`: the others."""
+    `other_routes`: the others; `module_limits`: see _json_logs."""
     cache_logs = render_cache_stats_logs() if cache else []
     tokens = render_token_stats_logs(split_routes or [], other_routes or [])
-    return [_json_log(path), *tokens, *cache_logs]
+    return [*_json_logs(path, module_limits), *tokens, *cache_logs]

@@ -4,7 +4,8 @@ its config, and the per-route switch that keeps the Lua body filter off those ro
 It serves a route whose request and response paths it has ported: routing on `model`, the
 body limit, access, prompts, the guard text, redaction, the upstream model, a pinned route's
 target, local token limits (their debt per worker), usage, cost, the prompt-version header,
-the guardrail mark and the provider's 401/403. Routes that need more stay with the Lua body
+the guardrail mark and the provider's 401/403, and (with the module's `limits` filter after RBAC)
+the local request and token limits. Routes that need more stay with the Lua body
 filter (gateway.lua), which follows it in the chain and takes every request the module
 leaves: routes with a native provider (translation checks), a response cache, output
 guardrails or global limits, and every route of a gateway with enforced budgets. On the
@@ -26,7 +27,12 @@ import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from gatewayctl.render.envoy.names import LUA_FILTER, LUA_NAMES, LUA_PER_ROUTE_TYPE
+from gatewayctl.render.envoy.names import (
+    LUA_FILTER,
+    LUA_NAMES,
+    LUA_PER_ROUTE_TYPE,
+    MODULE_LIMITED_KEY,
+)
 
 BODY_FILTER_NAME = "body"  # the module's filter_name
 # The names module/gw_body_config.c reads (names.py's LUA_NAMES).
@@ -73,16 +79,22 @@ def _values(value: Any) -> int:
 
 
 def body_module_data(lua_data: Mapping[str, Any],
-                     no_consumer_header: Collection[str] = ()) -> dict[str, Any] | None:
+                     no_consumer_header: Collection[str] = (),
+                     limits: Mapping[str, Any] | None = None,
+                     limit_capacity: Mapping[str, int] | None = None) -> dict[str, Any] | None:
     """The module body filter's config data, or None when it would serve no route.
-    `no_consumer_header`: routes whose x-gw-consumer nothing reads (no limit by consumer):
-    the module does not set it there (`consumer_header: false`; a header write costs ~1.2k
-    instructions)."""
+    `no_consumer_header`: routes whose x-gw-consumer nothing reads (no limit by consumer
+    Envoy enforces): the module does not set it there (`consumer_header: false`; a header
+    write costs ~1.2k instructions). `limits`: the local limits the module's `limits` filter
+    enforces, by route (ratelimit.module_limit_data), with `limit_capacity`
+    (ratelimit.module_limit_capacity); their buckets live in this filter's config."""
     names = served_routes(lua_data)
     if not names:
         return None
+    limits = limits or {}
     routes = {name: {**lua_data["routes"][name],
-                     **({"consumer_header": False} if name in no_consumer_header else {})}
+                     **({"consumer_header": False} if name in no_consumer_header else {}),
+                     **({"limits": limits[name]} if name in limits else {})}
               for name in names}
     used = {route["policy"] for route in routes.values()}
     data = {
@@ -95,11 +107,28 @@ def body_module_data(lua_data: Mapping[str, Any],
                    for model, prices in lua_data["prices"].items()},
         "secret_ttl_s": lua_data["secret_ttl_s"],
         "names": {key: LUA_NAMES[key] for key in BODY_MODULE_NAMES},
+        **({"limit_capacity": dict(limit_capacity)}
+           if limit_capacity is not None and any(n in limits for n in names) else {}),
     }
     if (len(json.dumps(data, separators=(",", ":"))) > MAX_CONFIG_BYTES
             or _values(data) > MAX_CONFIG_VALUES):
         return None
     return data
+
+
+def limits_module_data() -> dict[str, Any]:
+    """The module's `limits` filter's config (module/gw_limits.h): the names it answers with;
+    the limits and their buckets are the body filter's."""
+    return {"names": {"limit_response_header": LUA_NAMES["limit_response_header"],
+                      "internal_ns": LUA_NAMES["internal_ns"],
+                      "limited_key": MODULE_LIMITED_KEY}}
+
+
+def module_limited_routes(data: Mapping[str, Any] | None) -> frozenset[str]:
+    """The routes whose local limits the module enforces, from the body filter's data."""
+    if data is None:
+        return frozenset()
+    return frozenset(name for name, route in data["routes"].items() if "limits" in route)
 
 
 def lua_route_disabled() -> dict[str, Any]:

@@ -7,7 +7,8 @@ principal from the headers, its body class) -> buffer (the principal's body boun
 module's body filter, with `dataPlaneFilters: module`: the same as the body Lua for the routes
 it serves, on which the body Lua is switched off; body_module.py] -> body Lua (route
 selection, per-route access, guardrail text, prompts, token debt, cache key) -> RBAC (deny
-patterns of the route Lua selected) -> request limit -> token limit -> [global limits] ->
+patterns of the route Lua selected) -> [the module's limits, for the module's routes:
+ratelimit.py] -> request limit -> token limit -> [global limits] ->
 [response cache: on cache routes only, cache.py] -> router. Filters after a Lua filter see
 the route chosen by the x-gw-route header because Lua clears the route cache.
 """
@@ -28,7 +29,13 @@ from gatewayctl.render.envoy.body import (
     render_buffer_filter,
     route_body_limit,
 )
-from gatewayctl.render.envoy.body_module import BODY_FILTER_NAME, body_module_data
+from gatewayctl.render.envoy.body_module import (
+    BODY_FILTER_NAME,
+    body_module_data,
+    limits_module_data,
+    module_limited_routes,
+    served_routes,
+)
 from gatewayctl.render.envoy.cache import has_cache, render_cache_filter, route_cache_data
 from gatewayctl.render.envoy.clusters import authority, provider_address
 from gatewayctl.render.envoy.dynamic_module import module_filter
@@ -61,6 +68,7 @@ from gatewayctl.render.envoy.names import (
     ENDPOINTS,
     HCM_TYPE,
     INTERNAL_HEADERS,
+    LIMITS_MODULE_FILTER,
     LISTENER_NAME,
     LUA_FILTER,
     LUA_NAMES,
@@ -82,6 +90,8 @@ from gatewayctl.render.envoy.outguard import (
 from gatewayctl.render.envoy.probes import render_health_check_filter
 from gatewayctl.render.envoy.prompts import prompt_data
 from gatewayctl.render.envoy.ratelimit import (
+    module_limit_capacity,
+    module_limit_data,
     reads_consumer_header,
     render_ratelimit_filters,
     token_charge_headers,
@@ -218,8 +228,28 @@ def render_body_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, 
 
 
 def _module_data(ir: GatewayIR, lua_data: Mapping[str, Any]) -> dict[str, Any] | None:
-    quiet = [r.name for r in ir.routes if not reads_consumer_header(ir, r)]
-    return body_module_data(lua_data, quiet)
+    limits = module_limit_data(ir, set(served_routes(lua_data)))
+    # x-gw-consumer: read by Envoy's limiters only, which are off where the module limits
+    quiet = [r.name for r in ir.routes if not reads_consumer_header(ir, r) or r.name in limits]
+    return body_module_data(lua_data, quiet, limits, module_limit_capacity(ir))
+
+
+def module_limit_routes(ir: GatewayIR, options: EnvoyOptions) -> frozenset[str]:
+    """The routes whose local limits the module's `limits` filter enforces (ratelimit.py):
+    the module body filter's routes with local limits."""
+    if ir.data_plane_filters != "module":
+        return frozenset()
+    return module_limited_routes(_module_data(ir, gateway_lua_data(ir, options)))
+
+
+def render_limits_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
+    """The local limiters, after RBAC: the module's `limits` filter where the module enforces
+    some route's limits, then Envoy's local_ratelimit filters for the other routes (left out
+    when no other route has limits of their kind)."""
+    module = module_limit_routes(ir, options)
+    out = ([module_filter(LIMITS_MODULE_FILTER, "limits", limits_module_data(),
+                          metrics.STATS_SCOPE)] if module else [])
+    return [*out, *render_ratelimit_filters(ir, module)]
 
 
 def _serves_all(module: Mapping[str, Any], lua_data: Mapping[str, Any]) -> bool:
@@ -252,7 +282,7 @@ def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, 
         render_buffer_filter(),
         *render_body_filters(ir, options),
         *([rbac] if rbac is not None else []),
-        *render_ratelimit_filters(ir),
+        *render_limits_filters(ir, options),
         *render_global_filters(ir),
         *([cache] if cache is not None else []),
         {
@@ -326,6 +356,7 @@ def render_listener(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
             cache=has_cache(ir),
             split_routes=sorted(r.name for r in ir.routes if len(r.backends) > 1),
             other_routes=sorted(r.name for r in ir.routes if len(r.backends) <= 1),
+            module_limits=bool(module_limit_routes(ir, options)),
         )
         + [log for log in (render_outguard_stats_log(ir),) if log is not None],
         "local_reply_config": render_local_reply_config(),

@@ -60,6 +60,9 @@ METADATA_NS = "gw"
 # gw.internal: per-request state no log needs: message text and guard set for the
 # deny-pattern RBAC, token debt carried into the token limiter.
 INTERNAL_NS = "gw.internal"
+# gw.internal key the module's `limits` filter sets on a request it refuses (its 429 cannot
+# carry Envoy's RL response flag; the access log writes it from this key: access_log.py).
+MODULE_LIMITED_KEY = "rate_limited"
 # gw.attempt: what the upstream filters keep across a request's attempts (the client's path,
 # the attempt's API, a translated stream's usage for the body filter).
 ATTEMPT_NS = "gw.attempt"
@@ -118,6 +121,7 @@ AUTH_FILTER = "gatewayctl.auth"
 # Copies jwt_authn's failure messages into headers for the compiled auth filter (jwt.py).
 JWT_VERDICT_FILTER = "gatewayctl.jwt_verdict"
 BODY_MODULE_FILTER = "gatewayctl.body"  # the module's body filter, before the Lua one
+LIMITS_MODULE_FILTER = "gatewayctl.limits"  # the module's local limits, before Envoy's
 # The response cache's Lua filter (cache.py): off in the listener, on for cache routes.
 CACHE_FILTER = "gatewayctl.cache"
 # The router's upstream filters have names of their own, so that a route can switch them off

@@ -13,10 +13,16 @@ applies separately on each route its policy is attached to, but a route costs on
 per limit (about 130 bytes) instead of a whole filter config. Buckets live in the Envoy
 process (shared by its workers), per replica. Descriptors are embedded in the filter config's
 own `rate_limits` (the route-level form is announced for removal).
+
+On the routes the compiled body filter serves (`dataPlaneFilters: module`, body_module.py),
+the module's `limits` filter enforces the same limits instead (module/gw_limits.h: the same
+buckets, refill, LRU, charge and reply), and both filters are switched off there; a kind no
+other route limits is left out of the listener (`module_routes` below).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from gatewayctl.ir import GatewayIR, LimitIR, RouteIR
@@ -60,6 +66,12 @@ _CONSUMER_ENTRY = {
 }
 
 
+def _capacity(per_consumer: int) -> int:
+    """max_dynamic_descriptors of a limiter with `per_consumer` limits by consumer: what Envoy
+    keeps per such limit (each has an LRU of this size)."""
+    return MAX_DYNAMIC_DESCRIPTORS * max(1, per_consumer)
+
+
 def _limiter(
     stat_prefix: str,
     kind: str,
@@ -91,7 +103,7 @@ def _limiter(
             "filter_enabled": _ALWAYS,
             "filter_enforced": _ALWAYS,
             "always_consume_default_token_bucket": False,
-            "max_dynamic_descriptors": MAX_DYNAMIC_DESCRIPTORS * max(1, per_consumer),
+            "max_dynamic_descriptors": _capacity(per_consumer),
             "rate_limits": rate_limits,
             "descriptors": descriptors,
             "response_headers_to_add": [
@@ -111,21 +123,25 @@ def _local_routes(ir: GatewayIR) -> tuple[RouteIR, ...]:
     return ir.routes if ir.limits.scope == "replica" else ()
 
 
-def render_ratelimit_filters(ir: GatewayIR) -> list[dict[str, Any]]:
+def render_ratelimit_filters(
+    ir: GatewayIR, module_routes: Collection[str] = ()
+) -> list[dict[str, Any]]:
     """The HCM entries: every route's request limits, then every route's token limits; a
-    kind no route limits here has no filter."""
+    kind no route limits here has no filter, nor one that only routes in `module_routes`
+    (whose limits the module enforces) limit. A filter's config is the same either way."""
     ordered = sorted(_local_routes(ir), key=lambda r: r.name)
     requests = [(r.name, r.policy.rate_limits) for r in ordered if r.policy.rate_limits]
     tokens = [(r.name, r.policy.token_limits) for r in ordered if r.policy.token_limits]
+    present = local_limiters(ir, module_routes)
     out = []
-    if requests:
+    if present[0]:
         out.append(
             {
                 "name": REQUEST_LIMIT_FILTER,
                 "typed_config": _limiter("requests", "requests", requests, charge_tokens=False),
             }
         )
-    if tokens:
+    if present[1]:
         out.append(
             {
                 "name": TOKEN_LIMIT_FILTER,
@@ -135,21 +151,22 @@ def render_ratelimit_filters(ir: GatewayIR) -> list[dict[str, Any]]:
     return out
 
 
-def local_limiters(ir: GatewayIR) -> tuple[bool, bool]:
-    """Whether the listener has the request limiter and the token limiter."""
-    routes = _local_routes(ir)
+def local_limiters(ir: GatewayIR, module_routes: Collection[str] = ()) -> tuple[bool, bool]:
+    """Whether the listener has the request limiter and the token limiter: a route outside
+    `module_routes` limits requests, or tokens."""
+    routes = [r for r in _local_routes(ir) if r.name not in module_routes]
     return any(r.policy.rate_limits for r in routes), any(r.policy.token_limits for r in routes)
 
 
 def limit_route_configs(
-    ir: GatewayIR, route: RouteIR, present: tuple[bool, bool]
+    ir: GatewayIR, route: RouteIR, present: tuple[bool, bool], module: bool = False
 ) -> dict[str, Any]:
     """typed_per_filter_config of a route: each limiter the listener has (`present`, from
-    local_limiters) and the route does not use, switched off. A per-route LocalRateLimit
-    replaces the listener's for the route; without `filter_enabled` it lets every request
-    through at once, without building descriptors (Envoy wants a token bucket in it all the
-    same)."""
-    local = ir.limits.scope == "replica"
+    local_limiters) and the route does not use, switched off, and both on a route whose limits
+    the module enforces (`module`). A per-route LocalRateLimit replaces the listener's for the
+    route; without `filter_enabled` it lets every request through at once, without building
+    descriptors (Envoy wants a token bucket in it all the same)."""
+    local = ir.limits.scope == "replica" and not module
     out: dict[str, Any] = {}
     for (name, prefix), has_filter, used in (
         ((REQUEST_LIMIT_FILTER, "requests"), present[0], local and bool(route.policy.rate_limits)),
@@ -187,3 +204,41 @@ def token_limit_data(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]]:
 def token_charge_headers(ir: GatewayIR) -> list[str]:
     count = max((len(r.policy.token_limits) for r in _local_routes(ir)), default=0)
     return [token_charge_header(i) for i in range(count)]
+
+
+# The most limits of one kind per route the module enforces (module/gw_limits.h GL_MAX_LIMITS);
+# a route with more keeps Envoy's filters.
+MODULE_MAX_LIMITS = 8
+
+
+def _module_limit(limit: LimitIR) -> dict[str, Any]:
+    # the bucket _bucket() renders: max_tokens = tokens_per_fill = amount per fill_interval
+    return {"max": limit.amount, "fill_ms": limit.period_s * 1000,
+            "by_consumer": limit.by == "consumer"}
+
+
+def module_limit_data(ir: GatewayIR, served: Collection[str]) -> dict[str, dict[str, Any]]:
+    """The local limits the module's `limits` filter enforces, by route: those of the routes in
+    `served` (the body module's) that have any, in the order of the descriptors above (the
+    token limits in token_limit_data's order)."""
+    out: dict[str, dict[str, Any]] = {}
+    for route in _local_routes(ir):
+        requests, tokens = route.policy.rate_limits, route.policy.token_limits
+        if (route.name not in served or not (requests or tokens)
+                or max(len(requests), len(tokens)) > MODULE_MAX_LIMITS):
+            continue
+        out[route.name] = {"requests": [_module_limit(limit) for limit in requests],
+                           "tokens": [_module_limit(limit) for limit in tokens]}
+    return out
+
+
+def module_limit_capacity(ir: GatewayIR) -> dict[str, int]:
+    """Consumers kept per limit by consumer, per kind: each limiter's max_dynamic_descriptors
+    (counted over every route, as rendered, whichever filter enforces the route)."""
+    routes = _local_routes(ir)
+    return {
+        "requests": _capacity(sum(1 for r in routes for limit in r.policy.rate_limits
+                                  if limit.by == "consumer")),
+        "tokens": _capacity(sum(1 for r in routes for limit in r.policy.token_limits
+                                if limit.by == "consumer")),
+    }

@@ -37,7 +37,7 @@ from gatewayctl.render.envoy.clusters import chain
 from gatewayctl.render.envoy.global_limits import GLOBAL_FILTER, route_rate_limits
 from gatewayctl.render.envoy.guardrails import guard_sets, rbac_route_config
 from gatewayctl.render.envoy.jwt import verdict_headers
-from gatewayctl.render.envoy.listener import lua_off_routes
+from gatewayctl.render.envoy.listener import lua_off_routes, module_limit_routes
 from gatewayctl.render.envoy.names import (
     API_PATH_REGEX,
     CONSUMER_HEADER,
@@ -166,10 +166,12 @@ class PolicyFilters:
 
     rbac: bool
     limiters: tuple[bool, bool]
+    module_limits: frozenset[str] = frozenset()  # routes whose limits the module enforces
 
     @classmethod
-    def of(cls, ir: GatewayIR) -> PolicyFilters:
-        return cls(bool(guard_sets(ir)), local_limiters(ir))
+    def of(cls, ir: GatewayIR, options: EnvoyOptions | None = None) -> PolicyFilters:
+        module = module_limit_routes(ir, options or EnvoyOptions())
+        return cls(bool(guard_sets(ir)), local_limiters(ir, module), module)
 
 
 def render_gateway_routes(
@@ -187,10 +189,10 @@ def render_gateway_routes(
     configs = route_filter_configs(ir, route, options or EnvoyOptions())
     # The listener's RBAC and limit filters, switched off on a route that has none of their
     # rules: they then return at once instead of evaluating every policy and descriptor.
-    present = filters or PolicyFilters.of(ir)
+    present = filters or PolicyFilters.of(ir, options)
     policy = {
         **rbac_route_config(route, present.rbac),
-        **limit_route_configs(ir, route, present.limiters),
+        **limit_route_configs(ir, route, present.limiters, route.name in present.module_limits),
         **cache_route_config(route),
         **(lua_route_disabled() if lua_off else {}),
     }
@@ -292,7 +294,7 @@ def render_route_config(ir: GatewayIR, options: EnvoyOptions | None = None) -> d
         },
     ]
     keyed: dict[str, Any] = {}
-    filters = PolicyFilters.of(ir)
+    filters = PolicyFilters.of(ir, options)
     lua_off = lua_off_routes(ir, options or EnvoyOptions())
     for route in sorted(ir.routes, key=lambda r: r.name):
         entries = render_gateway_routes(ir, route, route.name in pinned, options, filters,

@@ -227,6 +227,13 @@ bool envoy_dynamic_module_callback_http_append_body(gw_envoy_ptr filter, int bod
   return body_type >= 0 && body_type < 4;
 }
 
+/* The `limits` filter's RL custom flag (gw_limits.c). */
+void envoy_dynamic_module_callback_http_add_custom_flag(gw_envoy_ptr filter, gw_buffer flag);
+void envoy_dynamic_module_callback_http_add_custom_flag(gw_envoy_ptr filter, gw_buffer flag) {
+  (void)filter;
+  touch(flag);
+}
+
 void envoy_dynamic_module_callback_http_send_response(gw_envoy_ptr filter, uint32_t status,
                                                       gw_header *hs, size_t count,
                                                       gw_buffer body, gw_buffer details) {

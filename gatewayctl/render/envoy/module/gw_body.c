@@ -463,6 +463,8 @@ static void carry_debt(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r) {
     gw_out_free(&key);
     double carried = pending < l->max - 1 ? pending : l->max - 1;
     s->carried[i] = carried; /* for a refund (the Lua keeps it in gw.internal, for its own) */
+    s->charges[i] = (uint64_t)(1 + carried);
+    if (r->module_limits) continue; /* the module's `limits` filter charges it (gw_limits.h) */
     char value[32];
     set_header(f, l->header, (gw_buffer){value, gb_format_number(1 + carried, value)});
   }

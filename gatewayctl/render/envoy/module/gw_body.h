@@ -34,6 +34,7 @@ typedef struct {
   bool has_prompt_version;
   long long prompt_version;
   double carried[GW_STREAM_LIMITS]; /* the token debt each limit's charge carried */
+  uint64_t charges[GW_STREAM_LIMITS]; /* 1 + carried: what the `limits` filter charges */
   /* the response: */
   int reading;           /* what the body hook does (gw_body_response.c) */
   const void *price;     /* the answering model's gb_price, or NULL */

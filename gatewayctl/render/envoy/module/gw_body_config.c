@@ -365,7 +365,24 @@ static bool load_direct(gw_body *b, gb_route *r, const gj_node *direct) {
   return true;
 }
 
-static bool load_routes(gw_body *b, const gj_node *routes, const gj_node *policies) {
+/* The route's `limits` ({"requests": [...], "tokens": [...]}, gw_limits.h), which the module
+ * enforces itself; `capacity`: {"requests": n, "tokens": n}, the consumers kept per limit by
+ * consumer (Envoy's max_dynamic_descriptors of each limiter). The token limits must be the
+ * route's token_limits, in their order. */
+static bool load_local_limits(gb_route *r, const gj_node *route, const gj_node *capacity) {
+  const gj_node *limits = gj_get(route, "limits");
+  if (limits == NULL) return true;
+  long long requests = 0, tokens = 0;
+  const gj_node *t = gj_get(limits, "tokens");
+  r->module_limits = true;
+  return is_object(limits) && integer(gj_get(capacity, "requests"), 1, &requests) &&
+         integer(gj_get(capacity, "tokens"), 1, &tokens) &&
+         gl_set_load(&r->requests, gj_get(limits, "requests"), requests) &&
+         gl_set_load(&r->tokens, t, tokens) && r->tokens.count == r->limit_count;
+}
+
+static bool load_routes(gw_body *b, const gj_node *routes, const gj_node *policies,
+                        const gj_node *capacity) {
   if (!is_object(routes) || !is_object(policies)) return false;
   b->routes = calloc(routes->count + 1, sizeof(gb_route));
   if (b->routes == NULL) return false;
@@ -379,7 +396,7 @@ static bool load_routes(gw_body *b, const gj_node *routes, const gj_node *polici
         !take(gj_get(n, "public"), &r->public_name) || policy == NULL ||
         policy->type != GJ_STRING || !load_policy(r, gj_get(policies, policy->string)) ||
         (prompt != NULL && !load_prompt(prompt, &r->prompt)) ||
-        !load_direct(b, r, gj_get(n, "direct")))
+        !load_direct(b, r, gj_get(n, "direct")) || !load_local_limits(r, n, capacity))
       return false;
   }
   return true;
@@ -455,6 +472,8 @@ void gw_body_destroy(gw_body *b) {
     drop_list(r->jwt, r->jwt_count);
     drop_list(r->allow, r->allow_count);
     drop_prompt(r->prompt);
+    gl_set_free(&r->requests);
+    gl_set_free(&r->tokens);
   }
   free(b->routes);
   for (size_t i = 0; i < b->credential_count; i++) {
@@ -482,7 +501,8 @@ gw_body *gw_body_new(const gj_node *config) {
   bool ok = load_names(b, gj_get(config, "names")) &&
             load_endpoints(b, gj_get(config, "endpoints")) &&
             load_credentials(b, gj_get(config, "providers")) &&
-            load_routes(b, gj_get(config, "routes"), gj_get(config, "policies")) &&
+            load_routes(b, gj_get(config, "routes"), gj_get(config, "policies"),
+                        gj_get(config, "limit_capacity")) &&
             load_models(b, gj_get(config, "models")) &&
             load_prices(b, gj_get(config, "prices")) &&
             integer(gj_get(config, "secret_ttl_s"), 0, &b->secret_ttl_s) &&

@@ -7,6 +7,7 @@
 #include <pthread.h>
 
 #include "gw_body.h"
+#include "gw_limits.h"
 
 typedef struct {
   char *ptr; /* NUL-terminated copy */
@@ -74,6 +75,11 @@ typedef struct {
   bool guard_logs;           /* action log: the RBAC shadow result is read on the response */
   gb_token_limit limits[GB_MAX_TOKEN_LIMITS];
   size_t limit_count;
+  /* the local limits the module's `limits` filter enforces (gw_limits.h) instead of Envoy's
+   * local_ratelimit filters: set when the config gives the route `limits`; then no charge
+   * header is written (nothing else reads it) */
+  bool module_limits;
+  gl_set requests, tokens;
 } gb_route;
 
 /* A model's prices per million tokens (DATA.prices), by the upstream model name. */

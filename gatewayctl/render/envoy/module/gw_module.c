@@ -28,15 +28,26 @@ typedef struct {
 
 static int kind_of(gw_module_ptr self) { return *(const int *)self; }
 
+static void destroy_filter(int kind, void *filter) {
+  if (kind == GW_KIND_AUTH) gw_auth_destroy(filter);
+  else if (kind == GW_KIND_BODY) gw_body_destroy(filter);
+  else gw_limits_filter_destroy(filter);
+}
+
 gw_module_ptr envoy_dynamic_module_on_http_filter_config_new(gw_envoy_ptr envoy_config,
                                                              gw_buffer name, gw_buffer value) {
-  int kind = is(name, "auth") ? GW_KIND_AUTH : is(name, "body") ? GW_KIND_BODY : 0;
+  int kind = is(name, "auth")     ? GW_KIND_AUTH
+             : is(name, "body")   ? GW_KIND_BODY
+             : is(name, "limits") ? GW_KIND_LIMITS
+                                  : 0;
   if (kind == 0) return NULL;
   gj_node *root = gj_parse(value.ptr, value.length);
   const gj_node *abi = gj_get(root, "abi");
   void *filter = NULL;
   if (abi != NULL && abi->type == GJ_STRING && strcmp(abi->string, GW_ABI_VERSION) == 0)
-    filter = kind == GW_KIND_AUTH ? (void *)gw_auth_new(root) : (void *)gw_body_new(root);
+    filter = kind == GW_KIND_AUTH   ? (void *)gw_auth_new(root)
+             : kind == GW_KIND_BODY ? (void *)gw_body_new(root)
+                                    : (void *)gw_limits_filter_new(envoy_config, root);
   gj_free(root);
   config *c = filter != NULL ? calloc(1, sizeof *c) : NULL;
   if (c != NULL && kind == GW_KIND_BODY && !gw_counters_define(envoy_config, &c->counters)) {
@@ -44,8 +55,7 @@ gw_module_ptr envoy_dynamic_module_on_http_filter_config_new(gw_envoy_ptr envoy_
     c = NULL;
   }
   if (c == NULL) {
-    if (kind == GW_KIND_AUTH) gw_auth_destroy(filter);
-    else gw_body_destroy(filter);
+    destroy_filter(kind, filter);
     return NULL;
   }
   c->kind = kind;
@@ -55,10 +65,21 @@ gw_module_ptr envoy_dynamic_module_on_http_filter_config_new(gw_envoy_ptr envoy_
 
 void envoy_dynamic_module_on_http_filter_config_destroy(gw_module_ptr self) {
   const config *c = self;
-  if (c->kind == GW_KIND_AUTH) gw_auth_destroy(c->filter);
-  else gw_body_destroy(c->filter);
+  destroy_filter(c->kind, c->filter);
   free((void *)c);
 }
+
+/* The `limits` filter's stream: the body filter's stream of the same request, whose route and
+ * charges it reads. Envoy makes a request's filters one after the other, in the chain's order,
+ * on the request's worker, before any of them runs: the body filter's stream made last on this
+ * thread is this request's (the Lua and RBAC filters between them are not the module's). */
+typedef struct {
+  int kind; /* GW_KIND_LIMITS_STREAM */
+  const gw_limits_filter *limits;
+  gw_body_stream *body;
+} limits_stream;
+
+static __thread gw_body_stream *last_body;
 
 /* The auth filter has no per-stream state (the filter is its config); the body filter's
  * stream is allocated here and freed in _destroy. NULL (no memory) makes Envoy fail the
@@ -67,25 +88,46 @@ gw_module_ptr envoy_dynamic_module_on_http_filter_new(gw_module_ptr self, gw_env
   (void)filter;
   const config *c = self;
   if (c->kind == GW_KIND_AUTH) return self;
+  if (c->kind == GW_KIND_LIMITS) {
+    limits_stream *l = calloc(1, sizeof *l);
+    if (l == NULL) return NULL;
+    l->kind = GW_KIND_LIMITS_STREAM;
+    l->limits = c->filter;
+    l->body = last_body;
+    last_body = NULL;
+    return l;
+  }
   gw_body_stream *s = calloc(1, sizeof *s);
   if (s == NULL) return NULL;
   s->kind = GW_KIND_BODY_STREAM;
   s->body = c->filter;
   s->counters = &c->counters;
   s->endpoint = -1;
+  last_body = s;
   return s;
 }
 
 void envoy_dynamic_module_on_http_filter_destroy(gw_module_ptr self) {
-  if (kind_of(self) != GW_KIND_BODY_STREAM) return;
+  int kind = kind_of(self);
+  if (kind == GW_KIND_LIMITS_STREAM) {
+    free((void *)self);
+    return;
+  }
+  if (kind != GW_KIND_BODY_STREAM) return;
+  if (last_body == self) last_body = NULL;
   gw_body_stream_free((gw_body_stream *)self);
   free((void *)self);
 }
 
 int envoy_dynamic_module_on_http_filter_request_headers(gw_envoy_ptr filter, gw_module_ptr self,
                                                         bool end_of_stream) {
-  if (kind_of(self) == GW_KIND_BODY_STREAM)
+  int kind = kind_of(self);
+  if (kind == GW_KIND_BODY_STREAM)
     return gw_body_request_headers(filter, (gw_body_stream *)self, end_of_stream);
+  if (kind == GW_KIND_LIMITS_STREAM) {
+    const limits_stream *l = self;
+    return gw_limits_request_headers(filter, l->limits, l->body);
+  }
   return gw_auth_request_headers(filter, ((const config *)self)->filter);
 }
 

@@ -2,8 +2,10 @@
  *
  * One library, libgatewayctl.so; the filter config's filter_name picks the filter: `auth`
  * (gw_auth.c, the compiled form of lua/auth.lua and secrets.lua's key files, with gw_jwt.c for
- * jwt.lua's token principals) and `body` (gw_body*.c, gateway.lua's request and response
- * paths); the Lua stays the fallback and the reference the tests hold both to. */
+ * jwt.lua's token principals), `body` (gw_body*.c, gateway.lua's request and response
+ * paths) and `limits` (gw_limits.c, the local_ratelimit filters' work for the body filter's
+ * routes); the Lua and Envoy's filters stay the fallback and the reference the tests hold
+ * these to. */
 #ifndef GW_MODULE_H
 #define GW_MODULE_H
 
@@ -16,10 +18,12 @@
 
 #include "gw_body.h"
 #include "gw_counters.h"
+#include "gw_limits.h"
 
 /* What Envoy hands back to the hooks starts with one of these, so they can tell a filter
  * config (auth: no per-stream state) from a body filter's stream. */
-enum { GW_KIND_AUTH = 1, GW_KIND_BODY = 2, GW_KIND_BODY_STREAM = 3 };
+enum { GW_KIND_AUTH = 1, GW_KIND_BODY = 2, GW_KIND_BODY_STREAM = 3, GW_KIND_LIMITS = 4,
+       GW_KIND_LIMITS_STREAM = 5 };
 
 #define GW_MAX_NAME_BYTES 253 /* a consumer's name (a Kubernetes name) */
 

@@ -1,0 +1,314 @@
+/* Local request and token limits (gw_limits.h): Envoy's token buckets and per-consumer LRU. */
+#define _GNU_SOURCE
+
+#include "gw_limits.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* A consumer's bucket of a limit by consumer: in the limit's hash chain and LRU list. */
+struct gl_entry {
+  char *key;
+  size_t length;
+  uint64_t hash;
+  gl_entry *chain, *newer, *older;
+  _Atomic double empty_at;
+};
+
+/* Envoy's time source: the monotonic clock, in seconds. */
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* A full bucket: empty max / rate seconds ago. */
+static double full_at(const gl_limit *l) { return now_s() - l->max / l->rate; }
+
+/* AtomicTokenBucketImpl::consume with a callback that takes `tokens` or nothing. */
+static bool consume(const gl_limit *l, _Atomic double *empty_at, double tokens) {
+  const double now = now_s();
+  double old = atomic_load_explicit(empty_at, memory_order_relaxed), next;
+  do {
+    if (now <= old) return false;
+    double total = (now - old) * l->rate;
+    if (total > l->max) total = l->max;
+    if (total < tokens) return false;
+    next = now - (total - tokens) / l->rate;
+  } while (!atomic_compare_exchange_weak_explicit(empty_at, &old, next, memory_order_relaxed,
+                                                  memory_order_relaxed));
+  return true;
+}
+
+static uint64_t hash(const char *p, size_t n) {
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+  return h;
+}
+
+static void unlink_lru(gl_limit *l, gl_entry *e) {
+  if (e->newer != NULL) e->newer->older = e->older;
+  else l->newest = e->older;
+  if (e->older != NULL) e->older->newer = e->newer;
+  else l->oldest = e->newer;
+  e->newer = e->older = NULL;
+}
+
+static void push_newest(gl_limit *l, gl_entry *e) {
+  e->older = l->newest;
+  e->newer = NULL;
+  if (l->newest != NULL) l->newest->newer = e;
+  l->newest = e;
+  if (l->oldest == NULL) l->oldest = e;
+}
+
+static void unlink_chain(gl_limit *l, gl_entry *e) {
+  gl_entry **at = &l->table[e->hash & (l->table_size - 1)];
+  while (*at != e) at = &(*at)->chain;
+  *at = e->chain;
+}
+
+static bool grow(gl_limit *l) {
+  size_t size = l->table_size == 0 ? 64 : l->table_size * 2;
+  gl_entry **table = calloc(size, sizeof *table);
+  if (table == NULL) return false;
+  for (size_t i = 0; i < l->table_size; i++) {
+    for (gl_entry *e = l->table[i], *next; e != NULL; e = next) {
+      next = e->chain;
+      e->chain = table[e->hash & (size - 1)];
+      table[e->hash & (size - 1)] = e;
+    }
+  }
+  free(l->table);
+  l->table = table;
+  l->table_size = size;
+  return true;
+}
+
+/* The consumer's bucket (DynamicDescriptor::addOrGetDescriptor), under the limit's lock: found
+ * and moved to the front, or made full at the front, the least recently used dropped past the
+ * capacity. NULL: no memory (the request is then not limited by this limit). */
+static _Atomic double *consumer_bucket(gl_limit *l, const char *key, size_t length) {
+  uint64_t h = hash(key, length);
+  if (l->table_size > 0) {
+    for (gl_entry *e = l->table[h & (l->table_size - 1)]; e != NULL; e = e->chain) {
+      if (e->hash == h && e->length == length && memcmp(e->key, key, length) == 0) {
+        if (l->newest != e) {
+          unlink_lru(l, e);
+          push_newest(l, e);
+        }
+        return &e->empty_at;
+      }
+    }
+  }
+  if (l->count + 1 > l->table_size * 3 / 4 && !grow(l)) return NULL;
+  gl_entry *e = calloc(1, sizeof *e);
+  char *copy = malloc(length + 1);
+  if (e == NULL || copy == NULL) {
+    free(e);
+    free(copy);
+    return NULL;
+  }
+  memcpy(copy, key, length);
+  e->key = copy;
+  e->length = length;
+  e->hash = h;
+  atomic_init(&e->empty_at, full_at(l));
+  e->chain = l->table[h & (l->table_size - 1)];
+  l->table[h & (l->table_size - 1)] = e;
+  push_newest(l, e);
+  l->count++;
+  if (l->count > l->capacity) {
+    gl_entry *old = l->oldest;
+    unlink_lru(l, old);
+    unlink_chain(l, old);
+    l->count--;
+    free(old->key);
+    free(old);
+  }
+  return &e->empty_at;
+}
+
+bool gl_set_load(gl_set *set, const gj_node *node, long long capacity) {
+  memset(set, 0, sizeof *set);
+  if (node == NULL) return true;
+  if (node->type != GJ_ARRAY || node->count > GL_MAX_LIMITS || capacity < 1) return false;
+  set->limits = calloc(node->count + 1, sizeof(gl_limit));
+  if (set->limits == NULL) return false;
+  for (const gj_node *n = node->first; n != NULL; n = n->next) {
+    gl_limit *l = &set->limits[set->count];
+    const gj_node *max = gj_get(n, "max"), *fill = gj_get(n, "fill_ms"),
+                  *by = gj_get(n, "by_consumer");
+    if (max == NULL || max->type != GJ_NUMBER || max->number < 1 || fill == NULL ||
+        fill->type != GJ_NUMBER || fill->number < 50 || by == NULL || by->type != GJ_BOOL)
+      return false;
+    l->max = (double)max->number;
+    /* tokens_per_fill = max_tokens (ratelimit.py), over fill_interval */
+    l->rate = (double)max->number / ((double)fill->number / 1000.0);
+    l->by_consumer = by->boolean;
+    l->capacity = (size_t)capacity;
+    atomic_init(&l->empty_at, full_at(l));
+    if (l->by_consumer) {
+      if (pthread_mutex_init(&l->lock, NULL) != 0) return false;
+      l->lock_ready = true;
+    }
+    /* insertion sort by rate, stable (std::sort of so few elements is an insertion sort) */
+    size_t at = set->count;
+    while (at > 0 && set->limits[set->order[at - 1]].rate > l->rate) {
+      set->order[at] = set->order[at - 1];
+      at--;
+    }
+    set->order[at] = set->count++;
+  }
+  return true;
+}
+
+void gl_set_free(gl_set *set) {
+  for (size_t i = 0; set->limits != NULL && i < set->count; i++) {
+    gl_limit *l = &set->limits[i];
+    for (gl_entry *e = l->newest, *next; e != NULL; e = next) {
+      next = e->older;
+      free(e->key);
+      free(e);
+    }
+    free(l->table);
+    if (l->lock_ready) pthread_mutex_destroy(&l->lock);
+  }
+  free(set->limits);
+  memset(set, 0, sizeof *set);
+}
+
+bool gl_admit(gl_set *set, const char *consumer, size_t consumer_length,
+              const uint64_t *charges) {
+  _Atomic double *buckets[GL_MAX_LIMITS];
+  /* every bucket first (the consumers' made or moved to the front), then the consumes; the
+   * locks of the limits by consumer are taken in the limits' order and held until the end */
+  for (size_t i = 0; i < set->count; i++) {
+    gl_limit *l = &set->limits[i];
+    if (!l->by_consumer) {
+      buckets[i] = &l->empty_at;
+      continue;
+    }
+    pthread_mutex_lock(&l->lock);
+    buckets[i] = consumer_bucket(l, consumer, consumer_length);
+  }
+  bool admitted = true;
+  for (size_t k = 0; k < set->count && admitted; k++) {
+    size_t i = set->order[k];
+    if (buckets[i] != NULL)
+      admitted = consume(&set->limits[i], buckets[i],
+                         charges != NULL ? (double)charges[i] : 1.0);
+  }
+  for (size_t i = set->count; i-- > 0;)
+    if (set->limits[i].by_consumer) pthread_mutex_unlock(&set->limits[i].lock);
+  return admitted;
+}
+
+/* ---- the `limits` filter -------------------------------------------------------------------- */
+
+#include "gw_body_config.h"
+
+int envoy_dynamic_module_callback_http_filter_config_define_counter(gw_envoy_ptr config,
+                                                                    gw_buffer name,
+                                                                    gw_buffer *label_names,
+                                                                    size_t label_count,
+                                                                    size_t *id);
+int envoy_dynamic_module_callback_http_filter_increment_counter(gw_envoy_ptr filter, size_t id,
+                                                                gw_buffer *label_values,
+                                                                size_t label_count,
+                                                                uint64_t value);
+void envoy_dynamic_module_callback_http_add_custom_flag(gw_envoy_ptr filter, gw_buffer flag);
+
+enum { GL_REQUESTS, GL_TOKENS, GL_KINDS };
+enum { GL_ENABLED, GL_OK, GL_RATE_LIMITED, GL_ENFORCED, GL_STATS };
+static const char *const KINDS[GL_KINDS] = {"requests", "tokens"};
+static const char *const STATS[GL_STATS] = {"enabled", "ok", "rate_limited", "enforced"};
+
+enum { GL_HEADER, GL_INTERNAL_NS, GL_LIMITED_KEY, GL_NAMES };
+static const char *const NAMES[GL_NAMES] = {"limit_response_header", "internal_ns",
+                                            "limited_key"};
+
+struct gw_limits_filter {
+  /* x-gateway-limit; gw.internal and the key the access log's RL line looks for */
+  gw_buffer names[GL_NAMES];
+  size_t ids[GL_KINDS][GL_STATS];
+};
+
+gw_limits_filter *gw_limits_filter_new(gw_envoy_ptr config, const gj_node *root) {
+  gw_limits_filter *f = calloc(1, sizeof *f);
+  if (f == NULL) return NULL;
+  for (int i = 0; i < GL_NAMES; i++) {
+    const gj_node *name = gj_get(gj_get(root, "names"), NAMES[i]);
+    char *copy = name != NULL && name->type == GJ_STRING ? malloc(name->length + 1) : NULL;
+    if (copy == NULL) {
+      gw_limits_filter_destroy(f);
+      return NULL;
+    }
+    memcpy(copy, name->string, name->length + 1);
+    f->names[i] = (gw_buffer){copy, name->length};
+  }
+  for (int k = 0; k < GL_KINDS; k++) {
+    for (int s = 0; s < GL_STATS; s++) {
+      char name[64];
+      size_t n = (size_t)snprintf(name, sizeof name, "%s.http_local_rate_limit.%s", KINDS[k],
+                                  STATS[s]);
+      if (envoy_dynamic_module_callback_http_filter_config_define_counter(
+              config, (gw_buffer){name, n}, NULL, 0, &f->ids[k][s]) != 0) {
+        gw_limits_filter_destroy(f);
+        return NULL;
+      }
+    }
+  }
+  return f;
+}
+
+void gw_limits_filter_destroy(gw_limits_filter *f) {
+  if (f == NULL) return;
+  for (int i = 0; i < GL_NAMES; i++) free((void *)f->names[i].ptr);
+  free(f);
+}
+
+static void count(gw_envoy_ptr filter, const gw_limits_filter *f, int kind, int stat) {
+  envoy_dynamic_module_callback_http_filter_increment_counter(filter, f->ids[kind][stat], NULL, 0,
+                                                              1);
+}
+
+/* local_ratelimit's refusal: 429, its response_headers_to_add and the details; the listener's
+ * local_reply mapper writes the body, as for Envoy's own 429. Envoy's RL response flag is not
+ * the module's to set: the key in gw.internal has the access log write it (access_log.py), and
+ * RL is the stream's custom flag too (%CUSTOM_FLAGS%). */
+static int refuse(gw_envoy_ptr filter, const gw_limits_filter *f, int kind) {
+  count(filter, f, kind, GL_RATE_LIMITED);
+  count(filter, f, kind, GL_ENFORCED);
+  gw_buffer kind_name = {KINDS[kind], strlen(KINDS[kind])};
+  envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+      filter, f->names[GL_INTERNAL_NS], f->names[GL_LIMITED_KEY], kind_name);
+  envoy_dynamic_module_callback_http_add_custom_flag(filter, (gw_buffer){"RL", 2});
+  gw_header headers[] = {{f->names[GL_HEADER], kind_name}};
+  envoy_dynamic_module_callback_http_send_response(filter, 429, headers, 1,
+                                                   (gw_buffer){"local_rate_limited", 18},
+                                                   (gw_buffer){"local_rate_limited", 18});
+  return GW_HEADERS_STOP_ITERATION;
+}
+
+int gw_limits_request_headers(gw_envoy_ptr filter, const gw_limits_filter *f, void *body) {
+  const gw_body_stream *s = body;
+  const gb_route *r = s != NULL ? s->route : NULL;
+  if (r == NULL) return GW_HEADERS_CONTINUE;
+  gb_route *route = (gb_route *)r; /* the buckets are the mutable part of the config */
+  if (route->requests.count > 0) {
+    count(filter, f, GL_REQUESTS, GL_ENABLED);
+    if (!gl_admit(&route->requests, s->consumer, s->consumer_length, NULL))
+      return refuse(filter, f, GL_REQUESTS);
+    count(filter, f, GL_REQUESTS, GL_OK);
+  }
+  if (route->tokens.count > 0) {
+    count(filter, f, GL_TOKENS, GL_ENABLED);
+    if (!gl_admit(&route->tokens, s->consumer, s->consumer_length, s->charges))
+      return refuse(filter, f, GL_TOKENS);
+    count(filter, f, GL_TOKENS, GL_OK);
+  }
+  return GW_HEADERS_CONTINUE;
+}

@@ -1,0 +1,74 @@
+/* Local request and token limits, compiled (gw_limits.c): what Envoy 1.40's local_ratelimit
+ * filter does with the descriptors render/envoy/ratelimit.py gives it, for the routes the body
+ * filter serves. The buckets live in the body filter's config (one set per route, shared by
+ * every worker, made again with a new config as Envoy's are); the module's `limits` filter,
+ * placed where the two local_ratelimit filters are (after RBAC), admits or refuses each request
+ * the body filter served.
+ *
+ * Each bucket is Envoy's AtomicTokenBucketImpl: one atomic double, the time at which the bucket
+ * was empty, so that tokens = min(max, (now - time) * rate); a consume of n moves the time
+ * forward by n / rate (a CAS loop), refused whole when fewer than n are there. A limit by
+ * consumer keeps one such bucket per consumer, made full on first use, at most `capacity`
+ * (max_dynamic_descriptors) of them, the least recently used dropped past that (Envoy's
+ * DynamicDescriptor). A request's buckets are all found first (made, or moved to the front of
+ * their LRU), then consumed in the order of their fill rate, slowest first (a stable sort: ties
+ * keep the limits' order), stopping at the first refusal: the buckets consumed before it stay
+ * consumed, as in Envoy. */
+#ifndef GW_LIMITS_H
+#define GW_LIMITS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gw_abi.h"
+#include "gw_json.h"
+
+#define GL_MAX_LIMITS 8 /* per route and kind (body_module.py MAX_LIMITS) */
+
+typedef struct gl_entry gl_entry;
+
+/* One limit of a route: its bucket (by route), or its buckets per consumer. */
+typedef struct {
+  double max, rate; /* max_tokens; tokens_per_fill / fill_interval, per second */
+  bool by_consumer;
+  _Atomic double empty_at; /* by route: the bucket */
+  /* by consumer: a chained hash of the consumers' buckets, and their LRU list */
+  pthread_mutex_t lock;
+  bool lock_ready;
+  gl_entry **table;
+  size_t table_size, count, capacity;
+  gl_entry *newest, *oldest;
+} gl_limit;
+
+/* The limits of one kind (requests or tokens) of one route. */
+typedef struct {
+  gl_limit *limits;
+  size_t count;
+  size_t order[GL_MAX_LIMITS]; /* indexes by fill rate, slowest first */
+} gl_set;
+
+/* Reads a route's limits of one kind: [{"max": n, "fill_ms": n, "by_consumer": bool}, ...];
+ * `capacity`: consumers kept per limit by consumer. NULL node: no limit. */
+bool gl_set_load(gl_set *set, const gj_node *node, long long capacity);
+void gl_set_free(gl_set *set);
+
+/* Admits a request to `set`: `charges[i]` tokens from limit i (NULL: 1 each), the consumer's
+ * buckets for the limits by consumer. False: refused (see above for what stays consumed). */
+bool gl_admit(gl_set *set, const char *consumer, size_t consumer_length,
+              const uint64_t *charges);
+
+/* The `limits` filter: its config ({"names": {"limit_response_header": ...}}) and the counters
+ * it defines on Envoy's filter config `config` (per kind: enabled, ok, rate_limited, enforced,
+ * as local_ratelimit's `<stat_prefix>.http_local_rate_limit.*`); NULL if not valid. */
+typedef struct gw_limits_filter gw_limits_filter;
+gw_limits_filter *gw_limits_filter_new(gw_envoy_ptr config, const gj_node *root);
+void gw_limits_filter_destroy(gw_limits_filter *filter);
+
+/* The request's turn, after RBAC: the limits of the route the body filter's stream `body`
+ * (a gw_body_stream, or NULL) served, if any; a 429 (and StopIteration) when one refuses. */
+int gw_limits_request_headers(gw_envoy_ptr filter, const gw_limits_filter *limits, void *body);
+
+#endif
