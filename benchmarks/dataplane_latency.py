@@ -14,7 +14,8 @@ gateway's answers only where a policy would have acted (no request here trips on
     gateway         the compiled gateway, route bench-full, as benchmarked
     -access-log     without the access log (the JSON line and the stats loggers)
     -rbac           without the RBAC filter (deny patterns)
-    -limits         without the two local_ratelimit filters
+    -limits         without the local limiters (the module's `limits` filter and Envoy's two
+                    local_ratelimit filters, off on this route, kept for bench-anthropic)
     -health-check   without the health_check filter
     -lua            without the Lua body filter (switched off on this route, still in the chain)
     -early-mutation without the early header mutation (client copies of internal headers)
@@ -38,7 +39,13 @@ from pathlib import Path
 from typing import Any, cast
 
 from benchmarks.dataplane_gateway import UPSTREAM_MODEL, render_gateway, request_body, route_model
-from benchmarks.dataplane_instructions import _hcm, no_log, without_filter, without_filter_named
+from benchmarks.dataplane_instructions import (
+    _hcm,
+    no_log,
+    without_filter,
+    without_filter_named,
+    without_limiters,
+)
 from benchmarks.dataplane_load import run_wrk, write_script
 from benchmarks.dataplane_procs import Service, free_port
 from benchmarks.dataplane_targets import (
@@ -83,7 +90,7 @@ def member_cluster(lds: dict[str, Any]) -> None:
 PARTS: dict[str, list[Transform]] = {
     "-access-log": [no_log],
     "-rbac": [without_filter("rbac")],
-    "-limits": [without_filter("local_ratelimit")],
+    "-limits": [without_limiters],
     "-health-check": [without_filter("health_check")],
     "-lua": [without_filter_named(LUA_FILTER)],
     "-early-mutation": [no_early_mutation],

@@ -36,7 +36,7 @@ def _parts(lds: dict[str, Any]) -> dict[str, object]:
         "-access-log": bool(hcm.get("access_log")),
         "-rbac": any("rbac" in f["typed_config"]["@type"] for f in hcm["http_filters"]),
         "-limits": any("local_ratelimit" in f["typed_config"]["@type"]
-                       for f in hcm["http_filters"]),
+                       or f["name"] == "gatewayctl.limits" for f in hcm["http_filters"]),
         "-health-check": any("health_check" in f["typed_config"]["@type"]
                              for f in hcm["http_filters"]),
         "-lua": any(f["name"] == "envoy.filters.http.lua" for f in hcm["http_filters"]),
