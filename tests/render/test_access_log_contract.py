@@ -186,11 +186,16 @@ EXPECTED_COUNTERS = {
 
 # The compiled gateway's limiter counters: its `limits` filter counts the requests of the routes
 # it limits (here `limited`: 3 admitted, the 4th refused) in the gatewayctl scope, where Envoy's
-# local_ratelimit counts `requests.http_local_rate_limit.*` (module/gw_limits.h).
+# local_ratelimit counts `requests.http_local_rate_limit.*` (module/gw_limits.h); and the gauge
+# of its live buckets (one: the consumer's of `limited`'s limit by consumer), set by the request
+# after the one that made it.
 MODULE_LIMIT_COUNTERS = {
-    f"envoy_gatewayctl_{kind}_http_local_rate_limit_{stat}{{}}": value
-    for kind, values in (("requests", (4, 3, 1, 1)), ("tokens", (0, 0, 0, 0)))
-    for stat, value in zip(("enabled", "ok", "rate_limited", "enforced"), values, strict=True)
+    **{
+        f"envoy_gatewayctl_{kind}_http_local_rate_limit_{stat}{{}}": value
+        for kind, values in (("requests", (4, 3, 1, 1)), ("tokens", (0, 0, 0, 0)))
+        for stat, value in zip(("enabled", "ok", "rate_limited", "enforced"), values, strict=True)
+    },
+    "envoy_gatewayctl_limits_buckets{}": 1,
 }
 
 

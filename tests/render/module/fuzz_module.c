@@ -227,6 +227,32 @@ bool envoy_dynamic_module_callback_http_append_body(gw_envoy_ptr filter, int bod
   return body_type >= 0 && body_type < 4;
 }
 
+/* The `limits` filter's live-buckets gauge (gw_limits.c). */
+int envoy_dynamic_module_callback_http_filter_config_define_gauge(gw_envoy_ptr config,
+                                                                  gw_buffer name,
+                                                                  gw_buffer *label_names,
+                                                                  size_t label_count, size_t *id);
+int envoy_dynamic_module_callback_http_filter_config_define_gauge(gw_envoy_ptr config,
+                                                                  gw_buffer name,
+                                                                  gw_buffer *label_names,
+                                                                  size_t label_count, size_t *id) {
+  (void)config, (void)label_names;
+  touch(name);
+  if (label_count != 0) abort();
+  *id = 0;
+  return 0;
+}
+int envoy_dynamic_module_callback_http_filter_set_gauge(gw_envoy_ptr filter, size_t id,
+                                                        gw_buffer *label_values,
+                                                        size_t label_count, uint64_t value);
+int envoy_dynamic_module_callback_http_filter_set_gauge(gw_envoy_ptr filter, size_t id,
+                                                        gw_buffer *label_values,
+                                                        size_t label_count, uint64_t value) {
+  (void)filter, (void)id, (void)label_values, (void)value;
+  if (label_count != 0) abort();
+  return 0;
+}
+
 /* The `limits` filter's RL custom flag (gw_limits.c). */
 void envoy_dynamic_module_callback_http_add_custom_flag(gw_envoy_ptr filter, gw_buffer flag);
 void envoy_dynamic_module_callback_http_add_custom_flag(gw_envoy_ptr filter, gw_buffer flag) {

@@ -377,8 +377,10 @@ static bool load_local_limits(gb_route *r, const gj_node *route, const gj_node *
   r->module_limits = true;
   return is_object(limits) && integer(gj_get(capacity, "requests"), 1, &requests) &&
          integer(gj_get(capacity, "tokens"), 1, &tokens) &&
-         gl_set_load(&r->requests, gj_get(limits, "requests"), requests) &&
-         gl_set_load(&r->tokens, t, tokens) && r->tokens.count == r->limit_count;
+         gl_set_load(&r->requests, gj_get(limits, "requests"), requests, r->name.ptr,
+                     r->name.length, "requests") &&
+         gl_set_load(&r->tokens, t, tokens, r->name.ptr, r->name.length, "tokens") &&
+         r->tokens.count == r->limit_count;
 }
 
 static bool load_routes(gw_body *b, const gj_node *routes, const gj_node *policies,

@@ -17,6 +17,21 @@ struct gl_entry {
   _Atomic double empty_at;
 };
 
+/* The registry (gw_limits.h) and the count of live buckets. */
+#define GL_REGISTRY 1024 /* chains, a power of two */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static gl_limit *registry[GL_REGISTRY];
+static _Atomic size_t live_buckets;
+static _Atomic bool buckets_changed;
+
+static void buckets_add(size_t added, size_t removed) {
+  if (added > 0) atomic_fetch_add_explicit(&live_buckets, added, memory_order_relaxed);
+  if (removed > 0) atomic_fetch_sub_explicit(&live_buckets, removed, memory_order_relaxed);
+  atomic_store_explicit(&buckets_changed, true, memory_order_relaxed);
+}
+
+size_t gl_live_buckets(void) { return atomic_load_explicit(&live_buckets, memory_order_relaxed); }
+
 /* Envoy's time source: the monotonic clock, in seconds. */
 static double now_s(void) {
   struct timespec t;
@@ -87,6 +102,16 @@ static bool grow(gl_limit *l) {
   return true;
 }
 
+/* Drops the least recently used consumer's bucket (under the limit's lock). */
+static void drop_oldest(gl_limit *l) {
+  gl_entry *old = l->oldest;
+  unlink_lru(l, old);
+  unlink_chain(l, old);
+  l->count--;
+  free(old->key);
+  free(old);
+}
+
 /* The consumer's bucket (DynamicDescriptor::addOrGetDescriptor), under the limit's lock: found
  * and moved to the front, or made full at the front, the least recently used dropped past the
  * capacity. NULL: no memory (the request is then not limited by this limit). */
@@ -120,43 +145,120 @@ static _Atomic double *consumer_bucket(gl_limit *l, const char *key, size_t leng
   l->table[h & (l->table_size - 1)] = e;
   push_newest(l, e);
   l->count++;
-  if (l->count > l->capacity) {
-    gl_entry *old = l->oldest;
-    unlink_lru(l, old);
-    unlink_chain(l, old);
-    l->count--;
-    free(old->key);
-    free(old);
-  }
+  if (l->count > l->capacity) drop_oldest(l);
+  else buckets_add(1, 0);
   return &e->empty_at;
 }
 
-bool gl_set_load(gl_set *set, const gj_node *node, long long capacity) {
+/* ---- the registry of limits (gw_limits.h) ---------------------------------------------------- */
+
+static void limit_free(gl_limit *l) {
+  size_t buckets = l->by_consumer ? l->count : 1;
+  for (gl_entry *e = l->newest, *next; e != NULL; e = next) {
+    next = e->older;
+    free(e->key);
+    free(e);
+  }
+  free(l->table);
+  if (l->lock_ready) pthread_mutex_destroy(&l->lock);
+  free(l->key);
+  free(l);
+  buckets_add(0, buckets);
+}
+
+/* The limit of identity `key`, its refcount taken: the registry's, or made full there. */
+static gl_limit *limit_acquire(const char *key, size_t length, double max, double rate,
+                               bool by_consumer, size_t capacity) {
+  uint64_t h = hash(key, length);
+  pthread_mutex_lock(&registry_lock);
+  gl_limit **chain = &registry[h & (GL_REGISTRY - 1)], *l;
+  for (l = *chain; l != NULL; l = l->next)
+    if (l->key_hash == h && l->key_length == length && memcmp(l->key, key, length) == 0) break;
+  if (l != NULL) {
+    l->refs++;
+    if (l->by_consumer && l->capacity != capacity) {
+      /* the consumers kept per limit follow the newest config (the renderer's count of limits
+       * by consumer over every route changed): the least recently used dropped past it */
+      size_t dropped = 0;
+      pthread_mutex_lock(&l->lock);
+      l->capacity = capacity;
+      for (; l->count > capacity; dropped++) drop_oldest(l);
+      pthread_mutex_unlock(&l->lock);
+      if (dropped > 0) buckets_add(0, dropped);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return l;
+  }
+  l = calloc(1, sizeof *l);
+  char *copy = malloc(length + 1);
+  if (l == NULL || copy == NULL || (by_consumer && pthread_mutex_init(&l->lock, NULL) != 0)) {
+    free(l);
+    free(copy);
+    pthread_mutex_unlock(&registry_lock);
+    return NULL;
+  }
+  memcpy(copy, key, length);
+  copy[length] = 0;
+  l->key = copy;
+  l->key_length = length;
+  l->key_hash = h;
+  l->refs = 1;
+  l->max = max;
+  l->rate = rate;
+  l->by_consumer = by_consumer;
+  l->lock_ready = by_consumer;
+  l->capacity = capacity;
+  atomic_init(&l->empty_at, full_at(l));
+  l->next = *chain;
+  *chain = l;
+  if (!by_consumer) buckets_add(1, 0);
+  pthread_mutex_unlock(&registry_lock);
+  return l;
+}
+
+static void limit_release(gl_limit *l) {
+  pthread_mutex_lock(&registry_lock);
+  if (--l->refs > 0) {
+    pthread_mutex_unlock(&registry_lock);
+    return;
+  }
+  gl_limit **at = &registry[l->key_hash & (GL_REGISTRY - 1)];
+  while (*at != l) at = &(*at)->next;
+  *at = l->next;
+  pthread_mutex_unlock(&registry_lock);
+  limit_free(l);
+}
+
+bool gl_set_load(gl_set *set, const gj_node *node, long long capacity, const char *route,
+                 size_t route_length, const char *kind) {
   memset(set, 0, sizeof *set);
   if (node == NULL) return true;
-  if (node->type != GJ_ARRAY || node->count > GL_MAX_LIMITS || capacity < 1) return false;
-  set->limits = calloc(node->count + 1, sizeof(gl_limit));
-  if (set->limits == NULL) return false;
+  if (node->type != GJ_ARRAY || node->count > GL_MAX_LIMITS || capacity < 1 ||
+      route_length > 4096)
+    return false;
   for (const gj_node *n = node->first; n != NULL; n = n->next) {
-    gl_limit *l = &set->limits[set->count];
     const gj_node *max = gj_get(n, "max"), *fill = gj_get(n, "fill_ms"),
                   *by = gj_get(n, "by_consumer");
     if (max == NULL || max->type != GJ_NUMBER || max->number < 1 || fill == NULL ||
         fill->type != GJ_NUMBER || fill->number < 50 || by == NULL || by->type != GJ_BOOL)
       return false;
-    l->max = (double)max->number;
     /* tokens_per_fill = max_tokens (ratelimit.py), over fill_interval */
-    l->rate = (double)max->number / ((double)fill->number / 1000.0);
-    l->by_consumer = by->boolean;
-    l->capacity = (size_t)capacity;
-    atomic_init(&l->empty_at, full_at(l));
-    if (l->by_consumer) {
-      if (pthread_mutex_init(&l->lock, NULL) != 0) return false;
-      l->lock_ready = true;
-    }
+    double rate = (double)max->number / ((double)fill->number / 1000.0);
+    /* the identity: route (length first, so that no name runs into the rest), kind,
+     * position, max, fill interval, by consumer; not the LRU's capacity, which follows the
+     * newest config (a limit by consumer added on another route changes it) */
+    char key[4200];
+    int length = snprintf(key, sizeof key, "%zu:%.*s|%s|%zu|%.17g|%.17g|%d", route_length,
+                          (int)route_length, route, kind, set->count, (double)max->number,
+                          (double)fill->number, by->boolean);
+    if (length < 0 || (size_t)length >= sizeof key) return false;
+    gl_limit *l = limit_acquire(key, (size_t)length, (double)max->number, rate, by->boolean,
+                                (size_t)capacity);
+    if (l == NULL) return false;
+    set->limits[set->count] = l;
     /* insertion sort by rate, stable (std::sort of so few elements is an insertion sort) */
     size_t at = set->count;
-    while (at > 0 && set->limits[set->order[at - 1]].rate > l->rate) {
+    while (at > 0 && set->limits[set->order[at - 1]]->rate > l->rate) {
       set->order[at] = set->order[at - 1];
       at--;
     }
@@ -166,17 +268,7 @@ bool gl_set_load(gl_set *set, const gj_node *node, long long capacity) {
 }
 
 void gl_set_free(gl_set *set) {
-  for (size_t i = 0; set->limits != NULL && i < set->count; i++) {
-    gl_limit *l = &set->limits[i];
-    for (gl_entry *e = l->newest, *next; e != NULL; e = next) {
-      next = e->older;
-      free(e->key);
-      free(e);
-    }
-    free(l->table);
-    if (l->lock_ready) pthread_mutex_destroy(&l->lock);
-  }
-  free(set->limits);
+  for (size_t i = 0; i < set->count; i++) limit_release(set->limits[i]);
   memset(set, 0, sizeof *set);
 }
 
@@ -186,7 +278,7 @@ bool gl_admit(gl_set *set, const char *consumer, size_t consumer_length,
   /* every bucket first (the consumers' made or moved to the front), then the consumes; the
    * locks of the limits by consumer are taken in the limits' order and held until the end */
   for (size_t i = 0; i < set->count; i++) {
-    gl_limit *l = &set->limits[i];
+    gl_limit *l = set->limits[i];
     if (!l->by_consumer) {
       buckets[i] = &l->empty_at;
       continue;
@@ -198,11 +290,11 @@ bool gl_admit(gl_set *set, const char *consumer, size_t consumer_length,
   for (size_t k = 0; k < set->count && admitted; k++) {
     size_t i = set->order[k];
     if (buckets[i] != NULL)
-      admitted = consume(&set->limits[i], buckets[i],
+      admitted = consume(set->limits[i], buckets[i],
                          charges != NULL ? (double)charges[i] : 1.0);
   }
   for (size_t i = set->count; i-- > 0;)
-    if (set->limits[i].by_consumer) pthread_mutex_unlock(&set->limits[i].lock);
+    if (set->limits[i]->by_consumer) pthread_mutex_unlock(&set->limits[i]->lock);
   return admitted;
 }
 
@@ -220,6 +312,13 @@ int envoy_dynamic_module_callback_http_filter_increment_counter(gw_envoy_ptr fil
                                                                 size_t label_count,
                                                                 uint64_t value);
 void envoy_dynamic_module_callback_http_add_custom_flag(gw_envoy_ptr filter, gw_buffer flag);
+int envoy_dynamic_module_callback_http_filter_config_define_gauge(gw_envoy_ptr config,
+                                                                  gw_buffer name,
+                                                                  gw_buffer *label_names,
+                                                                  size_t label_count, size_t *id);
+int envoy_dynamic_module_callback_http_filter_set_gauge(gw_envoy_ptr filter, size_t id,
+                                                        gw_buffer *label_values,
+                                                        size_t label_count, uint64_t value);
 
 enum { GL_REQUESTS, GL_TOKENS, GL_KINDS };
 enum { GL_ENABLED, GL_OK, GL_RATE_LIMITED, GL_ENFORCED, GL_STATS };
@@ -234,6 +333,7 @@ struct gw_limits_filter {
   /* x-gateway-limit; gw.internal and the key the access log's RL line looks for */
   gw_buffer names[GL_NAMES];
   size_t ids[GL_KINDS][GL_STATS];
+  size_t buckets_id; /* the limits.buckets gauge */
 };
 
 gw_limits_filter *gw_limits_filter_new(gw_envoy_ptr config, const gj_node *root) {
@@ -261,6 +361,12 @@ gw_limits_filter *gw_limits_filter_new(gw_envoy_ptr config, const gj_node *root)
       }
     }
   }
+  if (envoy_dynamic_module_callback_http_filter_config_define_gauge(
+          config, (gw_buffer){"limits.buckets", 14}, NULL, 0, &f->buckets_id) != 0) {
+    gw_limits_filter_destroy(f);
+    return NULL;
+  }
+  atomic_store_explicit(&buckets_changed, true, memory_order_relaxed);
   return f;
 }
 
@@ -294,6 +400,11 @@ static int refuse(gw_envoy_ptr filter, const gw_limits_filter *f, int kind) {
 }
 
 int gw_limits_request_headers(gw_envoy_ptr filter, const gw_limits_filter *f, void *body) {
+  /* the gauge, when the buckets changed (a config made or destroyed, a consumer's bucket) */
+  if (atomic_load_explicit(&buckets_changed, memory_order_relaxed) &&
+      atomic_exchange_explicit(&buckets_changed, false, memory_order_relaxed))
+    envoy_dynamic_module_callback_http_filter_set_gauge(filter, f->buckets_id, NULL, 0,
+                                                        gl_live_buckets());
   const gw_body_stream *s = body;
   const gb_route *r = s != NULL ? s->route : NULL;
   if (r == NULL) return GW_HEADERS_CONTINUE;

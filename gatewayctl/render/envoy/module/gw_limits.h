@@ -1,9 +1,18 @@
 /* Local request and token limits, compiled (gw_limits.c): what Envoy 1.40's local_ratelimit
  * filter does with the descriptors render/envoy/ratelimit.py gives it, for the routes the body
- * filter serves. The buckets live in the body filter's config (one set per route, shared by
- * every worker, made again with a new config as Envoy's are); the module's `limits` filter,
- * placed where the two local_ratelimit filters are (after RBAC), admits or refuses each request
- * the body filter served.
+ * filter serves. The module's `limits` filter, placed where the two local_ratelimit filters are
+ * (after RBAC), admits or refuses each request the body filter served.
+ *
+ * The buckets outlive the config that made them (SPEC section 7: a limit's count survives the
+ * applies that do not change that limit). Each limit is module-global state keyed by its
+ * identity: the route, its kind and position, max, fill interval, by route or by consumer (the
+ * consumers kept per limit follow the newest config, the least recently used dropped past a
+ * smaller one). The body filter's config references its limits (a refcount): a new config
+ * (Envoy makes it before it destroys the old one on a listener update) adopts the limits whose
+ * identity it finds, with every consumer's bucket; a changed limit is a new identity and
+ * starts full; a limit is freed with its buckets when the last config referencing it is
+ * destroyed, so a limit removed and then added back (once the old listener has drained)
+ * starts full too. The registry is under one lock, taken at config time only.
  *
  * Each bucket is Envoy's AtomicTokenBucketImpl: one atomic double, the time at which the bucket
  * was empty, so that tokens = min(max, (now - time) * rate); a consume of n moves the time
@@ -29,9 +38,15 @@
 #define GL_MAX_LIMITS 8 /* per route and kind (body_module.py MAX_LIMITS) */
 
 typedef struct gl_entry gl_entry;
+typedef struct gl_limit gl_limit;
 
 /* One limit of a route: its bucket (by route), or its buckets per consumer. */
-typedef struct {
+struct gl_limit {
+  char *key; /* the identity (see above), and the registry's chain and refcount */
+  size_t key_length;
+  uint64_t key_hash;
+  gl_limit *next;
+  size_t refs;
   double max, rate; /* max_tokens; tokens_per_fill / fill_interval, per second */
   bool by_consumer;
   _Atomic double empty_at; /* by route: the bucket */
@@ -41,19 +56,27 @@ typedef struct {
   gl_entry **table;
   size_t table_size, count, capacity;
   gl_entry *newest, *oldest;
-} gl_limit;
+};
 
-/* The limits of one kind (requests or tokens) of one route. */
+/* The limits of one kind (requests or tokens) of one route: references to registry entries. */
 typedef struct {
-  gl_limit *limits;
+  gl_limit *limits[GL_MAX_LIMITS];
   size_t count;
   size_t order[GL_MAX_LIMITS]; /* indexes by fill rate, slowest first */
 } gl_set;
 
-/* Reads a route's limits of one kind: [{"max": n, "fill_ms": n, "by_consumer": bool}, ...];
- * `capacity`: consumers kept per limit by consumer. NULL node: no limit. */
-bool gl_set_load(gl_set *set, const gj_node *node, long long capacity);
+/* Reads the limits of kind `kind` ("requests", "tokens") of route `route`: [{"max": n,
+ * "fill_ms": n, "by_consumer": bool}, ...]; `capacity`: consumers kept per limit by consumer.
+ * NULL node: no limit. Each limit is adopted from the registry, or made full there. On false
+ * the set holds the limits referenced so far: gl_set_free it. */
+bool gl_set_load(gl_set *set, const gj_node *node, long long capacity, const char *route,
+                 size_t route_length, const char *kind);
+/* Drops the set's references; a limit no config references any more is freed. */
 void gl_set_free(gl_set *set);
+
+/* Buckets alive in the module: one per limit by route, one per consumer of a limit by
+ * consumer (the `limits.buckets` gauge, set by the `limits` filter when it changed). */
+size_t gl_live_buckets(void);
 
 /* Admits a request to `set`: `charges[i]` tokens from limit i (NULL: 1 each), the consumer's
  * buckets for the limits by consumer. False: refused (see above for what stays consumed). */
@@ -62,7 +85,8 @@ bool gl_admit(gl_set *set, const char *consumer, size_t consumer_length,
 
 /* The `limits` filter: its config ({"names": {"limit_response_header": ...}}) and the counters
  * it defines on Envoy's filter config `config` (per kind: enabled, ok, rate_limited, enforced,
- * as local_ratelimit's `<stat_prefix>.http_local_rate_limit.*`); NULL if not valid. */
+ * as local_ratelimit's `<stat_prefix>.http_local_rate_limit.*`) and the `limits.buckets`
+ * gauge; NULL if not valid. */
 typedef struct gw_limits_filter gw_limits_filter;
 gw_limits_filter *gw_limits_filter_new(gw_envoy_ptr config, const gj_node *root);
 void gw_limits_filter_destroy(gw_limits_filter *filter);
