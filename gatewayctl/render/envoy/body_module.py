@@ -87,7 +87,8 @@ def body_module_data(lua_data: Mapping[str, Any],
     Envoy enforces): the module does not set it there (`consumer_header: false`; a header
     write costs ~1.2k instructions). `limits`: the local limits the module's `limits` filter
     enforces, by route (ratelimit.module_limit_data), with `limit_capacity`
-    (ratelimit.module_limit_capacity); their buckets live in this filter's config."""
+    (ratelimit.module_limit_capacity); this filter's config references their buckets, which
+    are module-global and outlive it for every limit the next config keeps (gw_limits.h)."""
     names = served_routes(lua_data)
     if not names:
         return None
