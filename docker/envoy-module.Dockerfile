@@ -18,7 +18,7 @@ COPY gatewayctl/render/envoy/module/ ./
 RUN cc -std=c11 -O2 -Wall -Wextra -Werror -fPIC -shared -pthread \
       -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
       -o libgatewayctl.so gw_module.c gw_auth.c gw_jwt.c gw_json.c gw_body.c gw_body_config.c \
-      gw_body_response.c gw_counters.c gw_limits.c gw_value.c gw_text.c gw_usage.c
+      gw_body_response.c gw_counters.c gw_limits.c gw_log.c gw_value.c gw_text.c gw_usage.c
 
 FROM ${ENVOY_IMAGE}
 COPY --from=build /src/libgatewayctl.so /usr/local/lib/gatewayctl/libgatewayctl.so

@@ -44,6 +44,7 @@ from gatewayctl.local.rendering import (
     validate_local,
 )
 from gatewayctl.local.state import CorruptStateFile, LocalState, ProcessRecord, StateDir
+from gatewayctl.render.envoy.options import LOCAL_FILE_FLUSH_MS
 
 __all__ = ["ApplyResult", "DownResult", "LocalView", "StatusResult", "UpResult", "apply_local",
            "down", "is_running", "read_local", "status", "up"]
@@ -51,7 +52,8 @@ __all__ = ["ApplyResult", "DownResult", "LocalView", "StatusResult", "UpResult",
 Progress = Callable[[str], None]
 # immediate drain: a connection opened before an apply is told `connection: close` with its
 # next response, so keep-alive clients move to the new routes at once (see reload.py).
-ENVOY_FLAGS = ("--reject-unknown-dynamic-fields", "--file-flush-interval-msec", "200",
+ENVOY_FLAGS = ("--reject-unknown-dynamic-fields", "--file-flush-interval-msec",
+               str(LOCAL_FILE_FLUSH_MS),
                "--disable-hot-restart", "--concurrency", "2", "--log-level", "info",
                "--drain-strategy", "immediate")
 

@@ -5,6 +5,13 @@ JSON line: Envoy's own fields, and under `gateway` the object of values the Lua 
 without a value are null; `gateway` holds only the keys the Lua filter set (no tokens on a
 failed request), and is null for a request the Lua filter never saw.
 
+On gateways the compiled filters serve (`dataPlaneFilters: module`, resolved), the JSON line is
+written by the module's access logger (module/gw_log.c, logger `json`) instead of Envoy's
+json_format: the same keys and values, read through the access-logger callbacks, at a fraction
+of the instructions (docs/performance.md); it flushes at `access_log_flush_ms`, the interval
+Envoy's file logger gets from --file-flush-interval-msec. It cannot list a namespace, so it is
+told the `gw` keys the line shows and their types (GATEWAY_KEYS).
+
 Counters (names and labels in metrics.py, the one place that defines them): stats access
 loggers turn the same metadata into per-consumer counters of the successful responses, their
 tokens and their cost, by consumer, route and answering model (the budget alerts and `plan
@@ -24,20 +31,25 @@ from __future__ import annotations
 from typing import Any
 
 from gatewayctl.render.envoy import metrics
+from gatewayctl.render.envoy.dynamic_module import MODULE_NAME, STRING_VALUE_TYPE, module_config
 from gatewayctl.render.envoy.names import (
     CACHE_KEY,
     CACHE_SAVED_KEY,
     CACHE_SAVED_NANO_KEY,
+    COMPLETION_TOKENS_KEY,
     CONSUMER_KEY,
     FILE_LOG_TYPE,
     INTERNAL_NS,
     METADATA_NS,
+    MODEL_RESPONSE_HEADER,
     MODULE_LIMITED_KEY,
+    OUTPUT_GUARDRAIL_KEY,
     PROMPT_TOKENS_KEY,
     ROUTE_KEY,
     STATS_LOG_TYPE,
     STDOUT_LOG_TYPE,
 )
+from gatewayctl.render.envoy.options import ENVOY_FILE_FLUSH_MS
 
 # The access-log field holding the Lua filter's per-request values.
 GATEWAY_FIELD = "gateway"
@@ -69,6 +81,52 @@ LOG_FORMAT: dict[str, str] = {
     # separate fields cost four times as much as the one object (docs/performance.md).
     GATEWAY_FIELD: f"%DYNAMIC_METADATA({METADATA_NS})%",
 }
+
+
+# The `gw` keys a filter may set, by type: what the `gateway` object can show. The compiled
+# logger reads exactly these (a key missing here would be missing from its lines;
+# tests/render/test_access_log_module.py checks every key the Lua and the module set is here).
+GATEWAY_KEYS: dict[str, str] = {
+    CACHE_KEY: "string",  # cache.lua, cache_request.lua
+    "cached_tokens": "number",
+    COMPLETION_TOKENS_KEY: "number",
+    CONSUMER_KEY: "string",
+    CACHE_SAVED_KEY: "number",
+    "cost_usd": "number",
+    "guardrail": "string",
+    "local_reply": "bool",
+    OUTPUT_GUARDRAIL_KEY: "string",  # outguard.lua
+    "prompt": "string",
+    PROMPT_TOKENS_KEY: "number",
+    "prompt_version": "number",
+    "requested_model": "string",
+    ROUTE_KEY: "string",
+    "upstream_status": "number",
+}
+MODULE_LOG_TYPE = (
+    "type.googleapis.com/envoy.extensions.access_loggers.dynamic_modules.v3.DynamicModuleAccessLog"
+)
+MODULE_LOGGER = "json"  # the module's logger_name (gw_log.c)
+
+
+def _module_log(path: str, flush_ms: int, module_limits: bool) -> dict[str, Any]:
+    """The JSON line by the module's logger: the same path, file or /dev/stdout. With
+    `module_limits`, a 429 with gw.internal's MODULE_LIMITED_KEY set has `flags` "RL" (what
+    _json_logs' second logger writes for the module's refusals)."""
+    data: dict[str, Any] = {
+        "path": path, "flush_ms": flush_ms, "namespace": METADATA_NS,
+        "model_header": MODEL_RESPONSE_HEADER, "keys": dict(sorted(GATEWAY_KEYS.items()))}
+    if module_limits:
+        data["limited"] = {"namespace": INTERNAL_NS, "key": MODULE_LIMITED_KEY}
+    return {
+        "name": "envoy.access_loggers.dynamic_modules",
+        "typed_config": {
+            "@type": MODULE_LOG_TYPE,
+            "dynamic_module_config": {"name": MODULE_NAME},
+            "logger_name": MODULE_LOGGER,
+            "logger_config": {"@type": STRING_VALUE_TYPE, "value": module_config(data)},
+        },
+    }
 
 
 def _json_log(path: str) -> dict[str, Any]:
@@ -241,9 +299,14 @@ def render_access_log(
     split_routes: list[str] | None = None,
     other_routes: list[str] | None = None,
     module_limits: bool = False,
+    compiled: bool = False,
+    flush_ms: int = ENVOY_FILE_FLUSH_MS,
 ) -> list[dict[str, Any]]:
     """`split_routes`: the routes with more than one backend (their per-backend counters);
-    `other_routes`: the others; `module_limits`: see _json_logs."""
+    `other_routes`: the others; `module_limits`: see _json_logs; `compiled`: the JSON line by
+    the module's logger (gateways the compiled filters serve), flushed every `flush_ms`."""
     cache_logs = render_cache_stats_logs() if cache else []
     tokens = render_token_stats_logs(split_routes or [], other_routes or [])
-    return [*_json_logs(path, module_limits), *tokens, *cache_logs]
+    lines = [_module_log(path, flush_ms, module_limits)] if compiled else \
+        _json_logs(path, module_limits)
+    return [*lines, *tokens, *cache_logs]

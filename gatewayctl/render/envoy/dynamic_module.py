@@ -49,7 +49,7 @@ TARGET_ABI = ENVOY_ABI[TARGET_ENVOY]
 # function, so its tests build it alone (tests/render/test_module_value.py).
 VALUE_SOURCES = ("gw_value.c", "gw_text.c", "gw_usage.c")
 SOURCES = ("gw_module.c", "gw_auth.c", "gw_jwt.c", "gw_json.c", "gw_body.c", "gw_body_config.c",
-           "gw_body_response.c", "gw_counters.c", "gw_limits.c", *VALUE_SOURCES)
+           "gw_body_response.c", "gw_counters.c", "gw_limits.c", "gw_log.c", *VALUE_SOURCES)
 HEADERS = ("gw_abi.h", "gw_json.h", "gw_module.h", "gw_body.h", "gw_body_config.h",
            "gw_counters.h", "gw_limits.h", "gw_value.h")
 # The flags every build uses (local/module.py and the image's Dockerfile, checked by a test):

@@ -357,6 +357,8 @@ def render_listener(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
             split_routes=sorted(r.name for r in ir.routes if len(r.backends) > 1),
             other_routes=sorted(r.name for r in ir.routes if len(r.backends) <= 1),
             module_limits=bool(module_limit_routes(ir, options)),
+            compiled=ir.data_plane_filters == "module",
+            flush_ms=options.access_log_flush_ms,
         )
         + [log for log in (render_outguard_stats_log(ir),) if log is not None],
         "local_reply_config": render_local_reply_config(),

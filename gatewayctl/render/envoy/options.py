@@ -8,6 +8,10 @@ from types import MappingProxyType
 from typing import Any
 
 LOOPBACK = "127.0.0.1"
+# Envoy's --file-flush-interval-msec: its default (what the Kubernetes image runs), and what
+# every Envoy on this machine is started with (local/gateway.py, tests, benchmarks).
+ENVOY_FILE_FLUSH_MS = 10000
+LOCAL_FILE_FLUSH_MS = 200
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,9 @@ class EnvoyOptions:
     listener_address: str = "0.0.0.0"
     listener_port: int | None = None  # None: the Gateway's listener port
     access_log_path: str = "/dev/stdout"
+    # How often the compiled JSON access logger (module/gw_log.c) writes out what it holds:
+    # the flush interval Envoy's own file logger gets from --file-flush-interval-msec.
+    access_log_flush_ms: int = ENVOY_FILE_FLUSH_MS
     # Provider name -> "http://HOST:PORT": send that provider's traffic there instead (the
     # local gateway's mock provider).
     provider_overrides: Mapping[str, str] = field(default_factory=dict)
@@ -60,6 +67,7 @@ def loopback_options(*, admin_port: int, listener_port: int, **more: Any) -> Env
     """An Envoy only this machine reaches (the local gateway, tests, benchmarks): listener and
     admin on 127.0.0.1 and no stats listener, since whoever runs it reads admin directly;
     `more` sets the other options (folders, access log, provider overrides)."""
+    more.setdefault("access_log_flush_ms", LOCAL_FILE_FLUSH_MS)
     return EnvoyOptions(
         admin_address=LOOPBACK,
         admin_port=admin_port,

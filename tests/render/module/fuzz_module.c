@@ -278,6 +278,74 @@ void envoy_dynamic_module_callback_http_send_response(gw_envoy_ptr filter, uint3
     }
 }
 
+/* The access logger's callbacks (gw_log.c): this harness drives the filters only
+ * (tests/render/module/fuzz_log.c drives the logger), so they are never called. */
+#define NEVER abort()
+void envoy_dynamic_module_callback_access_logger_get_timing_info(gw_envoy_ptr l,
+                                                                 gw_access_log_timing *o) {
+  (void)l, (void)o;
+  NEVER;
+}
+void envoy_dynamic_module_callback_access_logger_get_bytes_info(gw_envoy_ptr l,
+                                                                gw_access_log_bytes *o) {
+  (void)l, (void)o;
+  NEVER;
+}
+bool envoy_dynamic_module_callback_access_logger_get_header_value(gw_envoy_ptr l, int t,
+                                                                  gw_buffer k, gw_buffer *v,
+                                                                  size_t i, size_t *c) {
+  (void)l, (void)t, (void)k, (void)v, (void)i, (void)c;
+  NEVER;
+}
+uint32_t envoy_dynamic_module_callback_access_logger_get_response_code(gw_envoy_ptr l) {
+  (void)l;
+  NEVER;
+}
+bool envoy_dynamic_module_callback_access_logger_get_response_code_details(gw_envoy_ptr l,
+                                                                           gw_buffer *o) {
+  (void)l, (void)o;
+  NEVER;
+}
+uint64_t envoy_dynamic_module_callback_access_logger_get_response_flags(gw_envoy_ptr l) {
+  (void)l;
+  NEVER;
+}
+uint32_t envoy_dynamic_module_callback_access_logger_get_attempt_count(gw_envoy_ptr l) {
+  (void)l;
+  NEVER;
+}
+bool envoy_dynamic_module_callback_access_logger_get_upstream_cluster(gw_envoy_ptr l,
+                                                                      gw_buffer *o) {
+  (void)l, (void)o;
+  NEVER;
+}
+bool envoy_dynamic_module_callback_access_logger_get_upstream_remote_address(gw_envoy_ptr l,
+                                                                             gw_buffer *a,
+                                                                             uint32_t *p) {
+  (void)l, (void)a, (void)p;
+  NEVER;
+}
+bool envoy_dynamic_module_callback_access_logger_get_dynamic_metadata(gw_envoy_ptr l,
+                                                                      gw_buffer n, gw_buffer k,
+                                                                      gw_buffer *o) {
+  (void)l, (void)n, (void)k, (void)o;
+  NEVER;
+}
+bool envoy_dynamic_module_callback_access_logger_get_dynamic_metadata_number(gw_envoy_ptr l,
+                                                                             gw_buffer n,
+                                                                             gw_buffer k,
+                                                                             double *o) {
+  (void)l, (void)n, (void)k, (void)o;
+  NEVER;
+}
+bool envoy_dynamic_module_callback_access_logger_get_dynamic_metadata_bool(gw_envoy_ptr l,
+                                                                           gw_buffer n,
+                                                                           gw_buffer k, bool *o) {
+  (void)l, (void)n, (void)k, (void)o;
+  NEVER;
+}
+bool envoy_dynamic_module_callback_is_validation_mode(void) { NEVER; }
+
 /* ---- inputs ---- */
 static char *copy(const char *p, size_t n) {
   char *out = malloc(n ? n : 1);

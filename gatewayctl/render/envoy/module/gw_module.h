@@ -5,7 +5,7 @@
  * jwt.lua's token principals), `body` (gw_body*.c, gateway.lua's request and response
  * paths) and `limits` (gw_limits.c, the local_ratelimit filters' work for the body filter's
  * routes); the Lua and Envoy's filters stay the fallback and the reference the tests hold
- * these to. */
+ * these to. The same library holds the JSON access logger (gw_log.c, logger_name `json`). */
 #ifndef GW_MODULE_H
 #define GW_MODULE_H
 
@@ -23,7 +23,7 @@
 /* What Envoy hands back to the hooks starts with one of these, so they can tell a filter
  * config (auth: no per-stream state) from a body filter's stream. */
 enum { GW_KIND_AUTH = 1, GW_KIND_BODY = 2, GW_KIND_BODY_STREAM = 3, GW_KIND_LIMITS = 4,
-       GW_KIND_LIMITS_STREAM = 5 };
+       GW_KIND_LIMITS_STREAM = 5, GW_KIND_LOG = 6 };
 
 #define GW_MAX_NAME_BYTES 253 /* a consumer's name (a Kubernetes name) */
 
