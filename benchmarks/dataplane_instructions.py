@@ -31,6 +31,10 @@ what removing it saves:
                    dataPlaneFilters: module (the compiled auth filter, stage 1, and the
                    compiled body filter, stage 2, which serves both routes: the Lua body
                    filter is switched off on them)
+    module-full-envoy-log  module-full with Envoy's json_format logger writing the JSON line
+                   (as before the compiled logger; module-full: the module's logger,
+                   module/gw_log.c, writes the same line)
+    module-full-no-json-log  module-full without the JSON line (what either logger costs)
     module-full-no-lua  module-full without the Lua body filter's entry at all (it stays for
                    the gateway's other routes): what its presence costs the module's routes
     module-full-whole, module-none-whole  module-full and module-none on the gateway rendered
@@ -133,7 +137,7 @@ from benchmarks.dataplane_targets import (
     start_mock,
 )
 from gatewayctl.ir import JwtProviderIR
-from gatewayctl.render.envoy import ENVOY_ARGS
+from gatewayctl.render.envoy import ENVOY_ARGS, access_log
 from gatewayctl.render.envoy.listener import with_inline_routes
 from gatewayctl.render.envoy.names import LUA_FILTER
 from gatewayctl.render.envoy.routes import route_entries
@@ -170,6 +174,18 @@ def no_json_log(lds: dict[str, Any]) -> None:
     _hcm(lds)["access_log"] = [
         log for log in _hcm(lds)["access_log"] if log["name"] == "envoy.access_loggers.stats"
     ]
+
+
+def envoy_json_log(lds: dict[str, Any]) -> None:
+    """The JSON line by Envoy's json_format file logger (the Lua gateways' logger) instead of
+    the module's, to the same path."""
+    logs = _hcm(lds)["access_log"]
+    for i, log in enumerate(logs):
+        if log["name"] == "envoy.access_loggers.dynamic_modules":
+            config = json.loads(log["typed_config"]["logger_config"]["value"])
+            logs[i] = access_log._json_log(config["path"])
+            return
+    raise AssertionError("no compiled access logger to replace")
 
 
 def no_cache_stats(lds: dict[str, Any]) -> None:
@@ -430,6 +446,8 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("miss-cache-stats", CACHE_ROUTE, [no_cache_stats]),
     ("miss-cache-filter", CACHE_ROUTE, [without_filter_named("gatewayctl.cache")]),
     ("module-full", "full", []),
+    ("module-full-envoy-log", "full", [envoy_json_log]),
+    ("module-full-no-json-log", "full", [no_json_log]),
     ("module-none", "none", []),
     ("jwt-token", "full", []),
     ("jwt-token-module", "full", []),
@@ -448,7 +466,8 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("module-full-whole-no-limits", "full", [without_limiters]),
 ]
 # Variants whose gateway runs the compiled module's filters (dataPlaneFilters: module).
-WITH_MODULE = ("module-full", "module-none", "jwt-token-module", "jwt-key-module",
+WITH_MODULE = ("module-full", "module-full-envoy-log", "module-full-no-json-log", "module-none",
+               "jwt-token-module", "jwt-key-module",
                "jwt-token-module-no-verdict", "jwt-key-module-no-verdict",
                "jwt-key-module-unconditional",
                "jwt-token-module-cache", "module-full-no-lua", "module-full-whole",
