@@ -19,7 +19,7 @@ import pytest
 from tests.render import sanitized
 
 HARNESS = Path(__file__).resolve().parent / "module" / "fuzz_log.c"
-SEEDS = (1, 2, 3)
+SEEDS = (1, 2, 3, 4, 5)
 RECORDS = 1500
 THREADS = 4
 FLAGS = ("LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX", "RLSE",

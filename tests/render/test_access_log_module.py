@@ -16,9 +16,15 @@ from typing import Any
 
 import pytest
 
+from gatewayctl.ir import CacheIR
 from gatewayctl.local.mock_provider import FaultConfig, FaultRule, MockProviderConfig
 from gatewayctl.render.envoy import render_envoy
-from gatewayctl.render.envoy.access_log import GATEWAY_KEYS, LOG_FORMAT, MODULE_LOG_TYPE
+from gatewayctl.render.envoy.access_log import (
+    CACHE_ONLY_KEYS,
+    GATEWAY_KEYS,
+    LOG_FORMAT,
+    MODULE_LOG_TYPE,
+)
 from gatewayctl.render.envoy.bundle import EnvoyBundle
 from tests.render import irs
 from tests.render.conftest import needs_envoy
@@ -63,7 +69,13 @@ def test_the_compiled_logger_is_rendered_for_module_gateways_only(tmp_path: Path
     data = json.loads(config["logger_config"]["value"])
     assert data["path"] == options.access_log_path == str(tmp_path / "access.log")
     assert data["flush_ms"] == options.access_log_flush_ms == 200
-    assert list(data["keys"]) == sorted(GATEWAY_KEYS)
+    assert list(data["keys"]) == sorted(set(GATEWAY_KEYS) - set(CACHE_ONLY_KEYS))
+    ir = _ir("module")
+    cached = tuple(dataclasses.replace(r, policy=dataclasses.replace(
+        r.policy, cache=CacheIR(ttl_s=600))) if r.name == "llama" else r for r in ir.routes)
+    with_cache = _logs(render_envoy(dataclasses.replace(ir, routes=cached), options))[0]
+    keys = json.loads(with_cache["typed_config"]["logger_config"]["value"])["keys"]
+    assert list(keys) == sorted(GATEWAY_KEYS)
     # the stats loggers stay as they are
     assert lua[1:] == module[1:]
 

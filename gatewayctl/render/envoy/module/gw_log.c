@@ -49,9 +49,8 @@ typedef struct {
   bool failed; /* an allocation failed: the content is incomplete */
 } gl_buf;
 
-static bool grow(gl_buf *b, size_t more) {
+static bool grow_slow(gl_buf *b, size_t more) {
   if (b->failed) return false;
-  if (b->len + more <= b->cap) return true;
   size_t cap = b->cap ? b->cap : 512;
   while (cap < b->len + more) cap *= 2;
   char *p = realloc(b->p, cap);
@@ -64,7 +63,11 @@ static bool grow(gl_buf *b, size_t more) {
   return true;
 }
 
-static void put(gl_buf *b, const char *s, size_t n) {
+static inline bool grow(gl_buf *b, size_t more) {
+  return b->len + more <= b->cap || grow_slow(b, more);
+}
+
+static inline void put(gl_buf *b, const char *s, size_t n) {
   if (grow(b, n)) {
     memcpy(b->p + b->len, s, n);
     b->len += n;
@@ -118,21 +121,40 @@ static void put_uescape(gl_buf *b, unsigned char c) {
   put(b, e, 6);
 }
 
+/* Byte classes: 0 written as is, 1 escaped (control, ", \\), 2 not ASCII. */
+static const unsigned char CLASS[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2};
+
 static void put_string(gl_buf *b, const char *str, size_t n) {
   const unsigned char *s = (const unsigned char *)str;
-  bool plain = true, ascii = true;
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] >= 0x80) ascii = false;
-    else if (s[i] < 0x20 || s[i] == '"' || s[i] == '\\') plain = false;
+  size_t i = 0;
+  while (i < n && CLASS[s[i]] == 0) i++;
+  if (i == n) { /* the common case: nothing to escape, one copy */
+    if (grow(b, n + 2)) {
+      char *o = b->p + b->len;
+      o[0] = '"';
+      memcpy(o + 1, str, n);
+      o[n + 1] = '"';
+      b->len += n + 2;
+    }
+    return;
   }
+  bool ascii = true;
+  for (size_t k = i; k < n; k++)
+    if (CLASS[s[k]] == 2) ascii = false;
   PUTS(b, "\"");
-  if (plain && ascii) {
-    put(b, str, n);
-  } else if (ascii || utf8_valid(s, n)) {
+  if (ascii || utf8_valid(s, n)) {
     size_t run = 0; /* start of the bytes not yet written */
-    for (size_t i = 0; i < n; i++) {
+    for (; i < n; i++) {
       unsigned char c = s[i];
-      if (c >= 0x20 && c != '"' && c != '\\') continue;
+      if (CLASS[c] != 1) continue;
       put(b, str + run, i - run);
       run = i + 1;
       switch (c) {
@@ -148,10 +170,10 @@ static void put_string(gl_buf *b, const char *str, size_t n) {
     }
     put(b, str + run, n - run);
   } else {
-    for (size_t i = 0; i < n; i++) {
-      unsigned char c = s[i];
-      if (c < 0x20 || c == '"' || c == '\\' || c >= 0x7f) put_uescape(b, c);
-      else put(b, str + i, 1);
+    for (size_t k = 0; k < n; k++) {
+      unsigned char c = s[k];
+      if (CLASS[c] != 0 || c == 0x7f) put_uescape(b, c);
+      else put(b, str + k, 1);
     }
   }
   PUTS(b, "\"");
@@ -207,6 +229,38 @@ static void put_decimal(gl_buf *b, bool negative, const char *digits, int ndigit
   put(b, out, o);
 }
 
+/* The decimal m * 10^-k with the smallest k (up to 17) that reads back as `a` exactly, as
+ * digits and exponent; false if there is none with m below 2^53 (then the general way). A
+ * division of two exactly represented numbers is correctly rounded, as strtod is, so
+ * m / 10^k == a says the decimal reads back as a; the smallest such k gives the fewest
+ * significant digits. When m - 1 or m + 1 reads back as a too (16-17 digits), the shortest
+ * form is the one nearest a's exact value, which the general way finds. */
+static bool short_decimal(double a, char *digits, int *nd, int *exp) {
+  static const double TEN[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
+                               1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17};
+  for (int k = 0; k <= 17; k++) {
+    double scaled = a * TEN[k];
+    if (scaled >= 9007199254740992.0) return false;
+    unsigned long long m = (unsigned long long)(scaled + 0.5);
+    if (m == 0 || (double)m / TEN[k] != a) continue;
+    /* a neighbour that reads back as a too: which is nearest needs exact arithmetic */
+    if ((double)(m - 1) / TEN[k] == a || (double)(m + 1) / TEN[k] == a) return false;
+    char tmp[24];
+    int n = 0;
+    while (m != 0) {
+      tmp[n++] = (char)('0' + m % 10);
+      m /= 10;
+    }
+    int zeros = 0;
+    while (tmp[zeros] == '0') zeros++;
+    *nd = n - zeros;
+    for (int i = 0; i < *nd; i++) digits[i] = tmp[n - 1 - i];
+    *exp = n - 1 - k;
+    return true;
+  }
+  return false;
+}
+
 static void put_number(gl_buf *b, double v) {
   if (isnan(v)) {
     PUTS(b, "null");
@@ -239,6 +293,8 @@ static void put_number(gl_buf *b, double v) {
     while (tmp[zeros] == '0') zeros++;
     nd = n - zeros;
     for (int i = 0; i < nd; i++) digits[i] = tmp[n - 1 - i];
+  } else if (a >= 1e-9 && a < 1e15 && short_decimal(a, digits, &nd, &exp)) {
+    /* a few decimals (a cost, a price): found without formatting */
   } else {
     /* the fewest significant digits that read back as the same double */
     char sci[40];
