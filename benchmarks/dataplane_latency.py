@@ -22,6 +22,8 @@ gateway's answers only where a policy would have acted (no request here trips on
     literal-model   x-gateway-model written as a literal instead of formatted from metadata
     member-cluster  the route straight to the model's member cluster, no retry policy
     -all            every part above removed at once
+    envoy-json-log  the JSON line by Envoy's json_format logger instead of the module's
+                    (the line the Lua gateways write; the same bytes but for the timings)
 
     python -m benchmarks.dataplane_latency --duration 3 --repeats 7
     python -m benchmarks.dataplane_latency --only=-access-log,-all   (`=`: the names start with -)
@@ -41,6 +43,7 @@ from typing import Any, cast
 from benchmarks.dataplane_gateway import UPSTREAM_MODEL, render_gateway, request_body, route_model
 from benchmarks.dataplane_instructions import (
     _hcm,
+    envoy_json_log,
     no_log,
     without_filter,
     without_filter_named,
@@ -98,7 +101,8 @@ PARTS: dict[str, list[Transform]] = {
     "member-cluster": [member_cluster],
 }
 VARIANTS: dict[str, list[Transform]] = {
-    "gateway": [], **PARTS, "-all": [t for ts in PARTS.values() for t in ts]}
+    "gateway": [], **PARTS, "-all": [t for ts in PARTS.values() for t in ts],
+    "envoy-json-log": [envoy_json_log]}
 
 
 def variant_lds(config_dir: Path, transforms: list[Transform]) -> dict[str, Any]:

@@ -60,6 +60,14 @@ def test_all_removes_every_part(config_dir: Path) -> None:
     assert not any(_parts(latency.variant_lds(config_dir, latency.VARIANTS["-all"])).values())
 
 
+def test_envoy_json_log_swaps_the_compiled_line_for_envoys(config_dir: Path) -> None:
+    logs = _hcm(latency.variant_lds(config_dir, latency.VARIANTS["envoy-json-log"]))["access_log"]
+    gateway = _hcm(latency.variant_lds(config_dir, []))["access_log"]
+    assert gateway[0]["name"] == "envoy.access_loggers.dynamic_modules"
+    assert logs[0]["name"] == "envoy.access_loggers.file"
+    assert logs[1:] == gateway[1:]
+
+
 def test_an_unknown_variant_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         latency.main(["--only=-rbac,no-such-variant"])
