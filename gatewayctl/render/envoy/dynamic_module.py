@@ -4,7 +4,8 @@ emits for them, and what a built module must be to be used.
 The module is C source shipped in render/envoy/module/ (gw_abi.h: the part of Envoy's
 dynamic-module ABI it uses; gw_module.c: the hooks; gw_auth.c: the auth filter, with gw_jwt.c
 for token principals; gw_json.c: its bounded config reader; gw_body*.c: the body filter,
-with gw_counters.c, the per-consumer counters it counts itself;
+with gw_counters.c, the per-consumer counters it counts itself; gw_log.c: the JSON access
+logger of the module gateways (access_log.py);
 gw_value.h and its sources: the value library the body filter decodes, encodes, redacts and
 reads usage with). local/module.py builds it for `gatewayctl up`;
 docker/envoy-module.Dockerfile builds it into an Envoy image for Kubernetes. Each filter takes
