@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gatewayctl.ir import CacheIR
+from gatewayctl.ir import CacheIR, PolicyIR
 from gatewayctl.local.mock_provider import FaultConfig, FaultRule, MockProviderConfig
 from gatewayctl.render.envoy import render_envoy
 from gatewayctl.render.envoy.access_log import (
@@ -52,15 +52,18 @@ def _logs(bundle: EnvoyBundle) -> list[dict[str, Any]]:
     return list(_hcm(bundle.lds["resources"][0])["access_log"])
 
 
-def _ir(filters: str) -> Any:
+def _ir(filters: str, cache: bool = True) -> Any:
     ir = with_filters(irs.build_ir(), filters)
-    # an upstream 503 with nothing to fall back to
-    return dataclasses.replace(ir, routes=(*ir.routes, irs._route("broken", [("flaky-503", 100)])))
+    # an upstream 503 with nothing to fall back to; a route with a response cache
+    cached = irs._route("cached", [("gpt-4o-2024-08-06", 100)],
+                        policy=PolicyIR(sources=("c",), cache=CacheIR(ttl_s=600)))
+    more = (irs._route("broken", [("flaky-503", 100)]), *((cached,) if cache else ()))
+    return dataclasses.replace(ir, routes=(*ir.routes, *more))
 
 
 def test_the_compiled_logger_is_rendered_for_module_gateways_only(tmp_path: Path) -> None:
     options = loopback_options(tmp_path, tmp_path / "secrets")
-    lua, module = (_logs(render_envoy(_ir(f), options)) for f in ("lua", "module"))
+    lua, module = (_logs(render_envoy(_ir(f, cache=False), options)) for f in ("lua", "module"))
     assert lua[0]["name"] == "envoy.access_loggers.file"
     assert lua[0]["typed_config"]["log_format"]["json_format"] == LOG_FORMAT
     assert module[0]["name"] == "envoy.access_loggers.dynamic_modules"
@@ -70,10 +73,7 @@ def test_the_compiled_logger_is_rendered_for_module_gateways_only(tmp_path: Path
     assert data["path"] == options.access_log_path == str(tmp_path / "access.log")
     assert data["flush_ms"] == options.access_log_flush_ms == 200
     assert list(data["keys"]) == sorted(set(GATEWAY_KEYS) - set(CACHE_ONLY_KEYS))
-    ir = _ir("module")
-    cached = tuple(dataclasses.replace(r, policy=dataclasses.replace(
-        r.policy, cache=CacheIR(ttl_s=600))) if r.name == "llama" else r for r in ir.routes)
-    with_cache = _logs(render_envoy(dataclasses.replace(ir, routes=cached), options))[0]
+    with_cache = _logs(render_envoy(_ir("module"), options))[0]
     keys = json.loads(with_cache["typed_config"]["logger_config"]["value"])["keys"]
     assert list(keys) == sorted(GATEWAY_KEYS)
     # the stats loggers stay as they are
@@ -101,7 +101,8 @@ def test_every_gw_key_a_filter_sets_is_known_to_the_compiled_logger() -> None:
 @pytest.fixture(scope="module")
 def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningEnvoy, Path, Path]]:
     """A module gateway whose listener writes each request twice: with the compiled logger
-    (access.log) and with Envoy's json_format logger of the Lua gateways (envoy-json.log)."""
+    (access.log) and with Envoy's json_format logger of the Lua gateways (envoy-json.log).
+    One worker, so that a cached answer is found by the next request."""
     root = tmp_path_factory.mktemp("both")
     faults = FaultConfig(models={"flaky-503": FaultRule(error_rate=1.0, error_status=503)})
     mocks = {"openai": MockProviderConfig(name="openai", require_key=irs.OPENAI_KEY,
@@ -126,7 +127,8 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningEnvo
         _hcm(lds["resources"][0])["access_log"].append(lua_logs[0])
         bundle = dataclasses.replace(bundle, lds=lds)
         envoy = start_envoy(root / "envoy", bundle, listener_port=options.listener_port,
-                            admin_port=options.admin_port, access_log=root / "access.log")
+                            admin_port=options.admin_port, access_log=root / "access.log",
+                            concurrency=1)
         try:
             yield envoy, root / "access.log", reference
         finally:
@@ -155,6 +157,8 @@ def _requests(envoy: RunningEnvoy) -> None:
     chat("upstream-503", "broken")
     chat("upstream-401", "rejected")  # the provider's 401, a 502 with upstream_status
     chat("fallback", "fallback503")
+    chat("cache-miss", "cached", "cache me")
+    chat("cache-hit", "cached", "cache me")  # one worker: the same store
     chat("stream", "llama-70b", headers=HELPDESK, stream=True,
          stream_options={"include_usage": True})
     chat("weird-model", 'm\u0001o"d\\el\u00e9\u20ac\U0001f600\x7f')
@@ -185,9 +189,9 @@ def _read(path: Path, count: int, timeout_s: float = 10) -> list[str]:
 def test_the_compiled_line_is_envoys_line(both: tuple[RunningEnvoy, Path, Path]) -> None:
     envoy, compiled_log, reference_log = both
     _requests(envoy)
-    reference = _read(reference_log, 20)
+    reference = _read(reference_log, 22)
     compiled = _read(compiled_log, len(reference))
-    assert len(reference) == 20, reference
+    assert len(reference) == 22, reference
     assert len(compiled) == len(reference)
     seen_gateway_keys: set[str] = set()
     for ours, theirs in zip(compiled, reference, strict=True):
@@ -215,6 +219,10 @@ def test_the_compiled_line_is_envoys_line(both: tuple[RunningEnvoy, Path, Path])
     assert by_id["upstream-503"]["status"] == 503
     assert by_id["upstream-503"]["details"] == "via_upstream"
     assert by_id["stream"]["gateway"]["completion_tokens"] > 0
+    assert by_id["cache-miss"]["gateway"]["cache"] == "miss"
+    hit = by_id["cache-hit"]
+    assert hit["gateway"]["cache"] == "hit" and hit["gateway"]["cost_saved_usd"] > 0
+    assert hit["model"] is None and hit["upstream_host"] is None
     assert by_id[WEIRD.encode("latin-1").decode()]["status"] == 200
     assert {"prompt", "prompt_version", "upstream_status", "local_reply"} <= seen_gateway_keys
     assert '\\u00ff' in next(line for line in compiled if '"bad ' in line)
