@@ -8,14 +8,16 @@
  * \" \\ \b \f \n \r \t and \u00XX for the other control characters, everything else as is;
  * a string that is not valid UTF-8: every byte below 0x20, ", \, 0x7f and every byte from
  * 0x80 as \u00XX). The `gateway` object holds the keys of the `gw` namespace the renderer
- * lists with their types (names.py), sorted, only those set; null when none is.
+ * lists with their types (access_log.py's GATEWAY_KEYS), sorted, only those set; null when
+ * none is.
  *
  * `model` (%UPSTREAM_METADATA(gw:model)%, the answering endpoint's model): this ABI hands an
  * access logger no host metadata, so it is the response's x-gateway-model header (which the
  * route sets from the same endpoint metadata, or as the literal of a route whose attempts all
  * go to one model) when an upstream host was chosen, else null (local replies, cache hits).
  * `flags`: the core response flags' short names joined with commas, in the flags' order
- * (Envoy joins them in the order they were set; the same for the flags one request gets here).
+ * (Envoy joins them in the order they were set: the same for one flag, the usual case, and
+ * possibly another order for two or more).
  *
  * Writing never blocks a worker: a line is built in the worker's own buffer, then appended
  * under a mutex to the file's buffer; one flusher thread per file writes it out every
