@@ -24,8 +24,10 @@ from gatewayctl.render.envoy.access_log import (
     GATEWAY_KEYS,
     LOG_FORMAT,
     MODULE_LOG_TYPE,
+    _json_logs,
 )
 from gatewayctl.render.envoy.bundle import EnvoyBundle
+from gatewayctl.render.envoy.listener import module_limit_routes
 from tests.render import irs
 from tests.render.conftest import needs_envoy
 from tests.render.harness import (
@@ -101,7 +103,7 @@ def test_every_gw_key_a_filter_sets_is_known_to_the_compiled_logger() -> None:
 @pytest.fixture(scope="module")
 def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningEnvoy, Path, Path]]:
     """A module gateway whose listener writes each request twice: with the compiled logger
-    (access.log) and with Envoy's json_format logger of the Lua gateways (envoy-json.log).
+    (access.log) and with Envoy's json_format loggers (envoy-json.log).
     One worker, so that a cached answer is found by the next request."""
     root = tmp_path_factory.mktemp("both")
     faults = FaultConfig(models={"flaky-503": FaultRule(error_rate=1.0, error_status=503)})
@@ -121,10 +123,11 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningEnvo
         options = loopback_options(root, root / "secrets", provider_overrides=urls)
         bundle = render_envoy(_ir("module"), options)
         reference = root / "envoy-json.log"
-        lua_logs = _logs(render_envoy(_ir("lua"), dataclasses.replace(
-            options, access_log_path=str(reference))))
+        # Envoy's loggers of the line, as a module gateway without the compiled logger has
+        # them (with the module's limits: two, the second writing its 429s' "RL")
+        envoys = _json_logs(str(reference), bool(module_limit_routes(_ir("module"), options)))
         lds = json.loads(json.dumps(bundle.lds))
-        _hcm(lds["resources"][0])["access_log"].append(lua_logs[0])
+        _hcm(lds["resources"][0])["access_log"].extend(envoys)
         bundle = dataclasses.replace(bundle, lds=lds)
         envoy = start_envoy(root / "envoy", bundle, listener_port=options.listener_port,
                             admin_port=options.admin_port, access_log=root / "access.log",

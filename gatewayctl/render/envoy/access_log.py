@@ -282,13 +282,17 @@ def _json_logs(path: str, module_limits: bool) -> list[dict[str, Any]]:
     MODULE_LIMITED_KEY set) with `flags` "RL", which a dynamic module cannot set as Envoy's
     response flag (Envoy 1.40's ABI has only custom flags, which %RESPONSE_FLAGS% leaves out),
     and every other request as before; the status is checked first, so a request that is not
-    a 429 costs two integer comparisons more."""
+    a 429 costs two integer comparisons more. Module gateways have the compiled logger
+    (_module_log), which writes the "RL" itself: these two are what it is compared with
+    (tests/render/test_access_log_module.py)."""
     if not module_limits:
         return [_json_log(path)]
     limited = _present(INTERNAL_NS, MODULE_LIMITED_KEY)
-    not_limited = {"metadata_filter": {
-        "matcher": {**limited["metadata_filter"]["matcher"], "invert": True},
-        "match_if_key_not_found": True}}
+    # the key absent: an access-log metadata_filter ignores the matcher's `invert` (a present
+    # key matched `present_match` and the 429 was written twice), so the value must not be
+    # present, and a missing key matches
+    matcher = {**limited["metadata_filter"]["matcher"], "value": {"present_match": False}}
+    not_limited = {"metadata_filter": {"matcher": matcher, "match_if_key_not_found": True}}
     others = {**_json_log(path), "filter": {"or_filter": {"filters": [
         _status("LE", 428), _status("GE", 430), not_limited]}}}
     refused = _json_log(path)
