@@ -29,24 +29,6 @@ enum mode { MODE_NOOP = 1, MODE_MODEL = 2, MODE_META = 3, MODE_COUNTERS = 4, MOD
 static const enum mode NOOP = MODE_NOOP, MODEL = MODE_MODEL, META = MODE_META,
                        META_ALL = MODE_META_ALL;
 
-/* Metrics callbacks of Envoy 1.40's ABI (not in gw_abi.h: the product module does not use
- * them). A counter defined with label names is a family: each increment names its label
- * values, and Envoy looks the tagged counter up in the filter config's stats scope (the
- * scope is named by the filter's dynamic_module_config.metrics_namespace). The result is an
- * enum whose 0 is success. */
-int envoy_dynamic_module_callback_http_filter_config_define_counter(gw_envoy_ptr config,
-                                                                    gw_buffer name,
-                                                                    gw_buffer *label_names,
-                                                                    size_t label_count,
-                                                                    size_t *id);
-int envoy_dynamic_module_callback_http_filter_increment_counter(gw_envoy_ptr filter, size_t id,
-                                                                gw_buffer *label_values,
-                                                                size_t label_count,
-                                                                uint64_t value);
-void envoy_dynamic_module_callback_http_set_dynamic_metadata_number(gw_envoy_ptr filter,
-                                                                    gw_buffer ns, gw_buffer key,
-                                                                    double value);
-
 /* The counters config: its mode first (every config starts with one), then the counter ids.
  * The ABI's counter ids start at 1 (0 is refused as unknown). */
 enum { REQUESTS, PROMPT_TOKENS, COMPLETION_TOKENS, COST, COUNTERS };

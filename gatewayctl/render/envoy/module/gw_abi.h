@@ -90,6 +90,29 @@ void envoy_dynamic_module_callback_http_send_response(gw_envoy_ptr filter, uint3
                                                       gw_header *headers, size_t count,
                                                       gw_buffer body, gw_buffer details);
 
+/* Metrics (gw_counters.c, gw_limits.c): a counter or gauge defined with label names on the
+ * filter config is a family, each increment or set names its label values, and Envoy looks the
+ * tagged stat up in the stats scope named by the filter's dynamic_module_config
+ * .metrics_namespace. Each returns an enum whose 0 is success. */
+int envoy_dynamic_module_callback_http_filter_config_define_counter(gw_envoy_ptr config,
+                                                                    gw_buffer name,
+                                                                    gw_buffer *label_names,
+                                                                    size_t label_count,
+                                                                    size_t *id);
+int envoy_dynamic_module_callback_http_filter_increment_counter(gw_envoy_ptr filter, size_t id,
+                                                                gw_buffer *label_values,
+                                                                size_t label_count,
+                                                                uint64_t value);
+int envoy_dynamic_module_callback_http_filter_config_define_gauge(gw_envoy_ptr config,
+                                                                  gw_buffer name,
+                                                                  gw_buffer *label_names,
+                                                                  size_t label_count, size_t *id);
+int envoy_dynamic_module_callback_http_filter_set_gauge(gw_envoy_ptr filter, size_t id,
+                                                        gw_buffer *label_values,
+                                                        size_t label_count, uint64_t value);
+/* A custom response flag of the stream (%CUSTOM_FLAGS%; not %RESPONSE_FLAGS%). */
+void envoy_dynamic_module_callback_http_add_custom_flag(gw_envoy_ptr filter, gw_buffer flag);
+
 /* Hooks the module exports. Envoy 1.40 refuses a module that lacks any of these (it resolves
  * them all when it builds the filter config), even those this module never has called. */
 const char *envoy_dynamic_module_on_program_init(void);

@@ -4,19 +4,6 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Metrics callbacks of Envoy 1.40's ABI: a counter defined with label names is a family; each
- * increment names its label values and Envoy looks the tagged counter up in the config's stats
- * scope. Both return an enum whose 0 is success. */
-int envoy_dynamic_module_callback_http_filter_config_define_counter(gw_envoy_ptr config,
-                                                                    gw_buffer name,
-                                                                    gw_buffer *label_names,
-                                                                    size_t label_count,
-                                                                    size_t *id);
-int envoy_dynamic_module_callback_http_filter_increment_counter(gw_envoy_ptr filter, size_t id,
-                                                                gw_buffer *label_values,
-                                                                size_t label_count,
-                                                                uint64_t value);
-
 #define LABELS 3
 
 bool gw_counters_define(gw_envoy_ptr config, gw_counters *counters) {

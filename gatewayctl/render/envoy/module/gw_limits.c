@@ -302,24 +302,6 @@ bool gl_admit(gl_set *set, const char *consumer, size_t consumer_length,
 
 #include "gw_body_config.h"
 
-int envoy_dynamic_module_callback_http_filter_config_define_counter(gw_envoy_ptr config,
-                                                                    gw_buffer name,
-                                                                    gw_buffer *label_names,
-                                                                    size_t label_count,
-                                                                    size_t *id);
-int envoy_dynamic_module_callback_http_filter_increment_counter(gw_envoy_ptr filter, size_t id,
-                                                                gw_buffer *label_values,
-                                                                size_t label_count,
-                                                                uint64_t value);
-void envoy_dynamic_module_callback_http_add_custom_flag(gw_envoy_ptr filter, gw_buffer flag);
-int envoy_dynamic_module_callback_http_filter_config_define_gauge(gw_envoy_ptr config,
-                                                                  gw_buffer name,
-                                                                  gw_buffer *label_names,
-                                                                  size_t label_count, size_t *id);
-int envoy_dynamic_module_callback_http_filter_set_gauge(gw_envoy_ptr filter, size_t id,
-                                                        gw_buffer *label_values,
-                                                        size_t label_count, uint64_t value);
-
 enum { GL_REQUESTS, GL_TOKENS, GL_KINDS };
 enum { GL_ENABLED, GL_OK, GL_RATE_LIMITED, GL_ENFORCED, GL_STATS };
 static const char *const KINDS[GL_KINDS] = {"requests", "tokens"};
