@@ -24,10 +24,12 @@ from gatewayctl.render.envoy.access_log import (
     GATEWAY_KEYS,
     LOG_FORMAT,
     MODULE_LOG_TYPE,
-    _json_logs,
+    _json_log,
+    _present,
 )
 from gatewayctl.render.envoy.bundle import EnvoyBundle
 from gatewayctl.render.envoy.listener import module_limit_routes
+from gatewayctl.render.envoy.names import INTERNAL_NS, MODULE_LIMITED_KEY
 from tests.render import irs
 from tests.render.conftest import needs_envoy
 from tests.render.harness import (
@@ -40,6 +42,35 @@ from tests.render.harness import (
     with_filters,
     write_secrets,
 )
+
+
+def _status(op: str, status: int) -> dict[str, Any]:
+    return {"status_code_filter": {"comparison": {"op": op, "value": {
+        "default_value": status, "runtime_key": f"gatewayctl.access_log.status_{op.lower()}"}}}}
+
+
+def _json_logs(path: str, module_limits: bool) -> list[dict[str, Any]]:
+    """Envoy's json_format loggers of the line, as a module gateway without the compiled logger
+    would have them: the reference the compiled logger is compared with. With `module_limits`
+    (the module's `limits` filter is in the chain) two loggers of the same file: the module's
+    429s (status 429 and gw.internal's MODULE_LIMITED_KEY set) with `flags` "RL", which a
+    dynamic module cannot set as Envoy's response flag (Envoy 1.40's ABI has only custom flags,
+    which %RESPONSE_FLAGS% leaves out), and every other request."""
+    if not module_limits:
+        return [_json_log(path)]
+    limited = _present(INTERNAL_NS, MODULE_LIMITED_KEY)
+    # the key absent: an access-log metadata_filter ignores the matcher's `invert` (a present
+    # key matched `present_match` and the 429 was written twice), so the value must not be
+    # present, and a missing key matches
+    matcher = {**limited["metadata_filter"]["matcher"], "value": {"present_match": False}}
+    not_limited = {"metadata_filter": {"matcher": matcher, "match_if_key_not_found": True}}
+    others = {**_json_log(path), "filter": {"or_filter": {"filters": [
+        _status("LE", 428), _status("GE", 430), not_limited]}}}
+    refused = _json_log(path)
+    refused["typed_config"]["log_format"]["json_format"]["flags"] = "RL"
+    refused["filter"] = {"and_filter": {"filters": [_status("EQ", 429), limited]}}
+    return [others, refused]
+
 
 MODULE_SOURCES = Path(__file__).parents[2] / "gatewayctl" / "render" / "envoy"
 # Values that differ between two loggers of one request: read at different moments.

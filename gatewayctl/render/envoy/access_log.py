@@ -115,7 +115,7 @@ def _module_log(path: str, flush_ms: int, cache: bool, module_limits: bool) -> d
     """The JSON line by the module's logger: the same path, file or /dev/stdout. Each key it
     reads costs a metadata lookup (~1.2k instructions) set or not, so a gateway without a
     cache does not have it look for the cache's keys. With `module_limits`, a 429 with
-    gw.internal's MODULE_LIMITED_KEY set has `flags` "RL" (what _json_logs' second logger
+    gw.internal's MODULE_LIMITED_KEY set has `flags` "RL" (what the test's reference Envoy logger
     writes for the module's refusals)."""
     keys = {k: v for k, v in sorted(GATEWAY_KEYS.items()) if cache or k not in CACHE_ONLY_KEYS}
     data: dict[str, Any] = {"path": path, "flush_ms": flush_ms, "namespace": METADATA_NS,
@@ -271,36 +271,6 @@ def render_cache_stats_logs() -> list[dict[str, Any]]:
     ]
 
 
-def _status(op: str, status: int) -> dict[str, Any]:
-    return {"status_code_filter": {"comparison": {"op": op, "value": {
-        "default_value": status, "runtime_key": f"gatewayctl.access_log.status_{op.lower()}"}}}}
-
-
-def _json_logs(path: str, module_limits: bool) -> list[dict[str, Any]]:
-    """The JSON line. With `module_limits` (the module's `limits` filter is in the chain) it
-    comes from two loggers of the same file: the module's 429s (status 429 and gw.internal's
-    MODULE_LIMITED_KEY set) with `flags` "RL", which a dynamic module cannot set as Envoy's
-    response flag (Envoy 1.40's ABI has only custom flags, which %RESPONSE_FLAGS% leaves out),
-    and every other request as before; the status is checked first, so a request that is not
-    a 429 costs two integer comparisons more. Module gateways have the compiled logger
-    (_module_log), which writes the "RL" itself: these two are what it is compared with
-    (tests/render/test_access_log_module.py)."""
-    if not module_limits:
-        return [_json_log(path)]
-    limited = _present(INTERNAL_NS, MODULE_LIMITED_KEY)
-    # the key absent: an access-log metadata_filter ignores the matcher's `invert` (a present
-    # key matched `present_match` and the 429 was written twice), so the value must not be
-    # present, and a missing key matches
-    matcher = {**limited["metadata_filter"]["matcher"], "value": {"present_match": False}}
-    not_limited = {"metadata_filter": {"matcher": matcher, "match_if_key_not_found": True}}
-    others = {**_json_log(path), "filter": {"or_filter": {"filters": [
-        _status("LE", 428), _status("GE", 430), not_limited]}}}
-    refused = _json_log(path)
-    refused["typed_config"]["log_format"]["json_format"]["flags"] = "RL"
-    refused["filter"] = {"and_filter": {"filters": [_status("EQ", 429), limited]}}
-    return [others, refused]
-
-
 def render_access_log(
     path: str,
     cache: bool = False,
@@ -311,10 +281,11 @@ def render_access_log(
     flush_ms: int = ENVOY_FILE_FLUSH_MS,
 ) -> list[dict[str, Any]]:
     """`split_routes`: the routes with more than one backend (their per-backend counters);
-    `other_routes`: the others; `module_limits`: see _json_logs; `compiled`: the JSON line by
-    the module's logger (gateways the compiled filters serve), flushed every `flush_ms`."""
+    `other_routes`: the others; `module_limits`: the module's `limits` filter is in the chain
+    (only with `compiled`: the module's logger then writes its 429s' "RL", a flag a module
+    cannot set); `compiled`: the JSON line by the module's logger (gateways the compiled
+    filters serve), flushed every `flush_ms`."""
     cache_logs = render_cache_stats_logs() if cache else []
     tokens = render_token_stats_logs(split_routes or [], other_routes or [])
-    lines = [_module_log(path, flush_ms, cache, module_limits)] if compiled else \
-        _json_logs(path, module_limits)
+    lines = [_module_log(path, flush_ms, cache, module_limits) if compiled else _json_log(path)]
     return [*lines, *tokens, *cache_logs]

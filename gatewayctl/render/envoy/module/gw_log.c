@@ -522,7 +522,8 @@ typedef struct {
   char *ns, *model_header;
   size_t ns_length, model_header_length;
   /* the module's limits (gw_limits.c): a 429 with this string key set is logged with flags
-   * "RL", the flag a module cannot set (access_log.py's _json_logs); NULL without them */
+   * "RL", the flag a module cannot set (tests/render/test_access_log_module.py has Envoy's
+   * loggers do the same for the comparison); NULL without them */
   char *limited_ns, *limited_key;
   size_t limited_ns_length, limited_key_length;
   gl_key *keys;
