@@ -4,9 +4,12 @@ whole and all there after a config reload and a clean shutdown, a failed write r
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
+import http.client
 import json
+import queue
 import re
 import signal
 import time
@@ -160,9 +163,13 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningEnvo
         lds = json.loads(json.dumps(bundle.lds))
         _hcm(lds["resources"][0])["access_log"].extend(envoys)
         bundle = dataclasses.replace(bundle, lds=lds)
-        envoy = start_envoy(root / "envoy", bundle, listener_port=options.listener_port,
-                            admin_port=options.admin_port, access_log=root / "access.log",
-                            concurrency=1)
+        # the compiled logger also reads every `gw` value it takes from the module's stream
+        # through Envoy and reports on stderr (envoy.log) whether they are the same
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("GATEWAYCTL_ACCESS_LOG_CHECK", "1")
+            envoy = start_envoy(root / "envoy", bundle, listener_port=options.listener_port,
+                                admin_port=options.admin_port, access_log=root / "access.log",
+                                concurrency=1)
         try:
             yield envoy, root / "access.log", reference
         finally:
@@ -212,7 +219,8 @@ def _read(path: Path, count: int, timeout_s: float = 10) -> list[str]:
     while True:
         raw = path.read_bytes().split(b"\n")[:-1] if path.exists() else []
         lines = [x.decode("utf-8", "surrogateescape") for x in raw]
-        lines = [x for x in lines if not re.search(r'"request_id":"[0-9a-f-]{36}"', x)]
+        lines = [x for x in lines if not re.search(r'"request_id":"[0-9a-f-]{36}"', x)
+                 and '"request_id":"concurrent-' not in x]
         if len(lines) >= count or time.monotonic() > deadline:
             return lines
         time.sleep(0.05)
@@ -260,6 +268,97 @@ def test_the_compiled_line_is_envoys_line(both: tuple[RunningEnvoy, Path, Path])
     assert by_id[WEIRD.encode("latin-1").decode()]["status"] == 200
     assert {"prompt", "prompt_version", "upstream_status", "local_reply"} <= seen_gateway_keys
     assert '\\u00ff' in next(line for line in compiled if '"bad ' in line)
+    # the `gw` values of the requests the module served came from its own stream state, the
+    # same as Envoy's metadata holds; the others' through Envoy
+    same, differs = _checks(envoy)
+    assert not differs, differs
+    assert {"ok-usage-cost", "prompt", "limit-0", "limit-3", "upstream-401", "stream",
+            "guard-block"} <= same, same
+    assert not {"no-key", "unknown-model", "cache-miss", "cache-hit", "models",
+                "no-route"} & same, same
+
+
+def _checks(envoy: RunningEnvoy) -> tuple[set[str], list[str]]:
+    """The request ids the compiled logger wrote from the module's stream state with the same
+    values as Envoy's metadata, and the reports of those that differed."""
+    same: set[str] = set()
+    differs = []
+    for line in envoy.log_text().splitlines():
+        if "gatewayctl access log check: " not in line:
+            continue
+        report = line.split("gatewayctl access log check: ", 1)[1]
+        if report.startswith("same "):
+            same.add(json.loads(report[len("same "):]))
+        else:
+            differs.append(report)
+    return same, differs
+
+
+@needs_envoy
+@pytest.mark.envoy
+def test_interleaved_streams_each_get_their_own_values(
+        both: tuple[RunningEnvoy, Path, Path]) -> None:
+    """Many requests of different consumers and routes at once over a pool of keep-alive
+    connections into one worker: their streams interleave, and each line holds its own
+    request's values (the same as Envoy's line), taken from its own stream."""
+    envoy, compiled_log, reference_log = both
+    kinds = [  # (model, consumer or None, route)
+        ("keys", "search-app", "keys"), ("llama-70b", "helpdesk", "llama"),
+        ("llama-70b", "search-app", "llama"), ("llama-70b", None, "llama"),
+        ("assistant", "helpdesk", "assistant"), ("logged", None, "logged"),
+    ]
+    sent = {f"concurrent-{n}": kinds[n % len(kinds)] for n in range(48)}
+    pool: queue.Queue[http.client.HTTPConnection] = queue.Queue()
+    for _ in range(8):
+        pool.put(http.client.HTTPConnection("127.0.0.1", envoy.listener_port, timeout=30))
+
+    def send(rid: str) -> int:
+        model, consumer, _route = sent[rid]
+        headers = {"content-type": "application/json", "x-request-id": rid}
+        if consumer is not None:
+            headers["authorization"] = f"Bearer {irs.CONSUMER_KEYS[consumer]}"
+        body = json.dumps({"model": model, "messages": [{"role": "user", "content": rid}],
+                           **({"prompt_variables": {"product": "A"}}
+                              if model == "assistant" else {})})
+        conn = pool.get()
+        try:
+            conn.request("POST", "/v1/chat/completions", body, headers)
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            pool.put(conn)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as workers:
+        statuses = list(workers.map(send, sent))
+    while not pool.empty():
+        pool.get().close()
+    assert statuses == [200] * len(sent)
+
+    def lines(path: Path) -> dict[str, str]:
+        deadline = time.monotonic() + 10
+        while True:
+            found = {}
+            for raw in path.read_bytes().split(b"\n")[:-1]:
+                rid = json.loads(raw)["request_id"]
+                if rid in sent:
+                    found[rid] = raw.decode()
+            if len(found) == len(sent) or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
+    ours, theirs = lines(compiled_log), lines(reference_log)
+    assert set(ours) == set(theirs) == set(sent)
+    strip = re.compile(r'"(duration_ms|upstream_ms)":(null|\d+)')
+    for rid, (model, consumer, route) in sent.items():
+        assert strip.sub("", ours[rid]) == strip.sub("", theirs[rid]), (ours[rid], theirs[rid])
+        gateway = json.loads(ours[rid])["gateway"]
+        assert gateway["consumer"] == (consumer or "anonymous"), ours[rid]
+        assert gateway["route"] == route and gateway["requested_model"] == model, ours[rid]
+        assert gateway["completion_tokens"] > 0, ours[rid]
+    same, differs = _checks(envoy)
+    assert not differs, differs
+    assert set(sent) <= same
 
 
 def _module_gateway(root: Path, mock_url: str, flush_ms: int, path: str | None = None

@@ -8,6 +8,11 @@
  * over, fields separated by tabs, bytes in hex, "-" for absent:
  *   id path method details cluster model host port ns_string number(%a) bool status flags
  *   attempts received sent start_ns duration_ns upstream_ns
+ * Half the records are handed over as a stream the module's body filter served instead
+ * (gw_log_stream(), gw_body.h): the `gw` values noted on it, in a random order with a key the
+ * logger does not list, the method POST and, at random, the model its response path kept; the
+ * callbacks for what the stream holds then abort if called; the line must be the same either
+ * way.
  * Usage: fuzz_log LOGFILE SEED RECORDS THREADS */
 #include <pthread.h>
 #include <stdint.h>
@@ -15,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gw_abi.h"
+#include "gw_body.h"
 
 typedef struct {
   char *bytes;
@@ -34,9 +39,16 @@ typedef struct {
   int64_t start_ns, duration_ns, upstream_ns;
   char *out;
   size_t out_length, out_cap;
+  bool noted; /* handed over as a served stream's noted values */
+  gw_body_stream stream;
+  gw_log_values log;
 } record;
 
 static __thread record *cur;
+
+const gw_body_stream *gw_log_stream(void) {
+  return cur != NULL && cur->noted ? &cur->stream : NULL;
+}
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static uint64_t next(record *r) {
@@ -118,6 +130,43 @@ static void randomize(record *r, int thread, int n) {
   r->start_ns = (int64_t)(next(r) % 4102444800000000000ull); /* before 2100 */
   r->duration_ns = below(r, 4) ? (int64_t)below(r, 5000000000ull) : -1;
   r->upstream_ns = below(r, 3) ? (int64_t)below(r, 5000000000ull) : -1;
+  r->noted = below(r, 2) != 0;
+  if (!r->noted) return;
+  /* the values as the body filter notes them: in any order, a key the logger does not read */
+  gw_log_values *l = &r->log;
+  memset(&r->stream, 0, sizeof r->stream);
+  memset(l, 0, sizeof *l);
+  r->stream.route = r; /* served */
+  r->stream.log = l;
+  /* a served stream's method is POST; its model, when its response path kept it */
+  free(r->method.bytes);
+  r->method = (field){malloc(4), 4, true};
+  memcpy(r->method.bytes, "POST", 4);
+  l->model_header = "x-gateway-model";
+  l->model_header_length = 15;
+  if (r->model.present && r->model.length <= sizeof r->stream.model && below(r, 2) != 0) {
+    memcpy(r->stream.model, r->model.bytes, r->model.length);
+    r->stream.model_length = r->model.length;
+    r->stream.has_model = true;
+  }
+  l->ns = "gw";
+  l->ns_length = 2;
+  gw_log_value values[4];
+  size_t count = 0;
+  values[count++] = (gw_log_value){.key = "zz", .key_length = 2, .type = GW_LOG_STRING,
+                                   .string = "x", .length = 1};
+  if (r->ns_string.present)
+    values[count++] = (gw_log_value){.key = "s", .key_length = 1, .type = GW_LOG_STRING,
+                                     .string = r->ns_string.bytes, .length = r->ns_string.length};
+  if (r->has_number)
+    values[count++] = (gw_log_value){.key = "n", .key_length = 1, .type = GW_LOG_NUMBER,
+                                     .number = r->number};
+  if (r->has_bool)
+    values[count++] = (gw_log_value){.key = "b", .key_length = 1, .type = GW_LOG_BOOL,
+                                     .flag = r->flag};
+  size_t first = below(r, count);
+  for (size_t i = 0; i < count; i++) l->values[i] = values[(first + i) % count];
+  l->count = count;
 }
 
 static void out(record *r, const char *s, size_t n) {
@@ -198,11 +247,15 @@ bool envoy_dynamic_module_callback_access_logger_get_header_value(gw_envoy_ptr l
   static const field none = {NULL, 0, false};
   field id = {cur->id, strlen(cur->id), true};
   if (type == GW_REQUEST_HEADERS) {
-    if (is(key, ":method")) return give(&cur->method, v);
+    if (is(key, ":method")) {
+      if (cur->noted) abort(); /* a served stream's is POST */
+      return give(&cur->method, v);
+    }
     if (is(key, ":path")) return give(&cur->path, v);
     if (is(key, "x-request-id")) return give(&id, v);
     if (is(key, "x-envoy-original-path")) return give(&none, v);
   } else if (type == GW_RESPONSE_HEADERS && is(key, "x-gateway-model")) {
+    if (cur->noted && cur->stream.has_model) abort(); /* the stream's is read instead */
     return give(&cur->model, v);
   }
   abort(); /* a header the logger has no business reading */
@@ -240,6 +293,7 @@ bool envoy_dynamic_module_callback_access_logger_get_dynamic_metadata(gw_envoy_p
                                                                       gw_buffer n, gw_buffer k,
                                                                       gw_buffer *o) {
   (void)l;
+  if (cur->noted) abort(); /* the noted values are read instead */
   if (!is(n, "gw")) abort();
   if (is(k, "s")) return give(&cur->ns_string, o);
   return false; /* "b" and "n" hold no string */
@@ -249,6 +303,7 @@ bool envoy_dynamic_module_callback_access_logger_get_dynamic_metadata_number(gw_
                                                                              gw_buffer k,
                                                                              double *o) {
   (void)l;
+  if (cur->noted) abort(); /* the noted values are read instead */
   if (!is(n, "gw") || !is(k, "n")) abort();
   if (cur->has_number) *o = cur->number;
   return cur->has_number;
@@ -257,6 +312,7 @@ bool envoy_dynamic_module_callback_access_logger_get_dynamic_metadata_bool(gw_en
                                                                            gw_buffer n,
                                                                            gw_buffer k, bool *o) {
   (void)l;
+  if (cur->noted) abort(); /* the noted values are read instead */
   if (!is(n, "gw") || !is(k, "b")) abort();
   if (cur->has_bool) *o = cur->flag;
   return cur->has_bool;

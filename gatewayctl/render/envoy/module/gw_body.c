@@ -46,6 +46,61 @@ static void flush_meta(gw_envoy_ptr f, gb_text ns) {
   pending.count = 0;
 }
 
+/* ---- the record of the `gw` metadata for the access logger (gw_body.h) ---- */
+
+static gw_log_value *log_slot(gw_body_stream *s, gw_buffer key) {
+  if (s->log_lost) return NULL;
+  gw_log_values *l = s->log;
+  if (l == NULL) {
+    l = s->log = malloc(sizeof *l); /* not zeroed: only what `count` and `text_length` cover */
+    if (l == NULL) {
+      s->log_lost = true;
+      return NULL;
+    }
+    l->ns = s->body->metadata_ns.ptr;
+    l->ns_length = s->body->metadata_ns.length;
+    l->model_header = s->body->model_response_header.ptr;
+    l->model_header_length = s->body->model_response_header.length;
+    l->count = l->text_length = 0;
+    l->overflow = false;
+  }
+  for (size_t i = 0; i < l->count; i++)
+    if (l->values[i].key_length == key.length && memcmp(l->values[i].key, key.ptr, key.length) == 0)
+      return &l->values[i];
+  if (l->count == GW_LOG_VALUES || key.length > UINT32_MAX) {
+    l->overflow = true;
+    return NULL;
+  }
+  gw_log_value *v = &l->values[l->count++];
+  v->key = key.ptr;
+  v->key_length = (uint32_t)key.length;
+  v->type = -1; /* until set */
+  return v;
+}
+
+void gw_log_note_string(gw_body_stream *s, gw_buffer key, gw_buffer value) {
+  gw_log_value *v = log_slot(s, key);
+  if (v == NULL) return;
+  gw_log_values *l = s->log;
+  if (value.length > GW_LOG_TEXT - l->text_length) { /* replaced values keep their bytes */
+    l->overflow = true;
+    return;
+  }
+  char *at = l->text + l->text_length;
+  if (value.length > 0) memcpy(at, value.ptr, value.length);
+  l->text_length += value.length;
+  v->type = GW_LOG_STRING;
+  v->string = at;
+  v->length = (uint32_t)value.length;
+}
+
+void gw_log_note_number(gw_body_stream *s, gw_buffer key, double value) {
+  gw_log_value *v = log_slot(s, key);
+  if (v == NULL) return;
+  v->type = GW_LOG_NUMBER;
+  v->number = value;
+}
+
 static void set_meta(gw_envoy_ptr f, gb_text ns, gb_text key, gw_buffer value) {
   (void)f;
   (void)ns; /* always the `gw` namespace: flushed to it */
@@ -439,6 +494,7 @@ static bool inject_prompt(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, 
   set_meta(f, b->metadata_ns, (gb_text){"prompt", 6}, text_buf(r->prompt->name));
   envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
       f, text_buf(b->metadata_ns), BUF("prompt_version"), (double)version->version);
+  gw_log_note_number(s, BUF("prompt_version"), (double)version->version);
   s->has_prompt_version = true;
   s->prompt_version = version->version;
   return true;
@@ -529,6 +585,9 @@ static bool serve(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, int endp
     if (!ok || w->out.failed) ok = out_of_memory(f, b, r);
   }
   if (ok) {
+    /* what the logger reads: the string values as this flush writes them */
+    for (size_t i = 0; i < pending.count; i++)
+      gw_log_note_string(s, pending.entries[i].key, pending.entries[i].value);
     flush_meta(f, b->metadata_ns);
     replace_body(f, s->buffered, raw, &w->out);
     set_header(f, b->route_header, text_buf(r->name));

@@ -283,13 +283,13 @@ static void put_number(gl_buf *b, double v) {
   }
   if (a < 9007199254740992.0 && a == (double)(unsigned long long)a) {
     /* a whole number below 2^53: its decimal digits, exactly */
-    unsigned long long u = (unsigned long long)a;
+    unsigned long long u = (unsigned long long)a; /* >= 1: a is not 0 */
     char tmp[24];
     int n = 0;
-    while (u != 0) {
+    do {
       tmp[n++] = (char)('0' + u % 10);
       u /= 10;
-    }
+    } while (u != 0);
     exp = n - 1;
     int zeros = 0;
     while (tmp[zeros] == '0') zeros++;
@@ -528,11 +528,12 @@ typedef struct {
   size_t limited_ns_length, limited_key_length;
   gl_key *keys;
   size_t key_count;
+  bool check; /* GATEWAYCTL_ACCESS_LOG_CHECK=1: the stream's values checked against Envoy's */
 } gl_config;
 
 typedef struct {
   const gl_config *config;
-  gl_buf line;
+  gl_buf line, check;
   long long second; /* the second `stamp` holds, or -1 */
   char stamp[19];   /* "YYYY-MM-DDTHH:MM:SS" (not NUL-terminated) */
 } gl_logger;
@@ -599,6 +600,8 @@ static gl_config *config_parse(const gj_node *root, bool validating) {
     if (previous != NULL && strcmp(previous->name, key->name) >= 0) goto fail;
     previous = key;
   }
+  const char *check = getenv("GATEWAYCTL_ACCESS_LOG_CHECK");
+  c->check = check != NULL && strcmp(check, "1") == 0;
   /* Envoy's config validation (envoy --mode validate) opens no file and starts no thread */
   if (!validating) {
     c->file = file_acquire(path->string, (long)flush->number);
@@ -647,6 +650,7 @@ void envoy_dynamic_module_on_access_logger_flush(gw_module_ptr self) {
 void envoy_dynamic_module_on_access_logger_destroy(gw_module_ptr self) {
   gl_logger *l = (gl_logger *)self;
   free(l->line.p);
+  free(l->check.p);
   free(l);
 }
 
@@ -746,6 +750,107 @@ static void put_gateway(gl_buf *b, gw_envoy_ptr e, const gl_config *c) {
   else PUTS(b, "null");
 }
 
+/* The same object from the values the module's body filter noted on the stream it served
+ * (gw_body.h): what those writes left in the stream's metadata, without a lookup per key. */
+static void put_gateway_noted(gl_buf *b, const gw_log_values *noted, const gl_config *c) {
+  bool any = false;
+  for (size_t i = 0; i < c->key_count; i++) {
+    const gl_key *k = &c->keys[i];
+    const gw_log_value *v = NULL;
+    for (size_t j = 0; j < noted->count; j++)
+      if (noted->values[j].key_length == k->length &&
+          memcmp(noted->values[j].key, k->name, k->length) == 0) {
+        v = &noted->values[j];
+        break;
+      }
+    /* a value of another type is not found, as by the typed callbacks */
+    if (v == NULL || v->type != (k->type == KEY_STRING   ? GW_LOG_STRING
+                                 : k->type == KEY_NUMBER ? GW_LOG_NUMBER
+                                                         : GW_LOG_BOOL))
+      continue;
+    put(b, any ? "," : "{", 1);
+    put_string(b, k->name, k->length);
+    PUTS(b, ":");
+    if (k->type == KEY_STRING) put_string(b, v->string, v->length);
+    else if (k->type == KEY_NUMBER) put_number(b, v->number);
+    else if (v->flag) PUTS(b, "true");
+    else PUTS(b, "false");
+    any = true;
+  }
+  if (any) PUTS(b, "}");
+  else PUTS(b, "null");
+}
+
+/* The stream the module's body filter served for this line, or NULL: a stream the module did
+ * not serve (another route, a local reply before it, GET /v1/models) or whose values did not
+ * all fit, whose values are then read through Envoy. */
+static const gw_body_stream *served_stream(const gl_config *c) {
+  const gw_body_stream *s = gw_log_stream();
+  if (s == NULL || s->route == NULL || s->log == NULL || s->log_lost || s->log->overflow ||
+      s->log->ns_length != c->ns_length || memcmp(s->log->ns, c->ns, c->ns_length) != 0)
+    return NULL;
+  return s;
+}
+
+/* `gateway`, `method` and `model`'s values (the keys between them) through Envoy. */
+static void put_looked_up(gl_buf *b, gw_envoy_ptr e, const gl_config *c, bool has_host) {
+  gw_buffer v;
+  put_gateway(b, e, c);
+  PUTS(b, ",\"method\":");
+  put_buffer_or_null(b, request_header(e, GW_REQUEST_HEADERS, ":method", &v), v);
+  PUTS(b, ",\"model\":");
+  put_buffer_or_null(b, has_host && request_header(e, GW_RESPONSE_HEADERS, c->model_header, &v),
+                     v);
+}
+
+/* The same from the stream the module served: its noted `gw` values; POST, the only method
+ * it serves; the answering model its response path read from the same response header (a
+ * success's, when it fitted), else through Envoy. */
+static void put_served(gl_buf *b, gw_envoy_ptr e, const gl_config *c, const gw_body_stream *s,
+                       bool has_host) {
+  put_gateway_noted(b, s->log, c);
+  PUTS(b, ",\"method\":\"POST\",\"model\":");
+  gw_buffer v;
+  if (!has_host)
+    PUTS(b, "null");
+  else if (s->has_model && s->log->model_header_length == c->model_header_length &&
+           memcmp(s->log->model_header, c->model_header, c->model_header_length) == 0)
+    put_string(b, s->model, s->model_length);
+  else
+    put_buffer_or_null(b, request_header(e, GW_RESPONSE_HEADERS, c->model_header, &v), v);
+}
+
+/* GATEWAYCTL_ACCESS_LOG_CHECK=1: for a line written from the served stream, the same values
+ * read through Envoy, and one line on stderr saying whether they are the same (the tests'
+ * proof that the stream is there and right when the logger runs). */
+static void check_served(gw_envoy_ptr e, gl_logger *l, const gw_body_stream *s, bool has_host) {
+  gl_buf *b = &l->check;
+  b->len = 0;
+  b->failed = false;
+  put_looked_up(b, e, l->config, has_host);
+  size_t envoys = b->len;
+  put_served(b, e, l->config, s, has_host);
+  bool same = b->len == 2 * envoys && memcmp(b->p, b->p + envoys, envoys) == 0;
+  gl_buf out = {0};
+  PUTS(&out, "gatewayctl access log check: ");
+  if (same) PUTS(&out, "same ");
+  else PUTS(&out, "differs ");
+  gw_buffer id;
+  put_buffer_or_null(&out, request_header(e, GW_REQUEST_HEADERS, "x-request-id", &id), id);
+  if (!same) {
+    PUTS(&out, " envoy ");
+    put(&out, b->p, envoys);
+    PUTS(&out, " served ");
+    put(&out, b->p + envoys, b->len - envoys);
+  }
+  PUTS(&out, "\n");
+  if (!out.failed) {
+    ssize_t ignored = write(STDERR_FILENO, out.p, out.len);
+    (void)ignored;
+  }
+  free(out.p);
+}
+
 static void put_host(gl_buf *b, bool present, gw_buffer address, uint32_t port) {
   if (!present) {
     PUTS(b, "null");
@@ -804,12 +909,13 @@ void envoy_dynamic_module_on_access_logger_log(gw_envoy_ptr e, gw_module_ptr sel
   else
     put_flags(b, envoy_dynamic_module_callback_access_logger_get_response_flags(e));
   PUTS(b, ",\"gateway\":");
-  put_gateway(b, e, c);
-  PUTS(b, ",\"method\":");
-  put_buffer_or_null(b, request_header(e, GW_REQUEST_HEADERS, ":method", &v), v);
-  PUTS(b, ",\"model\":");
-  put_buffer_or_null(b, has_host && request_header(e, GW_RESPONSE_HEADERS, c->model_header, &v),
-                     v);
+  const gw_body_stream *served = served_stream(c);
+  if (served != NULL) {
+    put_served(b, e, c, served, has_host);
+    if (c->check) check_served(e, l, served, has_host);
+  } else {
+    put_looked_up(b, e, c, has_host);
+  }
   PUTS(b, ",\"path\":");
   put_buffer_or_null(b,
                      request_header(e, GW_REQUEST_HEADERS, "x-envoy-original-path", &v) ||

@@ -81,6 +81,19 @@ typedef struct {
 
 static __thread gw_body_stream *last_body;
 
+/* The access logger's link to the body filter's stream (gw_log.c). Envoy 1.40's connection
+ * manager ends a stream in one go on its worker (ConnectionManagerImpl::doDeferredStreamDestroy):
+ * every filter's onStreamComplete, then the access loggers, then every filter's onDestroy, with
+ * nothing else run on that thread in between. So the stream completed last on this thread and
+ * not yet destroyed is the one whose line is being written. It is cleared when that stream is
+ * destroyed, before it is freed: the logger never sees a freed stream, and a log call outside
+ * that window (none in 1.40) finds NULL and reads everything through Envoy. Nothing is
+ * allocated for it: a stream without a log call, or a gateway without the logger, leaves
+ * nothing behind. */
+static __thread const gw_body_stream *logging;
+
+const gw_body_stream *gw_log_stream(void) { return logging; }
+
 /* The auth filter has no per-stream state (the filter is its config); the body filter's
  * stream is allocated here and freed in _destroy. NULL (no memory) makes Envoy fail the
  * stream. */
@@ -115,6 +128,7 @@ void envoy_dynamic_module_on_http_filter_destroy(gw_module_ptr self) {
   }
   if (kind != GW_KIND_BODY_STREAM) return;
   if (last_body == self) last_body = NULL;
+  if (logging == self) logging = NULL;
   gw_body_stream_free((gw_body_stream *)self);
   free((void *)self);
 }
@@ -167,7 +181,7 @@ int envoy_dynamic_module_on_http_filter_response_trailers(gw_envoy_ptr filter,
 
 void envoy_dynamic_module_on_http_filter_stream_complete(gw_envoy_ptr filter, gw_module_ptr self) {
   (void)filter;
-  (void)self;
+  if (kind_of(self) == GW_KIND_BODY_STREAM) logging = self;
 }
 
 /* Hooks Envoy 1.40 requires but never calls for this module: it starts no HTTP callout, no
