@@ -6,11 +6,12 @@ import dataclasses
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gatewayctl.compile import compile_gateway
-from gatewayctl.ir import from_json, to_json
+from gatewayctl.ir import GatewayIR, from_json, to_json
 from gatewayctl.manifests.manifest_set import load_manifest_set
 from gatewayctl.render.envoy import EnvoyOptions, render_envoy
 from gatewayctl.render.envoy.guardrails import search_regex
@@ -150,6 +151,35 @@ def test_multi_team_resources() -> None:
     ]
     # The connection's buffer stays at Envoy's default; bodies are bounded per principal.
     assert listener["per_connection_buffer_limit_bytes"] == 1024 * 1024
+
+
+def test_a_single_attempt_route_has_no_retry_policy() -> None:
+    """Zero retries and no per-try timeout: no retry policy (it would only cost Envoy a retry
+    state per request); a fallback, a retry or a per-try timeout keeps it."""
+    ir = irs.build_ir()
+    routes = {r.name: r for r in ir.routes}
+    single = dataclasses.replace(routes["llama"], per_try_timeout_ms=None)
+    fallback = dataclasses.replace(routes["fallback429"], per_try_timeout_ms=None)
+    retried = dataclasses.replace(routes["fallback503"], fallback=(), per_try_timeout_ms=None)
+    ir = dataclasses.replace(ir, routes=tuple(
+        {"llama": single, "fallback429": fallback, "fallback503": retried}.get(r.name, r)
+        for r in ir.routes))
+    entries = _route_actions(ir)
+    assert "retry_policy" not in entries["llama"]
+    assert entries["llama"]["timeout"] == "20s"
+    assert entries["fallback429"]["retry_policy"]["num_retries"] == 1
+    assert entries["fallback503"]["retry_policy"]["num_retries"] == 1
+    assert "per_try_timeout" not in entries["fallback503"]["retry_policy"]
+    # the per-try timeout of a single attempt still applies: the policy stays, with no retry
+    kept = _route_actions(irs.build_ir())["llama"]
+    assert kept["retry_policy"]["num_retries"] == 0
+    assert kept["retry_policy"]["per_try_timeout"] == "5s"
+
+
+def _route_actions(ir: GatewayIR) -> dict[str, dict[str, Any]]:
+    """Route entry name -> its route action (entries that answer directly have none)."""
+    vhost = render_envoy(ir).rds["resources"][0]["virtual_hosts"][0]
+    return {r["name"]: r["route"] for r in route_entries(vhost) if "route" in r}
 
 
 def test_secrets_never_in_output_only_paths(tmp_path: Path) -> None:

@@ -83,15 +83,20 @@ def models_list_body(ir: GatewayIR) -> str:
 def _route_action(route: RouteIR, backend_weights: list[tuple[str, int]]) -> dict[str, Any]:
     backend = backend_weights[0][0]
     retries = len(chain(route, backend)) - 1
-    retry_policy: dict[str, Any] = {
-        "retry_on": RETRY_ON,
-        "retriable_status_codes": [429],
-        "num_retries": retries,
-        # Back-off: Envoy's default, 25 ms doubling up to 250 ms.
-    }
-    if route.per_try_timeout_ms is not None:
-        retry_policy["per_try_timeout"] = _seconds(route.per_try_timeout_ms)
-    action: dict[str, Any] = {"timeout": _seconds(route.timeout_ms), "retry_policy": retry_policy}
+    action: dict[str, Any] = {"timeout": _seconds(route.timeout_ms)}
+    if retries or route.per_try_timeout_ms is not None:
+        # A route with one attempt and no per-try timeout gets no retry policy: with zero
+        # retries it would change nothing but cost Envoy a retry state per request (~3.5k
+        # instructions, docs/performance.md).
+        retry_policy: dict[str, Any] = {
+            "retry_on": RETRY_ON,
+            "retriable_status_codes": [429],
+            "num_retries": retries,
+            # Back-off: Envoy's default, 25 ms doubling up to 250 ms.
+        }
+        if route.per_try_timeout_ms is not None:
+            retry_policy["per_try_timeout"] = _seconds(route.per_try_timeout_ms)
+        action["retry_policy"] = retry_policy
     if len(backend_weights) == 1:
         action["cluster"] = backend_cluster_name(route.name, backend)
     else:
