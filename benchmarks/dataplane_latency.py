@@ -20,7 +20,8 @@ gateway's answers only where a policy would have acted (no request here trips on
     -lua            without the Lua body filter (switched off on this route, still in the chain)
     -early-mutation without the early header mutation (client copies of internal headers)
     literal-model   x-gateway-model written as a literal instead of formatted from metadata
-    member-cluster  the route straight to the model's member cluster, no retry policy
+    member-cluster  the route straight to the model's member cluster (the composite parent left
+                    out; bench-full, one attempt, has no retry policy to drop)
     -all            every part above removed at once
     envoy-json-log  the JSON line by Envoy's json_format logger instead of the module's
                     (the line the Lua gateways write; the same bytes but for the timings)
@@ -87,7 +88,7 @@ def literal_model(lds: dict[str, Any]) -> None:
 def member_cluster(lds: dict[str, Any]) -> None:
     action = _route(lds)["route"]
     action["cluster"] = model_cluster_name(MODEL)
-    action.pop("retry_policy")
+    action.pop("retry_policy", None)  # a route with retries or fallbacks has one
 
 
 PARTS: dict[str, list[Transform]] = {
