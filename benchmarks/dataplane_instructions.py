@@ -178,7 +178,14 @@ def no_json_log(lds: dict[str, Any]) -> None:
 
 def envoy_json_log(lds: dict[str, Any]) -> None:
     """The JSON line by Envoy's json_format file logger (the Lua gateways' logger) instead of
-    the module's, to the same path."""
+    the module's, to the same path; the body filter then writes every `gw` value to Envoy's
+    metadata (without `log_only`: Envoy's logger reads them there)."""
+    for flt in _hcm(lds)["http_filters"]:
+        config = flt.get("typed_config", {}).get("filter_config", {})
+        if flt["typed_config"].get("filter_name") == "body" and "value" in config:
+            data = json.loads(config["value"])
+            data.pop("log_only", None)
+            config["value"] = json.dumps(data, separators=(",", ":"))
     logs = _hcm(lds)["access_log"]
     for i, log in enumerate(logs):
         if log["name"] == "envoy.access_loggers.dynamic_modules":

@@ -67,6 +67,17 @@ def test_envoy_json_log_swaps_the_compiled_line_for_envoys(config_dir: Path) -> 
     assert logs[0]["name"] == "envoy.access_loggers.file"
     assert logs[1:] == gateway[1:]
 
+    # the body filter then writes every `gw` value for Envoy's logger (no `log_only`)
+    def body_config(lds: dict[str, Any]) -> dict[str, Any]:
+        flt = next(f for f in _hcm(lds)["http_filters"]
+                   if f["typed_config"].get("filter_name") == "body")
+        return dict(json.loads(flt["typed_config"]["filter_config"]["value"]))
+
+    swapped = body_config(latency.variant_lds(config_dir, latency.VARIANTS["envoy-json-log"]))
+    kept = body_config(latency.variant_lds(config_dir, []))
+    assert "log_only" in kept and "log_only" not in swapped
+    assert swapped == {k: v for k, v in kept.items() if k != "log_only"}
+
 
 def test_an_unknown_variant_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:

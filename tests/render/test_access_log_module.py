@@ -23,9 +23,11 @@ from gatewayctl.ir import CacheIR, PolicyIR
 from gatewayctl.local.mock_provider import FaultConfig, FaultRule, MockProviderConfig
 from gatewayctl.render.envoy import render_envoy
 from gatewayctl.render.envoy.access_log import (
+    BACKEND_COUNTER_KEYS,
     CACHE_ONLY_KEYS,
     GATEWAY_KEYS,
     LOG_FORMAT,
+    LOGGER_ONLY_KEYS,
     MODULE_LOG_TYPE,
     _json_log,
     _present,
@@ -128,6 +130,8 @@ def test_every_gw_key_a_filter_sets_is_known_to_the_compiled_logger() -> None:
                   for key in re.findall(r":set\(NS, (\"\w+\"|[A-Z_]+)", lua)}
     set_in_c = set(re.findall(r"metadata_ns\), (?:BUF\(|\(gb_text\)\{)\"(\w+)\"", c))
     set_in_c |= set(re.findall(r"metadata_ns, (?:BUF\(|\(gb_text\)\{)\"(\w+)\"", c))
+    # the keys the body filter notes for the logger (gw_body_config.c's gb_log_key)
+    set_in_c |= set(re.findall(r"\[GB_LOG_\w+\] = \"(\w+)\"", c))
     assert set_in_lua and set_in_c
     known = set(GATEWAY_KEYS)
     assert set_in_lua <= known, set_in_lua - known
@@ -359,6 +363,53 @@ def test_interleaved_streams_each_get_their_own_values(
     same, differs = _checks(envoy)
     assert not differs, differs
     assert set(sent) <= same
+
+
+@needs_envoy
+@pytest.mark.envoy
+def test_keys_only_the_logger_reads_stay_out_of_envoys_metadata(tmp_path: Path) -> None:
+    """Without the check, the body filter leaves out of Envoy's metadata the `gw` values only
+    the compiled logger reads on its routes (LOGGER_ONLY_KEYS), which the logger takes from the
+    stream: its line holds them all, Envoy's json_format line of the same request shows what
+    is left: nothing on a route with one backend, the route and the tokens (the per-backend
+    counters') on a route that splits traffic, every value on a request the module answered
+    itself."""
+    mocks = {"openai": MockProviderConfig(name="openai", require_key=irs.OPENAI_KEY)}
+    with running_mocks(mocks) as handles:
+        write_secrets(tmp_path / "secrets", {
+            ("openai-credentials", "api-key"): irs.OPENAI_KEY,
+            **{(f"{n}-key", "key"): k for n, k in irs.CONSUMER_KEYS.items()}})
+        options = loopback_options(tmp_path, tmp_path / "secrets",
+                                   provider_overrides={"openai": handles["openai"].url})
+        bundle = render_envoy(_ir("module", cache=False), options)
+        reference = tmp_path / "envoy-json.log"
+        lds = json.loads(json.dumps(bundle.lds))
+        _hcm(lds["resources"][0])["access_log"].extend(_json_logs(str(reference), False))
+        bundle = dataclasses.replace(bundle, lds=lds)
+        log = tmp_path / "access.log"
+        envoy = start_envoy(tmp_path / "envoy", bundle, listener_port=options.listener_port,
+                            admin_port=options.admin_port, access_log=log, concurrency=1)
+        try:
+            for rid, model in (("one-backend", "llama-70b"), ("split", "chat")):
+                assert envoy.chat(model, headers={"x-request-id": rid, **HELPDESK}).status == 200
+            envoy.chat("no-such-model", headers={"x-request-id": "unknown"})
+            ours = {json.loads(x)["request_id"]: json.loads(x) for x in _read(log, 3)}
+            theirs = {json.loads(x)["request_id"]: json.loads(x) for x in _read(reference, 3)}
+        finally:
+            envoy.stop()
+    assert "gatewayctl access log check" not in envoy.log_text()
+    for rid, route in (("one-backend", "llama"), ("split", "chat")):
+        gateway = ours[rid]["gateway"]
+        assert gateway["consumer"] == "helpdesk" and gateway["route"] == route, gateway
+        assert gateway["prompt_tokens"] > 0 and gateway["cost_usd"] > 0, gateway
+    assert theirs["one-backend"]["gateway"] is None
+    assert set(theirs["split"]["gateway"]) == set(BACKEND_COUNTER_KEYS)
+    assert theirs["split"]["gateway"] == {k: ours["split"]["gateway"][k]
+                                          for k in BACKEND_COUNTER_KEYS}
+    assert ours["unknown"] == {**theirs["unknown"], "duration_ms": ours["unknown"]["duration_ms"],
+                               "upstream_ms": ours["unknown"]["upstream_ms"]}
+    assert ours["unknown"]["gateway"]["requested_model"] == "no-such-model"
+    assert set(LOGGER_ONLY_KEYS) >= set(BACKEND_COUNTER_KEYS)
 
 
 def _module_gateway(root: Path, mock_url: str, flush_ms: int, path: str | None = None

@@ -105,6 +105,16 @@ GATEWAY_KEYS: dict[str, str] = {
 }
 # Set only on gateways with a response cache (cache.lua, the body filter's priced hit).
 CACHE_ONLY_KEYS = (CACHE_KEY, CACHE_SAVED_KEY)
+# The `gw` keys the compiled logger is the only reader of on the compiled body filter's routes,
+# which it takes from the module's stream (module/gw_body.h): the module leaves them out of
+# Envoy's metadata there. Nothing else in the listener reads them on those routes: the
+# per-consumer counters' logger skips them (no cost key), and the cache's and output
+# guardrails' counters and the global limits are on routes the module does not serve. The
+# per-backend counters read BACKEND_COUNTER_KEYS on the routes that split traffic. (The module
+# sets `local_reply` only on its replies, which it does not serve: Envoy's metadata has it.)
+_NOT_SET_BY_THE_MODULE = (*CACHE_ONLY_KEYS, OUTPUT_GUARDRAIL_KEY, "local_reply")
+LOGGER_ONLY_KEYS = tuple(sorted(k for k in GATEWAY_KEYS if k not in _NOT_SET_BY_THE_MODULE))
+BACKEND_COUNTER_KEYS = (ROUTE_KEY, *metrics.BACKEND_KINDS)
 MODULE_LOG_TYPE = (
     "type.googleapis.com/envoy.extensions.access_loggers.dynamic_modules.v3.DynamicModuleAccessLog"
 )

@@ -81,21 +81,30 @@ def _values(value: Any) -> int:
 def body_module_data(lua_data: Mapping[str, Any],
                      no_consumer_header: Collection[str] = (),
                      limits: Mapping[str, Any] | None = None,
-                     limit_capacity: Mapping[str, int] | None = None) -> dict[str, Any] | None:
+                     limit_capacity: Mapping[str, int] | None = None,
+                     logger_only: Collection[str] = (),
+                     counted: Mapping[str, Collection[str]] | None = None
+                     ) -> dict[str, Any] | None:
     """The module body filter's config data, or None when it would serve no route.
     `no_consumer_header`: routes whose x-gw-consumer nothing reads (no limit by consumer
     Envoy enforces): the module does not set it there (`consumer_header: false`; a header
     write costs ~1.2k instructions). `limits`: the local limits the module's `limits` filter
     enforces, by route (ratelimit.module_limit_data), with `limit_capacity`
     (ratelimit.module_limit_capacity); this filter's config references their buckets, which
-    are module-global and outlive it for every limit the next config keeps (gw_limits.h)."""
+    are module-global and outlive it for every limit the next config keeps (gw_limits.h).
+    `logger_only`: the `gw` keys only the compiled access logger reads on the module's routes
+    (it takes them from the module's stream): left out of Envoy's metadata there (`log_only`),
+    but for the keys `counted` names for a route (its per-backend counters read them)."""
     names = served_routes(lua_data)
     if not names:
         return None
     limits = limits or {}
+    counted = counted or {}
     routes = {name: {**lua_data["routes"][name],
                      **({"consumer_header": False} if name in no_consumer_header else {}),
-                     **({"limits": limits[name]} if name in limits else {})}
+                     **({"limits": limits[name]} if name in limits else {}),
+                     **({"metadata_keys": {k: True for k in sorted(counted[name])}}
+                        if counted.get(name) else {})}
               for name in names}
     used = {route["policy"] for route in routes.values()}
     data = {
@@ -110,6 +119,7 @@ def body_module_data(lua_data: Mapping[str, Any],
         "names": {key: LUA_NAMES[key] for key in BODY_MODULE_NAMES},
         **({"limit_capacity": dict(limit_capacity)}
            if limit_capacity is not None and any(n in limits for n in names) else {}),
+        **({"log_only": {k: True for k in sorted(logger_only)}} if logger_only else {}),
     }
     if (len(json.dumps(data, separators=(",", ":"))) > MAX_CONFIG_BYTES
             or _values(data) > MAX_CONFIG_VALUES):

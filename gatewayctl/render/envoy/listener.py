@@ -21,7 +21,11 @@ from typing import Any
 
 from gatewayctl.ir import GatewayIR, JwtProviderIR, RouteIR
 from gatewayctl.render.envoy import metrics
-from gatewayctl.render.envoy.access_log import render_access_log
+from gatewayctl.render.envoy.access_log import (
+    BACKEND_COUNTER_KEYS,
+    LOGGER_ONLY_KEYS,
+    render_access_log,
+)
 from gatewayctl.render.envoy.auth import consumer_data, route_auth_data
 from gatewayctl.render.envoy.body import (
     LISTENER_BUFFER_BYTES,
@@ -231,7 +235,12 @@ def _module_data(ir: GatewayIR, lua_data: Mapping[str, Any]) -> dict[str, Any] |
     limits = module_limit_data(ir, set(served_routes(lua_data)))
     # x-gw-consumer: read by Envoy's limiters only, which are off where the module limits
     quiet = [r.name for r in ir.routes if not reads_consumer_header(ir, r) or r.name in limits]
-    return body_module_data(lua_data, quiet, limits, module_limit_capacity(ir))
+    # a module gateway's JSON line is the compiled logger's (render_access_log's `compiled`),
+    # which takes these keys from the module's stream; the per-backend counters of the routes
+    # that split traffic read theirs from Envoy's metadata
+    counted = {r.name: BACKEND_COUNTER_KEYS for r in ir.routes if len(r.backends) > 1}
+    return body_module_data(lua_data, quiet, limits, module_limit_capacity(ir),
+                            logger_only=LOGGER_ONLY_KEYS, counted=counted)
 
 
 def module_limit_routes(ir: GatewayIR, options: EnvoyOptions) -> frozenset[str]:

@@ -36,6 +36,7 @@ static gw_buffer out_buf(const gw_out *o) { return (gw_buffer){o->ptr, o->length
 #define MAX_PENDING 8
 static __thread struct {
   gw_header entries[MAX_PENDING];
+  int ids[MAX_PENDING]; /* GB_LOG_* */
   size_t count;
 } pending;
 
@@ -48,7 +49,35 @@ static void flush_meta(gw_envoy_ptr f, gb_text ns) {
 
 /* ---- the record of the `gw` metadata for the access logger (gw_body.h) ---- */
 
-static gw_log_value *log_slot(gw_body_stream *s, gw_buffer key) {
+/* Whether the compiled logger is the only reader of key `id` on route `r` (NULL: a request
+ * not served yet, whose values Envoy's metadata gets). */
+static bool only_logged(const gw_body_stream *s, const gb_route *r, int id) {
+  return r != NULL && (s->body->log_only & (1u << id)) && !(r->metadata_keys & (1u << id));
+}
+
+/* The record cannot take a value: every value it holds that Envoy's metadata does not is
+ * written there now, and the logger will read them all through Envoy (overflow). */
+static void spill(gw_envoy_ptr f, gw_body_stream *s) {
+  gw_log_values *l = s->log;
+  if (l == NULL || l->overflow) return;
+  l->overflow = true;
+  gw_buffer ns = text_buf(s->body->metadata_ns);
+  for (size_t i = 0; i < l->count; i++) {
+    gw_log_value *v = &l->values[i];
+    gw_buffer key = {v->key, v->key_length};
+    if (v->written || v->type < 0) continue;
+    if (v->type == GW_LOG_STRING)
+      envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+          f, ns, key, (gw_buffer){v->string, v->length});
+    else if (v->type == GW_LOG_NUMBER)
+      envoy_dynamic_module_callback_http_set_dynamic_metadata_number(f, ns, key, v->number);
+    v->written = true;
+  }
+}
+
+/* The record's slot for key `id` (a new one, or the one a later write replaces), or NULL: no
+ * record (no memory: s->log_lost) or no room (spilled). */
+static gw_log_value *log_slot(gw_envoy_ptr f, gw_body_stream *s, gw_buffer key) {
   if (s->log_lost) return NULL;
   gw_log_values *l = s->log;
   if (l == NULL) {
@@ -64,27 +93,31 @@ static gw_log_value *log_slot(gw_body_stream *s, gw_buffer key) {
     l->count = l->text_length = 0;
     l->overflow = false;
   }
+  if (l->overflow) return NULL;
   for (size_t i = 0; i < l->count; i++)
     if (l->values[i].key_length == key.length && memcmp(l->values[i].key, key.ptr, key.length) == 0)
       return &l->values[i];
   if (l->count == GW_LOG_VALUES || key.length > UINT32_MAX) {
-    l->overflow = true;
+    spill(f, s);
     return NULL;
   }
   gw_log_value *v = &l->values[l->count++];
   v->key = key.ptr;
   v->key_length = (uint32_t)key.length;
   v->type = -1; /* until set */
+  v->written = true;
   return v;
 }
 
-void gw_log_note_string(gw_body_stream *s, gw_buffer key, gw_buffer value) {
-  gw_log_value *v = log_slot(s, key);
-  if (v == NULL) return;
+bool gw_log_note_string(gw_envoy_ptr f, gw_body_stream *s, const void *route, int id,
+                        gw_buffer value) {
+  gw_log_value *v = log_slot(f, s, gb_log_key(s->body, id));
+  if (v == NULL) return true;
   gw_log_values *l = s->log;
   if (value.length > GW_LOG_TEXT - l->text_length) { /* replaced values keep their bytes */
-    l->overflow = true;
-    return;
+    v->type = -1;
+    spill(f, s);
+    return true;
   }
   char *at = l->text + l->text_length;
   if (value.length > 0) memcpy(at, value.ptr, value.length);
@@ -92,20 +125,37 @@ void gw_log_note_string(gw_body_stream *s, gw_buffer key, gw_buffer value) {
   v->type = GW_LOG_STRING;
   v->string = at;
   v->length = (uint32_t)value.length;
+  v->written = !only_logged(s, route, id);
+  return v->written;
 }
 
-void gw_log_note_number(gw_body_stream *s, gw_buffer key, double value) {
-  gw_log_value *v = log_slot(s, key);
-  if (v == NULL) return;
-  v->type = GW_LOG_NUMBER;
-  v->number = value;
+void gw_meta_string(gw_envoy_ptr f, gw_body_stream *s, const void *route, int id,
+                    gw_buffer value) {
+  if (gw_log_note_string(f, s, route, id, value))
+    envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+        f, text_buf(s->body->metadata_ns), gb_log_key(s->body, id), value);
 }
 
-static void set_meta(gw_envoy_ptr f, gb_text ns, gb_text key, gw_buffer value) {
-  (void)f;
-  (void)ns; /* always the `gw` namespace: flushed to it */
-  if (pending.count < MAX_PENDING)
-    pending.entries[pending.count++] = (gw_header){text_buf(key), value};
+void gw_meta_number(gw_envoy_ptr f, gw_body_stream *s, const void *route, int id,
+                    double value) {
+  gw_buffer key = gb_log_key(s->body, id);
+  gw_log_value *v = log_slot(f, s, key);
+  if (v != NULL) {
+    v->type = GW_LOG_NUMBER;
+    v->number = value;
+    v->written = !only_logged(s, route, id);
+  }
+  if (v == NULL || v->written)
+    envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
+        f, text_buf(s->body->metadata_ns), key, value);
+}
+
+static void set_meta(const gw_body *b, int id, gw_buffer value) {
+  /* always the `gw` namespace: flushed to it */
+  if (pending.count < MAX_PENDING) {
+    pending.ids[pending.count] = id;
+    pending.entries[pending.count++] = (gw_header){gb_log_key(b, id), value};
+  }
 }
 
 static void set_header(gw_envoy_ptr f, gb_text name, gw_buffer value) {
@@ -491,10 +541,10 @@ static bool inject_prompt(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, 
       *reencode = true;
     }
   }
-  set_meta(f, b->metadata_ns, (gb_text){"prompt", 6}, text_buf(r->prompt->name));
-  envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
-      f, text_buf(b->metadata_ns), BUF("prompt_version"), (double)version->version);
-  gw_log_note_number(s, BUF("prompt_version"), (double)version->version);
+  set_meta(b, GB_LOG_PROMPT, text_buf(r->prompt->name));
+  /* written whatever the config says: a reply after this (no memory) must show it, and the
+   * request is not served yet (the logger takes a served request's values only) */
+  gw_meta_number(f, s, NULL, GB_LOG_PROMPT_VERSION, (double)version->version);
   s->has_prompt_version = true;
   s->prompt_version = version->version;
   return true;
@@ -543,7 +593,7 @@ static bool serve(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, int endp
          "consumer_not_allowed");
     return false;
   }
-  set_meta(f, b->metadata_ns, b->consumer_key, consumer);
+  set_meta(b, GB_LOG_CONSUMER, consumer);
   /* the consumer's bytes live in the principal header, which goes below: copied first */
   memcpy(s->consumer, consumer.ptr, consumer.length);
   s->consumer_length = consumer.length;
@@ -585,9 +635,12 @@ static bool serve(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, int endp
     if (!ok || w->out.failed) ok = out_of_memory(f, b, r);
   }
   if (ok) {
-    /* what the logger reads: the string values as this flush writes them */
+    /* the logger's record; Envoy's metadata gets the values other readers need */
+    size_t written = 0;
     for (size_t i = 0; i < pending.count; i++)
-      gw_log_note_string(s, pending.entries[i].key, pending.entries[i].value);
+      if (gw_log_note_string(f, s, r, pending.ids[i], pending.entries[i].value))
+        pending.entries[written++] = pending.entries[i];
+    pending.count = written;
     flush_meta(f, b->metadata_ns);
     replace_body(f, s->buffered, raw, &w->out);
     set_header(f, b->route_header, text_buf(r->name));
@@ -650,14 +703,13 @@ int gw_body_request_body(gw_envoy_ptr f, gw_body_stream *s, bool end_of_stream) 
   } else if (!gb_find_model(b, model->string, model->length, &route)) {
     gw_shown(model->string, model->length, &w.text);
     gw_buffer shown = w.text.failed ? BUF("") : out_buf(&w.text);
-    set_meta(f, b->metadata_ns, (gb_text){"requested_model", 15}, shown);
+    set_meta(b, GB_LOG_REQUESTED_MODEL, shown);
     status = fail_with(f, b, 404, "The model `", shown, "` does not exist.",
                        "invalid_request_error", "model_not_found");
   } else if (route != NULL) {
     /* a route's public name: known, short, valid UTF-8 */
-    set_meta(f, b->metadata_ns, (gb_text){"requested_model", 15},
-             (gw_buffer){model->string, model->length});
-    set_meta(f, b->metadata_ns, b->route_key, text_buf(route->name));
+    set_meta(b, GB_LOG_REQUESTED_MODEL, (gw_buffer){model->string, model->length});
+    set_meta(b, GB_LOG_ROUTE, text_buf(route->name));
     if (!serve(f, s, route, endpoint, raw, req, spans, span_count, unique, &w))
       status = GW_BODY_STOP_NO_BUFFER;
   }

@@ -20,13 +20,15 @@ typedef struct gw_body gw_body;
 #define GW_MAX_MODEL_BYTES 256 /* a longer answering model's name is read again for the label */
 #define GW_STREAM_LIMITS 8 /* = GB_MAX_TOKEN_LIMITS */
 
-/* The `gw` metadata the module's body filter wrote for a request it served, as the stream's
- * metadata holds it (a later write of a key replaces its value): the compiled access logger
- * (gw_log.c) reads these instead of asking Envoy for each key. Keys are the config's names or
- * literals (they outlive the stream); string values are copied into `text`. `overflow`: a
- * value did not fit, the logger asks Envoy. Allocated on the first value (a request the filter
- * does not serve has none), apart from the stream: the stream stays small enough for the
- * allocator's per-thread cache (a 2.2 KiB stream cost ~2k instructions more per request).
+/* The `gw` values of a request the module's body filter served, as the stream's metadata would
+ * hold them (a later write of a key replaces its value): the compiled access logger (gw_log.c)
+ * reads these instead of asking Envoy for each key, and the values only it reads on the route
+ * (the config's log_only) are not written to Envoy's metadata at all (`written` false). Keys
+ * are the config's names or literals (they outlive the stream); string values are copied into
+ * `text`. `overflow`: a value did not fit: every value is then written to Envoy's metadata too
+ * and the logger asks Envoy; likewise without memory for the record (`log_lost`). Allocated on
+ * the first value, apart from the stream: the stream stays small enough for the allocator's
+ * per-thread cache (a 2.2 KiB stream cost ~2k instructions more per request).
  * The logger also takes the stream's `model` (the response's x-gateway-model, read by the
  * response path) and the method (POST: the filter serves no other). */
 #define GW_LOG_VALUES 12 /* the module writes 11 `gw` keys at most */
@@ -39,6 +41,7 @@ typedef struct {
   uint32_t key_length, length;
   int type;
   bool flag;
+  bool written; /* to Envoy's metadata too */
 } gw_log_value;
 typedef struct {
   const char *ns; /* the namespace written to (the config's `gw`) */
@@ -78,9 +81,16 @@ typedef struct {
   bool log_lost;         /* no memory for it: the logger asks Envoy */
 } gw_body_stream;
 
-/* A `gw` metadata value the stream's filter just wrote, noted for the logger (gw_body.c). */
-void gw_log_note_string(gw_body_stream *s, gw_buffer key, gw_buffer value);
-void gw_log_note_number(gw_body_stream *s, gw_buffer key, double value);
+/* A `gw` value of the request (key GB_LOG_*, gw_body_config.h) on route `route`: noted for
+ * the logger, and written to Envoy's metadata unless the compiled logger is its only reader on
+ * the route and the record holds it (gw_body.c). A string's write is the caller's (batched):
+ * true when it must be written. */
+bool gw_log_note_string(gw_envoy_ptr filter, gw_body_stream *s, const void *route, int id,
+                        gw_buffer value);
+void gw_meta_string(gw_envoy_ptr filter, gw_body_stream *s, const void *route, int id,
+                    gw_buffer value);
+void gw_meta_number(gw_envoy_ptr filter, gw_body_stream *s, const void *route, int id,
+                    double value);
 /* The body filter's stream whose access log is being written on this worker: the stream Envoy
  * completed last (on_http_filter_stream_complete) and has not destroyed yet, or NULL
  * (gw_module.c). */

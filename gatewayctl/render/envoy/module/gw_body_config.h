@@ -80,6 +80,8 @@ typedef struct {
    * header is written (nothing else reads it) */
   bool module_limits;
   gl_set requests, tokens;
+  unsigned metadata_keys; /* GB_LOG_* bits written to Envoy's metadata on this route although
+                           * the config's log_only has them (the per-backend counters read them) */
 } gb_route;
 
 /* A model's prices per million tokens (DATA.prices), by the upstream model name. */
@@ -118,6 +120,11 @@ typedef struct {
 
 #define GB_MAX_KEY_HEADERS 8
 
+/* The `gw` keys the body filter writes, by number (their names: gb_log_key). */
+enum { GB_LOG_REQUESTED_MODEL, GB_LOG_ROUTE, GB_LOG_CONSUMER, GB_LOG_PROMPT,
+       GB_LOG_PROMPT_VERSION, GB_LOG_UPSTREAM_STATUS, GB_LOG_GUARDRAIL, GB_LOG_PROMPT_TOKENS,
+       GB_LOG_COMPLETION_TOKENS, GB_LOG_CACHED_TOKENS, GB_LOG_COST, GB_LOG_KEYS };
+
 struct gw_body {
   gb_text metadata_ns, internal_ns, route_header, consumer_header, body_model_header,
       principal_header, reply_header, route_key, consumer_key, guard_set_key, guard_text_key;
@@ -138,9 +145,16 @@ struct gw_body {
       cost_key;
   gb_debts workers[GB_MAX_WORKERS];
   long long secret_ttl_s;
+  /* GB_LOG_* bits: keys only the compiled access logger reads on the filter's routes, which it
+   * takes from the stream (gw_body.h): not written to Envoy's metadata on a served request
+   * (the config's `log_only`; none under GATEWAYCTL_ACCESS_LOG_CHECK=1) */
+  unsigned log_only;
   pthread_mutex_t lock;
   bool lock_ready;
 };
+
+/* The name of a GB_LOG_* key (the config's names for the route, consumer and token keys). */
+gw_buffer gb_log_key(const gw_body *body, int id);
 
 /* The price of an upstream model, or NULL. */
 const gb_price *gb_find_price(const gw_body *body, const char *model, size_t length);

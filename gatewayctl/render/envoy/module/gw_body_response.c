@@ -36,19 +36,6 @@ static void set(gw_envoy_ptr f, gw_buffer name, gw_buffer value) {
   envoy_dynamic_module_callback_http_set_header(f, GW_RESPONSE_HEADERS, name, value);
 }
 
-/* A `gw` number, noted for the access logger too (gw_body.h). */
-static void number(gw_envoy_ptr f, gw_body_stream *s, gw_buffer key, double value) {
-  gw_buffer ns = text_buf(s->body->metadata_ns);
-  envoy_dynamic_module_callback_http_set_dynamic_metadata_number(f, ns, key, value);
-  gw_log_note_number(s, key, value);
-}
-
-static void guardrail_mark(gw_envoy_ptr f, gw_body_stream *s, gw_buffer value) {
-  gw_buffer ns = text_buf(s->body->metadata_ns);
-  envoy_dynamic_module_callback_http_set_dynamic_metadata_string(f, ns, BUF("guardrail"), value);
-  gw_log_note_string(s, BUF("guardrail"), value);
-}
-
 static bool contains(gw_buffer hay, const char *needle) {
   size_t n = strlen(needle);
   for (size_t i = 0; i + n <= hay.length; i++)
@@ -106,7 +93,7 @@ int gw_body_response_headers(gw_envoy_ptr f, gw_body_stream *s, bool end_of_stre
 
   if ((status == 401 || status == 403) && has_model && !guardrail) {
     /* the provider rejected the gateway's credential: none of its reply is passed on */
-    number(f, s, BUF("upstream_status"), status);
+    gw_meta_number(f, s, r, GB_LOG_UPSTREAM_STATUS, status);
     set(f, BUF(":status"), BUF("502"));
     set(f, BUF("content-type"), BUF("application/json"));
     for (size_t i = 0; i < sizeof DROPPED / sizeof DROPPED[0]; i++)
@@ -127,9 +114,9 @@ int gw_body_response_headers(gw_envoy_ptr f, gw_body_stream *s, bool end_of_stre
             f, GW_METADATA_DYNAMIC, text_buf(b->rbac_filter), BUF("shadow_engine_result"),
             &result) &&
         result.length == 6 && memcmp(result.ptr, "denied", 6) == 0)
-      guardrail_mark(f, s, BUF("logged"));
+      gw_meta_string(f, s, r, GB_LOG_GUARDRAIL, BUF("logged"));
   } else if (r->has_guard && status == 403 && guardrail) {
-    guardrail_mark(f, s, BUF("blocked"));
+    gw_meta_string(f, s, r, GB_LOG_GUARDRAIL, BUF("blocked"));
   }
   if (status == 429 && header(f, text_buf(b->limit_response_header), &ignored)) {
     /* refused by a limiter before (or at) the token charge: the carried debt is owed again */
@@ -156,10 +143,10 @@ static void account(gw_envoy_ptr f, gw_body_stream *s, const gw_usage *u) {
   const gb_price *price = s->price;
   double cost = price != NULL ? (u->prompt * price->input + u->completion * price->output) / 1e6
                               : 0;
-  number(f, s, text_buf(b->prompt_tokens_key), u->prompt);
-  number(f, s, text_buf(b->completion_tokens_key), u->completion);
-  if (u->has_cached && u->cached > 0) number(f, s, BUF("cached_tokens"), u->cached);
-  if (price != NULL) number(f, s, BUF("cost_usd"), gb_round8(cost));
+  gw_meta_number(f, s, r, GB_LOG_PROMPT_TOKENS, u->prompt);
+  gw_meta_number(f, s, r, GB_LOG_COMPLETION_TOKENS, u->completion);
+  if (u->has_cached && u->cached > 0) gw_meta_number(f, s, r, GB_LOG_CACHED_TOKENS, u->cached);
+  if (price != NULL) gw_meta_number(f, s, r, GB_LOG_COST, gb_round8(cost));
   /* the per-consumer counters, counted here (gw_counters.c) rather than by the access log */
   gw_buffer model = {"", 0};
   if (s->has_model) model = (gw_buffer){s->model, s->model_length};
