@@ -73,6 +73,9 @@ what removing it saves:
                    in the arguments); outguard-tools-stream-escaped: the same, streamed
     anthropic      the same gateway, route bench-anthropic (every policy, Anthropic provider:
                    the request and the reply translated)
+    module-anthropic  route bench-anthropic of the gateway rendered with dataPlaneFilters:
+                   module: the Lua body filter serves it (translation), the module's auth,
+                   logger and local limits the rest
     -translation   the gateway rendered without bench-anthropic and its provider, so with no
                    translation code (modules, translating filter) at all: route bench-full
                    must cost what it costs in `gateway`
@@ -471,6 +474,7 @@ VARIANTS: list[tuple[str, str, list[Transform]]] = [
     ("module-full-no-limits", "full", [without_limiters]),
     ("module-none-no-limits", "none", [without_limiters]),
     ("module-full-whole-no-limits", "full", [without_limiters]),
+    ("module-anthropic", "anthropic", []),
 ]
 # Variants whose gateway runs the compiled module's filters (dataPlaneFilters: module).
 WITH_MODULE = ("module-full", "module-full-envoy-log", "module-full-no-json-log", "module-none",
@@ -479,7 +483,7 @@ WITH_MODULE = ("module-full", "module-full-envoy-log", "module-full-no-json-log"
                "jwt-key-module-unconditional",
                "jwt-token-module-cache", "module-full-no-lua", "module-full-whole",
                "module-none-whole", "module-full-no-limits", "module-none-no-limits",
-               "module-full-whole-no-limits")
+               "module-full-whole-no-limits", "module-anthropic")
 # Variants whose gateway has a token issuer (render_gateway's `jwt`), and those asked with a
 # token instead of the API key.
 WITH_TOKEN = ("jwt-token", "jwt-token-module", "jwt-token-module-no-verdict", "jwt-token-cache",

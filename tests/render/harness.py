@@ -358,10 +358,12 @@ def irs_gateway(tmp_path: Path, ir: GatewayIR, mock_url: str, concurrency: int =
                 without_filter: str | None = None,
                 keys: Mapping[str, str] | None = None,
                 edit_filters: Callable[[list[dict[str, Any]]], None] | None = None,
+                providers: Mapping[str, str] | None = None,
                 ) -> Iterator[RunningEnvoy]:
     """A gateway of the test IRs (tests/render/irs.py) served by Envoy in tmp_path, its openai
-    provider at mock_url, its secrets written (consumer key files `<consumer>-key/key` holding
-    `keys`, irs.CONSUMER_KEYS by default); the differential tests serve it both ways.
+    provider at mock_url (and the providers in `providers` at theirs), its secrets written
+    (consumer key files `<consumer>-key/key` holding `keys`, irs.CONSUMER_KEYS by default); the
+    differential tests serve it both ways.
     without_filter: an HTTP filter taken out of the rendered listener; edit_filters: called
     with the listener's HTTP filters (a copy) to change them in place."""
     from gatewayctl.render.envoy import render_envoy
@@ -370,8 +372,10 @@ def irs_gateway(tmp_path: Path, ir: GatewayIR, mock_url: str, concurrency: int =
     secrets = tmp_path / "secrets"
     consumer_keys = irs.CONSUMER_KEYS if keys is None else keys
     write_secrets(secrets, {("openai-credentials", "api-key"): irs.OPENAI_KEY,
+                            ("anthropic-credentials", "api-key"): irs.ANTHROPIC_KEY,
                             **{(f"{n}-key", "key"): k for n, k in consumer_keys.items()}})
-    options = loopback_options(tmp_path, secrets, provider_overrides={"openai": mock_url})
+    options = loopback_options(tmp_path, secrets,
+                               provider_overrides={"openai": mock_url, **(providers or {})})
     bundle = render_envoy(ir, options)
     if without_filter is not None:
         lds = json.loads(json.dumps(bundle.lds))

@@ -16,7 +16,7 @@ import pytest
 from gatewayctl.ir import GatewayIR, JwtProviderIR
 from gatewayctl.render.envoy import render_envoy
 from gatewayctl.render.envoy.dynamic_module import SOURCES, source_files
-from gatewayctl.render.envoy.names import AUTH_FILTER, BODY_MODULE_FILTER
+from gatewayctl.render.envoy.names import AUTH_FILTER, BODY_MODULE_FILTER, LIMITS_MODULE_FILTER
 from tests.render import irs, sanitized
 from tests.render.harness import loopback_options
 
@@ -127,6 +127,34 @@ def test_the_body_filter_under_sanitizers(tmp_path: Path) -> None:
     for name in ("replies_400", "replies_401", "replies_403", "replies_404", "replies_413",
                  "header_sets", "route_clears", "metadata_sets", "bodies_replaced"):
         assert totals[name] > 0, (name, totals)
+
+
+def _limits_config(tmp_path: Path) -> bytes:
+    """The rendered config of the module's `limits` filter for the test gateway with two
+    limited routes the Lua body filter serves (a native Anthropic provider): the limits it
+    reads from the Lua's headers."""
+    from tests.render.test_module_limits_differential import _claude_ir
+
+    ir = dataclasses.replace(_claude_ir(), data_plane_filters="module")
+    options = loopback_options(tmp_path, tmp_path / "secrets")
+    lds = json.loads(render_envoy(ir, options).files()["lds.json"])
+    hcm = lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    flt = next(f for f in hcm["http_filters"] if f["name"] == LIMITS_MODULE_FILTER)
+    data = json.loads(flt["typed_config"]["filter_config"]["value"])
+    assert set(data["routes"]) == {"claude-limited", "claude-tokens"}
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def test_the_limits_filter_under_sanitizers(tmp_path: Path) -> None:
+    """The `limits` filter's config reader (the Lua's routes and their limits, adopted from
+    and released to the module-global registry) and its request path on random headers (the
+    route, consumer and charge headers present, missing, repeated or garbled)."""
+    binary = _build(tmp_path)
+    config = tmp_path / "limits.json"
+    config.write_bytes(_limits_config(tmp_path))
+    totals = _run(binary, config, ITERATIONS // 3, "limits")
+    assert totals["accepted"] > 50 and totals["refused"] > 50, totals
+    assert totals["replies_429"] > 0, totals
 
 
 def test_the_harness_catches_an_out_of_bounds_read(tmp_path: Path) -> None:

@@ -113,10 +113,13 @@ def _both(tmp_path: Path, ir: GatewayIR, run: Callable[[RunningEnvoy], Any], con
     for filters in ("lua", "module"):
         mock = start_mock_provider(config=MockProviderConfig(name="openai",
                                                              require_key=irs.OPENAI_KEY))
+        anthropic = start_mock_provider(config=MockProviderConfig(
+            name="anthropic", require_key=irs.ANTHROPIC_KEY))
         try:
             with irs_gateway(tmp_path / filters, with_filters(ir, filters), mock.url,
                              concurrency=concurrency,
-                             edit_filters=(edit or {}).get(filters)) as envoy:
+                             edit_filters=(edit or {}).get(filters),
+                             providers={"anthropic": anthropic.url}) as envoy:
                 names = [f["name"] for f in _http_filters(envoy)]
                 if filters == "module":
                     assert LIMITS_MODULE_FILTER in names
@@ -129,6 +132,7 @@ def _both(tmp_path: Path, ir: GatewayIR, run: Callable[[RunningEnvoy], Any], con
                 out[filters] = (result, lines, _counts(envoy, PREFIX[filters]))
         finally:
             mock.stop()
+            anthropic.stop()
     return out
 
 
@@ -285,3 +289,101 @@ def test_limits_module_filter_only_with_module_routes_to_limit(tmp_path: Path) -
     assert "envoy.filters.http.local_ratelimit" not in module
     assert "gatewayctl.token_limit" not in module
     assert LUA_FILTER in module  # the test IR has routes the module leaves to the Lua
+
+
+# Routes of the Anthropic provider: the Lua body filter serves them on a module gateway (the
+# request and the reply are translated), and the module's `limits` filter enforces their limits
+# from the headers the Lua sets (x-gw-route, x-gw-consumer, x-gw-token-charge-<n>).
+CLAUDE_LIMITED, CLAUDE_TOKENS = "claude-limited", "claude-tokens"
+
+
+def _claude_ir() -> GatewayIR:
+    ir = irs.build_ir()
+    # the test IRs' `anthropic` provider speaks OpenAI's API: here it speaks Anthropic's
+    ir = dataclasses.replace(ir, providers=tuple(
+        dataclasses.replace(p, type="anthropic") if p.name == "anthropic" else p
+        for p in ir.providers))
+    template = next(r for r in ir.routes if r.name == "limited")
+    added = tuple(
+        dataclasses.replace(template, name=name, public_model=name,
+                            backends=(dataclasses.replace(template.backends[0],
+                                                          model="claude-sonnet"),))
+        for name in (CLAUDE_LIMITED, CLAUDE_TOKENS))
+    return _with_limits(dataclasses.replace(ir, routes=(*ir.routes, *added)), {
+        # by route (4 an hour) and by consumer (2 an hour), as `limited` in _ir()
+        CLAUDE_LIMITED: ((_limit(4, 3600, "route"), _limit(2, 3600, "consumer")), ()),
+        # 60 tokens an hour per consumer and 200 by route, 50 requests an hour by route
+        CLAUDE_TOKENS: ((_limit(50, 3600, "route"),),
+                        (_limit(60, 3600, "consumer"), _limit(200, 3600, "route"))),
+        # the module's own routes keep theirs beside the Lua's
+        "limited": ((_limit(1, 3600, "consumer"),), ()),
+    })
+
+
+def test_lua_served_anthropic_routes_limited_as_envoy_does(tmp_path: Path) -> None:
+    """The Anthropic routes (served by the Lua body filter on both gateways): a request limit
+    by route and by consumer, token limits by consumer and by route with the Lua's debt (and
+    its refund of the carried debt on a 429), beside a module-served route's limit; the module
+    gateway has no local_ratelimit filter (asserted in _both). One worker (debt per worker)."""
+    ir = _claude_ir()
+    from gatewayctl.render.envoy import EnvoyOptions
+    from gatewayctl.render.envoy.listener import lua_off_routes
+
+    module_routes = lua_off_routes(with_filters(ir, "module"), EnvoyOptions())
+    assert "limited" in module_routes and CLAUDE_LIMITED not in module_routes
+    assert CLAUDE_TOKENS not in module_routes
+
+    def run(envoy: RunningEnvoy) -> tuple[list[tuple], list[str]]:
+        plan = [(CLAUDE_LIMITED, SEARCH)] * 3 + [(CLAUDE_LIMITED, HELPDESK)] * 3
+        plan += [(CLAUDE_LIMITED, None), ("limited", SEARCH), ("limited", SEARCH)]
+        plan += [(CLAUDE_TOKENS, SEARCH)] * 5 + [(CLAUDE_TOKENS, HELPDESK)] * 4
+        answers, rids = [], []
+        for i, (model, key) in enumerate(plan):
+            text = "t" * 200 if model == CLAUDE_TOKENS else "hello"
+            answers.append(_send(envoy, f"r{i}", model, key, text))
+            rids.append(f"r{i}")
+        return answers, rids
+
+    results = _both(tmp_path, ir, run)
+    _same(results)
+    answers = results["lua"][0]
+    statuses = [a[0] for a in answers]
+    assert statuses[:9] == [200, 200, 429, 200, 200, 429, 401, 200, 429], statuses
+    assert answers[2][1]["x-gateway-limit"] == "requests"
+    tokens = statuses[9:]
+    # the consumer's 60 tokens: refused once its debt is charged, and not before the first
+    assert tokens[0] == 200 and 429 in tokens, tokens
+    refused = [answers[9 + i][1].get("x-gateway-limit") for i, s in enumerate(tokens)
+               if s == 429]
+    assert set(refused) == {"tokens"}, refused
+    line = results["module"][1]["r2"]
+    assert (line["status"], line["flags"], line["details"]) == (429, "RL", "local_rate_limited")
+    assert line["gateway"]["route"] == CLAUDE_LIMITED
+    token_line = results["module"][1][f"r{9 + tokens.index(429)}"]
+    assert (token_line["status"], token_line["flags"]) == (429, "RL")
+    assert results["module"][2]["requests.rate_limited"] == 3
+    assert results["module"][2]["tokens.rate_limited"] == len(refused)
+
+
+def test_lua_route_limits_render_without_envoys_filters() -> None:
+    """Rendering: a module gateway with Lua-served limited routes has the module's `limits`
+    filter alone, its config holding those routes' limits (identities as the body filter's)
+    and the charge headers the Lua sets; no route switches an Envoy limiter off."""
+    from gatewayctl.render.envoy import EnvoyOptions, render_envoy
+    from gatewayctl.render.envoy.listener import render_http_filters
+
+    ir = with_filters(_claude_ir(), "module")
+    filters = render_http_filters(ir, EnvoyOptions())
+    names = [f["name"] for f in filters]
+    assert "envoy.filters.http.local_ratelimit" not in names
+    assert "gatewayctl.token_limit" not in names
+    config = json.loads(next(f for f in filters if f["name"] == LIMITS_MODULE_FILTER)[
+        "typed_config"]["filter_config"]["value"])
+    assert set(config["routes"]) == {CLAUDE_LIMITED, CLAUDE_TOKENS}
+    assert config["routes"][CLAUDE_TOKENS]["tokens"] == [
+        {"by_consumer": True, "fill_ms": 3600000, "max": 60},
+        {"by_consumer": False, "fill_ms": 3600000, "max": 200}]
+    assert config["token_charge_headers"] == ["x-gw-token-charge-0", "x-gw-token-charge-1"]
+    assert config["names"]["route_header"] == "x-gw-route"
+    routes = json.dumps(render_envoy(ir, EnvoyOptions()).rds)
+    assert "local_ratelimit" not in routes and "token_limit" not in routes

@@ -24,7 +24,7 @@ string) serves no route: the Lua serves them all, as without the module. Owns no
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from gatewayctl.render.envoy.names import (
@@ -127,12 +127,21 @@ def body_module_data(lua_data: Mapping[str, Any],
     return data
 
 
-def limits_module_data() -> dict[str, Any]:
-    """The module's `limits` filter's config (module/gw_limits.h): the names it answers with;
-    the limits and their buckets are the body filter's."""
-    return {"names": {"limit_response_header": LUA_NAMES["limit_response_header"],
-                      "internal_ns": LUA_NAMES["internal_ns"],
-                      "limited_key": MODULE_LIMITED_KEY}}
+def limits_module_data(lua_limits: Mapping[str, Any] | None = None,
+                       limit_capacity: Mapping[str, int] | None = None,
+                       charge_headers: Sequence[str] = ()) -> dict[str, Any]:
+    """The module's `limits` filter's config (module/gw_limits.h): the names it answers with
+    and reads, and the local limits of the routes the Lua body filter serves (`lua_limits`,
+    ratelimit.module_limit_data), enforced from the Lua's x-gw-route, x-gw-consumer and
+    token-charge headers (`charge_headers`, by limit position), with `limit_capacity`; the
+    module's own routes' limits and their buckets are the body filter's."""
+    names = ("limit_response_header", "internal_ns", "route_header", "consumer_header")
+    data: dict[str, Any] = {"names": {**{key: LUA_NAMES[key] for key in names},
+                                      "limited_key": MODULE_LIMITED_KEY}}
+    if lua_limits:
+        data.update(routes=dict(lua_limits), limit_capacity=dict(limit_capacity or {}),
+                    token_charge_headers=list(charge_headers))
+    return data
 
 
 def module_limited_routes(data: Mapping[str, Any] | None) -> frozenset[str]:

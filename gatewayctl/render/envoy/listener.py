@@ -8,7 +8,8 @@ module's body filter, with `dataPlaneFilters: module`: the same as the body Lua 
 it serves, on which the body Lua is switched off; body_module.py] -> body Lua (route
 selection, per-route access, guardrail text, prompts, token debt, cache key) -> RBAC (deny
 patterns of the route Lua selected) -> [the module's limits, for the module's routes:
-ratelimit.py] -> request limit -> token limit -> [global limits] ->
+ratelimit.py; with `dataPlaneFilters: module` every route's, the Lua's too] -> [request
+limit -> token limit: Envoy's, on the other gateways] -> [global limits] ->
 [response cache: on cache routes only, cache.py] -> router. Filters after a Lua filter see
 the route chosen by the x-gw-route header because Lua clears the route cache.
 """
@@ -94,6 +95,7 @@ from gatewayctl.render.envoy.outguard import (
 from gatewayctl.render.envoy.probes import render_health_check_filter
 from gatewayctl.render.envoy.prompts import prompt_data
 from gatewayctl.render.envoy.ratelimit import (
+    MODULE_MAX_LIMITS,
     module_limit_capacity,
     module_limit_data,
     reads_consumer_header,
@@ -243,20 +245,37 @@ def _module_data(ir: GatewayIR, lua_data: Mapping[str, Any]) -> dict[str, Any] |
                             logger_only=LOGGER_ONLY_KEYS, counted=counted)
 
 
+def _lua_limit_data(ir: GatewayIR, body: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The local limits of the routes the Lua body filter serves on a module gateway (those
+    the module's body filter, config `body`, leaves), which the module's `limits` filter
+    enforces from the headers the Lua sets for Envoy's limiters (ratelimit.py)."""
+    served = set(body["routes"]) if body is not None else set()
+    return module_limit_data(ir, {r.name for r in ir.routes} - served)
+
+
 def module_limit_routes(ir: GatewayIR, options: EnvoyOptions) -> frozenset[str]:
     """The routes whose local limits the module's `limits` filter enforces (ratelimit.py):
-    the module body filter's routes with local limits."""
+    on a module gateway, every route with local limits (the module body filter's, read from
+    its stream, and the Lua's, read from the Lua's headers)."""
     if ir.data_plane_filters != "module":
         return frozenset()
-    return module_limited_routes(_module_data(ir, gateway_lua_data(ir, options)))
+    body = _module_data(ir, gateway_lua_data(ir, options))
+    return module_limited_routes(body) | frozenset(_lua_limit_data(ir, body))
 
 
 def render_limits_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
-    """The local limiters, after RBAC: the module's `limits` filter where the module enforces
-    some route's limits, then Envoy's local_ratelimit filters for the other routes (left out
-    when no other route has limits of their kind)."""
-    module = module_limit_routes(ir, options)
-    out = ([module_filter(LIMITS_MODULE_FILTER, "limits", limits_module_data(),
+    """The local limiters, after RBAC: on a module gateway the module's `limits` filter for
+    every route with local limits (Envoy's local_ratelimit filters only for a route with more
+    limits of a kind than the module takes), else Envoy's local_ratelimit filters (left out
+    when no route has limits of their kind)."""
+    if ir.data_plane_filters != "module":
+        return render_ratelimit_filters(ir)
+    body = _module_data(ir, gateway_lua_data(ir, options))
+    lua = _lua_limit_data(ir, body)
+    module = module_limited_routes(body) | frozenset(lua)
+    out = ([module_filter(LIMITS_MODULE_FILTER, "limits",
+                          limits_module_data(lua, module_limit_capacity(ir),
+                                             token_charge_headers(ir)[:MODULE_MAX_LIMITS]),
                           metrics.STATS_SCOPE)] if module else [])
     return [*out, *render_ratelimit_filters(ir, module)]
 

@@ -14,10 +14,13 @@ per limit (about 130 bytes) instead of a whole filter config. Buckets live in th
 process (shared by its workers), per replica. Descriptors are embedded in the filter config's
 own `rate_limits` (the route-level form is announced for removal).
 
-On the routes the compiled body filter serves (`dataPlaneFilters: module`, body_module.py),
-the module's `limits` filter enforces the same limits instead (module/gw_limits.h: the same
-buckets, refill, LRU, charge and reply), and both filters are switched off there; a kind no
-other route limits is left out of the listener (`module_routes` below).
+On gateways the compiled filters serve (`dataPlaneFilters: module`), the module's `limits`
+filter enforces the same limits instead (module/gw_limits.h: the same buckets, refill, LRU,
+charge and reply): on the routes the compiled body filter serves (body_module.py) from the body
+filter's per-request state, on the routes the Lua body filter serves from the same headers the
+Lua sets for Envoy's filters (x-gw-route, x-gw-consumer, x-gw-token-charge-<n>). Envoy's two
+filters then leave the listener; only a route with more limits of a kind than the module takes
+(MODULE_MAX_LIMITS) keeps them, switched off on the others (`module_routes` below).
 """
 
 from __future__ import annotations
@@ -219,8 +222,9 @@ def _module_limit(limit: LimitIR) -> dict[str, Any]:
 
 def module_limit_data(ir: GatewayIR, served: Collection[str]) -> dict[str, dict[str, Any]]:
     """The local limits the module's `limits` filter enforces, by route: those of the routes in
-    `served` (the body module's) that have any, in the order of the descriptors above (the
-    token limits in token_limit_data's order)."""
+    `served` (the body module's, for its config; or the Lua's, for the `limits` filter's own)
+    that have any, in the order of the descriptors above (the token limits in
+    token_limit_data's order, whose charge headers the Lua sets by position)."""
     out: dict[str, dict[str, Any]] = {}
     for route in _local_routes(ir):
         requests, tokens = route.policy.rate_limits, route.policy.token_limits

@@ -156,9 +156,9 @@ bool envoy_dynamic_module_callback_http_get_metadata_string(gw_envoy_ptr filter,
   return true;
 }
 
-/* The counters (gw_counters.c): ids from 1, as Envoy gives them; an increment names a defined
- * id and the three label values, whose bytes it reads. */
-static size_t counters_defined;
+/* The counters (gw_counters.c, gw_limits.c): ids from 1, as Envoy gives them; an increment
+ * names a defined id and as many label values as it was defined with, whose bytes it reads. */
+static size_t counters_defined, *counter_labels;
 int envoy_dynamic_module_callback_http_filter_config_define_counter(gw_envoy_ptr config,
                                                                     gw_buffer name,
                                                                     gw_buffer *label_names,
@@ -167,7 +167,11 @@ int envoy_dynamic_module_callback_http_filter_config_define_counter(gw_envoy_ptr
   (void)config;
   touch(name);
   for (size_t i = 0; i < label_count; i++) touch(label_names[i]);
+  size_t *labels = realloc(counter_labels, (counters_defined + 2) * sizeof *labels);
+  if (labels == NULL) abort();
+  counter_labels = labels;
   *id = ++counters_defined;
+  counter_labels[*id] = label_count;
   return 0;
 }
 
@@ -177,7 +181,7 @@ int envoy_dynamic_module_callback_http_filter_increment_counter(gw_envoy_ptr fil
                                                                 uint64_t value) {
   (void)filter;
   (void)value;
-  if (id == 0 || id > counters_defined || label_count != 3) abort();
+  if (id == 0 || id > counters_defined || label_count != counter_labels[id]) abort();
   for (size_t i = 0; i < label_count; i++) touch(label_values[i]);
   return 0;
 }
@@ -401,7 +405,8 @@ static char *mutate_config(const char *base, size_t n, size_t *out_n) {
 
 static const char *NAMES[] = {":method", ":path", "authorization", "x-api-key", "api-key",
                               "content-length", "x-other", "x-gw-jwt-j0", "x-gw-jwt-j1",
-                              "x-gw-jwt-j0-failed", "x-gw-jwt-j1-failed"};
+                              "x-gw-jwt-j0-failed", "x-gw-jwt-j1-failed", "x-gw-route",
+                              "x-gw-consumer", "x-gw-token-charge-0", "x-gw-token-charge-1"};
 /* base64url payloads: {"sub":"search-app"}, {"azp":"helpdesk","sub":1}, {"sub":"s\u0065arch-app",
  * "x":[{"y":"}"}]}, {"sub":"\ud800"}, {} and unpadded / padded / broken forms */
 static const char *VALUES[] = {
@@ -414,6 +419,7 @@ static const char *VALUES[] = {
     "eyJzdWIiOiJzZWFyY2gtYXBw", "eyJzdWIi", "e", "!!!!", "Jwt is expired",
     "Jwt issuer is not configured", "Jwt verification fails",
     "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
+    "claude-limited", "claude-tokens", "search-app", "1", "40",
 };
 
 static void random_request(void) {
@@ -534,6 +540,15 @@ static const char *PRINCIPALS[] = {"c:search-app", "c:helpdesk", "c:", "none", "
                                    "token:expired", "token:invalid", "token:unknown",
                                    "jwtp:search-app", ":x", "c:x:y"};
 
+/* The `limits` filter: a random request, often for a route the Lua serves (x-gw-route), its
+ * consumer and charges as random as the rest. */
+static const char *LIMITED_ROUTES[] = {"claude-limited", "claude-tokens", "claude-limite", ""};
+static void limits_request(void) {
+  random_request();
+  if (below(4) != 0 && header_count < MAX_HEADERS)
+    set_header_value(header_count++, "x-gw-route", LIMITED_ROUTES[below(4)]);
+}
+
 /* The body filter: a request (headers, body) and then its response. */
 static void body_request(gw_module_ptr filter) {
   random_request();
@@ -589,7 +604,7 @@ static void free_request(void) {
 int main(int argc, char **argv) {
   if (argc != 4 && argc != 5) return 2;
   const char *filter_name = argc == 5 ? argv[4] : "auth";
-  bool body = strcmp(filter_name, "body") == 0;
+  bool body = strcmp(filter_name, "body") == 0, limits = strcmp(filter_name, "limits") == 0;
   FILE *f = fopen(argv[1], "rb");
   if (f == NULL) return 2;
   static char base[1 << 16];
@@ -636,7 +651,8 @@ int main(int argc, char **argv) {
       if (body) {
         body_request(filter);
       } else {
-        random_request();
+        if (limits) limits_request();
+        else random_request();
         envoy_dynamic_module_on_http_filter_request_headers(NULL, filter, below(2));
         free_request();
       }
@@ -648,9 +664,10 @@ int main(int argc, char **argv) {
   printf("accepted %ld\nrefused %ld\nrequests %ld\nreplies_400 %ld\nreplies_401 %ld\n"
          "replies_403 %ld\nreplies_404 %ld\nreplies_413 %ld\nheader_sets %ld\n"
          "route_clears %ld\ntoken_consumers %ld\ntoken_replies %ld\nmetadata_sets %ld\n"
-         "bodies_replaced %ld\nnumbers %ld\n",
+         "bodies_replaced %ld\nnumbers %ld\nreplies_429 %ld\n",
          accepted, refused, requests, replies[400], replies[401], replies[403], replies[404],
          replies[413], header_sets, route_clears, token_consumers, token_replies, metadata_sets,
-         bodies_replaced, numbers);
+         bodies_replaced, numbers, replies[429]);
+  free(counter_labels);
   return 0;
 }

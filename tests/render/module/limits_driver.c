@@ -57,6 +57,12 @@ void envoy_dynamic_module_callback_http_set_dynamic_metadata_string(gw_envoy_ptr
                                                                     gw_buffer k, gw_buffer v) {
   (void)f, (void)ns, (void)k, (void)v;
 }
+bool envoy_dynamic_module_callback_http_get_header(gw_envoy_ptr f, int t, gw_buffer k,
+                                                   gw_buffer *v, size_t i, size_t *n) {
+  (void)f, (void)t, (void)k, (void)v, (void)i;
+  *n = 0;
+  return false;
+}
 void envoy_dynamic_module_callback_http_send_response(gw_envoy_ptr f, uint32_t s, gw_header *h,
                                                       size_t n, gw_buffer b, gw_buffer d) {
   (void)f, (void)s, (void)h, (void)n, (void)b, (void)d;

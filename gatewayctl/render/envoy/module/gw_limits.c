@@ -307,29 +307,108 @@ enum { GL_ENABLED, GL_OK, GL_RATE_LIMITED, GL_ENFORCED, GL_STATS };
 static const char *const KINDS[GL_KINDS] = {"requests", "tokens"};
 static const char *const STATS[GL_STATS] = {"enabled", "ok", "rate_limited", "enforced"};
 
-enum { GL_HEADER, GL_INTERNAL_NS, GL_LIMITED_KEY, GL_NAMES };
+enum { GL_HEADER, GL_INTERNAL_NS, GL_LIMITED_KEY, GL_ROUTE_HEADER, GL_CONSUMER_HEADER,
+       GL_NAMES };
 static const char *const NAMES[GL_NAMES] = {"limit_response_header", "internal_ns",
-                                            "limited_key"};
+                                            "limited_key", "route_header", "consumer_header"};
+
+/* A route the Lua body filter serves: its limits, found by the x-gw-route the Lua sets. */
+typedef struct {
+  char *name;
+  size_t length;
+  uint64_t hash;
+  gl_set requests, tokens;
+  bool by_consumer; /* a limit of either kind is by consumer: x-gw-consumer is read */
+} gl_route;
 
 struct gw_limits_filter {
-  /* x-gateway-limit; gw.internal and the key the access log's RL line looks for */
+  /* x-gateway-limit; gw.internal and the key the access log's RL line looks for; x-gw-route
+   * and x-gw-consumer (the Lua's routes) */
   gw_buffer names[GL_NAMES];
+  gw_buffer charge_headers[GL_MAX_LIMITS]; /* x-gw-token-charge-<i>, the Lua's charges */
+  size_t charge_count;
+  gl_route *routes; /* the Lua's routes with limits, and their open-addressing index */
+  size_t route_count;
+  size_t *index; /* route + 1, or 0: empty */
+  size_t index_size;
   size_t ids[GL_KINDS][GL_STATS];
   size_t buckets_id; /* the limits.buckets gauge */
 };
+
+static bool copy_string(const gj_node *node, gw_buffer *out) {
+  char *copy = node != NULL && node->type == GJ_STRING ? malloc(node->length + 1) : NULL;
+  if (copy == NULL) return false;
+  memcpy(copy, node->string, node->length + 1);
+  *out = (gw_buffer){copy, node->length};
+  return true;
+}
+
+/* The Lua routes' limits ({"<route>": {"requests": [...], "tokens": [...]}}), each adopted
+ * from the registry as the body filter's config adopts its own (the same identities: a route
+ * that moves between the Lua and the module keeps its counts), and `capacity`. */
+static bool load_routes(gw_limits_filter *f, const gj_node *routes, const gj_node *capacity) {
+  if (routes == NULL) return true;
+  const gj_node *requests = gj_get(capacity, "requests"), *tokens = gj_get(capacity, "tokens");
+  if (routes->type != GJ_OBJECT || requests == NULL || requests->type != GJ_NUMBER ||
+      tokens == NULL || tokens->type != GJ_NUMBER)
+    return false;
+  f->routes = calloc(routes->count > 0 ? routes->count : 1, sizeof *f->routes);
+  f->index_size = 8;
+  while (f->index_size < 2 * routes->count) f->index_size *= 2;
+  f->index = calloc(f->index_size, sizeof *f->index);
+  if (f->routes == NULL || f->index == NULL) return false;
+  for (const gj_node *n = routes->first; n != NULL; n = n->next) {
+    gl_route *r = &f->routes[f->route_count];
+    const gj_node *t = gj_get(n, "tokens");
+    if (n->type != GJ_OBJECT || n->key_length > 4096) return false;
+    r->name = malloc(n->key_length + 1);
+    if (r->name == NULL) return false;
+    memcpy(r->name, n->key, n->key_length + 1);
+    r->length = n->key_length;
+    r->hash = hash(r->name, r->length);
+    f->route_count++;
+    if (!gl_set_load(&r->requests, gj_get(n, "requests"), requests->number, r->name, r->length,
+                     "requests") ||
+        !gl_set_load(&r->tokens, t, tokens->number, r->name, r->length, "tokens") ||
+        r->tokens.count > f->charge_count)
+      return false;
+    for (size_t i = 0; i < r->requests.count; i++)
+      r->by_consumer = r->by_consumer || r->requests.limits[i]->by_consumer;
+    for (size_t i = 0; i < r->tokens.count; i++)
+      r->by_consumer = r->by_consumer || r->tokens.limits[i]->by_consumer;
+    size_t at = r->hash & (f->index_size - 1);
+    while (f->index[at] != 0) at = (at + 1) & (f->index_size - 1);
+    f->index[at] = f->route_count;
+  }
+  return true;
+}
 
 gw_limits_filter *gw_limits_filter_new(gw_envoy_ptr config, const gj_node *root) {
   gw_limits_filter *f = calloc(1, sizeof *f);
   if (f == NULL) return NULL;
   for (int i = 0; i < GL_NAMES; i++) {
-    const gj_node *name = gj_get(gj_get(root, "names"), NAMES[i]);
-    char *copy = name != NULL && name->type == GJ_STRING ? malloc(name->length + 1) : NULL;
-    if (copy == NULL) {
+    if (!copy_string(gj_get(gj_get(root, "names"), NAMES[i]), &f->names[i])) {
       gw_limits_filter_destroy(f);
       return NULL;
     }
-    memcpy(copy, name->string, name->length + 1);
-    f->names[i] = (gw_buffer){copy, name->length};
+  }
+  const gj_node *charges = gj_get(root, "token_charge_headers");
+  if (charges != NULL) {
+    if (charges->type != GJ_ARRAY || charges->count > GL_MAX_LIMITS) {
+      gw_limits_filter_destroy(f);
+      return NULL;
+    }
+    for (const gj_node *n = charges->first; n != NULL; n = n->next) {
+      if (!copy_string(n, &f->charge_headers[f->charge_count])) {
+        gw_limits_filter_destroy(f);
+        return NULL;
+      }
+      f->charge_count++;
+    }
+  }
+  if (!load_routes(f, gj_get(root, "routes"), gj_get(root, "limit_capacity"))) {
+    gw_limits_filter_destroy(f);
+    return NULL;
   }
   for (int k = 0; k < GL_KINDS; k++) {
     for (int s = 0; s < GL_STATS; s++) {
@@ -355,6 +434,14 @@ gw_limits_filter *gw_limits_filter_new(gw_envoy_ptr config, const gj_node *root)
 void gw_limits_filter_destroy(gw_limits_filter *f) {
   if (f == NULL) return;
   for (int i = 0; i < GL_NAMES; i++) free((void *)f->names[i].ptr);
+  for (size_t i = 0; i < f->charge_count; i++) free((void *)f->charge_headers[i].ptr);
+  for (size_t i = 0; i < f->route_count; i++) {
+    gl_set_free(&f->routes[i].requests);
+    gl_set_free(&f->routes[i].tokens);
+    free(f->routes[i].name);
+  }
+  free(f->routes);
+  free(f->index);
   free(f);
 }
 
@@ -381,6 +468,108 @@ static int refuse(gw_envoy_ptr filter, const gw_limits_filter *f, int kind) {
   return GW_HEADERS_STOP_ITERATION;
 }
 
+/* The limits of one route: requests first; a refused request never reaches the token limits. */
+static int admit(gw_envoy_ptr filter, const gw_limits_filter *f, gl_set *requests, gl_set *tokens,
+                 const char *consumer, size_t consumer_length, const uint64_t *charges) {
+  if (requests->count > 0) {
+    count(filter, f, GL_REQUESTS, GL_ENABLED);
+    if (!gl_admit(requests, consumer, consumer_length, NULL))
+      return refuse(filter, f, GL_REQUESTS);
+    count(filter, f, GL_REQUESTS, GL_OK);
+  }
+  if (tokens->count > 0) {
+    count(filter, f, GL_TOKENS, GL_ENABLED);
+    if (!gl_admit(tokens, consumer, consumer_length, charges))
+      return refuse(filter, f, GL_TOKENS);
+    count(filter, f, GL_TOKENS, GL_OK);
+  }
+  return GW_HEADERS_CONTINUE;
+}
+
+static bool request_header(gw_envoy_ptr filter, gw_buffer name, gw_buffer *value) {
+  size_t n = 0;
+  *value = (gw_buffer){NULL, 0};
+  if (!envoy_dynamic_module_callback_http_get_header(filter, GW_REQUEST_HEADERS, name, value, 0,
+                                                     &n) ||
+      n == 0)
+    return false;
+  if (value->ptr == NULL) *value = (gw_buffer){"", 0};
+  return true;
+}
+
+/* hits_addend's `%REQ(x-gw-token-charge-<i>)%`: a whole number up to 10^9, else none. */
+static bool charge_of(gw_buffer v, uint64_t *out) {
+  if (v.length == 0 || v.length > 10) return false;
+  uint64_t n = 0;
+  for (size_t i = 0; i < v.length; i++) {
+    if (v.ptr[i] < '0' || v.ptr[i] > '9') return false;
+    n = n * 10 + (uint64_t)(v.ptr[i] - '0');
+  }
+  if (n > 1000000000) return false;
+  *out = n;
+  return true;
+}
+
+/* `all` without the limits `keep` leaves out (their order kept), into `out`. */
+static void subset(const gl_set *all, const bool *keep, const uint64_t *charges, gl_set *out,
+                   uint64_t *out_charges) {
+  size_t at[GL_MAX_LIMITS];
+  memset(out, 0, sizeof *out);
+  for (size_t i = 0; i < all->count; i++) {
+    if (!keep[i]) continue;
+    at[i] = out->count;
+    if (charges != NULL) out_charges[out->count] = charges[i];
+    out->limits[out->count++] = all->limits[i];
+  }
+  size_t k = 0;
+  for (size_t j = 0; j < all->count; j++)
+    if (keep[all->order[j]]) out->order[k++] = at[all->order[j]];
+}
+
+/* A request the Lua body filter served: the limits of the route its x-gw-route names, with
+ * the consumer its x-gw-consumer names and the charges its x-gw-token-charge-<i> carry, as
+ * Envoy's filters read them (a descriptor whose header is missing, or whose charge is not a
+ * number, is left out: that limit does not apply to the request). */
+static int lua_route(gw_envoy_ptr filter, const gw_limits_filter *f) {
+  gw_buffer name;
+  if (!request_header(filter, f->names[GL_ROUTE_HEADER], &name)) return GW_HEADERS_CONTINUE;
+  uint64_t h = hash(name.ptr, name.length);
+  gl_route *r = NULL;
+  size_t mask = f->index_size - 1;
+  for (size_t at = h & mask; f->index[at] != 0; at = (at + 1) & mask) {
+    gl_route *c = &f->routes[f->index[at] - 1];
+    if (c->hash == h && c->length == name.length && memcmp(c->name, name.ptr, name.length) == 0) {
+      r = c;
+      break;
+    }
+  }
+  if (r == NULL) return GW_HEADERS_CONTINUE;
+  gw_buffer consumer = {"", 0};
+  bool has_consumer =
+      r->by_consumer && request_header(filter, f->names[GL_CONSUMER_HEADER], &consumer);
+  uint64_t charges[GL_MAX_LIMITS];
+  bool valid[GL_MAX_LIMITS] = {false}, charged = true;
+  for (size_t i = 0; i < r->tokens.count; i++) {
+    gw_buffer v;
+    valid[i] = request_header(filter, f->charge_headers[i], &v) && charge_of(v, &charges[i]);
+    if (!valid[i]) charges[i] = 0;
+    charged = charged && valid[i];
+  }
+  if ((has_consumer || !r->by_consumer) && charged)
+    return admit(filter, f, &r->requests, &r->tokens, consumer.ptr, consumer.length, charges);
+  /* some limit left out: the others only */
+  bool keep[GL_MAX_LIMITS] = {false};
+  gl_set requests, tokens;
+  uint64_t kept[GL_MAX_LIMITS];
+  for (size_t i = 0; i < r->requests.count; i++)
+    keep[i] = has_consumer || !r->requests.limits[i]->by_consumer;
+  subset(&r->requests, keep, NULL, &requests, NULL);
+  for (size_t i = 0; i < r->tokens.count; i++)
+    keep[i] = (has_consumer || !r->tokens.limits[i]->by_consumer) && valid[i];
+  subset(&r->tokens, keep, charges, &tokens, kept);
+  return admit(filter, f, &requests, &tokens, consumer.ptr, consumer.length, kept);
+}
+
 int gw_limits_request_headers(gw_envoy_ptr filter, const gw_limits_filter *f, void *body) {
   /* the gauge, when the buckets changed (a config made or destroyed, a consumer's bucket) */
   if (atomic_load_explicit(&buckets_changed, memory_order_relaxed) &&
@@ -389,19 +578,8 @@ int gw_limits_request_headers(gw_envoy_ptr filter, const gw_limits_filter *f, vo
                                                         gl_live_buckets());
   const gw_body_stream *s = body;
   const gb_route *r = s != NULL ? s->route : NULL;
-  if (r == NULL) return GW_HEADERS_CONTINUE;
+  if (r == NULL) return f->route_count > 0 ? lua_route(filter, f) : GW_HEADERS_CONTINUE;
   gb_route *route = (gb_route *)r; /* the buckets are the mutable part of the config */
-  if (route->requests.count > 0) {
-    count(filter, f, GL_REQUESTS, GL_ENABLED);
-    if (!gl_admit(&route->requests, s->consumer, s->consumer_length, NULL))
-      return refuse(filter, f, GL_REQUESTS);
-    count(filter, f, GL_REQUESTS, GL_OK);
-  }
-  if (route->tokens.count > 0) {
-    count(filter, f, GL_TOKENS, GL_ENABLED);
-    if (!gl_admit(&route->tokens, s->consumer, s->consumer_length, s->charges))
-      return refuse(filter, f, GL_TOKENS);
-    count(filter, f, GL_TOKENS, GL_OK);
-  }
-  return GW_HEADERS_CONTINUE;
+  return admit(filter, f, &route->requests, &route->tokens, s->consumer, s->consumer_length,
+               s->charges);
 }

@@ -1,7 +1,11 @@
 /* Local request and token limits, compiled (gw_limits.c): what Envoy 1.40's local_ratelimit
- * filter does with the descriptors render/envoy/ratelimit.py gives it, for the routes the body
- * filter serves. The module's `limits` filter, placed where the two local_ratelimit filters are
- * (after RBAC), admits or refuses each request the body filter served.
+ * filter does with the descriptors render/envoy/ratelimit.py gives it, for every route of a
+ * module gateway. The module's `limits` filter, placed where the two local_ratelimit filters
+ * are on a Lua gateway (after RBAC), admits or refuses each request: one the module's body
+ * filter served by that filter's route and per-request state (consumer, charges); one the Lua
+ * body filter served by the headers the Lua sets for Envoy's filters (x-gw-route names the
+ * route, x-gw-consumer the consumer, x-gw-token-charge-<i> the charge of token limit i), the
+ * route's limits in the `limits` filter's own config.
  *
  * The buckets outlive the config that made them (SPEC section 7: a limit's count survives the
  * applies that do not change that limit). Each limit is module-global state keyed by its
@@ -83,16 +87,24 @@ size_t gl_live_buckets(void);
 bool gl_admit(gl_set *set, const char *consumer, size_t consumer_length,
               const uint64_t *charges);
 
-/* The `limits` filter: its config ({"names": {"limit_response_header": ...}}) and the counters
- * it defines on Envoy's filter config `config` (per kind: enabled, ok, rate_limited, enforced,
- * as local_ratelimit's `<stat_prefix>.http_local_rate_limit.*`) and the `limits.buckets`
- * gauge; NULL if not valid. */
+/* The `limits` filter: its config ({"names": {"limit_response_header": ..., "route_header":
+ * ..., "consumer_header": ...}, and for the Lua's routes "routes": {"<route>": {"requests":
+ * [...], "tokens": [...]}} (as gl_set_load reads them, the same identities as the body filter's
+ * config gives them: a route moving between the two keeps its counts), "limit_capacity" and
+ * "token_charge_headers": [x-gw-token-charge-0, ...]) and the counters it defines on Envoy's
+ * filter config `config` (per kind: enabled, ok, rate_limited, enforced, as local_ratelimit's
+ * `<stat_prefix>.http_local_rate_limit.*`) and the `limits.buckets` gauge; NULL if not
+ * valid. */
 typedef struct gw_limits_filter gw_limits_filter;
 gw_limits_filter *gw_limits_filter_new(gw_envoy_ptr config, const gj_node *root);
 void gw_limits_filter_destroy(gw_limits_filter *filter);
 
 /* The request's turn, after RBAC: the limits of the route the body filter's stream `body`
- * (a gw_body_stream, or NULL) served, if any; a 429 (and StopIteration) when one refuses. */
+ * (a gw_body_stream, or NULL) served, or else of the Lua's route x-gw-route names, if any; a
+ * 429 (and StopIteration) when one refuses. A Lua route's limit whose descriptor Envoy would
+ * not build (no x-gw-consumer for a limit by consumer, a charge header missing or not a whole
+ * number up to 10^9) does not apply to the request, as with Envoy's filter; the Lua always
+ * sets them. */
 int gw_limits_request_headers(gw_envoy_ptr filter, const gw_limits_filter *limits, void *body);
 
 #endif
