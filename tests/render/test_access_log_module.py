@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from gatewayctl.ir import CacheIR, PolicyIR
+from gatewayctl.ir import CacheIR, LimitIR, PolicyIR
 from gatewayctl.local.mock_provider import FaultConfig, FaultRule, MockProviderConfig
 from gatewayctl.render.envoy import render_envoy
 from gatewayctl.render.envoy.access_log import (
@@ -95,7 +95,15 @@ def _ir(filters: str, cache: bool = True) -> Any:
     # an upstream 503 with nothing to fall back to; a route with a response cache
     cached = irs._route("cached", [("gpt-4o-2024-08-06", 100)],
                         policy=PolicyIR(sources=("c",), cache=CacheIR(ttl_s=600)))
-    more = (irs._route("broken", [("flaky-503", 100)]), *((cached,) if cache else ()))
+    # a route the Lua body filter serves (its cache) with a local limit: the module's
+    # `limits` filter refuses its second request, from the Lua's headers
+    cached_limited = irs._route(
+        "cached-limited", [("gpt-4o-2024-08-06", 100)],
+        policy=PolicyIR(sources=("d",), cache=CacheIR(ttl_s=600), api_keys=True,
+                        rate_limits=(LimitIR(amount=1, period_s=3600, by="consumer",
+                                             policy="d"),)))
+    more = (irs._route("broken", [("flaky-503", 100)]),
+            *((cached, cached_limited) if cache else ()))
     return dataclasses.replace(ir, routes=(*ir.routes, *more))
 
 
@@ -202,6 +210,8 @@ def _requests(envoy: RunningEnvoy) -> None:
     chat("upstream-503", "broken")
     chat("upstream-401", "rejected")  # the provider's 401, a 502 with upstream_status
     chat("fallback", "fallback503")
+    chat("lua-limit-0", "cached-limited", headers=SEARCH)
+    chat("lua-limit-1", "cached-limited", headers=SEARCH)  # a 429 of a Lua-served route
     chat("cache-miss", "cached", "cache me")
     chat("cache-hit", "cached", "cache me")  # one worker: the same store
     chat("stream", "llama-70b", headers=HELPDESK, stream=True,
@@ -235,9 +245,9 @@ def _read(path: Path, count: int, timeout_s: float = 10) -> list[str]:
 def test_the_compiled_line_is_envoys_line(both: tuple[RunningEnvoy, Path, Path]) -> None:
     envoy, compiled_log, reference_log = both
     _requests(envoy)
-    reference = _read(reference_log, 22)
+    reference = _read(reference_log, 24)
     compiled = _read(compiled_log, len(reference))
-    assert len(reference) == 22, reference
+    assert len(reference) == 24, reference
     assert len(compiled) == len(reference)
     seen_gateway_keys: set[str] = set()
     for ours, theirs in zip(compiled, reference, strict=True):
@@ -260,6 +270,10 @@ def test_the_compiled_line_is_envoys_line(both: tuple[RunningEnvoy, Path, Path])
     assert by_id["ok-usage-cost"]["gateway"]["cost_usd"] > 0
     assert by_id["no-key"]["status"] == 401 and by_id["guard-block"]["status"] == 403
     assert by_id["limit-3"]["status"] == 429 and by_id["limit-3"]["flags"] == "RL"
+    assert by_id["lua-limit-0"]["status"] == 200
+    lua_limited = by_id["lua-limit-1"]
+    assert (lua_limited["status"], lua_limited["flags"]) == (429, "RL")
+    assert lua_limited["gateway"]["route"] == "cached-limited"
     assert by_id["unknown-model"]["model"] is None
     assert by_id["unknown-model"]["upstream_host"] is None
     assert by_id["upstream-503"]["status"] == 503
