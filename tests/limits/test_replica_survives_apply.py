@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gatewayctl.ir import GatewayIR, LimitIR, PolicyIR
+from gatewayctl.ir import CacheIR, GatewayIR, LimitIR, PolicyIR
 from tests.limits.gateways import Replica, auth, limits_ir, mock_providers, start_replica
 from tests.render import irs
 from tests.render.harness import FILTERS, envoy_binary, require_filters, with_filters
@@ -189,5 +189,44 @@ def test_module_counts_survive_listener_changes(tmp_path: Path) -> None:
             assert live_buckets(replica, 1) == 1  # chat's alone
             apply_listener(replica, changed)
             assert limited_codes(replica, 7) == [200] * 6 + [429]
+        finally:
+            replica.envoy.stop()
+
+
+def with_limited_cached(ir: GatewayIR, cached: bool) -> GatewayIR:
+    """`limited` with a response cache (the Lua body filter then serves it), or without."""
+    return _with_policy(ir, "limited", lambda p: dataclasses.replace(
+        p, cache=CacheIR(ttl_s=600) if cached else None))
+
+
+def test_module_counts_survive_a_route_moving_to_the_lua_and_back(tmp_path: Path) -> None:
+    """On a module gateway the `limits` filter enforces the Lua-served routes' limits too, with
+    the same buckets: a route that moves to the Lua body filter (a response cache added) keeps
+    its exhausted count, through another listener change, and back to the module's body
+    filter."""
+    require_filters("module")
+    from gatewayctl.render.envoy import EnvoyOptions
+    from gatewayctl.render.envoy.body_module import served_routes
+    from gatewayctl.render.envoy.listener import gateway_lua_data
+
+    ir = with_chat_limit(with_filters(limits_ir(requests=5), "module"), 1000)
+    cached = with_limited_cached(ir, True)
+    assert "limited" in served_routes(gateway_lua_data(ir, EnvoyOptions()))
+    assert "limited" not in served_routes(gateway_lua_data(cached, EnvoyOptions()))
+    with mock_providers() as providers:
+        replica = start_replica(tmp_path, ir, providers)
+        try:
+            exhaust(replica)
+            apply_listener(replica, cached)
+            assert limited_codes(replica, 3) == [429] * 3
+            assert replica.envoy.chat("limited", headers=auth("helpdesk")).status == 200
+            apply_listener(replica, with_chat_prompt(cached))
+            assert limited_codes(replica, 3) == [429] * 3
+            apply_listener(replica, ir)
+            assert limited_codes(replica, 3) == [429] * 3
+            # the helpdesk's bucket, made while the Lua served the route: one request left
+            codes = [replica.envoy.chat("limited", headers=auth("helpdesk")).status
+                     for _ in range(5)]
+            assert codes == [200] * 4 + [429], codes
         finally:
             replica.envoy.stop()
