@@ -387,3 +387,28 @@ def test_lua_route_limits_render_without_envoys_filters() -> None:
     assert config["names"]["route_header"] == "x-gw-route"
     routes = json.dumps(render_envoy(ir, EnvoyOptions()).rds)
     assert "local_ratelimit" not in routes and "token_limit" not in routes
+
+
+def test_lua_route_limits_past_the_config_bounds_stay_on_envoys_filters(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `limits` filter config the module's reader would refuse (here: the bounds check
+    made to refuse every config with the Lua routes' limits) is not rendered with the Lua
+    routes: Envoy's filters keep them, switched off on the module's routes, and the module's
+    filter keeps its own routes."""
+    from gatewayctl.render.envoy import EnvoyOptions, listener
+    from gatewayctl.render.envoy.body_module import fits_module_config
+    from gatewayctl.render.envoy.listener import module_limit_routes, render_http_filters
+
+    ir = with_filters(_claude_ir(), "module")
+    monkeypatch.setattr(listener, "fits_module_config", lambda data: (
+        "token_charge_headers" not in data and fits_module_config(data)))
+    filters = render_http_filters(ir, EnvoyOptions())
+    names = [f["name"] for f in filters]
+    assert names.index(LIMITS_MODULE_FILTER) + 1 == names.index(
+        "envoy.filters.http.local_ratelimit")
+    assert "gatewayctl.token_limit" in names
+    config = json.loads(next(f for f in filters if f["name"] == LIMITS_MODULE_FILTER)[
+        "typed_config"]["filter_config"]["value"])
+    assert "routes" not in config
+    limited = module_limit_routes(ir, EnvoyOptions())
+    assert "limited" in limited and CLAUDE_LIMITED not in limited

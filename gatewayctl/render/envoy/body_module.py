@@ -121,10 +121,13 @@ def body_module_data(lua_data: Mapping[str, Any],
            if limit_capacity is not None and any(n in limits for n in names) else {}),
         **({"log_only": {k: True for k in sorted(logger_only)}} if logger_only else {}),
     }
-    if (len(json.dumps(data, separators=(",", ":"))) > MAX_CONFIG_BYTES
-            or _values(data) > MAX_CONFIG_VALUES):
-        return None
-    return data
+    return data if fits_module_config(data) else None
+
+
+def fits_module_config(data: Mapping[str, Any]) -> bool:
+    """Whether the module's bounded config reader takes `data` (module/gw_json.h)."""
+    return (len(json.dumps(data, separators=(",", ":"))) <= MAX_CONFIG_BYTES
+            and _values(data) <= MAX_CONFIG_VALUES)
 
 
 def limits_module_data(lua_limits: Mapping[str, Any] | None = None,

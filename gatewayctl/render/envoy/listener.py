@@ -7,9 +7,9 @@ principal from the headers, its body class) -> buffer (the principal's body boun
 module's body filter, with `dataPlaneFilters: module`: the same as the body Lua for the routes
 it serves, on which the body Lua is switched off; body_module.py] -> body Lua (route
 selection, per-route access, guardrail text, prompts, token debt, cache key) -> RBAC (deny
-patterns of the route Lua selected) -> [the module's limits, for the module's routes:
-ratelimit.py; with `dataPlaneFilters: module` every route's, the Lua's too] -> [request
-limit -> token limit: Envoy's, on the other gateways] -> [global limits] ->
+patterns of the route Lua selected) -> [the module's limits, with `dataPlaneFilters:
+module`: every route's, the Lua-served ones too; ratelimit.py] -> [request limit -> token
+limit: Envoy's, on Lua gateways] -> [global limits] ->
 [response cache: on cache routes only, cache.py] -> router. Filters after a Lua filter see
 the route chosen by the x-gw-route header because Lua clears the route cache.
 """
@@ -37,6 +37,7 @@ from gatewayctl.render.envoy.body import (
 from gatewayctl.render.envoy.body_module import (
     BODY_FILTER_NAME,
     body_module_data,
+    fits_module_config,
     limits_module_data,
     module_limited_routes,
     served_routes,
@@ -248,9 +249,17 @@ def _module_data(ir: GatewayIR, lua_data: Mapping[str, Any]) -> dict[str, Any] |
 def _lua_limit_data(ir: GatewayIR, body: Mapping[str, Any] | None) -> dict[str, Any]:
     """The local limits of the routes the Lua body filter serves on a module gateway (those
     the module's body filter, config `body`, leaves), which the module's `limits` filter
-    enforces from the headers the Lua sets for Envoy's limiters (ratelimit.py)."""
+    enforces from the headers the Lua sets for Envoy's limiters (ratelimit.py); none when
+    the `limits` filter's config would exceed the module's config reader's bounds (Envoy's
+    filters then keep those routes, as before)."""
     served = set(body["routes"]) if body is not None else set()
-    return module_limit_data(ir, {r.name for r in ir.routes} - served)
+    lua = module_limit_data(ir, {r.name for r in ir.routes} - served)
+    return lua if fits_module_config(_limits_config(ir, lua)) else {}
+
+
+def _limits_config(ir: GatewayIR, lua: Mapping[str, Any]) -> dict[str, Any]:
+    return limits_module_data(lua, module_limit_capacity(ir),
+                              token_charge_headers(ir)[:MODULE_MAX_LIMITS])
 
 
 def module_limit_routes(ir: GatewayIR, options: EnvoyOptions) -> frozenset[str]:
@@ -273,9 +282,7 @@ def render_limits_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str
     body = _module_data(ir, gateway_lua_data(ir, options))
     lua = _lua_limit_data(ir, body)
     module = module_limited_routes(body) | frozenset(lua)
-    out = ([module_filter(LIMITS_MODULE_FILTER, "limits",
-                          limits_module_data(lua, module_limit_capacity(ir),
-                                             token_charge_headers(ir)[:MODULE_MAX_LIMITS]),
+    out = ([module_filter(LIMITS_MODULE_FILTER, "limits", _limits_config(ir, lua),
                           metrics.STATS_SCOPE)] if module else [])
     return [*out, *render_ratelimit_filters(ir, module)]
 
