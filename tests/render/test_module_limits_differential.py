@@ -24,7 +24,7 @@ import pytest
 
 from gatewayctl.ir import GatewayIR, LimitIR, RouteIR
 from gatewayctl.local.mock_provider import MockProviderConfig, start_mock_provider
-from gatewayctl.render.envoy.names import LIMITS_MODULE_FILTER, LUA_FILTER
+from gatewayctl.render.envoy.names import BODY_MODULE_FILTER, LIMITS_MODULE_FILTER, LUA_FILTER
 from tests.render import irs
 from tests.render.conftest import needs_envoy
 from tests.render.harness import RunningEnvoy, irs_gateway, with_filters
@@ -412,3 +412,36 @@ def test_lua_route_limits_past_the_config_bounds_stay_on_envoys_filters(
     assert "routes" not in config
     limited = module_limit_routes(ir, EnvoyOptions())
     assert "limited" in limited and CLAUDE_LIMITED not in limited
+
+
+def test_a_module_gateway_without_the_body_filter_limits_its_lua_routes(tmp_path: Path) -> None:
+    """Every route the Lua's (here only the Anthropic routes): no module body filter in the
+    chain, whose stream the `limits` filter would link (`body_filter: false` in its config),
+    and the same answers as Envoy's filters give."""
+    from gatewayctl.render.envoy import EnvoyOptions
+    from gatewayctl.render.envoy.listener import render_http_filters
+
+    full = _claude_ir()
+    ir = dataclasses.replace(full, routes=tuple(
+        r for r in full.routes if r.name in (CLAUDE_LIMITED, CLAUDE_TOKENS)))
+
+    def limits_config(gateway: GatewayIR) -> dict[str, Any]:
+        filters = render_http_filters(with_filters(gateway, "module"), EnvoyOptions())
+        names = [f["name"] for f in filters]
+        assert "envoy.filters.http.local_ratelimit" not in names
+        config = json.loads(next(f for f in filters if f["name"] == LIMITS_MODULE_FILTER)[
+            "typed_config"]["filter_config"]["value"])
+        assert (BODY_MODULE_FILTER in names) == config["body_filter"]
+        return config
+
+    assert limits_config(full)["body_filter"] is True
+    assert limits_config(ir)["body_filter"] is False
+
+    def run(envoy: RunningEnvoy) -> tuple[list[int], list[str]]:
+        plan = [SEARCH] * 3 + [HELPDESK] * 3
+        return ([_send(envoy, f"r{i}", CLAUDE_LIMITED, key)[0] for i, key in enumerate(plan)],
+                [f"r{i}" for i in range(len(plan))])
+
+    results = _both(tmp_path, ir, run)
+    _same(results)
+    assert results["lua"][0] == [200, 200, 429, 200, 200, 429]

@@ -132,15 +132,18 @@ def fits_module_config(data: Mapping[str, Any]) -> bool:
 
 def limits_module_data(lua_limits: Mapping[str, Any] | None = None,
                        limit_capacity: Mapping[str, int] | None = None,
-                       charge_headers: Sequence[str] = ()) -> dict[str, Any]:
+                       charge_headers: Sequence[str] = (),
+                       body_filter: bool = True) -> dict[str, Any]:
     """The module's `limits` filter's config (module/gw_limits.h): the names it answers with
-    and reads, and the local limits of the routes the Lua body filter serves (`lua_limits`,
+    and reads, whether the module's body filter is in the chain (`body_filter`), and the local
+    limits of the routes the Lua body filter serves (`lua_limits`,
     ratelimit.module_limit_data), enforced from the Lua's x-gw-route, x-gw-consumer and
     token-charge headers (`charge_headers`, by limit position), with `limit_capacity`; the
     module's own routes' limits and their buckets are the body filter's."""
     names = ("limit_response_header", "internal_ns", "route_header", "consumer_header")
     data: dict[str, Any] = {"names": {**{key: LUA_NAMES[key] for key in names},
-                                      "limited_key": MODULE_LIMITED_KEY}}
+                                      "limited_key": MODULE_LIMITED_KEY},
+                            "body_filter": body_filter}
     if lua_limits:
         data.update(routes=dict(lua_limits), limit_capacity=dict(limit_capacity or {}),
                     token_charge_headers=list(charge_headers))

@@ -254,12 +254,12 @@ def _lua_limit_data(ir: GatewayIR, body: Mapping[str, Any] | None) -> dict[str, 
     filters then keep those routes, as before)."""
     served = set(body["routes"]) if body is not None else set()
     lua = module_limit_data(ir, {r.name for r in ir.routes} - served)
-    return lua if fits_module_config(_limits_config(ir, lua)) else {}
+    return lua if fits_module_config(_limits_config(ir, lua, body is not None)) else {}
 
 
-def _limits_config(ir: GatewayIR, lua: Mapping[str, Any]) -> dict[str, Any]:
+def _limits_config(ir: GatewayIR, lua: Mapping[str, Any], body_filter: bool) -> dict[str, Any]:
     return limits_module_data(lua, module_limit_capacity(ir),
-                              token_charge_headers(ir)[:MODULE_MAX_LIMITS])
+                              token_charge_headers(ir)[:MODULE_MAX_LIMITS], body_filter)
 
 
 def module_limit_routes(ir: GatewayIR, options: EnvoyOptions) -> frozenset[str]:
@@ -282,7 +282,8 @@ def render_limits_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str
     body = _module_data(ir, gateway_lua_data(ir, options))
     lua = _lua_limit_data(ir, body)
     module = module_limited_routes(body) | frozenset(lua)
-    out = ([module_filter(LIMITS_MODULE_FILTER, "limits", _limits_config(ir, lua),
+    out = ([module_filter(LIMITS_MODULE_FILTER, "limits",
+                          _limits_config(ir, lua, body is not None),
                           metrics.STATS_SCOPE)] if module else [])
     return [*out, *render_ratelimit_filters(ir, module)]
 

@@ -333,7 +333,10 @@ struct gw_limits_filter {
   size_t index_size;
   size_t ids[GL_KINDS][GL_STATS];
   size_t buckets_id; /* the limits.buckets gauge */
+  bool after_body;   /* the module's body filter is before this one in the chain */
 };
+
+bool gw_limits_after_body(const gw_limits_filter *f) { return f->after_body; }
 
 static bool copy_string(const gj_node *node, gw_buffer *out) {
   char *copy = node != NULL && node->type == GJ_STRING ? malloc(node->length + 1) : NULL;
@@ -392,6 +395,12 @@ gw_limits_filter *gw_limits_filter_new(gw_envoy_ptr config, const gj_node *root)
       return NULL;
     }
   }
+  const gj_node *after_body = gj_get(root, "body_filter");
+  if (after_body != NULL && after_body->type != GJ_BOOL) {
+    gw_limits_filter_destroy(f);
+    return NULL;
+  }
+  f->after_body = after_body == NULL || after_body->boolean;
   const gj_node *charges = gj_get(root, "token_charge_headers");
   if (charges != NULL) {
     if (charges->type != GJ_ARRAY || charges->count > GL_MAX_LIMITS) {

@@ -98,6 +98,11 @@ bool gl_admit(gl_set *set, const char *consumer, size_t consumer_length,
 typedef struct gw_limits_filter gw_limits_filter;
 gw_limits_filter *gw_limits_filter_new(gw_envoy_ptr config, const gj_node *root);
 void gw_limits_filter_destroy(gw_limits_filter *filter);
+/* Whether the module's body filter precedes this `limits` filter in its chain (config
+ * "body_filter", true when absent): only then is the body stream made last on the thread this
+ * request's (gw_module.c); without it, a body stream of another listener's request still in
+ * flight on the thread (a listener change) must not be taken for this one's. */
+bool gw_limits_after_body(const gw_limits_filter *filter);
 
 /* The request's turn, after RBAC: the limits of the route the body filter's stream `body`
  * (a gw_body_stream, or NULL) served, or else of the Lua's route x-gw-route names, if any; a

@@ -72,7 +72,9 @@ void envoy_dynamic_module_on_http_filter_config_destroy(gw_module_ptr self) {
 /* The `limits` filter's stream: the body filter's stream of the same request, whose route and
  * charges it reads. Envoy makes a request's filters one after the other, in the chain's order,
  * on the request's worker, before any of them runs: the body filter's stream made last on this
- * thread is this request's (the Lua and RBAC filters between them are not the module's). */
+ * thread is this request's (the Lua and RBAC filters between them are not the module's), when
+ * the chain has the body filter; in a chain without it (every route the Lua's) the `limits`
+ * filter takes none (gw_limits_after_body). */
 typedef struct {
   int kind; /* GW_KIND_LIMITS_STREAM */
   const gw_limits_filter *limits;
@@ -106,8 +108,10 @@ gw_module_ptr envoy_dynamic_module_on_http_filter_new(gw_module_ptr self, gw_env
     if (l == NULL) return NULL;
     l->kind = GW_KIND_LIMITS_STREAM;
     l->limits = c->filter;
-    l->body = last_body;
-    last_body = NULL;
+    if (gw_limits_after_body(c->filter)) {
+      l->body = last_body;
+      last_body = NULL;
+    }
     return l;
   }
   gw_body_stream *s = calloc(1, sizeof *s);
