@@ -57,10 +57,10 @@ void envoy_dynamic_module_callback_http_set_dynamic_metadata_string(gw_envoy_ptr
                                                                     gw_buffer k, gw_buffer v) {
   (void)f, (void)ns, (void)k, (void)v;
 }
-bool envoy_dynamic_module_callback_http_get_header(gw_envoy_ptr f, int t, gw_buffer k,
-                                                   gw_buffer *v, size_t i, size_t *n) {
-  (void)f, (void)t, (void)k, (void)v, (void)i;
-  *n = 0;
+bool gb_first_header(gw_envoy_ptr f, int t, gw_buffer k, gw_buffer *v);
+bool gb_first_header(gw_envoy_ptr f, int t, gw_buffer k, gw_buffer *v) {
+  (void)f, (void)t, (void)k;
+  *v = (gw_buffer){NULL, 0};
   return false;
 }
 void envoy_dynamic_module_callback_http_send_response(gw_envoy_ptr f, uint32_t s, gw_header *h,

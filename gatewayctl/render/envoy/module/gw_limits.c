@@ -495,17 +495,6 @@ static int admit(gw_envoy_ptr filter, const gw_limits_filter *f, gl_set *request
   return GW_HEADERS_CONTINUE;
 }
 
-static bool request_header(gw_envoy_ptr filter, gw_buffer name, gw_buffer *value) {
-  size_t n = 0;
-  *value = (gw_buffer){NULL, 0};
-  if (!envoy_dynamic_module_callback_http_get_header(filter, GW_REQUEST_HEADERS, name, value, 0,
-                                                     &n) ||
-      n == 0)
-    return false;
-  if (value->ptr == NULL) *value = (gw_buffer){"", 0};
-  return true;
-}
-
 /* hits_addend's `%REQ(x-gw-token-charge-<i>)%`: a whole number up to 10^9, else none. */
 static bool charge_of(gw_buffer v, uint64_t *out) {
   if (v.length == 0 || v.length > 10) return false;
@@ -541,7 +530,8 @@ static void subset(const gl_set *all, const bool *keep, const uint64_t *charges,
  * number, is left out: that limit does not apply to the request). */
 static int lua_route(gw_envoy_ptr filter, const gw_limits_filter *f) {
   gw_buffer name;
-  if (!request_header(filter, f->names[GL_ROUTE_HEADER], &name)) return GW_HEADERS_CONTINUE;
+  if (!gb_first_header(filter, GW_REQUEST_HEADERS, f->names[GL_ROUTE_HEADER], &name))
+    return GW_HEADERS_CONTINUE;
   uint64_t h = hash(name.ptr, name.length);
   gl_route *r = NULL;
   size_t mask = f->index_size - 1;
@@ -555,12 +545,14 @@ static int lua_route(gw_envoy_ptr filter, const gw_limits_filter *f) {
   if (r == NULL) return GW_HEADERS_CONTINUE;
   gw_buffer consumer = {"", 0};
   bool has_consumer =
-      r->by_consumer && request_header(filter, f->names[GL_CONSUMER_HEADER], &consumer);
+      r->by_consumer &&
+      gb_first_header(filter, GW_REQUEST_HEADERS, f->names[GL_CONSUMER_HEADER], &consumer);
   uint64_t charges[GL_MAX_LIMITS];
   bool valid[GL_MAX_LIMITS] = {false}, charged = true;
   for (size_t i = 0; i < r->tokens.count; i++) {
     gw_buffer v;
-    valid[i] = request_header(filter, f->charge_headers[i], &v) && charge_of(v, &charges[i]);
+    valid[i] = gb_first_header(filter, GW_REQUEST_HEADERS, f->charge_headers[i], &v) &&
+               charge_of(v, &charges[i]);
     if (!valid[i]) charges[i] = 0;
     charged = charged && valid[i];
   }
