@@ -4,7 +4,9 @@ random records (strings of random bytes, valid and invalid UTF-8, control bytes;
 NaN and infinities included; absent values) into one file at once, and every line must be
 exactly the line computed here by Envoy 1.40's rules (as the differential test against
 Envoy's own logger pins them on real requests): whole, each thread's in its order, none
-lost, no sanitizer report."""
+lost, no sanitizer report. Then again while another thread renames the file every 2 ms (a
+rotation): the lines, across the renamed files and the last one in the order they were
+written, are the same, each once."""
 
 from __future__ import annotations
 
@@ -139,17 +141,43 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            ("gw_log.c", "gw_json.c"), "fuzz_log")
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_random_records_from_threads_at_once(harness: Path, tmp_path: Path, seed: int) -> None:
-    log = tmp_path / "access.log"
-    done = subprocess.run([str(harness), str(log), str(seed), str(RECORDS), str(THREADS)],
-                          capture_output=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-4000:]
+def _run(harness: Path, log: Path, seed: int, rotate: bool) -> tuple[list[str], list[str], str]:
+    """The records handed over, the lines written (the renamed files' first, in the order of
+    their renaming, then the file at the path) and the harness's stderr."""
+    done = subprocess.run([str(harness), str(log), str(seed), str(RECORDS), str(THREADS),
+                           "1" if rotate else "0"],
+                          capture_output=True, timeout=600, check=False, env=sanitized.ENV)
+    stderr = done.stderr.decode(errors="replace")
+    assert done.returncode == 0, stderr[-4000:]
     records = done.stdout.decode().splitlines()
     assert len(records) == RECORDS * THREADS
-    raw = log.read_bytes()
-    assert raw.endswith(b"\n")
-    lines = raw.decode("utf-8").split("\n")[:-1]  # valid UTF-8: every odd byte escaped
+    rotated = sorted(log.parent.glob(log.name + ".*"), key=lambda p: int(p.suffix[1:]))
+    lines = []
+    for file in [*rotated, log]:
+        raw = file.read_bytes() if file.exists() else b""
+        assert raw == b"" or raw.endswith(b"\n"), file
+        lines += raw.decode("utf-8").split("\n")[:-1]  # valid UTF-8: every odd byte escaped
+    return records, lines, stderr
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_records_from_threads_at_once(harness: Path, tmp_path: Path, seed: int) -> None:
+    records, lines, _ = _run(harness, tmp_path / "access.log", seed, rotate=False)
+    _check(records, lines)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:2])
+def test_random_records_while_the_file_is_renamed(harness: Path, tmp_path: Path,
+                                                  seed: int) -> None:
+    log = tmp_path / "access.log"
+    records, lines, stderr = _run(harness, log, seed, rotate=True)
+    renames = int(stderr.split("renames ")[1].split()[0])
+    assert renames >= 2, stderr  # the logger followed the path to a new file, more than once
+    assert len(list(tmp_path.glob("access.log.*"))) == renames
+    _check(records, lines)
+
+
+def _check(records: list[str], lines: list[str]) -> None:
     assert sorted(lines) == sorted(expected_line(r) for r in records)
     for thread in range(THREADS):  # each logger's lines in its order
         ids = [line.split('"request_id":"')[1].split('"')[0] for line in lines]

@@ -1,6 +1,8 @@
 """The compiled JSON access logger (module/gw_log.c): rendered only for module gateways, and
 in a real Envoy the same line as Envoy's json_format logger for the same request, its lines
-whole and all there after a config reload and a clean shutdown, a failed write reported once."""
+whole and all there after a config reload and a clean shutdown, a failed write reported once,
+and the file followed through a rotation (renamed, removed, a directory that takes no new file
+for a while)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,12 @@ import contextlib
 import dataclasses
 import http.client
 import json
+import os
 import queue
 import re
 import signal
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -495,3 +500,166 @@ def test_a_failed_write_is_reported_once_and_envoy_keeps_serving(tmp_path: Path)
         reports = [line for line in envoy.log_text().splitlines() if "/dev/full" in line]
         assert len(reports) == 1, reports
         assert "write failed" in reports[0] and "No space left on device" in reports[0]
+
+
+def _ids(path: Path) -> list[str]:
+    """The request ids of a log file's lines (each line whole JSON), in their order, but for
+    the harness's own requests (random UUIDs)."""
+    raw = path.read_text() if path.exists() else ""
+    assert raw == "" or raw.endswith("\n"), path
+    ids = [json.loads(line)["request_id"] for line in raw.split("\n")[:-1]]
+    return [i for i in ids if not re.fullmatch(r"[0-9a-f-]{36}", str(i))]
+
+
+def _wait_for(what: str, ready: Any, timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def _admin_post(envoy: RunningEnvoy, path: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", envoy.admin_port, timeout=10)
+    try:
+        conn.request("POST", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+@needs_envoy
+@pytest.mark.envoy
+def test_the_file_follows_a_rename_reopen_logs_and_a_removal(tmp_path: Path) -> None:
+    """logrotate's way (rename, then a new file at the path): renamed under load, every request
+    is logged once across the files, in order, whole, and nothing reaches the renamed file once
+    the new one has lines; renamed again with Envoy's /reopen_logs after it (which does not
+    reach the module: the file follows by itself) and removed, the next lines are in a new file
+    at the path."""
+    mocks = {"openai": MockProviderConfig(name="openai", require_key=irs.OPENAI_KEY)}
+    with running_mocks(mocks) as handles:
+        log = tmp_path / "logs" / "access.log"
+        log.parent.mkdir()
+        bundle, options = _module_gateway(tmp_path, handles["openai"].url, flush_ms=50,
+                                          path=str(log))
+        envoy = start_envoy(tmp_path / "envoy", bundle, listener_port=options.listener_port,
+                            admin_port=options.admin_port, access_log=log)
+        sent: list[list[str]] = [[], []]
+        failures: list[int] = []
+
+        def traffic(client: int) -> None:
+            for n in range(80):
+                sent[client].append(f"load-{client}-{n}")
+                status = envoy.chat("llama-70b", headers={"x-request-id": sent[client][-1]}).status
+                if status != 200:
+                    failures.append(status)
+
+        try:
+            clients = [threading.Thread(target=traffic, args=(c,)) for c in range(2)]
+            for c in clients:
+                c.start()
+            _wait_for("lines before the rename", lambda: len(_ids(log)) >= 10)
+            first = log.with_name("access.log.1")
+            log.rename(first)
+            _wait_for("a new file after the rename", lambda: len(_ids(log)) >= 5)
+            first_then = first.read_bytes()
+            for c in clients:
+                c.join(timeout=120)
+            assert failures == []
+            every = len(sent[0]) + len(sent[1])
+            _wait_for("every line", lambda: len(_ids(first)) + len(_ids(log)) >= every)
+            assert first.read_bytes() == first_then  # nothing more to the renamed file
+            # renamed again, then Envoy told to reopen its logs, as logrotate's postrotate does
+            second = log.with_name("access.log.2")
+            log.rename(second)
+            assert _admin_post(envoy, "/reopen_logs") == 200
+            after = [f"after-reopen-{n}" for n in range(3)]
+            for request_id in after:
+                assert envoy.chat("llama-70b", headers={"x-request-id": request_id}).status == 200
+            _wait_for("the lines after /reopen_logs", lambda: _ids(log) == after)
+            # removed: the next lines go to a new file at the path
+            log.unlink()
+            removed = [f"after-removal-{n}" for n in range(3)]
+            for request_id in removed:
+                assert envoy.chat("llama-70b", headers={"x-request-id": request_id}).status == 200
+            _wait_for("the lines after the removal", lambda: _ids(log) == removed)
+        finally:
+            envoy.stop()
+        mine = set(sent[0] + sent[1])
+        before = [i for i in _ids(first) if i in mine]
+        during = [i for i in _ids(second) if i in mine]
+        assert before and during  # the rename fell in the middle of the traffic
+        logged = before + during
+        assert sorted(logged) == sorted(mine)  # each request once across the two files
+        for client in range(2):  # and each client's in its order
+            assert [i for i in logged if i.startswith(f"load-{client}-")] == sent[client]
+        assert "gatewayctl access log" not in envoy.log_text()
+
+
+@contextlib.contextmanager
+def _unwritable(folder: Path) -> Iterator[None]:
+    """No file can be created in `folder` (an immutable directory for root, whom permissions
+    do not stop; else mode 0555); the files in it stay writable."""
+    root = os.geteuid() == 0
+    if root:
+        subprocess.run(["chattr", "+i", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+    try:
+        yield
+    finally:
+        if root:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        else:
+            folder.chmod(0o755)
+
+
+@needs_envoy
+@pytest.mark.envoy
+def test_a_path_that_cannot_be_reopened_is_reported_once_and_followed_later(
+        tmp_path: Path) -> None:
+    """Renamed while its directory takes no new file: reported once on Envoy's stderr, the
+    lines go on to the renamed file (none lost) and Envoy keeps serving; once the directory
+    takes files again, the next lines are in a new file at the path."""
+    mocks = {"openai": MockProviderConfig(name="openai", require_key=irs.OPENAI_KEY)}
+    with running_mocks(mocks) as handles:
+        log = tmp_path / "logs" / "access.log"
+        log.parent.mkdir()
+        bundle, options = _module_gateway(tmp_path, handles["openai"].url, flush_ms=50,
+                                          path=str(log))
+        envoy = start_envoy(tmp_path / "envoy", bundle, listener_port=options.listener_port,
+                            admin_port=options.admin_port, access_log=log)
+        rotated = log.with_name("access.log.1")
+        try:
+            before = ["before-0", "before-1"]
+            for request_id in before:
+                assert envoy.chat("llama-70b", headers={"x-request-id": request_id}).status == 200
+            _wait_for("the first lines", lambda: before[-1] in _ids(log))
+            log.rename(rotated)
+            during = []
+            with _unwritable(log.parent):
+                for flush in range(3):  # several flushes, each failing to reopen the path
+                    for n in range(3):
+                        during.append(f"during-{flush}-{n}")
+                        status = envoy.chat("llama-70b",
+                                            headers={"x-request-id": during[-1]}).status
+                        assert status == 200
+                    _wait_for("the lines in the renamed file",
+                              lambda: during[-1] in _ids(rotated))
+                assert not log.exists()
+            after = ["after-0", "after-1"]
+            for request_id in after:
+                assert envoy.chat("llama-70b", headers={"x-request-id": request_id}).status == 200
+            _wait_for("the lines in a new file", lambda: after[-1] in _ids(log))
+            assert envoy.proc.poll() is None
+        finally:
+            envoy.stop()
+        assert _ids(rotated) == before + during
+        assert _ids(log) == after
+        reports = [line for line in envoy.log_text().splitlines() if str(log) in line]
+        assert len(reports) == 2, reports
+        assert "cannot be reopened after a rotation, lines go on to the old file" in reports[0]
+        assert ("Operation not permitted" if os.geteuid() == 0 else "Permission denied") \
+            in reports[0]
+        assert reports[1].endswith(f"gatewayctl access log {log}: reopened")

@@ -13,12 +13,18 @@
  * logger does not list, the method POST and, at random, the model its response path kept; the
  * callbacks for what the stream holds then abort if called; the line must be the same either
  * way.
- * Usage: fuzz_log LOGFILE SEED RECORDS THREADS */
+ * With ROTATE 1, a thread renames LOGFILE to LOGFILE.1, LOGFILE.2, ... every 2 ms while the
+ * threads log (a rotation: the logger must follow the path to its new file), and prints the
+ * number of renames on stderr.
+ * Usage: fuzz_log LOGFILE SEED RECORDS THREADS [ROTATE] */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gw_body.h"
 
@@ -347,8 +353,26 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+static const char *logfile;
+static atomic_bool logging_done;
+
+static void *rotator(void *arg) {
+  int *renames = arg;
+  char to[4096];
+  int n = 0;
+  while (!atomic_load(&logging_done)) {
+    snprintf(to, sizeof to, "%s.%d", logfile, n + 1);
+    if (rename(logfile, to) == 0) n++; /* not there yet: no line since the last rename */
+    nanosleep(&(struct timespec){0, 2000000}, NULL);
+  }
+  *renames = n;
+  return NULL;
+}
+
 int main(int argc, char **argv) {
-  if (argc != 5) return 2;
+  if (argc != 5 && argc != 6) return 2;
+  logfile = argv[1];
+  bool rotate = argc == 6 && strcmp(argv[5], "1") == 0;
   seed = strtoull(argv[2], NULL, 10);
   records = atoi(argv[3]);
   int threads = atoi(argv[4]);
@@ -363,10 +387,17 @@ int main(int argc, char **argv) {
     return 3; /* another logger name is refused */
   config = envoy_dynamic_module_on_access_logger_config_new(NULL, name, value);
   if (config == NULL) return 4;
-  pthread_t ids[16];
+  pthread_t ids[16], rotating;
+  int renames = 0;
+  if (rotate) pthread_create(&rotating, NULL, rotator, &renames);
   for (int t = 0; t < threads && t < 16; t++)
     pthread_create(&ids[t], NULL, worker, (void *)(intptr_t)t);
   for (int t = 0; t < threads && t < 16; t++) pthread_join(ids[t], NULL);
+  if (rotate) {
+    atomic_store(&logging_done, true);
+    pthread_join(rotating, NULL);
+    fprintf(stderr, "renames %d\n", renames);
+  }
   envoy_dynamic_module_on_access_logger_config_destroy(config);
   return 0;
 }

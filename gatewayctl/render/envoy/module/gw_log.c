@@ -26,7 +26,17 @@
  * the file goes, and at process exit. Every logger config with the same path shares one file
  * (one descriptor, one buffer, writes in order, lines never torn). A failed write is reported
  * once on stderr (until a write succeeds again) and its bytes dropped; a buffer grown past
- * 16 MiB (the file not taking writes) drops lines, also reported once. */
+ * 16 MiB (the file not taking writes) drops lines, also reported once.
+ *
+ * Rotation: Envoy 1.40's ABI gives an access logger no hook for /reopen_logs (SIGUSR1), so the
+ * file follows its path by itself, as Python's WatchedFileHandler does: before each write the
+ * writer compares the path's (st_dev, st_ino) with the open descriptor's, and when the file
+ * was renamed or removed it opens the path anew (creating it) and writes there. Lines a write
+ * took before the switch are in the old file, every later one in the new: each line once,
+ * whole, and nothing more to the rotated file. A path that cannot be opened anew (its
+ * directory not writable) is reported once, the lines go on to the old file, and the path is
+ * tried again at the next write. One stat per write, on the writer's side: the workers never
+ * wait for it. */
 #define _POSIX_C_SOURCE 200809L /* strdup, gmtime_r, clock_gettime, O_CLOEXEC */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -319,7 +330,10 @@ static void put_number(gl_buf *b, double v) {
 
 typedef struct gl_file {
   char *path;
-  int fd;
+  int fd;                /* write_mu (and the thread that opens or closes the file) */
+  bool watched;          /* a path a rotation can move: not /dev/stdout, /dev/stderr */
+  dev_t dev;             /* fd's file; write_mu */
+  ino_t ino;
   int refs;              /* configs using it; files_mu */
   long flush_ms;
   pthread_mutex_t mu;    /* pending, spare, stop, dropped */
@@ -329,6 +343,7 @@ typedef struct gl_file {
   bool stop;
   bool dropping;         /* lines dropped since the last report */
   bool write_failing;    /* a write failed and was reported; reset by a good write */
+  bool reopen_failing;   /* reopening after a rotation failed and was reported; write_mu */
   pthread_t thread;
   struct gl_file *next;
 } gl_file;
@@ -362,6 +377,44 @@ static void write_out(gl_file *f, const char *p, size_t n) {
   f->write_failing = false;
 }
 
+/* Opens the path, and notes which file the descriptor is (for follow_rotation). */
+static int open_file(gl_file *f) {
+  if (strcmp(f->path, "/dev/stdout") == 0) return fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
+  if (strcmp(f->path, "/dev/stderr") == 0) return fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
+  int fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  struct stat st;
+  if (fd < 0) return fd;
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+  }
+  f->dev = st.st_dev;
+  f->ino = st.st_ino;
+  return fd;
+}
+
+/* If the path no longer names the open file (renamed or removed: a rotation), writes go to
+ * the path's file from now on: opened anew, created if need be. If that fails, reported once
+ * (until a reopen succeeds) and the old file kept. Caller holds write_mu. */
+static void follow_rotation(gl_file *f) {
+  struct stat st;
+  if (!f->watched || (stat(f->path, &st) == 0 && st.st_dev == f->dev && st.st_ino == f->ino))
+    return;
+  int fd = open_file(f); /* on success, notes the new file's identity */
+  if (fd < 0) {
+    if (!f->reopen_failing)
+      report(f, "cannot be reopened after a rotation, lines go on to the old file", errno);
+    f->reopen_failing = true;
+    return;
+  }
+  close(f->fd);
+  f->fd = fd;
+  if (f->reopen_failing) report(f, "reopened", 0);
+  f->reopen_failing = false;
+}
+
 /* Takes what is pending and writes it, in order with every other flush of the file. */
 static void flush_file(gl_file *f) {
   pthread_mutex_lock(&f->write_mu);
@@ -374,7 +427,10 @@ static void flush_file(gl_file *f) {
   f->dropping = false;
   pthread_mutex_unlock(&f->mu);
   if (dropped) report(f, "buffer full (the file takes no writes), lines dropped", 0);
-  if (out.len > 0) write_out(f, out.p, out.len);
+  if (out.len > 0) {
+    follow_rotation(f);
+    write_out(f, out.p, out.len);
+  }
   out.len = 0;
   out.failed = false;
   pthread_mutex_lock(&f->mu);
@@ -405,12 +461,6 @@ static void *flusher(void *arg) {
   }
 }
 
-static int open_path(const char *path) {
-  if (strcmp(path, "/dev/stdout") == 0) return fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
-  if (strcmp(path, "/dev/stderr") == 0) return fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
-  return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-}
-
 static gl_file *file_acquire(const char *path, long flush_ms) {
   pthread_mutex_lock(&files_mu);
   gl_file *f;
@@ -424,7 +474,8 @@ static gl_file *file_acquire(const char *path, long flush_ms) {
   f = calloc(1, sizeof *f);
   if (f == NULL || (f->path = strdup(path)) == NULL) goto fail;
   f->flush_ms = flush_ms;
-  f->fd = open_path(path);
+  f->watched = strcmp(path, "/dev/stdout") != 0 && strcmp(path, "/dev/stderr") != 0;
+  f->fd = open_file(f);
   if (f->fd < 0) {
     report(f, "cannot be opened", errno);
     goto fail;
