@@ -770,6 +770,18 @@ static void put_start_time(gl_buf *b, gl_logger *l, int64_t unix_ns) {
   put(b, out, 26);
 }
 
+/* One member of the `gateway` object, after `{` (the first) or `,`: `"key":` and the value
+ * as the key's type says (only that field of v is read). */
+static inline void put_member(gl_buf *b, bool first, const gl_key *k, const gw_log_value *v) {
+  put(b, first ? "{" : ",", 1);
+  put_string(b, k->name, k->length);
+  PUTS(b, ":");
+  if (k->type == KEY_STRING) put_string(b, v->string, v->length);
+  else if (k->type == KEY_NUMBER) put_number(b, v->number);
+  else if (v->flag) PUTS(b, "true");
+  else PUTS(b, "false");
+}
+
 static void put_gateway(gl_buf *b, gw_envoy_ptr e, const gl_config *c) {
   gw_buffer ns = {c->ns, c->ns_length};
   bool any = false;
@@ -777,24 +789,19 @@ static void put_gateway(gl_buf *b, gw_envoy_ptr e, const gl_config *c) {
     const gl_key *k = &c->keys[i];
     gw_buffer key = {k->name, k->length};
     gw_buffer s = {NULL, 0};
-    double d = 0;
-    bool v = false;
+    gw_log_value v = {.number = 0, .flag = false};
     bool found = k->type == KEY_STRING
                      ? envoy_dynamic_module_callback_access_logger_get_dynamic_metadata(e, ns, key,
                                                                                        &s)
                  : k->type == KEY_NUMBER
                      ? envoy_dynamic_module_callback_access_logger_get_dynamic_metadata_number(
-                           e, ns, key, &d)
+                           e, ns, key, &v.number)
                      : envoy_dynamic_module_callback_access_logger_get_dynamic_metadata_bool(
-                           e, ns, key, &v);
+                           e, ns, key, &v.flag);
     if (!found) continue;
-    put(b, any ? "," : "{", 1);
-    put_string(b, k->name, k->length);
-    PUTS(b, ":");
-    if (k->type == KEY_STRING) put_string(b, s.ptr, s.length);
-    else if (k->type == KEY_NUMBER) put_number(b, d);
-    else if (v) PUTS(b, "true");
-    else PUTS(b, "false");
+    v.string = s.ptr;
+    v.length = (uint32_t)s.length; /* a protobuf string's: below 2 GiB */
+    put_member(b, !any, k, &v);
     any = true;
   }
   if (any) PUTS(b, "}");
@@ -819,13 +826,7 @@ static void put_gateway_noted(gl_buf *b, const gw_log_values *noted, const gl_co
                                  : k->type == KEY_NUMBER ? GW_LOG_NUMBER
                                                          : GW_LOG_BOOL))
       continue;
-    put(b, any ? "," : "{", 1);
-    put_string(b, k->name, k->length);
-    PUTS(b, ":");
-    if (k->type == KEY_STRING) put_string(b, v->string, v->length);
-    else if (k->type == KEY_NUMBER) put_number(b, v->number);
-    else if (v->flag) PUTS(b, "true");
-    else PUTS(b, "false");
+    put_member(b, !any, k, v);
     any = true;
   }
   if (any) PUTS(b, "}");
