@@ -138,7 +138,7 @@ def test_number_forms_are_envoys() -> None:
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return sanitized.build(tmp_path_factory.mktemp("fuzz-log"), HARNESS,
-                           ("gw_log.c", "gw_json.c"), "fuzz_log")
+                           ("gw_log.c", "gw_json.c", "gw_value.c"), "fuzz_log")
 
 
 def _run(harness: Path, log: Path, seed: int, rotate: bool) -> tuple[list[str], list[str], str]:

@@ -54,42 +54,25 @@
 #define FLUSH_BYTES (64u * 1024u)
 #define MAX_PENDING (16u * 1024u * 1024u)
 
-/* ---- byte buffers ---- */
+/* ---- byte buffers: gw_out (gw_value.h), grown by gw_out_reserve ---- */
 
-typedef struct {
-  char *p;
-  size_t len, cap;
-  bool failed; /* an allocation failed: the content is incomplete */
-} gl_buf;
-
-static bool grow_slow(gl_buf *b, size_t more) {
-  if (b->failed) return false;
-  size_t cap = b->cap ? b->cap : 512;
-  while (cap < b->len + more) cap *= 2;
-  char *p = realloc(b->p, cap);
-  if (p == NULL) {
-    b->failed = true;
-    return false;
-  }
-  b->p = p;
-  b->cap = cap;
-  return true;
+/* Room for n more bytes. The logger's buffers have no limit, and a line whose buffer failed is
+ * dropped whole (as are the bytes of a failed append to the file's buffer), so the check made
+ * inline is the capacity's alone; gw_out_reserve makes the others. */
+static inline bool room(gw_out *b, size_t n) {
+  return n <= b->capacity - b->length || gw_out_reserve(b, n);
 }
 
-static inline bool grow(gl_buf *b, size_t more) {
-  return b->len + more <= b->cap || grow_slow(b, more);
-}
-
-static inline void put(gl_buf *b, const char *s, size_t n) {
-  if (grow(b, n)) {
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
+static inline void put(gw_out *b, const char *s, size_t n) {
+  if (room(b, n)) {
+    memcpy(b->ptr + b->length, s, n);
+    b->length += n;
   }
 }
 
 #define PUTS(b, lit) put((b), (lit), sizeof(lit) - 1)
 
-static void put_u64(gl_buf *b, unsigned long long v) {
+static void put_u64(gw_out *b, unsigned long long v) {
   char tmp[24];
   size_t i = sizeof tmp;
   do {
@@ -128,7 +111,7 @@ static bool utf8_valid(const unsigned char *s, size_t n) {
   return true;
 }
 
-static void put_uescape(gl_buf *b, unsigned char c) {
+static void put_uescape(gw_out *b, unsigned char c) {
   static const char hex[] = "0123456789abcdef";
   char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
   put(b, e, 6);
@@ -145,17 +128,17 @@ static const unsigned char CLASS[256] = {
     2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
     2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2};
 
-static void put_string(gl_buf *b, const char *str, size_t n) {
+static void put_string(gw_out *b, const char *str, size_t n) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0;
   while (i < n && CLASS[s[i]] == 0) i++;
   if (i == n) { /* the common case: nothing to escape, one copy */
-    if (grow(b, n + 2)) {
-      char *o = b->p + b->len;
+    if (room(b, n + 2)) {
+      char *o = b->ptr + b->length;
       o[0] = '"';
       memcpy(o + 1, str, n);
       o[n + 1] = '"';
-      b->len += n + 2;
+      b->length += n + 2;
     }
     return;
   }
@@ -196,7 +179,7 @@ static void put_string(gl_buf *b, const char *str, size_t n) {
 
 /* `digits` (no leading or trailing zeros unless "0") times 10^(exp - ndigits + 1): the
  * fixed form or the scientific one, whichever is shorter (fixed on a tie). */
-static void put_decimal(gl_buf *b, bool negative, const char *digits, int ndigits, int exp) {
+static void put_decimal(gw_out *b, bool negative, const char *digits, int ndigits, int exp) {
   char out[64];
   size_t o = 0;
   /* scientific: d[.ddd]e±XX */
@@ -274,7 +257,7 @@ static bool short_decimal(double a, char *digits, int *nd, int *exp) {
   return false;
 }
 
-static void put_number(gl_buf *b, double v) {
+static void put_number(gw_out *b, double v) {
   if (isnan(v)) {
     PUTS(b, "null");
     return;
@@ -339,7 +322,7 @@ typedef struct gl_file {
   pthread_mutex_t mu;    /* pending, spare, stop, dropped */
   pthread_mutex_t write_mu; /* held from taking the pending bytes to their write: in order */
   pthread_cond_t wake;
-  gl_buf pending, spare;
+  gw_out pending, spare;
   bool stop;
   bool dropping;         /* lines dropped since the last report */
   bool write_failing;    /* a write failed and was reported; reset by a good write */
@@ -419,23 +402,23 @@ static void follow_rotation(gl_file *f) {
 static void flush_file(gl_file *f) {
   pthread_mutex_lock(&f->write_mu);
   pthread_mutex_lock(&f->mu);
-  gl_buf out = f->pending;
+  gw_out out = f->pending;
   f->pending = f->spare;
-  f->pending.len = 0;
-  f->spare = (gl_buf){0};
+  f->pending.length = 0;
+  f->spare = (gw_out){0};
   bool dropped = f->dropping;
   f->dropping = false;
   pthread_mutex_unlock(&f->mu);
   if (dropped) report(f, "buffer full (the file takes no writes), lines dropped", 0);
-  if (out.len > 0) {
+  if (out.length > 0) {
     follow_rotation(f);
-    write_out(f, out.p, out.len);
+    write_out(f, out.ptr, out.length);
   }
-  out.len = 0;
+  out.length = 0;
   out.failed = false;
   pthread_mutex_lock(&f->mu);
-  if (f->spare.p == NULL) f->spare = out;
-  else free(out.p);
+  if (f->spare.ptr == NULL) f->spare = out;
+  else free(out.ptr);
   pthread_mutex_unlock(&f->mu);
   pthread_mutex_unlock(&f->write_mu);
 }
@@ -452,7 +435,7 @@ static void *flusher(void *arg) {
       until.tv_sec++;
       until.tv_nsec -= 1000000000L;
     }
-    while (!f->stop && f->pending.len < FLUSH_BYTES)
+    while (!f->stop && f->pending.length < FLUSH_BYTES)
       if (pthread_cond_timedwait(&f->wake, &f->mu, &until) == ETIMEDOUT) break;
     bool stop = f->stop;
     pthread_mutex_unlock(&f->mu);
@@ -527,8 +510,8 @@ static void file_release(gl_file *f) {
   pthread_mutex_destroy(&f->mu);
   pthread_mutex_destroy(&f->write_mu);
   pthread_cond_destroy(&f->wake);
-  free(f->pending.p);
-  free(f->spare.p);
+  free(f->pending.ptr);
+  free(f->spare.ptr);
   free(f->path);
   free(f);
 }
@@ -542,17 +525,17 @@ __attribute__((destructor)) static void flush_all_at_exit(void) {
 
 static void append(gl_file *f, const char *line, size_t n) {
   pthread_mutex_lock(&f->mu);
-  if (f->pending.len + n > MAX_PENDING) {
+  if (f->pending.length + n > MAX_PENDING) {
     f->dropping = true;
   } else {
-    size_t before = f->pending.len;
+    size_t before = f->pending.length;
     put(&f->pending, line, n);
     if (f->pending.failed) { /* no memory: the line is not written, the rest is kept */
       f->pending.failed = false;
-      f->pending.len = before;
+      f->pending.length = before;
       f->dropping = true;
     }
-    if (f->pending.len >= FLUSH_BYTES && before < FLUSH_BYTES) pthread_cond_signal(&f->wake);
+    if (f->pending.length >= FLUSH_BYTES && before < FLUSH_BYTES) pthread_cond_signal(&f->wake);
   }
   pthread_mutex_unlock(&f->mu);
 }
@@ -584,7 +567,7 @@ typedef struct {
 
 typedef struct {
   const gl_config *config;
-  gl_buf line, check;
+  gw_out line, check;
   long long second; /* the second `stamp` holds, or -1 */
   char stamp[19];   /* "YYYY-MM-DDTHH:MM:SS" (not NUL-terminated) */
 } gl_logger;
@@ -700,8 +683,8 @@ void envoy_dynamic_module_on_access_logger_flush(gw_module_ptr self) {
 
 void envoy_dynamic_module_on_access_logger_destroy(gw_module_ptr self) {
   gl_logger *l = (gl_logger *)self;
-  free(l->line.p);
-  free(l->check.p);
+  free(l->line.ptr);
+  free(l->check.ptr);
   free(l);
 }
 
@@ -713,7 +696,7 @@ static const char *const FLAG_NAMES[] = {
     "DC", "URX", "SI", "IH", "DPE", "UMSDR", "RFCF", "NFCF", "DT", "UPE", "NC", "OM", "DF",
     "DO", "DR", "UDO"};
 
-static void put_flags(gl_buf *b, uint64_t flags) {
+static void put_flags(gw_out *b, uint64_t flags) {
   if (flags == 0) {
     PUTS(b, "\"-\"");
     return;
@@ -729,7 +712,7 @@ static void put_flags(gl_buf *b, uint64_t flags) {
   PUTS(b, "\"");
 }
 
-static void put_buffer_or_null(gl_buf *b, bool present, gw_buffer v) {
+static void put_buffer_or_null(gw_out *b, bool present, gw_buffer v) {
   if (present) put_string(b, v.ptr, v.length);
   else PUTS(b, "null");
 }
@@ -740,12 +723,12 @@ static bool request_header(gw_envoy_ptr e, int type, const char *name, gw_buffer
 }
 
 /* Nanoseconds to Envoy's whole milliseconds (truncated), or null when not measured (< 0). */
-static void put_ms(gl_buf *b, int64_t ns) {
+static void put_ms(gw_out *b, int64_t ns) {
   if (ns < 0) PUTS(b, "null");
   else put_u64(b, (unsigned long long)(ns / 1000000));
 }
 
-static void put_start_time(gl_buf *b, gl_logger *l, int64_t unix_ns) {
+static void put_start_time(gw_out *b, gl_logger *l, int64_t unix_ns) {
   long long second = unix_ns >= 0 ? unix_ns / 1000000000 : (unix_ns + 1) / 1000000000 - 1;
   int ms = (int)((unix_ns - second * 1000000000) / 1000000);
   if (second != l->second) {
@@ -772,7 +755,7 @@ static void put_start_time(gl_buf *b, gl_logger *l, int64_t unix_ns) {
 
 /* One member of the `gateway` object, after `{` (the first) or `,`: `"key":` and the value
  * as the key's type says (only that field of v is read). */
-static inline void put_member(gl_buf *b, bool first, const gl_key *k, const gw_log_value *v) {
+static inline void put_member(gw_out *b, bool first, const gl_key *k, const gw_log_value *v) {
   put(b, first ? "{" : ",", 1);
   put_string(b, k->name, k->length);
   PUTS(b, ":");
@@ -782,7 +765,7 @@ static inline void put_member(gl_buf *b, bool first, const gl_key *k, const gw_l
   else PUTS(b, "false");
 }
 
-static void put_gateway(gl_buf *b, gw_envoy_ptr e, const gl_config *c) {
+static void put_gateway(gw_out *b, gw_envoy_ptr e, const gl_config *c) {
   gw_buffer ns = {c->ns, c->ns_length};
   bool any = false;
   for (size_t i = 0; i < c->key_count; i++) {
@@ -810,7 +793,7 @@ static void put_gateway(gl_buf *b, gw_envoy_ptr e, const gl_config *c) {
 
 /* The same object from the values the module's body filter noted on the stream it served
  * (gw_body.h): what those writes left in the stream's metadata, without a lookup per key. */
-static void put_gateway_noted(gl_buf *b, const gw_log_values *noted, const gl_config *c) {
+static void put_gateway_noted(gw_out *b, const gw_log_values *noted, const gl_config *c) {
   bool any = false;
   for (size_t i = 0; i < c->key_count; i++) {
     const gl_key *k = &c->keys[i];
@@ -845,7 +828,7 @@ static const gw_body_stream *served_stream(const gl_config *c) {
 }
 
 /* `gateway`, `method` and `model`'s values (the keys between them) through Envoy. */
-static void put_looked_up(gl_buf *b, gw_envoy_ptr e, const gl_config *c, bool has_host) {
+static void put_looked_up(gw_out *b, gw_envoy_ptr e, const gl_config *c, bool has_host) {
   gw_buffer v;
   put_gateway(b, e, c);
   PUTS(b, ",\"method\":");
@@ -858,7 +841,7 @@ static void put_looked_up(gl_buf *b, gw_envoy_ptr e, const gl_config *c, bool ha
 /* The same from the stream the module served: its noted `gw` values; POST, the only method
  * it serves; the answering model its response path read from the same response header (a
  * success's, when it fitted), else through Envoy. */
-static void put_served(gl_buf *b, gw_envoy_ptr e, const gl_config *c, const gw_body_stream *s,
+static void put_served(gw_out *b, gw_envoy_ptr e, const gl_config *c, const gw_body_stream *s,
                        bool has_host) {
   put_gateway_noted(b, s->log, c);
   PUTS(b, ",\"method\":\"POST\",\"model\":");
@@ -876,14 +859,14 @@ static void put_served(gl_buf *b, gw_envoy_ptr e, const gl_config *c, const gw_b
  * read through Envoy, and one line on stderr saying whether they are the same (the tests'
  * proof that the stream is there and right when the logger runs). */
 static void check_served(gw_envoy_ptr e, gl_logger *l, const gw_body_stream *s, bool has_host) {
-  gl_buf *b = &l->check;
-  b->len = 0;
+  gw_out *b = &l->check;
+  b->length = 0;
   b->failed = false;
   put_looked_up(b, e, l->config, has_host);
-  size_t envoys = b->len;
+  size_t envoys = b->length;
   put_served(b, e, l->config, s, has_host);
-  bool same = b->len == 2 * envoys && memcmp(b->p, b->p + envoys, envoys) == 0;
-  gl_buf out = {0};
+  bool same = b->length == 2 * envoys && memcmp(b->ptr, b->ptr + envoys, envoys) == 0;
+  gw_out out = {0};
   PUTS(&out, "gatewayctl access log check: ");
   if (same) PUTS(&out, "same ");
   else PUTS(&out, "differs ");
@@ -891,19 +874,19 @@ static void check_served(gw_envoy_ptr e, gl_logger *l, const gw_body_stream *s, 
   put_buffer_or_null(&out, request_header(e, GW_REQUEST_HEADERS, "x-request-id", &id), id);
   if (!same) {
     PUTS(&out, " envoy ");
-    put(&out, b->p, envoys);
+    put(&out, b->ptr, envoys);
     PUTS(&out, " served ");
-    put(&out, b->p + envoys, b->len - envoys);
+    put(&out, b->ptr + envoys, b->length - envoys);
   }
   PUTS(&out, "\n");
   if (!out.failed) {
-    ssize_t ignored = write(STDERR_FILENO, out.p, out.len);
+    ssize_t ignored = write(STDERR_FILENO, out.ptr, out.length);
     (void)ignored;
   }
-  free(out.p);
+  free(out.ptr);
 }
 
-static void put_host(gl_buf *b, bool present, gw_buffer address, uint32_t port) {
+static void put_host(gw_out *b, bool present, gw_buffer address, uint32_t port) {
   if (!present) {
     PUTS(b, "null");
     return;
@@ -923,8 +906,8 @@ void envoy_dynamic_module_on_access_logger_log(gw_envoy_ptr e, gw_module_ptr sel
   gl_logger *l = (gl_logger *)self;
   const gl_config *c = l->config;
   if (c->file == NULL) return;
-  gl_buf *b = &l->line;
-  b->len = 0;
+  gw_out *b = &l->line;
+  b->length = 0;
   b->failed = false;
 
   gw_buffer v;
@@ -984,5 +967,5 @@ void envoy_dynamic_module_on_access_logger_log(gw_envoy_ptr e, gw_module_ptr sel
   PUTS(b, ",\"upstream_ms\":");
   put_ms(b, timing.first_upstream_rx_byte_received_ns);
   PUTS(b, "}\n");
-  if (!b->failed) append(c->file, b->p, b->len);
+  if (!b->failed) append(c->file, b->ptr, b->length);
 }

@@ -219,6 +219,8 @@ static inline void append(gw_out *out, const char *bytes, size_t length) {
 
 void gw_out_append(gw_out *out, const char *bytes, size_t length) { append(out, bytes, length); }
 
+bool gw_out_reserve(gw_out *out, size_t more) { return out_reserve(out, more); }
+
 static inline void out_byte(gw_out *out, char c) {
   if (out_room(out, 1)) out->ptr[out->length++] = c;
 }

@@ -84,6 +84,9 @@ typedef struct {
 } gw_out;
 void gw_out_append(gw_out *out, const char *bytes, size_t length);
 void gw_out_free(gw_out *out);
+/* Room for `more` bytes past length, grown if need be; false (and failed set) when failed is
+ * set already, past the limit, or no memory. For a writer that checks the capacity inline. */
+bool gw_out_reserve(gw_out *out, size_t more);
 
 /* json.encode(v, first) byte for byte: keys sorted by bytes, `first` (may be NULL) first;
  * numbers as json.lua's encode_number; strings as jsonstring.lua's encoder. False (and
