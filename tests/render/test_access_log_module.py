@@ -412,8 +412,11 @@ def test_keys_only_the_logger_reads_stay_out_of_envoys_metadata(tmp_path: Path) 
             for rid, model in (("one-backend", "llama-70b"), ("split", "chat")):
                 assert envoy.chat(model, headers={"x-request-id": rid, **HELPDESK}).status == 200
             envoy.chat("no-such-model", headers={"x-request-id": "unknown"})
-            ours = {json.loads(x)["request_id"]: json.loads(x) for x in _read(log, 3)}
-            theirs = {json.loads(x)["request_id"]: json.loads(x) for x in _read(reference, 3)}
+            # a prompted route: `prompt_version` is the logger's alone too
+            assert envoy.chat("assistant", headers={"x-request-id": "prompted"},
+                              prompt_variables={"product": "Acme"}).status == 200
+            ours = {json.loads(x)["request_id"]: json.loads(x) for x in _read(log, 4)}
+            theirs = {json.loads(x)["request_id"]: json.loads(x) for x in _read(reference, 4)}
         finally:
             envoy.stop()
     assert "gatewayctl access log check" not in envoy.log_text()
@@ -428,6 +431,8 @@ def test_keys_only_the_logger_reads_stay_out_of_envoys_metadata(tmp_path: Path) 
     assert ours["unknown"] == {**theirs["unknown"], "duration_ms": ours["unknown"]["duration_ms"],
                                "upstream_ms": ours["unknown"]["upstream_ms"]}
     assert ours["unknown"]["gateway"]["requested_model"] == "no-such-model"
+    assert ours["prompted"]["gateway"]["prompt_version"] in (3, 4), ours["prompted"]
+    assert "prompt_version" not in (theirs["prompted"]["gateway"] or {}), theirs["prompted"]
     assert set(LOGGER_ONLY_KEYS) >= set(BACKEND_COUNTER_KEYS)
 
 

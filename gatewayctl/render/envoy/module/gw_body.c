@@ -542,9 +542,9 @@ static bool inject_prompt(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, 
     }
   }
   set_meta(b, GB_LOG_PROMPT, text_buf(r->prompt->name));
-  /* written whatever the config says: a reply after this (no memory) must show it, and the
-   * request is not served yet (the logger takes a served request's values only) */
-  gw_meta_number(f, s, NULL, GB_LOG_PROMPT_VERSION, (double)version->version);
+  /* `prompt_version` is written by serve() once it knows whether the request goes on (the
+   * logger's record alone, where only the logger reads it) or gets a reply (Envoy's
+   * metadata: the logger takes a served request's values only) */
   s->has_prompt_version = true;
   s->prompt_version = version->version;
   return true;
@@ -574,6 +574,14 @@ static void carry_debt(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r) {
     char value[32];
     set_header(f, l->header, (gw_buffer){value, gb_format_number(1 + carried, value)});
   }
+}
+
+/* No memory after the prompt was injected: the reply's log line shows the version (Envoy's
+ * metadata: the logger takes a served request's values only). */
+static bool late_reply(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r) {
+  if (s->has_prompt_version)
+    gw_meta_number(f, s, NULL, GB_LOG_PROMPT_VERSION, (double)s->prompt_version);
+  return out_of_memory(f, s->body, r);
 }
 
 static bool serve(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, int endpoint,
@@ -619,7 +627,7 @@ static bool serve(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, int endp
   }
   if (ok && r->redact != 0 && gv_redact(w->doc, req, r->redact)) reencode = true;
   /* past the values' arena bound: a mutation may be undone, so the body is not sent on */
-  if (ok && gv_doc_failed(w->doc)) ok = out_of_memory(f, b, r);
+  if (ok && gv_doc_failed(w->doc)) ok = late_reply(f, s, r);
   if (ok) carry_debt(f, s, r);
   if (ok) {
     gb_text forward = r->has_direct ? r->direct_upstream
@@ -632,8 +640,10 @@ static bool serve(gw_envoy_ptr f, gw_body_stream *s, const gb_route *r, int endp
     } else {
       rebuild(raw, spans, span_count, forward, &w->out);
     }
-    if (!ok || w->out.failed) ok = out_of_memory(f, b, r);
+    if (!ok || w->out.failed) ok = late_reply(f, s, r);
   }
+  if (ok && s->has_prompt_version) /* the record's alone where only the logger reads it */
+    gw_meta_number(f, s, r, GB_LOG_PROMPT_VERSION, (double)s->prompt_version);
   if (ok) {
     /* the logger's record; Envoy's metadata gets the values other readers need */
     size_t written = 0;
