@@ -76,12 +76,15 @@ def test_lua_is_the_default_and_module_renders_the_same_data(tmp_path: Path) -> 
     data = json.loads(config["filter_config"]["value"])
     assert data["abi"] == TARGET_ABI
     # the Lua's data table (the same function's output), as JSON, with the names it uses
+    # but the body classes: the module's auth filter sets the stream's bound itself (no
+    # buffer filter in the chain, listener.module_bounds_bodies)
     lua_data = auth_filter_data(ir, options)
+    assert lua_data["body_classes"] == {"8388608": "_body_8388608"}
     assert {k: v for k, v in data.items() if k not in ("abi", "names")} == {
-        k: v for k, v in lua_data.items() if v is not None}
+        **{k: v for k, v in lua_data.items() if v is not None},
+        "body_classes": {}, "buffer_headroom": 256 * 1024}
     assert data["names"]["client_key_headers"] == ["authorization", "x-api-key", "api-key"]
     assert data["consumer_caps"] == {"helpdesk": 1048576, "search-app": 8388608}
-    assert data["body_classes"] == {"8388608": "_body_8388608"}
     assert "jwt" not in data  # no JWT policy: no jwt data (the module refuses any)
     # no secret value in the config
     for key in irs.CONSUMER_KEYS.values():

@@ -16,6 +16,11 @@ limit.
 So one route's large limit raises the bound only for the clients that may use that route, an
 unauthenticated client on a gateway whose routes all need keys is answered before any body
 byte is buffered, and the listener's own buffer stays at Envoy's default.
+
+A module gateway with the module's body filter has neither the buffer filter nor body classes
+(listener.module_bounds_bodies): the module's auth filter sets the stream's buffer limit to the
+principal's bound plus BUFFER_HEADROOM_BYTES itself, and the module's body filter buffers the
+body (it needs it whole anyway), so Envoy answers 413 at the same byte.
 """
 
 from __future__ import annotations

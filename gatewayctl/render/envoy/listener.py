@@ -29,6 +29,7 @@ from gatewayctl.render.envoy.access_log import (
 )
 from gatewayctl.render.envoy.auth import consumer_data, route_auth_data
 from gatewayctl.render.envoy.body import (
+    BUFFER_HEADROOM_BYTES,
     LISTENER_BUFFER_BYTES,
     auth_lua_data,
     render_buffer_filter,
@@ -211,8 +212,12 @@ def render_auth_filter(ir: GatewayIR, options: EnvoyOptions) -> dict[str, Any]:
     data = auth_filter_data(ir, options)
     if uses_auth_module(ir):
         names = {key: LUA_NAMES[key] for key in AUTH_MODULE_NAMES}
+        # without the buffer filter the auth filter sets the stream's bound itself, and no
+        # body class is needed (module_bounds_bodies)
+        bound = ({"body_classes": {}, "buffer_headroom": BUFFER_HEADROOM_BYTES}
+                 if module_bounds_bodies(ir, options) else {})
         return module_filter(AUTH_FILTER, "auth",
-                             {**data, "jwt": jwt_module_data(ir), "names": names})
+                             {**data, "jwt": jwt_module_data(ir), "names": names, **bound})
     return lua_filter(AUTH_FILTER, auth_source(data))
 
 
@@ -305,6 +310,20 @@ def lua_off_routes(ir: GatewayIR, options: EnvoyOptions) -> frozenset[str]:
     return frozenset(data["routes"])
 
 
+def module_bounds_bodies(ir: GatewayIR, options: EnvoyOptions) -> bool:
+    """Whether the module bounds request bodies without Envoy's buffer filter: on a module
+    gateway with the module's body filter. Its auth filter sets the stream's buffer limit to
+    the principal's bound (+ BUFFER_HEADROOM_BYTES) from the headers, and its body filter
+    buffers every endpoint POST whole (StopIterationAndBuffer) before it knows the route, so
+    Envoy answers a body past the bound with its 413 as it does behind the buffer filter, and
+    the Lua body filter after it (the routes the module leaves to it) gets the whole body as
+    it did from the buffer filter. Lua gateways, and a module gateway without the module's body
+    filter, keep the buffer filter and its body classes."""
+    if ir.data_plane_filters != "module":
+        return False
+    return _module_data(ir, gateway_lua_data(ir, options)) is not None
+
+
 def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, Any]]:
     jwt = render_jwt_filter(ir, options)
     verdict = render_verdict_filter(ir)
@@ -315,7 +334,7 @@ def render_http_filters(ir: GatewayIR, options: EnvoyOptions) -> list[dict[str, 
         *([jwt] if jwt is not None else []),
         *([verdict] if verdict is not None else []),
         render_auth_filter(ir, options),
-        render_buffer_filter(),
+        *([] if module_bounds_bodies(ir, options) else [render_buffer_filter()]),
         *render_body_filters(ir, options),
         *([rbac] if rbac is not None else []),
         *render_limits_filters(ir, options),

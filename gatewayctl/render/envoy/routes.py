@@ -37,7 +37,11 @@ from gatewayctl.render.envoy.clusters import chain
 from gatewayctl.render.envoy.global_limits import GLOBAL_FILTER, route_rate_limits
 from gatewayctl.render.envoy.guardrails import guard_sets, rbac_route_config
 from gatewayctl.render.envoy.jwt import verdict_headers
-from gatewayctl.render.envoy.listener import lua_off_routes, module_limit_routes
+from gatewayctl.render.envoy.listener import (
+    lua_off_routes,
+    module_bounds_bodies,
+    module_limit_routes,
+)
 from gatewayctl.render.envoy.names import (
     API_PATH_REGEX,
     CONSUMER_HEADER,
@@ -261,15 +265,16 @@ def route_entries(vhost: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
         yield from action.get("typed_config", {}).get("routes", [])
 
 
-def _body_class_route(key: str, cap: int) -> dict[str, Any]:
+def _body_class_route(key: str, cap: int | None) -> dict[str, Any]:
     """Where the auth filter sends a request until the body filter has picked its route: the
-    buffer filter's bound for the principal (body.py). Reaching the action means the body
-    filter did not pick a route (it failed): the request goes nowhere."""
+    buffer filter's bound for the principal (body.py; cap None: no buffer filter, the module
+    bounds the body). Reaching the action means the body filter did not pick a route (it
+    failed): the request goes nowhere."""
     return {
         "name": key,
         "match": {"prefix": "/"},
         "direct_response": {"status": 500, "body": {"inline_string": "no route was selected"}},
-        "typed_per_filter_config": buffer_per_route(cap),
+        **({"typed_per_filter_config": buffer_per_route(cap)} if cap is not None else {}),
     }
 
 
@@ -280,6 +285,9 @@ def render_route_config(ir: GatewayIR, options: EnvoyOptions | None = None) -> d
     picks the route and after). Requests without the header (GET /v1/models, other paths, and
     the first match, before Lua runs) fall to on_no_match: the model list, then the JSON 404."""
     pinned = pinned_models(ir)
+    # no buffer filter in the chain: no body classes and no per-route buffer configs
+    buffered = not module_bounds_bodies(ir, options or EnvoyOptions())
+    off = {"typed_per_filter_config": buffer_disabled()} if buffered else {}
     fallback: list[dict[str, Any]] = [
         {
             "name": "models",
@@ -289,13 +297,13 @@ def render_route_config(ir: GatewayIR, options: EnvoyOptions | None = None) -> d
             },
             "direct_response": {"status": 200, "body": {"inline_string": models_list_body(ir)}},
             "response_headers_to_add": [_header("content-type", "application/json")],
-            "typed_per_filter_config": buffer_disabled(),
+            **off,
         },
         {
             "name": "not-found",
             "match": {"prefix": "/"},
             "direct_response": {"status": 404, "body": {"inline_string": "not found"}},
-            "typed_per_filter_config": buffer_disabled(),
+            **off,
         },
     ]
     keyed: dict[str, Any] = {}
@@ -305,12 +313,13 @@ def render_route_config(ir: GatewayIR, options: EnvoyOptions | None = None) -> d
         entries = render_gateway_routes(ir, route, route.name in pinned, options, filters,
                                         route.name in lua_off)
         keyed[route.name] = _route_list(entries)
-    for cap, key in body_classes(ir).items():
+    for cap, key in (body_classes(ir) if buffered else {}).items():
         keyed[key] = _route_list([_body_class_route(key, cap)])
     vhost: dict[str, Any] = {"name": VIRTUAL_HOST_NAME, "domains": ["*"]}
     if keyed:
         # What an endpoint POST matches first, before the auth filter: the default body class.
-        first = _body_class_route(f"{BODY_CLASS_PREFIX}default", DEFAULT_MAX_REQUEST_BYTES)
+        first = _body_class_route(f"{BODY_CLASS_PREFIX}default",
+                                  DEFAULT_MAX_REQUEST_BYTES if buffered else None)
         first["match"] = {
             "safe_regex": {"regex": API_PATH_REGEX},
             "headers": [{"name": ":method", "string_match": {"exact": "POST"}}],

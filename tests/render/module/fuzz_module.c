@@ -186,6 +186,11 @@ int envoy_dynamic_module_callback_http_filter_increment_counter(gw_envoy_ptr fil
   return 0;
 }
 
+void envoy_dynamic_module_callback_http_set_buffer_limit(gw_envoy_ptr filter, uint64_t limit) {
+  (void)filter;
+  (void)limit;
+}
+
 uint32_t envoy_dynamic_module_callback_http_filter_get_worker_index(gw_envoy_ptr filter) {
   (void)filter;
   return (uint32_t)below(3);

@@ -69,6 +69,10 @@ bool envoy_dynamic_module_callback_http_drain_body(gw_envoy_ptr filter, int body
 bool envoy_dynamic_module_callback_http_append_body(gw_envoy_ptr filter, int body_type,
                                                     gw_buffer data);
 uint32_t envoy_dynamic_module_callback_http_filter_get_worker_index(gw_envoy_ptr filter);
+/* The stream's buffer limit (Envoy's setBufferLimit on the filter's callbacks): what a filter
+ * returning StopIterationAndBuffer may hold before Envoy answers 413 (request) or 500
+ * (a response not yet started); Envoy's buffer filter sets it from its max_request_bytes. */
+void envoy_dynamic_module_callback_http_set_buffer_limit(gw_envoy_ptr filter, uint64_t limit);
 /* Metadata sources of the get_metadata_* callbacks (0: the stream's dynamic metadata). */
 enum { GW_METADATA_DYNAMIC = 0 };
 bool envoy_dynamic_module_callback_http_get_metadata_string(gw_envoy_ptr filter, int source,

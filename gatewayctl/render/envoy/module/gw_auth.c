@@ -6,7 +6,9 @@
  * to the principal is a local reply (401 missing or unknown key, 403 a consumer no route
  * allows, 413 a Content-Length over the principal's body bound), with the same bodies and
  * headers as the Lua's; otherwise the principal goes into x-gw-principal (`c:<consumer>`,
- * `invalid`, `none`) and the body class of its bound into x-gw-route (route cache cleared).
+ * `invalid`, `none`) and the body class of its bound into x-gw-route (route cache cleared),
+ * or, with the config's `buffer_headroom` (no buffer filter in the chain), the stream's buffer
+ * limit is set to the bound plus that headroom instead.
  *
  * The key files are read again together once secret_ttl_s has passed (a rotated Secret
  * applies within that time without a reload), once per filter config for all workers, under
@@ -60,6 +62,9 @@ struct gw_auth {
   size_t class_count;
   long long secret_ttl_s, first_cap, anonymous_cap;
   bool has_anonymous_cap;
+  /* -1: Envoy's buffer filter bounds the body (its body classes); else this filter sets the
+   * stream's buffer limit to the principal's bound plus this many bytes */
+  long long buffer_headroom;
   pthread_mutex_t lock;
   bool lock_ready;
   bool keys_loaded;
@@ -185,7 +190,9 @@ gw_auth *gw_auth_new(const gj_node *config) {
   gw_auth *a = calloc(1, sizeof *a);
   if (a == NULL) return NULL;
   const gj_node *anonymous = gj_get(config, "anonymous_cap");
-  bool ok = load_names(a, gj_get(config, "names")) &&
+  const gj_node *headroom = gj_get(config, "buffer_headroom");
+  a->buffer_headroom = -1;
+  bool ok = (headroom == NULL || read_int(headroom, 0, &a->buffer_headroom)) && load_names(a, gj_get(config, "names")) &&
             load_endpoints(a, gj_get(config, "endpoints")) &&
             load_consumers(a, gj_get(config, "consumers"), gj_get(config, "consumer_caps")) &&
             load_classes(a, gj_get(config, "body_classes")) &&
@@ -490,6 +497,14 @@ int gw_auth_request_headers(gw_envoy_ptr filter, gw_auth *a) {
   envoy_dynamic_module_callback_http_set_header(filter, GW_REQUEST_HEADERS,
                                                 buf(a->principal_header),
                                                 (gw_buffer){principal_ptr, principal_length});
+  if (a->buffer_headroom >= 0) {
+    /* what the buffer filter's per-route bound did: the stream buffers at most this, and a
+     * body past it gets Envoy's 413 while the body filter buffers it (StopIterationAndBuffer);
+     * the bound also holds the buffered reply the body filter reads usage from */
+    envoy_dynamic_module_callback_http_set_buffer_limit(filter,
+                                                        (uint64_t)(cap + a->buffer_headroom));
+    return GW_HEADERS_CONTINUE;
+  }
   if (cap != a->first_cap) {
     /* the route matched first (an endpoint POST) already has the default bound */
     for (size_t i = 0; i < a->class_count; i++) {

@@ -3,8 +3,10 @@
  * forwarded body and headers and the same metadata (names, types) as the Lua's, which the
  * RBAC, the limiters, the access log and the Lua response path read.
  *
- * For an endpoint POST the headers wait (StopIteration) until the whole body is here (the
- * buffer filter before this one has bounded it). Then: decode (gw_value.h), route on `model`,
+ * For an endpoint POST the headers wait (StopIteration) until the whole body is here, which
+ * this filter buffers (StopIterationAndBuffer) within the stream's bound, the principal's,
+ * which the auth filter set (listener.module_bounds_bodies: no buffer filter in the chain;
+ * Envoy answers 413 past it). Then: decode (gw_value.h), route on `model`,
  * check the route's body limit and access (access.lua), render and inject the prompt
  * (prompts.lua), publish the guard text, redact, and forward the body: the client's member
  * bytes with `model` first when only `model` and `prompt_variables` change (gateway.lua's
@@ -455,22 +457,36 @@ bool gb_body_bytes(gw_envoy_ptr f, int first, int second, gw_out *copy, gw_buffe
   return true;
 }
 
-static void replace_body(gw_envoy_ptr f, bool buffered, gw_buffer raw, gw_out *out) {
-  if (out->length == raw.length && memcmp(out->ptr, raw.ptr, raw.length) == 0) return;
-  if (buffered) {
-    size_t held = envoy_dynamic_module_callback_http_get_body_size(f, GW_BUFFERED_REQUEST_BODY);
-    envoy_dynamic_module_callback_http_drain_body(f, GW_BUFFERED_REQUEST_BODY, held);
-  }
-  size_t got = envoy_dynamic_module_callback_http_get_body_size(f, GW_RECEIVED_REQUEST_BODY);
-  envoy_dynamic_module_callback_http_drain_body(f, GW_RECEIVED_REQUEST_BODY, got);
-  envoy_dynamic_module_callback_http_append_body(f, GW_RECEIVED_REQUEST_BODY, out_buf(out));
-  /* as Lua's body:setBytes does: a Content-Length the client sent now says the new length */
+static void set_length(gw_envoy_ptr f, size_t bytes) {
+  char length[32];
+  set_header_raw(f, BUF("content-length"),
+                 (gw_buffer){length, gb_format_int((long long)bytes, length)});
+}
+
+/* As Envoy's buffer filter does once it has the whole body: a request without Content-Length
+ * (chunked) gets one, so the provider (or the Lua body filter after this one) sees the same
+ * framing as behind the buffer filter, which a module gateway does without
+ * (listener.module_bounds_bodies). */
+static void ensure_length(gw_envoy_ptr f, size_t bytes) {
   gw_buffer sent;
-  if (get_header(f, BUF("content-length"), &sent)) {
-    char length[32];
-    set_header_raw(f, BUF("content-length"),
-                   (gw_buffer){length, gb_format_int((long long)out->length, length)});
+  if (!get_header(f, BUF("content-length"), &sent)) set_length(f, bytes);
+}
+
+static void replace_body(gw_envoy_ptr f, bool buffered, gw_buffer raw, gw_out *out) {
+  bool same = out->length == raw.length && memcmp(out->ptr, raw.ptr, raw.length) == 0;
+  if (!same) {
+    if (buffered) {
+      size_t held =
+          envoy_dynamic_module_callback_http_get_body_size(f, GW_BUFFERED_REQUEST_BODY);
+      envoy_dynamic_module_callback_http_drain_body(f, GW_BUFFERED_REQUEST_BODY, held);
+    }
+    size_t got = envoy_dynamic_module_callback_http_get_body_size(f, GW_RECEIVED_REQUEST_BODY);
+    envoy_dynamic_module_callback_http_drain_body(f, GW_RECEIVED_REQUEST_BODY, got);
+    envoy_dynamic_module_callback_http_append_body(f, GW_RECEIVED_REQUEST_BODY, out_buf(out));
   }
+  /* as Lua's body:setBytes does: a Content-Length the client sent now says the new length */
+  if (same) ensure_length(f, out->length);
+  else set_length(f, out->length);
 }
 
 /* gateway.lua's rebuild: `model` first, then the client's members but `model` and
@@ -716,7 +732,9 @@ int gw_body_request_body(gw_envoy_ptr f, gw_body_stream *s, bool end_of_stream) 
     set_meta(b, GB_LOG_REQUESTED_MODEL, shown);
     status = fail_with(f, b, 404, "The model `", shown, "` does not exist.",
                        "invalid_request_error", "model_not_found");
-  } else if (route != NULL) {
+  } else if (route == NULL) {
+    ensure_length(f, raw.length); /* the Lua body filter's route: the body goes on untouched */
+  } else {
     /* a route's public name: known, short, valid UTF-8 */
     set_meta(b, GB_LOG_REQUESTED_MODEL, (gw_buffer){model->string, model->length});
     set_meta(b, GB_LOG_ROUTE, text_buf(route->name));
