@@ -100,12 +100,18 @@ def _body(model: str, size: int) -> bytes:
     return body.encode()
 
 
-def _post(port: int, rid: str, headers: dict[str, str], body: bytes, chunked: bool) -> tuple:
+def _embeddings(model: str, dims: int) -> bytes:
+    """An embeddings request whose JSON reply is ~9.4 bytes per dimension (the mock's)."""
+    return json.dumps({"model": model, "input": "hello", "dimensions": dims}).encode()
+
+
+def _post(port: int, rid: str, headers: dict[str, str], body: bytes, chunked: bool,
+          path: str = "/v1/chat/completions") -> tuple:
     """One POST on its own connection, written whole (or until Envoy stops reading), and the
     reply: status, the headers the gateway sets, body."""
     framing = "transfer-encoding: chunked" if chunked else f"content-length: {len(body)}"
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    request = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n"
+    request = (f"POST {path} HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n"
                f"content-type: application/json\r\nx-request-id: {rid}\r\n{head}{framing}\r\n\r\n"
                ).encode()
     if chunked:  # 1000-byte chunks, the last one short
@@ -216,6 +222,10 @@ def test_module_bounds_bodies_as_the_buffer_filter_does(tmp_path: Path) -> None:
     key = _key()
     token = _token(key, "k1", sub="token-app")
     cases = _cases(token)
+    # the stream's bound holds the reply the body filter buffers for its usage too: ~75 KB
+    # fits the anonymous bound (3000 + 256 KiB), ~375 KB does not
+    replies = [(f"reply-{model}-{dims}", model, dims) for model in ("open", "guarded")
+               for dims in (8000, 40000)]
     answers: dict[str, dict[str, tuple]] = {}
     provider: dict[str, dict[str, tuple]] = {}
     logs: dict[str, dict[str, dict[str, Any]]] = {}
@@ -227,15 +237,18 @@ def test_module_bounds_bodies_as_the_buffer_filter_does(tmp_path: Path) -> None:
             answers[filters] = {rid: _post(envoy.listener_port, rid, headers,
                                            _body(model, size), chunked)
                                 for rid, model, headers, size, chunked in cases}
+            for rid, model, dims in replies:
+                answers[filters][rid] = _post(envoy.listener_port, rid, {},
+                                              _embeddings(model, dims), False, "/v1/embeddings")
             provider[filters] = _at_provider(mock.requests())
-            wanted = {rid for rid, *_ in cases}
+            wanted = {rid for rid, *_ in cases} | {rid for rid, *_ in replies}
             logs[filters] = {line["request_id"]: {k: v for k, v in line.items()
                                                   if k not in LOG_IGNORED}
                              for line in envoy.access_log_for(wanted, timeout_s=20)
                              if line.get("request_id") in wanted}
             counters[filters] = _counters(envoy)
     lua, module = answers["lua"], answers["module"]
-    for rid, *_ in cases:
+    for rid in [rid for rid, *_ in cases] + [rid for rid, *_ in replies]:
         assert module[rid] == lua[rid], (rid, lua[rid][:2], module[rid][:2])
         assert provider["module"].get(rid) == provider["lua"].get(rid), rid
         line = dict(logs["module"].get(rid) or {})
@@ -272,3 +285,6 @@ def test_module_bounds_bodies_as_the_buffer_filter_does(tmp_path: Path) -> None:
         assert logs["lua"][over]["details"] == "request_payload_too_large"
         assert over not in provider["lua"]
     assert counters["lua"]["http.gateway.downstream_rq_too_large"] == 5
+    for model in ("open", "guarded"):
+        assert lua[f"reply-{model}-8000"][0] == 200
+        assert lua[f"reply-{model}-40000"][0] == 500
