@@ -15,6 +15,7 @@ import pytest
 
 from gatewayctl.ir import GatewayIR, JwtProviderIR
 from gatewayctl.render.envoy import render_envoy
+from gatewayctl.render.envoy.body import BUFFER_HEADROOM_BYTES, auth_lua_data
 from gatewayctl.render.envoy.dynamic_module import SOURCES, source_files
 from gatewayctl.render.envoy.names import AUTH_FILTER, BODY_MODULE_FILTER, LIMITS_MODULE_FILTER
 from tests.render import irs, sanitized
@@ -47,10 +48,11 @@ def _with_jwt(ir: GatewayIR) -> GatewayIR:
     return dataclasses.replace(ir, routes=tuple(routes))
 
 
-def _config(tmp_path: Path) -> bytes:
+def _config(tmp_path: Path, classes: bool = False) -> bytes:
     """The rendered module config of the test gateway (with token issuers), its key files
     holding KEY-ONE (search-app) and KEY-TWO (helpdesk, here allowed no route: the 403
-    path)."""
+    path). `classes`: with the body classes instead of `buffer_headroom`, as on a module
+    gateway that keeps the buffer filter (no module body filter)."""
     ir = dataclasses.replace(_with_jwt(irs.build_ir()), data_plane_filters="module")
     secrets = tmp_path / "secrets"
     options = loopback_options(tmp_path, secrets)
@@ -64,6 +66,12 @@ def _config(tmp_path: Path) -> bytes:
         Path(entry["file"]).write_text(key + "\n")
     del data["consumer_caps"]["helpdesk"]
     assert [p["name"] for p in data["jwt"]["providers"]] == ["j0", "j1"]
+    assert data.pop("buffer_headroom") > 0 and data["body_classes"] == {}
+    if classes:
+        data["body_classes"] = auth_lua_data(ir)["body_classes"]
+        assert data["body_classes"]
+    else:
+        data["buffer_headroom"] = BUFFER_HEADROOM_BYTES
     return json.dumps(data, separators=(",", ":")).encode()
 
 
@@ -105,13 +113,17 @@ def _run(binary: Path, config: Path, iterations: int, *filter_name: str) -> dict
 
 def test_random_configs_and_requests_under_sanitizers(tmp_path: Path) -> None:
     binary = _build(tmp_path)
-    config = tmp_path / "config.json"
-    config.write_bytes(_config(tmp_path))
-    totals = _run(binary, config, ITERATIONS)
+    totals: dict[str, int] = {}
+    # the stream's bound set by the filter (no buffer filter), and the body classes
+    for classes in (False, True):
+        config = tmp_path / f"config-{classes}.json"
+        config.write_bytes(_config(tmp_path, classes))
+        for name, value in _run(binary, config, ITERATIONS // 2).items():
+            totals[name] = totals.get(name, 0) + value
     # both sides of the parser and every reply were exercised
     assert totals["accepted"] > 100 and totals["refused"] > 100, totals
     for name in ("replies_401", "replies_403", "replies_413", "header_sets", "route_clears",
-                 "token_consumers", "token_replies", "numbers"):
+                 "buffer_limits", "token_consumers", "token_replies", "numbers"):
         assert totals[name] > 0, (name, totals)
 
 

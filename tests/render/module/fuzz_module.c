@@ -41,7 +41,7 @@ static struct {
 } headers[MAX_HEADERS];
 static size_t header_count;
 static long replies[600], route_clears, header_sets, token_consumers, token_replies,
-    metadata_sets, bodies_replaced;
+    metadata_sets, bodies_replaced, buffer_limits;
 
 /* Bodies by type (GW_*_BODY): chunks, each allocated to its exact size. */
 #define MAX_CHUNKS 4
@@ -189,6 +189,7 @@ int envoy_dynamic_module_callback_http_filter_increment_counter(gw_envoy_ptr fil
 void envoy_dynamic_module_callback_http_set_buffer_limit(gw_envoy_ptr filter, uint64_t limit) {
   (void)filter;
   (void)limit;
+  buffer_limits++;
 }
 
 uint32_t envoy_dynamic_module_callback_http_filter_get_worker_index(gw_envoy_ptr filter) {
@@ -669,10 +670,10 @@ int main(int argc, char **argv) {
   printf("accepted %ld\nrefused %ld\nrequests %ld\nreplies_400 %ld\nreplies_401 %ld\n"
          "replies_403 %ld\nreplies_404 %ld\nreplies_413 %ld\nheader_sets %ld\n"
          "route_clears %ld\ntoken_consumers %ld\ntoken_replies %ld\nmetadata_sets %ld\n"
-         "bodies_replaced %ld\nnumbers %ld\nreplies_429 %ld\n",
+         "bodies_replaced %ld\nnumbers %ld\nreplies_429 %ld\nbuffer_limits %ld\n",
          accepted, refused, requests, replies[400], replies[401], replies[403], replies[404],
          replies[413], header_sets, route_clears, token_consumers, token_replies, metadata_sets,
-         bodies_replaced, numbers, replies[429]);
+         bodies_replaced, numbers, replies[429], buffer_limits);
   free(counter_labels);
   return 0;
 }
