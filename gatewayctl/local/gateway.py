@@ -36,6 +36,7 @@ from gatewayctl.local.reload import (
 from gatewayctl.local.rendering import (
     LocalBundle,
     Ports,
+    check_jwks_files,
     choose_providers,
     example_curl,
     load_ir,
@@ -155,6 +156,7 @@ def up(root: Path, *, listener_port: int | None = None, admin_port: int = 9901,
         _stop_children(state)  # leftovers of a gateway that died
         state.clear_runtime()
         ir = load_ir(root)
+        check_jwks_files(ir, root)
         on_progress(f"compiled {root}: {len(ir.routes)} route(s), "
                     f"{len(ir.providers)} provider(s)")
         ports = _choose_ports(ir, listener_port, admin_port, mock_port)

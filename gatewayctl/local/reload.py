@@ -39,6 +39,7 @@ from gatewayctl.local.rendering import (
     LocalBundle,
     Ports,
     ProviderChoice,
+    check_jwks_files,
     choose_providers,
     render_local,
     secret_refs,
@@ -129,6 +130,7 @@ def render_for_running(ir: GatewayIR, *, state_dir: Path | None = None,
     state = StateDir(state_dir)
     current = running_state(state)
     src = (root or Path(current.root)).resolve()
+    check_jwks_files(ir, src)
     secrets = state.prepare_secrets(src, secret_refs(ir))
     choice = choose_providers(ir, secrets, known={p: True for p in current.real_providers})
     return render_local(ir, state, Ports.of(current), choice)
@@ -155,6 +157,7 @@ def _apply_locked(state: StateDir, ir: GatewayIR, root: Path | None, on_progress
     started = time.monotonic()
     current = running_state(state)
     src = (root or Path(current.root)).resolve()
+    check_jwks_files(ir, src)
     secrets = state.prepare_secrets(src, secret_refs(ir))
     choice = choose_providers(ir, secrets, known={p: True for p in current.real_providers})
     ports = Ports.of(current)

@@ -90,6 +90,61 @@ def secret_refs(ir: GatewayIR) -> list[SecretRefIR]:
     return refs + ir.consumer_and_jwks_secrets()
 
 
+def check_jwks_files(ir: GatewayIR, root: Path) -> None:
+    """Every JWKS given as a Secret (`jwks.secretRef`) must be in `<root>/.secrets/` as a
+    JWKS document. Unlike an API key, the local gateway cannot make one up (a placeholder is
+    no JSON, and Envoy would refuse the whole configuration with a message about an internal
+    provider name); the error names the manifest field, where the manifests can be read."""
+    for provider in ir.jwt_providers():
+        ref = provider.jwks_secret
+        if ref is None:
+            continue
+        shown = f"{SECRETS_SOURCE}/{ref.name}/{ref.key}"
+        path = root / SECRETS_SOURCE / ref.name / ref.key
+        if not path.is_file():
+            problem = f"the JWKS file {shown} does not exist in {root}"
+            hint = (f"put the public keys of {provider.issuer} there as a JWKS document "
+                    "(what the Kubernetes Secret holds); the local gateway makes up "
+                    "placeholders for API keys, not for keys that sign tokens")
+        else:
+            reason = _jwks_problem(path)
+            if reason is None:
+                continue
+            problem = f"{shown} is not a JWKS document: {reason}"
+            hint = 'a JWKS is JSON: {"keys": [{"kty": "RSA", ...}, ...]}'
+        raise GatewayctlError(f"{_jwks_field(root, ref)}{problem}", hint=hint)
+
+
+def _jwks_problem(path: Path) -> str | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"not JSON ({exc})" if isinstance(exc, ValueError) else str(exc)
+    keys = doc.get("keys") if isinstance(doc, dict) else None
+    if not isinstance(keys, list) or not keys:
+        return 'no "keys" list, or an empty one'
+    return None
+
+
+def _jwks_field(root: Path, ref: SecretRefIR) -> str:
+    """`file:line:col: Policy/NAME spec.auth.jwt[i].jwks.secretRef: ` of the first manifest
+    field naming `ref`, or "" when the root cannot be read (a saved plan's apply)."""
+    from gatewayctl.manifests.manifest_set import load_manifest_set
+    from gatewayctl.manifests.yamlsource import dotted
+
+    if not root.is_dir():
+        return ""
+    mset, _ = load_manifest_set(root)
+    for policy in mset.policies.values():
+        auth = policy.spec.auth
+        for i, issuer in enumerate(auth.jwt if auth is not None else ()):
+            secret = issuer.jwks.secretRef
+            if secret is not None and (secret.name, secret.key) == (ref.name, ref.key):
+                fpath = ("spec", "auth", "jwt", i, "jwks", "secretRef")
+                return f"{policy.location(*fpath)}: {policy.ref} {dotted(fpath)}: "
+    return ""
+
+
 def choose_providers(ir: GatewayIR, secrets: SecretsReport, *, mock_all: bool = False,
                      known: Mapping[str, bool] | None = None) -> ProviderChoice:
     """Apply the mock rule (module docstring).
