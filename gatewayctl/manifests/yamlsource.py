@@ -431,9 +431,30 @@ def _syntax_error(builder: _Builder, exc: yaml.MarkedYAMLError) -> Diagnostic:
     ):
         line, column = builder.pos(start)
         problem += f" ({exc.context} that started at line {line}, column {column})"
+    if _tab_at(builder, mark):
+        # libyaml says only "found character that cannot start any token"; the character is
+        # what the user needs to know (an editor that indents with tabs).
+        return error(
+            "GW001",
+            "YAML syntax error: a tab character, where YAML allows only spaces",
+            location=loc,
+            hint="YAML indents and separates with spaces, never tabs: replace the tab with "
+            "spaces (and set the editor to insert spaces in YAML files)",
+        )
     return error(
         "GW001",
         f"YAML syntax error: {problem}",
         location=loc,
         hint="check indentation and quoting around this position",
     )
+
+
+def _tab_at(builder: _Builder, mark: Any) -> bool:
+    """Whether the parser stopped at a tab character."""
+    if mark is None:
+        return False
+    line, column = builder.pos(mark)
+    if not 0 < line <= len(builder.lines):
+        return False
+    text = builder.lines[line - 1]
+    return 0 < column <= len(text) and text[column - 1] == "\t"
