@@ -128,6 +128,43 @@ _TYPE_WORDS = {
 }
 
 
+_WRITE = {
+    "an integer": "write a whole number{}, e.g. 3",
+    "a number": "write a number{}, e.g. 2.5",
+    "true or false": "write true or false{}",
+    "a string": "write text; quote it when it could be read as something else",
+    "a list": "write a list: [a, b] on one line, or one `- item` line per entry",
+    "a mapping": "write a mapping: {{key: value}} on one line, or indented `key: value` lines",
+    "a date (YYYY-MM-DD)": "write a date as YYYY-MM-DD{}, e.g. 2026-12-31",
+}
+
+
+def _type_hint(wanted: list[str], value: Any) -> str | None:
+    """What to write instead, for the YAML habits behind most type errors: a number in quotes,
+    and text that YAML reads as a number or a boolean (true/false only: the loader reads YAML
+    1.2's booleans, so yes/no/on/off stay text; a quoted "true" is taken as true)."""
+    if isinstance(value, str) and not looks_secret(value):
+        text = value.strip()
+        if {"an integer", "a number"} & set(wanted) and _is_number(text):
+            return "remove the quotes: a quoted value is text in YAML, not a number"
+    if wanted == ["a string"] and isinstance(value, bool):
+        return "put the value in quotes: YAML reads an unquoted true or false as a boolean"
+    if wanted == ["a string"] and isinstance(value, (int, float)):
+        return ('put the value in quotes: YAML reads unquoted digits as a number (1.10 '
+                'becomes 1.1, 0755 becomes 493)')
+    if len(wanted) != 1 or wanted[0] not in _WRITE:
+        return None
+    return _WRITE[wanted[0]].format(" without quotes" if isinstance(value, str) else "")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.lower() not in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity")
+
+
 def describe(value: Any) -> str:
     """A value in words for a message: short, and never a credential."""
     if value is None:
@@ -220,6 +257,7 @@ def translate_errors(
             elif types_wanted and len(types_wanted) == len(errs):
                 wanted = " or ".join(dict.fromkeys(types_wanted))
                 summary = f"expected {wanted}, got {describe(value)}"
+                hint = _type_hint(list(dict.fromkeys(types_wanted)), value)
             else:
                 msgs = [str(e["msg"]).removeprefix("Value error, ") for e in errs]
                 summary = "; ".join(dict.fromkeys(msgs))
