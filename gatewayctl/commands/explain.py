@@ -175,7 +175,7 @@ def test_command(
     if live:
         from gatewayctl.request_tests.live import run_live
 
-        results = run_live(compiled.ir, cases)
+        results = run_live(compiled.ir, cases, root=str(root))
     else:
         from gatewayctl.request_tests.offline import run_offline
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shlex
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,17 +37,18 @@ class _Sent:
     error: str | None = None
 
 
-def _state(state_dir: StateDir, ir: GatewayIR) -> LocalState:
+def _state(state_dir: StateDir, ir: GatewayIR, root: str) -> LocalState:
     current = state_dir.read_state()
     if current is None or not is_running(state_dir=state_dir.path):
         raise GatewayctlError("no local gateway is running",
-                              hint="start it with `gatewayctl up ROOT`, then run the tests again")
+                              hint=f"start it with `gatewayctl up {root}`, then run the tests "
+                              "again")
     served = state_dir.read_ir()
     if served is None or to_json(served) != to_json(ir):
         raise GatewayctlError(
             f"the local gateway serves another configuration than this root (it serves "
             f"{current.root})",
-            hint="apply this root first: `gatewayctl apply ROOT --live local`")
+            hint=f"apply this root first: `gatewayctl apply {root} --live local`")
     return current
 
 
@@ -149,8 +151,10 @@ def _observed(sent: _Sent, line: dict[str, Any] | None, ir: GatewayIR,
     )
 
 
-def run_live(ir: GatewayIR, cases: list[Case], state_dir: StateDir | None = None
-             ) -> list[Result]:
+def run_live(ir: GatewayIR, cases: list[Case], state_dir: StateDir | None = None,
+             root: str = "ROOT") -> list[Result]:
+    """Send the cases through the local gateway; `root` is the root as the user named it (for
+    the commands the hints print)."""
     for case in cases:
         if case.jwt_issuer is not None:
             raise GatewayctlError(
@@ -165,7 +169,7 @@ def run_live(ir: GatewayIR, cases: list[Case], state_dir: StateDir | None = None
                 hint="run it offline (gatewayctl test without --live); for --live local, "
                 "send the requests that use the limit up in earlier cases")
     state_dir = state_dir or StateDir()
-    current = _state(state_dir, ir)
+    current = _state(state_dir, ir, shlex.quote(root))
     keys = {c: _consumer_key(state_dir, ir, c) for c in {x.consumer for x in cases} if c}
     sent = [_send(current.listener_port, case, keys.get(case.consumer or ""))
             for case in cases]

@@ -179,7 +179,7 @@ def test_live_local_refuses_another_configuration(local_gateway: Path, tmp_path:
     assert main(["test", str(root), "--live", "local"]) == 1
     err = capsys.readouterr().err
     assert "serves another configuration than this root" in err
-    assert "gatewayctl apply ROOT --live local" in err
+    assert f"hint: apply this root first: `gatewayctl apply {root} --live local`" in err
 
 
 USED = """\
@@ -243,3 +243,13 @@ def test_used_is_validated(used: str, said: str, tmp_path: Path,
     assert main(["test", str(root)]) == 1
     captured = capsys.readouterr()
     assert said in captured.out + captured.err
+
+
+def test_live_local_without_a_gateway_names_the_root_in_its_hint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("GATEWAYCTL_STATE_DIR", str(tmp_path / "state"))
+    assert main(["test", str(MULTI), "--live", "local"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("error: no local gateway is running\n"
+                   f"  hint: start it with `gatewayctl up {MULTI}`, then run the tests again\n")
