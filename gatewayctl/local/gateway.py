@@ -72,7 +72,7 @@ class UpResult:
     mock_pid: int
     ready_s: float
     config_version: str
-    routes: tuple[str, ...]
+    routes: tuple[str, ...]  # the routes' public model names
     mocked: tuple[tuple[str, str], ...]  # (provider, why)
     real: tuple[str, ...]
     curl: str
@@ -81,7 +81,8 @@ class UpResult:
     def summary(self) -> str:
         lines = [f"local gateway serving {self.root} on http://{HOST}:{self.ports.listener}"
                  f" (ready in {self.ready_s:.2f}s)",
-                 f"  routes: {', '.join(self.routes) or '(none)'}",
+                 f"  models: {', '.join(sorted(self.routes)) or '(none)'} (the routes' public "
+                 "names: what clients send as `model`)",
                  "  filters: " + ("compiled (gatewayctl's Envoy dynamic module)"
                                   if self.filters == "module" else "Lua")]
         lines += [f"  provider {p}: local mock at http://{HOST}:{self.ports.mock} ({why})"
