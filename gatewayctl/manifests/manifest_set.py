@@ -183,14 +183,13 @@ def build_set(
             meta = doc.data.get("metadata")
             name = meta.get("name") if isinstance(meta, dict) else None
             declared.setdefault(doc.data["kind"], set()).add(str(name))
-    if not gateways and "Gateway" not in declared:
-        diags.add(
-            error(
-                "GW207",
-                f"no Gateway in {root}",
-                hint="add one manifest with kind: Gateway (namespace, listener, replicas)",
-            )
-        )
+    # Without any document, GW008 or the files' own errors already say what is wrong.
+    if docs and not gateways and "Gateway" not in declared:
+        hint = "add one manifest with kind: Gateway (namespace, listener, replicas)"
+        if Path(root).is_file():
+            hint += ("; a root given as a file is read alone: to check a folder of manifests, "
+                     f"give the folder ({posixpath.dirname(root) or '.'})")
+        diags.add(error("GW207", f"no Gateway in {root}", hint=hint))
     mset = ManifestSet(
         root=root,
         gateway=gateway,

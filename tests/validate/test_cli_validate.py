@@ -9,6 +9,9 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
+from gatewayctl.validate import run_validate
 from tests.conftest import REPO
 
 CASES = REPO / "tests" / "validate" / "cases"
@@ -123,3 +126,27 @@ def test_several_extra_gateways_say_what_to_do_once() -> None:
     out = proc.stdout + proc.stderr
     assert out.count("error[GW207] kind: more than one Gateway in this manifest root") == 2
     assert out.count("hint: a root describes exactly one gateway") == 1
+
+
+def test_an_empty_root_is_one_error_and_a_file_root_hints_at_its_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    code, text = run_validate(Path("empty"), output="text", strict=False, reports=[],
+                              colour=False)
+    assert code == 1
+    assert text == ("error[GW008] no manifests (*.yaml, *.yml) under empty\n"
+                    "  hint: point gatewayctl at the folder holding your manifests\n"
+                    "1 error, 0 warnings in 0 files\n")
+    (tmp_path / "gateway").mkdir()
+    (tmp_path / "gateway" / "models.yaml").write_text(
+        "apiVersion: gatewayctl.dev/v1alpha1\nkind: Model\nmetadata: {name: m}\n"
+        "spec: {provider: openai}\n", encoding="utf-8")
+    code, text = run_validate(Path("gateway/models.yaml"), output="text", strict=False,
+                              reports=[], colour=False)
+    assert code == 1
+    assert text.startswith(
+        "error[GW207] no Gateway in gateway/models.yaml\n"
+        "  hint: add one manifest with kind: Gateway (namespace, listener, replicas); a root "
+        "given as a file is read alone: to check a folder of manifests, give the folder "
+        "(gateway)\n")
