@@ -71,6 +71,7 @@ def ir_differences(before: GatewayIR, after: GatewayIR) -> tuple[IRDifference, .
 COVERED = tuple(re.compile(p) for p in (
     r"^(namespace|listener_port|replicas_min|replicas_max|target_cpu|image"
     r"|data_plane_filters)$",
+    r"^kubernetes\.",
     r"^limits\.(scope|redis_address|redis_username|redis_password|redis_tls|redis_ca"
     r"|failure_mode)(\.|$)",
     r"^providers\[[^]]+\]\.(type|scheme|host|port|base_path|timeout_ms|max_connections"

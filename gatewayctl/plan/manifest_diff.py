@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from gatewayctl.ir import ConsumerIR, GatewayIR, ModelIR, ProviderIR, RouteIR
+from gatewayctl.ir import ConsumerIR, GatewayIR, KubernetesIR, ModelIR, ProviderIR, RouteIR
 from gatewayctl.plan.cost import format_usd, relative_change, route_cost_per_1k
 from gatewayctl.plan.ir_diff import (
     IRDifference,
@@ -240,6 +240,34 @@ def gateway_view(ir: GatewayIR) -> dict[str, Any]:
         view["limits_failure_mode"] = ir.limits.failure_mode
     if any(r.policy.cache is not None for r in ir.routes):
         view["response_cache_store"] = cache_store_text(ir)
+    view.update(kubernetes_view(ir))
+    return view
+
+
+# Gateway.spec.kubernetes, in the manifest's own names: IR field -> manifest field.
+KUBERNETES_FIELDS = {
+    "resources": "resources", "node_selector": "nodeSelector", "tolerations": "tolerations",
+    "affinity": "affinity", "priority_class_name": "priorityClassName",
+    "service_type": "service.type", "service_annotations": "service.annotations",
+    "labels": "labels", "annotations": "annotations", "pod_monitor": "podMonitor.enabled",
+    "pod_monitor_interval": "podMonitor.interval", "pod_monitor_labels": "podMonitor.labels",
+    "network_policy": "networkPolicy", "cache_store_image": "cacheStoreImage",
+}
+
+
+def kubernetes_view(ir: GatewayIR) -> dict[str, Any]:
+    """The Kubernetes deployment settings that differ from gatewayctl's defaults, keyed
+    `kubernetes.<manifest field>` (JSON text for structures): a default is left out, so a plan
+    that creates everything lists only what the manifests set."""
+    default = KubernetesIR()
+    view: dict[str, Any] = {}
+    for name, shown in KUBERNETES_FIELDS.items():
+        value = getattr(ir.kubernetes, name)
+        if value == getattr(default, name):
+            continue
+        if isinstance(value, (dict, list, tuple)):
+            value = json.dumps(value, sort_keys=True, separators=(", ", ": "))
+        view[f"kubernetes.{shown}"] = value
     return view
 
 
@@ -291,7 +319,8 @@ def _view_change(kind: str, name: str, before: dict[str, Any] | None,
     if before == after:
         return None
     details = []
-    for key in (after or before or {}):
+    # after's keys in order, then those only before has (a setting back at its default)
+    for key in dict.fromkeys([*(after or {}), *(before or {})]):
         b = (before.get(key) if before else None) or _none_if_empty(before, key)
         a = (after.get(key) if after else None) or _none_if_empty(after, key)
         if b != a:
