@@ -5,11 +5,11 @@ not listed, so a plan that creates everything shows only what the manifests set.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 from gatewayctl.ir import KubernetesIR
 from gatewayctl.local.rendering import load_ir
-from gatewayctl.plan.manifest_diff import diff_gateway_ir
+from gatewayctl.plan.manifest_diff import KUBERNETES_FIELDS, diff_gateway_ir
 from tests.conftest import REPO
 
 QUICKSTART = load_ir(REPO / "examples" / "quickstart")
@@ -54,3 +54,10 @@ def test_no_kubernetes_setting_is_an_other_change() -> None:
 def test_creating_a_gateway_lists_only_what_the_manifests_set() -> None:
     [gateway] = [c for c in diff_gateway_ir(None, QUICKSTART) if c.kind == "Gateway"]
     assert not [d for d in gateway.details if d.field.startswith("kubernetes.")]
+
+
+def test_every_kubernetes_setting_has_a_manifest_name() -> None:
+    """ir_diff covers every `kubernetes.*` IR path, so a KubernetesIR field missing from
+    KUBERNETES_FIELDS would change the deployment with no line in the plan; the mutations of
+    test_completeness do not reach dict-valued fields, hence this check."""
+    assert set(KUBERNETES_FIELDS) == {f.name for f in fields(KubernetesIR)}
