@@ -143,6 +143,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def cpu_idle() -> str:
+    """How idle vCPUs wait: on a KVM guest with the haltpoll governor, a halt poll of 0 makes
+    every wake-up of an idle CPU a full exit, which sets the floor of a proxied request's
+    latency at one connection (docs/performance.md, "Latest")."""
+    cpuidle = Path("/sys/devices/system/cpu/cpuidle")
+    parts = []
+    for name in ("current_driver", "current_governor"):
+        with contextlib.suppress(OSError):
+            parts.append(f"{name.removeprefix('current_')} {(cpuidle / name).read_text().strip()}")
+    with contextlib.suppress(OSError):
+        poll = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns").read_text().strip()
+        parts.append(f"guest_halt_poll_ns {poll}")
+    return ", ".join(parts) or "unknown"
+
+
 def machine_info(placement: Placement, envoy_concurrency: int) -> dict[str, Any]:
     cpu_model = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -163,6 +178,7 @@ def machine_info(placement: Placement, envoy_concurrency: int) -> dict[str, Any]
         "nproc": os.cpu_count(),
         "cpu_model": cpu_model,
         "kernel": platform.release(),
+        "cpu_idle": cpu_idle(),
         "python": platform.python_version(),
         "envoy": envoy.split("version:")[-1].strip(),
         "envoy_concurrency": envoy_concurrency,
