@@ -342,9 +342,11 @@ def _explain(ir: GatewayIR, request: ExplainRequest) -> Explanation:
 
     endpoint = ENDPOINTS.get(path)
     if endpoint is None:
+        listing = ("; the model list, GET /v1/models and GET /v1/models/{model}, answers GET "
+                   "only" if path == "/v1/models" or path.startswith("/v1/models/") else "")
         return replace(base, outcome=_reject(
             404, "not_found", "path", f"{path} is not an endpoint of the gateway (POST "
-            "/v1/chat/completions, /v1/completions or /v1/embeddings)"))
+            f"/v1/chat/completions, /v1/completions or /v1/embeddings){listing}"))
 
     # -- the auth filter: headers only ----------------------------------------------------------
     anonymous_cap, consumer_caps = principal_caps(ir)

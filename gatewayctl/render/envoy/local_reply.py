@@ -127,6 +127,33 @@ def _mapper(status: int, message: str, err_type: str, code: str) -> dict[str, An
     return mapper
 
 
+# GET /v1/models/{model} for an id no route serves (routes.model_routes): the error an unknown
+# `model` in a POST body gets, without the id (the path is client input, cut unmarked).
+MODEL_NOT_FOUND = (
+    "The model does not exist: GET /v1/models lists the models of this gateway.",
+    "invalid_request_error",
+    "model_not_found",
+)
+
+
+def _model_not_found_mapper() -> dict[str, Any]:
+    return {
+        "filter": {
+            "and_filter": {
+                "filters": [
+                    _status_is("EQ", 404, "404"),
+                    {"header_filter": {"header": {"name": ":method",
+                                                  "string_match": {"exact": "GET"}}}},
+                    {"header_filter": {"header": {"name": ":path",
+                                                  "string_match": {"prefix": "/v1/models/"}}}},
+                    _not_from_lua(),
+                ]
+            }
+        },
+        "body_format_override": _body(*MODEL_NOT_FOUND),
+    }
+
+
 def _limit_service_mapper() -> dict[str, Any]:
     """Global limits with failureMode closed: the rate limit filter's own 500 when the service
     cannot answer (response flag RLSE) becomes 503, which clients retry."""
@@ -144,6 +171,7 @@ def _limit_service_mapper() -> dict[str, Any]:
 def render_local_reply_config() -> dict[str, Any]:
     return {
         "mappers": [_limit_service_mapper()]
-        + [_mapper(s, *REPLIES[s]) for s in sorted(REPLIES)]
+        + [m for s in sorted(REPLIES)
+           for m in ([_model_not_found_mapper()] if s == 404 else []) + [_mapper(s, *REPLIES[s])]]
         + [_generic_mapper(*generic) for generic in GENERIC_REPLIES]
     }

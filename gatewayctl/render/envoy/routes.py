@@ -1,4 +1,5 @@
-"""The route table: /v1/models, one weighted route per gateway route, a JSON 404 for the rest.
+"""The route table: /v1/models (the list, and each model by id), one weighted route per gateway
+route, a JSON 404 for the rest.
 
 Gateway routes are found by the x-gw-route header the Lua filter sets from the body's `model`
 (after `clearRouteCache()`), in a matcher tree keyed by that header, on the three OpenAI
@@ -22,6 +23,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from gatewayctl.ir import GatewayIR, RouteIR
 from gatewayctl.render.envoy.body import (
@@ -76,12 +78,81 @@ def _header(key: str, value: str) -> dict[str, Any]:
     return {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
 
 
+MODELS_PATH = "/v1/models"
+
+
+def _model_object(ir: GatewayIR, public_model: str) -> dict[str, Any]:
+    return {"id": public_model, "object": "model", "created": 0, "owned_by": ir.name}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
 def models_list_body(ir: GatewayIR) -> str:
-    data = [
-        {"id": r.public_model, "object": "model", "created": 0, "owned_by": ir.name}
-        for r in sorted(ir.routes, key=lambda r: r.public_model)
-    ]
-    return json.dumps({"object": "list", "data": data}, sort_keys=True, separators=(",", ":"))
+    data = [_model_object(ir, r.public_model)
+            for r in sorted(ir.routes, key=lambda r: r.public_model)]
+    return _json({"object": "list", "data": data})
+
+
+def model_body(ir: GatewayIR, public_model: str) -> str:
+    """GET /v1/models/{model}: the list's entry for that model, byte for byte."""
+    return _json(_model_object(ir, public_model))
+
+
+def model_paths(public_model: str) -> list[str]:
+    """The paths a client asks for one model by, as Envoy matches them (after its path
+    normalization). A public name holds letters, digits and . _ : / - (the manifest schema);
+    all but / and : are unreserved, which normalization decodes. The forms: the openai SDK's
+    (`path_template` escapes / as %2F, keeps :), the name as is (older SDKs, curl; only when
+    it is a canonical path: no empty or dot segment, which normalization would rewrite), and
+    JavaScript's encodeURIComponent (escapes : as %3A too). Exact path matches, never a
+    regex: a . in a name matches only a dot."""
+    forms = [quote(public_model, safe=":"), quote(public_model, safe="")]
+    segments = public_model.split("/")
+    if all(seg not in ("", ".", "..") for seg in segments[:-1]) and segments[-1] not in (".", ".."):
+        forms.insert(1, public_model)
+    out: list[str] = []
+    for form in forms:
+        path = f"{MODELS_PATH}/{form}"
+        if path not in out:
+            out.append(path)
+    return out
+
+
+def _get(match: dict[str, Any]) -> dict[str, Any]:
+    return {**match, "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]}
+
+
+def model_routes(ir: GatewayIR, extra: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The model list and GET /v1/models/{model}: direct responses in the fallback, which an
+    endpoint POST never reaches (its first match is the body-class entry ahead of them). An
+    id no route serves gets the 404 `model_not_found` (its body is local_reply.py's)."""
+    json_type = [_header("content-type", "application/json")]
+    out: list[dict[str, Any]] = [{
+        "name": "models",
+        "match": _get({"path": MODELS_PATH}),
+        "direct_response": {"status": 200, "body": {"inline_string": models_list_body(ir)}},
+        "response_headers_to_add": json_type,
+        **extra,
+    }]
+    for route in sorted(ir.routes, key=lambda r: r.public_model):
+        body = model_body(ir, route.public_model)
+        for i, path in enumerate(model_paths(route.public_model)):
+            out.append({
+                "name": f"models/{route.public_model}" + (f"#{i}" if i else ""),
+                "match": _get({"path": path}),
+                "direct_response": {"status": 200, "body": {"inline_string": body}},
+                "response_headers_to_add": json_type,
+                **extra,
+            })
+    out.append({
+        "name": "model-not-found",
+        "match": _get({"prefix": f"{MODELS_PATH}/"}),
+        "direct_response": {"status": 404, "body": {"inline_string": "model not found"}},
+        **extra,
+    })
+    return out
 
 
 def _route_action(route: RouteIR, backend_weights: list[tuple[str, int]]) -> dict[str, Any]:
@@ -283,22 +354,14 @@ def render_route_config(ir: GatewayIR, options: EnvoyOptions | None = None) -> d
     map, so finding a route costs the same with 10 or 10,000 of them (a `routes` list is
     scanned in order, ~1k instructions per entry, twice per request: before the Lua filter
     picks the route and after). Requests without the header (GET /v1/models, other paths, and
-    the first match, before Lua runs) fall to on_no_match: the model list, then the JSON 404."""
+    the first match, before Lua runs) fall to on_no_match: the model list and its models, then
+    the JSON 404."""
     pinned = pinned_models(ir)
     # no buffer filter in the chain: no body classes and no per-route buffer configs
     buffered = not module_bounds_bodies(ir, options or EnvoyOptions())
     off = {"typed_per_filter_config": buffer_disabled()} if buffered else {}
     fallback: list[dict[str, Any]] = [
-        {
-            "name": "models",
-            "match": {
-                "path": "/v1/models",
-                "headers": [{"name": ":method", "string_match": {"exact": "GET"}}],
-            },
-            "direct_response": {"status": 200, "body": {"inline_string": models_list_body(ir)}},
-            "response_headers_to_add": [_header("content-type", "application/json")],
-            **off,
-        },
+        *model_routes(ir, off),
         {
             "name": "not-found",
             "match": {"prefix": "/"},
