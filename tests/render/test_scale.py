@@ -64,7 +64,8 @@ def test_per_route_config_does_not_grow_with_the_number_of_routes(tmp_path: Path
         return _size(b.lds) + _size(b.rds) + _size(b.cds)
 
     per_route = (total(large) - total(small)) / 190
-    assert per_route < 4096, per_route
+    # ~4.5k since GET /v1/models/{model}: each public model has its direct response (~560 bytes)
+    assert per_route < 4608, per_route
 
 
 @needs_envoy
@@ -79,8 +80,9 @@ def test_thousand_route_corpus_renders_small_and_validates(tmp_path: Path) -> No
     lds = len(files["lds.json"].encode()) + len(files["rds.json"].encode())
     cds = len(files["cds.json"].encode())
     # Was ~3.9 MB + ~9.6 MB. The rest is mostly the 2,000 member clusters (TLS per model).
-    assert lds + cds < 4_500_000, (lds, cds)
-    assert lds < 1_500_000, lds
+    # LDS + RDS ~2.06 MB since GET /v1/models/{model} (~560 bytes per public model).
+    assert lds + cds < 4_700_000, (lds, cds)
+    assert lds < 2_200_000, lds
     (tmp_path / "validate.yaml").write_text(files["validate.yaml"])
     result = validate(tmp_path / "validate.yaml")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
