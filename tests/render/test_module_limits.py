@@ -30,7 +30,7 @@ def test_the_limits_alone_under_sanitizers(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr[-4000:]
     assert "runtime error" not in done.stderr and "Sanitizer" not in done.stderr, done.stderr
     values = dict(line.split() for line in done.stdout.splitlines())
-    assert values == {"lru": "1", "order": "1", "charge": "1", "refused": "5",
+    assert values == {"lru": "1", "order": "1", "charge": "1", "wait": "1", "refused": "5",
                       "threads_admitted": "1000", "reload": "1", "capacity": "1",
                       "reloads_most": "7",
                       "live_after": "0"}

@@ -129,6 +129,13 @@ int main(void) {
                   gl_admit(&tokens, "s", 1, &one) && !gl_admit(&tokens, "t", 1, &huge) &&
                   gl_admit(&tokens, "t", 1, &big);
   printf("charge %d\n", charge_ok);
+  /* gl_wait: "s" has 26 left (100 an hour: one each 36 s), 73 are 47 missing: 1,692 s; "t"
+   * has 27, so 74 is 1,692 s too; a consumer without a bucket has a full one: 0 */
+  uint64_t more = 74;
+  double s_wait = gl_wait(&tokens, "s", 1, &big), t_wait = gl_wait(&tokens, "t", 1, &more);
+  int wait_ok = s_wait > 1691.9 && s_wait <= 1692.0 && t_wait > 1691.9 && t_wait <= 1692.0 &&
+                gl_wait(&tokens, "u", 1, &big) == 0.0;
+  printf("wait %d\n", wait_ok);
   gl_set_free(&tokens);
 
   /* invalid configs are refused */

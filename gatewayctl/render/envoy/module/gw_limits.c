@@ -112,21 +112,26 @@ static void drop_oldest(gl_limit *l) {
   free(old);
 }
 
+/* The consumer's bucket of a limit by consumer, under the limit's lock; NULL: none yet. */
+static gl_entry *consumer_find(const gl_limit *l, const char *key, size_t length, uint64_t h) {
+  if (l->table_size == 0) return NULL;
+  for (gl_entry *e = l->table[h & (l->table_size - 1)]; e != NULL; e = e->chain)
+    if (e->hash == h && e->length == length && memcmp(e->key, key, length) == 0) return e;
+  return NULL;
+}
+
 /* The consumer's bucket (DynamicDescriptor::addOrGetDescriptor), under the limit's lock: found
  * and moved to the front, or made full at the front, the least recently used dropped past the
  * capacity. NULL: no memory (the request is then not limited by this limit). */
 static _Atomic double *consumer_bucket(gl_limit *l, const char *key, size_t length) {
   uint64_t h = hash(key, length);
-  if (l->table_size > 0) {
-    for (gl_entry *e = l->table[h & (l->table_size - 1)]; e != NULL; e = e->chain) {
-      if (e->hash == h && e->length == length && memcmp(e->key, key, length) == 0) {
-        if (l->newest != e) {
-          unlink_lru(l, e);
-          push_newest(l, e);
-        }
-        return &e->empty_at;
-      }
+  gl_entry *found = consumer_find(l, key, length, h);
+  if (found != NULL) {
+    if (l->newest != found) {
+      unlink_lru(l, found);
+      push_newest(l, found);
     }
+    return &found->empty_at;
   }
   if (l->count + 1 > l->table_size * 3 / 4 && !grow(l)) return NULL;
   gl_entry *e = calloc(1, sizeof *e);
@@ -298,6 +303,38 @@ bool gl_admit(gl_set *set, const char *consumer, size_t consumer_length,
   return admitted;
 }
 
+/* Seconds until `tokens` are in a bucket of `l` that was empty at `empty_at`, at `now` (0: they
+ * are there). */
+static double refill_wait(const gl_limit *l, double empty_at, double tokens, double now) {
+  double have = (now - empty_at) * l->rate;
+  if (have > l->max) have = l->max;
+  if (have < 0) have = 0;
+  return have >= tokens ? 0 : (tokens - have) / l->rate;
+}
+
+double gl_wait(gl_set *set, const char *consumer, size_t consumer_length,
+               const uint64_t *charges) {
+  const double now = now_s();
+  double wait = 0;
+  for (size_t i = 0; i < set->count; i++) {
+    gl_limit *l = set->limits[i];
+    double tokens = charges != NULL ? (double)charges[i] : 1.0, empty_at, w;
+    if (!l->by_consumer) {
+      empty_at = atomic_load_explicit(&l->empty_at, memory_order_relaxed);
+    } else {
+      /* looked up, not made: a consumer without a bucket has a full one */
+      pthread_mutex_lock(&l->lock);
+      gl_entry *e = consumer_find(l, consumer, consumer_length, hash(consumer, consumer_length));
+      empty_at = e != NULL ? atomic_load_explicit(&e->empty_at, memory_order_relaxed)
+                           : now - l->max / l->rate;
+      pthread_mutex_unlock(&l->lock);
+    }
+    w = refill_wait(l, empty_at, tokens, now);
+    if (w > wait) wait = w;
+  }
+  return wait;
+}
+
 /* ---- the `limits` filter -------------------------------------------------------------------- */
 
 #include "gw_body_config.h"
@@ -462,19 +499,37 @@ static void count(gw_envoy_ptr filter, const gw_limits_filter *f, int kind, int 
 /* local_ratelimit's refusal: 429, its response_headers_to_add and the details; the listener's
  * local_reply mapper writes the body, as for Envoy's own 429. Envoy's RL response flag is not
  * the module's to set: the key in gw.internal has the access log write it (access_log.py), and
- * RL is the stream's custom flag too (%CUSTOM_FLAGS%). */
-static int refuse(gw_envoy_ptr filter, const gw_limits_filter *f, int kind) {
+ * RL is the stream's custom flag too (%CUSTOM_FLAGS%). Retry-After: `wait` seconds, rounded up,
+ * at least 1 (RFC 9110 delay-seconds). */
+static int refuse(gw_envoy_ptr filter, const gw_limits_filter *f, int kind, double wait) {
   count(filter, f, kind, GL_RATE_LIMITED);
   count(filter, f, kind, GL_ENFORCED);
   gw_buffer kind_name = {KINDS[kind], strlen(KINDS[kind])};
   envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
       filter, f->names[GL_INTERNAL_NS], f->names[GL_LIMITED_KEY], kind_name);
   envoy_dynamic_module_callback_http_add_custom_flag(filter, (gw_buffer){"RL", 2});
-  gw_header headers[] = {{f->names[GL_HEADER], kind_name}};
-  envoy_dynamic_module_callback_http_send_response(filter, 429, headers, 1,
+  if (!(wait < 1e12)) wait = 1e12; /* NaN too; a charge no bucket can hold never fits */
+  uint64_t seconds = (uint64_t)wait;
+  if ((double)seconds < wait) seconds++;
+  if (seconds < 1) seconds = 1;
+  char value[24];
+  size_t length = (size_t)snprintf(value, sizeof value, "%llu", (unsigned long long)seconds);
+  gw_header headers[] = {{f->names[GL_HEADER], kind_name},
+                         {{"retry-after", 11}, {value, length}}};
+  envoy_dynamic_module_callback_http_send_response(filter, 429, headers, 2,
                                                    (gw_buffer){"local_rate_limited", 18},
                                                    (gw_buffer){"local_rate_limited", 18});
   return GW_HEADERS_STOP_ITERATION;
+}
+
+/* After a refusal: how long until the request would be admitted if nothing else came, i.e. until
+ * every bucket it is charged from (both kinds: those consumed before the refusal stay
+ * consumed) holds its charge again. */
+static double refused_wait(gl_set *requests, gl_set *tokens, const char *consumer,
+                           size_t consumer_length, const uint64_t *charges) {
+  double a = gl_wait(requests, consumer, consumer_length, NULL);
+  double b = gl_wait(tokens, consumer, consumer_length, charges);
+  return a > b ? a : b;
 }
 
 /* The limits of one route: requests first; a refused request never reaches the token limits. */
@@ -483,13 +538,15 @@ static int admit(gw_envoy_ptr filter, const gw_limits_filter *f, gl_set *request
   if (requests->count > 0) {
     count(filter, f, GL_REQUESTS, GL_ENABLED);
     if (!gl_admit(requests, consumer, consumer_length, NULL))
-      return refuse(filter, f, GL_REQUESTS);
+      return refuse(filter, f, GL_REQUESTS,
+                    refused_wait(requests, tokens, consumer, consumer_length, charges));
     count(filter, f, GL_REQUESTS, GL_OK);
   }
   if (tokens->count > 0) {
     count(filter, f, GL_TOKENS, GL_ENABLED);
     if (!gl_admit(tokens, consumer, consumer_length, charges))
-      return refuse(filter, f, GL_TOKENS);
+      return refuse(filter, f, GL_TOKENS,
+                    refused_wait(requests, tokens, consumer, consumer_length, charges));
     count(filter, f, GL_TOKENS, GL_OK);
   }
   return GW_HEADERS_CONTINUE;

@@ -86,6 +86,11 @@ size_t gl_live_buckets(void);
  * buckets for the limits by consumer. False: refused (see above for what stays consumed). */
 bool gl_admit(gl_set *set, const char *consumer, size_t consumer_length,
               const uint64_t *charges);
+/* After a refusal: seconds until every bucket of `set` holds its charge (`charges` as for
+ * gl_admit) for this consumer, if nothing else came; 0 when they all do. A consumer without a
+ * bucket yet has a full one (none is made). */
+double gl_wait(gl_set *set, const char *consumer, size_t consumer_length,
+               const uint64_t *charges);
 
 /* The `limits` filter: its config ({"names": {"limit_response_header": ..., "route_header":
  * ..., "consumer_header": ...}, and for the Lua's routes "routes": {"<route>": {"requests":
@@ -106,10 +111,10 @@ bool gw_limits_after_body(const gw_limits_filter *filter);
 
 /* The request's turn, after RBAC: the limits of the route the body filter's stream `body`
  * (a gw_body_stream, or NULL) served, or else of the Lua's route x-gw-route names, if any; a
- * 429 (and StopIteration) when one refuses. A Lua route's limit whose descriptor Envoy would
- * not build (no x-gw-consumer for a limit by consumer, a charge header missing or not a whole
- * number up to 10^9) does not apply to the request, as with Envoy's filter; the Lua always
- * sets them. */
+ * 429 (and StopIteration) when one refuses, with Retry-After: gl_wait over both kinds, rounded
+ * up, at least 1. A Lua route's limit whose descriptor Envoy would not build (no x-gw-consumer
+ * for a limit by consumer, a charge header missing or not a whole number up to 10^9) does not
+ * apply to the request, as with Envoy's filter; the Lua always sets them. */
 int gw_limits_request_headers(gw_envoy_ptr filter, const gw_limits_filter *limits, void *body);
 
 #endif
