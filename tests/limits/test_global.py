@@ -32,6 +32,7 @@ from gatewayctl.local.mock.config import FaultConfig, FaultRule
 from gatewayctl.local.mock_provider import MockProviderHandle
 from gatewayctl.local.ratelimit.server import RunningService
 from gatewayctl.local.resp import RedisAccess
+from gatewayctl.render.envoy.global_limits import BUDGET_WINDOW_S
 from tests.limits.gateways import Replica, auth, limits_ir, mock_providers, start_replica
 from tests.limits.services import (
     Redis,
@@ -322,17 +323,52 @@ def test_a_refusal_names_the_limit_that_refused(tmp_path: Path) -> None:
                 results.append((response.status, response.headers.get("x-gateway-limit")))
                 time.sleep(CHARGE_S)
             assert results == [(200, None), (200, None), (429, "tokens")]
+            # Retry-After: the token limit's hour ends (the service's duration_until_reset)
+            hour_left = window_left(3600)
+            assert hour_left - 1 <= int(response.headers["retry-after"]) <= hour_left
             # the budget is counted on every route: two more on the unlimited route spend it
             for _ in range(2):
                 assert both.chat("chat", "search-app") == 200
                 time.sleep(CHARGE_S)
             refused = both.send("limited", "search-app")
             # both the token limit and the budget are over: the first in the call (tokens)
-            # is named, as a refusal names the first limit over
+            # is named, as a refusal names the first limit over; Retry-After waits for both
             assert (refused.status, refused.headers.get("x-gateway-limit")) == (429, "tokens")
+            both_left = max(window_left(3600), window_left(BUDGET_WINDOW_S))
+            assert both_left - 1 <= int(refused.headers["retry-after"]) <= both_left
             budget = both.send("chat", "search-app")
             assert (budget.status, budget.headers.get("x-gateway-limit")) == (429, "budget")
             assert budget.json()["error"]["code"] == "budget_exceeded"
+            # the budget's window (30 days from the Unix epoch), by the gateway's clock: no call
+            budget_left = window_left(BUDGET_WINDOW_S)
+            assert budget_left - 1 <= int(budget.headers["retry-after"]) <= budget_left
+
+
+def window_left(period_s: int) -> int:
+    """Whole seconds left in the service's current window of `period_s` (rounded up)."""
+    return period_s - int(time.time()) % period_s
+
+
+def test_retry_after_is_the_windows_end_and_waiting_it_admits(tmp_path: Path) -> None:
+    """2 requests a second (one descriptor: no call): the third is refused with the second's
+    end, 1, and admitted in the next window; the route's own 429 keeps nothing else of the
+    filter's (no x-ratelimit-* headers)."""
+    with running_redis(tmp_path / "redis") as redis:
+        ir = limits_ir(requests=2, per_s=1, scope=global_scope(redis))
+        with two_replicas(tmp_path, redis, ir) as both:
+            for _ in range(5):  # within one second (a slow machine may straddle two)
+                wait_for_fresh_window(1, 0.7)
+                started = time.time()
+                codes = [both.chat("limited", "search-app") for _ in range(2)]
+                refused = both.send("limited", "search-app")
+                if int(time.time()) == int(started):
+                    break
+            assert codes == [200, 200]
+            assert (refused.status, refused.headers.get("x-gateway-limit")) == (429, "requests")
+            assert refused.headers["retry-after"] == "1"
+            assert not [k for k in refused.headers if k.startswith("x-ratelimit")]
+            time.sleep(int(refused.headers["retry-after"]))
+            assert both.chat("limited", "search-app") == 200
 
 
 def test_an_unrelated_apply_mid_window_keeps_the_counts(tmp_path: Path) -> None:

@@ -75,6 +75,8 @@ GLOBAL_FILTER = "gatewayctl.limits_global"
 RATELIMIT_PER_ROUTE_TYPE = (
     TYPE_PREFIX + "envoy.extensions.filters.http.ratelimit.v3.RateLimitPerRoute"
 )
+# An enforced budget's window: the service's `month`, 30 days from the Unix epoch.
+BUDGET_WINDOW_S = 30 * 86400
 # The service counts in unsigned 32-bit integers: a budget is counted in the smallest unit of
 # 10^-k USD (k <= 6) that keeps the largest enforced budget below this.
 _MAX_COUNT = 2**32 - 1
@@ -226,6 +228,7 @@ def lua_global_data(ir: GatewayIR) -> dict[str, Any]:
     if enforced_budgets(ir):
         data["budgets"] = {name: True for name, _ in enforced_budgets(ir)}
         data["budget_unit_usd"] = budget_unit_usd(ir)
+        data["budget_period"] = BUDGET_WINDOW_S
     return data
 
 
@@ -235,12 +238,13 @@ def lua_route_charges_tokens(ir: GatewayIR, route: RouteIR) -> bool | None:
 
 
 def lua_route_limits(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]] | None:
-    """The route's request and token limits as the service counts them (descriptor key and
-    by), in the order of the call before the request; None without any."""
+    """The route's request and token limits as the service counts them (descriptor key, by,
+    and the window, which bounds Retry-After when the service cannot be asked), in the order
+    of the call before the request; None without any."""
     if not is_global(ir):
         return None
-    out = [{"key": f"l{i}", "by": lim.by, "kind": REQUESTS_LIMIT}
+    out = [{"key": f"l{i}", "by": lim.by, "kind": REQUESTS_LIMIT, "period": lim.period_s}
            for i, lim in enumerate(route.policy.rate_limits)]
-    out += [{"key": f"t{i}", "by": lim.by, "kind": TOKENS_LIMIT}
+    out += [{"key": f"t{i}", "by": lim.by, "kind": TOKENS_LIMIT, "period": lim.period_s}
             for i, lim in enumerate(route.policy.token_limits)]
     return out or None

@@ -102,6 +102,7 @@ from gatewayctl.render.envoy.ratelimit import (
     module_limit_data,
     reads_consumer_header,
     render_ratelimit_filters,
+    request_limit_data,
     token_charge_headers,
     token_limit_data,
 )
@@ -121,6 +122,7 @@ def _route_policy_data(
     if data["guard"] is not None and route.policy.guard_action == "log":
         data["guard_logs"] = True  # only then does the response read the RBAC shadow result
     data["token_limits"] = token_limit_data(ir, route)
+    data["request_limits"] = request_limit_data(ir, route)
     data["global"] = lua_route_limits(ir, route)
     data["global_tokens"] = lua_route_charges_tokens(ir, route)
     data["max_bytes"] = route_body_limit(route)

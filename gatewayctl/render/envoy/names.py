@@ -48,6 +48,8 @@ ROUTE_RESPONSE_HEADER = "x-gateway-route"
 MODEL_RESPONSE_HEADER = "x-gateway-model"
 PROMPT_VERSION_HEADER = "x-gateway-prompt-version"
 LIMIT_RESPONSE_HEADER = "x-gateway-limit"
+# On the gateway's own 429s: the seconds until the request would be admitted (RFC 9110).
+RETRY_AFTER_HEADER = "retry-after"
 GUARDRAIL_RESPONSE_HEADER = "x-gateway-guardrail"
 # The response cache (cache.py): `hit`, `miss` or `bypass` on the responses of a cache route;
 # on a request, `use` asks a route whose cache is `mode: on-request` to use it.
@@ -203,6 +205,7 @@ LUA_NAMES: dict[str, str | tuple[str, ...]] = {
     "model_response_header": MODEL_RESPONSE_HEADER,
     "prompt_version_header": PROMPT_VERSION_HEADER,
     "limit_response_header": LIMIT_RESPONSE_HEADER,
+    "retry_after_header": RETRY_AFTER_HEADER,
     "guardrail_response_header": GUARDRAIL_RESPONSE_HEADER,
     "cache_header": CACHE_HEADER,
     "cache_ns": CACHE_NS,

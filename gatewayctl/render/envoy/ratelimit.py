@@ -195,13 +195,24 @@ def reads_consumer_header(ir: GatewayIR, route: RouteIR) -> bool:
 
 
 def token_limit_data(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]]:
-    """What the Lua filter needs to carry token debt for this route's limits."""
+    """What the Lua filter needs to carry token debt for this route's limits, and the period
+    of each (its bound on Retry-After, request_limit_data)."""
     if ir.limits.scope != "replica":
         return []
     return [
-        {"key": f"t{i}", "by": limit.by, "max": limit.amount, "header": token_charge_header(i)}
+        {"key": f"t{i}", "by": limit.by, "max": limit.amount, "header": token_charge_header(i),
+         "period": limit.period_s}
         for i, limit in enumerate(route.policy.token_limits)
     ]
+
+
+def request_limit_data(ir: GatewayIR, route: RouteIR) -> list[dict[str, Any]] | None:
+    """The route's local request limits as the Lua filter bounds a refusal's Retry-After by
+    them (Envoy's local_ratelimit tells it nothing of its buckets): each refills its one token
+    in period / max seconds. None without any."""
+    if ir.limits.scope != "replica" or not route.policy.rate_limits:
+        return None
+    return [{"max": limit.amount, "period": limit.period_s} for limit in route.policy.rate_limits]
 
 
 def token_charge_headers(ir: GatewayIR) -> list[str]:

@@ -61,6 +61,8 @@ local redact_table = redact.table
 local usage_numbers, usage_of, scan_stream_usage = usage.numbers, usage.of, usage.scan_stream
 local pick_version, render_prompt = prompts.pick_version, prompts.render
 local carry_debt, charge_debt, refund_debt = tokens.carry, tokens.charge, tokens.refund
+local local_wait = tokens.wait
+local RETRY_AFTER_HEADER = NAMES.retry_after_header
 
 -- A route's policy fields (api_keys, allow, guard, token_limits, max_bytes, redact) live in
 -- DATA.policies, shared by the routes with the same policies; make them read as the route's.
@@ -279,7 +281,7 @@ local BUDGET_ERROR = json.encode({ error = {
 -- The rate limit service's descriptors of a request, as the rate limit filter sent them before
 -- the request went on (global_limits.py route_rate_limits), and the kind of each.
 local function global_descriptors(route, info)
-  local descriptors, kinds = {}, {}
+  local descriptors, kinds, periods = {}, {}, {}
   for _, limit in ipairs(route.global or {}) do
     -- Envoy leaves out a descriptor whose metadata is missing (no consumer): so does this
     if limit.by ~= "consumer" or info.consumer ~= nil then
@@ -287,22 +289,25 @@ local function global_descriptors(route, info)
       if limit.by == "consumer" then d[2] = { CONSUMER_DESCRIPTOR, info.consumer } end
       descriptors[#descriptors + 1] = d
       kinds[#kinds + 1] = limit.kind
+      periods[#periods + 1] = limit.period
     end
   end
   if DATA.budgets ~= nil and info.consumer ~= nil and DATA.budgets[info.consumer] then
     descriptors[#descriptors + 1] = { { BUDGET_DESCRIPTOR, info.consumer } }
     kinds[#kinds + 1] = BUDGET_LIMIT
+    periods[#periods + 1] = DATA.budget_period
   end
-  return descriptors, kinds
+  return descriptors, kinds, periods
 end
 
 -- Which kind of limit refused the request: the only kind it sent, else the first descriptor the
 -- service finds over its limit; "requests" when it cannot tell (no answer, or the window has
--- just turned).
+-- just turned). And the Retry-After seconds (ratelimit.lua).
 local function global_limit_hit(h, route, info)
-  local descriptors, kinds = global_descriptors(route, info)
-  if #descriptors == 0 then return REQUESTS_LIMIT end
-  return over_limit(h, DATA.ratelimit, descriptors, kinds) or REQUESTS_LIMIT
+  local descriptors, kinds, periods = global_descriptors(route, info)
+  if #descriptors == 0 then return REQUESTS_LIMIT, 1 end
+  local kind, wait = over_limit(h, DATA.ratelimit, descriptors, kinds, periods)
+  return kind or REQUESTS_LIMIT, wait
 end
 
 local function limit_error(kind)
@@ -354,15 +359,23 @@ function envoy_on_response(h)
     -- The rate limit filter's refusal (global limits): which limit it was, and its reply.
     -- (the whole reply first: a body read after the call is the one already gone)
     if h:body() == nil then return end
-    limit_hit = global_limit_hit(h, route, info)
-    h:headers():replace(LIMIT_RESPONSE_HEADER, limit_hit)
+    local wait
+    limit_hit, wait = global_limit_hit(h, route, info)
+    local out = h:headers()
+    out:replace(LIMIT_RESPONSE_HEADER, limit_hit)
+    out:replace(RETRY_AFTER_HEADER, string.format("%d", wait))
     h:body():setBytes(limit_hit == BUDGET_LIMIT and BUDGET_ERROR or limit_error(limit_hit))
     return
   end
   if limit_hit then
     -- Rejected by a limiter before (or at) the token charge: nothing was consumed, so the
     -- carried debt goes back to wait for the next request.
-    refund_debt(info, route, md:get(INTERNAL_NS) or {})
+    local internal = md:get(INTERNAL_NS) or {}
+    refund_debt(info, route, internal)
+    -- Envoy's local_ratelimit says nothing of when (the module's `limits` filter has said it)
+    if hdrs:get(RETRY_AFTER_HEADER) == nil then
+      hdrs:replace(RETRY_AFTER_HEADER, string.format("%d", local_wait(route, internal)))
+    end
     return
   end
   if status < 200 or status >= 300 then return end

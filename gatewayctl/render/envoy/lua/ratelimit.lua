@@ -1,13 +1,22 @@
--- Which global limit refused a request (global_limits.py): Envoy's rate limit filter answers
--- every refusal alike. over_limit(h, config, descriptors, kinds) -> the kind of limit
--- (kinds[i] is descriptors[i]'s) that refused, or nil when it cannot tell. When every
--- descriptor the request sent is of one kind, that kind refused: no call. Otherwise the Lua
--- filter asks the service once more, in its own API
+-- Which global limit refused a request (global_limits.py), and when it would be admitted:
+-- Envoy's rate limit filter answers every refusal alike. over_limit(h, config, descriptors,
+-- kinds, periods) -> the kind of limit (kinds[i] is descriptors[i]'s) that refused, or nil when
+-- it cannot tell, and the Retry-After seconds (whole, >= 1).
+--
+-- The service counts in fixed windows aligned to the Unix epoch (periods[i] seconds long for
+-- descriptors[i]); the request is admitted again once every descriptor that refuses it has
+-- renewed. A request with one descriptor: that one refused, and its window ends in
+-- period - now % period seconds (by this process's whole-second clock: the true time rounded
+-- up): no call. Otherwise the Lua filter asks the service once more, in its own API
 -- (envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit over the service's gRPC
 -- cluster), with the request's descriptors and every descriptor's hits_addend 0: a check that
--- counts nothing, which the official service and the local stand-in both answer, and names the
--- first descriptor over its limit (nil: no answer, or none over any more). descriptors: a list
--- of lists of {key, value}.
+-- counts nothing, which the official service and the local stand-in both answer. Its statuses
+-- name the first descriptor over its limit (when every descriptor is of one kind, that kind
+-- refused) and carry each one's duration_until_reset, the end of its window: the longest among
+-- those that refuse the request (over their limit, or a request limit with nothing remaining:
+-- one more hit takes it over, where a token or budget check, 0 hits, passes at its limit). No
+-- answer: the longest window left among all the descriptors. descriptors: a list of lists of
+-- {key, value}.
 local byte, char, floor, sub = string.byte, string.char, math.floor, string.sub
 
 local function varint(n)
@@ -69,14 +78,45 @@ local function each_field(data, visit)
   return true
 end
 
-local OVER_LIMIT = 2
+local OK, OVER_LIMIT = 1, 2
+local REQUESTS_LIMIT = NAMES.requests_limit
 
-return function(h, config, descriptors, kinds)
+-- The longest window left among `periods`, by this process's clock (whole seconds: os.time()
+-- rounds down, so what is left is rounded up).
+local function windows_left(periods)
+  local now, wait = os.time(), 1
+  for _, period in ipairs(periods) do
+    local left = period - now % period
+    if left > wait then wait = left end
+  end
+  return wait
+end
+
+-- A DescriptorStatus: its code, whether it has a limit, the remaining count and the seconds
+-- until its window renews (rounded up).
+local function read_status(data)
+  local code, limited, remaining, reset = 0, false, 0, 0
+  each_field(data, function(n, w, v)
+    if n == 1 and w == 0 then code = v
+    elseif n == 2 and w == 2 then limited = true
+    elseif n == 3 and w == 0 then remaining = v
+    elseif n == 4 and w == 2 then
+      local seconds, nanos = 0, 0
+      each_field(v, function(dn, dw, dv)
+        if dn == 1 and dw == 0 then seconds = dv elseif dn == 2 and dw == 0 then nanos = dv end
+      end)
+      reset = seconds + (nanos > 0 and 1 or 0)
+    end
+  end)
+  return code, limited, remaining, reset
+end
+
+return function(h, config, descriptors, kinds, periods)
+  if #descriptors == 1 then return kinds[1], windows_left(periods) end
   local only = kinds[1]
   for i = 2, #kinds do
     if kinds[i] ~= only then only = nil break end
   end
-  if only ~= nil then return only end
   local parts = { field(1, config.domain) }
   for _, entries in ipairs(descriptors) do
     local d = {}
@@ -92,18 +132,22 @@ return function(h, config, descriptors, kinds)
     ["content-type"] = "application/grpc",
     ["te"] = "trailers",
   }, "\0" .. be32(#message) .. message, config.timeout_ms)
-  if headers == nil or headers[":status"] ~= "200" or body == nil or #body < 5 then return nil end
+  if headers == nil or headers[":status"] ~= "200" or body == nil or #body < 5 then
+    return only, windows_left(periods)
+  end
   local statuses = {}
   local ok = each_field(sub(body, 6), function(number, wire, value)
-    if number == 2 and wire == 2 then
-      local code = 0
-      each_field(value, function(n, w, v) if n == 1 and w == 0 then code = v end end)
-      statuses[#statuses + 1] = code
-    end
+    if number == 2 and wire == 2 then statuses[#statuses + 1] = value end
   end)
-  if not ok then return nil end
-  for i, code in ipairs(statuses) do
-    if code == OVER_LIMIT then return kinds[i] end
+  if not ok then return only, windows_left(periods) end
+  local over, wait = nil, 1
+  for i, data in ipairs(statuses) do
+    local code, limited, remaining, reset = read_status(data)
+    if code == OVER_LIMIT and over == nil then over = kinds[i] end
+    if code == OVER_LIMIT or (code == OK and limited and remaining == 0
+        and kinds[i] == REQUESTS_LIMIT) then
+      if reset > wait then wait = reset end
+    end
   end
-  return nil
+  return only or over, wait
 end

@@ -1,6 +1,6 @@
 -- Token debt of the local token limits (for gateway.lua; docs/data-plane.md, token limits).
 -- Bound at render time as `local tokens = (function() ... end)()`; returns { carry, charge,
--- refund }.
+-- refund, wait }.
 --
 -- The token limiter charges each request the count in its token-charge header when it
 -- arrives. What a finished response used beyond the 1 it was charged is owed, per worker, by
@@ -9,7 +9,7 @@
 -- consumed nothing: its carried debt is owed again.
 local M = {}
 local INTERNAL_NS = NAMES.internal_ns
-local max, min = math.max, math.min
+local max, min, ceil = math.max, math.min, math.ceil
 
 -- Per worker: tokens used by finished responses and not yet charged to the shared bucket.
 local token_debt = {}
@@ -53,6 +53,23 @@ function M.refund(info, route, internal)
       token_debt[dk] = (token_debt[dk] or 0) + carried
     end
   end
+end
+
+-- On a local limiter's 429 (Envoy's local_ratelimit, which tells nothing of its buckets): the
+-- Retry-After seconds, an upper bound. After that long every bucket of the route's local
+-- limits holds what the request is charged from it even if it was empty: 1 token of a request
+-- limit, 1 + the carried debt of a token limit, each refilled at max per period. Whole
+-- seconds, rounded up, at least 1.
+function M.wait(route, internal)
+  local wait = 1
+  for _, limit in ipairs(route.request_limits or {}) do
+    wait = max(wait, ceil(limit.period / limit.max))
+  end
+  for _, limit in ipairs(route.token_limits) do
+    local charge = 1 + (internal[limit.carried_key] or 0)
+    wait = max(wait, ceil(charge * limit.period / limit.max))
+  end
+  return wait
 end
 
 return M

@@ -1,4 +1,4 @@
-local NAMES = {["attempt_ns"]="gw.attempt",["body_model_header"]="x-gw-body-model",["budget_charged_key"]="budget_consumer",["budget_descriptor"]="budget",["budget_key"]="budget",["budget_limit"]="budget",["budget_units_key"]="budget_units",["cache_header"]="x-gateway-cache",["cache_key"]="cache",["cache_ns"]="gw.cache",["cache_saved_key"]="cost_saved_usd",["cache_saved_nano_key"]="cost_saved_nano_usd",["client_key_headers"]={"authorization","x-api-key","api-key"},["completion_tokens_key"]="completion_tokens",["consumer_descriptor"]="consumer",["consumer_header"]="x-gw-consumer",["consumer_key"]="consumer",["cost_key"]="cost_nano_usd",["global_refusal"]="global",["guard_set_key"]="set",["guard_text_key"]="text",["guardrail_response_header"]="x-gateway-guardrail",["internal_ns"]="gw.internal",["limit_response_header"]="x-gateway-limit",["metadata_ns"]="gw",["model_response_header"]="x-gateway-model",["output_guardrail_key"]="output_guardrail",["principal_header"]="x-gw-principal",["prompt_tokens_key"]="prompt_tokens",["prompt_version_header"]="x-gateway-prompt-version",["rbac_filter"]="envoy.filters.http.rbac",["reply_header"]="x-gw-reply",["requests_limit"]="requests",["route_header"]="x-gw-route",["route_key"]="route",["sign_header"]="x-gw-sign",["target_header"]="x-gw-target",["tokens_charged_key"]="tokens_route",["tokens_limit"]="tokens",["tokens_used_key"]="tokens_used"}
+local NAMES = {["attempt_ns"]="gw.attempt",["body_model_header"]="x-gw-body-model",["budget_charged_key"]="budget_consumer",["budget_descriptor"]="budget",["budget_key"]="budget",["budget_limit"]="budget",["budget_units_key"]="budget_units",["cache_header"]="x-gateway-cache",["cache_key"]="cache",["cache_ns"]="gw.cache",["cache_saved_key"]="cost_saved_usd",["cache_saved_nano_key"]="cost_saved_nano_usd",["client_key_headers"]={"authorization","x-api-key","api-key"},["completion_tokens_key"]="completion_tokens",["consumer_descriptor"]="consumer",["consumer_header"]="x-gw-consumer",["consumer_key"]="consumer",["cost_key"]="cost_nano_usd",["global_refusal"]="global",["guard_set_key"]="set",["guard_text_key"]="text",["guardrail_response_header"]="x-gateway-guardrail",["internal_ns"]="gw.internal",["limit_response_header"]="x-gateway-limit",["metadata_ns"]="gw",["model_response_header"]="x-gateway-model",["output_guardrail_key"]="output_guardrail",["principal_header"]="x-gw-principal",["prompt_tokens_key"]="prompt_tokens",["prompt_version_header"]="x-gateway-prompt-version",["rbac_filter"]="envoy.filters.http.rbac",["reply_header"]="x-gw-reply",["requests_limit"]="requests",["retry_after_header"]="retry-after",["route_header"]="x-gw-route",["route_key"]="route",["sign_header"]="x-gw-sign",["target_header"]="x-gw-target",["tokens_charged_key"]="tokens_route",["tokens_limit"]="tokens",["tokens_used_key"]="tokens_used"}
 local jsonstring = (function()
 local M = {}
 local byte, find, format, gsub = string.byte, string.find, string.format, string.gsub
@@ -488,13 +488,38 @@ else return false end
 end
 return true
 end
-local OVER_LIMIT = 2
-return function(h, config, descriptors, kinds)
+local OK, OVER_LIMIT = 1, 2
+local REQUESTS_LIMIT = NAMES.requests_limit
+local function windows_left(periods)
+local now, wait = os.time(), 1
+for _, period in ipairs(periods) do
+local left = period - now % period
+if left > wait then wait = left end
+end
+return wait
+end
+local function read_status(data)
+local code, limited, remaining, reset = 0, false, 0, 0
+each_field(data, function(n, w, v)
+if n == 1 and w == 0 then code = v
+elseif n == 2 and w == 2 then limited = true
+elseif n == 3 and w == 0 then remaining = v
+elseif n == 4 and w == 2 then
+local seconds, nanos = 0, 0
+each_field(v, function(dn, dw, dv)
+if dn == 1 and dw == 0 then seconds = dv elseif dn == 2 and dw == 0 then nanos = dv end
+end)
+reset = seconds + (nanos > 0 and 1 or 0)
+end
+end)
+return code, limited, remaining, reset
+end
+return function(h, config, descriptors, kinds, periods)
+if #descriptors == 1 then return kinds[1], windows_left(periods) end
 local only = kinds[1]
 for i = 2, #kinds do
 if kinds[i] ~= only then only = nil break end
 end
-if only ~= nil then return only end
 local parts = { field(1, config.domain) }
 for _, entries in ipairs(descriptors) do
 local d = {}
@@ -510,20 +535,24 @@ local headers, body = h:httpCall(config.cluster, {
 ["content-type"] = "application/grpc",
 ["te"] = "trailers",
 }, "\0" .. be32(#message) .. message, config.timeout_ms)
-if headers == nil or headers[":status"] ~= "200" or body == nil or #body < 5 then return nil end
+if headers == nil or headers[":status"] ~= "200" or body == nil or #body < 5 then
+return only, windows_left(periods)
+end
 local statuses = {}
 local ok = each_field(sub(body, 6), function(number, wire, value)
-if number == 2 and wire == 2 then
-local code = 0
-each_field(value, function(n, w, v) if n == 1 and w == 0 then code = v end end)
-statuses[#statuses + 1] = code
-end
+if number == 2 and wire == 2 then statuses[#statuses + 1] = value end
 end)
-if not ok then return nil end
-for i, code in ipairs(statuses) do
-if code == OVER_LIMIT then return kinds[i] end
+if not ok then return only, windows_left(periods) end
+local over, wait = nil, 1
+for i, data in ipairs(statuses) do
+local code, limited, remaining, reset = read_status(data)
+if code == OVER_LIMIT and over == nil then over = kinds[i] end
+if code == OVER_LIMIT or (code == OK and limited and remaining == 0
+and kinds[i] == REQUESTS_LIMIT) then
+if reset > wait then wait = reset end
 end
-return nil
+end
+return only or over, wait
 end
 end)()
 local texts = (function()
@@ -815,7 +844,7 @@ end)()
 local tokens = (function()
 local M = {}
 local INTERNAL_NS = NAMES.internal_ns
-local max, min = math.max, math.min
+local max, min, ceil = math.max, math.min, math.ceil
 local token_debt = {}
 for _, policy in pairs(DATA.policies) do
 for i, limit in ipairs(policy.token_limits) do limit.carried_key = "token_carried_" .. i end
@@ -849,6 +878,17 @@ token_debt[dk] = (token_debt[dk] or 0) + carried
 end
 end
 end
+function M.wait(route, internal)
+local wait = 1
+for _, limit in ipairs(route.request_limits or {}) do
+wait = max(wait, ceil(limit.period / limit.max))
+end
+for _, limit in ipairs(route.token_limits) do
+local charge = 1 + (internal[limit.carried_key] or 0)
+wait = max(wait, ceil(charge * limit.period / limit.max))
+end
+return wait
+end
 return M
 end)()
 local NS = NAMES.metadata_ns
@@ -881,6 +921,8 @@ local redact_table = redact.table
 local usage_numbers, usage_of, scan_stream_usage = usage.numbers, usage.of, usage.scan_stream
 local pick_version, render_prompt = prompts.pick_version, prompts.render
 local carry_debt, charge_debt, refund_debt = tokens.carry, tokens.charge, tokens.refund
+local local_wait = tokens.wait
+local RETRY_AFTER_HEADER = NAMES.retry_after_header
 for _, route in pairs(DATA.routes) do
 setmetatable(route, { __index = DATA.policies[route.policy] })
 end
@@ -1046,25 +1088,28 @@ type = "rate_limit_error",
 code = "budget_exceeded",
 } })
 local function global_descriptors(route, info)
-local descriptors, kinds = {}, {}
+local descriptors, kinds, periods = {}, {}, {}
 for _, limit in ipairs(route.global or {}) do
 if limit.by ~= "consumer" or info.consumer ~= nil then
 local d = { { limit.key, info.route } }
 if limit.by == "consumer" then d[2] = { CONSUMER_DESCRIPTOR, info.consumer } end
 descriptors[#descriptors + 1] = d
 kinds[#kinds + 1] = limit.kind
+periods[#periods + 1] = limit.period
 end
 end
 if DATA.budgets ~= nil and info.consumer ~= nil and DATA.budgets[info.consumer] then
 descriptors[#descriptors + 1] = { { BUDGET_DESCRIPTOR, info.consumer } }
 kinds[#kinds + 1] = BUDGET_LIMIT
+periods[#periods + 1] = DATA.budget_period
 end
-return descriptors, kinds
+return descriptors, kinds, periods
 end
 local function global_limit_hit(h, route, info)
-local descriptors, kinds = global_descriptors(route, info)
-if #descriptors == 0 then return REQUESTS_LIMIT end
-return over_limit(h, DATA.ratelimit, descriptors, kinds) or REQUESTS_LIMIT
+local descriptors, kinds, periods = global_descriptors(route, info)
+if #descriptors == 0 then return REQUESTS_LIMIT, 1 end
+local kind, wait = over_limit(h, DATA.ratelimit, descriptors, kinds, periods)
+return kind or REQUESTS_LIMIT, wait
 end
 local function limit_error(kind)
 return json.encode({ error = {
@@ -1107,13 +1152,20 @@ end
 local limit_hit = status == 429 and hdrs:get(LIMIT_RESPONSE_HEADER)
 if limit_hit == GLOBAL_REFUSAL then
 if h:body() == nil then return end
-limit_hit = global_limit_hit(h, route, info)
-h:headers():replace(LIMIT_RESPONSE_HEADER, limit_hit)
+local wait
+limit_hit, wait = global_limit_hit(h, route, info)
+local out = h:headers()
+out:replace(LIMIT_RESPONSE_HEADER, limit_hit)
+out:replace(RETRY_AFTER_HEADER, string.format("%d", wait))
 h:body():setBytes(limit_hit == BUDGET_LIMIT and BUDGET_ERROR or limit_error(limit_hit))
 return
 end
 if limit_hit then
-refund_debt(info, route, md:get(INTERNAL_NS) or {})
+local internal = md:get(INTERNAL_NS) or {}
+refund_debt(info, route, internal)
+if hdrs:get(RETRY_AFTER_HEADER) == nil then
+hdrs:replace(RETRY_AFTER_HEADER, string.format("%d", local_wait(route, internal)))
+end
 return
 end
 if status < 200 or status >= 300 then return end
