@@ -294,8 +294,9 @@ def test_a_response_without_usage_charges_nothing_and_logs_nothing(tmp_path: Pat
 
 
 def test_a_refusal_by_the_only_kind_of_limit_costs_no_extra_call(tmp_path: Path) -> None:
-    """A request whose descriptors are all of one kind (here request limits: no token limit on
-    the route, no enforced budget for the consumer) is named without asking the service."""
+    """A request with one descriptor (here one request limit: no token limit on the route, no
+    enforced budget for the consumer) is named without asking the service, and its
+    Retry-After is its window's end (test_retry_after_is_the_windows_end_and_waiting_it_admits)."""
     with running_redis(tmp_path / "redis") as redis:
         ir = limits_ir(requests=2, scope=global_scope(redis), budgets={"search-app": 1000.0})
         with two_replicas(tmp_path, redis, ir) as both:

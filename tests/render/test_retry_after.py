@@ -175,3 +175,26 @@ def test_the_openai_sdk_waits_what_retry_after_says(
         model="llama-70b", messages=[{"role": "user", "content": "hi"}])
     assert answer.choices[0].message.content
     assert time.monotonic() - started >= 1.9
+
+
+@pytest.mark.parametrize("filters", ["lua", "module"])
+def test_more_request_limits_than_the_module_takes(filters: str, tmp_path: Path) -> None:
+    """9 request limits on a route (2 an hour by consumer, 8 of 100 an hour by route): Envoy's
+    limiter keeps them on a module gateway too, and the Lua body filter serves the route there
+    (the module's would pass the 429 on without Retry-After): the empty bucket's 1,800 s."""
+    ir = _ir()
+    many = (_limit(2, 3600),) + tuple(_limit(100 + i, 3600, "route") for i in range(8))
+    ir = dataclasses.replace(ir, routes=tuple(
+        dataclasses.replace(r, policy=dataclasses.replace(r.policy, rate_limits=many))
+        if r.name == "limited" else r for r in ir.routes))
+    from gatewayctl.render.envoy import EnvoyOptions
+    from gatewayctl.render.envoy.listener import lua_off_routes
+    assert "limited" not in lua_off_routes(with_filters(ir, "module"), EnvoyOptions())
+    mock = start_mock_provider(config=MockProviderConfig(name="openai",
+                                                         require_key=irs.OPENAI_KEY))
+    try:
+        with irs_gateway(tmp_path, with_filters(ir, filters), mock.url, concurrency=1) as envoy:
+            assert [_send(envoy, "limited")[0] for _ in range(2)] == [200, 200]
+            assert _send(envoy, "limited") == (429, ["1800"], "requests")
+    finally:
+        mock.stop()

@@ -8,7 +8,8 @@ the guardrail mark and the provider's 401/403, and (with the module's `limits` f
 the local request and token limits. Routes that need more stay with the Lua body
 filter (gateway.lua), which follows it in the chain and takes every request the module
 leaves: routes with a native provider (translation checks), a response cache, output
-guardrails or global limits, and every route of a gateway with enforced budgets. On the
+guardrails, global limits or more local request limits than the module's `limits` filter
+takes, and every route of a gateway with enforced budgets. On the
 routes the module serves, the Lua filter is switched off (LuaPerRoute `disabled`): the
 module sets x-gw-route and clears the route cache before the Lua filter's turn, so the Lua
 runs neither the request nor the response of those requests.
@@ -33,6 +34,7 @@ from gatewayctl.render.envoy.names import (
     LUA_PER_ROUTE_TYPE,
     MODULE_LIMITED_KEY,
 )
+from gatewayctl.render.envoy.ratelimit import MODULE_MAX_LIMITS
 
 BODY_FILTER_NAME = "body"  # the module's filter_name
 # The names module/gw_body_config.c reads (names.py's LUA_NAMES).
@@ -57,6 +59,9 @@ def _served(route: Mapping[str, Any], policy: Mapping[str, Any]) -> bool:
         and policy.get("global") is None
         and not policy.get("global_tokens")
         and len(policy.get("token_limits") or ()) <= MAX_TOKEN_LIMITS
+        # more request limits than the module's `limits` filter takes: Envoy's limiter keeps
+        # them, whose 429 gets its Retry-After from the Lua
+        and len(policy.get("request_limits") or ()) <= MODULE_MAX_LIMITS
         and "\\u0000" not in json.dumps(route)  # the config reader refuses NUL in a string
     )
 
