@@ -22,6 +22,7 @@ import openai
 import pytest
 
 from gatewayctl.ir import GatewayIR, LimitIR, RouteIR
+from gatewayctl.local.mock.config import FaultConfig, FaultRule
 from gatewayctl.local.mock_provider import MockProviderConfig, start_mock_provider
 from tests.render import irs
 from tests.render.conftest import needs_envoy
@@ -53,6 +54,8 @@ def _ir() -> GatewayIR:
         "chat": ((_limit(50, 3600, "route"),), (_limit(100, 3600),)),
         # 1 request in 2 seconds: the SDK's blind backoff (0.5 s) would come too early
         "llama": ((_limit(1, 2, "route"),), ()),
+        # its provider answers 429 with its own Retry-After (no fallback here): passed on
+        "fallback429": ((_limit(100, 3600, "route"),), ()),
     }
 
     def change(route: RouteIR) -> RouteIR:
@@ -63,7 +66,8 @@ def _ir() -> GatewayIR:
                                      token_limits=tokens)
         if route.name == "chat":
             policy = dataclasses.replace(policy, output_deny_patterns=("(?i)never said",))
-        return dataclasses.replace(route, policy=policy, rollout=None)
+        fallback = () if route.name == "fallback429" else route.fallback
+        return dataclasses.replace(route, policy=policy, rollout=None, fallback=fallback)
     ir = irs.build_ir()
     return dataclasses.replace(ir, routes=tuple(change(r) for r in ir.routes))
 
@@ -71,8 +75,10 @@ def _ir() -> GatewayIR:
 @pytest.fixture(params=["lua", "module"])
 def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, RunningEnvoy]]:
     filters = request.param
+    faults = FaultConfig(models={"flaky-429": FaultRule(error_rate=1.0, error_status=429)})
     mock = start_mock_provider(config=MockProviderConfig(name="openai",
-                                                         require_key=irs.OPENAI_KEY))
+                                                         require_key=irs.OPENAI_KEY,
+                                                         faults=faults))
     try:
         with irs_gateway(tmp_path, with_filters(_ir(), filters), mock.url,
                          concurrency=1) as envoy:
@@ -152,6 +158,27 @@ def test_a_slow_token_limit_the_module_exact_the_lua_a_bound(
     assert (exact, bound) == (1692, 2628)
     # the module's, from its bucket: a few milliseconds of refill may round it down by one
     assert int(retry_after[0]) in ((bound,) if filters == "lua" else (exact, exact - 1))
+
+
+def test_a_providers_429_passes_with_its_own_headers(
+        gateway: tuple[str, RunningEnvoy]) -> None:
+    """The provider's 429 (the mock's Retry-After: 1, after the route's retries) is not the
+    gateway's: no x-gateway-limit, the provider's Retry-After alone, its other headers kept."""
+    _, envoy = gateway
+    conn = http.client.HTTPConnection("127.0.0.1", envoy.listener_port, timeout=30)
+    try:
+        body = json.dumps({"model": "fallback429", "messages": [{"role": "user", "content": "hi"}]})
+        conn.request("POST", "/v1/chat/completions", body=body,
+                     headers={"content-type": "application/json", "x-api-key": SEARCH})
+        resp = conn.getresponse()
+        resp.read()
+        headers = resp.getheaders()
+    finally:
+        conn.close()
+    assert resp.status == 429
+    assert [v for k, v in headers if k.lower() == "retry-after"] == ["1"]
+    assert ("x-mock-fault", "error") in [(k.lower(), v) for k, v in headers]
+    assert not [k for k, _ in headers if k.lower() == "x-gateway-limit"]
 
 
 def test_the_openai_sdk_waits_what_retry_after_says(
