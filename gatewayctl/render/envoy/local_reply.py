@@ -169,9 +169,11 @@ def _limit_service_mapper() -> dict[str, Any]:
 
 
 def render_local_reply_config() -> dict[str, Any]:
-    return {
-        "mappers": [_limit_service_mapper()]
-        + [m for s in sorted(REPLIES)
-           for m in ([_model_not_found_mapper()] if s == 404 else []) + [_mapper(s, *REPLIES[s])]]
-        + [_generic_mapper(*generic) for generic in GENERIC_REPLIES]
-    }
+    mappers = [_limit_service_mapper()]
+    for status in sorted(REPLIES):
+        if status == 404:
+            # Ahead of the generic 404: the first mapper whose filter matches applies.
+            mappers.append(_model_not_found_mapper())
+        mappers.append(_mapper(status, *REPLIES[status]))
+    mappers += [_generic_mapper(*generic) for generic in GENERIC_REPLIES]
+    return {"mappers": mappers}

@@ -473,20 +473,19 @@ static void ensure_length(gw_envoy_ptr f, size_t bytes) {
 }
 
 static void replace_body(gw_envoy_ptr f, bool buffered, gw_buffer raw, gw_out *out) {
-  bool same = out->length == raw.length && memcmp(out->ptr, raw.ptr, raw.length) == 0;
-  if (!same) {
-    if (buffered) {
-      size_t held =
-          envoy_dynamic_module_callback_http_get_body_size(f, GW_BUFFERED_REQUEST_BODY);
-      envoy_dynamic_module_callback_http_drain_body(f, GW_BUFFERED_REQUEST_BODY, held);
-    }
-    size_t got = envoy_dynamic_module_callback_http_get_body_size(f, GW_RECEIVED_REQUEST_BODY);
-    envoy_dynamic_module_callback_http_drain_body(f, GW_RECEIVED_REQUEST_BODY, got);
-    envoy_dynamic_module_callback_http_append_body(f, GW_RECEIVED_REQUEST_BODY, out_buf(out));
+  if (out->length == raw.length && memcmp(out->ptr, raw.ptr, raw.length) == 0) {
+    ensure_length(f, out->length);  /* the body as sent: only a chunked one needs a length */
+    return;
   }
-  /* as Lua's body:setBytes does: a Content-Length the client sent now says the new length */
-  if (same) ensure_length(f, out->length);
-  else set_length(f, out->length);
+  if (buffered) {
+    size_t held = envoy_dynamic_module_callback_http_get_body_size(f, GW_BUFFERED_REQUEST_BODY);
+    envoy_dynamic_module_callback_http_drain_body(f, GW_BUFFERED_REQUEST_BODY, held);
+  }
+  size_t got = envoy_dynamic_module_callback_http_get_body_size(f, GW_RECEIVED_REQUEST_BODY);
+  envoy_dynamic_module_callback_http_drain_body(f, GW_RECEIVED_REQUEST_BODY, got);
+  envoy_dynamic_module_callback_http_append_body(f, GW_RECEIVED_REQUEST_BODY, out_buf(out));
+  /* as Lua's body:setBytes does: the length is the new body's, whether or not one was sent */
+  set_length(f, out->length);
 }
 
 /* gateway.lua's rebuild: `model` first, then the client's members but `model` and
