@@ -36,12 +36,11 @@ from gatewayctl.local.reload import (
 from gatewayctl.local.rendering import (
     LocalBundle,
     Ports,
-    check_jwks_files,
     choose_providers,
     example_curl,
     load_ir,
+    prepare_local_secrets,
     render_local,
-    secret_refs,
     validate_local,
 )
 from gatewayctl.local.state import CorruptStateFile, LocalState, ProcessRecord, StateDir
@@ -72,7 +71,7 @@ class UpResult:
     mock_pid: int
     ready_s: float
     config_version: str
-    routes: tuple[str, ...]  # the routes' public model names
+    models: tuple[str, ...]  # the public model names, one per route
     mocked: tuple[tuple[str, str], ...]  # (provider, why)
     real: tuple[str, ...]
     curl: str
@@ -81,7 +80,7 @@ class UpResult:
     def summary(self) -> str:
         lines = [f"local gateway serving {self.root} on http://{HOST}:{self.ports.listener}"
                  f" (ready in {self.ready_s:.2f}s)",
-                 f"  models: {', '.join(sorted(self.routes)) or '(none)'} (the routes' public "
+                 f"  models: {', '.join(sorted(self.models)) or '(none)'} (the routes' public "
                  "names: what clients send as `model`)",
                  "  filters: " + ("compiled (gatewayctl's Envoy dynamic module)"
                                   if self.filters == "module" else "Lua")]
@@ -157,7 +156,6 @@ def up(root: Path, *, listener_port: int | None = None, admin_port: int = 9901,
         _stop_children(state)  # leftovers of a gateway that died
         state.clear_runtime()
         ir = load_ir(root)
-        check_jwks_files(ir, root)
         on_progress(f"compiled {root}: {len(ir.routes)} route(s), "
                     f"{len(ir.providers)} provider(s)")
         ports = _choose_ports(ir, listener_port, admin_port, mock_port)
@@ -167,7 +165,7 @@ def up(root: Path, *, listener_port: int | None = None, admin_port: int = 9901,
             ratelimit = process.free_port(taken | {redis})
             ports = replace(ports, redis=redis, ratelimit=ratelimit,
                             cache_store=process.free_port(taken | {redis, ratelimit}))
-        secrets = state.prepare_secrets(root, secret_refs(ir))
+        secrets = prepare_local_secrets(state, ir, root)
         choice = choose_providers(ir, secrets, mock_all=mock_all)
         bundle = render_local(ir, state, ports, choice)
         if bundle.notice is not None:

@@ -15,6 +15,7 @@ Owns the apply transaction and the live view; process start/stop lives in `gatew
 from __future__ import annotations
 
 import contextlib
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -39,10 +40,9 @@ from gatewayctl.local.rendering import (
     LocalBundle,
     Ports,
     ProviderChoice,
-    check_jwks_files,
     choose_providers,
+    prepare_local_secrets,
     render_local,
-    secret_refs,
     validate_local,
 )
 from gatewayctl.local.state import LocalState, StateDir
@@ -88,6 +88,11 @@ class LocalView:
     published: dict[str, dict[str, Any]] | None = None  # the LDS/CDS files Envoy was given
 
 
+def restart_hint(root: str | Path) -> str:
+    """How to start over on `root` (the running gateway's root, or the one now applied)."""
+    return f"run `gatewayctl down`, then `gatewayctl up {shlex.quote(str(root))}`"
+
+
 def running_state(state: StateDir) -> LocalState:
     current = state.read_state()
     envoy = state.read_pid("envoy")
@@ -98,7 +103,7 @@ def running_state(state: StateDir) -> LocalState:
         raise GatewayctlError(
             f"the local gateway's Envoy is no longer running; last lines of {state.envoy_log}:\n"
             f"{process.log_tail(state.envoy_log, lines=5)}",
-            hint="run `gatewayctl down`, then `gatewayctl up ROOT`")
+            hint=restart_hint(current.root))
     return current
 
 
@@ -130,8 +135,7 @@ def render_for_running(ir: GatewayIR, *, state_dir: Path | None = None,
     state = StateDir(state_dir)
     current = running_state(state)
     src = (root or Path(current.root)).resolve()
-    check_jwks_files(ir, src)
-    secrets = state.prepare_secrets(src, secret_refs(ir))
+    secrets = prepare_local_secrets(state, ir, src)
     choice = choose_providers(ir, secrets, known={p: True for p in current.real_providers})
     return render_local(ir, state, Ports.of(current), choice)
 
@@ -157,15 +161,14 @@ def _apply_locked(state: StateDir, ir: GatewayIR, root: Path | None, on_progress
     started = time.monotonic()
     current = running_state(state)
     src = (root or Path(current.root)).resolve()
-    check_jwks_files(ir, src)
-    secrets = state.prepare_secrets(src, secret_refs(ir))
+    secrets = prepare_local_secrets(state, ir, src)
     choice = choose_providers(ir, secrets, known={p: True for p in current.real_providers})
     ports = Ports.of(current)
     if needs_limit_services(ir) and not (ports.ratelimit and ports.cache_store):
         raise GatewayctlError(
             "this root now has global limits, which need Redis, the rate limit service and "
             "the cache store service that `up` starts",
-            hint="run `gatewayctl down`, then `gatewayctl up ROOT`",
+            hint=restart_hint(src),
         )
     served_ir = state.read_ir()
     if (ports.ratelimit and served_ir is not None
@@ -173,7 +176,7 @@ def _apply_locked(state: StateDir, ir: GatewayIR, root: Path | None, on_progress
         raise GatewayctlError(
             "limits.redis's login or TLS changed, and the local Redis keeps those `up` "
             "started it with",
-            hint="run `gatewayctl down`, then `gatewayctl up ROOT`",
+            hint=restart_hint(src),
         )
     bundle = render_local(ir, state, ports, choice)
     if not validated:
@@ -183,7 +186,7 @@ def _apply_locked(state: StateDir, ir: GatewayIR, root: Path | None, on_progress
     old = config_dir.read()
     if old is None:
         raise ProcessError(f"the published config in {state.config_dir} is missing",
-                           hint="run `gatewayctl down` and `gatewayctl up ROOT`")
+                           hint=restart_hint(current.root))
     admin = AdminClient(current.admin_port)
     retired = _still_draining(current, admin)
     lds_changed = canonical(old["lds"]) != canonical(bundle.lds) or (

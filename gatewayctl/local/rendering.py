@@ -90,6 +90,13 @@ def secret_refs(ir: GatewayIR) -> list[SecretRefIR]:
     return refs + ir.consumer_and_jwks_secrets()
 
 
+def prepare_local_secrets(state: StateDir, ir: GatewayIR, root: Path) -> SecretsReport:
+    """The secret files `ir` needs, in the state directory: copied from `<root>/.secrets/` or
+    made up (StateDir.prepare_secrets), after the check that every JWKS is there and is one."""
+    check_jwks_files(ir, root)
+    return state.prepare_secrets(root, secret_refs(ir))
+
+
 def check_jwks_files(ir: GatewayIR, root: Path) -> None:
     """Every JWKS given as a Secret (`jwks.secretRef`) must be in `<root>/.secrets/` as a
     JWKS document. Unlike an API key, the local gateway cannot make one up (a placeholder is
@@ -263,7 +270,7 @@ def load_ir(root: Path) -> GatewayIR:
     errors = [d for d in diags if d.is_error and d.code != "GW010"]
     if errors:
         total = diags.errors  # every error, also those a long list does not show
-        shown = "\n".join(d.format() for d in errors[:5])
+        shown = "\n".join(d.format(str(root)) for d in errors[:5])
         more = f"\n... and {total - 5} more" if total > 5 else ""
         raise GatewayctlError(f"{root} has {total} manifest error(s):\n{shown}{more}",
                               hint=f"run `gatewayctl validate {root}` for details")

@@ -132,6 +132,7 @@ def test_up_runs_its_redis_with_the_manifests_login_and_tls(
     ir = load_ir(global_root)
     plain_ir = dataclasses.replace(ir, limits=dataclasses.replace(ir.limits, redis_tls=False,
                                                                   redis_ca=None))
-    with pytest.raises(GatewayctlError, match="login or TLS changed"):
+    with pytest.raises(GatewayctlError, match="login or TLS changed") as err:
         apply_local(plain_ir, state_dir=state.path)
+    assert err.value.hint == f"run `gatewayctl down`, then `gatewayctl up {global_root.resolve()}`"
     assert chat(port) == 429

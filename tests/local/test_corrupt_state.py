@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from gatewayctl.errors import GatewayctlError
 from gatewayctl.local.admin import AdminClient
 from gatewayctl.local.gateway import down, status
 from gatewayctl.local.publish import ConfigDir
-from gatewayctl.local.state import CorruptStateFile, StateDir
+from gatewayctl.local.reload import running_state
+from gatewayctl.local.state import CorruptStateFile, LocalState, ProcessRecord, StateDir
 from gatewayctl.rollout.document import load_analysis, store_path
 from tests.fakes.http import ServedHTTP
 
@@ -137,3 +139,19 @@ def test_a_corrupt_analysis_is_not_no_analysis(tmp_path: Path) -> None:
     assert err.value.message == (f"the last analysis of Rollout chat-b, {path}, is corrupt "
                                  "(not a rollout analysis result)")
     assert err.value.hint == "delete it, or run `gatewayctl rollout analyze chat-b` to replace it"
+
+
+def test_a_dead_gateway_names_its_root_in_the_hint(state: StateDir, tmp_path: Path) -> None:
+    """The state knows the root the gateway served: the hint is a command to copy, not a
+    placeholder (quoted for the shell when the path needs it)."""
+    root = tmp_path / "my gateway"
+    state.write_state(LocalState(root=str(root), listener_port=1, admin_port=2, mock_port=3,
+                                 started_at=0.0))
+    exited = subprocess.Popen(["true"])  # noqa: S603, S607
+    exited.wait()
+    state.write_pid("envoy", ProcessRecord(exited.pid, 1))
+
+    with pytest.raises(GatewayctlError, match="no longer running") as err:
+        running_state(state)
+
+    assert err.value.hint == f"run `gatewayctl down`, then `gatewayctl up '{root}'`"

@@ -66,7 +66,7 @@ def test_up_status_down_on_quickstart(state_dir: Path) -> None:
     result = up(QUICKSTART, listener_port=listener, admin_port=admin,
                 on_progress=progress.append)
     assert result.ports.listener == listener and result.ports.admin == admin
-    assert result.routes == ("chat",)
+    assert result.models == ("chat",)
     assert [p for p, _ in result.mocked] == ["openai"]
     assert "no credential in .secrets/openai-credentials/api-key" in result.mocked[0][1]
     assert result.curl.startswith(f"curl -sS http://127.0.0.1:{listener}/v1/chat/completions")
