@@ -128,7 +128,7 @@ def render(
         check_folder(out, root=root)  # before compiling: a refusal costs nothing
     compiled = compile_root(root)
     for warning in compiled.warnings:
-        typer.echo(warning.format(), err=True)
+        typer.echo(warning.format(str(root)), err=True)
     if target == "litellm":
         from gatewayctl.render.litellm import render_litellm
 

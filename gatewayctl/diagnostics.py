@@ -15,6 +15,7 @@ import enum
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gatewayctl.redaction import redact
 
@@ -32,6 +33,22 @@ class Location:
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}:{self.column}"
+
+    def under(self, root: str | None) -> str:
+        """`path:line:col` with the path as the user can open it: under `root` as given."""
+        return f"{shown_path(root, self.path)}:{self.line}:{self.column}"
+
+
+def shown_path(root: str | None, path: str) -> str:
+    """A manifest's path (relative to its root) joined to the root as the user gave it:
+    `examples/basic/gateway.yaml` for `validate examples/basic`, `gateway.yaml` for `.`. A
+    root that is one file is that file's folder."""
+    if not root:
+        return path
+    base = Path(root)
+    if base.is_file():
+        base = base.parent
+    return (base / path).as_posix()
 
 
 @dataclass(frozen=True)
@@ -61,8 +78,9 @@ class Diagnostic:
     def message(self) -> str:
         return f"{self.field}: {self.summary}" if self.field else self.summary
 
-    def format(self) -> str:
-        where = f"{self.location}: " if self.location else ""
+    def format(self, root: str | None = None) -> str:
+        """The diagnostic as text; with `root` (as the user gave it), the path is under it."""
+        where = f"{self.location.under(root)}: " if self.location else ""
         text = f"{where}{self.severity.value}[{self.code}] {self.message()}"
         if self.hint:
             text += f"\n  hint: {self.hint}"

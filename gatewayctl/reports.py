@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from gatewayctl.diagnostics import Diagnostic, Severity
+from gatewayctl.diagnostics import Diagnostic, Severity, shown_path
 from gatewayctl.errors import UsageError
 from gatewayctl.manifests.manifest_set import ManifestSet
 
@@ -26,12 +26,7 @@ def parse_report_option(value: str) -> tuple[str, Path]:
 
 
 def _cq_path(diag: Diagnostic, root: str) -> str:
-    if diag.location is None:
-        return root
-    base = Path(root)
-    if base.is_file():
-        base = base.parent
-    return (base / diag.location.path).as_posix()
+    return root if diag.location is None else shown_path(root, diag.location.path)
 
 
 def codequality(diags: Sequence[Diagnostic], root: str) -> str:
@@ -67,9 +62,10 @@ def junit(diags: Sequence[Diagnostic], mset: ManifestSet) -> str:
     names = sorted({m.ref for m in mset.all()} | set(by_resource))
     for ref in names:
         problems = by_resource.get(ref, [])
-        cases.append(_case(ref, problems))
+        cases.append(_case(ref, problems, mset.root))
     for d in loose:
-        cases.append(_case(f"{d.location.path if d.location else mset.root}: {d.code}", [d]))
+        cases.append(_case(f"{d.location.path if d.location else mset.root}: {d.code}", [d],
+                           mset.root))
     failures = sum(1 for c in cases if "<failure" in c)
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -80,21 +76,21 @@ def junit(diags: Sequence[Diagnostic], mset: ManifestSet) -> str:
     )
 
 
-def _case(name: str, problems: list[Diagnostic]) -> str:
+def _case(name: str, problems: list[Diagnostic], root: str) -> str:
     errors = [p for p in problems if p.severity is Severity.ERROR]
     head = f'    <testcase classname="manifests" name={quoteattr(name)}'
     if not errors:
-        out = [p.format() for p in problems]
+        out = [p.format(root) for p in problems]
         if out:
             return (
                 head + ">\n      <system-out>" + escape("\n".join(out)) + "</system-out>\n"
                 "    </testcase>\n"
             )
         return head + "/>\n"
-    text = "\n".join(p.format() for p in problems)
+    text = "\n".join(p.format(root) for p in problems)
     return (
         head + ">\n"
-        f"      <failure message={quoteattr(errors[0].format().splitlines()[0])} "
+        f"      <failure message={quoteattr(errors[0].format(root).splitlines()[0])} "
         f'type="{errors[0].code}">{escape(text)}</failure>\n'
         "    </testcase>\n"
     )

@@ -18,7 +18,7 @@ from gatewayctl.reports import codequality, junit, parse_report_option
 def format_text(diags: Sequence[Diagnostic], mset: ManifestSet, colour: bool) -> str:
     lines: list[str] = []
     for d in diags:
-        head, _, rest = d.format().partition("\n")
+        head, _, rest = d.format(mset.root).partition("\n")
         sev = d.severity.value
         head = head.replace(
             f"{sev}[", paint(sev, "red" if d.is_error else "yellow", colour) + "[", 1

@@ -103,7 +103,7 @@ def explain_command(
     data = _read_request(request)
     compiled = compile_root(root)
     for warning in compiled.warnings:
-        typer.echo(warning.format(), err=True)
+        typer.echo(warning.format(str(root)), err=True)
     try:
         exp = explain_request(compiled.ir, ExplainRequest(
             data, path, headers, consumer, jwt_issuer, tuple(sorted(counts.items()))))
@@ -165,7 +165,7 @@ def test_command(
     junit = _parse_junit(report or [])
     compiled = compile_root(root, local=live is not None)  # --live local: gatewayctl's Envoy
     for warning in compiled.warnings:
-        typer.echo(warning.format(), err=True)
+        typer.echo(warning.format(str(root)), err=True)
     cases = collect_cases(compiled.manifests)
     mode = "live: local gateway" if live else "offline: explain"
     if not cases:

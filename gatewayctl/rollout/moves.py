@@ -66,7 +66,7 @@ def compile_rollout_root(source: RolloutDocument, *, live: str | None = None) ->
 
     if source.errors:
         first = source.errors[0]
-        raise GatewayctlError(f"the manifests have errors: {first.format()}",
+        raise GatewayctlError(f"the manifests have errors: {first.format(str(source.root))}",
                               hint=f"run `gatewayctl validate {source.root}`")
     return compile_gateway(source.manifests, local=is_local(live))
 
@@ -101,7 +101,7 @@ def refuse_invalid(source: RolloutDocument, where: str = "") -> None:
         more = f" (and {len(source.errors) - 1} more)" if len(source.errors) > 1 else ""
         raise GatewayctlError(
             f"the manifests under {where or source.root} have errors, so nothing was edited: "
-            f"{first.format()}{more}",
+            f"{first.format(str(source.root))}{more}",
             hint=f"run `gatewayctl validate {source.root}`, or give the root with --root")
 
 

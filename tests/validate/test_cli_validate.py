@@ -77,6 +77,28 @@ def test_codequality_and_junit_reports(tmp_path: Path) -> None:
     assert cases["Gateway/ai-gateway"].find("failure") is None
 
 
+def test_the_text_names_a_file_as_the_reports_do_under_the_root_given(tmp_path: Path) -> None:
+    """`validate manifests/prod` prints `manifests/prod/routes.yaml:…`: a path that opens from
+    where the command ran (terminals and editors link it), the Code Quality report's path."""
+    root = tmp_path / "manifests" / "prod"
+    root.mkdir(parents=True)
+    (root / "routes.yaml").write_text((CASES / "weights-not-100.yaml").read_text())
+    cq, ju = tmp_path / "cq.json", tmp_path / "junit.xml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gatewayctl", "validate", "manifests/prod",
+         "--report", f"codequality={cq}", "--report", f"junit={ju}"],
+        capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    head = proc.stdout.splitlines()[0]
+    assert head.startswith("manifests/prod/routes.yaml:48:")
+    (issue,) = json.loads(cq.read_text())
+    assert issue["location"]["path"] == "manifests/prod/routes.yaml"
+    assert (tmp_path / issue["location"]["path"]).is_file()
+    failure = next(c.find("failure") for c in ET.parse(ju).getroot().iter("testcase")
+                   if c.find("failure") is not None)
+    assert failure.get("message", "").startswith("manifests/prod/routes.yaml:48:")
+
+
 def test_bad_report_option_is_a_usage_error() -> None:
     proc = run("validate", "examples/quickstart", "--report", "sarif=x.json")
     assert proc.returncode == 1

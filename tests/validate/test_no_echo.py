@@ -127,12 +127,12 @@ def test_a_link_out_of_the_root_is_refused_and_not_read(tmp_path: Path) -> None:
     code, text = run_validate(root, output="text", strict=False, reports=[], colour=False)
     assert code == 1
     assert text.splitlines()[:4] == [
-        "docker.yaml:1:1: error[GW009] docker.yaml is a link to a file outside the manifest "
-        "root; it was not read",
+        f"{root}/docker.yaml:1:1: error[GW009] docker.yaml is a link to a file outside the "
+        "manifest root; it was not read",
         "  hint: gatewayctl reads only what lies in the manifest root: copy the file into it, "
         "or validate the folder that holds it",
-        "shared:1:1: error[GW009] shared is a link to a folder outside the manifest root; it "
-        "was not read",
+        f"{root}/shared:1:1: error[GW009] shared is a link to a folder outside the manifest "
+        "root; it was not read",
         "  hint: gatewayctl reads only what lies in the manifest root: copy the file into it, "
         "or validate the folder that holds it",
     ]
@@ -149,8 +149,8 @@ def test_a_link_into_a_hidden_folder_is_refused(tmp_path: Path) -> None:
     code, text = run_validate(root, output="text", strict=False, reports=[], colour=False)
     assert code == 1
     assert text.startswith(
-        "key.yaml:1:1: error[GW009] key.yaml is a link to a hidden file of the manifest root; "
-        "it was not read\n"
+        f"{root}/key.yaml:1:1: error[GW009] key.yaml is a link to a hidden file of the "
+        "manifest root; it was not read\n"
     )
     assert_no_canary(text)
 
@@ -170,7 +170,7 @@ def test_a_dangling_link_is_an_error(tmp_path: Path) -> None:
     code, text = run_validate(root, output="text", strict=False, reports=[], colour=False)
     assert code == 1
     assert text.startswith(
-        "gone.yaml:1:1: error[GW009] gone.yaml is a link to nothing (its target does not "
+        f"{root}/gone.yaml:1:1: error[GW009] gone.yaml is a link to nothing (its target does not "
         "exist); it was not read\n"
     )
 

@@ -91,10 +91,11 @@ def test_a_merge_of_something_else_than_mappings_is_an_error() -> None:
 def test_a_duplicate_key_does_not_hide_the_rest_of_the_file(tmp_path: Path) -> None:
     twice = "  policies: [q]\n  timeout: 5s\n  timeout: 6s\n"
     routes = MERGED_ROUTE.replace("  policies: [q]\n", twice)
-    code, text = _validate(_root(tmp_path, routes=routes))
+    root = _root(tmp_path, routes=routes)
+    code, text = _validate(root)
     assert code == 1
     assert [line for line in text.splitlines() if "error[" in line] == [
-        'routes.yaml:10:3: error[GW002] spec.timeout: duplicate key "timeout" '
+        f'{root}/routes.yaml:10:3: error[GW002] spec.timeout: duplicate key "timeout" '
         "(first defined on line 9)"
     ]
 
@@ -112,12 +113,15 @@ spec:
   policies: [no-such-policy]
   retries: 3
 """
-    code, text = _validate(_root(tmp_path, broken=route))
+    root = _root(tmp_path, broken=route)
+    code, text = _validate(root)
     assert code == 1
     assert [line for line in text.splitlines() if "error[" in line] == [
-        'broken.yaml:6:14: error[GW203] spec.fallback[0]: Model "gpt-4o-2024-11-21" does not exist',
-        'broken.yaml:7:14: error[GW203] spec.policies[0]: Policy "no-such-policy" does not exist',
-        'broken.yaml:8:3: error[GW104] spec.retries: unknown field "retries"',
+        f'{root}/broken.yaml:6:14: error[GW203] spec.fallback[0]: Model "gpt-4o-2024-11-21" '
+        "does not exist",
+        f'{root}/broken.yaml:7:14: error[GW203] spec.policies[0]: Policy "no-such-policy" '
+        "does not exist",
+        f'{root}/broken.yaml:8:3: error[GW104] spec.retries: unknown field "retries"',
     ]
 
 
@@ -146,11 +150,12 @@ spec:
   rateLimit: {requests: 10, by: route
 ---
 """ + POLICY_Q.replace("name: q", "name: r")
-    code, text = _validate(_root(tmp_path, policies=broken))
+    root = _root(tmp_path, policies=broken)
+    code, text = _validate(root)
     assert code == 1
     assert text.splitlines()[:4] == [
-        "policies.yaml:6:1: error[GW001] YAML syntax error: did not find expected ',' or '}' "
-        "(while parsing a flow mapping that started at line 5, column 14)",
+        f"{root}/policies.yaml:6:1: error[GW001] YAML syntax error: did not find expected "
+        "',' or '}' (while parsing a flow mapping that started at line 5, column 14)",
         "  6 | ---",
         "      ^",
         "  hint: check indentation and quoting around this position",
