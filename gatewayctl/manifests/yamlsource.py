@@ -441,12 +441,87 @@ def _syntax_error(builder: _Builder, exc: yaml.MarkedYAMLError) -> Diagnostic:
             hint="YAML indents and separates with spaces, never tabs: replace the tab with "
             "spaces (and set the editor to insert spaces in YAML files)",
         )
+    misplaced = _misindented(builder, mark) if exc.problem in _INDENT_PROBLEMS else None
+    if exc.problem == "did not find expected '-' indicator" and start is not None:
+        misplaced = _misaligned_item(builder, mark, start)
+    if misplaced is not None:
+        return error("GW001", f"YAML syntax error: {misplaced[0]}", location=loc,
+                     hint=misplaced[1])
     return error(
         "GW001",
         f"YAML syntax error: {problem}",
         location=loc,
         hint="check indentation and quoting around this position",
     )
+
+
+# What libyaml says when a key is indented as no mapping above it is: one space too many
+# after a scalar value, or a column between two levels.
+_INDENT_PROBLEMS = frozenset({
+    "mapping values are not allowed in this context",
+    "did not find expected key",
+    "could not find expected ':'",
+})
+_KEY_LINE = re.compile(r"( *)(- +)?([^\s#'\"\-{\[][^:#]*?|\"[^\"]*\"|'[^']*') *:(?:\s|$)")
+
+
+def _misindented(builder: _Builder, mark: Any) -> tuple[str, str] | None:
+    """(message, hint) when the line the parser stopped on is a key whose indentation lines
+    up with no mapping open above it; None otherwise (libyaml's words stand)."""
+    if mark is None:
+        return None
+    line, _ = builder.pos(mark)
+    if not 0 < line <= len(builder.lines):
+        return None
+    here = _KEY_LINE.match(builder.lines[line - 1])
+    if here is None or here.group(2):
+        return None
+    indent = len(here.group(1))
+    # The mappings open at that line: walking up, each key less indented than every key
+    # below it (a `- key:` item opens its mapping at the key's column, its list at the dash).
+    levels: list[tuple[int, str, int]] = []  # (indentation, key, 1-based line)
+    deepest = 1 << 30
+    for number in range(line - 1, builder.doc_line, -1):
+        key = _KEY_LINE.match(builder.lines[number - 1])
+        if key is None:
+            continue
+        column = len(key.group(1)) + len(key.group(2) or "")
+        if column < deepest:
+            levels.append((column, key.group(3).strip(), number))
+            deepest = column
+        if key.group(2):
+            deepest = min(deepest, len(key.group(1)))
+        if deepest == 0:
+            break
+    if not levels or any(column == indent for column, _, _ in levels):
+        return None
+    # the nearest level on each side: one of them is where the key belongs
+    near = ([lv for lv in levels if lv[0] > indent][-1:]
+            + [lv for lv in levels if lv[0] < indent][:1])
+    ways = [f"by {_spaces(column) if not i else column} as `{key}` (line {number})"
+            for i, (column, key, number) in enumerate(near)]
+    choice = ", whichever mapping it belongs to" if len(ways) > 1 else ""
+    return (f"line {line} is indented {_spaces(indent)}, which lines up with no key above it",
+            f"YAML nests by indentation: indent it {', or '.join(ways)}{choice}")
+
+
+def _misaligned_item(builder: _Builder, mark: Any, start: Any) -> tuple[str, str] | None:
+    """(message, hint) when the parser stopped on a list item whose `-` is not in the column
+    of the list's first item (`start`, where libyaml says the list began)."""
+    line, column = builder.pos(mark)
+    first_line, first_column = builder.pos(start)
+    if not 0 < line <= len(builder.lines) or column == first_column:
+        return None
+    if not builder.lines[line - 1].lstrip(" ").startswith("-"):
+        return None
+    return (f"the `-` on line {line} is indented {_spaces(column - 1)}, the list's first item "
+            f"(line {first_line}) {first_column - 1}",
+            f"align the items of a list: indent this `-` by {_spaces(first_column - 1)}, as "
+            f"on line {first_line}")
+
+
+def _spaces(n: int) -> str:
+    return f"{n} space" + ("" if n == 1 else "s")
 
 
 def _tab_at(builder: _Builder, mark: Any) -> bool:
