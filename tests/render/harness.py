@@ -13,8 +13,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -393,6 +394,33 @@ def irs_gateway(tmp_path: Path, ir: GatewayIR, mock_url: str, concurrency: int =
                        listener_port=options.listener_port, admin_port=options.admin_port,
                        access_log=tmp_path / "access.log", concurrency=concurrency) as envoy:
         yield envoy
+
+
+def raw_exchange(port: int, writes: Iterable[bytes], *, timeout: float = 20.0,
+                 half_close: bool = False) -> bytes:
+    """Write `writes` on one connection while reading what comes back, and return it: Envoy
+    may answer (a 413, a 401) and stop reading before a request is whole, so the writes stop
+    at the first that fails and the answer is still read. `half_close`: shut the writing
+    side after the last write. Consuming `writes` lazily lets a caller count what was sent."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    received = bytearray()
+
+    def read() -> None:
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                received.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    with contextlib.suppress(OSError):
+        for data in writes:
+            sock.sendall(data)
+    if half_close:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+    reader.join(timeout=timeout)
+    sock.close()
+    return bytes(received)
 
 
 class _RejectingHandler(BaseHTTPRequestHandler):

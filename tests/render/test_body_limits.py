@@ -26,6 +26,7 @@ from tests.render.harness import (
     FILTERS,
     RunningEnvoy,
     loopback_options,
+    raw_exchange,
     running_envoy,
     with_filters,
     write_secrets,
@@ -102,33 +103,22 @@ def _rss(pid: int) -> int:
 
 def _hostile_post(port: int, chunked: bool, results: list[str], headers: str = "") -> None:
     """One unauthenticated 60 MB POST, sent until Envoy stops reading; what came back."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
     framing = "transfer-encoding: chunked" if chunked else f"content-length: {HOSTILE_BODY}"
     head = (
         f"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
         f"{framing}\r\n{headers}\r\n"
     ).encode()
-    received = bytearray()
-
-    def read() -> None:
-        with contextlib.suppress(OSError):
-            while chunk := sock.recv(65536):
-                received.extend(chunk)
-
-    reader = threading.Thread(target=read)
-    reader.start()
     piece = b'{"model":"other","messages":[{"role":"user","content":"' + b"x" * 65000
     sent = 0
-    with contextlib.suppress(OSError):
-        sock.sendall(head)
+
+    def writes() -> Iterator[bytes]:
+        nonlocal sent
+        yield head
         while sent < HOSTILE_BODY:
-            data = b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece
-            sock.sendall(data)
-            sent += len(piece)
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_WR)
-    reader.join(timeout=30)
-    sock.close()
+            yield b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece
+            sent += len(piece)  # once the piece was written whole
+
+    received = raw_exchange(port, writes(), timeout=30, half_close=True)
     status = received.split(b" ", 2)[1].decode() if received.startswith(b"HTTP/1.1 ") else "-"
     results.append(f"{status}:{sent}")
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from tests.render.conftest import needs_envoy  # noqa: E402
 from tests.render.harness import (  # noqa: E402
     RunningEnvoy,
     loopback_options,
+    raw_exchange,
     require_filters,
     running_envoy,
     with_filters,
@@ -119,21 +118,7 @@ def _post(port: int, rid: str, headers: dict[str, str], body: bytes, chunked: bo
         request += b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
     else:
         request += body
-    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-    received = bytearray()
-
-    def read() -> None:
-        with contextlib.suppress(OSError):
-            while chunk := sock.recv(65536):
-                received.extend(chunk)
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    with contextlib.suppress(OSError):
-        sock.sendall(request)
-    reader.join(timeout=20)
-    sock.close()
-    head_bytes, _, payload = bytes(received).partition(b"\r\n\r\n")
+    head_bytes, _, payload = raw_exchange(port, [request]).partition(b"\r\n\r\n")
     lines = head_bytes.decode().split("\r\n")
     status = int(lines[0].split(" ")[1])
     reply = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
