@@ -26,7 +26,7 @@ import pytest
 
 from gatewayctl.ir import CacheIR, LimitIR, PolicyIR
 from gatewayctl.local.mock_provider import FaultConfig, FaultRule, MockProviderConfig
-from gatewayctl.render.envoy import render_envoy
+from gatewayctl.render.envoy import EnvoyOptions, render_envoy
 from gatewayctl.render.envoy.access_log import (
     BACKEND_COUNTER_KEYS,
     CACHE_ONLY_KEYS,
@@ -436,15 +436,26 @@ def test_keys_only_the_logger_reads_stay_out_of_envoys_metadata(tmp_path: Path) 
     assert set(LOGGER_ONLY_KEYS) >= set(BACKEND_COUNTER_KEYS)
 
 
-def _module_gateway(root: Path, mock_url: str, flush_ms: int, path: str | None = None
-                    ) -> tuple[EnvoyBundle, Any]:
-    write_secrets(root / "secrets", {("openai-credentials", "api-key"): irs.OPENAI_KEY})
-    more: dict[str, Any] = {"access_log_flush_ms": flush_ms}
-    if path is not None:
-        more["access_log_path"] = path
-    options = loopback_options(root, root / "secrets", provider_overrides={"openai": mock_url},
-                               **more)
-    return render_envoy(with_filters(irs.build_ir(), "module"), options), options
+@contextlib.contextmanager
+def _logging_gateway(root: Path, log: Path, flush_ms: int, path: str | None = None
+                     ) -> Iterator[tuple[RunningEnvoy, EnvoyOptions]]:
+    """The fixture IR on the compiled filters against a mock provider, its access log at
+    `path` (the rendered default when None) and Envoy's own log beside `log`; stopped after."""
+    mocks = {"openai": MockProviderConfig(name="openai", require_key=irs.OPENAI_KEY)}
+    with running_mocks(mocks) as handles:
+        write_secrets(root / "secrets", {("openai-credentials", "api-key"): irs.OPENAI_KEY})
+        more: dict[str, Any] = {"access_log_flush_ms": flush_ms}
+        if path is not None:
+            more["access_log_path"] = path
+        options = loopback_options(root, root / "secrets",
+                                   provider_overrides={"openai": handles["openai"].url}, **more)
+        bundle = render_envoy(with_filters(irs.build_ir(), "module"), options)
+        envoy = start_envoy(root / "envoy", bundle, listener_port=options.listener_port,
+                            admin_port=options.admin_port, access_log=log)
+        try:
+            yield envoy, options
+        finally:
+            envoy.stop()
 
 
 @needs_envoy
@@ -452,13 +463,8 @@ def _module_gateway(root: Path, mock_url: str, flush_ms: int, path: str | None =
 def test_lines_survive_a_reload_and_a_clean_shutdown(tmp_path: Path) -> None:
     """Flushed only by a reload of the listener and by the shutdown (an hour's interval): every
     line is there once, whole."""
-    mocks = {"openai": MockProviderConfig(name="openai", require_key=irs.OPENAI_KEY)}
-    with running_mocks(mocks) as handles:
-        urls = {name: h.url for name, h in handles.items()}
-        bundle, options = _module_gateway(tmp_path, urls["openai"], flush_ms=3_600_000)
-        log = tmp_path / "access.log"
-        envoy = start_envoy(tmp_path / "envoy", bundle, listener_port=options.listener_port,
-                            admin_port=options.admin_port, access_log=log)
+    log = tmp_path / "access.log"
+    with _logging_gateway(tmp_path, log, flush_ms=3_600_000) as (envoy, options):
         try:
             sent = []
             for n in range(40):
@@ -478,33 +484,25 @@ def test_lines_survive_a_reload_and_a_clean_shutdown(tmp_path: Path) -> None:
         finally:
             envoy.proc.send_signal(signal.SIGTERM)
             envoy.proc.wait(timeout=30)
-        lines = log.read_text().split("\n")
-        assert lines[-1] == ""
-        ids = [json.loads(line)["request_id"] for line in lines[:-1]]
-        assert [i for i in ids if i in set(sent)] == sent
+    lines = log.read_text().split("\n")
+    assert lines[-1] == ""
+    ids = [json.loads(line)["request_id"] for line in lines[:-1]]
+    assert [i for i in ids if i in set(sent)] == sent
 
 
 @needs_envoy
 @pytest.mark.envoy
 def test_a_failed_write_is_reported_once_and_envoy_keeps_serving(tmp_path: Path) -> None:
-    mocks = {"openai": MockProviderConfig(name="openai", require_key=irs.OPENAI_KEY)}
-    with running_mocks(mocks) as handles:
-        urls = {name: h.url for name, h in handles.items()}
-        bundle, options = _module_gateway(tmp_path, urls["openai"], flush_ms=50,
-                                          path="/dev/full")
-        envoy = start_envoy(tmp_path / "envoy", bundle, listener_port=options.listener_port,
-                            admin_port=options.admin_port, access_log=tmp_path / "unused.log")
-        try:
-            for _flush in range(3):  # several flushes, each failing
-                for _ in range(5):
-                    assert envoy.chat("llama-70b").status == 200
-                time.sleep(0.3)
-            assert envoy.proc.poll() is None
-        finally:
-            envoy.stop()
-        reports = [line for line in envoy.log_text().splitlines() if "/dev/full" in line]
-        assert len(reports) == 1, reports
-        assert "write failed" in reports[0] and "No space left on device" in reports[0]
+    with _logging_gateway(tmp_path, tmp_path / "unused.log", flush_ms=50,
+                          path="/dev/full") as (envoy, _):
+        for _flush in range(3):  # several flushes, each failing
+            for _ in range(5):
+                assert envoy.chat("llama-70b").status == 200
+            time.sleep(0.3)
+        assert envoy.proc.poll() is None
+    reports = [line for line in envoy.log_text().splitlines() if "/dev/full" in line]
+    assert len(reports) == 1, reports
+    assert "write failed" in reports[0] and "No space left on device" in reports[0]
 
 
 def _ids(path: Path) -> list[str]:
@@ -542,14 +540,9 @@ def test_the_file_follows_a_rename_reopen_logs_and_a_removal(tmp_path: Path) -> 
     the new one has lines; renamed again with Envoy's /reopen_logs after it (which does not
     reach the module: the file follows by itself) and removed, the next lines are in a new file
     at the path."""
-    mocks = {"openai": MockProviderConfig(name="openai", require_key=irs.OPENAI_KEY)}
-    with running_mocks(mocks) as handles:
-        log = tmp_path / "logs" / "access.log"
-        log.parent.mkdir()
-        bundle, options = _module_gateway(tmp_path, handles["openai"].url, flush_ms=50,
-                                          path=str(log))
-        envoy = start_envoy(tmp_path / "envoy", bundle, listener_port=options.listener_port,
-                            admin_port=options.admin_port, access_log=log)
+    log = tmp_path / "logs" / "access.log"
+    log.parent.mkdir()
+    with _logging_gateway(tmp_path, log, flush_ms=50, path=str(log)) as (envoy, _):
         sent: list[list[str]] = [[], []]
         failures: list[int] = []
 
@@ -627,14 +620,9 @@ def test_a_path_that_cannot_be_reopened_is_reported_once_and_followed_later(
     """Renamed while its directory takes no new file: reported once on Envoy's stderr, the
     lines go on to the renamed file (none lost) and Envoy keeps serving; once the directory
     takes files again, the next lines are in a new file at the path."""
-    mocks = {"openai": MockProviderConfig(name="openai", require_key=irs.OPENAI_KEY)}
-    with running_mocks(mocks) as handles:
-        log = tmp_path / "logs" / "access.log"
-        log.parent.mkdir()
-        bundle, options = _module_gateway(tmp_path, handles["openai"].url, flush_ms=50,
-                                          path=str(log))
-        envoy = start_envoy(tmp_path / "envoy", bundle, listener_port=options.listener_port,
-                            admin_port=options.admin_port, access_log=log)
+    log = tmp_path / "logs" / "access.log"
+    log.parent.mkdir()
+    with _logging_gateway(tmp_path, log, flush_ms=50, path=str(log)) as (envoy, _):
         rotated = log.with_name("access.log.1")
         try:
             before = ["before-0", "before-1"]
