@@ -377,6 +377,12 @@ def _explain(ir: GatewayIR, request: ExplainRequest) -> Explanation:
             413, "request_too_large", "auth",
             f"the body is {size} bytes; {principal} may send at most {cap} (the largest body "
             "limit among the routes it may use)"))
+    coding = (_header(headers, "content-encoding") or "").strip(_WS).lower()
+    if coding not in ("", "identity"):
+        return replace(base, outcome=_reject(
+            415, "unsupported_content_encoding", "auth",
+            "the body is declared coded (Content-Encoding); the guardrails read it as sent, "
+            "so the gateway takes uncompressed bodies only"))
 
     # -- the body filter --------------------------------------------------------------------------
     try:

@@ -187,6 +187,17 @@ def test_guard_text_and_carried_text() -> None:
     assert carried_text("a\0b\udc80") == "a b\ufffd"
 
 
+def test_a_coded_body_is_415_from_the_headers(multi) -> None:
+    for coding in ("gzip", " BR ", "identity,gzip"):
+        exp = _explain(multi, _chat("chat"), consumer="search-app",
+                       headers={"content-encoding": coding})
+        assert (exp.status, exp.outcome.code, exp.outcome.stage) == (
+            415, "unsupported_content_encoding", "auth")
+    exp = _explain(multi, _chat("chat"), consumer="search-app",
+                   headers={"content-encoding": "Identity"})
+    assert exp.status == 200
+
+
 def test_body_decoder_matches_json_lua() -> None:
     assert decode_body(b' {"a":"\\ud800x","a":"\\ud83d\\ude00","b":[1,2.5e1]} ') == {
         "a": "\U0001f600", "b": [1.0, 25.0]}

@@ -12,7 +12,8 @@
 -- answer at once, without reading the body, when no route could accept the request:
 -- 401 (no or an unknown key, and no route is open to anonymous clients), 403 (a consumer that
 -- no route allows), 413 (a Content-Length over the largest body any route open to this client
--- accepts). Otherwise the principal goes into x-gw-principal (`c:<consumer>`, `invalid` or
+-- accepts), 415 (a Content-Encoding other than identity: the guardrails read the body as sent,
+-- and a provider would decode it first). Otherwise the principal goes into x-gw-principal (`c:<consumer>`, `invalid` or
 -- `none`; `<provider>:<consumer>` or `token:<why>` for a JWT) for the body filter, and x-gw-route names the body class of that cap: the route
 -- table's entry for it configures the buffer filter that comes next to buffer at most that
 -- many bytes (413 beyond). The body filter then picks the real route from `model`.
@@ -111,6 +112,15 @@ function envoy_on_request(h)
   if length ~= nil and length > cap then
     return reply(h, 413, "The request body is larger than " .. cap .. " bytes.",
       "invalid_request_error", "request_too_large")
+  end
+  -- the guardrails read the body as sent: one the provider would decode first is refused
+  local coding = hdrs:get("content-encoding")
+  if coding ~= nil then
+    coding = string.lower(trim(coding))
+    if coding ~= "" and coding ~= "identity" then
+      return reply(h, 415, "The request body must be sent without Content-Encoding: the gateway reads it as it is.",
+        "invalid_request_error", "unsupported_content_encoding")
+    end
   end
   hdrs:replace(PRINCIPAL_HEADER, principal)
   if cap ~= DATA.first_cap then

@@ -4,7 +4,8 @@
  * For a POST to an OpenAI endpoint: the presented key (`Authorization: Bearer`, then each
  * other key header, trimmed) names a consumer through the consumers' key files; no route open
  * to the principal is a local reply (401 missing or unknown key, 403 a consumer no route
- * allows, 413 a Content-Length over the principal's body bound), with the same bodies and
+ * allows, 413 a Content-Length over the principal's body bound, 415 a Content-Encoding other
+ * than identity), with the same bodies and
  * headers as the Lua's; otherwise the principal goes into x-gw-principal (`c:<consumer>`,
  * `invalid`, `none`) and the body class of its bound into x-gw-route (route cache cleared),
  * or, with the config's `buffer_headroom` (no buffer filter in the chain), the stream's buffer
@@ -394,6 +395,28 @@ static long long content_length(gw_envoy_ptr filter) {
   return value;
 }
 
+/* Whether the request says its body is coded (gzip, br, ...): a Content-Encoding that is not
+ * blank and not `identity` (any case, trimmed; several values joined with `,`, as Lua's
+ * headers:get joins them). */
+#define UNSUPPORTED_CODING \
+  "The request body must be sent without Content-Encoding: the gateway reads it as it is."
+
+static bool coded_body(gw_envoy_ptr filter) {
+  gw_header_value v;
+  if (!gw_request_header(filter, BUF("content-encoding"), &v)) return false;
+  const char *p = v.ptr;
+  size_t n = v.length;
+  trim(&p, &n);
+  bool identity = n == 8;
+  for (size_t i = 0; identity && i < 8; i++) {
+    char c = p[i];
+    if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+    identity = c == "identity"[i];
+  }
+  free(v.owned);
+  return n > 0 && !identity;
+}
+
 /* An OpenAI-style error as the local reply (the Lua's reply(): the same body and headers,
  * gw.local_reply set, the reply header on the request so the local_reply mappers leave it). */
 static int reply(gw_envoy_ptr filter, const gw_auth *a, uint32_t status, const char *message,
@@ -494,6 +517,10 @@ int gw_auth_request_headers(gw_envoy_ptr filter, gw_auth *a) {
     snprintf(message, sizeof message, "The request body is larger than %lld bytes.", cap);
     return reply(filter, a, 413, message, "invalid_request_error", "request_too_large");
   }
+  /* the guardrails read the body as sent: one the provider would decode first is refused */
+  if (coded_body(filter))
+    return reply(filter, a, 415, UNSUPPORTED_CODING, "invalid_request_error",
+                 "unsupported_content_encoding");
   envoy_dynamic_module_callback_http_set_header(filter, GW_REQUEST_HEADERS,
                                                 buf(a->principal_header),
                                                 (gw_buffer){principal_ptr, principal_length});

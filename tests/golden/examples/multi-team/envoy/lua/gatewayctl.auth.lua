@@ -130,6 +130,14 @@ if length ~= nil and length > cap then
 return reply(h, 413, "The request body is larger than " .. cap .. " bytes.",
 "invalid_request_error", "request_too_large")
 end
+local coding = hdrs:get("content-encoding")
+if coding ~= nil then
+coding = string.lower(trim(coding))
+if coding ~= "" and coding ~= "identity" then
+return reply(h, 415, "The request body must be sent without Content-Encoding: the gateway reads it as it is.",
+"invalid_request_error", "unsupported_content_encoding")
+end
+end
 hdrs:replace(PRINCIPAL_HEADER, principal)
 if cap ~= DATA.first_cap then
 hdrs:replace(ROUTE_HEADER, DATA.body_classes[tostring(cap)])
