@@ -2,10 +2,11 @@
 
 `guard_text`: every string the provider will read (message text of every role and part, tool
 calls and definitions, object keys below the top level, `prompt`, `input`, the injected
-prompt), joined by newlines; not the top-level member names, `model`, or the values of `role`
-and `type`. `carried_text`: that text as the RBAC filter's RE2 receives it (NUL -> space, a
-byte outside valid UTF-8 -> U+FFFD). `redact`: the redactors, in the gateway's order and with
-its exact patterns (Lua patterns over bytes, so ASCII classes only: `%w`, `%d`, `%s`).
+prompt), joined by newlines; not the top-level member names, `model`, or an enumeration word
+(ENUM_WORDS) as the value of `role` or `type`. `carried_text`: that text as the RBAC filter's
+RE2 receives it (NUL -> space, a byte outside valid UTF-8 -> U+FFFD). `redact`: the
+redactors, in the gateway's order and with its exact patterns (Lua patterns over bytes, so
+ASCII classes only: `%w`, `%d`, `%s`).
 `deny_matches`: the deny patterns that match, with Envoy's wrapping and RE2.
 
 Pure: no I/O. A change to gateway.lua's text handling must be made here too; the differential
@@ -21,6 +22,13 @@ from functools import cache
 from typing import Any
 
 NOT_TEXT = frozenset({"role", "type"})
+# The API's enumeration words: under NOT_TEXT keys these are no text (the provider checks them);
+# any other value there is (a custom role a provider renders, a schema property named `type`).
+ENUM_WORDS = frozenset({
+    "system", "user", "assistant", "tool", "developer", "function", "text", "image_url",
+    "input_audio", "file", "refusal", "custom", "input_text", "output_text", "input_image",
+    "input_file", "audio_url", "video_url", "json_object", "json_schema", "content",
+    "allowed_tools", "string", "number", "integer", "boolean", "object", "array", "null"})
 NOT_REDACTED = frozenset({"model", "role", "type", "name", "id", "tool_call_id", "call_id"})
 REDACT_ORDER = ("email", "ssn", "credit-card", "phone")
 MARKS = {
@@ -43,10 +51,9 @@ def _add_strings(value: Any, out: list[str]) -> None:
         return
     for key, item in value.items():
         out.append(key)
-        if key in NOT_TEXT:
-            continue
         if isinstance(item, str):
-            out.append(item)
+            if not (key in NOT_TEXT and item in ENUM_WORDS):
+                out.append(item)
         elif isinstance(item, (dict, list)):
             _add_strings(item, out)
 
@@ -163,7 +170,8 @@ def _redact_value(value: Any, kinds: frozenset[str]) -> Any:
     if isinstance(value, list):
         return [_redact_value(v, kinds) for v in value]
     if isinstance(value, dict):
-        return {k: (v if k in NOT_REDACTED else _redact_value(v, kinds)) for k, v in value.items()}
+        return {k: (v if k in NOT_REDACTED and isinstance(v, str) else _redact_value(v, kinds))
+                for k, v in value.items()}
     return value
 
 

@@ -15,7 +15,7 @@ import pytest
 from gatewayctl.cli import main
 from gatewayctl.explain import ExplainRequest, Explanation, explain_request
 from gatewayctl.explain.jsonbody import BodyError, decode_body, lua_encode
-from gatewayctl.explain.text import carried_text, guard_text, redact_string
+from gatewayctl.explain.text import carried_text, guard_text, redact, redact_string
 from gatewayctl.ir import GatewayIR, LimitsIR
 from gatewayctl.pipeline import compile_root
 from tests.conftest import REPO
@@ -185,6 +185,20 @@ def test_guard_text_and_carried_text() -> None:
     assert "m" not in text.split("\n") and "system" not in text and "\0" in text
     assert "content" in text and "type" in text and "u@x.io" in text
     assert carried_text("a\0b\udc80") == "a b\ufffd"
+
+
+def test_role_and_type_hide_only_enumeration_words() -> None:
+    schema = {"type": "object", "properties": {"type": {"type": "string", "description": "d1"},
+                                               "role": {"description": "d2"}}}
+    req = {"model": "m", "messages": [{"role": "user r1", "content": [{"type": "t1"}]},
+                                      {"role": {"x": "r2"}, "content": "c"}],
+           "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}]}
+    pieces = guard_text(req).split("\n")
+    assert {"d1", "d2", "user r1", "t1", "r2", "c"} <= set(pieces)
+    assert not {"string", "object"} & set(pieces)  # "function" is a key there too
+    mail = {"description": "a.b@example.com"}
+    assert redact({"name": mail, "id": "a.b@example.com"}, {"email"}) == {
+        "name": {"description": "[REDACTED_EMAIL]"}, "id": "a.b@example.com"}
 
 
 def test_a_coded_body_is_415_from_the_headers(multi) -> None:

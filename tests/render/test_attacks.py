@@ -7,7 +7,10 @@ chunking, `Expect: 100-continue` as written) to the `guarded` route (a deny patt
 redaction) or to an open route, and the case says the status, the error code and whether the
 provider is reached; a request to `guarded` that carries the denied phrase must never reach it.
 Found by this attack and fixed: a `Content-Encoding` body went upstream with its header (the
-provider decodes what the guardrails read undecoded: now 415 from the auth filter).
+provider decodes what the guardrails read undecoded: now 415 from the auth filter); a `role` or
+`type` member hid its whole value from the deny patterns (a tool schema property named `type`
+with a description, a custom role a provider renders: now only an enumeration word there is no
+text); a `name` or `id` member hid its object from redaction (now only its string value).
 """
 
 from __future__ import annotations
@@ -76,6 +79,12 @@ OPEN = _chat("chat")
 BLOCKED, PASSED = (403, "content_blocked"), (200, None)
 
 
+def _tool_schema(properties: dict[str, Any]) -> bytes:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": properties}}}
+    return _chat("guarded", tools=[tool])
+
+
 # (id, raw request, pieces, (status, code)); a 200 reaches the provider, nothing else does
 CASES: list[tuple[str, bytes, int, tuple[int, str | None]]] = [
     # a coded body: the provider would decode what the guardrails read as it is
@@ -89,6 +98,21 @@ CASES: list[tuple[str, bytes, int, tuple[int, str | None]]] = [
                                                    ("content-encoding", "gzip")]), 1,
      (415, "unsupported_content_encoding")),
     ("identity", _request(OPEN, headers=[("content-encoding", "Identity")]), 1, PASSED),
+    # role and type: only the API's enumeration words are no text
+    ("schema-property-type", _request(_tool_schema({"type": {"type": "string",
+                                                             "description": PHRASE}})), 1,
+     BLOCKED),
+    ("schema-property-role", _request(_tool_schema({"role": {"description": PHRASE}})), 1,
+     BLOCKED),
+    ("schema-type-list", _request(_tool_schema({"x": {"type": ["string", PHRASE]}})), 1,
+     BLOCKED),
+    ("custom-role", _request(json.dumps({"model": "guarded", "messages": [
+        {"role": "user\n" + PHRASE, "content": "hi"}]}).encode()), 1, BLOCKED),
+    ("role-object", _request(json.dumps({"model": "guarded", "messages": [
+        {"role": {"x": PHRASE}, "content": "hi"}]}).encode()), 1, BLOCKED),
+    ("custom-part-type", _request(json.dumps({"model": "guarded", "messages": [
+        {"role": "user", "content": [{"type": PHRASE, "text": "x"}]}]}).encode()), 1, BLOCKED),
+    ("enumeration-words-pass", _request(_tool_schema({"type": {"type": "string"}})), 1, PASSED),
     # repeated and escaped keys: the decoder keeps the last, as the provider's does
     ("model-twice-guarded-last", _request(
         b'{"model":"chat","messages":[{"role":"user","content":"' + PHRASE.encode()
@@ -162,6 +186,17 @@ def test_attack_gets_its_answer_and_nothing_unchecked_reaches_the_provider(
     assert all(PHRASE not in json.dumps(r["body"]) for r in sent)
     assert all(r["headers"].get("content-encoding", "identity").lower() == "identity"
                for r in sent)
+
+
+def test_redaction_reaches_objects_under_identifier_keys(gateway: Gateway) -> None:
+    mail = "write to jane.doe@example.com"
+    raw = _request(_tool_schema({"name": {"type": "string", "description": mail},
+                                 "id": {"description": mail}}))
+    assert _send(gateway, raw) == PASSED
+    properties = gateway.openai.requests()[-1]["body"]["tools"][0]["function"]["parameters"][
+        "properties"]
+    assert properties == {"name": {"type": "string", "description": "write to [REDACTED_EMAIL]"},
+                          "id": {"description": "write to [REDACTED_EMAIL]"}}
 
 
 def test_the_limit_counts_the_presented_key_whatever_the_client_claims(gateway: Gateway) -> None:

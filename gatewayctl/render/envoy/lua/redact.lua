@@ -2,8 +2,8 @@
 -- gateway.lua; the deny patterns see the original text). Bound at render time as
 -- `local redact = (function() ... end)()`; returns { table = redact_table, email = ...,
 -- string = redact_string }.
--- redact.table(v, kinds) rewrites every string of v in place but those under NOT_REDACTED
--- keys, with the redactors named in `kinds` (a set of email, ssn, credit-card, phone), and
+-- redact.table(v, kinds) rewrites every string of v in place but the string values of
+-- NOT_REDACTED keys, with the redactors named in `kinds` (a set of email, ssn, credit-card, phone), and
 -- returns true if any string changed.
 local M = {}
 local find, sub, gsub, byte = string.find, string.sub, string.gsub, string.byte
@@ -12,7 +12,8 @@ local is_array = json.is_array
 
 -- Redaction rewrites the strings the provider reads except these identifiers, whose rewriting
 -- would break the tool round trip (a call's id, a function's name); the deny patterns still
--- see them.
+-- see them. Identifiers are strings: an array or object under such a key (a schema property
+-- named `name` or `id`, with its description) is redacted like any other.
 local NOT_REDACTED = { model = true, role = true, type = true, name = true, id = true,
                        tool_call_id = true, call_id = true }
 
@@ -94,7 +95,8 @@ local function redact_string(s, kinds)
   return s
 end
 
--- Redacts every string of v in place but those under NOT_REDACTED keys; true if any changed.
+-- Redacts every string of v in place but the string values of NOT_REDACTED keys; true if any
+-- changed.
 local function redact_table(v, kinds)
   local changed = false
   if is_array(v) then
@@ -111,14 +113,14 @@ local function redact_table(v, kinds)
     return changed
   end
   for k, item in pairs(v) do
-    if not NOT_REDACTED[k] then
-      local t = type(item)
-      if t == "string" then
+    local t = type(item)
+    if t == "string" then
+      if not NOT_REDACTED[k] then
         local r = redact_string(item, kinds)
         if r ~= item then v[k] = r; changed = true end
-      elseif t == "table" and redact_table(item, kinds) then
-        changed = true
       end
+    elseif t == "table" and redact_table(item, kinds) then
+      changed = true
     end
   end
   return changed

@@ -8,12 +8,23 @@
 -- definitions (descriptions, parameter schemas), `prompt`, `input`, the injected prompt. The
 -- deny patterns see all of it, object keys below the top level included (a schema's property
 -- names reach the model too). Left out, as not text: the top-level member names (the API's
--- parameters), `model`, and the values of `role` and `type` (enumerations the provider checks).
+-- parameters), `model`, and a `role` or `type` whose value is one of the API's enumeration words
+-- (ENUM_WORDS: the provider checks those). Any other value there is text: a provider may render
+-- a custom role into the prompt (vLLM), and a schema property named `type` or `role` holds a
+-- schema whose description the model reads.
 local M = {}
 local find, sub, byte = string.find, string.sub, string.byte
 local concat = table.concat
 local is_array = json.is_array
 local NOT_TEXT = { role = true, type = true }
+local ENUM_WORDS = {}
+for w in string.gmatch(
+  "system user assistant tool developer function text image_url input_audio file refusal " ..
+  "custom input_text output_text input_image input_file audio_url video_url json_object " ..
+  "json_schema content allowed_tools string number integer boolean object array null",
+  "%S+") do
+  ENUM_WORDS[w] = true
+end
 
 local function add_strings(v, out, n)
   if is_array(v) then
@@ -30,13 +41,11 @@ local function add_strings(v, out, n)
   end
   for k, item in pairs(v) do
     n = n + 1; out[n] = k
-    if not NOT_TEXT[k] then
-      local t = type(item)
-      if t == "string" then
-        n = n + 1; out[n] = item
-      elseif t == "table" then
-        n = add_strings(item, out, n)
-      end
+    local t = type(item)
+    if t == "string" then
+      if not (NOT_TEXT[k] and ENUM_WORDS[item]) then n = n + 1; out[n] = item end
+    elseif t == "table" then
+      n = add_strings(item, out, n)
     end
   end
   return n

@@ -33,8 +33,23 @@ static void piece(pieces *p, const char *bytes, size_t length) {
   gw_out_append(p->out, bytes, length);
 }
 
+/* text.lua's ENUM_WORDS: the API's enumeration words, which a `role` or `type` holds as no
+ * text (the provider checks them); any other value there is text. */
+static const char *const ENUM_WORDS[] = {
+    "system",      "user",        "assistant",   "tool",          "developer", "function",
+    "text",        "image_url",   "input_audio", "file",          "refusal",   "custom",
+    "input_text",  "output_text", "input_image", "input_file",    "audio_url", "video_url",
+    "json_object", "json_schema", "content",     "allowed_tools", "string",    "number",
+    "integer",     "boolean",     "object",      "array",         "null"};
+
+static bool enum_word(const char *s, size_t n) {
+  for (size_t i = 0; i < sizeof ENUM_WORDS / sizeof ENUM_WORDS[0]; i++)
+    if (strlen(ENUM_WORDS[i]) == n && memcmp(ENUM_WORDS[i], s, n) == 0) return true;
+  return false;
+}
+
 /* text.lua's add_strings: every string of an array; of an object every key, and the strings of
- * every member but `role` and `type`. */
+ * every member but an enumeration word under `role` or `type`. */
 static void add_strings(const gv_value *v, pieces *p) {
   if (v->type == GV_ARRAY) {
     for (size_t i = 0; i < v->item_count; i++) {
@@ -50,10 +65,11 @@ static void add_strings(const gv_value *v, pieces *p) {
   for (size_t i = 0; i < v->member_count; i++) {
     const gv_member *m = &v->members[i];
     piece(p, m->key, m->key_length);
-    if (KEY_IS(m, "role") || KEY_IS(m, "type")) continue;
     const gv_value *item = m->value;
-    if (item->type == GV_STRING)
-      piece(p, item->string, item->length);
+    if (item->type == GV_STRING) {
+      if (!((KEY_IS(m, "role") || KEY_IS(m, "type")) && enum_word(item->string, item->length)))
+        piece(p, item->string, item->length);
+    }
     else if (item->type == GV_ARRAY || item->type == GV_OBJECT)
       add_strings(item, p);
   }
@@ -365,7 +381,8 @@ bool gw_redact_string(const char *bytes, size_t length, unsigned kinds, gw_out *
   return changed;
 }
 
-/* redact.lua's NOT_REDACTED: model, role, type, name, id, tool_call_id, call_id */
+/* redact.lua's NOT_REDACTED: model, role, type, name, id, tool_call_id, call_id (their string
+ * values only) */
 static bool not_redacted(const gv_member *m) {
   switch (m->key_length) {
     case 2: return KEY_IS(m, "id");
@@ -415,10 +432,10 @@ static bool redact_value(redaction *r, gv_value *v) {
   } else if (v->type == GV_OBJECT) {
     for (size_t i = 0; i < v->member_count; i++) {
       gv_member *m = &v->members[i];
-      if (not_redacted(m)) continue;
       gv_value *item = m->value;
-      if (item->type == GV_STRING)
-        changed |= redact_string_value(r, item);
+      if (item->type == GV_STRING) {
+        if (!not_redacted(m)) changed |= redact_string_value(r, item);
+      }
       else if (item->type == GV_ARRAY || item->type == GV_OBJECT)
         changed |= redact_value(r, item);
     }

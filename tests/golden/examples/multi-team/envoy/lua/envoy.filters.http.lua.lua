@@ -562,6 +562,14 @@ local find, sub, byte = string.find, string.sub, string.byte
 local concat = table.concat
 local is_array = json.is_array
 local NOT_TEXT = { role = true, type = true }
+local ENUM_WORDS = {}
+for w in string.gmatch(
+"system user assistant tool developer function text image_url input_audio file refusal " ..
+"custom input_text output_text input_image input_file audio_url video_url json_object " ..
+"json_schema content allowed_tools string number integer boolean object array null",
+"%S+") do
+ENUM_WORDS[w] = true
+end
 local function add_strings(v, out, n)
 if is_array(v) then
 for i = 1, #v do
@@ -577,13 +585,11 @@ return n
 end
 for k, item in pairs(v) do
 n = n + 1; out[n] = k
-if not NOT_TEXT[k] then
 local t = type(item)
 if t == "string" then
-n = n + 1; out[n] = item
+if not (NOT_TEXT[k] and ENUM_WORDS[item]) then n = n + 1; out[n] = item end
 elseif t == "table" then
 n = add_strings(item, out, n)
-end
 end
 end
 return n
@@ -744,14 +750,14 @@ end
 return changed
 end
 for k, item in pairs(v) do
-if not NOT_REDACTED[k] then
 local t = type(item)
 if t == "string" then
+if not NOT_REDACTED[k] then
 local r = redact_string(item, kinds)
 if r ~= item then v[k] = r; changed = true end
+end
 elseif t == "table" and redact_table(item, kinds) then
 changed = true
-end
 end
 end
 return changed
