@@ -21,14 +21,11 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
+from gatewayctl.render.envoy.names import ENUM_WORDS as NAMES_ENUM_WORDS
+
 NOT_TEXT = frozenset({"role", "type"})
-# The API's enumeration words: under NOT_TEXT keys these are no text (the provider checks them);
-# any other value there is (a custom role a provider renders, a schema property named `type`).
-ENUM_WORDS = frozenset({
-    "system", "user", "assistant", "tool", "developer", "function", "text", "image_url",
-    "input_audio", "file", "refusal", "custom", "input_text", "output_text", "input_image",
-    "input_file", "audio_url", "video_url", "json_object", "json_schema", "content",
-    "allowed_tools", "string", "number", "integer", "boolean", "object", "array", "null"})
+# The API's enumeration words (names.ENUM_WORDS): under NOT_TEXT keys these are no text.
+ENUM_WORDS = frozenset(NAMES_ENUM_WORDS)
 NOT_REDACTED = frozenset({"model", "role", "type", "name", "id", "tool_call_id", "call_id"})
 REDACT_ORDER = ("email", "ssn", "credit-card", "phone")
 MARKS = {

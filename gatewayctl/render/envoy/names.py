@@ -190,7 +190,19 @@ STATS_LOG_TYPE = TYPE_PREFIX + "envoy.extensions.access_loggers.stats.v3.Config"
 
 # Every name above that the Lua filters use, as the generated `local NAMES = {...}` line each
 # filter starts with (lua.py): the shipped Lua spells none of them itself.
+# The API's enumeration words: as the value of `role` or `type` they are no text for the deny
+# patterns (the provider checks them); any other value there is (a custom role a provider
+# renders, a schema property named `type`). One list for text.lua (NAMES.enum_words), the
+# explain mirror (explain/text.py) and module/gw_text.c (tests/render/test_attacks.py checks
+# the C copy against this one).
+ENUM_WORDS = (
+    "system", "user", "assistant", "tool", "developer", "function", "text", "image_url",
+    "input_audio", "file", "refusal", "custom", "input_text", "output_text", "input_image",
+    "input_file", "audio_url", "video_url", "json_object", "json_schema", "content",
+    "allowed_tools", "string", "number", "integer", "boolean", "object", "array", "null")
+
 LUA_NAMES: dict[str, str | tuple[str, ...]] = {
+    "enum_words": ENUM_WORDS,
     "metadata_ns": METADATA_NS,
     "internal_ns": INTERNAL_NS,
     "attempt_ns": ATTEMPT_NS,

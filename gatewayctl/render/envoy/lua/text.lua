@@ -18,13 +18,7 @@ local concat = table.concat
 local is_array = json.is_array
 local NOT_TEXT = { role = true, type = true }
 local ENUM_WORDS = {}
-for w in string.gmatch(
-  "system user assistant tool developer function text image_url input_audio file refusal " ..
-  "custom input_text output_text input_image input_file audio_url video_url json_object " ..
-  "json_schema content allowed_tools string number integer boolean object array null",
-  "%S+") do
-  ENUM_WORDS[w] = true
-end
+for _, w in ipairs(NAMES.enum_words) do ENUM_WORDS[w] = true end
 
 local function add_strings(v, out, n)
   if is_array(v) then
