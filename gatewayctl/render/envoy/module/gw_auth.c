@@ -330,15 +330,18 @@ static void trim(const char **p, size_t *n) {
   while (*n > 0 && is_space((unsigned char)(*p)[*n - 1])) (*n)--;
 }
 
-static bool is_bearer(const char *p, size_t n) {
-  static const char word[] = "bearer";
-  if (n < 7 || !is_space((unsigned char)p[6])) return false;
-  for (size_t i = 0; i < 6; i++) {
+/* Whether the `n` bytes at `p` are the lowercase `word` in any case (ASCII). */
+static bool ascii_word_is(const char *p, const char *word, size_t n) {
+  for (size_t i = 0; i < n; i++) {
     char c = p[i];
     if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
     if (c != word[i]) return false;
   }
   return true;
+}
+
+static bool is_bearer(const char *p, size_t n) {
+  return n >= 7 && is_space((unsigned char)p[6]) && ascii_word_is(p, "bearer", 6);
 }
 
 /* The presented key: `Authorization: Bearer <key>`, else the first other key header that is
@@ -407,14 +410,9 @@ static bool coded_body(gw_envoy_ptr filter) {
   const char *p = v.ptr;
   size_t n = v.length;
   trim(&p, &n);
-  bool identity = n == 8;
-  for (size_t i = 0; identity && i < 8; i++) {
-    char c = p[i];
-    if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
-    identity = c == "identity"[i];
-  }
+  bool coded = n > 0 && !(n == 8 && ascii_word_is(p, "identity", 8));
   free(v.owned);
-  return n > 0 && !identity;
+  return coded;
 }
 
 /* An OpenAI-style error as the local reply (the Lua's reply(): the same body and headers,
